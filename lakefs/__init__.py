@@ -1,0 +1,1 @@
+"""lakefs: a chunked dataset store for deep learning, mountable as a filesystem."""

@@ -1,0 +1,168 @@
+"""The one error hierarchy of lakefs.
+
+Every error derives from :class:`LakeFSError` and mixes in the built-in exception it
+resembles, so ``except FileNotFoundError`` works as users expect. Each class carries the
+``errno`` the filesystem layer reports for it (DESIGN §4), so the FUSE adapter maps
+errors with one attribute lookup instead of a table of cases.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+
+class LakeFSError(Exception):
+    """Root of every lakefs error."""
+
+    errno: int = _errno.EIO
+
+
+# --- storage -------------------------------------------------------------------------
+
+
+class StorageError(LakeFSError, OSError):
+    """The storage underneath failed (I/O error, network failure)."""
+
+    errno = _errno.EIO
+
+    def __init__(self, *args: object) -> None:
+        # OSError's constructor would reinterpret (errno, strerror) pairs; keep plain args.
+        Exception.__init__(self, *args)
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class StorageFullError(StorageError):
+    """No space left on the storage (ENOSPC)."""
+
+    errno = _errno.ENOSPC
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """A storage key does not exist."""
+
+    errno = _errno.ENOENT
+
+
+class InvalidKeyError(LakeFSError, ValueError):
+    """A storage key is malformed or would escape the storage root."""
+
+    errno = _errno.EINVAL
+
+
+class ReadOnlyError(LakeFSError, PermissionError):
+    """A write was attempted on read-only storage, a read-only dataset or mount."""
+
+    errno = _errno.EROFS
+
+
+class LockedError(LakeFSError, BlockingIOError):
+    """Another writer holds the dataset's writer lock."""
+
+    errno = _errno.EBUSY
+
+
+# --- dataset / format ----------------------------------------------------------------
+
+
+class DatasetNotFoundError(LakeFSError, FileNotFoundError):
+    """No dataset exists at the given location."""
+
+    errno = _errno.ENOENT
+
+
+class DatasetExistsError(LakeFSError, FileExistsError):
+    """A dataset already exists where a new one was to be created."""
+
+    errno = _errno.EEXIST
+
+
+class FormatVersionError(LakeFSError, ValueError):
+    """The dataset was written in a format version this lakefs cannot read."""
+
+    errno = _errno.EIO
+
+
+class CorruptionError(LakeFSError, OSError):
+    """Stored data failed a checksum or structural check."""
+
+    errno = _errno.EIO
+
+    def __init__(self, *args: object) -> None:
+        Exception.__init__(self, *args)
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class TensorNotFoundError(LakeFSError, KeyError):
+    """No tensor or group of that name."""
+
+    errno = _errno.ENOENT
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return Exception.__str__(self)
+
+
+class TensorExistsError(LakeFSError, FileExistsError):
+    """A tensor or group of that name already exists."""
+
+    errno = _errno.EEXIST
+
+
+class SampleNotFoundError(LakeFSError, KeyError):
+    """No sample at that row or key."""
+
+    errno = _errno.ENOENT
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class KeyExistsError(LakeFSError, FileExistsError):
+    """A row key is already taken."""
+
+    errno = _errno.EEXIST
+
+
+class InvalidNameError(LakeFSError, ValueError):
+    """A tensor, group or row key name is not allowed."""
+
+    errno = _errno.EINVAL
+
+
+class NameTooLongError(InvalidNameError):
+    """A name is longer than a filesystem allows (255 bytes)."""
+
+    errno = _errno.ENAMETOOLONG
+
+
+class InvalidSampleError(LakeFSError, ValueError):
+    """A sample's value does not fit its tensor (wrong dtype, shape, type)."""
+
+    errno = _errno.EINVAL
+
+
+class UndecodableError(InvalidSampleError):
+    """Content is not decodable as the tensor's kind (a text file into an image tensor)."""
+
+
+class CorruptSampleError(UndecodableError):
+    """Content looks like a known format but is damaged or truncated."""
+
+
+class TranscodeRefusedError(InvalidSampleError):
+    """A transcode was refused: lossy into exact-valued data, or transcodes disabled."""
+
+
+class UnsupportedError(LakeFSError, NotImplementedError):
+    """An operation that lakefs deliberately does not support (symlinks, hard links)."""
+
+    errno = _errno.EPERM
+
+
+class ConfigError(LakeFSError, ValueError):
+    """A configuration file or option is invalid."""
+
+    errno = _errno.EINVAL

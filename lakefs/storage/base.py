@@ -1,0 +1,97 @@
+"""The one storage interface: a flat namespace of immutable-ish objects.
+
+lakefs never needs in-place partial writes (DESIGN §5), so the same format works on a
+local directory and on an object store. Keys are ``/``-separated relative paths made of
+safe segments; :func:`check_key` refuses anything that could escape the root.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+
+from lakefs.errors import InvalidKeyError
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe storage key, else raise :class:`InvalidKeyError`."""
+    if not isinstance(key, str) or not key or len(key) > 1024:
+        raise InvalidKeyError(f"invalid storage key {key!r}")
+    for part in key.split("/"):
+        if part in ("", ".", "..") or not _SEGMENT.match(part):
+            raise InvalidKeyError(f"invalid storage key {key!r}")
+    return key
+
+
+class WriterLock(AbstractContextManager["WriterLock"]):
+    """A held writer lock; ``release()`` (or leaving the ``with``) gives it up."""
+
+    @abc.abstractmethod
+    def release(self) -> None: ...
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Storage(abc.ABC):
+    """Objects addressed by key. Implementations: local directory, memory, fsspec.
+
+    Contract every backend's conformance test checks:
+    - ``put`` is atomic: a reader sees the old object or the new one, never a mix, and a
+      crash during ``put`` leaves the old object (or none).
+    - ``put`` is durable when it returns (fsync'd locally).
+    - ``get`` of a missing key raises ``ObjectNotFoundError``.
+    - ``list(prefix)`` yields every key starting with ``prefix`` (order unspecified).
+    """
+
+    #: False for read-only storage; writes then raise ``ReadOnlyError``.
+    writable: bool = True
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The whole object."""
+
+    @abc.abstractmethod
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start``; short only if the object is shorter."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Store an object atomically and durably, replacing any previous one."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; a missing key is not an error."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def size(self, key: str) -> int:
+        """Size in bytes; ``ObjectNotFoundError`` if missing."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Every key starting with ``prefix``."""
+
+    @abc.abstractmethod
+    def writer_lock(self, name: str) -> WriterLock:
+        """Take the exclusive writer lock ``name`` or raise ``LockedError`` at once.
+
+        The lock must vanish when its holder dies (flock locally, a lease on object
+        stores), so a killed writer never blocks the next one for long.
+        """
+
+    def statfs(self) -> tuple[int, int, int]:
+        """(total, free, available) bytes of the storage underneath, for ``df``."""
+        return (1 << 50, 1 << 50, 1 << 50)
+
+    def close(self) -> None:
+        """Release resources (connections, file handles)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
