@@ -1,0 +1,251 @@
+"""The one import shim for the fusepy API (see docs/FUSE-BINDING.md).
+
+Every module of lakefs that talks to FUSE imports ``FUSE``, ``Operations``,
+``FuseOSError`` and ``fuse_get_context`` from here, never from ``mfusepy`` or ``fuse``
+directly, so the choice of binding and the binding's traps are handled in one place:
+
+- **Which binding.** mfusepy (libfuse 3 or 2) is preferred, fusepy (libfuse 2 only) is
+  the fallback. mfusepy itself looks for ``libfuse.so`` (v2) *before* ``libfuse3.so``;
+  we point it at libfuse 3 when that is installed, because libfuse 3 sends 1 MiB writes
+  (FUSE-NOTES.md) and reports ``renameat2`` flags. ``FUSE_LIBRARY_PATH`` set by the user
+  still wins.
+- **renameat2 flags.** mfusepy's libfuse 3 ``rename`` drops the ``flags`` argument, so a
+  ``RENAME_EXCHANGE`` would silently become a plain rename that loses a file. Our
+  :class:`FUSE` answers any ``flags != 0`` with ``EINVAL`` before the operations see it
+  (rename(2): "EINVAL The filesystem does not support one of the flags").
+- **UTIME_OMIT / UTIME_NOW.** With ``use_ns`` the times reach ``utimens`` as
+  ``tv_sec * 10**9 + tv_nsec``; libfuse fills omitted/now times with ``tv_sec = 0`` and
+  the ``UTIME_OMIT``/``UTIME_NOW`` marker in ``tv_nsec``. :func:`resolve_utimens` turns a
+  pair into concrete nanoseconds or ``None`` (leave unchanged). libfuse 2 only passes
+  such calls on when the operations set ``flag_utime_omit_ok`` (:class:`BaseOperations`
+  does).
+- **Connection tuning.** On libfuse 3, ``max_write``/``max_readahead`` are not mount
+  options; they are set in ``init_with_config(conn, config)`` (mfusepy only). On libfuse 2
+  they are ``-o`` options (plus ``big_writes``). :func:`mount_options` and
+  :class:`BaseOperations` hide the difference.
+
+Importing this module loads libfuse; ``import lakefs`` must never import it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from ctypes.util import find_library
+from dataclasses import dataclass
+from typing import Any
+
+from lakefs.errors import UnsupportedError
+
+_INSTALL_HINT = (
+    "lakefs needs FUSE to mount: install libfuse 3 and mfusepy, e.g. "
+    "`apt-get install fuse3 libfuse3-3 && pip install mfusepy` (or run scripts/setup.sh)."
+)
+
+
+def _import_binding() -> tuple[Any, str]:
+    """Import mfusepy (pointed at libfuse 3 when present), else fusepy."""
+    problems: list[str] = []
+    restore: str | None = None
+    if not os.environ.get("FUSE_LIBRARY_PATH") and not os.environ.get("FUSE_LIBRARY_NAME"):
+        lib3 = find_library("fuse3")
+        if lib3:
+            os.environ["FUSE_LIBRARY_PATH"] = lib3
+            restore = "FUSE_LIBRARY_PATH"
+    try:
+        import mfusepy  # noqa: PLC0415
+
+        return mfusepy, "mfusepy"
+    except (ImportError, OSError, AttributeError) as exc:  # OSError: libfuse not found
+        problems.append(f"mfusepy: {exc}")
+    finally:
+        if restore:
+            del os.environ[restore]
+    try:
+        import fuse  # noqa: PLC0415  (fusepy)
+
+        if not hasattr(fuse, "FUSE") or not hasattr(fuse, "Operations"):
+            raise ImportError("the module named 'fuse' is not fusepy")
+        return fuse, "fusepy"
+    except (ImportError, OSError, EnvironmentError, AttributeError) as exc:
+        problems.append(f"fusepy: {exc}")
+    raise UnsupportedError(f"no usable FUSE binding ({'; '.join(problems)}). {_INSTALL_HINT}")
+
+
+#: ``BINDING`` names the binding in use: ``"mfusepy"`` or ``"fusepy"``.
+_impl, BINDING = _import_binding()
+
+if BINDING == "mfusepy":
+    LIBFUSE_MAJOR: int = int(_impl.fuse_version_major)
+    LIBFUSE_MINOR: int = int(_impl.fuse_version_minor)
+else:  # fusepy only loads libfuse 2 and does not record the minor version
+    LIBFUSE_MAJOR = 2
+    LIBFUSE_MINOR = 9
+
+Operations = _impl.Operations
+FuseOSError = _impl.FuseOSError
+fuse_get_context = _impl.fuse_get_context
+
+#: ``tv_nsec`` markers of utimensat(2) as libfuse hands them over (tv_sec is 0).
+UTIME_NOW: int = (1 << 30) - 1
+UTIME_OMIT: int = (1 << 30) - 2
+
+#: libfuse 2's kernel protocol caps writes at 32 pages; libfuse 3 negotiates up to 1 MiB.
+MAX_WRITE: int = (1 << 20) if LIBFUSE_MAJOR >= 3 else (128 << 10)
+
+
+class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
+    """The binding's ``FUSE`` with the renameat2 trap closed (see module docstring)."""
+
+    if BINDING == "mfusepy" and LIBFUSE_MAJOR >= 3:
+
+        def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+            # RENAME_NOREPLACE/EXCHANGE/WHITEOUT cannot be honoured through the
+            # operations' two-argument rename; callers such as gnulib fall back on EINVAL.
+            if flags:
+                return -errno.EINVAL
+            return super().rename_fuse_3(old, new, flags)
+
+
+@dataclass(frozen=True)
+class ConnTuning:
+    """Per-connection settings applied in ``init_with_config`` (libfuse 3 + mfusepy).
+
+    ``None`` leaves libfuse's negotiated value alone.
+    """
+
+    max_write: int | None = MAX_WRITE
+    max_readahead: int | None = None
+
+
+class BaseOperations(Operations):  # type: ignore[misc,valid-type]
+    """An ``Operations`` base with the settings every lakefs filesystem wants.
+
+    Subclasses must only define attributes named after FUSE operations when they mean
+    to implement that operation: the binding registers any attribute whose name is a
+    FUSE op (``flush``, ``lock``, ...), whatever its value.
+    """
+
+    #: Times in integer nanoseconds (fusepy 3 / mfusepy) instead of lossy floats.
+    use_ns = True
+    #: libfuse 2: pass utimensat calls with UTIME_OMIT/UTIME_NOW instead of dropping them.
+    flag_utime_omit_ok = 1
+    #: Tuning applied at FUSE init on libfuse 3; replace per instance if needed.
+    conn_tuning: ConnTuning = ConnTuning()
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """Apply :attr:`conn_tuning` to the kernel connection (mfusepy calls this)."""
+        apply_conn_tuning(conn, self.conn_tuning)
+
+
+def apply_conn_tuning(conn: Any, tuning: ConnTuning) -> None:
+    """Set ``max_write``/``max_readahead`` on a ``fuse_conn_info`` (may be ``None``)."""
+    if conn is None or LIBFUSE_MAJOR < 3:
+        return  # libfuse 2 takes these as -o options (mount_options)
+    if tuning.max_write is not None:
+        conn.max_write = tuning.max_write
+    if tuning.max_readahead is not None:
+        conn.max_readahead = tuning.max_readahead
+
+
+def resolve_utimens(
+    times: tuple[int, int] | None, now_ns: int | None = None
+) -> tuple[int | None, int | None]:
+    """Turn a ``utimens`` ``times`` argument (``use_ns``) into ``(atime_ns, mtime_ns)``.
+
+    ``None`` for a component means "leave unchanged" (UTIME_OMIT); ``times is None`` and
+    UTIME_NOW mean the current time.
+    """
+    now = time.time_ns() if now_ns is None else now_ns
+    if times is None:
+        return now, now
+
+    def one(value: int) -> int | None:
+        if value == UTIME_OMIT:
+            return None
+        if value == UTIME_NOW:
+            return now
+        return int(value)
+
+    return one(times[0]), one(times[1])
+
+
+def parse_mount_options(text: str | None) -> dict[str, Any]:
+    """Parse a mount(8)-style ``-o`` string (``"ro,attr_timeout=5"``) into FUSE kwargs."""
+    options: dict[str, Any] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        options[key] = value if sep else True
+    return options
+
+
+#: Options libfuse 3 rejects as ``-o`` strings ("fuse: unknown option(s)"), measured on
+#: 3.14. ``max_write``/``max_readahead`` move into :class:`ConnTuning`; the others are
+#: implicit (big_writes) or capability flags, dropped.
+_LIBFUSE2_ONLY_OPTIONS = ("big_writes", "async_read", "writeback_cache", "max_read")
+
+
+def mount_options(
+    *,
+    fsname: str,
+    kernel_cache: bool = True,
+    attr_timeout: float = 60.0,
+    entry_timeout: float = 60.0,
+    extra: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], ConnTuning]:
+    """``(kwargs for FUSE, ConnTuning)`` with lakefs's standard options.
+
+    ``kernel_cache`` and long attr/entry timeouts are the big wins for reads and listings
+    (FUSE-NOTES.md); they are correct as long as the data only changes through the mount.
+    On libfuse 2, ``big_writes`` and ``max_write`` are mount options (else writes are
+    4 KiB). libfuse 3 rejects both as ``-o`` strings: ``max_write``/``max_readahead``
+    (also when given in ``extra``) go into the returned :class:`ConnTuning`, which
+    :class:`BaseOperations` applies in ``init_with_config``. ``extra`` (e.g. from
+    :func:`parse_mount_options`) overrides the defaults.
+    """
+    opts: dict[str, Any] = {
+        "fsname": fsname,
+        "attr_timeout": attr_timeout,
+        "entry_timeout": entry_timeout,
+    }
+    if kernel_cache:
+        opts["kernel_cache"] = True
+    if LIBFUSE_MAJOR < 3:
+        opts["big_writes"] = True
+        opts["max_write"] = MAX_WRITE
+    opts.update(extra or {})
+    tuning = ConnTuning()
+    if LIBFUSE_MAJOR >= 3:
+        max_write = opts.pop("max_write", tuning.max_write)
+        max_readahead = opts.pop("max_readahead", None)
+        tuning = ConnTuning(
+            max_write=None if max_write is None else int(max_write),
+            max_readahead=None if max_readahead is None else int(max_readahead),
+        )
+        for name in _LIBFUSE2_ONLY_OPTIONS:
+            opts.pop(name, None)
+    return opts, tuning
+
+
+__all__ = [
+    "BINDING",
+    "FUSE",
+    "LIBFUSE_MAJOR",
+    "LIBFUSE_MINOR",
+    "MAX_WRITE",
+    "UTIME_NOW",
+    "UTIME_OMIT",
+    "BaseOperations",
+    "ConnTuning",
+    "FuseOSError",
+    "Operations",
+    "apply_conn_tuning",
+    "fuse_get_context",
+    "mount_options",
+    "parse_mount_options",
+    "resolve_utimens",
+]
