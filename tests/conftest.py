@@ -1,0 +1,121 @@
+"""Fixtures shared by the whole test suite.
+
+- ``photos`` / ``photo_factory``: realistic JPEGs (scripts/make_photos.py), made once per
+  session and shared read-only: copy them before modifying.
+- ``dataset_path``: where a test's dataset goes (not created).
+- ``mountpoint``: an empty directory to mount on.
+- Stale-mount hygiene: FUSE mounts left under this session's tmp dirs are lazily
+  unmounted at the end; dead ones (ENOTCONN) from earlier crashed sessions at the start.
+  Live mounts of other, concurrent pytest sessions are left alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import getpass
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+for _path in (TESTS_DIR, REPO_ROOT / "scripts"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from mounting import mounted_paths, unmount  # noqa: E402
+
+PhotoFactory = Callable[..., list[Path]]
+
+
+# --- stale mounts ------------------------------------------------------------------------
+
+
+def _pytest_tmp_root() -> Path:
+    """The parent of every session's basetemp (``/tmp/pytest-of-<user>``)."""
+    return Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+
+
+def _is_dead(path: str, timeout: float = 2.0) -> bool:
+    """True if stat on a mountpoint fails with ENOTCONN (its FUSE process is gone).
+
+    Runs in a thread so that a wedged (alive but hung) filesystem cannot hang the suite.
+    """
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.stat(path)
+            result.append(False)
+        except OSError as exc:
+            result.append(exc.errno == errno.ENOTCONN)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _fuse_mounts_under(root: Path) -> list[str]:
+    prefix = str(root) + os.sep
+    return [p for p in mounted_paths("fuse") if p.startswith(prefix)]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Detach dead FUSE mounts left by earlier crashed sessions (they break tmp cleanup)."""
+    for path in _fuse_mounts_under(_pytest_tmp_root()):
+        if _is_dead(path):
+            unmount(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unmount_leftovers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end of the session, unmount every FUSE mount left under our basetemp."""
+    yield
+    for path in _fuse_mounts_under(tmp_path_factory.getbasetemp()):
+        unmount(path)
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def photo_factory(tmp_path_factory: pytest.TempPathFactory) -> PhotoFactory:
+    """``photo_factory(count, png=False, seed=0)`` -> JPEG paths, cached per session."""
+    from make_photos import make_photos  # noqa: PLC0415  (scripts/make_photos.py)
+
+    cache: dict[tuple[int, bool, int], list[Path]] = {}
+
+    def make(count: int, png: bool = False, seed: int = 0) -> list[Path]:
+        key = (count, png, seed)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"photos-{count}-{'png' if png else 'jpg'}-{seed}")
+            cache[key] = make_photos(out, count, png=png, seed=seed)
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def photos(photo_factory: PhotoFactory) -> list[Path]:
+    """Eight realistic ~70 KB JPEGs (shared: do not modify them in place)."""
+    return photo_factory(8)
+
+
+@pytest.fixture
+def dataset_path(tmp_path: Path) -> Path:
+    """A path for a new dataset (the directory does not exist yet)."""
+    return tmp_path / "dataset"
+
+
+@pytest.fixture
+def mountpoint(tmp_path: Path) -> Path:
+    """An empty directory to mount on."""
+    path = tmp_path / "mnt"
+    path.mkdir()
+    return path

@@ -1,0 +1,198 @@
+"""Tests of the mount harness (tests/mounting.py) and the binding shim, against a real mount
+of scripts/bare_memfs.py."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mounting import is_mounted, mounted, unmount
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BARE_MEMFS = REPO_ROOT / "scripts" / "bare_memfs.py"
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/dev/fuse") or not (shutil.which("fusermount3") or shutil.which("fusermount")),
+    reason="needs /dev/fuse and fusermount (run scripts/setup.sh)",
+)
+
+
+def memfs(mnt: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(BARE_MEMFS), str(mnt), *extra]
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_binding_prefers_mfusepy_on_libfuse3() -> None:
+    from lakefs.fs import binding
+
+    assert binding.BINDING in ("mfusepy", "fusepy")
+    if shutil.which("fusermount3"):
+        assert (binding.BINDING, binding.LIBFUSE_MAJOR) == ("mfusepy", 3)
+
+
+def test_import_lakefs_does_not_load_fuse() -> None:
+    code = "import sys, lakefs; sys.exit(any(m in sys.modules for m in ('mfusepy', 'fuse')))"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
+
+
+def test_resolve_utimens_markers() -> None:
+    from lakefs.fs.binding import UTIME_NOW, UTIME_OMIT, resolve_utimens
+
+    assert resolve_utimens((UTIME_OMIT, 5_000_000_000), now_ns=7) == (None, 5_000_000_000)
+    assert resolve_utimens((UTIME_NOW, UTIME_OMIT), now_ns=7) == (7, None)
+    assert resolve_utimens(None, now_ns=7) == (7, 7)
+
+
+def test_cp_md5_and_ls_sizes(mountpoint: Path, photos: list[Path]) -> None:
+    with mounted(memfs(mountpoint), mountpoint):
+        images = mountpoint / "images"
+        images.mkdir()
+        subprocess.run(["cp", *map(str, photos), str(images)], check=True)
+        sums = subprocess.run(
+            ["md5sum", *sorted(p.name for p in photos)], cwd=images, check=True,
+            capture_output=True, text=True,
+        ).stdout.split()[::2]
+        assert sums == [md5(p) for p in sorted(photos, key=lambda p: p.name)]
+        listing = subprocess.run(
+            ["ls", "-l", str(images)], check=True, capture_output=True, text=True
+        ).stdout.splitlines()[1:]
+        sizes = {line.split()[-1]: int(line.split()[4]) for line in listing}
+        assert sizes == {p.name: p.stat().st_size for p in photos}
+    assert not is_mounted(mountpoint)
+    assert list(mountpoint.iterdir()) == []  # the memfs is gone, the dir is plain again
+
+
+def test_large_write_and_overwrite(mountpoint: Path, tmp_path: Path) -> None:
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(3 * (1 << 20) + 12345))
+    with mounted(memfs(mountpoint), mountpoint):
+        target = mountpoint / "blob.bin"
+        shutil.copyfile(blob, target)
+        assert md5(target) == md5(blob)
+        target.write_bytes(b"short")  # O_TRUNC then write
+        assert target.read_bytes() == b"short"
+        os.truncate(target, 10)
+        assert target.read_bytes() == b"short" + bytes(5)
+
+
+def test_unmount_leaves_no_mount_and_process_exits(mountpoint: Path) -> None:
+    with mounted(memfs(mountpoint), mountpoint) as mount:
+        assert is_mounted(mountpoint)
+        pid = mount.process.pid
+    assert not is_mounted(mountpoint)
+    assert mount.process.returncode == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert unmount(mountpoint)  # idempotent on a plain directory
+
+
+def test_failed_start_fails_fast_with_output(mountpoint: Path) -> None:
+    argv = [sys.executable, "-c", "import sys; sys.exit('cannot mount: boom')"]
+    start = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)exited with 1.*cannot mount: boom"):
+        with mounted(argv, mountpoint, foreground_flag=None):
+            pass  # pragma: no cover
+    assert time.monotonic() - start < 10
+
+
+def test_start_timeout_kills_the_process(mountpoint: Path) -> None:
+    argv = [sys.executable, "-c", "import time; print('waiting', flush=True); time.sleep(600)"]
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)not mounted within 1 s.*waiting"):
+        with mounted(argv, mountpoint, timeout=1, foreground_flag=None):
+            pass  # pragma: no cover
+
+
+def _noisy_memfs(mnt: Path) -> list[str]:
+    code = (
+        "import runpy, sys; print('ERROR: something went wrong', file=sys.stderr, flush=True); "
+        f"sys.argv = ['bare_memfs', {str(mnt)!r}, '-f']; "
+        f"runpy.run_path({str(BARE_MEMFS)!r}, run_name='__main__')"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_logged_error_fails_unless_expected(mountpoint: Path) -> None:
+    with pytest.raises(pytest.fail.Exception, match="logged: ERROR: something went wrong"):
+        with mounted(_noisy_memfs(mountpoint), mountpoint, foreground_flag=None):
+            pass
+    assert not is_mounted(mountpoint)
+    with mounted(_noisy_memfs(mountpoint), mountpoint, foreground_flag=None,
+                 expected_errors=["something went wrong"]):
+        pass
+
+
+def test_body_exception_propagates_and_unmounts(mountpoint: Path) -> None:
+    with pytest.raises(KeyError):
+        with mounted(memfs(mountpoint), mountpoint):
+            raise KeyError("from the test body")
+    assert not is_mounted(mountpoint)
+
+
+def test_utime_omit(mountpoint: Path) -> None:
+    """touch -m / -a send UTIME_OMIT for the other time: it must stay unchanged."""
+    with mounted(memfs(mountpoint), mountpoint):
+        f = mountpoint / "f.txt"
+        f.write_text("x")
+        os.utime(f, ns=(1_000_000_000_000_000_000, 1_100_000_000_000_000_000))
+        subprocess.run(["touch", "-m", "-d", "2001-09-09 01:46:40 UTC", str(f)], check=True)
+        st = f.stat()
+        assert st.st_mtime_ns == 1_000_000_000 * 10**9
+        assert st.st_atime_ns == 1_000_000_000_000_000_000  # omitted: unchanged
+        subprocess.run(["touch", "-a", "-d", "@1234567890", str(f)], check=True)
+        st = f.stat()
+        assert (st.st_atime_ns, st.st_mtime_ns) == (1_234_567_890 * 10**9, 1_000_000_000 * 10**9)
+        before = time.time_ns()
+        os.utime(f)  # times=None: both now
+        assert f.stat().st_mtime_ns >= before - 10**9
+
+
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+AT_FDCWD = -100
+
+
+def renameat2(old: Path, new: Path, flags: int) -> int:
+    """renameat2(2) through libc; returns 0 or the errno."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    res = libc.renameat2(AT_FDCWD, os.fsencode(old), AT_FDCWD, os.fsencode(new), flags)
+    return 0 if res == 0 else ctypes.get_errno()
+
+
+def test_rename_flags_rejected_and_plain_rename_works(mountpoint: Path) -> None:
+    with mounted(memfs(mountpoint), mountpoint):
+        a, b = mountpoint / "a.txt", mountpoint / "b.txt"
+        a.write_text("A")
+        b.write_text("B")
+        assert renameat2(a, b, RENAME_EXCHANGE) == errno.EINVAL
+        assert renameat2(a, mountpoint / "c.txt", RENAME_NOREPLACE) == errno.EINVAL
+        assert (a.read_text(), b.read_text()) == ("A", "B")  # nothing lost or swapped
+        subprocess.run(["mv", str(a), str(mountpoint / "c.txt")], check=True)  # falls back
+        os.rename(mountpoint / "c.txt", b)  # rsync's rename onto an existing file
+        assert b.read_text() == "A"
+        assert sorted(p.name for p in mountpoint.iterdir()) == ["b.txt"]
+
+
+def test_name_too_long_and_rmdir(mountpoint: Path) -> None:
+    with mounted(memfs(mountpoint), mountpoint):
+        with pytest.raises(OSError) as info:
+            (mountpoint / ("x" * 256)).write_text("x")
+        assert info.value.errno == errno.ENAMETOOLONG
+        d = mountpoint / "d"
+        d.mkdir()
+        (d / "f").write_text("f")
+        with pytest.raises(OSError) as info:
+            d.rmdir()
+        assert info.value.errno == errno.ENOTEMPTY
+        (d / "f").unlink()
+        d.rmdir()
+        assert list(mountpoint.iterdir()) == []
