@@ -12,9 +12,14 @@ import re
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
-from lakefs.errors import InvalidKeyError
+from lakefs.errors import InvalidKeyError, ReadOnlyError
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
+
+#: Writer locks live under this reserved key prefix: ``writer_lock(name)`` owns the key
+#: ``locks/<name>`` (a flock'd file locally, a lease object on object stores). The key is
+#: visible to ``list()``; the format layer must not store anything else there.
+LOCK_PREFIX = "locks/"
 
 
 def check_key(key: str) -> str:
@@ -27,11 +32,33 @@ def check_key(key: str) -> str:
     return key
 
 
+def check_range(start: int, length: int) -> None:
+    """Refuse a negative offset or length (a caller bug, not a storage failure)."""
+    if start < 0 or length < 0:
+        raise ValueError(f"invalid byte range: start={start} length={length}")
+
+
+def lock_key(name: str) -> str:
+    """The storage key of writer lock ``name`` (a single key segment)."""
+    if "/" in name:
+        raise InvalidKeyError(f"invalid lock name {name!r}")
+    return check_key(LOCK_PREFIX + name)
+
+
 class WriterLock(AbstractContextManager["WriterLock"]):
     """A held writer lock; ``release()`` (or leaving the ``with``) gives it up."""
 
     @abc.abstractmethod
-    def release(self) -> None: ...
+    def release(self) -> None:
+        """Give the lock up; calling it twice is harmless."""
+
+    def verify(self) -> None:
+        """Raise ``LockedError`` if the lock was lost while held.
+
+        A local flock cannot be lost; an object-store lease can (its renewals failed
+        for longer than the lease, and another writer took it over). A writer calls
+        this before its commit step so it never commits under a lost lock.
+        """
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -86,12 +113,29 @@ class Storage(abc.ABC):
         stores), so a killed writer never blocks the next one for long.
         """
 
+    def check(self) -> None:
+        """Raise ``StorageError`` with one clear line if the storage is unusable.
+
+        Called at open/mount time so an unreachable endpoint, bad credentials or a
+        missing bucket is reported before the first real operation.
+        """
+
+    def _check_writable(self, key: str) -> None:
+        if not self.writable:
+            raise ReadOnlyError(f"storage is read-only: cannot write {key!r}")
+
     def statfs(self) -> tuple[int, int, int]:
         """(total, free, available) bytes of the storage underneath, for ``df``."""
         return (1 << 50, 1 << 50, 1 << 50)
 
     def close(self) -> None:
         """Release resources (connections, file handles)."""
+
+    def __enter__(self) -> "Storage":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -1,0 +1,280 @@
+"""CachingStorage: a bounded on-disk read cache in front of a slow (object) store.
+
+Only *immutable* objects are cached — keys the caller's ``cacheable`` predicate
+accepts, by default any key with a ``chunks`` directory segment (chunks are written
+once and never rewritten; DESIGN §5). Every other key passes straight through, so
+mutable objects (HEAD, manifests, locks) are never served stale.
+
+A cached object is one whole file ``<cache_dir>/<h[:2]>/<h>`` with ``h`` the SHA-256 of
+its key. A miss fetches the whole object (one GET, or parallel 8 MB ranged GETs when
+it is large) and then serves the requested range, so the next reads of the same chunk
+are local. Eviction is LRU by access within a process; after a restart the index is
+rebuilt from the directory, ordered by file mtime (the fill time). Cache files are
+fsync'd before they are renamed into place, so a power cut leaves whole files or none.
+The cache directory must belong to one dataset: keys are not namespaced per store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from lakefs.errors import StorageError
+from lakefs.storage.base import Storage, WriterLock, check_key, check_range
+
+PART_SIZE = 8 << 20
+_TMP_MARK = ".tmp~"
+
+
+def default_cacheable(key: str) -> bool:
+    """True for keys inside a ``chunks/`` directory (immutable once written)."""
+    return "chunks" in key.split("/")[:-1]
+
+
+def parallel_get(
+    storage: Storage,
+    key: str,
+    size: int,
+    *,
+    start: int = 0,
+    part_size: int = PART_SIZE,
+    executor: Executor | None = None,
+    max_workers: int = 8,
+) -> bytes:
+    """Bytes ``[start, size)`` of ``key`` fetched as parallel ranged GETs of ``part_size``.
+
+    A short part means the object changed under us (it is meant for immutable objects):
+    that is reported as ``StorageError`` rather than returning torn bytes.
+    """
+    offsets = list(range(start, size, part_size))
+    if not offsets:
+        return b""
+
+    def part(offset: int) -> bytes:
+        want = min(part_size, size - offset)
+        got = storage.get_range(key, offset, want)
+        if len(got) != want:
+            raise StorageError(f"object {key!r} changed while being read in parts")
+        return got
+
+    if len(offsets) == 1:
+        return part(offsets[0])
+    if executor is not None:
+        return b"".join(executor.map(part, offsets))
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(offsets))) as pool:
+        return b"".join(pool.map(part, offsets))
+
+
+class CachingStorage(Storage):
+    """``inner`` with a read cache of at most ``max_bytes`` in ``cache_dir``."""
+
+    def __init__(
+        self,
+        inner: Storage,
+        cache_dir: str | os.PathLike[str],
+        max_bytes: int,
+        *,
+        cacheable: Callable[[str], bool] = default_cacheable,
+        part_size: int = PART_SIZE,
+        max_workers: int = 8,
+    ) -> None:
+        self.inner = inner
+        self.writable = inner.writable
+        self.cache_dir = os.fspath(cache_dir)
+        self.max_bytes = int(max_bytes)
+        self.cacheable = cacheable
+        self.part_size = part_size
+        self.hits = 0
+        self.misses = 0
+        self._index: OrderedDict[str, int] = OrderedDict()  # name → size, LRU first
+        self._used = 0
+        self._mutex = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max_workers,
+                                        thread_name_prefix="lakefs-cache")
+        os.makedirs(self.cache_dir, exist_ok=True)
+        self._rebuild()
+
+    def __repr__(self) -> str:
+        return f"CachingStorage({self.inner!r}, {self.cache_dir!r}, {self.max_bytes})"
+
+    @property
+    def used_bytes(self) -> int:
+        return self._used
+
+    # --- the on-disk index -----------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.cache_dir, name[:2], name)
+
+    def _rebuild(self) -> None:
+        found = []
+        for sub in os.scandir(self.cache_dir):
+            if not sub.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(sub.path):
+                if _TMP_MARK in entry.name:
+                    os.unlink(entry.path)  # left by a crash mid-fill
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat()
+                    found.append((st.st_mtime_ns, entry.name, st.st_size))
+        with self._mutex:
+            for _, name, size in sorted(found):
+                self._index[name] = size
+                self._used += size
+            self._evict_locked()
+
+    def _evict_locked(self) -> None:
+        while self._used > self.max_bytes and self._index:
+            name, size = self._index.popitem(last=False)
+            self._used -= size
+            try:
+                os.unlink(self._file(name))
+            except FileNotFoundError:
+                pass
+
+    def _forget(self, name: str) -> None:
+        with self._mutex:
+            size = self._index.pop(name, None)
+            if size is not None:
+                self._used -= size
+                try:
+                    os.unlink(self._file(name))
+                except FileNotFoundError:
+                    pass
+
+    def _store(self, name: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        path = self._file(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}{_TMP_MARK}{secrets.token_hex(4)}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError:  # a full or broken cache disk only costs speed
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return
+        with self._mutex:
+            old = self._index.pop(name, None)
+            self._used += len(data) - (old or 0)
+            self._index[name] = len(data)
+            self._evict_locked()
+
+    def _read_cached(self, name: str, start: int, length: int | None) -> bytes | None:
+        """Bytes from the cached file, or None on a miss (marking the hit as used)."""
+        with self._mutex:
+            size = self._index.get(name)
+            if size is None:
+                return None
+            self._index.move_to_end(name)
+        if length is None:
+            length = size
+        try:
+            fd = os.open(self._file(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # evicted under us
+            self._forget(name)
+            return None
+        try:
+            return os.pread(fd, max(0, min(length, size - start)), start)
+        finally:
+            os.close(fd)
+
+    def _fetch(self, key: str) -> bytes | None:
+        """The whole object from ``inner`` (parallel parts if large); None if too big."""
+        first = self.inner.get_range(key, 0, self.part_size)
+        if len(first) < self.part_size:
+            return first
+        total = self.inner.size(key)
+        if total > self.max_bytes:
+            return None
+        rest = parallel_get(self.inner, key, total, start=len(first),
+                            part_size=self.part_size, executor=self._pool)
+        return first + rest
+
+    # --- Storage ---------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        if not self.cacheable(check_key(key)):
+            return self.inner.get(key)
+        name = self._name(key)
+        data = self._read_cached(name, 0, None)
+        if data is not None:
+            self.hits += 1
+            return data
+        self.misses += 1
+        data = self._fetch(key)
+        if data is None:
+            return self.inner.get(key)
+        self._store(name, data)
+        return data
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        if not self.cacheable(check_key(key)):
+            return self.inner.get_range(key, start, length)
+        name = self._name(key)
+        data = self._read_cached(name, start, length)
+        if data is not None:
+            self.hits += 1
+            return data
+        self.misses += 1
+        whole = self._fetch(key)
+        if whole is None:
+            return self.inner.get_range(key, start, length)
+        self._store(name, whole)
+        return whole[start : start + length]
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self.inner.put(key, data)
+        if self.cacheable(key):
+            self._forget(self._name(key))
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+        if self.cacheable(key):
+            self._forget(self._name(key))
+
+    def exists(self, key: str) -> bool:
+        if self.cacheable(check_key(key)) and self._name(key) in self._index:
+            return True
+        return self.inner.exists(key)
+
+    def size(self, key: str) -> int:
+        if self.cacheable(check_key(key)):
+            size = self._index.get(self._name(key))
+            if size is not None:
+                return size
+        return self.inner.size(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def writer_lock(self, name: str) -> WriterLock:
+        return self.inner.writer_lock(name)
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def statfs(self) -> tuple[int, int, int]:
+        return self.inner.statfs()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self.inner.close()
+
+
+__all__ = ["CachingStorage", "default_cacheable", "parallel_get"]

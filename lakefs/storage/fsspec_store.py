@@ -1,0 +1,428 @@
+"""FsspecStorage: objects on any fsspec filesystem (S3 through s3fs, GCS, Azure, ...).
+
+An object-store PUT replaces the whole object in one step, so ``put`` is atomic by
+nature; there is no hand-written S3 client here, only fsspec calls.
+
+Writer lock = a *lease*: the object ``locks/<name>`` holds the owner's id, pid, host
+and an expiry time (``time.time()`` of the writer + ``lease_seconds``). A daemon thread
+renews it every ``lease_seconds / 3``; ``release`` deletes it. A writer that dies stops
+renewing, so its lease expires and the next writer takes it over. On S3 every lease
+step is a conditional request (``If-None-Match: *`` to create, ``If-Match: <etag>`` to
+renew, take over and delete), so two writers racing for one lease cannot both win.
+Other fsspec filesystems have no conditional writes: there the lease is written and
+read back, which narrows the race but cannot close it (two writers writing within the
+same read-back window can both believe they hold it). Expiry compares wall clocks of
+different hosts: keep them within a small fraction of ``lease_seconds`` (NTP).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+
+from lakefs.errors import (
+    LakeFSError,
+    LockedError,
+    ObjectNotFoundError,
+    StorageError,
+    StorageFullError,
+)
+from lakefs.storage.base import Storage, WriterLock, check_key, check_range, lock_key
+
+log = logging.getLogger(__name__)
+
+#: fsspec protocol → the package that implements it (for the install hint).
+_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
+             "abfs": "adlfs", "abfss": "adlfs", "hf": "huggingface_hub", "sftp": "paramiko"}
+
+#: Programming errors are never storage failures: let them through unwrapped.
+_BUGS = (TypeError, AttributeError, NameError, AssertionError, NotImplementedError)
+
+
+class _Conflict(Exception):
+    """A conditional lease write lost (someone else changed the lease object)."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _s3_code(e: BaseException) -> str:
+    """The S3 error code behind an exception s3fs translated (``""`` if none)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code", ""))
+        seen = seen.__cause__
+    return ""
+
+
+def _protocol(url: str) -> str:
+    return url.split("://", 1)[0] if "://" in url else "file"
+
+
+class FsspecStorage(Storage):
+    """Objects under ``url`` (``s3://bucket/prefix``) on an fsspec filesystem."""
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        read_only: bool = False,
+        *,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.writable = not read_only
+        self.lease_seconds = float(lease_seconds)
+        protocol = _protocol(url)
+        opts = dict(storage_options or {})
+        # No listing cache: another process may change the objects at any time. (The
+        # filesystem instance itself is shared by fsspec between equal options: it is
+        # thread-safe and creating a client is slow.)
+        opts.setdefault("use_listings_cache", False)
+        if protocol == "file":
+            opts.setdefault("auto_mkdir", True)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **opts)
+        except ImportError as e:
+            package = _PACKAGES.get(protocol, f"the fsspec implementation of {protocol!r}")
+            raise StorageError(
+                f"cannot open {url}: {protocol}:// needs {package} (pip install {package})"
+            ) from e
+        except ValueError as e:
+            raise StorageError(f"cannot open {url}: {_one_line(e)}") from e
+        self.root = root.rstrip("/")
+        self._s3 = protocol in ("s3", "s3a") and hasattr(self.fs, "call_s3")
+        endpoint = (opts.get("client_kwargs") or {}).get("endpoint_url") or opts.get(
+            "endpoint_url"
+        )
+        self._where = f"{self.url} (endpoint {endpoint})" if endpoint else self.url
+
+    def __repr__(self) -> str:
+        return f"FsspecStorage({self.url!r}, read_only={not self.writable})"
+
+    def _p(self, key: str) -> str:
+        return f"{self.root}/{check_key(key)}"
+
+    @contextmanager
+    def _errors(self, key: str, op: str, *, write: bool = False) -> Iterator[None]:
+        """Map fsspec/botocore/aiohttp errors to lakefs errors, naming the key."""
+        try:
+            yield
+        except (LakeFSError, _Conflict, *_BUGS):
+            raise
+        except FileNotFoundError as e:
+            if write:  # the bucket is missing, not the key
+                raise StorageError(f"{op} {key!r} on {self._where}: {_one_line(e)}") from e
+            raise ObjectNotFoundError(f"no such object {key!r} in {self.url}") from e
+        except PermissionError as e:
+            raise StorageError(
+                f"{op} {key!r} on {self._where}: access denied, check credentials"
+                f" ({_one_line(e)})"
+            ) from e
+        except Exception as e:
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFullError(f"storage full: {op} {key!r} on {self.url}") from e
+            raise StorageError(f"{op} {key!r} on {self._where}: {_one_line(e)}") from e
+
+    # --- reads -----------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        path = self._p(key)
+        with self._errors(key, "read"):
+            return bytes(self.fs.cat_file(path))
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        path = self._p(key)
+        if length == 0:
+            self.size(key)  # a missing key is still an error
+            return b""
+        try:
+            with self._errors(key, "read"):
+                return bytes(self.fs.cat_file(path, start=start, end=start + length))
+        except StorageError as e:
+            # S3 answers 416 to a range that starts at or past the end.
+            if _s3_code(e) == "InvalidRange" and start >= self.size(key):
+                return b""
+            raise
+
+    def _info(self, key: str) -> dict[str, Any] | None:
+        path = self._p(key)
+        try:
+            with self._errors(key, "stat"):
+                info = self.fs.info(path)
+        except ObjectNotFoundError:
+            return None
+        return info if info.get("type") == "file" else None
+
+    def exists(self, key: str) -> bool:
+        return self._info(key) is not None
+
+    def size(self, key: str) -> int:
+        info = self._info(key)
+        if info is None:
+            raise ObjectNotFoundError(f"no such object {key!r} in {self.url}")
+        return int(info["size"])
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        head = prefix.rpartition("/")[0]
+        base = f"{self.root}/{head}" if head else self.root
+        try:
+            with self._errors(prefix or "/", "list"):
+                paths = self.fs.find(base)
+        except ObjectNotFoundError:
+            return iter(())
+        cut = len(self.root) + 1
+        keys = []
+        for path in paths:
+            key = path[cut:]
+            if key.startswith(prefix) and _valid(key):
+                keys.append(key)
+        return iter(keys)
+
+    # --- writes ----------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        path = self._p(key)
+        self._check_writable(key)
+        with self._errors(key, "write", write=True):
+            self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data))
+
+    def delete(self, key: str) -> None:
+        path = self._p(key)
+        self._check_writable(key)
+        try:
+            with self._errors(key, "delete"):
+                self.fs.rm_file(path)
+        except ObjectNotFoundError:
+            pass
+
+    def check(self) -> None:
+        """Raise ``StorageError`` (one line) if the endpoint, bucket or credentials fail."""
+        target = self.root.split("/", 1)[0] if self._s3 else self.root
+        try:
+            info = self.fs.info(target)
+        except FileNotFoundError as e:
+            if self._s3:
+                raise StorageError(f"bucket {target!r} does not exist at {self._where}") from e
+            if not self.writable:
+                raise StorageError(f"{self.url} does not exist") from e
+            return
+        except PermissionError as e:
+            raise StorageError(f"access denied to {self._where}: check credentials") from e
+        except _BUGS:
+            raise
+        except Exception as e:
+            raise StorageError(f"cannot reach {self._where}: {_one_line(e)}") from e
+        if not self._s3 and info.get("type") != "directory":
+            raise StorageError(f"{self.url} is not a directory")
+
+    # --- writer lock (lease) ---------------------------------------------------------
+
+    def writer_lock(self, name: str) -> WriterLock:
+        key = lock_key(name)
+        self._check_writable(key)
+        owner = uuid.uuid4().hex
+        record, tag = self._lease_read(key)
+        body, deadline = self._lease_body(owner)
+        try:
+            if record is None:
+                tag = self._lease_create(key, body)
+            elif record.get("expires", 0) < time.time():
+                log.warning("taking over the expired writer lease %s of %s: %s",
+                            key, self.url, record)
+                tag = self._lease_replace(key, body, tag)
+            else:
+                left = record["expires"] - time.time()
+                raise LockedError(
+                    f"dataset is locked by another writer (pid {record.get('pid')} on"
+                    f" {record.get('host')}, lease expires in {left:.0f} s): {self.url}"
+                )
+        except _Conflict as e:
+            raise LockedError(
+                f"dataset is locked by another writer (it took the lease just now): {self.url}"
+            ) from e
+        return _Lease(self, key, owner, tag, deadline)
+
+    def _lease_body(self, owner: str) -> tuple[bytes, float]:
+        deadline = time.monotonic() + self.lease_seconds
+        record = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(),
+                  "expires": time.time() + self.lease_seconds}
+        return json.dumps(record).encode(), deadline
+
+    def _lease_read(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The lease record and its version tag (S3 ETag, else the raw bytes)."""
+        path = self._p(key)
+        try:
+            with self._errors(key, "read lease"):
+                tag = self.fs.info(path).get("ETag") if self._s3 else None
+                raw = self.fs.cat_file(path)
+        except ObjectNotFoundError:
+            return None, None
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:
+            record = {"expires": 0, "garbage": raw[:64].decode("latin-1")}
+        return record, tag if self._s3 else raw.decode("latin-1")
+
+    def _lease_create(self, key: str, body: bytes) -> str:
+        path = self._p(key)
+        with self._errors(key, "write lease", write=True):
+            if self._s3:
+                try:
+                    return self.fs.pipe_file(path, body, mode="create")["ETag"]
+                except FileExistsError as e:
+                    raise _Conflict() from e
+                except OSError as e:
+                    if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                        raise _Conflict() from e
+                    raise
+            if self.fs.exists(path):
+                raise _Conflict()
+            return self._write_verify(path, body)
+
+    def _lease_replace(self, key: str, body: bytes, tag: str | None) -> str:
+        path = self._p(key)
+        with self._errors(key, "write lease", write=True):
+            if self._s3:
+                try:
+                    return self.fs.pipe_file(path, body, IfMatch=tag)["ETag"]
+                except FileNotFoundError as e:  # If-Match on a deleted object
+                    raise _Conflict() from e
+                except OSError as e:
+                    if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                        raise _Conflict() from e
+                    raise
+            try:
+                current = self.fs.cat_file(path).decode("latin-1")
+            except FileNotFoundError as e:
+                raise _Conflict() from e
+            if current != tag:
+                raise _Conflict()
+            return self._write_verify(path, body)
+
+    def _write_verify(self, path: str, body: bytes) -> str:
+        self.fs.pipe_file(path, body)
+        time.sleep(0.05)  # let a racing writer's PUT land before we read back
+        if self.fs.cat_file(path) != body:
+            raise _Conflict()
+        return body.decode("latin-1")
+
+    def _lease_delete(self, key: str, tag: str) -> None:
+        path = self._p(key)
+        with self._errors(key, "delete lease"):
+            if self._s3:
+                bucket, _, obj = path.partition("/")
+                try:
+                    self.fs.call_s3("delete_object", Bucket=bucket, Key=obj, IfMatch=tag)
+                except OSError as e:
+                    if _s3_code(e) not in ("PreconditionFailed", "NoSuchKey"):
+                        raise
+                return
+            try:
+                if self.fs.cat_file(path).decode("latin-1") == tag:
+                    self.fs.rm_file(path)
+            except FileNotFoundError:
+                pass
+
+
+def _valid(key: str) -> bool:
+    try:
+        check_key(key)
+    except LakeFSError:
+        return False
+    return True
+
+
+class _Lease(WriterLock):
+    """A held lease, renewed by a daemon thread until released (or lost)."""
+
+    def __init__(self, store: FsspecStorage, key: str, owner: str, tag: str,
+                 deadline: float) -> None:
+        self._store = store
+        self._key = key
+        self._owner = owner
+        self._tag = tag
+        self._deadline = deadline  # time.monotonic() at which our lease runs out
+        self._lost: str | None = None
+        self._released = False
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_renew_loop, args=(weakref.ref(self), self._stop,
+                                      store.lease_seconds / 3),
+            name=f"lakefs-lease-{key}", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"<writer lease {self._key} of {self._store.url} owner {self._owner}>"
+
+    def renew(self) -> None:
+        """Extend the lease now (the daemon thread calls this every lease/3 s)."""
+        with self._mutex:
+            if self._released or self._lost:
+                return
+            body, deadline = self._store._lease_body(self._owner)
+            try:
+                self._tag = self._store._lease_replace(self._key, body, self._tag)
+                self._deadline = deadline
+            except _Conflict:
+                self._lost = "another writer took the lease over"
+                log.error("writer lease %s of %s lost: %s", self._key, self._store.url,
+                          self._lost)
+            except StorageError as e:  # transient: retry at the next tick
+                log.warning("cannot renew writer lease %s: %s", self._key, e)
+
+    def verify(self) -> None:
+        if self._released:
+            raise LockedError(f"writer lease {self._key} of {self._store.url} was released")
+        if self._lost is None and time.monotonic() > self._deadline:
+            self._lost = "its renewals failed until it expired"
+        if self._lost:
+            raise LockedError(f"writer lease {self._key} of {self._store.url} lost: "
+                              f"{self._lost}")
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._released:
+                return
+            self._released = True
+            self._stop.set()
+            lost = self._lost
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        if lost:
+            return
+        try:
+            self._store._lease_delete(self._key, self._tag)
+        except StorageError as e:  # it will expire by itself
+            log.warning("cannot delete writer lease %s: %s", self._key, e)
+
+
+def _renew_loop(ref: weakref.ref[_Lease], stop: threading.Event, every: float) -> None:
+    # Holds only a weak reference, so a lease dropped without release() stops renewing
+    # and expires like a dead writer's.
+    while not stop.wait(every):
+        lease = ref()
+        if lease is None or lease._lost:
+            return
+        lease.renew()
+        del lease

@@ -1,0 +1,321 @@
+"""LocalStorage: objects as files under a root directory (the default backend).
+
+Durability (DESIGN §5): ``put`` writes a temp file in the target directory, fsyncs it,
+``os.replace``s it over the key and fsyncs the directory, so after a crash a key holds
+its old bytes or its new bytes, never a mix (rename(2) is atomic on POSIX; the
+directory fsync makes the rename itself durable, see fsync(2) NOTES). Temp files are
+named ``.<name>.tmp~<random>``: ``~`` is not allowed in a key segment, so a temp file
+left by a crash can never collide with a key and ``list()`` skips it.
+
+Writer locks are ``flock(2)`` locks on the file ``<root>/locks/<name>``: the kernel drops
+them when the holder dies, however it dies. flock locks belong to an open file
+description, so two ``writer_lock`` calls in one process (two ``open``s) conflict too.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import secrets
+import socket
+import stat
+import threading
+import weakref
+from collections.abc import Iterator
+
+from lakefs.errors import (
+    InvalidKeyError,
+    LockedError,
+    ObjectNotFoundError,
+    ReadOnlyError,
+    StorageError,
+    StorageFullError,
+)
+from lakefs.storage.base import Storage, WriterLock, check_key, check_range, lock_key
+
+_TMP_MARK = ".tmp~"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_READ_ONLY = (errno.EROFS,)
+_NOT_OBJECT = (errno.ENOENT, errno.EISDIR, errno.ENOTDIR)
+
+
+def _map_oserror(e: OSError, key: str, op: str) -> Exception:
+    """The lakefs error for an ``OSError`` raised while doing ``op`` on ``key``."""
+    msg = f"{op} {key!r}: {e.strerror or e}"
+    if e.errno in _NOT_OBJECT:
+        return ObjectNotFoundError(f"no such object {key!r}")
+    if e.errno in _FULL:
+        return StorageFullError(f"storage full: {msg}")
+    if e.errno in _READ_ONLY:
+        return ReadOnlyError(f"storage is read-only: {msg}")
+    return StorageError(msg)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStorage(Storage):
+    """Objects stored as files under ``root``; see the module docstring."""
+
+    def __init__(self, root: str | os.PathLike[str], read_only: bool = False) -> None:
+        self.root = os.path.realpath(os.fspath(root))
+        self.writable = not read_only
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({self.root!r}, read_only={not self.writable})"
+
+    # --- key → path ------------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        """The file path of ``key``, refusing any key that resolves outside the root.
+
+        ``check_key`` already rules out ``..`` and absolute keys; the realpath check
+        catches symlinks planted in the tree. (A symlink planted between this check and
+        the open is not caught: lakefs never creates symlinks, so that needs an attacker
+        with write access to the root racing us.)
+        """
+        check_key(key)
+        path = os.path.join(self.root, *key.split("/"))
+        real = os.path.realpath(path)
+        if real != path and not real.startswith(self.root + os.sep):
+            raise InvalidKeyError(f"storage key {key!r} resolves outside the storage root")
+        return path
+
+    # --- reads -----------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                return f.readall()
+        except OSError as e:
+            raise _map_oserror(e, key, "read") from e
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise _map_oserror(e, key, "read") from e
+        try:
+            parts: list[bytes] = []
+            while length > 0:
+                b = os.pread(fd, length, start)
+                if not b:
+                    break
+                parts.append(b)
+                start += len(b)
+                length -= len(b)
+            return b"".join(parts)
+        except OSError as e:
+            raise _map_oserror(e, key, "read") from e
+        finally:
+            os.close(fd)
+
+    def exists(self, key: str) -> bool:
+        try:
+            return stat.S_ISREG(os.stat(self._path(key)).st_mode)
+        except OSError as e:
+            if e.errno in _NOT_OBJECT:
+                return False
+            raise _map_oserror(e, key, "stat") from e
+
+    def size(self, key: str) -> int:
+        try:
+            st = os.stat(self._path(key))
+        except OSError as e:
+            raise _map_oserror(e, key, "stat") from e
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFoundError(f"no such object {key!r}")
+        return st.st_size
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix``: regular files with valid key names only.
+
+        Temp files, symlinks and stray names that are not valid keys are skipped.
+        """
+        head, _, _ = prefix.rpartition("/")
+        start = os.path.join(self.root, *head.split("/")) if head else self.root
+        real = os.path.realpath(start)
+        if real != start and not real.startswith(self.root + os.sep):
+            return
+        yield from self._walk(start, head + "/" if head else "", prefix)
+
+    def _walk(self, dirpath: str, keyprefix: str, prefix: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(dirpath))
+        except OSError as e:
+            if e.errno in _NOT_OBJECT:
+                return
+            raise _map_oserror(e, keyprefix or "/", "list") from e
+        for entry in entries:
+            key = keyprefix + entry.name
+            if _TMP_MARK in entry.name or entry.is_symlink():
+                continue
+            try:
+                check_key(key)
+            except InvalidKeyError:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                sub = key + "/"
+                if sub.startswith(prefix) or prefix.startswith(sub):
+                    yield from self._walk(entry.path, sub, prefix)
+            elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+                yield key
+
+    # --- writes ----------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self._check_writable(key)
+        path = self._path(key)
+        dirpath, name = os.path.split(path)
+        tmp = os.path.join(dirpath, f".{name}{_TMP_MARK}{secrets.token_hex(4)}")
+        try:
+            self._makedirs(dirpath)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(data).cast("B")
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            _fsync_dir(dirpath)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise _map_oserror(e, key, "write") from e
+
+    def _makedirs(self, dirpath: str) -> None:
+        """Create ``dirpath`` and missing parents, fsyncing each new entry's parent."""
+        if os.path.isdir(dirpath):
+            return
+        parent = os.path.dirname(dirpath)
+        if parent != dirpath:
+            self._makedirs(parent)
+        try:
+            os.mkdir(dirpath, 0o755)
+        except FileExistsError:
+            if os.path.isdir(dirpath):
+                return  # a concurrent put created it
+            raise
+        _fsync_dir(dirpath)
+        _fsync_dir(parent)
+
+    def delete(self, key: str) -> None:
+        self._check_writable(key)
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise _map_oserror(e, key, "delete") from e
+        try:
+            _fsync_dir(os.path.dirname(path))
+        except OSError as e:
+            raise _map_oserror(e, key, "delete") from e
+
+    # --- locks, statfs ---------------------------------------------------------------
+
+    def writer_lock(self, name: str) -> WriterLock:
+        key = lock_key(name)
+        self._check_writable(key)
+        path = self._path(key)
+        try:
+            self._makedirs(os.path.dirname(path))
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise _map_oserror(e, key, "lock") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                who = f" ({holder})" if holder else ""
+                raise LockedError(
+                    f"dataset is locked by another writer{who}: {self.root}"
+                ) from e
+            raise _map_oserror(e, key, "lock") from e
+        info = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+        except OSError:
+            pass  # the holder note is advisory; the flock is what counts
+        return _FlockLock(fd, path)
+
+    def check(self) -> None:
+        if os.path.isdir(self.root):
+            if not os.access(self.root, os.R_OK | os.X_OK):
+                raise StorageError(f"storage root {self.root} is not readable")
+            return
+        if os.path.exists(self.root):
+            raise StorageError(f"storage root {self.root} is not a directory")
+        if not self.writable:
+            raise StorageError(f"storage root {self.root} does not exist")
+
+    def statfs(self) -> tuple[int, int, int]:
+        path = self.root
+        while not os.path.isdir(path):  # not created yet: report the disk it will be on
+            path = os.path.dirname(path)
+        try:
+            st = os.statvfs(path)
+        except OSError as e:
+            raise _map_oserror(e, "/", "statfs") from e
+        return (st.f_blocks * st.f_frsize, st.f_bfree * st.f_frsize, st.f_bavail * st.f_frsize)
+
+
+# A forked child (a data-loader worker) inherits the lock fd, which would keep the
+# flock alive after the writer dies. Close the child's copies: the parent still holds
+# the lock through its own descriptor.
+_held: weakref.WeakSet[_FlockLock] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    for lock in list(_held):
+        lock._forget()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
+class _FlockLock(WriterLock):
+    def __init__(self, fd: int, path: str) -> None:
+        self._fd: int | None = fd
+        self._path = path
+        self._mutex = threading.Lock()
+        _held.add(self)
+
+    def __repr__(self) -> str:
+        return f"<LocalStorage writer lock {self._path} {'held' if self._fd else 'released'}>"
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._fd is None:
+                return
+            fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)  # clear the holder note while still holding the lock
+        except OSError:
+            pass
+        os.close(fd)  # closing the last descriptor drops the flock
+
+    def _forget(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.release()

@@ -1,0 +1,184 @@
+"""Fixtures for the storage tests: a real moto S3 server, back doors, helpers.
+
+The moto server runs as a subprocess on 127.0.0.1 with a free port (as s3fs's own test
+suite does), once per session; it is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+BUCKET = "lakefs-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto S3 server subprocess; yields its endpoint URL."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.05)
+        yield endpoint
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def s3_options(endpoint: str) -> dict[str, Any]:
+    """s3fs storage options for a test endpoint: dummy credentials, fail fast."""
+    return {
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        "config_kwargs": {
+            "connect_timeout": 1,
+            "read_timeout": 5,
+            "retries": {"max_attempts": 1, "mode": "standard"},
+        },
+    }
+
+
+def boto_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        boto_client(endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint
+
+
+@pytest.fixture
+def s3_prefix() -> str:
+    """A fresh prefix in the test bucket, so tests never see each other's objects."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+# --- back doors: read and write raw objects without the store under test ----------------
+
+
+class LocalBackdoor:
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def put(self, key: str, data: bytes) -> None:
+        path = os.path.join(self.root, key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            with open(os.path.join(self.root, key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def keys(self) -> set[str]:
+        out = set()
+        for dirpath, _, files in os.walk(self.root):
+            for name in files:
+                out.add(os.path.relpath(os.path.join(dirpath, name), self.root))
+        return out
+
+
+class DictBackdoor:
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def put(self, key: str, data: bytes) -> None:
+        self.objects[key] = data
+
+    def get(self, key: str) -> bytes | None:
+        return self.objects.get(key)
+
+    def keys(self) -> set[str]:
+        return set(self.objects)
+
+
+class S3Backdoor:
+    """Raw objects through boto3, independent of s3fs and FsspecStorage."""
+
+    def __init__(self, endpoint: str, prefix: str) -> None:
+        self.client = boto_client(endpoint)
+        self.prefix = prefix
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=BUCKET, Key=f"{self.prefix}/{key}", Body=data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            r = self.client.get_object(Bucket=BUCKET, Key=f"{self.prefix}/{key}")
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return r["Body"].read()
+
+    def keys(self) -> set[str]:
+        out = set()
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix=f"{self.prefix}/"
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                out.add(obj["Key"][len(self.prefix) + 1 :])
+        return out
+
+
+class FsspecMemoryBackdoor:
+    def __init__(self, root: str) -> None:
+        import fsspec
+
+        self.fs = fsspec.filesystem("memory")
+        self.root = root
+
+    def put(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(f"{self.root}/{key}", data)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(f"{self.root}/{key}")
+        except FileNotFoundError:
+            return None
+
+    def keys(self) -> set[str]:
+        cut = len(self.fs._strip_protocol(self.root)) + 1
+        return {p[cut:] for p in self.fs.find(self.root)}
