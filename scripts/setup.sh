@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Set up a machine to run lakefs and its tests. Idempotent: on a machine where everything
+# is already there it only checks and returns in a second or two.
+#
+# Targets a fresh Debian 12, as root or with sudo:
+#   - apt packages: fuse3 (fusermount3), libfuse3-3 (libfuse3.so.3, loaded by mfusepy),
+#     attr (getfattr, used by tests), rsync (used by tests), python3-venv, python3-pip
+#   - /dev/fuse (modprobe fuse if it is missing)
+#   - pip install -e ".[test]" with $PYTHON (default: python3). If that interpreter is
+#     "externally managed" (PEP 668, Debian's system python), a .venv is created in the
+#     repo and used instead; scripts/test.sh and scripts/quickstart.sh pick it up.
+#
+# Environment: PYTHON=/path/to/python to choose the interpreter; LAKEFS_SKIP_APT=1 to
+# skip the apt step (e.g. no root and no sudo).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO_ROOT=$(pwd)
+say() { echo "[setup] $*"; }
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=(sudo)
+    else
+        say "not root and no sudo: system steps may fail"
+    fi
+fi
+
+# --- system packages ------------------------------------------------------------------
+APT_PACKAGES=(fuse3 libfuse3-3 attr rsync python3-venv python3-pip)
+if [ "${LAKEFS_SKIP_APT:-0}" = 1 ]; then
+    say "LAKEFS_SKIP_APT=1: skipping apt"
+elif ! command -v dpkg-query >/dev/null 2>&1; then
+    say "not a Debian-like system: install the equivalents of ${APT_PACKAGES[*]} yourself"
+else
+    missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "apt packages present: ${APT_PACKAGES[*]}"
+    else
+        say "installing apt packages: ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        # Wait for a concurrent apt/dpkg instead of failing on its lock.
+        "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 update
+        "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
+    fi
+fi
+
+# --- /dev/fuse ------------------------------------------------------------------------
+if [ -e /dev/fuse ]; then
+    say "/dev/fuse present"
+else
+    say "/dev/fuse missing: trying modprobe fuse"
+    "${SUDO[@]}" modprobe fuse 2>/dev/null || true
+    if [ ! -e /dev/fuse ]; then
+        say "WARNING: /dev/fuse still missing; mounts will fail (in a container, run it with --device /dev/fuse --cap-add SYS_ADMIN)"
+    fi
+fi
+
+# --- Python package -------------------------------------------------------------------
+PYTHON=${PYTHON:-python3}
+if [ -x "$REPO_ROOT/.venv/bin/python" ]; then
+    say "using existing virtualenv $REPO_ROOT/.venv"
+    PYTHON="$REPO_ROOT/.venv/bin/python"
+elif "$PYTHON" - <<'EOF'
+import os, sys, sysconfig
+in_venv = sys.prefix != sys.base_prefix
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
+sys.exit(0 if (not in_venv and os.path.exists(marker)) else 1)
+EOF
+then
+    say "$PYTHON is externally managed (PEP 668): creating $REPO_ROOT/.venv"
+    "$PYTHON" -m venv "$REPO_ROOT/.venv"
+    PYTHON="$REPO_ROOT/.venv/bin/python"
+fi
+say "python: $PYTHON ($("$PYTHON" --version 2>&1))"
+
+# Skip pip when this repo is already installed (editable) with the current pyproject.toml.
+STAMP_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/lakefs-setup"
+STAMP="$STAMP_DIR/$(printf '%s' "$REPO_ROOT:$("$PYTHON" -c 'import sys; print(sys.executable)')" | sha256sum | cut -c1-16)"
+WANT="$(sha256sum pyproject.toml | cut -c1-64)"
+installed_here() {
+    (cd / && "$PYTHON" -c "import importlib.util as u, sys; s = u.find_spec('lakefs'); sys.exit(0 if s and s.origin.startswith('$REPO_ROOT/') else 1)") >/dev/null 2>&1
+}
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && installed_here; then
+    say "lakefs already installed (editable) from $REPO_ROOT with current dependencies"
+else
+    say "pip install -e \".[test]\""
+    "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[test]"
+    mkdir -p "$STAMP_DIR" && echo "$WANT" > "$STAMP"
+fi
+
+say "checking the FUSE binding"
+(cd / && "$PYTHON" -c "from lakefs.fs import binding as b; print('[setup] FUSE binding:', b.BINDING, 'on libfuse', f'{b.LIBFUSE_MAJOR}.{b.LIBFUSE_MINOR}')") \
+    || say "WARNING: the FUSE binding does not load (see the error above)"
+say "done"
