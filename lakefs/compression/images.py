@@ -1,0 +1,407 @@
+"""Image codecs: header probes written by hand, pixel decode/encode through Pillow.
+
+Probes parse only the header and walk the file's structure (markers, chunks, IFDs) to
+catch truncation and damage, so the pass-through path never touches pixels (DESIGN §3).
+The probe is the single source of truth for the decoded shape: ``decode`` converts
+Pillow's image to the mode that matches the probed ``(channels, dtype)``, so
+``decode(data).shape == probe(data).shape`` holds by construction.
+
+Decoded images are ``(H, W, C)``: C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA);
+dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32`` for
+32-bit grayscale TIFF. Per format:
+
+- jpeg: 1 component -> 1, 3 -> 3, 4 (CMYK/YCCK) -> 3 (converted to RGB). 8-bit only.
+- png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS).
+  1/2/4-bit gray is expanded by Pillow to 0..255. 16-bit colour PNGs probe as uint16
+  but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError.
+- gif: first frame only, RGB (4 channels when that frame has a transparent colour).
+- bmp: palette images with an all-gray palette -> 1, other palettes / 16 / 24 bit -> 3,
+  32 bit -> 4 only with a non-zero alpha mask.
+- tiff: classic TIFF, first IFD; gray -> 1, gray+alpha -> 2, RGB -> 3/4, palette, CMYK
+  and YCbCr -> 3.
+- webp: RGB, or RGBA when the header says the image has alpha.
+
+Encoders: jpeg quality 90; png, tiff (uncompressed) and bmp lossless; webp
+*lossless* (so the webp row is marked lossless); gif quantises colour to a palette and
+is marked lossy.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from functools import partial
+from typing import Callable
+
+import numpy as np
+
+from lakefs.compression._util import check_decoded, corrupt, image_channels, need
+from lakefs.compression.codec import Codec, SampleInfo
+from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError
+
+U8, U16 = "uint8", "uint16"
+
+# (channels, dtype) of a decoded array -> the Pillow mode that holds it.
+_MODES: dict[tuple[int, str], str] = {
+    (1, U8): "L",
+    (2, U8): "LA",
+    (3, U8): "RGB",
+    (4, U8): "RGBA",
+    (1, U16): "I;16",
+    (1, "int32"): "I",
+    (1, "float32"): "F",
+}
+
+# --- jpeg ----------------------------------------------------------------------------
+
+# SOFn markers carry the frame header; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn, TEM: no length field
+
+
+def probe_jpeg(data: bytes) -> SampleInfo:
+    """Walk the JPEG marker segments up to the first scan (ITU T.81 B.1)."""
+    if data[:3] != b"\xff\xd8\xff":
+        raise corrupt("jpeg", "does not start with the SOI marker FFD8")
+    n, pos, frame = len(data), 2, None
+    while True:
+        need(data, pos + 4, "jpeg", f"marker segment at byte {pos}")
+        if data[pos] != 0xFF:
+            raise corrupt("jpeg", f"expected a marker at byte {pos}, found 0x{data[pos]:02X}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker (B.1.1.2)
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if marker == 0xD9:
+            raise corrupt("jpeg", "EOI marker before any scan")
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        need(data, pos + 2 + length, "jpeg", f"segment FF{marker:02X} at byte {pos}")
+        if length < 2:
+            raise corrupt("jpeg", f"segment FF{marker:02X} has length {length}")
+        if marker in _JPEG_SOF:
+            if length < 8:
+                raise corrupt("jpeg", "frame header too short")
+            frame = struct.unpack_from(">BHHB", data, pos + 4)
+        elif marker == 0xDA:  # SOS: entropy-coded data follows
+            break
+        pos += 2 + length
+    if frame is None:
+        raise corrupt("jpeg", "scan data before any frame header (SOF)")
+    precision, height, width, components = frame
+    # Entropy-coded data cannot contain FFD9 (FF is stuffed as FF00), so the last FFD9
+    # after the scan header is the EOI. Data after EOI is allowed: phones append motion-
+    # photo videos and vendor trailers there, and the bytes are kept as they are.
+    if data.rfind(b"\xff\xd9", pos + 2 + length) < 0:
+        raise corrupt("jpeg", "no EOI marker FFD9 after the scan data (truncated)")
+    if precision != 8:
+        raise UnsupportedError(f"jpeg: {precision}-bit samples are not supported")
+    if height == 0 or width == 0:
+        raise UnsupportedError("jpeg: zero height/width in the frame header (DNL) is not supported")
+    if components not in (1, 3, 4):
+        raise UnsupportedError(f"jpeg: {components} colour components are not supported")
+    return SampleInfo((height, width, 1 if components == 1 else 3), U8)
+
+
+# --- png -----------------------------------------------------------------------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def probe_png(data: bytes) -> SampleInfo:
+    """Walk every chunk to IEND, checking each CRC (PNG spec §5.3)."""
+    if data[:8] != _PNG_SIGNATURE:
+        raise corrupt("png", "bad signature")
+    view, pos, n = memoryview(data), 8, len(data)
+    header, has_idat, has_trns = None, False, False
+    while True:
+        need(data, pos + 12, "png", f"chunk at byte {pos} (no IEND)")
+        length, ctype = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        need(data, end, "png", f"{ctype.decode('latin-1')} chunk at byte {pos}")
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
+            raise corrupt("png", f"CRC mismatch in {ctype.decode('latin-1')} chunk at byte {pos}")
+        if header is None:
+            if ctype != b"IHDR" or length != 13:
+                raise corrupt("png", "first chunk is not a 13-byte IHDR")
+            header = struct.unpack_from(">IIBB", data, pos + 8)
+        elif ctype == b"IDAT":
+            has_idat = True
+        elif ctype == b"tRNS":
+            has_trns = True
+        elif ctype == b"IEND":
+            break
+        pos = end
+    width, height, depth, colour = header
+    if depth not in _PNG_DEPTHS.get(colour, ()) or width == 0 or height == 0:
+        raise corrupt("png", f"invalid IHDR (size {width}x{height}, colour type {colour}, depth {depth})")
+    if not has_idat:
+        raise corrupt("png", "no IDAT chunk")
+    channels = 4 if colour == 3 and has_trns else _PNG_CHANNELS[colour]
+    return SampleInfo((height, width, channels), U16 if depth == 16 else U8)
+
+
+# --- gif -----------------------------------------------------------------------------
+
+
+def probe_gif(data: bytes) -> SampleInfo:
+    """Logical screen size, the first frame's transparency, and the 0x3B trailer (GIF89a)."""
+    need(data, 14, "gif", "header")
+    if data[:6] not in (b"GIF87a", b"GIF89a"):
+        raise corrupt("gif", "bad signature")
+    width, height, flags = struct.unpack_from("<HHB", data, 6)
+    if width == 0 or height == 0:
+        raise corrupt("gif", f"logical screen is {width}x{height}")
+    if data[-1] != 0x3B:
+        raise corrupt("gif", "does not end with the trailer byte 0x3B (truncated)")
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    transparent = False
+    while pos < len(data) and data[pos] == 0x21:  # extension blocks before the first image
+        if data[pos + 1 : pos + 2] == b"\xf9" and pos + 4 < len(data):
+            transparent = bool(data[pos + 3] & 1)
+        pos += 2
+        while pos < len(data) and data[pos]:  # data sub-blocks
+            pos += data[pos] + 1
+        pos += 1
+    if pos >= len(data) or data[pos] != 0x2C:
+        raise corrupt("gif", "no image descriptor")
+    return SampleInfo((height, width, 4 if transparent else 3), U8)
+
+
+# --- bmp -----------------------------------------------------------------------------
+
+_BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)
+
+
+def probe_bmp(data: bytes) -> SampleInfo:
+    """BITMAPFILEHEADER + DIB header; checks the file size field and pixel array extent."""
+    need(data, 26, "bmp", "header")
+    file_size, pixel_offset, dib_size = struct.unpack_from("<I4xII", data, 2)
+    if file_size and file_size > len(data):
+        raise corrupt("bmp", f"file size field says {file_size} bytes, file has {len(data)} (truncated)")
+    if dib_size not in _BMP_HEADER_SIZES:
+        raise corrupt("bmp", f"unknown DIB header size {dib_size}")
+    need(data, 14 + dib_size, "bmp", "DIB header")
+    if dib_size == 12:  # OS/2 BITMAPCOREHEADER
+        width, height, _, bpp = struct.unpack_from("<HHHH", data, 18)
+        compression, palette_entry = 0, 3
+    else:
+        width, height, _, bpp, compression = struct.unpack_from("<iiHHI", data, 18)
+        palette_entry = 4
+    height = abs(height)  # negative height = top-down rows
+    if width <= 0 or height == 0 or bpp not in (1, 4, 8, 16, 24, 32):
+        raise corrupt("bmp", f"invalid header (size {width}x{height}, {bpp} bits per pixel)")
+    if compression in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: plain rows
+        row = (bpp * width + 31) // 32 * 4
+        need(data, pixel_offset + row * height, "bmp", "pixel array")
+    elif compression in (1, 2):  # RLE8 / RLE4
+        need(data, pixel_offset + 1, "bmp", "pixel array")
+    else:
+        raise UnsupportedError(f"bmp: compression method {compression} is not supported")
+    if bpp <= 8:
+        masks = 12 if dib_size == 40 and compression == 3 else 0
+        start = 14 + dib_size + masks
+        palette = data[start : min(pixel_offset, start + palette_entry * (1 << bpp))]
+        b, g, r = (palette[i::palette_entry] for i in range(3))
+        return SampleInfo((height, width, 1 if b == g == r else 3), U8)
+    alpha_mask = 0
+    if bpp == 32 and compression in (3, 6):
+        if dib_size >= 56:
+            (alpha_mask,) = struct.unpack_from("<I", data, 14 + 52)
+        elif compression == 6:
+            (alpha_mask,) = struct.unpack_from("<I", data, 14 + dib_size + 12)
+    return SampleInfo((height, width, 4 if alpha_mask else 3), U8)
+
+
+# --- tiff ----------------------------------------------------------------------------
+
+_TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_TIFF_INT_TYPE = {1: "u1", 3: "u2", 4: "u4", 13: "u4"}
+
+
+def _tiff_tags(data: bytes, order: str) -> dict[int, np.ndarray]:
+    """The integer-valued tags of the first IFD (TIFF 6.0 §2), each as an array."""
+    (ifd,) = struct.unpack_from(order + "I", data, 4)
+    need(data, ifd + 2, "tiff", "first IFD")
+    (count,) = struct.unpack_from(order + "H", data, ifd)
+    need(data, ifd + 2 + 12 * count, "tiff", "first IFD entries")
+    tags: dict[int, np.ndarray] = {}
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, typ, n = struct.unpack_from(order + "HHI", data, entry)
+        if typ not in _TIFF_INT_TYPE:
+            continue
+        size = _TIFF_TYPE_SIZE[typ] * n
+        if size <= 4:
+            start = entry + 8
+        else:
+            (start,) = struct.unpack_from(order + "I", data, entry + 8)
+            need(data, start + size, "tiff", f"values of tag {tag}")
+        dtype = np.dtype(_TIFF_INT_TYPE[typ]).newbyteorder(order)
+        tags[tag] = np.frombuffer(data, dtype, n, start).astype(np.int64)
+    return tags
+
+
+def probe_tiff(data: bytes) -> SampleInfo:
+    """First IFD of a classic TIFF; checks every strip/tile lies inside the file."""
+    need(data, 8, "tiff", "header")
+    order = {b"II*\x00": "<", b"MM\x00*": ">"}.get(data[:4])
+    if order is None:
+        raise corrupt("tiff", "bad byte-order header")
+    tags = _tiff_tags(data, order)
+
+    def tag(number: int, default: int | None = None) -> int:
+        values = tags.get(number)
+        if values is None or len(values) == 0:
+            if default is None:
+                raise corrupt("tiff", f"required tag {number} missing")
+            return default
+        return int(values[0])
+
+    width, height = tag(256), tag(257)
+    bits, samples, photometric = tag(258, 1), tag(277, 1), tag(262)
+    sample_format = tag(339, 1)
+    offsets, counts = tags.get(273, tags.get(324)), tags.get(279, tags.get(325))
+    if offsets is None or counts is None or len(offsets) != len(counts) or len(offsets) == 0:
+        raise corrupt("tiff", "missing or inconsistent strip/tile offsets")
+    if int((offsets + counts).max()) > len(data):
+        raise corrupt("tiff", f"image data extends past the end of the file ({len(data)} bytes): truncated")
+    if width == 0 or height == 0:
+        raise corrupt("tiff", f"image is {width}x{height}")
+    if photometric in (0, 1):
+        channels = min(samples, 2)
+    elif photometric == 2:
+        channels = 4 if samples >= 4 else 3
+    elif photometric in (3, 5, 6):
+        channels = 3
+    else:
+        raise UnsupportedError(f"tiff: photometric interpretation {photometric} is not supported")
+    dtype = {(1, 1): U8, (8, 1): U8, (16, 1): U16, (32, 1): "uint32", (32, 2): "int32", (32, 3): "float32"}.get(
+        (bits, sample_format)
+    )
+    if dtype is None:
+        raise UnsupportedError(f"tiff: {bits}-bit samples of format {sample_format} are not supported")
+    return SampleInfo((height, width, channels), dtype)
+
+
+# --- webp ----------------------------------------------------------------------------
+
+
+def probe_webp(data: bytes) -> SampleInfo:
+    """RIFF size and chunk walk; size and alpha from the VP8 / VP8L / VP8X header."""
+    need(data, 30, "webp", "header")
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise corrupt("webp", "not a RIFF WEBP file")
+    (riff_size,) = struct.unpack_from("<I", data, 4)
+    end = riff_size + 8
+    need(data, end, "webp", "RIFF body (RIFF size field)")
+    pos = 12
+    while pos < end:
+        need(data, pos + 8, "webp", f"chunk header at byte {pos}")
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        pos += 8 + size + (size & 1)
+    if pos != end:
+        raise corrupt("webp", "chunk sizes do not add up to the RIFF size")
+    fourcc, body = data[12:16], 20
+    if fourcc == b"VP8 ":
+        if data[body + 3 : body + 6] != b"\x9d\x01\x2a":
+            raise corrupt("webp", "bad VP8 start code")
+        width, height = struct.unpack_from("<HH", data, body + 6)
+        width, height, alpha = width & 0x3FFF, height & 0x3FFF, False
+    elif fourcc == b"VP8L":
+        if data[body] != 0x2F:
+            raise corrupt("webp", "bad VP8L signature")
+        (bits,) = struct.unpack_from("<I", data, body + 1)
+        width, height, alpha = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool(bits >> 28 & 1)
+    elif fourcc == b"VP8X":
+        flags = data[body]
+        width = int.from_bytes(data[body + 4 : body + 7], "little") + 1
+        height = int.from_bytes(data[body + 7 : body + 10], "little") + 1
+        alpha = bool(flags & 0x10)
+    else:
+        raise corrupt("webp", f"unknown first chunk {fourcc!r}")
+    if width == 0 or height == 0:
+        raise corrupt("webp", f"image is {width}x{height}")
+    return SampleInfo((height, width, 4 if alpha else 3), U8)
+
+
+# --- decode / encode through Pillow --------------------------------------------------
+
+
+def _decode(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], data: bytes) -> np.ndarray:
+    """Pixels of the first frame, converted to the mode the probe promised."""
+    from PIL import Image
+
+    info = probe(data)
+    mode = _MODES.get((info.shape[2], info.dtype))
+    if mode is None:
+        raise UnsupportedError(
+            f"{name}: decoding {info.shape[2]}-channel {info.dtype} images is not supported "
+            "(Pillow would reduce the bit depth)"
+        )
+    try:
+        with Image.open(io.BytesIO(data), formats=[pil_format]) as image:
+            image.load()
+            same = image.mode == mode or (mode in ("I;16", "I") and image.mode.startswith("I"))
+            array = np.asarray(image if same else image.convert(mode))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise CorruptSampleError(f"corrupt {name} file: {exc}") from exc
+    return check_decoded(array, info, name)
+
+
+def _encode(name: str, pil_format: str, accepts: tuple[tuple[int, str], ...], options: dict, array: np.ndarray) -> bytes:
+    """Encode an (H, W) or (H, W, C) array; InvalidSampleError if the format cannot hold it."""
+    from PIL import Image
+
+    array, channels = image_channels(np.asarray(array), name)
+    if (channels, array.dtype.name) not in accepts:
+        allowed = ", ".join(f"{c}x{d}" for c, d in accepts)
+        raise InvalidSampleError(
+            f"{name} cannot store a {array.dtype.name} image with {channels} channels "
+            f"(shape {array.shape}); accepted channels x dtype: {allowed}"
+        )
+    plane = array[:, :, 0] if channels == 1 else array
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(plane)).save(out, pil_format, **options)
+    return out.getvalue()
+
+
+def _row(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], *, lossy: bool,
+         extensions: tuple[str, ...], recognize: Callable[[bytes], bool],
+         accepts: tuple[tuple[int, str], ...], options: dict) -> Codec:
+    return Codec(
+        name=name, kind="image", lossy=lossy, extensions=extensions, recognize=recognize,
+        probe=probe, decode=partial(_decode, name, pil_format, probe),
+        encode=partial(_encode, name, pil_format, accepts, options), accepts=accepts,
+    )
+
+
+def _is_bmp(head: bytes) -> bool:
+    # "BM" alone is too weak (text can start with it): also require a known DIB size.
+    return head[:2] == b"BM" and len(head) >= 18 and struct.unpack_from("<I", head, 14)[0] in _BMP_HEADER_SIZES
+
+
+_GRAY_COLOUR = ((1, U8), (2, U8), (3, U8), (4, U8))
+
+CODECS: tuple[Codec, ...] = (
+    _row("jpeg", "JPEG", probe_jpeg, lossy=True, extensions=(".jpg", ".jpeg", ".jpe", ".jfif"),
+         recognize=lambda h: h[:3] == b"\xff\xd8\xff", accepts=((1, U8), (3, U8)),
+         options={"quality": 90}),
+    _row("png", "PNG", probe_png, lossy=False, extensions=(".png",),
+         recognize=lambda h: h[:8] == _PNG_SIGNATURE, accepts=_GRAY_COLOUR + ((1, U16),), options={}),
+    _row("webp", "WEBP", probe_webp, lossy=False, extensions=(".webp",),
+         recognize=lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", accepts=((3, U8), (4, U8)),
+         options={"lossless": True}),
+    _row("bmp", "BMP", probe_bmp, lossy=False, extensions=(".bmp", ".dib"), recognize=_is_bmp,
+         accepts=((1, U8), (3, U8)), options={}),
+    _row("gif", "GIF", probe_gif, lossy=True, extensions=(".gif",),
+         recognize=lambda h: h[:6] in (b"GIF87a", b"GIF89a"), accepts=((3, U8),), options={}),
+    _row("tiff", "TIFF", probe_tiff, lossy=False, extensions=(".tif", ".tiff"),
+         recognize=lambda h: h[:4] in (b"II*\x00", b"MM\x00*"),
+         accepts=_GRAY_COLOUR + ((1, U16), (1, "float32")), options={}),
+)

@@ -1,0 +1,144 @@
+"""The pass-through / transcode decision (DESIGN §3).
+
+A file's bytes written into a tensor whose ``sample_compression`` is ``target``:
+
+- same format as the target: probed (header + structure check) and stored unchanged;
+- another image format into an image tensor: decoded and re-encoded (logged at INFO on
+  ``lakefs.compression``), unless that would lose information the tensor must keep;
+- anything else: refused with a message saying what the bytes look like.
+
+Policy for ``exact`` tensors (masks, labels): a lossy *target* is refused; a lossy
+*source* (a JPEG written into a png mask tensor) is allowed, because re-encoding
+losslessly keeps exactly the values the file decodes to. Transcodes between lossless
+formats are refused when the target cannot hold the source's bit depth (16-bit PNG into
+webp) or its alpha channel (RGBA PNG into bmp); dropping alpha is allowed only into a
+lossy target for non-exact data. Gray into an RGB-only format is widened (no loss).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from lakefs.compression.codec import Codec, SampleInfo
+from lakefs.compression.registry import detect, get_codec
+from lakefs.errors import TranscodeRefusedError, UndecodableError
+
+log = logging.getLogger("lakefs.compression")
+
+# Channel adaptations tried, in order, when the target cannot store the source's channel
+# count: (new channel count, source channel per output channel, drops alpha).
+_ADAPT: dict[int, tuple[tuple[int, tuple[int, ...], bool], ...]] = {
+    1: ((3, (0, 0, 0), False),),
+    2: ((4, (0, 0, 0, 1), False), (1, (0,), True), (3, (0, 0, 0), True)),
+    3: (),
+    4: ((3, (0, 1, 2), True),),
+}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Bytes ready to store, what they decode to, and how they were obtained."""
+
+    data: bytes
+    info: SampleInfo
+    transcoded: bool
+    source: str | None
+
+
+def describe(data: bytes) -> str:
+    """A short guess at what unrecognised bytes are, for error messages."""
+    if not data:
+        return "it is empty"
+    codec = detect(data)
+    if codec is not None:
+        return f"it looks like {codec.name} {codec.kind}"
+    head = bytes(data[:512])
+    try:
+        head.decode("utf-8")
+        return "it looks like text"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3 and b"\x00" not in head:  # a character cut at 512 bytes
+            return "it looks like text"
+    return f"unknown format, starts with {head[:8].hex(' ')}"
+
+
+def prepare_encoded(data: bytes, target: str, *, exact: bool, allow_transcode: bool = True) -> Prepared:
+    """Decide pass-through or transcode for a file's bytes written into a ``target`` tensor."""
+    codec = get_codec(target)
+    source = detect(data)
+    if codec.kind == "bytes":
+        stored = codec.compress(data)
+        return Prepared(stored, SampleInfo((len(data),), "uint8"), False, source.name if source else None)
+    if source is not None and source.name == codec.name:
+        return Prepared(bytes(data), codec.probe(data), False, source.name)
+    if source is None or source.kind != codec.kind:
+        raise UndecodableError(f"content is not a {target} {codec.kind}: {describe(data)}")
+    if codec.kind != "image":
+        raise TranscodeRefusedError(
+            f"a {source.name} file cannot go into a {target} tensor: {codec.kind} is stored as-is, "
+            f"lakefs does not transcode {codec.kind}; convert it first or use a {source.name} tensor"
+        )
+    return _transcode_image(data, source, codec, exact=exact, allow_transcode=allow_transcode)
+
+
+def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, allow_transcode: bool) -> Prepared:
+    what = f"{source.name} -> {codec.name}"
+    if not allow_transcode:
+        raise TranscodeRefusedError(f"transcode {what} refused: transcoding is disabled by configuration")
+    if exact and codec.lossy:
+        raise TranscodeRefusedError(
+            f"transcode {what} refused: {codec.name} is lossy and this tensor needs exact values"
+        )
+    info = source.probe(data)
+    channels, dtype = info.shape[2], info.dtype
+    plan = _plan_channels(channels, dtype, codec)
+    if plan is None:
+        raise TranscodeRefusedError(
+            f"transcode {what} refused: {codec.name} cannot hold a {channels}-channel {dtype} image "
+            "without losing information"
+        )
+    new_channels, index, drops_alpha = plan
+    if drops_alpha and (exact or not codec.lossy):
+        raise TranscodeRefusedError(f"transcode {what} refused: {codec.name} would drop the alpha channel")
+    array = source.decode(data)
+    if new_channels != channels:
+        array = np.ascontiguousarray(array[:, :, list(index)])
+    stored = codec.encode(array)
+    height, width = info.shape[:2]
+    log.info("transcoded %s (%dx%d, %d channels%s): %d -> %d bytes", what, width, height, channels,
+             ", alpha dropped" if drops_alpha else "", len(data), len(stored))
+    return Prepared(stored, codec.probe(stored), True, source.name)
+
+
+def _plan_channels(channels: int, dtype: str, codec: Codec) -> tuple[int, tuple[int, ...], bool] | None:
+    """How to fit (channels, dtype) into ``codec``: (channels, channel index, drops alpha)."""
+    if (channels, dtype) in codec.accepts:
+        return channels, tuple(range(channels)), False
+    for new_channels, index, drops_alpha in _ADAPT.get(channels, ()):
+        if (new_channels, dtype) in codec.accepts:
+            return new_channels, index, drops_alpha
+    return None
+
+
+def encode_array(array: np.ndarray, target: str, *, exact: bool) -> Prepared:
+    """Encode an array written through the API (``tensor.append(np_array)``) to ``target``.
+
+    Image arrays are (H, W) or (H, W, C); bool arrays (binary masks) are stored as 0/1
+    uint8. Bytes codecs compress the array's raw C-order bytes. Raises InvalidSampleError
+    for a shape/dtype the format cannot hold, TranscodeRefusedError for a lossy target
+    when ``exact``, UnsupportedError where lakefs has no encoder (flac, mp3, mp4).
+    """
+    codec = get_codec(target)
+    array = np.asarray(array)
+    if codec.kind == "bytes":
+        raw = np.ascontiguousarray(array).tobytes()
+        return Prepared(codec.compress(raw), SampleInfo(array.shape, array.dtype.name), False, None)
+    if exact and codec.lossy:
+        raise TranscodeRefusedError(f"{target} is lossy and this tensor needs exact values")
+    if array.dtype == np.bool_ and codec.kind == "image":
+        array = array.astype(np.uint8)
+    stored = codec.encode(array)
+    return Prepared(stored, codec.probe(stored), False, None)
