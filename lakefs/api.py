@@ -1,0 +1,49 @@
+"""Deep Lake style entry points: ``lakefs.empty``, ``load``, ``dataset``, ``read``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lakefs.dataset import Dataset
+from lakefs.errors import DatasetNotFoundError
+from lakefs.format import keys
+from lakefs.storage import open_storage
+
+
+def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | None):
+    return open_storage(os.fspath(path), read_only=read_only, options=storage_options)
+
+
+def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: dict | None = None,
+          **options: Any) -> Dataset:
+    """Create a new, empty dataset; refuses an existing one unless ``overwrite``."""
+    storage = _storage(path, False, storage_options)
+    if overwrite and storage.exists(keys.MARKER):
+        with storage.writer_lock(keys.WRITER_LOCK):
+            storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
+            for key in list(storage.list()):
+                if not key.startswith("locks/"):
+                    storage.delete(key)
+    return Dataset(storage, create=True, must_create=True, **options)
+
+
+def load(path: str | os.PathLike, read_only: bool = False, *, storage_options: dict | None = None,
+         **options: Any) -> Dataset:
+    """Open an existing dataset. A writable open takes the writer lock."""
+    storage = _storage(path, read_only, storage_options)
+    return Dataset(storage, read_only=read_only, **options)
+
+
+def dataset(path: str | os.PathLike, read_only: bool = False, *, storage_options: dict | None = None,
+            **options: Any) -> Dataset:
+    """Open the dataset at ``path``, creating it when missing (unless read-only)."""
+    storage = _storage(path, read_only, storage_options)
+    return Dataset(storage, read_only=read_only, create=not read_only, **options)
+
+
+def exists(path: str | os.PathLike, *, storage_options: dict | None = None) -> bool:
+    try:
+        return _storage(path, True, storage_options).exists(keys.MARKER)
+    except DatasetNotFoundError:
+        return False

@@ -1,0 +1,80 @@
+"""Chunk objects: many samples' bytes in one immutable, checksummed storage object.
+
+Layout (little endian)::
+
+    magic   b"LKCH"  4 bytes
+    version u16      format version of the writer
+    kind    u8       ChunkKind
+    pad     u8
+    payload_len u64  bytes of the (uncompressed) payload
+    stored_len  u64  bytes after the header
+    crc32   u32      zlib.crc32 of the stored bytes
+    pad     u32
+    stored bytes     the payload, lz4-compressed for CHUNK_COMPRESSED
+
+Sample offsets in the index point into the payload. For uncompressed and
+sample-compressed chunks the payload is stored as-is, so one sample is a ranged read at
+``HEADER.size + offset`` with its own crc32 from the index.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+
+from lakefs.errors import CorruptionError, FormatVersionError
+from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
+
+MAGIC = b"LKCH"
+HEADER = struct.Struct("<4sHBBQQII")
+
+
+class ChunkKind(enum.IntEnum):
+    """Deep Lake's three chunk kinds."""
+
+    UNCOMPRESSED = 0  # raw array bytes / raw file bytes
+    SAMPLE_COMPRESSED = 1  # each sample encoded on its own (jpeg, png, per-sample lz4)
+    CHUNK_COMPRESSED = 2  # the whole payload lz4-compressed
+
+
+def encode(kind: ChunkKind, payload: bytes | bytearray | memoryview, compress=None) -> bytes:
+    """A chunk object for ``payload``; ``compress`` is the chunk codec's compress function."""
+    stored = compress(bytes(payload)) if kind == ChunkKind.CHUNK_COMPRESSED else payload
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, int(kind), 0, len(payload), len(stored), zlib.crc32(stored), 0)
+    return header + bytes(stored)
+
+
+def parse_header(blob: bytes | memoryview, where: str) -> tuple[ChunkKind, int, int, int]:
+    """(kind, payload_len, stored_len, crc) from a chunk's first bytes."""
+    if len(blob) < HEADER.size:
+        raise CorruptionError(f"{where}: chunk truncated ({len(blob)} bytes)")
+    magic, version, kind, _, payload_len, stored_len, crc, _ = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise CorruptionError(f"{where}: not a lakefs chunk (bad magic)")
+    if version not in READABLE_VERSIONS:
+        raise FormatVersionError(f"{where}: chunk format version {version} is not supported")
+    try:
+        return ChunkKind(kind), payload_len, stored_len, crc
+    except ValueError:
+        raise CorruptionError(f"{where}: unknown chunk kind {kind}") from None
+
+
+def decode(blob: bytes, where: str, decompress=None) -> bytes:
+    """Verify a whole chunk object and return its payload."""
+    kind, payload_len, stored_len, crc = parse_header(blob, where)
+    stored = memoryview(blob)[HEADER.size :]
+    if len(stored) != stored_len:
+        raise CorruptionError(f"{where}: chunk truncated ({len(stored)} of {stored_len} bytes)")
+    if zlib.crc32(stored) != crc:
+        raise CorruptionError(f"{where}: chunk checksum mismatch")
+    if kind == ChunkKind.CHUNK_COMPRESSED:
+        try:
+            payload = decompress(bytes(stored))
+        except Exception as e:
+            raise CorruptionError(f"{where}: chunk does not decompress: {e}") from e
+    else:
+        payload = bytes(stored)
+    if len(payload) != payload_len:
+        raise CorruptionError(f"{where}: chunk payload is {len(payload)} bytes, header says {payload_len}")
+    return payload

@@ -1,0 +1,758 @@
+"""The dataset: tensors, groups, keyed rows, staging files, and commits.
+
+Concurrency model (DESIGN §5): one writer process holds the storage's writer lock;
+inside it every mutation takes ``_lock`` (the mount calls in from many FUSE threads).
+Readers open a snapshot (``HEAD`` at open time) and never take the lock.
+
+A commit (``flush``) seals open chunks, writes new index and row segments, writes a new
+manifest and finally replaces ``HEAD``: data first, visible last, one atomic step.
+Objects made obsolete (merged segments, old manifests) are deleted only after that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from lakefs.chunks.cache import ChunkCache
+from lakefs.chunks.chunk import ChunkKind
+from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, ChunkEngine, IdAllocator
+from lakefs.compression import get_codec
+from lakefs.dataset.htypes import get_htype
+from lakefs.dataset.names import check_key, check_path
+from lakefs.dataset.samples import SampleFormat
+from lakefs.dataset.tensor import Sample, Tensor
+from lakefs.errors import (
+    CorruptionError,
+    DatasetExistsError,
+    DatasetNotFoundError,
+    InvalidSampleError,
+    KeyExistsError,
+    ObjectNotFoundError,
+    ReadOnlyError,
+    SampleNotFoundError,
+    TensorExistsError,
+    TensorNotFoundError,
+)
+from lakefs.format import keys, segments
+from lakefs.format.manifest import Manifest, StagedFile, TensorMeta, check_version, head_bytes, marker_bytes, parse_head
+from lakefs.format.rows import RowTable
+from lakefs.storage.base import Storage, WriterLock
+
+log = logging.getLogger("lakefs.dataset")
+
+DEFAULT_CACHE_BYTES = 256 << 20
+KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
+OPEN_RETRIES = 5  # a concurrent commit may delete what a reader is about to read
+
+
+class Dataset:
+    """A lakefs dataset. Make one with :func:`lakefs.empty`, :func:`lakefs.load` or
+    :func:`lakefs.dataset`."""
+
+    def __init__(self, storage: Storage, *, read_only: bool = False, create: bool = False,
+                 must_create: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
+                 allow_transcode: bool = True) -> None:
+        self.storage = storage
+        self.read_only = read_only or not storage.writable
+        self.allow_transcode = allow_transcode
+        self._lock = threading.RLock()
+        self._cache = ChunkCache(cache_bytes)
+        self._writer_lock: WriterLock | None = None
+        self._closed = False
+        self._dirty = False
+        self._obsolete: list[str] = []
+        self._dropped_prefixes: list[str] = []
+        if not self.read_only:
+            self._writer_lock = storage.writer_lock(keys.WRITER_LOCK)
+        try:
+            self._open(create=create, must_create=must_create)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    # --- opening -----------------------------------------------------------------------
+
+    def _open(self, *, create: bool, must_create: bool) -> None:
+        try:
+            marker = self.storage.get(keys.MARKER)
+        except ObjectNotFoundError:
+            marker = None
+        if marker is None:
+            if not create:
+                raise DatasetNotFoundError(f"no lakefs dataset at {self.storage!r}")
+            if self.read_only:
+                raise ReadOnlyError(f"cannot create a dataset on read-only storage {self.storage!r}")
+            self._init_new()
+            return
+        if must_create:
+            raise DatasetExistsError(f"a dataset already exists at {self.storage!r} (use overwrite=True)")
+        self._check_marker(marker)
+        for attempt in range(OPEN_RETRIES):
+            try:
+                self._load_head()
+                return
+            except CorruptionError as e:
+                if attempt == OPEN_RETRIES - 1 or not isinstance(e.__cause__, ObjectNotFoundError):
+                    raise
+                time.sleep(0.05 * (attempt + 1))  # a commit replaced what we were reading
+
+    def _check_marker(self, marker: bytes) -> None:
+        import json
+
+        try:
+            d = json.loads(marker)
+        except ValueError as e:
+            raise CorruptionError(f"{keys.MARKER} is not a lakefs dataset marker") from e
+        if not isinstance(d, dict) or d.get("format") != "lakefs":
+            raise CorruptionError(f"{keys.MARKER} is not a lakefs dataset marker")
+        check_version(d.get("version"), keys.MARKER)
+
+    def _init_new(self) -> None:
+        self._manifest = Manifest()
+        self._rows = RowTable()
+        self._ids = IdAllocator(self._manifest.next_id)
+        self._tensors: dict[str, Tensor] = {}
+        self._dirty = True
+        self.flush()
+        # The marker goes last: a creation killed before this point leaves no marker, so
+        # the location still reads as "no dataset" and can be created again, instead of
+        # a marker without a HEAD that no open can get past.
+        self.storage.put(keys.MARKER, marker_bytes())
+
+    def _load_head(self) -> None:
+        try:
+            seq, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+            manifest = Manifest.from_bytes(self.storage.get(mkey), mkey)
+        except ObjectNotFoundError as e:
+            raise CorruptionError(f"dataset HEAD or manifest is missing: {e}") from e
+        self._manifest = manifest
+        self._ids = IdAllocator(manifest.next_id)
+        self._rows = RowTable()
+        for ref in manifest.rows:
+            key = keys.rows_segment(int(ref["id"]))
+            try:
+                blob = self.storage.get(key)
+            except ObjectNotFoundError as e:
+                raise CorruptionError(f"row segment {key} is missing") from e
+            count, body = segments.unpack(blob, segments.KIND_ROWS, key)
+            self._rows.load_segment(body, count, int(ref["start"]), key)
+        self._rows.segments = [dict(r) for r in manifest.rows]
+        self._rows.finish_load()
+        if len(self._rows) != manifest.row_count:
+            raise CorruptionError(f"manifest says {manifest.row_count} rows, segments hold {len(self._rows)}")
+        self._tensors = {}
+        for name, meta in manifest.tensors.items():
+            tensor = self._make_tensor(name, meta)
+            tensor._engine.load_index(meta.segments)
+            self._tensors[name] = tensor
+
+    def _make_tensor(self, name: str, meta: TensorMeta) -> Tensor:
+        if meta.chunk_compression:
+            kind = ChunkKind.CHUNK_COMPRESSED
+            codec = get_codec(meta.chunk_compression)
+            compress, decompress = codec.compress, codec.decompress
+        else:
+            kind = ChunkKind.SAMPLE_COMPRESSED if meta.sample_compression else ChunkKind.UNCOMPRESSED
+            compress = decompress = None
+        engine = ChunkEngine(self.storage, meta.tid, kind, self._ids, self._cache, meta.chunk_size,
+                             compress, decompress)
+        fmt = SampleFormat(meta, allow_transcode=self.allow_transcode)
+        return Tensor(self, name, meta, engine, fmt)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        lock = getattr(self, "_writer_lock", None)
+        if lock is not None and not getattr(self, "_closed", True):
+            try:
+                lock.release()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Commit everything and release the writer lock."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._writer_lock is not None:
+            self._writer_lock.release()
+            self._writer_lock = None
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("the dataset is open read-only")
+        if self._closed:
+            raise ReadOnlyError("the dataset is closed")
+
+    def _touch(self) -> None:
+        self._dirty = True
+
+    @property
+    def has_changes(self) -> bool:
+        return self._dirty
+
+    # --- commit ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Commit: make every write so far durable and visible, atomically."""
+        with self._lock:
+            if self.read_only or self._closed or not self._dirty:
+                return
+            m = self._manifest
+            for name, tensor in self._tensors.items():
+                if tensor._engine.commit_index():
+                    m.tensors[name].segments = tensor._engine.segment_refs()
+            self._commit_rows()
+            m.row_count = len(self._rows)
+            m.rows = [dict(r) for r in self._rows.segments]
+            m.next_id = self._ids.next_id
+            m.seq += 1
+            mkey = keys.manifest(m.seq)
+            try:
+                self.storage.put(mkey, m.to_bytes())
+                self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
+            except BaseException:
+                m.seq -= 1
+                raise
+            self._dirty = False
+            self._collect_garbage(m.seq)
+
+    def commit(self, message: str | None = None) -> None:
+        """Alias of :meth:`flush` (Deep Lake's name)."""
+        self.flush()
+
+    def _commit_rows(self) -> None:
+        rows = self._rows
+        n = len(rows)
+        if rows.committed == n:
+            return
+        segs = [*rows.segments, {"id": self._ids.take(), "start": rows.committed, "count": n - rows.committed}]
+        covered = segs[-1]["count"]
+        k = len(segs) - 1
+        while k >= 1 and segs[k - 1]["count"] <= 2 * covered:
+            covered += segs[k - 1]["count"]
+            k -= 1
+        merged = segs[k:-1]
+        new = {"id": segs[-1]["id"], "start": segs[k]["start"], "count": n - segs[k]["start"]}
+        self.storage.put(keys.rows_segment(new["id"]), rows.encode_range(new["start"], n))
+        rows.segments = [*segs[:k], new]
+        rows.committed = n
+        self._obsolete += [keys.rows_segment(int(s["id"])) for s in merged]
+
+    def _collect_garbage(self, seq: int) -> None:
+        doomed = list(self._obsolete)
+        for t in self._tensors.values():
+            doomed += t._engine.obsolete
+            t._engine.obsolete = []
+        self._obsolete = []
+        if seq > KEEP_MANIFESTS:
+            doomed.append(keys.manifest(seq - KEEP_MANIFESTS))
+        for key in doomed:
+            try:
+                self.storage.delete(key)
+            except Exception as e:  # garbage stays garbage; compact collects it later
+                log.warning("could not delete obsolete object %s: %s", key, e)
+        prefixes, self._dropped_prefixes = self._dropped_prefixes, []
+        for prefix in prefixes:
+            try:
+                for key in list(self.storage.list(prefix)):
+                    self.storage.delete(key)
+            except Exception as e:
+                log.warning("could not delete objects under %s: %s", prefix, e)
+
+    # --- tensors and groups ------------------------------------------------------------
+
+    @property
+    def tensors(self) -> dict[str, Tensor]:
+        """Every tensor by full name (``train/images``)."""
+        with self._lock:
+            return dict(self._tensors)
+
+    @property
+    def groups(self) -> list[str]:
+        with self._lock:
+            return list(self._manifest.groups)
+
+    @property
+    def pending_dirs(self) -> list[str]:
+        with self._lock:
+            return list(self._manifest.pending_dirs)
+
+    def _name_taken(self, name: str) -> bool:
+        m = self._manifest
+        return name in self._tensors or name in m.groups or name in m.pending_dirs or name in m.files
+
+    def _ensure_parents(self, name: str) -> None:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in self._tensors or parent in self._manifest.files:
+                raise TensorExistsError(f"{parent!r} is a tensor or file, not a group")
+            if parent in self._manifest.pending_dirs:
+                self._manifest.pending_dirs.remove(parent)
+            if parent not in self._manifest.groups:
+                self._manifest.groups.append(parent)
+
+    def create_tensor(self, name: str, htype: str = "generic", dtype: str | None = None,
+                      sample_compression: str | None = None, chunk_compression: str | None = None,
+                      class_names: list[str] | None = None, chunk_size: int | None = None,
+                      exist_ok: bool = False, **info: Any) -> Tensor:
+        """Create a tensor (Deep Lake's signature). Settings are fixed from then on."""
+        name = check_path(name)
+        with self._lock:
+            self._check_writable()
+            if name in self._tensors and exist_ok:
+                return self._tensors[name]
+            if self._name_taken(name) and name not in self._manifest.pending_dirs:
+                raise TensorExistsError(f"{name!r} already exists")
+            meta = self._resolve_meta(htype, dtype, sample_compression, chunk_compression, class_names,
+                                      chunk_size, info)
+            self._ensure_parents(name)
+            if name in self._manifest.pending_dirs:
+                self._manifest.pending_dirs.remove(name)
+            tensor = self._make_tensor(name, meta)
+            self._tensors[name] = tensor
+            self._manifest.tensors[name] = meta
+            self._touch()
+            log.info("created tensor %s (htype=%s, sample_compression=%s, chunk_compression=%s)",
+                     name, meta.htype, meta.sample_compression, meta.chunk_compression)
+            return tensor
+
+    def _resolve_meta(self, htype: str, dtype: str | None, sample_compression: str | None,
+                      chunk_compression: str | None, class_names: list[str] | None,
+                      chunk_size: int | None, info: dict) -> TensorMeta:
+        h = get_htype(htype)
+        if sample_compression and chunk_compression:
+            raise InvalidSampleError("a tensor has a sample_compression or a chunk_compression, not both")
+        sc = sample_compression if sample_compression not in ("none", "") else None
+        cc = chunk_compression if chunk_compression not in ("none", "") else None
+        if sc is None and cc is None:
+            sc = h.default_compression
+        if sc is not None:
+            codec = get_codec(sc)
+            if codec.kind != "bytes" and codec.kind != h.media_kind:
+                raise InvalidSampleError(f"htype {htype!r} cannot use sample_compression {sc!r} ({codec.kind})")
+        if cc is not None and not get_codec(cc).chunk_capable:
+            raise InvalidSampleError(f"{cc!r} cannot be a chunk_compression")
+        if h.media_kind in ("audio", "video") and (sc is None or get_codec(sc).kind != h.media_kind):
+            raise InvalidSampleError(f"htype {htype!r} needs an {h.media_kind} sample_compression")
+        if dtype is not None:
+            try:
+                dtype = str(np.dtype(dtype))
+            except TypeError as e:
+                raise InvalidSampleError(f"unknown dtype {dtype!r}") from e
+        if class_names is not None and (not isinstance(class_names, (list, tuple))
+                                        or not all(isinstance(c, str) for c in class_names)):
+            raise InvalidSampleError("class_names must be a list of strings")
+        size = int(chunk_size or DEFAULT_CHUNK_SIZE)
+        if size < 4096:
+            raise InvalidSampleError(f"chunk_size {size} is too small (at least 4096)")
+        return TensorMeta(
+            tid=f"t{self._ids.take()}",
+            htype=h.name,
+            dtype=dtype or h.dtype,
+            sample_compression=sc,
+            chunk_compression=cc,
+            chunk_size=size,
+            class_names=list(class_names or []),
+            info=dict(info),
+        )
+
+    def create_group(self, name: str, exist_ok: bool = False) -> Group:
+        name = check_path(name, "group name")
+        with self._lock:
+            self._check_writable()
+            if name in self._manifest.groups:
+                if exist_ok:
+                    return Group(self, name)
+                raise TensorExistsError(f"group {name!r} already exists")
+            if self._name_taken(name) and name not in self._manifest.pending_dirs:
+                raise TensorExistsError(f"{name!r} already exists")
+            self._ensure_parents(name + "/x")
+            self._touch()
+            return Group(self, name)
+
+    def make_pending_dir(self, name: str) -> None:
+        """A directory made by ``mkdir`` that is not yet a tensor or a group."""
+        name = check_path(name, "directory name")
+        with self._lock:
+            self._check_writable()
+            if self._name_taken(name):
+                raise TensorExistsError(f"{name!r} already exists")
+            self._ensure_parents(name)
+            self._manifest.pending_dirs.append(name)
+            self._touch()
+
+    def delete_tensor(self, name: str) -> None:
+        with self._lock:
+            self._check_writable()
+            tensor = self._get_tensor(name)
+            del self._tensors[tensor.name]
+            del self._manifest.tensors[tensor.name]
+            self._dropped_prefixes.append(keys.tensor_prefix(tensor.meta.tid))
+            self._touch()
+
+    def delete_group(self, name: str, recursive: bool = False) -> None:
+        name = check_path(name, "group name")
+        with self._lock:
+            self._check_writable()
+            m = self._manifest
+            if name in m.pending_dirs:
+                m.pending_dirs.remove(name)
+                self._touch()
+                return
+            if name not in m.groups:
+                raise TensorNotFoundError(f"no group {name!r}")
+            inside = [t for t in self._tensors if t.startswith(name + "/")]
+            inside += [g for g in m.groups + m.pending_dirs + list(m.files) if g.startswith(name + "/")]
+            if inside and not recursive:
+                raise TensorExistsError(f"group {name!r} is not empty")
+            for t in [t for t in self._tensors if t.startswith(name + "/")]:
+                self.delete_tensor(t)
+            m.groups = [g for g in m.groups if g != name and not g.startswith(name + "/")]
+            m.pending_dirs = [g for g in m.pending_dirs if not g.startswith(name + "/")]
+            for path in [p for p in m.files if p.startswith(name + "/")]:
+                self.delete_file(path)
+            self._touch()
+
+    def rename_tensor(self, old: str, new: str) -> Tensor:
+        new = check_path(new)
+        with self._lock:
+            self._check_writable()
+            tensor = self._get_tensor(old)
+            if self._name_taken(new):
+                raise TensorExistsError(f"{new!r} already exists")
+            self._ensure_parents(new)
+            del self._tensors[tensor.name]
+            meta = self._manifest.tensors.pop(tensor.name)
+            tensor.name = new
+            self._tensors[new] = tensor
+            self._manifest.tensors[new] = meta
+            self._touch()
+            return tensor
+
+    def _get_tensor(self, name: str) -> Tensor:
+        try:
+            return self._tensors[check_path(name)]
+        except KeyError:
+            raise TensorNotFoundError(f"no tensor {name!r}") from None
+
+    # --- rows --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def keys(self) -> list[str]:
+        """Row keys in row order."""
+        with self._lock:
+            return self._rows.keys()
+
+    def row_of(self, key: str) -> int | None:
+        with self._lock:
+            return self._rows.find(key)
+
+    def _auto_key(self, row: int) -> str:
+        key = f"{row:08d}"
+        n = 1
+        while self._rows.find(key) is not None:
+            key = f"{row:08d}-{n}"
+            n += 1
+        return key
+
+    def _ensure_rows(self, n: int) -> None:
+        while len(self._rows) < n:
+            self._rows.append(self._auto_key(len(self._rows)))
+            self._touch()
+
+    def _row_for_key(self, key: str, *, create: bool) -> int:
+        row = self._rows.find(key)
+        if row is None:
+            if not create:
+                raise SampleNotFoundError(f"no row with key {key!r}")
+            row = self._rows.append(key)
+            self._touch()
+        return row
+
+    def append(self, sample: dict[str, Any], key: str | None = None) -> Row:
+        """Add a row: ``ds.append({"images": ..., "labels": ...}, key="cat001")``.
+
+        Every value is validated before anything is stored, so a bad value stores nothing.
+        """
+        with self._lock:
+            self._check_writable()
+            if not isinstance(sample, dict):
+                raise InvalidSampleError("ds.append takes a dict of tensor name → value")
+            targets = [(self._get_tensor(name), value) for name, value in sample.items()]
+            if key is not None:
+                check_key(key)
+                if self._rows.find(key) is not None:
+                    raise KeyExistsError(f"row key {key!r} already exists")
+            with contextlib.ExitStack() as undo:  # a refused value undoes the others' meta changes
+                for t, _ in targets:
+                    undo.enter_context(t._format.rollback())
+                encoded = [(t, t._format.from_value(v), v) for t, v in targets]
+            row = len(self._rows)
+            self._rows.append(key if key is not None else self._auto_key(row))
+            for tensor, enc, value in encoded:
+                tensor._write(row, enc, value)
+            self._touch()
+            return Row(self, row)
+
+    def extend(self, samples: dict[str, list[Any]]) -> None:
+        names = list(samples)
+        for values in zip(*(samples[n] for n in names), strict=True):
+            self.append(dict(zip(names, values)))
+
+    def __getitem__(self, item: int | str | slice) -> Any:
+        if isinstance(item, str):
+            with self._lock:
+                name = item.strip("/")
+                if name in self._tensors:
+                    return self._tensors[name]
+                if name in self._manifest.groups:
+                    return Group(self, name)
+                row = self._rows.find(item)
+                if row is not None:
+                    return Row(self, row)
+            raise TensorNotFoundError(f"no tensor, group or row key {item!r}")
+        if isinstance(item, slice):
+            return [Row(self, i) for i in range(*item.indices(len(self)))]
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            n = len(self)
+            row = int(item) + n if item < 0 else int(item)
+            if not 0 <= row < n:
+                raise IndexError(f"row {item} out of range for a dataset of {n} rows")
+            return Row(self, row)
+        raise TypeError(f"dataset indices are ints, slices, names or keys, not {type(item).__name__}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except (TensorNotFoundError, LookupError):
+            raise AttributeError(f"dataset has no tensor or group {name!r}") from None
+
+    def __iter__(self) -> Iterator[Row]:
+        for i in range(len(self)):
+            yield Row(self, i)
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.storage!r}, rows={len(self)}, tensors={list(self._tensors)})"
+
+    # --- staging files -----------------------------------------------------------------
+
+    @property
+    def files(self) -> dict[str, StagedFile]:
+        """Plain files kept in the dataset (not samples), by path."""
+        with self._lock:
+            return dict(self._manifest.files)
+
+    def write_file(self, path: str, data: bytes, *, mtime_ns: int | None = None, mode: int = 0o644) -> None:
+        """Keep a plain file at ``path`` (staging area); data is stored at once."""
+        with self._lock:
+            self._check_writable()
+            parent = path.rsplit("/", 1)[0] if "/" in path else ""
+            if parent and parent not in self._tensors and parent not in self._manifest.groups \
+                    and parent not in self._manifest.pending_dirs:
+                raise TensorNotFoundError(f"no directory {parent!r}")
+            if path in self._tensors or path in self._manifest.groups or path in self._manifest.pending_dirs:
+                raise TensorExistsError(f"{path!r} is a directory")
+            file_id = self._ids.take()
+            self.storage.put(keys.staged_file(file_id), data)
+            old = self._manifest.files.get(path)
+            if old is not None:
+                self._obsolete.append(keys.staged_file(old.file_id))
+            self._manifest.files[path] = StagedFile(file_id, len(data), mtime_ns or time.time_ns(), mode)
+            self._touch()
+
+    def read_file(self, path: str) -> bytes:
+        with self._lock:
+            f = self._manifest.files.get(path)
+        if f is None:
+            raise SampleNotFoundError(f"no file {path!r}")
+        data = self.storage.get(keys.staged_file(f.file_id))
+        if len(data) != f.size:
+            raise CorruptionError(f"file {path!r} is {len(data)} bytes, expected {f.size}")
+        return data
+
+    def delete_file(self, path: str) -> None:
+        with self._lock:
+            self._check_writable()
+            f = self._manifest.files.pop(path, None)
+            if f is None:
+                raise SampleNotFoundError(f"no file {path!r}")
+            self._obsolete.append(keys.staged_file(f.file_id))
+            self._touch()
+
+    def rename_file(self, old: str, new: str) -> None:
+        with self._lock:
+            self._check_writable()
+            f = self._manifest.files.pop(old, None)
+            if f is None:
+                raise SampleNotFoundError(f"no file {old!r}")
+            replaced = self._manifest.files.get(new)
+            if replaced is not None:
+                self._obsolete.append(keys.staged_file(replaced.file_id))
+            self._manifest.files[new] = f
+            self._touch()
+
+    def set_file_meta(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        with self._lock:
+            self._check_writable()
+            f = self._manifest.files.get(path)
+            if f is None:
+                raise SampleNotFoundError(f"no file {path!r}")
+            if mtime_ns is not None:
+                f.mtime_ns = mtime_ns
+            if mode is not None:
+                f.mode = mode
+            self._touch()
+
+    # --- maintenance -------------------------------------------------------------------
+
+    def compact(self) -> dict[str, int]:
+        """Rewrite live samples into fresh chunks and delete everything unreferenced.
+
+        Crash-safe: new chunks are committed before old ones are deleted. Readers that
+        opened an older snapshot may fail afterwards and must reopen.
+        """
+        with self._lock:
+            self._check_writable()
+            self.flush()
+            before = sum(self.storage.size(k) for k in self.storage.list(keys.TENSORS))
+            for tensor in self._tensors.values():
+                eng = tensor._engine
+                for row in eng.index.present_rows().tolist():
+                    e = eng.index.entry(row)
+                    data = eng.read_entry(e)
+                    eng.write(row, data, shape=ChunkEngine.shape_of(e), mtime_ns=int(e["mtime_ns"]),
+                              mode=int(e["mode"]), ext=int(e["ext"]), flags=int(e["flags"]),
+                              file_size=int(e["file_size"]))
+                self._touch()
+            self.flush()
+            self._delete_unreferenced()
+            after = sum(self.storage.size(k) for k in self.storage.list(keys.TENSORS))
+            return {"bytes_before": before, "bytes_after": after, "reclaimed": before - after}
+
+    def _delete_unreferenced(self) -> None:
+        live: set[str] = {keys.MARKER, keys.HEAD}
+        m = self._manifest
+        live.update(keys.manifest(s) for s in range(max(1, m.seq - KEEP_MANIFESTS + 1), m.seq + 1))
+        live.update(keys.rows_segment(int(r["id"])) for r in m.rows)
+        live.update(keys.staged_file(f.file_id) for f in m.files.values())
+        for tensor in self._tensors.values():
+            tid = tensor.meta.tid
+            live.update(keys.index_segment(tid, int(s["id"])) for s in tensor.meta.segments)
+            live.update(keys.chunk(tid, c) for c in tensor._engine.live_chunks())
+        for prefix in (keys.MANIFESTS, keys.TENSORS, keys.ROWS, keys.FILES):
+            for key in list(self.storage.list(prefix)):
+                if key not in live:
+                    self.storage.delete(key)
+
+    def stats(self) -> dict[str, Any]:
+        """Per-tensor sample counts and bytes, for ``lakefs info``."""
+        out = {}
+        with self._lock:
+            for name, t in self._tensors.items():
+                live = t._engine.index.live()
+                stored = sum(self.storage.size(k) for k in self.storage.list(keys.chunk_prefix(t.meta.tid)))
+                out[name] = {
+                    "htype": t.htype, "dtype": t.dtype, "sample_compression": t.sample_compression,
+                    "chunk_compression": t.chunk_compression, "samples": int(len(live)),
+                    "sample_bytes": int(live["length"].sum()), "file_bytes": int(live["file_size"].sum()),
+                    "stored_bytes": int(stored),
+                }
+        return out
+
+
+class Group:
+    """A group of tensors: ``ds["train"]``, ``ds.train.images``."""
+
+    def __init__(self, dataset: Dataset, name: str) -> None:
+        self.dataset = dataset
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Group({self.name!r})"
+
+    def _full(self, name: str) -> str:
+        return f"{self.name}/{check_path(name)}"
+
+    def create_tensor(self, name: str, **kwargs: Any) -> Tensor:
+        return self.dataset.create_tensor(self._full(name), **kwargs)
+
+    def create_group(self, name: str, exist_ok: bool = False) -> Group:
+        return self.dataset.create_group(self._full(name), exist_ok=exist_ok)
+
+    @property
+    def tensors(self) -> dict[str, Tensor]:
+        prefix = self.name + "/"
+        return {k[len(prefix):]: t for k, t in self.dataset.tensors.items() if k.startswith(prefix)}
+
+    def __getitem__(self, name: str) -> Any:
+        return self.dataset[self._full(name)]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except LookupError:
+            raise AttributeError(f"group {self.name!r} has no tensor or group {name!r}") from None
+
+
+class Row:
+    """One row: ``ds[3]`` or ``ds["cat001"]``; ``row["images"]`` is that row's sample."""
+
+    def __init__(self, dataset: Dataset, row: int) -> None:
+        self.dataset = dataset
+        self.index = row
+
+    @property
+    def key(self) -> str:
+        return self.dataset._rows.key(self.index)
+
+    def __repr__(self) -> str:
+        return f"Row({self.index}, key={self.key!r})"
+
+    def __getitem__(self, tensor: str) -> Sample:
+        t = self.dataset._get_tensor(tensor)
+        with self.dataset._lock:
+            return Sample(t, self.index, t._engine.index.entry(self.index))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except LookupError:
+            raise AttributeError(f"no tensor {name!r}") from None
+
+    def samples(self) -> dict[str, Sample]:
+        """The filled cells of this row by tensor name."""
+        out = {}
+        for name, t in self.dataset.tensors.items():
+            s = t.sample_at(self.index)
+            if s is not None:
+                out[name] = s
+        return out

@@ -1,0 +1,58 @@
+"""Rules for tensor/group names, row keys and sample file names.
+
+Names become directory and file names in the mount, so they follow what a Linux
+filesystem accepts, minus what would be ambiguous: no ``/`` inside a segment, no NUL or
+control characters, not ``.``/``..``, no leading dot (hidden names are staging files),
+at most 255 bytes of UTF-8 for a file name.
+"""
+
+from __future__ import annotations
+
+from lakefs.errors import InvalidNameError, NameTooLongError
+
+NAME_MAX = 255  # bytes, as in Linux's NAME_MAX
+
+
+def _check_segment(seg: str, what: str) -> None:
+    if not isinstance(seg, str):
+        raise InvalidNameError(f"{what} must be a string, not {type(seg).__name__}")
+    if seg in ("", ".", ".."):
+        raise InvalidNameError(f"invalid {what} {seg!r}")
+    if "/" in seg:
+        raise InvalidNameError(f"{what} {seg!r} must not contain '/'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in seg):
+        raise InvalidNameError(f"{what} {seg!r} must not contain control characters (NUL, newline, ...)")
+    if seg.startswith("."):
+        raise InvalidNameError(f"{what} {seg!r} must not start with '.'")
+    try:
+        size = len(seg.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise InvalidNameError(f"{what} {seg!r} is not valid UTF-8") from e
+    if size > NAME_MAX:
+        raise NameTooLongError(f"{what} is {size} bytes long; at most {NAME_MAX} are allowed")
+
+
+def check_path(name: str, what: str = "tensor name") -> str:
+    """A tensor or group path: ``/``-separated valid segments. Returns it normalised."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"{what} must be a string, not {type(name).__name__}")
+    parts = name.strip("/").split("/")
+    for part in parts:
+        _check_segment(part, what)
+    return "/".join(parts)
+
+
+def check_key(key: str) -> str:
+    """A row key: one valid segment (it becomes a file stem)."""
+    _check_segment(key, "row key")
+    return key
+
+
+def split_filename(name: str) -> tuple[str, str] | None:
+    """``"cat001.jpg"`` → ``("cat001", ".jpg")``; None when there is no usable extension."""
+    if name.startswith(".") or "." not in name:
+        return None
+    stem, ext = name.rsplit(".", 1)
+    if not stem or not ext:
+        return None
+    return stem, "." + ext

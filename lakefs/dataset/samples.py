@@ -1,0 +1,336 @@
+"""How a tensor turns values and files into stored bytes, and back.
+
+One :class:`SampleFormat` per tensor, resolved from its htype and compressions. It is
+the only place that knows, for example, that a class label is stored as raw uint32 and
+shown as a ``.txt`` of class names, or that a jpeg tensor keeps a matching file as-is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from lakefs.compression import codec_for_extension, detect, encode_array, get_codec, prepare_encoded
+from lakefs.dataset.htypes import get_htype
+from lakefs.errors import InvalidSampleError, UndecodableError
+from lakefs.format.index import FLAG_TRANSCODED
+from lakefs.format.manifest import TensorMeta
+
+
+@dataclass(frozen=True)
+class EncodedFile:
+    """A file whose encoding should be kept (``lakefs.read(path)``)."""
+
+    data: bytes
+    name: str
+    mtime_ns: int
+    mode: int
+
+    @property
+    def ext(self) -> str:
+        suffix = Path(self.name).suffix
+        return suffix
+
+
+def read(path: str | os.PathLike) -> EncodedFile:
+    """Read a file to append as-is: its bytes, name, mtime and mode are kept."""
+    p = Path(path)
+    st = p.stat()
+    return EncodedFile(p.read_bytes(), p.name, st.st_mtime_ns, st.st_mode & 0o7777)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A sample ready for the chunk engine."""
+
+    stored: bytes
+    shape: tuple[int, ...]
+    ext: str  # extension to show it with
+    file_size: int
+    flags: int = 0
+
+
+def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The header ``numpy.save`` writes for a C-order array of this dtype and shape."""
+    buf = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+class SampleFormat:
+    def __init__(self, meta: TensorMeta, *, allow_transcode: bool = True) -> None:
+        self.meta = meta
+        self.htype = get_htype(meta.htype)
+        self.allow_transcode = allow_transcode
+        sc = meta.sample_compression
+        self.codec = get_codec(sc) if sc and sc not in ("lz4", "none") else None
+        self.lz4 = get_codec("lz4") if sc == "lz4" else None
+        # Exact values: masks and labels by htype, and integer label data (a non-media
+        # tensor of an integer dtype). An image's uint8 pixels are not label data: a PNG
+        # into a jpeg image tensor is transcoded (DESIGN §3).
+        self.exact = self.htype.exact or (self.htype.media_kind is None and meta.dtype is not None
+                                          and np.dtype(meta.dtype).kind in "iub")
+
+    @contextlib.contextmanager
+    def rollback(self) -> Iterator[None]:
+        """Undo what encoding a sample changed in the tensor's settings (a dtype adopted
+        from the first sample, class names added) when the sample is refused."""
+        dtype, names, exact = self.meta.dtype, list(self.meta.class_names), self.exact
+        try:
+            yield
+        except BaseException:
+            self.meta.dtype, self.meta.class_names[:], self.exact = dtype, names, exact
+            raise
+
+    # --- names -------------------------------------------------------------------------
+
+    @property
+    def canonical_ext(self) -> str:
+        if self.codec is not None:
+            return self.codec.extensions[0]
+        return self.htype.file_ext or ".bin"
+
+    def accepts_extension(self, ext: str) -> bool:
+        """Whether a file named ``<key><ext>`` is a sample of this tensor (else staging)."""
+        low = ext.lower()
+        if self.htype.storage == "file":
+            return self.htype.file_ext is None or low == self.htype.file_ext
+        if low == self.htype.file_ext or low == ".npy":
+            return True
+        codec = codec_for_extension(low)
+        return codec is not None and self.htype.media_kind is not None and codec.kind == self.htype.media_kind
+
+    def shown_ext(self, written: str | None, transcoded: bool) -> str:
+        """The written extension when it fits the stored format, else the canonical one."""
+        if written and not transcoded:
+            low = written.lower()
+            if self.codec is not None and low in self.codec.extensions:
+                return written
+            if self.codec is None and self.htype.storage == "file" and self.accepts_extension(written):
+                return written
+        return self.canonical_ext
+
+    # --- value → stored ----------------------------------------------------------------
+
+    def from_value(self, value: Any) -> Encoded:
+        if isinstance(value, EncodedFile):
+            return self.from_file(value.data, value.ext)
+        storage = self.htype.storage
+        if storage == "file":
+            return self._file_sample(self._value_to_file_bytes(value), None)
+        if self.htype.name == "class_label":
+            return self._array_sample(self._labels(value))
+        if self.codec is not None:
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                return self._media_file(bytes(value), None)
+            return self._media_array(self._as_array(value))
+        if isinstance(value, (bytes, bytearray, memoryview)) and storage == "media":
+            return self._array_sample(self._decode_media(bytes(value)))
+        return self._array_sample(self._as_array(value))
+
+    def from_file(self, data: bytes, ext: str | None) -> Encoded:
+        """A file's bytes written as ``<key><ext>`` (mount, ingest, ``lakefs.read``)."""
+        low = (ext or "").lower()
+        storage = self.htype.storage
+        if storage == "file":
+            return self._file_sample(self._validate_file(data), ext)
+        if low == ".npy":
+            return self.from_value(self._load_npy(data))
+        if self.htype.name == "class_label":
+            return self._array_sample(self._labels(self._parse_label_text(data)))
+        if self.codec is not None:
+            return self._media_file(data, ext)
+        return self._array_sample(self._decode_media(data))
+
+    def _media_file(self, data: bytes, ext: str | None) -> Encoded:
+        prepared = prepare_encoded(
+            data, self.codec.name, exact=self.exact, allow_transcode=self.allow_transcode
+        )
+        self._adopt_dtype(prepared.info.dtype)
+        return Encoded(
+            prepared.data,
+            tuple(prepared.info.shape),
+            self.shown_ext(ext, prepared.transcoded),
+            len(prepared.data),
+            FLAG_TRANSCODED if prepared.transcoded else 0,
+        )
+
+    def _media_array(self, arr: np.ndarray) -> Encoded:
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.uint8) * 255
+        elif arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16) and arr.size:
+            top = int(arr.max())
+            if int(arr.min()) < 0 or top > 65535:
+                raise InvalidSampleError(f"values {arr.min()}..{top} do not fit a {self.codec.name} image")
+            arr = arr.astype(np.uint8 if top < 256 else np.uint16)
+        prepared = encode_array(arr, self.codec.name, exact=self.exact)
+        return Encoded(prepared.data, tuple(prepared.info.shape), self.canonical_ext, len(prepared.data))
+
+    def _decode_media(self, data: bytes) -> np.ndarray:
+        codec = detect(data)
+        if codec is None or codec.kind != self.htype.media_kind:
+            raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
+        return codec.decode(data)
+
+    def _array_sample(self, arr: np.ndarray) -> Encoded:
+        arr = np.ascontiguousarray(self._cast(arr))
+        raw = arr.tobytes()
+        stored = self.lz4.compress(raw) if self.lz4 else raw
+        if self.htype.name == "class_label":
+            size = len(self._label_text(arr))
+        else:
+            size = len(npy_header(arr.dtype, arr.shape)) + len(raw)
+        return Encoded(stored, tuple(arr.shape), self.canonical_ext, size)
+
+    def _file_sample(self, data: bytes, ext: str | None) -> Encoded:
+        stored = self.lz4.compress(data) if self.lz4 else data
+        shape = (len(data),) if self.htype.name == "bytes" else (1,)
+        return Encoded(stored, shape, self.shown_ext(ext, False), len(data))
+
+    def _value_to_file_bytes(self, value: Any) -> bytes:
+        name = self.htype.name
+        if name == "json":
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                return self._validate_file(bytes(value))
+            try:
+                return json.dumps(value, ensure_ascii=False).encode("utf-8")
+            except (TypeError, ValueError) as e:
+                raise InvalidSampleError(f"value is not JSON-serialisable: {e}") from e
+        if name == "text":
+            if isinstance(value, str):
+                return value.encode("utf-8")
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                return self._validate_file(bytes(value))
+            raise InvalidSampleError(f"a text sample must be str, not {type(value).__name__}")
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        if isinstance(value, np.ndarray) and value.dtype == np.uint8:
+            return value.tobytes()
+        raise InvalidSampleError(f"a bytes sample must be bytes, not {type(value).__name__}")
+
+    def _validate_file(self, data: bytes) -> bytes:
+        name = self.htype.name
+        if name in ("json", "text"):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UndecodableError(f"content is not UTF-8 text ({e.reason} at byte {e.start})") from e
+            if name == "json":
+                try:
+                    json.loads(text)
+                except json.JSONDecodeError as e:
+                    raise UndecodableError(f"content is not valid JSON: {e}") from e
+        return data
+
+    # --- arrays ------------------------------------------------------------------------
+
+    def _as_array(self, value: Any) -> np.ndarray:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as e:
+            raise InvalidSampleError(f"value cannot be made an array: {e}") from e
+        if arr.dtype.kind not in "biuf":
+            raise InvalidSampleError(f"unsupported value of dtype {arr.dtype} ({type(value).__name__})")
+        return arr
+
+    def _adopt_dtype(self, dtype: str) -> None:
+        if self.meta.dtype is None:
+            self.meta.dtype = str(np.dtype(dtype))
+
+    def _cast(self, arr: np.ndarray) -> np.ndarray:
+        """Cast to the tensor's dtype when no value changes; set it from the first sample."""
+        if arr.dtype.kind not in "biuf":
+            raise InvalidSampleError(f"unsupported array dtype {arr.dtype}")
+        if self.meta.dtype is None:
+            self._adopt_dtype(str(arr.dtype))
+            self.exact = self.exact or (self.htype.media_kind is None and arr.dtype.kind in "iub")
+            return arr
+        want = np.dtype(self.meta.dtype)
+        if arr.dtype == want or np.can_cast(arr.dtype, want, "safe"):
+            return arr.astype(want, copy=False)
+        if arr.dtype.kind in "iub" and want.kind in "iub":
+            if arr.size == 0:
+                return arr.astype(want)
+            lo, hi = (0, 1) if want.kind == "b" else (np.iinfo(want).min, np.iinfo(want).max)
+            if lo <= int(arr.min()) and int(arr.max()) <= hi:
+                return arr.astype(want)
+        elif arr.dtype.kind in "iuf" and want.kind == "f":
+            return arr.astype(want)  # float64 → float32 as Deep Lake does
+        raise InvalidSampleError(f"dtype mismatch: the tensor holds {want}, the value is {arr.dtype}")
+
+    def _load_npy(self, data: bytes) -> np.ndarray:
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UndecodableError(f"content is not a valid .npy file: {e}") from e
+
+    # --- class labels ------------------------------------------------------------------
+
+    def _labels(self, value: Any) -> np.ndarray:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, np.ndarray):
+            items = value.reshape(-1).tolist()
+        out = []
+        for item in items:
+            if isinstance(item, str):
+                if item not in self.meta.class_names:
+                    self.meta.class_names.append(item)
+                out.append(self.meta.class_names.index(item))
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and item >= 0:
+                out.append(int(item))
+            else:
+                raise InvalidSampleError(f"a class label must be a class name or an integer >= 0, not {item!r}")
+        arr = np.asarray(out, dtype=np.uint32)
+        return arr if isinstance(value, (list, tuple, np.ndarray)) else arr.reshape(1)
+
+    def _parse_label_text(self, data: bytes) -> list:
+        try:
+            lines = [ln.strip() for ln in data.decode("utf-8").splitlines() if ln.strip()]
+        except UnicodeDecodeError as e:
+            raise UndecodableError("a class label file must be UTF-8 text") from e
+        return [int(ln) if ln.isdigit() and ln not in self.meta.class_names else ln for ln in lines]
+
+    def _label_text(self, arr: np.ndarray) -> bytes:
+        names = self.meta.class_names
+        words = [names[i] if i < len(names) else str(i) for i in arr.reshape(-1).tolist()]
+        return ("".join(w + "\n" for w in words)).encode("utf-8")
+
+    # --- stored → value ----------------------------------------------------------------
+
+    def raw(self, stored: bytes) -> bytes:
+        return self.lz4.decompress(stored) if self.lz4 else stored
+
+    def to_numpy(self, stored: bytes, shape: tuple[int, ...]) -> Any:
+        name = self.htype.name
+        if self.htype.storage == "file":
+            data = self.raw(stored)
+            if name == "json":
+                return json.loads(data)
+            if name == "text":
+                return data.decode("utf-8")
+            return np.frombuffer(data, dtype=np.uint8)
+        if self.codec is not None:
+            arr = self.codec.decode(stored)
+            if self.meta.dtype and arr.dtype != np.dtype(self.meta.dtype):
+                arr = arr != 0 if self.meta.dtype == "bool" else arr.astype(self.meta.dtype)
+            return arr
+        dtype = np.dtype(self.meta.dtype or "uint8")
+        return np.frombuffer(self.raw(stored), dtype=dtype).reshape(shape)
+
+    def to_file(self, stored: bytes, shape: tuple[int, ...]) -> bytes:
+        """The sample as the file the mount shows."""
+        if self.htype.storage == "file" or self.codec is not None:
+            return self.raw(stored)
+        arr = self.to_numpy(stored, shape)
+        if self.htype.name == "class_label":
+            return self._label_text(arr)
+        return npy_header(arr.dtype, arr.shape) + arr.tobytes()

@@ -1,0 +1,353 @@
+"""Tensors (columns) and samples (cells) of the Python API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lakefs.chunks.engine import ChunkEngine
+from lakefs.dataset.names import check_key, split_filename
+from lakefs.dataset.samples import Encoded, SampleFormat
+from lakefs.errors import InvalidNameError, SampleNotFoundError
+from lakefs.format.index import FLAG_TRANSCODED
+from lakefs.format.manifest import TensorMeta
+
+if TYPE_CHECKING:
+    from lakefs.dataset.dataset import Dataset
+
+DEFAULT_MODE = 0o644
+MAX_EXTS = 255
+
+
+class Sample:
+    """One cell: lazy access to a stored sample and what lakefs keeps about it."""
+
+    def __init__(self, tensor: Tensor, row: int, entry: np.void | None) -> None:
+        self.tensor = tensor
+        self.row = row
+        self._entry = entry
+
+    def __repr__(self) -> str:
+        return f"Sample({self.tensor.name!r}, row={self.row}, key={self.key!r}, shape={self.shape})"
+
+    @property
+    def is_empty(self) -> bool:
+        return self._entry is None
+
+    def _e(self) -> np.void:
+        if self._entry is None:
+            raise SampleNotFoundError(f"tensor {self.tensor.name!r} has no sample at row {self.row}")
+        return self._entry
+
+    @property
+    def key(self) -> str:
+        return self.tensor.dataset._rows.key(self.row)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (0,) if self._entry is None else ChunkEngine.shape_of(self._entry)
+
+    @property
+    def dtype(self) -> str | None:
+        return self.tensor.dtype
+
+    @property
+    def compression(self) -> str | None:
+        return self.tensor.sample_compression
+
+    @property
+    def mtime_ns(self) -> int:
+        return int(self._e()["mtime_ns"])
+
+    @property
+    def mtime(self) -> float:
+        return self.mtime_ns / 1e9
+
+    @property
+    def mode(self) -> int:
+        return int(self._e()["mode"])
+
+    @property
+    def extension(self) -> str:
+        return self.tensor._ext(int(self._e()["ext"]))
+
+    @property
+    def filename(self) -> str:
+        return self.key + self.extension
+
+    @property
+    def size(self) -> int:
+        """Size in bytes of the sample seen as a file (exact, no read)."""
+        return int(self._e()["file_size"])
+
+    @property
+    def transcoded(self) -> bool:
+        return bool(int(self._e()["flags"]) & FLAG_TRANSCODED)
+
+    def _stored(self) -> bytes:
+        return self.tensor._engine.read_entry(self._e())
+
+    def tobytes(self) -> bytes:
+        """The stored encoding: the original file for pass-through samples, raw array
+        bytes for array tensors."""
+        if self._entry is None:
+            return b""
+        return self.tensor._format.raw(self._stored())
+
+    def numpy(self) -> Any:
+        """Decoded value: pixels, an array, a parsed JSON object, a string."""
+        if self._entry is None:
+            return np.zeros((0,), dtype=self.tensor.dtype or "uint8")
+        return self.tensor._format.to_numpy(self._stored(), self.shape)
+
+    def data(self) -> Any:
+        return self.numpy()
+
+    def file_bytes(self) -> bytes:
+        """The sample as the mount shows it (an encoded file, ``.npy``, ``.json``, ``.txt``)."""
+        return self.tensor._format.to_file(self._stored(), self.shape)
+
+
+class Tensor:
+    """A column. Indexing by row number or row key gives a :class:`Sample`."""
+
+    def __init__(self, dataset: Dataset, name: str, meta: TensorMeta, engine: ChunkEngine, fmt: SampleFormat):
+        self.dataset = dataset
+        self.name = name
+        self.meta = meta
+        self._engine = engine
+        self._format = fmt
+
+    def __repr__(self) -> str:
+        return (
+            f"Tensor({self.name!r}, htype={self.htype!r}, dtype={self.dtype!r}, "
+            f"sample_compression={self.sample_compression!r}, len={len(self)})"
+        )
+
+    # --- properties --------------------------------------------------------------------
+
+    htype = property(lambda self: self.meta.htype)
+    dtype = property(lambda self: self.meta.dtype)
+    sample_compression = property(lambda self: self.meta.sample_compression)
+    chunk_compression = property(lambda self: self.meta.chunk_compression)
+    class_names = property(lambda self: list(self.meta.class_names))
+    info = property(lambda self: self.meta.info)
+
+    @property
+    def num_samples(self) -> int:
+        with self.dataset._lock:
+            return len(self._engine.index.present_rows())
+
+    def __len__(self) -> int:
+        with self.dataset._lock:
+            return self._engine.index.last_filled_row() + 1
+
+    def rows(self) -> np.ndarray:
+        """Row numbers that hold a sample, in row order."""
+        with self.dataset._lock:
+            return self._engine.index.present_rows()
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _row_of(self, item: int | str) -> int:
+        if isinstance(item, str):
+            row = self.dataset._rows.find(item)
+            if row is None:
+                raise SampleNotFoundError(f"no row with key {item!r}")
+            return row
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            n = len(self)
+            row = int(item) + n if item < 0 else int(item)
+            if not 0 <= row < n:
+                raise IndexError(f"row {item} out of range for tensor {self.name!r} of length {n}")
+            return row
+        raise TypeError(f"tensor indices are ints, slices or row keys, not {type(item).__name__}")
+
+    def __getitem__(self, item: int | str | slice | Sequence[int]) -> Sample | list[Sample]:
+        if isinstance(item, slice):
+            return [self[i] for i in range(*item.indices(len(self)))]
+        if isinstance(item, (list, tuple, np.ndarray)):
+            return [self[int(i)] for i in item]
+        with self.dataset._lock:
+            row = self._row_of(item)
+            return Sample(self, row, self._engine.index.entry(row))
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def sample_at(self, row: int) -> Sample | None:
+        """The sample at ``row`` or None for an empty cell (no range check against len)."""
+        with self.dataset._lock:
+            e = self._engine.index.entry(row)
+        return None if e is None else Sample(self, row, e)
+
+    def numpy(self) -> Any:
+        """All samples: one stacked array when shapes agree, else a list."""
+        values = [s.numpy() for s in self]
+        try:
+            return np.stack(values) if values else np.zeros((0,))
+        except ValueError:
+            return values
+
+    # --- writing -----------------------------------------------------------------------
+
+    def append(self, value: Any) -> Sample:
+        """Fill the row after this tensor's last filled row, creating it when needed."""
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            with self._format.rollback():
+                encoded = self._format.from_value(value)
+            row = self._engine.index.last_filled_row() + 1
+            self.dataset._ensure_rows(row + 1)
+            self._write(row, encoded, value)
+            return Sample(self, row, self._engine.index.entry(row))
+
+    def extend(self, values: Any) -> None:
+        for v in values:
+            self.append(v)
+
+    def __setitem__(self, item: int | str, value: Any) -> None:
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            if isinstance(item, str):
+                check_key(item)
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+                row = self._row_of(item) if item < len(self) or item < 0 else int(item)
+            else:
+                raise TypeError(f"tensor indices are ints or row keys, not {type(item).__name__}")
+            # Validate and encode before creating any row: a bad value stores nothing.
+            with self._format.rollback():
+                encoded = self._format.from_value(value)
+            if isinstance(item, str):
+                row = self.dataset._row_for_key(item, create=True)
+            else:
+                self.dataset._ensure_rows(row + 1)
+            self._write(row, encoded, value)
+
+    def pop(self, item: int | str) -> None:
+        """Delete the sample at a row (the row and the other tensors' cells stay)."""
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            self._engine.delete(self._row_of(item))
+            self.dataset._touch()
+
+    def _write(self, row: int, encoded: Encoded, value: Any = None, *, mtime_ns: int | None = None,
+               mode: int | None = None) -> None:
+        mtime_ns = mtime_ns if mtime_ns is not None else getattr(value, "mtime_ns", None) or time.time_ns()
+        mode = mode if mode is not None else getattr(value, "mode", None) or DEFAULT_MODE
+        self._engine.write(
+            row, encoded.stored, shape=encoded.shape, mtime_ns=mtime_ns, mode=mode,
+            ext=self._ext_code(encoded.ext), flags=encoded.flags, file_size=encoded.file_size,
+        )
+        self.dataset._touch()
+
+    def _ext_code(self, ext: str) -> int:
+        exts = self.meta.exts
+        if ext in exts:
+            return exts.index(ext)
+        if len(exts) >= MAX_EXTS:
+            ext = self._format.canonical_ext
+            if ext in exts:
+                return exts.index(ext)
+        exts.append(ext)
+        return len(exts) - 1
+
+    def _ext(self, code: int) -> str:
+        exts = self.meta.exts
+        return exts[code] if code < len(exts) else self._format.canonical_ext
+
+    # --- the file view (used by the mount and the tools) -------------------------------
+
+    def accepts_filename(self, filename: str) -> bool:
+        """Whether ``filename`` names a sample of this tensor (else it is a staging file)."""
+        parts = split_filename(filename)
+        if parts is None:
+            return False
+        try:
+            check_key(parts[0])
+        except InvalidNameError:
+            return False
+        return self._format.accepts_extension(parts[1])
+
+    def find_file(self, filename: str) -> Sample | None:
+        """The sample shown under ``filename`` (key and extension must both match)."""
+        parts = split_filename(filename)
+        if parts is None:
+            return None
+        with self.dataset._lock:
+            row = self.dataset._rows.find(parts[0])
+            if row is None:
+                return None
+            e = self._engine.index.entry(row)
+            if e is None or self._ext(int(e["ext"])) != parts[1]:
+                return None
+            return Sample(self, row, e)
+
+    def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
+                   mode: int | None = None) -> Sample:
+        """Store a file's bytes as the sample ``<key>.<ext>``, replacing that row's cell."""
+        parts = split_filename(filename)
+        if parts is None or not self._format.accepts_extension(parts[1]):
+            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
+        key, ext = parts
+        check_key(key)
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            with self._format.rollback():
+                encoded = self._format.from_file(data, ext)
+            row = self.dataset._row_for_key(key, create=True)
+            self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
+            return Sample(self, row, self._engine.index.entry(row))
+
+    def rename_file(self, old: str, new: str) -> Sample:
+        """Move a sample to the row named by ``new`` (same content, new key)."""
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            src = self.find_file(old)
+            if src is None:
+                raise SampleNotFoundError(f"no sample {old!r} in tensor {self.name!r}")
+            parts = split_filename(new)
+            if parts is None or not self._format.accepts_extension(parts[1]):
+                raise InvalidNameError(f"{new!r} is not a sample name for tensor {self.name!r}")
+            key, ext = parts
+            check_key(key)
+            if self._format.shown_ext(ext, src.transcoded) != ext:
+                raise InvalidNameError(
+                    f"{new!r}: the sample is stored as {self._format.canonical_ext}; "
+                    f"its name must keep a matching extension"
+                )
+            dst = self.dataset._row_for_key(key, create=True)
+            if dst != src.row:
+                self._engine.move(src.row, dst)
+            e = self._engine.index.entry(dst)
+            e["ext"] = self._ext_code(ext)
+            self._engine.index.set(dst, e)
+            self.dataset._touch()
+            return Sample(self, dst, self._engine.index.entry(dst))
+
+    def delete_row(self, row: int) -> None:
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            self._engine.delete(row)
+            self.dataset._touch()
+
+    def set_meta(self, row: int, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            self._engine.update_meta(row, mtime_ns=mtime_ns, mode=mode)
+            self.dataset._touch()
+
+    def iter_samples(self) -> Iterator[Sample]:
+        """Present samples in row order, without materialising a list of them."""
+        rows = self.rows()
+        for start in range(0, len(rows), 4096):
+            with self.dataset._lock:
+                batch = [(int(r), self._engine.index.entry(int(r))) for r in rows[start : start + 4096]]
+            for r, e in batch:
+                if e is not None:
+                    yield Sample(self, r, e)
+

@@ -1,0 +1,174 @@
+"""The sample index of one tensor: row → where the sample's bytes are, and what it is.
+
+In memory it is one dense numpy structured array indexed by row (O(1) lookup, O(1)
+amortized append by capacity doubling). On storage it is a short list of immutable
+*segments*, each holding the entries of the rows changed by some commits. A commit writes
+one new segment with only its changed rows, so committing never rewrites O(n) data;
+segments are merged like a binary counter (a merge when the newer of the last two is at
+least half the size of the older), which keeps O(log n) segments and rewrites each entry
+O(log n) times amortized. Loading applies the segments in order: later entries win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lakefs.errors import CorruptionError
+from lakefs.format import segments
+
+MAX_NDIM = 6
+NO_CHUNK = -1  # an empty cell (never written, or deleted)
+
+FLAG_TRANSCODED = 1
+
+ENTRY = np.dtype(
+    [
+        ("row", "<i8"),
+        ("chunk", "<i8"),  # chunk object id; NO_CHUNK for an empty cell
+        ("offset", "<u8"),  # byte offset in the chunk's (uncompressed) payload
+        ("length", "<u8"),  # stored length in bytes (all tiles together)
+        ("file_size", "<u8"),  # size of the sample seen as a file (st_size without a read)
+        ("crc", "<u4"),  # zlib.crc32 of the stored bytes
+        ("tiles", "<u4"),  # number of consecutive chunks a large sample spans
+        ("mtime_ns", "<i8"),
+        ("mode", "<u4"),
+        ("ext", "<u1"),  # index into the tensor's extension table
+        ("flags", "<u1"),
+        ("ndim", "<u1"),
+        ("_pad", "<u1"),
+        ("shape", "<u4", (MAX_NDIM,)),
+    ]
+)
+
+
+@dataclass
+class SegmentRef:
+    """A stored segment: its object id, entry count, and (in memory) the rows it covers."""
+
+    seg_id: int
+    count: int
+    rows: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, np.int64))
+
+    def to_json(self) -> dict:
+        return {"id": self.seg_id, "count": self.count}
+
+
+def empty_entries(n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=ENTRY)
+    out["chunk"] = NO_CHUNK
+    out["row"] = np.arange(n)
+    return out
+
+
+class SampleIndex:
+    """Dense row → entry table of one tensor plus the bookkeeping of its segments."""
+
+    def __init__(self) -> None:
+        self._entries = empty_entries(16)
+        self._len = 0  # 1 + last row ever touched (the table's logical length)
+        self.segments: list[SegmentRef] = []
+        self._dirty: set[int] = set()
+        self._last: int | None = -1  # last filled row; None when it must be recomputed
+
+    # --- queries -----------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._len
+
+    def entry(self, row: int) -> np.void | None:
+        """The entry at ``row`` (a copy), or None when the cell is empty."""
+        if row < 0 or row >= self._len:
+            return None
+        e = self._entries[row].copy()
+        return None if e["chunk"] == NO_CHUNK else e
+
+    def present_rows(self) -> np.ndarray:
+        """Rows holding a sample, in row order."""
+        return np.flatnonzero(self._entries["chunk"][: self._len] != NO_CHUNK)
+
+    def last_filled_row(self) -> int:
+        if self._last is None:
+            rows = self.present_rows()
+            self._last = int(rows[-1]) if len(rows) else -1
+        return self._last
+
+    def live(self) -> np.ndarray:
+        """Entries of the cells holding a sample (a view; do not mutate)."""
+        e = self._entries[: self._len]
+        return e[e["chunk"] != NO_CHUNK]
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty)
+
+    # --- mutation ----------------------------------------------------------------------
+
+    def _grow(self, n: int) -> None:
+        if n <= len(self._entries):
+            return
+        cap = max(n, 2 * len(self._entries))
+        bigger = empty_entries(cap)
+        bigger[: len(self._entries)] = self._entries
+        self._entries = bigger
+
+    def set(self, row: int, entry: np.void | np.ndarray) -> None:
+        self._grow(row + 1)
+        self._entries[row] = entry
+        self._entries[row]["row"] = row
+        self._len = max(self._len, row + 1)
+        self._dirty.add(row)
+        if self._last is not None and row > self._last:
+            self._last = row
+
+    def clear(self, row: int) -> None:
+        if row < self._len:
+            self._entries[row]["chunk"] = NO_CHUNK
+            self._entries[row]["length"] = 0
+            self._dirty.add(row)
+            if row == self._last:
+                self._last = None
+
+    # --- persistence -------------------------------------------------------------------
+
+    def apply_segment(self, body: memoryview, count: int, where: str) -> np.ndarray:
+        if len(body) != count * ENTRY.itemsize:
+            raise CorruptionError(f"{where}: index segment size mismatch")
+        seg = np.frombuffer(body, dtype=ENTRY, count=count)
+        if count:
+            rows = seg["row"]
+            if rows.min() < 0:
+                raise CorruptionError(f"{where}: negative row in index segment")
+            self._grow(int(rows.max()) + 1)
+            self._entries[rows] = seg
+            self._len = max(self._len, int(rows.max()) + 1)
+            self._last = None
+        return seg["row"].copy()
+
+    def take_dirty(self) -> np.ndarray:
+        """Sorted rows changed since the last commit; clears the dirty set."""
+        rows = np.fromiter(sorted(self._dirty), dtype=np.int64, count=len(self._dirty))
+        self._dirty.clear()
+        return rows
+
+    def encode_rows(self, rows: np.ndarray) -> bytes:
+        body = self._entries[rows].tobytes()
+        return segments.pack(segments.KIND_INDEX, len(rows), body)
+
+    def mark_dirty(self, rows: np.ndarray) -> None:
+        self._dirty.update(int(r) for r in rows)
+
+
+def plan_merge(segs: list[SegmentRef]) -> list[SegmentRef]:
+    """The segments at the end of ``segs`` to merge into one, binary-counter style.
+
+    The newest segment absorbs its predecessor while that one is at most twice as big
+    as everything absorbed so far, so sizes fall geometrically along the list.
+    """
+    k = len(segs) - 1
+    covered = len(segs[-1].rows) if segs else 0
+    while k >= 1 and segs[k - 1].count <= 2 * covered:
+        covered += segs[k - 1].count
+        k -= 1
+    return segs[k:] if k < len(segs) - 1 else []

@@ -1,0 +1,129 @@
+"""The manifest: one JSON object that names everything a commit made visible.
+
+A commit writes chunks and index segments first, then a new manifest object, then
+replaces ``HEAD`` (one atomic put) to point at it. A reader reads ``HEAD``, then the
+manifest, then the segments it names. See docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lakefs.errors import CorruptionError, FormatVersionError
+from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
+
+
+@dataclass
+class TensorMeta:
+    """A tensor's settings, fixed at creation except where noted."""
+
+    tid: str
+    htype: str
+    dtype: str | None  # set by the first sample when not given
+    sample_compression: str | None
+    chunk_compression: str | None
+    chunk_size: int
+    class_names: list[str] = field(default_factory=list)  # grows as labels arrive
+    exts: list[str] = field(default_factory=list)  # extension table used by index entries
+    segments: list[dict] = field(default_factory=list)  # index segments [{id, count}]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> TensorMeta:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class StagedFile:
+    """A plain (non-sample) file kept in the dataset: a README, an rsync temp file."""
+
+    file_id: int
+    size: int
+    mtime_ns: int
+    mode: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Manifest:
+    seq: int = 0
+    next_id: int = 1
+    tensors: dict[str, TensorMeta] = field(default_factory=dict)  # full name → meta
+    groups: list[str] = field(default_factory=list)  # full names, parents first
+    pending_dirs: list[str] = field(default_factory=list)  # mkdir'd, not yet tensor/group
+    rows: list[dict] = field(default_factory=list)  # row segments [{id, start, count}]
+    files: dict[str, StagedFile] = field(default_factory=dict)  # path → staged file
+    row_count: int = 0
+
+    def to_bytes(self) -> bytes:
+        d = {
+            "format": "lakefs",
+            "format_version": FORMAT_VERSION,
+            "seq": self.seq,
+            "next_id": self.next_id,
+            "row_count": self.row_count,
+            "rows": self.rows,
+            "groups": self.groups,
+            "pending_dirs": self.pending_dirs,
+            "tensors": {k: v.to_json() for k, v in self.tensors.items()},
+            "files": {k: v.to_json() for k, v in self.files.items()},
+        }
+        return json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, where: str) -> Manifest:
+        try:
+            d = json.loads(blob)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CorruptionError(f"{where}: manifest is not valid JSON: {e}") from e
+        if not isinstance(d, dict) or d.get("format") != "lakefs":
+            raise CorruptionError(f"{where}: not a lakefs manifest")
+        check_version(d.get("format_version"), where)
+        try:
+            return cls(
+                seq=int(d["seq"]),
+                next_id=int(d["next_id"]),
+                row_count=int(d["row_count"]),
+                rows=list(d["rows"]),
+                groups=list(d["groups"]),
+                pending_dirs=list(d.get("pending_dirs", [])),
+                tensors={k: TensorMeta.from_json(v) for k, v in d["tensors"].items()},
+                files={k: StagedFile(**v) for k, v in d["files"].items()},
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptionError(f"{where}: manifest is malformed: {e!r}") from e
+
+
+def check_version(version: object, where: str) -> None:
+    if version not in READABLE_VERSIONS:
+        raise FormatVersionError(
+            f"{where}: dataset format version {version!r} is not supported by this lakefs "
+            f"(reads {sorted(READABLE_VERSIONS)}); upgrade lakefs to open it"
+        )
+
+
+def marker_bytes() -> bytes:
+    return json.dumps({"format": "lakefs", "version": FORMAT_VERSION}).encode()
+
+
+def head_bytes(seq: int, manifest_key: str) -> bytes:
+    return json.dumps({"format_version": FORMAT_VERSION, "seq": seq, "manifest": manifest_key}).encode()
+
+
+def parse_head(blob: bytes, where: str) -> tuple[int, str]:
+    try:
+        d = json.loads(blob)
+        check_version(d.get("format_version"), where)
+        return int(d["seq"]), str(d["manifest"])
+    except FormatVersionError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CorruptionError(f"{where}: HEAD is malformed: {e!r}") from e

@@ -1,0 +1,125 @@
+"""The row table: row number → key, and key → row.
+
+Rows are append-only and live in creation order. Keys are kept as one UTF-8 blob with
+offsets (no Python object per row), each with a 64-bit hash; key lookup is a binary search
+over the sorted hashes (rebuilt lazily) plus a small dict of keys added since, so a
+million-row dataset opens without building a million Python strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from lakefs.errors import CorruptionError
+from lakefs.format import segments
+
+
+def key_hash(key_utf8: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(key_utf8, digest_size=8).digest(), "little")
+
+
+class RowTable:
+    def __init__(self) -> None:
+        self._blob = bytearray()
+        self._offsets = np.zeros(1, dtype=np.int64)  # offsets[i]..offsets[i+1] is key i
+        self._hashes = np.zeros(0, dtype=np.uint64)
+        self._n = 0
+        self._sorted_hashes = np.zeros(0, dtype=np.uint64)
+        self._sorted_rows = np.zeros(0, dtype=np.int64)
+        self._recent: dict[str, int] = {}  # keys added since the sorted arrays were built
+        self.committed = 0  # rows already stored in segments
+        self.segments: list[dict] = []  # [{"id", "start", "count"}]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def key(self, row: int) -> str:
+        if not 0 <= row < self._n:
+            raise IndexError(row)
+        return bytes(self._blob[self._offsets[row] : self._offsets[row + 1]]).decode("utf-8")
+
+    def keys(self) -> list[str]:
+        return [self.key(i) for i in range(self._n)]
+
+    def find(self, key: str) -> int | None:
+        """Row of ``key`` or None; O(log n)."""
+        row = self._recent.get(key)
+        if row is not None:
+            return row
+        raw = key.encode("utf-8")
+        h = np.uint64(key_hash(raw))
+        lo = np.searchsorted(self._sorted_hashes, h, side="left")
+        hi = np.searchsorted(self._sorted_hashes, h, side="right")
+        for i in range(lo, hi):
+            r = int(self._sorted_rows[i])
+            if self._blob[self._offsets[r] : self._offsets[r + 1]] == raw:
+                return r
+        return None
+
+    def _ensure_capacity(self, n: int) -> None:
+        if n + 1 > len(self._offsets):
+            cap = max(n + 1, 2 * len(self._offsets))
+            off = np.zeros(cap, dtype=np.int64)
+            off[: len(self._offsets)] = self._offsets
+            self._offsets = off
+            h = np.zeros(cap, dtype=np.uint64)
+            h[: len(self._hashes)] = self._hashes
+            self._hashes = h
+
+    def append(self, key: str) -> int:
+        """Add a row with a key the caller has checked is new; return its number."""
+        raw = key.encode("utf-8")
+        row = self._n
+        self._ensure_capacity(row + 1)
+        self._blob += raw
+        self._offsets[row + 1] = len(self._blob)
+        self._hashes[row] = key_hash(raw)
+        self._n += 1
+        self._recent[key] = row
+        if len(self._recent) > 1024 and len(self._recent) * 8 > self._n:
+            self._rebuild_lookup()
+        return row
+
+    def _rebuild_lookup(self) -> None:
+        hashes = self._hashes[: self._n]
+        order = np.argsort(hashes, kind="stable")
+        self._sorted_hashes = hashes[order]
+        self._sorted_rows = order.astype(np.int64)
+        self._recent.clear()
+
+    # --- persistence -------------------------------------------------------------------
+
+    def encode_range(self, start: int, stop: int) -> bytes:
+        """Segment body for rows [start, stop): hashes, relative offsets, then the key blob."""
+        off = self._offsets[start : stop + 1]
+        rel = (off - off[0]).astype("<i8")
+        body = (
+            self._hashes[start:stop].astype("<u8").tobytes()
+            + rel.tobytes()
+            + bytes(self._blob[off[0] : off[-1]])
+        )
+        return segments.pack(segments.KIND_ROWS, stop - start, body)
+
+    def load_segment(self, body: memoryview, count: int, start: int, where: str) -> None:
+        if start != self._n:
+            raise CorruptionError(f"{where}: row segment starts at {start}, expected {self._n}")
+        need = 8 * count + 8 * (count + 1)
+        if len(body) < need:
+            raise CorruptionError(f"{where}: row segment truncated")
+        hashes = np.frombuffer(body, dtype="<u8", count=count)
+        rel = np.frombuffer(body, dtype="<i8", count=count + 1, offset=8 * count)
+        blob = body[need:]
+        if rel[0] != 0 or rel[-1] != len(blob) or (count and np.any(np.diff(rel) < 0)):
+            raise CorruptionError(f"{where}: row segment offsets are inconsistent")
+        self._ensure_capacity(self._n + count)
+        base = len(self._blob)
+        self._blob += blob
+        self._offsets[self._n + 1 : self._n + count + 1] = rel[1:] + base
+        self._hashes[self._n : self._n + count] = hashes
+        self._n += count
+        self.committed = self._n
+
+    def finish_load(self) -> None:
+        self._rebuild_lookup()

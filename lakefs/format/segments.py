@@ -1,0 +1,53 @@
+"""Binary segment objects: a small checksummed container for index and row data.
+
+Layout (little endian)::
+
+    magic  b"LKSG"   4 bytes
+    version u16      FORMAT_VERSION of the writer
+    kind    u16      1 = sample index, 2 = row keys
+    count   u64      number of records
+    length  u64      body length in bytes
+    crc32   u32      zlib.crc32 of the body
+    pad     u32
+    body
+
+No pickle anywhere: bodies are numpy arrays written with ``tobytes`` and read with
+``frombuffer`` against dtypes fixed in code.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from lakefs.errors import CorruptionError, FormatVersionError
+from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
+
+MAGIC = b"LKSG"
+HEADER = struct.Struct("<4sHHQQII")
+KIND_INDEX = 1
+KIND_ROWS = 2
+
+
+def pack(kind: int, count: int, body: bytes) -> bytes:
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, kind, count, len(body), zlib.crc32(body), 0)
+    return header + body
+
+
+def unpack(blob: bytes, kind: int, where: str) -> tuple[int, memoryview]:
+    """Check header and checksum; return (count, body)."""
+    if len(blob) < HEADER.size:
+        raise CorruptionError(f"{where}: segment truncated ({len(blob)} bytes)")
+    magic, version, got_kind, count, length, crc, _ = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise CorruptionError(f"{where}: not a lakefs segment (bad magic)")
+    if version not in READABLE_VERSIONS:
+        raise FormatVersionError(f"{where}: segment format version {version} is not supported")
+    if got_kind != kind:
+        raise CorruptionError(f"{where}: segment kind {got_kind}, expected {kind}")
+    body = memoryview(blob)[HEADER.size :]
+    if len(body) != length:
+        raise CorruptionError(f"{where}: segment truncated ({len(body)} of {length} bytes)")
+    if zlib.crc32(body) != crc:
+        raise CorruptionError(f"{where}: segment checksum mismatch")
+    return count, body
