@@ -1,0 +1,226 @@
+"""CachingStorage: hits stay local, the cache is bounded, it survives a restart."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lakefs.errors import ObjectNotFoundError
+from lakefs.storage import MemoryStorage, Storage, WriterLock
+from lakefs.storage.cache import CachingStorage, default_cacheable, parallel_get
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Counting(Storage):
+    """Counts the calls that reach the inner store."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+        self._mutex = threading.Lock()
+
+    def _count(self, op: str) -> None:
+        with self._mutex:
+            self.calls[op] += 1
+
+    @property
+    def reads(self) -> int:
+        return self.calls["get"] + self.calls["get_range"]
+
+    def get(self, key: str) -> bytes:
+        self._count("get")
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self._count("get_range")
+        return self.inner.get_range(key, start, length)
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self.inner.put(key, data)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def exists(self, key: str) -> bool:
+        self._count("exists")
+        return self.inner.exists(key)
+
+    def size(self, key: str) -> int:
+        self._count("size")
+        return self.inner.size(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def writer_lock(self, name: str) -> WriterLock:
+        return self.inner.writer_lock(name)
+
+
+@pytest.fixture
+def inner() -> Counting:
+    return Counting(MemoryStorage())
+
+
+def cache_files(d: Path) -> list[Path]:
+    return [p for p in d.rglob("*") if p.is_file()]
+
+
+def test_default_predicate() -> None:
+    assert default_cacheable("tensors/t1/chunks/000000000000000a")
+    assert default_cacheable("chunks/0")
+    assert not default_cacheable("HEAD")
+    assert not default_cacheable("manifests/0000000000000001.json")
+    assert not default_cacheable("tensors/chunks")  # a file named chunks is no directory
+
+
+def test_hits_do_not_reach_the_inner_store(inner: Counting, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    inner.put("t/chunks/1", data)
+    cache = CachingStorage(inner, tmp_path, 1 << 20)
+    assert cache.get_range("t/chunks/1", 100, 10) == data[100:110]
+    reads = inner.reads
+    assert reads == 1  # the whole chunk came in one GET
+    assert cache.get("t/chunks/1") == data
+    assert cache.get_range("t/chunks/1", 4990, 100) == data[4990:]
+    assert cache.get_range("t/chunks/1", 6000, 10) == b""
+    assert cache.size("t/chunks/1") == 5000
+    assert cache.exists("t/chunks/1")
+    assert inner.reads == reads and inner.calls["size"] == 0 and inner.calls["exists"] == 0
+    assert cache.hits == 3 and cache.misses == 1
+
+
+def test_uncacheable_keys_pass_through(inner: Counting, tmp_path: Path) -> None:
+    cache = CachingStorage(inner, tmp_path, 1 << 20)
+    cache.put("HEAD", b"1")
+    assert cache.get("HEAD") == b"1"
+    inner.put("HEAD", b"2")  # mutable: a change must be seen at once
+    assert cache.get("HEAD") == b"2"
+    assert cache.get_range("HEAD", 0, 1) == b"2"
+    assert inner.reads == 3
+    assert cache_files(tmp_path) == []
+
+
+def test_bounded_and_lru(inner: Counting, tmp_path: Path) -> None:
+    for i in range(6):
+        inner.put(f"chunks/{i}", bytes([i]) * 3000)
+    cache = CachingStorage(inner, tmp_path, 10_000)
+    for i in range(3):
+        cache.get(f"chunks/{i}")
+    cache.get("chunks/0")  # 0 is now the most recently used
+    cache.get("chunks/3")  # evicts 1, the least recently used
+    assert cache.used_bytes <= 10_000
+    assert sum(p.stat().st_size for p in cache_files(tmp_path)) <= 10_000
+    before = inner.reads
+    cache.get("chunks/0")
+    cache.get("chunks/2")
+    cache.get("chunks/3")
+    assert inner.reads == before
+    cache.get("chunks/1")
+    assert inner.reads == before + 1
+    for i in range(6):
+        assert cache.get(f"chunks/{i}") == bytes([i]) * 3000
+    assert cache.used_bytes <= 10_000
+
+
+def test_object_larger_than_the_cache_is_not_cached(inner: Counting, tmp_path: Path) -> None:
+    data = os.urandom(50_000)
+    inner.put("chunks/big", data)
+    cache = CachingStorage(inner, tmp_path, 20_000, part_size=4096)
+    assert cache.get_range("chunks/big", 30_000, 100) == data[30_000:30_100]
+    assert cache.get("chunks/big") == data
+    assert cache_files(tmp_path) == []
+
+
+def test_survives_reopen(inner: Counting, tmp_path: Path) -> None:
+    inner.put("chunks/a", b"a" * 100)
+    inner.put("chunks/b", b"b" * 200)
+    cache = CachingStorage(inner, tmp_path, 10_000)
+    cache.get("chunks/a")
+    cache.get("chunks/b")
+    cache.close()
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "abcd.tmp~1234").write_bytes(b"crashed mid-fill")
+    before = inner.reads
+    again = CachingStorage(inner, tmp_path, 10_000)
+    assert again.used_bytes == 300
+    assert again.get("chunks/a") == b"a" * 100
+    assert again.get_range("chunks/b", 10, 5) == b"b" * 5
+    assert inner.reads == before
+    assert not (tmp_path / "ab" / "abcd.tmp~1234").exists()
+    smaller = CachingStorage(inner, tmp_path, 250)  # reopened with a smaller bound
+    assert smaller.used_bytes <= 250
+
+
+def test_put_and_delete_invalidate(inner: Counting, tmp_path: Path) -> None:
+    cache = CachingStorage(inner, tmp_path, 10_000)
+    cache.put("chunks/x", b"old")
+    assert cache.get("chunks/x") == b"old"
+    cache.put("chunks/x", b"new!")
+    assert cache.get("chunks/x") == b"new!"
+    cache.delete("chunks/x")
+    with pytest.raises(ObjectNotFoundError):
+        cache.get("chunks/x")
+    assert not cache.exists("chunks/x")
+    assert cache.used_bytes == 0
+
+
+def test_evicted_file_under_a_reader_falls_back(inner: Counting, tmp_path: Path) -> None:
+    inner.put("chunks/x", b"data")
+    cache = CachingStorage(inner, tmp_path, 10_000)
+    cache.get("chunks/x")
+    for p in cache_files(tmp_path):
+        p.unlink()  # someone cleaned the cache directory
+    assert cache.get("chunks/x") == b"data"
+    assert cache.get_range("chunks/x", 1, 2) == b"at"
+
+
+def test_large_miss_uses_parallel_ranged_gets(inner: Counting, tmp_path: Path) -> None:
+    data = os.urandom(10_500)
+    inner.put("chunks/big", data)
+    cache = CachingStorage(inner, tmp_path, 1 << 20, part_size=1000)
+    assert cache.get_range("chunks/big", 5000, 100) == data[5000:5100]
+    assert inner.calls["get_range"] == 11 and inner.calls["size"] == 1
+    assert cache.get("chunks/big") == data
+    assert inner.calls["get_range"] == 11
+
+
+def test_parallel_get_helper(inner: Counting) -> None:
+    data = os.urandom(9999)
+    inner.put("o", data)
+    assert parallel_get(inner, "o", 9999, part_size=1000) == data
+    assert parallel_get(inner, "o", 9999, start=9000, part_size=300) == data[9000:]
+    assert parallel_get(inner, "o", 0) == b""
+
+
+def test_thread_safe_under_eviction(inner: Counting, tmp_path: Path) -> None:
+    blobs = {f"chunks/{i}": os.urandom(1000 + i) for i in range(20)}
+    for k, v in blobs.items():
+        inner.put(k, v)
+    cache = CachingStorage(inner, tmp_path, 5000)
+    errors: list[BaseException] = []
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(200):
+                k = rng.choice(list(blobs))
+                s = rng.randrange(0, 1100)
+                assert cache.get_range(k, s, 50) == blobs[k][s : s + 50]
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert cache.used_bytes <= 5000
+    assert sum(p.stat().st_size for p in cache_files(tmp_path)) <= 5000

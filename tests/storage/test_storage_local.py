@@ -1,0 +1,213 @@
+"""LocalStorage beyond the conformance suite: escapes, a full disk, fsync, dead lockers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lakefs.errors import InvalidKeyError, LockedError, StorageFullError
+from lakefs.storage import LocalStorage
+
+pytestmark = pytest.mark.timeout(30)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_symlink_dir_pointing_outside_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"secret")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "evil").symlink_to(outside)
+    store = LocalStorage(root)
+    with pytest.raises(InvalidKeyError, match="outside"):
+        store.get("evil/secret")
+    with pytest.raises(InvalidKeyError):
+        store.put("evil/planted", b"x")
+    with pytest.raises(InvalidKeyError):
+        store.exists("evil/secret")
+    assert not (outside / "planted").exists()
+    assert list(store.list()) == []
+    assert list(store.list("evil/")) == []
+
+
+def test_symlink_file_pointing_outside_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(b"secret")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path / "secret")
+    store = LocalStorage(root)
+    with pytest.raises(InvalidKeyError):
+        store.get("link")
+    with pytest.raises(InvalidKeyError):
+        store.put("link", b"overwrite")
+    assert (tmp_path / "secret").read_bytes() == b"secret"
+
+
+def test_root_is_created_on_first_put_and_not_when_read_only(tmp_path: Path) -> None:
+    root = tmp_path / "a" / "b" / "ds"
+    ro = LocalStorage(root, read_only=True)
+    assert list(ro.list()) == []
+    assert not root.exists()
+    LocalStorage(root).put("x/y", b"1")
+    assert (root / "x" / "y").read_bytes() == b"1"
+
+
+def test_put_fsyncs_file_and_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    root = tmp_path / "ds"
+    LocalStorage(root).put("new/dir/obj", b"data")
+    assert any(".obj.tmp~" in p for p in synced)  # the data, before the rename
+    assert str(root / "new" / "dir") in synced  # the rename
+    assert str(root / "new") in synced  # the new directory entries
+    assert str(root) in synced
+
+
+def test_check_reports_bad_root(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(Exception, match="not a directory"):
+        LocalStorage(tmp_path / "file").check()
+    with pytest.raises(Exception, match="does not exist"):
+        LocalStorage(tmp_path / "missing", read_only=True).check()
+    LocalStorage(tmp_path / "missing").check()  # will be created
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk(tiny_tmpfs: Path) -> None:
+    store = LocalStorage(tiny_tmpfs / "ds")
+    old = b"o" * 600_000
+    store.put("obj", old)
+    with pytest.raises(StorageFullError) as info:
+        store.put("obj", b"n" * 600_000)
+    assert "obj" in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+    assert store.get("obj") == old  # the previous object is intact
+    with pytest.raises(StorageFullError):
+        store.put("other/obj", b"n" * 600_000)
+    leftovers = [n for _, _, files in os.walk(tiny_tmpfs) for n in files if "tmp" in n]
+    assert leftovers == []
+    assert sorted(store.list()) == ["obj"]
+    total, free, avail = store.statfs()
+    assert total <= 1 << 20 and free < 500_000
+
+
+def test_two_locks_in_one_process_conflict(tmp_path: Path) -> None:
+    a, b = LocalStorage(tmp_path), LocalStorage(tmp_path)
+    lock = a.writer_lock("writer")
+    with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
+        b.writer_lock("writer")
+    lock.release()
+    b.writer_lock("writer").release()
+
+
+_HOLDER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from lakefs.storage.local import LocalStorage
+lock = LocalStorage(sys.argv[2]).writer_lock("writer")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, str(REPO), str(tmp_path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError, match=f"pid {child.pid}"):
+            LocalStorage(tmp_path).writer_lock("writer")
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        LocalStorage(tmp_path).writer_lock("writer").release()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_forked_child_does_not_keep_the_lock(tmp_path: Path) -> None:
+    lock = LocalStorage(tmp_path).writer_lock("writer")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a data-loader worker that lives on after the writer
+        os.write(w, b"up")  # the at-fork hook has run by now
+        time.sleep(3)
+        os._exit(0)
+    try:
+        os.close(w)
+        assert os.read(r, 2) == b"up"
+        os.close(r)
+        lock.release()
+        LocalStorage(tmp_path).writer_lock("writer").release()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def test_crash_leftover_temp_files_are_not_keys(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path)
+    store.put("d/obj", b"whole")
+    (tmp_path / "d" / ".obj.tmp~0badf00d").write_bytes(b"torn")
+    assert sorted(store.list()) == ["d/obj"]
+    assert store.get("d/obj") == b"whole"
+    with pytest.raises(InvalidKeyError):
+        store.get("d/.obj.tmp~0badf00d")
+
+
+_segment = st.text(alphabet="abcXYZ019._=-", min_size=1, max_size=8).filter(
+    lambda s: s not in (".", "..")
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(["put", "delete"]),
+                              st.lists(_segment, min_size=1, max_size=2).map("/".join),
+                              st.binary(max_size=64)), max_size=25))
+def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, ops) -> None:
+    store = LocalStorage(tmp_path_factory.mktemp("model"))
+    model: dict[str, bytes] = {}
+    for op, key, data in ops:
+        # a key that is a "directory" of another cannot also be an object on a local disk
+        if any(k.startswith(key + "/") or key.startswith(k + "/") for k in model):
+            continue
+        if op == "put":
+            store.put(key, data)
+            model[key] = data
+        else:
+            store.delete(key)
+            model.pop(key, None)
+    assert sorted(store.list()) == sorted(model)
+    for key, data in model.items():
+        assert store.get(key) == data
+        assert store.get_range(key, 1, 3) == data[1:4]

@@ -1,0 +1,220 @@
+"""FsspecStorage on a real moto S3 server: error mapping, check(), leases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import BUCKET, S3Backdoor, boto_client, free_port, moto_server, s3_options
+
+from lakefs.errors import LockedError, ObjectNotFoundError, StorageError
+from lakefs.storage import open_storage
+from lakefs.storage.fsspec_store import FsspecStorage
+
+pytestmark = pytest.mark.timeout(30)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_check_unreachable_endpoint() -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options(endpoint))
+    t = time.monotonic()
+    with pytest.raises(StorageError) as info:
+        store.check()
+    assert time.monotonic() - t < 10
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "cannot reach" in msg and endpoint in msg
+    with pytest.raises(StorageError):
+        store.get("x")
+    with pytest.raises(StorageError):
+        store.put("x", b"1")
+
+
+def test_check_missing_bucket(s3_endpoint: str) -> None:
+    store = FsspecStorage("s3://no-such-bucket-here/ds", s3_options(s3_endpoint))
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket-here' does not exist"):
+        store.check()
+    with pytest.raises(StorageError) as info:
+        store.put("x", b"1")
+    assert not isinstance(info.value, ObjectNotFoundError)
+
+
+def test_check_passes_for_a_new_prefix(s3_endpoint: str, s3_prefix: str) -> None:
+    FsspecStorage(f"s3://{BUCKET}/{s3_prefix}", s3_options(s3_endpoint)).check()
+
+
+def test_network_failure_mid_read() -> None:
+    with moto_server() as endpoint:
+        boto_client(endpoint).create_bucket(Bucket=BUCKET)
+        store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options(endpoint))
+        store.put("chunks/0", b"x" * 1000)
+        assert store.get_range("chunks/0", 10, 5) == b"xxxxx"
+    # the server is gone now
+    for op in (lambda: store.get("chunks/0"), lambda: store.get_range("chunks/0", 0, 5),
+               lambda: store.exists("chunks/0"), lambda: list(store.list())):
+        with pytest.raises(StorageError) as info:
+            op()
+        assert not isinstance(info.value, ObjectNotFoundError)
+        assert "chunks/0" in str(info.value) or "list" in str(info.value)
+
+
+def test_missing_fsspec_implementation_has_install_hint() -> None:
+    try:
+        import gcsfs  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("gcsfs is installed")
+    with pytest.raises(StorageError, match="pip install gcsfs"):
+        open_storage("gs://bucket/ds")
+
+
+def test_unknown_scheme() -> None:
+    with pytest.raises(StorageError, match="nosuchproto"):
+        open_storage("nosuchproto://x/y")
+
+
+def test_import_does_not_load_object_store_clients() -> None:
+    code = ("import sys; import lakefs.storage; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('fsspec', 's3fs', 'botocore', 'aiobotocore', 'boto3')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+# --- leases ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["s3", "fsspec-memory"])
+def lease_store(request: pytest.FixtureRequest, s3_prefix: str):
+    """make(lease_seconds) -> store, all on one location; and a raw lease writer."""
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        url, opts = f"s3://{BUCKET}/{s3_prefix}", s3_options(endpoint)
+        raw = S3Backdoor(endpoint, s3_prefix)
+    else:
+        from conftest import FsspecMemoryBackdoor
+
+        url, opts = f"memory://lease-{uuid.uuid4().hex}", None
+        raw = FsspecMemoryBackdoor(url)
+
+    def make(lease_seconds: float = 30.0) -> FsspecStorage:
+        return FsspecStorage(url, opts, lease_seconds=lease_seconds)
+
+    return make, raw
+
+
+def test_live_lease_is_refused_with_holder(lease_store) -> None:
+    make, raw = lease_store
+    raw.put("locks/writer", json.dumps(
+        {"owner": "x", "pid": 4242, "host": "elsewhere", "expires": time.time() + 60}).encode())
+    with pytest.raises(LockedError, match="pid 4242 on elsewhere"):
+        make().writer_lock("writer")
+
+
+def test_expired_lease_is_taken_over(lease_store) -> None:
+    make, raw = lease_store
+    raw.put("locks/writer", json.dumps(
+        {"owner": "dead", "pid": 1, "host": "gone", "expires": time.time() - 1}).encode())
+    with make().writer_lock("writer") as lock:
+        record = json.loads(raw.get("locks/writer"))
+        assert record["owner"] != "dead"
+        lock.verify()
+    assert raw.get("locks/writer") is None  # released = deleted
+
+
+def test_garbage_lease_is_taken_over(lease_store) -> None:
+    make, raw = lease_store
+    raw.put("locks/writer", b"\x00not json")
+    make().writer_lock("writer").release()
+
+
+def test_live_lease_is_renewed_past_its_expiry(lease_store) -> None:
+    make, raw = lease_store
+    lock = make(lease_seconds=1.0).writer_lock("writer")
+    try:
+        first = json.loads(raw.get("locks/writer"))["expires"]
+        time.sleep(1.6)
+        assert json.loads(raw.get("locks/writer"))["expires"] > first
+        with pytest.raises(LockedError):
+            make().writer_lock("writer")
+        lock.verify()
+    finally:
+        lock.release()
+    make().writer_lock("writer").release()
+
+
+def test_lease_of_a_stalled_writer_is_taken_over(lease_store) -> None:
+    make, raw = lease_store
+    stalled = make(lease_seconds=0.6).writer_lock("writer")
+    stalled._stop.set()  # renewals stop, like a writer that died or hung
+    time.sleep(0.9)
+    with pytest.raises(LockedError, match="lost"):
+        stalled.verify()
+    taker = make().writer_lock("writer")
+    try:
+        owner = json.loads(raw.get("locks/writer"))["owner"]
+        stalled.release()  # must not delete the new owner's lease
+        assert json.loads(raw.get("locks/writer"))["owner"] == owner
+        with pytest.raises(LockedError):
+            make().writer_lock("writer")
+    finally:
+        taker.release()
+
+
+def test_renewal_detects_takeover(s3_endpoint: str, s3_prefix: str) -> None:
+    url, opts = f"s3://{BUCKET}/{s3_prefix}", s3_options(s3_endpoint)
+    raw = S3Backdoor(s3_endpoint, s3_prefix)
+    lock = FsspecStorage(url, opts, lease_seconds=30).writer_lock("writer")
+    raw.put("locks/writer", b'{"owner": "intruder", "expires": 1e12}')
+    lock.renew()
+    with pytest.raises(LockedError, match="took the lease over"):
+        lock.verify()
+    lock.release()
+    assert raw.get("locks/writer") == b'{"owner": "intruder", "expires": 1e12}'
+
+
+_HOLDER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[2])
+from conftest import s3_options
+from lakefs.storage.fsspec_store import FsspecStorage
+lock = FsspecStorage(sys.argv[3], s3_options(sys.argv[4]), lease_seconds=1.0).writer_lock("w")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_lease_of_a_killed_process_expires(s3_endpoint: str, s3_prefix: str) -> None:
+    url = f"s3://{BUCKET}/{s3_prefix}"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(REPO), str(Path(__file__).parent), url,
+         s3_endpoint], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        store = FsspecStorage(url, s3_options(s3_endpoint))
+        with pytest.raises(LockedError, match=f"pid {child.pid}"):
+            store.writer_lock("w")
+        child.kill()
+        child.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                store.writer_lock("w").release()
+                break
+            except LockedError:
+                assert time.monotonic() < deadline, "a dead writer's lease never expired"
+                time.sleep(0.2)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
