@@ -17,7 +17,8 @@ probe is what matters. Shapes:
 
 Truncation checks: RIFF sizes (wav), the frame walk to the end of file (mp3), the
 top-level box walk (mp4). FLAC frames carry no length, so a truncated FLAC is caught
-only when STREAMINFO's frame sizes prove the audio too short for its sample count.
+only when STREAMINFO's frame sizes prove the audio too short for its sample count
+(any cut of a single-frame file; a cut of more than a frame or so of a longer one).
 """
 
 from __future__ import annotations
@@ -128,9 +129,11 @@ def probe_flac(data: bytes) -> SampleInfo:
     need(data, pos + 2, "flac", "audio frames")
     if data[pos] != 0xFF or data[pos + 1] & 0xFE != 0xF8:
         raise corrupt("flac", f"no frame sync code at byte {pos} after the metadata")
-    if total and min_block == max_block and min_frame:  # fixed block size: a lower bound on the audio size
+    if total and min_block == max_block and min_frame and max_frame:
+        # Fixed block size gives the frame count; every frame is >= min_frame bytes and
+        # one of them is max_frame bytes, a lower bound on the audio size.
         frames = -(-total // max_block)
-        if len(data) - pos < (frames - 1) * min_frame:
+        if len(data) - pos < max_frame + (frames - 1) * min_frame:
             raise corrupt("flac", f"audio is {len(data) - pos} bytes, too short for {frames} frames (truncated)")
     return SampleInfo((total, channels), "int16" if bits <= 16 else "int32")
 

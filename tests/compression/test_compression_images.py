@@ -1,0 +1,174 @@
+"""Image codecs: encode/decode round trips, array validation, hand-made damage."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import fixture_bytes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from lakefs.compression import detect, get_codec
+from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError
+
+IMAGE_CODECS = ["jpeg", "png", "webp", "bmp", "gif", "tiff"]
+
+
+def smooth(channels: int, dtype: str = "uint8", h: int = 40, w: int = 56) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    planes = [x * 4, y * 5, (x + y) * 2, np.full_like(x, 200)]
+    image = np.stack(planes[:channels], axis=2) % 256
+    return (image * 257 if dtype == "uint16" else image).astype(dtype)
+
+
+def accepted(name: str) -> list[tuple[int, str]]:
+    return list(get_codec(name).accepts)
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "dtype"),
+    [(n, c, d) for n in IMAGE_CODECS for c, d in get_codec(n).accepts],
+)
+def test_round_trip(name: str, channels: int, dtype: str) -> None:
+    codec = get_codec(name)
+    array = smooth(channels, dtype)
+    data = codec.encode(array)
+    assert detect(data) is codec
+    info = codec.probe(data)
+    decoded = codec.decode(data)
+    assert info.shape == decoded.shape == array.shape
+    assert info.dtype == decoded.dtype.name == dtype
+    if codec.lossy:
+        assert np.abs(decoded.astype(int) - array).mean() < 4
+    else:
+        np.testing.assert_array_equal(decoded, array)
+
+
+@pytest.mark.parametrize("name", IMAGE_CODECS)
+def test_two_dimensional_array_is_one_channel(name: str) -> None:
+    codec = get_codec(name)
+    if (1, "uint8") not in codec.accepts:
+        with pytest.raises(InvalidSampleError, match=name):
+            codec.encode(smooth(1)[:, :, 0])
+        return
+    assert codec.decode(codec.encode(smooth(1)[:, :, 0])).shape == (40, 56, 1)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((4, 4, 3), np.float64), np.zeros((4, 4, 5), np.uint8), np.zeros((4,), np.uint8),
+     np.zeros((0, 4, 3), np.uint8), np.zeros((2, 4, 4, 3), np.uint8)],
+    ids=["float64", "5-channels", "1-d", "empty", "4-d"],
+)
+@pytest.mark.parametrize("name", IMAGE_CODECS)
+def test_encode_rejects_arrays_the_format_cannot_hold(name: str, array: np.ndarray) -> None:
+    with pytest.raises(InvalidSampleError, match=name):
+        get_codec(name).encode(array)
+
+
+def test_jpeg_cannot_hold_16_bit() -> None:
+    with pytest.raises(InvalidSampleError, match="uint16"):
+        get_codec("jpeg").encode(smooth(1, "uint16"))
+
+
+def _png(width: int, height: int, colour: int, depth: int, raw: bytes) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_png_probes_honestly_and_refuses_a_lossy_decode() -> None:
+    rows = smooth(3, "uint16", 3, 4).astype(">u2")
+    data = _png(4, 3, 2, 16, b"".join(b"\x00" + row.tobytes() for row in rows))
+    codec = get_codec("png")
+    assert codec.probe(data).shape == (3, 4, 3) and codec.probe(data).dtype == "uint16"
+    with pytest.raises(UnsupportedError, match="16"):
+        codec.decode(data)
+
+
+def test_16_bit_gray_png_keeps_every_value() -> None:
+    array = np.arange(0, 65536, 97, dtype=np.uint16)[:672].reshape(24, 28, 1)
+    codec = get_codec("png")
+    np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)
+
+
+def test_png_crc_damage_is_detected() -> None:
+    data = bytearray(fixture_bytes("rgb.png"))
+    data[40] ^= 0xFF  # inside the IDAT body
+    with pytest.raises(CorruptSampleError, match="CRC"):
+        get_codec("png").probe(bytes(data))
+
+
+def test_png_without_iend_is_truncated() -> None:
+    data = fixture_bytes("rgb.png")[:-12]
+    with pytest.raises(CorruptSampleError, match="png.*IEND"):
+        get_codec("png").probe(data)
+
+
+def test_jpeg_without_eoi_is_truncated_and_trailing_data_is_kept() -> None:
+    codec, data = get_codec("jpeg"), fixture_bytes("rgb.jpg")
+    with pytest.raises(CorruptSampleError, match="EOI"):
+        codec.probe(data[:-2])
+    # Motion photos append a video after EOI: still a valid JPEG.
+    assert codec.probe(data + b"\x00\x00\x00\x18ftypmp42" + bytes(100)).shape == (24, 32, 3)
+
+
+def test_bmp_file_size_field_is_checked() -> None:
+    data = fixture_bytes("rgb.bmp")
+    with pytest.raises(CorruptSampleError, match="bmp.*file size"):
+        get_codec("bmp").probe(data[:-10])
+
+
+def test_gif_trailer_is_checked() -> None:
+    with pytest.raises(CorruptSampleError, match="0x3B"):
+        get_codec("gif").probe(fixture_bytes("rgb.gif")[:-1])
+
+
+def test_text_starting_with_bm_is_not_a_bmp() -> None:
+    assert detect(b"BMW 3 series, 2004, blue, 120000 km, full service history\n") is None
+
+
+@pytest.mark.parametrize("name", IMAGE_CODECS)
+def test_garbage_after_magic_is_corrupt_not_a_crash(name: str) -> None:
+    codec = get_codec(name)
+    data = codec.encode(smooth(3))
+    head = data[:16]
+    rubbish = head + bytes(range(256)) * 4
+    with pytest.raises((CorruptSampleError, UnsupportedError)):
+        codec.probe(rubbish)
+        codec.decode(rubbish)
+
+
+def test_decode_shape_equals_probe_for_pillow_modes() -> None:
+    """Palette, 1-bit and LA files from Pillow decode to the shape the probe promised."""
+    from PIL import Image
+
+    cases = [("P", "PNG"), ("1", "PNG"), ("LA", "PNG"), ("P", "BMP"), ("1", "BMP"), ("P", "TIFF"),
+             ("1", "TIFF"), ("LA", "TIFF"), ("L", "GIF"), ("RGBA", "GIF"), ("L", "WEBP"), ("RGBA", "WEBP")]
+    for mode, fmt in cases:
+        out = io.BytesIO()
+        Image.fromarray(smooth(3)).convert(mode).save(out, fmt)
+        data = out.getvalue()
+        codec = detect(data)
+        assert codec is not None, (mode, fmt)
+        assert codec.decode(data).shape == codec.probe(data).shape, (mode, fmt)
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(st.sampled_from([np.uint8, np.uint16]),
+              st.tuples(st.integers(1, 17), st.integers(1, 17), st.sampled_from([1, 2, 3, 4]))))
+def test_png_round_trip_property(array: np.ndarray) -> None:
+    codec = get_codec("png")
+    if (array.shape[2], array.dtype.name) not in codec.accepts:
+        with pytest.raises(InvalidSampleError):
+            codec.encode(array)
+        return
+    np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)

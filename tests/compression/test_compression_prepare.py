@@ -1,0 +1,176 @@
+"""The pass-through / transcode decision and the API encode path."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from conftest import fixture_array, fixture_bytes
+
+from lakefs.compression import encode_array, get_codec, prepare_encoded
+from lakefs.errors import (
+    ConfigError,
+    CorruptSampleError,
+    InvalidSampleError,
+    TranscodeRefusedError,
+    UndecodableError,
+    UnsupportedError,
+)
+
+
+def test_png_into_jpeg_is_transcoded_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    png = fixture_bytes("rgb.png")
+    with caplog.at_level(logging.INFO, logger="lakefs.compression"):
+        prepared = prepare_encoded(png, "jpeg", exact=False)
+    assert prepared.transcoded and prepared.source == "png"
+    assert prepared.data[:3] == b"\xff\xd8\xff"
+    assert prepared.info == get_codec("jpeg").probe(prepared.data)
+    assert prepared.info.shape == (24, 32, 3)
+    decoded = get_codec("jpeg").decode(prepared.data)
+    assert np.abs(decoded.astype(int) - fixture_array("rgb.png")).mean() < 4
+    [record] = [r for r in caplog.records if r.name == "lakefs.compression"]
+    assert record.levelno == logging.INFO and "png -> jpeg" in record.getMessage()
+
+
+def test_lossy_target_refused_for_exact_data() -> None:
+    with pytest.raises(TranscodeRefusedError, match="lossy"):
+        prepare_encoded(fixture_bytes("gray.png"), "jpeg", exact=True)
+
+
+def test_every_transcode_refused_when_disabled() -> None:
+    with pytest.raises(TranscodeRefusedError, match="disabled"):
+        prepare_encoded(fixture_bytes("rgb.png"), "tiff", exact=False, allow_transcode=False)
+
+
+def test_lossy_source_into_lossless_exact_tensor_keeps_decoded_values() -> None:
+    jpeg = fixture_bytes("rgb.jpg")
+    prepared = prepare_encoded(jpeg, "png", exact=True)
+    assert prepared.transcoded and prepared.source == "jpeg"
+    np.testing.assert_array_equal(get_codec("png").decode(prepared.data), get_codec("jpeg").decode(jpeg))
+
+
+@pytest.mark.parametrize("target", ["tiff", "png"])
+def test_16_bit_png_into_16_bit_capable_format_is_exact(target: str) -> None:
+    source = fixture_bytes("gray16.png" if target == "tiff" else "gray16.tif")
+    prepared = prepare_encoded(source, target, exact=True)
+    assert prepared.info.dtype == "uint16" and prepared.transcoded
+    np.testing.assert_array_equal(get_codec(target).decode(prepared.data), fixture_array("gray16.png"))
+
+
+@pytest.mark.parametrize("target", ["webp", "bmp", "gif", "jpeg"])
+def test_16_bit_into_8_bit_only_format_is_refused(target: str) -> None:
+    with pytest.raises(TranscodeRefusedError, match="uint16"):
+        prepare_encoded(fixture_bytes("gray16.png"), target, exact=False)
+
+
+def test_alpha_is_not_dropped_into_a_lossless_format() -> None:
+    with pytest.raises(TranscodeRefusedError, match="alpha"):
+        prepare_encoded(fixture_bytes("rgba.png"), "bmp", exact=False)
+
+
+def test_alpha_dropped_into_jpeg_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="lakefs.compression"):
+        prepared = prepare_encoded(fixture_bytes("rgba.png"), "jpeg", exact=False)
+    assert prepared.info.shape == (24, 32, 3)
+    assert "alpha dropped" in caplog.text
+
+
+def test_gray_into_rgb_only_format_is_widened_exactly() -> None:
+    prepared = prepare_encoded(fixture_bytes("gray.png"), "webp", exact=True)
+    decoded = get_codec("webp").decode(prepared.data)
+    gray = fixture_array("gray.png")
+    assert decoded.shape == (24, 32, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(decoded[:, :, channel : channel + 1], gray)
+
+
+@pytest.mark.parametrize(
+    ("data", "looks_like"),
+    [(b"hello, this is a plain text file\n" * 10, "text"), (b"", "empty"),
+     (bytes(range(7, 200)), "unknown format"), ('caf\u00e9 ' .encode() * 200, "text")],
+    ids=["ascii", "empty", "binary", "utf8"],
+)
+def test_non_images_are_undecodable_with_a_clear_message(data: bytes, looks_like: str) -> None:
+    with pytest.raises(UndecodableError, match=f"not a jpeg image.*{looks_like}") as info:
+        prepare_encoded(data, "jpeg", exact=False)
+    assert not isinstance(info.value, CorruptSampleError)
+
+
+def test_audio_into_image_tensor_is_undecodable() -> None:
+    with pytest.raises(UndecodableError, match="looks like wav audio"):
+        prepare_encoded(fixture_bytes("stereo16.wav"), "png", exact=False)
+
+
+@pytest.mark.parametrize(("source", "target"), [("stereo16.flac", "wav"), ("stereo16.wav", "mp3"),
+                                                ("stereo.mp3", "flac")])
+def test_audio_is_never_transcoded(source: str, target: str) -> None:
+    with pytest.raises(TranscodeRefusedError, match="does not transcode audio"):
+        prepare_encoded(fixture_bytes(source), target, exact=False)
+
+
+def test_truncated_jpeg_into_jpeg_tensor_is_corrupt() -> None:
+    with pytest.raises(CorruptSampleError, match="jpeg.*EOI"):
+        prepare_encoded(fixture_bytes("rgb.jpg")[:-100], "jpeg", exact=False)
+
+
+def test_truncated_png_into_jpeg_tensor_is_corrupt_not_transcoded() -> None:
+    with pytest.raises(CorruptSampleError, match="png"):
+        prepare_encoded(fixture_bytes("rgb.png")[:-5], "jpeg", exact=False)
+
+
+def test_unknown_compression_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown compression 'jpg2'; known: bmp, flac"):
+        prepare_encoded(b"x", "jpg2", exact=False)
+
+
+def test_bytes_target_compresses_any_file() -> None:
+    data = b"any file at all " * 100
+    prepared = prepare_encoded(data, "lz4", exact=True)
+    assert get_codec("lz4").decompress(prepared.data) == data
+    assert prepared.info.shape == (len(data),) and not prepared.transcoded
+    assert prepare_encoded(data, "none", exact=True).data == data
+
+
+# --- encode_array --------------------------------------------------------------------
+
+
+def test_encode_array_into_jpeg() -> None:
+    array = fixture_array("rgb.png")
+    prepared = encode_array(array, "jpeg", exact=False)
+    assert prepared.info.shape == array.shape and not prepared.transcoded and prepared.source is None
+
+
+def test_encode_array_refuses_lossy_for_exact() -> None:
+    with pytest.raises(TranscodeRefusedError):
+        encode_array(np.zeros((4, 4), np.uint8), "jpeg", exact=True)
+
+
+def test_encode_array_bool_mask_into_png() -> None:
+    mask = np.eye(6, dtype=bool)
+    prepared = encode_array(mask, "png", exact=True)
+    decoded = get_codec("png").decode(prepared.data)
+    assert prepared.info.shape == (6, 6, 1)
+    np.testing.assert_array_equal(decoded[:, :, 0], mask.astype(np.uint8))
+
+
+@pytest.mark.parametrize(("array", "target"), [(np.zeros((4, 4, 3), np.uint16), "jpeg"),
+                                               (np.zeros((4, 4, 2), np.uint8), "jpeg"),
+                                               (np.zeros((4, 4, 3), np.int64), "png"),
+                                               (np.zeros((3, 3, 3), np.int16), "wav")])
+def test_encode_array_rejects_bad_arrays(array: np.ndarray, target: str) -> None:
+    with pytest.raises(InvalidSampleError, match=target):
+        encode_array(array, target, exact=False)
+
+
+@pytest.mark.parametrize("target", ["flac", "mp3", "mp4"])
+def test_encode_array_without_encoder_is_unsupported(target: str) -> None:
+    with pytest.raises(UnsupportedError, match=target):
+        encode_array(np.zeros((10, 2), np.int16), target, exact=False)
+
+
+def test_encode_array_lz4_keeps_raw_bytes() -> None:
+    array = np.arange(1000, dtype=np.int32).reshape(10, 100)
+    prepared = encode_array(array, "lz4", exact=True)
+    assert prepared.info.shape == (10, 100) and prepared.info.dtype == "int32"
+    assert get_codec("lz4").decompress(prepared.data) == array.tobytes()
