@@ -166,3 +166,44 @@ class ConfigError(LakeFSError, ValueError):
     """A configuration file or option is invalid."""
 
     errno = _errno.EINVAL
+
+
+# --- filesystem view -----------------------------------------------------------------
+
+
+class _FsError(LakeFSError, OSError):
+    def __init__(self, *args: object) -> None:
+        Exception.__init__(self, *args)
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class DirectoryNotEmptyError(_FsError):
+    """``rmdir`` of a tensor or group that still holds something."""
+
+    errno = _errno.ENOTEMPTY
+
+
+class CrossDeviceError(_FsError):
+    """A rename lakefs cannot do in place (a sample into another tensor): ``mv`` copies."""
+
+    errno = _errno.EXDEV
+
+
+class IsADirectoryError_(_FsError, IsADirectoryError):
+    """A file operation on a tensor or group directory."""
+
+    errno = _errno.EISDIR
+
+
+class NotADirectoryError_(_FsError, NotADirectoryError):
+    """A directory operation on a file, or a path through a file."""
+
+    errno = _errno.ENOTDIR
+
+
+class NotPermittedError(_FsError, PermissionError):
+    """An operation the layout forbids (a directory inside a tensor)."""
+
+    errno = _errno.EPERM

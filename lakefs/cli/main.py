@@ -1,0 +1,68 @@
+"""The ``lakefs`` command line: one subcommand per module, errors caught at this edge.
+
+Each subcommand module exposes ``register(subparsers)`` which adds its parser and sets
+``func(args) -> int``. A lakefs error (or a bad argument) is one line on stderr and a
+non-zero exit; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from lakefs.errors import LakeFSError
+
+# Modules under lakefs.cli, each with ``register(subparsers)``; imported lazily per run
+# so ``lakefs info`` never loads the FUSE binding.
+COMMAND_MODULES = ("mount", "tools")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakefs", description="A dataset store you can mount as a filesystem.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("--version", action="version", version="lakefs " + _version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"lakefs.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"lakefs.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from lakefs import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.DEBUG if args.debug else logging.WARNING,
+            format="lakefs: %(levelname)s: %(message)s",
+        )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("lakefs: interrupted", file=sys.stderr)
+        return 130
+    except (LakeFSError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"lakefs: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Settings from ``config.example.yaml``: parsed safely, validated, with defaults.
+
+A missing file means the defaults. A bad file or value is a :class:`ConfigError` with one
+line naming the setting, raised at start, never later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from lakefs.errors import ConfigError
+
+TENSOR_SETTINGS = {"htype", "dtype", "sample_compression", "chunk_compression", "class_names", "chunk_size"}
+
+
+@dataclass(frozen=True)
+class FuseSettings:
+    entry_timeout: float = 1.0  # seconds the kernel may cache a name lookup
+    attr_timeout: float = 1.0  # seconds the kernel may cache attributes
+    auto_cache: bool = True  # keep page cache across opens while mtime/size are unchanged
+    xattr: bool = True  # expose user.lakefs.* extended attributes
+    threads: bool = True  # run FUSE operations concurrently
+    allow_other: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    storage_options: dict[str, Any] = field(default_factory=dict)  # passed to fsspec
+    cache_dir: str | None = None  # on-disk read cache for object stores
+    cache_size: int = 10 << 30  # bytes of that cache
+    chunk_cache_size: int = 256 << 20  # bytes of decoded chunks kept in memory
+    chunk_size: int = 8 << 20  # default target chunk size for new tensors
+    commit_interval: float = 5.0  # seconds between automatic commits of a mount
+    allow_transcode: bool = True  # False refuses every transcode
+    spill_size: int = 64 << 20  # a file being written past this goes to a temp file
+    tensors: dict[str, dict[str, Any]] = field(default_factory=dict)  # defaults by tensor name
+    log_level: str = "INFO"
+    log_file: str | None = None
+    fuse: FuseSettings = field(default_factory=FuseSettings)
+
+
+def _check_type(name: str, value: Any, expected: Any) -> Any:
+    kinds = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
+    want = expected if isinstance(expected, str) else getattr(expected, "__name__", str(expected))
+    for kind, types in kinds.items():
+        if want.startswith(kind):
+            if isinstance(value, bool) and kind != "bool":
+                break
+            if isinstance(value, types):
+                return value
+            break
+    else:
+        return value
+    if value is None and "None" in want:
+        return value
+    raise ConfigError(f"config: {name} must be {want.split(' ')[0]}, got {value!r}")
+
+
+def _parse_size(name: str, value: Any) -> int:
+    """Sizes as integers or strings like "10GB", "256 MiB"."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().upper().replace(" ", "").removesuffix("B").removesuffix("I")
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        mult = units.get(text[-1:], 1)
+        number = text[:-1] if text[-1:] in units else text
+        try:
+            return int(float(number) * mult)
+        except ValueError:
+            pass
+    raise ConfigError(f"config: {name} must be a size like 512MB, got {value!r}")
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("config: the file must hold a mapping of settings")
+    known = {f.name: f for f in fields(Config)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "fuse":
+            values["fuse"] = _fuse_from_dict(value)
+        elif key == "storage":
+            values.update(_storage_from_dict(value))
+        elif key == "logging":
+            if not isinstance(value, dict) or set(value) - {"level", "file"}:
+                raise ConfigError("config: logging takes 'level' and 'file'")
+            level = str(value.get("level", "INFO")).upper()
+            if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                raise ConfigError(f"config: logging.level must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+            values["log_level"], values["log_file"] = level, value.get("file")
+        elif key == "tensors":
+            values["tensors"] = _tensors_from_dict(value)
+        elif key in ("cache_size", "chunk_cache_size", "chunk_size", "spill_size"):
+            values[key] = _parse_size(key, value)
+        elif key in known:
+            values[key] = _check_type(key, value, known[key].type)
+        else:
+            raise ConfigError(f"config: unknown setting {key!r}")
+    if values.get("commit_interval", 1) <= 0:
+        raise ConfigError("config: commit_interval must be > 0 seconds")
+    return Config(**values)
+
+
+def _storage_from_dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) - {"options", "cache_dir", "cache_size"}:
+        raise ConfigError("config: storage takes 'options', 'cache_dir' and 'cache_size'")
+    out: dict[str, Any] = {}
+    if "options" in value:
+        if not isinstance(value["options"], dict):
+            raise ConfigError("config: storage.options must be a mapping")
+        out["storage_options"] = dict(value["options"])
+    if "cache_dir" in value:
+        out["cache_dir"] = _check_type("storage.cache_dir", value["cache_dir"], "str | None")
+    if "cache_size" in value:
+        out["cache_size"] = _parse_size("storage.cache_size", value["cache_size"])
+    return out
+
+
+def _fuse_from_dict(value: Any) -> FuseSettings:
+    if not isinstance(value, dict):
+        raise ConfigError("config: fuse must be a mapping")
+    known = {f.name: f for f in fields(FuseSettings)}
+    for key, v in value.items():
+        if key not in known:
+            raise ConfigError(f"config: unknown setting fuse.{key}")
+        _check_type(f"fuse.{key}", v, known[key].type)
+    return FuseSettings(**value)
+
+
+def _tensors_from_dict(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ConfigError("config: tensors must map tensor names to settings")
+    for name, settings in value.items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"config: tensors.{name} must be a mapping")
+        unknown = set(settings) - TENSOR_SETTINGS
+        if unknown:
+            raise ConfigError(f"config: unknown setting tensors.{name}.{sorted(unknown)[0]}")
+    return {str(k): dict(v) for k, v in value.items()}
+
+
+def load_config(path: str | os.PathLike | None) -> Config:
+    """The settings in ``path`` (YAML), or the defaults when ``path`` is None."""
+    if path is None:
+        return Config()
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"config: cannot read {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config: {path} is not valid YAML{where}") from e
+    return from_dict(data or {})
