@@ -1,0 +1,170 @@
+"""``lakefs mount`` and ``lakefs umount``.
+
+Without ``-f`` the mount runs in a detached child (``lakefs mount -f`` re-executed) and
+the command returns once the filesystem is mounted, as mount(8) users expect; the
+child reports startup errors through its stderr and readiness through a pipe, then logs
+to a file. ``-f`` stays in the foreground logging to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+from lakefs.config import load_config
+from lakefs.errors import ConfigError, LakeFSError
+
+READY_TIMEOUT = 60.0
+UMOUNT_WAIT = 120.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("mount", help="mount a dataset as a filesystem",
+                       description="Mount DATASET (a path or URL; created if missing unless -o ro) at MOUNTPOINT.")
+    p.add_argument("dataset")
+    p.add_argument("mountpoint")
+    p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground, log to stderr")
+    p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS",
+                   help="comma-separated mount options: ro, allow_other, attr_timeout=S, noxattr, commit_interval=S ...")
+    p.add_argument("--config", help="YAML settings (see config.example.yaml)")
+    p.add_argument("--log-file", help="log file of a background mount")
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_mount)
+
+    u = sub.add_parser("umount", help="unmount a lakefs mount (commits everything first)")
+    u.add_argument("mountpoint")
+    u.set_defaults(func=cmd_umount)
+
+
+def _log_file(args: argparse.Namespace, configured: str | None) -> str:
+    if args.log_file or configured:
+        return os.path.abspath(args.log_file or configured)
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    tag = hashlib.sha1(os.path.abspath(args.mountpoint).encode()).hexdigest()[:10]
+    return os.path.join(state, "lakefs", f"mount-{os.path.basename(os.path.abspath(args.mountpoint))}-{tag}.log")
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from lakefs.fs.mount import parse_options, run_mount
+
+    config = load_config(args.config)
+    options = parse_options(",".join(args.options))
+    if not args.foreground:
+        return _spawn_background(args, _log_file(args, config.log_file))
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if args.debug else config.log_level)
+    if args.log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(args.log_file)), exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(args.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s lakefs %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = [handler]
+
+    def on_ready() -> None:
+        if args.ready_fd is not None:
+            os.write(args.ready_fd, b"1")
+            os.close(args.ready_fd)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)  # the parent stops reading our stderr now
+            os.close(devnull)
+
+    run_mount(args.dataset, args.mountpoint, config=config, options=options, on_ready=on_ready)
+    return 0
+
+
+def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
+    """Run ``lakefs mount -f`` detached; return when it is mounted or has failed."""
+    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    read_fd, write_fd = os.pipe()
+    argv = [sys.executable, "-m", "lakefs"] + (["--debug"] if args.debug else []) + [
+        "mount", "-f", args.dataset, os.path.abspath(args.mountpoint), "--log-file", log_file,
+        "--ready-fd", str(write_fd),
+    ]
+    for opt in args.options:
+        argv += ["-o", opt]
+    if args.config:
+        argv += ["--config", os.path.abspath(args.config)]
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             pass_fds=(write_fd,), start_new_session=True, cwd="/")
+    os.close(write_fd)
+    deadline = time.monotonic() + READY_TIMEOUT
+    ready = b""
+    while time.monotonic() < deadline and not ready:
+        r, _, _ = select.select([read_fd], [], [], 0.2)
+        if r:
+            ready = os.read(read_fd, 1)
+            if not ready:
+                break  # the child closed the pipe: it exited
+    os.close(read_fd)
+    if ready:
+        mp = os.path.abspath(args.mountpoint)
+        while time.monotonic() < deadline and not os.path.ismount(mp):
+            time.sleep(0.02)
+        child.stderr.close()
+        return 0
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        if os.path.ismount(os.path.abspath(args.mountpoint)):
+            tool = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
+            subprocess.run([tool, "-uz", os.path.abspath(args.mountpoint)], capture_output=True)
+    err = child.stderr.read().decode(errors="replace").strip()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    raise LakeFSError(lines[-1].removeprefix("lakefs: error: ") if lines else f"mount failed (see {log_file})")
+
+
+def _mount_source(mountpoint: str) -> tuple[str, str] | None:
+    """(fsname, options) of the lakefs mount at ``mountpoint`` from /proc/mounts."""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                target = fields[1].encode().decode("unicode_escape")
+                if target == mountpoint and fields[0].startswith("lakefs:"):
+                    return fields[0][len("lakefs:"):].encode().decode("unicode_escape"), fields[3]
+    except OSError:
+        pass
+    return None
+
+
+def cmd_umount(args: argparse.Namespace) -> int:
+    mp = os.path.abspath(args.mountpoint)
+    if not os.path.ismount(mp):
+        raise ConfigError(f"{mp} is not mounted")
+    source = _mount_source(mp)
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool is None:
+        raise ConfigError("fusermount3 (package fuse3) is not installed")
+    done = subprocess.run([tool, "-u", mp], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise LakeFSError(done.stderr.strip() or f"{tool} -u {mp} failed")
+    if source and "ro" not in source[1].split(",") and "://" not in source[0]:
+        _wait_for_writer(source[0])
+    return 0
+
+
+def _wait_for_writer(dataset_path: str) -> None:
+    """Wait until the mount process has committed and released the writer lock."""
+    from lakefs.errors import LockedError
+    from lakefs.format import keys
+    from lakefs.storage import open_storage
+
+    storage = open_storage(dataset_path, read_only=False)
+    deadline = time.monotonic() + UMOUNT_WAIT
+    while time.monotonic() < deadline:
+        try:
+            storage.writer_lock(keys.WRITER_LOCK).release()
+            return
+        except LockedError:
+            time.sleep(0.05)
+    raise LakeFSError(f"the mount process of {dataset_path} did not finish committing in {UMOUNT_WAIT:.0f} s")

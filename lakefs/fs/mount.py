@@ -1,0 +1,141 @@
+"""Mounting a dataset: open it, build the filesystem, run FUSE, commit on the way out.
+
+The periodic commit thread makes closed files durable within ``commit_interval``;
+unmount, SIGTERM and SIGINT end the FUSE loop, after which everything is committed and
+the writer lock released (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from lakefs.config import Config
+from lakefs.errors import ConfigError, LockedError
+
+log = logging.getLogger("lakefs.mount")
+
+# -o options passed through to libfuse (mount.fuse(8)); anything else is refused at start.
+FUSE_OPTIONS = {
+    "ro", "rw", "allow_other", "allow_root", "default_permissions", "auto_unmount", "kernel_cache",
+    "auto_cache", "noauto_cache", "entry_timeout", "attr_timeout", "negative_timeout", "fsname",
+    "subtype", "max_read", "debug", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime",
+    "noatime", "sync_read", "async_read",
+}
+# -o options lakefs itself understands.
+LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "nothreads"}
+
+
+def parse_options(text: str | None) -> dict[str, str | bool]:
+    """``"ro,attr_timeout=5"`` → ``{"ro": True, "attr_timeout": "5"}``; unknown → ConfigError."""
+    out: dict[str, str | bool] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if key not in FUSE_OPTIONS and key not in LAKEFS_OPTIONS:
+            raise ConfigError(f"unknown mount option {key!r}")
+        out[key] = value if sep else True
+    return out
+
+
+def fuse_kwargs(config: Config, options: dict[str, str | bool], dataset_url: str) -> tuple[dict, object]:
+    """(FUSE keyword arguments, connection tuning) from the config and ``-o`` options."""
+    from lakefs.fs.binding import mount_options
+
+    f = config.fuse
+    extra = {k: v for k, v in options.items() if k in FUSE_OPTIONS}
+    for key in ("entry_timeout", "attr_timeout", "negative_timeout"):
+        if key in extra:
+            try:
+                extra[key] = float(extra[key])
+            except (TypeError, ValueError):
+                raise ConfigError(f"mount option {key} needs a number of seconds") from None
+    if f.allow_other:
+        extra.setdefault("allow_other", True)
+    kw, tuning = mount_options(
+        fsname=f"lakefs:{dataset_url}",
+        kernel_cache=False,
+        attr_timeout=f.attr_timeout,
+        entry_timeout=f.entry_timeout,
+        extra=extra,
+    )
+    if f.auto_cache and "kernel_cache" not in kw and not options.get("noauto_cache"):
+        kw["auto_cache"] = True
+    kw.pop("noauto_cache", None)
+    kw.setdefault("subtype", "lakefs")
+    return kw, tuning
+
+
+class _Committer(threading.Thread):
+    """Commits every ``interval`` seconds while the mount runs."""
+
+    def __init__(self, commit: Callable[[], None], interval: float) -> None:
+        super().__init__(name="lakefs-commit", daemon=True)
+        self._commit = commit
+        self._interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            try:
+                self._commit()
+            except Exception as e:  # the next commit retries; writers see errors on fsync
+                log.error("periodic commit failed: %s", e)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dict[str, str | bool],
+              on_ready: Callable[[], None] | None = None) -> None:
+    """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking)."""
+    import lakefs
+    from lakefs.fs.binding import FUSE
+    from lakefs.fs.operations import LakeOperations
+    from lakefs.fs.tree import DatasetFS
+
+    mountpoint = os.path.abspath(mountpoint)  # libfuse 3 chdirs to / (FUSE-NOTES.md)
+    if not os.path.isdir(mountpoint):
+        raise ConfigError(f"mountpoint {mountpoint} is not a directory")
+    if os.path.ismount(mountpoint):
+        raise ConfigError(f"{mountpoint} is already a mount point")
+    read_only = bool(options.get("ro"))
+    interval = float(options.get("commit_interval") or config.commit_interval)
+    if interval <= 0:
+        raise ConfigError("commit_interval must be > 0 seconds")
+    if "://" not in dataset_url:
+        dataset_url = os.path.abspath(dataset_url)
+    open_kwargs = dict(cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode)
+    storage_options = dict(config.storage_options) or None
+    try:
+        if read_only:
+            ds = lakefs.load(dataset_url, read_only=True, storage_options=storage_options, **open_kwargs)
+        else:
+            ds = lakefs.dataset(dataset_url, storage_options=storage_options, **open_kwargs)
+    except LockedError as e:
+        raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}") from e
+    fs = DatasetFS(ds, config, read_only=read_only)
+    xattr = config.fuse.xattr and not options.get("noxattr")
+    ops = LakeOperations(fs, xattr=xattr, on_ready=on_ready)
+    committer = None if read_only else _Committer(fs.commit, interval)
+    if committer:
+        committer.start()
+    kwargs, ops.conn_tuning = fuse_kwargs(config, options, dataset_url)
+    threads = config.fuse.threads and not options.get("nothreads")
+    log.info("mounting %s at %s (%s)", dataset_url, mountpoint, "read-only" if read_only else "read-write")
+    try:
+        FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True, **kwargs)
+    except RuntimeError as e:
+        raise ConfigError(f"could not mount {mountpoint}: {e}") from e
+    finally:
+        if committer:
+            committer.stop()
+        try:
+            fs.shutdown()
+        finally:
+            ds.close()
+        log.info("unmounted %s; everything committed", mountpoint)

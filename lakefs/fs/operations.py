@@ -1,0 +1,206 @@
+"""The FUSE adapter: a thin translator from FUSE calls to :class:`DatasetFS`.
+
+Every operation goes through :func:`_op`, which maps a lakefs error to its ``errno``
+(each error class carries it) and logs one line naming the path and the reason; any
+other exception is logged with its traceback and answered with EIO, never the silent
+EINVAL the binding would give (FUSE-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat
+from typing import Any
+
+from lakefs.errors import LakeFSError
+from lakefs.fs.binding import BaseOperations, FuseOSError, resolve_utimens
+from lakefs.fs.tree import BLKSIZE, Attr, DatasetFS
+
+log = logging.getLogger("lakefs.fs")
+
+# Failures that are part of normal operation: not worth a log line.
+_QUIET = {("getattr", errno.ENOENT), ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT)}
+
+
+def _op(func):
+    name = func.__name__
+
+    @functools.wraps(func)
+    def wrapper(self, *args):
+        try:
+            return func(self, *args)
+        except FuseOSError:
+            raise
+        except LakeFSError as e:
+            if (name, e.errno) not in _QUIET:
+                log.warning("%s %s: %s", name, args[0] if args else "", e)
+            raise FuseOSError(e.errno) from e
+        except OSError as e:
+            log.warning("%s %s: %s", name, args[0] if args else "", e)
+            raise FuseOSError(e.errno or errno.EIO) from e
+        except Exception as e:
+            log.exception("%s %s: internal error: %s", name, args[0] if args else "", e)
+            raise FuseOSError(errno.EIO) from e
+
+    return wrapper
+
+
+def _fh(fi: Any) -> int:
+    """The handle number from a raw ``fuse_file_info`` (``raw_fi=True``) or an int."""
+    return fi if isinstance(fi, int) else fi.fh
+
+
+class LakeOperations(BaseOperations):
+    """fusepy ``Operations`` for a mounted dataset. Use with ``FUSE(..., raw_fi=True)``."""
+
+    def __init__(self, fs: DatasetFS, *, xattr: bool = True, on_ready=None) -> None:
+        self.fs = fs
+        self._on_ready = on_ready
+        if not xattr:  # no getxattr/listxattr ops at all: ls -l skips the round trips
+            self.getxattr = None  # type: ignore[assignment]
+            self.listxattr = None  # type: ignore[assignment]
+
+    def _stat(self, attr: Attr) -> dict[str, int]:
+        if attr.is_dir():
+            mode, nlink = stat.S_IFDIR | attr.mode, 2
+        else:
+            mode, nlink = stat.S_IFREG | attr.mode, 1
+        return {
+            "st_mode": mode, "st_nlink": nlink, "st_size": attr.size,
+            "st_mtime": attr.mtime_ns, "st_ctime": attr.mtime_ns, "st_atime": attr.mtime_ns,
+            "st_uid": self.fs.uid, "st_gid": self.fs.gid,
+            # st_blocks counts 512-byte units (stat(2)); du reads it.
+            "st_blksize": BLKSIZE, "st_blocks": (attr.size + 511) // 512,
+        }
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        super().init_with_config(conn, config)
+        if self._on_ready is not None:  # the kernel has answered INIT: we are mounted
+            self._on_ready()
+
+    def destroy(self, path: str) -> None:
+        try:
+            self.fs.shutdown()
+        except Exception:
+            log.exception("final commit at unmount failed")
+
+    @_op
+    def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
+        return self._stat(self.fs.getattr(path))
+
+    @_op
+    def readdir(self, path: str, fh: Any) -> list:
+        entries: list = [(".", stat.S_IFDIR, 0), ("..", stat.S_IFDIR, 0)]
+        for name, attr in self.fs.readdir(path):
+            entries.append((name, stat.S_IFDIR if attr.is_dir() else stat.S_IFREG, 0))
+        return entries
+
+    @_op
+    def open(self, path: str, fi: Any) -> int:
+        fi.fh = self.fs.open(path, fi.flags)
+        if (fi.flags & os.O_ACCMODE) == os.O_RDONLY and hasattr(fi, "noflush"):
+            fi.noflush = 1  # nothing to commit on close: skip the FLUSH round trip
+        return 0
+
+    @_op
+    def create(self, path: str, mode: int, fi: Any = None) -> int:
+        fh = self.fs.create(path, mode)
+        if fi is None:
+            return fh
+        fi.fh = fh
+        return 0
+
+    @_op
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
+        return self.fs.read(_fh(fi), size, offset)
+
+    @_op
+    def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:
+        return self.fs.write(_fh(fi), data, offset)
+
+    @_op
+    def flush(self, path: str, fi: Any) -> int:
+        self.fs.flush(_fh(fi))
+        return 0
+
+    @_op
+    def release(self, path: str, fi: Any) -> int:
+        self.fs.release(_fh(fi))
+        return 0
+
+    @_op
+    def fsync(self, path: str, datasync: int, fi: Any) -> int:
+        self.fs.fsync(_fh(fi))
+        return 0
+
+    @_op
+    def truncate(self, path: str, length: int, fh: Any = None) -> int:
+        self.fs.truncate(path, length, None if fh is None else _fh(fh))
+        return 0
+
+    @_op
+    def unlink(self, path: str) -> int:
+        self.fs.unlink(path)
+        return 0
+
+    @_op
+    def mkdir(self, path: str, mode: int) -> int:
+        self.fs.mkdir(path, mode)
+        return 0
+
+    @_op
+    def rmdir(self, path: str) -> int:
+        self.fs.rmdir(path)
+        return 0
+
+    @_op
+    def rename(self, old: str, new: str) -> int:
+        self.fs.rename(old, new)
+        return 0
+
+    @_op
+    def utimens(self, path: str, times: Any = None) -> int:
+        _, mtime_ns = resolve_utimens(times)
+        if mtime_ns is not None:
+            self.fs.utimens(path, mtime_ns)
+        return 0
+
+    @_op
+    def chmod(self, path: str, mode: int) -> int:
+        self.fs.chmod(path, mode)
+        return 0
+
+    @_op
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        self.fs.getattr(path)  # ownership is the mounting user's; accept and ignore
+        return 0
+
+    @_op
+    def statfs(self, path: str) -> dict[str, int]:
+        return self.fs.statfs()
+
+    @_op
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return self.fs.getxattr(path, name)
+
+    @_op
+    def listxattr(self, path: str) -> list[str]:
+        return self.fs.listxattr(path)
+
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        raise FuseOSError(errno.ENOTSUP)
+
+    def removexattr(self, path: str, name: str) -> int:
+        raise FuseOSError(errno.ENOTSUP)
+
+    def symlink(self, target: str, source: str) -> int:
+        raise FuseOSError(errno.EPERM)
+
+    def link(self, target: str, source: str) -> int:
+        raise FuseOSError(errno.EPERM)
+
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        raise FuseOSError(errno.EPERM)

@@ -1,0 +1,660 @@
+"""Filesystem semantics of a mounted dataset, with no FUSE import (DESIGN §4).
+
+Paths are ``/``-rooted strings. Directories are the root, groups, tensors and pending
+directories (``mkdir`` not yet used). Files are samples (``<key><ext>`` in a tensor that
+accepts the extension), staged files (anything else: rsync temp files, a README), and
+files being written, which live in an :class:`OpenFile` buffer until ``flush``/``close``
+commits them, which is where errors (undecodable content, refused transcodes) reach the
+writer. :class:`lakefs.fs.operations.LakeOperations` translates FUSE calls into these.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lakefs.config import Config
+from lakefs.dataset import Dataset, Sample, Tensor
+from lakefs.dataset.names import NAME_MAX, split_filename
+from lakefs.errors import (
+    CrossDeviceError,
+    DirectoryNotEmptyError,
+    InvalidNameError,
+    IsADirectoryError_,
+    LakeFSError,
+    NameTooLongError,
+    NotADirectoryError_,
+    NotPermittedError,
+    ReadOnlyError,
+    SampleNotFoundError,
+    TensorExistsError,
+)
+
+log = logging.getLogger("lakefs.fs")
+
+DIR, FILE = "dir", "file"
+BLKSIZE = 128 << 10  # st_blksize: makes cat/cp read in large pieces (FUSE-NOTES.md)
+
+# First file in a pending directory → tensor settings (DESIGN §4), unless the config
+# has defaults for that tensor name.
+INFER_BY_EXT: dict[str, dict[str, Any]] = {
+    ".json": {"htype": "json"},
+    ".txt": {"htype": "text"},
+    ".npy": {"htype": "generic"},
+}
+
+
+@dataclass(frozen=True)
+class Attr:
+    kind: str  # DIR or FILE
+    size: int
+    mtime_ns: int
+    mode: int  # permission bits only
+
+    def is_dir(self) -> bool:
+        return self.kind == DIR
+
+
+class OpenFile:
+    """A file being written: one buffer shared by every handle open on the path."""
+
+    def __init__(self, path: str, data: bytes, *, mode: int, mtime_ns: int, exists: bool, spill: int):
+        self.path = path
+        self.buf = tempfile.SpooledTemporaryFile(max_size=spill)
+        self.buf.write(data)
+        self.size = len(data)
+        self.mode = mode
+        self.mtime_ns = mtime_ns
+        self.exists = exists  # committed content exists under this path
+        self.dirty = not exists
+        self.refs = 0
+        self.detached = False  # unlinked or failed: never committed
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes, offset: int) -> int:
+        with self.lock:
+            if offset > self.size:  # sparse write: fill the hole with zeros
+                self.buf.seek(self.size)
+                self.buf.write(b"\0" * (offset - self.size))
+            self.buf.seek(offset)
+            self.buf.write(data)
+            self.size = max(self.size, offset + len(data))
+            self.dirty = True
+            self.mtime_ns = time.time_ns()
+            return len(data)
+
+    def read(self, size: int, offset: int) -> bytes:
+        with self.lock:
+            self.buf.seek(offset)
+            return self.buf.read(max(0, min(size, self.size - offset)))
+
+    def truncate(self, length: int) -> None:
+        with self.lock:
+            if length > self.size:
+                self.buf.seek(self.size)
+                self.buf.write(b"\0" * (length - self.size))
+            else:
+                self.buf.truncate(length)
+            self.size = length
+            self.dirty = True
+            self.mtime_ns = time.time_ns()
+
+    def getvalue(self) -> bytes:
+        with self.lock:
+            self.buf.seek(0)
+            return self.buf.read(self.size)
+
+    def close(self) -> None:
+        self.buf.close()
+
+
+class Handle:
+    """An open file descriptor: a write buffer, or a lazily read snapshot of a file."""
+
+    def __init__(self, path: str, openfile: OpenFile | None = None, loader: Any = None):
+        self.path = path
+        self.openfile = openfile
+        self._loader = loader
+        self._data: bytes | None = None
+        self._lock = threading.Lock()
+
+    def read(self, size: int, offset: int) -> bytes:
+        if self.openfile is not None:
+            return self.openfile.read(size, offset)
+        if self._data is None:
+            with self._lock:
+                if self._data is None:
+                    self._data = self._loader()
+        return self._data[offset : offset + size]
+
+
+def split(path: str) -> tuple[str, str]:
+    """``/a/b/c.jpg`` → ``("a/b", "c.jpg")``; the root's parent is ``""``."""
+    path = path.strip("/")
+    if "/" in path:
+        parent, name = path.rsplit("/", 1)
+        return parent, name
+    return "", path
+
+
+class DatasetFS:
+    """The mount's semantics over one :class:`Dataset`."""
+
+    def __init__(self, dataset: Dataset, config: Config | None = None, *, read_only: bool = False):
+        self.ds = dataset
+        self.config = config or Config()
+        self.read_only = read_only or dataset.read_only
+        self._lock = threading.RLock()
+        self._open: dict[str, OpenFile] = {}
+        self._handles: dict[int, Handle] = {}
+        self._next_fh = 1
+        self._dir_mtime_ns = time.time_ns()
+        self.uid, self.gid = os.getuid(), os.getgid()
+
+    # --- lookup ------------------------------------------------------------------------
+
+    def _dir_kind(self, d: str) -> str | None:
+        """"root", "tensor", "group", "pending" or None for the directory path ``d``."""
+        if d == "":
+            return "root"
+        ds = self.ds
+        if d in ds._tensors:
+            return "tensor"
+        m = ds._manifest
+        if d in m.groups:
+            return "group"
+        if d in m.pending_dirs:
+            return "pending"
+        return None
+
+    def _tensor_for(self, parent: str, name: str) -> Tensor | None:
+        """The tensor ``name`` would be a sample of, or None for a staged file."""
+        tensor = self.ds._tensors.get(parent)
+        if tensor is not None and tensor.accepts_filename(name):
+            return tensor
+        return None
+
+    def _sample(self, path: str) -> Sample | None:
+        parent, name = split(path)
+        tensor = self.ds._tensors.get(parent)
+        return tensor.find_file(name) if tensor is not None else None
+
+    def _check_name(self, path: str) -> None:
+        for part in path.strip("/").split("/"):
+            if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+                raise NameTooLongError(f"{part[:40]}...: name longer than {NAME_MAX} bytes")
+
+    def _require_dir(self, parent: str) -> str:
+        kind = self._dir_kind(parent)
+        if kind is None:
+            if parent in self.ds._manifest.files or self._sample("/" + parent) is not None:
+                raise NotADirectoryError_(f"{parent!r} is not a directory")
+            raise SampleNotFoundError(f"no directory {parent!r}")
+        return kind
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("the mount is read-only")
+
+    # --- attributes --------------------------------------------------------------------
+
+    def getattr(self, path: str) -> Attr:
+        self._check_name(path)
+        p = path.strip("/")
+        with self._lock:
+            if self._dir_kind(p) is not None:
+                return Attr(DIR, 0, self._dir_mtime_ns, 0o755)
+            of = self._open.get(p)
+            if of is not None:
+                return Attr(FILE, of.size, of.mtime_ns, of.mode)
+            sample = self._sample(p)
+            if sample is not None:
+                return Attr(FILE, sample.size, sample.mtime_ns, sample.mode)
+            f = self.ds._manifest.files.get(p)
+            if f is not None:
+                return Attr(FILE, f.size, f.mtime_ns, f.mode)
+            parent, _ = split(p)
+            if parent and self._dir_kind(parent) is None and self._exists_file(parent):
+                raise NotADirectoryError_(f"{parent!r} is not a directory")
+        raise SampleNotFoundError(f"no such file {path!r}")
+
+    def _exists_file(self, p: str) -> bool:
+        return p in self._open or p in self.ds._manifest.files or self._sample(p) is not None
+
+    def readdir(self, path: str) -> list[tuple[str, Attr]]:
+        d = path.strip("/")
+        with self._lock:
+            kind = self._require_dir(d)
+            out: list[tuple[str, Attr]] = []
+            seen: set[str] = set()
+            prefix = d + "/" if d else ""
+            if kind == "tensor":
+                for s in self.ds._tensors[d].iter_samples():
+                    name = s.filename
+                    seen.add(name)
+                    out.append((name, Attr(FILE, s.size, s.mtime_ns, s.mode)))
+            else:
+                m = self.ds._manifest
+                for sub in [*self.ds._tensors, *m.groups, *m.pending_dirs]:
+                    if sub.startswith(prefix) and "/" not in sub[len(prefix):]:
+                        name = sub[len(prefix):]
+                        seen.add(name)
+                        out.append((name, Attr(DIR, 0, self._dir_mtime_ns, 0o755)))
+            for p, f in self.ds._manifest.files.items():
+                parent, name = split(p)
+                if parent == d and name not in seen:
+                    seen.add(name)
+                    out.append((name, Attr(FILE, f.size, f.mtime_ns, f.mode)))
+            for p, of in self._open.items():
+                parent, name = split(p)
+                if parent == d and name not in seen:
+                    out.append((name, Attr(FILE, of.size, of.mtime_ns, of.mode)))
+            return out
+
+    # --- open / read / write -----------------------------------------------------------
+
+    def _new_handle(self, handle: Handle) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        self._handles[fh] = handle
+        return fh
+
+    def handle(self, fh: int) -> Handle:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise LakeFSError(f"bad file handle {fh}") from None
+
+    def open(self, path: str, flags: int) -> int:
+        p = path.strip("/")
+        write = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
+        with self._lock:
+            if self._dir_kind(p) is not None:
+                raise IsADirectoryError_(f"{path!r} is a directory")
+            of = self._open.get(p)
+            if not write:
+                if of is not None:
+                    of.refs += 1
+                    return self._new_handle(Handle(p, of))
+                return self._new_handle(Handle(p, loader=self._loader(p)))
+            self._writable()
+            if of is None:
+                attr = self.getattr(path)
+                data = b"" if flags & os.O_TRUNC else self._loader(p)()
+                of = OpenFile(p, data, mode=attr.mode, mtime_ns=attr.mtime_ns, exists=True,
+                              spill=self.config.spill_size)
+                self._open[p] = of
+            if flags & os.O_TRUNC and of.size:
+                of.truncate(0)
+            elif flags & os.O_TRUNC:
+                of.dirty, of.mtime_ns = True, time.time_ns()
+            of.refs += 1
+            return self._new_handle(Handle(p, of))
+
+    def _loader(self, p: str):
+        """A function returning the committed bytes of file ``p`` (read outside the lock)."""
+        sample = self._sample(p)
+        if sample is not None:
+            return sample.file_bytes
+        if p in self.ds._manifest.files:
+            return lambda: self.ds.read_file(p)
+        raise SampleNotFoundError(f"no such file '/{p}'")
+
+    def create(self, path: str, mode: int) -> int:
+        self._check_name(path)
+        p = path.strip("/")
+        parent, name = split(p)
+        with self._lock:
+            self._writable()
+            kind = self._require_dir(parent)
+            if kind == "root" and not name:
+                raise IsADirectoryError_("/ is a directory")
+            if self._dir_kind(p) is not None:
+                raise IsADirectoryError_(f"{path!r} is a directory")
+            if p in self._open:
+                of = self._open[p]
+                of.truncate(0)
+            else:
+                of = OpenFile(p, b"", mode=stat.S_IMODE(mode), mtime_ns=time.time_ns(),
+                              exists=self._exists_file(p), spill=self.config.spill_size)
+                of.dirty = True
+                self._open[p] = of
+            of.refs += 1
+            return self._new_handle(Handle(p, of))
+
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        return self.handle(fh).read(size, offset)
+
+    def write(self, fh: int, data: bytes, offset: int) -> int:
+        of = self.handle(fh).openfile
+        if of is None:
+            raise ReadOnlyError("file is not open for writing")
+        return of.write(data, offset)
+
+    def flush(self, fh: int) -> None:
+        """Commit the file's data if it changed: errors are returned to ``close``."""
+        handle = self.handle(fh)
+        of = handle.openfile
+        if of is not None and of.dirty and not of.detached:
+            with self._lock:
+                self._commit(of)
+
+    def release(self, fh: int) -> None:
+        with self._lock:
+            handle = self._handles.pop(fh, None)
+            of = handle.openfile if handle else None
+            if of is None:
+                return
+            of.refs -= 1
+            if of.refs > 0:
+                return
+            try:
+                if of.dirty and not of.detached:
+                    self._commit(of)
+            except LakeFSError as e:
+                log.error("%s: not stored: %s", of.path, e)
+            finally:
+                if self._open.get(of.path) is of:
+                    del self._open[of.path]
+                of.close()
+
+    def fsync(self, fh: int) -> None:
+        self.flush(fh)
+        self.ds.flush()
+
+    def _commit(self, of: OpenFile) -> None:
+        """Store the buffer of ``of`` as a sample or staged file (called with the lock)."""
+        data = of.getvalue()
+        try:
+            self._store(of.path, data, mtime_ns=of.mtime_ns, mode=of.mode)
+        except LakeFSError:
+            of.detached = True
+            if self._open.get(of.path) is of:
+                del self._open[of.path]
+            raise
+        of.dirty = False
+        of.exists = True
+
+    def _store(self, p: str, data: bytes, *, mtime_ns: int, mode: int) -> None:
+        parent, name = split(p)
+        tensor = self._tensor_for(parent, name)
+        if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
+            tensor = self._tensor_from_first_file(parent, name)
+        if tensor is None:
+            self.ds.write_file(p, data, mtime_ns=mtime_ns, mode=mode)
+        else:
+            sample = tensor.write_file(name, data, mtime_ns=mtime_ns, mode=mode)
+            if sample.filename != name:
+                log.info("/%s stored as %s (%s)", p, sample.filename,
+                         "transcoded" if sample.transcoded else "canonical extension")
+            if p in self.ds._manifest.files:
+                self.ds.delete_file(p)
+        self._dir_mtime_ns = time.time_ns()
+
+    def _tensor_from_first_file(self, parent: str, name: str) -> Tensor | None:
+        """A pending directory becomes a tensor at its first sample-named file."""
+        from lakefs.compression import codec_for_extension
+
+        _, ext = split_filename(name)  # type: ignore[misc]
+        leaf = parent.rsplit("/", 1)[-1]
+        settings = dict(self.config.tensors.get(parent) or self.config.tensors.get(leaf) or {})
+        if not settings:
+            codec = codec_for_extension(ext.lower())
+            if codec is not None and codec.kind in ("image", "audio", "video"):
+                settings = {"htype": codec.kind, "sample_compression": codec.name}
+            else:
+                settings = dict(INFER_BY_EXT.get(ext.lower(), {"htype": "bytes"}))
+        settings.setdefault("chunk_size", self.config.chunk_size)
+        tensor = self.ds.create_tensor(parent, **settings)
+        log.info("/%s became a tensor: %s", parent,
+                 ", ".join(f"{k}={v}" for k, v in settings.items() if k != "chunk_size"))
+        return tensor if tensor.accepts_filename(name) else None
+
+    # --- namespace changes -------------------------------------------------------------
+
+    def truncate(self, path: str, length: int, fh: int | None = None) -> None:
+        p = path.strip("/")
+        with self._lock:
+            self._writable()
+            of = self._handles[fh].openfile if fh in self._handles else self._open.get(p)
+            if of is not None:
+                of.truncate(length)
+                return
+            attr = self.getattr(path)
+            if attr.is_dir():
+                raise IsADirectoryError_(f"{path!r} is a directory")
+            of = OpenFile(p, self._loader(p)(), mode=attr.mode, mtime_ns=attr.mtime_ns, exists=True,
+                          spill=self.config.spill_size)
+            try:
+                of.truncate(length)
+                self._store(p, of.getvalue(), mtime_ns=of.mtime_ns, mode=of.mode)
+            finally:
+                of.close()
+
+    def unlink(self, path: str) -> None:
+        p = path.strip("/")
+        with self._lock:
+            self._writable()
+            of = self._open.pop(p, None)
+            if of is not None:
+                of.detached = True
+            sample = self._sample(p)
+            if sample is not None:
+                sample.tensor.delete_row(sample.row)
+            elif p in self.ds._manifest.files:
+                self.ds.delete_file(p)
+            elif of is None:
+                if self._dir_kind(p) is not None:
+                    raise IsADirectoryError_(f"{path!r} is a directory")
+                raise SampleNotFoundError(f"no such file {path!r}")
+            self._dir_mtime_ns = time.time_ns()
+
+    def mkdir(self, path: str, mode: int) -> None:
+        self._check_name(path)
+        p = path.strip("/")
+        parent, _ = split(p)
+        with self._lock:
+            self._writable()
+            kind = self._require_dir(parent)
+            if kind == "tensor":
+                raise NotPermittedError(f"{path!r}: a tensor holds sample files, not directories")
+            if self._dir_kind(p) is not None or self._exists_file(p):
+                raise TensorExistsError(f"{path!r} already exists")
+            self.ds.make_pending_dir(p)
+            self._dir_mtime_ns = time.time_ns()
+
+    def rmdir(self, path: str) -> None:
+        p = path.strip("/")
+        with self._lock:
+            self._writable()
+            kind = self._dir_kind(p)
+            if kind is None:
+                if self._exists_file(p):
+                    raise NotADirectoryError_(f"{path!r} is not a directory")
+                raise SampleNotFoundError(f"no directory {path!r}")
+            if kind == "root":
+                raise NotPermittedError("cannot remove the root")
+            if self.readdir(path):
+                raise DirectoryNotEmptyError(f"{path!r} is not empty")
+            if kind == "tensor":
+                self.ds.delete_tensor(p)
+            else:
+                self.ds.delete_group(p)
+            self._dir_mtime_ns = time.time_ns()
+
+    def rename(self, old: str, new: str) -> None:
+        self._check_name(new)
+        o, n = old.strip("/"), new.strip("/")
+        if o == n:
+            return
+        with self._lock:
+            self._writable()
+            new_parent, new_name = split(n)
+            self._require_dir(new_parent)
+            if self._dir_kind(o) is not None:
+                return self._rename_dir(o, n)
+            if self._dir_kind(n) is not None:
+                raise IsADirectoryError_(f"{new!r} is a directory")
+            of = self._open.get(o)
+            if of is not None and of.dirty and not of.detached:
+                self._commit(of)
+            self._rename_file(o, n)
+            of = self._open.pop(o, None)
+            if of is not None:  # handles still open on the old name keep their buffer
+                of.path = n
+                stale = self._open.pop(n, None)
+                if stale is not None:
+                    stale.detached = True
+                self._open[n] = of
+            self._dir_mtime_ns = time.time_ns()
+
+    def _rename_file(self, o: str, n: str) -> None:
+        new_parent, new_name = split(n)
+        src = self._sample(o)
+        dst_tensor = self._tensor_for(new_parent, new_name)
+        if dst_tensor is None and self._dir_kind(new_parent) == "pending" and split_filename(new_name):
+            dst_tensor = self._tensor_from_first_file(new_parent, new_name)
+        if src is not None:
+            if dst_tensor is src.tensor:
+                old_target = dst_tensor.find_file(new_name)
+                if old_target is not None and old_target.row != src.row:
+                    dst_tensor.delete_row(old_target.row)
+                dst_tensor.rename_file(src.filename, new_name)
+                if n in self.ds._manifest.files:
+                    self.ds.delete_file(n)
+                return
+            if dst_tensor is not None:
+                raise CrossDeviceError(f"cannot move a sample of {src.tensor.name!r} into {dst_tensor.name!r}")
+            self.ds.write_file(n, src.file_bytes(), mtime_ns=src.mtime_ns, mode=src.mode)
+            src.tensor.delete_row(src.row)
+            return
+        if o not in self.ds._manifest.files:
+            raise SampleNotFoundError(f"no such file '/{o}'")
+        if dst_tensor is None:
+            self.ds.rename_file(o, n)
+            return
+        f = self.ds._manifest.files[o]
+        self._store(n, self.ds.read_file(o), mtime_ns=f.mtime_ns, mode=f.mode)
+        self.ds.delete_file(o)
+
+    def _rename_dir(self, o: str, n: str) -> None:
+        kind = self._dir_kind(o)
+        if self._dir_kind(n) is not None:
+            if self.readdir("/" + n):
+                raise DirectoryNotEmptyError(f"'/{n}' is not empty")
+            self.rmdir("/" + n)
+        if self._exists_file(n):
+            raise NotADirectoryError_(f"'/{n}' is not a directory")
+        if kind == "tensor" and not any(p.startswith(o + "/") for p in self.ds._manifest.files):
+            self.ds.rename_tensor(o, n)
+        elif kind == "pending":
+            self.ds.delete_group(o)
+            self.ds.make_pending_dir(n)
+        else:  # groups, tensors holding staged files: mv copies and deletes
+            raise CrossDeviceError(f"'/{o}' cannot be renamed in place")
+        self._dir_mtime_ns = time.time_ns()
+
+    # --- metadata ----------------------------------------------------------------------
+
+    def utimens(self, path: str, mtime_ns: int | None) -> None:
+        self._set_meta(path, mtime_ns=mtime_ns)
+
+    def chmod(self, path: str, mode: int) -> None:
+        self._set_meta(path, mode=stat.S_IMODE(mode))
+
+    def _set_meta(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        p = path.strip("/")
+        with self._lock:
+            self._writable()
+            if self._dir_kind(p) is not None:
+                return  # directories have no stored times or modes
+            of = self._open.get(p)
+            if of is not None:
+                if mtime_ns is not None:
+                    of.mtime_ns = mtime_ns
+                if mode is not None:
+                    of.mode = mode
+                if of.dirty:
+                    return  # applied at commit
+            sample = self._sample(p)
+            if sample is not None:
+                sample.tensor.set_meta(sample.row, mtime_ns=mtime_ns, mode=mode)
+            elif p in self.ds._manifest.files:
+                self.ds.set_file_meta(p, mtime_ns=mtime_ns, mode=mode)
+            elif of is None:
+                raise SampleNotFoundError(f"no such file {path!r}")
+
+    XATTRS = ("htype", "compression", "shape", "dtype", "row", "key")
+
+    def listxattr(self, path: str) -> list[str]:
+        with self._lock:
+            sample = self._sample(path.strip("/"))
+        return [f"user.lakefs.{n}" for n in self.XATTRS] if sample is not None else []
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        if not name.startswith("user.lakefs."):
+            raise _NoAttr()
+        with self._lock:
+            sample = self._sample(path.strip("/"))
+        if sample is None:
+            raise _NoAttr()
+        field = name[len("user.lakefs."):]
+        t = sample.tensor
+        values = {
+            "htype": t.htype,
+            "compression": t.sample_compression or t.chunk_compression or "none",
+            "shape": ",".join(str(x) for x in sample.shape),
+            "dtype": t.dtype or "",
+            "row": str(sample.row),
+            "key": sample.key,
+        }
+        if field not in values:
+            raise _NoAttr()
+        return values[field].encode("utf-8")
+
+    def statfs(self) -> dict[str, int]:
+        total, free, avail = self.ds.storage.statfs()
+        bsize = 4096
+        return {
+            "f_bsize": bsize, "f_frsize": bsize, "f_blocks": total // bsize, "f_bfree": free // bsize,
+            "f_bavail": avail // bsize, "f_files": 1 << 32, "f_ffree": 1 << 31, "f_favail": 1 << 31,
+            "f_namemax": NAME_MAX,
+        }
+
+    # --- commits -----------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Make everything closed so far durable (the periodic and the final commit)."""
+        with self._lock:
+            for of in list(self._open.values()):
+                if of.dirty and not of.detached and of.refs == 0:
+                    self._commit(of)
+        self.ds.flush()
+
+    def shutdown(self) -> None:
+        """Commit every buffer, even of files still open, then the dataset (unmount)."""
+        with self._lock:
+            for of in list(self._open.values()):
+                if of.dirty and not of.detached:
+                    try:
+                        self._commit(of)
+                    except LakeFSError as e:
+                        log.error("/%s: not stored at unmount: %s", of.path, e)
+        self.ds.flush()
+
+
+class _NoAttr(LakeFSError, OSError):
+    """No such extended attribute."""
+
+    errno = errno.ENODATA
+
+    def __init__(self, *args: object) -> None:
+        Exception.__init__(self, *args)
+

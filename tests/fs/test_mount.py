@@ -1,0 +1,284 @@
+"""Real mounts driven with ordinary tools (DESIGN §4, issue 3)."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lakefs
+from mounting import is_mounted, mounted
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def lakefs_mount(ds: Path, mnt: Path, *opts: str) -> list[str]:
+    return [sys.executable, "-m", "lakefs", "mount", str(ds), str(mnt), *opts]
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+
+def test_cp_r_md5_ls_and_remount(photos, dataset_path, mountpoint, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in photos:
+        shutil.copy(p, src / p.name)
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        (mountpoint / "images").mkdir()
+        run("cp", "-r", f"{src}/.", str(mountpoint / "images"))
+        names = sorted(os.listdir(mountpoint / "images"))
+        assert names == sorted(p.name for p in photos)
+        for p in photos:
+            assert md5(mountpoint / "images" / p.name) == md5(p)
+            assert (mountpoint / "images" / p.name).stat().st_size == p.stat().st_size
+        ls = run("ls", "-l", str(mountpoint / "images")).stdout
+        assert str(photos[0].stat().st_size) in ls
+        found = run("find", str(mountpoint), "-type", "f").stdout.split()
+        assert len(found) == len(photos)
+        du = int(run("du", "-sb", str(mountpoint / "images")).stdout.split()[0])
+        assert du >= sum(p.stat().st_size for p in photos)
+    assert not is_mounted(mountpoint)
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.images.htype == "image" and ds.images.sample_compression == "jpeg"
+    assert ds.images.num_samples == len(photos)
+    by_name = {s.filename: s for s in ds.images}
+    assert by_name[photos[0].name].tobytes() == photos[0].read_bytes()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        for p in photos:
+            assert md5(mountpoint / "images" / p.name) == md5(p)
+
+
+def test_rsync_twice_transfers_nothing_and_keeps_times(photos, dataset_path, mountpoint, tmp_path):
+    src = tmp_path / "src" / "images"
+    src.mkdir(parents=True)
+    for i, p in enumerate(photos):
+        shutil.copy(p, src / p.name)
+        os.utime(src / p.name, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_000_000_000 + i * 1000))
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        run("rsync", "-a", f"{src.parent}/", f"{mountpoint}/")
+        second = run("rsync", "-a", "--stats", f"{src.parent}/", f"{mountpoint}/").stdout
+        assert "Number of regular files transferred: 0" in second
+        for p in src.iterdir():
+            st = (mountpoint / "images" / p.name).stat()
+            assert st.st_mtime_ns == p.stat().st_mtime_ns
+            assert md5(mountpoint / "images" / p.name) == md5(p)
+        assert not [n for n in os.listdir(mountpoint / "images") if n.startswith(".")]
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        second = run("rsync", "-a", "--stats", f"{src.parent}/", f"{mountpoint}/").stdout
+        assert "Number of regular files transferred: 0" in second
+
+
+def test_cp_p_keeps_mtime_and_mode(photos, dataset_path, mountpoint, tmp_path):
+    src = tmp_path / "a.jpg"
+    shutil.copy(photos[0], src)
+    os.chmod(src, 0o600)
+    os.utime(src, ns=(1_500_000_000_123_456_789, 1_500_000_000_123_456_789))
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        (mountpoint / "images").mkdir()
+        run("cp", "-p", str(src), str(mountpoint / "images/"))
+        st = (mountpoint / "images" / "a.jpg").stat()
+        assert st.st_mtime_ns == 1_500_000_000_123_456_789
+        assert st.st_mode & 0o777 == 0o600
+        run("chmod", "644", str(mountpoint / "images" / "a.jpg"))
+        run("touch", "-d", "2020-01-02 03:04:05", str(mountpoint / "images" / "a.jpg"))
+    ds = lakefs.load(dataset_path, read_only=True)
+    s = ds.images["a"]
+    assert s.mode == 0o644
+    assert int(s.mtime) == int(os.path.getmtime(src)) or s.mtime_ns != 1_500_000_000_123_456_789
+
+
+def test_mv_rm_mkdir_rmdir(photos, dataset_path, mountpoint):
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        img = mountpoint / "images"
+        img.mkdir()
+        for p in photos[:3]:
+            shutil.copy(p, img / p.name)
+        a, b, c = (p.name for p in photos[:3])
+        run("mv", str(img / a), str(img / "renamed.jpg"))
+        assert md5(img / "renamed.jpg") == md5(photos[0])
+        assert not (img / a).exists()
+        (mountpoint / "other").mkdir()
+        run("mv", str(img / b), str(mountpoint / "other" / b))  # EXDEV → mv copies
+        assert md5(mountpoint / "other" / b) == md5(photos[1])
+        assert not (img / b).exists()
+        run("rm", str(img / c))
+        assert sorted(os.listdir(img)) == ["renamed.jpg"]
+        (mountpoint / "train").mkdir()
+        (mountpoint / "train" / "labels").mkdir()  # train becomes a group
+        (mountpoint / "train" / "labels" / "renamed.json").write_text('{"cls": 1}')
+        with pytest.raises(OSError) as e:
+            os.rmdir(mountpoint / "train")
+        assert e.value.errno == errno.ENOTEMPTY
+        run("rm", "-r", str(mountpoint / "other"))
+        assert not (mountpoint / "other").exists()
+        (mountpoint / "empty").mkdir()
+        os.rmdir(mountpoint / "empty")
+        assert sorted(os.listdir(mountpoint)) == ["images", "train"]
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert set(ds.tensors) == {"images", "train/labels"}
+    assert ds["train/labels"]["renamed"].numpy() == {"cls": 1}
+    assert ds.images["renamed"].tobytes() == photos[0].read_bytes()
+
+
+def test_transcode_refusals_and_garbage(photos, dataset_path, mountpoint, tmp_path):
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("masks", htype="binary_mask", sample_compression="jpeg")
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    ds.images.append(lakefs.read(photos[0]))
+    ds.close()
+    png = tmp_path / "x.png"
+    Image.open(photos[1]).save(png)
+    truncated = tmp_path / "t.jpg"
+    truncated.write_bytes(photos[2].read_bytes()[:5000])
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image\n")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint,
+                 expected_errors=["not stored"]):
+        before = sorted(os.listdir(mountpoint / "images"))
+        run("cp", str(png), str(mountpoint / "images/"))
+        assert "x.jpg" in os.listdir(mountpoint / "images")  # transcoded to the tensor's format
+        with Image.open(mountpoint / "images" / "x.jpg") as im:
+            assert im.format == "JPEG" and im.size == Image.open(png).size
+        r = run("cp", str(png), str(mountpoint / "masks/"), check=False)
+        assert r.returncode != 0
+        r = run("cp", str(text), str(mountpoint / "images/"), check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr
+        r = run("cp", str(truncated), str(mountpoint / "images/"), check=False)
+        assert r.returncode != 0
+        assert sorted(os.listdir(mountpoint / "images")) == sorted(before + ["x.jpg"])
+        assert os.listdir(mountpoint / "masks") == []
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.images.num_samples == 2 and ds.masks.num_samples == 0
+    assert ds.images[0].tobytes() == photos[0].read_bytes()
+
+
+def test_read_only_mount_and_second_writer(photos, dataset_path, mountpoint, tmp_path):
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    ds.append({"images": lakefs.read(photos[0])}, key=photos[0].stem)
+    ds.close()
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "ro"), mountpoint):
+        name = photos[0].name
+        assert md5(mountpoint / "images" / name) == md5(photos[0])
+        with pytest.raises(OSError) as e:
+            shutil.copy(photos[1], mountpoint / "images" / "new.jpg")
+        assert e.value.errno == errno.EROFS
+        with pytest.raises(OSError) as e:
+            os.unlink(mountpoint / "images" / name)
+        assert e.value.errno == errno.EROFS
+    second = tmp_path / "mnt2"
+    second.mkdir()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        r = run(sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(second), "-f", check=False)
+        assert r.returncode != 0
+        assert "already open for writing" in r.stderr and "Traceback" not in r.stderr
+        assert not is_mounted(second)
+
+
+def test_text_tools_sed_truncate_touch_xattrs(photos, dataset_path, mountpoint):
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        notes = mountpoint / "notes"
+        notes.mkdir()
+        (notes / "a.txt").write_text("hello world\n")
+        run("sed", "-i", "s/world/lakefs/", str(notes / "a.txt"))
+        assert (notes / "a.txt").read_text() == "hello lakefs\n"
+        run("truncate", "-s", "5", str(notes / "a.txt"))
+        assert (notes / "a.txt").read_text() == "hello"
+        run("touch", str(notes / "b.txt"))
+        assert (notes / "b.txt").exists() and (notes / "b.txt").stat().st_size == 0
+        (mountpoint / "README.md").write_text("# my dataset\n")
+        assert (mountpoint / "README.md").read_text() == "# my dataset\n"
+        img = mountpoint / "images"
+        img.mkdir()
+        shutil.copy(photos[0], img / "cat.jpg")
+        attrs = run("getfattr", "-d", str(img / "cat.jpg")).stdout
+        w, h = Image.open(photos[0]).size
+        assert 'user.lakefs.htype="image"' in attrs
+        assert 'user.lakefs.compression="jpeg"' in attrs
+        assert f'user.lakefs.shape="{h},{w},3"' in attrs
+        assert 'user.lakefs.row="' in attrs
+        for bad in ("a/b", "x" * 256 + ".txt"):
+            with pytest.raises(OSError):
+                (notes / bad).write_text("x")
+        with pytest.raises(OSError) as e:
+            os.symlink(notes / "a.txt", notes / "link.txt")
+        assert e.value.errno == errno.EPERM
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.notes["a"].numpy() == "hello"
+    assert "README.md" in ds.files
+
+
+def test_pil_head_seek_and_parallel_readers(photos, dataset_path, mountpoint):
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    for p in photos:
+        ds.append({"images": lakefs.read(p)}, key=p.stem)
+    ds.close()
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "ro"), mountpoint):
+        files = sorted((mountpoint / "images").iterdir())
+        by_name = {p.name: p for p in photos}
+        with Image.open(files[0]) as im:
+            arr = np.asarray(im)
+        assert arr.shape[2] == 3 and arr.dtype == np.uint8
+        head = subprocess.run(["head", "-c", "100", str(files[0])], capture_output=True, check=True).stdout
+        assert head == by_name[files[0].name].read_bytes()[:100]
+        with open(files[1], "rb") as f:
+            f.seek(1000)
+            chunk = f.read(777)
+        assert chunk == by_name[files[1].name].read_bytes()[1000:1777]
+        with ProcessPoolExecutor(4) as pool:
+            digests = list(pool.map(md5, files * 4))
+        assert digests == [md5(by_name[f.name]) for f in files] * 4
+
+
+def test_background_mount_and_umount(photos, dataset_path, mountpoint, tmp_path):
+    log = tmp_path / "mount.log"
+    r = run(sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(mountpoint), "--log-file", str(log),
+            check=False)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(mountpoint)
+        (mountpoint / "images").mkdir()
+        shutil.copy(photos[0], mountpoint / "images" / "a.jpg")
+    finally:
+        u = run(sys.executable, "-m", "lakefs", "umount", str(mountpoint), check=False)
+        if is_mounted(mountpoint):
+            subprocess.run(["fusermount3", "-uz", str(mountpoint)])
+    assert u.returncode == 0, u.stderr
+    assert not is_mounted(mountpoint)
+    ds = lakefs.load(dataset_path)  # the lock is free: the mount process has finished
+    assert ds.images["a"].tobytes() == photos[0].read_bytes()
+    ds.close()
+
+
+def test_bad_mount_invocations(dataset_path, mountpoint, tmp_path):
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text("commit_interval: soon\n")
+    cases = [
+        (["-o", "frobnicate"], "unknown mount option"),
+        (["--config", str(bad_cfg)], "commit_interval"),
+        (["-o", "ro"], "no lakefs dataset"),
+    ]
+    for extra, message in cases:
+        r = run(*lakefs_mount(dataset_path, mountpoint, "-f", *extra), check=False)
+        assert r.returncode != 0
+        assert message in r.stderr and "Traceback" not in r.stderr
+        assert not is_mounted(mountpoint)
+    r = run(*lakefs_mount(dataset_path, tmp_path / "missing-dir", "-f"), check=False)
+    assert r.returncode != 0 and "not a directory" in r.stderr
