@@ -1,0 +1,80 @@
+"""The row table: key → row lookup by hash, persistence in row segments, the manifest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lakefs.dataset import Dataset
+from lakefs.errors import CorruptionError, FormatVersionError
+from lakefs.format import keys, segments
+from lakefs.format.manifest import Manifest, parse_head
+from lakefs.format.rows import RowTable
+from lakefs.storage import MemoryStorage
+
+
+def test_find_before_and_after_rebuild():
+    t = RowTable()
+    names = [f"img{i:05d}" for i in range(5000)]  # past the 1024-key rebuild threshold
+    for i, k in enumerate(names):
+        assert t.append(k) == i
+    assert all(t.find(k) == i for i, k in enumerate(names))
+    assert t.find("nope") is None and t.find("") is None
+    assert t.key(4321) == "img04321"
+    with pytest.raises(IndexError):
+        t.key(5000)
+
+
+def test_unicode_keys_round_trip_through_segments():
+    t = RowTable()
+    ks = ["chat", "猫", "é" * 100, "a b"]
+    for k in ks:
+        t.append(k)
+    blob = t.encode_range(0, len(ks))
+    count, body = segments.unpack(blob, segments.KIND_ROWS, "x")
+    t2 = RowTable()
+    t2.load_segment(body, count, 0, "x")
+    t2.finish_load()
+    assert t2.keys() == ks
+    assert [t2.find(k) for k in ks] == [0, 1, 2, 3]
+
+
+def test_row_segment_must_be_contiguous():
+    t = RowTable()
+    t.append("a")
+    count, body = segments.unpack(t.encode_range(0, 1), segments.KIND_ROWS, "x")
+    with pytest.raises(CorruptionError, match="starts at 5"):
+        RowTable().load_segment(body, count, 5, "x")
+
+
+def test_keys_persist_across_many_commits():
+    storage = MemoryStorage()
+    ds = Dataset(storage, create=True)
+    ds.create_tensor("x")
+    for c in range(60):
+        for i in range(5):
+            ds.append({"x": [c, i]}, key=f"k{c}-{i}")
+        ds.flush()
+    manifest = Manifest.from_bytes(storage.get(parse_head(storage.get(keys.HEAD), "HEAD")[1]), "m")
+    assert manifest.row_count == 300
+    assert len(manifest.rows) <= 10  # row segments merge like index segments
+    ds.close()
+    ds = Dataset(storage, read_only=True)
+    assert ds.row_of("k59-4") == 299 and ds.row_of("k0-0") == 0
+    assert ds["k31-2"]["x"].numpy().tolist() == [31, 2]
+    assert ds.keys()[:2] == ["k0-0", "k0-1"]
+
+
+def test_manifest_round_trip_and_version():
+    m = Manifest(seq=3, next_id=17)
+    again = Manifest.from_bytes(m.to_bytes(), "m")
+    assert (again.seq, again.next_id, again.tensors) == (3, 17, {})
+    d = json.loads(m.to_bytes())
+    d["format_version"] = 999
+    with pytest.raises(FormatVersionError, match="999"):
+        Manifest.from_bytes(json.dumps(d).encode(), "m")
+    with pytest.raises(CorruptionError):
+        Manifest.from_bytes(b"{not json", "m")
+    with pytest.raises(CorruptionError):
+        parse_head(b'{"format_version": 1}', "HEAD")

@@ -1,0 +1,268 @@
+"""The Deep Lake style Python API (DESIGN §2, §7): datasets, tensors, groups, keyed rows."""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lakefs
+from lakefs.errors import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    ReadOnlyError,
+    SampleNotFoundError,
+    TensorNotFoundError,
+)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(arr).save(out, "PNG")
+    return out.getvalue()
+
+
+def _wav(frames: int = 800) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.arange(2 * frames, dtype=np.int16).tobytes())
+    return out.getvalue()
+
+
+def test_empty_load_dataset_exists(tmp_path):
+    path = tmp_path / "ds"
+    assert not lakefs.exists(path)
+    with pytest.raises(DatasetNotFoundError):
+        lakefs.load(path)
+    ds = lakefs.empty(path)
+    assert lakefs.exists(path)
+    lakefs.empty(tmp_path / "other").close()
+    with pytest.raises(DatasetExistsError):
+        lakefs.empty(tmp_path / "other")
+    ds.create_tensor("x")
+    ds.x.append(1)
+    ds.close()
+    ds = lakefs.dataset(path)  # loads
+    assert ds.x[0].numpy().tolist() == [1]
+    ds.close()
+    fresh = lakefs.dataset(tmp_path / "fresh")  # creates
+    assert len(fresh) == 0 and fresh.tensors == {}
+    fresh.close()
+    again = lakefs.empty(path, overwrite=True)
+    assert again.tensors == {} and len(again) == 0
+    again.close()
+    with pytest.raises(DatasetNotFoundError):
+        lakefs.dataset(tmp_path / "nothing", read_only=True)
+
+
+def test_every_htype(tmp_path, photos):
+    ds = lakefs.empty(tmp_path / "ds")
+    jpeg = photos[0].read_bytes()
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    ds.create_tensor("masks", htype="binary_mask", sample_compression="png")
+    ds.create_tensor("segs", htype="segment_mask", sample_compression="png")
+    ds.create_tensor("labels", htype="class_label", class_names=["cat", "dog"])
+    ds.create_tensor("boxes", htype="bbox")
+    ds.create_tensor("meta", htype="json")
+    ds.create_tensor("caption", htype="text")
+    ds.create_tensor("arr", htype="generic", dtype="float64")
+    ds.create_tensor("blob", htype="bytes")
+    ds.create_tensor("sound", htype="audio", sample_compression="wav")
+    mask = np.zeros((6, 7), bool)
+    mask[1:3, 2:5] = True
+    seg = np.arange(42, dtype=np.uint32).reshape(6, 7) * 1000
+    wav = _wav()
+    ds.append({
+        "images": lakefs.read(photos[0]), "masks": mask, "segs": seg, "labels": "dog",
+        "boxes": np.array([[1, 2, 3, 4]], np.float32), "meta": {"a": [1, 2]}, "caption": "a cat",
+        "arr": np.eye(3), "blob": b"\x00\xffraw", "sound": wav,
+    }, key="cat001")
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    row = ds["cat001"]
+    img = row["images"]
+    assert img.tobytes() == jpeg and img.shape == np.asarray(Image.open(photos[0])).shape
+    assert img.dtype == "uint8" and img.compression == "jpeg" and img.extension == ".jpg"
+    assert np.array_equal(row["masks"].numpy().reshape(6, 7), mask)
+    assert row["masks"].numpy().dtype == bool
+    assert np.array_equal(row["segs"].numpy().reshape(6, 7), seg)
+    assert row["labels"].numpy().tolist() == [1] and ds.labels.class_names == ["cat", "dog"]
+    assert row["labels"].file_bytes() == b"dog\n"
+    assert row["boxes"].numpy().tolist() == [[1, 2, 3, 4]] and row["boxes"].dtype == "float32"
+    assert row["meta"].numpy() == {"a": [1, 2]}
+    assert row["caption"].numpy() == "a cat"
+    assert np.array_equal(row["arr"].numpy(), np.eye(3))
+    assert row["blob"].tobytes() == b"\x00\xffraw"
+    assert row["sound"].tobytes() == wav and row["sound"].shape == (800, 2)
+    assert row["sound"].dtype == "int16" or row["sound"].numpy().dtype == np.int16
+    assert {t: ds[t].htype for t in ds.tensors}["labels"] == "class_label"
+
+
+def test_video_mp4_header_shape(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("clips", htype="video", sample_compression="mp4")
+    assert t.sample_compression == "mp4"
+    with pytest.raises(lakefs.LakeFSError):
+        t.append(b"not a video at all")
+    assert len(t) == 0 and len(ds) == 0
+
+
+def test_groups(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    train = ds.create_group("train")
+    train.create_tensor("images", htype="generic")
+    ds.create_tensor("val/images")  # parents are made on the way
+    ds.train.images.append([1, 2])
+    ds["val/images"].append([3])
+    assert set(ds.tensors) == {"train/images", "val/images"}
+    assert set(ds.groups) == {"train", "val"}
+    assert ds["train"].images is ds.tensors["train/images"]
+    assert list(ds.train.tensors) == ["images"]
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    assert ds.train.images[0].numpy().tolist() == [1, 2]
+    assert ds["val"]["images"][0].numpy().tolist() == [3]
+    with pytest.raises(AttributeError):
+        ds.test
+    with pytest.raises(TensorNotFoundError):
+        ds["train/nothing"]
+
+
+def test_keyed_rows_and_lockstep_appends(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("a")
+    ds.create_tensor("b", htype="text")
+    ds.append({"a": 1, "b": "one"}, key="cat001")
+    ds.a.append(2)
+    ds.b.append("two")  # the same auto-keyed row as ds.a's second append
+    ds.a.append(3)
+    assert len(ds) == 3 and len(ds.a) == 3 and len(ds.b) == 2
+    assert ds.keys() == ["cat001", "00000001", "00000002"]
+    assert ds[1]["b"].numpy() == "two" and ds[1].key == "00000001"
+    assert ds["cat001"].index == 0 and ds["cat001"]["a"].numpy().item() == 1
+    assert ds.b[1].key == "00000001"
+    assert ds[2]["b"].is_empty
+    ds.b["newkey"] = "keyed"  # setting by key creates the row
+    assert ds.keys()[-1] == "newkey" and ds["newkey"]["b"].numpy() == "keyed"
+    assert ds.a["cat001"].numpy().item() == 1
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    assert ds.keys() == ["cat001", "00000001", "00000002", "newkey"]
+    assert [r.key for r in ds] == ds.keys()
+    assert [r.index for r in ds[1:3]] == [1, 2]
+
+
+def test_auto_keys_skip_taken_keys(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("a")
+    ds.append({"a": 0}, key="00000001")
+    ds.a.append(1)  # row 1's automatic key "00000001" is taken
+    assert ds.keys()[1] != "00000001" and ds.keys()[1].startswith("00000001")
+    assert len(set(ds.keys())) == 2
+
+
+def test_tensor_operations(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", htype="generic", dtype="int32")
+    t.extend([[i, i] for i in range(10)])
+    assert len(t) == 10 and t.num_samples == 10
+    t[3] = [30, 30]
+    t.pop(4)
+    assert t[4].is_empty and t.num_samples == 9
+    with pytest.raises(SampleNotFoundError):
+        t.pop(4)  # already empty
+    assert t[4].numpy().size == 0 and t[4].tobytes() == b""  # an empty cell reads as empty
+    with pytest.raises(SampleNotFoundError):
+        t[4].mtime
+    assert [s.numpy().tolist() for s in t[2:4]] == [[2, 2], [30, 30]]
+    assert [s.numpy()[0] for s in t[-2:]] == [8, 9]
+    assert [s.numpy()[0] for s in t[[0, 9]]] == [0, 9]
+    assert sum(1 for _ in t) == 10
+    t.pop(9)
+    assert len(t) == 9  # the last filled row moved back
+    s = t[0]
+    assert s.shape == (2,) and s.dtype == "int32" and s.compression is None and s.key == "00000000"
+    assert s.mode == 0o644 and s.mtime > 1e9 and s.extension == ".npy"
+    assert s.tobytes() == np.array([0, 0], np.int32).tobytes()
+    with pytest.raises(IndexError):
+        t[100]
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    assert ds.x[3].numpy().tolist() == [30, 30] and ds.x[4].is_empty and len(ds.x) == 9
+    assert isinstance(ds.x.numpy(), list)  # an empty cell: shapes differ, so a list
+    with pytest.raises(ReadOnlyError):
+        ds.x.append([1, 1])
+
+
+def test_pass_through_jpeg_is_byte_identical_with_no_decode(tmp_path, photos, monkeypatch):
+    import PIL.Image
+
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("images", htype="image", sample_compression="jpeg")
+
+    def no_decode(*a, **k):
+        raise AssertionError("pass-through must not decode pixels")
+
+    monkeypatch.setattr(PIL.Image, "open", no_decode)
+    os.utime(photos[1], ns=(1_600_000_000_000_000_000, 1_600_000_000_123_456_789))
+    t.append(lakefs.read(photos[1]))
+    t.extend([lakefs.read(p) for p in photos[2:4]])
+    s = t[0]
+    assert s.tobytes() == photos[1].read_bytes()
+    assert s.size == photos[1].stat().st_size
+    assert s.mtime_ns == 1_600_000_000_123_456_789
+    assert not s.transcoded
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    assert [s.tobytes() for s in ds.images] == [p.read_bytes() for p in photos[1:4]]
+    assert ds.images[0].extension == ".jpg"
+
+
+def test_jpeg_extension_kept(tmp_path, photos):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    renamed = tmp_path / "x.JPEG"
+    renamed.write_bytes(photos[0].read_bytes())
+    assert t.append(lakefs.read(renamed)).extension == ".JPEG"
+
+
+def test_png_into_jpeg_tensor_is_transcoded(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    rng = np.random.default_rng(0)
+    arr = (rng.random((32, 48, 3)) * 40 + 100).astype(np.uint8)
+    s = t.append(_png(arr))
+    assert s.transcoded and s.tobytes()[:3] == b"\xff\xd8\xff" and s.extension == ".jpg"
+    assert s.shape == (32, 48, 3)
+    assert np.abs(s.numpy().astype(int) - arr).mean() < 10  # lossy, but the same picture
+    s2 = t.append(arr)  # an array is encoded to the tensor's compression
+    assert s2.tobytes()[:3] == b"\xff\xd8\xff" and s2.numpy().shape == (32, 48, 3)
+
+
+def test_reopen_keeps_meta_and_sizes(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("labels", htype="class_label", class_names=["a"])
+    t.append("zebra")  # a new class name is added
+    t.append([0, 1])
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds")
+    t = ds.labels
+    assert t.class_names == ["a", "zebra"]
+    assert t[1].numpy().tolist() == [0, 1] and t[1].file_bytes() == b"a\nzebra\n"
+    assert t[1].size == len(b"a\nzebra\n")
+    ds.close()
+
+
+def test_with_statement_commits_and_unlocks(tmp_path):
+    with lakefs.empty(tmp_path / "ds") as ds:
+        ds.create_tensor("x").append(5)
+    with lakefs.load(tmp_path / "ds") as ds:  # the lock was released
+        assert ds.x[0].numpy().item() == 5
