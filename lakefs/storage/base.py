@@ -72,7 +72,11 @@ class Storage(abc.ABC):
       crash during ``put`` leaves the old object (or none).
     - ``put`` is durable when it returns (fsync'd locally).
     - ``get`` of a missing key raises ``ObjectNotFoundError``.
-    - ``list(prefix)`` yields every key starting with ``prefix`` (order unspecified).
+    - ``list(prefix)`` yields every key starting with ``prefix`` (order unspecified),
+      and only valid keys: a backend's temp files (a crashed ``put``) are never listed.
+    - ``get_range`` past the end returns the bytes that exist (maybe ``b""``).
+    - Keys under ``LOCK_PREFIX`` belong to ``writer_lock``.
+    - Every write on read-only storage (``writable`` False) raises ``ReadOnlyError``.
     """
 
     #: False for read-only storage; writes then raise ``ReadOnlyError``.

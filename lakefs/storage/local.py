@@ -232,6 +232,26 @@ class LocalStorage(Storage):
         key = lock_key(name)
         self._check_writable(key)
         path = self._path(key)
+        while True:
+            fd = self._open_and_flock(key, path)
+            # If the lock file was deleted (or replaced) between our open and flock, we
+            # locked an orphan inode that nobody else will ever open: start again.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info, 0)
+        except OSError:
+            pass  # the holder note is advisory; the flock is what counts
+        return _FlockLock(fd, path)
+
+    def _open_and_flock(self, key: str, path: str) -> int:
         try:
             self._makedirs(os.path.dirname(path))
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -248,13 +268,7 @@ class LocalStorage(Storage):
                     f"dataset is locked by another writer{who}: {self.root}"
                 ) from e
             raise _map_oserror(e, key, "lock") from e
-        info = f"pid {os.getpid()} on {socket.gethostname()}\n".encode()
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info, 0)
-        except OSError:
-            pass  # the holder note is advisory; the flock is what counts
-        return _FlockLock(fd, path)
+        return fd
 
     def check(self) -> None:
         if os.path.isdir(self.root):
@@ -300,6 +314,17 @@ class _FlockLock(WriterLock):
 
     def __repr__(self) -> str:
         return f"<LocalStorage writer lock {self._path} {'held' if self._fd else 'released'}>"
+
+    def verify(self) -> None:
+        fd = self._fd
+        if fd is None:
+            raise LockedError(f"writer lock {self._path} was released")
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(self._path))
+        except FileNotFoundError:
+            same = False
+        if not same:  # someone deleted the lock file: another writer can now take it
+            raise LockedError(f"writer lock lost: {self._path} was removed while held")
 
     def release(self) -> None:
         with self._mutex:

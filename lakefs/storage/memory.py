@@ -99,6 +99,10 @@ class _MemoryLock(WriterLock):
         self._s = state
         self._key: str | None = key
 
+    def verify(self) -> None:
+        if self._key is None:
+            raise LockedError("writer lock was released")
+
     def release(self) -> None:
         with self._s.mutex:
             if self._key is None:

@@ -257,6 +257,8 @@ class StorageTests:
         finally:
             lock.release()
         lock.release()  # twice is harmless
+        with pytest.raises(LockedError):
+            lock.verify()
         again = env.reopen().writer_lock("writer")
         again.release()
 

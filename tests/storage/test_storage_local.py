@@ -129,6 +129,18 @@ def test_two_locks_in_one_process_conflict(tmp_path: Path) -> None:
     b.writer_lock("writer").release()
 
 
+def test_deleted_lock_file_is_detected(tmp_path: Path) -> None:
+    lock = LocalStorage(tmp_path).writer_lock("writer")
+    lock.verify()
+    os.unlink(tmp_path / "locks" / "writer")
+    with pytest.raises(LockedError, match="removed while held"):
+        lock.verify()
+    LocalStorage(tmp_path).writer_lock("writer").release()  # a fresh file, a fresh lock
+    lock.release()
+    with pytest.raises(LockedError, match="released"):
+        lock.verify()
+
+
 _HOLDER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
