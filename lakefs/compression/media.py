@@ -15,7 +15,8 @@ probe is what matters. Shapes:
 - mp4: ``(frames, height, width, 3)`` ``uint8`` from the first video track (tkhd size,
   stsz sample count); ``()`` when there is no video track (e.g. m4a). No decoder.
 
-Truncation checks: RIFF sizes (wav), the frame walk to the end of file (mp3), the
+Truncation checks: RIFF sizes (wav), the Xing/Info stream size or else a walk of every
+frame header to the end of file (mp3: ID3v1/APE tags may follow), the
 top-level box walk (mp4). FLAC frames carry no length, so a truncated FLAC is caught
 only when STREAMINFO's frame sizes prove the audio too short for its sample count
 (any cut of a single-frame file; a cut of more than a frame or so of a longer one).
@@ -167,21 +168,33 @@ def _is_mp3(head: bytes) -> bool:
 
 
 def probe_mp3(data: bytes) -> SampleInfo:
-    """Skip ID3v2, then walk every frame header to the end (ID3v1/APE tags allowed)."""
+    """Skip ID3v2 tags; sizes from the Xing/Info header, else walk every frame to the end."""
     pos = 0
-    if data[:3] == b"ID3":
-        need(data, 10, "mp3", "ID3v2 header")
+    while data[pos : pos + 3] == b"ID3":  # one or more ID3v2 tags (ID3v2.4 §3.1)
+        need(data, pos + 10, "mp3", "ID3v2 header")
         size = 0
-        for byte in data[6:10]:  # syncsafe integer
+        for byte in data[pos + 6 : pos + 10]:  # syncsafe integer
             size = size << 7 | byte & 0x7F
-        pos = 10 + size + (10 if data[5] & 0x10 else 0)
+        pos += 10 + size + (10 if data[pos + 5] & 0x10 else 0)
     first = _mp3_frame(data, pos)
     if first is None:
         raise corrupt("mp3", f"no MPEG audio frame sync at byte {pos}")
-    length, samples, channels = first
+    _, samples, channels = first
     side = (32 if channels == 2 else 17) if samples == 1152 else (17 if channels == 2 else 9)
-    xing = data[pos + 4 + side : pos + 8 + side]
-    frames, start, n = 0, pos, len(data)
+    xing_at = pos + 4 + side  # the Xing/Info header sits after the first frame's side info
+    if data[xing_at : xing_at + 4] in (b"Xing", b"Info") and len(data) >= xing_at + 16:
+        flags, frames, stream_bytes = struct.unpack_from(">III", data, xing_at + 4)
+        if flags & 3 == 3:  # frame count and stream size present: no need to walk the frames
+            if pos + stream_bytes > len(data):
+                raise corrupt("mp3", f"Xing header says {stream_bytes} bytes of audio, "
+                                     f"file has {len(data) - pos} (truncated)")
+            return SampleInfo((frames * samples, channels), "float32")
+    return SampleInfo((_mp3_walk(data, pos) * samples, channels), "float32")
+
+
+def _mp3_walk(data: bytes, pos: int) -> int:
+    """Count frames from ``pos`` to the end; each must fit in the file."""
+    frames, n = 0, len(data)
     while pos < n:
         frame = _mp3_frame(data, pos)
         if frame is None:
@@ -192,12 +205,7 @@ def probe_mp3(data: bytes) -> SampleInfo:
             raise corrupt("mp3", f"last frame at byte {pos} runs past the end of the file (truncated)")
         pos += frame[0]
         frames += 1
-    if xing in (b"Xing", b"Info"):
-        flags_at = start + 8 + side
-        (flags,) = struct.unpack_from(">I", data, flags_at)
-        if flags & 1:
-            frames = struct.unpack_from(">I", data, flags_at + 4)[0]
-    return SampleInfo((frames * samples, channels), "float32")
+    return frames
 
 
 # --- mp4 -----------------------------------------------------------------------------
