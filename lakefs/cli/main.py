@@ -16,7 +16,7 @@ from lakefs.errors import LakeFSError
 
 # Modules under lakefs.cli, each with ``register(subparsers)``; imported lazily per run
 # so ``lakefs info`` never loads the FUSE binding.
-COMMAND_MODULES = ("mount", "tools")
+COMMAND_MODULES = ("mount", "tools", "transfer", "fsck")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -1,0 +1,42 @@
+"""``lakefs fsck [--repair] DATASET``: exit 0 when clean, 1 when problems remain.
+
+Each problem is one line on stdout naming the object and the sample it costs; a
+``--repair`` run then lists what it dropped and re-checks the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fsck", help="verify every checksum and index entry; --repair drops what is lost")
+    p.add_argument("dataset")
+    p.add_argument("--repair", action="store_true",
+                   help="drop unrecoverable samples, keep everything else (takes the writer lock)")
+    p.set_defaults(func=cmd_fsck)
+
+
+def cmd_fsck(args: argparse.Namespace) -> int:
+    from lakefs.storage import open_storage
+    from lakefs.tools.fsck import fsck
+
+    storage = open_storage(args.dataset, read_only=not args.repair)
+    report = fsck(storage, repair=args.repair)
+    for line in report.problems:
+        print(f"fsck: {line}")
+    if report.ok:
+        print(f"fsck: {args.dataset}: clean ({report.samples} samples in {report.chunks} chunks verified)")
+        return 0
+    if not report.repaired:
+        hint = "" if args.repair else "; `lakefs fsck --repair` drops what cannot be recovered"
+        print(f"fsck: {args.dataset}: {len(report.problems)} problem(s){hint}")
+        return 1
+    for name in report.dropped:
+        print(f"fsck: dropped {name}")
+    again = fsck(storage)
+    for line in again.problems:
+        print(f"fsck: after repair: {line}")
+    print(f"fsck: {args.dataset}: repaired ({len(report.dropped)} dropped, "
+          f"{again.samples} samples verified afterwards{'' if again.ok else ', problems remain'})")
+    return 0 if again.ok else 1

@@ -1,0 +1,193 @@
+"""``lakefs create``, ``tensor create|list|delete``, ``info``, ``ls`` and ``compact``.
+
+The logic lives in :mod:`lakefs.tools` and the dataset API; this module parses
+arguments and prints. Commands that only read open the dataset read-only (no writer
+lock), so they work next to a live mount.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import stat
+import time
+
+from lakefs.errors import ConfigError, TensorNotFoundError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("create", help="create an empty dataset")
+    p.add_argument("dataset", help="path or URL of the new dataset")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (deletes its data)")
+    p.set_defaults(func=cmd_create)
+
+    t = sub.add_parser("tensor", help="create, list or delete tensors")
+    tsub = t.add_subparsers(dest="tensor_command", metavar="ACTION", required=True)
+    c = tsub.add_parser("create", help="create a tensor with explicit settings")
+    c.add_argument("dataset")
+    c.add_argument("name", help="tensor name; a/b creates group a")
+    add_tensor_options(c)
+    c.set_defaults(func=cmd_tensor_create)
+    ls = tsub.add_parser("list", help="list the tensors and their settings")
+    ls.add_argument("dataset")
+    ls.set_defaults(func=cmd_tensor_list)
+    d = tsub.add_parser("delete", help="delete a tensor and its samples")
+    d.add_argument("dataset")
+    d.add_argument("name")
+    d.set_defaults(func=cmd_tensor_delete)
+
+    i = sub.add_parser("info", help="tensors, samples, stored bytes and compression ratios")
+    i.add_argument("dataset")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("ls", help="list what the mount would show, without mounting")
+    s.add_argument("path", help="DATASET or DATASET/tensor-or-group")
+    s.add_argument("-l", dest="long", action="store_true", help="long listing: mode, size, mtime")
+    s.set_defaults(func=cmd_ls)
+
+    k = sub.add_parser("compact", help="reclaim space left by updates and deletes (crash-safe)")
+    k.add_argument("dataset")
+    k.set_defaults(func=cmd_compact)
+
+
+# --- tensor options (shared with ingest) -------------------------------------------------
+
+
+def add_tensor_options(p: argparse.ArgumentParser, *, htype_default: str | None = "generic") -> None:
+    p.add_argument("--htype", default=htype_default, help="image, class_label, json, text, bytes, generic, ...")
+    p.add_argument("--dtype", help="numpy dtype (default: from the htype or the first sample)")
+    p.add_argument("--sample-compression", help="jpeg, png, webp, lz4, none, ... (per sample)")
+    p.add_argument("--chunk-compression", help="lz4 (whole chunks)")
+    p.add_argument("--class-names", help="comma-separated class names (class_label)")
+    p.add_argument("--chunk-size", help="target chunk size, e.g. 8MB")
+
+
+def parse_size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    num, unit = (t[:-1], t[-1]) if t[-1:] in units and t[-1:] else (t, "")
+    try:
+        return int(float(num) * units[unit])
+    except (ValueError, KeyError):
+        raise ConfigError(f"bad size {text!r} (use e.g. 8MB)") from None
+
+
+def tensor_kwargs(args: argparse.Namespace) -> dict:
+    out = {
+        "htype": args.htype,
+        "dtype": args.dtype,
+        "sample_compression": args.sample_compression,
+        "chunk_compression": args.chunk_compression,
+        "class_names": [c.strip() for c in args.class_names.split(",") if c.strip()] if args.class_names else None,
+        "chunk_size": parse_size(args.chunk_size) if args.chunk_size else None,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    import lakefs
+
+    lakefs.empty(args.dataset, overwrite=args.overwrite).close()
+    print(f"created dataset {args.dataset}")
+    return 0
+
+
+def cmd_tensor_create(args: argparse.Namespace) -> int:
+    import lakefs
+
+    with lakefs.load(args.dataset) as ds:
+        t = ds.create_tensor(args.name, **tensor_kwargs(args))
+        print(f"created tensor {t.name} ({_settings(t)})")
+    return 0
+
+
+def _settings(t) -> str:
+    parts = [f"htype={t.htype}", f"dtype={t.dtype or '-'}"]
+    if t.sample_compression:
+        parts.append(f"sample_compression={t.sample_compression}")
+    if t.chunk_compression:
+        parts.append(f"chunk_compression={t.chunk_compression}")
+    if t.class_names:
+        parts.append(f"class_names={','.join(t.class_names)}")
+    return ", ".join(parts)
+
+
+def cmd_tensor_list(args: argparse.Namespace) -> int:
+    import lakefs
+
+    with lakefs.load(args.dataset, read_only=True) as ds:
+        for name, t in sorted(ds.tensors.items()):
+            print(f"{name}\t{t.num_samples} samples\t{_settings(t)}")
+    return 0
+
+
+def cmd_tensor_delete(args: argparse.Namespace) -> int:
+    import lakefs
+
+    with lakefs.load(args.dataset) as ds:
+        ds.delete_tensor(args.name)
+    print(f"deleted tensor {args.name}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import lakefs
+    from lakefs.tools.info import dataset_info, format_table
+
+    with lakefs.load(args.dataset, read_only=True) as ds:
+        info = dataset_info(ds, args.dataset)
+    print(json.dumps(info, indent=2) if args.json else format_table(info))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    import lakefs
+    from lakefs.tools import split_dataset_path
+
+    location, inner = split_dataset_path(args.path)
+    with lakefs.load(location, read_only=True) as ds:
+        for name, mode, size, mtime_ns in list_dir(ds, inner):
+            if args.long:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
+                print(f"{stat.filemode(mode)} {size:>10} {when} {name}")
+            else:
+                print(name)
+    return 0
+
+
+def list_dir(ds, inner: str) -> list[tuple[str, int, int, int]]:
+    """(name, st_mode, size, mtime_ns) of what the mount shows in directory ``inner``."""
+    tensors, groups, pending = ds.tensors, set(ds.groups), set(ds.pending_dirs)
+    if inner and inner not in tensors and inner not in groups and inner not in pending:
+        if inner in ds.files:
+            f = ds.files[inner]
+            return [(inner.rsplit("/", 1)[-1], stat.S_IFREG | f.mode, f.size, f.mtime_ns)]
+        raise TensorNotFoundError(f"no tensor or group {inner!r} in the dataset")
+    prefix = inner + "/" if inner else ""
+    out = []
+    dirs = [n for n in [*groups, *pending, *tensors] if n.startswith(prefix) and "/" not in n[len(prefix):]]
+    for d in sorted(dirs):
+        out.append((d[len(prefix):] + "/", stat.S_IFDIR | 0o755, 0, 0))
+    if inner in tensors:
+        for s in tensors[inner].iter_samples():
+            out.append((s.filename, stat.S_IFREG | s.mode, s.size, s.mtime_ns))
+    for path, f in sorted(ds.files.items()):
+        if path.startswith(prefix) and "/" not in path[len(prefix):]:
+            out.append((path[len(prefix):], stat.S_IFREG | f.mode, f.size, f.mtime_ns))
+    return out
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    import lakefs
+    from lakefs.tools.info import human
+
+    with lakefs.load(args.dataset) as ds:
+        r = ds.compact()
+    print(f"compacted {args.dataset}: {human(r['bytes_before'])} -> {human(r['bytes_after'])} "
+          f"({human(r['reclaimed'])} reclaimed)")
+    return 0
+

@@ -1,0 +1,86 @@
+"""``lakefs ingest`` (a folder into a dataset) and ``lakefs export`` (a dataset to a folder).
+
+Both print a progress bar on a terminal only (``--progress``/``--no-progress`` force it),
+a one-line summary on stdout (``-q`` silences it), and every file that failed, with its
+reason, on stderr at the end; the exit status is 1 when any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lakefs.cli.tools import add_tensor_options, tensor_kwargs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest", help="copy a folder of files into a dataset (parallel, resumable)",
+        description="Copy SRC into DATASET (created if missing). Layouts: flat (SRC's files → one tensor), "
+                    "paired (each subfolder → a tensor, files aligned into rows by stem), imagefolder "
+                    "(SRC/<class>/<file> → images + labels). Rerunning skips files already stored.",
+    )
+    p.add_argument("src", help="the folder to ingest")
+    p.add_argument("dataset", help="the dataset (path or URL)")
+    p.add_argument("--layout", default="auto", choices=("auto", "flat", "paired", "imagefolder"))
+    p.add_argument("--tensor", help="tensor name (flat: default SRC's name; imagefolder: default images)")
+    p.add_argument("-j", "--workers", type=int, default=None,
+                   help="transcoding processes (default: one per core; 0: transcode in this process)")
+    p.add_argument("--commit-seconds", type=float, default=30.0, help="commit at least this often (seconds)")
+    add_tensor_options(p, htype_default=None)
+    _add_output_options(p)
+    p.set_defaults(func=cmd_ingest)
+
+    e = sub.add_parser("export", help="write a dataset back to files (names, bytes and mtimes kept)")
+    e.add_argument("dataset")
+    e.add_argument("dest", help="a missing or empty folder")
+    e.add_argument("--tensor", action="append", dest="tensors", metavar="NAME",
+                   help="export only this tensor (repeatable)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder, replacing files of the same name")
+    _add_output_options(e)
+    e.set_defaults(func=cmd_export)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: only on a terminal)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+
+
+def _report_failures(failed: list[tuple[str, str]], verb: str) -> int:
+    if not failed:
+        return 0
+    print(f"lakefs: {len(failed)} file(s) not {verb}:", file=sys.stderr)
+    for path, reason in failed:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import lakefs
+    from lakefs.tools.ingest import ingest
+    from lakefs.tools.scan import scan
+
+    plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args))
+    with lakefs.dataset(args.dataset) as ds:
+        report = ingest(ds, plan, workers=args.workers, progress=args.progress,
+                        commit_seconds=args.commit_seconds)
+    if not args.quiet:
+        made = f"; created tensors {', '.join(report.created_tensors)}" if report.created_tensors else ""
+        print(f"ingested {report.written} of {report.total} files ({report.layout} layout, "
+              f"{report.transcoded} transcoded, {report.skipped} already stored, {len(report.failed)} failed) "
+              f"in {report.seconds:.1f} s, {report.rate:.0f} files/s{made}")
+    return _report_failures(report.failed, "ingested")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import lakefs
+    from lakefs.tools.export import export
+    from lakefs.tools.info import human
+
+    with lakefs.load(args.dataset, read_only=True) as ds:
+        report = export(ds, args.dest, tensors=args.tensors, overwrite=args.overwrite, progress=args.progress)
+    if not args.quiet:
+        print(f"exported {report.files} files ({human(report.bytes)}) to {args.dest} in {report.seconds:.1f} s")
+    return _report_failures(report.failed, "exported")

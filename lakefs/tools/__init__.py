@@ -1,0 +1,30 @@
+"""The dataset tools behind ``lakefs ingest|export|info|fsck``: plain functions, no argparse.
+
+Each module takes paths or an open :class:`~lakefs.dataset.Dataset` and returns a report
+object; the CLI (``lakefs.cli``) only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lakefs.errors import DatasetNotFoundError
+
+
+def split_dataset_path(path: str) -> tuple[str, str]:
+    """``./cats/train/images`` → (``./cats``, ``train/images``): the longest prefix that
+    is a dataset, and the path inside it. Raises DatasetNotFoundError if none is."""
+    from lakefs.api import exists  # noqa: PLC0415  (keep `import lakefs.tools` light)
+
+    text = os.fspath(path).rstrip("/") or "/"
+    inner: list[str] = []
+    head = text
+    while head:
+        if exists(head):
+            return head, "/".join(reversed(inner))
+        parent, _, name = head.rpartition("/")
+        if not name or parent.endswith(":/") or parent.endswith(":"):
+            break
+        inner.append(name)
+        head = parent
+    raise DatasetNotFoundError(f"no lakefs dataset at {text}")

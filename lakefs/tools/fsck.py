@@ -1,0 +1,382 @@
+"""``lakefs fsck``: check every object of a dataset and, with ``repair``, fix what it can.
+
+It reads the storage directly rather than through :class:`~lakefs.dataset.Dataset`,
+because a damaged index or row segment stops a dataset from opening, which is exactly
+when fsck is needed. It verifies: the marker, ``HEAD`` and the manifest; every row
+segment and index segment (header, size, crc32); every chunk that a sample points at
+(header, size, crc32, decompression); and every sample's own crc32 against the index;
+and each plain file's size.
+
+Each problem is reported with the sample it costs (``images/cat001.jpg (row 3)``).
+Repair keeps everything that verifies and drops only what cannot be recovered:
+
+- a truncated or damaged index segment: its complete, sane entries are salvaged and
+  kept when their sample's checksum verifies;
+- a damaged chunk: the samples inside it whose own checksum still verifies are copied
+  to a new chunk; the others are dropped (their cells become empty, rows stay);
+- a lost row segment: the rows keep their place under ``lost-row-NNNNNNNN`` keys;
+- a broken ``HEAD`` or manifest: the newest manifest that still reads is used.
+
+The repair is one ordinary commit under the writer lock: new chunks and segments are
+written first, then a new manifest, then ``HEAD`` (one atomic put); the damaged objects
+are deleted only after that. A crash at any point leaves either the old or the repaired
+dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lakefs.chunks import chunk as chunkfmt
+from lakefs.chunks.cache import ChunkCache
+from lakefs.chunks.chunk import ChunkKind
+from lakefs.chunks.engine import ChunkEngine, IdAllocator
+from lakefs.compression import get_codec
+from lakefs.dataset.samples import SampleFormat
+from lakefs.errors import CorruptionError, DatasetNotFoundError, FormatVersionError, LakeFSError, ObjectNotFoundError
+from lakefs.format import keys, segments
+from lakefs.format.index import ENTRY, NO_CHUNK
+from lakefs.format.manifest import Manifest, TensorMeta, check_version, head_bytes, parse_head
+from lakefs.format.rows import RowTable
+from lakefs.storage.base import Storage
+
+log = logging.getLogger("lakefs.fsck")
+
+
+@dataclass
+class FsckReport:
+    problems: list[str] = field(default_factory=list)
+    samples: int = 0  # samples verified
+    chunks: int = 0  # chunk objects verified
+    dropped: list[str] = field(default_factory=list)  # samples/files repair removed
+    repaired: bool = False
+    fatal: bool = False  # the dataset cannot be checked further without repair
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class _TensorState:
+    name: str
+    meta: TensorMeta
+    entries: np.ndarray  # dense ENTRY array by row
+    dirty: bool = False  # repair must rewrite its index
+    bad_rows: set[int] = field(default_factory=set)  # samples that cannot be recovered
+    move_rows: set[int] = field(default_factory=set)  # good samples inside a damaged chunk
+    damaged: set[str] = field(default_factory=set)  # object keys to delete after repair
+
+
+class Checker:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.report = FsckReport()
+        self.manifest: Manifest | None = None
+        self.rows = RowTable()
+        self.rows_damaged = False
+        self.damaged: set[str] = set()
+        self.tensors: list[_TensorState] = []
+
+    def problem(self, text: str) -> None:
+        self.report.problems.append(text)
+
+    # --- marker, HEAD, manifest --------------------------------------------------------
+
+    def check_head(self) -> bool:
+        try:
+            marker = self.storage.get(keys.MARKER)
+        except ObjectNotFoundError:
+            raise DatasetNotFoundError(f"no lakefs dataset at {self.storage!r}") from None
+        try:
+            import json  # noqa: PLC0415
+
+            check_version(json.loads(marker).get("version"), keys.MARKER)
+        except FormatVersionError:
+            raise
+        except (ValueError, AttributeError):
+            self.problem(f"{keys.MARKER}: not a valid dataset marker")
+        try:
+            _, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+            self.manifest = Manifest.from_bytes(self.storage.get(mkey), mkey)
+            return True
+        except (CorruptionError, ObjectNotFoundError) as e:
+            self.problem(f"{keys.HEAD}: {e}")
+        self.manifest = self._newest_readable_manifest()
+        if self.manifest is None:
+            self.problem("no readable manifest is left: the dataset cannot be recovered by fsck")
+            self.report.fatal = True
+            return False
+        self.problem(f"the newest readable manifest is {keys.manifest(self.manifest.seq)} (repair makes it current)")
+        self.damaged.add(keys.HEAD)
+        return True
+
+    def _newest_readable_manifest(self) -> Manifest | None:
+        for key in sorted(self.storage.list(keys.MANIFESTS), reverse=True):
+            try:
+                return Manifest.from_bytes(self.storage.get(key), key)
+            except (LakeFSError, ValueError):
+                continue
+        return None
+
+    # --- rows --------------------------------------------------------------------------
+
+    def check_rows(self) -> None:
+        m = self.manifest
+        for ref in m.rows:
+            key = keys.rows_segment(int(ref["id"]))
+            start, count = int(ref["start"]), int(ref["count"])
+            try:
+                n, body = segments.unpack(self.storage.get(key), segments.KIND_ROWS, key)
+                if n != count:
+                    raise CorruptionError(f"{key}: holds {n} rows, manifest says {count}")
+                self.rows.load_segment(body, n, len(self.rows), key)
+            except (LakeFSError, ValueError) as e:
+                self.problem(f"{key}: {e}; the keys of rows {start}..{start + count - 1} are lost")
+                self.rows_damaged = True
+                self.damaged.add(key)
+                for row in range(len(self.rows), start + count):
+                    self.rows.append(f"lost-row-{row:08d}")
+        if len(self.rows) != m.row_count:
+            self.problem(f"manifest says {m.row_count} rows, the row segments hold {len(self.rows)}")
+            self.rows_damaged = True
+            while len(self.rows) < m.row_count:
+                self.rows.append(f"lost-row-{len(self.rows):08d}")
+        self.rows.finish_load()
+
+    def key(self, row: int) -> str:
+        return self.rows.key(row) if row < len(self.rows) else f"row-{row}"
+
+    # --- index segments ----------------------------------------------------------------
+
+    def load_index(self, name: str, meta: TensorMeta) -> _TensorState:
+        st = _TensorState(name, meta, np.zeros(0, dtype=ENTRY))
+        nrows = max(self.manifest.row_count, len(self.rows))
+        table = np.zeros(nrows, dtype=ENTRY)
+        table["chunk"] = NO_CHUNK
+        table["row"] = np.arange(nrows)
+        for ref in meta.segments:
+            key = keys.index_segment(meta.tid, int(ref["id"]))
+            count = int(ref["count"])
+            try:
+                blob = self.storage.get(key)
+            except ObjectNotFoundError:
+                self._bad_segment(st, key, f"index segment {key} is missing", None, count)
+                continue
+            try:
+                n, body = segments.unpack(blob, segments.KIND_INDEX, key)
+                if n != count or len(body) != n * ENTRY.itemsize:
+                    raise CorruptionError(f"{key}: holds {n} entries, manifest says {count}")
+                seg = np.frombuffer(body, dtype=ENTRY, count=n)
+            except (LakeFSError, ValueError) as e:
+                seg = self._salvage(blob, nrows)
+                self._bad_segment(st, key, str(e), seg, count)
+                if seg is None:
+                    continue
+            table[seg["row"]] = seg
+        table["row"] = np.arange(nrows)
+        st.entries = table
+        return st
+
+    def _bad_segment(self, st: _TensorState, key: str, why: str, seg: np.ndarray | None, count: int) -> None:
+        kept = 0 if seg is None else len(seg)
+        self.problem(f"{st.name}: {why}; {count - kept} of {count} index entries lost"
+                     + (f", {kept} salvaged" if kept else ""))
+        st.dirty = True
+        st.damaged.add(key)
+
+    def _salvage(self, blob: bytes, nrows: int) -> np.ndarray | None:
+        """The complete, plausible entries of a damaged index segment (crc-checked later)."""
+        body = blob[segments.HEADER.size:]
+        n = len(body) // ENTRY.itemsize
+        if n == 0 or blob[:4] != segments.MAGIC:
+            return None
+        seg = np.frombuffer(body, dtype=ENTRY, count=n)
+        sane = (seg["row"] >= 0) & (seg["row"] < nrows) & (seg["chunk"] >= 0) & (seg["tiles"] >= 1)
+        sane &= seg["chunk"] < self.manifest.next_id
+        return seg[sane].copy() if sane.any() else None
+
+    # --- chunks and samples ------------------------------------------------------------
+
+    def check_samples(self, st: _TensorState) -> None:
+        meta = st.meta
+        codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
+        fmt = SampleFormat(meta)
+        live = np.flatnonzero(st.entries["chunk"] != NO_CHUNK)
+        by_chunk: dict[int, list[int]] = {}
+        for row in live.tolist():
+            by_chunk.setdefault(int(st.entries[row]["chunk"]), []).append(row)
+        payloads: dict[int, tuple[bytes | None, str | None]] = {}
+        for first, rows in sorted(by_chunk.items()):
+            for row in rows:
+                e = st.entries[row]
+                tiles = int(e["tiles"])
+                parts, why = [], None
+                for cid in range(first, first + tiles):
+                    if cid not in payloads:
+                        payloads[cid] = self._read_chunk(st, cid, codec)
+                        if len(payloads) > 4 + tiles:  # keep memory to a few chunks
+                            payloads.pop(next(iter(payloads)))
+                    data, damaged = payloads[cid]
+                    if data is None:
+                        why = damaged
+                        break
+                    if damaged:
+                        st.move_rows.add(row)
+                    parts.append(data)
+                self.report.samples += 1
+                if why is None:
+                    off, n = (int(e["offset"]), int(e["length"])) if tiles == 1 else (0, int(e["length"]))
+                    data = b"".join(parts)[off: off + n] if tiles > 1 else parts[0][off: off + n]
+                    if len(data) != n:
+                        why = f"sample is cut short ({len(data)} of {n} bytes)"
+                    elif zlib.crc32(data) != int(e["crc"]):
+                        why = "sample checksum mismatch (its bytes are damaged)"
+                if why is not None:
+                    ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else fmt.canonical_ext
+                    self.problem(f"{st.name}/{self.key(row)}{ext} (row {row}): {why}")
+                    st.bad_rows.add(row)
+                    st.move_rows.discard(row)
+                    st.dirty = True
+                elif row in st.move_rows:
+                    st.dirty = True
+
+    def _read_chunk(self, st: _TensorState, cid: int, codec) -> tuple[bytes | None, str | None]:
+        """(payload, damage note) — payload None when nothing in it can be trusted."""
+        key = keys.chunk(st.meta.tid, cid)
+        self.report.chunks += 1
+        try:
+            blob = self.storage.get(key)
+        except ObjectNotFoundError:
+            self.problem(f"{st.name}: chunk {key} is missing")
+            return None, f"chunk {key} is missing"
+        try:
+            return chunkfmt.decode(blob, key, codec.decompress if codec else None), None
+        except (LakeFSError, ValueError) as e:
+            self.problem(f"{st.name}: {e}")
+            st.damaged.add(key)
+            if len(blob) >= chunkfmt.HEADER.size and blob[:4] == chunkfmt.MAGIC and blob[6] != ChunkKind.CHUNK_COMPRESSED:
+                return blob[chunkfmt.HEADER.size:], str(e)  # samples carry their own crc
+            return None, f"chunk {key} is damaged ({e})"
+
+    # --- plain files -------------------------------------------------------------------
+
+    def check_files(self) -> list[str]:
+        bad = []
+        for path, f in self.manifest.files.items():
+            key = keys.staged_file(f.file_id)
+            try:
+                size = self.storage.size(key)
+            except ObjectNotFoundError:
+                self.problem(f"file {path}: object {key} is missing")
+                bad.append(path)
+                continue
+            if size != f.size:
+                self.problem(f"file {path}: {size} bytes stored, {f.size} expected")
+                bad.append(path)
+        return bad
+
+    # --- the whole run -----------------------------------------------------------------
+
+    def run(self) -> list[str]:
+        if not self.check_head():
+            return []
+        self.check_rows()
+        for name, meta in sorted(self.manifest.tensors.items()):
+            st = self.load_index(name, meta)
+            self.check_samples(st)
+            self.tensors.append(st)
+        return self.check_files()
+
+
+def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
+    """Check the dataset in ``storage``; with ``repair``, commit a repaired state."""
+    lock = storage.writer_lock(keys.WRITER_LOCK) if repair else None
+    try:
+        checker = Checker(storage)
+        bad_files = checker.run()
+        if repair and checker.report.problems and not checker.report.fatal:
+            _repair(checker, bad_files)
+        return checker.report
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _repair(c: Checker, bad_files: list[str]) -> None:
+    m = c.manifest
+    ids = IdAllocator(m.next_id)
+    doomed = set(c.damaged)
+    for st in c.tensors:
+        if not st.dirty:
+            continue
+        _rewrite_tensor(c, st, ids)
+        doomed |= st.damaged
+    for path in bad_files:
+        del m.files[path]
+        c.report.dropped.append(path)
+    if c.rows_damaged:
+        rid = ids.take()
+        n = len(c.rows)
+        c.storage.put(keys.rows_segment(rid), c.rows.encode_range(0, n))
+        m.rows = [{"id": rid, "start": 0, "count": n}]
+        m.row_count = n
+    m.next_id = ids.next_id
+    m.seq += 1
+    mkey = keys.manifest(m.seq)
+    c.storage.put(mkey, m.to_bytes())
+    c.storage.put(keys.HEAD, head_bytes(m.seq, mkey))  # the one atomic step
+    c.report.repaired = True
+    doomed.discard(keys.HEAD)
+    for key in doomed:
+        try:
+            c.storage.delete(key)
+        except LakeFSError as e:
+            log.warning("could not delete damaged object %s: %s", key, e)
+
+
+def _rewrite_tensor(c: Checker, st: _TensorState, ids: IdAllocator) -> None:
+    meta = st.meta
+    entries = st.entries
+    for row in sorted(st.bad_rows):
+        e = entries[row]
+        ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else ""
+        c.report.dropped.append(f"{st.name}/{c.key(row)}{ext}")
+        entries[row]["chunk"] = NO_CHUNK
+        entries[row]["length"] = 0
+    if st.move_rows:
+        codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
+        kind = (ChunkKind.CHUNK_COMPRESSED if codec else
+                ChunkKind.SAMPLE_COMPRESSED if meta.sample_compression else ChunkKind.UNCOMPRESSED)
+        new = ChunkEngine(c.storage, meta.tid, kind, ids, ChunkCache(0), meta.chunk_size,
+                          codec.compress if codec else None, codec.decompress if codec else None)
+        for row in sorted(st.move_rows):
+            e = entries[row].copy()
+            data = _read_salvaged(c, meta, e)
+            new.write(row, data, shape=ChunkEngine.shape_of(e), mtime_ns=int(e["mtime_ns"]),
+                      mode=int(e["mode"]), ext=int(e["ext"]), flags=int(e["flags"]))
+            moved = new.index.entry(row)
+            for f in ("chunk", "offset", "tiles", "length", "crc"):
+                entries[row][f] = moved[f]
+        new.seal()
+    live = entries[entries["chunk"] != NO_CHUNK]
+    sid = ids.take()
+    c.storage.put(keys.index_segment(meta.tid, sid), segments.pack(segments.KIND_INDEX, len(live), live.tobytes()))
+    meta.segments = [{"id": sid, "count": int(len(live))}]
+
+
+def _read_salvaged(c: Checker, meta: TensorMeta, e: np.void) -> bytes:
+    """The verified bytes of a good sample that lives in a damaged chunk."""
+    first, tiles, off, n = int(e["chunk"]), int(e["tiles"]), int(e["offset"]), int(e["length"])
+    parts = []
+    for cid in range(first, first + tiles):
+        blob = c.storage.get(keys.chunk(meta.tid, cid))
+        parts.append(blob[chunkfmt.HEADER.size:])
+    data = b"".join(parts)[:n] if tiles > 1 else parts[0][off: off + n]
+    if zlib.crc32(data) != int(e["crc"]):  # checked moments ago; refuse to write otherwise
+        raise CorruptionError(f"row {int(e['row'])}: sample changed while repairing")
+    return data

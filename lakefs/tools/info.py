@@ -1,0 +1,108 @@
+"""``lakefs info``: what a dataset holds and what it costs, per tensor.
+
+Computed from the index alone (shapes and lengths), never by decoding a sample, so it is
+fast on a large dataset. ``raw bytes`` is the decoded size (pixels × itemsize) where the
+tensor stores arrays or media with a known dtype, else the file size; the compression
+ratio is raw bytes / stored bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from lakefs.dataset import Dataset
+from lakefs.format.version import FORMAT_VERSION
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    htype: str
+    dtype: str | None
+    compression: str  # "jpeg", "lz4 (chunk)", "none"
+    samples: int
+    stored_bytes: int  # chunk objects in storage (includes garbage compact would reclaim)
+    sample_bytes: int  # bytes of the live samples as stored
+    raw_bytes: int  # decoded size
+    class_names: list[str]
+
+    @property
+    def bytes_per_sample(self) -> float:
+        return self.sample_bytes / self.samples if self.samples else 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.sample_bytes if self.sample_bytes else 0.0
+
+
+def _raw_bytes(tensor) -> int:
+    live = tensor._engine.index.live()
+    if not len(live) or tensor.dtype is None or tensor._format.htype.storage == "file":
+        return int(live["file_size"].sum()) if len(live) else 0
+    shapes = live["shape"].astype(np.int64)
+    ndim = live["ndim"].astype(np.int64)
+    mask = np.arange(shapes.shape[1])[None, :] < ndim[:, None]
+    elems = np.where(mask, shapes, 1).prod(axis=1)
+    return int(elems.sum()) * np.dtype(tensor.dtype).itemsize
+
+
+def tensor_infos(ds: Dataset) -> list[TensorInfo]:
+    stats = ds.stats()
+    out = []
+    for name, t in sorted(ds.tensors.items()):
+        s = stats[name]
+        if t.chunk_compression:
+            comp = f"{t.chunk_compression} (chunk)"
+        else:
+            comp = t.sample_compression or "none"
+        out.append(TensorInfo(name, t.htype, t.dtype, comp, s["samples"], s["stored_bytes"],
+                              s["sample_bytes"], _raw_bytes(t), t.class_names))
+    return out
+
+
+def dataset_info(ds: Dataset, location: str) -> dict:
+    """Everything ``lakefs info --json`` prints."""
+    tensors = tensor_infos(ds)
+    return {
+        "path": location,
+        "format_version": FORMAT_VERSION,
+        "rows": len(ds),
+        "groups": ds.groups,
+        "files": sorted(ds.files),
+        "tensors": [
+            {**asdict(t), "bytes_per_sample": round(t.bytes_per_sample, 1), "compression_ratio": round(t.ratio, 3)}
+            for t in tensors
+        ],
+        "stored_bytes": sum(t.stored_bytes for t in tensors),
+    }
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def format_table(info: dict) -> str:
+    head = ("tensor", "htype", "dtype", "compression", "samples", "stored", "per sample", "ratio")
+    rows = [head]
+    for t in info["tensors"]:
+        rows.append((t["name"], t["htype"], t["dtype"] or "-", t["compression"], str(t["samples"]),
+                     human(t["stored_bytes"]), human(t["bytes_per_sample"]), f"{t['compression_ratio']:.2f}x"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    right = {4, 5, 6, 7}
+    lines = [
+        f"dataset {info['path']}: {info['rows']} rows, {len(info['tensors'])} tensors, "
+        f"{human(info['stored_bytes'])} stored (format v{info['format_version']})"
+    ]
+    if len(rows) > 1:
+        for r in rows:
+            lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in
+                                   enumerate(zip(r, widths))).rstrip())
+    if info["files"]:
+        lines.append(f"plain files: {', '.join(info['files'])}")
+    return "\n".join(lines)

@@ -1,0 +1,253 @@
+"""``lakefs ingest``: a folder of files into a dataset, without mounting.
+
+The main process is the dataset's only writer. Files whose content already matches the
+tensor (a JPEG into a jpeg tensor, any JSON into a json tensor) are read and written by
+it directly, at storage speed. Files that need a transcode (a PNG into a jpeg tensor) are
+sent to a process pool: each worker reads the file and decodes and re-encodes it with
+``lakefs.compression.prepare_encoded``; the main process writes the prepared bytes, for
+which the tensor's own check is a cheap header probe. Results are written in source
+order (a bounded window of work in flight), so row order does not depend on timing.
+
+Resumable: a file whose row already holds a sample with the same mtime and size (or the
+same mtime, for a file that had to be transcoded and so cannot keep its size) is
+skipped. A commit every ``commit_seconds`` keeps a killed ingest's progress.
+
+A bad file (unreadable, truncated, not an image) is recorded with its reason and never
+stops the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from lakefs.compression import detect, get_codec, prepare_encoded
+from lakefs.dataset import Dataset, Tensor
+from lakefs.errors import LakeFSError
+from lakefs.tools.scan import LABELS, Plan, SourceFile
+
+HEAD_BYTES = 64  # enough for the registry's magic-byte detection
+WINDOW_PER_WORKER = 8  # transcodes in flight per worker
+
+
+@dataclass
+class IngestReport:
+    layout: str
+    total: int = 0
+    written: int = 0
+    transcoded: int = 0
+    skipped: int = 0
+    bytes_read: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
+    created_tensors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+# --- the worker side (module level, so a spawned process can import it) -------------------
+
+
+def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[bytes | None, str | None]:
+    """Read ``path`` and encode it as ``codec``: (prepared bytes, None) or (None, reason)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        return prepare_encoded(data, codec, exact=exact, allow_transcode=allow).data, None
+    except (LakeFSError, OSError, ValueError) as e:
+        return None, _reason(e)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and not isinstance(e, LakeFSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+# --- the main process ---------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    src: SourceFile
+    st: os.stat_result
+    data: bytes | None = None  # pass-through: the file's bytes
+    future: Future | None = None  # transcode: the worker's result
+    transcoded: bool = False
+
+
+class Ingester:
+    def __init__(self, ds: Dataset, plan: Plan, *, workers: int | None = None, progress: bool | None = None,
+                 commit_seconds: float = 30.0) -> None:
+        self.ds = ds
+        self.plan = plan
+        self.workers = (os.cpu_count() or 1) if workers is None else max(0, workers)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.commit_seconds = commit_seconds
+        self.report = IngestReport(plan.layout, total=len(plan.files), failed=list(plan.problems))
+        self._pool: ProcessPoolExecutor | None = None
+        self._window: deque[_Item] = deque()
+        self._bar: Any = None
+        self._last_commit = time.monotonic()
+
+    # --- setup -------------------------------------------------------------------------
+
+    def _tensors(self) -> dict[str, Tensor]:
+        existing = self.ds.tensors
+        for name, settings in self.plan.tensors.items():
+            if name not in existing:
+                existing[name] = self.ds.create_tensor(name, **settings)
+                self.report.created_tensors.append(name)
+            elif settings.get("class_names"):
+                for cls in settings["class_names"]:  # keep label ids stable across reruns
+                    if cls not in existing[name].meta.class_names:
+                        existing[name].meta.class_names.append(cls)
+        return existing
+
+    def _get_pool(self) -> ProcessPoolExecutor | None:
+        if self.workers == 0:
+            return None
+        if self._pool is None:
+            # spawn: the workers never inherit the dataset, its lock or a tqdm thread.
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+        return self._pool
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def run(self) -> IngestReport:
+        start = time.perf_counter()
+        tensors = self._tensors()
+        if self.progress:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            self._bar = tqdm(total=len(self.plan.files), unit="file", dynamic_ncols=True, file=sys.stderr)
+        try:
+            for src in self.plan.files:
+                self._submit(src, tensors[src.tensor])
+                self._drain(block=len(self._window) > max(1, self.workers) * WINDOW_PER_WORKER)
+            self._drain(block=True, until_empty=True)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            self.ds.flush()  # keep what was written, also after Ctrl-C
+            self.report.seconds = time.perf_counter() - start
+        return self.report
+
+    def _fail(self, src: SourceFile, reason: str) -> None:
+        self.report.failed.append((src.rel, reason))
+        self._tick()
+
+    def _tick(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def _submit(self, src: SourceFile, tensor: Tensor) -> None:
+        try:
+            st = os.stat(src.path)
+            if self._already_stored(src, tensor, st):
+                self.report.skipped += 1
+                self._tick()
+                return
+            codec = _media_codec(tensor)
+            if codec is not None and self._needs_transcode(src.path, codec):
+                item = _Item(src, st, transcoded=True)
+                pool = self._get_pool()
+                fmt = tensor._format
+                args = (src.path, codec, fmt.exact, fmt.allow_transcode)
+                if pool is None:
+                    item.future = Future()
+                    item.future.set_result(transcode_file(*args))
+                else:
+                    item.future = pool.submit(transcode_file, *args)
+            else:
+                with open(src.path, "rb") as f:
+                    item = _Item(src, st, f.read())
+        except OSError as e:
+            self._fail(src, _reason(e))
+            return
+        self._window.append(item)
+
+    def _already_stored(self, src: SourceFile, tensor: Tensor, st: os.stat_result) -> bool:
+        row = self.ds.row_of(src.key)
+        sample = None if row is None else tensor.sample_at(row)
+        if sample is None or sample.mtime_ns != st.st_mtime_ns:
+            return False
+        if src.label is not None and not self._label_stored(src, row):
+            return False
+        if sample.size == st.st_size:
+            return True
+        codec = _media_codec(tensor)  # a transcoded file cannot keep its size
+        return codec is not None and self._needs_transcode(src.path, codec)
+
+    def _label_stored(self, src: SourceFile, row: int) -> bool:
+        labels = self.ds.tensors.get(LABELS)
+        return labels is not None and labels.sample_at(row) is not None
+
+    @staticmethod
+    def _needs_transcode(path: str, codec: str) -> bool:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+        found = detect(head)
+        return found is not None and found.name != codec and found.kind == get_codec(codec).kind
+
+    def _drain(self, *, block: bool, until_empty: bool = False) -> None:
+        while self._window:
+            item = self._window[0]
+            if item.future is not None and not item.future.done() and not block:
+                return
+            self._window.popleft()
+            self._write(item)
+            if not until_empty:
+                block = False
+        if time.monotonic() - self._last_commit > self.commit_seconds:
+            self.ds.flush()
+            self._last_commit = time.monotonic()
+
+    def _write(self, item: _Item) -> None:
+        src, tensor = item.src, self.ds.tensors[item.src.tensor]
+        if item.future is not None:
+            data, reason = item.future.result()
+            if data is None:
+                self._fail(src, reason or "transcode failed")
+                return
+            name = src.key + tensor._format.canonical_ext
+        else:
+            data, name = item.data, src.key + src.ext
+        try:
+            tensor.write_file(name, data, mtime_ns=item.st.st_mtime_ns, mode=item.st.st_mode & 0o7777)
+            if src.label is not None:
+                self.ds.tensors[LABELS].write_file(
+                    src.key + ".txt", (src.label + "\n").encode(), mtime_ns=item.st.st_mtime_ns
+                )
+        except LakeFSError as e:
+            self._fail(src, _reason(e))
+            return
+        self.report.written += 1
+        self.report.transcoded += item.transcoded
+        self.report.bytes_read += item.st.st_size
+        self._tick()
+
+
+def _media_codec(tensor: Tensor) -> str | None:
+    """The tensor's media sample compression (jpeg, png, wav...), else None."""
+    sc = tensor.sample_compression
+    if not sc:
+        return None
+    return sc if get_codec(sc).kind in ("image", "audio", "video") else None
+
+
+def ingest(ds: Dataset, plan: Plan, *, workers: int | None = None, progress: bool | None = None,
+           commit_seconds: float = 30.0) -> IngestReport:
+    """Write the files of ``plan`` into ``ds``; see the module docstring."""
+    return Ingester(ds, plan, workers=workers, progress=progress, commit_seconds=commit_seconds).run()

@@ -1,0 +1,217 @@
+"""Scanning a source folder for ``lakefs ingest``: which file goes to which tensor and row.
+
+Three layouts (``auto`` picks one):
+
+- ``flat``: files directly in SRC → one tensor (named after SRC unless ``--tensor``).
+- ``paired``: every folder below SRC that holds files is a tensor (``images/``,
+  ``labels/``, ``train/images/`` → a group); files are aligned into rows by file stem,
+  as the mount aligns ``images/cat001.jpg`` with ``labels/cat001.json``.
+- ``imagefolder``: ``SRC/<class>/<file>`` (torchvision's ImageFolder) → an ``images``
+  tensor plus a ``labels`` class_label tensor whose class_names are the folder names.
+
+``auto``: no subfolders → flat; subfolders holding only image files with no stem shared
+between two folders → imagefolder; otherwise paired.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from lakefs.compression import codec_for_extension
+from lakefs.dataset.names import check_key, check_path, split_filename
+from lakefs.errors import InvalidNameError, InvalidSampleError
+
+LAYOUTS = ("auto", "flat", "paired", "imagefolder")
+IMAGES, LABELS = "images", "labels"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # as opened
+    rel: str  # relative to SRC, for messages
+    tensor: str  # full tensor name
+    key: str  # row key (the file stem, or class_stem in an ImageFolder with clashes)
+    ext: str  # with the dot
+    label: str | None = None  # ImageFolder class
+
+
+@dataclass
+class Plan:
+    layout: str
+    tensors: dict[str, dict] = field(default_factory=dict)  # name → create_tensor kwargs
+    files: list[SourceFile] = field(default_factory=list)  # in row order
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
+    hidden: int = 0  # dot-files skipped silently
+
+
+def infer_settings(exts: list[str]) -> dict:
+    """A new tensor's settings from its files' extensions (the majority wins), as the
+    mount infers them for a directory's first file (DESIGN §4)."""
+    common = Counter(e.lower() for e in exts).most_common(1)
+    ext = common[0][0] if common else ""
+    by_ext = {".json": {"htype": "json"}, ".txt": {"htype": "text"}, ".npy": {"htype": "generic"}}
+    if ext in by_ext:
+        return dict(by_ext[ext])
+    codec = codec_for_extension(ext) if ext else None
+    if codec is not None and codec.kind in ("image", "audio", "video"):
+        return {"htype": codec.kind, "sample_compression": codec.name}
+    return {"htype": "bytes"}
+
+
+def merge_settings(inferred: dict, given: dict) -> dict:
+    """The user's options over the inferred ones; an explicit htype or compression
+    replaces the inferred one wholesale rather than mixing with it."""
+    if "htype" in given and given["htype"] != inferred.get("htype"):
+        inferred = {}
+    if "chunk_compression" in given or "sample_compression" in given:
+        inferred = {k: v for k, v in inferred.items() if not k.endswith("_compression")}
+    return {**inferred, **given}
+
+
+def _entries(folder: str) -> tuple[list[str], list[str], int]:
+    """(files, subfolders, hidden count) of ``folder``, sorted by name."""
+    files, dirs, hidden = [], [], 0
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith("."):
+                hidden += 1
+            elif entry.is_dir(follow_symlinks=True):
+                dirs.append(entry.name)
+            else:
+                files.append(entry.name)
+    return sorted(files), sorted(dirs), hidden
+
+
+def _leaf_folders(src: str, rel: str = "") -> tuple[dict[str, list[str]], int]:
+    """Every folder under ``src`` that holds files → its file names; plus hidden count."""
+    files, dirs, hidden = _entries(os.path.join(src, rel) if rel else src)
+    out = {rel: files} if files else {}
+    for d in dirs:
+        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d)
+        out.update(sub)
+        hidden += h
+    return out, hidden
+
+
+def _is_image(name: str) -> bool:
+    parts = split_filename(name)
+    codec = codec_for_extension(parts[1]) if parts else None
+    return codec is not None and codec.kind == "image"
+
+
+def choose_layout(src: str) -> str:
+    folders, _ = _leaf_folders(src)
+    if set(folders) <= {""}:
+        return "flat"
+    if "" in folders or any("/" in f for f in folders):
+        return "paired"
+    stems: Counter[str] = Counter()
+    for names in folders.values():
+        if not all(_is_image(n) for n in names):
+            return "paired"
+        stems.update({n.rsplit(".", 1)[0] for n in names})
+    shared = sum(1 for c in stems.values() if c > 1)
+    return "imagefolder" if shared == 0 or len(folders) == 1 else "paired"
+
+
+def _split(name: str, rel: str, plan: Plan) -> tuple[str, str] | None:
+    parts = split_filename(name)
+    if parts is None:
+        plan.problems.append((rel, "no file extension, so it cannot name a sample"))
+        return None
+    try:
+        check_key(parts[0])
+    except InvalidNameError as e:
+        plan.problems.append((rel, str(e)))
+        return None
+    return parts
+
+
+def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None) -> Plan:
+    """Plan an ingest of ``src``. ``settings`` (htype, compressions...) apply to the
+    tensor(s) a flat or ImageFolder ingest creates."""
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"source folder {src} does not exist or is not a folder")
+    if layout not in LAYOUTS:
+        raise InvalidSampleError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    if layout == "auto":
+        layout = choose_layout(src)
+    plan = Plan(layout)
+    if layout == "flat":
+        _scan_flat(src, plan, tensor, settings)
+    elif layout == "imagefolder":
+        _scan_imagefolder(src, plan, tensor, settings)
+    else:
+        if settings or tensor:
+            raise InvalidSampleError(
+                "tensor options do not apply to a paired ingest (one tensor per folder); "
+                "create the tensors first with `lakefs tensor create`"
+            )
+        _scan_paired(src, plan)
+    return plan
+
+
+def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
+    files, dirs, plan.hidden = _entries(src)
+    name = check_path(tensor or os.path.basename(os.path.abspath(src)))
+    for d in dirs:
+        plan.problems.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
+    for f in files:
+        parts = _split(f, f, plan)
+        if parts:
+            plan.files.append(SourceFile(os.path.join(src, f), f, name, parts[0], parts[1]))
+    plan.tensors[name] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
+
+
+def _scan_paired(src: str, plan: Plan) -> None:
+    folders, plan.hidden = _leaf_folders(src)
+    by_key: dict[str, list[SourceFile]] = {}
+    for rel_dir, names in folders.items():
+        if rel_dir == "":
+            for n in names:
+                plan.problems.append((n, "a file at the top of a paired ingest belongs to no tensor"))
+            continue
+        name = check_path(rel_dir)
+        seen: dict[str, str] = {}
+        mine = []
+        for n in names:
+            rel = f"{rel_dir}/{n}"
+            parts = _split(n, rel, plan)
+            if not parts:
+                continue
+            if parts[0] in seen:
+                plan.problems.append((rel, f"same stem as {rel_dir}/{seen[parts[0]]}: one row holds one file per tensor"))
+                continue
+            seen[parts[0]] = n
+            f = SourceFile(os.path.join(src, rel_dir, n), rel, name, parts[0], parts[1])
+            mine.append(f)
+            by_key.setdefault(parts[0], []).append(f)
+        plan.tensors[name] = infer_settings([f.ext for f in mine])
+    for key in sorted(by_key):
+        plan.files.extend(by_key[key])
+
+
+def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
+    top, classes, plan.hidden = _entries(src)
+    for n in top:
+        plan.problems.append((n, "a file at the top of an ImageFolder belongs to no class"))
+    images = check_path(tensor or IMAGES)
+    found: list[tuple[str, str, str, str]] = []  # class, name, stem, ext
+    for cls in classes:
+        names, subdirs, hidden = _entries(os.path.join(src, cls))
+        plan.hidden += hidden
+        for d in subdirs:
+            plan.problems.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
+        for n in names:
+            parts = _split(n, f"{cls}/{n}", plan)
+            if parts:
+                found.append((cls, n, *parts))
+    clash = len({stem for _, _, stem, _ in found}) != len(found)
+    for cls, n, stem, ext in found:
+        key = f"{cls}_{stem}" if clash else stem
+        plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, key, ext, cls))
+    plan.tensors[images] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
+    plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
