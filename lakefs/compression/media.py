@@ -284,6 +284,6 @@ CODECS: tuple[Codec, ...] = (
     Codec(name="flac", kind="audio", lossy=False, extensions=(".flac",),
           recognize=lambda h: h[:4] == b"fLaC", probe=probe_flac),
     Codec(name="mp3", kind="audio", lossy=True, extensions=(".mp3",), recognize=_is_mp3, probe=probe_mp3),
-    Codec(name="mp4", kind="video", lossy=True, extensions=(".mp4", ".m4v", ".m4a", ".mov"),
+    Codec(name="mp4", kind="video", lossy=True, extensions=(".mp4", ".m4v", ".mov"),
           recognize=_is_mp4, probe=probe_mp4),
 )
