@@ -1,0 +1,163 @@
+"""DatasetFS semantics without a kernel: fast checks of the rules in DESIGN §4."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import lakefs
+from lakefs.config import Config
+from lakefs.errors import LakeFSError
+from lakefs.fs.tree import DatasetFS
+
+
+@pytest.fixture
+def fs(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    yield DatasetFS(ds, Config())
+    ds.close()
+
+
+def put(fs: DatasetFS, path: str, data: bytes, mode: int = 0o644) -> None:
+    fh = fs.create(path, mode)
+    fs.write(fh, data, 0)
+    fs.flush(fh)
+    fs.release(fh)
+
+
+def get(fs: DatasetFS, path: str) -> bytes:
+    fh = fs.open(path, os.O_RDONLY)
+    try:
+        return fs.read(fh, 1 << 30, 0)
+    finally:
+        fs.release(fh)
+
+
+def errno_of(fn, *args) -> int:
+    with pytest.raises(LakeFSError) as e:
+        fn(*args)
+    return e.value.errno
+
+
+def test_pending_dir_becomes_tensor_from_first_file(fs, photos):
+    fs.mkdir("/images", 0o755)
+    assert fs.readdir("/images") == []
+    put(fs, "/images/cat.jpg", photos[0].read_bytes())
+    t = fs.ds.tensors["images"]
+    assert (t.htype, t.sample_compression) == ("image", "jpeg")
+    assert get(fs, "/images/cat.jpg") == photos[0].read_bytes()
+    assert fs.getattr("/images/cat.jpg").size == photos[0].stat().st_size
+
+
+def test_config_defaults_by_tensor_name(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config(tensors={"labels": {"htype": "class_label", "class_names": ["cat", "dog"]}}))
+    fs.mkdir("/labels", 0o755)
+    put(fs, "/labels/a.txt", b"dog\n")
+    assert ds.labels.htype == "class_label"
+    assert ds.labels["a"].numpy().tolist() == [1]
+    assert get(fs, "/labels/a.txt") == b"dog\n"
+    ds.close()
+
+
+def test_rsync_pattern_temp_file_renamed_onto_sample(fs, photos):
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/a.jpg", photos[0].read_bytes())
+    put(fs, "/images/.a.jpg.XyZ123", photos[1].read_bytes())
+    assert ".a.jpg.XyZ123" in [n for n, _ in fs.readdir("/images")]
+    assert fs.ds.images.num_samples == 1  # a staging file is not a sample
+    fs.rename("/images/.a.jpg.XyZ123", "/images/a.jpg")
+    assert [n for n, _ in fs.readdir("/images")] == ["a.jpg"]
+    assert get(fs, "/images/a.jpg") == photos[1].read_bytes()
+    assert fs.ds.images.num_samples == 1
+
+
+def test_reads_of_a_file_being_written_see_the_buffer(fs):
+    fs.mkdir("/notes", 0o755)
+    fh = fs.create("/notes/a.txt", 0o644)
+    fs.write(fh, b"hello ", 0)
+    fs.write(fh, b"world", 6)
+    assert fs.getattr("/notes/a.txt").size == 11
+    reader = fs.open("/notes/a.txt", os.O_RDONLY)
+    assert fs.read(reader, 100, 0) == b"hello world"
+    fs.release(reader)
+    fs.flush(fh)
+    fs.release(fh)
+    assert fs.ds["notes"]["a"].numpy() == "hello world"
+
+
+def test_bad_content_fails_at_flush_and_leaves_nothing(fs, photos):
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/good.jpg", photos[0].read_bytes())
+    fh = fs.create("/images/bad.jpg", 0o644)
+    fs.write(fh, b"plain text, not a jpeg", 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert [n for n, _ in fs.readdir("/images")] == ["good.jpg"]
+    assert errno_of(fs.getattr, "/images/bad.jpg") == errno.ENOENT
+
+
+def test_rename_rules(fs, photos):
+    for d in ("/a", "/b"):
+        fs.mkdir(d, 0o755)
+    put(fs, "/a/x.jpg", photos[0].read_bytes())
+    put(fs, "/b/y.jpg", photos[1].read_bytes())
+    assert errno_of(fs.rename, "/a/x.jpg", "/b/x.jpg") == errno.EXDEV
+    fs.rename("/a/x.jpg", "/a/x.jpg~")  # a sample becomes a staging file (editor backup)
+    assert fs.ds.a.num_samples == 0 and get(fs, "/a/x.jpg~") == photos[0].read_bytes()
+    fs.rename("/a/x.jpg~", "/a/z.jpeg")  # and back into a sample, under a new key
+    assert get(fs, "/a/z.jpeg") == photos[0].read_bytes()
+    assert fs.ds.a["z"].extension == ".jpeg"
+    assert errno_of(fs.rename, "/a/z.jpeg", "/a/z.png") == errno.EINVAL  # content is jpeg
+
+
+def test_directories(fs):
+    fs.mkdir("/train", 0o755)
+    fs.mkdir("/train/labels", 0o755)
+    assert "train" in fs.ds.groups
+    put(fs, "/train/labels/a.json", b'{"x": 1}')
+    assert errno_of(fs.rmdir, "/train") == errno.ENOTEMPTY
+    assert errno_of(fs.mkdir, "/train/labels/sub", 0o755) == errno.EPERM
+    assert errno_of(fs.mkdir, "/train", 0o755) == errno.EEXIST
+    fs.unlink("/train/labels/a.json")
+    fs.rmdir("/train/labels")
+    fs.rmdir("/train")
+    assert fs.readdir("/") == []
+    assert errno_of(fs.rmdir, "/nope") == errno.ENOENT
+
+
+def test_names_and_read_only(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    assert errno_of(fs.create, "/" + "x" * 256, 0o644) == errno.ENAMETOOLONG
+    assert errno_of(fs.create, "/missing/a.txt", 0o644) == errno.ENOENT
+    assert errno_of(fs.symlink if hasattr(fs, "symlink") else fs.unlink, "/nothing") == errno.ENOENT
+    put(fs, "/README.md", b"# hi\n")
+    ds.close()
+    ro = lakefs.load(tmp_path / "ds", read_only=True)
+    rfs = DatasetFS(ro, Config())
+    assert get(rfs, "/README.md") == b"# hi\n"
+    assert errno_of(rfs.create, "/b.txt", 0o644) == errno.EROFS
+    assert errno_of(rfs.unlink, "/README.md") == errno.EROFS
+    assert errno_of(rfs.open, "/README.md", os.O_WRONLY) == errno.EROFS
+
+
+def test_truncate_and_utimens_and_chmod(fs):
+    fs.mkdir("/notes", 0o755)
+    put(fs, "/notes/a.txt", b"hello world")
+    fs.truncate("/notes/a.txt", 5)
+    assert get(fs, "/notes/a.txt") == b"hello"
+    fs.utimens("/notes/a.txt", 1_000_000_000_123)
+    fs.chmod("/notes/a.txt", 0o100600)
+    attr = fs.getattr("/notes/a.txt")
+    assert (attr.mtime_ns, attr.mode, attr.size) == (1_000_000_000_123, 0o600, 5)
+
+
+def test_xattrs(fs, photos):
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/a.jpg", photos[0].read_bytes())
+    assert "user.lakefs.shape" in fs.listxattr("/images/a.jpg")
+    assert fs.getxattr("/images/a.jpg", "user.lakefs.compression") == b"jpeg"
+    assert errno_of(fs.getxattr, "/images/a.jpg", "security.selinux") == errno.ENODATA

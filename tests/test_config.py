@@ -1,0 +1,66 @@
+"""Settings: the example documents the defaults; bad settings are one clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakefs.config import Config, load_config
+from lakefs.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+
+
+def test_example_config_is_exactly_the_defaults():
+    assert load_config(EXAMPLE) == Config()
+
+
+def test_missing_path_means_defaults():
+    assert load_config(None) == Config()
+
+
+def test_values_are_parsed(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "chunk_size: 4MB\ncommit_interval: 2\nallow_transcode: false\n"
+        "storage: {cache_size: '1 GiB', options: {anon: true}}\n"
+        "tensors: {masks: {htype: binary_mask, sample_compression: png}}\n"
+        "fuse: {attr_timeout: 30, xattr: false}\nlogging: {level: debug}\n"
+    )
+    c = load_config(cfg)
+    assert c.chunk_size == 4 << 20 and c.commit_interval == 2 and c.allow_transcode is False
+    assert c.cache_size == 1 << 30 and c.storage_options == {"anon": True}
+    assert c.tensors["masks"]["htype"] == "binary_mask"
+    assert c.fuse.attr_timeout == 30 and c.fuse.xattr is False and c.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("frobnicate: 1\n", "unknown setting 'frobnicate'"),
+        ("commit_interval: soon\n", "commit_interval"),
+        ("commit_interval: 0\n", "commit_interval"),
+        ("allow_transcode: 3\n", "allow_transcode"),
+        ("chunk_size: lots\n", "chunk_size"),
+        ("fuse: {attr_timeout: x}\n", "fuse.attr_timeout"),
+        ("fuse: {colour: red}\n", "fuse.colour"),
+        ("tensors: {images: {htype: image, speed: 3}}\n", "tensors.images.speed"),
+        ("logging: {level: LOUD}\n", "logging.level"),
+        ("- a\n- b\n", "mapping"),
+        ("key: [unclosed\n", "not valid YAML"),
+        ("x: !!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(tmp_path, text, words):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert words in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unreadable_config_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
