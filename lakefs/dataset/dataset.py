@@ -229,6 +229,8 @@ class Dataset:
             mkey = keys.manifest(m.seq)
             try:
                 self.storage.put(mkey, m.to_bytes())
+                if self._writer_lock is not None:
+                    self._writer_lock.verify()  # a lost lease must never publish a commit
                 self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
             except BaseException:
                 m.seq -= 1
