@@ -1,0 +1,213 @@
+"""Bad input: each is a clear error from lakefs.errors, stores nothing, changes nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lakefs
+from lakefs.errors import (
+    CorruptSampleError,
+    FormatVersionError,
+    InvalidNameError,
+    InvalidSampleError,
+    KeyExistsError,
+    LakeFSError,
+    NameTooLongError,
+    TensorExistsError,
+    TranscodeRefusedError,
+    UndecodableError,
+)
+
+
+def _state(ds) -> dict:
+    """Everything a user can observe about a dataset, for before/after comparison."""
+    out = {"keys": ds.keys(), "groups": sorted(ds.groups)}
+    for name, t in sorted(ds.tensors.items()):
+        out[name] = (t.htype, t.dtype, t.class_names, len(t),
+                     [(s.key, s.tobytes(), s.shape) for s in t.iter_samples()])
+    return out
+
+
+def _stored_objects(path) -> dict:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*")
+            if p.is_file() and "locks" not in p.parts}
+
+
+@pytest.fixture
+def ds(tmp_path, photos):
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    ds.create_tensor("masks", htype="binary_mask", sample_compression="png")
+    ds.create_tensor("masksj", htype="binary_mask", sample_compression="jpeg")
+    ds.create_tensor("labels", htype="class_label", class_names=["cat"])
+    ds.create_tensor("arr", htype="generic", dtype="uint8")
+    ds.create_tensor("meta", htype="json")
+    ds.create_tensor("txt", htype="text")
+    ds.append({"images": lakefs.read(photos[0]), "labels": "cat", "arr": [1, 2]}, key="first")
+    ds.flush()
+    yield ds
+    ds.close()
+
+
+def _png(shape=(8, 8, 3)) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full(shape, 100, np.uint8)).save(out, "PNG")
+    return out.getvalue()
+
+
+BAD_SAMPLES = [
+    ("images", "truncated", CorruptSampleError),
+    ("images", "corrupt", CorruptSampleError),
+    ("images", b"this is a text file, not an image\n", UndecodableError),
+    ("images", "hello", InvalidSampleError),
+    ("masksj", "png", TranscodeRefusedError),
+    ("arr", np.array([1.5]), InvalidSampleError),  # float into a uint8 tensor
+    ("arr", np.array([300]), InvalidSampleError),  # out of range for uint8
+    ("arr", np.array(["a"]), InvalidSampleError),
+    ("labels", -1, InvalidSampleError),
+    ("labels", 1.5, InvalidSampleError),
+    ("meta", b"{not json", UndecodableError),
+    ("meta", {1, 2}, InvalidSampleError),
+    ("txt", b"\xff\xfe bad utf-8", UndecodableError),
+    ("txt", 42, InvalidSampleError),
+]
+
+
+def _materialise(value, photos):
+    jpeg = photos[1].read_bytes()
+    if value == "truncated":
+        return jpeg[: len(jpeg) // 2]
+    if value == "corrupt":
+        return jpeg[:200] + b"\x00" * 100  # SOI and headers, no scan, no EOI
+    if value == "png":
+        return _png()
+    return value
+
+
+@pytest.mark.parametrize("tensor,value,error", BAD_SAMPLES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(BAD_SAMPLES)])
+def test_bad_sample_stores_nothing(ds, tmp_path, photos, tensor, value, error):
+    value = _materialise(value, photos)
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(error) as info:
+        ds[tensor].append(value)
+    assert isinstance(info.value, LakeFSError) and str(info.value)
+    with pytest.raises(error):
+        ds.append({"labels": "newclass", "arr": [3], tensor: value}, key="rowx")
+    with pytest.raises(error):
+        ds[tensor]["first"] = value
+    with pytest.raises(error):
+        ds[tensor]["brand-new-key"] = value
+    assert _state(ds) == before
+    assert "newclass" not in ds.labels.class_names
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects  # nothing was even committed
+
+
+def test_dtype_is_not_adopted_from_a_refused_sample(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("a")  # dtype from the first sample
+    ds.create_tensor("t", htype="text")
+    with pytest.raises(InvalidSampleError):
+        ds.append({"a": np.array([1.5], np.float32), "t": 5})
+    assert ds.a.dtype is None and len(ds) == 0
+    ds.a.append(np.array([1], np.int16))
+    assert ds.a.dtype == "int16"
+
+
+@pytest.mark.parametrize("name,error", [
+    ("a/../b", InvalidNameError), ("..", InvalidNameError), ("a\x00b", InvalidNameError),
+    ("x" * 256, NameTooLongError), (".hidden", InvalidNameError), ("", InvalidNameError),
+    ("tab\there", InvalidNameError),
+])
+def test_bad_tensor_names(ds, tmp_path, name, error):
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(error):
+        ds.create_tensor(name)
+    with pytest.raises(error):
+        ds.create_group(name)
+    assert _state(ds) == before
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+@pytest.mark.parametrize("key,error", [
+    ("a/b", InvalidNameError), ("..", InvalidNameError), (".", InvalidNameError), ("a\x00", InvalidNameError),
+    ("k" * 256, NameTooLongError), ("first", KeyExistsError), ("", InvalidNameError),
+])
+def test_bad_row_keys(ds, key, error):
+    before = _state(ds)
+    with pytest.raises(error):
+        ds.append({"arr": [9]}, key=key)
+    if error is not KeyExistsError:
+        with pytest.raises(error):
+            ds.arr[key] = [9]
+    assert _state(ds) == before
+
+
+def test_longest_name_is_allowed(ds):
+    ds.create_tensor("n" * 255)
+    ds.append({"arr": [1]}, key="k" * 255)
+    assert ds["k" * 255]["arr"].numpy().tolist() == [1]
+
+
+def test_duplicate_tensor_and_group(ds):
+    with pytest.raises(TensorExistsError):
+        ds.create_tensor("images")
+    ds.create_group("g")
+    with pytest.raises(TensorExistsError):
+        ds.create_tensor("g")
+    with pytest.raises(TensorExistsError):
+        ds.create_group("images")
+    assert ds.create_tensor("images", exist_ok=True) is ds.images
+
+
+def test_bad_tensor_settings(ds):
+    before = _state(ds)
+    with pytest.raises(InvalidSampleError):
+        ds.create_tensor("x", htype="nope")
+    with pytest.raises(InvalidSampleError):
+        ds.create_tensor("x", sample_compression="lz4", chunk_compression="lz4")
+    with pytest.raises(LakeFSError):
+        ds.create_tensor("x", htype="image", sample_compression="nope")
+    with pytest.raises(InvalidSampleError):
+        ds.create_tensor("x", htype="image", sample_compression="wav")
+    with pytest.raises(InvalidSampleError):
+        ds.create_tensor("x", dtype="notadtype")
+    with pytest.raises(InvalidSampleError):
+        ds.create_tensor("x", chunk_size=10)
+    assert _state(ds) == before and "x" not in ds.tensors
+
+
+def _copy_closed(ds, tmp_path, name):
+    ds.close()
+    dst = tmp_path / name
+    shutil.copytree(tmp_path / "ds", dst)
+    return dst
+
+
+def test_unknown_marker_version(ds, tmp_path):
+    dst = _copy_closed(ds, tmp_path, "copy")
+    marker = json.loads((dst / "lakefs.json").read_text())
+    marker["version"] = 99
+    (dst / "lakefs.json").write_text(json.dumps(marker))
+    for read_only in (True, False):
+        with pytest.raises(FormatVersionError, match="99"):
+            lakefs.load(dst, read_only=read_only)
+    # the refused writable open did not keep the lock
+    (dst / "lakefs.json").write_text(json.dumps({"format": "lakefs", "version": 1}))
+    lakefs.load(dst).close()
+
+
+def test_unknown_head_version(ds, tmp_path):
+    dst = _copy_closed(ds, tmp_path, "copy")
+    head = json.loads((dst / "HEAD").read_text())
+    head["format_version"] = 2
+    (dst / "HEAD").write_text(json.dumps(head))
+    with pytest.raises(FormatVersionError, match="upgrade"):
+        lakefs.load(dst, read_only=True)

@@ -1,0 +1,89 @@
+"""The single-writer lock: a second writer is refused clearly, readers never blocked,
+and the lock dies with its holder."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import lakefs
+from lakefs.errors import LockedError, ReadOnlyError
+
+REPO = Path(__file__).resolve().parents[2]
+
+HOLDER = """
+import sys, time
+sys.path.insert(0, {repo!r})
+import lakefs
+ds = lakefs.load({path!r})
+ds.x.append(2)
+ds.flush()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def _start_holder(path: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(REPO), path=str(path))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip() == "locked", proc.stderr.read()
+    return proc
+
+
+@pytest.fixture
+def path(tmp_path):
+    p = tmp_path / "ds"
+    with lakefs.empty(p) as ds:
+        ds.create_tensor("x").append(1)
+    return p
+
+
+def test_second_writer_process_is_refused_readers_are_not(path):
+    proc = _start_holder(path)
+    try:
+        with pytest.raises(LockedError) as info:
+            lakefs.load(path)
+        msg = str(info.value)
+        assert "locked by another writer" in msg and f"pid {proc.pid}" in msg
+        assert info.value.errno != 0
+        with pytest.raises(LockedError):
+            lakefs.dataset(path)
+        with pytest.raises(LockedError):
+            lakefs.empty(path, overwrite=True)
+        ro = lakefs.load(path, read_only=True)  # not blocked
+        assert [s.numpy().item() for s in ro.x] == [1, 2]
+        with pytest.raises(ReadOnlyError):
+            ro.x.append(3)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # The kernel dropped the flock with the process: the next writer gets in at once.
+    t0 = time.monotonic()
+    with lakefs.load(path) as ds:
+        ds.x.append(3)
+    assert time.monotonic() - t0 < 5
+    assert len(lakefs.load(path, read_only=True).x) == 3
+
+
+def test_second_writer_in_the_same_process_is_refused(path):
+    ds = lakefs.load(path)
+    with pytest.raises(LockedError):
+        lakefs.load(path)
+    ds.close()
+    lakefs.load(path).close()  # released on close
+
+
+def test_reader_keeps_its_snapshot_while_a_writer_commits(path):
+    ro = lakefs.load(path, read_only=True)
+    with lakefs.load(path) as ds:
+        for i in range(10):
+            ds.x.append(i)
+            ds.flush()
+    assert len(ro.x) == 1 and ro.x[0].numpy().item() == 1  # its snapshot is still readable
+    assert len(lakefs.load(path, read_only=True).x) == 11
