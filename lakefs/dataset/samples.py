@@ -326,6 +326,11 @@ class SampleFormat:
         dtype = np.dtype(self.meta.dtype or "uint8")
         return np.frombuffer(self.raw(stored), dtype=dtype).reshape(shape)
 
+    @property
+    def file_is_stored(self) -> bool:
+        """The file view is the stored bytes themselves (encoded media, raw files)."""
+        return (self.htype.storage == "file" or self.codec is not None) and self.lz4 is None
+
     def to_file(self, stored: bytes, shape: tuple[int, ...]) -> bytes:
         """The sample as the file the mount shows."""
         if self.htype.storage == "file" or self.codec is not None:

@@ -106,6 +106,18 @@ class Sample:
     def data(self) -> Any:
         return self.numpy()
 
+    @property
+    def is_large(self) -> bool:
+        """Spread over several chunks (tiles): read it with :meth:`read_file` in pieces."""
+        return self._entry is not None and int(self._entry["tiles"]) > 1
+
+    def read_file(self, offset: int, size: int) -> bytes:
+        """``size`` bytes of the file view from ``offset``, without loading the whole of a
+        large sample when its file view is its stored bytes."""
+        if self.is_large and self.tensor._format.file_is_stored:
+            return self.tensor._engine.read_range(self._e(), offset, size)
+        return self.file_bytes()[offset : offset + size]
+
     def file_bytes(self) -> bytes:
         """The sample as the mount shows it (an encoded file, ``.npy``, ``.json``, ``.txt``)."""
         return self.tensor._format.to_file(self._stored(), self.shape)

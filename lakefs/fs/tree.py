@@ -118,16 +118,20 @@ class OpenFile:
 class Handle:
     """An open file descriptor: a write buffer, or a lazily read snapshot of a file."""
 
-    def __init__(self, path: str, openfile: OpenFile | None = None, loader: Any = None):
+    def __init__(self, path: str, openfile: OpenFile | None = None, loader: Any = None,
+                 ranged: Any = None):
         self.path = path
         self.openfile = openfile
         self._loader = loader
+        self._ranged = ranged  # read(offset, size) of a large sample: no whole-file load
         self._data: bytes | None = None
         self._lock = threading.Lock()
 
     def read(self, size: int, offset: int) -> bytes:
         if self.openfile is not None:
             return self.openfile.read(size, offset)
+        if self._ranged is not None:
+            return self._ranged(offset, size)
         if self._data is None:
             with self._lock:
                 if self._data is None:
@@ -283,6 +287,9 @@ class DatasetFS:
                 if of is not None:
                     of.refs += 1
                     return self._new_handle(Handle(p, of))
+                sample = self._sample(p)
+                if sample is not None and sample.is_large:
+                    return self._new_handle(Handle(p, ranged=sample.read_file))
                 return self._new_handle(Handle(p, loader=self._loader(p)))
             self._writable()
             if of is None:

@@ -161,3 +161,22 @@ def test_xattrs(fs, photos):
     assert "user.lakefs.shape" in fs.listxattr("/images/a.jpg")
     assert fs.getxattr("/images/a.jpg", "user.lakefs.compression") == b"jpeg"
     assert errno_of(fs.getxattr, "/images/a.jpg", "security.selinux") == errno.ENODATA
+
+
+def test_large_file_is_tiled_and_read_in_pieces(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config(chunk_size=64 << 10))
+    fs.mkdir("/blobs", 0o755)
+    data = os.urandom(1 << 20) + b"tail"
+    put(fs, "/blobs/big.bin", data)
+    sample = ds.blobs["big"]
+    assert sample.is_large and sample.size == len(data)
+    fh = fs.open("/blobs/big.bin", os.O_RDONLY)
+    assert fs.read(fh, 100_000, 300_000) == data[300_000:400_000]
+    assert fs.read(fh, 1 << 20, len(data) - 10) == data[-10:]
+    fs.release(fh)
+    ds.flush()
+    reopened = lakefs.load(tmp_path / "ds", read_only=True)
+    assert reopened.blobs["big"].read_file(65_530, 20) == data[65_530:65_550]
+    assert reopened.blobs["big"].file_bytes() == data
+    ds.close()
