@@ -84,8 +84,9 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     """Run ``lakefs mount -f`` detached; return when it is mounted or has failed."""
     os.makedirs(os.path.dirname(log_file), exist_ok=True)
     read_fd, write_fd = os.pipe()
+    dataset = args.dataset if "://" in args.dataset else os.path.abspath(args.dataset)  # child runs in /
     argv = [sys.executable, "-m", "lakefs"] + (["--debug"] if args.debug else []) + [
-        "mount", "-f", args.dataset, os.path.abspath(args.mountpoint), "--log-file", log_file,
+        "mount", "-f", dataset, os.path.abspath(args.mountpoint), "--log-file", log_file,
         "--ready-fd", str(write_fd),
     ]
     for opt in args.options:

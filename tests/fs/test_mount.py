@@ -247,10 +247,10 @@ def test_pil_head_seek_and_parallel_readers(photos, dataset_path, mountpoint):
         assert digests == [md5(by_name[f.name]) for f in files] * 4
 
 
-def test_background_mount_and_umount(photos, dataset_path, mountpoint, tmp_path):
+def test_background_mount_and_umount(photos, dataset_path, mountpoint, tmp_path, monkeypatch):
     log = tmp_path / "mount.log"
-    r = run(sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(mountpoint), "--log-file", str(log),
-            check=False)
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
+    r = run(sys.executable, "-m", "lakefs", "mount", "dataset", "mnt", "--log-file", str(log), check=False)
     try:
         assert r.returncode == 0, r.stderr
         assert is_mounted(mountpoint)
