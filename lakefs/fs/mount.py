@@ -120,7 +120,14 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
         raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}") from e
     fs = DatasetFS(ds, config, read_only=read_only)
     xattr = config.fuse.xattr and not options.get("noxattr")
-    ops = LakeOperations(fs, xattr=xattr, on_ready=on_ready)
+    started = threading.Event()
+
+    def ready() -> None:
+        started.set()
+        if on_ready is not None:
+            on_ready()
+
+    ops = LakeOperations(fs, xattr=xattr, on_ready=ready)
     committer = None if read_only else _Committer(fs.commit, interval)
     if committer:
         committer.start()
@@ -130,7 +137,10 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
     try:
         FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True, **kwargs)
     except RuntimeError as e:
-        raise ConfigError(f"could not mount {mountpoint}: {e}") from e
+        if not started.is_set():
+            raise ConfigError(f"could not mount {mountpoint}: {e}") from e
+        # libfuse returns non-zero when SIGTERM/SIGINT ended the loop: a normal stop.
+        log.info("stopped by a signal (libfuse status %s)", e)
     finally:
         if committer:
             committer.stop()

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -192,7 +193,7 @@ def test_read_only_mount_and_second_writer(photos, dataset_path, mountpoint, tmp
 
 
 def test_text_tools_sed_truncate_touch_xattrs(photos, dataset_path, mountpoint):
-    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "xattr"), mountpoint):
         notes = mountpoint / "notes"
         notes.mkdir()
         (notes / "a.txt").write_text("hello world\n")
@@ -282,3 +283,40 @@ def test_bad_mount_invocations(dataset_path, mountpoint, tmp_path):
         assert not is_mounted(mountpoint)
     r = run(*lakefs_mount(dataset_path, tmp_path / "missing-dir", "-f"), check=False)
     assert r.returncode != 0 and "not a directory" in r.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_commits_and_unmounts(photos, dataset_path, mountpoint, sig):
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "commit_interval=3600"), mountpoint) as m:
+        (mountpoint / "images").mkdir()
+        run("cp", str(photos[0]), str(photos[1]), str(mountpoint / "images/"))
+        m.process.send_signal(sig)
+        m.process.wait(timeout=30)
+        assert m.process.returncode == 0, m.log()
+        assert not is_mounted(mountpoint)
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert sorted(s.filename for s in ds.images) == sorted(p.name for p in photos[:2])
+    assert ds.images[photos[1].stem].tobytes() == photos[1].read_bytes()
+
+
+def test_cat_and_editor_style_save(dataset_path, mountpoint):
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        notes = mountpoint / "notes"
+        notes.mkdir()
+        (notes / "a.txt").write_text("first version\n")
+        assert run("cat", str(notes / "a.txt")).stdout == "first version\n"
+        # What vim does on :w with backupcopy=no: swap file, backup by rename, write new, fsync.
+        swap = notes / ".a.txt.swp"
+        swap.write_bytes(b"\0" * 4096)
+        os.rename(notes / "a.txt", notes / "a.txt~")
+        with open(notes / "a.txt", "w") as f:
+            f.write("second version\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.unlink(notes / "a.txt~")
+        os.unlink(swap)
+        assert sorted(os.listdir(notes)) == ["a.txt"]
+        assert run("cat", str(notes / "a.txt")).stdout == "second version\n"
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.notes["a"].numpy() == "second version\n"
+    assert ds.files == {}
