@@ -12,6 +12,8 @@ are local. Eviction is LRU by access within a process; after a restart the index
 rebuilt from the directory, ordered by file mtime (the fill time). Cache files are
 fsync'd before they are renamed into place, so a power cut leaves whole files or none.
 The cache directory must belong to one dataset: keys are not namespaced per store.
+Several processes may share it (two mounts of one dataset): a file another process
+cached is adopted on first use; each process bounds the fills it knows of.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import hashlib
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -29,6 +32,7 @@ from lakefs.storage.base import Storage, WriterLock, check_key, check_range
 
 PART_SIZE = 8 << 20
 _TMP_MARK = ".tmp~"
+_STALE_TMP_SECONDS = 600
 
 
 def default_cacheable(key: str) -> bool:
@@ -121,7 +125,13 @@ class CachingStorage(Storage):
                 continue
             for entry in os.scandir(sub.path):
                 if _TMP_MARK in entry.name:
-                    os.unlink(entry.path)  # left by a crash mid-fill
+                    # Left by a crash mid-fill, unless another live process (a second
+                    # mount sharing the directory) is filling it right now.
+                    try:
+                        if time.time() - entry.stat().st_mtime > _STALE_TMP_SECONDS:
+                            os.unlink(entry.path)
+                    except FileNotFoundError:
+                        pass
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat()
                     found.append((st.st_mtime_ns, entry.name, st.st_size))
@@ -149,6 +159,24 @@ class CachingStorage(Storage):
                     os.unlink(self._file(name))
                 except FileNotFoundError:
                     pass
+
+    def _adopt(self, name: str) -> int | None:
+        """Take into the index a file another process (a second mount) cached; its size.
+
+        Files appear only whole (fsync + rename), so one that exists is complete.
+        """
+        try:
+            size = os.stat(self._file(name)).st_size
+        except OSError:
+            return None
+        with self._mutex:
+            if name not in self._index:
+                self._index[name] = size
+                self._used += size
+                self._evict_locked()
+                if name not in self._index:
+                    return None
+        return size
 
     def _store(self, name: str, data: bytes) -> None:
         if len(data) > self.max_bytes:
@@ -178,9 +206,12 @@ class CachingStorage(Storage):
         """Bytes from the cached file, or None on a miss (marking the hit as used)."""
         with self._mutex:
             size = self._index.get(name)
+            if size is not None:
+                self._index.move_to_end(name)
+        if size is None:
+            size = self._adopt(name)
             if size is None:
                 return None
-            self._index.move_to_end(name)
         if length is None:
             length = size
         try:

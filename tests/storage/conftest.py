@@ -1,83 +1,19 @@
 """Fixtures for the storage tests: a real moto S3 server, back doors, helpers.
 
-The moto server runs as a subprocess on 127.0.0.1 with a free port (as s3fs's own test
-suite does), once per session; it is killed at teardown.
+The moto server (tests/s3server.py) runs as a subprocess on 127.0.0.1 with a free port
+(as s3fs's own test suite does), once per session; it is killed at teardown.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
-BUCKET = "lakefs-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto S3 server subprocess; yields its endpoint URL."""
-    port = free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.05)
-        yield endpoint
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def s3_options(endpoint: str) -> dict[str, Any]:
-    """s3fs storage options for a test endpoint: dummy credentials, fail fast."""
-    return {
-        "key": "testing",
-        "secret": "testing",
-        "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        "config_kwargs": {
-            "connect_timeout": 1,
-            "read_timeout": 5,
-            "retries": {"max_attempts": 1, "mode": "standard"},
-        },
-    }
-
-
-def boto_client(endpoint: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
+# The server itself lives in tests/s3server.py, shared with tests/s3/.
+from s3server import BUCKET, boto_client, free_port, moto_server, s3_options  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(scope="session")

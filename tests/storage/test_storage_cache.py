@@ -147,6 +147,8 @@ def test_survives_reopen(inner: Counting, tmp_path: Path) -> None:
     cache.close()
     (tmp_path / "ab").mkdir()
     (tmp_path / "ab" / "abcd.tmp~1234").write_bytes(b"crashed mid-fill")
+    os.utime(tmp_path / "ab" / "abcd.tmp~1234", (0, 0))  # old: not another process's fill
+    (tmp_path / "ab" / "abce.tmp~5678").write_bytes(b"a live process filling it")
     before = inner.reads
     again = CachingStorage(inner, tmp_path, 10_000)
     assert again.used_bytes == 300
@@ -154,6 +156,7 @@ def test_survives_reopen(inner: Counting, tmp_path: Path) -> None:
     assert again.get_range("chunks/b", 10, 5) == b"b" * 5
     assert inner.reads == before
     assert not (tmp_path / "ab" / "abcd.tmp~1234").exists()
+    assert (tmp_path / "ab" / "abce.tmp~5678").exists()
     smaller = CachingStorage(inner, tmp_path, 250)  # reopened with a smaller bound
     assert smaller.used_bytes <= 250
 

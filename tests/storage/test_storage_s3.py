@@ -185,7 +185,7 @@ _HOLDER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
-from conftest import s3_options
+from s3server import s3_options
 from lakefs.storage.fsspec_store import FsspecStorage
 lock = FsspecStorage(sys.argv[3], s3_options(sys.argv[4]), lease_seconds=1.0).writer_lock("w")
 print("locked", flush=True)
@@ -196,7 +196,7 @@ time.sleep(60)
 def test_lease_of_a_killed_process_expires(s3_endpoint: str, s3_prefix: str) -> None:
     url = f"s3://{BUCKET}/{s3_prefix}"
     child = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(REPO), str(Path(__file__).parent), url,
+        [sys.executable, "-c", _HOLDER, str(REPO), str(Path(__file__).parents[1]), url,
          s3_endpoint], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
