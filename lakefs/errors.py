@@ -12,9 +12,19 @@ import errno as _errno
 
 
 class LakeFSError(Exception):
-    """Root of every lakefs error."""
+    """Root of every lakefs error.
+
+    Messages stay plain: the built-ins mixed in below would otherwise reinterpret
+    arguments (OSError's ``(errno, strerror)``) or quote them (KeyError).
+    """
 
     errno: int = _errno.EIO
+
+    def __init__(self, *args: object) -> None:
+        Exception.__init__(self, *args)
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
 
 
 # --- storage -------------------------------------------------------------------------
@@ -24,13 +34,6 @@ class StorageError(LakeFSError, OSError):
     """The storage underneath failed (I/O error, network failure)."""
 
     errno = _errno.EIO
-
-    def __init__(self, *args: object) -> None:
-        # OSError's constructor would reinterpret (errno, strerror) pairs; keep plain args.
-        Exception.__init__(self, *args)
-
-    def __str__(self) -> str:
-        return Exception.__str__(self)
 
 
 class StorageFullError(StorageError):
@@ -89,20 +92,11 @@ class CorruptionError(LakeFSError, OSError):
 
     errno = _errno.EIO
 
-    def __init__(self, *args: object) -> None:
-        Exception.__init__(self, *args)
-
-    def __str__(self) -> str:
-        return Exception.__str__(self)
-
 
 class TensorNotFoundError(LakeFSError, KeyError):
     """No tensor or group of that name."""
 
     errno = _errno.ENOENT
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return Exception.__str__(self)
 
 
 class TensorExistsError(LakeFSError, FileExistsError):
@@ -115,9 +109,6 @@ class SampleNotFoundError(LakeFSError, KeyError):
     """No sample at that row or key."""
 
     errno = _errno.ENOENT
-
-    def __str__(self) -> str:
-        return Exception.__str__(self)
 
 
 class KeyExistsError(LakeFSError, FileExistsError):
@@ -171,39 +162,31 @@ class ConfigError(LakeFSError, ValueError):
 # --- filesystem view -----------------------------------------------------------------
 
 
-class _FsError(LakeFSError, OSError):
-    def __init__(self, *args: object) -> None:
-        Exception.__init__(self, *args)
-
-    def __str__(self) -> str:
-        return Exception.__str__(self)
-
-
-class DirectoryNotEmptyError(_FsError):
+class DirectoryNotEmptyError(LakeFSError, OSError):
     """``rmdir`` of a tensor or group that still holds something."""
 
     errno = _errno.ENOTEMPTY
 
 
-class CrossDeviceError(_FsError):
+class CrossDeviceError(LakeFSError, OSError):
     """A rename lakefs cannot do in place (a sample into another tensor): ``mv`` copies."""
 
     errno = _errno.EXDEV
 
 
-class IsADirectoryError_(_FsError, IsADirectoryError):
+class IsADirectoryError_(LakeFSError, IsADirectoryError):
     """A file operation on a tensor or group directory."""
 
     errno = _errno.EISDIR
 
 
-class NotADirectoryError_(_FsError, NotADirectoryError):
+class NotADirectoryError_(LakeFSError, NotADirectoryError):
     """A directory operation on a file, or a path through a file."""
 
     errno = _errno.ENOTDIR
 
 
-class NotPermittedError(_FsError, PermissionError):
+class NotPermittedError(LakeFSError, PermissionError):
     """An operation the layout forbids (a directory inside a tensor)."""
 
     errno = _errno.EPERM
