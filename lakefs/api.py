@@ -8,11 +8,16 @@ from typing import Any
 from lakefs.dataset import Dataset
 from lakefs.errors import DatasetNotFoundError
 from lakefs.format import keys
-from lakefs.storage import open_storage
+from lakefs.storage.remote import open_dataset_storage
+
+DEFAULT_CACHE_SIZE = 10 << 30
 
 
-def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | None):
-    return open_storage(os.fspath(path), read_only=read_only, options=storage_options)
+def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | None,
+             cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE):
+    """The dataset's storage; an object store is behind a read cache when ``cache_dir`` is set."""
+    return open_dataset_storage(os.fspath(path), read_only=read_only, options=storage_options,
+                                cache_dir=cache_dir, cache_size=cache_size)
 
 
 def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: dict | None = None,
@@ -29,16 +34,22 @@ def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: 
 
 
 def load(path: str | os.PathLike, read_only: bool = False, *, storage_options: dict | None = None,
+         cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE,
          **options: Any) -> Dataset:
-    """Open an existing dataset. A writable open takes the writer lock."""
-    storage = _storage(path, read_only, storage_options)
+    """Open an existing dataset. A writable open takes the writer lock.
+
+    For an object-store dataset, ``cache_dir`` (e.g. ``~/.cache/lakefs``) keeps up to
+    ``cache_size`` bytes of its chunks on local disk for later epochs.
+    """
+    storage = _storage(path, read_only, storage_options, cache_dir, cache_size)
     return Dataset(storage, read_only=read_only, **options)
 
 
 def dataset(path: str | os.PathLike, read_only: bool = False, *, storage_options: dict | None = None,
+            cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE,
             **options: Any) -> Dataset:
     """Open the dataset at ``path``, creating it when missing (unless read-only)."""
-    storage = _storage(path, read_only, storage_options)
+    storage = _storage(path, read_only, storage_options, cache_dir, cache_size)
     return Dataset(storage, read_only=read_only, create=not read_only, **options)
 
 

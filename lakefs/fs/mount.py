@@ -90,10 +90,30 @@ class _Committer(threading.Thread):
         self._stop_event.set()
 
 
+def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
+    """The dataset's storage for a mount, checked before anything else is done with it.
+
+    An object-store dataset is read through the on-disk chunk cache: ``storage.cache_dir``
+    or, when unset, ``~/.cache/lakefs`` (``$XDG_CACHE_HOME/lakefs``); ``storage.cache_size``
+    0 turns it off. An unreachable endpoint, bad credentials or a missing bucket is one
+    ``StorageError`` line here, before FUSE starts.
+    """
+    from lakefs.storage.remote import default_cache_root, is_object_store, open_dataset_storage
+
+    cache_dir = config.cache_dir or (default_cache_root() if is_object_store(dataset_url) else None)
+    storage = open_dataset_storage(dataset_url, read_only=read_only,
+                                   options=dict(config.storage_options) or None,
+                                   cache_dir=cache_dir, cache_size=config.cache_size, check=True)
+    where = getattr(storage, "cache_dir", None)
+    if where:
+        log.info("chunk cache of %s: %s (at most %d bytes)", dataset_url, where, config.cache_size)
+    return storage
+
+
 def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dict[str, str | bool],
               on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking)."""
-    import lakefs
+    from lakefs.dataset import Dataset
     from lakefs.fs.binding import FUSE
     from lakefs.fs.operations import LakeOperations
     from lakefs.fs.tree import DatasetFS
@@ -109,13 +129,10 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
         raise ConfigError("commit_interval must be > 0 seconds")
     if "://" not in dataset_url:
         dataset_url = os.path.abspath(dataset_url)
-    open_kwargs = dict(cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode)
-    storage_options = dict(config.storage_options) or None
+    storage = open_mount_storage(dataset_url, config, read_only=read_only)
     try:
-        if read_only:
-            ds = lakefs.load(dataset_url, read_only=True, storage_options=storage_options, **open_kwargs)
-        else:
-            ds = lakefs.dataset(dataset_url, storage_options=storage_options, **open_kwargs)
+        ds = Dataset(storage, read_only=read_only, create=not read_only,
+                     cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode)
     except LockedError as e:
         raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}") from e
     fs = DatasetFS(ds, config, read_only=read_only)

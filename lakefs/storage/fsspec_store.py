@@ -111,6 +111,8 @@ class FsspecStorage(Storage):
         endpoint = (opts.get("client_kwargs") or {}).get("endpoint_url") or opts.get(
             "endpoint_url"
         )
+        if self._s3 and not endpoint:  # botocore reads these itself; name them in errors
+            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         self._where = f"{self.url} (endpoint {endpoint})" if endpoint else self.url
 
     def __repr__(self) -> str:
@@ -173,6 +175,17 @@ class FsspecStorage(Storage):
 
     def exists(self, key: str) -> bool:
         return self._info(key) is not None
+
+    def modified(self, key: str) -> str | None:
+        """When ``key`` was last written (S3 LastModified / file mtime), None if missing.
+
+        The read cache uses it to tell a dataset from one re-created at the same URL.
+        """
+        info = self._info(key)
+        if info is None:
+            return None
+        stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+        return str(stamp) if stamp is not None else info.get("ETag")
 
     def size(self, key: str) -> int:
         info = self._info(key)
