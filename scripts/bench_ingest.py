@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Benchmark ``lakefs ingest`` against ``cp -r`` and a plain Pillow transcode loop.
+
+In one run, on the same disk:
+
+1. ``cp -r`` of a folder of ~70 KB JPEGs, then ``sync``;
+2. ``lakefs ingest`` of the same folder into a jpeg tensor (pass-through), then ``sync``;
+3. ``lakefs ingest`` of the same photos as PNG into a jpeg tensor (the transcode path)
+   with ``-j 1`` and with one worker per core;
+4. a plain Python loop decoding each PNG with Pillow and encoding it as JPEG
+   (quality 90, as lakefs does) into memory — the single-core floor.
+
+Deep Lake 3.9 transcoded these PNGs into a jpeg tensor at ~38 images/s on this machine.
+
+    python scripts/bench_ingest.py [--count 2000] [--work DIR] [--photos DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+DEEPLAKE_PNG_TO_JPEG = 38.0  # images/s, Deep Lake 3.9 on this machine (issue 4)
+
+
+def _timed(cmd: list[str], **kw) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)
+    subprocess.run(["sync"], check=True)
+    return time.perf_counter() - start
+
+
+def _ingest(src: Path, ds: Path, *extra: str) -> float:
+    shutil.rmtree(ds, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return _timed([sys.executable, "-m", "lakefs", "ingest", str(src), str(ds), "--no-progress", *extra], env=env)
+
+
+def _pillow_loop(pngs: list[Path]) -> float:
+    start = time.perf_counter()
+    for p in pngs:
+        with Image.open(p) as img:
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, "JPEG", quality=90)
+    return time.perf_counter() - start
+
+
+def _photos(work: Path, count: int, given: str | None) -> tuple[Path, Path]:
+    sys.path.insert(0, str(REPO / "scripts"))
+    from make_photos import make_photos  # noqa: PLC0415
+
+    jpg, png = work / "jpg", work / "png"
+    if given:
+        src = Path(given)
+        jpg, png = src / "jpg", src / "png"
+        if not any(png.glob("*.png")):
+            raise SystemExit(f"{given} must hold jpg/ and png/ folders (made by a previous run)")
+        return jpg, png
+    tmp = work / "made"
+    make_photos(tmp, count, png=True)
+    jpg.mkdir()
+    png.mkdir()
+    for p in sorted(tmp.iterdir()):
+        p.rename((jpg if p.suffix == ".jpg" else png) / p.name)
+    tmp.rmdir()
+    return jpg, png
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--work", help="scratch folder on the disk to measure (default: a temp dir)")
+    parser.add_argument("--photos", help="reuse DIR/jpg and DIR/png from an earlier run")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench_ingest_", dir=args.work))
+    try:
+        jpg, png = _photos(work, args.count, args.photos)
+        jpgs, pngs = sorted(jpg.glob("*.jpg")), sorted(png.glob("*.png"))
+        n = len(jpgs)
+        mb = sum(p.stat().st_size for p in jpgs) / 1e6
+        png_mb = sum(p.stat().st_size for p in pngs) / 1e6
+        cores = os.cpu_count() or 1
+        subprocess.run(["sync"], check=True)
+
+        t_cp = _timed(["cp", "-r", str(jpg), str(work / "cp")])
+        t_ing = _ingest(jpg, work / "ds_jpg", "--tensor", "images")
+        t_rerun = _ingest_rerun(jpg, work / "ds_jpg")
+        t_pil = _pillow_loop(pngs)
+        t_j1 = _ingest(png, work / "ds_png1", "--tensor", "images", "--htype", "image",
+                       "--sample-compression", "jpeg", "-j", "1")
+        t_jn = _ingest(png, work / "ds_pngN", "--tensor", "images", "--htype", "image",
+                       "--sample-compression", "jpeg", "-j", str(cores))
+
+        print(f"# {n} photos: {mb:.1f} MB of JPEG (mean {mb * 1000 / n:.0f} KB), "
+              f"{png_mb:.1f} MB of PNG; {cores} cores")
+        print("| what | seconds | images/s | ratio |")
+        print("|---|---:|---:|---:|")
+        print(f"| `cp -r` JPEG folder + sync | {t_cp:.2f} | {n / t_cp:.0f} | 1.00 (baseline) |")
+        print(f"| `lakefs ingest` JPEG → jpeg tensor + sync | {t_ing:.2f} | {n / t_ing:.0f} | "
+              f"{t_ing / t_cp:.2f}× cp time |")
+        print(f"| `lakefs ingest` rerun (all skipped) | {t_rerun:.2f} | {n / t_rerun:.0f} | |")
+        print(f"| Pillow loop PNG decode + JPEG encode (1 core, no writes) | {t_pil:.2f} | {n / t_pil:.0f} | 1.00 (baseline) |")
+        print(f"| `lakefs ingest` PNG → jpeg tensor, `-j 1` | {t_j1:.2f} | {n / t_j1:.0f} | "
+              f"{t_pil / t_j1:.2f}× Pillow loop |")
+        print(f"| `lakefs ingest` PNG → jpeg tensor, `-j {cores}` | {t_jn:.2f} | {n / t_jn:.0f} | "
+              f"{t_pil / t_jn:.2f}× Pillow loop, {n / t_jn / DEEPLAKE_PNG_TO_JPEG:.1f}× Deep Lake's "
+              f"{DEEPLAKE_PNG_TO_JPEG:.0f} img/s |")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}")
+    return 0
+
+
+def _ingest_rerun(src: Path, ds: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return _timed([sys.executable, "-m", "lakefs", "ingest", str(src), str(ds), "--no-progress",
+                   "--tensor", "images"], env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""``lakefs export``: byte-identical pass-through files with their names, mtimes and modes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lakefs
+
+
+def test_export_round_trips_an_ingest(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
+    os.chmod(sorted(jpeg_dir.iterdir())[1], 0o600)
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    dest = tmp_path / "out"
+    r = cli("export", dataset_path, dest)
+    assert r.code == 0, r.err
+    assert "exported 8 files" in r.out
+    for src in jpeg_dir.iterdir():
+        out = dest / "photos" / src.name
+        assert out.read_bytes() == src.read_bytes()
+        assert out.stat().st_mtime_ns == src.stat().st_mtime_ns
+        assert out.stat().st_mode & 0o777 == src.stat().st_mode & 0o777
+    assert not [p for p in (dest / "photos").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_export_shows_arrays_labels_groups_and_plain_files(cli, dataset_path: Path, tmp_path: Path) -> None:
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("train/labels", htype="class_label", class_names=["cat", "dog"])
+        ds.create_tensor("meta", htype="json")
+        ds.create_tensor("arr")
+        ds.append({"train/labels": "dog", "meta": {"a": 1}, "arr": [1, 2, 3]}, key="r0")
+        ds.write_file("README.md", b"# cats\n", mtime_ns=123_000_000_000)
+    dest = tmp_path / "out"
+    assert cli("export", dataset_path, dest).code == 0
+    assert (dest / "train" / "labels" / "r0.txt").read_bytes() == b"dog\n"
+    assert json.loads((dest / "meta" / "r0.json").read_text()) == {"a": 1}
+    import numpy as np
+
+    assert np.load(dest / "arr" / "r0.npy").tolist() == [1, 2, 3]
+    assert (dest / "README.md").read_bytes() == b"# cats\n"
+    assert (dest / "README.md").stat().st_mtime_ns == 123_000_000_000
+
+
+def test_non_empty_destination_policy(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    dest = tmp_path / "out"
+    (dest / "photos").mkdir(parents=True)
+    keep = dest / "mine.txt"
+    keep.write_text("not yours")
+    stale = dest / "photos" / sorted(jpeg_dir.iterdir())[0].name
+    stale.write_text("old")
+    r = cli("export", dataset_path, dest)
+    assert r.code == 1 and "not empty" in r.err and "--overwrite" in r.err
+    assert stale.read_text() == "old"
+    r = cli("export", dataset_path, dest, "--overwrite")
+    assert r.code == 0
+    assert stale.read_bytes() == sorted(jpeg_dir.iterdir())[0].read_bytes()
+    assert keep.read_text() == "not yours"
+
+
+def test_export_one_tensor_and_errors(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "a").code == 0
+    assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "b").code == 0
+    r = cli("export", dataset_path, tmp_path / "only", "--tensor", "b")
+    assert r.code == 0 and sorted(os.listdir(tmp_path / "only")) == ["b"]
+    r = cli("export", dataset_path, tmp_path / "x", "--tensor", "nope")
+    assert r.code == 1 and "no tensor 'nope'" in r.err
+    r = cli("export", tmp_path / "missing", tmp_path / "y")
+    assert r.code == 1 and "no lakefs dataset" in r.err
+    target = tmp_path / "file"
+    target.write_text("")
+    r = cli("export", dataset_path, target)
+    assert r.code == 1 and "not a folder" in r.err
+
+
+def test_export_while_a_writer_holds_the_dataset(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    with lakefs.load(dataset_path):  # a mount, say: readers need no lock
+        r = cli("export", dataset_path, tmp_path / "out")
+    assert r.code == 0 and len(os.listdir(tmp_path / "out" / "photos")) == 8

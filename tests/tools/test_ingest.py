@@ -1,0 +1,174 @@
+"""``lakefs ingest`` end to end: layouts, pass-through, transcoding, resume, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lakefs
+from lakefs.tools import ingest as ingest_mod
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_flat_jpegs_pass_through_byte_identical(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    r = cli("ingest", jpeg_dir, dataset_path)
+    assert r.code == 0, r.err
+    assert "ingested 8 of 8 files (flat layout, 0 transcoded" in r.out
+    assert r.err == ""  # no progress bar when stderr is not a terminal
+    ds = lakefs.load(dataset_path, read_only=True)
+    t = ds["photos"]
+    assert (t.htype, t.sample_compression) == ("image", "jpeg")
+    for src in sorted(jpeg_dir.iterdir()):
+        s = t.find_file(src.name)
+        assert s is not None and s.file_bytes() == src.read_bytes()
+        assert s.mtime_ns == src.stat().st_mtime_ns
+        assert s.numpy().shape[2] == 3
+
+
+def test_rerun_skips_everything_and_picks_up_changes(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    r = cli("ingest", jpeg_dir, dataset_path)
+    assert r.code == 0 and "ingested 0 of 8 files" in r.out and "8 already stored" in r.out
+    changed = sorted(jpeg_dir.iterdir())[2]
+    os.utime(changed, ns=(10**18, 10**18))
+    shutil.copy2(changed, jpeg_dir / "extra.jpg")
+    r = cli("ingest", jpeg_dir, dataset_path)
+    assert "ingested 2 of 9 files" in r.out and "7 already stored" in r.out
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds["photos"].find_file(changed.name).mtime_ns == 10**18
+    assert len(ds) == 9
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_png_transcoded_into_jpeg_tensor(cli, png_dir: Path, dataset_path: Path, workers: str) -> None:
+    r = cli("ingest", png_dir, dataset_path, "--tensor", "images", "--htype", "image",
+            "--sample-compression", "jpeg", "-j", workers)
+    assert r.code == 0, r.err
+    assert "6 transcoded" in r.out
+    ds = lakefs.load(dataset_path, read_only=True)
+    names = [s.filename for s in ds["images"].iter_samples()]
+    assert names == [p.with_suffix(".jpg").name for p in sorted(png_dir.iterdir())]
+    first = ds["images"][0]
+    assert first.file_bytes()[:2] == b"\xff\xd8"
+    assert first.numpy().ndim == 3
+    ds.close()
+    r = cli("ingest", png_dir, dataset_path, "--tensor", "images", "-j", workers)
+    assert "ingested 0 of 6 files" in r.out and "6 already stored" in r.out  # resumable too
+
+
+def test_bad_files_are_reported_at_the_end(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    good = sorted(jpeg_dir.iterdir())
+    (jpeg_dir / "notes.jpg").write_text("this is text, not a photo\n")
+    (jpeg_dir / "cut.jpg").write_bytes(good[0].read_bytes()[:300])
+    (jpeg_dir / "gone.jpg").symlink_to(jpeg_dir / "nowhere.jpg")  # unreadable: dangling
+    (jpeg_dir / "zz.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    assert r.code == 1
+    assert "ingested 8 of 12 files" in r.out and "4 failed" in r.out
+    lines = r.err.splitlines()
+    assert lines[0] == "lakefs: 4 file(s) not ingested:"
+    reasons = dict(line.strip().split(": ", 1) for line in lines[1:])
+    assert set(reasons) == {"notes.jpg", "cut.jpg", "gone.jpg", "zz.png"}
+    assert "text" in reasons["notes.jpg"]
+    assert "No such file" in reasons["gone.jpg"]
+    assert "truncated" in reasons["cut.jpg"] or "corrupt" in reasons["cut.jpg"]
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds["images"].num_samples == 8
+    assert all(ds["images"].find_file(p.name).file_bytes() == p.read_bytes() for p in good)
+
+
+def test_paired_folders_align_rows_by_stem(cli, tmp_path: Path, photos: list[Path], dataset_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "labels").mkdir()
+    for i, p in enumerate(photos[:4]):
+        shutil.copy2(p, src / "images" / f"img{i}.jpg")
+    for i in (3, 1, 0):  # labels for some rows only, created in another order
+        (src / "labels" / f"img{i}.json").write_text(json.dumps({"id": i}))
+    r = cli("ingest", src, dataset_path)
+    assert r.code == 0, r.err
+    assert "paired layout" in r.out and "created tensors images, labels" in r.out
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.keys() == ["img0", "img1", "img2", "img3"]
+    assert ds["labels"].htype == "json"
+    for i in (0, 1, 3):
+        assert ds[f"img{i}"]["labels"].numpy() == {"id": i}
+    assert ds["img2"]["labels"].is_empty
+    assert ds["img2"]["images"].file_bytes() == photos[2].read_bytes()
+
+
+def test_imagefolder_makes_class_labels(cli, tmp_path: Path, photos: list[Path], dataset_path: Path) -> None:
+    src = tmp_path / "src"
+    for cls, idx in (("cat", (0, 1, 2)), ("dog", (3, 4))):
+        (src / cls).mkdir(parents=True)
+        for i in idx:
+            shutil.copy2(photos[i], src / cls / f"p{i}.jpg")
+    r = cli("ingest", src, dataset_path)
+    assert r.code == 0, r.err
+    assert "imagefolder layout" in r.out
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds["labels"].htype == "class_label"
+    assert ds["labels"].class_names == ["cat", "dog"]
+    assert [int(ds[f"p{i}"]["labels"].numpy()[0]) for i in range(5)] == [0, 0, 0, 1, 1]
+    assert ds["p3"]["labels"].file_bytes() == b"dog\n"
+    ds.close()
+    assert "5 already stored" in cli("ingest", src, dataset_path).out
+
+
+def test_second_writer_is_refused(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    with lakefs.empty(dataset_path):
+        r = cli("ingest", jpeg_dir, dataset_path)
+    assert r.code == 1
+    assert r.err.startswith("lakefs: error: ") and "locked" in r.err
+    assert len(r.err.splitlines()) == 1
+
+
+def test_interrupted_ingest_resumes(cli, jpeg_dir: Path, dataset_path: Path, monkeypatch) -> None:
+    real = ingest_mod.Ingester._write
+    calls = []
+
+    def flaky(self, item):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(item)
+        real(self, item)
+
+    monkeypatch.setattr(ingest_mod.Ingester, "_write", flaky)
+    r = cli("ingest", jpeg_dir, dataset_path, "--commit-seconds", "0")
+    assert r.code == 130 and "interrupted" in r.err
+    monkeypatch.setattr(ingest_mod.Ingester, "_write", real)
+    r = cli("ingest", jpeg_dir, dataset_path)
+    assert r.code == 0 and "ingested 3 of 8 files" in r.out and "5 already stored" in r.out
+
+
+def test_progress_bar_only_when_asked_or_on_a_tty(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    r = cli("ingest", jpeg_dir, dataset_path, "--progress", "-q")
+    assert r.out == "" and "8/8" in r.err
+
+
+def test_bad_tensor_options_and_missing_source(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    r = cli("ingest", jpeg_dir, dataset_path, "--htype", "nonsense")
+    assert r.code == 1 and "unknown htype 'nonsense'" in r.err
+    r = cli("ingest", jpeg_dir / "missing", dataset_path)
+    assert r.code == 1 and "does not exist" in r.err
+    r = cli("ingest", jpeg_dir, dataset_path, "--sample-compression", "jpeg", "--chunk-compression", "lz4")
+    assert r.code == 1 and "not both" in r.err
+
+
+def test_python_m_lakefs_ingest_with_a_process_pool(png_dir: Path, dataset_path: Path) -> None:
+    """The real entry point: spawned workers must not re-run the CLI."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lakefs", "ingest", str(png_dir), str(dataset_path), "--tensor", "images",
+         "--htype", "image", "--sample-compression", "jpeg", "-j", "2"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ingested 6 of 6 files (flat layout, 6 transcoded" in proc.stdout
+    assert proc.stderr == ""

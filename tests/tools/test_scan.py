@@ -1,0 +1,78 @@
+"""Layout detection and planning for ``lakefs ingest`` (lakefs.tools.scan)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakefs.errors import InvalidSampleError
+from lakefs.tools.scan import choose_layout, infer_settings, scan
+
+
+def touch(path: Path, data: bytes = b"x") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def test_flat_names_the_tensor_after_the_folder(tmp_path: Path) -> None:
+    src = tmp_path / "cats"
+    for n in ("b.jpg", "a.jpg", ".DS_Store", "noext"):
+        touch(src / n)
+    plan = scan(str(src))
+    assert plan.layout == "flat"
+    assert [f.key for f in plan.files] == ["a", "b"]
+    assert plan.tensors == {"cats": {"htype": "image", "sample_compression": "jpeg"}}
+    assert plan.hidden == 1
+    assert plan.problems == [("noext", "no file extension, so it cannot name a sample")]
+
+
+def test_paired_aligns_by_stem_in_key_order(tmp_path: Path) -> None:
+    for n in ("b.jpg", "a.jpg"):
+        touch(tmp_path / "images" / n)
+    for n in ("a.json", "c.json"):
+        touch(tmp_path / "labels" / n)
+    touch(tmp_path / "README.md")
+    assert choose_layout(str(tmp_path)) == "paired"
+    plan = scan(str(tmp_path))
+    assert [(f.tensor, f.key) for f in plan.files] == [
+        ("images", "a"), ("labels", "a"), ("images", "b"), ("labels", "c")]
+    assert plan.tensors["labels"] == {"htype": "json"}
+    assert plan.problems[0][0] == "README.md"
+
+
+def test_imagefolder_detected_when_stems_are_disjoint(tmp_path: Path) -> None:
+    touch(tmp_path / "cat" / "1.jpg")
+    touch(tmp_path / "dog" / "2.png")
+    plan = scan(str(tmp_path))
+    assert plan.layout == "imagefolder"
+    assert plan.tensors["labels"] == {"htype": "class_label", "class_names": ["cat", "dog"]}
+    assert [(f.key, f.label) for f in plan.files] == [("1", "cat"), ("2", "dog")]
+
+
+def test_imagefolder_prefixes_keys_when_stems_clash(tmp_path: Path) -> None:
+    touch(tmp_path / "cat" / "1.jpg")
+    touch(tmp_path / "dog" / "1.jpg")
+    plan = scan(str(tmp_path), "imagefolder")
+    assert [f.key for f in plan.files] == ["cat_1", "dog_1"]
+
+
+def test_options_override_inference() -> None:
+    assert infer_settings([".png", ".png", ".jpg"]) == {"htype": "image", "sample_compression": "png"}
+    assert infer_settings([".bin"]) == {"htype": "bytes"}
+
+
+def test_user_settings_replace_inferred_compression(tmp_path: Path) -> None:
+    touch(tmp_path / "a.png")
+    plan = scan(str(tmp_path), tensor="imgs", settings={"sample_compression": "jpeg"})
+    assert plan.tensors == {"imgs": {"htype": "image", "sample_compression": "jpeg"}}
+
+
+def test_bad_layout_and_paired_options_are_refused(tmp_path: Path) -> None:
+    touch(tmp_path / "images" / "a.jpg")
+    with pytest.raises(InvalidSampleError, match="unknown layout"):
+        scan(str(tmp_path), "zip")
+    with pytest.raises(InvalidSampleError, match="lakefs tensor create"):
+        scan(str(tmp_path), "paired", settings={"htype": "image"})
+    with pytest.raises(FileNotFoundError):
+        scan(str(tmp_path / "missing"))
