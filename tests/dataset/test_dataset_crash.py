@@ -43,6 +43,7 @@ WRITER = textwrap.dedent("""
     for name, kw in (("raw", {{}}), ("lz", {{"chunk_compression": "lz4"}}), ("slz", {{"sample_compression": "lz4"}})):
         ds.create_tensor(name, htype="bytes", chunk_size=4096, exist_ok=True, **kw)
     ds.flush()
+    print("ready", flush=True)
     log = open(log_path, "a")
     pending = []
     n = len(ds)
@@ -111,15 +112,16 @@ def test_sigkill_writer_leaves_a_consistent_dataset(tmp_path):
     rows = 0
     for i in range(20):
         proc = subprocess.Popen([sys.executable, str(script), str(path), str(log_path), str(i)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.3, 1.0))  # past the import, into the append/flush loop
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()[-2000:]
+        time.sleep(rng.uniform(0.02, 0.6))  # a random moment of the append/flush loop
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
         if lakefs.exists(path):
             rows = _check(path, log_path)
-    assert rows > 50  # the writers made real progress
-    assert len(log_path.read_text().splitlines()) > 20
+    assert rows > 20  # the writers made real progress
+    assert len(log_path.read_text().splitlines()) > 10
 
 
 def _chunk_objects(path: Path) -> dict[str, bytes]:
