@@ -119,3 +119,12 @@ def mountpoint(tmp_path: Path) -> Path:
     path = tmp_path / "mnt"
     path.mkdir()
     return path
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # pytest parses the command line before it loads conftests below tests/ (only
+    # tests/test*/conftest.py are read that early), so `pytest --soak` from the repo root
+    # needs the option registered here; it is defined in tests/reliability/conftest.py.
+    from reliability.conftest import add_soak_option  # noqa: PLC0415
+
+    add_soak_option(parser)
