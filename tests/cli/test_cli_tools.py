@@ -1,0 +1,159 @@
+"""``lakefs create``, ``tensor``, ``info``, ``ls``, ``compact`` and the error edge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lakefs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_create_and_refuse_an_existing_dataset(cli, dataset_path: Path) -> None:
+    r = cli("create", dataset_path)
+    assert r.code == 0 and r.out == f"created dataset {dataset_path}\n"
+    r = cli("create", dataset_path)
+    assert r.code == 1 and "already exists" in r.err and len(r.err.splitlines()) == 1
+    assert cli("create", dataset_path, "--overwrite").code == 0
+
+
+def test_tensor_create_list_delete(cli, dataset_path: Path) -> None:
+    cli("create", dataset_path)
+    r = cli("tensor", "create", dataset_path, "train/labels", "--htype", "class_label", "--class-names", "cat, dog")
+    assert r.code == 0 and "class_names=cat,dog" in r.out
+    r = cli("tensor", "create", dataset_path, "images", "--htype", "image", "--sample-compression", "png",
+            "--chunk-size", "1MB")
+    assert r.code == 0
+    r = cli("tensor", "create", dataset_path, "raw", "--dtype", "float32", "--chunk-compression", "lz4")
+    assert r.code == 0
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["images"].meta.chunk_size == 1 << 20
+        assert ds["raw"].chunk_compression == "lz4" and ds["raw"].dtype == "float32"
+        assert ds.groups == ["train"]
+    lines = cli("tensor", "list", dataset_path).out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["images", "raw", "train/labels"]
+    assert "sample_compression=png" in lines[0]
+    assert cli("tensor", "delete", dataset_path, "raw").code == 0
+    r = cli("tensor", "delete", dataset_path, "raw")
+    assert r.code == 1 and "no tensor 'raw'" in r.err
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--htype", "nope"], "unknown htype 'nope'"),
+    (["--sample-compression", "zip"], "unknown compression 'zip'"),
+    (["--sample-compression", "jpeg", "--chunk-compression", "lz4"], "not both"),
+    (["--htype", "image", "--sample-compression", "wav"], "cannot use sample_compression 'wav'"),
+    (["--chunk-size", "lots"], "bad size 'lots'"),
+    (["--chunk-size", "100"], "too small"),
+    (["--dtype", "int99"], "dtype"),
+])
+def test_bad_tensor_options(cli, dataset_path: Path, options: list[str], message: str) -> None:
+    cli("create", dataset_path)
+    r = cli("tensor", "create", dataset_path, "t", *options)
+    assert r.code == 1
+    assert r.err.startswith("lakefs: error: ") and message in r.err and len(r.err.splitlines()) == 1
+    assert "t" not in lakefs.load(dataset_path, read_only=True).tensors
+
+
+def test_tensor_name_clash_and_bad_name(cli, dataset_path: Path) -> None:
+    cli("create", dataset_path)
+    cli("tensor", "create", dataset_path, "a")
+    assert "already exists" in cli("tensor", "create", dataset_path, "a").err
+    assert "must not start with '.'" in cli("tensor", "create", dataset_path, ".hidden").err
+
+
+@pytest.mark.parametrize("command", [["info"], ["tensor", "list"], ["ls"], ["compact"],
+                                     ["tensor", "create", "DS", "x"], ["export", "DS", "OUT"]])
+def test_missing_dataset_is_one_line(cli, tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "missing"
+    argv = [missing if a == "DS" else tmp_path / "out" if a == "OUT" else a for a in command]
+    if "DS" not in command:
+        argv.append(missing)
+    r = cli(*argv)
+    assert r.code == 1 and r.err.startswith("lakefs: error: no lakefs dataset") and len(r.err.splitlines()) == 1
+
+
+def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    with lakefs.load(dataset_path) as ds:
+        ds.create_tensor("labels", htype="class_label", class_names=["a", "b"])
+        ds["labels"][ds.keys()[0]] = "b"
+    r = cli("info", dataset_path)
+    assert r.code == 0
+    lines = r.out.splitlines()
+    assert lines[0].startswith(f"dataset {dataset_path}: 8 rows, 2 tensors")
+    assert lines[1].split() == ["tensor", "htype", "dtype", "compression", "samples", "stored", "per", "sample",
+                                "ratio"]
+    images = next(line for line in lines if line.startswith("images"))
+    assert images.split()[1:5] == ["image", "uint8", "jpeg", "8"]
+    info = json.loads(cli("info", dataset_path, "--json").out)
+    assert info["rows"] == 8
+    t = {x["name"]: x for x in info["tensors"]}
+    total = sum(p.stat().st_size for p in jpeg_dir.iterdir())
+    assert t["images"]["sample_bytes"] == total
+    assert t["images"]["stored_bytes"] >= total
+    assert t["images"]["bytes_per_sample"] == pytest.approx(total / 8, abs=0.1)
+    assert t["images"]["compression_ratio"] > 3  # JPEG vs raw pixels
+    assert t["labels"]["samples"] == 1 and t["labels"]["class_names"] == ["a", "b"]
+
+
+def test_ls_shows_what_the_mount_shows(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    cli("ingest", jpeg_dir, dataset_path, "--tensor", "train/images")
+    with lakefs.load(dataset_path) as ds:
+        ds.write_file("README.md", b"hello")
+        ds.write_file("train/images/.swap", b"x")
+    assert cli("ls", dataset_path).out.splitlines() == ["train/", "README.md"]
+    assert cli("ls", dataset_path / "train").out.splitlines() == ["images/"]
+    names = cli("ls", dataset_path / "train" / "images").out.splitlines()
+    assert names == sorted(p.name for p in jpeg_dir.iterdir()) + [".swap"]
+    long = cli("ls", "-l", dataset_path / "train/images").out.splitlines()
+    first = sorted(jpeg_dir.iterdir())[0]
+    assert long[0].startswith("-rw-r--r--") and long[0].split()[1] == str(first.stat().st_size)
+    assert long[0].endswith(first.name)
+    r = cli("ls", dataset_path / "nope")
+    assert r.code == 1 and "no tensor or group 'nope'" in r.err
+
+
+def test_compact_reclaims_space_and_keeps_samples(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    photos = sorted(jpeg_dir.iterdir())
+    with lakefs.load(dataset_path) as ds:
+        for p in photos[:4]:
+            ds["images"].pop(p.stem)
+    before = json.loads(cli("info", dataset_path, "--json").out)["stored_bytes"]
+    r = cli("compact", dataset_path)
+    assert r.code == 0 and "reclaimed" in r.out
+    after = json.loads(cli("info", dataset_path, "--json").out)["stored_bytes"]
+    assert after < before * 0.7
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert [s.file_bytes() for s in ds["images"].iter_samples()] == [p.read_bytes() for p in photos[4:]]
+    assert cli("fsck", dataset_path).code == 0
+
+
+def test_compact_refused_while_another_writer_holds_it(cli, dataset_path: Path) -> None:
+    with lakefs.empty(dataset_path):
+        r = cli("compact", dataset_path)
+    assert r.code == 1 and "locked" in r.err
+
+
+def test_subprocess_error_edge_and_debug(tmp_path: Path) -> None:
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lakefs", *argv], capture_output=True, text=True, cwd=REPO,
+                              timeout=60)
+
+    p = run("info", str(tmp_path / "missing"))
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith("lakefs: error: no lakefs dataset") and len(p.stderr.splitlines()) == 1
+    p = run("--debug", "info", str(tmp_path / "missing"))
+    assert p.returncode == 1 and "Traceback" in p.stderr and "DatasetNotFoundError" in p.stderr
+    p = run("tensor", "create")
+    assert p.returncode == 2 and "usage:" in p.stderr
+    ds = tmp_path / "ds"
+    assert run("create", str(ds)).returncode == 0
+    p = run("info", str(ds), "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["tensors"] == []

@@ -1,0 +1,167 @@
+"""``lakefs fsck``: damage a real dataset on disk, check the report, repair, re-check."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import lakefs
+from lakefs.chunks.chunk import HEADER
+from lakefs.errors import CorruptionError
+from lakefs.format import keys
+
+
+@pytest.fixture
+def photo_ds(cli, jpeg_dir: Path, dataset_path: Path) -> Path:
+    """Eight photos in small chunks (about two per chunk) plus a json tensor."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("images", htype="image", sample_compression="jpeg", chunk_size=100_000)
+        ds.create_tensor("meta", htype="json")
+    assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "-q").code == 0
+    with lakefs.load(dataset_path) as ds:
+        for key in ds.keys():
+            ds["meta"][key] = {"key": key}
+    return dataset_path
+
+
+def where(ds_path: Path, tensor: str, key: str) -> tuple[Path, int, int]:
+    """(chunk file, byte offset of the sample in it, sample length)."""
+    with lakefs.load(ds_path, read_only=True) as ds:
+        t = ds[tensor]
+        e = t._engine.index.entry(ds.row_of(key))
+        return ds_path / keys.chunk(t.meta.tid, int(e["chunk"])), HEADER.size + int(e["offset"]), int(e["length"])
+
+
+def snapshot(ds_path: Path) -> dict[str, bytes]:
+    with lakefs.load(ds_path, read_only=True) as ds:
+        return {f"{n}/{s.filename}": s.file_bytes() for n, t in ds.tensors.items() for s in t.iter_samples()}
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def assert_repaired(cli, ds_path: Path, before: dict[str, bytes], lost: set[str]) -> None:
+    r = cli("fsck", "--repair", ds_path)
+    assert r.code == 0, r.out
+    for name in lost:
+        assert f"fsck: dropped {name}" in r.out
+    r = cli("fsck", ds_path)
+    assert r.code == 0 and "clean" in r.out, r.out
+    after = snapshot(ds_path)
+    assert set(after) == set(before) - lost
+    assert all(after[k] == before[k] for k in after)
+
+
+def test_clean_dataset(cli, photo_ds: Path) -> None:
+    r = cli("fsck", photo_ds)
+    assert r.code == 0
+    assert re.search(r"clean \(16 samples in \d+ chunks verified\)$", r.out.strip())
+
+
+def test_flipped_byte_in_a_sample(cli, photo_ds: Path, jpeg_dir: Path) -> None:
+    before = snapshot(photo_ds)
+    victim = sorted(jpeg_dir.iterdir())[3].name
+    chunk, off, n = where(photo_ds, "images", victim.rsplit(".", 1)[0])
+    flip(chunk, off + n // 2)
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert f"fsck: images/{victim} (row 3): sample checksum mismatch" in r.out
+    assert "chunk checksum mismatch" in r.out
+    assert "--repair" in r.out.splitlines()[-1]
+    assert_repaired(cli, photo_ds, before, {f"images/{victim}"})
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert ds[3]["images"].is_empty and ds[3]["meta"].numpy() == {"key": ds[3].key}
+
+
+def test_damage_outside_any_sample_loses_nothing(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    chunk, _, _ = where(photo_ds, "images", "photo_00000")
+    chunk.write_bytes(chunk.read_bytes() + b"\0")  # a stray byte: the chunk check fails, no sample's
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert f"images: {keys.chunk(chunk.parent.parent.name, int(chunk.name, 16))}: chunk truncated" in r.out
+    assert "(row " not in r.out
+    assert_repaired(cli, photo_ds, before, set())
+
+
+def test_deleted_chunk(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    chunk, _, _ = where(photo_ds, "images", "photo_00004")
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        t = ds["images"]
+        lost = {f"images/{s.filename}" for s in t.iter_samples()
+                if int(t._engine.index.entry(s.row)["chunk"]) == int(chunk.name, 16)}
+    assert 1 <= len(lost) < 8
+    chunk.unlink()
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    for name in lost:
+        assert f"fsck: {name} (row " in r.out and "is missing" in r.out
+    assert_repaired(cli, photo_ds, before, lost)
+
+
+def test_truncated_index_segment(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        meta = ds["meta"].meta
+        seg = photo_ds / keys.index_segment(meta.tid, int(meta.segments[-1]["id"]))
+        count = int(meta.segments[-1]["count"])
+    data = seg.read_bytes()
+    seg.write_bytes(data[: len(data) - (len(data) - 40) // 2])
+    with pytest.raises(CorruptionError):
+        lakefs.load(photo_ds, read_only=True)
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert "meta: " in r.out and "truncated" in r.out and f"of {count} index entries lost" in r.out
+    r = cli("fsck", "--repair", photo_ds)
+    assert r.code == 0, r.out
+    assert cli("fsck", photo_ds).code == 0
+    after = snapshot(photo_ds)
+    assert {k: v for k, v in after.items() if k.startswith("images/")} == \
+        {k: v for k, v in before.items() if k.startswith("images/")}
+    kept = {k for k in after if k.startswith("meta/")}
+    assert 0 < len(kept) < 8 and all(after[k] == before[k] for k in kept)
+    with lakefs.load(photo_ds) as ds:  # writable again, and appends still work
+        ds["meta"][ds.keys()[7]] = {"again": True}
+
+
+def test_lz4_chunk_damage_drops_that_chunk(cli, dataset_path: Path) -> None:
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("x", chunk_compression="lz4", dtype="int64")
+        ds.create_tensor("y", dtype="int64")
+        for i in range(10):
+            ds.append({"x": [i] * 100, "y": [i]})
+        tid = ds["x"].meta.tid
+    before = snapshot(dataset_path)
+    chunk = next((dataset_path / "tensors" / tid / "chunks").iterdir())
+    flip(chunk, HEADER.size + 3)
+    r = cli("fsck", dataset_path)
+    assert r.code == 1 and "x/00000000.npy (row 0)" in r.out
+    assert_repaired(cli, dataset_path, before, {f"x/{i:08d}.npy" for i in range(10)})
+
+
+def test_repair_needs_the_writer_lock(cli, photo_ds: Path) -> None:
+    with lakefs.load(photo_ds):
+        r = cli("fsck", "--repair", photo_ds)
+        assert r.code == 1 and "locked" in r.err
+        assert cli("fsck", photo_ds).code == 0  # checking needs no lock
+
+
+def test_missing_dataset(cli, tmp_path: Path) -> None:
+    r = cli("fsck", tmp_path / "nothing")
+    assert r.code == 1 and r.err.startswith("lakefs: error: no lakefs dataset")
+
+
+def test_broken_head_falls_back_to_the_last_manifest(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    (photo_ds / keys.HEAD).write_bytes(b"{garbage")
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "HEAD" in r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert cli("fsck", photo_ds).code == 0
+    assert snapshot(photo_ds) == before
