@@ -1,0 +1,86 @@
+"""Object-store failures: one clear line at mount time, EIO mid-read with the mount still up."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import fill, lakefs_mount, md5, write_config
+from s3server import BUCKET, MotoServer, boto_client, free_port
+
+from mounting import mounted
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def mount_fails(url: str, mnt: Path, config: Path, *args: str) -> str:
+    """Run ``lakefs mount`` (background mode, as a user would); its one stderr line."""
+    done = subprocess.run(lakefs_mount(url, mnt, "--config", str(config), *args),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not os.path.ismount(mnt)
+    return lines[0]
+
+
+def test_unreachable_endpoint_is_one_line(tmp_path, mountpoint):
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = write_config(tmp_path / "c.yaml", endpoint)
+    for args in ((), ("-o", "ro"), ("-f",)):
+        line = mount_fails(f"s3://{BUCKET}/ds", mountpoint, config, *args)
+        assert line.startswith("lakefs: error: cannot reach") and endpoint in line
+
+
+def test_missing_bucket_is_one_line(s3_endpoint, tmp_path, mountpoint):
+    config = write_config(tmp_path / "c.yaml", s3_endpoint)
+    line = mount_fails("s3://no-such-bucket/ds", mountpoint, config, "-o", "ro")
+    assert "bucket 'no-such-bucket' does not exist" in line
+
+
+def test_bad_credentials_are_one_line(tmp_path, mountpoint):
+    # moto checks signatures only when told to; a key it never issued is then refused.
+    server = MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    server.start()
+    try:
+        config = write_config(tmp_path / "c.yaml", server.endpoint, key="AKIAWRONG", secret="wrong")
+        line = mount_fails(f"s3://{BUCKET}/ds", mountpoint, config)
+        assert "access denied" in line and "check credentials" in line
+    finally:
+        server.stop()
+
+
+def test_missing_dataset_on_a_readonly_mount_is_one_line(s3_endpoint, s3_url, tmp_path, mountpoint):
+    config = write_config(tmp_path / "c.yaml", s3_endpoint)
+    line = mount_fails(s3_url, mountpoint, config, "-o", "ro")
+    assert "no lakefs dataset" in line
+
+
+def test_network_failure_mid_read_is_eio_and_the_mount_stays_up(photos, tmp_path, mountpoint):
+    server = MotoServer()
+    server.start()
+    try:
+        boto_client(server.endpoint).create_bucket(Bucket=BUCKET)
+        url = f"s3://{BUCKET}/ds"
+        # One photo per chunk, so reading one does not prefetch the others.
+        want = fill(url, server.endpoint, photos, chunk_size=32 << 10)
+        config = write_config(tmp_path / "c.yaml", server.endpoint, tmp_path / "cache")
+        names = sorted(want)
+        with mounted(lakefs_mount(url, mountpoint, "-o", "ro", "--config", str(config)), mountpoint,
+                     expected_errors=[r"WARNING"]):
+            images = mountpoint / "images"
+            assert md5((images / names[0]).read_bytes()) == want[names[0]]
+            server.stop()  # the network goes away
+            with pytest.raises(OSError) as info:
+                (images / names[-1]).read_bytes()
+            assert info.value.errno == errno.EIO
+            # Still up: metadata is in memory, the file read before is in the cache.
+            assert sorted(os.listdir(images)) == names
+            assert (images / names[-1]).stat().st_size > 0
+            assert md5((images / names[0]).read_bytes()) == want[names[0]]
+    finally:
+        server.stop()

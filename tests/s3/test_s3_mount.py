@@ -1,0 +1,90 @@
+"""Mounting datasets that live on S3 (a real moto server), with the chunk cache (issue 6)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import fill, lakefs_mount, md5, options
+from s3server import BUCKET, CREDENTIALS, boto_client
+
+import lakefs
+from mounting import mounted
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def read_all(mnt: Path) -> dict[str, str]:
+    return {p.name: md5(p.read_bytes()) for p in sorted((mnt / "images").iterdir())}
+
+
+def test_mount_with_config_reads_every_sample_and_epochs_hit_the_cache(
+        photos, s3_endpoint, s3_url, s3_config, tmp_path, mountpoint):
+    want = fill(s3_url, s3_endpoint, photos)
+    argv = lakefs_mount(s3_url, mountpoint, "-o", "ro", "--config", str(s3_config))
+    with mounted(argv, mountpoint) as m:
+        assert read_all(mountpoint) == want
+        assert "chunk cache of" in m.log()
+    cached = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert cached and sum(p.stat().st_size for p in cached) >= sum(p.stat().st_size for p in photos)
+
+    # Take the chunks away from the store: a second epoch must read them from the cache.
+    prefix = s3_url.removeprefix(f"s3://{BUCKET}/") + "/"
+    client = boto_client(s3_endpoint)
+    chunks = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+              if "/chunks/" in o["Key"]]
+    assert chunks
+    for key in chunks:
+        client.delete_object(Bucket=BUCKET, Key=key)
+    with mounted(argv, mountpoint):
+        assert read_all(mountpoint) == want
+
+
+def test_cli_ingest_and_mount_with_aws_environment_variables(photos, s3_endpoint, s3_url,
+                                                             tmp_path, mountpoint):
+    """No config at all: endpoint, credentials and region from AWS_* variables; the cache
+    defaults to $XDG_CACHE_HOME/lakefs/<hash>."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": CREDENTIALS["key"],
+           "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret"], "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": s3_endpoint, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    src = tmp_path / "src" / "images"
+    src.mkdir(parents=True)
+    for p in photos:
+        shutil.copy(p, src / p.name)
+    done = subprocess.run([sys.executable, "-m", "lakefs", "ingest", str(src), s3_url, "-j", "0"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"ingested {len(photos)} of {len(photos)} files" in done.stdout
+    with mounted(lakefs_mount(s3_url, mountpoint, "-o", "ro"), mountpoint, env=env):
+        assert read_all(mountpoint) == {p.name: md5(p.read_bytes()) for p in photos}
+    caches = list((tmp_path / "xdg" / "lakefs").iterdir())
+    assert len(caches) == 1 and any(p.is_file() for p in caches[0].rglob("*"))
+
+
+def test_writable_mount_commits_to_the_store(photos, s3_endpoint, s3_url, s3_config, mountpoint):
+    with mounted(lakefs_mount(s3_url, mountpoint, "--config", str(s3_config)), mountpoint):
+        (mountpoint / "images").mkdir()
+        for p in photos:
+            shutil.copyfile(p, mountpoint / "images" / p.name)
+        os.sync()
+        assert sorted(os.listdir(mountpoint / "images")) == sorted(p.name for p in photos)
+    ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint))
+    assert {s.filename: md5(s.tobytes()) for s in ds.images} == {
+        p.name: md5(p.read_bytes()) for p in photos}
+
+
+def test_api_cache_dir_keeps_chunks_locally(photos, s3_endpoint, s3_url, tmp_path):
+    want = fill(s3_url, s3_endpoint, photos)
+    ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint),
+                     cache_dir=tmp_path / "cache")
+    first = {s.filename: md5(s.tobytes()) for s in ds.images}
+    assert first == want
+    cache = ds.storage
+    assert cache.misses >= 1 and cache.hits >= len(photos) - cache.misses
+    before = cache.misses
+    assert {s.filename: md5(s.tobytes()) for s in ds.images} == want
+    assert cache.misses == before  # the second epoch is all local
