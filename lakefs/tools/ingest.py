@@ -1,8 +1,8 @@
 """``lakefs ingest``: a folder of files into a dataset, without mounting.
 
 The main process is the dataset's only writer. Files whose content already matches the
-tensor (a JPEG into a jpeg tensor, any JSON into a json tensor) are read and written by
-it directly, at storage speed. Files that need a transcode (a PNG into a jpeg tensor) are
+tensor (a JPEG into a jpeg tensor, any JSON into a json tensor) are read ahead by a few
+threads and written by it directly, at storage speed. Files that need a transcode (a PNG into a jpeg tensor) are
 sent to a process pool: each worker reads the file and decodes and re-encodes it with
 ``lakefs.compression.prepare_encoded``; the main process writes the prepared bytes, for
 which the tensor's own check is a cheap header probe. Results are written in source
@@ -23,7 +23,7 @@ import os
 import sys
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,9 @@ from lakefs.errors import LakeFSError
 from lakefs.tools.scan import LABELS, Plan, SourceFile
 
 HEAD_BYTES = 64  # enough for the registry's magic-byte detection
-WINDOW_PER_WORKER = 8  # transcodes in flight per worker
+WINDOW = 64  # files in flight (being read or transcoded), at most
+WINDOW_BYTES = 256 << 20  # and at most this many source bytes
+READ_THREADS = 4  # pass-through files are read ahead while the main thread writes
 
 
 @dataclass
@@ -66,6 +68,14 @@ def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[byt
         return None, _reason(e)
 
 
+def read_file(path: str) -> tuple[bytes | None, str | None]:
+    try:
+        with open(path, "rb") as f:
+            return f.read(), None
+    except OSError as e:
+        return None, _reason(e)
+
+
 def _reason(e: BaseException) -> str:
     if isinstance(e, OSError) and not isinstance(e, LakeFSError) and e.strerror:
         return e.strerror
@@ -79,9 +89,8 @@ def _reason(e: BaseException) -> str:
 class _Item:
     src: SourceFile
     st: os.stat_result
-    data: bytes | None = None  # pass-through: the file's bytes
-    future: Future | None = None  # transcode: the worker's result
-    transcoded: bool = False
+    future: Future  # → (bytes to write, None) or (None, reason)
+    transcoded: bool
 
 
 class Ingester:
@@ -94,7 +103,9 @@ class Ingester:
         self.commit_seconds = commit_seconds
         self.report = IngestReport(plan.layout, total=len(plan.files), failed=list(plan.problems))
         self._pool: ProcessPoolExecutor | None = None
+        self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="lakefs-ingest-read")
         self._window: deque[_Item] = deque()
+        self._window_bytes = 0
         self._bar: Any = None
         self._last_commit = time.monotonic()
 
@@ -133,11 +144,12 @@ class Ingester:
         try:
             for src in self.plan.files:
                 self._submit(src, tensors[src.tensor])
-                self._drain(block=len(self._window) > max(1, self.workers) * WINDOW_PER_WORKER)
+                self._drain(block=len(self._window) >= WINDOW or self._window_bytes > WINDOW_BYTES)
             self._drain(block=True, until_empty=True)
         finally:
             if self._bar is not None:
                 self._bar.close()
+            self._readers.shutdown(wait=True, cancel_futures=True)
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
             self.ds.flush()  # keep what was written, also after Ctrl-C
@@ -160,23 +172,23 @@ class Ingester:
                 self._tick()
                 return
             codec = _media_codec(tensor)
-            if codec is not None and self._needs_transcode(src.path, codec):
-                item = _Item(src, st, transcoded=True)
-                pool = self._get_pool()
-                fmt = tensor._format
-                args = (src.path, codec, fmt.exact, fmt.allow_transcode)
-                if pool is None:
-                    item.future = Future()
-                    item.future.set_result(transcode_file(*args))
-                else:
-                    item.future = pool.submit(transcode_file, *args)
-            else:
-                with open(src.path, "rb") as f:
-                    item = _Item(src, st, f.read())
+            transcode = codec is not None and self._needs_transcode(src.path, codec)
         except OSError as e:
             self._fail(src, _reason(e))
             return
-        self._window.append(item)
+        if transcode:
+            pool = self._get_pool()
+            fmt = tensor._format
+            args = (src.path, codec, fmt.exact, fmt.allow_transcode)
+            if pool is None:
+                future: Future = Future()
+                future.set_result(transcode_file(*args))
+            else:
+                future = pool.submit(transcode_file, *args)
+        else:
+            future = self._readers.submit(read_file, src.path)
+        self._window.append(_Item(src, st, future, transcode))
+        self._window_bytes += st.st_size
 
     def _already_stored(self, src: SourceFile, tensor: Tensor, st: os.stat_result) -> bool:
         row = self.ds.row_of(src.key)
@@ -204,9 +216,10 @@ class Ingester:
     def _drain(self, *, block: bool, until_empty: bool = False) -> None:
         while self._window:
             item = self._window[0]
-            if item.future is not None and not item.future.done() and not block:
+            if not item.future.done() and not block:
                 return
             self._window.popleft()
+            self._window_bytes -= item.st.st_size
             self._write(item)
             if not until_empty:
                 block = False
@@ -216,14 +229,11 @@ class Ingester:
 
     def _write(self, item: _Item) -> None:
         src, tensor = item.src, self.ds.tensors[item.src.tensor]
-        if item.future is not None:
-            data, reason = item.future.result()
-            if data is None:
-                self._fail(src, reason or "transcode failed")
-                return
-            name = src.key + tensor._format.canonical_ext
-        else:
-            data, name = item.data, src.key + src.ext
+        data, reason = item.future.result()
+        if data is None:
+            self._fail(src, reason or "could not be read")
+            return
+        name = src.key + (tensor._format.canonical_ext if item.transcoded else src.ext)
         try:
             tensor.write_file(name, data, mtime_ns=item.st.st_mtime_ns, mode=item.st.st_mode & 0o7777)
             if src.label is not None:
