@@ -98,6 +98,7 @@ class CachingStorage(Storage):
         self._index: OrderedDict[str, int] = OrderedDict()  # name → size, LRU first
         self._used = 0
         self._mutex = threading.Lock()
+        self._inflight: dict[str, threading.Event] = {}  # name → set when its fill ends
         self._pool = ThreadPoolExecutor(max_workers=max_workers,
                                         thread_name_prefix="lakefs-cache")
         os.makedirs(self.cache_dir, exist_ok=True)
@@ -224,6 +225,29 @@ class CachingStorage(Storage):
         finally:
             os.close(fd)
 
+    def _fill(self, key: str, name: str) -> bytes | None:
+        """The whole object, fetched and cached once even when many threads miss it at
+        the same time (every sample read of a cold chunk misses it); None if too big."""
+        with self._mutex:
+            leader = self._inflight.get(name)
+            if leader is None:
+                self._inflight[name] = mine = threading.Event()
+        if leader is not None:
+            leader.wait()
+            data = self._read_cached(name, 0, None)
+            if data is not None:
+                return data
+            return self._fetch(key)  # the leader failed, or the object is not cached
+        try:
+            data = self._fetch(key)
+            if data is not None:
+                self._store(name, data)
+            return data
+        finally:
+            with self._mutex:
+                del self._inflight[name]
+            mine.set()
+
     def _fetch(self, key: str) -> bytes | None:
         """The whole object from ``inner`` (parallel parts if large); None if too big."""
         first = self.inner.get_range(key, 0, self.part_size)
@@ -247,10 +271,9 @@ class CachingStorage(Storage):
             self.hits += 1
             return data
         self.misses += 1
-        data = self._fetch(key)
+        data = self._fill(key, name)
         if data is None:
             return self.inner.get(key)
-        self._store(name, data)
         return data
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
@@ -263,10 +286,9 @@ class CachingStorage(Storage):
             self.hits += 1
             return data
         self.misses += 1
-        whole = self._fetch(key)
+        whole = self._fill(key, name)
         if whole is None:
             return self.inner.get_range(key, start, length)
-        self._store(name, whole)
         return whole[start : start + length]
 
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +228,42 @@ def test_thread_safe_under_eviction(inner: Counting, tmp_path: Path) -> None:
     assert not errors, errors[:3]
     assert cache.used_bytes <= 5000
     assert sum(p.stat().st_size for p in cache_files(tmp_path)) <= 5000
+
+
+class Slow(Counting):
+    """Ranged reads take a while, so concurrent misses overlap."""
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        time.sleep(0.05)
+        return super().get_range(key, start, length)
+
+
+def test_concurrent_misses_of_one_object_fetch_it_once(tmp_path: Path) -> None:
+    slow = Slow(MemoryStorage())
+    data = os.urandom(5000)
+    slow.put("chunks/0", data)
+    cache = CachingStorage(slow, tmp_path, 1 << 20)
+    barrier = threading.Barrier(8)
+    got: list[bytes] = []
+
+    def reader(i: int) -> None:
+        barrier.wait()
+        got.append(cache.get_range("chunks/0", i * 100, 100))
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == sorted(data[i * 100 : i * 100 + 100] for i in range(8))
+    assert slow.reads == 1  # one whole-object fetch served all eight samples
+
+
+def test_a_second_process_cache_is_adopted(inner: Counting, tmp_path: Path) -> None:
+    inner.put("chunks/a", b"a" * 100)
+    first = CachingStorage(inner, tmp_path, 10_000)
+    second = CachingStorage(inner, tmp_path, 10_000)  # another mount of the same dataset
+    assert first.get("chunks/a") == b"a" * 100
+    before = inner.reads
+    assert second.get_range("chunks/a", 10, 5) == b"aaaaa"
+    assert inner.reads == before and second.used_bytes == 100
