@@ -177,6 +177,11 @@ class Checker:
                 self._bad_segment(st, key, str(e), seg, count)
                 if seg is None:
                     continue
+            beyond = (seg["row"] < 0) | (seg["row"] >= nrows)
+            if beyond.any():
+                self.problem(f"{st.name}: {key}: {int(beyond.sum())} index entries point past the last row")
+                st.dirty = True
+                seg = seg[~beyond]
             table[seg["row"]] = seg
         table["row"] = np.arange(nrows)
         st.entries = table
@@ -259,8 +264,8 @@ class Checker:
         except (LakeFSError, ValueError) as e:
             self.problem(f"{st.name}: {e}")
             st.damaged.add(key)
-            if len(blob) >= chunkfmt.HEADER.size and blob[:4] == chunkfmt.MAGIC and blob[6] != ChunkKind.CHUNK_COMPRESSED:
-                return blob[chunkfmt.HEADER.size:], str(e)  # samples carry their own crc
+            if codec is None and len(blob) > chunkfmt.HEADER.size:
+                return blob[chunkfmt.HEADER.size:], str(e)  # stored as-is: samples carry their own crc
             return None, f"chunk {key} is damaged ({e})"
 
     # --- plain files -------------------------------------------------------------------

@@ -165,3 +165,13 @@ def test_broken_head_falls_back_to_the_last_manifest(cli, photo_ds: Path) -> Non
     assert cli("fsck", "--repair", photo_ds).code == 0
     assert cli("fsck", photo_ds).code == 0
     assert snapshot(photo_ds) == before
+
+
+def test_damaged_chunk_header_keeps_every_verified_sample(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    chunk, _, _ = where(photo_ds, "images", "photo_00005")
+    flip(chunk, 0)  # the magic: the chunk is unreadable as a whole, its samples are not
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "bad magic" in r.out and "(row " not in r.out
+    assert_repaired(cli, photo_ds, before, set())
+    assert not chunk.exists()  # the damaged object is gone once nothing points at it
