@@ -20,7 +20,7 @@ class FuseSettings:
     entry_timeout: float = 1.0  # seconds the kernel may cache a name lookup
     attr_timeout: float = 1.0  # seconds the kernel may cache attributes
     auto_cache: bool = True  # keep page cache across opens while mtime/size are unchanged
-    xattr: bool = True  # expose user.lakefs.* extended attributes
+    xattr: bool = False  # expose user.lakefs.* extended attributes (costs ls -l: BENCHMARKS.md)
     threads: bool = True  # run FUSE operations concurrently
     allow_other: bool = False
 

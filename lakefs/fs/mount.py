@@ -136,7 +136,8 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
     except LockedError as e:
         raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}") from e
     fs = DatasetFS(ds, config, read_only=read_only)
-    xattr = config.fuse.xattr and not options.get("noxattr")
+    # Off by default: with xattrs, ls -l asks two of them per entry (docs/BENCHMARKS.md).
+    xattr = bool(config.fuse.xattr or options.get("xattr")) and not options.get("noxattr")
     started = threading.Event()
 
     def ready() -> None:
