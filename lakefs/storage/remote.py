@@ -113,7 +113,8 @@ def open_dataset_storage(
         return storage
     from lakefs.storage.cache import CachingStorage
 
-    where = cache_dir_for(cache_dir, url, options, _marker_version(storage))
+    root = os.path.expanduser(os.fspath(cache_dir))
+    where = cache_dir_for(root, url, options, _marker_version(storage))
     return CachingStorage(storage, where, cache_size, cacheable=immutable_key)
 
 
