@@ -91,29 +91,25 @@ class ChunkEngine:
         """
         if len(shape) > MAX_NDIM:
             raise ValueError(f"at most {MAX_NDIM} dimensions are supported")
-        entry = np.zeros((), dtype=ENTRY)
         n = len(stored)
         if n > self.max_chunk:
-            first, tiles = self._write_tiles(stored)
-            entry["chunk"], entry["offset"], entry["tiles"] = first, 0, tiles
+            chunk_id, tiles = self._write_tiles(stored)
+            offset = 0
         else:
             if self._open and len(self._open) + n > self.chunk_size:
                 self.seal()
             if self._open_id is None:
                 self._open_id = self.ids.take()
                 self._open_state = (self._open_id, self._open)
-            entry["chunk"], entry["offset"], entry["tiles"] = self._open_id, len(self._open), 1
+            chunk_id, offset, tiles = self._open_id, len(self._open), 1
             self._open += stored
-        entry["length"] = n
-        entry["file_size"] = n if file_size is None else file_size
-        entry["crc"] = zlib.crc32(stored)
-        entry["mtime_ns"] = mtime_ns
-        entry["mode"] = mode
-        entry["ext"] = ext
-        entry["flags"] = flags
-        entry["ndim"] = len(shape)
-        entry["shape"][: len(shape)] = shape
-        self.index.set(row, entry)
+        # One tuple assignment instead of a record and a dozen field writes: this is the
+        # per-sample hot path (ENTRY field order; see lakefs/format/index.py).
+        padded = (*shape, 0, 0, 0, 0, 0, 0)[:MAX_NDIM]
+        self.index.set(row, (
+            row, chunk_id, offset, n, n if file_size is None else file_size, zlib.crc32(stored), tiles,
+            mtime_ns, mode, ext, flags, len(shape), 0, padded,
+        ))
 
     def _write_tiles(self, stored: bytes | bytearray | memoryview) -> tuple[int, int]:
         view = memoryview(stored)

@@ -481,9 +481,11 @@ class Dataset:
         return key
 
     def _ensure_rows(self, n: int) -> None:
+        if len(self._rows) >= n:
+            return
         while len(self._rows) < n:
             self._rows.append(self._auto_key(len(self._rows)))
-            self._touch()
+        self._touch()
 
     def _row_for_key(self, key: str, *, create: bool) -> int:
         row = self._rows.find(key)

@@ -48,14 +48,18 @@ class RowTable:
         row = self._recent.get(key)
         if row is not None:
             return row
+        sorted_hashes = self._sorted_hashes
+        if not len(sorted_hashes):
+            return None
         raw = key.encode("utf-8")
-        h = np.uint64(key_hash(raw))
-        lo = np.searchsorted(self._sorted_hashes, h, side="left")
-        hi = np.searchsorted(self._sorted_hashes, h, side="right")
-        for i in range(lo, hi):
+        h = key_hash(raw)
+        # np.uint64, not a Python int: a Python int may make numpy convert the whole array.
+        i = int(sorted_hashes.searchsorted(np.uint64(h)))
+        while i < len(sorted_hashes) and int(sorted_hashes[i]) == h:  # equal hashes: compare keys
             r = int(self._sorted_rows[i])
             if self._blob[self._offsets[r] : self._offsets[r + 1]] == raw:
                 return r
+            i += 1
         return None
 
     def _ensure_capacity(self, n: int) -> None:
