@@ -29,6 +29,7 @@ Importing this module loads libfuse; ``import lakefs`` must never import it.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import time
@@ -106,6 +107,39 @@ class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
             if flags:
                 return -errno.EINVAL
             return super().rename_fuse_3(old, new, flags)
+
+        def readdir_fuse_3(self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
+            # READDIRPLUS: when the operations offer ``readdir_stat(path, fh, offset)`` (a
+            # list of (name, stat dict) from entry ``offset`` on) and the kernel asks for
+            # attributes, hand each entry's stat over with its name (FUSE_FILL_DIR_PLUS), so
+            # ls -l / find -ls / stat after a listing need no LOOKUP per entry. libfuse 3.14
+            # only passes those attributes on for entries filled with non-zero offsets, so
+            # every entry carries its index + 1 and a full buffer ends the call.
+            # mfusepy's own readdir passes only the file type.
+            readdir_stat = getattr(self.operations, "readdir_stat", None)
+            if readdir_stat is None:
+                return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
+            plus = bool(flags & _READDIR_PLUS)
+            enc, errs = self.encoding, self.errors
+            st = _impl.c_stat()
+            size = ctypes.sizeof(st)
+            entries = readdir_stat(None if path is None else path.decode(enc, errs), fip.contents.fh, offset)
+            for index, (name, attrs) in enumerate(entries, offset + 1):
+                ctypes.memset(ctypes.byref(st), 0, size)
+                if plus and name not in (".", ".."):
+                    _impl.set_st_attrs(st, attrs, use_ns=self.use_ns)
+                    fill = _FILL_DIR_PLUS
+                else:
+                    st.st_mode = attrs["st_mode"]
+                    fill = 0
+                if filler(buf, name.encode(enc, errs), st, index, fill) != 0:
+                    break
+            return 0
+
+
+#: libfuse 3: ``fuse_readdir_flags`` FUSE_READDIR_PLUS and ``fuse_fill_dir_flags`` FUSE_FILL_DIR_PLUS.
+_READDIR_PLUS = 1 << 0
+_FILL_DIR_PLUS = 1 << 1
 
 
 @dataclass(frozen=True)

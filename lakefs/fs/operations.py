@@ -13,6 +13,7 @@ import functools
 import logging
 import os
 import stat
+import threading
 from typing import Any
 
 from lakefs.errors import LakeFSError
@@ -59,6 +60,9 @@ class LakeOperations(BaseOperations):
     def __init__(self, fs: DatasetFS, *, xattr: bool = True, on_ready=None) -> None:
         self.fs = fs
         self._on_ready = on_ready
+        self._dirs: dict[int, list | None] = {}  # open directory → its listing (readdir_stat)
+        self._dirs_lock = threading.Lock()
+        self._next_dir = 0
         if not xattr:  # no getxattr/listxattr ops at all: ls -l skips the round trips
             self.getxattr = None  # type: ignore[assignment]
             self.listxattr = None  # type: ignore[assignment]
@@ -97,6 +101,31 @@ class LakeOperations(BaseOperations):
         for name, attr in self.fs.readdir(path):
             entries.append((name, stat.S_IFDIR if attr.is_dir() else stat.S_IFREG, 0))
         return entries
+
+    def opendir(self, path: str) -> int:
+        with self._dirs_lock:
+            self._next_dir += 1
+            self._dirs[self._next_dir] = None
+            return self._next_dir
+
+    def releasedir(self, path: str, fh: int) -> int:
+        with self._dirs_lock:
+            self._dirs.pop(fh, None)
+        return 0
+
+    @_op
+    def readdir_stat(self, path: str, fh: int, offset: int = 0) -> list[tuple[str, dict[str, int]]]:
+        """Entries from ``offset`` on with their attributes, for READDIRPLUS (see
+        lakefs.fs.binding.FUSE). The listing is taken at offset 0 and kept with the open
+        directory for the calls that continue it."""
+        entries = self._dirs.get(fh) if offset else None
+        if entries is None:
+            dot = {"st_mode": stat.S_IFDIR | 0o755}
+            entries = [(".", dot), ("..", dot), *((name, self._stat(attr)) for name, attr in self.fs.readdir(path))]
+            with self._dirs_lock:
+                if fh in self._dirs:
+                    self._dirs[fh] = entries
+        return entries[offset:]
 
     @_op
     def open(self, path: str, fi: Any) -> int:
