@@ -146,12 +146,46 @@ def cmd_umount(args: argparse.Namespace) -> int:
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     if tool is None:
         raise ConfigError("fusermount3 (package fuse3) is not installed")
+    pid = _mount_pid(mp) if source and "://" in source[0] else None
     done = subprocess.run([tool, "-u", mp], capture_output=True, text=True)
     if done.returncode != 0:
         raise LakeFSError(done.stderr.strip() or f"{tool} -u {mp} failed")
     if source and "ro" not in source[1].split(",") and "://" not in source[0]:
         _wait_for_writer(source[0])
+    elif pid is not None and "ro" not in source[1].split(","):
+        _wait_for_exit(pid, source[0])
     return 0
+
+
+def _mount_pid(mountpoint: str) -> int | None:
+    """The pid of this machine's ``lakefs mount`` serving ``mountpoint`` (absolute in its
+    argv, as a background mount has it), or None."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "mount" in argv and mountpoint in argv and any("lakefs" in a for a in argv[:4]):
+            return int(entry)
+    return None
+
+
+def _wait_for_exit(pid: int, dataset_url: str) -> None:
+    """Wait until the mount process of an object-store dataset has committed and exited
+    (its writer lease lives in the store, which this command may have no options for)."""
+    deadline = time.monotonic() + UMOUNT_WAIT
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                    return  # exited; its parent has not reaped it yet
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise LakeFSError(f"the mount process of {dataset_url} did not finish committing in {UMOUNT_WAIT:.0f} s")
 
 
 def _wait_for_writer(dataset_path: str) -> None:

@@ -88,3 +88,21 @@ def test_api_cache_dir_keeps_chunks_locally(photos, s3_endpoint, s3_url, tmp_pat
     before = cache.misses
     assert {s.filename: md5(s.tobytes()) for s in ds.images} == want
     assert cache.misses == before  # the second epoch is all local
+
+
+def test_background_mount_and_lakefs_umount_wait_for_the_final_commit(
+        photos, s3_endpoint, s3_url, s3_config, tmp_path, mountpoint):
+    cli = [sys.executable, "-m", "lakefs"]
+    subprocess.run([*cli, "mount", s3_url, str(mountpoint), "--config", str(s3_config),
+                    "-o", "commit_interval=600", "--log-file", str(tmp_path / "mount.log")],
+                   check=True, timeout=60)
+    try:
+        (mountpoint / "images").mkdir()
+        (mountpoint / "images" / photos[0].name).write_bytes(photos[0].read_bytes())
+    finally:
+        done = subprocess.run([*cli, "umount", str(mountpoint)], capture_output=True, text=True,
+                              timeout=150)
+    assert done.returncode == 0, done.stderr
+    # The mount process has committed and given the lease back: a writer gets it at once.
+    with lakefs.load(s3_url, storage_options=options(s3_endpoint)) as ds:
+        assert ds.images[0].tobytes() == photos[0].read_bytes()
