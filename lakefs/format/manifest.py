@@ -8,10 +8,12 @@ manifest, then the segments it names. See docs/FORMAT.md.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lakefs.errors import CorruptionError, FormatVersionError
+from lakefs.format import keys
 from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
 
 
@@ -76,7 +78,8 @@ class Manifest:
             "tensors": {k: v.to_json() for k, v in self.tensors.items()},
             "files": {k: v.to_json() for k, v in self.files.items()},
         }
-        return json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+        d[CRC_FIELD] = zlib.crc32(_canonical(d))
+        return _canonical(d)
 
     @classmethod
     def from_bytes(cls, blob: bytes, where: str) -> Manifest:
@@ -87,8 +90,9 @@ class Manifest:
         if not isinstance(d, dict) or d.get("format") != "lakefs":
             raise CorruptionError(f"{where}: not a lakefs manifest")
         check_version(d.get("format_version"), where)
+        _verify_crc(d, where)
         try:
-            return cls(
+            m = cls(
                 seq=int(d["seq"]),
                 next_id=int(d["next_id"]),
                 row_count=int(d["row_count"]),
@@ -98,8 +102,40 @@ class Manifest:
                 tensors={k: TensorMeta.from_json(v) for k, v in d["tensors"].items()},
                 files={k: StagedFile(**v) for k, v in d["files"].items()},
             )
+            # Segment references are read later, one by one: check their shape here so a
+            # damaged manifest is a CorruptionError naming it, not a KeyError at open.
+            for ref in m.rows:
+                int(ref["id"]), int(ref["start"]), int(ref["count"])
+            for meta in m.tensors.values():
+                for ref in meta.segments:
+                    int(ref["id"]), int(ref["count"])
+            return m
         except (KeyError, TypeError, ValueError) as e:
             raise CorruptionError(f"{where}: manifest is malformed: {e!r}") from e
+
+
+CRC_FIELD = "crc32"
+_FIELDS = frozenset({"format", "format_version", "seq", "next_id", "row_count", "rows", "groups",
+                     "pending_dirs", "tensors", "files", CRC_FIELD})
+
+
+def _canonical(d: dict) -> bytes:
+    return json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _verify_crc(d: dict, where: str) -> None:
+    """Check the manifest's ``crc32`` (of its canonical JSON without that field).
+
+    Manifests written before the field existed have none and are read as they are. A
+    flipped bit in a field name shows up as an unknown field (this is how a damaged
+    ``crc32`` name is caught too); one in a value, as a checksum mismatch.
+    """
+    unknown = set(d) - _FIELDS
+    if unknown:
+        raise CorruptionError(f"{where}: manifest has unknown fields {sorted(unknown)} (damaged?)")
+    crc = d.pop(CRC_FIELD, None)
+    if crc is not None and crc != zlib.crc32(_canonical(d)):
+        raise CorruptionError(f"{where}: manifest checksum mismatch (stored data is damaged)")
 
 
 def check_version(version: object, where: str) -> None:
@@ -122,8 +158,11 @@ def parse_head(blob: bytes, where: str) -> tuple[int, str]:
     try:
         d = json.loads(blob)
         check_version(d.get("format_version"), where)
-        return int(d["seq"]), str(d["manifest"])
+        seq, mkey = int(d["seq"]), str(d["manifest"])
     except FormatVersionError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CorruptionError(f"{where}: HEAD is malformed: {e!r}") from e
+    if mkey != keys.manifest(seq):  # HEAD has no checksum: a damaged seq or key shows here
+        raise CorruptionError(f"{where}: HEAD names {mkey!r} for commit {seq} (damaged?)")
+    return seq, mkey

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lakefs.dataset import Dataset
+from lakefs.errors import CorruptionError
 from lakefs.fs.tree import DatasetFS
 from lakefs.storage import MemoryStorage
 
@@ -24,3 +27,59 @@ def test_zero_length_write_past_the_end_changes_nothing():
     assert fs.getattr("/f").size == 3
     fs.release(fh)
     assert fs.ds.read_file("f") == b"abc"
+
+
+def _committed(storage: MemoryStorage) -> tuple[bytes, str]:
+    from lakefs.format.manifest import parse_head
+
+    with Dataset(storage, create=True) as ds:
+        ds.create_tensor("blobs", htype="bytes")
+        ds["blobs"]["k"] = b"data"
+    _, mkey = parse_head(storage.get("HEAD"), "HEAD")
+    return storage.get(mkey), mkey
+
+
+def test_manifest_bitflip_in_a_name_is_detected():
+    """Regression (test_corruption.py): the manifest had no checksum, so one flipped bit
+    renamed tensor ``blobs`` to ``blocs`` and the dataset opened without a word."""
+    storage = MemoryStorage()
+    blob, mkey = _committed(storage)
+    storage.put(mkey, blob.replace(b'"blobs"', b'"blocs"'))
+    with pytest.raises(CorruptionError, match="checksum mismatch"):
+        Dataset(storage, read_only=True)
+
+
+def test_manifest_with_a_damaged_row_reference_is_a_corruption_error():
+    """Regression: a damaged ``rows`` entry raised a bare KeyError('start') at open."""
+    storage = MemoryStorage()
+    blob, mkey = _committed(storage)
+    d = json.loads(blob)
+    d.pop("crc32")
+    d["rows"][0]["stbrt"] = d["rows"][0].pop("start")
+    storage.put(mkey, json.dumps(d, separators=(",", ":"), sort_keys=True).encode())  # as if pre-crc
+    with pytest.raises(CorruptionError, match="malformed"):
+        Dataset(storage, read_only=True)
+
+
+def test_manifest_without_crc_still_opens():
+    """Manifests written before the crc32 field existed read as before."""
+    storage = MemoryStorage()
+    blob, mkey = _committed(storage)
+    d = json.loads(blob)
+    d.pop("crc32")
+    storage.put(mkey, json.dumps(d, separators=(",", ":"), sort_keys=True).encode())
+    with Dataset(storage, read_only=True) as ds:
+        assert ds["blobs"]["k"].tobytes() == b"data"
+
+
+def test_damaged_head_is_a_corruption_error():
+    """Regression: a HEAD whose manifest key was damaged gave InvalidKeyError, naming no HEAD."""
+    storage = MemoryStorage()
+    _committed(storage)
+    head = storage.get("HEAD")
+    storage.put("HEAD", head.replace(b"manifests/", b"man)fests/"))
+    with pytest.raises(CorruptionError, match="HEAD"):
+        Dataset(storage, read_only=True)
+    storage.put("HEAD", head.replace(b'"seq": 2', b'"seq": 3'))
+    with pytest.raises(CorruptionError, match="HEAD"):
+        Dataset(storage, read_only=True)
