@@ -42,7 +42,7 @@ def encode(kind: ChunkKind, payload: bytes | bytearray | memoryview, compress=No
     """A chunk object for ``payload``; ``compress`` is the chunk codec's compress function."""
     stored = compress(bytes(payload)) if kind == ChunkKind.CHUNK_COMPRESSED else payload
     header = HEADER.pack(MAGIC, FORMAT_VERSION, int(kind), 0, len(payload), len(stored), zlib.crc32(stored), 0)
-    return header + bytes(stored)
+    return b"".join((header, stored))  # one copy: header + bytes(stored) copied the payload twice
 
 
 def parse_header(blob: bytes | memoryview, where: str) -> tuple[ChunkKind, int, int, int]:
