@@ -126,7 +126,7 @@ class ChunkEngine:
 
     def seal(self) -> None:
         """Write the open chunk to storage. On failure the open chunk is kept for a retry."""
-        if not self._open:
+        if self._open_id is None:  # not `not self._open`: empty samples still point at it
             return
         assert self._open_id is not None
         self._put_chunk(self._open_id, self._open)

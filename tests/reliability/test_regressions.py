@@ -83,3 +83,19 @@ def test_damaged_head_is_a_corruption_error():
     storage.put("HEAD", head.replace(b'"seq": 2', b'"seq": 3'))
     with pytest.raises(CorruptionError, match="HEAD"):
         Dataset(storage, read_only=True)
+
+
+def test_empty_sample_survives_a_commit(tmp_path):
+    """Regression (test_differential.py): an empty sample pointed at the open chunk, which
+    seal() skipped because its payload was empty, so after a reopen the empty file read
+    as "chunk missing" (EIO) and fsck flagged it."""
+    import lakefs
+    from lakefs.storage import LocalStorage
+    from lakefs.tools.fsck import fsck
+
+    with lakefs.empty(tmp_path / "ds") as ds:
+        ds.create_tensor("blobs", htype="bytes")
+        ds["blobs"]["empty"] = b""
+    with lakefs.load(tmp_path / "ds", read_only=True) as ds:
+        assert ds["blobs"]["empty"].tobytes() == b""
+    assert fsck(LocalStorage(tmp_path / "ds", read_only=True)).ok
