@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fill, lakefs_mount, md5, options, write_config
+from s3util import fill, lakefs_mount, md5, options, write_config
 
 import lakefs
 from lakefs.errors import LockedError

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import fill, lakefs_mount, md5, write_config
+from s3util import fill, lakefs_mount, md5, write_config
 from s3server import BUCKET, MotoServer, boto_client, free_port
 
 from mounting import mounted

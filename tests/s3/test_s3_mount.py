@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import fill, lakefs_mount, md5, options
+from s3util import fill, lakefs_mount, md5, options
 from s3server import BUCKET, CREDENTIALS, boto_client
 
 import lakefs
