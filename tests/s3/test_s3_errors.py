@@ -30,14 +30,14 @@ def mount_fails(url: str, mnt: Path, config: Path, *args: str) -> str:
 
 def test_unreachable_endpoint_is_one_line(tmp_path, mountpoint):
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    config = write_config(tmp_path / "c.yaml", endpoint)
+    config = write_config(tmp_path / "c.yaml", endpoint, tmp_path / "cache")
     for args in ((), ("-o", "ro"), ("-f",)):
         line = mount_fails(f"s3://{BUCKET}/ds", mountpoint, config, *args)
         assert line.startswith("lakefs: error: cannot reach") and endpoint in line
 
 
 def test_missing_bucket_is_one_line(s3_endpoint, tmp_path, mountpoint):
-    config = write_config(tmp_path / "c.yaml", s3_endpoint)
+    config = write_config(tmp_path / "c.yaml", s3_endpoint, tmp_path / "cache")
     line = mount_fails("s3://no-such-bucket/ds", mountpoint, config, "-o", "ro")
     assert "bucket 'no-such-bucket' does not exist" in line
 
@@ -47,7 +47,8 @@ def test_bad_credentials_are_one_line(tmp_path, mountpoint):
     server = MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
     server.start()
     try:
-        config = write_config(tmp_path / "c.yaml", server.endpoint, key="AKIAWRONG", secret="wrong")
+        config = write_config(tmp_path / "c.yaml", server.endpoint, tmp_path / "cache",
+                              key="AKIAWRONG", secret="wrong")
         line = mount_fails(f"s3://{BUCKET}/ds", mountpoint, config)
         assert "access denied" in line and "check credentials" in line
     finally:
@@ -55,7 +56,7 @@ def test_bad_credentials_are_one_line(tmp_path, mountpoint):
 
 
 def test_missing_dataset_on_a_readonly_mount_is_one_line(s3_endpoint, s3_url, tmp_path, mountpoint):
-    config = write_config(tmp_path / "c.yaml", s3_endpoint)
+    config = write_config(tmp_path / "c.yaml", s3_endpoint, tmp_path / "cache")
     line = mount_fails(s3_url, mountpoint, config, "-o", "ro")
     assert "no lakefs dataset" in line
 
