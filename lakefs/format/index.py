@@ -156,8 +156,8 @@ class SampleIndex:
         return rows
 
     def encode_rows(self, rows: np.ndarray) -> bytes:
-        body = self._entries[rows].tobytes()
-        return segments.pack(segments.KIND_INDEX, len(rows), body)
+        selected = self._entries[rows]  # a fresh contiguous copy; packed without another
+        return segments.pack(segments.KIND_INDEX, len(rows), selected.view(np.uint8))
 
     def mark_dirty(self, rows: np.ndarray) -> None:
         self._dirty.update(int(r) for r in rows)

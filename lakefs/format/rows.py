@@ -29,6 +29,7 @@ class RowTable:
         self._sorted_hashes = np.zeros(0, dtype=np.uint64)
         self._sorted_rows = np.zeros(0, dtype=np.int64)
         self._recent: dict[str, int] = {}  # keys added since the sorted arrays were built
+        self._stale = False  # loaded rows are not yet in the sorted arrays
         self.committed = 0  # rows already stored in segments
         self.segments: list[dict] = []  # [{"id", "start", "count"}]
 
@@ -48,6 +49,8 @@ class RowTable:
         row = self._recent.get(key)
         if row is not None:
             return row
+        if self._stale:
+            self._rebuild_lookup()
         sorted_hashes = self._sorted_hashes
         if not len(sorted_hashes):
             return None
@@ -92,6 +95,7 @@ class RowTable:
         self._sorted_hashes = hashes[order]
         self._sorted_rows = order.astype(np.int64)
         self._recent.clear()
+        self._stale = False
 
     # --- persistence -------------------------------------------------------------------
 
@@ -126,4 +130,8 @@ class RowTable:
         self.committed = self._n
 
     def finish_load(self) -> None:
-        self._rebuild_lookup()
+        """Loading is done. The sorted-hash lookup is built on the first ``find``, not
+        here: argsort of a million hashes is a third of a 1M-row open, and readers that
+        index by row number never need it."""
+        self._recent.clear()
+        self._stale = True

@@ -29,9 +29,11 @@ KIND_INDEX = 1
 KIND_ROWS = 2
 
 
-def pack(kind: int, count: int, body: bytes) -> bytes:
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, kind, count, len(body), zlib.crc32(body), 0)
-    return header + body
+def pack(kind: int, count: int, body: bytes | memoryview) -> bytes:
+    """Header + body in one copy (``body`` may be any contiguous buffer, e.g. an array's)."""
+    body = memoryview(body).cast("B")
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, kind, count, body.nbytes, zlib.crc32(body), 0)
+    return b"".join((header, body))
 
 
 def unpack(blob: bytes, kind: int, where: str) -> tuple[int, memoryview]:
