@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -114,6 +113,13 @@ def bench_lakefs_read(path: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, total
 
 
+def _peak_rss_kb() -> int:
+    """VmHWM: peak resident set of this process. (Not ru_maxrss: Linux carries that
+    across execve, so a child would report its parent's peak.)"""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM")).split()[1])
+
+
 def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and "locks" not in p.parts)
 
@@ -128,7 +134,8 @@ n = len(ds.labels)
 last = ds.labels[n - 1].numpy()
 key = ds.row_of("{last_key}")
 elapsed = time.perf_counter() - t0
-print(elapsed, n, key, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(elapsed, n, key, hwm)
 """
 
 
@@ -143,7 +150,7 @@ def bench_tiny(path: Path, n: int) -> dict[str, float]:
     ds.flush()
     flush = time.perf_counter() - t0
     ds.close()
-    rss_writer = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_writer = _peak_rss_kb() / 1024
     code = REOPEN.format(repo=str(REPO), path=str(path), last_key=f"{n - 1:08d}")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     reopen, count, key, rss = float(out[0]), int(out[1]), int(out[2]), int(out[3]) / 1024
@@ -159,42 +166,47 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "lakefs-bench-engine")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    photos = _photos(args.workdir, args.photos)
-    files_bytes = sum(p.stat().st_size for p in photos)
     run = Path(tempfile.mkdtemp(dir=args.workdir, prefix="run-"))
     try:
-        for p in photos:  # warm the source files for both sides
-            _read_file(p)
-        files_w = bench_files_write(photos, run / "files")
-        append_w = bench_lakefs_write(photos, run / "ds-append", "append")
-        extend_w = bench_lakefs_write(photos, run / "ds-extend", "extend")
-        files_r, n1 = bench_files_read(run / "files")
-        lake_r, n2 = bench_lakefs_read(run / "ds-append")
-        assert n1 == n2 == files_bytes
-        overhead = _tree_size(run / "ds-append") / files_bytes - 1
-        n = len(photos)
-        print(f"\n{n} JPEGs, {files_bytes / n / 1000:.1f} kB mean, {files_bytes / 1e6:.1f} MB total")
-        print(f"{'operation':<34}{'seconds':>9}{'files/s':>10}{'vs plain files':>16}")
-        rows = [
-            ("plain files: write + fsync", files_w, None),
-            ("lakefs append + flush", append_w, files_w / append_w),
-            ("lakefs extend + flush", extend_w, files_w / extend_w),
-            ("plain files: read", files_r, None),
-            ("lakefs tobytes() (incl. open)", lake_r, files_r / lake_r),
-        ]
-        for name, secs, ratio in rows:
-            r = f"{ratio:.2f}x" if ratio is not None else "-"
-            print(f"{name:<34}{secs:>9.3f}{n / secs:>10.0f}{r:>16}")
-        print(f"storage overhead: {overhead * 100:+.3f}% ({_tree_size(run / 'ds-append') - files_bytes} bytes)")
+        if args.photos:
+            bench_photos(args, run)
         if args.tiny:
             tiny = bench_tiny(run / "tiny", args.tiny)
             print(f"\n{args.tiny} tiny samples (class_label)")
             print(f"append: {tiny['append_rate']:.0f}/s ({tiny['append_s']:.1f} s); "
                   f"flush: {tiny['flush_s']:.2f} s; reopen: {tiny['reopen_s']:.2f} s; "
-                  f"RSS after reopen: {tiny['reopen_rss_mb']:.0f} MB; writer peak RSS: "
+                  f"reader peak RSS: {tiny['reopen_rss_mb']:.0f} MB; writer peak RSS: "
                   f"{tiny['writer_peak_rss_mb']:.0f} MB; on disk: {tiny['bytes'] / 1e6:.1f} MB")
     finally:
         shutil.rmtree(run, ignore_errors=True)
+
+
+def bench_photos(args: argparse.Namespace, run: Path) -> None:
+    photos = _photos(args.workdir, args.photos)
+    files_bytes = sum(p.stat().st_size for p in photos)
+    for p in photos:  # warm the source files for both sides
+        _read_file(p)
+    files_w = bench_files_write(photos, run / "files")
+    append_w = bench_lakefs_write(photos, run / "ds-append", "append")
+    extend_w = bench_lakefs_write(photos, run / "ds-extend", "extend")
+    files_r, n1 = bench_files_read(run / "files")
+    lake_r, n2 = bench_lakefs_read(run / "ds-append")
+    assert n1 == n2 == files_bytes
+    overhead = _tree_size(run / "ds-append") / files_bytes - 1
+    n = len(photos)
+    print(f"\n{n} JPEGs, {files_bytes / n / 1000:.1f} kB mean, {files_bytes / 1e6:.1f} MB total")
+    print(f"{'operation':<34}{'seconds':>9}{'files/s':>10}{'vs plain files':>16}")
+    rows = [
+        ("plain files: write + fsync", files_w, None),
+        ("lakefs append + flush", append_w, files_w / append_w),
+        ("lakefs extend + flush", extend_w, files_w / extend_w),
+        ("plain files: read", files_r, None),
+        ("lakefs tobytes() (incl. open)", lake_r, files_r / lake_r),
+    ]
+    for name, secs, ratio in rows:
+        r = f"{ratio:.2f}x" if ratio is not None else "-"
+        print(f"{name:<34}{secs:>9.3f}{n / secs:>10.0f}{r:>16}")
+    print(f"storage overhead: {overhead * 100:+.3f}% ({_tree_size(run / 'ds-append') - files_bytes} bytes)")
 
 
 if __name__ == "__main__":
