@@ -24,6 +24,7 @@ import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,7 @@ class _Item:
     st: os.stat_result
     future: Future  # → (bytes to write, None) or (None, reason)
     transcoded: bool
+    args: tuple = ()  # the transcode call, kept to retry it once if the pool broke
 
 
 class Ingester:
@@ -176,19 +178,43 @@ class Ingester:
         except OSError as e:
             self._fail(src, _reason(e))
             return
+        args: tuple = ()
         if transcode:
-            pool = self._get_pool()
             fmt = tensor._format
             args = (src.path, codec, fmt.exact, fmt.allow_transcode)
-            if pool is None:
-                future: Future = Future()
-                future.set_result(transcode_file(*args))
-            else:
-                future = pool.submit(transcode_file, *args)
+            future = self._transcode(args)
         else:
             future = self._readers.submit(read_file, src.path)
-        self._window.append(_Item(src, st, future, transcode))
+        self._window.append(_Item(src, st, future, transcode, args))
         self._window_bytes += st.st_size
+
+    def _transcode(self, args: tuple) -> Future:
+        pool = self._get_pool()
+        if pool is not None:
+            return pool.submit(transcode_file, *args)
+        future: Future = Future()
+        future.set_result(transcode_file(*args))
+        return future
+
+    def _result(self, item: _Item) -> tuple[bytes | None, str | None]:
+        """The item's outcome; a worker that died (OOM killer, a crash in a decoder) breaks
+        the pool: the file is retried once in a fresh pool, then reported."""
+        try:
+            return item.future.result()
+        except BrokenProcessPool:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+            if not item.args:
+                return None, "the transcoding process died"
+            retry, item.args = self._transcode(item.args), ()
+            try:
+                return retry.result()
+            except BrokenProcessPool:
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = None
+                return None, "the transcoding process died while decoding this file"
 
     def _already_stored(self, src: SourceFile, tensor: Tensor, st: os.stat_result) -> bool:
         row = self.ds.row_of(src.key)
@@ -229,7 +255,7 @@ class Ingester:
 
     def _write(self, item: _Item) -> None:
         src, tensor = item.src, self.ds.tensors[item.src.tensor]
-        data, reason = item.future.result()
+        data, reason = self._result(item)
         if data is None:
             self._fail(src, reason or "could not be read")
             return

@@ -172,3 +172,23 @@ def test_python_m_lakefs_ingest_with_a_process_pool(png_dir: Path, dataset_path:
     assert proc.returncode == 0, proc.stderr
     assert "ingested 6 of 6 files (flat layout, 6 transcoded" in proc.stdout
     assert proc.stderr == ""
+
+
+def test_a_dead_worker_is_retried_once_then_reported(png_dir: Path, dataset_path: Path) -> None:
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from lakefs.tools.scan import scan
+
+    plan = scan(str(png_dir), tensor="images", settings={"htype": "image", "sample_compression": "jpeg"})
+    with lakefs.dataset(dataset_path) as ds:
+        ing = ingest_mod.Ingester(ds, plan, workers=0, progress=False)
+        png = sorted(png_dir.iterdir())[0]
+        broken: Future = Future()
+        broken.set_exception(BrokenProcessPool("killed"))
+        item = ingest_mod._Item(plan.files[0], png.stat(), broken, True, (str(png), "jpeg", False, True))
+        data, reason = ing._result(item)
+        assert reason is None and data[:2] == b"\xff\xd8"  # retried (here in-process) and done
+        item = ingest_mod._Item(plan.files[0], png.stat(), broken, True, ())
+        assert ing._result(item) == (None, "the transcoding process died")
+        ing._readers.shutdown()
