@@ -43,6 +43,8 @@ _NOT_OBJECT = (errno.ENOENT, errno.EISDIR, errno.ENOTDIR)
 def _map_oserror(e: OSError, key: str, op: str) -> Exception:
     """The lakefs error for an ``OSError`` raised while doing ``op`` on ``key``."""
     msg = f"{op} {key!r}: {e.strerror or e}"
+    if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink planted in the tree
+        return InvalidKeyError(f"storage key {key!r} is a symlink; refusing to follow it")
     if e.errno in _NOT_OBJECT:
         return ObjectNotFoundError(f"no such object {key!r}")
     if e.errno in _FULL:
@@ -66,6 +68,7 @@ class LocalStorage(Storage):
     def __init__(self, root: str | os.PathLike[str], read_only: bool = False) -> None:
         self.root = os.path.realpath(os.fspath(root))
         self.writable = not read_only
+        self._safe_dirs: set[str] = set()  # key prefixes whose directory resolved inside root
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.root!r}, read_only={not self.writable})"
@@ -75,16 +78,22 @@ class LocalStorage(Storage):
     def _path(self, key: str) -> str:
         """The file path of ``key``, refusing any key that resolves outside the root.
 
-        ``check_key`` already rules out ``..`` and absolute keys; the realpath check
-        catches symlinks planted in the tree. (A symlink planted between this check and
-        the open is not caught: lakefs never creates symlinks, so that needs an attacker
-        with write access to the root racing us.)
+        ``check_key`` already rules out ``..`` and absolute keys. Symlinks planted in the
+        tree are caught by resolving each *directory* once (cached: a realpath per read
+        costs more than the read) and by opening files with ``O_NOFOLLOW``. (A symlink
+        planted after a directory was checked is not caught: lakefs never creates
+        symlinks, so that needs an attacker with write access to the root.)
         """
         check_key(key)
+        parent = key.rpartition("/")[0]
         path = os.path.join(self.root, *key.split("/"))
-        real = os.path.realpath(path)
-        if real != path and not real.startswith(self.root + os.sep):
-            raise InvalidKeyError(f"storage key {key!r} resolves outside the storage root")
+        if parent not in self._safe_dirs:
+            directory = os.path.dirname(path)
+            real = os.path.realpath(directory)
+            if real != directory and not real.startswith(self.root + os.sep):
+                raise InvalidKeyError(f"storage key {key!r} resolves outside the storage root")
+            if os.path.isdir(directory):  # a directory made later is checked again then
+                self._safe_dirs.add(parent)
         return path
 
     # --- reads -----------------------------------------------------------------------
@@ -92,7 +101,7 @@ class LocalStorage(Storage):
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
-            with open(path, "rb", buffering=0) as f:
+            with open(os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW), "rb", buffering=0) as f:
                 return f.readall()
         except OSError as e:
             raise _map_oserror(e, key, "read") from e
@@ -101,7 +110,7 @@ class LocalStorage(Storage):
         check_range(start, length)
         path = self._path(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as e:
             raise _map_oserror(e, key, "read") from e
         try:
@@ -121,7 +130,7 @@ class LocalStorage(Storage):
 
     def exists(self, key: str) -> bool:
         try:
-            return stat.S_ISREG(os.stat(self._path(key)).st_mode)
+            return stat.S_ISREG(os.lstat(self._path(key)).st_mode)
         except OSError as e:
             if e.errno in _NOT_OBJECT:
                 return False
@@ -129,7 +138,7 @@ class LocalStorage(Storage):
 
     def size(self, key: str) -> int:
         try:
-            st = os.stat(self._path(key))
+            st = os.lstat(self._path(key))
         except OSError as e:
             raise _map_oserror(e, key, "stat") from e
         if not stat.S_ISREG(st.st_mode):
@@ -175,6 +184,8 @@ class LocalStorage(Storage):
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self._check_writable(key)
         path = self._path(key)
+        if os.path.islink(path):
+            raise InvalidKeyError(f"storage key {key!r} is a symlink; refusing to replace it")
         dirpath, name = os.path.split(path)
         tmp = os.path.join(dirpath, f".{name}{_TMP_MARK}{secrets.token_hex(4)}")
         try:
