@@ -175,3 +175,18 @@ def test_damaged_chunk_header_keeps_every_verified_sample(cli, photo_ds: Path) -
     assert r.code == 1 and "bad magic" in r.out and "(row " not in r.out
     assert_repaired(cli, photo_ds, before, set())
     assert not chunk.exists()  # the damaged object is gone once nothing points at it
+
+
+def test_truncated_chunk_keeps_the_samples_before_the_cut(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    chunk, off, n = where(photo_ds, "meta", "photo_00001")
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        t = ds["meta"]
+        same = [s for s in t.iter_samples() if int(t._engine.index.entry(s.row)["chunk"]) == int(chunk.name, 16)]
+    assert len(same) >= 2
+    cut = HEADER.size + int(same[-1]._entry["offset"]) + 10  # inside the chunk's last sample
+    chunk.write_bytes(chunk.read_bytes()[:cut])
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and f"meta/{same[-1].filename} (row {same[-1].row}): sample is cut short" in r.out
+    assert all(f"meta/{s.filename} (row" not in r.out for s in same[:-1])
+    assert_repaired(cli, photo_ds, before, {f"meta/{same[-1].filename}"})
