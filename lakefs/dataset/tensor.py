@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -300,8 +301,11 @@ class Tensor:
             return Sample(self, row, e)
 
     def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
-                   mode: int | None = None) -> Sample:
-        """Store a file's bytes as the sample ``<key>.<ext>``, replacing that row's cell."""
+                   mode: int | None = None, transcoded: bool = False) -> Sample:
+        """Store a file's bytes as the sample ``<key>.<ext>``, replacing that row's cell.
+
+        ``transcoded``: ``data`` was already transcoded to the tensor's compression by the
+        caller (``lakefs ingest``'s worker processes); the sample is flagged as such."""
         parts = split_filename(filename)
         if parts is None or not self._format.accepts_extension(parts[1]):
             raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
@@ -311,6 +315,8 @@ class Tensor:
             self.dataset._check_writable()
             with self._format.rollback():
                 encoded = self._format.from_file(data, ext)
+            if transcoded:
+                encoded = dataclasses.replace(encoded, flags=encoded.flags | FLAG_TRANSCODED)
             row = self.dataset._row_for_key(key, create=True)
             self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
             return Sample(self, row, self._engine.index.entry(row))
