@@ -226,7 +226,7 @@ class Ingester:
         if sample.size == st.st_size:
             return True
         codec = _media_codec(tensor)  # a transcoded file cannot keep its size
-        return codec is not None and self._needs_transcode(src.path, codec)
+        return sample.transcoded and codec is not None and self._needs_transcode(src.path, codec)
 
     def _label_stored(self, src: SourceFile, row: int) -> bool:
         labels = self.ds.tensors.get(LABELS)
@@ -261,7 +261,8 @@ class Ingester:
             return
         name = src.key + (tensor._format.canonical_ext if item.transcoded else src.ext)
         try:
-            tensor.write_file(name, data, mtime_ns=item.st.st_mtime_ns, mode=item.st.st_mode & 0o7777)
+            tensor.write_file(name, data, mtime_ns=item.st.st_mtime_ns, mode=item.st.st_mode & 0o7777,
+                              transcoded=item.transcoded)
             if src.label is not None:
                 self.ds.tensors[LABELS].write_file(
                     src.key + ".txt", (src.label + "\n").encode(), mtime_ns=item.st.st_mtime_ns

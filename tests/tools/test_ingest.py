@@ -57,6 +57,7 @@ def test_png_transcoded_into_jpeg_tensor(cli, png_dir: Path, dataset_path: Path,
     assert names == [p.with_suffix(".jpg").name for p in sorted(png_dir.iterdir())]
     first = ds["images"][0]
     assert first.file_bytes()[:2] == b"\xff\xd8"
+    assert first.transcoded and not ds["images"].find_file(names[1]).file_bytes().startswith(b"\x89PNG")
     assert first.numpy().ndim == 3
     ds.close()
     r = cli("ingest", png_dir, dataset_path, "--tensor", "images", "-j", workers)
