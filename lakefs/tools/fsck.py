@@ -25,26 +25,22 @@ dataset.
 
 from __future__ import annotations
 
-import logging
+import json
 import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lakefs.chunks import chunk as chunkfmt
-from lakefs.chunks.cache import ChunkCache
-from lakefs.chunks.chunk import ChunkKind
-from lakefs.chunks.engine import ChunkEngine, IdAllocator
 from lakefs.compression import get_codec
 from lakefs.dataset.samples import SampleFormat
 from lakefs.errors import CorruptionError, DatasetNotFoundError, FormatVersionError, LakeFSError, ObjectNotFoundError
 from lakefs.format import keys, segments
 from lakefs.format.index import ENTRY, NO_CHUNK
-from lakefs.format.manifest import Manifest, TensorMeta, check_version, head_bytes, parse_head
+from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_head
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 
-log = logging.getLogger("lakefs.fsck")
 
 
 @dataclass
@@ -93,8 +89,6 @@ class Checker:
         except ObjectNotFoundError:
             raise DatasetNotFoundError(f"no lakefs dataset at {self.storage!r}") from None
         try:
-            import json  # noqa: PLC0415
-
             check_version(json.loads(marker).get("version"), keys.MARKER)
         except FormatVersionError:
             raise
@@ -305,83 +299,10 @@ def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
         checker = Checker(storage)
         bad_files = checker.run()
         if repair and checker.report.problems and not checker.report.fatal:
-            _repair(checker, bad_files)
+            from lakefs.tools.repair import repair as do_repair  # noqa: PLC0415
+
+            do_repair(checker, bad_files)
         return checker.report
     finally:
         if lock is not None:
             lock.release()
-
-
-def _repair(c: Checker, bad_files: list[str]) -> None:
-    m = c.manifest
-    ids = IdAllocator(m.next_id)
-    doomed = set(c.damaged)
-    for st in c.tensors:
-        if not st.dirty:
-            continue
-        _rewrite_tensor(c, st, ids)
-        doomed |= st.damaged
-    for path in bad_files:
-        del m.files[path]
-        c.report.dropped.append(path)
-    if c.rows_damaged:
-        rid = ids.take()
-        n = len(c.rows)
-        c.storage.put(keys.rows_segment(rid), c.rows.encode_range(0, n))
-        m.rows = [{"id": rid, "start": 0, "count": n}]
-        m.row_count = n
-    m.next_id = ids.next_id
-    m.seq += 1
-    mkey = keys.manifest(m.seq)
-    c.storage.put(mkey, m.to_bytes())
-    c.storage.put(keys.HEAD, head_bytes(m.seq, mkey))  # the one atomic step
-    c.report.repaired = True
-    doomed.discard(keys.HEAD)
-    for key in doomed:
-        try:
-            c.storage.delete(key)
-        except LakeFSError as e:
-            log.warning("could not delete damaged object %s: %s", key, e)
-
-
-def _rewrite_tensor(c: Checker, st: _TensorState, ids: IdAllocator) -> None:
-    meta = st.meta
-    entries = st.entries
-    for row in sorted(st.bad_rows):
-        e = entries[row]
-        ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else ""
-        c.report.dropped.append(f"{st.name}/{c.key(row)}{ext}")
-        entries[row]["chunk"] = NO_CHUNK
-        entries[row]["length"] = 0
-    if st.move_rows:
-        codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
-        kind = (ChunkKind.CHUNK_COMPRESSED if codec else
-                ChunkKind.SAMPLE_COMPRESSED if meta.sample_compression else ChunkKind.UNCOMPRESSED)
-        new = ChunkEngine(c.storage, meta.tid, kind, ids, ChunkCache(0), meta.chunk_size,
-                          codec.compress if codec else None, codec.decompress if codec else None)
-        for row in sorted(st.move_rows):
-            e = entries[row].copy()
-            data = _read_salvaged(c, meta, e)
-            new.write(row, data, shape=ChunkEngine.shape_of(e), mtime_ns=int(e["mtime_ns"]),
-                      mode=int(e["mode"]), ext=int(e["ext"]), flags=int(e["flags"]))
-            moved = new.index.entry(row)
-            for f in ("chunk", "offset", "tiles", "length", "crc"):
-                entries[row][f] = moved[f]
-        new.seal()
-    live = entries[entries["chunk"] != NO_CHUNK]
-    sid = ids.take()
-    c.storage.put(keys.index_segment(meta.tid, sid), segments.pack(segments.KIND_INDEX, len(live), live.tobytes()))
-    meta.segments = [{"id": sid, "count": int(len(live))}]
-
-
-def _read_salvaged(c: Checker, meta: TensorMeta, e: np.void) -> bytes:
-    """The verified bytes of a good sample that lives in a damaged chunk."""
-    first, tiles, off, n = int(e["chunk"]), int(e["tiles"]), int(e["offset"]), int(e["length"])
-    parts = []
-    for cid in range(first, first + tiles):
-        blob = c.storage.get(keys.chunk(meta.tid, cid))
-        parts.append(blob[chunkfmt.HEADER.size:])
-    data = b"".join(parts)[:n] if tiles > 1 else parts[0][off: off + n]
-    if zlib.crc32(data) != int(e["crc"]):  # checked moments ago; refuse to write otherwise
-        raise CorruptionError(f"row {int(e['row'])}: sample changed while repairing")
-    return data
