@@ -42,7 +42,6 @@ from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 
 
-
 @dataclass
 class FsckReport:
     problems: list[str] = field(default_factory=list)
