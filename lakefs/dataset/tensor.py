@@ -150,6 +150,16 @@ class Tensor:
     info = property(lambda self: self.meta.info)
 
     @property
+    def format(self) -> SampleFormat:
+        """How values and files become stored bytes (htype, codecs, extensions)."""
+        return self._format
+
+    def live_entries(self) -> np.ndarray:
+        """A copy of the index entries of the filled cells (for tools: sizes, shapes)."""
+        with self.dataset._lock:
+            return self._engine.index.live().copy()
+
+    @property
     def num_samples(self) -> int:
         with self.dataset._lock:
             return len(self._engine.index.present_rows())

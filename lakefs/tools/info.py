@@ -38,8 +38,8 @@ class TensorInfo:
 
 
 def _raw_bytes(tensor) -> int:
-    live = tensor._engine.index.live()
-    if not len(live) or tensor.dtype is None or tensor._format.htype.storage == "file":
+    live = tensor.live_entries()
+    if not len(live) or tensor.dtype is None or tensor.format.htype.storage == "file":
         return int(live["file_size"].sum()) if len(live) else 0
     shapes = live["shape"].astype(np.int64)
     ndim = live["ndim"].astype(np.int64)

@@ -180,7 +180,7 @@ class Ingester:
             return
         args: tuple = ()
         if transcode:
-            fmt = tensor._format
+            fmt = tensor.format
             args = (src.path, codec, fmt.exact, fmt.allow_transcode)
             future = self._transcode(args)
         else:
@@ -259,7 +259,7 @@ class Ingester:
         if data is None:
             self._fail(src, reason or "could not be read")
             return
-        name = src.key + (tensor._format.canonical_ext if item.transcoded else src.ext)
+        name = src.key + (tensor.format.canonical_ext if item.transcoded else src.ext)
         try:
             tensor.write_file(name, data, mtime_ns=item.st.st_mtime_ns, mode=item.st.st_mode & 0o7777,
                               transcoded=item.transcoded)
