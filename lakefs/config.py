@@ -17,8 +17,12 @@ TENSOR_SETTINGS = {"htype", "dtype", "sample_compression", "chunk_compression", 
 
 @dataclass(frozen=True)
 class FuseSettings:
-    entry_timeout: float = 1.0  # seconds the kernel may cache a name lookup
-    attr_timeout: float = 1.0  # seconds the kernel may cache attributes
+    # Seconds the kernel may cache a name lookup / attributes. Only the mount changes a
+    # dataset (one writer; read-only mounts see a snapshot), and the kernel drops what it
+    # cached on its own writes, renames and unlinks, so long timeouts stay correct
+    # (tests/fs/test_mount_cache.py) and save a round trip per stat (docs/BENCHMARKS.md).
+    entry_timeout: float = 60.0
+    attr_timeout: float = 60.0
     auto_cache: bool = True  # keep page cache across opens while mtime/size are unchanged
     xattr: bool = False  # expose user.lakefs.* extended attributes (costs ls -l: BENCHMARKS.md)
     threads: bool = True  # run FUSE operations concurrently

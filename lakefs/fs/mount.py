@@ -22,7 +22,7 @@ FUSE_OPTIONS = {
     "ro", "rw", "allow_other", "allow_root", "default_permissions", "auto_unmount", "kernel_cache",
     "auto_cache", "noauto_cache", "entry_timeout", "attr_timeout", "negative_timeout", "fsname",
     "subtype", "max_read", "debug", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime",
-    "noatime", "sync_read", "async_read",
+    "noatime", "sync_read", "async_read", "max_write", "max_readahead",
 }
 # -o options lakefs itself understands.
 LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "nothreads"}
