@@ -25,7 +25,10 @@ class FuseSettings:
     attr_timeout: float = 60.0
     auto_cache: bool = True  # keep page cache across opens while mtime/size are unchanged
     xattr: bool = False  # expose user.lakefs.* extended attributes (costs ls -l: BENCHMARKS.md)
-    threads: bool = True  # run FUSE operations concurrently
+    # Serve FUSE requests from several threads. None (auto): one thread for a local
+    # dataset (faster: no thread handoff, no GIL contention; docs/BENCHMARKS.md), several
+    # for an object store, where reads wait on the network.
+    threads: bool | None = None
     allow_other: bool = False
 
 

@@ -25,7 +25,7 @@ FUSE_OPTIONS = {
     "noatime", "sync_read", "async_read", "max_write", "max_readahead",
 }
 # -o options lakefs itself understands.
-LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "nothreads"}
+LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "nothreads", "threads"}
 
 
 def parse_options(text: str | None) -> dict[str, str | bool]:
@@ -150,7 +150,10 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
     if committer:
         committer.start()
     kwargs, ops.conn_tuning = fuse_kwargs(config, options, dataset_url)
-    threads = config.fuse.threads and not options.get("nothreads")
+    threads = config.fuse.threads
+    if threads is None:  # auto: several threads only when requests wait on a network
+        threads = "://" in dataset_url and not dataset_url.startswith("file://")
+    threads = (threads or bool(options.get("threads"))) and not options.get("nothreads")
     log.info("mounting %s at %s (%s)", dataset_url, mountpoint, "read-only" if read_only else "read-write")
     try:
         FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True, **kwargs)
