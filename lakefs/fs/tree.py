@@ -563,9 +563,12 @@ class DatasetFS:
             raise NotADirectoryError_(f"'/{n}' is not a directory")
         if kind == "tensor" and not any(p.startswith(o + "/") for p in self.ds._manifest.files):
             self.ds.rename_tensor(o, n)
-        elif kind == "pending":
+        elif kind == "pending":  # it holds only plain files: they move with it
+            inside = [p for p in self.ds._manifest.files if p.startswith(o + "/")]
             self.ds.delete_group(o)
             self.ds.make_pending_dir(n)
+            for path in inside:
+                self.ds.rename_file(path, n + path[len(o):])
         else:  # groups, tensors holding staged files: mv copies and deletes
             raise CrossDeviceError(f"'/{o}' cannot be renamed in place")
         self._dir_mtime_ns = time.time_ns()

@@ -99,3 +99,17 @@ def test_empty_sample_survives_a_commit(tmp_path):
     with lakefs.load(tmp_path / "ds", read_only=True) as ds:
         assert ds["blobs"]["empty"].tobytes() == b""
     assert fsck(LocalStorage(tmp_path / "ds", read_only=True)).ok
+
+
+def test_renaming_a_pending_directory_keeps_its_files():
+    """Regression (test_differential.py): ``mv d e`` of a mkdir'd directory holding plain
+    files re-created it empty and orphaned the files in the manifest."""
+    fs = DatasetFS(Dataset(MemoryStorage(), create=True))
+    fs.mkdir("/d", 0o755)
+    fh = fs.create("/d/a", 0o644)
+    fs.write(fh, b"kept", 0)
+    fs.release(fh)
+    fs.rename("/d", "/e")
+    assert [n for n, _ in fs.readdir("/e")] == ["a"]
+    assert fs.ds.read_file("e/a") == b"kept"
+    assert "d/a" not in fs.ds.files
