@@ -555,6 +555,10 @@ class DatasetFS:
 
     def _rename_dir(self, o: str, n: str) -> None:
         kind = self._dir_kind(o)
+        in_place = kind == "pending" or (
+            kind == "tensor" and not any(p.startswith(o + "/") for p in self.ds._manifest.files))
+        if not in_place:  # groups, tensors holding staged files: mv copies and deletes
+            raise CrossDeviceError(f"'/{o}' cannot be renamed in place")  # before touching n
         if self._dir_kind(n) is not None:
             if self.readdir("/" + n):
                 raise DirectoryNotEmptyError(f"'/{n}' is not empty")

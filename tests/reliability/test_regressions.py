@@ -113,3 +113,18 @@ def test_renaming_a_pending_directory_keeps_its_files():
     assert [n for n, _ in fs.readdir("/e")] == ["a"]
     assert fs.ds.read_file("e/a") == b"kept"
     assert "d/a" not in fs.ds.files
+
+
+def test_exdev_directory_rename_leaves_the_target_alone():
+    """Regression (test_differential.py): renaming a tensor that holds plain files onto an
+    empty directory removed that directory, then answered EXDEV."""
+    from lakefs.errors import CrossDeviceError
+
+    fs = DatasetFS(Dataset(MemoryStorage(), create=True))
+    fs.mkdir("/d", 0o755)
+    fs.mkdir("/e", 0o755)
+    for name in ("x.bin", "a"):  # x.bin makes d a bytes tensor; a is a plain file in it
+        fs.release(fs.create(f"/d/{name}", 0o644))
+    with pytest.raises(CrossDeviceError):
+        fs.rename("/d", "/e")
+    assert fs.getattr("/e").is_dir()
