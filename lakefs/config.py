@@ -47,6 +47,14 @@ class Config:
     log_file: str | None = None
     fuse: FuseSettings = field(default_factory=FuseSettings)
 
+    def dataset_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``lakefs.load``/``dataset``/``empty`` from these settings."""
+        return {
+            "storage_options": dict(self.storage_options) or None,
+            "cache_bytes": self.chunk_cache_size,
+            "allow_transcode": self.allow_transcode,
+        }
+
 
 def _check_type(name: str, value: Any, expected: Any) -> Any:
     kinds = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
@@ -65,8 +73,8 @@ def _check_type(name: str, value: Any, expected: Any) -> Any:
     raise ConfigError(f"config: {name} must be {want.split(' ')[0]}, got {value!r}")
 
 
-def _parse_size(name: str, value: Any) -> int:
-    """Sizes as integers or strings like "10GB", "256 MiB"."""
+def parse_size(value: Any, name: str = "size") -> int:
+    """Bytes from an integer or a string like "10GB", "256 MiB"; ConfigError otherwise."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, str):
@@ -78,7 +86,7 @@ def _parse_size(name: str, value: Any) -> int:
             return int(float(number) * mult)
         except ValueError:
             pass
-    raise ConfigError(f"config: {name} must be a size like 512MB, got {value!r}")
+    raise ConfigError(f"{name} must be a size like 512MB, got {value!r}")
 
 
 def from_dict(data: dict[str, Any]) -> Config:
@@ -101,7 +109,7 @@ def from_dict(data: dict[str, Any]) -> Config:
         elif key == "tensors":
             values["tensors"] = _tensors_from_dict(value)
         elif key in ("cache_size", "chunk_cache_size", "chunk_size", "spill_size"):
-            values[key] = _parse_size(key, value)
+            values[key] = parse_size(value, f"config: {key}")
         elif key in known:
             values[key] = _check_type(key, value, known[key].type)
         else:
@@ -122,7 +130,7 @@ def _storage_from_dict(value: Any) -> dict[str, Any]:
     if "cache_dir" in value:
         out["cache_dir"] = _check_type("storage.cache_dir", value["cache_dir"], "str | None")
     if "cache_size" in value:
-        out["cache_size"] = _parse_size("storage.cache_size", value["cache_size"])
+        out["cache_size"] = parse_size(value["cache_size"], "config: storage.cache_size")
     return out
 
 

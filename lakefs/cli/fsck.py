@@ -21,7 +21,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     from lakefs.storage import open_storage
     from lakefs.tools.fsck import fsck
 
-    storage = open_storage(args.dataset, read_only=not args.repair)
+    storage = open_storage(args.dataset, read_only=not args.repair,
+                           options=dict(args.settings.storage_options) or None)
     report = fsck(storage, repair=args.repair)
     for line in report.problems:
         print(f"fsck: {line}")

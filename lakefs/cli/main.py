@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from lakefs.config import load_config
 from lakefs.errors import LakeFSError
 
 # Modules under lakefs.cli, each with ``register(subparsers)``; imported lazily per run
@@ -35,7 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    _add_config_option(sub)
     return parser
+
+
+def _add_config_option(sub: argparse._SubParsersAction) -> None:
+    """Give every command (nested ones too) ``--config FILE``: storage options for
+    object-store datasets, transcode policy, ... (see config.example.yaml)."""
+    for parser in sub.choices.values():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for n in nested:
+                _add_config_option(n)
+        elif not any("--config" in a.option_strings for a in parser._actions):
+            parser.add_argument("--config", help="YAML settings (see config.example.yaml)")
 
 
 def _version() -> str:
@@ -53,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             format="lakefs: %(levelname)s: %(message)s",
         )
     try:
+        args.settings = load_config(args.config)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("lakefs: interrupted", file=sys.stderr)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 
-from lakefs.config import load_config
 from lakefs.errors import ConfigError, LakeFSError
 
 READY_TIMEOUT = 60.0
@@ -54,7 +53,7 @@ def _log_file(args: argparse.Namespace, configured: str | None) -> str:
 def cmd_mount(args: argparse.Namespace) -> int:
     from lakefs.fs.mount import parse_options, run_mount
 
-    config = load_config(args.config)
+    config = args.settings
     options = parse_options(",".join(args.options))
     if not args.foreground:
         return _spawn_background(args, _log_file(args, config.log_file))

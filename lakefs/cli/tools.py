@@ -12,7 +12,8 @@ import json
 import stat
 import time
 
-from lakefs.errors import ConfigError, TensorNotFoundError
+from lakefs.config import parse_size
+from lakefs.errors import TensorNotFoundError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,16 +64,6 @@ def add_tensor_options(p: argparse.ArgumentParser, *, htype_default: str | None 
     p.add_argument("--chunk-size", help="target chunk size, e.g. 8MB")
 
 
-def parse_size(text: str) -> int:
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    num, unit = (t[:-1], t[-1]) if t[-1:] in units and t[-1:] else (t, "")
-    try:
-        return int(float(num) * units[unit])
-    except (ValueError, KeyError):
-        raise ConfigError(f"bad size {text!r} (use e.g. 8MB)") from None
-
-
 def tensor_kwargs(args: argparse.Namespace) -> dict:
     out = {
         "htype": args.htype,
@@ -80,7 +71,7 @@ def tensor_kwargs(args: argparse.Namespace) -> dict:
         "sample_compression": args.sample_compression,
         "chunk_compression": args.chunk_compression,
         "class_names": [c.strip() for c in args.class_names.split(",") if c.strip()] if args.class_names else None,
-        "chunk_size": parse_size(args.chunk_size) if args.chunk_size else None,
+        "chunk_size": parse_size(args.chunk_size, "--chunk-size") if args.chunk_size else None,
     }
     return {k: v for k, v in out.items() if v is not None}
 
@@ -91,7 +82,7 @@ def tensor_kwargs(args: argparse.Namespace) -> dict:
 def cmd_create(args: argparse.Namespace) -> int:
     import lakefs
 
-    lakefs.empty(args.dataset, overwrite=args.overwrite).close()
+    lakefs.empty(args.dataset, overwrite=args.overwrite, **args.settings.dataset_options()).close()
     print(f"created dataset {args.dataset}")
     return 0
 
@@ -99,7 +90,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_tensor_create(args: argparse.Namespace) -> int:
     import lakefs
 
-    with lakefs.load(args.dataset) as ds:
+    with lakefs.load(args.dataset, **args.settings.dataset_options()) as ds:
         t = ds.create_tensor(args.name, **tensor_kwargs(args))
         print(f"created tensor {t.name} ({_settings(t)})")
     return 0
@@ -119,7 +110,7 @@ def _settings(t) -> str:
 def cmd_tensor_list(args: argparse.Namespace) -> int:
     import lakefs
 
-    with lakefs.load(args.dataset, read_only=True) as ds:
+    with lakefs.load(args.dataset, read_only=True, **args.settings.dataset_options()) as ds:
         for name, t in sorted(ds.tensors.items()):
             print(f"{name}\t{t.num_samples} samples\t{_settings(t)}")
     return 0
@@ -128,7 +119,7 @@ def cmd_tensor_list(args: argparse.Namespace) -> int:
 def cmd_tensor_delete(args: argparse.Namespace) -> int:
     import lakefs
 
-    with lakefs.load(args.dataset) as ds:
+    with lakefs.load(args.dataset, **args.settings.dataset_options()) as ds:
         ds.delete_tensor(args.name)
     print(f"deleted tensor {args.name}")
     return 0
@@ -138,7 +129,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import lakefs
     from lakefs.tools.info import dataset_info, format_table
 
-    with lakefs.load(args.dataset, read_only=True) as ds:
+    with lakefs.load(args.dataset, read_only=True, **args.settings.dataset_options()) as ds:
         info = dataset_info(ds, args.dataset)
     print(json.dumps(info, indent=2) if args.json else format_table(info))
     return 0
@@ -149,7 +140,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from lakefs.tools import split_dataset_path
 
     location, inner = split_dataset_path(args.path)
-    with lakefs.load(location, read_only=True) as ds:
+    with lakefs.load(location, read_only=True, **args.settings.dataset_options()) as ds:
         for name, mode, size, mtime_ns in list_dir(ds, inner):
             if args.long:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
@@ -185,7 +176,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     import lakefs
     from lakefs.tools.info import human
 
-    with lakefs.load(args.dataset) as ds:
+    with lakefs.load(args.dataset, **args.settings.dataset_options()) as ds:
         r = ds.compact()
     print(f"compacted {args.dataset}: {human(r['bytes_before'])} -> {human(r['bytes_after'])} "
           f"({human(r['reclaimed'])} reclaimed)")

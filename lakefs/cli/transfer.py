@@ -63,7 +63,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lakefs.tools.scan import scan
 
     plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args))
-    with lakefs.dataset(args.dataset) as ds:
+    with lakefs.dataset(args.dataset, **args.settings.dataset_options()) as ds:
         report = ingest(ds, plan, workers=args.workers, progress=args.progress,
                         commit_seconds=args.commit_seconds)
     if not args.quiet:
@@ -79,7 +79,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lakefs.tools.export import export
     from lakefs.tools.info import human
 
-    with lakefs.load(args.dataset, read_only=True) as ds:
+    with lakefs.load(args.dataset, read_only=True, **args.settings.dataset_options()) as ds:
         report = export(ds, args.dest, tensors=args.tensors, overwrite=args.overwrite, progress=args.progress)
     if not args.quiet:
         print(f"exported {report.files} files ({human(report.bytes)}) to {args.dest} in {report.seconds:.1f} s")

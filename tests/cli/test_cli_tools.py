@@ -48,7 +48,7 @@ def test_tensor_create_list_delete(cli, dataset_path: Path) -> None:
     (["--sample-compression", "zip"], "unknown compression 'zip'"),
     (["--sample-compression", "jpeg", "--chunk-compression", "lz4"], "not both"),
     (["--htype", "image", "--sample-compression", "wav"], "cannot use sample_compression 'wav'"),
-    (["--chunk-size", "lots"], "bad size 'lots'"),
+    (["--chunk-size", "lots"], "--chunk-size must be a size like 512MB, got 'lots'"),
     (["--chunk-size", "100"], "too small"),
     (["--dtype", "int99"], "dtype"),
 ])
@@ -157,3 +157,24 @@ def test_subprocess_error_edge_and_debug(tmp_path: Path) -> None:
     assert run("create", str(ds)).returncode == 0
     p = run("info", str(ds), "--json")
     assert p.returncode == 0 and json.loads(p.stdout)["tensors"] == []
+
+
+def test_every_command_takes_config(cli, dataset_path: Path, tmp_path: Path, photos) -> None:
+    from PIL import Image
+
+    src = tmp_path / "pngs"
+    src.mkdir()
+    Image.open(photos[0]).save(src / "a.png")
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("allow_transcode: false\n")
+    cli("create", dataset_path, "--config", strict)
+    cli("tensor", "create", dataset_path, "images", "--htype", "image", "--sample-compression", "jpeg")
+    r = cli("ingest", src, dataset_path, "--tensor", "images", "--config", strict, "-j", "0")
+    assert r.code == 1 and "a.png" in r.err  # the transcode is refused by the config
+    assert cli("ingest", src, dataset_path, "--tensor", "images", "-j", "0").code == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("allow_transcode: maybe\n")
+    for argv in (["info", dataset_path], ["ls", dataset_path], ["fsck", dataset_path],
+                 ["tensor", "list", dataset_path], ["export", dataset_path, tmp_path / "out"]):
+        r = cli(*argv, "--config", bad)
+        assert r.code == 1 and r.err.count("\n") == 1 and "allow_transcode" in r.err, argv

@@ -1,23 +1,10 @@
-"""Golden fixtures for the compression tests (tests/fixtures/compression, never regenerated)."""
+"""Fixtures for the compression tests; the golden files are in codec_fixtures.py."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "compression"
-EXPECTED: dict[str, dict] = json.loads((FIXTURES / "expected.json").read_text())
-
-
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def fixture_array(name: str) -> np.ndarray:
-    return np.load(FIXTURES / f"{name}.npy")
+from codec_fixtures import EXPECTED, fixture_bytes
 
 
 @pytest.fixture(params=sorted(EXPECTED), ids=str)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import EXPECTED, fixture_array
+from codec_fixtures import EXPECTED, fixture_array
 
 from lakefs.compression import codec_for_extension, detect, get_codec, prepare_encoded
 from lakefs.errors import CorruptSampleError, UnsupportedError

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import fixture_bytes
+from codec_fixtures import fixture_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays

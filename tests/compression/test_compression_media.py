@@ -6,7 +6,7 @@ import struct
 
 import numpy as np
 import pytest
-from conftest import fixture_bytes
+from codec_fixtures import fixture_bytes
 
 from lakefs.compression import detect, get_codec
 from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError

@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import fixture_array, fixture_bytes
+from codec_fixtures import fixture_array, fixture_bytes
 
 from lakefs.compression import encode_array, get_codec, prepare_encoded
 from lakefs.errors import (

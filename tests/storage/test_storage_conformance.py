@@ -14,14 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import (
-    BUCKET,
-    DictBackdoor,
-    FsspecMemoryBackdoor,
-    LocalBackdoor,
-    S3Backdoor,
-    s3_options,
-)
+from backdoors import DictBackdoor, FsspecMemoryBackdoor, LocalBackdoor, S3Backdoor
+from s3server import BUCKET, s3_options
 
 from lakefs.errors import (
     InvalidKeyError,

@@ -10,7 +10,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import BUCKET, S3Backdoor, boto_client, free_port, moto_server, s3_options
+from backdoors import S3Backdoor
+from s3server import BUCKET, boto_client, free_port, moto_server, s3_options
 
 from lakefs.errors import LockedError, ObjectNotFoundError, StorageError
 from lakefs.storage import open_storage
@@ -100,7 +101,7 @@ def lease_store(request: pytest.FixtureRequest, s3_prefix: str):
         url, opts = f"s3://{BUCKET}/{s3_prefix}", s3_options(endpoint)
         raw = S3Backdoor(endpoint, s3_prefix)
     else:
-        from conftest import FsspecMemoryBackdoor
+        from backdoors import FsspecMemoryBackdoor
 
         url, opts = f"memory://lease-{uuid.uuid4().hex}", None
         raw = FsspecMemoryBackdoor(url)
