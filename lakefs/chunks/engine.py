@@ -21,7 +21,7 @@ from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.errors import CorruptionError, ObjectNotFoundError, SampleNotFoundError
 from lakefs.format import keys, segments
-from lakefs.format.index import ENTRY, MAX_NDIM, SampleIndex, SegmentRef, plan_merge
+from lakefs.format.index import MAX_NDIM, SampleIndex, SegmentRef, plan_merge
 from lakefs.storage.base import Storage
 
 DEFAULT_CHUNK_SIZE = 8 << 20  # Deep Lake's target

@@ -64,7 +64,7 @@ def probe_jpeg(data: bytes) -> SampleInfo:
     """Walk the JPEG marker segments up to the first scan (ITU T.81 B.1)."""
     if data[:3] != b"\xff\xd8\xff":
         raise corrupt("jpeg", "does not start with the SOI marker FFD8")
-    n, pos, frame = len(data), 2, None
+    pos, frame = 2, None
     while True:
         need(data, pos + 4, "jpeg", f"marker segment at byte {pos}")
         if data[pos] != 0xFF:
@@ -117,7 +117,7 @@ def probe_png(data: bytes) -> SampleInfo:
     """Walk every chunk to IEND, checking each CRC (PNG spec §5.3)."""
     if data[:8] != _PNG_SIGNATURE:
         raise corrupt("png", "bad signature")
-    view, pos, n = memoryview(data), 8, len(data)
+    view, pos = memoryview(data), 8
     header, has_idat, has_trns = None, False, False
     while True:
         need(data, pos + 12, "png", f"chunk at byte {pos} (no IEND)")

@@ -26,7 +26,6 @@ from lakefs.dataset.names import NAME_MAX, split_filename
 from lakefs.errors import (
     CrossDeviceError,
     DirectoryNotEmptyError,
-    InvalidNameError,
     IsADirectoryError_,
     LakeFSError,
     NameTooLongError,
@@ -670,7 +669,4 @@ class _NoAttr(LakeFSError, OSError):
     """No such extended attribute."""
 
     errno = errno.ENODATA
-
-    def __init__(self, *args: object) -> None:
-        Exception.__init__(self, *args)
 
