@@ -109,30 +109,34 @@ class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
             return super().rename_fuse_3(old, new, flags)
 
         def readdir_fuse_3(self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
-            # READDIRPLUS: when the operations offer ``readdir_stat(path, fh, offset)`` (a
-            # list of (name, stat dict) from entry ``offset`` on) and the kernel asks for
-            # attributes, hand each entry's stat over with its name (FUSE_FILL_DIR_PLUS), so
-            # ls -l / find -ls / stat after a listing need no LOOKUP per entry. libfuse 3.14
-            # only passes those attributes on for entries filled with non-zero offsets, so
-            # every entry carries its index + 1 and a full buffer ends the call.
-            # mfusepy's own readdir passes only the file type.
+            # READDIRPLUS: when the operations offer ``readdir_stat(path, fh, offset)`` (the
+            # whole listing as (name, st_mode, item), kept by the operations while the
+            # directory is open) and ``entry_stat(item)`` (a stat dict), and the kernel asks
+            # for attributes, hand each entry's stat over with its name (FUSE_FILL_DIR_PLUS),
+            # so ls -l / find -ls / stat after a listing need no LOOKUP per entry. Stats are
+            # only made for entries sent with attributes (with warm attributes the kernel
+            # asks plain READDIR after the first batch). libfuse 3.14 only passes attributes
+            # on for entries filled with non-zero offsets, so every entry carries its index
+            # + 1 and a full buffer ends the call. mfusepy's readdir passes the type only.
             readdir_stat = getattr(self.operations, "readdir_stat", None)
             if readdir_stat is None:
                 return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
             plus = bool(flags & _READDIR_PLUS)
-            enc, errs = self.encoding, self.errors
+            entry_stat = self.operations.entry_stat
+            enc, errs, use_ns = self.encoding, self.errors, self.use_ns
             st = _impl.c_stat()
             size = ctypes.sizeof(st)
             entries = readdir_stat(None if path is None else path.decode(enc, errs), fip.contents.fh, offset)
-            for index, (name, attrs) in enumerate(entries, offset + 1):
+            for index in range(offset, len(entries)):
+                name, mode, item = entries[index]
                 ctypes.memset(ctypes.byref(st), 0, size)
-                if plus and name not in (".", ".."):
-                    _impl.set_st_attrs(st, attrs, use_ns=self.use_ns)
+                if plus and item is not None:
+                    _impl.set_st_attrs(st, entry_stat(item), use_ns=use_ns)
                     fill = _FILL_DIR_PLUS
                 else:
-                    st.st_mode = attrs["st_mode"]
+                    st.st_mode = mode
                     fill = 0
-                if filler(buf, name.encode(enc, errs), st, index, fill) != 0:
+                if filler(buf, name.encode(enc, errs), st, index + 1, fill) != 0:
                     break
             return 0
 

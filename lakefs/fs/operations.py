@@ -114,18 +114,21 @@ class LakeOperations(BaseOperations):
         return 0
 
     @_op
-    def readdir_stat(self, path: str, fh: int, offset: int = 0) -> list[tuple[str, dict[str, int]]]:
-        """Entries from ``offset`` on with their attributes, for READDIRPLUS (see
-        lakefs.fs.binding.FUSE). The listing is taken at offset 0 and kept with the open
-        directory for the calls that continue it."""
+    def readdir_stat(self, path: str, fh: int, offset: int = 0) -> list[tuple[str, int, Attr | None]]:
+        """The listing as (name, st_mode, Attr) for READDIRPLUS (see lakefs.fs.binding.FUSE):
+        taken at offset 0 and kept with the open directory for the calls that continue it."""
         entries = self._dirs.get(fh) if offset else None
         if entries is None:
-            dot = {"st_mode": stat.S_IFDIR | 0o755}
-            entries = [(".", dot), ("..", dot), *((name, self._stat(attr)) for name, attr in self.fs.readdir(path))]
+            d, f = stat.S_IFDIR, stat.S_IFREG
+            entries = [(".", d, None), ("..", d, None),
+                       *((name, d if attr.is_dir() else f, attr) for name, attr in self.fs.readdir(path))]
             with self._dirs_lock:
                 if fh in self._dirs:
                     self._dirs[fh] = entries
-        return entries[offset:]
+        return entries
+
+    def entry_stat(self, attr: Attr) -> dict[str, int]:
+        return self._stat(attr)
 
     @_op
     def open(self, path: str, fi: Any) -> int:
