@@ -24,10 +24,12 @@ from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, ChunkEngine, IdAllocator
 from lakefs.compression import get_codec
+from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path
 from lakefs.dataset.samples import SampleFormat
-from lakefs.dataset.tensor import Sample, Tensor
+from lakefs.dataset.tensor import Tensor
+from lakefs.dataset.views import Group, Row
 from lakefs.errors import (
     CorruptionError,
     DatasetExistsError,
@@ -41,7 +43,15 @@ from lakefs.errors import (
     TensorNotFoundError,
 )
 from lakefs.format import keys, segments
-from lakefs.format.manifest import Manifest, StagedFile, TensorMeta, check_version, head_bytes, marker_bytes, parse_head
+from lakefs.format.manifest import (
+    Manifest,
+    StagedFile,
+    TensorMeta,
+    check_version,
+    head_bytes,
+    marker_bytes,
+    parse_head,
+)
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage, WriterLock
 
@@ -635,128 +645,10 @@ class Dataset:
     # --- maintenance -------------------------------------------------------------------
 
     def compact(self) -> dict[str, int]:
-        """Rewrite live samples into fresh chunks and delete everything unreferenced.
-
-        Crash-safe: new chunks are committed before old ones are deleted. Readers that
-        opened an older snapshot may fail afterwards and must reopen.
-        """
-        with self._lock:
-            self._check_writable()
-            self.flush()
-            before = sum(self.storage.size(k) for k in self.storage.list(keys.TENSORS))
-            for tensor in self._tensors.values():
-                eng = tensor._engine
-                for row in eng.index.present_rows().tolist():
-                    e = eng.index.entry(row)
-                    data = eng.read_entry(e)
-                    eng.write(row, data, shape=ChunkEngine.shape_of(e), mtime_ns=int(e["mtime_ns"]),
-                              mode=int(e["mode"]), ext=int(e["ext"]), flags=int(e["flags"]),
-                              file_size=int(e["file_size"]))
-                self._touch()
-            self.flush()
-            self._delete_unreferenced()
-            after = sum(self.storage.size(k) for k in self.storage.list(keys.TENSORS))
-            return {"bytes_before": before, "bytes_after": after, "reclaimed": before - after}
-
-    def _delete_unreferenced(self) -> None:
-        live: set[str] = {keys.MARKER, keys.HEAD}
-        m = self._manifest
-        live.update(keys.manifest(s) for s in range(max(1, m.seq - KEEP_MANIFESTS + 1), m.seq + 1))
-        live.update(keys.rows_segment(int(r["id"])) for r in m.rows)
-        live.update(keys.staged_file(f.file_id) for f in m.files.values())
-        for tensor in self._tensors.values():
-            tid = tensor.meta.tid
-            live.update(keys.index_segment(tid, int(s["id"])) for s in tensor.meta.segments)
-            live.update(keys.chunk(tid, c) for c in tensor._engine.live_chunks())
-        for prefix in (keys.MANIFESTS, keys.TENSORS, keys.ROWS, keys.FILES):
-            for key in list(self.storage.list(prefix)):
-                if key not in live:
-                    self.storage.delete(key)
+        """Reclaim space left by updates and deletes (crash-safe; see maintenance.py)."""
+        return maintenance.compact(self)
 
     def stats(self) -> dict[str, Any]:
         """Per-tensor sample counts and bytes, for ``lakefs info``."""
-        out = {}
-        with self._lock:
-            for name, t in self._tensors.items():
-                live = t._engine.index.live()
-                stored = sum(self.storage.size(k) for k in self.storage.list(keys.chunk_prefix(t.meta.tid)))
-                out[name] = {
-                    "htype": t.htype, "dtype": t.dtype, "sample_compression": t.sample_compression,
-                    "chunk_compression": t.chunk_compression, "samples": int(len(live)),
-                    "sample_bytes": int(live["length"].sum()), "file_bytes": int(live["file_size"].sum()),
-                    "stored_bytes": int(stored),
-                }
-        return out
+        return maintenance.stats(self)
 
-
-class Group:
-    """A group of tensors: ``ds["train"]``, ``ds.train.images``."""
-
-    def __init__(self, dataset: Dataset, name: str) -> None:
-        self.dataset = dataset
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"Group({self.name!r})"
-
-    def _full(self, name: str) -> str:
-        return f"{self.name}/{check_path(name)}"
-
-    def create_tensor(self, name: str, **kwargs: Any) -> Tensor:
-        return self.dataset.create_tensor(self._full(name), **kwargs)
-
-    def create_group(self, name: str, exist_ok: bool = False) -> Group:
-        return self.dataset.create_group(self._full(name), exist_ok=exist_ok)
-
-    @property
-    def tensors(self) -> dict[str, Tensor]:
-        prefix = self.name + "/"
-        return {k[len(prefix):]: t for k, t in self.dataset.tensors.items() if k.startswith(prefix)}
-
-    def __getitem__(self, name: str) -> Any:
-        return self.dataset[self._full(name)]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except LookupError:
-            raise AttributeError(f"group {self.name!r} has no tensor or group {name!r}") from None
-
-
-class Row:
-    """One row: ``ds[3]`` or ``ds["cat001"]``; ``row["images"]`` is that row's sample."""
-
-    def __init__(self, dataset: Dataset, row: int) -> None:
-        self.dataset = dataset
-        self.index = row
-
-    @property
-    def key(self) -> str:
-        return self.dataset._rows.key(self.index)
-
-    def __repr__(self) -> str:
-        return f"Row({self.index}, key={self.key!r})"
-
-    def __getitem__(self, tensor: str) -> Sample:
-        t = self.dataset._get_tensor(tensor)
-        with self.dataset._lock:
-            return Sample(t, self.index, t._engine.index.entry(self.index))
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except LookupError:
-            raise AttributeError(f"no tensor {name!r}") from None
-
-    def samples(self) -> dict[str, Sample]:
-        """The filled cells of this row by tensor name."""
-        out = {}
-        for name, t in self.dataset.tensors.items():
-            s = t.sample_at(self.index)
-            if s is not None:
-                out[name] = s
-        return out

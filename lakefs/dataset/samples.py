@@ -11,14 +11,20 @@ import contextlib
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from lakefs.compression import codec_for_extension, detect, encode_array, get_codec, prepare_encoded
+from lakefs.compression import (
+    codec_for_extension,
+    detect,
+    encode_array,
+    get_codec,
+    prepare_encoded,
+)
 from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
 from lakefs.format.index import FLAG_TRANSCODED

@@ -180,3 +180,25 @@ def test_compact_reclaims_space_and_keeps_every_sample(tmp_path):
     got = {n: [(s.row, s.tobytes(), s.size, s.mtime_ns) for s in ds[n].iter_samples()] for n in ("a", "b")}
     assert got == expected
     assert ds.b[100].tobytes() == big
+
+
+def _chunk_objects(root):
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("chunks/*")}
+
+
+def test_compact_merges_small_chunks_and_leaves_healthy_ones_alone(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("b", htype="bytes", chunk_size=64 << 10)
+    payloads = [os.urandom(1000) for _ in range(30)]
+    for i, p in enumerate(payloads):  # a commit every 5 samples: 6 small chunks (a fsyncing mount)
+        t.append(p)
+        if i % 5 == 4:
+            ds.flush()
+    assert len(_chunk_objects(tmp_path / "ds")) == 6
+    ds.compact()
+    assert len(_chunk_objects(tmp_path / "ds")) == 1
+    merged = _chunk_objects(tmp_path / "ds")
+    ds.compact()  # nothing left to do: the merged chunk is not rewritten
+    assert _chunk_objects(tmp_path / "ds") == merged
+    assert [s.tobytes() for s in t] == payloads
+    ds.close()

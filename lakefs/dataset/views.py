@@ -1,0 +1,84 @@
+"""Views of a dataset: a group of tensors, and one row across tensors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lakefs.dataset.names import check_path
+from lakefs.dataset.tensor import Sample, Tensor
+
+if TYPE_CHECKING:
+    from lakefs.dataset.dataset import Dataset
+
+
+class Group:
+    """A group of tensors: ``ds["train"]``, ``ds.train.images``."""
+
+    def __init__(self, dataset: Dataset, name: str) -> None:
+        self.dataset = dataset
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Group({self.name!r})"
+
+    def _full(self, name: str) -> str:
+        return f"{self.name}/{check_path(name)}"
+
+    def create_tensor(self, name: str, **kwargs: Any) -> Tensor:
+        return self.dataset.create_tensor(self._full(name), **kwargs)
+
+    def create_group(self, name: str, exist_ok: bool = False) -> Group:
+        return self.dataset.create_group(self._full(name), exist_ok=exist_ok)
+
+    @property
+    def tensors(self) -> dict[str, Tensor]:
+        prefix = self.name + "/"
+        return {k[len(prefix):]: t for k, t in self.dataset.tensors.items() if k.startswith(prefix)}
+
+    def __getitem__(self, name: str) -> Any:
+        return self.dataset[self._full(name)]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except LookupError:
+            raise AttributeError(f"group {self.name!r} has no tensor or group {name!r}") from None
+
+
+class Row:
+    """One row: ``ds[3]`` or ``ds["cat001"]``; ``row["images"]`` is that row's sample."""
+
+    def __init__(self, dataset: Dataset, row: int) -> None:
+        self.dataset = dataset
+        self.index = row
+
+    @property
+    def key(self) -> str:
+        return self.dataset._rows.key(self.index)
+
+    def __repr__(self) -> str:
+        return f"Row({self.index}, key={self.key!r})"
+
+    def __getitem__(self, tensor: str) -> Sample:
+        t = self.dataset._get_tensor(tensor)
+        with self.dataset._lock:
+            return Sample(t, self.index, t._engine.index.entry(self.index))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except LookupError:
+            raise AttributeError(f"no tensor {name!r}") from None
+
+    def samples(self) -> dict[str, Sample]:
+        """The filled cells of this row by tensor name."""
+        out = {}
+        for name, t in self.dataset.tensors.items():
+            s = t.sample_at(self.index)
+            if s is not None:
+                out[name] = s
+        return out
