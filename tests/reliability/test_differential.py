@@ -15,7 +15,8 @@ The domain is where lakefs promises plain-file behaviour (DESIGN §4):
   ``x.bin``, ``y.bin`` (samples inside a bytes tensor, staging files elsewhere).
 
 Outside the domain lakefs deliberately differs and other tests cover it: directories
-inside a tensor (EPERM), samples moved between tensors (EXDEV, mv copies), hidden and
+inside a tensor (EPERM), samples moved between tensors and renames of tensors holding
+plain files (EXDEV, mv copies: the machine then checks that nothing changed), hidden and
 rsync temp names in image tensors, content that must decode. Directories are only made
 at the root for that reason.
 
@@ -275,6 +276,14 @@ class Differential(RuleBasedStateMachine):
             # A tensor directory that also holds plain files cannot be renamed in place:
             # lakefs answers EXDEV, documented (DESIGN §4), and mv then copies. Nothing
             # changes on either side.
+            got = _errno(self.lake.rename, old, new)
+            if got == ("err", errno.EXDEV):
+                return
+            want = _errno(self.plain.rename, old, new)
+            assert got == want, f"rename{(old, new)}: plain dir gives {want}, lakefs gives {got}"
+            return
+        if os.path.dirname(old) != os.path.dirname(new):
+            # A sample moved into another tensor: EXDEV by design (DESIGN §4; mv copies).
             got = _errno(self.lake.rename, old, new)
             if got == ("err", errno.EXDEV):
                 return
