@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from mounting import mounted
 from PIL import Image
 
 import lakefs
-from mounting import mounted
 
 pytestmark = pytest.mark.timeout(120)
 
