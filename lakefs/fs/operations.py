@@ -88,6 +88,8 @@ class LakeOperations(BaseOperations):
     def destroy(self, path: str) -> None:
         try:
             self.fs.shutdown()
+        except LakeFSError as e:  # e.g. the disk is full: one clear line, no traceback
+            log.error("final commit at unmount failed: %s", e)
         except Exception:
             log.exception("final commit at unmount failed")
 
