@@ -19,6 +19,7 @@ import numpy as np
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
+from lakefs.chunks.writer import ChunkWriter
 from lakefs.errors import CorruptionError, ObjectNotFoundError, SampleNotFoundError
 from lakefs.format import keys, segments
 from lakefs.format.index import MAX_NDIM, SampleIndex, SegmentRef, plan_merge
@@ -53,6 +54,7 @@ class ChunkEngine:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         compress: Callable[[bytes], bytes] | None = None,
         decompress: Callable[[bytes], bytes] | None = None,
+        writer: ChunkWriter | None = None,
     ) -> None:
         self.storage = storage
         self.tid = tid
@@ -63,6 +65,7 @@ class ChunkEngine:
         self.max_chunk = chunk_size * MAX_CHUNK_FACTOR
         self._compress = compress
         self._decompress = decompress
+        self.writer = writer  # None: sealed chunks are put synchronously
         self.index = SampleIndex()
         self._open = bytearray()
         self._open_id: int | None = None
@@ -120,16 +123,18 @@ class ChunkEngine:
             self._put_chunk(first + t, piece)
         return first, tiles
 
-    def _put_chunk(self, chunk_id: int, payload: bytes | bytearray | memoryview) -> None:
+    def _put_chunk(self, chunk_id: int, payload: bytes | bytearray | memoryview, *, behind: bool = False) -> None:
         blob = chunkfmt.encode(self.kind, payload, self._compress)
-        self.storage.put(keys.chunk(self.tid, chunk_id), blob)
+        if behind and self.writer is not None:
+            self.writer.submit(keys.chunk(self.tid, chunk_id), blob)
+        else:
+            self.storage.put(keys.chunk(self.tid, chunk_id), blob)
 
     def seal(self) -> None:
         """Write the open chunk to storage. On failure the open chunk is kept for a retry."""
         if self._open_id is None:  # not `not self._open`: empty samples still point at it
             return
-        assert self._open_id is not None
-        self._put_chunk(self._open_id, self._open)
+        self._put_chunk(self._open_id, self._open, behind=True)
         self._open = bytearray()
         self._open_id = None
         self._open_state = (None, self._open)
@@ -182,8 +187,12 @@ class ChunkEngine:
             raise CorruptionError(f"row {int(e['row'])}: {err}") from err
         if data is None:
             key = keys.chunk(self.tid, chunk_id)
+            blob = self.writer.pending(key) if self.writer is not None else None
             try:
-                data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
+                if blob is not None:  # sealed, still being written behind
+                    data = blob[chunkfmt.HEADER.size + off : chunkfmt.HEADER.size + off + n]
+                else:
+                    data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"row {int(e['row'])}: chunk {key} is missing") from err
         if len(data) != n or zlib.crc32(data) != int(e["crc"]):
@@ -225,7 +234,9 @@ class ChunkEngine:
         payload = self.cache.get(key)
         if payload is None:
             try:
-                blob = self.storage.get(key)
+                blob = self.writer.pending(key) if self.writer is not None else None
+                if blob is None:
+                    blob = self.storage.get(key)
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"chunk {key} is missing") from err
             payload = chunkfmt.decode(blob, key, self._decompress)

@@ -23,6 +23,7 @@ import numpy as np
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, ChunkEngine, IdAllocator
+from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
@@ -79,8 +80,10 @@ class Dataset:
         self._dirty = False
         self._obsolete: list[str] = []
         self._dropped_prefixes: list[str] = []
+        self._chunk_writer: ChunkWriter | None = None
         if not self.read_only:
             self._writer_lock = storage.writer_lock(keys.WRITER_LOCK)
+            self._chunk_writer = ChunkWriter(storage)
         try:
             self._open(create=create, must_create=must_create)
         except BaseException:
@@ -172,7 +175,7 @@ class Dataset:
             kind = ChunkKind.SAMPLE_COMPRESSED if meta.sample_compression else ChunkKind.UNCOMPRESSED
             compress = decompress = None
         engine = ChunkEngine(self.storage, meta.tid, kind, self._ids, self._cache, meta.chunk_size,
-                             compress, decompress)
+                             compress, decompress, self._chunk_writer)
         fmt = SampleFormat(meta, allow_transcode=self.allow_transcode)
         return Tensor(self, name, meta, engine, fmt)
 
@@ -200,6 +203,8 @@ class Dataset:
             self.flush()
         finally:
             self._closed = True
+            if self._chunk_writer is not None:
+                self._chunk_writer.close()
             self._release_lock()
 
     def _release_lock(self) -> None:
@@ -232,6 +237,8 @@ class Dataset:
                 if tensor._engine.commit_index():
                     m.tensors[name].segments = tensor._engine.segment_refs()
             self._commit_rows()
+            if self._chunk_writer is not None:
+                self._chunk_writer.drain()  # every chunk durable before anything points at it
             m.row_count = len(self._rows)
             m.rows = [dict(r) for r in self._rows.segments]
             m.next_id = self._ids.next_id

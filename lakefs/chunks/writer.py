@@ -1,0 +1,89 @@
+"""Write-behind of sealed chunks: put to storage on a background thread.
+
+A sealed chunk is immutable and nothing references it until a commit publishes the
+index that points at it, so its put (and the fsync inside it) need not block the writer
+that filled it: the FUSE thread goes on accepting files while the previous chunk is made
+durable. A commit calls :meth:`ChunkWriter.drain` before it publishes anything, so the
+crash argument is unchanged: data first, visible last.
+
+Until a put has finished, reads of that chunk are served from its blob here. A failed
+put keeps its blob: ``drain`` raises the error once (the commit fails and the caller sees
+it) and puts the blob again at the next ``drain``.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from lakefs.storage.base import Storage
+
+DEPTH = 2  # chunks in flight at most: bounds memory at DEPTH x 16 MB
+
+
+class ChunkWriter:
+    def __init__(self, storage: Storage, depth: int = DEPTH) -> None:
+        self.storage = storage
+        self.depth = depth
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="lakefs-chunk-writer")
+        self._lock = threading.Lock()
+        # key → (blob, future); future None: failed, reported, to be put again by drain
+        self._pending: dict[str, tuple[bytes, Future | None]] = {}
+
+    def submit(self, key: str, blob: bytes) -> None:
+        """Put ``blob`` at ``key`` in the background (waits while ``depth`` are in flight)."""
+        self._throttle()
+        future = self._executor.submit(self.storage.put, key, blob)
+        with self._lock:
+            self._pending[key] = (blob, future)
+        future.add_done_callback(lambda f, key=key: self._done(key, f))
+
+    def _done(self, key: str, future: Future) -> None:
+        if future.exception() is None:
+            with self._lock:
+                if self._pending.get(key, (None, None))[1] is future:
+                    del self._pending[key]
+
+    def _throttle(self) -> None:
+        while True:
+            with self._lock:
+                running = [f for _, f in self._pending.values() if f is not None and not f.done()]
+            if len(running) < self.depth:
+                return
+            running[0].exception()  # wait for one; errors are reported by drain
+
+    def pending(self, key: str) -> bytes | None:
+        """The blob of a chunk whose put has not finished (for reads), else None."""
+        item = self._pending.get(key)
+        return item[0] if item is not None else None
+
+    def drain(self) -> None:
+        """Make every submitted chunk durable, or raise the first failure.
+
+        Failed chunks stay here (readable, and put again by the next ``drain``); each
+        failure of a background put is raised once, by the first ``drain`` that sees it.
+        """
+        with self._lock:
+            items = list(self._pending.items())
+        first_error: BaseException | None = None
+        for key, (blob, future) in items:
+            error = future.exception() if future is not None else None
+            if future is None:
+                try:
+                    self.storage.put(key, blob)
+                except Exception as e:
+                    error = e
+            elif error is not None:
+                with self._lock:
+                    self._pending[key] = (blob, None)
+            if error is not None:
+                first_error = first_error or error
+                continue
+            with self._lock:
+                if self._pending.get(key, (None, None))[0] is blob:
+                    del self._pending[key]
+        if first_error is not None:
+            raise first_error
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
