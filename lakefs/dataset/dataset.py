@@ -78,6 +78,7 @@ class Dataset:
         self._writer_lock: WriterLock | None = None
         self._closed = False
         self._dirty = False
+        self.generation = 0  # bumped by every change: lets views cache lookups safely
         self._obsolete: list[str] = []
         self._dropped_prefixes: list[str] = []
         self._chunk_writer: ChunkWriter | None = None
@@ -220,6 +221,7 @@ class Dataset:
 
     def _touch(self) -> None:
         self._dirty = True
+        self.generation += 1
 
     @property
     def has_changes(self) -> bool:

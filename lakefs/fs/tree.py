@@ -40,6 +40,7 @@ log = logging.getLogger("lakefs.fs")
 
 DIR, FILE = "dir", "file"
 BLKSIZE = 128 << 10  # st_blksize: makes cat/cp read in large pieces (FUSE-NOTES.md)
+LOOKUP_CACHE = 1 << 16  # paths whose lookup is remembered between changes
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
@@ -162,6 +163,8 @@ class DatasetFS:
         self._next_fh = 1
         self._dir_mtime_ns = time.time_ns()
         self.uid, self.gid = os.getuid(), os.getgid()
+        self._lookups: dict[str, Sample | None] = {}
+        self._lookups_gen = -1
 
     # --- lookup ------------------------------------------------------------------------
 
@@ -187,9 +190,20 @@ class DatasetFS:
         return None
 
     def _sample(self, path: str) -> Sample | None:
+        """The sample shown at ``path``, or None. Cached until the dataset next changes:
+        every file costs the kernel several calls (lookup, getattr, open, read)."""
+        if self._lookups_gen != self.ds.generation or len(self._lookups) > LOOKUP_CACHE:
+            self._lookups.clear()
+            self._lookups_gen = self.ds.generation
+        try:
+            return self._lookups[path]
+        except KeyError:
+            pass
         parent, name = split(path)
         tensor = self.ds._tensors.get(parent)
-        return tensor.find_file(name) if tensor is not None else None
+        sample = tensor.find_file(name) if tensor is not None else None
+        self._lookups[path] = sample
+        return sample
 
     def _check_name(self, path: str) -> None:
         for part in path.strip("/").split("/"):
@@ -289,9 +303,11 @@ class DatasetFS:
                     of.refs += 1
                     return self._new_handle(Handle(p, of))
                 sample = self._sample(p)
-                if sample is not None and sample.is_large:
+                if sample is None:
+                    return self._new_handle(Handle(p, loader=self._loader(p)))
+                if sample.is_large:
                     return self._new_handle(Handle(p, ranged=sample.read_file))
-                return self._new_handle(Handle(p, loader=self._loader(p)))
+                return self._new_handle(Handle(p, loader=sample.file_bytes))
             self._writable()
             if of is None:
                 attr = self.getattr(path)
