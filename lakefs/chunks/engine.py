@@ -118,9 +118,9 @@ class ChunkEngine:
         view = memoryview(stored)
         tiles = (len(view) + self.chunk_size - 1) // self.chunk_size
         first = self.ids.take(tiles)
-        for t in range(tiles):
+        for t in range(tiles):  # written behind like sealed chunks: encode overlaps the I/O
             piece = view[t * self.chunk_size : (t + 1) * self.chunk_size]
-            self._put_chunk(first + t, piece)
+            self._put_chunk(first + t, piece, behind=True)
         return first, tiles
 
     def _put_chunk(self, chunk_id: int, payload: bytes | bytearray | memoryview, *, behind: bool = False) -> None:
