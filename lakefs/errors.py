@@ -190,3 +190,9 @@ class NotPermittedError(LakeFSError, PermissionError):
     """An operation the layout forbids (a directory inside a tensor)."""
 
     errno = _errno.EPERM
+
+
+class NoSuchAttributeError(LakeFSError, OSError):
+    """No extended attribute of that name (getxattr answers ENODATA)."""
+
+    errno = _errno.ENODATA

@@ -21,7 +21,13 @@ Importing this package loads numpy only; Pillow and lz4 are imported on first us
 from lakefs.compression import bytecodecs, images, media
 from lakefs.compression.codec import Codec, SampleInfo
 from lakefs.compression.prepare import Prepared, encode_array, prepare_encoded
-from lakefs.compression.registry import codec_for_extension, codec_names, detect, get_codec, register
+from lakefs.compression.registry import (
+    codec_for_extension,
+    codec_names,
+    detect,
+    get_codec,
+    register,
+)
 
 for _codec in (*images.CODECS, *media.CODECS, *bytecodecs.CODECS):
     register(_codec)

@@ -103,7 +103,11 @@ def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     0 turns it off. An unreachable endpoint, bad credentials or a missing bucket is one
     ``StorageError`` line here, before FUSE starts.
     """
-    from lakefs.storage.remote import default_cache_root, is_object_store, open_dataset_storage
+    from lakefs.storage.remote import (
+        default_cache_root,
+        is_object_store,
+        open_dataset_storage,
+    )
 
     cache_dir = config.cache_dir or (default_cache_root() if is_object_store(dataset_url) else None)
     storage = open_dataset_storage(dataset_url, read_only=read_only,

@@ -18,7 +18,8 @@ from typing import Any
 
 from lakefs.errors import LakeFSError
 from lakefs.fs.binding import BaseOperations, FuseOSError, resolve_utimens
-from lakefs.fs.tree import BLKSIZE, Attr, DatasetFS
+from lakefs.fs.files import Attr
+from lakefs.fs.tree import BLKSIZE, DatasetFS
 
 log = logging.getLogger("lakefs.fs")
 

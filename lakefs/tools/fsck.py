@@ -34,7 +34,13 @@ import numpy as np
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.compression import get_codec
 from lakefs.dataset.samples import SampleFormat
-from lakefs.errors import CorruptionError, DatasetNotFoundError, FormatVersionError, LakeFSError, ObjectNotFoundError
+from lakefs.errors import (
+    CorruptionError,
+    DatasetNotFoundError,
+    FormatVersionError,
+    LakeFSError,
+    ObjectNotFoundError,
+)
 from lakefs.format import keys, segments
 from lakefs.format.index import ENTRY, NO_CHUNK
 from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_head
