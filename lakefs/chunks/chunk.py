@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import enum
 import struct
-import zlib
 
 from lakefs.errors import CorruptionError, FormatVersionError
+from lakefs.format.checksum import crc32
 from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
 
 MAGIC = b"LKCH"
@@ -41,7 +41,7 @@ class ChunkKind(enum.IntEnum):
 def encode(kind: ChunkKind, payload: bytes | bytearray | memoryview, compress=None) -> bytes:
     """A chunk object for ``payload``; ``compress`` is the chunk codec's compress function."""
     stored = compress(bytes(payload)) if kind == ChunkKind.CHUNK_COMPRESSED else payload
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, int(kind), 0, len(payload), len(stored), zlib.crc32(stored), 0)
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, int(kind), 0, len(payload), len(stored), crc32(stored), 0)
     return b"".join((header, stored))  # one copy: header + bytes(stored) copied the payload twice
 
 
@@ -66,7 +66,7 @@ def decode(blob: bytes, where: str, decompress=None) -> bytes:
     stored = memoryview(blob)[HEADER.size :]
     if len(stored) != stored_len:
         raise CorruptionError(f"{where}: chunk truncated ({len(stored)} of {stored_len} bytes)")
-    if zlib.crc32(stored) != crc:
+    if crc32(stored) != crc:
         raise CorruptionError(f"{where}: chunk checksum mismatch")
     if kind == ChunkKind.CHUNK_COMPRESSED:
         try:

@@ -11,7 +11,6 @@ byte-exact (Deep Lake v3 re-encodes tiles; we keep the original bytes).
 from __future__ import annotations
 
 import threading
-import zlib
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -22,6 +21,7 @@ from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.errors import CorruptionError, ObjectNotFoundError, SampleNotFoundError
 from lakefs.format import keys, segments
+from lakefs.format.checksum import crc32
 from lakefs.format.index import MAX_NDIM, SampleIndex, SegmentRef, plan_merge
 from lakefs.storage.base import Storage
 
@@ -110,7 +110,7 @@ class ChunkEngine:
         # per-sample hot path (ENTRY field order; see lakefs/format/index.py).
         padded = (*shape, 0, 0, 0, 0, 0, 0)[:MAX_NDIM]
         self.index.set(row, (
-            row, chunk_id, offset, n, n if file_size is None else file_size, zlib.crc32(stored), tiles,
+            row, chunk_id, offset, n, n if file_size is None else file_size, crc32(stored), tiles,
             mtime_ns, mode, ext, flags, len(shape), 0, padded,
         ))
 
@@ -195,7 +195,7 @@ class ChunkEngine:
                     data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"row {int(e['row'])}: chunk {key} is missing") from err
-        if len(data) != n or zlib.crc32(data) != int(e["crc"]):
+        if len(data) != n or crc32(data) != int(e["crc"]):
             raise CorruptionError(
                 f"row {int(e['row'])}: sample checksum mismatch in chunk "
                 f"{keys.chunk(self.tid, chunk_id)} (stored data is damaged)"

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import io
 import struct
-import zlib
 from functools import partial
 from typing import Callable
 
@@ -39,6 +38,7 @@ import numpy as np
 from lakefs.compression._util import check_decoded, corrupt, image_channels, need
 from lakefs.compression.codec import Codec, SampleInfo
 from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError
+from lakefs.format.checksum import crc32
 
 U8, U16 = "uint8", "uint16"
 
@@ -125,7 +125,7 @@ def probe_png(data: bytes) -> SampleInfo:
         end = pos + 12 + length
         need(data, end, "png", f"{ctype.decode('latin-1')} chunk at byte {pos}")
         (crc,) = struct.unpack_from(">I", data, end - 4)
-        if zlib.crc32(view[pos + 4 : end - 4]) != crc:
+        if crc32(view[pos + 4 : end - 4]) != crc:
             raise corrupt("png", f"CRC mismatch in {ctype.decode('latin-1')} chunk at byte {pos}")
         if header is None:
             if ctype != b"IHDR" or length != 13:

@@ -8,12 +8,12 @@ manifest, then the segments it names. See docs/FORMAT.md.
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lakefs.errors import CorruptionError, FormatVersionError
 from lakefs.format import keys
+from lakefs.format.checksum import crc32
 from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
 
 
@@ -78,7 +78,7 @@ class Manifest:
             "tensors": {k: v.to_json() for k, v in self.tensors.items()},
             "files": {k: v.to_json() for k, v in self.files.items()},
         }
-        d[CRC_FIELD] = zlib.crc32(_canonical(d))
+        d[CRC_FIELD] = crc32(_canonical(d))
         return _canonical(d)
 
     @classmethod
@@ -134,7 +134,7 @@ def _verify_crc(d: dict, where: str) -> None:
     if unknown:
         raise CorruptionError(f"{where}: manifest has unknown fields {sorted(unknown)} (damaged?)")
     crc = d.pop(CRC_FIELD, None)
-    if crc is not None and crc != zlib.crc32(_canonical(d)):
+    if crc is not None and crc != crc32(_canonical(d)):
         raise CorruptionError(f"{where}: manifest checksum mismatch (stored data is damaged)")
 
 

@@ -18,9 +18,9 @@ No pickle anywhere: bodies are numpy arrays written with ``tobytes`` and read wi
 from __future__ import annotations
 
 import struct
-import zlib
 
 from lakefs.errors import CorruptionError, FormatVersionError
+from lakefs.format.checksum import crc32
 from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
 
 MAGIC = b"LKSG"
@@ -32,7 +32,7 @@ KIND_ROWS = 2
 def pack(kind: int, count: int, body: bytes | memoryview) -> bytes:
     """Header + body in one copy (``body`` may be any contiguous buffer, e.g. an array's)."""
     body = memoryview(body).cast("B")
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, kind, count, body.nbytes, zlib.crc32(body), 0)
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, kind, count, body.nbytes, crc32(body), 0)
     return b"".join((header, body))
 
 
@@ -50,6 +50,6 @@ def unpack(blob: bytes, kind: int, where: str) -> tuple[int, memoryview]:
     body = memoryview(blob)[HEADER.size :]
     if len(body) != length:
         raise CorruptionError(f"{where}: segment truncated ({len(body)} of {length} bytes)")
-    if zlib.crc32(body) != crc:
+    if crc32(body) != crc:
         raise CorruptionError(f"{where}: segment checksum mismatch")
     return count, body

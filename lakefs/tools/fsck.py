@@ -26,7 +26,6 @@ dataset.
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +41,7 @@ from lakefs.errors import (
     ObjectNotFoundError,
 )
 from lakefs.format import keys, segments
+from lakefs.format.checksum import crc32
 from lakefs.format.index import ENTRY, NO_CHUNK
 from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_head
 from lakefs.format.rows import RowTable
@@ -238,7 +238,7 @@ class Checker:
                     data = b"".join(parts)[off: off + n] if tiles > 1 else parts[0][off: off + n]
                     if len(data) != n:
                         why = f"sample is cut short ({len(data)} of {n} bytes)"
-                    elif zlib.crc32(data) != int(e["crc"]):
+                    elif crc32(data) != int(e["crc"]):
                         why = "sample checksum mismatch (its bytes are damaged)"
                 if why is not None:
                     ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else fmt.canonical_ext

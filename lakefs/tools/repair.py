@@ -10,7 +10,6 @@ deleted only after that, so a crash at any point leaves the old or the repaired 
 from __future__ import annotations
 
 import logging
-import zlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +21,7 @@ from lakefs.chunks.engine import ChunkEngine, IdAllocator
 from lakefs.compression import get_codec
 from lakefs.errors import CorruptionError, LakeFSError
 from lakefs.format import keys, segments
+from lakefs.format.checksum import crc32
 from lakefs.format.index import NO_CHUNK
 from lakefs.format.manifest import TensorMeta, head_bytes
 
@@ -102,6 +102,6 @@ def _read_salvaged(c: Checker, meta: TensorMeta, e: np.void) -> bytes:
         blob = c.storage.get(keys.chunk(meta.tid, cid))
         parts.append(blob[chunkfmt.HEADER.size:])
     data = b"".join(parts)[:n] if tiles > 1 else parts[0][off: off + n]
-    if zlib.crc32(data) != int(e["crc"]):  # checked moments ago; refuse to write otherwise
+    if crc32(data) != int(e["crc"]):  # checked moments ago; refuse to write otherwise
         raise CorruptionError(f"row {int(e['row'])}: sample changed while repairing")
     return data
