@@ -46,7 +46,7 @@ def parse_options(text: str | None) -> dict[str, str | bool]:
 
 def fuse_kwargs(config: Config, options: dict[str, str | bool], dataset_url: str) -> tuple[dict, object]:
     """(FUSE keyword arguments, connection tuning) from the config and ``-o`` options."""
-    from lakefs.fs.binding import mount_options
+    from lakefs.fs.binding import LIBFUSE_MAJOR, mount_options
 
     f = config.fuse
     extra = {k: v for k, v in options.items() if k in FUSE_OPTIONS}
@@ -72,6 +72,8 @@ def fuse_kwargs(config: Config, options: dict[str, str | bool], dataset_url: str
         kw["auto_cache"] = True
     kw.pop("noauto_cache", None)
     kw.setdefault("subtype", "lakefs")
+    if LIBFUSE_MAJOR >= 3:  # else libfuse 3.14 warns "Ignoring invalid max threads value"
+        kw.setdefault("max_threads", 16)
     return kw, tuning
 
 
