@@ -27,6 +27,7 @@ from lakefs.storage.base import Storage
 
 DEFAULT_CHUNK_SIZE = 8 << 20  # Deep Lake's target
 MAX_CHUNK_FACTOR = 2  # and its maximum, 16 MB
+PREFETCH_MEMORY = 4096  # chunks remembered as prefetched (then asked again: cheap hints)
 
 
 class IdAllocator:
@@ -66,6 +67,7 @@ class ChunkEngine:
         self._compress = compress
         self._decompress = decompress
         self.writer = writer  # None: sealed chunks are put synchronously
+        self._prefetched: set[int] = set()  # chunks whose whole object was asked for ahead
         self.index = SampleIndex()
         self._open = bytearray()
         self._open_id: int | None = None
@@ -192,6 +194,8 @@ class ChunkEngine:
                 if blob is not None:  # sealed, still being written behind
                     data = blob[chunkfmt.HEADER.size + off : chunkfmt.HEADER.size + off + n]
                 else:
+                    if chunk_id not in self._prefetched:  # whole chunks ahead: the next
+                        self._prefetch(chunk_id, key)     # samples of it are cache reads
                     data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"row {int(e['row'])}: chunk {key} is missing") from err
@@ -201,6 +205,12 @@ class ChunkEngine:
                 f"{keys.chunk(self.tid, chunk_id)} (stored data is damaged)"
             )
         return data
+
+    def _prefetch(self, chunk_id: int, key: str) -> None:
+        if len(self._prefetched) > PREFETCH_MEMORY:
+            self._prefetched.clear()
+        self._prefetched.add(chunk_id)
+        self.storage.prefetch(key)
 
     def read_range(self, e: np.void, offset: int, size: int) -> bytes:
         """``size`` stored bytes of a sample from ``offset``.

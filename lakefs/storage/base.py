@@ -128,6 +128,12 @@ class Storage(abc.ABC):
         if not self.writable:
             raise ReadOnlyError(f"storage is read-only: cannot write {key!r}")
 
+    def prefetch(self, key: str) -> None:
+        """A hint that ``key`` will be read soon, in pieces: fetch it ahead if that helps.
+
+        The default does nothing; it must never raise for a missing key.
+        """
+
     def statfs(self) -> tuple[int, int, int]:
         """(total, free, available) bytes of the storage underneath, for ``df``."""
         return (1 << 50, 1 << 50, 1 << 50)

@@ -223,3 +223,12 @@ def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, ops) -> 
     for key, data in model.items():
         assert store.get(key) == data
         assert store.get_range(key, 1, 3) == data[1:4]
+
+
+def test_prefetch_is_a_harmless_hint(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "root")
+    store.put("c/0001", b"x" * 100_000)
+    store.prefetch("c/0001")
+    store.prefetch("c/missing")  # never raises
+    store.prefetch("../escape")  # nor for a bad key: it is only a hint
+    assert store.get_range("c/0001", 99_990, 100) == b"x" * 10
