@@ -196,3 +196,9 @@ class NoSuchAttributeError(LakeFSError, OSError):
     """No extended attribute of that name (getxattr answers ENODATA)."""
 
     errno = _errno.ENODATA
+
+
+class BusyError(LakeFSError, OSError):
+    """The operation would pull the rug from under open files (renaming their directory)."""
+
+    errno = _errno.EBUSY

@@ -265,3 +265,15 @@ def test_with_statement_commits_and_unlocks(tmp_path):
         ds.create_tensor("x").append(5)
     with lakefs.load(tmp_path / "ds") as ds:  # the lock was released
         assert ds.x[0].numpy().item() == 5
+
+
+def test_too_many_dimensions_store_nothing_in_a_multi_tensor_append():
+    from lakefs.errors import InvalidSampleError
+    from lakefs.storage import MemoryStorage
+
+    ds = lakefs.Dataset(MemoryStorage(), create=True)
+    ds.create_tensor("a")
+    ds.create_tensor("b")
+    with pytest.raises(InvalidSampleError, match="dimensions"):
+        ds.append({"a": np.zeros(3), "b": np.zeros((1,) * 7)}, key="k")
+    assert len(ds) == 0 and ds.a.num_samples == 0

@@ -19,7 +19,12 @@ from lakefs.chunks import chunk as chunkfmt
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.writer import ChunkWriter
-from lakefs.errors import CorruptionError, ObjectNotFoundError, SampleNotFoundError
+from lakefs.errors import (
+    CorruptionError,
+    InvalidSampleError,
+    ObjectNotFoundError,
+    SampleNotFoundError,
+)
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
 from lakefs.format.index import MAX_NDIM, SampleIndex, SegmentRef, plan_merge
@@ -95,7 +100,7 @@ class ChunkEngine:
         the stored length).
         """
         if len(shape) > MAX_NDIM:
-            raise ValueError(f"at most {MAX_NDIM} dimensions are supported")
+            raise InvalidSampleError(f"at most {MAX_NDIM} dimensions are supported")
         n = len(stored)
         if n > self.max_chunk:
             chunk_id, tiles = self._write_tiles(stored)

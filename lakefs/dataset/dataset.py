@@ -198,15 +198,16 @@ class Dataset:
 
     def close(self) -> None:
         """Commit everything and release the writer lock."""
-        if self._closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self._closed = True
-            if self._chunk_writer is not None:
-                self._chunk_writer.close()
-            self._release_lock()
+        with self._lock:  # a commit from another thread finishes first, none starts after
+            if self._closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                if self._chunk_writer is not None:
+                    self._chunk_writer.close()
+                self._release_lock()
 
     def _release_lock(self) -> None:
         if self._writer_lock is not None:

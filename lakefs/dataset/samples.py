@@ -27,7 +27,7 @@ from lakefs.compression import (
 )
 from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
-from lakefs.format.index import FLAG_TRANSCODED
+from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
 from lakefs.format.manifest import TensorMeta
 
 
@@ -62,6 +62,11 @@ class Encoded:
     ext: str  # extension to show it with
     file_size: int
     flags: int = 0
+
+    def __post_init__(self) -> None:
+        # Checked here, before anything is stored: ds.append writes several tensors.
+        if len(self.shape) > MAX_NDIM:
+            raise InvalidSampleError(f"a sample has at most {MAX_NDIM} dimensions, this one has {len(self.shape)}")
 
 
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:

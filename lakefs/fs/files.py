@@ -35,6 +35,7 @@ class OpenFile:
         self.mtime_ns = mtime_ns
         self.exists = exists  # committed content exists under this path
         self.dirty = not exists
+        self.version = 0  # counts changes to the contents
         self.refs = 0
         self.detached = False  # unlinked or failed: never committed
         self.lock = threading.Lock()
@@ -50,6 +51,7 @@ class OpenFile:
             self.buf.write(data)
             self.size = max(self.size, offset + len(data))
             self.dirty = True
+            self.version += 1
             self.mtime_ns = time.time_ns()
             return len(data)
 
@@ -67,12 +69,23 @@ class OpenFile:
                 self.buf.truncate(length)
             self.size = length
             self.dirty = True
+            self.version += 1
             self.mtime_ns = time.time_ns()
 
-    def getvalue(self) -> bytes:
+    def snapshot(self) -> tuple[bytes, int]:
+        """(contents, version) taken together: ``mark_clean(version)`` later clears
+        ``dirty`` only if no write came in between (another handle, another thread)."""
         with self.lock:
             self.buf.seek(0)
-            return self.buf.read(self.size)
+            return self.buf.read(self.size), self.version
+
+    def mark_clean(self, version: int) -> None:
+        with self.lock:
+            if self.version == version:
+                self.dirty = False
+
+    def getvalue(self) -> bytes:
+        return self.snapshot()[0]
 
     def close(self) -> None:
         self.buf.close()

@@ -176,6 +176,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
     finally:
         if committer:
             committer.stop()
+            committer.join()  # no periodic commit may run during or after the final one
         try:
             fs.shutdown()
         finally:

@@ -21,6 +21,7 @@ from lakefs.config import Config
 from lakefs.dataset import Dataset, Sample, Tensor
 from lakefs.dataset.names import NAME_MAX, split_filename
 from lakefs.errors import (
+    BusyError,
     CrossDeviceError,
     DirectoryNotEmptyError,
     IsADirectoryError_,
@@ -204,7 +205,7 @@ class DatasetFS:
                 sample = self._sample(p)
                 if sample is None:
                     return self._new_handle(Handle(p, loader=self._loader(p)))
-                if sample.is_large:
+                if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
                     return self._new_handle(Handle(p, ranged=sample.read_file))
                 return self._new_handle(Handle(p, loader=sample.file_bytes))
             self._writable()
@@ -218,6 +219,7 @@ class DatasetFS:
                 of.truncate(0)
             elif flags & os.O_TRUNC:
                 of.dirty, of.mtime_ns = True, time.time_ns()
+                of.version += 1
             of.refs += 1
             return self._new_handle(Handle(p, of))
 
@@ -294,7 +296,7 @@ class DatasetFS:
 
     def _commit(self, of: OpenFile) -> None:
         """Store the buffer of ``of`` as a sample or staged file (called with the lock)."""
-        data = of.getvalue()
+        data, version = of.snapshot()
         try:
             self._store(of.path, data, mtime_ns=of.mtime_ns, mode=of.mode)
         except LakeFSError:
@@ -302,7 +304,7 @@ class DatasetFS:
             if self._open.get(of.path) is of:
                 del self._open[of.path]
             raise
-        of.dirty = False
+        of.mark_clean(version)  # a write that raced this commit keeps the file dirty
         of.exists = True
 
     def _store(self, p: str, data: bytes, *, mtime_ns: int, mode: int) -> None:
@@ -445,11 +447,8 @@ class DatasetFS:
         if dst_tensor is None and self._dir_kind(new_parent) == "pending" and split_filename(new_name):
             dst_tensor = self._tensor_from_first_file(new_parent, new_name)
         if src is not None:
-            if dst_tensor is src.tensor:
-                old_target = dst_tensor.find_file(new_name)
-                if old_target is not None and old_target.row != src.row:
-                    dst_tensor.delete_row(old_target.row)
-                dst_tensor.rename_file(src.filename, new_name)
+            if dst_tensor is src.tensor:  # a sample already at the new key is replaced by the move,
+                dst_tensor.rename_file(src.filename, new_name)  # after the new name is checked
                 if n in self.ds._manifest.files:
                     self.ds.delete_file(n)
                 return
@@ -469,6 +468,8 @@ class DatasetFS:
 
     def _rename_dir(self, o: str, n: str) -> None:
         kind = self._dir_kind(o)
+        if any(p.startswith(o + "/") for p in self._open):
+            raise BusyError(f"'/{o}' holds files open for writing")
         in_place = kind == "pending" or (
             kind == "tensor" and not any(p.startswith(o + "/") for p in self.ds._manifest.files))
         if not in_place:  # groups, tensors holding staged files: mv copies and deletes

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakefs.dataset import Dataset
-from lakefs.errors import DatasetExistsError, LakeFSError, TensorNotFoundError
+from lakefs.errors import DatasetExistsError, InvalidNameError, LakeFSError, TensorNotFoundError
 
 
 @dataclass
@@ -32,7 +32,12 @@ class ExportReport:
 
 def _write(path: str, data: bytes, mtime_ns: int, mode: int) -> None:
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lakefs-tmp")
-    with open(tmp, "wb") as f:
+    try:
+        os.unlink(tmp)  # a leftover of an interrupted export (never follow a planted link)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.chmod(tmp, mode & 0o7777 or 0o644)
     os.utime(tmp, ns=(mtime_ns, mtime_ns))
@@ -63,13 +68,13 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
     bar = _bar(sum(all_tensors[n].num_samples for n in names), progress)
     try:
         for name in names:
-            folder = os.path.join(dest, *name.split("/"))
+            folder = _safe_join(dest, name)
             os.makedirs(folder, exist_ok=True)
             for sample in all_tensors[name].iter_samples():
                 where = f"{name}/{sample.filename}"
                 try:
                     data = sample.file_bytes()
-                    _write(os.path.join(folder, sample.filename), data, sample.mtime_ns, sample.mode)
+                    _write(_safe_join(folder, sample.filename), data, sample.mtime_ns, sample.mode)
                 except (LakeFSError, OSError) as e:
                     report.failed.append((where, str(e)))
                 else:
@@ -86,12 +91,26 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
     return report
 
 
+def _safe_join(dest: str, *parts: str) -> str:
+    """``dest/parts...``, refusing names that would leave ``dest`` (a crafted dataset can
+    hold any name in its manifest: export must not write outside the folder it was given)."""
+    for part in parts:
+        for seg in part.split("/"):
+            if seg in ("", ".", "..") or "\0" in seg:
+                raise InvalidNameError(f"refusing to export the name {part!r}: it would leave {dest}")
+    target = os.path.join(dest, *parts)
+    root = os.path.realpath(dest)
+    if not os.path.realpath(target).startswith(root + os.sep):
+        raise InvalidNameError(f"refusing to export {'/'.join(parts)!r}: it resolves outside {dest}")
+    return target
+
+
 def _export_plain_files(ds: Dataset, dest: str, report: ExportReport) -> None:
     for group in ds.groups + ds.pending_dirs:
-        os.makedirs(os.path.join(dest, *group.split("/")), exist_ok=True)
+        os.makedirs(_safe_join(dest, group), exist_ok=True)
     for path, meta in ds.files.items():
         try:
-            target = os.path.join(dest, *path.split("/"))
+            target = _safe_join(dest, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             _write(target, ds.read_file(path), meta.mtime_ns, meta.mode)
         except (LakeFSError, OSError) as e:

@@ -180,3 +180,47 @@ def test_large_file_is_tiled_and_read_in_pieces(tmp_path):
     assert reopened.blobs["big"].read_file(65_530, 20) == data[65_530:65_550]
     assert reopened.blobs["big"].file_bytes() == data
     ds.close()
+
+
+def test_a_write_racing_a_flush_is_not_lost():
+    from lakefs.dataset import Dataset
+    from lakefs.storage import MemoryStorage
+
+    ds = Dataset(MemoryStorage(), create=True)
+    fs = DatasetFS(ds)
+    fh1 = fs.create("/README", 0o644)
+    fh2 = fs.open("/README", os.O_WRONLY)
+    fs.write(fh1, b"hello", 0)
+    original = ds.write_file
+
+    def racing(path, data, **kw):  # another FUSE thread writes while flush stores
+        fs.write(fh2, b" world", 5)
+        return original(path, data, **kw)
+
+    ds.write_file = racing
+    fs.flush(fh1)
+    ds.write_file = original
+    fs.release(fh1)
+    fs.release(fh2)
+    assert ds.read_file("README") == b"hello world"
+
+
+def test_rename_keeps_the_target_when_the_new_name_is_refused(fs, photos):
+    fs.mkdir("/a", 0o755)
+    put(fs, "/a/x.jpg", photos[0].read_bytes())
+    put(fs, "/a/y.jpg", photos[1].read_bytes())
+    assert errno_of(fs.rename, "/a/x.jpg", "/a/y.png") == errno.EINVAL
+    fs.rename("/a/x.jpg", "/a/y.jpg")  # replaces y
+    assert [n for n, _ in fs.readdir("/a")] == ["y.jpg"]
+    assert get(fs, "/a/y.jpg") == photos[0].read_bytes()
+
+
+def test_a_directory_with_files_open_for_writing_is_not_renamed(fs):
+    fs.mkdir("/notes", 0o755)
+    fh = fs.create("/notes/a.txt", 0o644)
+    fs.write(fh, b"draft", 0)
+    assert errno_of(fs.rename, "/notes", "/texts") == errno.EBUSY
+    fs.flush(fh)
+    fs.release(fh)
+    fs.rename("/notes", "/texts")
+    assert get(fs, "/texts/a.txt") == b"draft"

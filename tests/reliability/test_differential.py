@@ -30,7 +30,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import stat
 from pathlib import Path
 
 import pytest

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 
-import lakefs
 from lakefs.dataset import Dataset
 from lakefs.errors import CorruptionError, StorageError, StorageFullError
 from lakefs.fs.tree import DatasetFS

@@ -79,3 +79,29 @@ def test_export_while_a_writer_holds_the_dataset(cli, jpeg_dir: Path, dataset_pa
     with lakefs.load(dataset_path):  # a mount, say: readers need no lock
         r = cli("export", dataset_path, tmp_path / "out")
     assert r.code == 0 and len(os.listdir(tmp_path / "out" / "photos")) == 8
+
+
+def test_export_refuses_names_that_leave_the_destination(tmp_path):
+    import json
+
+    from lakefs.tools.export import export
+
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("notes", htype="text")
+    ds.append({"notes": "hi"}, key="a")
+    ds.write_file("README.md", b"# x\n")
+    ds.close()
+    # Craft the manifest as an attacker would: a plain file whose path climbs out.
+    root = tmp_path / "ds"
+    head = json.loads((root / "HEAD").read_text())
+    mpath = root / head["manifest"]
+    m = json.loads(mpath.read_text())
+    m["files"]["../../escaped.txt"] = m["files"].pop("README.md")
+    m.pop("crc32", None)
+    mpath.write_text(json.dumps(m))
+    dest = tmp_path / "out" / "deep"
+    with lakefs.load(root, read_only=True) as ro:
+        report = export(ro, str(dest))
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "escaped.txt").exists()
+    assert any("escaped" in where for where, _ in report.failed)
+    assert (dest / "notes" / "a.txt").read_text() == "hi"
