@@ -8,6 +8,7 @@ from typing import Any
 from lakefs.dataset import Dataset
 from lakefs.errors import DatasetNotFoundError
 from lakefs.format import keys
+from lakefs.storage.base import LOCK_PREFIX
 from lakefs.storage.remote import open_dataset_storage
 
 DEFAULT_CACHE_SIZE = 10 << 30
@@ -28,7 +29,7 @@ def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: 
         with storage.writer_lock(keys.WRITER_LOCK):
             storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
             for key in list(storage.list()):
-                if not key.startswith("locks/"):
+                if not key.startswith(LOCK_PREFIX):
                     storage.delete(key)
     return Dataset(storage, create=True, must_create=True, **options)
 

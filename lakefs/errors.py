@@ -202,3 +202,9 @@ class BusyError(LakeFSError, OSError):
     """The operation would pull the rug from under open files (renaming their directory)."""
 
     errno = _errno.EBUSY
+
+
+class BadHandleError(LakeFSError, OSError):
+    """An unknown file handle, or a write through a handle opened read-only (EBADF)."""
+
+    errno = _errno.EBADF

@@ -95,9 +95,10 @@ class ChunkEngine:
     ) -> None:
         """Store ``stored`` as the sample at ``row`` (replacing any previous one).
 
-        Raises before changing anything if storage fails, so a failed write leaves the
-        tensor as it was. ``file_size`` is the sample's size seen as a file (defaults to
-        the stored length).
+        A sealed chunk or tile is written behind (``ChunkWriter``) when the engine has a
+        writer: a storage failure then surfaces at the next commit, which publishes
+        nothing and keeps the data for a retry. ``file_size`` is the sample's size seen
+        as a file (defaults to the stored length).
         """
         if len(shape) > MAX_NDIM:
             raise InvalidSampleError(f"at most {MAX_NDIM} dimensions are supported")
@@ -138,7 +139,8 @@ class ChunkEngine:
             self.storage.put(keys.chunk(self.tid, chunk_id), blob)
 
     def seal(self) -> None:
-        """Write the open chunk to storage. On failure the open chunk is kept for a retry."""
+        """Hand the open chunk to storage (behind, with a writer; a failed put is kept
+        there and retried at the next commit) and start a new one."""
         if self._open_id is None:  # not `not self._open`: empty samples still point at it
             return
         self._put_chunk(self._open_id, self._open, behind=True)

@@ -21,6 +21,7 @@ from lakefs.config import Config
 from lakefs.dataset import Dataset, Sample, Tensor
 from lakefs.dataset.names import NAME_MAX, split_filename
 from lakefs.errors import (
+    BadHandleError,
     BusyError,
     CrossDeviceError,
     DirectoryNotEmptyError,
@@ -189,7 +190,7 @@ class DatasetFS:
         try:
             return self._handles[fh]
         except KeyError:
-            raise LakeFSError(f"bad file handle {fh}") from None
+            raise BadHandleError(f"bad file handle {fh}") from None
 
     def open(self, path: str, flags: int) -> int:
         p = path.strip("/")
@@ -260,7 +261,7 @@ class DatasetFS:
     def write(self, fh: int, data: bytes, offset: int) -> int:
         of = self.handle(fh).openfile
         if of is None:
-            raise ReadOnlyError("file is not open for writing")
+            raise BadHandleError("file is not open for writing")
         return of.write(data, offset)
 
     def flush(self, fh: int) -> None:
@@ -562,11 +563,8 @@ class DatasetFS:
     # --- commits -----------------------------------------------------------------------
 
     def commit(self) -> None:
-        """Make everything closed so far durable (the periodic and the final commit)."""
-        with self._lock:
-            for of in list(self._open.values()):
-                if of.dirty and not of.detached and of.refs == 0:
-                    self._commit(of)
+        """Make everything closed so far durable (the periodic commit): closed files were
+        stored at their flush, so this is the dataset's commit."""
         self.ds.flush()
 
     def shutdown(self) -> None:

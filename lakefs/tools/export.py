@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakefs.dataset import Dataset
-from lakefs.errors import DatasetExistsError, InvalidNameError, LakeFSError, TensorNotFoundError
+from lakefs.errors import (
+    DatasetExistsError,
+    InvalidNameError,
+    LakeFSError,
+    TensorNotFoundError,
+)
 
 
 @dataclass
