@@ -268,11 +268,7 @@ class Dataset:
         if rows.committed == n:
             return
         segs = [*rows.segments, {"id": self._ids.take(), "start": rows.committed, "count": n - rows.committed}]
-        covered = segs[-1]["count"]
-        k = len(segs) - 1
-        while k >= 1 and segs[k - 1]["count"] <= 2 * covered:
-            covered += segs[k - 1]["count"]
-            k -= 1
+        k = segments.merge_start([int(s["count"]) for s in segs])
         merged = segs[k:-1]
         new = {"id": segs[-1]["id"], "start": segs[k]["start"], "count": n - segs[k]["start"]}
         self.storage.put(keys.rows_segment(new["id"]), rows.encode_range(new["start"], n))

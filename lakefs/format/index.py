@@ -164,14 +164,8 @@ class SampleIndex:
 
 
 def plan_merge(segs: list[SegmentRef]) -> list[SegmentRef]:
-    """The segments at the end of ``segs`` to merge into one, binary-counter style.
-
-    The newest segment absorbs its predecessor while that one is at most twice as big
-    as everything absorbed so far, so sizes fall geometrically along the list.
-    """
-    k = len(segs) - 1
-    covered = len(segs[-1].rows) if segs else 0
-    while k >= 1 and segs[k - 1].count <= 2 * covered:
-        covered += segs[k - 1].count
-        k -= 1
+    """The segments at the end of ``segs`` to merge into one (see ``segments.merge_start``)."""
+    if not segs:
+        return []
+    k = segments.merge_start([s.count for s in segs[:-1]] + [len(segs[-1].rows)])
     return segs[k:] if k < len(segs) - 1 else []

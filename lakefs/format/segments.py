@@ -53,3 +53,20 @@ def unpack(blob: bytes, kind: int, where: str) -> tuple[int, memoryview]:
     if crc32(body) != crc:
         raise CorruptionError(f"{where}: segment checksum mismatch")
     return count, body
+
+
+def merge_start(counts: list[int]) -> int:
+    """Where the merge of the newest segment starts, binary-counter style.
+
+    ``counts`` are the record counts of a segment list, oldest first, the newest last.
+    The newest absorbs its predecessor while that one is at most twice as big as all it
+    absorbed so far, so sizes fall geometrically along the list: O(log n) segments, each
+    record rewritten O(log n) times. Returns the index of the first segment to merge
+    (``len(counts) - 1`` when the newest stays alone).
+    """
+    k = len(counts) - 1
+    covered = counts[-1] if counts else 0
+    while k >= 1 and counts[k - 1] <= 2 * covered:
+        covered += counts[k - 1]
+        k -= 1
+    return k
