@@ -128,3 +128,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     from reliability.conftest import add_soak_option  # noqa: PLC0415
 
     add_soak_option(parser)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One real S3 server (moto, a subprocess on 127.0.0.1) for the whole session, with
+    the test bucket created; tests/s3server.py."""
+    from s3server import BUCKET, boto_client, moto_server  # noqa: PLC0415  (boto only when needed)
+
+    with moto_server() as endpoint:
+        boto_client(endpoint).create_bucket(Bucket=BUCKET)
+        yield endpoint

@@ -6,20 +6,12 @@ s3util.py (a test module's ``from conftest import`` is ambiguous across test fol
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from s3util import write_config
 
-from s3server import BUCKET, boto_client, moto_server
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        boto_client(endpoint).create_bucket(Bucket=BUCKET)
-        yield endpoint
+from s3server import BUCKET
 
 
 @pytest.fixture

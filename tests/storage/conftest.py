@@ -7,19 +7,10 @@ The moto server (tests/s3server.py) runs as a subprocess on 127.0.0.1 with a fre
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 # The server itself lives in tests/s3server.py, shared with tests/s3/.
-from s3server import BUCKET, boto_client, free_port, moto_server, s3_options  # noqa: F401  (re-exported)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        boto_client(endpoint).create_bucket(Bucket=BUCKET)
-        yield endpoint
 
 
 @pytest.fixture
