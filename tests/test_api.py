@@ -277,3 +277,23 @@ def test_too_many_dimensions_store_nothing_in_a_multi_tensor_append():
     with pytest.raises(InvalidSampleError, match="dimensions"):
         ds.append({"a": np.zeros(3), "b": np.zeros((1,) * 7)}, key="k")
     assert len(ds) == 0 and ds.a.num_samples == 0
+
+
+def test_commit_interval_makes_api_writes_durable_without_flush(tmp_path):
+    import threading
+    import time
+
+    ds = lakefs.empty(tmp_path / "ds", commit_interval=0.2)
+    ds.create_tensor("labels", htype="class_label", class_names=["cat", "dog"])
+    ds.labels.append("dog")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reader = lakefs.load(tmp_path / "ds", read_only=True)
+        if "labels" in reader.tensors and reader.labels.num_samples == 1:
+            break
+        time.sleep(0.1)
+    assert reader.labels[0].numpy().tolist() == [1]  # committed by the timer, no flush()
+    ds.close()
+    assert not any(t.name == "lakefs-autocommit" for t in threading.enumerate())
+    with pytest.raises(lakefs.LakeFSError):
+        lakefs.empty(tmp_path / "other", commit_interval=0)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from lakefs.dataset.samples import SampleFormat
 from lakefs.dataset.tensor import Tensor
 from lakefs.dataset.views import Group, Row
 from lakefs.errors import (
+    ConfigError,
     CorruptionError,
     DatasetExistsError,
     DatasetNotFoundError,
@@ -69,7 +71,9 @@ class Dataset:
 
     def __init__(self, storage: Storage, *, read_only: bool = False, create: bool = False,
                  must_create: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 allow_transcode: bool = True) -> None:
+                 allow_transcode: bool = True, commit_interval: float | None = None) -> None:
+        if commit_interval is not None and not commit_interval > 0:
+            raise ConfigError(f"commit_interval must be > 0 seconds, not {commit_interval!r}")
         self.storage = storage
         self.read_only = read_only or not storage.writable
         self.allow_transcode = allow_transcode
@@ -90,6 +94,10 @@ class Dataset:
         except BaseException:
             self._release_lock()
             raise
+        self._autocommit: _AutoCommit | None = None
+        if commit_interval is not None and not self.read_only:
+            self._autocommit = _AutoCommit(self, commit_interval)
+            self._autocommit.start()
 
     # --- opening -----------------------------------------------------------------------
 
@@ -198,6 +206,7 @@ class Dataset:
 
     def close(self) -> None:
         """Commit everything and release the writer lock."""
+        self.stop_autocommit()
         with self._lock:  # a commit from another thread finishes first, none starts after
             if self._closed:
                 return
@@ -208,6 +217,13 @@ class Dataset:
                 if self._chunk_writer is not None:
                     self._chunk_writer.close()
                 self._release_lock()
+
+    def stop_autocommit(self) -> None:
+        """Stop the periodic commit thread (and wait for a commit it is doing)."""
+        thread = getattr(self, "_autocommit", None)
+        if thread is not None:
+            thread.stop()
+            self._autocommit = None
 
     def _release_lock(self) -> None:
         if self._writer_lock is not None:
@@ -658,3 +674,31 @@ class Dataset:
         """Per-tensor sample counts and bytes, for ``lakefs info``."""
         return maintenance.stats(self)
 
+
+class _AutoCommit(threading.Thread):
+    """Commits a dataset every ``interval`` seconds while it has changes (DESIGN §5:
+    durable within a configurable interval). It holds the dataset weakly, so a dataset
+    dropped without ``close()`` is not kept alive by its own timer."""
+
+    def __init__(self, dataset: Dataset, interval: float) -> None:
+        super().__init__(name="lakefs-autocommit", daemon=True)
+        self._dataset = weakref.ref(dataset)
+        self._interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            ds = self._dataset()
+            if ds is None or ds._closed:
+                return
+            try:
+                if ds.has_changes:
+                    ds.flush()
+            except Exception as e:  # the next commit retries; writers see errors on flush/fsync
+                log.error("periodic commit failed: %s", e)
+            del ds
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self is not threading.current_thread():
+            self.join()

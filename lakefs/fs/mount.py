@@ -77,26 +77,6 @@ def fuse_kwargs(config: Config, options: dict[str, str | bool], dataset_url: str
     return kw, tuning
 
 
-class _Committer(threading.Thread):
-    """Commits every ``interval`` seconds while the mount runs."""
-
-    def __init__(self, commit: Callable[[], None], interval: float) -> None:
-        super().__init__(name="lakefs-commit", daemon=True)
-        self._commit = commit
-        self._interval = interval
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
-            try:
-                self._commit()
-            except Exception as e:  # the next commit retries; writers see errors on fsync
-                log.error("periodic commit failed: %s", e)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-
 def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     """The dataset's storage for a mount, checked before anything else is done with it.
 
@@ -142,7 +122,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
         dataset_url = os.path.abspath(dataset_url)
     storage = open_mount_storage(dataset_url, config, read_only=read_only)
     try:
-        ds = Dataset(storage, read_only=read_only, create=not read_only,
+        ds = Dataset(storage, read_only=read_only, create=not read_only, commit_interval=interval,
                      cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode)
     except LockedError as e:
         raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}") from e
@@ -157,9 +137,6 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
             on_ready()
 
     ops = LakeOperations(fs, xattr=xattr, on_ready=ready)
-    committer = None if read_only else _Committer(fs.commit, interval)
-    if committer:
-        committer.start()
     kwargs, ops.conn_tuning = fuse_kwargs(config, options, dataset_url)
     threads = config.fuse.threads
     if threads is None:  # auto: several threads only when requests wait on a network
@@ -174,9 +151,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
         # libfuse returns non-zero when SIGTERM/SIGINT ended the loop: a normal stop.
         log.info("stopped by a signal (libfuse status %s)", e)
     finally:
-        if committer:
-            committer.stop()
-            committer.join()  # no periodic commit may run during or after the final one
+        ds.stop_autocommit()  # no periodic commit may run during or after the final one
         try:
             fs.shutdown()
         finally:
