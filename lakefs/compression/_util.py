@@ -19,6 +19,16 @@ def need(data: bytes, end: int, codec: str, where: str) -> None:
         raise corrupt(codec, f"truncated {where} (needs {end} bytes, file has {len(data)})")
 
 
+def riff_end(data: bytes, form: bytes, codec: str) -> int:
+    """End offset of a RIFF file of type ``form`` (b"WEBP", b"WAVE"), checking its size field."""
+    need(data, 12, codec, "RIFF header")
+    if data[:4] != b"RIFF" or data[8:12] != form:
+        raise corrupt(codec, f"not a RIFF {form.decode()} file")
+    end = int.from_bytes(data[4:8], "little") + 8
+    need(data, end, codec, "RIFF body (RIFF size field)")
+    return end
+
+
 def image_channels(array: np.ndarray, codec: str) -> tuple[np.ndarray, int]:
     """``array`` as (H, W, C) and C; InvalidSampleError unless it is a 2-D or 3-D image."""
     if array.ndim == 2:

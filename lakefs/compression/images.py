@@ -35,7 +35,13 @@ from typing import Callable
 
 import numpy as np
 
-from lakefs.compression._util import check_decoded, corrupt, image_channels, need
+from lakefs.compression._util import (
+    check_decoded,
+    corrupt,
+    image_channels,
+    need,
+    riff_end,
+)
 from lakefs.compression.codec import Codec, SampleInfo
 from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError
 from lakefs.format.checksum import crc32
@@ -294,12 +300,8 @@ def probe_tiff(data: bytes) -> SampleInfo:
 
 def probe_webp(data: bytes) -> SampleInfo:
     """RIFF size and chunk walk; size and alpha from the VP8 / VP8L / VP8X header."""
+    end = riff_end(data, b"WEBP", "webp")
     need(data, 30, "webp", "header")
-    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        raise corrupt("webp", "not a RIFF WEBP file")
-    (riff_size,) = struct.unpack_from("<I", data, 4)
-    end = riff_size + 8
-    need(data, end, "webp", "RIFF body (RIFF size field)")
     pos = 12
     while pos < end:
         need(data, pos + 8, "webp", f"chunk header at byte {pos}")

@@ -28,7 +28,7 @@ import struct
 
 import numpy as np
 
-from lakefs.compression._util import corrupt, need
+from lakefs.compression._util import corrupt, need, riff_end
 from lakefs.compression.codec import Codec, SampleInfo
 from lakefs.errors import InvalidSampleError, UnsupportedError
 
@@ -42,12 +42,7 @@ _WAV_RATE = 44100
 
 def _wav_layout(data: bytes) -> tuple[SampleInfo, int, int, int]:
     """(info, data offset, data size, bits per sample) from the RIFF chunks."""
-    need(data, 12, "wav", "RIFF header")
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise corrupt("wav", "not a RIFF WAVE file")
-    (riff_size,) = struct.unpack_from("<I", data, 4)
-    end = riff_size + 8
-    need(data, end, "wav", "RIFF body (RIFF size field)")
+    end = riff_end(data, b"WAVE", "wav")
     pos, fmt, body = 12, None, None
     while pos + 8 <= end:
         ctype, size = struct.unpack_from("<4sI", data, pos)
