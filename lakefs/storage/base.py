@@ -149,3 +149,48 @@ class Storage(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class StorageWrapper(Storage):
+    """A storage that forwards every operation to ``inner``; wrappers (the read cache,
+    fault injection) override only what they change."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.writable = inner.writable
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        return self.inner.get_range(key, start, length)
+
+    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self.inner.put(key, data)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def size(self, key: str) -> int:
+        return self.inner.size(key)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return self.inner.list(prefix)
+
+    def writer_lock(self, name: str) -> WriterLock:
+        return self.inner.writer_lock(name)
+
+    def prefetch(self, key: str) -> None:
+        self.inner.prefetch(key)
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def statfs(self) -> tuple[int, int, int]:
+        return self.inner.statfs()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -24,11 +24,16 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from lakefs.errors import StorageError
-from lakefs.storage.base import Storage, WriterLock, check_key, check_range
+from lakefs.storage.base import (
+    Storage,
+    StorageWrapper,
+    check_key,
+    check_range,
+)
 
 PART_SIZE = 8 << 20
 _TMP_MARK = ".tmp~"
@@ -74,7 +79,7 @@ def parallel_get(
         return b"".join(pool.map(part, offsets))
 
 
-class CachingStorage(Storage):
+class CachingStorage(StorageWrapper):
     """``inner`` with a read cache of at most ``max_bytes`` in ``cache_dir``."""
 
     def __init__(
@@ -87,8 +92,7 @@ class CachingStorage(Storage):
         part_size: int = PART_SIZE,
         max_workers: int = 8,
     ) -> None:
-        self.inner = inner
-        self.writable = inner.writable
+        super().__init__(inner)
         self.cache_dir = os.fspath(cache_dir)
         self.max_bytes = int(max_bytes)
         self.cacheable = cacheable
@@ -313,17 +317,8 @@ class CachingStorage(Storage):
                 return size
         return self.inner.size(key)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        return self.inner.list(prefix)
-
-    def writer_lock(self, name: str) -> WriterLock:
-        return self.inner.writer_lock(name)
-
-    def check(self) -> None:
-        self.inner.check()
-
-    def statfs(self) -> tuple[int, int, int]:
-        return self.inner.statfs()
+    def prefetch(self, key: str) -> None:
+        """Nothing to do: a miss already fetches the whole object into the cache."""
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

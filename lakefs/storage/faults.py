@@ -23,7 +23,7 @@ from collections.abc import Collection, Iterator
 from typing import Literal
 
 from lakefs.errors import StorageError, StorageFullError
-from lakefs.storage.base import Storage, WriterLock
+from lakefs.storage.base import Storage, StorageWrapper, WriterLock
 
 Mode = Literal["raise", "eio", "enospc", "torn"]
 WRITE_OPS = frozenset({"put", "delete"})
@@ -31,7 +31,7 @@ ALL_OPS = frozenset({"get", "get_range", "put", "delete", "exists", "size", "lis
                      "writer_lock"})
 
 
-class FaultyStorage(Storage):
+class FaultyStorage(StorageWrapper):
     """``inner`` that fails its ``fail_at``-th counted operation; see the module doc."""
 
     def __init__(
@@ -48,8 +48,7 @@ class FaultyStorage(Storage):
         unknown = set(ops) - ALL_OPS
         if unknown:
             raise ValueError(f"unknown storage operations {sorted(unknown)}")
-        self.inner = inner
-        self.writable = inner.writable
+        super().__init__(inner)
         self.fail_at = fail_at
         self.mode = mode
         self.ops = frozenset(ops)
@@ -127,12 +126,3 @@ class FaultyStorage(Storage):
         if self._tick("writer_lock", name):
             raise self._fault("writer_lock", name)
         return self.inner.writer_lock(name)
-
-    def check(self) -> None:
-        self.inner.check()
-
-    def statfs(self) -> tuple[int, int, int]:
-        return self.inner.statfs()
-
-    def close(self) -> None:
-        self.inner.close()
