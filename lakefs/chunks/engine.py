@@ -18,6 +18,7 @@ import numpy as np
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
+from lakefs.chunks.stream import TileStream
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.errors import (
     CorruptionError,
@@ -47,6 +48,12 @@ class IdAllocator:
             first = self.next_id
             self.next_id += n
             return first
+
+    def give_back(self, start: int, end: int) -> None:
+        """Return the unused ids ``start..end-1`` of a block if none were taken after it."""
+        with self._lock:
+            if self.next_id == end:
+                self.next_id = start
 
 
 class ChunkEngine:
@@ -114,13 +121,32 @@ class ChunkEngine:
                 self._open_state = (self._open_id, self._open)
             chunk_id, offset, tiles = self._open_id, len(self._open), 1
             self._open += stored
+        self._set_entry(row, chunk_id, offset, n, n if file_size is None else file_size, crc32(stored),
+                        tiles, shape, mtime_ns, mode, ext, flags)
+
+    def _set_entry(self, row: int, chunk_id: int, offset: int, n: int, file_size: int, crc: int,
+                   tiles: int, shape: tuple[int, ...], mtime_ns: int, mode: int, ext: int, flags: int) -> None:
         # One tuple assignment instead of a record and a dozen field writes: this is the
         # per-sample hot path (ENTRY field order; see lakefs/format/index.py).
         padded = (*shape, 0, 0, 0, 0, 0, 0)[:MAX_NDIM]
         self.index.set(row, (
-            row, chunk_id, offset, n, n if file_size is None else file_size, crc32(stored), tiles,
-            mtime_ns, mode, ext, flags, len(shape), 0, padded,
+            row, chunk_id, offset, n, file_size, crc, tiles, mtime_ns, mode, ext, flags, len(shape), 0, padded,
         ))
+
+    def open_stream(self) -> TileStream:
+        """A sample to be written piece by piece as tiles (see lakefs.chunks.stream)."""
+        if self.kind == ChunkKind.CHUNK_COMPRESSED:
+            raise InvalidSampleError("chunk-compressed tensors cannot stream samples")
+        return TileStream(self)
+
+    def write_stream(self, row: int, stream: TileStream, *, shape: tuple[int, ...], mtime_ns: int,
+                     mode: int, ext: int = 0, flags: int = 0) -> None:
+        """Make the finished ``stream`` the sample at ``row`` (its tiles are already written)."""
+        if len(shape) > MAX_NDIM:
+            raise InvalidSampleError(f"at most {MAX_NDIM} dimensions are supported")
+        first, tiles = stream.finish()
+        self._set_entry(row, first, 0, stream.size, stream.size, stream.crc, tiles, shape, mtime_ns, mode,
+                        ext, flags)
 
     def _write_tiles(self, stored: bytes | bytearray | memoryview) -> tuple[int, int]:
         view = memoryview(stored)

@@ -204,8 +204,17 @@ class SampleFormat:
 
     def _file_sample(self, data: bytes, ext: str | None) -> Encoded:
         stored = self.lz4.compress(data) if self.lz4 else data
-        shape = (len(data),) if self.htype.name == "bytes" else (1,)
-        return Encoded(stored, shape, self.shown_ext(ext, False), len(data))
+        return Encoded(stored, self.file_shape(len(data)), self.shown_ext(ext, False), len(data))
+
+    def file_shape(self, size: int) -> tuple[int, ...]:
+        """The shape of a file sample (``storage == "file"``) of ``size`` bytes."""
+        return (size,) if self.htype.name == "bytes" else (1,)
+
+    @property
+    def streams_files(self) -> bool:
+        """A file's bytes are stored unchanged and nothing about them needs the whole file
+        (no text/JSON check, no compression): the mount may store a big one as it arrives."""
+        return self.htype.storage == "file" and self.htype.name not in ("json", "text") and self.lz4 is None
 
     def _value_to_file_bytes(self, value: Any) -> bytes:
         name = self.htype.name

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine
+from lakefs.chunks.stream import TileStream
 from lakefs.dataset.names import check_key, split_filename
 from lakefs.dataset.samples import Encoded, SampleFormat
 from lakefs.errors import InvalidNameError, SampleNotFoundError
@@ -329,6 +331,37 @@ class Tensor:
                 encoded = dataclasses.replace(encoded, flags=encoded.flags | FLAG_TRANSCODED)
             row = self.dataset._row_for_key(key, create=True)
             self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
+            return Sample(self, row, self._engine.index.entry(row))
+
+    def open_file_stream(self, filename: str) -> TileStream | None:
+        """A stream for a big file ``filename`` whose bytes go into tiles as they arrive
+        (see :meth:`commit_file_stream`); None when this tensor needs the whole file first
+        (media probes and transcodes, text checks, compression)."""
+        parts = split_filename(filename)
+        if (parts is None or not self._format.accepts_extension(parts[1]) or not self._format.streams_files
+                or self._engine.kind == ChunkKind.CHUNK_COMPRESSED):
+            return None
+        check_key(parts[0])
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            return self._engine.open_stream()
+
+    def commit_file_stream(self, filename: str, stream: TileStream, *, mtime_ns: int | None = None,
+                           mode: int | None = None) -> Sample:
+        """Store a finished stream as the sample ``filename`` (like :meth:`write_file`)."""
+        key, ext = split_filename(filename) or ("", "")
+        if not key or not self._format.accepts_extension(ext):
+            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
+        check_key(key)
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            row = self.dataset._row_for_key(key, create=True)
+            self._engine.write_stream(
+                row, stream, shape=self._format.file_shape(stream.size),
+                mtime_ns=mtime_ns if mtime_ns is not None else time.time_ns(),
+                mode=mode if mode is not None else DEFAULT_MODE, ext=self._ext_code(self._format.shown_ext(ext, False)),
+            )
+            self.dataset._touch()
             return Sample(self, row, self._engine.index.entry(row))
 
     def rename_file(self, old: str, new: str) -> Sample:

@@ -24,12 +24,26 @@ class Attr:
 
 
 class OpenFile:
-    """A file being written: one buffer shared by every handle open on the path."""
+    """A file being written: one buffer shared by every handle open on the path.
+
+    The contents live in one of three places. In memory, where a file written in one
+    piece keeps the very bytes object its write brought (no copy). In a temp file once it
+    passes ``spill`` bytes. Or, for a big file written front to back into a tensor that
+    stores files unchanged, in a :class:`~lakefs.chunks.stream.TileStream` that writes
+    each tile as it fills: the file is never held whole nor written twice. The stream is
+    offered by :class:`~lakefs.fs.tree.DatasetFS` (``wants_stream`` → ``begin_stream``),
+    which knows the tensor; any write that is not an append moves it to a temp file.
+    """
 
     def __init__(self, path: str, data: bytes, *, mode: int, mtime_ns: int, exists: bool, spill: int):
         self.path = path
-        self.buf = tempfile.SpooledTemporaryFile(max_size=spill)
-        self.buf.write(data)
+        self._mem: bytes | bytearray | None = data
+        self._file: Any = None  # temp file once spilled
+        self.stream: Any = None  # TileStream while streaming
+        self.stream_committed = False  # the stream's tiles are a committed sample
+        self.spill = spill
+        self.appended = not data  # every write so far went to the end: may stream
+        self.wants_stream = False  # past spill, in memory, waiting for begin_stream
         self.size = len(data)
         self.mode = mode
         self.mtime_ns = mtime_ns
@@ -44,29 +58,110 @@ class OpenFile:
         if not data:  # pwrite(2) of 0 bytes changes nothing, even past the end
             return 0
         with self.lock:
-            if offset > self.size:  # sparse write: fill the hole with zeros
-                self.buf.seek(self.size)
-                self.buf.write(b"\0" * (offset - self.size))
-            self.buf.seek(offset)
-            self.buf.write(data)
+            if offset != self.size:
+                self.appended = False
+                if self.stream is not None:
+                    self._unstream()
+            if self.stream is not None:
+                if self.stream_committed:  # appending after a commit: a new version
+                    self._unstream()
+                    self._file_write(data, offset)
+                else:
+                    self.stream.write(data)
+            else:
+                if self._mem is not None and offset + len(data) > self.spill and not self.appended:
+                    self._spill()  # never a big hole or rewrite in memory
+                if self._file is not None:
+                    self._file_write(data, offset)
+                else:
+                    self._mem_write(data, offset)
             self.size = max(self.size, offset + len(data))
             self.dirty = True
             self.version += 1
             self.mtime_ns = time.time_ns()
+            if self._mem is not None and self.size > self.spill:
+                if self.appended:
+                    self.wants_stream = True  # DatasetFS decides (it knows the tensor)
+                else:
+                    self._spill()
             return len(data)
+
+    def _mem_write(self, data: bytes, offset: int) -> None:
+        mem = self._mem
+        if not mem and offset == 0 and isinstance(data, bytes):
+            self._mem = data  # the usual case: the whole file in one write, kept as is
+            return
+        if not isinstance(mem, bytearray):
+            mem = self._mem = bytearray(mem)
+        if offset > len(mem):  # sparse write: the hole reads as zeros
+            mem.extend(bytes(offset - len(mem)))
+        mem[offset : offset + len(data)] = data
+
+    def _file_write(self, data: bytes, offset: int) -> None:
+        f = self._file
+        if offset > self.size:  # sparse write: the hole reads as zeros
+            f.truncate(offset)
+        f.seek(offset)
+        f.write(data)
+
+    def _spill(self) -> None:
+        f = tempfile.TemporaryFile()
+        f.write(self._mem)
+        self._file, self._mem, self.wants_stream = f, None, False
+
+    def begin_stream(self, stream: Any) -> None:
+        """Move the contents into ``stream`` (None: this file cannot stream; spill)."""
+        with self.lock:
+            if not self.wants_stream:
+                if stream is not None:
+                    stream.abort()
+                return
+            if stream is None or not self.appended:
+                if stream is not None:
+                    stream.abort()
+                self._spill()
+                return
+            stream.write(self._mem)
+            self.stream, self._mem, self.wants_stream = stream, None, False
+
+    def _unstream(self) -> None:
+        """The stream's contents into a temp file (a write that is not an append)."""
+        f = tempfile.TemporaryFile()
+        step = 8 << 20
+        for pos in range(0, self.size, step):
+            f.write(self.stream.read(pos, step))
+        if not self.stream_committed:
+            self.stream.abort()
+        self._file, self.stream, self.stream_committed = f, None, False
 
     def read(self, size: int, offset: int) -> bytes:
         with self.lock:
-            self.buf.seek(offset)
-            return self.buf.read(max(0, min(size, self.size - offset)))
+            size = max(0, min(size, self.size - offset))
+            if self.stream is not None:
+                return self.stream.read(offset, size)
+            if self._file is not None:
+                self._file.seek(offset)
+                return self._file.read(size)
+            return bytes(self._mem[offset : offset + size])
 
     def truncate(self, length: int) -> None:
         with self.lock:
-            if length > self.size:
-                self.buf.seek(self.size)
-                self.buf.write(b"\0" * (length - self.size))
-            else:
-                self.buf.truncate(length)
+            if self.stream is not None and length != self.size:
+                self._unstream()
+            if self._mem is not None and length > self.spill:
+                self._spill()
+            if self._file is not None:
+                self._file.truncate(length)
+            elif self._mem is not None:
+                if length == 0:
+                    self._mem, self.appended = b"", True
+                else:
+                    mem = self._mem = bytearray(self._mem)
+                    if length > len(mem):
+                        mem.extend(bytes(length - len(mem)))
+                    else:
+                        del mem[length:]
+                    self.appended = False
             self.size = length
             self.dirty = True
             self.version += 1
@@ -76,8 +171,12 @@ class OpenFile:
         """(contents, version) taken together: ``mark_clean(version)`` later clears
         ``dirty`` only if no write came in between (another handle, another thread)."""
         with self.lock:
-            self.buf.seek(0)
-            return self.buf.read(self.size), self.version
+            if self.stream is not None:
+                return self.stream.read(0, self.size), self.version
+            if self._file is not None:
+                self._file.seek(0)
+                return self._file.read(self.size), self.version
+            return bytes(self._mem), self.version  # bytes: no copy; a bytearray: a frozen copy
 
     def mark_clean(self, version: int) -> None:
         with self.lock:
@@ -88,7 +187,14 @@ class OpenFile:
         return self.snapshot()[0]
 
     def close(self) -> None:
-        self.buf.close()
+        with self.lock:
+            if self.stream is not None and not self.stream_committed:
+                self.stream.abort()  # never committed: its tiles are garbage
+            self.stream = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self._mem = b""
 
 
 class Handle:

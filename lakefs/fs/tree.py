@@ -262,7 +262,26 @@ class DatasetFS:
         of = self.handle(fh).openfile
         if of is None:
             raise BadHandleError("file is not open for writing")
-        return of.write(data, offset)
+        n = of.write(data, offset)
+        if of.wants_stream:
+            self._start_stream(of)
+        return n
+
+    def _start_stream(self, of: OpenFile) -> None:
+        """A big file written front to back: store it as tiles while it arrives when its
+        tensor keeps files unchanged (lakefs.chunks.stream), else spill it to a temp file."""
+        stream = None
+        with self._lock:
+            parent, name = split(of.path)
+            if not of.detached and not self.read_only:
+                tensor = self._tensor_for(parent, name)
+                if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
+                    tensor = self._tensor_from_first_file(parent, name)
+                if tensor is not None and tensor._engine.max_chunk < of.spill:
+                    stream = tensor.open_file_stream(name)
+            of.begin_stream(stream)
+            if of.stream is not None:
+                log.info("/%s: big file, stored as tiles while it is written", of.path)
 
     def flush(self, fh: int) -> None:
         """Commit the file's data if it changed: errors are returned to ``close``."""
@@ -297,6 +316,8 @@ class DatasetFS:
 
     def _commit(self, of: OpenFile) -> None:
         """Store the buffer of ``of`` as a sample or staged file (called with the lock)."""
+        if of.stream is not None:
+            return self._commit_stream(of)
         data, version = of.snapshot()
         try:
             self._store(of.path, data, mtime_ns=of.mtime_ns, mode=of.mode)
@@ -306,6 +327,30 @@ class DatasetFS:
                 del self._open[of.path]
             raise
         of.mark_clean(version)  # a write that raced this commit keeps the file dirty
+        of.exists = True
+
+    def _commit_stream(self, of: OpenFile) -> None:
+        """Index a streamed file's tiles as its sample (they are written already)."""
+        parent, name = split(of.path)
+        tensor = self._tensor_for(parent, name)
+        try:
+            with of.lock:
+                if tensor is None:  # its tensor went away while it was written
+                    data, version = of.stream.read(0, of.size), of.version
+                else:
+                    tensor.commit_file_stream(name, of.stream, mtime_ns=of.mtime_ns, mode=of.mode)
+                    of.stream_committed, version = True, of.version
+            if tensor is None:
+                self._store(of.path, data, mtime_ns=of.mtime_ns, mode=of.mode)
+        except LakeFSError:
+            of.detached = True
+            if self._open.get(of.path) is of:
+                del self._open[of.path]
+            raise
+        if tensor is not None and of.path in self.ds._manifest.files:
+            self.ds.delete_file(of.path)
+        self._dir_mtime_ns = time.time_ns()
+        of.mark_clean(version)
         of.exists = True
 
     def _store(self, p: str, data: bytes, *, mtime_ns: int, mode: int) -> None:

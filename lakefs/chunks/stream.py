@@ -1,0 +1,99 @@
+"""A large sample written as it arrives: tile after tile, never whole in memory.
+
+A file copied into the mount is only known to be complete at its close, but a big file
+(a video, a tarball, a dataset shard) cannot wait there: buffering it means holding it
+in memory or writing it twice (a temp file, then the tiles). A :class:`TileStream` seals
+each full tile as soon as it has arrived and hands it to the chunk writer, exactly as
+:meth:`ChunkEngine.write` would have tiled the whole sample, so the stored layout is the
+same byte for byte. Nothing points at the tiles until :meth:`finish`'s index entry is
+committed; an abandoned stream leaves its tiles to be deleted after the next commit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lakefs.errors import InvalidSampleError
+from lakefs.format import keys
+from lakefs.format.checksum import crc32
+
+if TYPE_CHECKING:
+    from lakefs.chunks.engine import ChunkEngine
+
+# Tile ids must be consecutive, and other samples may seal chunks while a stream is
+# open, so a stream reserves a block up front (ids are 64-bit; the unused tail goes
+# back to the allocator when nobody took ids after it). 2^20 tiles of 8 MB = 8 TiB.
+RESERVED_TILES = 1 << 20
+
+
+class TileStream:
+    def __init__(self, engine: ChunkEngine) -> None:
+        self.engine = engine
+        self.first = engine.ids.take(RESERVED_TILES)
+        self.tiles = 0  # sealed and handed to the writer
+        self.size = 0
+        self.crc = 0
+        self._buf = bytearray()  # the tile being filled
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``; every tile that fills up is written behind at once."""
+        if self.closed:
+            raise InvalidSampleError("the stream is closed")
+        self.crc = crc32(data, self.crc)
+        self.size += len(data)
+        size = self.engine.chunk_size
+        view = memoryview(data)
+        pos, n = 0, len(view)
+        while pos < n:
+            if not self._buf and n - pos >= size:  # a whole tile straight from the caller
+                self._seal(view[pos : pos + size])
+                pos += size
+                continue
+            take = min(size - len(self._buf), n - pos)
+            self._buf += view[pos : pos + take]
+            pos += take
+            if len(self._buf) == size:
+                self._seal(self._buf)
+                self._buf = bytearray()
+
+    def _seal(self, payload: bytes | bytearray | memoryview) -> None:
+        if self.tiles >= RESERVED_TILES:
+            raise InvalidSampleError(f"a file may hold at most {RESERVED_TILES} tiles")
+        self.engine._put_chunk(self.first + self.tiles, payload, behind=True)
+        self.tiles += 1
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Bytes written so far (a reader of the file still being written)."""
+        end = min(self.size, offset + size)
+        chunk = self.engine.chunk_size
+        pieces = []
+        pos = offset
+        while pos < end:
+            t, within = divmod(pos, chunk)
+            payload = self.engine._payload(self.first + t) if t < self.tiles else self._buf
+            piece = bytes(payload[within : within + (end - pos)])
+            pieces.append(piece)
+            pos += len(piece)
+        return b"".join(pieces)
+
+    def finish(self) -> tuple[int, int]:
+        """Seal the last partial tile; (first chunk id, tiles) for the index entry."""
+        if not self.closed:
+            if self._buf or not self.tiles:
+                self._seal(self._buf)
+                self._buf = bytearray()
+            self.closed = True
+            self._give_back()
+        return self.first, self.tiles
+
+    def abort(self) -> None:
+        """Forget the stream: its tiles are deleted after the next commit."""
+        if not self.closed:
+            self.closed = True
+            self._buf = bytearray()
+            self._give_back()
+        self.engine.obsolete += [keys.chunk(self.engine.tid, self.first + t) for t in range(self.tiles)]
+
+    def _give_back(self) -> None:
+        self.engine.ids.give_back(self.first + self.tiles, self.first + RESERVED_TILES)

@@ -1,0 +1,165 @@
+"""Big files written through the mount go into tiles as they arrive (lakefs.chunks.stream).
+
+DatasetFS with a small chunk size and spill threshold, so that "big" is a few hundred
+kB; one real mount checks `dd` of a file larger than the default threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+import lakefs
+from lakefs.config import Config
+from lakefs.fs.tree import DatasetFS
+from mounting import mounted
+
+CHUNK = 64 << 10
+SPILL = 256 << 10
+
+
+@pytest.fixture
+def env(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config(chunk_size=CHUNK, spill_size=SPILL))
+    fs.mkdir("/blobs", 0o755)
+    yield ds, fs
+    ds.close()
+
+
+def chunk_objects(ds) -> set[str]:
+    return {k for k in ds.storage.list("") if "/chunks/" in k}
+
+
+def write_in_pieces(fs: DatasetFS, path: str, data: bytes, piece: int = 100_000) -> int:
+    fh = fs.create(path, 0o644)
+    for pos in range(0, len(data), piece):
+        fs.write(fh, data[pos : pos + piece], pos)
+    return fh
+
+
+def test_a_big_file_streams_into_tiles_and_reads_back(env):
+    ds, fs = env
+    data = os.urandom(SPILL * 3 + 12_345)
+    fh = write_in_pieces(fs, "/blobs/big.bin", data)
+    of = fs._open["blobs/big.bin"]
+    assert of.stream is not None and of._mem is None and of._file is None
+    ds._chunk_writer.drain()
+    assert len(chunk_objects(ds)) >= len(data) // CHUNK - 2  # tiles written before close
+    assert fs.read(fh, 5000, 200_000) == data[200_000:205_000]  # readable while written
+    assert fs.read(fh, 1 << 20, len(data) - 7) == data[-7:]
+    fs.flush(fh)
+    fs.release(fh)
+    sample = ds.blobs["big"]
+    assert sample.is_large and sample.size == len(data) and sample.shape == (len(data),)
+    assert sample.file_bytes() == data
+    assert ds._ids.next_id < 1000  # the unused reserved ids went back
+    ds.flush()
+    again = lakefs.load(ds.storage.root, read_only=True)
+    assert again.blobs["big"].read_file(70_000, 100) == data[70_000:70_100]
+    assert again.blobs["big"].tobytes() == data
+
+
+def test_same_layout_as_a_whole_sample(env):
+    ds, fs = env
+    data = os.urandom(SPILL + 5 * CHUNK + 99)
+    fs.release(write_in_pieces(fs, "/blobs/streamed.bin", data, piece=CHUNK))
+    ds.blobs.append(data)  # the API path: the whole sample tiled at once
+    a, b = (ds.blobs._engine.index.entry(r) for r in (0, 1))
+    for field in ("length", "file_size", "crc", "tiles", "offset"):
+        assert a[field] == b[field], field
+
+
+def test_a_write_that_is_not_an_append_leaves_the_stream(env):
+    ds, fs = env
+    data = bytearray(os.urandom(SPILL * 2))
+    fh = write_in_pieces(fs, "/blobs/patched.bin", bytes(data))
+    assert fs._open["blobs/patched.bin"].stream is not None
+    before = chunk_objects(ds)
+    fs.write(fh, b"HEADER", 0)  # e.g. a muxer fixing up its header at the end
+    data[:6] = b"HEADER"
+    of = fs._open["blobs/patched.bin"]
+    assert of.stream is None and of._file is not None
+    fs.flush(fh)
+    fs.release(fh)
+    assert ds.blobs["patched"].file_bytes() == bytes(data)
+    ds.flush()  # the abandoned tiles go once the commit naming the new ones is visible
+    ds.flush()
+    assert not (before & chunk_objects(ds)), "abandoned tiles were not deleted"
+
+
+def test_unlinked_while_streaming_stores_nothing(env):
+    ds, fs = env
+    fh = write_in_pieces(fs, "/blobs/gone.bin", os.urandom(SPILL * 2))
+    tiles = chunk_objects(ds)
+    fs.unlink("/blobs/gone.bin")
+    fs.flush(fh)
+    fs.release(fh)
+    ds.flush()
+    ds.flush()
+    assert len(ds.blobs) == 0
+    assert not (tiles & chunk_objects(ds))
+
+
+def test_text_tensors_and_staged_files_do_not_stream(env):
+    ds, fs = env
+    fs.mkdir("/notes", 0o755)
+    text = ("line\n" * (SPILL // 2)).encode()
+    for path in ("/notes/long.txt", "/blobs/.rsync-temp"):
+        fh = write_in_pieces(fs, path, text)
+        of = fs._open[path.strip("/")]
+        assert of.stream is None and of._file is not None  # spilled to a temp file
+        fs.flush(fh)
+        fs.release(fh)
+    assert ds.notes["long"].numpy() == text.decode()
+    assert ds.read_file("blobs/.rsync-temp") == text
+
+
+def test_pending_directory_becomes_a_bytes_tensor_and_fsync_then_append(env):
+    ds, fs = env
+    fs.mkdir("/shards", 0o755)
+    first, more = os.urandom(SPILL * 2), os.urandom(CHUNK + 1)
+    fh = write_in_pieces(fs, "/shards/part-0.bin", first)
+    assert ds.shards.htype == "bytes"
+    fs.fsync(fh)  # commits the stream: the file is a sample now
+    assert ds.shards["part-0"].file_bytes() == first
+    fs.write(fh, more, len(first))  # appended after the commit: a new version
+    fs.flush(fh)
+    fs.release(fh)
+    assert ds.shards["part-0"].file_bytes() == first + more
+
+
+def test_holes_and_truncates_never_sit_in_memory(env):
+    ds, fs = env
+    fh = fs.create("/blobs/sparse.bin", 0o644)
+    fs.write(fh, b"end", 10 * SPILL)
+    of = fs._open["blobs/sparse.bin"]
+    assert of._mem is None and of._file is not None
+    fs.truncate("/blobs/sparse.bin", 20 * SPILL, fh)
+    assert fs.getattr("/blobs/sparse.bin").size == 20 * SPILL
+    fs.flush(fh)
+    fs.release(fh)
+    data = ds.blobs["sparse"].file_bytes()
+    assert len(data) == 20 * SPILL and data[10 * SPILL : 10 * SPILL + 3] == b"end" and data.count(0) == len(data) - 3
+
+
+@pytest.mark.timeout(180)
+def test_dd_of_a_file_larger_than_the_spill_threshold(tmp_path, dataset_path, mountpoint):
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(80 << 20) + b"odd tail")  # > the default 64 MiB threshold
+    with mounted([sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(mountpoint), "-f"],
+                 mountpoint) as m:
+        (mountpoint / "big").mkdir()
+        subprocess.run(["dd", f"if={src}", f"of={mountpoint / 'big/big.bin'}", "bs=1M", "conv=fsync",
+                        "status=none"], check=True)
+        assert "stored as tiles while it is written" in m.log()
+        out = subprocess.run(["md5sum", str(mountpoint / "big/big.bin")], capture_output=True, text=True,
+                             check=True).stdout.split()[0]
+        assert out == hashlib.md5(src.read_bytes()).hexdigest()
+        assert os.stat(mountpoint / "big/big.bin").st_size == src.stat().st_size
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.big["big"].tobytes() == src.read_bytes()
