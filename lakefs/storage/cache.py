@@ -295,8 +295,8 @@ class CachingStorage(StorageWrapper):
             return self.inner.get_range(key, start, length)
         return whole[start : start + length]
 
-    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        self.inner.put(key, data)
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
+        self.inner.put(key, data, sync=sync)
         if self.cacheable(key):
             self._forget(self._name(key))
 

@@ -94,13 +94,18 @@ class FaultyStorage(StorageWrapper):
             raise self._fault("get_range", key)
         return self.inner.get_range(key, start, length)
 
-    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         if self._tick("put", key):
             if self.mode == "torn":
                 view = memoryview(data).cast("B")
-                self.inner.put(key, view[: len(view) // 2])
+                self.inner.put(key, view[: len(view) // 2], sync=sync)
             raise self._fault("put", key)
-        self.inner.put(key, data)
+        self.inner.put(key, data, sync=sync)
+
+    def sync(self) -> None:
+        if self._tick("sync", ""):
+            raise self._fault("sync", "")
+        self.inner.sync()
 
     def delete(self, key: str) -> None:
         if self._tick("delete", key):

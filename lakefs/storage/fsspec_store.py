@@ -211,7 +211,7 @@ class FsspecStorage(Storage):
 
     # --- writes ----------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         path = self._p(key)
         self._check_writable(key)
         with self._errors(key, "write", write=True):

@@ -58,7 +58,7 @@ class MemoryStorage(Storage):
         check_range(start, length)
         return self.get(key)[start : start + length]
 
-    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         check_key(key)
         self._check_writable(key)
         value = bytes(data)

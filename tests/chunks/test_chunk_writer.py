@@ -17,10 +17,10 @@ class FlakyChunks(MemoryStorage):
 
     failing = False
 
-    def put(self, key, data):
+    def put(self, key, data, *, sync=True):
         if self.failing and "/chunks/" in key:
             raise StorageFullError(f"no space for {key}")
-        super().put(key, data)
+        super().put(key, data, sync=sync)
 
 
 def test_sealed_chunks_are_readable_before_and_after_their_put(tmp_path):
@@ -56,3 +56,38 @@ def test_a_failed_background_put_fails_the_commit_once_and_is_retried():
     ds.close()
     again = Dataset(storage, read_only=True)
     assert [s.tobytes() for s in again.b] == blobs
+
+
+class OrderedLog(MemoryStorage):
+    """Memory storage that records puts (with their sync flag) and syncs, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple] = []
+
+    def put(self, key, data, *, sync=True):
+        super().put(key, data, sync=sync)
+        self.events.append(("put", key, sync))
+
+    def sync(self):
+        self.events.append(("sync",))
+
+
+def test_chunks_are_put_without_sync_and_synced_before_the_commit_publishes():
+    from lakefs.dataset import Dataset
+
+    storage = OrderedLog()
+    ds = Dataset(storage, create=True)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    for _ in range(10):
+        t.append(os.urandom(3000))
+    storage.events.clear()
+    ds.flush()
+    chunk_puts = [i for i, e in enumerate(storage.events) if e[0] == "put" and "/chunks/" in e[1]]
+    syncs = [i for i, e in enumerate(storage.events) if e[0] == "sync"]
+    head = [i for i, e in enumerate(storage.events) if e[0] == "put" and e[1] == "HEAD"]
+    assert chunk_puts and syncs and head
+    assert all(not storage.events[i][2] for i in chunk_puts)  # no flush per chunk
+    assert max(chunk_puts) < syncs[0] < head[0]  # data durable, then visible
+    assert all(e[2] for e in storage.events if e[0] == "put" and "/chunks/" not in e[1])
+    ds.close()

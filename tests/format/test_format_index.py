@@ -27,10 +27,10 @@ class CountingStorage(MemoryStorage):
         self.put_bytes = 0
         self.put_keys: list[str] = []
 
-    def put(self, key, data):
+    def put(self, key, data, *, sync=True):
         self.put_bytes += len(data)
         self.put_keys.append(key)
-        super().put(key, data)
+        super().put(key, data, sync=sync)
 
     def reset(self) -> None:
         self.put_bytes = 0

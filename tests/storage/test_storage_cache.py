@@ -43,8 +43,8 @@ class Counting(Storage):
         self._count("get_range")
         return self.inner.get_range(key, start, length)
 
-    def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        self.inner.put(key, data)
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
+        self.inner.put(key, data, sync=sync)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

@@ -89,6 +89,15 @@ class StorageTests:
         assert env.raw.get("ba") == b"abc"
         assert env.raw.get("mv") == b"def"
 
+    def test_put_without_sync_is_visible_at_once_and_synced_later(self, env: Env) -> None:
+        env.store.put("u/a", b"first", sync=False)
+        env.store.put("u/b", b"second", sync=False)
+        assert env.store.get("u/a") == b"first" and env.raw.get("u/b") == b"second"
+        env.store.delete("u/b")  # deleted before the sync: nothing to flush, no error
+        env.store.sync()
+        env.store.sync()  # nothing pending: harmless
+        assert env.store.get("u/a") == b"first" and not env.store.exists("u/b")
+
     def test_large_object(self, store: Storage) -> None:
         data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MB
         store.put("big/obj", data)

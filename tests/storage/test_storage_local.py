@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lakefs.errors import InvalidKeyError, LockedError, StorageFullError
+from lakefs.errors import InvalidKeyError, LockedError, StorageError, StorageFullError
 from lakefs.storage import LocalStorage
 
 pytestmark = pytest.mark.timeout(30)
@@ -77,6 +77,37 @@ def test_put_fsyncs_file_and_directories(tmp_path: Path, monkeypatch: pytest.Mon
     assert str(root / "new" / "dir") in synced  # the rename
     assert str(root / "new") in synced  # the new directory entries
     assert str(root) in synced
+
+
+def test_put_without_sync_is_flushed_by_sync_and_retried_after_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+    fail = [True]
+
+    def spy(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if fail[0] and path.endswith("/b"):
+            raise OSError(5, "Input/output error")
+        synced.append(path)
+        real_fsync(fd)
+
+    root = tmp_path / "ds"
+    store = LocalStorage(root)
+    store.put("t/chunks/a", b"x")  # creates the directories, synced
+    monkeypatch.setattr(os, "fsync", spy)
+    store.put("t/chunks/a", b"1", sync=False)
+    store.put("t/chunks/b", b"2", sync=False)
+    assert synced == []  # nothing flushed at put time
+    with pytest.raises(StorageError, match="Input/output error"):
+        store.sync()
+    fail[0] = False
+    synced.clear()
+    store.sync()  # the failed batch is flushed again, then the directory once
+    assert synced == [str(root / "t/chunks/a"), str(root / "t/chunks/b"), str(root / "t/chunks")]
+    synced.clear()
+    store.sync()
+    assert synced == []
 
 
 def test_check_reports_bad_root(tmp_path: Path) -> None:
