@@ -80,6 +80,7 @@ class ChunkEngine:
         self._decompress = decompress
         self.writer = writer  # None: sealed chunks are put synchronously
         self._prefetched: set[int] = set()  # chunks whose whole object was asked for ahead
+        self._touched: set[int] = set()  # chunks read from
         self.index = SampleIndex()
         self._open = bytearray()
         self._open_id: int | None = None
@@ -227,7 +228,7 @@ class ChunkEngine:
                 if blob is not None:  # sealed, still being written behind
                     data = blob[chunkfmt.HEADER.size + off : chunkfmt.HEADER.size + off + n]
                 else:
-                    if chunk_id not in self._prefetched:  # whole chunks ahead: the next
+                    if chunk_id not in self._touched:  # whole chunks ahead: the next
                         self._prefetch(chunk_id, key)     # samples of it are cache reads
                     data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
             except ObjectNotFoundError as err:
@@ -240,10 +241,19 @@ class ChunkEngine:
         return data
 
     def _prefetch(self, chunk_id: int, key: str) -> None:
-        if len(self._prefetched) > PREFETCH_MEMORY:
+        """At the first read of a chunk, ask for all of it ahead; when reads moved on from
+        the chunk before (an epoch in row order, ``cat`` of a directory), ask for the next
+        one too, so the disk or the network works while this chunk's samples are served."""
+        if len(self._touched) > PREFETCH_MEMORY:
+            self._touched.clear()
             self._prefetched.clear()
-        self._prefetched.add(chunk_id)
-        self.storage.prefetch(key)
+        self._touched.add(chunk_id)
+        if chunk_id not in self._prefetched:
+            self._prefetched.add(chunk_id)
+            self.storage.prefetch(key)
+        if chunk_id - 1 in self._touched and chunk_id + 1 not in self._prefetched:
+            self._prefetched.add(chunk_id + 1)
+            self.storage.prefetch(keys.chunk(self.tid, chunk_id + 1))
 
     def read_range(self, e: np.void, offset: int, size: int) -> bytes:
         """``size`` stored bytes of a sample from ``offset``.

@@ -91,3 +91,40 @@ def test_chunks_are_put_without_sync_and_synced_before_the_commit_publishes():
     assert max(chunk_puts) < syncs[0] < head[0]  # data durable, then visible
     assert all(e[2] for e in storage.events if e[0] == "put" and "/chunks/" not in e[1])
     ds.close()
+
+
+class PrefetchLog(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefetched: list[str] = []
+
+    def prefetch(self, key):
+        self.prefetched.append(key)
+
+
+def test_reads_in_order_prefetch_the_next_chunk_and_random_reads_do_not():
+    from lakefs.dataset import Dataset
+    from lakefs.format import keys
+
+    storage = PrefetchLog()
+    ds = Dataset(storage, create=True)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    blobs = [os.urandom(3000) for _ in range(6)]  # one sample per chunk
+    t.extend(blobs)
+    ds.flush()
+    engine = t._engine
+    chunks = [int(engine.index.entry(r)["chunk"]) for r in range(6)]
+    assert chunks == list(range(chunks[0], chunks[0] + 6))
+    name = lambda c: keys.chunk(engine.tid, c)  # noqa: E731
+
+    assert [t[r].tobytes() for r in (4, 1)] == [blobs[4], blobs[1]]  # random: each its own chunk only
+    assert storage.prefetched == [name(chunks[4]), name(chunks[1])]
+    storage.prefetched.clear()
+    assert t[2].tobytes() == blobs[2]  # follows chunk 1: the next one is asked for too
+    assert storage.prefetched == [name(chunks[2]), name(chunks[3])]
+    storage.prefetched.clear()
+    assert t[3].tobytes() == blobs[3]  # asked for already; chunk 4 was read before
+    assert storage.prefetched == []
+    assert t[5].tobytes() == blobs[5]  # after 4: asks for itself and the (missing) next
+    assert storage.prefetched == [name(chunks[5]), name(chunks[5] + 1)]
+    ds.close()
