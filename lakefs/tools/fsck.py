@@ -263,8 +263,11 @@ class Checker:
         except (LakeFSError, ValueError) as e:
             self.problem(f"{st.name}: {e}")
             st.damaged.add(key)
-            if codec is None and len(blob) > chunkfmt.HEADER.size:
-                return blob[chunkfmt.HEADER.size:], str(e)  # stored as-is: samples carry their own crc
+            if len(blob) > chunkfmt.HEADER.size:  # the samples' own crc decide what is good
+                try:
+                    return salvage_payload(blob, codec), str(e)
+                except LakeFSError:  # the compressed stream itself is damaged
+                    pass
             return None, f"chunk {key} is damaged ({e})"
 
     # --- plain files -------------------------------------------------------------------
@@ -295,6 +298,14 @@ class Checker:
             self.check_samples(st)
             self.tensors.append(st)
         return self.check_files()
+
+
+def salvage_payload(blob: bytes, codec) -> bytes:
+    """The payload of a chunk whose header or checksum is damaged: the stored bytes as
+    they are, or decompressed (lz4 frames carry their own checksum, so a damaged stream
+    fails here and only damage outside it, in the chunk header, is salvaged)."""
+    stored = blob[chunkfmt.HEADER.size:]
+    return codec.decompress(bytes(stored)) if codec is not None else stored
 
 
 def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lakefs.chunks import chunk as chunkfmt
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine, IdAllocator
@@ -24,6 +23,7 @@ from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
 from lakefs.format.index import NO_CHUNK
 from lakefs.format.manifest import TensorMeta, head_bytes
+from lakefs.tools.fsck import salvage_payload
 
 if TYPE_CHECKING:
     from lakefs.tools.fsck import Checker, _TensorState
@@ -97,10 +97,10 @@ def _rewrite_tensor(c: Checker, st: _TensorState, ids: IdAllocator) -> None:
 def _read_salvaged(c: Checker, meta: TensorMeta, e: np.void) -> bytes:
     """The verified bytes of a good sample that lives in a damaged chunk."""
     first, tiles, off, n = int(e["chunk"]), int(e["tiles"]), int(e["offset"]), int(e["length"])
+    codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
     parts = []
     for cid in range(first, first + tiles):
-        blob = c.storage.get(keys.chunk(meta.tid, cid))
-        parts.append(blob[chunkfmt.HEADER.size:])
+        parts.append(salvage_payload(c.storage.get(keys.chunk(meta.tid, cid)), codec))
     data = b"".join(parts)[:n] if tiles > 1 else parts[0][off: off + n]
     if crc32(data) != int(e["crc"]):  # checked moments ago; refuse to write otherwise
         raise CorruptionError(f"row {int(e['row'])}: sample changed while repairing")

@@ -115,7 +115,9 @@ def test_reads_in_order_prefetch_the_next_chunk_and_random_reads_do_not():
     engine = t._engine
     chunks = [int(engine.index.entry(r)["chunk"]) for r in range(6)]
     assert chunks == list(range(chunks[0], chunks[0] + 6))
-    name = lambda c: keys.chunk(engine.tid, c)  # noqa: E731
+
+    def name(c: int) -> str:
+        return keys.chunk(engine.tid, c)
 
     assert [t[r].tobytes() for r in (4, 1)] == [blobs[4], blobs[1]]  # random: each its own chunk only
     assert storage.prefetched == [name(chunks[4]), name(chunks[1])]

@@ -12,11 +12,11 @@ import subprocess
 import sys
 
 import pytest
+from mounting import mounted
 
 import lakefs
 from lakefs.config import Config
 from lakefs.fs.tree import DatasetFS
-from mounting import mounted
 
 CHUNK = 64 << 10
 SPILL = 256 << 10

@@ -145,6 +145,20 @@ def test_lz4_chunk_damage_drops_that_chunk(cli, dataset_path: Path) -> None:
     assert_repaired(cli, dataset_path, before, {f"x/{i:08d}.npy" for i in range(10)})
 
 
+def test_lz4_chunk_with_a_damaged_header_keeps_its_samples(cli, dataset_path: Path) -> None:
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("x", chunk_compression="lz4", dtype="int64")
+        for i in range(10):
+            ds.append({"x": [i] * 100})
+        tid = ds["x"].meta.tid
+    before = snapshot(dataset_path)
+    chunk = next((dataset_path / "tensors" / tid / "chunks").iterdir())
+    flip(chunk, 0)  # the magic; the lz4 frame after the header is intact
+    r = cli("fsck", dataset_path)
+    assert r.code == 1 and "bad magic" in r.out and "(row " not in r.out
+    assert_repaired(cli, dataset_path, before, set())
+
+
 def test_repair_needs_the_writer_lock(cli, photo_ds: Path) -> None:
     with lakefs.load(photo_ds):
         r = cli("fsck", "--repair", photo_ds)
