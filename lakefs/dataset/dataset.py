@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -603,8 +603,12 @@ class Dataset:
         with self._lock:
             return dict(self._manifest.files)
 
-    def write_file(self, path: str, data: bytes, *, mtime_ns: int | None = None, mode: int = 0o644) -> None:
-        """Keep a plain file at ``path`` (staging area); data is stored at once."""
+    def write_file(self, path: str, data: bytes | BinaryIO, *, size: int | None = None,
+                   mtime_ns: int | None = None, mode: int = 0o644) -> None:
+        """Keep a plain file at ``path`` (staging area); data is stored at once.
+
+        ``data`` may be a binary file object to read ``size`` bytes from (its position
+        on): it is copied in pieces, so a big file is never held in memory."""
         with self._lock:
             self._check_writable()
             parent = path.rsplit("/", 1)[0] if "/" in path else ""
@@ -614,11 +618,17 @@ class Dataset:
             if path in self._tensors or path in self._manifest.groups or path in self._manifest.pending_dirs:
                 raise TensorExistsError(f"{path!r} is a directory")
             file_id = self._ids.take()
-            self.storage.put(keys.staged_file(file_id), data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                size = len(data)
+                self.storage.put(keys.staged_file(file_id), data)
+            else:
+                if size is None:
+                    raise ValueError("write_file of a file object needs its size")
+                self.storage.put_from(keys.staged_file(file_id), data, size)
             old = self._manifest.files.get(path)
             if old is not None:
                 self._obsolete.append(keys.staged_file(old.file_id))
-            self._manifest.files[path] = StagedFile(file_id, len(data), mtime_ns or time.time_ns(), mode)
+            self._manifest.files[path] = StagedFile(file_id, size, mtime_ns or time.time_ns(), mode)
             self._touch()
 
     def read_file(self, path: str) -> bytes:
@@ -630,6 +640,27 @@ class Dataset:
         if len(data) != f.size:
             raise CorruptionError(f"file {path!r} is {len(data)} bytes, expected {f.size}")
         return data
+
+    def read_file_range(self, path: str, offset: int, size: int) -> bytes:
+        """``size`` bytes of the plain file at ``path`` from ``offset`` (big files are
+        read in pieces, never whole)."""
+        with self._lock:
+            f = self._manifest.files.get(path)
+        if f is None:
+            raise SampleNotFoundError(f"no file {path!r}")
+        size = max(0, min(size, f.size - offset))
+        data = self.storage.get_range(keys.staged_file(f.file_id), offset, size) if size else b""
+        if len(data) != size:
+            raise CorruptionError(f"file {path!r} is shorter than its {f.size} bytes")
+        return data
+
+    def staged_size(self, path: str) -> int:
+        """Size of the plain file at ``path``."""
+        with self._lock:
+            f = self._manifest.files.get(path)
+        if f is None:
+            raise SampleNotFoundError(f"no file {path!r}")
+        return f.size
 
     def delete_file(self, path: str) -> None:
         with self._lock:

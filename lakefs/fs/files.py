@@ -3,11 +3,15 @@ an open handle (DatasetFS in tree.py decides what they mean for the dataset)."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
+
+from lakefs.storage.base import pieces
 
 DIR, FILE = "dir", "file"
 
@@ -108,6 +112,36 @@ class OpenFile:
         f = tempfile.TemporaryFile()
         f.write(self._mem)
         self._file, self._mem, self.wants_stream = f, None, False
+
+    def fill(self, source: Any, size: int) -> None:
+        """Start from ``size`` bytes of the binary file ``source`` (committed contents
+        opened for writing), copied into a temp file when they pass ``spill``."""
+        with self.lock:
+            if size <= self.spill:
+                self._mem = source.read(size)
+            else:
+                f = tempfile.TemporaryFile()
+                for piece in pieces(source, size):
+                    f.write(piece)
+                self._file, self._mem = f, None
+            self.size = size
+            self.appended = False
+
+    @contextlib.contextmanager
+    def contents(self) -> Iterator[tuple[bytes | BinaryIO, int, int]]:
+        """(data, size, version) to commit: bytes, or a spilled file's temp file at its
+        start, held locked while it is read (``mark_clean(version)`` afterwards)."""
+        if self._file is None or self.stream is not None:
+            data, version = self.snapshot()
+            yield data, len(data), version
+            return
+        with self.lock:
+            self._file.seek(0)
+            yield self._file, self.size, self.version
+
+    @property
+    def spilled(self) -> bool:
+        return self._file is not None
 
     def begin_stream(self, stream: Any) -> None:
         """Move the contents into ``stream`` (None: this file cannot stream; spill)."""
@@ -219,6 +253,22 @@ class Handle:
                 if self._data is None:
                     self._data = self._loader()
         return self._data[offset : offset + size]
+
+
+class RangeReader:
+    """A read-only binary file over ``read(offset, size)`` (committed contents read in
+    pieces: a big sample or staged file is copied without being held whole)."""
+
+    def __init__(self, read: Any, size: int) -> None:
+        self._read = read
+        self.size = size
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.size - self.pos if n < 0 else min(n, self.size - self.pos)
+        data = self._read(self.pos, n) if n > 0 else b""
+        self.pos += len(data)
+        return data
 
 
 def split(path: str) -> tuple[str, str]:

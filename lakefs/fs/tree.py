@@ -10,12 +10,13 @@ writer. :class:`lakefs.fs.operations.LakeOperations` translates FUSE calls into 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
 import threading
 import time
-from typing import Any
+from typing import Any, BinaryIO
 
 from lakefs.config import Config
 from lakefs.dataset import Dataset, Sample, Tensor
@@ -35,7 +36,8 @@ from lakefs.errors import (
     SampleNotFoundError,
     TensorExistsError,
 )
-from lakefs.fs.files import DIR, FILE, Attr, Handle, OpenFile, split
+from lakefs.fs.files import DIR, FILE, Attr, Handle, OpenFile, RangeReader, split
+from lakefs.storage.base import pieces, read_exactly
 
 log = logging.getLogger("lakefs.fs")
 
@@ -203,18 +205,13 @@ class DatasetFS:
                 if of is not None:
                     of.refs += 1
                     return self._new_handle(Handle(p, of))
-                sample = self._sample(p)
-                if sample is None:
-                    return self._new_handle(Handle(p, loader=self._loader(p)))
-                if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
-                    return self._new_handle(Handle(p, ranged=sample.read_file))
-                return self._new_handle(Handle(p, loader=sample.file_bytes))
+                ranged = self._ranged(p)
+                if ranged is not None:
+                    return self._new_handle(Handle(p, ranged=ranged[0]))
+                return self._new_handle(Handle(p, loader=self._loader(p)))
             self._writable()
             if of is None:
-                attr = self.getattr(path)
-                data = b"" if flags & os.O_TRUNC else self._loader(p)()
-                of = OpenFile(p, data, mode=attr.mode, mtime_ns=attr.mtime_ns, exists=True,
-                              spill=self.config.spill_size)
+                of = self._open_committed(path, empty=bool(flags & os.O_TRUNC))
                 self._open[p] = of
             if flags & os.O_TRUNC and of.size:
                 of.truncate(0)
@@ -223,6 +220,34 @@ class DatasetFS:
                 of.version += 1
             of.refs += 1
             return self._new_handle(Handle(p, of))
+
+    def _ranged(self, p: str) -> tuple[Any, int] | None:
+        """(read(offset, size), size) for a big committed file read in pieces (a tiled
+        sample stored as the file, a staged file past ``spill_size``), else None."""
+        sample = self._sample(p)
+        if sample is not None:
+            if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
+                return sample.read_file, sample.size
+            return None
+        f = self.ds._manifest.files.get(p)
+        if f is not None and f.size > self.config.spill_size:
+            return (lambda offset, size: self.ds.read_file_range(p, offset, size)), f.size
+        return None
+
+    def _open_committed(self, path: str, *, empty: bool) -> OpenFile:
+        """An :class:`OpenFile` holding the committed contents of ``path`` (or none with
+        ``empty``); big contents are copied into its temp file in pieces."""
+        p = path.strip("/")
+        attr = self.getattr(path)
+        of = OpenFile(p, b"", mode=attr.mode, mtime_ns=attr.mtime_ns, exists=True, spill=self.config.spill_size)
+        if not empty:
+            ranged = self._ranged(p)
+            if ranged is not None:
+                of.fill(RangeReader(*ranged), ranged[1])
+            else:
+                data = self._loader(p)()
+                of.fill(io.BytesIO(data), len(data))
+        return of
 
     def _loader(self, p: str):
         """A function returning the committed bytes of file ``p`` (read outside the lock)."""
@@ -277,8 +302,8 @@ class DatasetFS:
                 tensor = self._tensor_for(parent, name)
                 if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
                     tensor = self._tensor_from_first_file(parent, name)
-                if tensor is not None and tensor._engine.max_chunk < of.spill:
-                    stream = tensor.open_file_stream(name)
+                if tensor is not None:
+                    stream = tensor.open_file_stream(name, of.size)
             of.begin_stream(stream)
             if of.stream is not None:
                 log.info("/%s: big file, stored as tiles while it is written", of.path)
@@ -318,9 +343,9 @@ class DatasetFS:
         """Store the buffer of ``of`` as a sample or staged file (called with the lock)."""
         if of.stream is not None:
             return self._commit_stream(of)
-        data, version = of.snapshot()
         try:
-            self._store(of.path, data, mtime_ns=of.mtime_ns, mode=of.mode)
+            with of.contents() as (data, size, version):
+                self._store(of.path, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
         except LakeFSError:
             of.detached = True
             if self._open.get(of.path) is of:
@@ -353,21 +378,43 @@ class DatasetFS:
         of.mark_clean(version)
         of.exists = True
 
-    def _store(self, p: str, data: bytes, *, mtime_ns: int, mode: int) -> None:
+    def _store(self, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int, size: int | None = None) -> None:
+        """Store ``data`` (bytes, or a binary file of ``size`` bytes, copied in pieces
+        where the target allows: staged files, tensors storing files unchanged)."""
         parent, name = split(p)
         tensor = self._tensor_for(parent, name)
         if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
             tensor = self._tensor_from_first_file(parent, name)
         if tensor is None:
-            self.ds.write_file(p, data, mtime_ns=mtime_ns, mode=mode)
+            self.ds.write_file(p, data, size=size, mtime_ns=mtime_ns, mode=mode)
         else:
-            sample = tensor.write_file(name, data, mtime_ns=mtime_ns, mode=mode)
+            sample = None
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                assert size is not None
+                stream = tensor.open_file_stream(name, size)
+                if stream is not None:
+                    sample = self._fill_stream(tensor, name, stream, data, size, mtime_ns=mtime_ns, mode=mode)
+                else:  # the tensor needs the whole file (probes, transcodes, text checks)
+                    data = read_exactly(data, size)
+            if sample is None:
+                sample = tensor.write_file(name, data, mtime_ns=mtime_ns, mode=mode)
             if sample.filename != name:
                 log.info("/%s stored as %s (%s)", p, sample.filename,
                          "transcoded" if sample.transcoded else "canonical extension")
             if p in self.ds._manifest.files:
                 self.ds.delete_file(p)
         self._dir_mtime_ns = time.time_ns()
+
+    @staticmethod
+    def _fill_stream(tensor: Tensor, name: str, stream: Any, f: BinaryIO, size: int, *, mtime_ns: int,
+                     mode: int) -> Sample:
+        try:
+            for piece in pieces(f, size):
+                stream.write(piece)
+            return tensor.commit_file_stream(name, stream, mtime_ns=mtime_ns, mode=mode)
+        except BaseException:
+            stream.abort()
+            raise
 
     def _tensor_from_first_file(self, parent: str, name: str) -> Tensor | None:
         """A pending directory becomes a tensor at its first sample-named file."""
@@ -398,14 +445,13 @@ class DatasetFS:
             if of is not None:
                 of.truncate(length)
                 return
-            attr = self.getattr(path)
-            if attr.is_dir():
+            if self.getattr(path).is_dir():
                 raise IsADirectoryError_(f"{path!r} is a directory")
-            of = OpenFile(p, self._loader(p)(), mode=attr.mode, mtime_ns=attr.mtime_ns, exists=True,
-                          spill=self.config.spill_size)
+            of = self._open_committed(path, empty=length == 0)
             try:
                 of.truncate(length)
-                self._store(p, of.getvalue(), mtime_ns=of.mtime_ns, mode=of.mode)
+                with of.contents() as (data, size, _):
+                    self._store(p, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
             finally:
                 of.close()
 
@@ -500,7 +546,11 @@ class DatasetFS:
                 return
             if dst_tensor is not None:
                 raise CrossDeviceError(f"cannot move a sample of {src.tensor.name!r} into {dst_tensor.name!r}")
-            self.ds.write_file(n, src.file_bytes(), mtime_ns=src.mtime_ns, mode=src.mode)
+            ranged = self._ranged(o)
+            if ranged is not None:  # a big sample: copied in pieces
+                self.ds.write_file(n, RangeReader(*ranged), size=ranged[1], mtime_ns=src.mtime_ns, mode=src.mode)
+            else:
+                self.ds.write_file(n, src.file_bytes(), mtime_ns=src.mtime_ns, mode=src.mode)
             src.tensor.delete_row(src.row)
             return
         if o not in self.ds._manifest.files:
@@ -508,8 +558,9 @@ class DatasetFS:
         if dst_tensor is None:
             self.ds.rename_file(o, n)
             return
-        f = self.ds._manifest.files[o]
-        self._store(n, self.ds.read_file(o), mtime_ns=f.mtime_ns, mode=f.mode)
+        f = self.ds._manifest.files[o]  # e.g. rsync's .name.XXXXXX renamed to its sample name
+        reader = RangeReader(lambda offset, size: self.ds.read_file_range(o, offset, size), f.size)
+        self._store(n, reader, size=f.size, mtime_ns=f.mtime_ns, mode=f.mode)
         self.ds.delete_file(o)
 
     def _rename_dir(self, o: str, n: str) -> None:

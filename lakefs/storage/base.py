@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import re
 from collections.abc import Iterator
+from typing import BinaryIO
 from contextlib import AbstractContextManager
 
 from lakefs.errors import InvalidKeyError, ReadOnlyError
@@ -36,6 +37,26 @@ def check_range(start: int, length: int) -> None:
     """Refuse a negative offset or length (a caller bug, not a storage failure)."""
     if start < 0 or length < 0:
         raise ValueError(f"invalid byte range: start={start} length={length}")
+
+
+PIECE = 8 << 20  # bytes copied at a time by put_from
+
+
+def read_exactly(f: BinaryIO, size: int) -> bytes:
+    """``size`` bytes from ``f``; a shorter file is a caller's bug (ValueError)."""
+    data = f.read(size)
+    if len(data) != size:
+        raise ValueError(f"put_from: the file ended after {len(data)} of {size} bytes")
+    return data
+
+
+def pieces(f: BinaryIO, size: int) -> Iterator[bytes]:
+    """``size`` bytes of ``f`` in pieces of at most :data:`PIECE` bytes."""
+    left = size
+    while left:
+        piece = read_exactly(f, min(PIECE, left))
+        left -= len(piece)
+        yield piece
 
 
 def lock_key(name: str) -> str:
@@ -101,6 +122,12 @@ class Storage(abc.ABC):
 
     def sync(self) -> None:
         """Make every object put with ``sync=False`` so far durable (default: they are)."""
+
+    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+        """Like :meth:`put`, with the object's ``size`` bytes read from the binary file
+        ``f`` (from its position). Backends copy it in pieces, so a multi-GB file (a big
+        staged file of the mount) never sits in memory; this default reads it whole."""
+        self.put(key, read_exactly(f, size))
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:
@@ -178,6 +205,9 @@ class StorageWrapper(Storage):
 
     def sync(self) -> None:
         self.inner.sync()
+
+    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+        self.inner.put_from(key, f, size)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import BinaryIO
 
 from lakefs.errors import StorageError
 from lakefs.storage.base import (
@@ -297,6 +298,11 @@ class CachingStorage(StorageWrapper):
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         self.inner.put(key, data, sync=sync)
+        if self.cacheable(key):
+            self._forget(self._name(key))
+
+    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+        self.inner.put_from(key, f, size)
         if self.cacheable(key):
             self._forget(self._name(key))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Iterator
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from lakefs.errors import StorageError, StorageFullError
 from lakefs.storage.base import Storage, StorageWrapper, WriterLock
@@ -101,6 +101,11 @@ class FaultyStorage(StorageWrapper):
                 self.inner.put(key, view[: len(view) // 2], sync=sync)
             raise self._fault("put", key)
         self.inner.put(key, data, sync=sync)
+
+    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+        if self._tick("put", key):
+            raise self._fault("put", key)
+        self.inner.put_from(key, f, size)
 
     def sync(self) -> None:
         if self._tick("sync", ""):

@@ -17,6 +17,7 @@ different hosts: keep them within a small fraction of ``lease_seconds`` (NTP).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -28,7 +29,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 
@@ -39,7 +40,16 @@ from lakefs.errors import (
     StorageError,
     StorageFullError,
 )
-from lakefs.storage.base import Storage, WriterLock, check_key, check_range, lock_key
+from lakefs.storage.base import (
+    PIECE,
+    Storage,
+    WriterLock,
+    check_key,
+    check_range,
+    lock_key,
+    pieces,
+    read_exactly,
+)
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +226,28 @@ class FsspecStorage(Storage):
         self._check_writable(key)
         with self._errors(key, "write", write=True):
             self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data))
+
+    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+        """On S3, streamed as a multipart upload: the object appears whole at the end, or
+        not at all (a failure aborts the upload instead of completing it). Other fsspec
+        backends (memory:// in tests) read it whole."""
+        if size <= PIECE or not self._s3:
+            return self.put(key, read_exactly(f, size))
+        path = self._p(key)
+        self._check_writable(key)
+        with self._errors(key, "write", write=True):
+            out = self.fs.open(path, "wb", block_size=PIECE)
+        try:
+            for piece in pieces(f, size):  # a short file is the caller's ValueError
+                with self._errors(key, "write", write=True):
+                    out.write(piece)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                out.discard()
+            out.closed = True  # discarded: never completed, not even by the GC
+            raise
+        with self._errors(key, "write", write=True):
+            out.close()
 
     def delete(self, key: str) -> None:
         path = self._p(key)

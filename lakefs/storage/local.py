@@ -22,7 +22,8 @@ import socket
 import stat
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 from lakefs.errors import (
     InvalidKeyError,
@@ -32,7 +33,7 @@ from lakefs.errors import (
     StorageError,
     StorageFullError,
 )
-from lakefs.storage.base import Storage, WriterLock, check_key, check_range, lock_key
+from lakefs.storage.base import Storage, WriterLock, check_key, check_range, lock_key, pieces
 
 _TMP_MARK = ".tmp~"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -198,6 +199,13 @@ class LocalStorage(Storage):
     # --- writes ----------------------------------------------------------------------
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
+        self._write(key, (data,), sync=sync)
+
+    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+        self._write(key, pieces(f, size), sync=True)
+
+    def _write(self, key: str, parts: Iterable[bytes | bytearray | memoryview], *, sync: bool) -> None:
+        """Write ``parts`` to a temp file, then rename it over ``key``: atomic."""
         self._check_writable(key)
         path = self._path(key)
         if os.path.islink(path):
@@ -208,9 +216,10 @@ class LocalStorage(Storage):
             self._makedirs(dirpath)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
-                view = memoryview(data).cast("B")
-                while view:
-                    view = view[os.write(fd, view) :]
+                for part in parts:
+                    view = memoryview(part).cast("B")
+                    while view:
+                        view = view[os.write(fd, view) :]
                 if sync:
                     os.fsync(fd)
             finally:

@@ -16,7 +16,9 @@ from mounting import mounted
 
 import lakefs
 from lakefs.config import Config
+from lakefs.errors import LakeFSError
 from lakefs.fs.tree import DatasetFS
+from lakefs.storage import LocalStorage
 
 CHUNK = 64 << 10
 SPILL = 256 << 10
@@ -163,3 +165,73 @@ def test_dd_of_a_file_larger_than_the_spill_threshold(tmp_path, dataset_path, mo
         assert os.stat(mountpoint / "big/big.bin").st_size == src.stat().st_size
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.big["big"].tobytes() == src.read_bytes()
+
+
+class BoundedPuts(LocalStorage):
+    """Local storage remembering the largest object handed to ``put`` in one piece."""
+
+    largest = 0
+
+    def put(self, key, data, *, sync=True):
+        self.largest = max(self.largest, len(data))
+        super().put(key, data, sync=sync)
+
+
+@pytest.fixture
+def bounded(tmp_path):
+    from lakefs.dataset import Dataset
+
+    storage = BoundedPuts(tmp_path / "ds")
+    ds = Dataset(storage, create=True)
+    fs = DatasetFS(ds, Config(chunk_size=CHUNK, spill_size=SPILL))
+    fs.mkdir("/blobs", 0o755)
+    yield ds, fs, storage
+    ds.close()
+
+
+def test_rsync_of_a_big_file_never_holds_it_whole(bounded):
+    """rsync writes `.name.XXXXXX` (a staged file), then renames it to the sample name."""
+    ds, fs, storage = bounded
+    data = os.urandom(SPILL * 4 + 321)
+    fh = fs.create("/blobs/.big.bin.Ab12Cd", 0o644)
+    for pos in reversed(range(0, len(data), 100_000)):  # out of order: no streaming
+        fs.write(fh, data[pos : pos + 100_000], pos)
+    fs.flush(fh)
+    fs.release(fh)
+    assert ds.read_file_range("blobs/.big.bin.Ab12Cd", 5, 10) == data[5:15]
+    fh = fs.open("/blobs/.big.bin.Ab12Cd", os.O_RDONLY)  # read in pieces, not loaded whole
+    assert fs.read(fh, 70_000, SPILL * 2) == data[SPILL * 2 : SPILL * 2 + 70_000]
+    assert fs.handle(fh)._data is None
+    fs.release(fh)
+    fs.rename("/blobs/.big.bin.Ab12Cd", "/blobs/big.bin")
+    sample = ds.blobs["big"]
+    assert sample.is_large and sample.file_bytes() == data
+    assert storage.largest <= 2 * CHUNK + 64  # every object written in pieces of a tile at most
+    assert ds.files == {}
+
+
+def test_big_files_opened_again_appended_and_truncated_in_pieces(bounded):
+    ds, fs, storage = bounded
+    data = os.urandom(SPILL * 3)
+    fs.release(write_in_pieces(fs, "/blobs/log.bin", data))
+    fh = fs.open("/blobs/log.bin", os.O_WRONLY | os.O_APPEND)  # `>>`: starts from the committed bytes
+    assert fs._open["blobs/log.bin"].spilled
+    fs.write(fh, b"more", len(data))
+    fs.flush(fh)
+    fs.release(fh)
+    assert ds.blobs["log"].file_bytes() == data + b"more"
+    fs.truncate("/blobs/log.bin", SPILL * 2 + 1)  # no handle open
+    assert ds.blobs["log"].file_bytes() == data[: SPILL * 2 + 1]
+    fs.rename("/blobs/log.bin", "/log.bin")  # a sample to a plain file at the root
+    assert ds.read_file("log.bin") == data[: SPILL * 2 + 1]
+    assert storage.largest <= 2 * CHUNK + 64
+
+
+def test_a_big_text_file_is_still_checked_whole(bounded):
+    ds, fs, _ = bounded
+    fs.mkdir("/notes", 0o755)
+    fh = write_in_pieces(fs, "/notes/bad.txt", b"ok\n" * SPILL + b"\xff\xfe")
+    with pytest.raises(LakeFSError, match="UTF-8"):
+        fs.flush(fh)
+    fs.release(fh)
+    assert len(ds.notes) == 0

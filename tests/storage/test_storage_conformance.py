@@ -7,6 +7,7 @@ writes raw objects without going through the store, so the store cannot fool its
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -97,6 +98,18 @@ class StorageTests:
         env.store.sync()
         env.store.sync()  # nothing pending: harmless
         assert env.store.get("u/a") == b"first" and not env.store.exists("u/b")
+
+    @pytest.mark.parametrize("size", [0, 5, (8 << 20) * 2 + 3], ids=["empty", "small", "3-pieces"])
+    def test_put_from_a_file_in_pieces(self, env: Env, tmp_path: Any, size: int) -> None:
+        data = os.urandom(size)
+        with open(tmp_path / "src", "w+b") as f:
+            f.write(b"skip" + data + b"after")
+            f.seek(4)
+            env.store.put_from("from/file", f, size)
+        assert env.store.get("from/file") == data and env.raw.get("from/file") == data
+        with open(tmp_path / "src", "rb") as f, pytest.raises(ValueError, match="ended"):
+            env.store.put_from("from/short", f, size + 100)  # the file is shorter: nothing stored
+        assert not env.store.exists("from/short")
 
     def test_large_object(self, store: Storage) -> None:
         data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MB
