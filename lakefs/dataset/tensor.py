@@ -333,14 +333,22 @@ class Tensor:
             self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
             return Sample(self, row, self._engine.index.entry(row))
 
+    @property
+    def stream_threshold(self) -> int | None:
+        """Files bigger than this may be streamed into tiles (:meth:`open_file_stream`);
+        None when this tensor needs whole files."""
+        if not self._format.streams_files or self._engine.kind == ChunkKind.CHUNK_COMPRESSED:
+            return None
+        return self._engine.max_chunk
+
     def open_file_stream(self, filename: str, size: int) -> TileStream | None:
         """A stream for a big file ``filename`` (``size`` bytes so far) whose bytes go
         into tiles as they arrive (see :meth:`commit_file_stream`); None when this tensor
         needs the whole file first (media probes and transcodes, text checks,
         compression) or the file is not bigger than a chunk (then it is stored whole)."""
         parts = split_filename(filename)
-        if (parts is None or not self._format.accepts_extension(parts[1]) or not self._format.streams_files
-                or self._engine.kind == ChunkKind.CHUNK_COMPRESSED or size <= self._engine.max_chunk):
+        threshold = self.stream_threshold
+        if parts is None or not self._format.accepts_extension(parts[1]) or threshold is None or size <= threshold:
             return None
         check_key(parts[0])
         with self.dataset._lock:

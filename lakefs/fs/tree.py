@@ -303,6 +303,9 @@ class DatasetFS:
                 if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
                     tensor = self._tensor_from_first_file(parent, name)
                 if tensor is not None:
+                    threshold = tensor.stream_threshold
+                    if threshold is not None and of.size <= threshold:
+                        return  # not yet: it stays in memory until it outgrows a chunk
                     stream = tensor.open_file_stream(name, of.size)
             of.begin_stream(stream)
             if of.stream is not None:

@@ -149,22 +149,35 @@ def test_holes_and_truncates_never_sit_in_memory(env):
     assert len(data) == 20 * SPILL and data[10 * SPILL : 10 * SPILL + 3] == b"end" and data.count(0) == len(data) - 3
 
 
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
 @pytest.mark.timeout(180)
-def test_dd_of_a_file_larger_than_the_spill_threshold(tmp_path, dataset_path, mountpoint):
+def test_dd_and_rsync_of_big_files_with_bounded_memory(tmp_path, dataset_path, mountpoint):
     src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(80 << 20) + b"odd tail")  # > the default 64 MiB threshold
-    with mounted([sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(mountpoint), "-f"],
-                 mountpoint) as m:
+    src.write_bytes(os.urandom(96 << 20) + b"odd tail")
+    digest = hashlib.md5(src.read_bytes()).hexdigest()
+    config = tmp_path / "lakefs.yaml"
+    config.write_text("spill_size: 8MB\n")  # memory per file being written: ~8 MB
+    argv = [sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(mountpoint), "-f",
+            "--config", str(config)]
+    with mounted(argv, mountpoint) as m:
         (mountpoint / "big").mkdir()
-        subprocess.run(["dd", f"if={src}", f"of={mountpoint / 'big/big.bin'}", "bs=1M", "conv=fsync",
+        subprocess.run(["dd", f"if={src}", f"of={mountpoint / 'big/dd.bin'}", "bs=1M", "conv=fsync",
                         "status=none"], check=True)
         assert "stored as tiles while it is written" in m.log()
-        out = subprocess.run(["md5sum", str(mountpoint / "big/big.bin")], capture_output=True, text=True,
-                             check=True).stdout.split()[0]
-        assert out == hashlib.md5(src.read_bytes()).hexdigest()
-        assert os.stat(mountpoint / "big/big.bin").st_size == src.stat().st_size
+        subprocess.run(["rsync", str(src), str(mountpoint / "big/rsync.bin")], check=True)  # via .rsync.bin.XXXXXX
+        assert peak_rss_mb(m.process.pid) < 96, "a big file was held whole in memory"
+        for name in ("dd.bin", "rsync.bin"):
+            out = subprocess.run(["md5sum", str(mountpoint / "big" / name)], capture_output=True, text=True,
+                                 check=True).stdout.split()[0]
+            assert out == digest, name
+            assert os.stat(mountpoint / "big" / name).st_size == src.stat().st_size
     ds = lakefs.load(dataset_path, read_only=True)
-    assert ds.big["big"].tobytes() == src.read_bytes()
+    assert ds.big["dd"].tobytes() == ds.big["rsync"].tobytes() == src.read_bytes()
+    assert ds.files == {}
 
 
 class BoundedPuts(LocalStorage):
