@@ -45,6 +45,24 @@ def encode(kind: ChunkKind, payload: bytes | bytearray | memoryview, compress=No
     return b"".join((header, stored))  # one copy: header + bytes(stored) copied the payload twice
 
 
+def payload_buffer() -> bytearray:
+    """A buffer to build an uncompressed chunk in its final layout: room for the header,
+    then the payload appended after it (see :func:`seal_buffer`)."""
+    return bytearray(HEADER.size)
+
+
+def seal_buffer(kind: ChunkKind, buf: bytearray) -> bytearray:
+    """The chunk object built in ``buf`` (from :func:`payload_buffer`), its header filled
+    in: no copy of the payload (8 MB tiles streamed in would otherwise each be copied)."""
+    if kind == ChunkKind.CHUNK_COMPRESSED:
+        raise ValueError("a chunk-compressed chunk cannot be sealed in place")
+    with memoryview(buf) as view:
+        n = len(view) - HEADER.size
+        crc = crc32(view[HEADER.size :])
+    HEADER.pack_into(buf, 0, MAGIC, FORMAT_VERSION, int(kind), 0, n, n, crc, 0)
+    return buf
+
+
 def parse_header(blob: bytes | memoryview, where: str) -> tuple[ChunkKind, int, int, int]:
     """(kind, payload_len, stored_len, crc) from a chunk's first bytes."""
     if len(blob) < HEADER.size:

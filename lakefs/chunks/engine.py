@@ -159,7 +159,10 @@ class ChunkEngine:
         return first, tiles
 
     def _put_chunk(self, chunk_id: int, payload: bytes | bytearray | memoryview, *, behind: bool = False) -> None:
-        blob = chunkfmt.encode(self.kind, payload, self._compress)
+        self.put_sealed(chunk_id, chunkfmt.encode(self.kind, payload, self._compress), behind=behind)
+
+    def put_sealed(self, chunk_id: int, blob: bytes | bytearray, *, behind: bool = True) -> None:
+        """Put a whole chunk object (written behind when the engine has a writer)."""
         if behind and self.writer is not None:
             self.writer.submit(keys.chunk(self.tid, chunk_id), blob)
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lakefs.chunks.chunk import HEADER, payload_buffer, seal_buffer
 from lakefs.errors import InvalidSampleError
 from lakefs.format import keys
 from lakefs.format.checksum import crc32
@@ -33,7 +34,7 @@ class TileStream:
         self.tiles = 0  # sealed and handed to the writer
         self.size = 0
         self.crc = 0
-        self._buf = bytearray()  # the tile being filled
+        self._buf = payload_buffer()  # the tile being filled, in its final layout
         self.closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -46,22 +47,33 @@ class TileStream:
         view = memoryview(data)
         pos, n = 0, len(view)
         while pos < n:
-            if not self._buf and n - pos >= size:  # a whole tile straight from the caller
+            filled = len(self._buf) - HEADER.size
+            if not filled and n - pos >= size:  # a whole tile straight from the caller
                 self._seal(view[pos : pos + size])
                 pos += size
                 continue
-            take = min(size - len(self._buf), n - pos)
+            take = min(size - filled, n - pos)
             self._buf += view[pos : pos + take]
             pos += take
-            if len(self._buf) == size:
-                self._seal(self._buf)
-                self._buf = bytearray()
+            if len(self._buf) - HEADER.size == size:
+                self._seal_buffer()
 
     def _seal(self, payload: bytes | bytearray | memoryview) -> None:
-        if self.tiles >= RESERVED_TILES:
-            raise InvalidSampleError(f"a file may hold at most {RESERVED_TILES} tiles")
+        self._check_room()
         self.engine._put_chunk(self.first + self.tiles, payload, behind=True)
         self.tiles += 1
+
+    def _seal_buffer(self) -> None:
+        """The tile built in ``_buf`` goes out as it is (header filled in, no copy)."""
+        self._check_room()
+        blob = seal_buffer(self.engine.kind, self._buf)
+        self._buf = payload_buffer()
+        self.engine.put_sealed(self.first + self.tiles, blob)
+        self.tiles += 1
+
+    def _check_room(self) -> None:
+        if self.tiles >= RESERVED_TILES:
+            raise InvalidSampleError(f"a file may hold at most {RESERVED_TILES} tiles")
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes written so far (a reader of the file still being written)."""
@@ -71,8 +83,10 @@ class TileStream:
         pos = offset
         while pos < end:
             t, within = divmod(pos, chunk)
-            payload = self.engine._payload(self.first + t) if t < self.tiles else self._buf
-            piece = bytes(payload[within : within + (end - pos)])
+            if t < self.tiles:
+                piece = self.engine._payload(self.first + t)[within : within + (end - pos)]
+            else:
+                piece = bytes(self._buf[HEADER.size + within : HEADER.size + within + (end - pos)])
             pieces.append(piece)
             pos += len(piece)
         return b"".join(pieces)
@@ -80,9 +94,8 @@ class TileStream:
     def finish(self) -> tuple[int, int]:
         """Seal the last partial tile; (first chunk id, tiles) for the index entry."""
         if not self.closed:
-            if self._buf or not self.tiles:
-                self._seal(self._buf)
-                self._buf = bytearray()
+            if len(self._buf) > HEADER.size or not self.tiles:
+                self._seal_buffer()
             self.closed = True
             self._give_back()
         return self.first, self.tiles
@@ -91,7 +104,7 @@ class TileStream:
         """Forget the stream: its tiles are deleted after the next commit."""
         if not self.closed:
             self.closed = True
-            self._buf = bytearray()
+            self._buf = payload_buffer()
             self._give_back()
         self.engine.obsolete += [keys.chunk(self.engine.tid, self.first + t) for t in range(self.tiles)]
 
