@@ -473,6 +473,7 @@ class DatasetFS:
             elif of is None:
                 if self._dir_kind(p) is not None:
                     raise IsADirectoryError_(f"{path!r} is a directory")
+                self._require_dir(split(p)[0])  # "e/a" where e is a file: ENOTDIR, as the kernel
                 raise SampleNotFoundError(f"no such file {path!r}")
             self._dir_mtime_ns = time.time_ns()
 

@@ -179,7 +179,15 @@ class DirectBackend:
         self._call(self.fs.truncate, "/" + path, length)
 
     def rename(self, old: str, new: str) -> None:
-        self._call(self.fs.getattr, "/" + old)  # lookup of the source: ENOENT first
+        if "/" in new:  # the kernel walks both parents before it looks the source up
+            parent = new.rsplit("/", 1)[0]
+            try:
+                is_dir = self._call(self.fs.getattr, "/" + parent).is_dir()
+            except FileNotFoundError:
+                is_dir = True  # ENOENT comes from the source lookup or the rename itself
+            if not is_dir:
+                raise OSError(errno.ENOTDIR, parent)
+        self._call(self.fs.getattr, "/" + old)  # lookup of the source: ENOENT next
         if new.startswith(old + "/"):
             raise OSError(errno.EINVAL, "rename into itself")  # vfs_rename
         if old.startswith(new + "/"):
