@@ -18,6 +18,7 @@ import numpy as np
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
+from lakefs.chunks.tiles import TileWindow
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.errors import (
     CorruptionError,
@@ -73,6 +74,7 @@ class ChunkEngine:
         self._decompress = decompress
         self.writer = writer  # None: sealed chunks are put synchronously
         self._prefetched: set[int] = set()  # chunks whose whole object was asked for ahead
+        self._tiles = TileWindow(self._tile, self._hint_tile)  # tiles of large samples being read
         self.index = SampleIndex()
         self._open = bytearray()
         self._open_id: int | None = None
@@ -219,12 +221,14 @@ class ChunkEngine:
         self._prefetched.add(chunk_id)
         self.storage.prefetch(key)
 
-    def read_range(self, e: np.void, offset: int, size: int) -> bytes:
+    def read_range(self, e: np.void, offset: int, size: int) -> bytes | memoryview:
         """``size`` stored bytes of a sample from ``offset``.
 
         A tiled sample is read tile by tile, each tile verified by its chunk checksum,
-        so reading a piece of a multi-GB file never loads the whole file. Other samples
-        are read whole (at most a chunk) and verified by their own checksum.
+        so reading a piece of a multi-GB file never loads the whole file. A piece within
+        one tile is a read-only view of the verified tile (no copy); sequential reading
+        loads the next tile ahead (:mod:`lakefs.chunks.tiles`). Other samples are read
+        whole (at most a chunk) and verified by their own checksum.
         """
         n, tiles = int(e["length"]), int(e["tiles"])
         if tiles <= 1:
@@ -235,8 +239,14 @@ class ChunkEngine:
         pos = offset
         while pos < end:
             t, within = divmod(pos, self.chunk_size)
+            chunk_id = first + t
+            # Read ahead only for a reader that goes through the file in order.
+            sequential = t + 1 < tiles and (t == 0 or chunk_id - 1 in self._tiles)
             try:
-                payload = self._payload(first + t)
+                if sequential:
+                    payload = self._tiles.get(chunk_id, chunk_id + 1, chunk_id + 2 if t + 2 < tiles else None)
+                else:
+                    payload = self._tiles.get(chunk_id)
             except CorruptionError as err:
                 raise CorruptionError(f"row {int(e['row'])}: {err}") from err
             piece = payload[within : within + (end - pos)]
@@ -244,7 +254,23 @@ class ChunkEngine:
                 raise CorruptionError(f"row {int(e['row'])}: tile {t} is shorter than the sample says")
             pieces.append(piece)
             pos += len(piece)
+        if len(pieces) == 1:
+            return pieces[0].toreadonly()
         return b"".join(pieces)
+
+    def _tile(self, chunk_id: int) -> memoryview:
+        """The verified payload of one tile, as a view of the object read (for TileWindow)."""
+        key = keys.chunk(self.tid, chunk_id)
+        try:
+            blob = self.writer.pending(key) if self.writer is not None else None
+            if blob is None:
+                blob = self.storage.get(key)
+        except ObjectNotFoundError as err:
+            raise CorruptionError(f"chunk {key} is missing") from err
+        return memoryview(chunkfmt.decode_view(blob, key, self._decompress))
+
+    def _hint_tile(self, chunk_id: int) -> None:
+        self.storage.prefetch(keys.chunk(self.tid, chunk_id))
 
     def _payload(self, chunk_id: int) -> bytes:
         key = keys.chunk(self.tid, chunk_id)

@@ -153,3 +153,55 @@ def test_chunk_header_checks():
         chunkfmt.decode(blob[:-1] + b"X", "x")
     with pytest.raises(CorruptionError, match="truncated"):
         chunkfmt.decode(blob[:10], "x")
+
+
+def _tiled(tmp_path, n_tiles: int = 6) -> tuple[Path, bytes]:
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("b", htype="bytes", chunk_size=CHUNK)
+    big = np.random.default_rng(7).bytes(n_tiles * CHUNK - 77)
+    t.append(b"before")
+    t.append(big)
+    ds.close()
+    return tmp_path / "ds", big
+
+
+def test_tiled_read_range_in_pieces_is_byte_exact_and_bounded(tmp_path):
+    from lakefs.chunks.tiles import WINDOW
+
+    path, big = _tiled(tmp_path, 12)
+    ds = lakefs.load(path, read_only=True)
+    s = ds.b[1]
+    for step in (1000, CHUNK, CHUNK + 1, 3 * CHUNK - 5):  # within a tile and across tiles
+        got = b"".join(bytes(s.read_file(off, step)) for off in range(0, len(big), step))
+        assert got == big
+    assert bytes(s.read_file(len(big) - 10, 100)) == big[-10:]
+    assert bytes(s.read_file(len(big), 100)) == b""
+    assert bytes(s.read_file(5 * CHUNK + 3, 10)) == big[5 * CHUNK + 3 : 5 * CHUNK + 13]  # out of order
+    assert len(ds.b._engine._tiles._tiles) <= WINDOW  # a few tiles, never the whole file
+    piece = s.read_file(100, 50)  # a view of a verified tile, not writable
+    with pytest.raises(TypeError):
+        piece[0] = 0
+    ds.close()
+
+
+def test_damaged_tile_is_an_error_even_when_read_ahead_and_not_remembered(tmp_path):
+    path, big = _tiled(tmp_path)
+    ds = lakefs.load(path, read_only=True)
+    e = ds.b._engine.index.entry(1)
+    tile2 = path / keys.chunk(ds.b.meta.tid, int(e["chunk"]) + 2)
+    good = tile2.read_bytes()
+    damaged = bytearray(good)
+    damaged[chunkfmt.HEADER.size + 10] ^= 1
+    tile2.write_bytes(bytes(damaged))
+    s = ds.b[1]
+    # Sequential reading loads tile 2 ahead while tile 1 is served: the error comes with
+    # the first byte asked from tile 2, and no byte of it is ever returned.
+    assert bytes(s.read_file(0, 2 * CHUNK)) == big[: 2 * CHUNK]
+    with pytest.raises(CorruptionError, match="row 1"):
+        s.read_file(2 * CHUNK - 5, 10)  # a piece that spans into the damaged tile
+    with pytest.raises(CorruptionError, match="checksum"):
+        s.read_file(2 * CHUNK + 100, 10)
+    assert bytes(s.read_file(3 * CHUNK, CHUNK)) == big[3 * CHUNK : 4 * CHUNK]
+    tile2.write_bytes(good)  # repaired: the failure was not cached
+    assert bytes(s.read_file(2 * CHUNK, CHUNK)) == big[2 * CHUNK : 3 * CHUNK]
+    ds.close()
