@@ -74,7 +74,9 @@ class ChunkEngine:
         self._decompress = decompress
         self.writer = writer  # None: sealed chunks are put synchronously
         self._prefetched: set[int] = set()  # chunks whose whole object was asked for ahead
-        self._tiles = TileWindow(self._tile, self._hint_tile)  # tiles of large samples being read
+        # tiles of large samples being read: a buffer holds a whole tile object (+1 byte: a
+        # longer object is damaged)
+        self._tiles = TileWindow(self._tile, chunkfmt.HEADER.size + chunk_size + 1, self._hint_tile)
         self.index = SampleIndex()
         self._open = bytearray()
         self._open_id: int | None = None
@@ -258,12 +260,15 @@ class ChunkEngine:
             return pieces[0].toreadonly()
         return b"".join(pieces)
 
-    def _tile(self, chunk_id: int) -> memoryview:
-        """The verified payload of one tile, as a view of the object read (for TileWindow)."""
+    def _tile(self, chunk_id: int, buf: memoryview) -> memoryview:
+        """The verified payload of one tile (for TileWindow): read into ``buf`` and served
+        from there, except a compressed tile or one still being written behind."""
         key = keys.chunk(self.tid, chunk_id)
         try:
             blob = self.writer.pending(key) if self.writer is not None else None
-            if blob is None:
+            if blob is None and self.kind != ChunkKind.CHUNK_COMPRESSED:
+                blob = buf[: self.storage.readinto(key, 0, buf)]
+            elif blob is None:
                 blob = self.storage.get(key)
         except ObjectNotFoundError as err:
             raise CorruptionError(f"chunk {key} is missing") from err

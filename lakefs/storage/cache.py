@@ -295,6 +295,9 @@ class CachingStorage(StorageWrapper):
             return self.inner.get_range(key, start, length)
         return whole[start : start + length]
 
+    def readinto(self, key: str, start: int, buf: bytearray | memoryview) -> int:
+        return Storage.readinto(self, key, start, buf)  # through the cache (get_range)
+
     def put(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self.inner.put(key, data)
         if self.cacheable(key):

@@ -205,3 +205,30 @@ def test_damaged_tile_is_an_error_even_when_read_ahead_and_not_remembered(tmp_pa
     tile2.write_bytes(good)  # repaired: the failure was not cached
     assert bytes(s.read_file(2 * CHUNK, CHUNK)) == big[2 * CHUNK : 3 * CHUNK]
     ds.close()
+
+
+def test_a_held_piece_keeps_its_bytes_while_buffers_are_reused(tmp_path):
+    path, big = _tiled(tmp_path, 10)
+    ds = lakefs.load(path, read_only=True)
+    s = ds.b[1]
+    held = s.read_file(10, 1000)  # a view of tile 0's buffer
+    for off in range(0, len(big), 1000):  # every later tile goes through the window
+        s.read_file(off, 1000)
+    assert bytes(held) == big[10:1010]  # its buffer was not reused while the view lived
+    spare = ds.b._engine._tiles._spare
+    del held
+    for off in range(0, len(big), 1000):
+        assert bytes(s.read_file(off, 1000)) == big[off : off + 1000]
+    assert len(spare) <= 2
+    ds.close()
+
+
+def test_exported_probe():
+    from lakefs.chunks.tiles import _exported
+
+    buf = bytearray(b"abcdef")
+    assert not _exported(buf) and len(buf) == 6
+    view = memoryview(buf)[2:4]
+    assert _exported(buf) and len(buf) == 6
+    del view
+    assert not _exported(buf) and len(buf) == 6
