@@ -74,9 +74,7 @@ class ChunkEngine:
         self._decompress = decompress
         self.writer = writer  # None: sealed chunks are put synchronously
         self._prefetched: set[int] = set()  # chunks whose whole object was asked for ahead
-        # tiles of large samples being read: a buffer holds a whole tile object (+1 byte: a
-        # longer object is damaged)
-        self._tiles = TileWindow(self._tile, chunkfmt.HEADER.size + chunk_size + 1, self._hint_tile)
+        self._tiles = self.tile_window()  # for read_range calls without a window of their own
         self.index = SampleIndex()
         self._open = bytearray()
         self._open_id: int | None = None
@@ -223,32 +221,40 @@ class ChunkEngine:
         self._prefetched.add(chunk_id)
         self.storage.prefetch(key)
 
-    def read_range(self, e: np.void, offset: int, size: int) -> bytes | memoryview:
+    def tile_window(self) -> TileWindow:
+        """A window of tiles for one reader of large samples (an open file): each reader
+        keeps its own few tiles, so two files read at once do not evict each other's.
+        A buffer holds a whole tile object (+1 byte: a longer object is damaged)."""
+        return TileWindow(self._tile, chunkfmt.HEADER.size + self.chunk_size + 1, self._hint_tile)
+
+    def read_range(self, e: np.void, offset: int, size: int, window: TileWindow | None = None) -> bytes | memoryview:
         """``size`` stored bytes of a sample from ``offset``.
 
         A tiled sample is read tile by tile, each tile verified by its chunk checksum,
         so reading a piece of a multi-GB file never loads the whole file. A piece within
         one tile is a read-only view of the verified tile (no copy); sequential reading
-        loads the next tile ahead (:mod:`lakefs.chunks.tiles`). Other samples are read
-        whole (at most a chunk) and verified by their own checksum.
+        loads the next tile ahead, in ``window`` (:meth:`tile_window`; else one shared
+        by the tensor). Other samples are read whole (at most a chunk) and verified by
+        their own checksum.
         """
         n, tiles = int(e["length"]), int(e["tiles"])
         if tiles <= 1:
             return self.read_entry(e)[offset : offset + size]
         first = int(e["chunk"])
         end = min(n, offset + size)
+        window = self._tiles if window is None else window
         pieces = []
         pos = offset
         while pos < end:
             t, within = divmod(pos, self.chunk_size)
             chunk_id = first + t
             # Read ahead only for a reader that goes through the file in order.
-            sequential = t + 1 < tiles and (t == 0 or chunk_id - 1 in self._tiles)
+            sequential = t + 1 < tiles and (t == 0 or chunk_id - 1 in window)
             try:
                 if sequential:
-                    payload = self._tiles.get(chunk_id, chunk_id + 1, chunk_id + 2 if t + 2 < tiles else None)
+                    payload = window.get(chunk_id, chunk_id + 1, chunk_id + 2 if t + 2 < tiles else None)
                 else:
-                    payload = self._tiles.get(chunk_id)
+                    payload = window.get(chunk_id)
             except CorruptionError as err:
                 raise CorruptionError(f"row {int(e['row'])}: {err}") from err
             piece = payload[within : within + (end - pos)]

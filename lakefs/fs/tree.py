@@ -207,7 +207,7 @@ class DatasetFS:
                 if sample is None:
                     return self._new_handle(Handle(p, loader=self._loader(p)))
                 if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
-                    return self._new_handle(Handle(p, ranged=sample.read_file))
+                    return self._new_handle(Handle(p, ranged=sample.file_reader()))
                 return self._new_handle(Handle(p, loader=sample.file_bytes))
             self._writable()
             if of is None:

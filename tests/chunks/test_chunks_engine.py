@@ -232,3 +232,25 @@ def test_exported_probe():
     assert _exported(buf) and len(buf) == 6
     del view
     assert not _exported(buf) and len(buf) == 6
+
+
+def test_two_files_read_at_once_keep_their_own_tiles(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("b", htype="bytes", chunk_size=CHUNK)
+    rng = np.random.default_rng(3)
+    a, b = rng.bytes(8 * CHUNK + 5), rng.bytes(8 * CHUNK + 9)
+    t.extend([a, b])
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    storage = ds.b._engine.storage
+    loads = []
+    readinto = storage.readinto
+    storage.readinto = lambda key, start, buf: loads.append(key) or readinto(key, start, buf)
+    ra, rb = ds.b[0].file_reader(), ds.b[1].file_reader()  # two open files
+    got_a, got_b = [], []
+    for off in range(0, len(b), 1000):  # interleaved, like two readers of one mount
+        got_a.append(bytes(ra(off, 1000)))
+        got_b.append(bytes(rb(off, 1000)))
+    assert b"".join(got_a) == a and b"".join(got_b) == b
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == 18  # every tile read once
+    ds.close()
