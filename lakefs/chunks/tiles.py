@@ -7,9 +7,9 @@ verified bytes (the only copy left is the binding's, into the FUSE buffer). Whil
 reader goes through tile ``t``, tile ``t + 1`` is read and verified on a background
 thread, so the disk (or the network) works while the current tile is served.
 
-Memory stays bounded: at most ``size`` tiles per tensor plus ``SPARE`` buffers kept for
-reuse, whatever the file size; tiles do not go through the chunk cache, so reading a
-multi-GB file does not flush the small chunks cached there. Buffers are reused (no new
+Memory stays bounded: a window (one per open file) holds at most ``WINDOW`` tiles plus
+``SPARE`` buffers kept for reuse, whatever the file size; tiles do not go through the
+chunk cache, so reading a multi-GB file does not flush the small chunks cached there. Buffers are reused (no new
 8 MB of pages, which the kernel zeroes, per tile) but only once no view of them is
 alive: a caller may hold a served piece as long as it likes.
 """
@@ -21,11 +21,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-WINDOW = 3  # tiles kept per tensor: the previous (out-of-order requests), current and next
+WINDOW = 3  # tiles kept per reader: the previous (out-of-order requests), current and next
 SPARE = 2  # buffers of evicted tiles kept for reuse
 
-# One shared pool for every tensor: read-ahead is a hint, two threads keep a disk or a
-# store busy without one thread per open file.
+# One shared pool for every window: two threads keep a disk or a store busy without a
+# thread per open file.
 _ahead = ThreadPoolExecutor(2, thread_name_prefix="lakefs-tile-ahead")
 
 Loader = Callable[[int, memoryview], memoryview]
@@ -71,11 +71,16 @@ class TileWindow:
             if mine:
                 buf = self._buffer()
                 view = memoryview(buf)  # held until the load is done: buf stays exported
-                future: Future = Future()
+                future = self._running()
                 self._tiles[chunk_id] = (future, buf)
             else:
                 future = item[0]
                 self._tiles.move_to_end(chunk_id)
+                if future.cancel():  # still queued behind other read-ahead: load it here
+                    mine, buf = True, item[1]
+                    view = memoryview(buf)
+                    future = self._running()
+                    self._tiles[chunk_id] = (future, buf)
             if ahead is not None and ahead not in self._tiles:
                 abuf = self._buffer()
                 self._tiles[ahead] = (_ahead.submit(self._load_ahead, ahead, memoryview(abuf), hint), abuf)
@@ -93,6 +98,13 @@ class TileWindow:
         except BaseException:
             self._forget(chunk_id, future)  # a failure is not remembered: the next read retries
             raise
+
+    @staticmethod
+    def _running() -> Future:
+        """A future for a load done by the caller: running, so no one can cancel it."""
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        return future
 
     def _buffer(self) -> bytearray:
         """A spare buffer no view refers to any more, else a new one."""
@@ -117,8 +129,3 @@ class TileWindow:
                 del self._tiles[chunk_id]
                 self._spare.append(item[1])
                 del self._spare[:-SPARE]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._tiles.clear()
-            self._spare.clear()

@@ -254,3 +254,30 @@ def test_two_files_read_at_once_keep_their_own_tiles(tmp_path):
     assert b"".join(got_a) == a and b"".join(got_b) == b
     assert sorted(loads) == sorted(set(loads)) and len(loads) == 18  # every tile read once
     ds.close()
+
+
+def test_concurrent_readers_of_one_window_get_exact_bytes(tmp_path):
+    import threading
+
+    path, big = _tiled(tmp_path, 16)
+    ds = lakefs.load(path, read_only=True)
+    read = ds.b[1].file_reader()  # one open file, read by several threads (multithreaded FUSE)
+    errors = []
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(300):
+            off = int(rng.integers(0, len(big)))
+            if rng.random() < 0.5:  # mostly in order, sometimes anywhere
+                off = (off // CHUNK) * CHUNK
+            n = int(rng.integers(1, 2 * CHUNK))
+            if bytes(read(off, n)) != big[off : off + n]:
+                errors.append((off, n))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ds.close()
