@@ -54,6 +54,31 @@ def test_resolve_utimens_markers() -> None:
     assert resolve_utimens(None, now_ns=7) == (7, 7)
 
 
+def test_binding_read_copies_bytes_and_views_into_the_fuse_buffer() -> None:
+    from types import SimpleNamespace
+
+    from lakefs.fs import binding
+
+    if not binding.READ_TAKES_VIEWS:
+        pytest.skip("fusepy: operations return bytes")
+    tile = bytes(range(256)) * 64
+    answers = {0: tile[:100], 1: memoryview(tile)[1000:1300], 2: memoryview(tile)[:0], 3: tile[:2000]}
+
+    class Ops:
+        def read(self, path, size, offset, fh):
+            return answers[offset]
+
+    fuse = SimpleNamespace(operations=Ops(), raw_fi=False, encoding="utf-8", errors="surrogateescape")
+    fip = SimpleNamespace(contents=SimpleNamespace(fh=1))
+    raw = ctypes.create_string_buffer(1024)
+    buf = ctypes.cast(raw, ctypes.POINTER(ctypes.c_byte))
+    assert binding.FUSE.read(fuse, b"/f", buf, 1024, 0, fip) == 100 and raw.raw[:100] == tile[:100]
+    assert binding.FUSE.read(fuse, b"/f", buf, 1024, 1, fip) == 300 and raw.raw[:300] == tile[1000:1300]
+    assert binding.FUSE.read(fuse, b"/f", buf, 1024, 2, fip) == 0
+    with pytest.raises(ValueError):  # never more than asked: it would overrun the buffer
+        binding.FUSE.read(fuse, b"/f", buf, 1024, 3, fip)
+
+
 def test_cp_md5_and_ls_sizes(mountpoint: Path, photos: list[Path]) -> None:
     with mounted(memfs(mountpoint), mountpoint):
         images = mountpoint / "images"

@@ -80,6 +80,13 @@ def parse_header(blob: bytes | memoryview, where: str) -> tuple[ChunkKind, int, 
 
 def decode(blob: bytes, where: str, decompress=None) -> bytes:
     """Verify a whole chunk object and return its payload."""
+    payload = decode_view(blob, where, decompress)
+    return payload if isinstance(payload, bytes) else bytes(payload)
+
+
+def decode_view(blob: bytes | bytearray | memoryview, where: str, decompress=None) -> bytes | memoryview:
+    """Like :func:`decode`, but the payload of an uncompressed or sample-compressed chunk
+    is a view of ``blob``, not a copy (an 8 MB tile is then never copied again)."""
     kind, payload_len, stored_len, crc = parse_header(blob, where)
     stored = memoryview(blob)[HEADER.size :]
     if len(stored) != stored_len:
@@ -92,7 +99,7 @@ def decode(blob: bytes, where: str, decompress=None) -> bytes:
         except Exception as e:
             raise CorruptionError(f"{where}: chunk does not decompress: {e}") from e
     else:
-        payload = bytes(stored)
+        payload = stored
     if len(payload) != payload_len:
         raise CorruptionError(f"{where}: chunk payload is {len(payload)} bytes, header says {payload_len}")
     return payload

@@ -19,6 +19,7 @@ from lakefs.chunks import chunk as chunkfmt
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.stream import TileStream
+from lakefs.chunks.tiles import TileWindow
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.errors import (
     CorruptionError,
@@ -81,6 +82,7 @@ class ChunkEngine:
         self.writer = writer  # None: sealed chunks are put synchronously
         self._prefetched: set[int] = set()  # chunks whose whole object was asked for ahead
         self._touched: set[int] = set()  # chunks read from
+        self._tiles = self.tile_window()  # for read_range calls without a window of their own
         self.index = SampleIndex()
         self._open = bytearray()
         self._open_id: int | None = None
@@ -258,24 +260,40 @@ class ChunkEngine:
             self._prefetched.add(chunk_id + 1)
             self.storage.prefetch(keys.chunk(self.tid, chunk_id + 1))
 
-    def read_range(self, e: np.void, offset: int, size: int) -> bytes:
+    def tile_window(self) -> TileWindow:
+        """A window of tiles for one reader of large samples (an open file): each reader
+        keeps its own few tiles, so two files read at once do not evict each other's.
+        A buffer holds a whole tile object (+1 byte: a longer object is damaged)."""
+        return TileWindow(self._tile, chunkfmt.HEADER.size + self.chunk_size + 1, self._hint_tile)
+
+    def read_range(self, e: np.void, offset: int, size: int, window: TileWindow | None = None) -> bytes | memoryview:
         """``size`` stored bytes of a sample from ``offset``.
 
         A tiled sample is read tile by tile, each tile verified by its chunk checksum,
-        so reading a piece of a multi-GB file never loads the whole file. Other samples
-        are read whole (at most a chunk) and verified by their own checksum.
+        so reading a piece of a multi-GB file never loads the whole file. A piece within
+        one tile is a read-only view of the verified tile (no copy); sequential reading
+        loads the next tile ahead, in ``window`` (:meth:`tile_window`; else one shared
+        by the tensor). Other samples are read whole (at most a chunk) and verified by
+        their own checksum.
         """
         n, tiles = int(e["length"]), int(e["tiles"])
         if tiles <= 1:
             return self.read_entry(e)[offset : offset + size]
         first = int(e["chunk"])
         end = min(n, offset + size)
+        window = self._tiles if window is None else window
         pieces = []
         pos = offset
         while pos < end:
             t, within = divmod(pos, self.chunk_size)
+            chunk_id = first + t
+            # Read ahead only for a reader that goes through the file in order.
+            sequential = t + 1 < tiles and (t == 0 or chunk_id - 1 in window)
             try:
-                payload = self._payload(first + t)
+                if sequential:
+                    payload = window.get(chunk_id, chunk_id + 1, chunk_id + 2 if t + 2 < tiles else None)
+                else:
+                    payload = window.get(chunk_id)
             except CorruptionError as err:
                 raise CorruptionError(f"row {int(e['row'])}: {err}") from err
             piece = payload[within : within + (end - pos)]
@@ -283,7 +301,26 @@ class ChunkEngine:
                 raise CorruptionError(f"row {int(e['row'])}: tile {t} is shorter than the sample says")
             pieces.append(piece)
             pos += len(piece)
+        if len(pieces) == 1:
+            return pieces[0].toreadonly()
         return b"".join(pieces)
+
+    def _tile(self, chunk_id: int, buf: memoryview) -> memoryview:
+        """The verified payload of one tile (for TileWindow): read into ``buf`` and served
+        from there, except a compressed tile or one still being written behind."""
+        key = keys.chunk(self.tid, chunk_id)
+        try:
+            blob = self.writer.pending(key) if self.writer is not None else None
+            if blob is None and self.kind != ChunkKind.CHUNK_COMPRESSED:
+                blob = buf[: self.storage.readinto(key, 0, buf)]
+            elif blob is None:
+                blob = self.storage.get(key)
+        except ObjectNotFoundError as err:
+            raise CorruptionError(f"chunk {key} is missing") from err
+        return memoryview(chunkfmt.decode_view(blob, key, self._decompress))
+
+    def _hint_tile(self, chunk_id: int) -> None:
+        self.storage.prefetch(keys.chunk(self.tid, chunk_id))
 
     def _payload(self, chunk_id: int) -> bytes:
         key = keys.chunk(self.tid, chunk_id)

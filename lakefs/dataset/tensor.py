@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -114,12 +115,21 @@ class Sample:
         """Spread over several chunks (tiles): read it with :meth:`read_file` in pieces."""
         return self._entry is not None and int(self._entry["tiles"]) > 1
 
-    def read_file(self, offset: int, size: int) -> bytes:
+    def read_file(self, offset: int, size: int) -> bytes | memoryview:
         """``size`` bytes of the file view from ``offset``, without loading the whole of a
-        large sample when its file view is its stored bytes."""
+        large sample when its file view is its stored bytes (then a read-only view of a
+        verified tile when the piece lies in one)."""
         if self.is_large and self.tensor._format.file_is_stored:
             return self.tensor._engine.read_range(self._e(), offset, size)
         return self.file_bytes()[offset : offset + size]
+
+    def file_reader(self) -> Callable[[int, int], bytes | memoryview]:
+        """``read(offset, size)`` of the file view for one reader (an open file): a large
+        sample gets its own window of tiles, read ahead as the reader goes."""
+        if self.is_large and self.tensor._format.file_is_stored:
+            return functools.partial(self.tensor._engine.read_range, self._e(),
+                                     window=self.tensor._engine.tile_window())
+        return self.read_file
 
     def file_bytes(self) -> bytes:
         """The sample as the mount shows it (an encoded file, ``.npy``, ``.json``, ``.txt``)."""

@@ -92,12 +92,37 @@ fuse_get_context = _impl.fuse_get_context
 UTIME_NOW: int = (1 << 30) - 1
 UTIME_OMIT: int = (1 << 30) - 2
 
+#: True when an operations' ``read`` may return any bytes-like object (a memoryview);
+#: else it must return ``bytes`` (fusepy copies with ``ctypes.memmove``).
+READ_TAKES_VIEWS: bool = BINDING == "mfusepy"
+
 #: libfuse 2's kernel protocol caps writes at 32 pages; libfuse 3 negotiates up to 1 MiB.
 MAX_WRITE: int = (1 << 20) if LIBFUSE_MAJOR >= 3 else (128 << 10)
 
 
 class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
     """The binding's ``FUSE`` with the renameat2 trap closed (see module docstring)."""
+
+    if BINDING == "mfusepy":
+
+        def read(self, path: bytes | None, buf: Any, size: int, offset: int, fip: Any) -> int:
+            # mfusepy's read copies the result with ctypes.memmove, which takes only bytes.
+            # Operations may also return a memoryview (a slice of a verified 8 MB tile):
+            # copied straight into the FUSE buffer, it saves a copy per request.
+            fh = fip.contents if self.raw_fi else fip.contents.fh
+            ret = self.operations.read(None if path is None else path.decode(self.encoding, self.errors),
+                                       size, offset, fh)
+            if not ret:
+                return 0
+            n = len(ret) if type(ret) is bytes else memoryview(ret).nbytes
+            if n > size:
+                raise ValueError(f"read returned {n} bytes, more than the {size} asked")
+            if type(ret) is bytes:
+                ctypes.memmove(buf, ret, n)
+            elif n:
+                dst = (ctypes.c_char * n).from_address(ctypes.addressof(buf.contents))
+                memoryview(dst).cast("B")[:] = memoryview(ret).cast("B")
+            return n
 
     if BINDING == "mfusepy" and LIBFUSE_MAJOR >= 3:
 
@@ -275,6 +300,7 @@ __all__ = [
     "LIBFUSE_MAJOR",
     "LIBFUSE_MINOR",
     "MAX_WRITE",
+    "READ_TAKES_VIEWS",
     "UTIME_NOW",
     "UTIME_OMIT",
     "BaseOperations",

@@ -266,7 +266,7 @@ class RangeReader:
 
     def read(self, n: int = -1) -> bytes:
         n = self.size - self.pos if n < 0 else min(n, self.size - self.pos)
-        data = self._read(self.pos, n) if n > 0 else b""
+        data = bytes(self._read(self.pos, n)) if n > 0 else b""  # a tile view: copied out
         self.pos += len(data)
         return data
 

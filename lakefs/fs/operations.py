@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from lakefs.errors import LakeFSError
-from lakefs.fs.binding import BaseOperations, FuseOSError, resolve_utimens
+from lakefs.fs.binding import READ_TAKES_VIEWS, BaseOperations, FuseOSError, resolve_utimens
 from lakefs.fs.files import Attr
 from lakefs.fs.tree import BLKSIZE, DatasetFS
 
@@ -149,8 +149,9 @@ class LakeOperations(BaseOperations):
         return 0
 
     @_op
-    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes:
-        return self.fs.read(_fh(fi), size, offset)
+    def read(self, path: str, size: int, offset: int, fi: Any) -> bytes | memoryview:
+        data = self.fs.read(_fh(fi), size, offset)
+        return data if READ_TAKES_VIEWS or type(data) is bytes else bytes(data)
 
     @_op
     def write(self, path: str, data: bytes, offset: int, fi: Any) -> int:

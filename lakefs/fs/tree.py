@@ -227,7 +227,7 @@ class DatasetFS:
         sample = self._sample(p)
         if sample is not None:
             if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
-                return sample.read_file, sample.size
+                return sample.file_reader(), sample.size  # its own window of tiles
             return None
         f = self.ds._manifest.files.get(p)
         if f is not None and f.size > self.config.spill_size:

@@ -111,6 +111,19 @@ class Storage(abc.ABC):
     def get_range(self, key: str, start: int, length: int) -> bytes:
         """``length`` bytes from ``start``; short only if the object is shorter."""
 
+    def readinto(self, key: str, start: int, buf: bytearray | memoryview) -> int:
+        """Read bytes of ``key`` from ``start`` into the writable ``buf``; the count read,
+        short only if the object is shorter.
+
+        Lets a reader keep one buffer per 8 MB tile instead of a new object (and new
+        pages) per read. This default copies a ranged get; a backend that can read
+        straight into memory (a local file) overrides it.
+        """
+        view = memoryview(buf).cast("B")
+        data = self.get_range(key, start, len(view))
+        view[: len(data)] = data
+        return len(data)
+
     @abc.abstractmethod
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         """Store an object atomically and durably, replacing any previous one.
@@ -199,6 +212,9 @@ class StorageWrapper(Storage):
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         return self.inner.get_range(key, start, length)
+
+    def readinto(self, key: str, start: int, buf: bytearray | memoryview) -> int:
+        return self.inner.readinto(key, start, buf)
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         self.inner.put(key, data, sync=sync)

@@ -296,6 +296,9 @@ class CachingStorage(StorageWrapper):
             return self.inner.get_range(key, start, length)
         return whole[start : start + length]
 
+    def readinto(self, key: str, start: int, buf: bytearray | memoryview) -> int:
+        return Storage.readinto(self, key, start, buf)  # through the cache (get_range)
+
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         self.inner.put(key, data, sync=sync)
         if self.cacheable(key):

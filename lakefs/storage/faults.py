@@ -94,6 +94,11 @@ class FaultyStorage(StorageWrapper):
             raise self._fault("get_range", key)
         return self.inner.get_range(key, start, length)
 
+    def readinto(self, key: str, start: int, buf: bytearray | memoryview) -> int:
+        if self._tick("get_range", key):  # a ranged get into a buffer: counted as one
+            raise self._fault("get_range", key)
+        return self.inner.readinto(key, start, buf)
+
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         if self._tick("put", key):
             if self.mode == "torn":

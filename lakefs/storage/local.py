@@ -145,6 +145,28 @@ class LocalStorage(Storage):
         finally:
             os.close(fd)
 
+    def readinto(self, key: str, start: int, buf: bytearray | memoryview) -> int:
+        """preadv straight into ``buf``: no intermediate bytes object."""
+        check_range(start, 0)
+        view = memoryview(buf).cast("B")
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            raise _map_oserror(e, key, "read") from e
+        try:
+            got = 0
+            while got < len(view):
+                n = os.preadv(fd, [view[got:]], start + got)
+                if not n:
+                    break
+                got += n
+            return got
+        except OSError as e:
+            raise _map_oserror(e, key, "read") from e
+        finally:
+            os.close(fd)
+
     def exists(self, key: str) -> bool:
         try:
             return stat.S_ISREG(os.lstat(self._path(key)).st_mode)

@@ -153,3 +153,131 @@ def test_chunk_header_checks():
         chunkfmt.decode(blob[:-1] + b"X", "x")
     with pytest.raises(CorruptionError, match="truncated"):
         chunkfmt.decode(blob[:10], "x")
+
+
+def _tiled(tmp_path, n_tiles: int = 6) -> tuple[Path, bytes]:
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("b", htype="bytes", chunk_size=CHUNK)
+    big = np.random.default_rng(7).bytes(n_tiles * CHUNK - 77)
+    t.append(b"before")
+    t.append(big)
+    ds.close()
+    return tmp_path / "ds", big
+
+
+def test_tiled_read_range_in_pieces_is_byte_exact_and_bounded(tmp_path):
+    from lakefs.chunks.tiles import WINDOW
+
+    path, big = _tiled(tmp_path, 12)
+    ds = lakefs.load(path, read_only=True)
+    s = ds.b[1]
+    for step in (1000, CHUNK, CHUNK + 1, 3 * CHUNK - 5):  # within a tile and across tiles
+        got = b"".join(bytes(s.read_file(off, step)) for off in range(0, len(big), step))
+        assert got == big
+    assert bytes(s.read_file(len(big) - 10, 100)) == big[-10:]
+    assert bytes(s.read_file(len(big), 100)) == b""
+    assert bytes(s.read_file(5 * CHUNK + 3, 10)) == big[5 * CHUNK + 3 : 5 * CHUNK + 13]  # out of order
+    assert len(ds.b._engine._tiles._tiles) <= WINDOW  # a few tiles, never the whole file
+    piece = s.read_file(100, 50)  # a view of a verified tile, not writable
+    with pytest.raises(TypeError):
+        piece[0] = 0
+    ds.close()
+
+
+def test_damaged_tile_is_an_error_even_when_read_ahead_and_not_remembered(tmp_path):
+    path, big = _tiled(tmp_path)
+    ds = lakefs.load(path, read_only=True)
+    e = ds.b._engine.index.entry(1)
+    tile2 = path / keys.chunk(ds.b.meta.tid, int(e["chunk"]) + 2)
+    good = tile2.read_bytes()
+    damaged = bytearray(good)
+    damaged[chunkfmt.HEADER.size + 10] ^= 1
+    tile2.write_bytes(bytes(damaged))
+    s = ds.b[1]
+    # Sequential reading loads tile 2 ahead while tile 1 is served: the error comes with
+    # the first byte asked from tile 2, and no byte of it is ever returned.
+    assert bytes(s.read_file(0, 2 * CHUNK)) == big[: 2 * CHUNK]
+    with pytest.raises(CorruptionError, match="row 1"):
+        s.read_file(2 * CHUNK - 5, 10)  # a piece that spans into the damaged tile
+    with pytest.raises(CorruptionError, match="checksum"):
+        s.read_file(2 * CHUNK + 100, 10)
+    assert bytes(s.read_file(3 * CHUNK, CHUNK)) == big[3 * CHUNK : 4 * CHUNK]
+    tile2.write_bytes(good)  # repaired: the failure was not cached
+    assert bytes(s.read_file(2 * CHUNK, CHUNK)) == big[2 * CHUNK : 3 * CHUNK]
+    ds.close()
+
+
+def test_a_held_piece_keeps_its_bytes_while_buffers_are_reused(tmp_path):
+    path, big = _tiled(tmp_path, 10)
+    ds = lakefs.load(path, read_only=True)
+    s = ds.b[1]
+    held = s.read_file(10, 1000)  # a view of tile 0's buffer
+    for off in range(0, len(big), 1000):  # every later tile goes through the window
+        s.read_file(off, 1000)
+    assert bytes(held) == big[10:1010]  # its buffer was not reused while the view lived
+    spare = ds.b._engine._tiles._spare
+    del held
+    for off in range(0, len(big), 1000):
+        assert bytes(s.read_file(off, 1000)) == big[off : off + 1000]
+    assert len(spare) <= 2
+    ds.close()
+
+
+def test_exported_probe():
+    from lakefs.chunks.tiles import _exported
+
+    buf = bytearray(b"abcdef")
+    assert not _exported(buf) and len(buf) == 6
+    view = memoryview(buf)[2:4]
+    assert _exported(buf) and len(buf) == 6
+    del view
+    assert not _exported(buf) and len(buf) == 6
+
+
+def test_two_files_read_at_once_keep_their_own_tiles(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("b", htype="bytes", chunk_size=CHUNK)
+    rng = np.random.default_rng(3)
+    a, b = rng.bytes(8 * CHUNK + 5), rng.bytes(8 * CHUNK + 9)
+    t.extend([a, b])
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    storage = ds.b._engine.storage
+    loads = []
+    readinto = storage.readinto
+    storage.readinto = lambda key, start, buf: loads.append(key) or readinto(key, start, buf)
+    ra, rb = ds.b[0].file_reader(), ds.b[1].file_reader()  # two open files
+    got_a, got_b = [], []
+    for off in range(0, len(b), 1000):  # interleaved, like two readers of one mount
+        got_a.append(bytes(ra(off, 1000)))
+        got_b.append(bytes(rb(off, 1000)))
+    assert b"".join(got_a) == a and b"".join(got_b) == b
+    assert sorted(loads) == sorted(set(loads)) and len(loads) == 18  # every tile read once
+    ds.close()
+
+
+def test_concurrent_readers_of_one_window_get_exact_bytes(tmp_path):
+    import threading
+
+    path, big = _tiled(tmp_path, 16)
+    ds = lakefs.load(path, read_only=True)
+    read = ds.b[1].file_reader()  # one open file, read by several threads (multithreaded FUSE)
+    errors = []
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(300):
+            off = int(rng.integers(0, len(big)))
+            if rng.random() < 0.5:  # mostly in order, sometimes anywhere
+                off = (off // CHUNK) * CHUNK
+            n = int(rng.integers(1, 2 * CHUNK))
+            if bytes(read(off, n)) != big[off : off + n]:
+                errors.append((off, n))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ds.close()

@@ -97,6 +97,17 @@ def test_hits_do_not_reach_the_inner_store(inner: Counting, tmp_path: Path) -> N
     assert cache.hits == 3 and cache.misses == 1
 
 
+def test_readinto_is_served_by_the_cache(inner: Counting, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    inner.put("t/chunks/1", data)
+    cache = CachingStorage(inner, tmp_path, 1 << 20)
+    buf = bytearray(6000)
+    assert cache.readinto("t/chunks/1", 0, buf) == 5000 and bytes(buf[:5000]) == data
+    reads = inner.reads
+    assert cache.readinto("t/chunks/1", 100, memoryview(buf)[:10]) == 10 and bytes(buf[:10]) == data[100:110]
+    assert inner.reads == reads  # the second read came from the cache
+
+
 def test_uncacheable_keys_pass_through(inner: Counting, tmp_path: Path) -> None:
     cache = CachingStorage(inner, tmp_path, 1 << 20)
     cache.put("HEAD", b"1")

@@ -144,6 +144,29 @@ class StorageTests:
         with pytest.raises(ValueError):
             store.get_range("r", 0, -2)
 
+    @pytest.mark.parametrize(("start", "size"), [(0, 5), (1, 3), (3, 100), (0, 0), (5, 4), (10, 5)])
+    def test_readinto(self, store: Storage, start: int, size: int) -> None:
+        store.put("r", b"hello")
+        buf = bytearray(b"#" * size)
+        n = store.readinto("r", start, buf)
+        want = b"hello"[start : start + size]
+        assert n == len(want)
+        assert bytes(buf[:n]) == want and bytes(buf[n:]) == b"#" * (size - n)  # nothing past the end
+
+    def test_readinto_large_object_and_a_view(self, store: Storage) -> None:
+        data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MB: more than one read syscall may give
+        store.put("big/obj", data)
+        buf = bytearray(len(data) + 10)
+        assert store.readinto("big/obj", 0, memoryview(buf)[5:]) == len(data)
+        assert bytes(buf[5 : 5 + len(data)]) == data
+
+    def test_readinto_missing_and_negative(self, store: Storage) -> None:
+        with pytest.raises(ObjectNotFoundError):
+            store.readinto("nope", 0, bytearray(4))
+        store.put("r", b"hello")
+        with pytest.raises(ValueError):
+            store.readinto("r", -1, bytearray(4))
+
     def test_overwrite(self, env: Env) -> None:
         env.store.put("o", b"first version")
         env.store.put("o", b"second")

@@ -67,6 +67,17 @@ def test_counting_reads() -> None:
     assert store.count == 3
 
 
+def test_readinto_counts_as_a_ranged_get() -> None:
+    inner = MemoryStorage()
+    inner.put("k", b"value")
+    store = FaultyStorage(inner, fail_at=2, ops={"get_range"})
+    buf = bytearray(3)
+    assert store.readinto("k", 1, buf) == 3 and buf == b"alu"
+    with pytest.raises(StorageError):
+        store.readinto("k", 0, buf)
+    assert store.failed == [("get_range", "k")]
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         FaultyStorage(MemoryStorage(), 1, mode="boom")  # type: ignore[arg-type]
