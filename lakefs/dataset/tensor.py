@@ -298,17 +298,30 @@ class Tensor:
 
     def find_file(self, filename: str) -> Sample | None:
         """The sample shown under ``filename`` (key and extension must both match)."""
+        with self.dataset._lock:
+            found = self._file_row(filename)
+            return None if found is None else Sample(self, found[0], self._engine.index.entry(found[0]))
+
+    def file_stat(self, filename: str) -> tuple[int, int, int] | None:
+        """``(size, mtime_ns, mode)`` of the file ``filename``, or None: a stat without
+        making a Sample (the mount's LOOKUP of each file, ``stat`` of every file)."""
+        with self.dataset._lock:
+            found = self._file_row(filename)
+        return None if found is None else found[1][:3]
+
+    def _file_row(self, filename: str) -> tuple[int, tuple[int, int, int, int]] | None:
+        """``(row, index.file_stat(row))`` of the sample shown under ``filename`` (key and
+        extension must both match); call with the dataset lock."""
         parts = split_filename(filename)
         if parts is None:
             return None
-        with self.dataset._lock:
-            row = self.dataset._rows.find(parts[0])
-            if row is None:
-                return None
-            e = self._engine.index.entry(row)
-            if e is None or self._ext(int(e["ext"])) != parts[1]:
-                return None
-            return Sample(self, row, e)
+        row = self.dataset._rows.find(parts[0])
+        if row is None:
+            return None
+        st = self._engine.index.file_stat(row)
+        if st is None or self._ext(st[3]) != parts[1]:
+            return None
+        return row, st
 
     def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
                    mode: int | None = None, transcoded: bool = False) -> Sample:

@@ -58,9 +58,10 @@ class RowTable:
         h = key_hash(raw)
         # np.uint64, not a Python int: a Python int may make numpy convert the whole array.
         i = int(sorted_hashes.searchsorted(np.uint64(h)))
-        while i < len(sorted_hashes) and int(sorted_hashes[i]) == h:  # equal hashes: compare keys
-            r = int(self._sorted_rows[i])
-            if self._blob[self._offsets[r] : self._offsets[r + 1]] == raw:
+        n, offsets = len(sorted_hashes), self._offsets
+        while i < n and sorted_hashes.item(i) == h:  # equal hashes: compare keys
+            r = self._sorted_rows.item(i)  # .item(): a Python int without a numpy scalar
+            if self._blob[offsets.item(r) : offsets.item(r + 1)] == raw:
                 return r
             i += 1
         return None

@@ -10,6 +10,7 @@ import pytest
 import lakefs
 from lakefs.config import Config
 from lakefs.errors import LakeFSError
+from lakefs.fs.files import FILE
 from lakefs.fs.tree import DatasetFS
 
 
@@ -224,3 +225,21 @@ def test_a_directory_with_files_open_for_writing_is_not_renamed(fs):
     fs.release(fh)
     fs.rename("/notes", "/texts")
     assert get(fs, "/texts/a.txt") == b"draft"
+
+
+def test_getattr_matches_the_listing_for_every_sample(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("t", htype="text")
+    for i in range(50):
+        t[f"k{i:03d}"] = "x" * i
+    t.pop("k007")
+    fs = DatasetFS(ds, Config())
+    listed = dict(fs.readdir("/t"))
+    assert len(listed) == 49 and "k007.txt" not in listed
+    for name, attr in listed.items():
+        assert fs.getattr("/t/" + name) == attr
+        s = t[name[:-4]]
+        assert attr == (FILE, s.size, s.mtime_ns, s.mode)
+    assert errno_of(fs.getattr, "/t/k007.txt") == errno.ENOENT
+    assert errno_of(fs.getattr, "/t/k001.json") == errno.ENOENT  # the key exists, not this extension
+    ds.close()
