@@ -323,6 +323,23 @@ class Tensor:
             return None
         return row, st
 
+    def file_table(self) -> tuple[list[str], np.ndarray]:
+        """``(filenames, entries)`` of every sample, in row order, made in bulk from the
+        row and index arrays (``entries`` is a copy of the index entries: ``file_size``,
+        ``mtime_ns``, ``mode``, ...): a mount lists a 100k-file tensor without a Sample
+        object per file."""
+        with self.dataset._lock:
+            live = self._engine.index.live()  # boolean selection: already a copy
+            keys = self.dataset._rows.keys_at(live["row"])
+            codes = live["ext"]
+            if not len(codes):
+                return [], live
+            exts = [self._ext(c) for c in range(int(codes.max()) + 1)]
+        if len(exts) == 1 or int(codes.min()) == int(codes.max()):
+            ext = exts[int(codes[0])]
+            return [k + ext for k in keys], live
+        return [k + exts[c] for k, c in zip(keys, codes.tolist())], live
+
     def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
                    mode: int | None = None, transcoded: bool = False) -> Sample:
         """Store a file's bytes as the sample ``<key>.<ext>``, replacing that row's cell.

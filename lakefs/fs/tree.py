@@ -35,12 +35,13 @@ from lakefs.errors import (
     SampleNotFoundError,
     TensorExistsError,
 )
-from lakefs.fs.files import DIR, FILE, Attr, Handle, OpenFile, split
+from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, split
 
 log = logging.getLogger("lakefs.fs")
 
 BLKSIZE = 128 << 10  # st_blksize: makes cat/cp read in large pieces (FUSE-NOTES.md)
 LOOKUP_CACHE = 1 << 16  # paths whose lookup is remembered between changes
+LISTING_CACHE = 1 << 21  # directory entries whose listing is remembered between changes
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
@@ -66,6 +67,8 @@ class DatasetFS:
         self.uid, self.gid = os.getuid(), os.getgid()
         self._lookups: dict[str, Sample | None] = {}
         self._lookups_gen = -1
+        self._listings: dict[str, Listing] = {}
+        self._listings_key: tuple[int, int] = (-1, -1)
 
     # --- lookup ------------------------------------------------------------------------
 
@@ -159,34 +162,51 @@ class DatasetFS:
         return p in self._open or p in self.ds._manifest.files or self._sample(p) is not None
 
     def readdir(self, path: str) -> list[tuple[str, Attr]]:
+        return list(self.listing(path).items())
+
+    def listing(self, path: str) -> Listing:
+        """The entries of directory ``path``: a tensor's samples, then subdirectories,
+        staged files, and files being written that have no committed entry yet.
+
+        Everything but the files being written is kept until the dataset next changes
+        (``generation``, or ``_dir_mtime_ns`` for changes outside it), as ``_sample``
+        keeps lookups: a warm ``ls -l`` of a 100k-file tensor rebuilt it every time."""
         d = path.strip("/")
         with self._lock:
             kind = self._require_dir(d)
-            out: list[tuple[str, Attr]] = []
-            seen: set[str] = set()
+            key = (self.ds.generation, self._dir_mtime_ns)
+            if self._listings_key != key:
+                self._listings.clear()
+                self._listings_key = key
+            committed = self._listings.get(d)
+            if committed is None:
+                committed = self._listings[d] = self._build_listing(d, kind)
+                self._trim_listings()
+            writing = [(name, Attr(FILE, of.size, of.mtime_ns, of.mode)) for p, of in self._open.items()
+                       for parent, name in (split(p),) if parent == d]
+            writing = [(name, attr) for name, attr in writing if name not in committed]
+            return committed + Listing.of(writing) if writing else committed
+
+    def _build_listing(self, d: str, kind: str) -> Listing:
+        m = self.ds._manifest
+        if kind == "tensor":
+            names, e = self.ds._tensors[d].file_table()
+            out = Listing(names, [stat.S_IFREG] * len(names), e["file_size"], e["mtime_ns"], e["mode"])
+        else:
             prefix = d + "/" if d else ""
-            if kind == "tensor":
-                for s in self.ds._tensors[d].iter_samples():
-                    name = s.filename
-                    seen.add(name)
-                    out.append((name, Attr(FILE, s.size, s.mtime_ns, s.mode)))
-            else:
-                m = self.ds._manifest
-                for sub in [*self.ds._tensors, *m.groups, *m.pending_dirs]:
-                    if sub.startswith(prefix) and "/" not in sub[len(prefix):]:
-                        name = sub[len(prefix):]
-                        seen.add(name)
-                        out.append((name, Attr(DIR, 0, self._dir_mtime_ns, 0o755)))
-            for p, f in self.ds._manifest.files.items():
-                parent, name = split(p)
-                if parent == d and name not in seen:
-                    seen.add(name)
-                    out.append((name, Attr(FILE, f.size, f.mtime_ns, f.mode)))
-            for p, of in self._open.items():
-                parent, name = split(p)
-                if parent == d and name not in seen:
-                    out.append((name, Attr(FILE, of.size, of.mtime_ns, of.mode)))
-            return out
+            out = Listing.of([(sub[len(prefix):], Attr(DIR, 0, self._dir_mtime_ns, 0o755))
+                              for sub in [*self.ds._tensors, *m.groups, *m.pending_dirs]
+                              if sub.startswith(prefix) and "/" not in sub[len(prefix):]])
+        staged = [(name, Attr(FILE, f.size, f.mtime_ns, f.mode)) for p, f in m.files.items()
+                  for parent, name in (split(p),) if parent == d]
+        staged = [(name, attr) for name, attr in staged if name not in out]
+        return out + Listing.of(staged) if staged else out
+
+    def _trim_listings(self) -> None:
+        """Forget the oldest listings beyond LISTING_CACHE entries in all (the newest stays)."""
+        total = sum(len(x) for x in self._listings.values())
+        while total > LISTING_CACHE and len(self._listings) > 1:
+            total -= len(self._listings.pop(next(iter(self._listings))))
 
     # --- open / read / write -----------------------------------------------------------
 

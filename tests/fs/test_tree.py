@@ -227,6 +227,44 @@ def test_a_directory_with_files_open_for_writing_is_not_renamed(fs):
     assert get(fs, "/texts/a.txt") == b"draft"
 
 
+def test_listing_is_kept_until_the_dataset_changes(fs):
+    """The committed part of a listing is remembered (a warm ls -l of a big tensor), so
+    every change through the filesystem must replace it, and files still being written
+    are shown with their live size, never remembered."""
+    fs.mkdir("/t", 0o755)
+    put(fs, "/t/a.txt", b"one")
+    put(fs, "/t/b.txt", b"two")
+
+    def sizes() -> dict[str, int]:
+        return {n: a.size for n, a in fs.readdir("/t")}
+
+    first = fs.listing("/t")
+    assert fs.listing("/t") is first and sizes() == {"a.txt": 3, "b.txt": 3}
+    put(fs, "/t/a.txt", b"longer")  # rewrite
+    assert sizes() == {"a.txt": 6, "b.txt": 3}
+    fs.rename("/t/b.txt", "/t/c.txt")
+    assert sizes() == {"a.txt": 6, "c.txt": 3}
+    fs.unlink("/t/a.txt")
+    assert sizes() == {"c.txt": 3}
+    fs.utimens("/t/c.txt", 123_000_000_000)
+    fs.chmod("/t/c.txt", 0o600)
+    assert fs.getattr("/t/c.txt") == fs.listing("/t").attr(0) == (FILE, 3, 123_000_000_000, 0o600)
+    put(fs, "/t/.c.txt.tmp", b"staged")  # not a sample name: a staged file, listed too
+    assert sizes() == {"c.txt": 3, ".c.txt.tmp": 6}
+    fh = fs.create("/t/d.txt", 0o644)  # being written: shown, growing, not remembered
+    fs.write(fh, b"x", 0)
+    assert sizes()["d.txt"] == 1
+    fs.write(fh, b"yz", 1)
+    assert sizes()["d.txt"] == 3
+    fs.release(fh)
+    assert sizes() == {"c.txt": 3, ".c.txt.tmp": 6, "d.txt": 3}
+    assert fs.getattr("/t/d.txt").size == 3
+    fs.mkdir("/u", 0o755)
+    assert [n for n, _ in fs.readdir("/")] == ["t", "u"]
+    fs.rmdir("/u")
+    assert [n for n, _ in fs.readdir("/")] == ["t"]
+
+
 def test_getattr_matches_the_listing_for_every_sample(tmp_path):
     ds = lakefs.empty(tmp_path / "ds")
     t = ds.create_tensor("t", htype="text")
