@@ -41,7 +41,7 @@ class Listing:
         self._sizes = np.asarray(sizes, dtype=np.int64)
         self._mtimes = np.asarray(mtimes, dtype=np.int64)
         self._modes = np.asarray(modes, dtype=np.int64)
-        self._where: set[str] | None = None
+        self._where: dict[str, int] | None = None
         self._types: np.ndarray | None = None
 
     @classmethod
@@ -54,9 +54,13 @@ class Listing:
         return len(self.names)
 
     def __contains__(self, name: str) -> bool:
+        return self.find(name) is not None
+
+    def find(self, name: str) -> int | None:
+        """The index of entry ``name`` (a dict built at the first call)."""
         if self._where is None:
-            self._where = set(self.names)
-        return name in self._where
+            self._where = dict(zip(self.names, range(len(self.names))))
+        return self._where.get(name)
 
     def attr(self, i: int) -> Attr:
         return Attr(DIR if self.types[i] == stat.S_IFDIR else FILE,

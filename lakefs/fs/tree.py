@@ -41,7 +41,8 @@ log = logging.getLogger("lakefs.fs")
 
 BLKSIZE = 128 << 10  # st_blksize: makes cat/cp read in large pieces (FUSE-NOTES.md)
 LOOKUP_CACHE = 1 << 16  # paths whose lookup is remembered between changes
-LISTING_CACHE = 1 << 21  # directory entries whose listing is remembered between changes
+LISTING_CACHE = 1 << 20  # directory entries kept in listings between changes (~120 B each)
+LISTING_AFTER = 8  # lookups in 1/8 of a tensor's rows make its listing answer the rest
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
@@ -69,6 +70,7 @@ class DatasetFS:
         self._lookups_gen = -1
         self._listings: dict[str, Listing] = {}
         self._listings_key: tuple[int, int] = (-1, -1)
+        self._dir_lookups: dict[str, int] = {}  # getattr misses per tensor since the key changed
 
     # --- lookup ------------------------------------------------------------------------
 
@@ -109,11 +111,10 @@ class DatasetFS:
         self._lookups[path] = sample
         return sample
 
-    def _file_stat(self, p: str) -> tuple[int, int, int] | None:
-        """``(size, mtime_ns, mode)`` of the sample shown at ``p``, or None. Cheaper than
-        :meth:`_sample` on a miss (no Sample is made): a ``stat`` of every file in a fresh
-        mount is one LOOKUP each, and each comes here once."""
-        parent, name = split(p)
+    def _file_stat(self, parent: str, name: str) -> tuple[int, int, int] | None:
+        """``(size, mtime_ns, mode)`` of the sample ``name`` in ``parent``, or None.
+        Cheaper than :meth:`_sample` on a miss (no Sample is made): a ``stat`` of every
+        file in a fresh mount is one LOOKUP each, and each comes here once."""
         tensor = self.ds._tensors.get(parent)
         return None if tensor is None else tensor.file_stat(name)
 
@@ -147,13 +148,19 @@ class DatasetFS:
             of = self._open.get(p)
             if of is not None:
                 return Attr(FILE, of.size, of.mtime_ns, of.mode)
-            st = self._file_stat(p)
-            if st is not None:
-                return Attr(FILE, *st)
-            f = self.ds._manifest.files.get(p)
-            if f is not None:
-                return Attr(FILE, f.size, f.mtime_ns, f.mode)
-            parent, _ = split(p)
+            parent, name = split(p)
+            listing = self._lookup_listing(parent)
+            if listing is not None:  # it holds the directory's samples and staged files
+                i = listing.find(name)
+                if i is not None:
+                    return listing.attr(i)
+            else:
+                st = self._file_stat(parent, name)
+                if st is not None:
+                    return Attr(FILE, *st)
+                f = self.ds._manifest.files.get(p)
+                if f is not None:
+                    return Attr(FILE, f.size, f.mtime_ns, f.mode)
             if parent and self._dir_kind(parent) is None and self._exists_file(parent):
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
         raise SampleNotFoundError(f"no such file {path!r}")
@@ -174,18 +181,42 @@ class DatasetFS:
         d = path.strip("/")
         with self._lock:
             kind = self._require_dir(d)
-            key = (self.ds.generation, self._dir_mtime_ns)
-            if self._listings_key != key:
-                self._listings.clear()
-                self._listings_key = key
-            committed = self._listings.get(d)
+            committed = self._kept_listing(d)
             if committed is None:
-                committed = self._listings[d] = self._build_listing(d, kind)
-                self._trim_listings()
+                committed = self._keep_listing(d, kind)
             writing = [(name, Attr(FILE, of.size, of.mtime_ns, of.mode)) for p, of in self._open.items()
                        for parent, name in (split(p),) if parent == d]
             writing = [(name, attr) for name, attr in writing if name not in committed]
             return committed + Listing.of(writing) if writing else committed
+
+    def _kept_listing(self, d: str) -> Listing | None:
+        """The committed listing of ``d`` if it is kept and still valid (call with the lock)."""
+        key = (self.ds.generation, self._dir_mtime_ns)
+        if self._listings_key != key:
+            self._listings.clear()
+            self._dir_lookups.clear()
+            self._listings_key = key
+        return self._listings.get(d)
+
+    def _keep_listing(self, d: str, kind: str) -> Listing:
+        listing = self._listings[d] = self._build_listing(d, kind)
+        total = sum(len(x) for x in self._listings.values())
+        while total > LISTING_CACHE and len(self._listings) > 1:  # forget the oldest; the newest stays
+            total -= len(self._listings.pop(next(iter(self._listings))))
+        return listing
+
+    def _lookup_listing(self, d: str) -> Listing | None:
+        """The committed listing of ``d`` to answer a lookup from, or None: a kept one, or
+        a tensor's, built once lookups there since the last change reach 1/LISTING_AFTER
+        of its rows (a stat of every file). Building costs about what that many lookups
+        cost one by one, and each lookup it answers is ~5x cheaper; a few lookups in a
+        big tensor, or lookups between writes, never build it."""
+        listing = self._kept_listing(d)
+        if listing is None and d in self.ds._tensors:
+            n = self._dir_lookups[d] = self._dir_lookups.get(d, 0) + 1
+            if not n & 63 and n * LISTING_AFTER >= len(self.ds._tensors[d]):
+                listing = self._keep_listing(d, "tensor")
+        return listing
 
     def _build_listing(self, d: str, kind: str) -> Listing:
         m = self.ds._manifest
@@ -201,12 +232,6 @@ class DatasetFS:
                   for parent, name in (split(p),) if parent == d]
         staged = [(name, attr) for name, attr in staged if name not in out]
         return out + Listing.of(staged) if staged else out
-
-    def _trim_listings(self) -> None:
-        """Forget the oldest listings beyond LISTING_CACHE entries in all (the newest stays)."""
-        total = sum(len(x) for x in self._listings.values())
-        while total > LISTING_CACHE and len(self._listings) > 1:
-            total -= len(self._listings.pop(next(iter(self._listings))))
 
     # --- open / read / write -----------------------------------------------------------
 

@@ -268,16 +268,31 @@ def test_listing_is_kept_until_the_dataset_changes(fs):
 def test_getattr_matches_the_listing_for_every_sample(tmp_path):
     ds = lakefs.empty(tmp_path / "ds")
     t = ds.create_tensor("t", htype="text")
-    for i in range(50):
+    for i in range(300):
         t[f"k{i:03d}"] = "x" * i
     t.pop("k007")
     fs = DatasetFS(ds, Config())
-    listed = dict(fs.readdir("/t"))
-    assert len(listed) == 49 and "k007.txt" not in listed
-    for name, attr in listed.items():
-        assert fs.getattr("/t/" + name) == attr
-        s = t[name[:-4]]
-        assert attr == (FILE, s.size, s.mtime_ns, s.mode)
+    want = {f"k{i:03d}.txt": (FILE, t[i].size, t[i].mtime_ns, t[i].mode) for i in range(300) if i != 7}
+    # One by one: the first lookups go to the index, the rest to the listing they build.
+    assert {name: fs.getattr("/t/" + name) for name in want} == want
+    assert "t" in fs._listings
+    assert dict(fs.readdir("/t")) == want
     assert errno_of(fs.getattr, "/t/k007.txt") == errno.ENOENT
     assert errno_of(fs.getattr, "/t/k001.json") == errno.ENOENT  # the key exists, not this extension
+    assert errno_of(fs.getattr, "/t/k001.txt/x") == errno.ENOTDIR
+    # Changes are seen at once by lookups answered from a listing.
+    put(fs, "/t/k001.txt", b"new content")
+    put(fs, "/t/k007.txt", b"back")
+    fs.unlink("/t/k002.txt")
+    put(fs, "/t/.k003.txt.tmp", b"staged")
+    fs.rename("/t/k004.txt", "/t/k999.txt")
+    for name in list(want)[10:]:
+        fs.getattr("/t/" + name)
+    assert "t" in fs._listings
+    assert fs.getattr("/t/k001.txt").size == len(b"new content")
+    assert fs.getattr("/t/k007.txt").size == 4
+    assert fs.getattr("/t/.k003.txt.tmp").size == 6
+    assert fs.getattr("/t/k999.txt") == want["k004.txt"]
+    for gone in ("/t/k002.txt", "/t/k004.txt"):
+        assert errno_of(fs.getattr, gone) == errno.ENOENT
     ds.close()
