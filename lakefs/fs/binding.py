@@ -33,8 +33,8 @@ import ctypes
 import errno
 import os
 import time
-from ctypes.util import find_library
 from collections.abc import Mapping
+from ctypes.util import find_library
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,7 +156,7 @@ class DirEntries:
     object each beyond their names: operations may reuse one DirEntries while the
     directory is unchanged."""
 
-    __slots__ = ("__weakref__", "_encoded", "_packed", "first_stat", "names", "stats", "types")
+    __slots__ = ("_encoded", "_packed", "first_stat", "names", "stats", "types")
 
     def __init__(self, names: list[str], types: list[int], stats: Mapping[str, Any] | None = None,
                  first_stat: int = 0):
