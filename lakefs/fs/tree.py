@@ -41,7 +41,10 @@ log = logging.getLogger("lakefs.fs")
 
 BLKSIZE = 128 << 10  # st_blksize: makes cat/cp read in large pieces (FUSE-NOTES.md)
 LOOKUP_CACHE = 1 << 16  # paths whose lookup is remembered between changes
-LISTING_CACHE = 1 << 20  # directory entries kept in listings between changes (~120 B each)
+# Directory entries kept in listings between changes: ~500 B each with the names, the
+# lookup dict and the packed stats the mount keeps with them (tracemalloc, 100k-file
+# tensor), so at most ~130 MB. A bigger directory is listed afresh at each opendir.
+LISTING_CACHE = 1 << 18
 LISTING_AFTER = 8  # lookups in 1/8 of a tensor's rows make its listing answer the rest
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
@@ -199,10 +202,14 @@ class DatasetFS:
         return self._listings.get(d)
 
     def _keep_listing(self, d: str, kind: str) -> Listing:
-        listing = self._listings[d] = self._build_listing(d, kind)
-        total = sum(len(x) for x in self._listings.values())
-        while total > LISTING_CACHE and len(self._listings) > 1:  # forget the oldest; the newest stays
-            total -= len(self._listings.pop(next(iter(self._listings))))
+        """Build the committed listing of ``d`` and keep it if it fits in LISTING_CACHE,
+        forgetting the oldest kept ones as needed."""
+        listing = self._build_listing(d, kind)
+        if len(listing) <= LISTING_CACHE:
+            self._listings[d] = listing
+            total = sum(len(x) for x in self._listings.values())
+            while total > LISTING_CACHE:  # the newest fits alone: it is popped last, never
+                total -= len(self._listings.pop(next(iter(self._listings))))
         return listing
 
     def _lookup_listing(self, d: str) -> Listing | None:
@@ -214,8 +221,10 @@ class DatasetFS:
         listing = self._kept_listing(d)
         if listing is None and d in self.ds._tensors:
             n = self._dir_lookups[d] = self._dir_lookups.get(d, 0) + 1
-            if not n & 63 and n * LISTING_AFTER >= len(self.ds._tensors[d]):
+            if not n & 63 and n * LISTING_AFTER >= (rows := len(self.ds._tensors[d])) and rows <= LISTING_CACHE:
                 listing = self._keep_listing(d, "tensor")
+                if d not in self._listings:  # staged files made it too big to keep: count again
+                    self._dir_lookups[d] = 0
         return listing
 
     def _build_listing(self, d: str, kind: str) -> Listing:

@@ -296,3 +296,22 @@ def test_getattr_matches_the_listing_for_every_sample(tmp_path):
     for gone in ("/t/k002.txt", "/t/k004.txt"):
         assert errno_of(fs.getattr, gone) == errno.ENOENT
     ds.close()
+
+
+def test_listings_are_bounded(fs, monkeypatch):
+    """Kept listings hold at most LISTING_CACHE entries in all; a bigger directory is
+    listed afresh each time and its lookups go to the index, with the same answers."""
+    from lakefs.fs import tree
+
+    monkeypatch.setattr(tree, "LISTING_CACHE", 100)
+    for d, n in (("/small", 60), ("/other", 38), ("/big", 150)):
+        fs.mkdir(d, 0o755)
+        for i in range(n):
+            put(fs, f"{d}/k{i:03d}.txt", b"x" * i)
+    assert len(fs.readdir("/small")) == 60 and len(fs.readdir("/other")) == 38
+    assert set(fs._listings) == {"small", "other"}
+    assert len(fs.readdir("/big")) == 150 and set(fs._listings) == {"small", "other"}
+    assert [fs.getattr(f"/big/k{i:03d}.txt").size for i in range(150)] == list(range(150))
+    assert set(fs._listings) == {"small", "other"}
+    fs.readdir("/")  # 3 more entries: over 100 in all, the oldest listing goes
+    assert set(fs._listings) == {"other", ""}
