@@ -46,6 +46,29 @@ def test_import_lakefs_does_not_load_fuse() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
 
 
+def test_pack_stats_fills_records_as_set_st_attrs_fills_one() -> None:
+    """READDIRPLUS hands the kernel records packed in bulk; each must be byte for byte
+    what the binding's own per-entry fill makes of the same getattr dict."""
+    import numpy as np
+
+    from lakefs.fs import binding
+
+    impl = binding._impl
+    stats = [
+        {"st_mode": 0o100644, "st_nlink": 1, "st_size": 9, "st_mtime": 1_795_476_829_717_576_128,
+         "st_ctime": 1_795_476_829_717_576_128, "st_atime": 5, "st_uid": 1000, "st_gid": 100,
+         "st_blksize": 131072, "st_blocks": 1},
+        {"st_mode": 0o40755, "st_nlink": 2, "st_size": 0, "st_mtime": 0, "st_ctime": 0, "st_atime": 0,
+         "st_uid": 0, "st_gid": 0, "st_blksize": 131072, "st_blocks": 0},
+    ]
+    columns = {key: np.array([s[key] for s in stats]) for key in stats[0]}
+    packed = binding.pack_stats(columns, len(stats), use_ns=True)
+    for record, attrs in zip(packed, stats):
+        st = impl.c_stat()
+        impl.set_st_attrs(st, attrs, use_ns=True)
+        assert record.tobytes() == bytes(st)
+
+
 def test_resolve_utimens_markers() -> None:
     from lakefs.fs.binding import UTIME_NOW, UTIME_OMIT, resolve_utimens
 

@@ -310,17 +310,47 @@ class Tensor:
 
     def find_file(self, filename: str) -> Sample | None:
         """The sample shown under ``filename`` (key and extension must both match)."""
+        with self.dataset._lock:
+            found = self._file_row(filename)
+            return None if found is None else Sample(self, found[0], self._engine.index.entry(found[0]))
+
+    def file_stat(self, filename: str) -> tuple[int, int, int] | None:
+        """``(size, mtime_ns, mode)`` of the file ``filename``, or None: a stat without
+        making a Sample (the mount's LOOKUP of each file, ``stat`` of every file)."""
+        with self.dataset._lock:
+            found = self._file_row(filename)
+        return None if found is None else found[1][:3]
+
+    def _file_row(self, filename: str) -> tuple[int, tuple[int, int, int, int]] | None:
+        """``(row, index.file_stat(row))`` of the sample shown under ``filename`` (key and
+        extension must both match); call with the dataset lock."""
         parts = split_filename(filename)
         if parts is None:
             return None
+        row = self.dataset._rows.find(parts[0])
+        if row is None:
+            return None
+        st = self._engine.index.file_stat(row)
+        if st is None or self._ext(st[3]) != parts[1]:
+            return None
+        return row, st
+
+    def file_table(self) -> tuple[list[str], np.ndarray]:
+        """``(filenames, entries)`` of every sample, in row order, made in bulk from the
+        row and index arrays (``entries`` is a copy of the index entries: ``file_size``,
+        ``mtime_ns``, ``mode``, ...): a mount lists a 100k-file tensor without a Sample
+        object per file."""
         with self.dataset._lock:
-            row = self.dataset._rows.find(parts[0])
-            if row is None:
-                return None
-            e = self._engine.index.entry(row)
-            if e is None or self._ext(int(e["ext"])) != parts[1]:
-                return None
-            return Sample(self, row, e)
+            live = self._engine.index.live()  # boolean selection: already a copy
+            keys = self.dataset._rows.keys_at(live["row"])
+            codes = live["ext"]
+            if not len(codes):
+                return [], live
+            exts = [self._ext(c) for c in range(int(codes.max()) + 1)]
+        if len(exts) == 1 or int(codes.min()) == int(codes.max()):
+            ext = exts[int(codes[0])]
+            return [k + ext for k in keys], live
+        return [k + exts[c] for k, c in zip(keys, codes.tolist())], live
 
     def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
                    mode: int | None = None, transcoded: bool = False) -> Sample:

@@ -42,6 +42,9 @@ ENTRY = np.dtype(
     ]
 )
 
+# Positions in ``ndarray.item()`` tuples of ENTRY (SampleIndex.file_stat).
+_CHUNK, _FILE_SIZE, _MTIME, _MODE, _EXT = (ENTRY.names.index(n) for n in ("chunk", "file_size", "mtime_ns", "mode", "ext"))
+
 
 @dataclass
 class SegmentRef:
@@ -85,6 +88,16 @@ class SampleIndex:
             return None
         e = np.array(self._entries[row])
         return None if e["chunk"] == NO_CHUNK else e
+
+    def file_stat(self, row: int) -> tuple[int, int, int, int] | None:
+        """``(file_size, mtime_ns, mode, ext)`` of the sample at ``row`` as Python ints, or
+        None for an empty cell: what a stat needs, ~3x cheaper than :meth:`entry` + fields."""
+        if row < 0 or row >= self._len:
+            return None
+        e = self._entries.item(row)
+        if e[_CHUNK] == NO_CHUNK:
+            return None
+        return e[_FILE_SIZE], e[_MTIME], e[_MODE], e[_EXT]
 
     def present_rows(self) -> np.ndarray:
         """Rows holding a sample, in row order."""

@@ -42,7 +42,18 @@ class RowTable:
         return bytes(self._blob[self._offsets[row] : self._offsets[row + 1]]).decode("utf-8")
 
     def keys(self) -> list[str]:
-        return [self.key(i) for i in range(self._n)]
+        return self.keys_at(np.arange(self._n))
+
+    def keys_at(self, rows: np.ndarray) -> list[str]:
+        """The keys of ``rows`` (valid row numbers), decoded in bulk: one decode of the
+        blob when it is ASCII (the usual case) instead of one per key."""
+        starts = self._offsets[rows].tolist()
+        ends = self._offsets[rows + 1].tolist()
+        blob = self._blob
+        if blob.isascii():
+            text = blob.decode("ascii")
+            return [text[a:b] for a, b in zip(starts, ends)]
+        return [blob[a:b].decode("utf-8") for a, b in zip(starts, ends)]
 
     def find(self, key: str) -> int | None:
         """Row of ``key`` or None; O(log n)."""
@@ -58,9 +69,10 @@ class RowTable:
         h = key_hash(raw)
         # np.uint64, not a Python int: a Python int may make numpy convert the whole array.
         i = int(sorted_hashes.searchsorted(np.uint64(h)))
-        while i < len(sorted_hashes) and int(sorted_hashes[i]) == h:  # equal hashes: compare keys
-            r = int(self._sorted_rows[i])
-            if self._blob[self._offsets[r] : self._offsets[r + 1]] == raw:
+        n, offsets = len(sorted_hashes), self._offsets
+        while i < n and sorted_hashes.item(i) == h:  # equal hashes: compare keys
+            r = self._sorted_rows.item(i)  # .item(): a Python int without a numpy scalar
+            if self._blob[offsets.item(r) : offsets.item(r + 1)] == raw:
                 return r
             i += 1
         return None

@@ -33,9 +33,12 @@ import ctypes
 import errno
 import os
 import time
+from collections.abc import Mapping
 from ctypes.util import find_library
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from lakefs.errors import UnsupportedError
 
@@ -135,35 +138,107 @@ class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
 
         def readdir_fuse_3(self, path: bytes, buf: Any, filler: Any, offset: int, fip: Any, flags: int) -> int:
             # READDIRPLUS: when the operations offer ``readdir_stat(path, fh, offset)`` (the
-            # whole listing as (name, st_mode, item), kept by the operations while the
-            # directory is open) and ``entry_stat(item)`` (a stat dict), and the kernel asks
-            # for attributes, hand each entry's stat over with its name (FUSE_FILL_DIR_PLUS),
-            # so ls -l / find -ls / stat after a listing need no LOOKUP per entry. Stats are
-            # only made for entries sent with attributes (with warm attributes the kernel
-            # asks plain READDIR after the first batch). libfuse 3.14 only passes attributes
-            # on for entries filled with non-zero offsets, so every entry carries its index
-            # + 1 and a full buffer ends the call. mfusepy's readdir passes the type only.
+            # whole listing as a :class:`DirEntries`, kept by the operations while the
+            # directory is open) and the kernel asks for attributes, hand each entry's stat
+            # over with its name (FUSE_FILL_DIR_PLUS), so ls -l / find -ls / stat after a
+            # listing need no LOOKUP per entry. The kernel asks for attributes in warm
+            # listings too (py-spy of a warm ls -l: every entry went through here), so the
+            # stats are packed in bulk and passed by address: per entry only the filler
+            # call is left. libfuse 3.14 only passes attributes on for entries filled with
+            # non-zero offsets, so every entry carries its index + 1 and a full buffer ends
+            # the call. mfusepy's readdir passes the type only.
             readdir_stat = getattr(self.operations, "readdir_stat", None)
             if readdir_stat is None:
                 return super().readdir_fuse_3(path, buf, filler, offset, fip, flags)
-            plus = bool(flags & _READDIR_PLUS)
-            entry_stat = self.operations.entry_stat
-            enc, errs, use_ns = self.encoding, self.errors, self.use_ns
-            st = _impl.c_stat()
-            size = ctypes.sizeof(st)
-            entries = readdir_stat(None if path is None else path.decode(enc, errs), fip.contents.fh, offset)
-            for index in range(offset, len(entries)):
-                name, mode, item = entries[index]
-                ctypes.memset(ctypes.byref(st), 0, size)
-                if plus and item is not None:
-                    _impl.set_st_attrs(st, entry_stat(item), use_ns=use_ns)
-                    fill = _FILL_DIR_PLUS
-                else:
-                    st.st_mode = mode
-                    fill = 0
-                if filler(buf, name.encode(enc, errs), st, index + 1, fill) != 0:
+            entries = readdir_stat(None if path is None else path.decode(self.encoding, self.errors),
+                                   fip.contents.fh, offset)
+            names, types = entries.encoded(self.encoding, self.errors), entries.types
+            fill = ctypes.cast(filler, _fill_dir_by_address)
+            if flags & _READDIR_PLUS and entries.stats is not None:
+                packed = entries.packed(self.use_ns)
+                first, step = entries.first_stat, packed.itemsize
+                base = packed.ctypes.data - first * step  # entry i's record is at base + i * step
+                for index in range(offset, min(first, len(names))):  # "." and "..": no attributes
+                    if fill(buf, names[index], _type_stat(types[index]), index + 1, 0):
+                        return 0
+                for index in range(max(offset, first), len(names)):
+                    if fill(buf, names[index], base + index * step, index + 1, _FILL_DIR_PLUS):
+                        return 0
+                return 0
+            for index in range(offset, len(names)):
+                if fill(buf, names[index], _type_stat(types[index]), index + 1, 0):
                     break
             return 0
+
+
+class DirEntries:
+    """A directory listing as ``readdir_stat`` hands it to :class:`FUSE` (READDIRPLUS):
+    parallel lists of ``names`` and ``types`` (the ``st_mode`` file type bits of each
+    entry), and the attributes of the entries from ``first_stat`` on as ``stats``: a
+    getattr-style dict whose values are arrays with one value per such entry (or one
+    value for all). Names are encoded and attributes packed into ``struct stat`` records
+    in bulk, once per DirEntries and only when asked for, so the entries cost no Python
+    object each beyond their names: operations may reuse one DirEntries while the
+    directory is unchanged."""
+
+    __slots__ = ("_encoded", "_packed", "first_stat", "names", "stats", "types")
+
+    def __init__(self, names: list[str], types: list[int], stats: Mapping[str, Any] | None = None,
+                 first_stat: int = 0):
+        self.names = names
+        self.types = types
+        self.stats = stats
+        self.first_stat = first_stat
+        self._packed: np.ndarray | None = None
+        self._encoded: list[bytes] | None = None
+
+    def encoded(self, encoding: str, errors: str) -> list[bytes]:
+        if self._encoded is None:
+            self._encoded = [name.encode(encoding, errors) for name in self.names]
+        return self._encoded
+
+    def packed(self, use_ns: bool) -> np.ndarray:
+        if self._packed is None:
+            self._packed = pack_stats(self.stats or {}, len(self.names) - self.first_stat, use_ns)
+        return self._packed
+
+
+def pack_stats(stats: Mapping[str, Any], count: int, use_ns: bool) -> np.ndarray:
+    """``count`` ``struct stat`` records from a getattr-style dict of arrays (or scalars),
+    as mfusepy's ``set_st_attrs`` fills one: times go to ``<key>spec``."""
+    out = np.zeros(count, dtype=_STAT_DTYPE)
+    for key, value in stats.items():
+        if key in ("st_atime", "st_mtime", "st_ctime"):
+            spec = out[key + "spec"]
+            if use_ns:
+                spec["tv_sec"], spec["tv_nsec"] = np.divmod(value, 10**9)
+            else:
+                spec["tv_sec"] = np.floor(value)
+                spec["tv_nsec"] = (np.asarray(value) - np.floor(value)) * 1e9
+        elif key in _STAT_DTYPE.names:
+            out[key] = value
+    return out
+
+
+#: ``struct stat`` as numpy sees mfusepy's ``c_stat`` (same offsets, same size).
+_STAT_DTYPE = np.dtype(_impl.c_stat)
+#: libfuse's ``fuse_fill_dir_t`` taking the ``struct stat *`` as a plain address, so that
+#: records of a packed array are passed without a ctypes object each.
+_fill_dir_by_address = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
+                                        getattr(_impl, "c_off_t", ctypes.c_int64), ctypes.c_int)
+_type_stats: dict[int, Any] = {}
+_type_stat_addresses: dict[int, int] = {}
+
+
+def _type_stat(file_type: int) -> int:
+    """The address of a shared ``struct stat`` holding only ``st_mode = file_type``: what a
+    plain READDIR entry carries (libfuse copies it), without a struct per entry."""
+    address = _type_stat_addresses.get(file_type)
+    if address is None:
+        st = _type_stats[file_type] = _impl.c_stat()
+        st.st_mode = file_type
+        address = _type_stat_addresses[file_type] = ctypes.addressof(st)
+    return address
 
 
 #: libfuse 3: ``fuse_readdir_flags`` FUSE_READDIR_PLUS and ``fuse_fill_dir_flags`` FUSE_FILL_DIR_PLUS.
@@ -305,6 +380,7 @@ __all__ = [
     "UTIME_OMIT",
     "BaseOperations",
     "ConnTuning",
+    "DirEntries",
     "FuseOSError",
     "Operations",
     "apply_conn_tuning",

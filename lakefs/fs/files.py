@@ -1,23 +1,28 @@
-"""The pieces of a mounted file: its attributes, the buffer of a file being written, and
-an open handle (DatasetFS in tree.py decides what they mean for the dataset)."""
+"""The pieces of a mounted file: its attributes, a directory listing, the buffer of a file
+being written, and an open handle (DatasetFS in tree.py decides what they mean for the
+dataset)."""
 
 from __future__ import annotations
 
 import contextlib
+import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO, NamedTuple
+
+import numpy as np
 
 from lakefs.storage.base import pieces
 
 DIR, FILE = "dir", "file"
 
 
-@dataclass(frozen=True)
-class Attr:
+class Attr(NamedTuple):
+    """What a stat shows. A tuple, not a frozen dataclass: made once per FUSE getattr and
+    per listed entry, where a frozen dataclass's __init__ costs ~4x more."""
+
     kind: str  # DIR or FILE
     size: int
     mtime_ns: int
@@ -25,6 +30,60 @@ class Attr:
 
     def is_dir(self) -> bool:
         return self.kind == DIR
+
+
+class Listing:
+    """A directory's entries at one moment, as parallel sequences: ``names``, ``types``
+    (``stat.S_IFDIR``/``S_IFREG`` of each) and sizes, mtimes and modes kept in int64
+    arrays. A tensor's part comes in bulk from its index; an entry's :class:`Attr` is
+    made only when asked for, and READDIRPLUS takes the arrays whole (:meth:`columns`)."""
+
+    def __init__(self, names: list[str], types: list[int], sizes: Any, mtimes: Any, modes: Any):
+        self.names = names
+        self.types = types
+        self._sizes = np.asarray(sizes, dtype=np.int64)
+        self._mtimes = np.asarray(mtimes, dtype=np.int64)
+        self._modes = np.asarray(modes, dtype=np.int64)
+        self._where: dict[str, int] | None = None
+        self._types: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, entries: Sequence[tuple[str, Attr]]) -> Listing:
+        """A listing of a few entries given one by one."""
+        return cls([n for n, _ in entries], [stat.S_IFDIR if a.is_dir() else stat.S_IFREG for _, a in entries],
+                   [a.size for _, a in entries], [a.mtime_ns for _, a in entries], [a.mode for _, a in entries])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: str) -> bool:
+        return self.find(name) is not None
+
+    def find(self, name: str) -> int | None:
+        """The index of entry ``name`` (a dict built at the first call)."""
+        if self._where is None:
+            self._where = dict(zip(self.names, range(len(self.names))))
+        return self._where.get(name)
+
+    def attr(self, i: int) -> Attr:
+        return Attr(DIR if self.types[i] == stat.S_IFDIR else FILE,
+                    self._sizes.item(i), self._mtimes.item(i), self._modes.item(i))
+
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(types, modes, sizes, mtimes)`` as int64 arrays, one value per entry."""
+        if self._types is None:
+            self._types = np.array(self.types, dtype=np.int64)
+        return self._types, self._modes, self._sizes, self._mtimes
+
+    def items(self) -> Iterator[tuple[str, Attr]]:
+        for i, name in enumerate(self.names):
+            yield name, self.attr(i)
+
+    def __add__(self, other: Listing) -> Listing:
+        return Listing(self.names + other.names, self.types + other.types,
+                       np.concatenate([self._sizes, other._sizes]),
+                       np.concatenate([self._mtimes, other._mtimes]),
+                       np.concatenate([self._modes, other._modes]))
 
 
 class OpenFile:

@@ -14,11 +14,13 @@ import logging
 import os
 import stat
 import threading
+import weakref
+from itertools import repeat
 from typing import Any
 
 from lakefs.errors import LakeFSError
-from lakefs.fs.binding import READ_TAKES_VIEWS, BaseOperations, FuseOSError, resolve_utimens
-from lakefs.fs.files import Attr
+from lakefs.fs.binding import READ_TAKES_VIEWS, BaseOperations, DirEntries, FuseOSError, resolve_utimens
+from lakefs.fs.files import Attr, Listing
 from lakefs.fs.tree import BLKSIZE, DatasetFS
 
 log = logging.getLogger("lakefs.fs")
@@ -61,24 +63,28 @@ class LakeOperations(BaseOperations):
     def __init__(self, fs: DatasetFS, *, xattr: bool = True, on_ready=None) -> None:
         self.fs = fs
         self._on_ready = on_ready
-        self._dirs: dict[int, list | None] = {}  # open directory → its listing (readdir_stat)
+        self._dirs: dict[int, DirEntries | None] = {}  # open directory → its listing (readdir_stat)
         self._dirs_lock = threading.Lock()
+        # The entries made from a listing, for as long as DatasetFS keeps that listing
+        # (until the dataset changes): a warm ls -l reuses names encoded and stats packed.
+        self._entries: weakref.WeakKeyDictionary[Listing, DirEntries] = weakref.WeakKeyDictionary()
         self._next_dir = 0
         if not xattr:  # no getxattr/listxattr ops at all: ls -l skips the round trips
             self.getxattr = None  # type: ignore[assignment]
             self.listxattr = None  # type: ignore[assignment]
 
     def _stat(self, attr: Attr) -> dict[str, int]:
-        if attr.is_dir():
-            mode, nlink = stat.S_IFDIR | attr.mode, 2
-        else:
-            mode, nlink = stat.S_IFREG | attr.mode, 1
+        return self._stat_fields(stat.S_IFDIR if attr.is_dir() else stat.S_IFREG, attr.mode, attr.size, attr.mtime_ns)
+
+    def _stat_fields(self, file_type: Any, mode: Any, size: Any, mtime_ns: Any) -> dict[str, Any]:
+        """A getattr dict from ints, or from arrays (one value per entry of a listing):
+        the same expressions serve both."""
         return {
-            "st_mode": mode, "st_nlink": nlink, "st_size": attr.size,
-            "st_mtime": attr.mtime_ns, "st_ctime": attr.mtime_ns, "st_atime": attr.mtime_ns,
+            "st_mode": file_type | mode, "st_nlink": 1 + (file_type == stat.S_IFDIR), "st_size": size,
+            "st_mtime": mtime_ns, "st_ctime": mtime_ns, "st_atime": mtime_ns,
             "st_uid": self.fs.uid, "st_gid": self.fs.gid,
             # st_blocks counts 512-byte units (stat(2)); du reads it.
-            "st_blksize": BLKSIZE, "st_blocks": (attr.size + 511) // 512,
+            "st_blksize": BLKSIZE, "st_blocks": (size + 511) // 512,
         }
 
     def init_with_config(self, conn: Any, config: Any) -> None:
@@ -100,10 +106,8 @@ class LakeOperations(BaseOperations):
 
     @_op
     def readdir(self, path: str, fh: Any) -> list:
-        entries: list = [(".", stat.S_IFDIR, 0), ("..", stat.S_IFDIR, 0)]
-        for name, attr in self.fs.readdir(path):
-            entries.append((name, stat.S_IFDIR if attr.is_dir() else stat.S_IFREG, 0))
-        return entries
+        listing = self.fs.listing(path)
+        return [(".", stat.S_IFDIR, 0), ("..", stat.S_IFDIR, 0), *zip(listing.names, listing.types, repeat(0))]
 
     def opendir(self, path: str) -> int:
         with self._dirs_lock:
@@ -117,21 +121,22 @@ class LakeOperations(BaseOperations):
         return 0
 
     @_op
-    def readdir_stat(self, path: str, fh: int, offset: int = 0) -> list[tuple[str, int, Attr | None]]:
-        """The listing as (name, st_mode, Attr) for READDIRPLUS (see lakefs.fs.binding.FUSE):
+    def readdir_stat(self, path: str, fh: int, offset: int = 0) -> DirEntries:
+        """The listing for READDIRPLUS (see lakefs.fs.binding.FUSE), "." and ".." first:
         taken at offset 0 and kept with the open directory for the calls that continue it."""
         entries = self._dirs.get(fh) if offset else None
         if entries is None:
-            d, f = stat.S_IFDIR, stat.S_IFREG
-            entries = [(".", d, None), ("..", d, None),
-                       *((name, d if attr.is_dir() else f, attr) for name, attr in self.fs.readdir(path))]
+            listing = self.fs.listing(path)
             with self._dirs_lock:
+                entries = self._entries.get(listing)
+            if entries is None:
+                entries = DirEntries([".", "..", *listing.names], [stat.S_IFDIR, stat.S_IFDIR, *listing.types],
+                                     self._stat_fields(*listing.columns()), first_stat=2)
+            with self._dirs_lock:
+                self._entries[listing] = entries
                 if fh in self._dirs:
                     self._dirs[fh] = entries
         return entries
-
-    def entry_stat(self, attr: Attr) -> dict[str, int]:
-        return self._stat(attr)
 
     @_op
     def open(self, path: str, fi: Any) -> int:

@@ -100,3 +100,68 @@ def test_transcoded_png_reads_back_as_jpeg_at_once(photos, dataset_path, mountpo
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.images["z"].tobytes() == z
     assert ds.images["y"].tobytes() == jpg
+
+
+def ls_la(d: Path) -> dict[str, tuple[str, int, int]]:
+    """name → (mode string, size, mtime in s) as ``ls -la`` shows them ("." and ".." left out)."""
+    out = subprocess.run(["ls", "-la", "--time-style=+%s", str(d)], capture_output=True, text=True,
+                         check=True).stdout
+    rows = (line.split() for line in out.splitlines()[1:])
+    return {r[-1]: (r[0], int(r[4]), int(r[5])) for r in rows if r[-1] not in (".", "..")}
+
+
+def test_ls_l_shows_every_change_at_once(photos, dataset_path, mountpoint, tmp_path):
+    """The mount remembers a directory's listing until the dataset changes (a warm ls -l
+    of a big tensor), so a listing right after each change must already show it."""
+    png = tmp_path / "x.png"
+    png.write_bytes(png_bytes(photos[0]))
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint, expected_errors=[r"transcod"]):
+        t = mountpoint / "texts"
+        t.mkdir()
+        for i in range(300):
+            (t / f"k{i:03d}.txt").write_text("x" * i)
+        want = {f"k{i:03d}.txt": i for i in range(300)}
+
+        def sizes() -> dict[str, int]:
+            return {name: size for name, (_, size, _) in ls_la(t).items()}
+
+        assert sizes() == want and sizes() == want  # the second listing is the remembered one
+        subprocess.run(["cp", str(t / "k010.txt"), str(t / "new.txt")], check=True)
+        want["new.txt"] = 10
+        assert sizes() == want
+        os.rename(t / "k000.txt", t / "k999.txt")
+        want["k999.txt"] = want.pop("k000.txt")
+        assert sizes() == want
+        (t / "k001.txt").unlink()
+        del want["k001.txt"]
+        assert sizes() == want
+        (t / "k002.txt").write_text("rewritten, longer")
+        want["k002.txt"] = len("rewritten, longer")
+        assert sizes() == want
+        os.chmod(t / "k003.txt", 0o600)
+        os.utime(t / "k004.txt", (1_000_000_000, 1_000_000_000))
+        listed = ls_la(t)
+        assert listed["k003.txt"][0] == "-rw-------" and listed["k004.txt"][2] == 1_000_000_000
+        (t / ".k005.txt.tmp").write_text("staged")  # a staged file (rsync's temp name)
+        want[".k005.txt.tmp"] = 6
+        assert sizes() == want
+        os.rename(t / ".k005.txt.tmp", t / "k005.txt")  # renamed onto a sample
+        want["k005.txt"] = want.pop(".k005.txt.tmp")
+        assert sizes() == want
+        with open(t / "open.txt", "wb") as f:  # being written: listed with its size so far
+            f.write(b"abc")
+            f.flush()
+            assert sizes()["open.txt"] == 3
+            f.write(b"def")
+            f.flush()
+            assert sizes()["open.txt"] == 6
+        want["open.txt"] = 6
+        assert sizes() == want
+        img = mountpoint / "images"
+        img.mkdir()
+        subprocess.run(["cp", str(photos[1]), str(img / "first.jpg")], check=True)  # a jpeg tensor
+        assert list(ls_la(img)) == ["first.jpg"]
+        subprocess.run(["cp", str(png), str(img / "x.png")], check=True)  # stored as x.jpg at close
+        listed = ls_la(img)
+        assert sorted(listed) == ["first.jpg", "x.jpg"]
+        assert listed["x.jpg"][1] == (img / "x.jpg").stat().st_size == len((img / "x.jpg").read_bytes())

@@ -10,6 +10,7 @@ import pytest
 import lakefs
 from lakefs.config import Config
 from lakefs.errors import LakeFSError
+from lakefs.fs.files import FILE
 from lakefs.fs.tree import DatasetFS
 
 
@@ -224,3 +225,93 @@ def test_a_directory_with_files_open_for_writing_is_not_renamed(fs):
     fs.release(fh)
     fs.rename("/notes", "/texts")
     assert get(fs, "/texts/a.txt") == b"draft"
+
+
+def test_listing_is_kept_until_the_dataset_changes(fs):
+    """The committed part of a listing is remembered (a warm ls -l of a big tensor), so
+    every change through the filesystem must replace it, and files still being written
+    are shown with their live size, never remembered."""
+    fs.mkdir("/t", 0o755)
+    put(fs, "/t/a.txt", b"one")
+    put(fs, "/t/b.txt", b"two")
+
+    def sizes() -> dict[str, int]:
+        return {n: a.size for n, a in fs.readdir("/t")}
+
+    first = fs.listing("/t")
+    assert fs.listing("/t") is first and sizes() == {"a.txt": 3, "b.txt": 3}
+    put(fs, "/t/a.txt", b"longer")  # rewrite
+    assert sizes() == {"a.txt": 6, "b.txt": 3}
+    fs.rename("/t/b.txt", "/t/c.txt")
+    assert sizes() == {"a.txt": 6, "c.txt": 3}
+    fs.unlink("/t/a.txt")
+    assert sizes() == {"c.txt": 3}
+    fs.utimens("/t/c.txt", 123_000_000_000)
+    fs.chmod("/t/c.txt", 0o600)
+    assert fs.getattr("/t/c.txt") == fs.listing("/t").attr(0) == (FILE, 3, 123_000_000_000, 0o600)
+    put(fs, "/t/.c.txt.tmp", b"staged")  # not a sample name: a staged file, listed too
+    assert sizes() == {"c.txt": 3, ".c.txt.tmp": 6}
+    fh = fs.create("/t/d.txt", 0o644)  # being written: shown, growing, not remembered
+    fs.write(fh, b"x", 0)
+    assert sizes()["d.txt"] == 1
+    fs.write(fh, b"yz", 1)
+    assert sizes()["d.txt"] == 3
+    fs.release(fh)
+    assert sizes() == {"c.txt": 3, ".c.txt.tmp": 6, "d.txt": 3}
+    assert fs.getattr("/t/d.txt").size == 3
+    fs.mkdir("/u", 0o755)
+    assert [n for n, _ in fs.readdir("/")] == ["t", "u"]
+    fs.rmdir("/u")
+    assert [n for n, _ in fs.readdir("/")] == ["t"]
+
+
+def test_getattr_matches_the_listing_for_every_sample(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("t", htype="text")
+    for i in range(300):
+        t[f"k{i:03d}"] = "x" * i
+    t.pop("k007")
+    fs = DatasetFS(ds, Config())
+    want = {f"k{i:03d}.txt": (FILE, t[i].size, t[i].mtime_ns, t[i].mode) for i in range(300) if i != 7}
+    # One by one: the first lookups go to the index, the rest to the listing they build.
+    assert {name: fs.getattr("/t/" + name) for name in want} == want
+    assert "t" in fs._listings
+    assert dict(fs.readdir("/t")) == want
+    assert errno_of(fs.getattr, "/t/k007.txt") == errno.ENOENT
+    assert errno_of(fs.getattr, "/t/k001.json") == errno.ENOENT  # the key exists, not this extension
+    assert errno_of(fs.getattr, "/t/k001.txt/x") == errno.ENOTDIR
+    # Changes are seen at once by lookups answered from a listing.
+    put(fs, "/t/k001.txt", b"new content")
+    put(fs, "/t/k007.txt", b"back")
+    fs.unlink("/t/k002.txt")
+    put(fs, "/t/.k003.txt.tmp", b"staged")
+    fs.rename("/t/k004.txt", "/t/k999.txt")
+    for name in list(want)[10:]:
+        fs.getattr("/t/" + name)
+    assert "t" in fs._listings
+    assert fs.getattr("/t/k001.txt").size == len(b"new content")
+    assert fs.getattr("/t/k007.txt").size == 4
+    assert fs.getattr("/t/.k003.txt.tmp").size == 6
+    assert fs.getattr("/t/k999.txt") == want["k004.txt"]
+    for gone in ("/t/k002.txt", "/t/k004.txt"):
+        assert errno_of(fs.getattr, gone) == errno.ENOENT
+    ds.close()
+
+
+def test_listings_are_bounded(fs, monkeypatch):
+    """Kept listings hold at most LISTING_CACHE entries in all; a bigger directory is
+    listed afresh each time and its lookups go to the index, with the same answers."""
+    from lakefs.fs import tree
+
+    monkeypatch.setattr(tree, "LISTING_CACHE", 100)
+    for d, n in (("/small", 60), ("/other", 38), ("/big", 150)):
+        fs.mkdir(d, 0o755)
+        for i in range(n):
+            put(fs, f"{d}/k{i:03d}.txt", b"x" * i)
+    assert len(fs.readdir("/small")) == 60 and len(fs.readdir("/other")) == 38
+    assert set(fs._listings) == {"small", "other"}
+    assert len(fs.readdir("/big")) == 150 and set(fs._listings) == {"small", "other"}
+    assert [fs.getattr(f"/big/k{i:03d}.txt").size for i in range(150)] == list(range(150))
+    assert set(fs._listings) == {"small", "other"}
+    fs.readdir("/")  # 3 more entries: over 100 in all, the oldest listing goes
+    assert set(fs._listings) == {"other", ""}
