@@ -246,7 +246,11 @@ class LocalStorage(Storage):
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except IsADirectoryError:  # an empty directory left by deleted keys under it
+                os.rmdir(path)  # (a non-empty one: the key is a prefix of live keys, an error)
+                os.replace(tmp, path)
             if sync:
                 _fsync_dir(dirpath)
             else:
@@ -307,7 +311,7 @@ class LocalStorage(Storage):
         path = self._path(key)
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # no such object
             return
         except OSError as e:
             raise _map_oserror(e, key, "delete") from e

@@ -256,6 +256,20 @@ def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, ops) -> 
         assert store.get_range(key, 1, 3) == data[1:4]
 
 
+def test_a_key_whose_keys_below_were_deleted_can_be_put(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path / "root")
+    store.put("0/x", b"below")
+    store.delete("0/x")  # leaves the directory 0 behind
+    store.put("0", b"now an object")
+    assert store.get("0") == b"now an object" and list(store.list()) == ["0"]
+    store.put("1/x", b"live")
+    with pytest.raises(StorageError):  # a prefix of a live key cannot be an object too
+        store.put("1", b"no")
+    store.delete("1")  # a directory, not an object: nothing to delete
+    store.delete("1/x/y")  # below an object: no such object either
+    assert store.get("1/x") == b"live"
+
+
 def test_prefetch_is_a_harmless_hint(tmp_path: Path) -> None:
     store = LocalStorage(tmp_path / "root")
     store.put("c/0001", b"x" * 100_000)
