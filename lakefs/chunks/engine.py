@@ -84,7 +84,9 @@ class ChunkEngine:
         self._touched: set[int] = set()  # chunks read from
         self._tiles = self.tile_window()  # for read_range calls without a window of their own
         self.index = SampleIndex()
-        self._open = bytearray()
+        # The open chunk, built in its final layout (header room, then the payload) so a
+        # seal sends it as it is: no 8 MB copy, no fresh pages, per sealed chunk.
+        self._open = chunkfmt.payload_buffer()
         self._open_id: int | None = None
         self._open_state: tuple[int | None, bytearray] = (None, self._open)
         self.obsolete: list[str] = []  # keys to delete once the next commit is visible
@@ -117,12 +119,13 @@ class ChunkEngine:
             chunk_id, tiles = self._write_tiles(stored)
             offset = 0
         else:
-            if self._open and len(self._open) + n > self.chunk_size:
+            filled = len(self._open) - chunkfmt.HEADER.size
+            if filled and filled + n > self.chunk_size:
                 self.seal()
             if self._open_id is None:
                 self._open_id = self.ids.take()
                 self._open_state = (self._open_id, self._open)
-            chunk_id, offset, tiles = self._open_id, len(self._open), 1
+            chunk_id, offset, tiles = self._open_id, len(self._open) - chunkfmt.HEADER.size, 1
             self._open += stored
         self._set_entry(row, chunk_id, offset, n, n if file_size is None else file_size, crc32(stored),
                         tiles, shape, mtime_ns, mode, ext, flags)
@@ -175,8 +178,11 @@ class ChunkEngine:
         there and retried at the next commit) and start a new one."""
         if self._open_id is None:  # not `not self._open`: empty samples still point at it
             return
-        self._put_chunk(self._open_id, self._open, behind=True)
-        self._open = bytearray()
+        if self.kind == ChunkKind.CHUNK_COMPRESSED:
+            self._put_chunk(self._open_id, memoryview(self._open)[chunkfmt.HEADER.size :], behind=True)
+        else:
+            self.put_sealed(self._open_id, chunkfmt.seal_buffer(self.kind, self._open))
+        self._open = chunkfmt.payload_buffer()
         self._open_id = None
         self._open_state = (None, self._open)
 
@@ -217,7 +223,8 @@ class ChunkEngine:
         open_id, open_buf = self._open_state  # one read: seal() may swap it concurrently
         try:
             if chunk_id == open_id and tiles == 1:
-                data = bytes(open_buf[off : off + n])
+                start = chunkfmt.HEADER.size + off
+                data = bytes(open_buf[start : start + n])
             elif tiles > 1:
                 data = b"".join(self._payload(chunk_id + t) for t in range(tiles))[:n]
             elif self.kind == ChunkKind.CHUNK_COMPRESSED:
