@@ -5,7 +5,9 @@ In one run, on the same disk, with the same FUSE options for both FUSE filesyste
 
 - **lakefs**: ``python -m lakefs mount DS MNT -f`` on a local dataset;
 - **floor**: ``scripts/bare_memfs.py``'s in-memory filesystem, mounted by this script with
-  exactly the keyword arguments lakefs computes (``lakefs.fs.mount.fuse_kwargs``);
+  exactly the keyword arguments lakefs computes (``lakefs.fs.mount.fuse_kwargs``); for
+  ``cp -r`` also **floor+flush**, the same with a no-op ``flush`` (the round trip per
+  closed file that lakefs pays to report errors at ``close``);
 - **plain**: a directory on the same disk;
 - **ratarmount** (reads only): the same photos served from an uncompressed tar.
 
@@ -135,8 +137,11 @@ def q(p: Path | str) -> str:
 # --- the floor server -----------------------------------------------------------------
 
 
-def serve_floor(mnt: str, options: str, tiny: int) -> int:
-    """Mount bare_memfs with lakefs's own FUSE kwargs (optionally pre-filled with tiny files)."""
+def serve_floor(mnt: str, options: str, tiny: int, flush: bool = False) -> int:
+    """Mount bare_memfs with lakefs's own FUSE kwargs (optionally pre-filled with tiny files).
+
+    ``flush``: give it a no-op ``flush``, the one kernel round trip per closed file that
+    lakefs pays to report errors at ``close`` (the "floor+flush" row)."""
     import stat as st
 
     from bare_memfs import BareMemFS, FileData, Node
@@ -151,6 +156,8 @@ def serve_floor(mnt: str, options: str, tiny: int) -> int:
     kw["fsname"], kw["subtype"] = "bare_memfs", "bare_memfs"
     ops = BareMemFS()
     ops.conn_tuning = tuning
+    if flush:
+        ops.flush = lambda path, fh: 0  # an attribute named after an op registers it
     if tiny:
         now = time.time_ns()
         uid, gid = os.getuid(), os.getgid()
@@ -198,9 +205,9 @@ class Bench:
         opts = ",".join(o for o in (self.args.options, extra) if o)
         return [sys.executable, "-m", "lakefs", "mount", str(ds), str(mnt), "-f", *(["-o", opts] if opts else [])]
 
-    def floor_argv(self, mnt: Path, tiny: int = 0) -> list[str]:
+    def floor_argv(self, mnt: Path, tiny: int = 0, flush: bool = False) -> list[str]:
         return [sys.executable, __file__, "--serve-floor", str(mnt), "--floor-options", self.args.options,
-                "--floor-tiny", str(tiny)]
+                "--floor-tiny", str(tiny), *(["--floor-flush"] if flush else [])]
 
     # -- setup
 
@@ -248,6 +255,10 @@ class Bench:
             drop_caches()
             self.put("floor", "cp -r + sync (s)", sh(f"cp -r {q(self.src)} {q(mnt)}/ && sync"))
             self.read_pass("floor", mnt / "images")  # cold = caches dropped (no remount: in memory)
+        mnt = self.fresh("mnt_floor")
+        with mounted(self.floor_argv(mnt, flush=True), mnt, self.log):
+            drop_caches()
+            self.put("floor+flush", "cp -r + sync (s)", sh(f"cp -r {q(self.src)} {q(mnt)}/ && sync"))
 
     def photos_lakefs(self) -> None:
         ds = self.fresh("ds_photos") / "ds"
@@ -387,17 +398,18 @@ class Bench:
     # -- report
 
     def report(self) -> str:
-        targets = ["lakefs", "floor", "plain", "ratarmount", "lakefs-noxa", "lakefs-xa"]
+        targets = ["lakefs", "floor", "floor+flush", "plain", "ratarmount", "lakefs-noxa", "lakefs-xa"]
 
         def higher_better(metric: str) -> bool:
             return "/s" in metric
 
-        lines = ["| metric | " + " | ".join(targets) + " | lakefs/floor | lakefs/plain | lakefs/ratarmount |",
-                 "|---|" + "---:|" * (len(targets) + 3)]
+        others = ("floor", "floor+flush", "plain", "ratarmount")
+        lines = ["| metric | " + " | ".join(targets) + " | " + " | ".join(f"lakefs/{o}" for o in others) + " |",
+                 "|---|" + "---:|" * (len(targets) + len(others))]
         for metric, row in self.results.items():
             cells = [f"{row[t]:.1f}" if t in row else "" for t in targets]
             ratios = []
-            for other in ("floor", "plain", "ratarmount"):
+            for other in others:
                 lk = row.get("lakefs")
                 if metric == "cp -r + sync (s)" and "cp -r + umount + sync (s)" in self.results:
                     lk = self.results["cp -r + umount + sync (s)"].get("lakefs")  # durable time
@@ -430,13 +442,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve-floor", default=None, help=argparse.SUPPRESS)
     p.add_argument("--floor-options", default="", help=argparse.SUPPRESS)
     p.add_argument("--floor-tiny", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--floor-flush", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     # Stop cleanly (every mount unmounted by the finally blocks) on SIGTERM, and on SIGINT
     # even when started in the background by a shell that ignores it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     if a.serve_floor:
-        return serve_floor(a.serve_floor, a.floor_options, a.floor_tiny)
+        return serve_floor(a.serve_floor, a.floor_options, a.floor_tiny, a.floor_flush)
     a.photos = a.photos or (300 if a.quick else 2000)
     a.tiny = a.tiny or (10_000 if a.quick else 100_000)
     a.big_mb = a.big_mb or (128 if a.quick else 1024)
