@@ -123,13 +123,15 @@ class LocalStorage(Storage):
         finally:
             os.close(fd)
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        check_range(start, length)
-        path = self._path(key)
+    def _open_read(self, key: str) -> int:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            return os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as e:
             raise _map_oserror(e, key, "read") from e
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        check_range(start, length)
+        fd = self._open_read(key)
         try:
             parts: list[bytes] = []
             while length > 0:
@@ -149,11 +151,7 @@ class LocalStorage(Storage):
         """preadv straight into ``buf``: no intermediate bytes object."""
         check_range(start, 0)
         view = memoryview(buf).cast("B")
-        path = self._path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError as e:
-            raise _map_oserror(e, key, "read") from e
+        fd = self._open_read(key)
         try:
             got = 0
             while got < len(view):
