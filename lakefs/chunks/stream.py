@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lakefs.chunks.chunk import HEADER, payload_buffer, seal_buffer
-from lakefs.errors import InvalidSampleError
+from lakefs.errors import CorruptionError, InvalidSampleError
 from lakefs.format import keys
 from lakefs.format.checksum import crc32
 
@@ -87,6 +87,8 @@ class TileStream:
                 piece = self.engine._payload(self.first + t)[within : within + (end - pos)]
             else:
                 piece = bytes(self._buf[HEADER.size + within : HEADER.size + within + (end - pos)])
+            if not piece:  # a tile shorter than it should be: never loop on it
+                raise CorruptionError(f"streamed tile {t} is shorter than the bytes written to it")
             pieces.append(piece)
             pos += len(piece)
         return b"".join(pieces)
