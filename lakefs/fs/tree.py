@@ -408,11 +408,12 @@ class DatasetFS:
 
     def _commit(self, of: OpenFile) -> None:
         """Store the buffer of ``of`` as a sample or staged file (called with the lock)."""
-        if of.stream is not None:
-            return self._commit_stream(of)
         try:
-            with of.contents() as (data, size, version):
-                self._store(of.path, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
+            if of.stream is not None and self._tensor_for(*split(of.path)) is not None:
+                version = self._commit_stream(of)
+            else:  # (a stream whose tensor went away is read back whole)
+                with of.contents() as (data, size, version):
+                    self._store(of.path, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
         except LakeFSError:
             of.detached = True
             if self._open.get(of.path) is of:
@@ -421,29 +422,18 @@ class DatasetFS:
         of.mark_clean(version)  # a write that raced this commit keeps the file dirty
         of.exists = True
 
-    def _commit_stream(self, of: OpenFile) -> None:
-        """Index a streamed file's tiles as its sample (they are written already)."""
+    def _commit_stream(self, of: OpenFile) -> int:
+        """Index a streamed file's tiles as its sample (they are written already); the
+        version of the file that was stored."""
         parent, name = split(of.path)
         tensor = self._tensor_for(parent, name)
-        try:
-            with of.lock:
-                if tensor is None:  # its tensor went away while it was written
-                    data, version = of.stream.read(0, of.size), of.version
-                else:
-                    tensor.commit_file_stream(name, of.stream, mtime_ns=of.mtime_ns, mode=of.mode)
-                    of.stream_committed, version = True, of.version
-            if tensor is None:
-                self._store(of.path, data, mtime_ns=of.mtime_ns, mode=of.mode)
-        except LakeFSError:
-            of.detached = True
-            if self._open.get(of.path) is of:
-                del self._open[of.path]
-            raise
-        if tensor is not None and of.path in self.ds._manifest.files:
+        with of.lock:
+            tensor.commit_file_stream(name, of.stream, mtime_ns=of.mtime_ns, mode=of.mode)
+            of.stream_committed, version = True, of.version
+        if of.path in self.ds._manifest.files:
             self.ds.delete_file(of.path)
         self._dir_mtime_ns = time.time_ns()
-        of.mark_clean(version)
-        of.exists = True
+        return version
 
     def _store(self, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int, size: int | None = None) -> None:
         """Store ``data`` (bytes, or a binary file of ``size`` bytes, copied in pieces
