@@ -69,6 +69,41 @@ def test_pack_stats_fills_records_as_set_st_attrs_fills_one() -> None:
         assert record.tobytes() == bytes(st)
 
 
+def test_fast_getattr_fills_the_struct_as_the_getattr_dict_does(tmp_path: Path) -> None:
+    """``FUSE.fgetattr`` copies a ``stat_record`` into the struct field by field; it must be
+    byte for byte what the binding makes of the same operations' getattr dict, and a
+    missing name is -ENOENT without an exception."""
+    from types import SimpleNamespace
+
+    import lakefs
+    from lakefs.config import Config
+    from lakefs.fs import binding
+    from lakefs.fs.operations import LakeOperations
+    from lakefs.fs.tree import DatasetFS
+
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("t", htype="text")["k"] = "hello"
+    fs = DatasetFS(ds, Config())
+    ops = LakeOperations(fs)
+    fh = fs.create("/t/open.txt", 0o600)
+    fs.write(fh, b"abc", 0)
+    fuse = SimpleNamespace(operations=ops, _stat_record=ops.stat_record, raw_fi=True, encoding="utf-8",
+                           errors="surrogateescape", use_ns=True)
+    for path in (b"/", b"/t", b"/t/k.txt", b"/t/open.txt"):
+        fast, slow = binding._impl.c_stat(), binding._impl.c_stat()
+        ctypes.memset(ctypes.pointer(fast), 0xAB, ctypes.sizeof(fast))  # every byte is written
+        assert binding.FUSE.fgetattr(fuse, path, ctypes.pointer(fast), None) == 0
+        assert binding._impl.FUSE.fgetattr(fuse, path, ctypes.pointer(slow), None) == 0
+        assert bytes(fast) == bytes(slow), path
+        assert fast.st_size == {b"/t/k.txt": 5, b"/t/open.txt": 3}.get(path, 0)
+    assert binding.FUSE.fgetattr(fuse, b"/t/missing.txt", ctypes.pointer(binding._impl.c_stat()), None) == -errno.ENOENT
+    with pytest.raises(OSError) as e:  # other errors keep the binding's errno mapping
+        binding.FUSE.fgetattr(fuse, b"/t/k.txt/x", ctypes.pointer(binding._impl.c_stat()), None)
+    assert e.value.errno == errno.ENOTDIR
+    fs.release(fh)
+    ds.close()
+
+
 def test_resolve_utimens_markers() -> None:
     from lakefs.fs.binding import UTIME_NOW, UTIME_OMIT, resolve_utimens
 

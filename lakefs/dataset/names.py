@@ -8,9 +8,12 @@ at most 255 bytes of UTF-8 for a file name.
 
 from __future__ import annotations
 
+import re
+
 from lakefs.errors import InvalidNameError, NameTooLongError
 
 NAME_MAX = 255  # bytes, as in Linux's NAME_MAX
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # checked for every file stored through the mount
 
 
 def _check_segment(seg: str, what: str) -> None:
@@ -20,7 +23,7 @@ def _check_segment(seg: str, what: str) -> None:
         raise InvalidNameError(f"invalid {what} {seg!r}")
     if "/" in seg:
         raise InvalidNameError(f"{what} {seg!r} must not contain '/'")
-    if any(ord(c) < 32 or ord(c) == 127 for c in seg):
+    if _CONTROL.search(seg):
         raise InvalidNameError(f"{what} {seg!r} must not contain control characters (NUL, newline, ...)")
     if seg.startswith("."):
         raise InvalidNameError(f"{what} {seg!r} must not start with '.'")

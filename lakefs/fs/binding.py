@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping
 from ctypes.util import find_library
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -103,8 +103,49 @@ READ_TAKES_VIEWS: bool = BINDING == "mfusepy"
 MAX_WRITE: int = (1 << 20) if LIBFUSE_MAJOR >= 3 else (128 << 10)
 
 
+class StatRecord(NamedTuple):
+    """A file's attributes for :meth:`FUSE.fgetattr`'s fast path (see there)."""
+
+    mode: int  # file type and permission bits
+    nlink: int
+    size: int
+    mtime_ns: int  # also shown as ctime and atime
+    uid: int
+    gid: int
+    blksize: int
+
+
 class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
     """The binding's ``FUSE`` with the renameat2 trap closed (see module docstring)."""
+
+    def __init__(self, operations: Any, *args: Any, **kwargs: Any) -> None:
+        # Looked up once: the binding registers callbacks and starts serving in __init__.
+        self._stat_record = getattr(operations, "stat_record", None)
+        super().__init__(operations, *args, **kwargs)
+
+    def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        # Every LOOKUP and GETATTR comes here. When the operations offer
+        # ``stat_record(path, fh)`` (a StatRecord, or a negative errno such as -ENOENT
+        # for the missing names every create looks up first), the record is copied into
+        # the struct field by field: the binding's getattr dict, filled key by key, and a
+        # raised ENOENT cost several times more per call (scripts/bench_mount.py: cp -r
+        # and a cold stat of every file are one or more of these per file).
+        record = self._stat_record
+        if record is None:
+            return super().fgetattr(path, buf, fip)
+        fh = (fip.contents if self.raw_fi else fip.contents.fh) if fip else None
+        r = record(None if path is None else path.decode(self.encoding, self.errors), fh)
+        if type(r) is int:
+            return r
+        ctypes.memset(buf, 0, _STAT_SIZE)
+        st = buf.contents
+        st.st_mode, st.st_nlink, st.st_size, st.st_uid, st.st_gid, st.st_blksize = (
+            r.mode, r.nlink, r.size, r.uid, r.gid, r.blksize)
+        st.st_blocks = (r.size + 511) // 512  # 512-byte units (stat(2)); du reads it
+        sec, nsec = divmod(r.mtime_ns, 1_000_000_000)
+        for spec in (st.st_mtimespec, st.st_ctimespec, st.st_atimespec):
+            spec.tv_sec, spec.tv_nsec = sec, nsec
+        return 0
 
     if BINDING == "mfusepy":
 
@@ -222,6 +263,7 @@ def pack_stats(stats: Mapping[str, Any], count: int, use_ns: bool) -> np.ndarray
 
 #: ``struct stat`` as numpy sees mfusepy's ``c_stat`` (same offsets, same size).
 _STAT_DTYPE = np.dtype(_impl.c_stat)
+_STAT_SIZE = ctypes.sizeof(_impl.c_stat)
 #: libfuse's ``fuse_fill_dir_t`` taking the ``struct stat *`` as a plain address, so that
 #: records of a packed array are passed without a ctypes object each.
 _fill_dir_by_address = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p,
@@ -383,6 +425,7 @@ __all__ = [
     "DirEntries",
     "FuseOSError",
     "Operations",
+    "StatRecord",
     "apply_conn_tuning",
     "fuse_get_context",
     "mount_options",

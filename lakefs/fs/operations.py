@@ -19,8 +19,15 @@ from itertools import repeat
 from typing import Any
 
 from lakefs.errors import LakeFSError
-from lakefs.fs.binding import READ_TAKES_VIEWS, BaseOperations, DirEntries, FuseOSError, resolve_utimens
-from lakefs.fs.files import Attr, Listing
+from lakefs.fs.binding import (
+    READ_TAKES_VIEWS,
+    BaseOperations,
+    DirEntries,
+    FuseOSError,
+    StatRecord,
+    resolve_utimens,
+)
+from lakefs.fs.files import DIR, Attr, Listing
 from lakefs.fs.tree import BLKSIZE, DatasetFS
 
 log = logging.getLogger("lakefs.fs")
@@ -103,6 +110,18 @@ class LakeOperations(BaseOperations):
     @_op
     def getattr(self, path: str, fh: Any = None) -> dict[str, int]:
         return self._stat(self.fs.getattr(path))
+
+    @_op
+    def stat_record(self, path: str, fh: Any = None) -> StatRecord | int:
+        """getattr as the binding's fast path takes it (lakefs.fs.binding.FUSE.fgetattr):
+        a missing name is -ENOENT, not an exception."""
+        attr = self.fs.find_attr(path)
+        if attr is None:
+            return -errno.ENOENT
+        if attr.kind == DIR:
+            return StatRecord(stat.S_IFDIR | attr.mode, 2, attr.size, attr.mtime_ns, self.fs.uid, self.fs.gid,
+                              BLKSIZE)
+        return StatRecord(stat.S_IFREG | attr.mode, 1, attr.size, attr.mtime_ns, self.fs.uid, self.fs.gid, BLKSIZE)
 
     @_op
     def readdir(self, path: str, fh: Any) -> list:

@@ -145,6 +145,14 @@ class DatasetFS:
     # --- attributes --------------------------------------------------------------------
 
     def getattr(self, path: str) -> Attr:
+        attr = self.find_attr(path)
+        if attr is None:
+            raise SampleNotFoundError(f"no such file {path!r}")
+        return attr
+
+    def find_attr(self, path: str) -> Attr | None:
+        """:meth:`getattr`, with None for a missing path: every file created through the
+        mount starts with lookups of its missing name, which need no exception."""
         self._check_name(path)
         p = path.strip("/")
         with self._lock:
@@ -168,7 +176,7 @@ class DatasetFS:
                     return Attr(FILE, f.size, f.mtime_ns, f.mode)
             if parent and self._dir_kind(parent) is None and self._exists_file(parent):
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
-        raise SampleNotFoundError(f"no such file {path!r}")
+        return None
 
     def _exists_file(self, p: str) -> bool:
         return p in self._open or p in self.ds._manifest.files or self._sample(p) is not None
