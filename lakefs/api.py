@@ -28,6 +28,7 @@ def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: 
     if overwrite and storage.exists(keys.MARKER):
         with storage.writer_lock(keys.WRITER_LOCK):
             storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
+            storage.sync()
             for key in list(storage.list()):
                 if not key.startswith(LOCK_PREFIX):
                     storage.delete(key)

@@ -248,9 +248,18 @@ class Dataset:
 
     def flush(self) -> None:
         """Commit: make every write so far durable and visible, atomically."""
+        garbage = self._commit()
+        # Outside the lock: deleting what the commit left unreachable (staged files rsync
+        # renamed, replaced chunks) is one storage call per object, and the mount's file
+        # operations wait for this lock. Ids are never reused, so nothing can point at
+        # them again.
+        self._delete_garbage(*garbage)
+
+    def _commit(self) -> tuple[list[str], list[str]]:
+        """Publish a commit (with the lock); returns the keys and prefixes it made garbage."""
         with self._lock:
             if self.read_only or self._closed or not self._dirty:
-                return
+                return [], []
             m = self._manifest
             for name, tensor in self._tensors.items():
                 if tensor._engine.commit_index():
@@ -272,7 +281,7 @@ class Dataset:
                 m.seq -= 1
                 raise
             self._dirty = False
-            self._collect_garbage(m.seq)
+            return self._take_garbage(m.seq)
 
     def commit(self, message: str | None = None) -> None:
         """Alias of :meth:`flush` (Deep Lake's name)."""
@@ -292,7 +301,8 @@ class Dataset:
         rows.committed = n
         self._obsolete += [keys.rows_segment(int(s["id"])) for s in merged]
 
-    def _collect_garbage(self, seq: int) -> None:
+    def _take_garbage(self, seq: int) -> tuple[list[str], list[str]]:
+        """The keys and key prefixes commit ``seq`` left unreachable (with the lock)."""
         doomed = list(self._obsolete)
         for t in self._tensors.values():
             doomed += t._engine.obsolete
@@ -300,12 +310,15 @@ class Dataset:
         self._obsolete = []
         if seq > KEEP_MANIFESTS:
             doomed.append(keys.manifest(seq - KEEP_MANIFESTS))
+        prefixes, self._dropped_prefixes = self._dropped_prefixes, []
+        return doomed, prefixes
+
+    def _delete_garbage(self, doomed: list[str], prefixes: list[str]) -> None:
         for key in doomed:
             try:
                 self.storage.delete(key)
             except Exception as e:  # garbage stays garbage; compact collects it later
                 log.warning("could not delete obsolete object %s: %s", key, e)
-        prefixes, self._dropped_prefixes = self._dropped_prefixes, []
         for prefix in prefixes:
             try:
                 for key in list(self.storage.list(prefix)):
@@ -618,13 +631,16 @@ class Dataset:
             if path in self._tensors or path in self._manifest.groups or path in self._manifest.pending_dirs:
                 raise TensorExistsError(f"{path!r} is a directory")
             file_id = self._ids.take()
+            # Durable at the next commit, which syncs before it publishes (as sealed
+            # chunks are): rsync stages every file it copies, and an fsync of each one
+            # cost most of an rsync -a into the mount (docs/BENCHMARKS.md).
             if isinstance(data, (bytes, bytearray, memoryview)):
                 size = len(data)
-                self.storage.put(keys.staged_file(file_id), data)
+                self.storage.put(keys.staged_file(file_id), data, sync=False)
             else:
                 if size is None:
                     raise ValueError("write_file of a file object needs its size")
-                self.storage.put_from(keys.staged_file(file_id), data, size)
+                self.storage.put_from(keys.staged_file(file_id), data, size, sync=False)
             old = self._manifest.files.get(path)
             if old is not None:
                 self._obsolete.append(keys.staged_file(old.file_id))

@@ -136,15 +136,16 @@ class Storage(abc.ABC):
     def sync(self) -> None:
         """Make every object put with ``sync=False`` so far durable (default: they are)."""
 
-    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+    def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
         """Like :meth:`put`, with the object's ``size`` bytes read from the binary file
         ``f`` (from its position). Backends copy it in pieces, so a multi-GB file (a big
         staged file of the mount) never sits in memory; this default reads it whole."""
-        self.put(key, read_exactly(f, size))
+        self.put(key, read_exactly(f, size), sync=sync)
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:
-        """Remove an object; a missing key is not an error."""
+        """Remove an object; a missing key is not an error. The removal is durable once
+        :meth:`sync` returns (a crash before may bring the object back, never a mix)."""
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool: ...
@@ -222,8 +223,8 @@ class StorageWrapper(Storage):
     def sync(self) -> None:
         self.inner.sync()
 
-    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
-        self.inner.put_from(key, f, size)
+    def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
+        self.inner.put_from(key, f, size, sync=sync)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)

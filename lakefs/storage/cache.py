@@ -304,8 +304,8 @@ class CachingStorage(StorageWrapper):
         if self.cacheable(key):
             self._forget(self._name(key))
 
-    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
-        self.inner.put_from(key, f, size)
+    def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
+        self.inner.put_from(key, f, size, sync=sync)
         if self.cacheable(key):
             self._forget(self._name(key))
 

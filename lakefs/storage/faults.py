@@ -107,10 +107,10 @@ class FaultyStorage(StorageWrapper):
             raise self._fault("put", key)
         self.inner.put(key, data, sync=sync)
 
-    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+    def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
         if self._tick("put", key):
             raise self._fault("put", key)
-        self.inner.put_from(key, f, size)
+        self.inner.put_from(key, f, size, sync=sync)
 
     def sync(self) -> None:
         if self._tick("sync", ""):

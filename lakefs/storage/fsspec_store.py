@@ -227,7 +227,7 @@ class FsspecStorage(Storage):
         with self._errors(key, "write", write=True):
             self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data))
 
-    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
+    def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
         """On S3, streamed as a multipart upload: the object appears whole at the end, or
         not at all (a failure aborts the upload instead of completing it). Other fsspec
         backends (memory:// in tests) read it whole."""

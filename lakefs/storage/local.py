@@ -3,7 +3,9 @@
 Durability (DESIGN §5): ``put`` writes a temp file in the target directory, fsyncs it,
 ``os.replace``s it over the key and fsyncs the directory, so after a crash a key holds
 its old bytes or its new bytes, never a mix (rename(2) is atomic on POSIX; the
-directory fsync makes the rename itself durable, see fsync(2) NOTES). Temp files are
+directory fsync makes the rename itself durable, see fsync(2) NOTES). ``put(sync=False)``
+and ``delete`` leave their fsyncs to the next ``sync()``, which does each file and each
+directory once (a commit calls it before it publishes). Temp files are
 named ``.<name>.tmp~<random>``: ``~`` is not allowed in a key segment, so a temp file
 left by a crash can never collide with a key and ``list()`` skips it.
 
@@ -71,6 +73,7 @@ class LocalStorage(Storage):
         self.writable = not read_only
         self._safe_dirs: set[str] = set()  # key prefixes whose directory resolved inside root
         self._unsynced: set[str] = set()  # files put with sync=False, not yet fsynced
+        self._unsynced_dirs: set[str] = set()  # directories with deletes not yet fsynced
         self._unsynced_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -221,8 +224,8 @@ class LocalStorage(Storage):
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         self._write(key, (data,), sync=sync)
 
-    def put_from(self, key: str, f: BinaryIO, size: int) -> None:
-        self._write(key, pieces(f, size), sync=True)
+    def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
+        self._write(key, pieces(f, size), sync=sync)
 
     def _write(self, key: str, parts: Iterable[bytes | bytearray | memoryview], *, sync: bool) -> None:
         """Write ``parts`` to a temp file, then rename it over ``key``: atomic."""
@@ -262,15 +265,16 @@ class LocalStorage(Storage):
             raise _map_oserror(e, key, "write") from e
 
     def sync(self) -> None:
-        """fsync each file put with ``sync=False``, then each of their directories once.
+        """fsync each file put with ``sync=False``, then once each directory where such
+        a file was put or an object deleted.
 
         Measured here: 128 files of 8 MB written then flushed together take 1.6 s; flushed
         one by one as written, 4.2 s (each fsync a journal commit of its own).
         """
         with self._unsynced_lock:
             paths, self._unsynced = self._unsynced, set()
+            dirs, self._unsynced_dirs = self._unsynced_dirs, set()
         try:
-            dirs: set[str] = set()
             for path in sorted(paths):
                 try:
                     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -282,10 +286,14 @@ class LocalStorage(Storage):
                     os.close(fd)
                 dirs.add(os.path.dirname(path))
             for d in sorted(dirs):
-                _fsync_dir(d)
+                try:
+                    _fsync_dir(d)
+                except FileNotFoundError:  # removed since (rmdir of an emptied prefix)
+                    continue
         except OSError as e:
             with self._unsynced_lock:  # the next sync tries them all again
                 self._unsynced |= paths
+                self._unsynced_dirs |= dirs
             raise _map_oserror(e, "(objects put without sync)", "sync") from e
 
     def _makedirs(self, dirpath: str) -> None:
@@ -313,10 +321,8 @@ class LocalStorage(Storage):
             return
         except OSError as e:
             raise _map_oserror(e, key, "delete") from e
-        try:
-            _fsync_dir(os.path.dirname(path))
-        except OSError as e:
-            raise _map_oserror(e, key, "delete") from e
+        with self._unsynced_lock:  # one directory fsync at the next sync(), not one each
+            self._unsynced_dirs.add(os.path.dirname(path))
 
     # --- locks, statfs ---------------------------------------------------------------
 

@@ -202,3 +202,35 @@ def test_compact_merges_small_chunks_and_leaves_healthy_ones_alone(tmp_path):
     assert _chunk_objects(tmp_path / "ds") == merged
     assert [s.tobytes() for s in t] == payloads
     ds.close()
+
+
+def test_staged_files_are_flushed_by_the_commit_that_publishes_them(tmp_path, monkeypatch):
+    """A staged file (what rsync writes before its rename) is put without an fsync of its
+    own: the commit fsyncs it, and its directory, before HEAD names it. Its deletion once
+    obsolete is made durable by a later commit's sync, not one fsync each."""
+    ds = lakefs.empty(tmp_path / "ds")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    ds.write_file("notes.txt", b"staged bytes")
+    root = Path(ds.storage.root)
+    staged = [p for p in (root / "files").rglob("*") if p.is_file()]
+    assert len(staged) == 1 and staged[0].read_bytes() == b"staged bytes"
+    assert str(staged[0]) not in synced
+    ds.flush()
+    head_sync = next(i for i, p in enumerate(synced) if ".HEAD.tmp~" in p)
+    assert synced.index(str(staged[0])) < head_sync
+    assert synced.index(str(staged[0].parent)) < head_sync
+    synced.clear()
+    ds.write_file("notes.txt", b"replaced")  # the first staged object becomes garbage
+    ds.flush()
+    assert not staged[0].exists()
+    after_head = synced[next(i for i, p in enumerate(synced) if ".HEAD.tmp~" in p):]
+    assert str(staged[0].parent) not in after_head  # the delete waits for the next sync
+    ds.close()
+    assert lakefs.load(tmp_path / "ds", read_only=True).read_file("notes.txt") == b"replaced"

@@ -87,3 +87,43 @@ def test_reader_keeps_its_snapshot_while_a_writer_commits(path):
             ds.flush()
     assert len(ro.x) == 1 and ro.x[0].numpy().item() == 1  # its snapshot is still readable
     assert len(lakefs.load(path, read_only=True).x) == 11
+
+
+def test_a_commit_deletes_its_garbage_without_holding_the_dataset(tmp_path):
+    """Deleting what a commit made obsolete (every staged file rsync renamed) is one
+    storage call per object: other threads (the mount's file operations) must not wait
+    for it."""
+    import threading
+
+    from lakefs.dataset import Dataset
+    from lakefs.storage.base import StorageWrapper
+    from lakefs.storage.local import LocalStorage
+
+    class SlowDeletes(StorageWrapper):
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.deleting, self.go_on = threading.Event(), threading.Event()
+
+        def delete(self, key):
+            self.deleting.set()
+            assert self.go_on.wait(10)
+            self.inner.delete(key)
+
+    storage = SlowDeletes(LocalStorage(tmp_path / "ds"))
+    ds = Dataset(storage, create=True)
+    ds.write_file("a.txt", b"1")
+    ds.flush()
+    ds.write_file("a.txt", b"2")  # the first staged object is garbage after the next commit
+    committer = threading.Thread(target=ds.flush)
+    committer.start()
+    try:
+        assert storage.deleting.wait(10)
+        done = threading.Event()
+        threading.Thread(target=lambda: (ds.write_file("b.txt", b"3"), done.set()), daemon=True).start()
+        assert done.wait(5), "a write waited for the commit's deletes"
+    finally:
+        storage.go_on.set()
+        committer.join(10)
+    ds.close()
+    back = lakefs.load(tmp_path / "ds", read_only=True)
+    assert back.read_file("a.txt") == b"2" and back.read_file("b.txt") == b"3"

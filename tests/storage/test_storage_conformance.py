@@ -107,6 +107,11 @@ class StorageTests:
             f.seek(4)
             env.store.put_from("from/file", f, size)
         assert env.store.get("from/file") == data and env.raw.get("from/file") == data
+        with open(tmp_path / "src", "rb") as f:
+            f.seek(4)
+            env.store.put_from("from/unsynced", f, size, sync=False)  # durable at sync()
+        env.store.sync()
+        assert env.raw.get("from/unsynced") == data
         with open(tmp_path / "src", "rb") as f, pytest.raises(ValueError, match="ended"):
             env.store.put_from("from/short", f, size + 100)  # the file is shorter: nothing stored
         assert not env.store.exists("from/short")

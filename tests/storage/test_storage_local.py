@@ -110,6 +110,35 @@ def test_put_without_sync_is_flushed_by_sync_and_retried_after_a_failure(
     assert synced == []
 
 
+def test_put_from_without_sync_and_deletes_are_flushed_by_sync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    root = tmp_path / "ds"
+    store = LocalStorage(root)
+    store.put("files/old", b"x")
+    store.put("other/gone", b"y")
+    monkeypatch.setattr(os, "fsync", spy)
+    with open(tmp_path / "src", "w+b") as f:
+        f.write(b"staged")
+        f.seek(0)
+        store.put_from("files/new", f, 6, sync=False)
+    store.delete("files/old")
+    store.delete("other/gone")
+    assert synced == []  # neither the put nor the deletes flushed anything yet
+    assert store.get("files/new") == b"staged" and not store.exists("files/old")
+    store.sync()  # the file, then each directory once (a put and a delete in files/)
+    assert synced == [str(root / "files/new"), str(root / "files"), str(root / "other")]
+    synced.clear()
+    store.sync()
+    assert synced == []
+
+
 def test_check_reports_bad_root(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(Exception, match="not a directory"):
