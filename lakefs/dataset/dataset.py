@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -82,6 +82,7 @@ class Dataset:
         self._writer_lock: WriterLock | None = None
         self._closed = False
         self._dirty = False
+        self._before_commit: list[Callable[[], None]] = []
         self.generation = 0  # bumped by every change: lets views cache lookups safely
         self._obsolete: list[str] = []
         self._dropped_prefixes: list[str] = []
@@ -207,11 +208,19 @@ class Dataset:
     def close(self) -> None:
         """Commit everything and release the writer lock."""
         self.stop_autocommit()
+        if self._closed:
+            return
+        try:
+            self._run_before_commit()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         with self._lock:  # a commit from another thread finishes first, none starts after
             if self._closed:
                 return
             try:
-                self.flush()
+                self._delete_garbage(*self._commit())
             finally:
                 self._closed = True
                 if self._chunk_writer is not None:
@@ -246,8 +255,21 @@ class Dataset:
 
     # --- commit ------------------------------------------------------------------------
 
+    def before_commit(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` at the start of every commit (also the periodic one and the one
+        at ``close``), before the dataset lock is taken: the mount stores the closed
+        staging files it keeps in memory there (lakefs.fs.tree). A hook that raises
+        fails the commit; the periodic commit logs it and tries again."""
+        self._before_commit.append(hook)
+
+    def _run_before_commit(self) -> None:
+        if not self.read_only:
+            for hook in self._before_commit:
+                hook()
+
     def flush(self) -> None:
         """Commit: make every write so far durable and visible, atomically."""
+        self._run_before_commit()
         garbage = self._commit()
         # Outside the lock: deleting what the commit left unreachable (staged files rsync
         # renamed, replaced chunks) is one storage call per object, and the mount's file
@@ -622,30 +644,54 @@ class Dataset:
 
         ``data`` may be a binary file object to read ``size`` bytes from (its position
         on): it is copied in pieces, so a big file is never held in memory."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            size = len(data)
+        elif size is None:
+            raise ValueError("write_file of a file object needs its size")
+        with self._lock:
+            self._check_file_path(path)
+            file_id = self.stage_file(data, size)
+            self.publish_file(path, file_id, size, mtime_ns=mtime_ns, mode=mode)
+
+    def stage_file(self, data: bytes | BinaryIO, size: int) -> int:
+        """Store a plain file's bytes under a new id, not yet under any path
+        (:meth:`publish_file` names it, :meth:`drop_staged` gives it up). Without the lock
+        held, the upload does not hold up other threads (the mount's file operations)."""
         with self._lock:
             self._check_writable()
-            parent = path.rsplit("/", 1)[0] if "/" in path else ""
-            if parent and parent not in self._tensors and parent not in self._manifest.groups \
-                    and parent not in self._manifest.pending_dirs:
-                raise TensorNotFoundError(f"no directory {parent!r}")
-            if path in self._tensors or path in self._manifest.groups or path in self._manifest.pending_dirs:
-                raise TensorExistsError(f"{path!r} is a directory")
             file_id = self._ids.take()
-            # Durable at the next commit, which syncs before it publishes (as sealed
-            # chunks are): rsync stages every file it copies, and an fsync of each one
-            # cost most of an rsync -a into the mount (docs/BENCHMARKS.md).
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                size = len(data)
-                self.storage.put(keys.staged_file(file_id), data, sync=False)
-            else:
-                if size is None:
-                    raise ValueError("write_file of a file object needs its size")
-                self.storage.put_from(keys.staged_file(file_id), data, size, sync=False)
+        # Durable at the next commit, which syncs before it publishes (as sealed chunks
+        # are): an fsync of each staged file cost most of an rsync -a into the mount.
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.storage.put(keys.staged_file(file_id), data, sync=False)
+        else:
+            self.storage.put_from(keys.staged_file(file_id), data, size, sync=False)
+        return file_id
+
+    def publish_file(self, path: str, file_id: int, size: int, *, mtime_ns: int | None = None,
+                     mode: int = 0o644) -> None:
+        """Keep the staged bytes ``file_id`` (:meth:`stage_file`) as the plain file ``path``."""
+        with self._lock:
+            self._check_file_path(path)
             old = self._manifest.files.get(path)
             if old is not None:
                 self._obsolete.append(keys.staged_file(old.file_id))
             self._manifest.files[path] = StagedFile(file_id, size, mtime_ns or time.time_ns(), mode)
             self._touch()
+
+    def drop_staged(self, file_id: int) -> None:
+        """Give up staged bytes never published: deleted after the next commit."""
+        with self._lock:
+            self._obsolete.append(keys.staged_file(file_id))
+
+    def _check_file_path(self, path: str) -> None:
+        self._check_writable()
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent and parent not in self._tensors and parent not in self._manifest.groups \
+                and parent not in self._manifest.pending_dirs:
+            raise TensorNotFoundError(f"no directory {parent!r}")
+        if path in self._tensors or path in self._manifest.groups or path in self._manifest.pending_dirs:
+            raise TensorExistsError(f"{path!r} is a directory")
 
     def read_file(self, path: str) -> bytes:
         with self._lock:
@@ -739,7 +785,7 @@ class _AutoCommit(threading.Thread):
             if ds is None or ds._closed:
                 return
             try:
-                if ds.has_changes:
+                if ds.has_changes or ds._before_commit:
                     ds.flush()
             except Exception as e:  # the next commit retries; writers see errors on flush/fsync
                 log.error("periodic commit failed: %s", e)

@@ -79,6 +79,16 @@ class Listing:
         for i, name in enumerate(self.names):
             yield name, self.attr(i)
 
+    def overlaid(self, entries: Sequence[tuple[str, Attr]]) -> Listing:
+        """This listing with ``entries`` (files being written or held) shown instead of the
+        entries of the same names, and the others added; this one is left as it is."""
+        out = self + Listing.of([(name, attr) for name, attr in entries if name not in self])  # new arrays
+        for name, attr in entries:
+            i = self.find(name)
+            if i is not None:
+                out._sizes[i], out._mtimes[i], out._modes[i] = attr.size, attr.mtime_ns, attr.mode
+        return out
+
     def __add__(self, other: Listing) -> Listing:
         return Listing(self.names + other.names, self.types + other.types,
                        np.concatenate([self._sizes, other._sizes]),

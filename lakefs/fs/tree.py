@@ -5,7 +5,11 @@ directories (``mkdir`` not yet used). Files are samples (``<key><ext>`` in a ten
 accepts the extension), staged files (anything else: rsync temp files, a README), and
 files being written, which live in an :class:`OpenFile` buffer until ``flush``/``close``
 commits them, which is where errors (undecodable content, refused transcodes) reach the
-writer. :class:`lakefs.fs.operations.LakeOperations` translates FUSE calls into these.
+writer. A closed staging file that fits in memory is *held*: kept in its buffer until it
+is renamed (rsync's ``.name.XXXXXX`` → ``name.jpg`` then stores it once, as the sample),
+unlinked, or the next commit stores it (``Dataset.before_commit``), instead of being
+stored at close, read back at the rename and deleted after the commit.
+:class:`lakefs.fs.operations.LakeOperations` translates FUSE calls into these.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ LOOKUP_CACHE = 1 << 16  # paths whose lookup is remembered between changes
 # tensor), so at most ~130 MB. A bigger directory is listed afresh at each opendir.
 LISTING_CACHE = 1 << 18
 LISTING_AFTER = 8  # lookups in 1/8 of a tensor's rows make its listing answer the rest
+# Closed staging files kept in memory until their rename or the next commit, at most
+# (see DatasetFS._may_hold): rsync -a stages every file it copies and renames it at once.
+HOLD_BYTES = 64 << 20
+HOLD_FILES = 4096
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
@@ -76,6 +84,10 @@ class DatasetFS:
         self._listings: dict[str, Listing] = {}
         self._listings_key: tuple[int, int] = (-1, -1)
         self._dir_lookups: dict[str, int] = {}  # getattr misses per tensor since the key changed
+        self._held: dict[str, int] = {}  # path of a held staging file (in _open) → its size when held
+        self._held_bytes = 0
+        if not self.read_only:
+            dataset.before_commit(self.store_held)
 
     # --- lookup ------------------------------------------------------------------------
 
@@ -186,7 +198,8 @@ class DatasetFS:
 
     def listing(self, path: str) -> Listing:
         """The entries of directory ``path``: a tensor's samples, then subdirectories,
-        staged files, and files being written that have no committed entry yet.
+        staged files, and files being written or held (with their current attributes,
+        also when a committed version exists).
 
         Everything but the files being written is kept until the dataset next changes
         (``generation``, or ``_dir_mtime_ns`` for changes outside it), as ``_sample``
@@ -199,8 +212,7 @@ class DatasetFS:
                 committed = self._keep_listing(d, kind)
             writing = [(name, Attr(FILE, of.size, of.mtime_ns, of.mode)) for p, of in self._open.items()
                        for parent, name in (split(p),) if parent == d]
-            writing = [(name, attr) for name, attr in writing if name not in committed]
-            return committed + Listing.of(writing) if writing else committed
+            return committed.overlaid(writing) if writing else committed
 
     def _kept_listing(self, d: str) -> Listing | None:
         """The committed listing of ``d`` if it is kept and still valid (call with the lock)."""
@@ -384,12 +396,14 @@ class DatasetFS:
                 log.info("/%s: big file, stored as tiles while it is written", of.path)
 
     def flush(self, fh: int) -> None:
-        """Commit the file's data if it changed: errors are returned to ``close``."""
+        """Commit the file's data if it changed: errors are returned to ``close``. A
+        staging file that may be held is left for its release (nothing to check)."""
         handle = self.handle(fh)
         of = handle.openfile
         if of is not None and of.dirty and not of.detached:
             with self._lock:
-                self._commit(of)
+                if not self._may_hold(of):
+                    self._commit(of)
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -400,19 +414,94 @@ class DatasetFS:
             of.refs -= 1
             if of.refs > 0:
                 return
+            held = False
             try:
                 if of.dirty and not of.detached:
-                    self._commit(of)
+                    held = self._may_hold(of)
+                    if held:
+                        self._hold(of)
+                    else:
+                        self._commit(of)
             except LakeFSError as e:
                 log.error("%s: not stored: %s", of.path, e)
             finally:
-                if self._open.get(of.path) is of:
-                    del self._open[of.path]
-                of.close()
+                if not held:
+                    self._drop_open(of)
 
     def fsync(self, fh: int) -> None:
-        self.flush(fh)
+        handle = self.handle(fh)
+        of = handle.openfile
+        if of is not None and of.dirty and not of.detached:
+            with self._lock:
+                self._commit(of)
         self.ds.flush()
+
+    # --- held staging files ----------------------------------------------------------
+
+    def _may_hold(self, of: OpenFile) -> bool:
+        """Whether closed ``of`` may be held instead of stored (call with the lock): a
+        staging file (nothing to check at close) in memory, while the held ones stay
+        under HOLD_BYTES and HOLD_FILES. Errors storing it (a full disk) then come from
+        the next commit, as for chunks written behind."""
+        if of.stream is not None or of.spilled or self.read_only:
+            return False
+        held = self._held.get(of.path)
+        if held is None and len(self._held) >= HOLD_FILES:
+            return False
+        if self._held_bytes - (held or 0) + of.size > HOLD_BYTES:
+            return False
+        parent, name = split(of.path)
+        if self._tensor_for(parent, name) is not None:
+            return False
+        return not (self._dir_kind(parent) == "pending" and split_filename(name))  # a tensor's first file
+
+    def _hold(self, of: OpenFile) -> None:
+        self._held_bytes += of.size - self._held.get(of.path, 0)
+        self._held[of.path] = of.size
+
+    def _unhold(self, path: str) -> None:
+        self._held_bytes -= self._held.pop(path, 0)
+
+    def _drop_open(self, of: OpenFile) -> None:
+        """Forget a file no handle has open any more, and free its buffer."""
+        if self._open.get(of.path) is of:
+            del self._open[of.path]
+            self._unhold(of.path)
+        of.close()
+
+    def store_held(self, prefix: str = "") -> None:
+        """Store the held staging files (under ``prefix``) as staged files: called at the
+        start of every commit, so they are durable with it.
+
+        The bytes are uploaded without the lock (on an object store that is a network
+        call per file, and the mount's other operations wait for the lock), then each is
+        published unless its file changed meanwhile; a changed one stays held for the
+        next commit. A failed upload fails the commit and keeps the files held."""
+        with self._lock:
+            batch = []
+            for path in [p for p in self._held if p.startswith(prefix)]:
+                of = self._open.get(path)
+                if of is not None and of.dirty and not of.detached:
+                    batch.append((of, *of.snapshot()))
+                elif of is not None and of.refs == 0:
+                    self._drop_open(of)  # stored since (fsync): nothing left to hold
+                else:
+                    self._unhold(path)
+        for of, data, version in batch:
+            file_id = self.ds.stage_file(data, len(data))
+            with self._lock:
+                if self._open.get(of.path) is of and of.path in self._held and of.version == version \
+                        and self._may_hold(of):  # (still a staging file: not a sample name now)
+                    self.ds.publish_file(of.path, file_id, len(data), mtime_ns=of.mtime_ns, mode=of.mode)
+                    of.mark_clean(version)
+                    of.exists = True
+                    self._dir_mtime_ns = time.time_ns()
+                    if of.refs == 0:
+                        self._drop_open(of)
+                    else:
+                        self._unhold(of.path)
+                else:
+                    self.ds.drop_staged(file_id)
 
     def _commit(self, of: OpenFile) -> None:
         """Store the buffer of ``of`` as a sample or staged file (called with the lock)."""
@@ -426,6 +515,7 @@ class DatasetFS:
             of.detached = True
             if self._open.get(of.path) is of:
                 del self._open[of.path]
+                self._unhold(of.path)
             raise
         of.mark_clean(version)  # a write that raced this commit keeps the file dirty
         of.exists = True
@@ -527,6 +617,9 @@ class DatasetFS:
             of = self._open.pop(p, None)
             if of is not None:
                 of.detached = True
+                self._unhold(p)
+                if of.refs == 0:  # a held file: never stored, nothing else to undo
+                    of.close()
             sample = self._sample(p)
             if sample is not None:
                 sample.tensor.delete_row(sample.row)
@@ -587,16 +680,41 @@ class DatasetFS:
                 raise IsADirectoryError_(f"{new!r} is a directory")
             of = self._open.get(o)
             if of is not None and of.dirty and not of.detached:
+                if o in self._held and of.refs == 0:
+                    self._rename_held(of, n)
+                    self._dir_mtime_ns = time.time_ns()
+                    return
                 self._commit(of)
             self._rename_file(o, n)
             of = self._open.pop(o, None)
             if of is not None:  # handles still open on the old name keep their buffer
                 of.path = n
-                stale = self._open.pop(n, None)
-                if stale is not None:
-                    stale.detached = True
+                self._detach(n)
                 self._open[n] = of
             self._dir_mtime_ns = time.time_ns()
+
+    def _rename_held(self, of: OpenFile, n: str) -> None:
+        """Rename a held staging file: its buffer is stored once, under the new name (as
+        a sample when that is a sample name: its checks fail the rename, and the file
+        stays held under its old name)."""
+        o = of.path
+        with of.contents() as (data, size, version):
+            self._store(n, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
+        of.mark_clean(version)
+        if o in self.ds._manifest.files:  # a version stored before it was held
+            self.ds.delete_file(o)
+        self._drop_open(of)
+        self._detach(n)
+
+    def _detach(self, p: str) -> None:
+        """Forget the file being written or held at ``p`` (replaced by a rename): handles
+        still open on it keep their buffer; a held one is dropped."""
+        stale = self._open.pop(p, None)
+        if stale is not None:
+            stale.detached = True
+            self._unhold(p)
+            if stale.refs == 0:
+                stale.close()
 
     def _rename_file(self, o: str, n: str) -> None:
         new_parent, new_name = split(n)
@@ -631,6 +749,7 @@ class DatasetFS:
 
     def _rename_dir(self, o: str, n: str) -> None:
         kind = self._dir_kind(o)
+        self.store_held(o + "/")  # held files are not open: mv of the directory just rsynced
         if any(p.startswith(o + "/") for p in self._open):
             raise BusyError(f"'/{o}' holds files open for writing")
         in_place = kind == "pending" or (
@@ -725,8 +844,8 @@ class DatasetFS:
     # --- commits -----------------------------------------------------------------------
 
     def commit(self) -> None:
-        """Make everything closed so far durable (the periodic commit): closed files were
-        stored at their flush, so this is the dataset's commit."""
+        """Make everything closed so far durable: closed files were stored at their
+        flush, and the held ones are stored by the dataset's commit (``store_held``)."""
         self.ds.flush()
 
     def shutdown(self) -> None:

@@ -199,10 +199,11 @@ def test_a_write_racing_a_flush_is_not_lost():
         return original(path, data, **kw)
 
     ds.write_file = racing
-    fs.flush(fh1)
+    fs.fsync(fh1)  # stores it now (a staging file's close leaves it held until the commit)
     ds.write_file = original
     fs.release(fh1)
     fs.release(fh2)
+    fs.commit()
     assert ds.read_file("README") == b"hello world"
 
 
@@ -315,3 +316,186 @@ def test_listings_are_bounded(fs, monkeypatch):
     assert set(fs._listings) == {"small", "other"}
     fs.readdir("/")  # 3 more entries: over 100 in all, the oldest listing goes
     assert set(fs._listings) == {"other", ""}
+
+
+# --- held staging files -------------------------------------------------------------
+
+
+class CountingStorage:
+    """Counts puts of staged files (``files/`` keys) on the dataset's storage."""
+
+    def __init__(self, ds):
+        self.staged_puts = 0
+        inner_put, inner_put_from = ds.storage.put, ds.storage.put_from
+
+        def put(key, data, **kw):
+            self.staged_puts += key.startswith("files/")
+            return inner_put(key, data, **kw)
+
+        def put_from(key, f, size, **kw):
+            self.staged_puts += key.startswith("files/")
+            return inner_put_from(key, f, size, **kw)
+
+        ds.storage.put, ds.storage.put_from = put, put_from
+
+
+def test_rsync_temp_file_is_stored_once_as_the_sample(fs, photos):
+    """rsync's pattern: write .name.XXXXXX, close, set times and mode, rename. The closed
+    staging file waits in memory, so it is stored once, as the sample: never put as a
+    staged file, read back and deleted."""
+    fs.mkdir("/img", 0o755)
+    put(fs, "/img/first.jpg", photos[0].read_bytes())
+    counting = CountingStorage(fs.ds)
+    data = photos[1].read_bytes()
+    put(fs, "/img/.b.jpg.Xy12Ab", data, mode=0o600)
+    assert "img/.b.jpg.Xy12Ab" not in fs.ds._manifest.files  # held, not stored
+    assert fs.getattr("/img/.b.jpg.Xy12Ab").size == len(data)
+    assert dict(fs.readdir("/img"))[".b.jpg.Xy12Ab"].size == len(data)
+    assert get(fs, "/img/.b.jpg.Xy12Ab") == data
+    fs.utimens("/img/.b.jpg.Xy12Ab", 1_600_000_000_123_456_789)
+    fs.chmod("/img/.b.jpg.Xy12Ab", 0o640)
+    fs.rename("/img/.b.jpg.Xy12Ab", "/img/b.jpg")
+    assert counting.staged_puts == 0
+    assert errno_of(fs.getattr, "/img/.b.jpg.Xy12Ab") == errno.ENOENT
+    assert fs.getattr("/img/b.jpg") == (FILE, len(data), 1_600_000_000_123_456_789, 0o640)
+    fs.commit()
+    assert counting.staged_puts == 0 and not fs.ds._manifest.files
+    assert fs.ds.img["b"].tobytes() == data
+
+
+def test_held_file_is_stored_by_the_next_commit_and_survives_a_remount(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    put(fs, "/README", b"hello")
+    assert "README" not in ds._manifest.files
+    fs.commit()
+    assert ds.read_file("README") == b"hello" and not fs._held
+    put(fs, "/NOTES", b"kept at unmount")
+    fs.shutdown()
+    ds.close()
+    back = lakefs.load(tmp_path / "ds", read_only=True)
+    assert back.read_file("NOTES") == b"kept at unmount"
+
+
+def test_periodic_commit_stores_held_files(tmp_path):
+    import time
+
+    ds = lakefs.empty(tmp_path / "ds", commit_interval=0.05)
+    fs = DatasetFS(ds, Config())
+    put(fs, "/README", b"durable within the interval")
+    deadline = time.monotonic() + 10
+    while "README" not in ds._manifest.files and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lakefs.load(tmp_path / "ds", read_only=True).read_file("README") == b"durable within the interval"
+    ds.close()
+
+
+def test_held_file_refused_as_a_sample_stays_under_its_old_name(fs, photos):
+    fs.mkdir("/img", 0o755)
+    put(fs, "/img/first.jpg", photos[0].read_bytes())
+    put(fs, "/img/.c.jpg.tmp", b"not a jpeg")
+    assert errno_of(fs.rename, "/img/.c.jpg.tmp", "/img/c.jpg") == errno.EINVAL
+    assert get(fs, "/img/.c.jpg.tmp") == b"not a jpeg"
+    assert errno_of(fs.getattr, "/img/c.jpg") == errno.ENOENT
+    fs.commit()
+    assert fs.ds.read_file("img/.c.jpg.tmp") == b"not a jpeg"
+
+
+def test_held_file_unlinked_reopened_or_replaced(fs):
+    counting = CountingStorage(fs.ds)
+    put(fs, "/gone", b"x")
+    fs.unlink("/gone")
+    assert errno_of(fs.getattr, "/gone") == errno.ENOENT
+    put(fs, "/grown", b"abc")
+    fh = fs.open("/grown", os.O_WRONLY)
+    fs.write(fh, b"def", 3)
+    fs.release(fh)
+    put(fs, "/a", b"from a")
+    put(fs, "/b", b"old b")
+    fs.rename("/a", "/b")  # onto another held file: it is replaced, never stored
+    fs.commit()
+    assert counting.staged_puts == 2
+    assert fs.ds.read_file("grown") == b"abcdef" and fs.ds.read_file("b") == b"from a"
+    assert sorted(fs.ds._manifest.files) == ["b", "grown"] and not fs._held and not fs._open
+
+
+def test_directory_with_held_files_can_be_renamed_at_once(fs):
+    fs.mkdir("/d", 0o755)
+    put(fs, "/d/.tmp1", b"1")
+    put(fs, "/d/.tmp2", b"2")
+    fs.rename("/d", "/e")  # held files are closed: not "busy"
+    assert get(fs, "/e/.tmp1") == b"1" and get(fs, "/e/.tmp2") == b"2"
+
+
+def test_held_files_are_bounded(fs, monkeypatch):
+    from lakefs.fs import tree
+
+    monkeypatch.setattr(tree, "HOLD_BYTES", 10)
+    put(fs, "/small", b"12345")
+    put(fs, "/big", b"12345678901")  # over the bound alone: stored at close
+    put(fs, "/next", b"123456")  # 5 + 6 > 10: stored at close
+    assert sorted(fs.ds._manifest.files) == ["big", "next"] and list(fs._held) == ["small"]
+    monkeypatch.setattr(tree, "HOLD_FILES", 1)
+    put(fs, "/other", b"1")
+    assert "other" in fs.ds._manifest.files
+
+
+def test_a_held_file_that_cannot_be_stored_fails_the_commit_and_stays_held(tmp_path):
+    from lakefs.dataset import Dataset
+    from lakefs.storage import MemoryStorage
+    from lakefs.storage.faults import FaultyStorage
+
+    storage = FaultyStorage(MemoryStorage(), fail_at=10**9, mode="enospc")
+    fs = DatasetFS(Dataset(storage, create=True), Config())
+    put(fs, "/README", b"hello")
+    storage.fail_at = storage.count + 1  # the next storage call fails: the staged put
+    assert errno_of(fs.commit) == errno.ENOSPC
+    assert get(fs, "/README") == b"hello" and "README" in fs._held  # kept for the next try
+    storage.fail_at = 10**9
+    fs.commit()
+    assert fs.ds.read_file("README") == b"hello" and not fs._held and not fs._open
+
+
+def test_held_files_are_uploaded_without_the_filesystem_lock(tmp_path):
+    """On an object store each staged upload is a network call: the commit that stores
+    held files must not keep the mount's other operations waiting for them."""
+    import threading
+
+    from lakefs.dataset import Dataset
+    from lakefs.storage import MemoryStorage
+    from lakefs.storage.base import StorageWrapper
+
+    class SlowPuts(StorageWrapper):
+        def __init__(self, inner):
+            super().__init__(inner)
+            self.putting, self.go_on = threading.Event(), threading.Event()
+
+        def put(self, key, data, **kw):
+            if key.startswith("files/") and not self.putting.is_set():  # the first one is slow
+                self.putting.set()
+                assert self.go_on.wait(10)
+            self.inner.put(key, data, **kw)
+
+    storage = SlowPuts(MemoryStorage())
+    fs = DatasetFS(Dataset(storage, create=True), Config())
+    put(fs, "/a", b"first")
+    committer = threading.Thread(target=fs.commit)
+    committer.start()
+    try:
+        assert storage.putting.wait(10)
+        done = threading.Event()
+
+        def other_operations():
+            fs.getattr("/a")
+            put(fs, "/b", b"meanwhile")
+            fs.rename("/a", "/c")  # renamed while its upload runs: that upload is dropped
+            done.set()
+
+        threading.Thread(target=other_operations, daemon=True).start()
+        assert done.wait(5), "file operations waited for the commit's upload"
+    finally:
+        storage.go_on.set()
+        committer.join(10)
+    fs.commit()
+    assert sorted(fs.ds._manifest.files) == ["b", "c"]
+    assert fs.ds.read_file("c") == b"first" and fs.ds.read_file("b") == b"meanwhile"
