@@ -5,8 +5,9 @@ Everything runs in one go against one local S3 server (moto's standalone server 
 127.0.0.1, as in tests/s3/), with N real-photo JPEGs (scripts/make_photos.py):
 
 1. **Writes.** ``lakefs ingest SRC s3://bucket/ds -j 0`` (the CLI, process start included)
-   against copying the same files to ``s3://bucket/raw/`` with fsspec (``fs.put`` of the
-   folder: s3fs uploads them concurrently).
+   and ``rsync -a`` into a writable mount of a new dataset (until the unmount has
+   committed), against copying the same files to ``s3://bucket/raw/`` with fsspec
+   (``fs.put`` of the folder: s3fs uploads them concurrently).
 2. **Reads, one reader.** Every file read sequentially (open + read, like ``cat``):
    - *fsspec*: ``fs.cat_file`` of each raw object (no cache exists on this path);
    - *mount, no cache* (``storage.cache_size: 0``): each sample is one ranged GET;
@@ -61,10 +62,11 @@ def is_mounted(mnt: Path) -> bool:
 
 
 @contextlib.contextmanager
-def mounted(mnt: Path, config: Path, log: Path) -> Iterator[None]:
-    """A read-only lakefs mount of DATASET in the foreground; always unmounted."""
+def mounted(mnt: Path, config: Path, log: Path, dataset: str = DATASET, ro: bool = True) -> Iterator[None]:
+    """A lakefs mount of ``dataset`` (read-only by default) in the foreground; always
+    unmounted, and the mount process waited for (a writable one commits at unmount)."""
     mnt.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "lakefs", "mount", "-f", DATASET, str(mnt), "-o", "ro",
+    argv = [sys.executable, "-m", "lakefs", "mount", "-f", dataset, str(mnt), *(["-o", "ro"] if ro else []),
             "--config", str(config)]
     with open(log, "ab") as logf:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
@@ -156,6 +158,14 @@ def main() -> int:
         rows += [("write: fsspec put of the folder", t_put, nbytes, "1.00"),
                  ("write: lakefs ingest (CLI, process start included)", t_ingest, nbytes,
                   f"{t_ingest / t_put:.2f}")]
+        # rsync -a into a writable mount of a new dataset; the unmount (final commit) included
+        config = write_config(work / "rw.yaml", server.endpoint, work / "cache_rw")
+        with mounted(work / "mnt", config, log, dataset=f"s3://{BUCKET}/rsynced", ro=False):
+            (work / "mnt" / "images").mkdir()
+            t0 = time.perf_counter()
+            subprocess.run(["rsync", "-a", f"{src}/", f"{work / 'mnt' / 'images'}/"], check=True)
+        t_rsync = time.perf_counter() - t0
+        rows.append(("write: rsync -a into a mount (unmount included)", t_rsync, nbytes, f"{t_rsync / t_put:.2f}"))
 
         # 2. reads, one mount
         paths = sorted(fs.find(RAW))
