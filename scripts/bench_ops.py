@@ -8,7 +8,8 @@ errno mapping) in-process, in the order the kernel sends them for ``cp -r`` of o
 
     LOOKUP ×3 (missing name) → CREATE + GETATTR → WRITE → FLUSH → RELEASE → GETATTR
 
-and then a ``stat`` of every stored file (LOOKUP), for the same real photos, for lakefs
+then a ``stat`` of every stored file (LOOKUP), and ``cat`` of each (OPEN, READ of the
+whole file, RELEASE; a warm ``cat`` sends only OPEN and RELEASE), for the same real photos, for lakefs
 (a local dataset, a jpeg tensor) and for scripts/bare_memfs.py. It reports µs per file
 for each step and the ratio floor/lakefs: what lakefs's own work costs on top of the
 binding's. (The floor has no ``flush``: on a mount the kernel stops sending FLUSH to it.)
@@ -38,7 +39,8 @@ from make_photos import make_photos  # noqa: E402
 from lakefs.fs.binding import FUSE, _impl  # noqa: E402
 
 STEPS = ("lookup (missing) x3", "create + getattr", "write", "flush", "release", "getattr (stored)",
-         "stat of every file")
+         "stat of every file", "open + release (read-only)", "read of the whole file")
+WRITE_STEPS = STEPS[:6]  # what cp -r costs per file
 
 
 def binding_for(operations: Any, raw_fi: bool) -> FUSE:
@@ -107,6 +109,22 @@ def run(which: str, files: list[tuple[bytes, bytes]], workdir: Path) -> dict[str
         if call(fuse.getattr_fuse_3, b"/images/" + name, buf, None) or st.st_size != len(data):
             raise SystemExit(f"{which}: stat of {name.decode()} failed")
     spent["stat of every file"] = clock() - t
+    rbuf = ctypes.create_string_buffer(1 << 20)
+    rptr = ctypes.cast(rbuf, ctypes.POINTER(ctypes.c_byte))
+    for name, data in files:
+        path = b"/images/" + name
+        fi.flags = os.O_RDONLY
+        t0 = clock()
+        rc = call(fuse.open, path, fip)
+        t1 = clock()
+        n = call(fuse.read, path, rptr, 1 << 20, 0, fip)
+        t2 = clock()
+        rc = rc or call(fuse.release, path, fip)
+        t3 = clock()
+        if rc or n != len(data) or rbuf.raw[:n] != data:
+            raise SystemExit(f"{which}: reading {name.decode()} back failed")
+        spent["open + release (read-only)"] += (t1 - t0) + (t3 - t2)
+        spent["read of the whole file"] += t2 - t1
     if fs is not None:
         fs.shutdown()
         ds.close()
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     totals = {w: 0.0 for w in best}
     for step in STEPS:
         f, l = best["floor"].get(step, 0.0) / n * 1e6, best["lakefs"][step] / n * 1e6
-        if step != "stat of every file":
+        if step in WRITE_STEPS:
             totals["floor"] += f
             totals["lakefs"] += l
         ratio = f"{f / l:.2f}×" if f else "(none)"

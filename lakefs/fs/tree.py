@@ -450,7 +450,11 @@ class DatasetFS:
             return False
         if self._held_bytes - (held or 0) + of.size > HOLD_BYTES:
             return False
-        parent, name = split(of.path)
+        return self._is_staging_path(of.path)
+
+    def _is_staging_path(self, p: str) -> bool:
+        """Whether a file stored at ``p`` would be a staged file, not a sample."""
+        parent, name = split(p)
         if self._tensor_for(parent, name) is not None:
             return False
         return not (self._dir_kind(parent) == "pending" and split_filename(name))  # a tensor's first file
@@ -694,17 +698,27 @@ class DatasetFS:
             self._dir_mtime_ns = time.time_ns()
 
     def _rename_held(self, of: OpenFile, n: str) -> None:
-        """Rename a held staging file: its buffer is stored once, under the new name (as
-        a sample when that is a sample name: its checks fail the rename, and the file
-        stays held under its old name)."""
+        """Rename a held staging file. To another staging name it stays held, under the
+        new name; to a sample name its buffer is stored once, as that sample (its checks
+        fail the rename, and the file stays held under its old name)."""
         o = of.path
-        with of.contents() as (data, size, version):
-            self._store(n, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
-        of.mark_clean(version)
+        if self._is_staging_path(n):
+            if n in self.ds._manifest.files:  # replaced by the rename
+                self.ds.delete_file(n)
+            self._detach(n)
+            del self._open[o]
+            self._unhold(o)
+            of.path = n
+            self._open[n] = of
+            self._hold(of)
+        else:
+            with of.contents() as (data, size, version):
+                self._store(n, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
+            of.mark_clean(version)
+            self._drop_open(of)
+            self._detach(n)
         if o in self.ds._manifest.files:  # a version stored before it was held
             self.ds.delete_file(o)
-        self._drop_open(of)
-        self._detach(n)
 
     def _detach(self, p: str) -> None:
         """Forget the file being written or held at ``p`` (replaced by a rename): handles

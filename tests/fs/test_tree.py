@@ -413,10 +413,18 @@ def test_held_file_unlinked_reopened_or_replaced(fs):
     put(fs, "/a", b"from a")
     put(fs, "/b", b"old b")
     fs.rename("/a", "/b")  # onto another held file: it is replaced, never stored
+    assert "b" in fs._held and counting.staged_puts == 0  # a staging name: still held
     fs.commit()
     assert counting.staged_puts == 2
     assert fs.ds.read_file("grown") == b"abcdef" and fs.ds.read_file("b") == b"from a"
     assert sorted(fs.ds._manifest.files) == ["b", "grown"] and not fs._held and not fs._open
+    put(fs, "/d", b"new d")
+    fs.rename("/d", "/b")  # onto a stored file: the stored version is gone at once
+    assert get(fs, "/b") == b"new d" and "b" not in fs.ds._manifest.files
+    fs.unlink("/b")
+    assert errno_of(fs.getattr, "/b") == errno.ENOENT  # the older stored b does not come back
+    fs.commit()
+    assert sorted(fs.ds._manifest.files) == ["grown"] and counting.staged_puts == 2
 
 
 def test_directory_with_held_files_can_be_renamed_at_once(fs):

@@ -77,6 +77,43 @@ def test_writable_mount_commits_to_the_store(photos, s3_endpoint, s3_url, s3_con
         p.name: md5(p.read_bytes()) for p in photos}
 
 
+def test_rsync_into_a_writable_mount_stores_each_file_once(photos, s3_endpoint, s3_url, tmp_path,
+                                                          mountpoint):
+    """rsync writes .name.XXXXXX, closes it and renames it: the closed temp file waits in
+    memory, so each photo goes into a chunk and no staged object is ever uploaded."""
+    import yaml
+
+    config = tmp_path / "lakefs.yaml"  # no periodic commit during the test: nothing stored early
+    config.write_text(yaml.safe_dump({"storage": {"options": options(s3_endpoint), "cache_dir": str(tmp_path / "c")},
+                                      "commit_interval": 600}))
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in photos:
+        shutil.copy2(p, src / p.name)
+    (src / "README").write_text("a plain file, kept as one")
+    prefix = s3_url.removeprefix(f"s3://{BUCKET}/") + "/"
+    client = boto_client(s3_endpoint)
+
+    def staged_objects() -> list[str]:
+        listed = client.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "files/")
+        return [o["Key"] for o in listed.get("Contents", [])]
+
+    with mounted(lakefs_mount(s3_url, mountpoint, "--config", str(config)), mountpoint):
+        (mountpoint / "images").mkdir()
+        shutil.copyfile(photos[0], mountpoint / "images" / photos[0].name)  # a jpeg tensor
+        subprocess.run(["rsync", "-a", "--exclude", "README", f"{src}/", f"{mountpoint}/images/"], check=True)
+        subprocess.run(["rsync", "-a", f"{src}/README", f"{mountpoint}/"], check=True)
+        assert staged_objects() == []  # the README too waits for the next commit
+        assert (mountpoint / "README").read_text() == "a plain file, kept as one"
+        again = subprocess.run(["rsync", "-a", "--stats", "--exclude", "README", f"{src}/",
+                                f"{mountpoint}/images/"], check=True, capture_output=True, text=True)
+        assert "Number of regular files transferred: 0" in again.stdout
+    ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint))
+    assert {s.filename: md5(s.tobytes()) for s in ds.images} == {p.name: md5(p.read_bytes()) for p in photos}
+    assert ds.read_file("README") == b"a plain file, kept as one"
+    assert len(staged_objects()) == 1  # the README, stored by the commit at unmount
+
+
 def test_api_cache_dir_keeps_chunks_locally(photos, s3_endpoint, s3_url, tmp_path):
     want = fill(s3_url, s3_endpoint, photos)
     ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint),
