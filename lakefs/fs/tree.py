@@ -297,6 +297,7 @@ class DatasetFS:
             if of is None:
                 of = self._open_committed(path, empty=bool(flags & os.O_TRUNC))
                 self._open[p] = of
+            self._unhold(p)  # being written again: stored (or held) at its next close
             if flags & os.O_TRUNC and of.size:
                 of.truncate(0)
             elif flags & os.O_TRUNC:
@@ -355,6 +356,7 @@ class DatasetFS:
                 raise IsADirectoryError_(f"{path!r} is a directory")
             if p in self._open:
                 of = self._open[p]
+                self._unhold(p)  # being written again: stored (or held) at its next close
                 of.truncate(0)
             else:
                 of = OpenFile(p, b"", mode=stat.S_IMODE(mode), mtime_ns=time.time_ns(),
@@ -397,12 +399,14 @@ class DatasetFS:
 
     def flush(self, fh: int) -> None:
         """Commit the file's data if it changed: errors are returned to ``close``. A
-        staging file that may be held is left for its release (nothing to check)."""
+        staging file that may be held is held instead (nothing to check)."""
         handle = self.handle(fh)
         of = handle.openfile
         if of is not None and of.dirty and not of.detached:
             with self._lock:
-                if not self._may_hold(of):
+                if self._may_hold(of):
+                    self._hold(of)  # decided here, so that a store error still reaches close
+                else:
                     self._commit(of)
 
     def release(self, fh: int) -> None:
@@ -421,6 +425,7 @@ class DatasetFS:
                     if held:
                         self._hold(of)
                     else:
+                        self._unhold(of.path)
                         self._commit(of)
             except LakeFSError as e:
                 log.error("%s: not stored: %s", of.path, e)
@@ -495,7 +500,7 @@ class DatasetFS:
             file_id = self.ds.stage_file(data, len(data))
             with self._lock:
                 if self._open.get(of.path) is of and of.path in self._held and of.version == version \
-                        and self._may_hold(of):  # (still a staging file: not a sample name now)
+                        and self._is_staging_path(of.path):  # (not a sample name now)
                     self.ds.publish_file(of.path, file_id, len(data), mtime_ns=of.mtime_ns, mode=of.mode)
                     of.mark_clean(version)
                     of.exists = True
@@ -603,6 +608,14 @@ class DatasetFS:
             of = self._handles[fh].openfile if fh in self._handles else self._open.get(p)
             if of is not None:
                 of.truncate(length)
+                if of.path in self._held:  # held (closed or closing): still within the limits?
+                    if self._may_hold(of):
+                        self._hold(of)
+                    else:
+                        self._unhold(of.path)
+                        self._commit(of)
+                        if of.refs == 0:
+                            self._drop_open(of)
                 return
             if self.getattr(path).is_dir():
                 raise IsADirectoryError_(f"{path!r} is a directory")
@@ -684,16 +697,17 @@ class DatasetFS:
                 raise IsADirectoryError_(f"{new!r} is a directory")
             of = self._open.get(o)
             if of is not None and of.dirty and not of.detached:
-                if o in self._held and of.refs == 0:
+                if o in self._held:
                     self._rename_held(of, n)
                     self._dir_mtime_ns = time.time_ns()
                     return
                 self._commit(of)
             self._rename_file(o, n)
             of = self._open.pop(o, None)
+            self._unhold(o)
+            self._detach(n)  # a file being written or held at the new name is replaced
             if of is not None:  # handles still open on the old name keep their buffer
                 of.path = n
-                self._detach(n)
                 self._open[n] = of
             self._dir_mtime_ns = time.time_ns()
 
@@ -702,21 +716,21 @@ class DatasetFS:
         new name; to a sample name its buffer is stored once, as that sample (its checks
         fail the rename, and the file stays held under its old name)."""
         o = of.path
-        if self._is_staging_path(n):
-            if n in self.ds._manifest.files:  # replaced by the rename
-                self.ds.delete_file(n)
-            self._detach(n)
-            del self._open[o]
-            self._unhold(o)
-            of.path = n
-            self._open[n] = of
-            self._hold(of)
-        else:
+        staging = self._is_staging_path(n)
+        if not staging:
             with of.contents() as (data, size, version):
                 self._store(n, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
             of.mark_clean(version)
-            self._drop_open(of)
-            self._detach(n)
+        del self._open[o]
+        self._unhold(o)
+        self._detach(n)  # a stored staged file at n stays until the held one replaces it
+        if staging or of.refs:  # handles still open (a reader, a close in progress) follow it
+            of.path = n
+            self._open[n] = of
+            if staging:
+                self._hold(of)
+        else:
+            of.close()
         if o in self.ds._manifest.files:  # a version stored before it was held
             self.ds.delete_file(o)
 

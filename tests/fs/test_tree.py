@@ -419,8 +419,9 @@ def test_held_file_unlinked_reopened_or_replaced(fs):
     assert fs.ds.read_file("grown") == b"abcdef" and fs.ds.read_file("b") == b"from a"
     assert sorted(fs.ds._manifest.files) == ["b", "grown"] and not fs._held and not fs._open
     put(fs, "/d", b"new d")
-    fs.rename("/d", "/b")  # onto a stored file: the stored version is gone at once
-    assert get(fs, "/b") == b"new d" and "b" not in fs.ds._manifest.files
+    fs.rename("/d", "/b")  # onto a stored file: shown at once, stored at the commit
+    assert get(fs, "/b") == b"new d" and dict(fs.readdir("/"))["b"].size == 5
+    assert fs.ds.read_file("b") == b"from a"  # until then the stored one stays (old or new)
     fs.unlink("/b")
     assert errno_of(fs.getattr, "/b") == errno.ENOENT  # the older stored b does not come back
     fs.commit()
@@ -507,3 +508,111 @@ def test_held_files_are_uploaded_without_the_filesystem_lock(tmp_path):
     fs.commit()
     assert sorted(fs.ds._manifest.files) == ["b", "c"]
     assert fs.ds.read_file("c") == b"first" and fs.ds.read_file("b") == b"meanwhile"
+
+
+def test_rename_of_a_stored_file_onto_a_held_one_replaces_it(fs):
+    """(review) The source is not open: the held file at the target must still go."""
+    put(fs, "/README.new", b"NEW CONTENT")
+    fs.commit()
+    put(fs, "/README", b"old held")
+    fs.rename("/README.new", "/README")
+    assert get(fs, "/README") == b"NEW CONTENT" and fs.getattr("/README").size == 11
+    fs.commit()
+    assert fs.ds.read_file("README") == b"NEW CONTENT" and not fs._held
+
+
+def test_truncate_of_a_held_file_past_the_limits_stores_it(fs, monkeypatch):
+    from lakefs.fs import tree
+
+    put(fs, "/a", b"12345")
+    fs.truncate("/a", 3)  # within the limits: still held, with its new size
+    assert fs._held == {"a": 3} and fs._held_bytes == 3
+    monkeypatch.setattr(tree, "HOLD_BYTES", 100)
+    fs.truncate("/a", 1000)  # past them: stored now, never read back at every commit
+    assert not fs._held and fs._held_bytes == 0
+    assert fs.ds.read_file("a") == b"123" + bytes(997)
+
+
+def test_failed_store_of_a_held_file_renamed_over_a_stored_one_keeps_the_old(tmp_path):
+    """(review) rename(2) gives the old or the new file, never neither."""
+    from lakefs.dataset import Dataset
+    from lakefs.storage import MemoryStorage
+    from lakefs.storage.faults import FaultyStorage
+
+    storage = FaultyStorage(MemoryStorage(), fail_at=10**9, mode="enospc", sticky=True)
+    ds = Dataset(storage, create=True)
+    fs = DatasetFS(ds, Config())
+    put(fs, "/README", b"v1")
+    fs.commit()
+    put(fs, "/.README.tmp", b"v2")
+    fs.rename("/.README.tmp", "/README")
+    storage.fail_at = storage.count + 1  # every storage call from now on fails
+    fs.shutdown()  # the held v2 cannot be stored: logged, and the commit fails
+    assert ds.read_file("README") == b"v1"
+
+
+def test_a_held_file_being_rewritten_is_not_committed_half_written(fs):
+    """(review) Reopened for writing, a held file is an ordinary open file again."""
+    put(fs, "/conf.json", b'{"complete": true}')
+    fs.commit()
+    put(fs, "/conf.json", b'{"v": 2}')
+    fh = fs.open("/conf.json", os.O_WRONLY | os.O_TRUNC)
+    fs.write(fh, b'{"compl', 0)
+    fs.commit()  # the half-written buffer is not stored
+    assert fs.ds.read_file("conf.json") == b'{"complete": true}'
+    fs.write(fh, b'ete": 3}', 7)
+    fs.flush(fh)
+    fs.release(fh)
+    fs.commit()
+    assert fs.ds.read_file("conf.json") == b'{"complete": 3}'
+
+
+def test_the_hold_decided_at_flush_stands_at_release(fs, monkeypatch):
+    """(review) flush decides: a file it holds is not stored at release (where an error
+    could only be logged) because other files filled the limits meanwhile."""
+    from lakefs.fs import tree
+
+    monkeypatch.setattr(tree, "HOLD_BYTES", 10)
+    fh = fs.create("/x", 0o644)
+    fs.write(fh, b"12345678", 0)
+    fs.flush(fh)
+    put(fs, "/y", b"123")  # over the limit with x held: stored at its close
+    fs.release(fh)
+    assert list(fs._held) == ["x"] and "y" in fs.ds._manifest.files
+
+
+def test_rename_of_a_held_file_a_reader_has_open(fs, photos):
+    fs.mkdir("/img", 0o755)
+    put(fs, "/img/first.jpg", photos[0].read_bytes())
+    data = photos[1].read_bytes()
+    put(fs, "/img/.b.tmp", data)
+    fh = fs.open("/img/.b.tmp", os.O_RDONLY)
+    fs.rename("/img/.b.tmp", "/img/b.jpg")  # stored as the sample; the reader keeps reading
+    assert fs.read(fh, 1 << 20, 0) == data
+    fs.release(fh)
+    assert not fs._held and fs._held_bytes == 0 and not fs._open
+    assert get(fs, "/img/b.jpg") == data
+
+
+def test_compact_with_a_mount_attached_does_not_deadlock(tmp_path):
+    """(review) compact held the dataset lock when the commit hook takes the mount's,
+    while the mount's operations take the mount's lock, then the dataset's."""
+    import threading
+
+    from lakefs.dataset import maintenance
+
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    put(fs, "/README", b"x")
+    compacted, made = threading.Event(), threading.Event()
+
+    def mkdirs():
+        for i in range(200):
+            fs.mkdir(f"/d{i}", 0o755)
+        made.set()
+
+    threading.Thread(target=lambda: (maintenance.compact(ds), compacted.set()), daemon=True).start()
+    threading.Thread(target=mkdirs, daemon=True).start()
+    assert compacted.wait(10) and made.wait(10), "deadlock"  # (the stuck threads are daemons)
+    assert ds.read_file("README") == b"x"
+    ds.close()
