@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 mine[step] = min(mine[step], s)
     shutil.rmtree(work / "ops", ignore_errors=True)
     print(f"\nPython cost per file, in µs (best of {a.repeat}; {n} photos, no kernel)\n")
-    print(f"| step | floor | lakefs | floor/lakefs |\n|---|---:|---:|---:|")
+    print("| step | floor | lakefs | floor/lakefs |\n|---|---:|---:|---:|")
     totals = {w: 0.0 for w in best}
     for step in STEPS:
         f, l = best["floor"].get(step, 0.0) / n * 1e6, best["lakefs"][step] / n * 1e6

@@ -121,6 +121,20 @@ def mountpoint(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def fsync_log(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths fsynced from now on, in order (``os.fsync`` is spied on; it still syncs)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return synced
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     # pytest parses the command line before it loads conftests below tests/ (only
     # tests/test*/conftest.py are read that early), so `pytest --soak` from the repo root

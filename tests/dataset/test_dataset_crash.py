@@ -204,19 +204,13 @@ def test_compact_merges_small_chunks_and_leaves_healthy_ones_alone(tmp_path):
     ds.close()
 
 
-def test_staged_files_are_flushed_by_the_commit_that_publishes_them(tmp_path, monkeypatch):
+def test_staged_files_are_flushed_by_the_commit_that_publishes_them(tmp_path, fsync_log):
     """A staged file (what rsync writes before its rename) is put without an fsync of its
     own: the commit fsyncs it, and its directory, before HEAD names it. Its deletion once
     obsolete is made durable by a later commit's sync, not one fsync each."""
     ds = lakefs.empty(tmp_path / "ds")
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def spy(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", spy)
+    synced = fsync_log
+    synced.clear()
     ds.write_file("notes.txt", b"staged bytes")
     root = Path(ds.storage.root)
     staged = [p for p in (root / "files").rglob("*") if p.is_file()]

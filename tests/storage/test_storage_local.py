@@ -62,15 +62,8 @@ def test_root_is_created_on_first_put_and_not_when_read_only(tmp_path: Path) -> 
     assert (root / "x" / "y").read_bytes() == b"1"
 
 
-def test_put_fsyncs_file_and_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def spy(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", spy)
+def test_put_fsyncs_file_and_directories(tmp_path: Path, fsync_log: list[str]) -> None:
+    synced = fsync_log
     root = tmp_path / "ds"
     LocalStorage(root).put("new/dir/obj", b"data")
     assert any(".obj.tmp~" in p for p in synced)  # the data, before the rename
@@ -110,20 +103,13 @@ def test_put_without_sync_is_flushed_by_sync_and_retried_after_a_failure(
     assert synced == []
 
 
-def test_put_from_without_sync_and_deletes_are_flushed_by_sync(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[str] = []
-    real_fsync = os.fsync
-
-    def spy(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fsync(fd)
-
+def test_put_from_without_sync_and_deletes_are_flushed_by_sync(tmp_path: Path, fsync_log: list[str]) -> None:
+    synced = fsync_log
     root = tmp_path / "ds"
     store = LocalStorage(root)
     store.put("files/old", b"x")
     store.put("other/gone", b"y")
-    monkeypatch.setattr(os, "fsync", spy)
+    synced.clear()
     with open(tmp_path / "src", "w+b") as f:
         f.write(b"staged")
         f.seek(0)
