@@ -83,6 +83,7 @@ class Dataset:
         self._closed = False
         self._dirty = False
         self._before_commit: list[Callable[[], None]] = []
+        self._staging: set[int] = set()  # ids of staged files put, not yet published or dropped
         self.generation = 0  # bumped by every change: lets views cache lookups safely
         self._obsolete: list[str] = []
         self._dropped_prefixes: list[str] = []
@@ -660,19 +661,30 @@ class Dataset:
         with self._lock:
             self._check_writable()
             file_id = self._ids.take()
+            self._staging.add(file_id)  # compact must not take it for garbage meanwhile
         # Durable at the next commit, which syncs before it publishes (as sealed chunks
         # are): an fsync of each staged file cost most of an rsync -a into the mount.
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            self.storage.put(keys.staged_file(file_id), data, sync=False)
-        else:
-            self.storage.put_from(keys.staged_file(file_id), data, size, sync=False)
+        try:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                self.storage.put(keys.staged_file(file_id), data, sync=False)
+            else:
+                self.storage.put_from(keys.staged_file(file_id), data, size, sync=False)
+        except BaseException:
+            with self._lock:
+                self._staging.discard(file_id)
+            raise
         return file_id
 
     def publish_file(self, path: str, file_id: int, size: int, *, mtime_ns: int | None = None,
                      mode: int = 0o644) -> None:
         """Keep the staged bytes ``file_id`` (:meth:`stage_file`) as the plain file ``path``."""
         with self._lock:
-            self._check_file_path(path)
+            self._staging.discard(file_id)
+            try:
+                self._check_file_path(path)
+            except BaseException:
+                self._obsolete.append(keys.staged_file(file_id))
+                raise
             old = self._manifest.files.get(path)
             if old is not None:
                 self._obsolete.append(keys.staged_file(old.file_id))
@@ -682,6 +694,7 @@ class Dataset:
     def drop_staged(self, file_id: int) -> None:
         """Give up staged bytes never published: deleted after the next commit."""
         with self._lock:
+            self._staging.discard(file_id)
             self._obsolete.append(keys.staged_file(file_id))
 
     def _check_file_path(self, path: str) -> None:

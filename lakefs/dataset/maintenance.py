@@ -82,6 +82,7 @@ def delete_unreferenced(ds: Dataset) -> None:
     live.update(keys.manifest(s) for s in range(max(1, m.seq - KEEP_MANIFESTS + 1), m.seq + 1))
     live.update(keys.rows_segment(int(r["id"])) for r in m.rows)
     live.update(keys.staged_file(f.file_id) for f in m.files.values())
+    live.update(keys.staged_file(i) for i in ds._staging)  # put, about to be published
     for tensor in ds._tensors.values():
         tid = tensor.meta.tid
         live.update(keys.index_segment(tid, int(s["id"])) for s in tensor.meta.segments)

@@ -124,6 +124,7 @@ class OpenFile:
         self.dirty = not exists
         self.version = 0  # counts changes to the contents
         self.refs = 0
+        self.writers = 0  # handles open for writing (of refs)
         self.detached = False  # unlinked or failed: never committed
         self.lock = threading.Lock()
 
@@ -304,9 +305,10 @@ class Handle:
     """An open file descriptor: a write buffer, or a lazily read snapshot of a file."""
 
     def __init__(self, path: str, openfile: OpenFile | None = None, loader: Any = None,
-                 ranged: Any = None):
+                 ranged: Any = None, *, writes: bool = False):
         self.path = path
         self.openfile = openfile
+        self.writes = writes  # opened for writing (counted in openfile.writers)
         self._loader = loader
         self._ranged = ranged  # read(offset, size) of a large sample: no whole-file load
         self._data: bytes | None = None

@@ -304,7 +304,8 @@ class DatasetFS:
                 of.dirty, of.mtime_ns = True, time.time_ns()
                 of.version += 1
             of.refs += 1
-            return self._new_handle(Handle(p, of))
+            of.writers += 1
+            return self._new_handle(Handle(p, of, writes=True))
 
     def _ranged(self, p: str) -> tuple[Any, int] | None:
         """(read(offset, size), size) for a big committed file read in pieces (a tiled
@@ -364,7 +365,8 @@ class DatasetFS:
                 of.dirty = True
                 self._open[p] = of
             of.refs += 1
-            return self._new_handle(Handle(p, of))
+            of.writers += 1
+            return self._new_handle(Handle(p, of, writes=True))
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         return self.handle(fh).read(size, offset)
@@ -402,12 +404,14 @@ class DatasetFS:
         staging file that may be held is held instead (nothing to check)."""
         handle = self.handle(fh)
         of = handle.openfile
-        if of is not None and of.dirty and not of.detached:
+        if of is not None and handle.writes and of.dirty and not of.detached:
             with self._lock:
-                if self._may_hold(of):
-                    self._hold(of)  # decided here, so that a store error still reaches close
-                else:
+                if not self._may_hold(of):
+                    self._unhold(of.path)
                     self._commit(of)
+                elif of.writers == 1:  # the last writer's close: decided here, so that a
+                    self._hold(of)  # store error would still reach close
+                # else: other writers still write; the last one's close decides
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -416,6 +420,7 @@ class DatasetFS:
             if of is None:
                 return
             of.refs -= 1
+            of.writers -= handle.writes
             if of.refs > 0:
                 return
             held = False
@@ -490,6 +495,8 @@ class DatasetFS:
             batch = []
             for path in [p for p in self._held if p.startswith(prefix)]:
                 of = self._open.get(path)
+                if of is not None and of.writers:
+                    continue  # being written (or closing): its last close decides
                 if of is not None and of.dirty and not of.detached:
                     batch.append((of, *of.snapshot()))
                 elif of is not None and of.refs == 0:
@@ -608,7 +615,8 @@ class DatasetFS:
             of = self._handles[fh].openfile if fh in self._handles else self._open.get(p)
             if of is not None:
                 of.truncate(length)
-                if of.path in self._held:  # held (closed or closing): still within the limits?
+                if of.path in self._held and self._open.get(of.path) is of and not of.detached:
+                    # held (closed or closing): still within the limits?
                     if self._may_hold(of):
                         self._hold(of)
                     else:

@@ -616,3 +616,74 @@ def test_compact_with_a_mount_attached_does_not_deadlock(tmp_path):
     assert compacted.wait(10) and made.wait(10), "deadlock"  # (the stuck threads are daemons)
     assert ds.read_file("README") == b"x"
     ds.close()
+
+
+def test_a_readers_close_does_not_hold_a_file_still_being_written(fs):
+    """(second review) Only the last writer's close holds a file."""
+    put(fs, "/conf.json", b'{"complete": true}')
+    fs.commit()
+    w = fs.open("/conf.json", os.O_WRONLY | os.O_TRUNC)
+    fs.write(w, b'{"compl', 0)
+    r = fs.open("/conf.json", os.O_RDONLY)
+    fs.flush(r)
+    fs.release(r)
+    w2 = fs.open("/conf.json", os.O_WRONLY)  # a second writer's close does not hold it either
+    fs.flush(w2)
+    fs.release(w2)
+    fs.commit()
+    assert fs.ds.read_file("conf.json") == b'{"complete": true}' and not fs._held
+    fs.write(w, b'ete": 3}', 7)
+    fs.flush(w)
+    fs.release(w)
+    fs.commit()
+    assert fs.ds.read_file("conf.json") == b'{"complete": 3}'
+
+
+def test_a_file_growing_after_a_flush_is_not_held_past_the_limits(tmp_path):
+    """(second review) `cmd > build.log`: every child's exit flushes the shared handle."""
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config(spill_size=1000))
+    fh = fs.create("/build.log", 0o644)
+    fs.write(fh, b"x" * 10, 0)
+    fs.flush(fh)  # held at 10 bytes
+    assert fs._held == {"build.log": 10}
+    fs.write(fh, b"y" * 5000, 10)  # spills to a temp file
+    fs.commit()  # a file with a writer is left alone (not read whole into memory)
+    assert "build.log" not in ds._manifest.files
+    fs.flush(fh)  # past the limits now: stored at this close, no longer held
+    assert not fs._held and fs._held_bytes == 0
+    assert ds.read_file("build.log") == b"x" * 10 + b"y" * 5000
+    fs.release(fh)
+    ds.close()
+
+
+def test_ftruncate_through_an_unlinked_files_handle_leaves_the_new_file_alone(fs, monkeypatch):
+    """(second review) The old handle's buffer is detached: the held file now at that name
+    is another file."""
+    from lakefs.fs import tree
+
+    monkeypatch.setattr(tree, "HOLD_BYTES", 100)
+    fh = fs.create("/.t", 0o644)
+    fs.write(fh, b"old", 0)
+    fs.flush(fh)
+    fs.unlink("/.t")
+    put(fs, "/.t", b"NEW")
+    fs.truncate("/.t", 1000, fh)
+    assert ".t" in fs._held and ".t" not in fs.ds._manifest.files  # nothing stored
+    fs.release(fh)
+    assert get(fs, "/.t") == b"NEW"
+    fs.commit()
+    assert fs.ds.read_file(".t") == b"NEW"
+
+
+def test_compact_keeps_a_staged_file_put_but_not_yet_published(tmp_path):
+    """(second review) The commit hook uploads a held file, then publishes it: a compact
+    in between must not delete the upload as unreferenced."""
+    from lakefs.dataset import maintenance
+
+    ds = lakefs.empty(tmp_path / "ds")
+    file_id = ds.stage_file(b"uploaded", 8)
+    maintenance.compact(ds)
+    ds.publish_file("README", file_id, 8)
+    ds.close()
+    assert lakefs.load(tmp_path / "ds", read_only=True).read_file("README") == b"uploaded"
