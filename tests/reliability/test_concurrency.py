@@ -1,6 +1,7 @@
 """Concurrency suite (issue 5): many processes on one mount, API readers beside it.
 
-Three writer processes copy different self-describing files into one mounted tensor
+Three writer processes (one of them rsync-style: temp name, close, times, rename) copy
+different self-describing files into one mounted tensor
 while three reader processes list and read through the mount and two API readers
 (``lakefs.load(path, read_only=True)``, reopened in a loop) read the dataset the mount
 is committing to. Every read must be a prefix of the file's own content (a file being
@@ -20,17 +21,23 @@ import pytest
 from mounting import mounted
 from reliability_helpers import assert_fsck_clean, check_content, content, env, lakefs_mount, read_everything
 
+# A writer with ``staged`` set writes as rsync does: a temp file (a staging name), closed,
+# given its times, renamed to the sample name.
 WRITER = textwrap.dedent("""
     import os, sys
     from reliability_helpers import content
-    d, w, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    d, w, n, staged = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
     for i in range(n):
         name = f"w{w}-{i:03d}.bin"
         data = content(name, 0, [300, 4000, 60_000, 250_000][(i + w) % 4])
-        with open(os.path.join(d, name), "wb") as f:
+        path = os.path.join(d, f".{name}.tmp" if staged else name)
+        with open(path, "wb") as f:
             for off in range(0, len(data), 50_000):
                 f.write(data[off:off + 50_000])
                 f.flush()
+        if staged:
+            os.utime(path, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_000_000_000 + i))
+            os.rename(path, os.path.join(d, name))
         print(name, flush=True)
 """)
 
@@ -48,7 +55,8 @@ MOUNT_READER = textwrap.dedent("""
                 continue
             if len(data) > 40:  # the header is in: the rest must be a prefix of the content
                 n, v, size = parse_content(data)
-                assert n == name, (name, n)
+                staged = name.startswith(".") and name.endswith(".tmp")  # a staged writer's
+                assert n == (name[1:-4] if staged else name), (name, n)
                 assert content(n, v, size).startswith(data), f"{name}: mixed-up bytes"
             reads += 1
     print(reads)
@@ -103,7 +111,7 @@ def test_writers_and_readers_on_one_mount_and_api_readers(tmp_path, mountpoint, 
         blobs = mountpoint / "blobs"
         blobs.mkdir()
         (blobs / "seed.bin").write_bytes(content("seed.bin", 0, 100))  # makes it a bytes tensor
-        writers = [_spawn(WRITER, blobs, w, per_writer) for w in range(3)]
+        writers = [_spawn(WRITER, blobs, w, per_writer, int(w == 2)) for w in range(3)]
         readers = [_spawn(MOUNT_READER, blobs, seconds) for _ in range(3)]
         api = [_spawn(API_READER, ds_path, seconds) for _ in range(2)]
         written = [_finish(p, 120).split() for p in writers]
@@ -117,6 +125,8 @@ def test_writers_and_readers_on_one_mount_and_api_readers(tmp_path, mountpoint, 
         assert listed == sorted([*names, "seed.bin"])
         for name in names:
             check_content((blobs / name).read_bytes(), name)
+        for i, name in enumerate(written[2]):  # the times set before the rename are kept
+            assert (blobs / name).stat().st_mtime_ns == 1_600_000_000_000_000_000 + i, name
     everything = read_everything(ds_path)
     assert sorted(everything) == sorted(f"blobs/{n}" for n in [*names, "seed.bin"])
     for key, data in everything.items():
