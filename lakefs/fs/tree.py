@@ -145,7 +145,7 @@ class DatasetFS:
     def _require_dir(self, parent: str) -> str:
         kind = self._dir_kind(parent)
         if kind is None:
-            if parent in self.ds._manifest.files or self._sample("/" + parent) is not None:
+            if self._exists_file(parent):  # also a file being written or held
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
             raise SampleNotFoundError(f"no directory {parent!r}")
         return kind

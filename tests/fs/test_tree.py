@@ -687,3 +687,14 @@ def test_compact_keeps_a_staged_file_put_but_not_yet_published(tmp_path):
     ds.publish_file("README", file_id, 8)
     ds.close()
     assert lakefs.load(tmp_path / "ds", read_only=True).read_file("README") == b"uploaded"
+
+
+def test_a_held_or_open_file_is_not_a_directory(fs):
+    """(soak differential) "d/a" under a held file d is ENOTDIR, as under a stored one."""
+    put(fs, "/d", b"")
+    assert "d" in fs._held
+    assert errno_of(fs.create, "/d/a", 0o644) == errno.ENOTDIR
+    assert errno_of(fs.mkdir, "/d/e", 0o755) == errno.ENOTDIR
+    fh = fs.create("/w", 0o644)  # being written
+    assert errno_of(fs.create, "/w/a", 0o644) == errno.ENOTDIR
+    fs.release(fh)
