@@ -406,12 +406,10 @@ class DatasetFS:
         of = handle.openfile
         if of is not None and handle.writes and of.dirty and not of.detached:
             with self._lock:
-                if not self._may_hold(of):
-                    self._unhold(of.path)
-                    self._commit(of)
-                elif of.writers == 1:  # the last writer's close: decided here, so that a
-                    self._hold(of)  # store error would still reach close
-                # else: other writers still write; the last one's close decides
+                # The last writer's close decides here, so that a store error would still
+                # reach close; while other writers still write, only a store is decided.
+                if of.writers == 1 or not self._may_hold(of):
+                    self._hold_or_commit(of)
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -426,12 +424,7 @@ class DatasetFS:
             held = False
             try:
                 if of.dirty and not of.detached:
-                    held = self._may_hold(of)
-                    if held:
-                        self._hold(of)
-                    else:
-                        self._unhold(of.path)
-                        self._commit(of)
+                    held = self._hold_or_commit(of)
             except LakeFSError as e:
                 log.error("%s: not stored: %s", of.path, e)
             finally:
@@ -468,6 +461,15 @@ class DatasetFS:
         if self._tensor_for(parent, name) is not None:
             return False
         return not (self._dir_kind(parent) == "pending" and split_filename(name))  # a tensor's first file
+
+    def _hold_or_commit(self, of: OpenFile) -> bool:
+        """Hold ``of`` if it may be held, else store it now; whether it is held."""
+        if self._may_hold(of):
+            self._hold(of)
+            return True
+        self._unhold(of.path)
+        self._commit(of)
+        return False
 
     def _hold(self, of: OpenFile) -> None:
         self._held_bytes += of.size - self._held.get(of.path, 0)
@@ -617,13 +619,8 @@ class DatasetFS:
                 of.truncate(length)
                 if of.path in self._held and self._open.get(of.path) is of and not of.detached:
                     # held (closed or closing): still within the limits?
-                    if self._may_hold(of):
-                        self._hold(of)
-                    else:
-                        self._unhold(of.path)
-                        self._commit(of)
-                        if of.refs == 0:
-                            self._drop_open(of)
+                    if not self._hold_or_commit(of) and of.refs == 0:
+                        self._drop_open(of)
                 return
             if self.getattr(path).is_dir():
                 raise IsADirectoryError_(f"{path!r} is a directory")
