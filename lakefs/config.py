@@ -18,8 +18,9 @@ TENSOR_SETTINGS = {"htype", "dtype", "sample_compression", "chunk_compression", 
 @dataclass(frozen=True)
 class FuseSettings:
     # Seconds the kernel may cache a name lookup / attributes. Only the mount changes a
-    # dataset (one writer; read-only mounts see a snapshot), and the kernel drops what it
-    # cached on its own writes, renames and unlinks, so long timeouts stay correct
+    # dataset (one writer), and the kernel drops what it cached on its own writes,
+    # renames and unlinks; a read-only mount that moves to a newer commit has the kernel
+    # forget the files that changed. So long timeouts stay correct
     # (tests/fs/test_mount_cache.py) and save a round trip per stat (docs/BENCHMARKS.md).
     entry_timeout: float = 60.0
     attr_timeout: float = 60.0
@@ -40,6 +41,7 @@ class Config:
     chunk_cache_size: int = 256 << 20  # bytes of decoded chunks kept in memory
     chunk_size: int = 8 << 20  # default target chunk size for new tensors
     commit_interval: float = 5.0  # seconds between automatic commits of a mount
+    refresh_interval: float = 5.0  # seconds between a read-only mount's looks for new commits; 0: never
     allow_transcode: bool = True  # False refuses every transcode
     spill_size: int = 64 << 20  # a file being written past this goes to a temp file
     tensors: dict[str, dict[str, Any]] = field(default_factory=dict)  # defaults by tensor name
@@ -116,6 +118,8 @@ def from_dict(data: dict[str, Any]) -> Config:
             raise ConfigError(f"config: unknown setting {key!r}")
     if values.get("commit_interval", 1) <= 0:
         raise ConfigError("config: commit_interval must be > 0 seconds")
+    if values.get("refresh_interval", 0) < 0:
+        raise ConfigError("config: refresh_interval must be >= 0 seconds (0: never)")
     return Config(**values)
 
 

@@ -23,13 +23,14 @@ def test_missing_path_means_defaults():
 def test_values_are_parsed(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "chunk_size: 4MB\ncommit_interval: 2\nallow_transcode: false\n"
+        "chunk_size: 4MB\ncommit_interval: 2\nrefresh_interval: 0\nallow_transcode: false\n"
         "storage: {cache_size: '1 GiB', options: {anon: true}}\n"
         "tensors: {masks: {htype: binary_mask, sample_compression: png}}\n"
         "fuse: {attr_timeout: 30, xattr: false}\nlogging: {level: debug}\n"
     )
     c = load_config(cfg)
-    assert c.chunk_size == 4 << 20 and c.commit_interval == 2 and c.allow_transcode is False
+    assert c.chunk_size == 4 << 20 and c.commit_interval == 2 and c.refresh_interval == 0
+    assert c.allow_transcode is False
     assert c.cache_size == 1 << 30 and c.storage_options == {"anon": True}
     assert c.tensors["masks"]["htype"] == "binary_mask"
     assert c.fuse.attr_timeout == 30 and c.fuse.xattr is False and c.log_level == "DEBUG"
@@ -41,6 +42,8 @@ def test_values_are_parsed(tmp_path):
         ("frobnicate: 1\n", "unknown setting 'frobnicate'"),
         ("commit_interval: soon\n", "commit_interval"),
         ("commit_interval: 0\n", "commit_interval"),
+        ("refresh_interval: -1\n", "refresh_interval"),
+        ("refresh_interval: never\n", "refresh_interval"),
         ("allow_transcode: 3\n", "allow_transcode"),
         ("chunk_size: lots\n", "chunk_size"),
         ("fuse: {attr_timeout: x}\n", "fuse.attr_timeout"),

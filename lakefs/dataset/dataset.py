@@ -2,7 +2,8 @@
 
 Concurrency model (DESIGN §5): one writer process holds the storage's writer lock;
 inside it every mutation takes ``_lock`` (the mount calls in from many FUSE threads).
-Readers open a snapshot (``HEAD`` at open time) and never take the lock.
+Readers open a snapshot (``HEAD`` at open time) and never take the lock;
+``refresh()`` moves a reader to the latest commit.
 
 A commit (``flush``) seals open chunks, writes new index and row segments, writes a new
 manifest and finally replaces ``HEAD``: data first, visible last, one atomic step.
@@ -12,6 +13,7 @@ Objects made obsolete (merged segments, old manifests) are deleted only after th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -65,6 +67,17 @@ KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
 OPEN_RETRIES = 5  # a concurrent commit may delete what a reader is about to read
 
 
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    """One commit, loaded: what a reader serves until it refreshes."""
+
+    head: bytes
+    manifest: Manifest
+    ids: IdAllocator
+    rows: RowTable
+    tensors: dict[str, Tensor]
+
+
 class Dataset:
     """A lakefs dataset. Make one with :func:`lakefs.empty`, :func:`lakefs.load` or
     :func:`lakefs.dataset`."""
@@ -81,6 +94,7 @@ class Dataset:
         self._cache = ChunkCache(cache_bytes)
         self._writer_lock: WriterLock | None = None
         self._closed = False
+        self._head: bytes | None = None  # the HEAD object this reader loaded
         self._dirty = False
         self._before_commit: list[Callable[[], None]] = []
         self._staging: set[int] = set()  # ids of staged files put, not yet published or dropped
@@ -118,14 +132,7 @@ class Dataset:
         if must_create:
             raise DatasetExistsError(f"a dataset already exists at {self.storage!r} (use overwrite=True)")
         self._check_marker(marker)
-        for attempt in range(OPEN_RETRIES):
-            try:
-                self._load_head()
-                return
-            except CorruptionError as e:
-                if attempt == OPEN_RETRIES - 1 or not isinstance(e.__cause__, ObjectNotFoundError):
-                    raise
-                time.sleep(0.05 * (attempt + 1))  # a commit replaced what we were reading
+        self._adopt(self._read_head())
 
     def _check_marker(self, marker: bytes) -> None:
         import json
@@ -150,15 +157,27 @@ class Dataset:
         # a marker without a HEAD that no open can get past.
         self.storage.put(keys.MARKER, marker_bytes())
 
-    def _load_head(self) -> None:
+    def _read_head(self) -> _Snapshot:
+        """The latest commit, loaded (manifest, rows, index). A writer committing at the
+        same time may delete what is being read: read again, as a fresh open would."""
+        for attempt in range(OPEN_RETRIES):
+            try:
+                return self._load_head()
+            except CorruptionError as e:
+                if attempt == OPEN_RETRIES - 1 or not isinstance(e.__cause__, ObjectNotFoundError):
+                    raise
+                time.sleep(0.05 * (attempt + 1))  # a commit replaced what we were reading
+        raise AssertionError("unreachable")
+
+    def _load_head(self) -> _Snapshot:
         try:
-            seq, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+            head = self.storage.get(keys.HEAD)
+            seq, mkey = parse_head(head, keys.HEAD)
             manifest = Manifest.from_bytes(self.storage.get(mkey), mkey)
         except ObjectNotFoundError as e:
             raise CorruptionError(f"dataset HEAD or manifest is missing: {e}") from e
-        self._manifest = manifest
-        self._ids = IdAllocator(manifest.next_id)
-        self._rows = RowTable()
+        ids = IdAllocator(manifest.next_id)
+        rows = RowTable()
         for ref in manifest.rows:
             key = keys.rows_segment(int(ref["id"]))
             try:
@@ -166,18 +185,45 @@ class Dataset:
             except ObjectNotFoundError as e:
                 raise CorruptionError(f"row segment {key} is missing") from e
             count, body = segments.unpack(blob, segments.KIND_ROWS, key)
-            self._rows.load_segment(body, count, int(ref["start"]), key)
-        self._rows.segments = [dict(r) for r in manifest.rows]
-        self._rows.finish_load()
-        if len(self._rows) != manifest.row_count:
-            raise CorruptionError(f"manifest says {manifest.row_count} rows, segments hold {len(self._rows)}")
-        self._tensors = {}
+            rows.load_segment(body, count, int(ref["start"]), key)
+        rows.segments = [dict(r) for r in manifest.rows]
+        rows.finish_load()
+        if len(rows) != manifest.row_count:
+            raise CorruptionError(f"manifest says {manifest.row_count} rows, segments hold {len(rows)}")
+        tensors = {}
         for name, meta in manifest.tensors.items():
-            tensor = self._make_tensor(name, meta)
+            tensor = self._make_tensor(name, meta, ids)
             tensor._engine.load_index(meta.segments)
-            self._tensors[name] = tensor
+            tensors[name] = tensor
+        return _Snapshot(head, manifest, ids, rows, tensors)
 
-    def _make_tensor(self, name: str, meta: TensorMeta) -> Tensor:
+    def _adopt(self, snap: _Snapshot) -> None:
+        self._head, self._manifest, self._ids, self._rows, self._tensors = (
+            snap.head, snap.manifest, snap.ids, snap.rows, snap.tensors)
+
+    def refresh(self) -> bool:
+        """Move a read-only dataset to the latest commit of its writer; whether there
+        was a newer one. Tensors and samples taken before stay readable as they were
+        (chunks are immutable) until ``compact`` deletes what they point at; take them
+        again from the dataset to see the new commit. A writable dataset is always at
+        its own latest commit: nothing to do."""
+        if not self.read_only:
+            return False
+        if self._closed:
+            raise ReadOnlyError("the dataset is closed")
+        try:
+            if self.storage.get(keys.HEAD) == self._head:
+                return False
+        except ObjectNotFoundError as e:
+            raise CorruptionError(f"dataset HEAD is missing: {e}") from e
+        snap = self._read_head()  # outside the lock: readers go on meanwhile
+        with self._lock:
+            if snap.head != self._head:
+                self._adopt(snap)
+                self.generation += 1
+        return True
+
+    def _make_tensor(self, name: str, meta: TensorMeta, ids: IdAllocator | None = None) -> Tensor:
         if meta.chunk_compression:
             kind = ChunkKind.CHUNK_COMPRESSED
             codec = get_codec(meta.chunk_compression)
@@ -185,7 +231,7 @@ class Dataset:
         else:
             kind = ChunkKind.SAMPLE_COMPRESSED if meta.sample_compression else ChunkKind.UNCOMPRESSED
             compress = decompress = None
-        engine = ChunkEngine(self.storage, meta.tid, kind, self._ids, self._cache, meta.chunk_size,
+        engine = ChunkEngine(self.storage, meta.tid, kind, ids or self._ids, self._cache, meta.chunk_size,
                              compress, decompress, self._chunk_writer)
         fmt = SampleFormat(meta, allow_transcode=self.allow_transcode)
         return Tensor(self, name, meta, engine, fmt)

@@ -352,6 +352,14 @@ class Tensor:
             return [k + ext for k in keys], live
         return [k + exts[c] for k, c in zip(keys, codes.tolist())], live
 
+    def changed_files(self, earlier: Tensor) -> list[str]:
+        """The filenames of ``earlier`` (this tensor in an older snapshot of the dataset)
+        that now show something else or nothing: rewritten, deleted or moved away."""
+        names, entries = earlier.file_table()
+        with self.dataset._lock:
+            changed = self._engine.index.changed(entries)
+        return [names[i] for i in changed.nonzero()[0].tolist()]
+
     def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
                    mode: int | None = None, transcoded: bool = False) -> Sample:
         """Store a file's bytes as the sample ``<key>.<ext>``, replacing that row's cell.

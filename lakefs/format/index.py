@@ -114,6 +114,18 @@ class SampleIndex:
         e = self._entries[: self._len]
         return e[e["chunk"] != NO_CHUNK]
 
+    def changed(self, entries: np.ndarray) -> np.ndarray:
+        """For each of ``entries`` (ENTRY records, e.g. another snapshot's ``live()``),
+        whether this index holds something else at its row: another sample, other
+        metadata, or none (a refreshed reader asks the kernel to forget those files)."""
+        rows = entries["row"]
+        inside = rows < self._len
+        mine = self._entries[np.where(inside, rows, 0)]
+        differ = ~inside
+        for name in ("chunk", "offset", "length", "file_size", "crc", "mtime_ns", "mode", "ext", "flags"):
+            differ |= mine[name] != entries[name]
+        return differ
+
     @property
     def dirty(self) -> bool:
         return bool(self._dirty)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import threading
 import time
 from collections.abc import Mapping
 from ctypes.util import find_library
@@ -319,6 +320,47 @@ class BaseOperations(Operations):  # type: ignore[misc,valid-type]
         apply_conn_tuning(conn, self.conn_tuning)
 
 
+class KernelCache:
+    """Tells the kernel to forget what it cached for a path (attributes and page cache)
+    when the dataset changed without the kernel seeing it: a read-only mount that moved
+    to a newer commit. libfuse 3's ``fuse_invalidate_path``; a no-op where it is missing
+    (libfuse 2), where the kernel's timeouts then bound how long stale attributes live.
+
+    :meth:`attach` runs in the FUSE ``init`` callback (the only place the ``struct fuse``
+    is known); :meth:`detach` at ``destroy``, before libfuse frees it: a call in flight
+    finishes first (the lock), none starts after."""
+
+    def __init__(self) -> None:
+        self._fuse: ctypes.c_void_p | None = None
+        self._invalidate: Any = None
+        self._lock = threading.Lock()
+
+    def attach(self) -> None:
+        lib = getattr(_impl, "_libfuse", None)
+        fn = getattr(lib, "fuse_invalidate_path", None) if LIBFUSE_MAJOR >= 3 else None
+        if fn is None:
+            return
+        fn.argtypes, fn.restype = (ctypes.c_void_p, ctypes.c_char_p), ctypes.c_int
+        with self._lock:
+            self._invalidate = fn
+            self._fuse = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._fuse = None
+
+    @property
+    def attached(self) -> bool:
+        return self._fuse is not None
+
+    def invalidate(self, path: str) -> None:
+        """Forget ``path`` (absolute, as the operations see it); a path the kernel never
+        looked up costs nothing."""
+        with self._lock:
+            if self._fuse is not None:
+                self._invalidate(self._fuse, path.encode("utf-8", "surrogateescape"))
+
+
 def apply_conn_tuning(conn: Any, tuning: ConnTuning) -> None:
     """Set ``max_write``/``max_readahead`` on a ``fuse_conn_info`` (may be ``None``)."""
     if conn is None or LIBFUSE_MAJOR < 3:
@@ -424,6 +466,7 @@ __all__ = [
     "ConnTuning",
     "DirEntries",
     "FuseOSError",
+    "KernelCache",
     "Operations",
     "StatRecord",
     "apply_conn_tuning",

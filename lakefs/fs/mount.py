@@ -2,7 +2,8 @@
 
 The periodic commit thread makes closed files durable within ``commit_interval``;
 unmount, SIGTERM and SIGINT end the FUSE loop, after which everything is committed and
-the writer lock released (DESIGN §5).
+the writer lock released (DESIGN §5). A read-only mount looks for a newer commit of the
+dataset's writer every ``refresh_interval`` seconds (:class:`Refresher`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ FUSE_OPTIONS = {
 MAX_READAHEAD = 1 << 20
 
 # -o options lakefs itself understands.
-LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "nothreads", "threads"}
+LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "refresh_interval", "nothreads", "threads"}
 
 
 def parse_options(text: str | None) -> dict[str, str | bool]:
@@ -115,9 +116,12 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
     if os.path.ismount(mountpoint):
         raise ConfigError(f"{mountpoint} is already a mount point")
     read_only = bool(options.get("ro"))
-    interval = float(options.get("commit_interval") or config.commit_interval)
+    interval = seconds_option(options, "commit_interval", config.commit_interval)
     if interval <= 0:
         raise ConfigError("commit_interval must be > 0 seconds")
+    refresh = seconds_option(options, "refresh_interval", config.refresh_interval)
+    if refresh < 0:
+        raise ConfigError("refresh_interval must be >= 0 seconds (0: never)")
     if "://" not in dataset_url:
         dataset_url = os.path.abspath(dataset_url)
     storage = open_mount_storage(dataset_url, config, read_only=read_only)
@@ -131,8 +135,14 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
     xattr = bool(config.fuse.xattr or options.get("xattr")) and not options.get("noxattr")
     started = threading.Event()
 
+    refresher: Refresher | None = None
+
     def ready() -> None:
+        nonlocal refresher
         started.set()
+        if read_only and refresh > 0:
+            refresher = Refresher(fs, ops.kernel, refresh)
+            refresher.start()
         if on_ready is not None:
             on_ready()
 
@@ -151,9 +161,60 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
         # libfuse returns non-zero when SIGTERM/SIGINT ended the loop: a normal stop.
         log.info("stopped by a signal (libfuse status %s)", e)
     finally:
+        if refresher is not None:
+            refresher.stop()
         ds.stop_autocommit()  # no periodic commit may run during or after the final one
         try:
             fs.shutdown()
         finally:
             ds.close()
         log.info("unmounted %s; everything committed", mountpoint)
+
+
+def seconds_option(options: dict[str, str | bool], key: str, default: float) -> float:
+    """A ``-o key=SECONDS`` option as a float, else ``default``; ConfigError if not a number."""
+    value = options.get(key)
+    if value is None:
+        return float(default)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"mount option {key} needs a number of seconds, got {value!r}") from None
+
+
+class Refresher(threading.Thread):
+    """Moves a read-only mount to the dataset's latest commit every ``interval``
+    seconds, and has the kernel forget what it cached of files that changed.
+
+    A failed look (the store unreachable) is logged and the mount goes on serving the
+    commit it has; the next tick tries again."""
+
+    def __init__(self, fs, kernel, interval: float) -> None:
+        super().__init__(name="lakefs-refresh", daemon=True)
+        self.fs, self.kernel, self.interval = fs, kernel, interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.refresh_once()
+
+    def refresh_once(self) -> None:
+        from lakefs.errors import LakeFSError
+
+        try:
+            stale = self.fs.refresh()
+        except LakeFSError as e:
+            log.warning("could not look for a newer commit (still serving the one we have): %s", e)
+            return
+        except Exception:
+            log.exception("could not look for a newer commit (still serving the one we have)")
+            return
+        if stale:
+            log.info("now serving the dataset's latest commit (%d cached paths refreshed)", len(stale))
+            for path in stale:
+                self.kernel.invalidate("/" + path if path else "/")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join()

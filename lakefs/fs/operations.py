@@ -24,6 +24,7 @@ from lakefs.fs.binding import (
     BaseOperations,
     DirEntries,
     FuseOSError,
+    KernelCache,
     StatRecord,
     resolve_utimens,
 )
@@ -70,6 +71,7 @@ class LakeOperations(BaseOperations):
     def __init__(self, fs: DatasetFS, *, xattr: bool = True, on_ready=None) -> None:
         self.fs = fs
         self._on_ready = on_ready
+        self.kernel = KernelCache()  # for changes the kernel did not see (refresh)
         self._dirs: dict[int, DirEntries | None] = {}  # open directory → its listing (readdir_stat)
         self._dirs_lock = threading.Lock()
         # The entries made from a listing, for as long as DatasetFS keeps that listing
@@ -96,10 +98,12 @@ class LakeOperations(BaseOperations):
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         super().init_with_config(conn, config)
+        self.kernel.attach()
         if self._on_ready is not None:  # the kernel has answered INIT: we are mounted
             self._on_ready()
 
     def destroy(self, path: str) -> None:
+        self.kernel.detach()
         try:
             self.fs.shutdown()
         except LakeFSError as e:  # e.g. the disk is full: one clear line, no traceback

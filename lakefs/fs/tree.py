@@ -881,6 +881,31 @@ class DatasetFS:
         flush, and the held ones are stored by the dataset's commit (``store_held``)."""
         self.ds.flush()
 
+    def refresh(self) -> list[str]:
+        """Move a read-only mount to the dataset's latest commit (another process writes
+        it); the paths whose cached attributes or pages went stale (changed, deleted,
+        and every directory), for the kernel to forget. Empty when nothing changed.
+
+        New files need nothing: listings are rebuilt for the new commit and the kernel
+        keeps no negative lookups by default. Open files go on reading what they opened."""
+        ds = self.ds
+        if not self.read_only:
+            return []
+        old_tensors, old_files = dict(ds._tensors), dict(ds._manifest.files)
+        old_dirs = {*old_tensors, *ds._manifest.groups, *ds._manifest.pending_dirs}
+        if not ds.refresh():
+            return []
+        with self._lock:
+            self._dir_mtime_ns = time.time_ns()
+        m = ds._manifest
+        stale = ["", *old_dirs]
+        for name, old in old_tensors.items():
+            new = ds._tensors.get(name)
+            gone = old.file_table()[0] if new is None else new.changed_files(old)
+            stale += [f"{name}/{n}" for n in gone]
+        stale += [p for p, f in old_files.items() if m.files.get(p) != f]
+        return stale
+
     def shutdown(self) -> None:
         """Commit every buffer, even of files still open, then the dataset (unmount)."""
         with self._lock:

@@ -89,6 +89,51 @@ def test_reader_keeps_its_snapshot_while_a_writer_commits(path):
     assert len(lakefs.load(path, read_only=True).x) == 11
 
 
+def test_refresh_moves_a_reader_to_the_writers_latest_commit(path):
+    ro = lakefs.load(path, read_only=True)
+    assert ro.refresh() is False  # nothing new
+    with lakefs.load(path) as ds:
+        assert ds.refresh() is False  # a writer is always at its own latest commit
+        old_x = ro.x
+        ds.x.append(7)
+        ds.x[0] = 5
+        ds.create_tensor("y", htype="text").append("hello")
+        ds.write_file("README.md", b"# card")
+        ds.flush()
+        generation = ro.generation
+        assert ro.refresh() is True
+    assert ro.generation > generation
+    assert [s.numpy().item() for s in ro.x] == [5, 7]
+    assert ro.y[0].numpy() == "hello" and ro.read_file("README.md") == b"# card"
+    assert old_x[0].numpy().item() == 1  # taken before: still the old snapshot, readable
+    with lakefs.load(path) as ds:
+        ds.delete_tensor("y")
+    assert ro.refresh() is True and "y" not in ro.tensors
+    assert ro.refresh() is False
+    ro.close()
+    with pytest.raises(ReadOnlyError, match="closed"):
+        ro.refresh()
+
+
+def test_refresh_reports_changed_files_per_tensor(path):
+    """What a mount asks the kernel to forget: rewritten, deleted and moved files, not
+    the unchanged or new ones."""
+    with lakefs.load(path) as ds:
+        t = ds.create_tensor("blobs", htype="bytes")
+        for name in ("a.bin", "b.bin", "c.bin", "d.bin"):
+            t.write_file(name, name.encode())
+    ro = lakefs.load(path, read_only=True)
+    before = ro.blobs
+    with lakefs.load(path) as ds:
+        ds.blobs.write_file("a.bin", b"new")  # rewritten
+        ds.blobs.pop("b")  # deleted
+        ds.blobs.rename_file("c.bin", "e.bin")  # moved away
+        ds.blobs.write_file("f.bin", b"f")  # new
+    assert ro.refresh()
+    assert sorted(ro.blobs.changed_files(before)) == ["a.bin", "b.bin", "c.bin"]
+    assert ro.blobs.changed_files(ro.blobs) == []
+
+
 def test_a_commit_deletes_its_garbage_without_holding_the_dataset(tmp_path):
     """Deleting what a commit made obsolete (every staged file rsync renamed) is one
     storage call per object: other threads (the mount's file operations) must not wait

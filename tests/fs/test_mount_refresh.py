@@ -1,0 +1,127 @@
+"""A read-only mount follows the dataset's writer (``refresh_interval``).
+
+A training job reads through ``-o ro`` while another process ingests. Every
+``refresh_interval`` seconds the mount moves to the writer's latest commit: new files
+appear, and the kernel is told to forget the attributes and pages it cached of files that
+were rewritten or deleted, so ``cat`` and ``stat`` never serve the old bytes for up to
+``attr_timeout`` (60 s by default).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mounting import mounted
+
+import lakefs
+from lakefs.config import Config
+from lakefs.dataset import Dataset
+from lakefs.fs.binding import KernelCache
+from lakefs.fs.mount import Refresher
+from lakefs.fs.tree import DatasetFS
+from lakefs.storage.faults import ALL_OPS, FaultyStorage
+from lakefs.storage.local import LocalStorage
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def ro_mount(ds: Path, mnt: Path, options: str) -> list[str]:
+    return [sys.executable, "-m", "lakefs", "mount", str(ds), str(mnt), "-o", options]
+
+
+def cat(path: Path) -> bytes:
+    return subprocess.run(["cat", str(path)], capture_output=True, check=True).stdout
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_read_only_mount_shows_the_writers_new_commits(photos, dataset_path, mountpoint):
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("images", htype="image", sample_compression="jpeg")
+        blobs = ds.create_tensor("blobs", htype="bytes")
+        for i, photo in enumerate(photos[:3]):
+            ds.append({"images": lakefs.read(photo)}, key=f"p{i}")
+        blobs.write_file("same.bin", b"A" * 300_000, mtime_ns=1_000_000_000)
+        ds.write_file("README.md", b"# v1\n")
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.2"), mountpoint) as m:
+        images, blobs_dir = mountpoint / "images", mountpoint / "blobs"
+        # Fill the kernel's caches: names, attributes, pages.
+        assert sorted(os.listdir(images)) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+        assert cat(images / "p1.jpg") == photos[1].read_bytes()
+        assert (images / "p2.jpg").stat().st_size == photos[2].stat().st_size
+        assert cat(blobs_dir / "same.bin") == b"A" * 300_000
+        assert cat(mountpoint / "README.md") == b"# v1\n"
+
+        with lakefs.load(dataset_path) as ds:  # another writer, while mounted
+            ds.append({"images": lakefs.read(photos[3])}, key="p3")
+            ds.images["p1"] = lakefs.read(photos[4])  # rewritten: other size, other bytes
+            ds.images.pop("p2")
+            # Same size and mtime: only the kernel being told can make it read the new bytes.
+            ds.blobs.write_file("same.bin", b"B" * 300_000, mtime_ns=1_000_000_000)
+            ds.write_file("README.md", b"# v2, longer\n")
+            ds.create_tensor("labels", htype="text").append("cat")
+
+        assert wait_for(lambda: "p3.jpg" in os.listdir(images)), m.log()
+        assert sorted(os.listdir(images)) == ["p0.jpg", "p1.jpg", "p3.jpg"]
+        assert cat(images / "p3.jpg") == photos[3].read_bytes()
+        assert (images / "p1.jpg").stat().st_size == photos[4].stat().st_size
+        assert cat(images / "p1.jpg") == photos[4].read_bytes()
+        assert not (images / "p2.jpg").exists()
+        assert cat(blobs_dir / "same.bin") == b"B" * 300_000
+        assert cat(mountpoint / "README.md") == b"# v2, longer\n"
+        (label,) = os.listdir(mountpoint / "labels")  # a new tensor
+        assert cat(mountpoint / "labels" / label) == b"cat"
+        with pytest.raises(OSError) as err:
+            (images / "p9.jpg").write_bytes(b"x")
+        assert err.value.errno == 30  # EROFS: still read-only
+        assert "now serving the dataset's latest commit" in m.log()
+
+
+def test_refresh_interval_zero_keeps_the_mounted_commit(photos, dataset_path, mountpoint):
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("images", htype="image", sample_compression="jpeg")
+        ds.append({"images": lakefs.read(photos[0])}, key="p0")
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0"), mountpoint):
+        with lakefs.load(dataset_path) as ds:
+            ds.append({"images": lakefs.read(photos[1])}, key="p1")
+        time.sleep(1.0)
+        assert os.listdir(mountpoint / "images") == ["p0.jpg"]
+        assert cat(mountpoint / "images" / "p0.jpg") == photos[0].read_bytes()
+
+
+@pytest.mark.parametrize("value", ["abc", "-1"])
+def test_bad_refresh_interval_is_a_one_line_error(dataset_path, mountpoint, value):
+    lakefs.empty(dataset_path).close()
+    r = subprocess.run(ro_mount(dataset_path, mountpoint, f"ro,refresh_interval={value}") + ["-f"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "refresh_interval" in r.stderr and "Traceback" not in r.stderr
+    assert not os.path.ismount(mountpoint)
+
+
+def test_a_failed_look_is_logged_and_the_mount_keeps_its_commit(tmp_path, caplog):
+    with lakefs.empty(tmp_path / "ds") as ds:
+        ds.create_tensor("t", htype="text").append("a")
+    storage = FaultyStorage(LocalStorage(str(tmp_path / "ds")), fail_at=10**9, ops=ALL_OPS, sticky=True)
+    fs = DatasetFS(Dataset(storage, read_only=True), Config(), read_only=True)
+    with lakefs.load(tmp_path / "ds") as ds:
+        ds.t.append("b")
+    storage.fail_at = storage.count + 1  # the store is unreachable from now on
+    Refresher(fs, KernelCache(), 1.0).refresh_once()
+    assert storage.tripped and "could not look for a newer commit" in caplog.text
+    assert [name for name, _ in fs.readdir("/t")] == ["00000000.txt"]  # the commit it had
+    storage.fail_at = 10**9  # reachable again: the next look moves on
+    Refresher(fs, KernelCache(), 1.0).refresh_once()
+    assert [name for name, _ in fs.readdir("/t")] == ["00000000.txt", "00000001.txt"]
