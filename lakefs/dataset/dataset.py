@@ -753,26 +753,39 @@ class Dataset:
             raise TensorExistsError(f"{path!r} is a directory")
 
     def read_file(self, path: str) -> bytes:
-        with self._lock:
-            f = self._manifest.files.get(path)
-        if f is None:
-            raise SampleNotFoundError(f"no file {path!r}")
-        data = self.storage.get(keys.staged_file(f.file_id))
-        if len(data) != f.size:
-            raise CorruptionError(f"file {path!r} is {len(data)} bytes, expected {f.size}")
-        return data
+        return self.read_staged(self._staged_record(path))
 
     def read_file_range(self, path: str, offset: int, size: int) -> bytes:
         """``size`` bytes of the plain file at ``path`` from ``offset`` (big files are
         read in pieces, never whole)."""
+        return self.read_staged(self._staged_record(path), offset, size)
+
+    def staged(self, path: str) -> StagedFile | None:
+        """The record of the plain file at ``path`` (None if there is none): reading by
+        record, an open file keeps its contents when the path is renamed or replaced
+        (until a commit deletes the object it no longer names)."""
         with self._lock:
-            f = self._manifest.files.get(path)
+            return self._manifest.files.get(path)
+
+    def _staged_record(self, path: str) -> StagedFile:
+        f = self.staged(path)
         if f is None:
             raise SampleNotFoundError(f"no file {path!r}")
-        size = max(0, min(size, f.size - offset))
-        data = self.storage.get_range(keys.staged_file(f.file_id), offset, size) if size else b""
+        return f
+
+    def read_staged(self, f: StagedFile, offset: int = 0, size: int | None = None) -> bytes:
+        """The bytes of the plain file ``f`` (:meth:`staged`), or ``size`` of them from
+        ``offset``."""
+        key = keys.staged_file(f.file_id)
+        if size is None and offset == 0:
+            data = self.storage.get(key)
+            if len(data) != f.size:
+                raise CorruptionError(f"{key}: {len(data)} bytes, expected {f.size}")
+            return data
+        size = max(0, min(f.size - offset if size is None else size, f.size - offset))
+        data = self.storage.get_range(key, offset, size) if size else b""
         if len(data) != size:
-            raise CorruptionError(f"file {path!r} is shorter than its {f.size} bytes")
+            raise CorruptionError(f"{key} is shorter than its {f.size} bytes")
         return data
 
     def staged_size(self, path: str) -> int:

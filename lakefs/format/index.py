@@ -81,12 +81,14 @@ class SampleIndex:
         return self._len
 
     def entry(self, row: int) -> np.ndarray | None:
-        """The entry at ``row`` (a 0-d copy; fields read as ``e["chunk"]``), or None
-        when the cell is empty. (``np.array`` of the row is ~10x cheaper than
-        ``np.void.copy()``, which matters on the per-sample path.)"""
+        """A copy of the entry at ``row`` (fields read as ``e["chunk"]``), or None when
+        the cell is empty. A copy, never a view: an open file keeps reading the sample it
+        opened while its row is rewritten or deleted. (``take`` copies in ~1.4 µs where
+        ``np.void.copy()`` takes ~3.5; ``np.array(self._entries[row])`` is no copy on
+        numpy 2.)"""
         if row < 0 or row >= self._len:
             return None
-        e = np.array(self._entries[row])
+        e = self._entries.take(row)
         return None if e["chunk"] == NO_CHUNK else e
 
     def file_stat(self, row: int) -> tuple[int, int, int, int] | None:

@@ -315,9 +315,9 @@ class DatasetFS:
             if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
                 return sample.file_reader(), sample.size  # its own window of tiles
             return None
-        f = self.ds._manifest.files.get(p)
+        f = self.ds.staged(p)
         if f is not None and f.size > self.config.spill_size:
-            return (lambda offset, size: self.ds.read_file_range(p, offset, size)), f.size
+            return (lambda offset, size: self.ds.read_staged(f, offset, size)), f.size
         return None
 
     def _open_committed(self, path: str, *, empty: bool) -> OpenFile:
@@ -340,8 +340,9 @@ class DatasetFS:
         sample = self._sample(p)
         if sample is not None:
             return sample.file_bytes
-        if p in self.ds._manifest.files:
-            return lambda: self.ds.read_file(p)
+        f = self.ds.staged(p)
+        if f is not None:
+            return lambda: self.ds.read_staged(f)
         raise SampleNotFoundError(f"no such file '/{p}'")
 
     def create(self, path: str, mode: int) -> int:
@@ -776,7 +777,7 @@ class DatasetFS:
             self.ds.rename_file(o, n)
             return
         f = self.ds._manifest.files[o]  # e.g. rsync's .name.XXXXXX renamed to its sample name
-        reader = RangeReader(lambda offset, size: self.ds.read_file_range(o, offset, size), f.size)
+        reader = RangeReader(lambda offset, size: self.ds.read_staged(f, offset, size), f.size)
         self._store(n, reader, size=f.size, mtime_ns=f.mtime_ns, mode=f.mode)
         self.ds.delete_file(o)
 

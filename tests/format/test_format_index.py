@@ -165,3 +165,13 @@ def test_index_clear_and_last_filled_row():
     assert idx.entry(5) is None and idx.entry(100) is None
     assert idx.take_dirty().tolist() == [0, 3, 7]
     assert not idx.dirty
+
+
+def test_entry_is_a_copy_not_a_view():
+    """A Sample keeps its entry: rewriting or clearing the row must not change it."""
+    idx = SampleIndex()
+    idx.set(0, (0, 3, 0, 10, 10, 123, 1, 5, 0o644, 0, 0, 0, 0, (0,) * 6))
+    e = idx.entry(0)
+    idx.set(0, (0, 9, 0, 20, 20, 456, 1, 6, 0o644, 0, 0, 0, 0, (0,) * 6))
+    idx.clear(0)
+    assert (int(e["chunk"]), int(e["length"]), int(e["crc"])) == (3, 10, 123)

@@ -698,3 +698,47 @@ def test_a_held_or_open_file_is_not_a_directory(fs):
     fh = fs.create("/w", 0o644)  # being written
     assert errno_of(fs.create, "/w/a", 0o644) == errno.ENOTDIR
     fs.release(fh)
+
+
+# --- an open file keeps reading what it opened (review of the fs layer) ----------------
+
+
+def test_an_open_sample_reads_its_bytes_after_unlink_rename_or_replace(tmp_path, photos):
+    """Found by review: the Sample an open handle holds saw its row change (the index
+    entry was a numpy view), so reads failed with EIO or came back torn."""
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config(chunk_size=64 << 10))
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/a.jpg", photos[0].read_bytes())
+    put(fs, "/images/b.jpg", photos[1].read_bytes())
+    fs.commit()
+    fh_a, fh_b = fs.open("/images/a.jpg", os.O_RDONLY), fs.open("/images/b.jpg", os.O_RDONLY)
+    fs.unlink("/images/a.jpg")
+    fs.rename("/images/b.jpg", "/images/c.jpg")
+    assert fs.read(fh_a, 1 << 30, 0) == photos[0].read_bytes()
+    assert fs.read(fh_b, 1 << 30, 0) == photos[1].read_bytes()
+    fs.release(fh_a), fs.release(fh_b)
+    # A big (tiled) sample replaced rsync-style halfway through a reader's pass.
+    fs.mkdir("/blobs", 0o755)
+    old, new = b"O" * (1 << 20), b"N" * (1 << 20)
+    put(fs, "/blobs/big.bin", old)
+    fs.commit()
+    fh = fs.open("/blobs/big.bin", os.O_RDONLY)
+    first = bytes(fs.read(fh, 1 << 19, 0))
+    put(fs, "/blobs/.big.bin.XyZ", new)
+    fs.rename("/blobs/.big.bin.XyZ", "/blobs/big.bin")
+    assert first + bytes(fs.read(fh, 1 << 19, 1 << 19)) == old
+    fs.release(fh)
+    assert get(fs, "/blobs/big.bin") == new
+    ds.close()
+
+
+def test_an_open_plain_file_reads_its_bytes_after_rename_or_unlink(fs):
+    put(fs, "/README.md", b"# card")
+    put(fs, "/NOTES", b"notes")
+    fs.commit()
+    fh_r, fh_n = fs.open("/README.md", os.O_RDONLY), fs.open("/NOTES", os.O_RDONLY)
+    fs.rename("/README.md", "/README.txt")
+    fs.unlink("/NOTES")
+    assert fs.read(fh_r, 100, 0) == b"# card" and fs.read(fh_n, 100, 0) == b"notes"
+    fs.release(fh_r), fs.release(fh_n)
