@@ -433,11 +433,15 @@ class DatasetFS:
                     self._drop_open(of)
 
     def fsync(self, fh: int) -> None:
+        """Commit the file's buffer and the dataset. A buffer another handle is still
+        writing is left to that writer's close when this handle only reads it (it may be
+        half written); a writer's own fsync commits what it wrote so far, and a refusal
+        (a JPEG not finished yet) leaves the file to its close, as it was."""
         handle = self.handle(fh)
         of = handle.openfile
-        if of is not None and of.dirty and not of.detached:
+        if of is not None and of.dirty and not of.detached and (handle.writes or not of.writers):
             with self._lock:
-                self._commit(of)
+                self._commit(of, final=not of.writers)
         self.ds.flush()
 
     # --- held staging files ----------------------------------------------------------
@@ -522,8 +526,11 @@ class DatasetFS:
                 else:
                     self.ds.drop_staged(file_id)
 
-    def _commit(self, of: OpenFile) -> None:
-        """Store the buffer of ``of`` as a sample or staged file (called with the lock)."""
+    def _commit(self, of: OpenFile, *, final: bool = True) -> None:
+        """Store the buffer of ``of`` as a sample or staged file (called with the lock).
+        If that fails, a ``final`` commit (the last writer's close) forgets the file: the
+        error is the writer's answer and the committed version stays. Otherwise (a
+        writer's fsync) the file stays open as it was, for more writes and its close."""
         try:
             if of.stream is not None and self._tensor_for(*split(of.path)) is not None:
                 version = self._commit_stream(of)
@@ -531,6 +538,8 @@ class DatasetFS:
                 with of.contents() as (data, size, version):
                     self._store(of.path, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
         except LakeFSError:
+            if not final:
+                raise
             of.detached = True
             if self._open.get(of.path) is of:
                 del self._open[of.path]
@@ -618,8 +627,9 @@ class DatasetFS:
             of = self._handles[fh].openfile if fh in self._handles else self._open.get(p)
             if of is not None:
                 of.truncate(length)
-                if of.path in self._held and self._open.get(of.path) is of and not of.detached:
-                    # held (closed or closing): still within the limits?
+                if not of.writers and self._open.get(of.path) is of and not of.detached:
+                    # No writer's close will store it (held, or open for reading only):
+                    # stored (or held, still within the limits) now.
                     if not self._hold_or_commit(of) and of.refs == 0:
                         self._drop_open(of)
                 return
@@ -702,6 +712,10 @@ class DatasetFS:
             if self._dir_kind(n) is not None:
                 raise IsADirectoryError_(f"{new!r} is a directory")
             of = self._open.get(o)
+            if of is not None and of.writers and not of.detached:
+                self._rename_open(of, n)
+                self._dir_mtime_ns = time.time_ns()
+                return
             if of is not None and of.dirty and not of.detached:
                 if o in self._held:
                     self._rename_held(of, n)
@@ -716,6 +730,24 @@ class DatasetFS:
                 of.path = n
                 self._open[n] = of
             self._dir_mtime_ns = time.time_ns()
+
+    def _rename_open(self, of: OpenFile, n: str) -> None:
+        """Rename a file that handles are still writing (``mv`` or ``rm`` of a file a
+        copy is writing: libfuse renames an open file it unlinks to ``.fuse_hidden*``).
+        Its buffer, half written, cannot be stored now (a partial JPEG is refused, and
+        the writer would lose the rest): it moves to the new name and is stored there at
+        its last close. A committed version moves along, so a refusal then keeps it."""
+        o = of.path
+        src, dst = self._tensor_for(*split(o)), self._tensor_for(*split(n))
+        if src is not None and dst is not None and src is not dst:
+            raise CrossDeviceError(f"cannot move a sample of {src.name!r} into {dst.name!r}")
+        if of.exists and (self._sample(o) is not None or o in self.ds._manifest.files):
+            self._rename_file(o, n)
+        del self._open[o]
+        self._unhold(o)
+        self._detach(n)
+        of.path = n
+        self._open[n] = of
 
     def _rename_held(self, of: OpenFile, n: str) -> None:
         """Rename a held staging file. To another staging name it stays held, under the

@@ -742,3 +742,72 @@ def test_an_open_plain_file_reads_its_bytes_after_rename_or_unlink(fs):
     fs.unlink("/NOTES")
     assert fs.read(fh_r, 100, 0) == b"# card" and fs.read(fh_n, 100, 0) == b"notes"
     fs.release(fh_r), fs.release(fh_n)
+
+
+# --- a file still being written is never stored half written (review of the fs layer) --
+
+
+def test_rename_of_a_file_being_written_moves_it_unstored(fs, photos):
+    """mv (or rm: libfuse renames an open file to .fuse_hidden*) while a copy is still
+    writing used to store the half-written JPEG, fail, and drop the writer's file while
+    its close reported success."""
+    jpeg = photos[0].read_bytes()
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/z.jpg", photos[1].read_bytes())
+    fh = fs.create("/images/a.jpg", 0o644)
+    fs.write(fh, jpeg[:1000], 0)
+    fs.rename("/images/a.jpg", "/images/b.jpg")
+    assert fs.getattr("/images/b.jpg").size == 1000
+    assert errno_of(fs.getattr, "/images/a.jpg") == errno.ENOENT
+    fs.write(fh, jpeg[1000:], 1000)
+    fs.flush(fh)
+    fs.release(fh)
+    assert sorted(n for n, _ in fs.readdir("/images")) == ["b.jpg", "z.jpg"]
+    assert get(fs, "/images/b.jpg") == jpeg
+    # A committed file rewritten by one handle and renamed meanwhile: the old version
+    # moves along, so a refused close keeps it (at the new name).
+    fh = fs.open("/images/b.jpg", os.O_WRONLY | os.O_TRUNC)
+    fs.write(fh, b"not a jpeg", 0)
+    fs.rename("/images/b.jpg", "/images/c.jpg")
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert get(fs, "/images/c.jpg") == jpeg
+    assert sorted(n for n, _ in fs.readdir("/images")) == ["c.jpg", "z.jpg"]
+    # Across tensors a file being written is EXDEV, like a stored one.
+    fs.mkdir("/other", 0o755)
+    put(fs, "/other/o.jpg", jpeg)
+    fh = fs.create("/images/d.jpg", 0o644)
+    fs.write(fh, jpeg[:10], 0)
+    assert errno_of(fs.rename, "/images/d.jpg", "/other/d.jpg") == errno.EXDEV
+    fs.write(fh, jpeg[10:], 10)
+    fs.flush(fh)
+    fs.release(fh)
+    assert get(fs, "/images/d.jpg") == jpeg
+
+
+def test_fsync_never_refuses_a_file_another_handle_is_writing(fs, photos):
+    jpeg = photos[0].read_bytes()
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/z.jpg", photos[1].read_bytes())
+    w = fs.create("/images/a.jpg", 0o644)
+    fs.write(w, jpeg[:1000], 0)
+    r = fs.open("/images/a.jpg", os.O_RDONLY)
+    fs.fsync(r)  # a reader's fsync: the dataset is committed, the half-written file is not
+    fs.release(r)
+    assert errno_of(fs.fsync, w) == errno.EINVAL  # the writer's own: refused, file kept open
+    fs.write(w, jpeg[1000:], 1000)
+    fs.flush(w)
+    fs.release(w)
+    assert get(fs, "/images/a.jpg") == jpeg
+
+
+def test_truncate_of_a_file_only_readers_have_open_is_stored(fs):
+    w = fs.create("/notes.txt", 0o644)
+    fs.write(w, b"hello world\n", 0)
+    r = fs.open("/notes.txt", os.O_RDONLY)  # tail -f, a loader
+    fs.flush(w)
+    fs.release(w)
+    fs.truncate("/notes.txt", 0)
+    fs.commit()
+    assert lakefs.load(fs.ds.storage.root, read_only=True).read_file("notes.txt") == b""
+    fs.release(r)
