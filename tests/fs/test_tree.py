@@ -802,12 +802,13 @@ def test_fsync_never_refuses_a_file_another_handle_is_writing(fs, photos):
 
 
 def test_truncate_of_a_file_only_readers_have_open_is_stored(fs):
-    w = fs.create("/notes.txt", 0o644)
+    fs.mkdir("/notes", 0o755)
+    w = fs.create("/notes/a.txt", 0o644)
     fs.write(w, b"hello world\n", 0)
-    r = fs.open("/notes.txt", os.O_RDONLY)  # tail -f, a loader
+    r = fs.open("/notes/a.txt", os.O_RDONLY)  # tail -f, a loader
     fs.flush(w)
     fs.release(w)
-    fs.truncate("/notes.txt", 0)
+    fs.truncate("/notes/a.txt", 0)
     fs.commit()
-    assert lakefs.load(fs.ds.storage.root, read_only=True).read_file("notes.txt") == b""
+    assert lakefs.load(fs.ds.storage.root, read_only=True).notes["a"].file_bytes() == b""
     fs.release(r)
