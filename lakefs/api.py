@@ -8,7 +8,6 @@ from typing import Any
 from lakefs.dataset import Dataset
 from lakefs.errors import DatasetNotFoundError
 from lakefs.format import keys
-from lakefs.storage.base import LOCK_PREFIX
 from lakefs.storage.remote import open_dataset_storage
 
 DEFAULT_CACHE_SIZE = 10 << 30
@@ -25,14 +24,15 @@ def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: 
           **options: Any) -> Dataset:
     """Create a new, empty dataset; refuses an existing one unless ``overwrite``."""
     storage = _storage(path, False, storage_options)
-    if overwrite and storage.exists(keys.MARKER):
+    replacing = overwrite and storage.exists(keys.MARKER)
+    if replacing:
         with storage.writer_lock(keys.WRITER_LOCK):
             storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
             storage.sync()
             for key in list(storage.list()):
-                if not key.startswith(LOCK_PREFIX):
+                if keys.is_dataset_key(key):  # only the dataset's own objects
                     storage.delete(key)
-    return Dataset(storage, create=True, must_create=True, **options)
+    return Dataset(storage, create=True, must_create=True, _replacing=replacing, **options)
 
 
 def load(path: str | os.PathLike, read_only: bool = False, *, storage_options: dict | None = None,

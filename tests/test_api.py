@@ -297,3 +297,51 @@ def test_commit_interval_makes_api_writes_durable_without_flush(tmp_path):
     assert not any(t.name == "lakefs-autocommit" for t in threading.enumerate())
     with pytest.raises(lakefs.LakeFSError):
         lakefs.empty(tmp_path / "other", commit_interval=0)
+
+
+# --- a dataset never mixes with, or deletes, files that are not its own ----------------
+
+
+def test_create_refuses_a_folder_of_other_files_and_leaves_it_as_it_was(tmp_path):
+    victim = tmp_path / "photos"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "a.jpg").write_bytes(b"jpeg")
+    (victim / "sub" / "notes.txt").write_text("important")
+    for make in (lakefs.empty, lakefs.dataset):
+        with pytest.raises(lakefs.errors.DatasetExistsError, match="not empty and holds no lakefs dataset"):
+            make(victim)
+    assert sorted(p.name for p in victim.iterdir()) == ["a.jpg", "sub"]  # not even a lock
+
+
+def test_overwrite_and_compact_delete_only_the_datasets_own_objects(tmp_path):
+    path = tmp_path / "ds"
+    with lakefs.empty(path) as ds:
+        ds.create_tensor("t", htype="text").append("a")
+        tid = ds.t.meta.tid
+    (path / "NOTES.txt").write_text("mine")  # a user's file inside the dataset folder
+    stray = path / "tensors" / tid / "chunks" / "backup.bin"
+    stray.write_bytes(b"mine too")
+    with lakefs.load(path) as ds:
+        ds.t.append("b")
+        ds.compact()
+    assert stray.read_bytes() == b"mine too"
+    with lakefs.empty(path, overwrite=True) as ds:
+        assert list(ds.tensors) == []
+    assert (path / "NOTES.txt").read_text() == "mine" and stray.read_bytes() == b"mine too"
+    assert not (path / "tensors" / tid / "chunks" / "0000000000000001").exists()
+
+
+def test_a_dataset_inside_another_datasets_folders_is_refused(tmp_path):
+    with lakefs.empty(tmp_path / "outer") as ds:
+        ds.create_tensor("t", htype="text").append("a")
+    with pytest.raises(lakefs.errors.DatasetExistsError):
+        lakefs.empty(tmp_path / "outer" / "manifests")
+
+
+def test_a_writable_open_of_a_wrong_path_makes_nothing(tmp_path):
+    with pytest.raises(lakefs.errors.DatasetNotFoundError, match=str(tmp_path / "nosuch")):
+        lakefs.load(tmp_path / "nosuch")
+    assert not (tmp_path / "nosuch").exists()
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(lakefs.errors.StorageError, match="not a directory"):
+        lakefs.empty(tmp_path / "afile")

@@ -58,7 +58,7 @@ from lakefs.format.manifest import (
     parse_head,
 )
 from lakefs.format.rows import RowTable
-from lakefs.storage.base import Storage, WriterLock
+from lakefs.storage.base import LOCK_PREFIX, Storage, WriterLock
 
 log = logging.getLogger("lakefs.dataset")
 
@@ -84,7 +84,8 @@ class Dataset:
 
     def __init__(self, storage: Storage, *, read_only: bool = False, create: bool = False,
                  must_create: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 allow_transcode: bool = True, commit_interval: float | None = None) -> None:
+                 allow_transcode: bool = True, commit_interval: float | None = None,
+                 _replacing: bool = False) -> None:
         if commit_interval is not None and not commit_interval > 0:
             raise ConfigError(f"commit_interval must be > 0 seconds, not {commit_interval!r}")
         self.storage = storage
@@ -95,6 +96,7 @@ class Dataset:
         self._writer_lock: WriterLock | None = None
         self._closed = False
         self._head: bytes | None = None  # the HEAD object this reader loaded
+        self._replacing = _replacing  # empty(overwrite=True): the folder held a dataset
         self._dirty = False
         self._before_commit: list[Callable[[], None]] = []
         self._staging: set[int] = set()  # ids of staged files put, not yet published or dropped
@@ -103,6 +105,14 @@ class Dataset:
         self._dropped_prefixes: list[str] = []
         self._chunk_writer: ChunkWriter | None = None
         if not self.read_only:
+            # Before the lock is taken (it makes the root and a lock object): a root that
+            # is a file, a mistyped path or a folder of other files get one clear error
+            # and are left as they were.
+            storage.check()
+            if not storage.exists(keys.MARKER):
+                if not create:
+                    raise DatasetNotFoundError(f"no lakefs dataset at {storage.where}")
+                self._refuse_foreign_objects()
             self._writer_lock = storage.writer_lock(keys.WRITER_LOCK)
             self._chunk_writer = ChunkWriter(storage)
         try:
@@ -124,15 +134,29 @@ class Dataset:
             marker = None
         if marker is None:
             if not create:
-                raise DatasetNotFoundError(f"no lakefs dataset at {self.storage!r}")
+                raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}")
             if self.read_only:
-                raise ReadOnlyError(f"cannot create a dataset on read-only storage {self.storage!r}")
+                raise ReadOnlyError(f"cannot create a dataset on read-only storage {self.storage.where}")
+            self._refuse_foreign_objects()  # again, under the lock
             self._init_new()
             return
         if must_create:
-            raise DatasetExistsError(f"a dataset already exists at {self.storage!r} (use overwrite=True)")
+            raise DatasetExistsError(f"a dataset already exists at {self.storage.where} (use overwrite)")
         self._check_marker(marker)
         self._adopt(self._read_head())
+
+    def _refuse_foreign_objects(self) -> None:
+        """A dataset is only created where nothing but a dataset's own objects lie (an
+        interrupted creation leaves those), or where one was just deleted to be replaced:
+        never among a user's files."""
+        if self._replacing:
+            return
+        foreign = next((k for k in self.storage.list()
+                        if not k.startswith(LOCK_PREFIX) and not keys.is_dataset_key(k)), None)
+        if foreign is not None:
+            raise DatasetExistsError(
+                f"{self.storage.where} is not empty and holds no lakefs dataset ({foreign!r} is "
+                "there): refusing to create one among other files; use a new or empty folder")
 
     def _check_marker(self, marker: bytes) -> None:
         import json
@@ -391,7 +415,8 @@ class Dataset:
         for prefix in prefixes:
             try:
                 for key in list(self.storage.list(prefix)):
-                    self.storage.delete(key)
+                    if keys.is_dataset_key(key):
+                        self.storage.delete(key)
             except Exception as e:
                 log.warning("could not delete objects under %s: %s", prefix, e)
 

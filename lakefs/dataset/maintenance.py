@@ -89,7 +89,7 @@ def delete_unreferenced(ds: Dataset) -> None:
         live.update(keys.chunk(tid, c) for c in tensor._engine.live_chunks())
     for prefix in (keys.MANIFESTS, keys.TENSORS, keys.ROWS, keys.FILES):
         for key in list(ds.storage.list(prefix)):
-            if key not in live:
+            if key not in live and keys.is_dataset_key(key):
                 ds.storage.delete(key)
 
 

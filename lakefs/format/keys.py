@@ -7,6 +7,8 @@ written as 16 hex digits so keys sort in creation order.
 
 from __future__ import annotations
 
+import re
+
 MARKER = "lakefs.json"  # written once at creation: {"format": "lakefs", "version": N}
 HEAD = "HEAD"  # the commit point: names the current manifest; replaced atomically
 MANIFESTS = "manifests/"
@@ -42,6 +44,20 @@ def rows_segment(seg_id: int) -> str:
 
 def staged_file(file_id: int) -> str:
     return f"{FILES}{file_id:016x}"
+
+
+_HEX = "[0-9a-f]{16}"
+_DATASET_KEY = re.compile(
+    rf"{re.escape(MARKER)}|{HEAD}|{MANIFESTS}{_HEX}\.json|{ROWS}{_HEX}|{FILES}{_HEX}"
+    rf"|{TENSORS}t[0-9]+/(?:chunks|index)/{_HEX}"
+)
+
+
+def is_dataset_key(key: str) -> bool:
+    """Whether ``key`` is a name lakefs gives its objects (the lock aside). Deletion
+    (``compact``, ``overwrite``, dropped tensors) touches nothing else, so files that are
+    not the dataset's own (a nested folder, a user's notes) are never deleted."""
+    return _DATASET_KEY.fullmatch(key) is not None
 
 
 def parse_id(key: str) -> int:

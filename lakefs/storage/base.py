@@ -199,6 +199,11 @@ class Storage(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    @property
+    def where(self) -> str:
+        """Where the objects live, for messages: a directory or a URL."""
+        return repr(self)
+
 
 class StorageWrapper(Storage):
     """A storage that forwards every operation to ``inner``; wrappers (the read cache,
@@ -207,6 +212,10 @@ class StorageWrapper(Storage):
     def __init__(self, inner: Storage) -> None:
         self.inner = inner
         self.writable = inner.writable
+
+    @property
+    def where(self) -> str:
+        return self.inner.where
 
     def get(self, key: str) -> bytes:
         return self.inner.get(key)

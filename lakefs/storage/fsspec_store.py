@@ -128,6 +128,10 @@ class FsspecStorage(Storage):
     def __repr__(self) -> str:
         return f"FsspecStorage({self.url!r}, read_only={not self.writable})"
 
+    @property
+    def where(self) -> str:
+        return self.url
+
     def _p(self, key: str) -> str:
         return f"{self.root}/{check_key(key)}"
 

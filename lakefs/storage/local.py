@@ -79,6 +79,10 @@ class LocalStorage(Storage):
     def __repr__(self) -> str:
         return f"LocalStorage({self.root!r}, read_only={not self.writable})"
 
+    @property
+    def where(self) -> str:
+        return self.root
+
     # --- key → path ------------------------------------------------------------------
 
     def _path(self, key: str) -> str:

@@ -92,7 +92,7 @@ class Checker:
         try:
             marker = self.storage.get(keys.MARKER)
         except ObjectNotFoundError:
-            raise DatasetNotFoundError(f"no lakefs dataset at {self.storage!r}") from None
+            raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}") from None
         try:
             check_version(json.loads(marker).get("version"), keys.MARKER)
         except FormatVersionError:
