@@ -10,8 +10,13 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from lakefs.errors import ConfigError
+from lakefs.errors import ConfigError, LakeFSError
 
+MAX_SIZE = 1 << 60  # bytes: anything above is a typo, not a size
+# The top-level settings of config.example.yaml that map to a field of the same name
+# (others are nested: storage.*, logging.*, fuse.*, tensors).
+TOP_LEVEL = {"chunk_size", "chunk_cache_size", "allow_transcode", "commit_interval", "refresh_interval",
+             "spill_size", "cache_size"}
 TENSOR_SETTINGS = {"htype", "dtype", "sample_compression", "chunk_compression", "class_names", "chunk_size"}
 
 
@@ -76,8 +81,9 @@ def _check_type(name: str, value: Any, expected: Any) -> Any:
 
 
 def parse_size(value: Any, name: str = "size") -> int:
-    """Bytes from an integer or a string like "10GB", "256 MiB"; ConfigError otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    """Bytes from an integer or a string like "10GB", "256 MiB"; ConfigError otherwise
+    (also for negative, infinite or absurd sizes)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE:
         return value
     if isinstance(value, str):
         text = value.strip().upper().replace(" ", "").removesuffix("B").removesuffix("I")
@@ -85,9 +91,11 @@ def parse_size(value: Any, name: str = "size") -> int:
         mult = units.get(text[-1:], 1)
         number = text[:-1] if text[-1:] in units else text
         try:
-            return int(float(number) * mult)
+            size = float(number) * mult
         except ValueError:
-            pass
+            size = -1.0
+        if 0 <= size <= MAX_SIZE:  # (false for nan and inf too)
+            return int(size)
     raise ConfigError(f"{name} must be a size like 512MB, got {value!r}")
 
 
@@ -107,12 +115,13 @@ def from_dict(data: dict[str, Any]) -> Config:
             level = str(value.get("level", "INFO")).upper()
             if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
                 raise ConfigError(f"config: logging.level must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
-            values["log_level"], values["log_file"] = level, value.get("file")
+            values["log_level"] = level
+            values["log_file"] = _check_type("logging.file", value.get("file"), "str | None")
         elif key == "tensors":
             values["tensors"] = _tensors_from_dict(value)
         elif key in ("cache_size", "chunk_cache_size", "chunk_size", "spill_size"):
             values[key] = parse_size(value, f"config: {key}")
-        elif key in known:
+        elif key in TOP_LEVEL:
             values[key] = _check_type(key, value, known[key].type)
         else:
             raise ConfigError(f"config: unknown setting {key!r}")
@@ -146,6 +155,8 @@ def _fuse_from_dict(value: Any) -> FuseSettings:
         if key not in known:
             raise ConfigError(f"config: unknown setting fuse.{key}")
         _check_type(f"fuse.{key}", v, known[key].type)
+        if key.endswith("_timeout") and v < 0:
+            raise ConfigError(f"config: fuse.{key} must be >= 0 seconds, got {v!r}")
     return FuseSettings(**value)
 
 
@@ -158,7 +169,25 @@ def _tensors_from_dict(value: Any) -> dict[str, dict[str, Any]]:
         unknown = set(settings) - TENSOR_SETTINGS
         if unknown:
             raise ConfigError(f"config: unknown setting tensors.{name}.{sorted(unknown)[0]}")
+        _check_tensor_settings(str(name), settings)
     return {str(k): dict(v) for k, v in value.items()}
+
+
+def _check_tensor_settings(name: str, settings: dict[str, Any]) -> None:
+    """Names of htypes and compressions are checked at start, not at the first copy."""
+    from lakefs.compression import get_codec
+    from lakefs.dataset.htypes import get_htype
+
+    try:
+        if "htype" in settings:
+            get_htype(settings["htype"])
+        for key in ("sample_compression", "chunk_compression"):
+            if settings.get(key) is not None:
+                get_codec(settings[key])
+    except (LakeFSError, KeyError, TypeError) as e:
+        raise ConfigError(f"config: tensors.{name}: {e}") from None
+    if "chunk_size" in settings:
+        settings["chunk_size"] = parse_size(settings["chunk_size"], f"config: tensors.{name}.chunk_size")
 
 
 def load_config(path: str | os.PathLike | None) -> Config:
@@ -172,6 +201,8 @@ def load_config(path: str | os.PathLike | None) -> Config:
             data = yaml.safe_load(f)
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config: {path} is not UTF-8 text (byte {e.start})") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

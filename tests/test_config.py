@@ -44,6 +44,16 @@ def test_values_are_parsed(tmp_path):
         ("commit_interval: 0\n", "commit_interval"),
         ("refresh_interval: -1\n", "refresh_interval"),
         ("refresh_interval: never\n", "refresh_interval"),
+        ("chunk_size: infGB\n", "chunk_size"),
+        ("chunk_size: '-5MB'\n", "chunk_size"),
+        ("storage: {cache_size: 1e400}\n", "cache_size"),
+        ("logging: {file: 123}\n", "logging.file"),
+        ("log_level: bogus\n", "unknown setting 'log_level'"),
+        ("storage_options: [1, 2]\n", "unknown setting 'storage_options'"),
+        ("fuse: {entry_timeout: -5}\n", "fuse.entry_timeout"),
+        ("tensors: {masks: {htype: nonsense}}\n", "tensors.masks: unknown htype"),
+        ("tensors: {masks: {sample_compression: zip}}\n", "tensors.masks: unknown compression"),
+        ("tensors: {masks: {chunk_size: lots}}\n", "tensors.masks.chunk_size"),
         ("allow_transcode: 3\n", "allow_transcode"),
         ("chunk_size: lots\n", "chunk_size"),
         ("fuse: {attr_timeout: x}\n", "fuse.attr_timeout"),
@@ -67,3 +77,10 @@ def test_bad_settings_are_one_clear_error(tmp_path, text, words):
 def test_unreadable_config_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_config_that_is_not_utf8_is_one_clear_error(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_bytes(b"chunk_size: 8MB\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(cfg)
