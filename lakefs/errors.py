@@ -48,6 +48,12 @@ class ObjectNotFoundError(StorageError, FileNotFoundError):
     errno = _errno.ENOENT
 
 
+class ObjectExistsError(StorageError, FileExistsError):
+    """A create-only put found the key taken (:meth:`Storage.put_new`)."""
+
+    errno = _errno.EEXIST
+
+
 class InvalidKeyError(LakeFSError, ValueError):
     """A storage key is malformed or would escape the storage root."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import secrets
 import threading
 import time
 import weakref
@@ -41,6 +42,8 @@ from lakefs.errors import (
     DatasetNotFoundError,
     InvalidSampleError,
     KeyExistsError,
+    LockedError,
+    ObjectExistsError,
     ObjectNotFoundError,
     ReadOnlyError,
     SampleNotFoundError,
@@ -64,6 +67,7 @@ log = logging.getLogger("lakefs.dataset")
 
 DEFAULT_CACHE_BYTES = 256 << 20
 KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
+SESSION_ID_BITS = 32  # ids stay far below 2**64 for billions of sessions
 OPEN_RETRIES = 5  # a concurrent commit may delete what a reader is about to read
 
 
@@ -97,6 +101,7 @@ class Dataset:
         self._closed = False
         self._head: bytes | None = None  # the HEAD object this reader loaded
         self._replacing = _replacing  # empty(overwrite=True): the folder held a dataset
+        self._manifest_put: str | None = None  # a manifest this writer put (HEAD may have failed)
         self._dirty = False
         self._before_commit: list[Callable[[], None]] = []
         self._staging: set[int] = set()  # ids of staged files put, not yet published or dropped
@@ -144,6 +149,12 @@ class Dataset:
             raise DatasetExistsError(f"a dataset already exists at {self.storage.where} (use overwrite)")
         self._check_marker(marker)
         self._adopt(self._read_head())
+        if not self.read_only:
+            # Ids of this writer session start at a random distance past the committed
+            # next_id, so two sessions never hand out the same ids: not a writer that
+            # crashed (whose uncommitted objects a read cache may still hold), nor one
+            # that lost its lease while paused and still puts chunks (docs/FORMAT.md §8).
+            self._ids.next_id += 1 + secrets.randbits(SESSION_ID_BITS)
 
     def _refuse_foreign_objects(self) -> None:
         """A dataset is only created where nothing but a dataset's own objects lie (an
@@ -170,6 +181,9 @@ class Dataset:
         check_version(d.get("version"), keys.MARKER)
 
     def _init_new(self) -> None:
+        # No marker: nothing here is a dataset, so a crashed creation's first manifest
+        # (and one of a dataset being replaced) may be replaced.
+        self._manifest_put = keys.manifest(1)
         self._manifest = Manifest()
         self._rows = RowTable()
         self._ids = IdAllocator(self._manifest.next_id)
@@ -353,6 +367,7 @@ class Dataset:
         with self._lock:
             if self.read_only or self._closed or not self._dirty:
                 return [], []
+            self._verify_writer()  # before anything of this commit is put
             m = self._manifest
             for name, tensor in self._tensors.items():
                 if tensor._engine.commit_index():
@@ -366,15 +381,40 @@ class Dataset:
             m.seq += 1
             mkey = keys.manifest(m.seq)
             try:
-                self.storage.put(mkey, m.to_bytes())
-                if self._writer_lock is not None:
-                    self._writer_lock.verify()  # a lost lease must never publish a commit
+                self._verify_writer()  # a lost lease must never publish a commit
+                self._put_manifest(mkey, m.to_bytes())
+                self._verify_writer()
                 self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
+            except ObjectExistsError as e:
+                m.seq -= 1
+                raise LockedError(f"another writer committed {mkey} of {self.storage.where}: this "
+                                  "one lost its writer lock (lease) and publishes nothing") from e
             except BaseException:
                 m.seq -= 1
                 raise
             self._dirty = False
             return self._take_garbage(m.seq)
+
+    def _put_manifest(self, mkey: str, blob: bytes) -> None:
+        """Put the manifest of the commit being made. Create-only, so a writer that lost
+        its lease (paused past it while another took over and committed) can never
+        replace the other's commit; a manifest that exists but that HEAD never named is
+        what a writer crashing before its HEAD put left behind, and is replaced."""
+        if mkey != self._manifest_put:  # (ours from an attempt that failed at HEAD: replace)
+            try:
+                self.storage.put_new(mkey, blob)
+                self._manifest_put = mkey
+                return
+            except ObjectExistsError:
+                seq, _ = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+                if seq >= self._manifest.seq:
+                    raise
+        self.storage.put(mkey, blob)
+        self._manifest_put = mkey
+
+    def _verify_writer(self) -> None:
+        if self._writer_lock is not None:
+            self._writer_lock.verify()
 
     def commit(self, message: str | None = None) -> None:
         """Alias of :meth:`flush` (Deep Lake's name)."""

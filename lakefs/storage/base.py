@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from contextlib import AbstractContextManager
 
-from lakefs.errors import InvalidKeyError, ReadOnlyError
+from lakefs.errors import InvalidKeyError, ObjectExistsError, ReadOnlyError
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
 
@@ -133,6 +133,16 @@ class Storage(abc.ABC):
         per object at commit costs a fraction of flushing each as it is written.
         """
 
+    def put_new(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Like :meth:`put`, but ``ObjectExistsError`` if ``key`` exists: a commit puts
+        its manifest this way, so a writer that lost its lease (paused past it while
+        another took over) cannot replace the other's commit. Object stores make it one
+        conditional request; this default checks first, which is enough where the writer
+        lock cannot be lost (a local flock)."""
+        if self.exists(key):
+            raise ObjectExistsError(f"object {key!r} exists already")
+        self.put(key, data)
+
     def sync(self) -> None:
         """Make every object put with ``sync=False`` so far durable (default: they are)."""
 
@@ -228,6 +238,9 @@ class StorageWrapper(Storage):
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
         self.inner.put(key, data, sync=sync)
+
+    def put_new(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self.inner.put_new(key, data)
 
     def sync(self) -> None:
         self.inner.sync()

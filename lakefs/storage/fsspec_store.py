@@ -36,6 +36,7 @@ import fsspec
 from lakefs.errors import (
     LakeFSError,
     LockedError,
+    ObjectExistsError,
     ObjectNotFoundError,
     StorageError,
     StorageFullError,
@@ -230,6 +231,22 @@ class FsspecStorage(Storage):
         self._check_writable(key)
         with self._errors(key, "write", write=True):
             self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data))
+
+    def put_new(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """On S3 one conditional PUT (If-None-Match: *); elsewhere check, then put."""
+        if not self._s3:
+            return super().put_new(key, data)
+        path = self._p(key)
+        self._check_writable(key)
+        with self._errors(key, "write", write=True):
+            try:
+                self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data), mode="create")
+            except FileExistsError as e:
+                raise ObjectExistsError(f"object {key!r} exists already in {self.url}") from e
+            except OSError as e:
+                if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise ObjectExistsError(f"object {key!r} exists already in {self.url}") from e
+                raise
 
     def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
         """On S3, streamed as a multipart upload: the object appears whole at the end, or

@@ -84,6 +84,14 @@ class StorageTests:
         assert store.get("obj") == data
         assert store.size("obj") == len(data)
 
+    def test_put_new_creates_only(self, env: Env) -> None:
+        from lakefs.errors import ObjectExistsError
+
+        env.store.put_new("m/1", b"first")
+        with pytest.raises(ObjectExistsError):
+            env.store.put_new("m/1", b"second")
+        assert env.store.get("m/1") == b"first" and env.raw.get("m/1") == b"first"
+
     def test_put_bytearray_and_memoryview(self, env: Env) -> None:
         env.store.put("ba", bytearray(b"abc"))
         env.store.put("mv", memoryview(b"xxdefxx")[2:5])
