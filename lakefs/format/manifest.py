@@ -8,6 +8,7 @@ manifest, then the segments it names. See docs/FORMAT.md.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -147,7 +148,9 @@ def check_version(version: object, where: str) -> None:
 
 
 def marker_bytes() -> bytes:
-    return json.dumps({"format": "lakefs", "version": FORMAT_VERSION}).encode()
+    """The marker of a new dataset. ``uid`` tells apart two datasets created one after the
+    other at the same URL (a read cache must never serve one's objects for the other's)."""
+    return json.dumps({"format": "lakefs", "version": FORMAT_VERSION, "uid": uuid.uuid4().hex}).encode()
 
 
 def head_bytes(seq: int, manifest_key: str) -> bytes:

@@ -13,9 +13,10 @@ is given, so repeated epochs read chunks from the local disk:
   sample-compressed chunk) fetches the *whole* chunk — parallel 8 MB ranged GETs when it
   is large — so the chunk's other samples are then local (whole-chunk prefetch).
 - Each dataset gets its own subdirectory ``<cache_dir>/<h>``, ``h`` a hash of the URL,
-  the endpoint and the modification time of the dataset's marker object: a dataset
-  deleted and re-created at the same URL (whose object ids start again from 0) never
-  reads the old one's cached chunks. ``cache_size`` bounds each such subdirectory.
+  the endpoint and the dataset's marker (its random ``uid`` and modification time): a
+  dataset deleted and re-created at the same URL (whose object ids start again from 0),
+  even within the same second, never reads the old one's cached chunks. ``cache_size``
+  bounds each such subdirectory.
 
 Credentials, region and endpoint come from ``options`` (fsspec storage options) or, for
 S3, from botocore's own sources: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
@@ -79,14 +80,15 @@ def cache_dir_for(root: str | os.PathLike[str], url: str, options: dict[str, Any
 
 
 def _marker_version(storage: Storage) -> str | None:
-    """When the dataset's marker object was written (None if there is none yet)."""
+    """Which dataset is at this URL: the marker's ``uid`` (made at creation) and when the
+    marker was written (datasets made before the uid have only that, to the second);
+    None if there is no dataset yet."""
     modified = getattr(storage, "modified", None)
-    if modified is None:
-        return None
     try:
-        return modified(_MARKER)
-    except LakeFSError:
-        return None  # check() reports an unusable store with a clearer message
+        uid = json.loads(storage.get(_MARKER)).get("uid")
+        return json.dumps([uid, modified(_MARKER) if modified is not None else None])
+    except (LakeFSError, ValueError, AttributeError):
+        return None  # no dataset yet; check() reports an unusable store more clearly
 
 
 def open_dataset_storage(
