@@ -42,6 +42,7 @@ from lakefs.errors import (
     DatasetNotFoundError,
     InvalidSampleError,
     KeyExistsError,
+    LakeFSError,
     LockedError,
     ObjectExistsError,
     ObjectNotFoundError,
@@ -291,26 +292,42 @@ class Dataset:
                 pass
 
     def close(self) -> None:
-        """Commit everything and release the writer lock."""
+        """Commit everything and release the writer lock.
+
+        If that commit fails (a full disk, an unreachable store), the error is raised and
+        the dataset stays open with everything written still in it: close (or flush)
+        again once the cause is fixed. A writer that lost its lock closes anyway, since
+        nothing it holds can be committed any more."""
         self.stop_autocommit()
         if self._closed:
             return
+        hook_error: LakeFSError | None = None
         try:
             self._run_before_commit()
-        finally:
-            self._close()
+        except LakeFSError as e:  # (files the mount keeps in memory): they stay for a retry
+            hook_error = e
+        self._close(keep_open=hook_error is not None)  # what is in the dataset is committed
+        if hook_error is not None:
+            raise hook_error
 
-    def _close(self) -> None:
+    def _close(self, *, keep_open: bool = False) -> None:
         with self._lock:  # a commit from another thread finishes first, none starts after
             if self._closed:
                 return
             try:
-                self._delete_garbage(*self._commit())
-            finally:
-                self._closed = True
-                if self._chunk_writer is not None:
-                    self._chunk_writer.close()
-                self._release_lock()
+                garbage = self._commit()
+            except LockedError:
+                self._finish_close()
+                raise
+            if not keep_open:
+                self._finish_close()
+        self._delete_garbage(*garbage)
+
+    def _finish_close(self) -> None:
+        self._closed = True
+        if self._chunk_writer is not None:
+            self._chunk_writer.close()
+        self._release_lock()
 
     def stop_autocommit(self) -> None:
         """Stop the periodic commit thread (and wait for a commit it is doing)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from lakefs.dataset import Dataset
-from lakefs.errors import CorruptionError, StorageError, StorageFullError
+from lakefs.errors import CorruptionError, LockedError, StorageError, StorageFullError
 from lakefs.fs.tree import DatasetFS
 from lakefs.storage import MemoryStorage
 from lakefs.storage.faults import FaultyStorage
@@ -329,3 +329,38 @@ def test_full_disk_cp_reports_enospc_and_keeps_serving(small_tmpfs, tmp_path, mo
     assert all(data in photo_bytes for data in everything.values())
     assert_fsck_clean(ds_path)
 
+
+
+def test_a_failed_close_keeps_everything_for_a_retry():
+    """Found by review: the first close failed, and a second close or flush then returned
+    normally having stored nothing (the dataset was marked closed before its commit)."""
+    inner = MemoryStorage()
+    Dataset(inner, create=True).close()
+    store = FaultyStorage(inner, fail_at=10**9)
+    ds = Dataset(store)
+    ds.create_tensor("b", htype="bytes")
+    ds.b.append(b"precious")
+    store.fail_at = store.count + 1  # the next write fails, once
+    with pytest.raises(StorageError):
+        ds.close()
+    with pytest.raises(LockedError):
+        Dataset(inner)  # still open: it still holds the writer lock
+    ds.close()  # the retry commits
+    ro = Dataset(inner, read_only=True)
+    assert ro.b[0].tobytes() == b"precious"
+    Dataset(inner).close()  # and the lock is free
+
+
+def test_a_writer_that_lost_its_lock_closes_anyway(monkeypatch):
+    inner = MemoryStorage()
+    ds = Dataset(inner, create=True)
+    ds.create_tensor("b", htype="bytes").append(b"x")
+
+    def lost(self):
+        raise LockedError("writer lease lost: test")
+
+    monkeypatch.setattr(type(ds._writer_lock), "verify", lost)
+    with pytest.raises(LockedError):
+        ds.close()
+    assert ds._closed
+    ds.close()  # nothing more to do
