@@ -345,3 +345,22 @@ def test_a_writable_open_of_a_wrong_path_makes_nothing(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(lakefs.errors.StorageError, match="not a directory"):
         lakefs.empty(tmp_path / "afile")
+
+
+def test_compact_keeps_the_tiles_of_a_stream_still_being_written(tmp_path):
+    """Found by review: compact took a big file's tiles, written but not yet indexed,
+    for garbage (the mount streams big files into tiles while they are copied)."""
+    path = tmp_path / "ds"
+    ds = lakefs.empty(path)
+    t = ds.create_tensor("blobs", htype="bytes", chunk_size=4096)
+    t.write_file("small1.bin", b"a" * 100)
+    t.pop(0)  # garbage, so compact has work
+    ds.flush()
+    payload = os.urandom(5 * 4096 + 123)
+    stream = t.open_file_stream("big.bin", len(payload))
+    stream.write(payload[: 3 * 4096])  # three tiles sealed and put
+    ds.compact()
+    stream.write(payload[3 * 4096 :])
+    t.commit_file_stream("big.bin", stream)
+    ds.close()
+    assert lakefs.load(path, read_only=True).blobs["big"].tobytes() == payload

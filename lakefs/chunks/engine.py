@@ -11,6 +11,7 @@ byte-exact (Deep Lake v3 re-encodes tiles; we keep the original bytes).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -90,6 +91,7 @@ class ChunkEngine:
         self._open_id: int | None = None
         self._open_state: tuple[int | None, bytearray] = (None, self._open)
         self.obsolete: list[str] = []  # keys to delete once the next commit is visible
+        self._streams: weakref.WeakSet[TileStream] = weakref.WeakSet()  # open_stream()s
 
     # --- write path ----------------------------------------------------------------------
 
@@ -143,7 +145,9 @@ class ChunkEngine:
         """A sample to be written piece by piece as tiles (see lakefs.chunks.stream)."""
         if self.kind == ChunkKind.CHUNK_COMPRESSED:
             raise InvalidSampleError("chunk-compressed tensors cannot stream samples")
-        return TileStream(self)
+        stream = TileStream(self)
+        self._streams.add(stream)
+        return stream
 
     def write_stream(self, row: int, stream: TileStream, *, shape: tuple[int, ...], mtime_ns: int,
                      mode: int, ext: int = 0, flags: int = 0) -> None:
@@ -394,10 +398,15 @@ class ChunkEngine:
     # --- maintenance ---------------------------------------------------------------------
 
     def live_chunks(self) -> set[int]:
+        """Chunks the index points at, and the tiles of streams still being written
+        (nothing points at those yet: ``compact`` must not take them for garbage)."""
         live = self.index.live()
         out: set[int] = set()
         for c, t in zip(live["chunk"].tolist(), live["tiles"].tolist()):
             out.update(range(c, c + t))
+        for stream in list(self._streams):
+            if not stream.closed:
+                out.update(range(stream.first, stream.first + stream.tiles))
         return out
 
 
