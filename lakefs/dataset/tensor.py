@@ -308,6 +308,24 @@ class Tensor:
             return False
         return self._format.accepts_extension(parts[1])
 
+    def key_conflict(self, filename: str) -> str | None:
+        """The file that already holds the row key of ``filename`` under another name,
+        which storing ``filename`` would replace (``report.pdf`` for ``report.docx``: a
+        row holds one file per tensor). None when there is none, or when ``filename``
+        would be shown under that very name (``x.png`` into a jpeg tensor holding
+        ``x.jpg`` is transcoded into it: a rewrite, not a second file)."""
+        parts = split_filename(filename)
+        if parts is None:
+            return None
+        key, ext = parts
+        with self.dataset._lock:
+            row = self.dataset._rows.find(key)
+            st = None if row is None else self._engine.index.file_stat(row)
+            if st is None:
+                return None
+            current = key + self._ext(st[3])
+        return None if current in (filename, key + self._format.shown_ext(ext, False)) else current
+
     def find_file(self, filename: str) -> Sample | None:
         """The sample shown under ``filename`` (key and extension must both match)."""
         with self.dataset._lock:

@@ -14,12 +14,14 @@ stored at close, read back at the rename and deleted after the commit.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from lakefs.config import Config
@@ -31,6 +33,7 @@ from lakefs.errors import (
     CrossDeviceError,
     DirectoryNotEmptyError,
     IsADirectoryError_,
+    KeyExistsError,
     LakeFSError,
     NameTooLongError,
     NoSuchAttributeError,
@@ -356,6 +359,8 @@ class DatasetFS:
                 raise IsADirectoryError_("/ is a directory")
             if self._dir_kind(p) is not None:
                 raise IsADirectoryError_(f"{path!r} is a directory")
+            if p not in self._open:
+                self._check_key_free(p)
             if p in self._open:
                 of = self._open[p]
                 self._unhold(p)  # being written again: stored (or held) at its next close
@@ -368,6 +373,17 @@ class DatasetFS:
             of.refs += 1
             of.writers += 1
             return self._new_handle(Handle(p, of, writes=True))
+
+    def _check_key_free(self, p: str, moving: str | None = None) -> None:
+        """A new sample name whose row key another file of the tensor holds (``a.docx``
+        beside ``a.pdf``) is EEXIST: storing it would silently replace that file.
+        ``moving``: the path being renamed to ``p`` (it may be that file)."""
+        parent, name = split(p)
+        tensor = self._tensor_for(parent, name)
+        other = tensor.key_conflict(name) if tensor is not None else None
+        if other is not None and f"{parent}/{other}" != moving:
+            raise KeyExistsError(f"'/{p}': its row key is taken by '{other}' in this tensor "
+                                 "(one file per row and tensor); remove or rename that one first")
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         return self.handle(fh).read(size, offset)
@@ -567,25 +583,49 @@ class DatasetFS:
         parent, name = split(p)
         tensor = self._tensor_for(parent, name)
         if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
-            tensor = self._tensor_from_first_file(parent, name)
+            with self._undone_if_refused(parent):
+                tensor = self._tensor_from_first_file(parent, name)
+                if tensor is not None:
+                    self._store_in(tensor, p, data, mtime_ns=mtime_ns, mode=mode, size=size)
+                    return
         if tensor is None:
             self.ds.write_file(p, data, size=size, mtime_ns=mtime_ns, mode=mode)
+            self._dir_mtime_ns = time.time_ns()
         else:
-            sample = None
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                assert size is not None
-                stream = tensor.open_file_stream(name, size)
-                if stream is not None:
-                    sample = self._fill_stream(tensor, name, stream, data, size, mtime_ns=mtime_ns, mode=mode)
-                else:  # the tensor needs the whole file (probes, transcodes, text checks)
-                    data = read_exactly(data, size)
-            if sample is None:
-                sample = tensor.write_file(name, data, mtime_ns=mtime_ns, mode=mode)
-            if sample.filename != name:
-                log.info("/%s stored as %s (%s)", p, sample.filename,
-                         "transcoded" if sample.transcoded else "canonical extension")
-            if p in self.ds._manifest.files:
-                self.ds.delete_file(p)
+            self._store_in(tensor, p, data, mtime_ns=mtime_ns, mode=mode, size=size)
+
+    @contextlib.contextmanager
+    def _undone_if_refused(self, parent: str) -> Iterator[None]:
+        """A pending directory made a tensor for a first file that is then refused (a
+        truncated JPEG, invalid JSON) goes back to pending: nothing is stored, and the
+        next file decides again."""
+        try:
+            yield
+        except LakeFSError:
+            if self._dir_kind(parent) == "tensor" and not self.ds._tensors[parent].num_samples:
+                self.ds.delete_tensor(parent)
+                self.ds.make_pending_dir(parent)
+            raise
+
+    def _store_in(self, tensor: Tensor, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int,
+                  size: int | None) -> None:
+        """Store ``data`` as the sample ``p`` of ``tensor`` (see :meth:`_store`)."""
+        name = split(p)[1]
+        sample = None
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            assert size is not None
+            stream = tensor.open_file_stream(name, size)
+            if stream is not None:
+                sample = self._fill_stream(tensor, name, stream, data, size, mtime_ns=mtime_ns, mode=mode)
+            else:  # the tensor needs the whole file (probes, transcodes, text checks)
+                data = read_exactly(data, size)
+        if sample is None:
+            sample = tensor.write_file(name, data, mtime_ns=mtime_ns, mode=mode)
+        if sample.filename != name:
+            log.info("/%s stored as %s (%s)", p, sample.filename,
+                     "transcoded" if sample.transcoded else "canonical extension")
+        if p in self.ds._manifest.files:
+            self.ds.delete_file(p)
         self._dir_mtime_ns = time.time_ns()
 
     @staticmethod
@@ -711,6 +751,7 @@ class DatasetFS:
                 return self._rename_dir(o, n)
             if self._dir_kind(n) is not None:
                 raise IsADirectoryError_(f"{new!r} is a directory")
+            self._check_key_free(n, moving=o)
             of = self._open.get(o)
             if of is not None and of.writers and not of.detached:
                 self._rename_open(of, n)
@@ -784,10 +825,16 @@ class DatasetFS:
 
     def _rename_file(self, o: str, n: str) -> None:
         new_parent, new_name = split(n)
-        src = self._sample(o)
         dst_tensor = self._tensor_for(new_parent, new_name)
         if dst_tensor is None and self._dir_kind(new_parent) == "pending" and split_filename(new_name):
-            dst_tensor = self._tensor_from_first_file(new_parent, new_name)
+            with self._undone_if_refused(new_parent):
+                self._move_file(o, n, self._tensor_from_first_file(new_parent, new_name))
+        else:
+            self._move_file(o, n, dst_tensor)
+
+    def _move_file(self, o: str, n: str, dst_tensor: Tensor | None) -> None:
+        new_name = split(n)[1]
+        src = self._sample(o)
         if src is not None:
             if dst_tensor is src.tensor:  # a sample already at the new key is replaced by the move,
                 dst_tensor.rename_file(src.filename, new_name)  # after the new name is checked
@@ -815,6 +862,8 @@ class DatasetFS:
 
     def _rename_dir(self, o: str, n: str) -> None:
         kind = self._dir_kind(o)
+        if self._dir_kind(split(n)[0]) == "tensor":  # as mkdir: a tensor holds only files
+            raise NotPermittedError(f"'/{n}': a tensor holds sample files, not directories")
         self.store_held(o + "/")  # held files are not open: mv of the directory just rsynced
         if any(p.startswith(o + "/") for p in self._open):
             raise BusyError(f"'/{o}' holds files open for writing")
@@ -832,10 +881,10 @@ class DatasetFS:
             self.ds.rename_tensor(o, n)
         elif kind == "pending":  # it holds only plain files: they move with it
             inside = [p for p in self.ds._manifest.files if p.startswith(o + "/")]
-            self.ds.delete_group(o)
-            self.ds.make_pending_dir(n)
+            self.ds.make_pending_dir(n)  # first: a name it refuses changes nothing
             for path in inside:
                 self.ds.rename_file(path, n + path[len(o):])
+            self.ds.delete_group(o)
         else:  # groups, tensors holding staged files: mv copies and deletes
             raise CrossDeviceError(f"'/{o}' cannot be renamed in place")
         self._dir_mtime_ns = time.time_ns()

@@ -812,3 +812,58 @@ def test_truncate_of_a_file_only_readers_have_open_is_stored(fs):
     fs.commit()
     assert lakefs.load(fs.ds.storage.root, read_only=True).notes["a"].file_bytes() == b""
     fs.release(r)
+
+
+# --- refusals change nothing (review of the fs layer) ----------------------------------
+
+
+def test_a_new_name_whose_key_another_file_holds_is_eexist(fs, photos):
+    """report.docx beside report.pdf in one tensor used to replace report.pdf silently
+    (a row holds one file per tensor)."""
+    fs.mkdir("/docs", 0o755)
+    put(fs, "/docs/report.pdf", b"%PDF-1.4")
+    put(fs, "/docs/notes.txt", b"notes")
+    assert errno_of(fs.create, "/docs/report.docx", 0o644) == errno.EEXIST
+    assert errno_of(fs.rename, "/docs/notes.txt", "/docs/report.txt") == errno.EEXIST
+    assert sorted(n for n, _ in fs.readdir("/docs")) == ["notes.txt", "report.pdf"]
+    assert get(fs, "/docs/report.pdf") == b"%PDF-1.4"
+    fs.rename("/docs/report.pdf", "/docs/report.txt")  # its own key: a rename, allowed
+    assert sorted(n for n, _ in fs.readdir("/docs")) == ["notes.txt", "report.txt"]
+    # A PNG written into a jpeg tensor is stored as the .jpg of its key: a rewrite.
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/x.jpg", photos[0].read_bytes())
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.open(photos[1]).save(buf, "PNG")
+    put(fs, "/images/x.png", buf.getvalue())
+    assert [n for n, _ in fs.readdir("/images")] == ["x.jpg"]
+
+
+def test_a_refused_first_file_leaves_the_directory_pending(fs):
+    fs.mkdir("/labels", 0o755)
+    fh = fs.create("/labels/a.json", 0o644)
+    fs.write(fh, b"{not json", 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert "labels" not in fs.ds.tensors and "labels" in fs.ds._manifest.pending_dirs
+    put(fs, "/labels/a.txt", b"cat")  # the next file decides: a text tensor
+    assert fs.ds.tensors["labels"].htype == "text"
+    # A file moved in and refused (a sample of another tensor: EXDEV) too.
+    fs.mkdir("/more", 0o755)
+    assert errno_of(fs.rename, "/labels/a.txt", "/more/a.txt") == errno.EXDEV
+    assert "more" in fs.ds._manifest.pending_dirs and "more" not in fs.ds.tensors
+
+
+def test_a_pending_directory_renamed_to_a_refused_name_stays_as_it_was(fs, photos):
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/a.jpg", photos[0].read_bytes())
+    fs.mkdir("/pend", 0o755)
+    put(fs, "/pend/README", b"hello")
+    assert errno_of(fs.rename, "/pend", "/images/pend") == errno.EPERM  # as mkdir there
+    assert errno_of(fs.rename, "/pend", "/.pend") == errno.EINVAL
+    assert sorted(n for n, _ in fs.readdir("/")) == ["images", "pend"]
+    assert get(fs, "/pend/README") == b"hello"
+    fs.rename("/pend", "/docs")
+    assert get(fs, "/docs/README") == b"hello" and "pend" not in [n for n, _ in fs.readdir("/")]
