@@ -359,13 +359,12 @@ class DatasetFS:
                 raise IsADirectoryError_("/ is a directory")
             if self._dir_kind(p) is not None:
                 raise IsADirectoryError_(f"{path!r} is a directory")
-            if p not in self._open:
-                self._check_key_free(p)
             if p in self._open:
                 of = self._open[p]
                 self._unhold(p)  # being written again: stored (or held) at its next close
                 of.truncate(0)
             else:
+                self._check_key_free(p)
                 of = OpenFile(p, b"", mode=stat.S_IMODE(mode), mtime_ns=time.time_ns(),
                               exists=self._exists_file(p), spill=self.config.spill_size)
                 of.dirty = True
