@@ -22,7 +22,8 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
 - webp: RGB, or RGBA when the header says the image has alpha.
 
 Encoders: jpeg quality 90; png, tiff (uncompressed) and bmp lossless; webp
-*lossless* (so the webp row is marked lossless); gif quantises colour to a palette and
+*lossless* with ``exact`` (so the webp row is marked lossless: without ``exact`` libwebp
+zeroes the colour of fully transparent pixels); gif quantises colour to a palette and
 is marked lossy.
 """
 
@@ -398,7 +399,7 @@ CODECS: tuple[Codec, ...] = (
          recognize=lambda h: h[:8] == _PNG_SIGNATURE, accepts=_GRAY_COLOUR + ((1, U16),), options={}),
     _row("webp", "WEBP", probe_webp, lossy=False, extensions=(".webp",),
          recognize=lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", accepts=((3, U8), (4, U8)),
-         options={"lossless": True}),
+         options={"lossless": True, "exact": True}),
     _row("bmp", "BMP", probe_bmp, lossy=False, extensions=(".bmp", ".dib"), recognize=_is_bmp,
          accepts=((1, U8), (3, U8)), options={}),
     _row("gif", "GIF", probe_gif, lossy=True, extensions=(".gif",),

@@ -100,6 +100,14 @@ def test_16_bit_gray_png_keeps_every_value() -> None:
     np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)
 
 
+def test_lossless_webp_keeps_colour_under_transparent_pixels() -> None:
+    """The webp row is marked lossless, so RGB under alpha=0 must survive (masks)."""
+    array = smooth(4)
+    array[0, :, 3] = 0
+    codec = get_codec("webp")
+    np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)
+
+
 def test_png_crc_damage_is_detected() -> None:
     data = bytearray(fixture_bytes("rgb.png"))
     data[40] ^= 0xFF  # inside the IDAT body
