@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
 from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
 from lakefs.format.manifest import TensorMeta
+
+_MAX_LABEL = 2**32 - 1  # class labels are stored as uint32
 
 
 @dataclass(frozen=True)
@@ -288,8 +292,22 @@ class SampleFormat:
         raise InvalidSampleError(f"dtype mismatch: the tensor holds {want}, the value is {arr.dtype}")
 
     def _load_npy(self, data: bytes) -> np.ndarray:
+        """Any damage is UndecodableError: numpy's header parser also raises TokenError and
+        SyntaxError, and allocates whatever shape the header claims (MemoryError)."""
+        fmt = np.lib.format
+        buf = io.BytesIO(data)
         try:
+            version = fmt.read_magic(buf)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unsupported .npy format version {version}")
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(buf)
+            need = math.prod(shape) * dtype.itemsize
+            if len(data) - buf.tell() < need:
+                raise ValueError(f"header says {shape} {dtype} ({need} bytes), data has {len(data) - buf.tell()}")
             return np.load(io.BytesIO(data), allow_pickle=False)
+        except (SyntaxError, tokenize.TokenError) as e:
+            raise UndecodableError("content is not a valid .npy file: its header dict is damaged") from e
         except (ValueError, OSError, EOFError) as e:
             raise UndecodableError(f"content is not a valid .npy file: {e}") from e
 
@@ -305,10 +323,12 @@ class SampleFormat:
                 if item not in self.meta.class_names:
                     self.meta.class_names.append(item)
                 out.append(self.meta.class_names.index(item))
-            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and item >= 0:
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item <= _MAX_LABEL:
                 out.append(int(item))
             else:
-                raise InvalidSampleError(f"a class label must be a class name or an integer >= 0, not {item!r}")
+                raise InvalidSampleError(
+                    f"a class label must be a class name or an integer 0..{_MAX_LABEL}, not {item!r}"
+                )
         arr = np.asarray(out, dtype=np.uint32)
         return arr if isinstance(value, (list, tuple, np.ndarray)) else arr.reshape(1)
 

@@ -72,6 +72,8 @@ BAD_SAMPLES = [
     ("arr", np.array(["a"]), InvalidSampleError),
     ("labels", -1, InvalidSampleError),
     ("labels", 1.5, InvalidSampleError),
+    ("labels", 2**40, InvalidSampleError),  # labels are uint32: not an OverflowError
+    ("labels", [1, 5_000_000_000], InvalidSampleError),
     ("meta", b"{not json", UndecodableError),
     ("meta", {1, 2}, InvalidSampleError),
     ("txt", b"\xff\xfe bad utf-8", UndecodableError),
@@ -107,6 +109,35 @@ def test_bad_sample_stores_nothing(ds, tmp_path, photos, tensor, value, error):
     assert "newclass" not in ds.labels.class_names
     ds.flush()
     assert _stored_objects(tmp_path / "ds") == objects  # nothing was even committed
+
+
+def _npy(header_edit=None) -> bytes:
+    out = io.BytesIO()
+    np.save(out, np.arange(24, dtype=np.int16).reshape(2, 3, 4))
+    data = out.getvalue()
+    return header_edit(data) if header_edit else data
+
+
+BAD_FILES = [
+    ("labels", "x.txt", b"99999999999\n", InvalidSampleError),
+    # a stray byte in the header dict: numpy's header parser raises tokenize.TokenError
+    ("arr", "x.npy", _npy(lambda d: d.replace(b"4)", b"4\xa3")), UndecodableError),
+    # a damaged shape: numpy would try to allocate petabytes (MemoryError)
+    ("arr", "x.npy", _npy(lambda d: d.replace(b"(2, 3, 4)", b"(2000000000, 3000000, 4)")), UndecodableError),
+    ("arr", "x.npy", _npy()[:-3], UndecodableError),
+]
+
+
+@pytest.mark.parametrize("tensor,name,data,error", BAD_FILES, ids=[f"{t}-{i}" for i, (t, *_) in enumerate(BAD_FILES)])
+def test_bad_file_is_a_clear_error_and_stores_nothing(ds, tmp_path, tensor, name, data, error):
+    """Through the mount anything but a lakefs error becomes EIO instead of EINVAL."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(error) as info:
+        ds[tensor].write_file(name, data)
+    assert str(info.value)
+    assert _state(ds) == before
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
 
 
 def test_dtype_is_not_adopted_from_a_refused_sample(tmp_path):
