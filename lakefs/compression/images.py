@@ -157,26 +157,52 @@ def probe_png(data: bytes) -> SampleInfo:
 # --- gif -----------------------------------------------------------------------------
 
 
+def _gif_table_size(flags: int) -> int:
+    """Bytes of the colour table a logical screen or image descriptor's flags announce."""
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _gif_sub_blocks(data: bytes, pos: int) -> int:
+    """End of the data sub-blocks starting at ``pos`` (GIF89a §15): sizes up to a 0 byte."""
+    while True:
+        need(data, pos + 1, "gif", f"data sub-block at byte {pos}")
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+
+
 def probe_gif(data: bytes) -> SampleInfo:
-    """Logical screen size, the first frame's transparency, and the 0x3B trailer (GIF89a)."""
-    need(data, 14, "gif", "header")
+    """Walk every block up to the 0x3B trailer (GIF89a §17-27); bytes after it are kept.
+
+    Shape is the logical screen; 4 channels when the first frame has a transparent colour.
+    """
+    need(data, 13, "gif", "header")
     if data[:6] not in (b"GIF87a", b"GIF89a"):
         raise corrupt("gif", "bad signature")
     width, height, flags = struct.unpack_from("<HHB", data, 6)
     if width == 0 or height == 0:
         raise corrupt("gif", f"logical screen is {width}x{height}")
-    if data[-1] != 0x3B:
-        raise corrupt("gif", "does not end with the trailer byte 0x3B (truncated)")
-    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    transparent = False
-    while pos < len(data) and data[pos] == 0x21:  # extension blocks before the first image
-        if data[pos + 1 : pos + 2] == b"\xf9" and pos + 4 < len(data):
-            transparent = bool(data[pos + 3] & 1)
-        pos += 2
-        while pos < len(data) and data[pos]:  # data sub-blocks
-            pos += data[pos] + 1
-        pos += 1
-    if pos >= len(data) or data[pos] != 0x2C:
+    pos, frames, transparent = 13 + _gif_table_size(flags), 0, False
+    while True:
+        need(data, pos + 1, "gif", f"block at byte {pos} (no trailer 0x3B)")
+        introducer = data[pos]
+        if introducer == 0x3B:
+            break
+        if introducer == 0x21:  # extension: label, then data sub-blocks
+            end = _gif_sub_blocks(data, pos + 2)
+            if data[pos + 1] == 0xF9 and data[pos + 2] and frames == 0:  # first frame's control
+                transparent = bool(data[pos + 3] & 1)
+            pos = end
+        elif introducer == 0x2C:  # image descriptor, local colour table, LZW code size
+            need(data, pos + 10, "gif", f"image descriptor at byte {pos}")
+            pos += 10 + _gif_table_size(data[pos + 9])
+            need(data, pos + 1, "gif", f"image data at byte {pos}")
+            pos = _gif_sub_blocks(data, pos + 1)
+            frames += 1
+        else:
+            raise corrupt("gif", f"unknown block 0x{introducer:02X} at byte {pos}")
+    if frames == 0:
         raise corrupt("gif", "no image descriptor")
     return SampleInfo((height, width, 4 if transparent else 3), U8)
 

@@ -140,6 +140,27 @@ def test_gif_trailer_is_checked() -> None:
         get_codec("gif").probe(fixture_bytes("rgb.gif")[:-1])
 
 
+def _animated_gif() -> bytes:
+    from PIL import Image
+
+    frames = [Image.fromarray(np.roll(smooth(3), 7 * i, axis=1)).convert("P") for i in range(3)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=40,
+                   comment=b"made by lakefs tests;;;")
+    return out.getvalue()
+
+
+def test_gif_cut_anywhere_is_corrupt() -> None:
+    """Cuts that happen to end in 0x3B were taken for the trailer; the probe walks the blocks."""
+    codec, data = get_codec("gif"), _animated_gif()
+    assert codec.probe(data).shape == codec.decode(data).shape == (40, 56, 3)
+    assert any(data[n - 1] == 0x3B for n in range(1, len(data) - 1))  # the damage this is about
+    for n in range(len(data)):
+        with pytest.raises(CorruptSampleError, match="gif"):
+            codec.probe(data[:n])
+    assert codec.probe(data + bytes(8)).shape == (40, 56, 3)  # bytes after the trailer are kept
+
+
 def test_text_starting_with_bm_is_not_a_bmp() -> None:
     assert detect(b"BMW 3 series, 2004, blue, 120000 km, full service history\n") is None
 
