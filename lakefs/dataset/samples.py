@@ -170,7 +170,7 @@ class SampleFormat:
         prepared = prepare_encoded(
             data, self.codec.name, exact=self.exact, allow_transcode=self.allow_transcode
         )
-        self._adopt_dtype(prepared.info.dtype)
+        self._fit_dtype(prepared.info.dtype)
         return Encoded(
             prepared.data,
             tuple(prepared.info.shape),
@@ -188,6 +188,7 @@ class SampleFormat:
                 raise InvalidSampleError(f"values {arr.min()}..{top} do not fit a {self.codec.name} image")
             arr = arr.astype(np.uint8 if top < 256 else np.uint16)
         prepared = encode_array(arr, self.codec.name, exact=self.exact)
+        self._fit_dtype(prepared.info.dtype)
         return Encoded(prepared.data, tuple(prepared.info.shape), self.canonical_ext, len(prepared.data))
 
     def _decode_media(self, data: bytes) -> np.ndarray:
@@ -269,6 +270,25 @@ class SampleFormat:
     def _adopt_dtype(self, dtype: str) -> None:
         if self.meta.dtype is None:
             self.meta.dtype = str(np.dtype(dtype))
+
+    def _holds(self, dtype: np.dtype) -> bool:
+        """Whether the tensor's dtype holds every value of ``dtype``; a bool tensor (a mask)
+        holds any integer image as its non-zero pixels."""
+        want = np.dtype(self.meta.dtype)
+        return np.can_cast(dtype, want, "safe") or (want.kind == "b" and dtype.kind in "iu")
+
+    def _fit_dtype(self, dtype: str) -> None:
+        """Adopt an encoded sample's dtype, or refuse one the tensor cannot hold: numpy()
+        would have to cast it and change values (40000 -> 64 in uint8)."""
+        if self.meta.dtype is None:
+            self._adopt_dtype(dtype)
+        elif not self._holds(np.dtype(dtype)):
+            hint = ("mask values are integers" if self.htype.exact and np.dtype(dtype).kind == "f"
+                    else f"create the tensor with dtype={dtype!r}")
+            raise InvalidSampleError(
+                f"this {self.codec.name} sample decodes to {dtype}, which the tensor's dtype "
+                f"{self.meta.dtype} cannot hold exactly; {hint}"
+            )
 
     def _cast(self, arr: np.ndarray) -> np.ndarray:
         """Cast to the tensor's dtype when no value changes; set it from the first sample."""
@@ -360,7 +380,9 @@ class SampleFormat:
             return np.frombuffer(data, dtype=np.uint8)
         if self.codec is not None:
             arr = self.codec.decode(stored)
-            if self.meta.dtype and arr.dtype != np.dtype(self.meta.dtype):
+            # Only casts that keep every value; a sample stored before writes checked the
+            # dtype comes back as decoded rather than changed.
+            if self.meta.dtype and arr.dtype != np.dtype(self.meta.dtype) and self._holds(arr.dtype):
                 arr = arr != 0 if self.meta.dtype == "bool" else arr.astype(self.meta.dtype)
             return arr
         dtype = np.dtype(self.meta.dtype or "uint8")

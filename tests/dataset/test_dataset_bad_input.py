@@ -140,6 +140,64 @@ def test_bad_file_is_a_clear_error_and_stores_nothing(ds, tmp_path, tensor, name
     assert _stored_objects(tmp_path / "ds") == objects
 
 
+def _pil_bytes(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array, mode).save(out, fmt)
+    return out.getvalue()
+
+
+GRAY16 = np.array([[0, 1000], [40000, 65535]], np.uint16)
+FLOATS = np.array([[0.25, 300.5], [-1.0, 1e6]], np.float32)
+TOO_WIDE = [
+    ("image", "png", _pil_bytes(GRAY16, "PNG")),
+    ("image", "png", GRAY16),
+    ("image", "tiff", _pil_bytes(GRAY16, "TIFF")),
+    ("image", "tiff", _pil_bytes(FLOATS, "TIFF", "F")),
+    ("image", "tiff", FLOATS),
+    ("segment_mask", "tiff", _pil_bytes(FLOATS, "TIFF", "F")),
+    ("binary_mask", "tiff", _pil_bytes(FLOATS, "TIFF", "F")),
+]
+
+
+@pytest.mark.parametrize("htype,compression,value", TOO_WIDE, ids=[f"{h}-{c}-{i}" for i, (h, c, _) in enumerate(TOO_WIDE)])
+def test_sample_the_tensor_dtype_cannot_hold_is_refused(tmp_path, htype, compression, value):
+    """numpy() cast it to the tensor's dtype: 40000 -> 64 in uint8, -1.0 -> 4294967295."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", htype=htype, sample_compression=compression)
+    ds.flush()
+    objects = _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match="dtype"):
+        t.append(value)
+    with pytest.raises(InvalidSampleError, match="dtype"):
+        ds.append({"x": value})
+    assert len(t) == 0 and len(ds) == 0
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+def test_a_sample_stored_before_the_check_reads_back_unchanged():
+    from lakefs.dataset.samples import SampleFormat
+    from lakefs.format.manifest import TensorMeta
+
+    fmt = SampleFormat(TensorMeta("t1", "image", "uint8", "png", None, 1 << 20))
+    got = fmt.to_numpy(_pil_bytes(GRAY16, "PNG"), (2, 2, 1))
+    assert got.dtype == np.uint16 and got.ravel().tolist() == GRAY16.ravel().tolist()
+
+
+def test_a_tensor_of_a_wider_dtype_keeps_every_value(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", htype="image", dtype="uint16", sample_compression="png")
+    f = ds.create_tensor("f", htype="image", dtype="float32", sample_compression="tiff")
+    m = ds.create_tensor("m", htype="binary_mask", sample_compression="png")
+    t.extend([_pil_bytes(GRAY16, "PNG"), GRAY16, np.full((2, 2), 200, np.uint8)])
+    f.append(_pil_bytes(FLOATS, "TIFF", "F"))
+    m.append(_pil_bytes(GRAY16, "PNG"))  # a mask is its non-zero pixels
+    assert [s.numpy().ravel().tolist() for s in t] == [GRAY16.ravel().tolist()] * 2 + [[200] * 4]
+    assert all(s.numpy().dtype == np.uint16 for s in t)
+    np.testing.assert_array_equal(f[0].numpy()[:, :, 0], FLOATS)
+    assert m[0].numpy().ravel().tolist() == [False, True, True, True]
+
+
 def test_dtype_is_not_adopted_from_a_refused_sample(tmp_path):
     ds = lakefs.empty(tmp_path / "ds")
     ds.create_tensor("a")  # dtype from the first sample
