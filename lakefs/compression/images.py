@@ -11,7 +11,9 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
 32-bit grayscale TIFF. Per format:
 
 - jpeg: 1 component -> 1, 3 -> 3, 4 (CMYK/YCCK) -> 3 (converted to RGB). 8-bit only.
-- png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS).
+- png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS);
+  exact tensors (masks) read a palette PNG or TIFF as its indices instead
+  (:func:`palette_info`, :func:`decode_palette`): (H, W, 1) uint8.
   1/2/4-bit gray is expanded by Pillow to 0..255. 16-bit colour PNGs probe as uint16
   but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError.
 - gif: first frame only, RGB (4 channels when that frame has a transparent colour).
@@ -378,6 +380,41 @@ def _decode(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], da
             image.load()
             same = image.mode == mode or (mode in ("I;16", "I") and image.mode.startswith("I"))
             array = np.asarray(image if same else image.convert(mode))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise CorruptSampleError(f"corrupt {name} file: {exc}") from exc
+    return check_decoded(array, info, name)
+
+
+# --- palette images as their indices (exact tensors: masks) ------------------------------
+
+
+def palette_info(name: str, data: bytes) -> SampleInfo | None:
+    """``(H, W, 1)`` uint8 when ``data``, already probed as ``name``, is a palette PNG or
+    TIFF, else None. In a mask (PASCAL VOC style) the indices are the class values and
+    the palette only shows them, so exact tensors keep the indices."""
+    if name == "png" and data[25] == 3:  # IHDR colour type 3 (PNG spec §11.2.2)
+        width, height = struct.unpack_from(">II", data, 16)
+        return SampleInfo((height, width, 1), U8)
+    if name == "tiff":
+        tags = _tiff_tags(data, "<" if data[:2] == b"II" else ">")
+        if 262 in tags and int(tags[262][0]) == 3 and tags.get(277, [1])[0] == 1:  # palette
+            return SampleInfo((int(tags[257][0]), int(tags[256][0]), 1), U8)
+    return None
+
+
+def decode_palette(name: str, data: bytes) -> np.ndarray:
+    """The indices of a palette image (:func:`palette_info` is not None for it)."""
+    from PIL import Image
+
+    info = palette_info(name, data)
+    if info is None:
+        raise UnsupportedError(f"{name}: not a palette image")
+    try:
+        with Image.open(io.BytesIO(data), formats=[name.upper()]) as image:
+            image.load()
+            if image.mode != "P":
+                raise UnsupportedError(f"{name}: palette image opens as mode {image.mode}, not P")
+            array = np.asarray(image)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise CorruptSampleError(f"corrupt {name} file: {exc}") from exc
     return check_decoded(array, info, name)

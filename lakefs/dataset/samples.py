@@ -22,6 +22,7 @@ import numpy as np
 
 from lakefs.compression import (
     codec_for_extension,
+    decode_values,
     detect,
     encode_array,
     get_codec,
@@ -195,7 +196,7 @@ class SampleFormat:
         codec = detect(data)
         if codec is None or codec.kind != self.htype.media_kind:
             raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
-        return codec.decode(data)
+        return decode_values(codec, data, exact=self.exact)
 
     def _array_sample(self, arr: np.ndarray) -> Encoded:
         arr = np.ascontiguousarray(self._cast(arr))
@@ -379,7 +380,9 @@ class SampleFormat:
                 return data.decode("utf-8")
             return np.frombuffer(data, dtype=np.uint8)
         if self.codec is not None:
-            arr = self.codec.decode(stored)
+            # A one-channel palette sample is a mask's indices; samples stored before
+            # masks kept indices have 3 or 4 channels and keep decoding to colour.
+            arr = decode_values(self.codec, stored, exact=self.exact and shape[-1:] == (1,))
             # Only casts that keep every value; a sample stored before writes checked the
             # dtype comes back as decoded rather than changed.
             if self.meta.dtype and arr.dtype != np.dtype(self.meta.dtype) and self._holds(arr.dtype):
