@@ -364,3 +364,26 @@ def test_compact_keeps_the_tiles_of_a_stream_still_being_written(tmp_path):
     t.commit_file_stream("big.bin", stream)
     ds.close()
     assert lakefs.load(path, read_only=True).blobs["big"].tobytes() == payload
+
+
+def test_palette_png_mask_keeps_class_indices(tmp_path):
+    """PASCAL VOC masks are palette PNGs: the indices are the classes, not the colours."""
+    indices = np.array([[0, 1, 2], [15, 20, 255]], np.uint8)
+    image = Image.fromarray(indices, "P")
+    image.putpalette([(i * k) % 256 for i in range(256) for k in (37, 91, 13)])
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    ds = lakefs.empty(tmp_path / "ds")
+    for name, compression in (("masks", "png"), ("masks_tiff", "tiff")):
+        t = ds.create_tensor(name, htype="segment_mask", sample_compression=compression)
+        sample = t.append(out.getvalue())
+        assert sample.shape == (2, 3, 1) and t[0].transcoded == (compression == "tiff")
+        assert t[0].numpy()[:, :, 0].tolist() == indices.tolist()
+    assert ds.masks[0].tobytes() == out.getvalue()
+    b = ds.create_tensor("b", htype="binary_mask", sample_compression="png")
+    b.append(out.getvalue())
+    assert b[0].numpy()[:, :, 0].tolist() == (indices != 0).tolist()
+    img = ds.create_tensor("img", htype="image", sample_compression="png")
+    img.append(out.getvalue())
+    assert img[0].shape == (2, 3, 3)  # an image shows the colours
+    ds.close()

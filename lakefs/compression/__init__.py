@@ -20,7 +20,12 @@ Importing this package loads numpy only; Pillow and lz4 are imported on first us
 
 from lakefs.compression import bytecodecs, images, media
 from lakefs.compression.codec import Codec, SampleInfo
-from lakefs.compression.prepare import Prepared, encode_array, prepare_encoded
+from lakefs.compression.prepare import (
+    Prepared,
+    decode_values,
+    encode_array,
+    prepare_encoded,
+)
 from lakefs.compression.registry import (
     codec_for_extension,
     codec_names,
@@ -39,6 +44,7 @@ __all__ = [
     "SampleInfo",
     "codec_for_extension",
     "codec_names",
+    "decode_values",
     "detect",
     "encode_array",
     "get_codec",

@@ -11,7 +11,9 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
 32-bit grayscale TIFF. Per format:
 
 - jpeg: 1 component -> 1, 3 -> 3, 4 (CMYK/YCCK) -> 3 (converted to RGB). 8-bit only.
-- png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS).
+- png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS);
+  exact tensors (masks) read a palette PNG or TIFF as its indices instead
+  (:func:`palette_info`, :func:`decode_palette`): (H, W, 1) uint8.
   1/2/4-bit gray is expanded by Pillow to 0..255. 16-bit colour PNGs probe as uint16
   but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError.
 - gif: first frame only, RGB (4 channels when that frame has a transparent colour).
@@ -22,7 +24,8 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
 - webp: RGB, or RGBA when the header says the image has alpha.
 
 Encoders: jpeg quality 90; png, tiff (uncompressed) and bmp lossless; webp
-*lossless* (so the webp row is marked lossless); gif quantises colour to a palette and
+*lossless* with ``exact`` (so the webp row is marked lossless: without ``exact`` libwebp
+zeroes the colour of fully transparent pixels); gif quantises colour to a palette and
 is marked lossy.
 """
 
@@ -156,26 +159,52 @@ def probe_png(data: bytes) -> SampleInfo:
 # --- gif -----------------------------------------------------------------------------
 
 
+def _gif_table_size(flags: int) -> int:
+    """Bytes of the colour table a logical screen or image descriptor's flags announce."""
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _gif_sub_blocks(data: bytes, pos: int) -> int:
+    """End of the data sub-blocks starting at ``pos`` (GIF89a §15): sizes up to a 0 byte."""
+    while True:
+        need(data, pos + 1, "gif", f"data sub-block at byte {pos}")
+        size = data[pos]
+        pos += 1 + size
+        if size == 0:
+            return pos
+
+
 def probe_gif(data: bytes) -> SampleInfo:
-    """Logical screen size, the first frame's transparency, and the 0x3B trailer (GIF89a)."""
-    need(data, 14, "gif", "header")
+    """Walk every block up to the 0x3B trailer (GIF89a §17-27); bytes after it are kept.
+
+    Shape is the logical screen; 4 channels when the first frame has a transparent colour.
+    """
+    need(data, 13, "gif", "header")
     if data[:6] not in (b"GIF87a", b"GIF89a"):
         raise corrupt("gif", "bad signature")
     width, height, flags = struct.unpack_from("<HHB", data, 6)
     if width == 0 or height == 0:
         raise corrupt("gif", f"logical screen is {width}x{height}")
-    if data[-1] != 0x3B:
-        raise corrupt("gif", "does not end with the trailer byte 0x3B (truncated)")
-    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    transparent = False
-    while pos < len(data) and data[pos] == 0x21:  # extension blocks before the first image
-        if data[pos + 1 : pos + 2] == b"\xf9" and pos + 4 < len(data):
-            transparent = bool(data[pos + 3] & 1)
-        pos += 2
-        while pos < len(data) and data[pos]:  # data sub-blocks
-            pos += data[pos] + 1
-        pos += 1
-    if pos >= len(data) or data[pos] != 0x2C:
+    pos, frames, transparent = 13 + _gif_table_size(flags), 0, False
+    while True:
+        need(data, pos + 1, "gif", f"block at byte {pos} (no trailer 0x3B)")
+        introducer = data[pos]
+        if introducer == 0x3B:
+            break
+        if introducer == 0x21:  # extension: label, then data sub-blocks
+            end = _gif_sub_blocks(data, pos + 2)
+            if data[pos + 1] == 0xF9 and data[pos + 2] and frames == 0:  # first frame's control
+                transparent = bool(data[pos + 3] & 1)
+            pos = end
+        elif introducer == 0x2C:  # image descriptor, local colour table, LZW code size
+            need(data, pos + 10, "gif", f"image descriptor at byte {pos}")
+            pos += 10 + _gif_table_size(data[pos + 9])
+            need(data, pos + 1, "gif", f"image data at byte {pos}")
+            pos = _gif_sub_blocks(data, pos + 1)
+            frames += 1
+        else:
+            raise corrupt("gif", f"unknown block 0x{introducer:02X} at byte {pos}")
+    if frames == 0:
         raise corrupt("gif", "no image descriptor")
     return SampleInfo((height, width, 4 if transparent else 3), U8)
 
@@ -356,6 +385,41 @@ def _decode(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], da
     return check_decoded(array, info, name)
 
 
+# --- palette images as their indices (exact tensors: masks) ------------------------------
+
+
+def palette_info(name: str, data: bytes) -> SampleInfo | None:
+    """``(H, W, 1)`` uint8 when ``data``, already probed as ``name``, is a palette PNG or
+    TIFF, else None. In a mask (PASCAL VOC style) the indices are the class values and
+    the palette only shows them, so exact tensors keep the indices."""
+    if name == "png" and data[25] == 3:  # IHDR colour type 3 (PNG spec §11.2.2)
+        width, height = struct.unpack_from(">II", data, 16)
+        return SampleInfo((height, width, 1), U8)
+    if name == "tiff":
+        tags = _tiff_tags(data, "<" if data[:2] == b"II" else ">")
+        if 262 in tags and int(tags[262][0]) == 3 and tags.get(277, [1])[0] == 1:  # palette
+            return SampleInfo((int(tags[257][0]), int(tags[256][0]), 1), U8)
+    return None
+
+
+def decode_palette(name: str, data: bytes) -> np.ndarray:
+    """The indices of a palette image (:func:`palette_info` is not None for it)."""
+    from PIL import Image
+
+    info = palette_info(name, data)
+    if info is None:
+        raise UnsupportedError(f"{name}: not a palette image")
+    try:
+        with Image.open(io.BytesIO(data), formats=[name.upper()]) as image:
+            image.load()
+            if image.mode != "P":
+                raise UnsupportedError(f"{name}: palette image opens as mode {image.mode}, not P")
+            array = np.asarray(image)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise CorruptSampleError(f"corrupt {name} file: {exc}") from exc
+    return check_decoded(array, info, name)
+
+
 def _encode(name: str, pil_format: str, accepts: tuple[tuple[int, str], ...], options: dict, array: np.ndarray) -> bytes:
     """Encode an (H, W) or (H, W, C) array; InvalidSampleError if the format cannot hold it."""
     from PIL import Image
@@ -398,7 +462,7 @@ CODECS: tuple[Codec, ...] = (
          recognize=lambda h: h[:8] == _PNG_SIGNATURE, accepts=_GRAY_COLOUR + ((1, U16),), options={}),
     _row("webp", "WEBP", probe_webp, lossy=False, extensions=(".webp",),
          recognize=lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", accepts=((3, U8), (4, U8)),
-         options={"lossless": True}),
+         options={"lossless": True, "exact": True}),
     _row("bmp", "BMP", probe_bmp, lossy=False, extensions=(".bmp", ".dib"), recognize=_is_bmp,
          accepts=((1, U8), (3, U8)), options={}),
     _row("gif", "GIF", probe_gif, lossy=True, extensions=(".gif",),

@@ -13,6 +13,8 @@ losslessly keeps exactly the values the file decodes to. Transcodes between loss
 formats are refused when the target cannot hold the source's bit depth (16-bit PNG into
 webp) or its alpha channel (RGBA PNG into bmp); dropping alpha is allowed only into a
 lossy target for non-exact data. Gray into an RGB-only format is widened (no loss).
+In exact tensors a palette image's values are its indices (a PASCAL VOC mask), so it
+is probed, decoded and transcoded as one channel of indices (:func:`decode_values`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lakefs.compression.codec import Codec, SampleInfo
+from lakefs.compression.images import decode_palette, palette_info
 from lakefs.compression.registry import detect, get_codec
 from lakefs.errors import TranscodeRefusedError, UndecodableError
 
@@ -73,7 +76,7 @@ def prepare_encoded(data: bytes, target: str, *, exact: bool, allow_transcode: b
         stored = codec.compress(data)
         return Prepared(stored, SampleInfo((len(data),), "uint8"), False, source.name if source else None)
     if source is not None and source.name == codec.name:
-        return Prepared(bytes(data), codec.probe(data), False, source.name)
+        return Prepared(bytes(data), probe_values(codec, data, exact=exact), False, source.name)
     if source is None or source.kind != codec.kind:
         raise UndecodableError(f"content is not a {target} {codec.kind}: {describe(data)}")
     if codec.kind != "image":
@@ -92,7 +95,7 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
         raise TranscodeRefusedError(
             f"transcode {what} refused: {codec.name} is lossy and this tensor needs exact values"
         )
-    info = source.probe(data)
+    info = probe_values(source, data, exact=exact)
     channels, dtype = info.shape[2], info.dtype
     plan = _plan_channels(channels, dtype, codec)
     if plan is None:
@@ -103,7 +106,7 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
     new_channels, index, drops_alpha = plan
     if drops_alpha and (exact or not codec.lossy):
         raise TranscodeRefusedError(f"transcode {what} refused: {codec.name} would drop the alpha channel")
-    array = source.decode(data)
+    array = decode_values(source, data, exact=exact)
     if new_channels != channels:
         array = np.ascontiguousarray(array[:, :, list(index)])
     stored = codec.encode(array)
@@ -111,6 +114,19 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
     log.info("transcoded %s (%dx%d, %d channels%s): %d -> %d bytes", what, width, height, channels,
              ", alpha dropped" if drops_alpha else "", len(data), len(stored))
     return Prepared(stored, codec.probe(stored), True, source.name)
+
+
+def probe_values(codec: Codec, data: bytes, *, exact: bool) -> SampleInfo:
+    """``codec.probe``, except that an exact tensor sees a palette image as its indices."""
+    info = codec.probe(data)
+    return (exact and palette_info(codec.name, data)) or info
+
+
+def decode_values(codec: Codec, data: bytes, *, exact: bool) -> np.ndarray:
+    """``codec.decode``, except that an exact tensor reads a palette image's indices."""
+    if exact and codec.kind == "image" and palette_info(codec.name, data) is not None:
+        return decode_palette(codec.name, data)
+    return codec.decode(data)
 
 
 def _plan_channels(channels: int, dtype: str, codec: Codec) -> tuple[int, tuple[int, ...], bool] | None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
+import tokenize
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 
 from lakefs.compression import (
     codec_for_extension,
+    decode_values,
     detect,
     encode_array,
     get_codec,
@@ -29,6 +32,8 @@ from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
 from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
 from lakefs.format.manifest import TensorMeta
+
+_MAX_LABEL = 2**32 - 1  # class labels are stored as uint32
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ class SampleFormat:
         prepared = prepare_encoded(
             data, self.codec.name, exact=self.exact, allow_transcode=self.allow_transcode
         )
-        self._adopt_dtype(prepared.info.dtype)
+        self._fit_dtype(prepared.info.dtype)
         return Encoded(
             prepared.data,
             tuple(prepared.info.shape),
@@ -184,13 +189,14 @@ class SampleFormat:
                 raise InvalidSampleError(f"values {arr.min()}..{top} do not fit a {self.codec.name} image")
             arr = arr.astype(np.uint8 if top < 256 else np.uint16)
         prepared = encode_array(arr, self.codec.name, exact=self.exact)
+        self._fit_dtype(prepared.info.dtype)
         return Encoded(prepared.data, tuple(prepared.info.shape), self.canonical_ext, len(prepared.data))
 
     def _decode_media(self, data: bytes) -> np.ndarray:
         codec = detect(data)
         if codec is None or codec.kind != self.htype.media_kind:
             raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
-        return codec.decode(data)
+        return decode_values(codec, data, exact=self.exact)
 
     def _array_sample(self, arr: np.ndarray) -> Encoded:
         arr = np.ascontiguousarray(self._cast(arr))
@@ -266,6 +272,25 @@ class SampleFormat:
         if self.meta.dtype is None:
             self.meta.dtype = str(np.dtype(dtype))
 
+    def _holds(self, dtype: np.dtype) -> bool:
+        """Whether the tensor's dtype holds every value of ``dtype``; a bool tensor (a mask)
+        holds any integer image as its non-zero pixels."""
+        want = np.dtype(self.meta.dtype)
+        return np.can_cast(dtype, want, "safe") or (want.kind == "b" and dtype.kind in "iu")
+
+    def _fit_dtype(self, dtype: str) -> None:
+        """Adopt an encoded sample's dtype, or refuse one the tensor cannot hold: numpy()
+        would have to cast it and change values (40000 -> 64 in uint8)."""
+        if self.meta.dtype is None:
+            self._adopt_dtype(dtype)
+        elif not self._holds(np.dtype(dtype)):
+            hint = ("mask values are integers" if self.htype.exact and np.dtype(dtype).kind == "f"
+                    else f"create the tensor with dtype={dtype!r}")
+            raise InvalidSampleError(
+                f"this {self.codec.name} sample decodes to {dtype}, which the tensor's dtype "
+                f"{self.meta.dtype} cannot hold exactly; {hint}"
+            )
+
     def _cast(self, arr: np.ndarray) -> np.ndarray:
         """Cast to the tensor's dtype when no value changes; set it from the first sample."""
         if arr.dtype.kind not in "biuf":
@@ -288,8 +313,22 @@ class SampleFormat:
         raise InvalidSampleError(f"dtype mismatch: the tensor holds {want}, the value is {arr.dtype}")
 
     def _load_npy(self, data: bytes) -> np.ndarray:
+        """Any damage is UndecodableError: numpy's header parser also raises TokenError and
+        SyntaxError, and allocates whatever shape the header claims (MemoryError)."""
+        fmt = np.lib.format
+        buf = io.BytesIO(data)
         try:
+            version = fmt.read_magic(buf)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unsupported .npy format version {version}")
+            read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read_header(buf)
+            need = math.prod(shape) * dtype.itemsize
+            if len(data) - buf.tell() < need:
+                raise ValueError(f"header says {shape} {dtype} ({need} bytes), data has {len(data) - buf.tell()}")
             return np.load(io.BytesIO(data), allow_pickle=False)
+        except (SyntaxError, tokenize.TokenError) as e:
+            raise UndecodableError("content is not a valid .npy file: its header dict is damaged") from e
         except (ValueError, OSError, EOFError) as e:
             raise UndecodableError(f"content is not a valid .npy file: {e}") from e
 
@@ -305,10 +344,12 @@ class SampleFormat:
                 if item not in self.meta.class_names:
                     self.meta.class_names.append(item)
                 out.append(self.meta.class_names.index(item))
-            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and item >= 0:
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item <= _MAX_LABEL:
                 out.append(int(item))
             else:
-                raise InvalidSampleError(f"a class label must be a class name or an integer >= 0, not {item!r}")
+                raise InvalidSampleError(
+                    f"a class label must be a class name or an integer 0..{_MAX_LABEL}, not {item!r}"
+                )
         arr = np.asarray(out, dtype=np.uint32)
         return arr if isinstance(value, (list, tuple, np.ndarray)) else arr.reshape(1)
 
@@ -339,8 +380,12 @@ class SampleFormat:
                 return data.decode("utf-8")
             return np.frombuffer(data, dtype=np.uint8)
         if self.codec is not None:
-            arr = self.codec.decode(stored)
-            if self.meta.dtype and arr.dtype != np.dtype(self.meta.dtype):
+            # A one-channel palette sample is a mask's indices; samples stored before
+            # masks kept indices have 3 or 4 channels and keep decoding to colour.
+            arr = decode_values(self.codec, stored, exact=self.exact and shape[-1:] == (1,))
+            # Only casts that keep every value; a sample stored before writes checked the
+            # dtype comes back as decoded rather than changed.
+            if self.meta.dtype and arr.dtype != np.dtype(self.meta.dtype) and self._holds(arr.dtype):
                 arr = arr != 0 if self.meta.dtype == "bool" else arr.astype(self.meta.dtype)
             return arr
         dtype = np.dtype(self.meta.dtype or "uint8")

@@ -100,6 +100,14 @@ def test_16_bit_gray_png_keeps_every_value() -> None:
     np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)
 
 
+def test_lossless_webp_keeps_colour_under_transparent_pixels() -> None:
+    """The webp row is marked lossless, so RGB under alpha=0 must survive (masks)."""
+    array = smooth(4)
+    array[0, :, 3] = 0
+    codec = get_codec("webp")
+    np.testing.assert_array_equal(codec.decode(codec.encode(array)), array)
+
+
 def test_png_crc_damage_is_detected() -> None:
     data = bytearray(fixture_bytes("rgb.png"))
     data[40] ^= 0xFF  # inside the IDAT body
@@ -130,6 +138,27 @@ def test_bmp_file_size_field_is_checked() -> None:
 def test_gif_trailer_is_checked() -> None:
     with pytest.raises(CorruptSampleError, match="0x3B"):
         get_codec("gif").probe(fixture_bytes("rgb.gif")[:-1])
+
+
+def _animated_gif() -> bytes:
+    from PIL import Image
+
+    frames = [Image.fromarray(np.roll(smooth(3), 7 * i, axis=1)).convert("P") for i in range(3)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=40,
+                   comment=b"made by lakefs tests;;;")
+    return out.getvalue()
+
+
+def test_gif_cut_anywhere_is_corrupt() -> None:
+    """Cuts that happen to end in 0x3B were taken for the trailer; the probe walks the blocks."""
+    codec, data = get_codec("gif"), _animated_gif()
+    assert codec.probe(data).shape == codec.decode(data).shape == (40, 56, 3)
+    assert any(data[n - 1] == 0x3B for n in range(1, len(data) - 1))  # the damage this is about
+    for n in range(len(data)):
+        with pytest.raises(CorruptSampleError, match="gif"):
+            codec.probe(data[:n])
+    assert codec.probe(data + bytes(8)).shape == (40, 56, 3)  # bytes after the trailer are kept
 
 
 def test_text_starting_with_bm_is_not_a_bmp() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from codec_fixtures import fixture_array, fixture_bytes
 
-from lakefs.compression import encode_array, get_codec, prepare_encoded
+from lakefs.compression import decode_values, encode_array, get_codec, prepare_encoded
 from lakefs.errors import (
     ConfigError,
     CorruptSampleError,
@@ -174,3 +174,36 @@ def test_encode_array_lz4_keeps_raw_bytes() -> None:
     prepared = encode_array(array, "lz4", exact=True)
     assert prepared.info.shape == (10, 100) and prepared.info.dtype == "int32"
     assert get_codec("lz4").decompress(prepared.data) == array.tobytes()
+
+
+def _palette(fmt: str, indices: np.ndarray) -> bytes:
+    """A PASCAL VOC style mask: palette pixels are class indices, colours only show them."""
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(indices, "P")
+    image.putpalette([(i * k) % 256 for i in range(256) for k in (37, 91, 13)])
+    out = io.BytesIO()
+    image.save(out, fmt)
+    return out.getvalue()
+
+
+VOC = np.array([[0, 1, 2], [15, 20, 255]], np.uint8)
+
+
+@pytest.mark.parametrize("source", ["PNG", "TIFF"])
+@pytest.mark.parametrize("target", ["png", "tiff", "bmp"])
+def test_palette_image_in_exact_tensor_keeps_its_indices(source: str, target: str) -> None:
+    """Masks decoded to palette colours lost their class indices, also when transcoded."""
+    data = _palette(source, VOC)
+    prepared = prepare_encoded(data, target, exact=True)
+    assert prepared.info.shape == (2, 3, 1) and prepared.info.dtype == "uint8"
+    assert prepared.transcoded == (get_codec(target).extension != {"PNG": ".png", "TIFF": ".tif"}[source])
+    np.testing.assert_array_equal(decode_values(get_codec(target), prepared.data, exact=True)[:, :, 0], VOC)
+
+
+def test_palette_image_in_plain_image_tensor_is_colour() -> None:
+    prepared = prepare_encoded(_palette("PNG", VOC), "png", exact=False)
+    assert prepared.info.shape == (2, 3, 3)
+    assert decode_values(get_codec("png"), prepared.data, exact=False)[1, 0].tolist() == [(15 * k) % 256 for k in (37, 91, 13)]

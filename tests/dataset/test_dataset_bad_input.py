@@ -72,6 +72,8 @@ BAD_SAMPLES = [
     ("arr", np.array(["a"]), InvalidSampleError),
     ("labels", -1, InvalidSampleError),
     ("labels", 1.5, InvalidSampleError),
+    ("labels", 2**40, InvalidSampleError),  # labels are uint32: not an OverflowError
+    ("labels", [1, 5_000_000_000], InvalidSampleError),
     ("meta", b"{not json", UndecodableError),
     ("meta", {1, 2}, InvalidSampleError),
     ("txt", b"\xff\xfe bad utf-8", UndecodableError),
@@ -107,6 +109,93 @@ def test_bad_sample_stores_nothing(ds, tmp_path, photos, tensor, value, error):
     assert "newclass" not in ds.labels.class_names
     ds.flush()
     assert _stored_objects(tmp_path / "ds") == objects  # nothing was even committed
+
+
+def _npy(header_edit=None) -> bytes:
+    out = io.BytesIO()
+    np.save(out, np.arange(24, dtype=np.int16).reshape(2, 3, 4))
+    data = out.getvalue()
+    return header_edit(data) if header_edit else data
+
+
+BAD_FILES = [
+    ("labels", "x.txt", b"99999999999\n", InvalidSampleError),
+    # a stray byte in the header dict: numpy's header parser raises tokenize.TokenError
+    ("arr", "x.npy", _npy(lambda d: d.replace(b"4)", b"4\xa3")), UndecodableError),
+    # a damaged shape: numpy would try to allocate petabytes (MemoryError)
+    ("arr", "x.npy", _npy(lambda d: d.replace(b"(2, 3, 4)", b"(2000000000, 3000000, 4)")), UndecodableError),
+    ("arr", "x.npy", _npy()[:-3], UndecodableError),
+]
+
+
+@pytest.mark.parametrize("tensor,name,data,error", BAD_FILES, ids=[f"{t}-{i}" for i, (t, *_) in enumerate(BAD_FILES)])
+def test_bad_file_is_a_clear_error_and_stores_nothing(ds, tmp_path, tensor, name, data, error):
+    """Through the mount anything but a lakefs error becomes EIO instead of EINVAL."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(error) as info:
+        ds[tensor].write_file(name, data)
+    assert str(info.value)
+    assert _state(ds) == before
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+def _pil_bytes(array: np.ndarray, fmt: str, mode: str | None = None) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array, mode).save(out, fmt)
+    return out.getvalue()
+
+
+GRAY16 = np.array([[0, 1000], [40000, 65535]], np.uint16)
+FLOATS = np.array([[0.25, 300.5], [-1.0, 1e6]], np.float32)
+TOO_WIDE = [
+    ("image", "png", _pil_bytes(GRAY16, "PNG")),
+    ("image", "png", GRAY16),
+    ("image", "tiff", _pil_bytes(GRAY16, "TIFF")),
+    ("image", "tiff", _pil_bytes(FLOATS, "TIFF", "F")),
+    ("image", "tiff", FLOATS),
+    ("segment_mask", "tiff", _pil_bytes(FLOATS, "TIFF", "F")),
+    ("binary_mask", "tiff", _pil_bytes(FLOATS, "TIFF", "F")),
+]
+
+
+@pytest.mark.parametrize("htype,compression,value", TOO_WIDE, ids=[f"{h}-{c}-{i}" for i, (h, c, _) in enumerate(TOO_WIDE)])
+def test_sample_the_tensor_dtype_cannot_hold_is_refused(tmp_path, htype, compression, value):
+    """numpy() cast it to the tensor's dtype: 40000 -> 64 in uint8, -1.0 -> 4294967295."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", htype=htype, sample_compression=compression)
+    ds.flush()
+    objects = _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match="dtype"):
+        t.append(value)
+    with pytest.raises(InvalidSampleError, match="dtype"):
+        ds.append({"x": value})
+    assert len(t) == 0 and len(ds) == 0
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+def test_a_sample_stored_before_the_check_reads_back_unchanged():
+    from lakefs.dataset.samples import SampleFormat
+    from lakefs.format.manifest import TensorMeta
+
+    fmt = SampleFormat(TensorMeta("t1", "image", "uint8", "png", None, 1 << 20))
+    got = fmt.to_numpy(_pil_bytes(GRAY16, "PNG"), (2, 2, 1))
+    assert got.dtype == np.uint16 and got.ravel().tolist() == GRAY16.ravel().tolist()
+
+
+def test_a_tensor_of_a_wider_dtype_keeps_every_value(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", htype="image", dtype="uint16", sample_compression="png")
+    f = ds.create_tensor("f", htype="image", dtype="float32", sample_compression="tiff")
+    m = ds.create_tensor("m", htype="binary_mask", sample_compression="png")
+    t.extend([_pil_bytes(GRAY16, "PNG"), GRAY16, np.full((2, 2), 200, np.uint8)])
+    f.append(_pil_bytes(FLOATS, "TIFF", "F"))
+    m.append(_pil_bytes(GRAY16, "PNG"))  # a mask is its non-zero pixels
+    assert [s.numpy().ravel().tolist() for s in t] == [GRAY16.ravel().tolist()] * 2 + [[200] * 4]
+    assert all(s.numpy().dtype == np.uint16 for s in t)
+    np.testing.assert_array_equal(f[0].numpy()[:, :, 0], FLOATS)
+    assert m[0].numpy().ravel().tolist() == [False, True, True, True]
 
 
 def test_dtype_is_not_adopted_from_a_refused_sample(tmp_path):
