@@ -18,6 +18,7 @@ stops the others.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import sys
@@ -26,12 +27,12 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.errors import LakeFSError
-from lakefs.tools.scan import LABELS, Plan, SourceFile
+from lakefs.tools.scan import LABELS, Plan, SourceFile, special_reason
 
 HEAD_BYTES = 64  # enough for the registry's magic-byte detection
 WINDOW = 64  # files in flight (being read or transcoded), at most
@@ -59,10 +60,26 @@ class IngestReport:
 # --- the worker side (module level, so a spawned process can import it) -------------------
 
 
+def open_regular(path: str) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file only. The scan skipped FIFOs and devices, but
+    one may have taken a file's place since: O_NONBLOCK makes opening a FIFO return at once
+    (open(2)) instead of waiting for a writer, and the fstat then refuses it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        why = special_reason(os.fstat(fd).st_mode)
+        if why:
+            raise OSError(errno.EINVAL, why)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[bytes | None, str | None]:
     """Read ``path`` and encode it as ``codec``: (prepared bytes, None) or (None, reason)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             data = f.read()
         return prepare_encoded(data, codec, exact=exact, allow_transcode=allow).data, None
     except (LakeFSError, OSError, ValueError) as e:
@@ -71,7 +88,7 @@ def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[byt
 
 def read_file(path: str) -> tuple[bytes | None, str | None]:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return f.read(), None
     except OSError as e:
         return None, _reason(e)
@@ -169,6 +186,10 @@ class Ingester:
     def _submit(self, src: SourceFile, tensor: Tensor) -> None:
         try:
             st = os.stat(src.path)
+            why = special_reason(st.st_mode)
+            if why:  # a FIFO or device put in the file's place since the scan
+                self._fail(src, why)
+                return
             if self._already_stored(src, tensor, st):
                 self.report.skipped += 1
                 self._tick()
@@ -234,7 +255,7 @@ class Ingester:
 
     @staticmethod
     def _needs_transcode(path: str, codec: str) -> bool:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(HEAD_BYTES)
         found = detect(head)
         return found is not None and found.name != codec and found.kind == get_codec(codec).kind

@@ -16,6 +16,7 @@ between two folders → imagefolder; otherwise paired.
 from __future__ import annotations
 
 import os
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -70,26 +71,62 @@ def merge_settings(inferred: dict, given: dict) -> dict:
     return {**inferred, **given}
 
 
-def _entries(folder: str) -> tuple[list[str], list[str], int]:
-    """(files, subfolders, hidden count) of ``folder``, sorted by name."""
-    files, dirs, hidden = [], [], 0
+@dataclass
+class _Listing:
+    files: list[str]  # regular files (and links that lead nowhere: they fail when read)
+    dirs: list[str]
+    hidden: int
+    special: list[tuple[str, str]]  # (name, reason): FIFOs, sockets, devices
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))
+
+
+def special_reason(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not ingested (not a regular file), else None.
+    Such files are never opened: opening a FIFO blocks until a writer comes."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((what for test, what in _SPECIAL if test(mode)), "not a file")
+    return f"not a regular file ({kind})"
+
+
+def _entries(folder: str) -> _Listing:
+    """The entries of ``folder`` sorted by name, by kind (symlinks followed)."""
+    out = _Listing([], [], 0, [])
     with os.scandir(folder) as it:
         for entry in it:
             if entry.name.startswith("."):
-                hidden += 1
-            elif entry.is_dir(follow_symlinks=True):
-                dirs.append(entry.name)
+                out.hidden += 1
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=True).st_mode
+            except OSError:
+                out.files.append(entry.name)  # a dangling link: reported with its reason when read
+                continue
+            if stat.S_ISDIR(mode):
+                out.dirs.append(entry.name)
+            elif stat.S_ISREG(mode):
+                out.files.append(entry.name)
             else:
-                files.append(entry.name)
-    return sorted(files), sorted(dirs), hidden
+                out.special.append((entry.name, special_reason(mode) or ""))
+    out.files.sort()
+    out.dirs.sort()
+    out.special.sort()
+    return out
 
 
-def _leaf_folders(src: str, rel: str = "") -> tuple[dict[str, list[str]], int]:
-    """Every folder under ``src`` that holds files → its file names; plus hidden count."""
-    files, dirs, hidden = _entries(os.path.join(src, rel) if rel else src)
-    out = {rel: files} if files else {}
-    for d in dirs:
-        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d)
+def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None) -> tuple[dict[str, list[str]], int]:
+    """Every folder under ``src`` that holds files → its file names; plus hidden count.
+    Special files (FIFOs...) go to ``plan.problems``."""
+    listing = _entries(os.path.join(src, rel) if rel else src)
+    if plan is not None:
+        plan.problems.extend((f"{rel}/{n}" if rel else n, why) for n, why in listing.special)
+    out = {rel: listing.files} if listing.files else {}
+    hidden = listing.hidden
+    for d in listing.dirs:
+        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan)
         out.update(sub)
         hidden += h
     return out, hidden
@@ -155,11 +192,13 @@ def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: di
 
 
 def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    files, dirs, plan.hidden = _entries(src)
+    listing = _entries(src)
+    plan.hidden = listing.hidden
+    plan.problems.extend(listing.special)
     name = check_path(tensor or os.path.basename(os.path.abspath(src)))
-    for d in dirs:
+    for d in listing.dirs:
         plan.problems.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
-    for f in files:
+    for f in listing.files:
         parts = _split(f, f, plan)
         if parts:
             plan.files.append(SourceFile(os.path.join(src, f), f, name, parts[0], parts[1]))
@@ -167,7 +206,7 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None
 
 
 def _scan_paired(src: str, plan: Plan) -> None:
-    folders, plan.hidden = _leaf_folders(src)
+    folders, plan.hidden = _leaf_folders(src, plan=plan)
     by_key: dict[str, list[SourceFile]] = {}
     for rel_dir, names in folders.items():
         if rel_dir == "":
@@ -195,17 +234,20 @@ def _scan_paired(src: str, plan: Plan) -> None:
 
 
 def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    top, classes, plan.hidden = _entries(src)
-    for n in top:
+    top = _entries(src)
+    classes, plan.hidden = top.dirs, top.hidden
+    plan.problems.extend(top.special)
+    for n in top.files:
         plan.problems.append((n, "a file at the top of an ImageFolder belongs to no class"))
     images = check_path(tensor or IMAGES)
     found: list[tuple[str, str, str, str]] = []  # class, name, stem, ext
     for cls in classes:
-        names, subdirs, hidden = _entries(os.path.join(src, cls))
-        plan.hidden += hidden
-        for d in subdirs:
+        listing = _entries(os.path.join(src, cls))
+        plan.hidden += listing.hidden
+        plan.problems.extend((f"{cls}/{n}", why) for n, why in listing.special)
+        for d in listing.dirs:
             plan.problems.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
-        for n in names:
+        for n in listing.files:
             parts = _split(n, f"{cls}/{n}", plan)
             if parts:
                 found.append((cls, n, *parts))

@@ -193,3 +193,41 @@ def test_a_dead_worker_is_retried_once_then_reported(png_dir: Path, dataset_path
         item = ingest_mod._Item(plan.files[0], png.stat(), broken, True, ())
         assert ing._result(item) == (None, "the transcoding process died")
         ing._readers.shutdown()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("layout", ["flat", "imagefolder", "paired"])
+def test_special_files_are_reported_never_opened(jpeg_dir: Path, tmp_path: Path, layout: str) -> None:
+    """A FIFO (or socket, device) in the source is one reported problem; opening it would
+    block the ingest forever."""
+    src = jpeg_dir if layout == "flat" else tmp_path / "src"
+    where = src
+    if layout != "flat":
+        where = src / "cat"
+        where.mkdir(parents=True)
+        for p in sorted(jpeg_dir.iterdir())[:3]:
+            shutil.copy2(p, where / p.name)
+    os.mkfifo(where / "fifo.jpg")
+    proc = subprocess.run([sys.executable, "-m", "lakefs", "ingest", str(src), str(tmp_path / "ds"),
+                           "--layout", layout], capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert proc.returncode == 1
+    rel = "fifo.jpg" if layout == "flat" else "cat/fifo.jpg"
+    assert f"  {rel}: not a regular file (a FIFO)" in proc.stderr.splitlines()
+    assert "1 failed" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_file_turned_into_a_fifo_after_the_scan_is_not_opened(jpeg_dir: Path, dataset_path: Path) -> None:
+    from lakefs.tools.scan import scan
+
+    plan = scan(str(jpeg_dir), tensor="images")
+    victim = sorted(jpeg_dir.iterdir())[0]
+    victim.unlink()
+    os.mkfifo(victim)
+    with lakefs.dataset(dataset_path) as ds:
+        report = ingest_mod.ingest(ds, plan, workers=0, progress=False)
+    assert report.written == 7
+    assert report.failed == [(victim.name, "not a regular file (a FIFO)")]
+    # and the readers refuse it too, should it appear between that stat and the open
+    assert ingest_mod.read_file(str(victim)) == (None, "not a regular file (a FIFO)")
+    assert ingest_mod.transcode_file(str(victim), "jpeg", False, True) == (None, "not a regular file (a FIFO)")
