@@ -166,6 +166,26 @@ def _split(name: str, rel: str, plan: Plan) -> tuple[str, str] | None:
     return parts
 
 
+def _by_stem(names: list[str], rel_dir: str, plan: Plan) -> list[tuple[str, str, str]]:
+    """(name, stem, ext) of the files of one folder that can name a row, one per stem: the
+    first by name; another file with that stem (``a.jpg`` and ``a.png``) is reported, since
+    one row holds one file per tensor and storing both would keep whichever came last."""
+    seen: dict[str, str] = {}
+    out = []
+    for n in names:
+        rel = f"{rel_dir}/{n}" if rel_dir else n
+        parts = _split(n, rel, plan)
+        if not parts:
+            continue
+        if parts[0] in seen:
+            other = f"{rel_dir}/{seen[parts[0]]}" if rel_dir else seen[parts[0]]
+            plan.problems.append((rel, f"same stem as {other}: one row holds one file per tensor"))
+            continue
+        seen[parts[0]] = n
+        out.append((n, *parts))
+    return out
+
+
 def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None) -> Plan:
     """Plan an ingest of ``src``. ``settings`` (htype, compressions...) apply to the
     tensor(s) a flat or ImageFolder ingest creates."""
@@ -198,10 +218,8 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None
     name = check_path(tensor or os.path.basename(os.path.abspath(src)))
     for d in listing.dirs:
         plan.problems.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
-    for f in listing.files:
-        parts = _split(f, f, plan)
-        if parts:
-            plan.files.append(SourceFile(os.path.join(src, f), f, name, parts[0], parts[1]))
+    for f, stem, ext in _by_stem(listing.files, "", plan):
+        plan.files.append(SourceFile(os.path.join(src, f), f, name, stem, ext))
     plan.tensors[name] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
 
 
@@ -214,20 +232,11 @@ def _scan_paired(src: str, plan: Plan) -> None:
                 plan.problems.append((n, "a file at the top of a paired ingest belongs to no tensor"))
             continue
         name = check_path(rel_dir)
-        seen: dict[str, str] = {}
         mine = []
-        for n in names:
-            rel = f"{rel_dir}/{n}"
-            parts = _split(n, rel, plan)
-            if not parts:
-                continue
-            if parts[0] in seen:
-                plan.problems.append((rel, f"same stem as {rel_dir}/{seen[parts[0]]}: one row holds one file per tensor"))
-                continue
-            seen[parts[0]] = n
-            f = SourceFile(os.path.join(src, rel_dir, n), rel, name, parts[0], parts[1])
+        for n, stem, ext in _by_stem(names, rel_dir, plan):
+            f = SourceFile(os.path.join(src, rel_dir, n), f"{rel_dir}/{n}", name, stem, ext)
             mine.append(f)
-            by_key.setdefault(parts[0], []).append(f)
+            by_key.setdefault(stem, []).append(f)
         plan.tensors[name] = infer_settings([f.ext for f in mine])
     for key in sorted(by_key):
         plan.files.extend(by_key[key])
@@ -247,10 +256,7 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) 
         plan.problems.extend((f"{cls}/{n}", why) for n, why in listing.special)
         for d in listing.dirs:
             plan.problems.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
-        for n in listing.files:
-            parts = _split(n, f"{cls}/{n}", plan)
-            if parts:
-                found.append((cls, n, *parts))
+        found.extend((cls, *f) for f in _by_stem(listing.files, cls, plan))
     clash = len({stem for _, _, stem, _ in found}) != len(found)
     for cls, n, stem, ext in found:
         key = f"{cls}_{stem}" if clash else stem

@@ -231,3 +231,26 @@ def test_a_file_turned_into_a_fifo_after_the_scan_is_not_opened(jpeg_dir: Path, 
     # and the readers refuse it too, should it appear between that stat and the open
     assert ingest_mod.read_file(str(victim)) == (None, "not a regular file (a FIFO)")
     assert ingest_mod.transcode_file(str(victim), "jpeg", False, True) == (None, "not a regular file (a FIFO)")
+
+
+@pytest.mark.parametrize("layout", ["flat", "imagefolder"])
+def test_files_sharing_a_stem_store_one_and_report_the_other(cli, jpeg_dir: Path, tmp_path: Path, layout: str,
+                                                              photo_factory) -> None:
+    """photo.jpg and photo.png would name the same row: the first by name is stored, the
+    other reported (as the paired layout does), so reruns are stable."""
+    src, where = (jpeg_dir, jpeg_dir) if layout == "flat" else (tmp_path / "src", tmp_path / "src" / "cat")
+    if layout != "flat":
+        shutil.copytree(jpeg_dir, where)
+    first = sorted(where.iterdir())[0]
+    png = photo_factory(1, png=True)[0].with_suffix(".png")
+    shutil.copy2(png, where / (first.stem + ".png"))
+    ds_path = tmp_path / "ds"
+    rel = (first.stem + ".png") if layout == "flat" else f"cat/{first.stem}.png"
+    for _ in range(2):
+        r = cli("ingest", src, ds_path, "--layout", layout, "--tensor", "images", "-j", "0")
+        assert r.code == 1 and "1 failed" in r.out
+        assert r.err.splitlines()[1] == f"  {rel}: same stem as {rel[:-4]}.jpg: one row holds one file per tensor"
+        with lakefs.load(ds_path, read_only=True) as ds:
+            assert len(ds) == 8
+            assert ds["images"][first.stem].file_bytes() == first.read_bytes()
+    assert "ingested 0 of" in r.out and "8 already stored" in r.out
