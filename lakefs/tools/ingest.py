@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.errors import LakeFSError
-from lakefs.tools.scan import LABELS, Plan, SourceFile, special_reason
+from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
 
 HEAD_BYTES = 64  # enough for the registry's magic-byte detection
 WINDOW = 64  # files in flight (being read or transcoded), at most
@@ -120,6 +120,8 @@ class Ingester:
         self.workers = (os.cpu_count() or 1) if workers is None else max(0, workers)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.commit_seconds = commit_seconds
+        if plan.layout == "imagefolder":
+            settle_imagefolder_keys(plan, self._stored_class)
         self.report = IngestReport(plan.layout, total=len(plan.files), failed=list(plan.problems))
         self._pool: ProcessPoolExecutor | None = None
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="lakefs-ingest-read")
@@ -248,6 +250,15 @@ class Ingester:
             return True
         codec = _media_codec(tensor)  # a transcoded file cannot keep its size
         return sample.transcoded and codec is not None and self._needs_transcode(src.path, codec)
+
+    def _stored_class(self, key: str) -> str | None:
+        """The class of the dataset's row ``key`` ("" if it has no label), None if no row."""
+        row = self.ds.row_of(key)
+        if row is None:
+            return None
+        labels = self.ds.tensors.get(LABELS)
+        sample = None if labels is None else labels.sample_at(row)
+        return "" if sample is None else sample.file_bytes().decode(errors="replace").strip()
 
     def _label_stored(self, src: SourceFile, row: int) -> bool:
         labels = self.ds.tensors.get(LABELS)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from lakefs.compression import codec_for_extension
 from lakefs.dataset.names import check_key, check_path, split_filename
@@ -33,7 +34,7 @@ class SourceFile:
     path: str  # as opened
     rel: str  # relative to SRC, for messages
     tensor: str  # full tensor name
-    key: str  # row key (the file stem, or class_stem in an ImageFolder with clashes)
+    key: str  # row key: the file stem, or class_stem in an ImageFolder (settle_imagefolder_keys)
     ext: str  # with the dot
     label: str | None = None  # ImageFolder class
 
@@ -257,9 +258,41 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) 
         for d in listing.dirs:
             plan.problems.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
         found.extend((cls, *f) for f in _by_stem(listing.files, cls, plan))
-    clash = len({stem for _, _, stem, _ in found}) != len(found)
     for cls, n, stem, ext in found:
-        key = f"{cls}_{stem}" if clash else stem
-        plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, key, ext, cls))
+        plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls))
+    settle_imagefolder_keys(plan, lambda key: None)
     plan.tensors[images] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
     plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
+
+
+def settle_imagefolder_keys(plan: Plan, stored: Callable[[str], str | None]) -> None:
+    """Give each ImageFolder file its row key, stable across reruns of the ingest.
+
+    ``stored(key)`` is the class of the row ``key`` already in the dataset ("" for a row
+    with no label), None when there is no such row. A file keeps the key of the row that
+    holds it already (``stem`` or ``class_stem`` with its class); a new file gets its stem,
+    or ``class_stem`` when the stem is in several classes or names a row of another class.
+    So a name that starts clashing later prefixes only the new file, and a row never changes
+    key. A file left with no free key is reported.
+    """
+    stems = [split_filename(os.path.basename(f.rel))[0] for f in plan.files]  # type: ignore[index]
+    count = Counter(stems)
+    keys: dict[int, str] = {}
+    taken: dict[str, str] = {}  # key → rel of the file given it
+    for i, (f, stem) in enumerate(zip(plan.files, stems)):  # rows already stored keep their key
+        for key in (stem, f"{f.label}_{stem}"):
+            if key not in taken and stored(key) == f.label:
+                keys[i], taken[key] = key, f.rel
+                break
+    for i, (f, stem) in enumerate(zip(plan.files, stems)):  # then new files
+        if i in keys:
+            continue
+        wanted = [stem, f"{f.label}_{stem}"] if count[stem] == 1 else [f"{f.label}_{stem}"]
+        free = [k for k in wanted if k not in taken and stored(k) is None]
+        if free:
+            keys[i], taken[free[0]] = free[0], f.rel
+        else:
+            key = wanted[-1]
+            holder = f"by {taken[key]}" if key in taken else "in the dataset by a row of another class"
+            plan.problems.append((f.rel, f"its row key {key} is already taken {holder}"))
+    plan.files = [replace(f, key=keys[i]) for i, f in enumerate(plan.files) if i in keys]

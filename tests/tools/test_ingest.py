@@ -254,3 +254,46 @@ def test_files_sharing_a_stem_store_one_and_report_the_other(cli, jpeg_dir: Path
             assert len(ds) == 8
             assert ds["images"][first.stem].file_bytes() == first.read_bytes()
     assert "ingested 0 of" in r.out and "8 already stored" in r.out
+
+
+def test_imagefolder_keys_are_stable_when_a_name_starts_clashing(cli, tmp_path: Path, photo_factory,
+                                                                   dataset_path: Path) -> None:
+    """A name that appears in a second class later gets the class prefix; every row already
+    stored keeps its key, so a rerun stores the new file only and duplicates nothing."""
+    photos = photo_factory(6, seed=3)
+    src = tmp_path / "pets"
+    for cls, idx in (("cat", (0, 1, 2)), ("dog", (3, 4))):
+        (src / cls).mkdir(parents=True)
+        for i in idx:
+            shutil.copy2(photos[i], src / cls / f"photo_{i:05d}.jpg")
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert r.code == 0 and "ingested 5 of 5 files" in r.out
+    shutil.copy2(photos[5], src / "dog" / "photo_00000.jpg")  # also in cat/
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert r.code == 0 and "ingested 1 of 6 files" in r.out and "5 already stored" in r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds.keys() == [f"photo_{i:05d}" for i in range(5)] + ["dog_photo_00000"]
+        assert ds["photo_00000"]["labels"].file_bytes() == b"cat\n"
+        assert ds["dog_photo_00000"]["labels"].file_bytes() == b"dog\n"
+        assert ds["dog_photo_00000"]["images"].file_bytes() == photos[5].read_bytes()
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert "ingested 0 of 6 files" in r.out and "6 already stored" in r.out
+    # the clash goes away again: the prefixed row keeps its key too
+    (src / "cat" / "photo_00000.jpg").unlink()
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert "ingested 0 of 5 files" in r.out and "5 already stored" in r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert len(ds) == 6
+
+
+def test_imagefolder_prefixes_only_the_clashing_names(tmp_path: Path) -> None:
+    from lakefs.tools.scan import scan
+
+    for rel in ("cat/1.jpg", "cat/2.jpg", "dog/1.jpg", "dog/3.jpg", "dog/cat_1.jpg"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    plan = scan(str(tmp_path), "imagefolder")
+    assert [(f.rel, f.key) for f in plan.files] == [
+        ("cat/1.jpg", "cat_1"), ("cat/2.jpg", "2"), ("dog/1.jpg", "dog_1"), ("dog/3.jpg", "3"),
+        ("dog/cat_1.jpg", "dog_cat_1")]  # its own stem is taken by cat/1.jpg
+    assert plan.problems == []
