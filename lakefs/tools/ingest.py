@@ -42,6 +42,9 @@ READ_THREADS = 4  # pass-through files are read ahead while the main thread writ
 
 @dataclass
 class IngestReport:
+    """What became of every file of the source: ``total`` = ``written`` + ``skipped`` +
+    ``len(failed)``; hidden files and folders not read are counted apart."""
+
     layout: str
     total: int = 0
     written: int = 0
@@ -49,6 +52,8 @@ class IngestReport:
     skipped: int = 0
     bytes_read: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
+    folders: list[tuple[str, str]] = field(default_factory=list)  # ("rel/", reason): not read
+    hidden: int = 0
     created_tensors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -122,7 +127,8 @@ class Ingester:
         self.commit_seconds = commit_seconds
         if plan.layout == "imagefolder":
             settle_imagefolder_keys(plan, self._stored_class)
-        self.report = IngestReport(plan.layout, total=len(plan.files), failed=list(plan.problems))
+        self.report = IngestReport(plan.layout, total=len(plan.files) + len(plan.problems),
+                                   failed=list(plan.problems), folders=list(plan.folders), hidden=plan.hidden)
         self._pool: ProcessPoolExecutor | None = None
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="lakefs-ingest-read")
         self._window: deque[_Item] = deque()

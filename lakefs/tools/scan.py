@@ -44,8 +44,9 @@ class Plan:
     layout: str
     tensors: dict[str, dict] = field(default_factory=dict)  # name → create_tensor kwargs
     files: list[SourceFile] = field(default_factory=list)  # in row order
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
-    hidden: int = 0  # dot-files skipped silently
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason): files not ingested
+    folders: list[tuple[str, str]] = field(default_factory=list)  # ("rel/", reason): folders not read
+    hidden: int = 0  # dot-files and dot-folders, skipped (only counted)
 
 
 def infer_settings(exts: list[str]) -> dict:
@@ -218,7 +219,7 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None
     plan.problems.extend(listing.special)
     name = check_path(tensor or os.path.basename(os.path.abspath(src)))
     for d in listing.dirs:
-        plan.problems.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
+        plan.folders.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
     for f, stem, ext in _by_stem(listing.files, "", plan):
         plan.files.append(SourceFile(os.path.join(src, f), f, name, stem, ext))
     plan.tensors[name] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
@@ -256,7 +257,7 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) 
         plan.hidden += listing.hidden
         plan.problems.extend((f"{cls}/{n}", why) for n, why in listing.special)
         for d in listing.dirs:
-            plan.problems.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
+            plan.folders.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
         found.extend((cls, *f) for f in _by_stem(listing.files, cls, plan))
     for cls, n, stem, ext in found:
         plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls))

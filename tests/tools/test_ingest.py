@@ -297,3 +297,27 @@ def test_imagefolder_prefixes_only_the_clashing_names(tmp_path: Path) -> None:
         ("cat/1.jpg", "cat_1"), ("cat/2.jpg", "2"), ("dog/1.jpg", "dog_1"), ("dog/3.jpg", "3"),
         ("dog/cat_1.jpg", "dog_cat_1")]  # its own stem is taken by cat/1.jpg
     assert plan.problems == []
+
+
+def test_summary_accounts_for_every_file_once(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    """ingested + already stored + failed = the total; folders not read and hidden files
+    are named apart from the files."""
+    for p in sorted(jpeg_dir.iterdir())[4:]:
+        p.unlink()
+    (jpeg_dir / "README").write_text("no extension\n")
+    (jpeg_dir / "gone.jpg").symlink_to(jpeg_dir / "nowhere.jpg")
+    (jpeg_dir / "notes.jpg").write_text("text, not a photo\n")
+    (jpeg_dir / ".DS_Store").write_bytes(b"x")
+    (jpeg_dir / "sub").mkdir()
+    (jpeg_dir / "sub" / "x.jpg").write_bytes(b"x")
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--layout", "flat", "-j", "0")
+    assert r.code == 1
+    assert r.out.startswith("ingested 4 of 7 files (flat layout, 0 transcoded, 0 already stored, 3 failed) in ")
+    assert r.out.rstrip().endswith("created tensors images; 1 folder not read; 1 hidden file skipped")
+    lines = r.err.splitlines()
+    assert lines[0] == "lakefs: 3 file(s) not ingested:"
+    assert sorted(line.split(":")[0].strip() for line in lines[1:4]) == ["README", "gone.jpg", "notes.jpg"]
+    assert lines[4:] == ["lakefs: 1 folder(s) not read:",
+                         "  sub/: a folder inside a flat ingest is not read (use --layout paired)"]
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--layout", "flat", "-j", "0")
+    assert r.out.startswith("ingested 0 of 7 files (flat layout, 0 transcoded, 4 already stored, 3 failed)")
