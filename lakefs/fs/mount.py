@@ -9,6 +9,7 @@ dataset's writer every ``refresh_interval`` seconds (:class:`Refresher`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -30,10 +31,23 @@ MAX_READAHEAD = 1 << 20
 # -o options lakefs itself understands.
 LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "refresh_interval", "nothreads", "threads"}
 
+# What each option with a value takes; every other option is a flag and takes none.
+SECONDS_OPTIONS = {"entry_timeout", "attr_timeout", "negative_timeout", "refresh_interval"}  # >= 0
+POSITIVE_SECONDS_OPTIONS = {"commit_interval"}  # > 0
+BYTES_OPTIONS = {"max_read", "max_write", "max_readahead"}  # a whole number > 0
+STRING_OPTIONS = {"fsname", "subtype"}
 
-def parse_options(text: str | None) -> dict[str, str | bool]:
-    """``"ro,attr_timeout=5"`` → ``{"ro": True, "attr_timeout": "5"}``; unknown → ConfigError."""
-    out: dict[str, str | bool] = {}
+MountOptions = dict[str, str | bool | float | int]
+
+
+def parse_options(text: str | None) -> MountOptions:
+    """``"ro,attr_timeout=5"`` → ``{"ro": True, "attr_timeout": 5.0}``.
+
+    Each option is checked by kind, so a bad one is one ConfigError before anything is
+    mounted: a flag takes no value, seconds are a finite number >= 0 (``commit_interval``
+    > 0), byte counts a whole number > 0, ``fsname``/``subtype`` a non-empty string.
+    """
+    out: MountOptions = {}
     for item in (text or "").split(","):
         item = item.strip()
         if not item:
@@ -41,11 +55,40 @@ def parse_options(text: str | None) -> dict[str, str | bool]:
         key, sep, value = item.partition("=")
         if key not in FUSE_OPTIONS and key not in LAKEFS_OPTIONS:
             raise ConfigError(f"unknown mount option {key!r}")
-        out[key] = value if sep else True
+        out[key] = _option_value(key, value if sep else None)
     return out
 
 
-def fuse_kwargs(config: Config, options: dict[str, str | bool], dataset_url: str) -> tuple[dict, object]:
+def _option_value(key: str, value: str | None) -> str | bool | float | int:
+    takes_value = key in SECONDS_OPTIONS | POSITIVE_SECONDS_OPTIONS | BYTES_OPTIONS | STRING_OPTIONS
+    if not takes_value:
+        if value is not None:
+            raise ConfigError(f"mount option {key} takes no value, got {key + '=' + value!r}")
+        return True
+    if not value:
+        raise ConfigError(f"mount option {key} needs a value ({key}=...)")
+    if key in STRING_OPTIONS:
+        return value
+    if key in BYTES_OPTIONS:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigError(f"mount option {key} needs a whole number of bytes > 0, got {value!r}")
+        return number
+    positive = key in POSITIVE_SECONDS_OPTIONS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
+        raise ConfigError(f"mount option {key} needs a number of seconds {'>' if positive else '>='} 0, "
+                          f"got {value!r}")
+    return seconds
+
+
+def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tuple[dict, object]:
     """(FUSE keyword arguments, connection tuning) from the config and ``-o`` options."""
     from lakefs.fs.binding import LIBFUSE_MAJOR, mount_options
 
@@ -102,7 +145,7 @@ def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     return storage
 
 
-def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dict[str, str | bool],
+def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: MountOptions,
               on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking)."""
     from lakefs.dataset import Dataset
@@ -171,7 +214,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
         log.info("unmounted %s; everything committed", mountpoint)
 
 
-def seconds_option(options: dict[str, str | bool], key: str, default: float) -> float:
+def seconds_option(options: MountOptions, key: str, default: float) -> float:
     """A ``-o key=SECONDS`` option as a float, else ``default``; ConfigError if not a number."""
     value = options.get(key)
     if value is None:

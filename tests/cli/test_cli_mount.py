@@ -1,0 +1,92 @@
+"""``lakefs mount`` and ``lakefs umount`` edge cases, through the real ``python -m lakefs``.
+
+Every test that may mount unmounts in ``finally``; a mount command that should have been
+refused but mounted is stopped and unmounted before the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import lakefs
+from mounting import is_mounted, mounted, unmount
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def lakefs_cmd(*argv: object) -> list[str]:
+    return [sys.executable, "-m", "lakefs", *(str(a) for a in argv)]
+
+
+def run(*argv: object, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(lakefs_cmd(*argv), capture_output=True, text=True, cwd=REPO, env=ENV, timeout=timeout)
+
+
+def attempt_mount(*argv: object, mountpoint: Path, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run a ``lakefs mount`` expected to be refused. If it mounts instead (the bug), stop
+    it, unmount, and fail."""
+    proc = subprocess.Popen(lakefs_cmd(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and not is_mounted(mountpoint) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if is_mounted(mountpoint):
+            pytest.fail(f"{' '.join(map(str, argv))} mounted {mountpoint} instead of refusing")
+        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    finally:
+        unmount(mountpoint)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def dataset(dataset_path: Path) -> Path:
+    lakefs.empty(dataset_path).close()
+    return dataset_path
+
+
+BAD_OPTIONS = [
+    ("max_readahead=abc", "max_readahead needs a whole number of bytes > 0, got 'abc'"),
+    ("max_read=abc", "max_read needs a whole number of bytes > 0, got 'abc'"),
+    ("max_write=0", "max_write needs a whole number of bytes > 0, got '0'"),
+    ("max_readahead", "max_readahead needs a value (max_readahead=...)"),
+    ("ro=yes", "ro takes no value, got 'ro=yes'"),
+    ("xattr=1", "xattr takes no value, got 'xattr=1'"),
+    ("entry_timeout=-3", "entry_timeout needs a number of seconds >= 0, got '-3'"),
+    ("attr_timeout=soon", "attr_timeout needs a number of seconds >= 0, got 'soon'"),
+    ("negative_timeout=nan", "negative_timeout needs a number of seconds >= 0, got 'nan'"),
+    ("refresh_interval=-1", "refresh_interval needs a number of seconds >= 0, got '-1'"),
+    ("commit_interval=0", "commit_interval needs a number of seconds > 0, got '0'"),
+    ("fsname=", "fsname needs a value (fsname=...)"),
+    ("subtype", "subtype needs a value (subtype=...)"),
+]
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_bad_option_values_are_one_line_before_mounting(dataset: Path, mountpoint: Path, tmp_path: Path,
+                                                        background: bool) -> None:
+    for option, message in BAD_OPTIONS:
+        mode = ["--log-file", tmp_path / "mount.log"] if background else ["-f"]
+        r = attempt_mount("mount", dataset, mountpoint, *mode, "-o", option, mountpoint=mountpoint)
+        assert r.returncode == 1, (option, r.stderr)
+        assert r.stderr == f"lakefs: error: mount option {message}\n", option
+        assert not is_mounted(mountpoint)
+
+
+def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
+    opts = "ro,entry_timeout=0.5,attr_timeout=0,max_readahead=131072,max_read=131072,refresh_interval=0"
+    with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", opts), mountpoint, env=ENV):
+        assert os.listdir(mountpoint) == []
