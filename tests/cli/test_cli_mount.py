@@ -90,3 +90,40 @@ def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
     opts = "ro,entry_timeout=0.5,attr_timeout=0,max_readahead=131072,max_read=131072,refresh_interval=0"
     with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", opts), mountpoint, env=ENV):
         assert os.listdir(mountpoint) == []
+
+
+def start_and_kill_mount(dataset: Path, mountpoint: Path) -> None:
+    """Mount in the foreground, then kill -9 the mount process: a dead mount stays behind
+    (stat on it fails with ENOTCONN)."""
+    proc = subprocess.Popen(lakefs_cmd("mount", dataset, mountpoint, "-f"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=REPO, env=ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not is_mounted(mountpoint) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(mountpoint), "the mount did not come up"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with pytest.raises(OSError) as dead:
+        os.stat(mountpoint)
+    assert dead.value.errno == 107  # ENOTCONN
+
+
+def test_a_dead_mount_is_named_by_mount_and_cleared_by_umount(dataset: Path, mountpoint: Path) -> None:
+    try:
+        start_and_kill_mount(dataset, mountpoint)
+        r = run("mount", dataset, mountpoint, "-f", timeout=30)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"{mountpoint} is a dead lakefs mount" in r.stderr
+        assert f"lakefs umount {mountpoint}" in r.stderr
+        r = run("umount", mountpoint, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert not is_mounted(mountpoint)
+        assert "mount process had died" in r.stderr
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):  # and it mounts again
+            assert os.listdir(mountpoint) == []
+    finally:
+        unmount(mountpoint)
+
