@@ -132,6 +132,9 @@ def cmd_umount(args: argparse.Namespace) -> int:
     entry = mount_entry(mp)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
     if entry is None:
         raise ConfigError(f"{mp} is not mounted")
+    if not entry.is_lakefs:
+        raise ConfigError(f"{mp} is a {entry.fstype} mount ({entry.source}), not a lakefs mount; "
+                          f"unmount it with umount(8)")
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     if tool is None:
         raise ConfigError("fusermount3 (package fuse3) is not installed")

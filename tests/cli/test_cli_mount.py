@@ -127,3 +127,21 @@ def test_a_dead_mount_is_named_by_mount_and_cleared_by_umount(dataset: Path, mou
     finally:
         unmount(mountpoint)
 
+
+
+def test_umount_refuses_what_is_not_a_lakefs_mount(tmp_path: Path, mountpoint: Path) -> None:
+    r = run("umount", tmp_path / "nothing-here")
+    assert r.returncode == 1 and r.stderr == f"lakefs: error: {tmp_path / 'nothing-here'} is not mounted\n"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "none", str(mountpoint)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        r = run("umount", mountpoint)
+        assert r.returncode == 1
+        assert r.stderr == (f"lakefs: error: {mountpoint} is a tmpfs mount (none), not a lakefs mount; "
+                            f"unmount it with umount(8)\n")
+        assert is_mounted(mountpoint)
+    finally:
+        subprocess.run(["umount", str(mountpoint)], capture_output=True)
+    assert not is_mounted(mountpoint)
