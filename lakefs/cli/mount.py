@@ -55,8 +55,11 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     config = args.settings
     options = parse_options(",".join(args.options))
+    covered = _covered_entries(args.mountpoint)
     if not args.foreground:
-        return _spawn_background(args, _log_file(args, config.log_file))
+        code = _spawn_background(args, _log_file(args, config.log_file))
+        _warn_covered(args.mountpoint, covered)
+        return code
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if args.debug else config.log_level)
     if args.log_file:
@@ -68,7 +71,12 @@ def cmd_mount(args: argparse.Namespace) -> int:
     root.handlers[:] = [handler]
 
     def on_ready() -> None:
-        if args.ready_fd is not None:
+        if args.ready_fd is None:
+            _warn_covered(args.mountpoint, covered)  # else the background parent warns
+        else:
+            if covered:  # for the log file
+                logging.getLogger("lakefs.mount").warning("%s is not empty: %d entries are hidden while mounted",
+                                                          os.path.abspath(args.mountpoint), covered)
             os.write(args.ready_fd, b"1")
             os.close(args.ready_fd)
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -77,6 +85,27 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     run_mount(args.dataset, args.mountpoint, config=config, options=options, on_ready=on_ready)
     return 0
+
+
+def _covered_entries(mountpoint: str) -> int:
+    """How many entries the mount will hide in ``mountpoint`` (0 when it is mounted
+    already, missing or unreadable: mounting then fails with its own error)."""
+    from lakefs.fs.mount import mount_entry
+
+    if mount_entry(mountpoint) is not None:  # never list a mount (a dead one fails, a wedged one hangs)
+        return 0
+    try:
+        with os.scandir(mountpoint) as it:
+            return sum(1 for _ in it)
+    except OSError:
+        return 0
+
+
+def _warn_covered(mountpoint: str, count: int) -> None:
+    if count:
+        print(f"lakefs: warning: {os.path.abspath(mountpoint)} is not empty: its {count} "
+              f"{'entry is' if count == 1 else 'entries are'} hidden while the dataset is mounted there",
+              file=sys.stderr, flush=True)
 
 
 def _spawn_background(args: argparse.Namespace, log_file: str) -> int:

@@ -145,3 +145,28 @@ def test_umount_refuses_what_is_not_a_lakefs_mount(tmp_path: Path, mountpoint: P
     finally:
         subprocess.run(["umount", str(mountpoint)], capture_output=True)
     assert not is_mounted(mountpoint)
+
+
+def test_mounting_over_files_warns_once(dataset: Path, mountpoint: Path, tmp_path: Path) -> None:
+    (mountpoint / "keep.txt").write_text("mine\n")
+    (mountpoint / "sub").mkdir()
+    warning = (f"lakefs: warning: {mountpoint} is not empty: its 2 entries are hidden while the dataset "
+               f"is mounted there")
+    try:  # background: the warning comes before the command returns
+        r = run("mount", dataset, mountpoint, "--log-file", tmp_path / "mount.log", timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(mountpoint)
+        assert r.stderr.splitlines() == [warning]
+    finally:
+        u = run("umount", mountpoint, timeout=60)
+        unmount(mountpoint)
+    assert u.returncode == 0, u.stderr
+    assert sorted(os.listdir(mountpoint)) == ["keep.txt", "sub"]
+    with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV) as m:  # foreground
+        deadline = time.monotonic() + 10
+        while warning not in m.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [line for line in m.log().splitlines() if "warning" in line.lower()] == [warning]
+        assert os.listdir(mountpoint) == []
+    r = run("mount", dataset, tmp_path / "empty-dir-missing", "-f")  # an error is not preceded by it
+    assert "warning" not in r.stderr
