@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from lakefs.config import load_config
@@ -68,7 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         args.settings = load_config(args.config)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`lakefs ls | head`): stop quietly. stdout is pointed at
+        # /dev/null so the interpreter's final flush cannot fail again (Python docs,
+        # "Note on SIGPIPE" in the signal module).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("lakefs: interrupted", file=sys.stderr)
         return 130

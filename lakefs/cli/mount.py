@@ -55,8 +55,11 @@ def cmd_mount(args: argparse.Namespace) -> int:
 
     config = args.settings
     options = parse_options(",".join(args.options))
+    covered = _covered_entries(args.mountpoint)
     if not args.foreground:
-        return _spawn_background(args, _log_file(args, config.log_file))
+        code = _spawn_background(args, _log_file(args, config.log_file))
+        _warn_covered(args.mountpoint, covered)
+        return code
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if args.debug else config.log_level)
     if args.log_file:
@@ -68,7 +71,12 @@ def cmd_mount(args: argparse.Namespace) -> int:
     root.handlers[:] = [handler]
 
     def on_ready() -> None:
-        if args.ready_fd is not None:
+        if args.ready_fd is None:
+            _warn_covered(args.mountpoint, covered)  # else the background parent warns
+        else:
+            if covered:  # for the log file
+                logging.getLogger("lakefs.mount").warning("%s is not empty: %d entries are hidden while mounted",
+                                                          os.path.abspath(args.mountpoint), covered)
             os.write(args.ready_fd, b"1")
             os.close(args.ready_fd)
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -79,8 +87,31 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return 0
 
 
+def _covered_entries(mountpoint: str) -> int:
+    """How many entries the mount will hide in ``mountpoint`` (0 when it is mounted
+    already, missing or unreadable: mounting then fails with its own error)."""
+    from lakefs.fs.mount import mount_entry
+
+    if mount_entry(mountpoint) is not None:  # never list a mount (a dead one fails, a wedged one hangs)
+        return 0
+    try:
+        with os.scandir(mountpoint) as it:
+            return sum(1 for _ in it)
+    except OSError:
+        return 0
+
+
+def _warn_covered(mountpoint: str, count: int) -> None:
+    if count:
+        print(f"lakefs: warning: {os.path.abspath(mountpoint)} is not empty: its {count} "
+              f"{'entry is' if count == 1 else 'entries are'} hidden while the dataset is mounted there",
+              file=sys.stderr, flush=True)
+
+
 def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     """Run ``lakefs mount -f`` detached; return when it is mounted or has failed."""
+    from lakefs.fs.mount import mount_entry
+
     os.makedirs(os.path.dirname(log_file), exist_ok=True)
     read_fd, write_fd = os.pipe()
     dataset = args.dataset if "://" in args.dataset else os.path.abspath(args.dataset)  # child runs in /
@@ -106,7 +137,7 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     os.close(read_fd)
     if ready:
         mp = os.path.abspath(args.mountpoint)
-        while time.monotonic() < deadline and not os.path.ismount(mp):
+        while time.monotonic() < deadline and mount_entry(mp) is None:
             time.sleep(0.02)
         child.stderr.close()
         return 0
@@ -115,7 +146,7 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-        if os.path.ismount(os.path.abspath(args.mountpoint)):
+        if mount_entry(os.path.abspath(args.mountpoint)) is not None:  # dead now: ismount says False
             tool = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
             subprocess.run([tool, "-uz", os.path.abspath(args.mountpoint)], capture_output=True)
     err = child.stderr.read().decode(errors="replace").strip()
@@ -123,36 +154,33 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     raise LakeFSError(lines[-1].removeprefix("lakefs: error: ") if lines else f"mount failed (see {log_file})")
 
 
-def _mount_source(mountpoint: str) -> tuple[str, str] | None:
-    """(fsname, options) of the lakefs mount at ``mountpoint`` from /proc/mounts."""
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                fields = line.split()
-                target = fields[1].encode().decode("unicode_escape")
-                if target == mountpoint and fields[0].startswith("lakefs:"):
-                    return fields[0][len("lakefs:"):].encode().decode("unicode_escape"), fields[3]
-    except OSError:
-        pass
-    return None
-
-
 def cmd_umount(args: argparse.Namespace) -> int:
+    from lakefs.fs.mount import is_dead, mount_entry
+
     mp = os.path.abspath(args.mountpoint)
-    if not os.path.ismount(mp):
+    entry = mount_entry(mp)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
+    if entry is None:
         raise ConfigError(f"{mp} is not mounted")
-    source = _mount_source(mp)
+    if not entry.is_lakefs:
+        raise ConfigError(f"{mp} is a {entry.fstype} mount ({entry.source}), not a lakefs mount; "
+                          f"unmount it with umount(8)")
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     if tool is None:
         raise ConfigError("fusermount3 (package fuse3) is not installed")
-    pid = _mount_pid(mp) if source and "://" in source[0] else None
+    dataset = entry.dataset
+    dead = is_dead(mp)
+    pid = _mount_pid(mp) if dataset and "://" in dataset and not dead else None
     done = subprocess.run([tool, "-u", mp], capture_output=True, text=True)
     if done.returncode != 0:
         raise LakeFSError(done.stderr.strip() or f"{tool} -u {mp} failed")
-    if source and "ro" not in source[1].split(",") and "://" not in source[0]:
-        _wait_for_writer(source[0])
-    elif pid is not None and "ro" not in source[1].split(","):
-        _wait_for_exit(pid, source[0])
+    if dead:
+        print(f"lakefs: warning: {mp}: its mount process had died; the dead mount is cleared "
+              f"(what it had not committed is lost; `lakefs fsck {dataset or 'DATASET'}` checks the rest)",
+              file=sys.stderr)
+    elif dataset and not entry.read_only and "://" not in dataset:
+        _wait_for_writer(dataset)
+    elif pid is not None and not entry.read_only:
+        _wait_for_exit(pid, dataset)
     return 0
 
 

@@ -1,8 +1,10 @@
 """``lakefs ingest`` (a folder into a dataset) and ``lakefs export`` (a dataset to a folder).
 
 Both print a progress bar on a terminal only (``--progress``/``--no-progress`` force it),
-a one-line summary on stdout (``-q`` silences it), and every file that failed, with its
-reason, on stderr at the end; the exit status is 1 when any file failed.
+a one-line summary on stdout (``-q`` silences it), and every file that failed (and, for
+ingest, every folder not read), with its reason, on stderr at the end; the exit status is 1
+when any file failed. Ingest's summary accounts for each file of the source once:
+ingested + already stored + failed = the total; hidden files are counted apart.
 """
 
 from __future__ import annotations
@@ -48,13 +50,17 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
 
 
-def _report_failures(failed: list[tuple[str, str]], verb: str) -> int:
-    if not failed:
-        return 0
-    print(f"lakefs: {len(failed)} file(s) not {verb}:", file=sys.stderr)
-    for path, reason in failed:
-        print(f"  {path}: {reason}", file=sys.stderr)
-    return 1
+def _report_failures(failed: list[tuple[str, str]], verb: str, folders: list[tuple[str, str]] = ()) -> int:
+    for what, items in (("file", failed), ("folder", folders)):
+        if items:
+            print(f"lakefs: {len(items)} {what}(s) not {verb if what == 'file' else 'read'}:", file=sys.stderr)
+            for path, reason in items:
+                print(f"  {path}: {reason}", file=sys.stderr)
+    return 1 if failed or folders else 0
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -68,10 +74,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         commit_seconds=args.commit_seconds)
     if not args.quiet:
         made = f"; created tensors {', '.join(report.created_tensors)}" if report.created_tensors else ""
+        if report.folders:
+            made += "; " + _count(len(report.folders), "folder not read", "folders not read")
+        if report.hidden:
+            made += "; " + _count(report.hidden, "hidden file skipped", "hidden files skipped")
         print(f"ingested {report.written} of {report.total} files ({report.layout} layout, "
               f"{report.transcoded} transcoded, {report.skipped} already stored, {len(report.failed)} failed) "
               f"in {report.seconds:.1f} s, {report.rate:.0f} files/s{made}")
-    return _report_failures(report.failed, "ingested")
+    return _report_failures(report.failed, "ingested", report.folders)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

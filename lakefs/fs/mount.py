@@ -8,10 +8,14 @@ dataset's writer every ``refresh_interval`` seconds (:class:`Refresher`).
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
+import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lakefs.config import Config
 from lakefs.errors import ConfigError, LockedError
@@ -30,10 +34,23 @@ MAX_READAHEAD = 1 << 20
 # -o options lakefs itself understands.
 LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "refresh_interval", "nothreads", "threads"}
 
+# What each option with a value takes; every other option is a flag and takes none.
+SECONDS_OPTIONS = {"entry_timeout", "attr_timeout", "negative_timeout", "refresh_interval"}  # >= 0
+POSITIVE_SECONDS_OPTIONS = {"commit_interval"}  # > 0
+BYTES_OPTIONS = {"max_read", "max_write", "max_readahead"}  # a whole number > 0
+STRING_OPTIONS = {"fsname", "subtype"}
 
-def parse_options(text: str | None) -> dict[str, str | bool]:
-    """``"ro,attr_timeout=5"`` → ``{"ro": True, "attr_timeout": "5"}``; unknown → ConfigError."""
-    out: dict[str, str | bool] = {}
+MountOptions = dict[str, str | bool | float | int]
+
+
+def parse_options(text: str | None) -> MountOptions:
+    """``"ro,attr_timeout=5"`` → ``{"ro": True, "attr_timeout": 5.0}``.
+
+    Each option is checked by kind, so a bad one is one ConfigError before anything is
+    mounted: a flag takes no value, seconds are a finite number >= 0 (``commit_interval``
+    > 0), byte counts a whole number > 0, ``fsname``/``subtype`` a non-empty string.
+    """
+    out: MountOptions = {}
     for item in (text or "").split(","):
         item = item.strip()
         if not item:
@@ -41,11 +58,40 @@ def parse_options(text: str | None) -> dict[str, str | bool]:
         key, sep, value = item.partition("=")
         if key not in FUSE_OPTIONS and key not in LAKEFS_OPTIONS:
             raise ConfigError(f"unknown mount option {key!r}")
-        out[key] = value if sep else True
+        out[key] = _option_value(key, value if sep else None)
     return out
 
 
-def fuse_kwargs(config: Config, options: dict[str, str | bool], dataset_url: str) -> tuple[dict, object]:
+def _option_value(key: str, value: str | None) -> str | bool | float | int:
+    takes_value = key in SECONDS_OPTIONS | POSITIVE_SECONDS_OPTIONS | BYTES_OPTIONS | STRING_OPTIONS
+    if not takes_value:
+        if value is not None:
+            raise ConfigError(f"mount option {key} takes no value, got {key + '=' + value!r}")
+        return True
+    if not value:
+        raise ConfigError(f"mount option {key} needs a value ({key}=...)")
+    if key in STRING_OPTIONS:
+        return value
+    if key in BYTES_OPTIONS:
+        try:
+            number = int(value)
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigError(f"mount option {key} needs a whole number of bytes > 0, got {value!r}")
+        return number
+    positive = key in POSITIVE_SECONDS_OPTIONS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
+        raise ConfigError(f"mount option {key} needs a number of seconds {'>' if positive else '>='} 0, "
+                          f"got {value!r}")
+    return seconds
+
+
+def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tuple[dict, object]:
     """(FUSE keyword arguments, connection tuning) from the config and ``-o`` options."""
     from lakefs.fs.binding import LIBFUSE_MAJOR, mount_options
 
@@ -102,7 +148,89 @@ def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     return storage
 
 
-def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dict[str, str | bool],
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of /proc/self/mounts (proc(5)): what is mounted where."""
+
+    source: str  # a lakefs mount's is "lakefs:<dataset>"
+    target: str
+    fstype: str  # "fuse.lakefs" for a lakefs mount (subtype lakefs)
+    options: tuple[str, ...]
+
+    @property
+    def is_lakefs(self) -> bool:
+        return self.fstype == "fuse.lakefs" or self.source.startswith("lakefs:")
+
+    @property
+    def dataset(self) -> str | None:
+        """The mounted dataset, when the source names it (``-o fsname=`` may not)."""
+        return self.source[len("lakefs:"):] if self.source.startswith("lakefs:") else None
+
+    @property
+    def read_only(self) -> bool:
+        return "ro" in self.options
+
+
+def _unescape(field: str) -> str:
+    # proc(5): space, tab, newline and backslash are written as octal escapes (\040...).
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+def table_path(path: str) -> str:
+    """``path`` as the mount table spells it: absolute, with the symlinks of its parent
+    resolved; the path itself is never looked at (see :func:`mount_entry`)."""
+    path = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def mount_entry(path: str) -> MountEntry | None:
+    """What is mounted at ``path`` (the last mount there: mounts stack), from
+    /proc/self/mounts, else None. Never stats ``path``: on a FUSE mount whose process died
+    that fails with ENOTCONN (so ``os.path.ismount`` says False), on a wedged one it hangs."""
+    target = table_path(path)
+    found = None
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) >= 4 and _unescape(fields[1]) == target:
+                    found = MountEntry(_unescape(fields[0]), target, fields[2], tuple(fields[3].split(",")))
+    except OSError:
+        return None
+    return found
+
+
+def is_dead(path: str, timeout: float = 2.0) -> bool:
+    """True if ``path``, a FUSE mount, answers ENOTCONN: its process is gone. A stat that
+    does not return within ``timeout`` (a wedged mount) counts as alive; it runs in a
+    daemon thread so it cannot hang the caller."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.stat(path)
+            result.append(False)
+        except OSError as e:
+            result.append(e.errno == errno.ENOTCONN)
+
+    thread = threading.Thread(target=probe, name="lakefs-mount-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _mounted_already(mountpoint: str, entry: MountEntry) -> str:
+    """The error for mounting on ``mountpoint`` where ``entry`` is mounted already."""
+    if entry.is_lakefs and is_dead(mountpoint):
+        return (f"{mountpoint} is a dead lakefs mount (its mount process is gone); "
+                f"clear it with `lakefs umount {mountpoint}`, then mount again")
+    if entry.is_lakefs:
+        return (f"{mountpoint} is already mounted (lakefs mount of {entry.dataset or entry.source}); "
+                f"unmount it first with `lakefs umount {mountpoint}`")
+    return f"{mountpoint} is already a mount point ({entry.fstype} {entry.source}); unmount it first"
+
+
+def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: MountOptions,
               on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking)."""
     from lakefs.dataset import Dataset
@@ -111,10 +239,11 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
     from lakefs.fs.tree import DatasetFS
 
     mountpoint = os.path.abspath(mountpoint)  # libfuse 3 chdirs to / (FUSE-NOTES.md)
+    entry = mount_entry(mountpoint)  # before any stat: a dead mount fails it with ENOTCONN
+    if entry is not None:
+        raise ConfigError(_mounted_already(mountpoint, entry))
     if not os.path.isdir(mountpoint):
         raise ConfigError(f"mountpoint {mountpoint} is not a directory")
-    if os.path.ismount(mountpoint):
-        raise ConfigError(f"{mountpoint} is already a mount point")
     read_only = bool(options.get("ro"))
     interval = seconds_option(options, "commit_interval", config.commit_interval)
     if interval <= 0:
@@ -171,7 +300,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: dic
         log.info("unmounted %s; everything committed", mountpoint)
 
 
-def seconds_option(options: dict[str, str | bool], key: str, default: float) -> float:
+def seconds_option(options: MountOptions, key: str, default: float) -> float:
     """A ``-o key=SECONDS`` option as a float, else ``default``; ConfigError if not a number."""
     value = options.get(key)
     if value is None:

@@ -18,6 +18,7 @@ stops the others.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import sys
@@ -26,12 +27,12 @@ from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.errors import LakeFSError
-from lakefs.tools.scan import LABELS, Plan, SourceFile
+from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
 
 HEAD_BYTES = 64  # enough for the registry's magic-byte detection
 WINDOW = 64  # files in flight (being read or transcoded), at most
@@ -41,6 +42,9 @@ READ_THREADS = 4  # pass-through files are read ahead while the main thread writ
 
 @dataclass
 class IngestReport:
+    """What became of every file of the source: ``total`` = ``written`` + ``skipped`` +
+    ``len(failed)``; hidden files and folders not read are counted apart."""
+
     layout: str
     total: int = 0
     written: int = 0
@@ -48,6 +52,8 @@ class IngestReport:
     skipped: int = 0
     bytes_read: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
+    folders: list[tuple[str, str]] = field(default_factory=list)  # ("rel/", reason): not read
+    hidden: int = 0
     created_tensors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -59,10 +65,26 @@ class IngestReport:
 # --- the worker side (module level, so a spawned process can import it) -------------------
 
 
+def open_regular(path: str) -> BinaryIO:
+    """``open(path, "rb")`` for a regular file only. The scan skipped FIFOs and devices, but
+    one may have taken a file's place since: O_NONBLOCK makes opening a FIFO return at once
+    (open(2)) instead of waiting for a writer, and the fstat then refuses it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        why = special_reason(os.fstat(fd).st_mode)
+        if why:
+            raise OSError(errno.EINVAL, why)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[bytes | None, str | None]:
     """Read ``path`` and encode it as ``codec``: (prepared bytes, None) or (None, reason)."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             data = f.read()
         return prepare_encoded(data, codec, exact=exact, allow_transcode=allow).data, None
     except (LakeFSError, OSError, ValueError) as e:
@@ -71,7 +93,7 @@ def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[byt
 
 def read_file(path: str) -> tuple[bytes | None, str | None]:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             return f.read(), None
     except OSError as e:
         return None, _reason(e)
@@ -103,7 +125,10 @@ class Ingester:
         self.workers = (os.cpu_count() or 1) if workers is None else max(0, workers)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.commit_seconds = commit_seconds
-        self.report = IngestReport(plan.layout, total=len(plan.files), failed=list(plan.problems))
+        if plan.layout == "imagefolder":
+            settle_imagefolder_keys(plan, self._stored_class)
+        self.report = IngestReport(plan.layout, total=len(plan.files) + len(plan.problems),
+                                   failed=list(plan.problems), folders=list(plan.folders), hidden=plan.hidden)
         self._pool: ProcessPoolExecutor | None = None
         self._readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="lakefs-ingest-read")
         self._window: deque[_Item] = deque()
@@ -169,6 +194,10 @@ class Ingester:
     def _submit(self, src: SourceFile, tensor: Tensor) -> None:
         try:
             st = os.stat(src.path)
+            why = special_reason(st.st_mode)
+            if why:  # a FIFO or device put in the file's place since the scan
+                self._fail(src, why)
+                return
             if self._already_stored(src, tensor, st):
                 self.report.skipped += 1
                 self._tick()
@@ -228,13 +257,22 @@ class Ingester:
         codec = _media_codec(tensor)  # a transcoded file cannot keep its size
         return sample.transcoded and codec is not None and self._needs_transcode(src.path, codec)
 
+    def _stored_class(self, key: str) -> str | None:
+        """The class of the dataset's row ``key`` ("" if it has no label), None if no row."""
+        row = self.ds.row_of(key)
+        if row is None:
+            return None
+        labels = self.ds.tensors.get(LABELS)
+        sample = None if labels is None else labels.sample_at(row)
+        return "" if sample is None else sample.file_bytes().decode(errors="replace").strip()
+
     def _label_stored(self, src: SourceFile, row: int) -> bool:
         labels = self.ds.tensors.get(LABELS)
         return labels is not None and labels.sample_at(row) is not None
 
     @staticmethod
     def _needs_transcode(path: str, codec: str) -> bool:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(HEAD_BYTES)
         found = detect(head)
         return found is not None and found.name != codec and found.kind == get_codec(codec).kind

@@ -16,8 +16,10 @@ between two folders → imagefolder; otherwise paired.
 from __future__ import annotations
 
 import os
+import stat
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from lakefs.compression import codec_for_extension
 from lakefs.dataset.names import check_key, check_path, split_filename
@@ -32,7 +34,7 @@ class SourceFile:
     path: str  # as opened
     rel: str  # relative to SRC, for messages
     tensor: str  # full tensor name
-    key: str  # row key (the file stem, or class_stem in an ImageFolder with clashes)
+    key: str  # row key: the file stem, or class_stem in an ImageFolder (settle_imagefolder_keys)
     ext: str  # with the dot
     label: str | None = None  # ImageFolder class
 
@@ -42,8 +44,9 @@ class Plan:
     layout: str
     tensors: dict[str, dict] = field(default_factory=dict)  # name → create_tensor kwargs
     files: list[SourceFile] = field(default_factory=list)  # in row order
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
-    hidden: int = 0  # dot-files skipped silently
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason): files not ingested
+    folders: list[tuple[str, str]] = field(default_factory=list)  # ("rel/", reason): folders not read
+    hidden: int = 0  # dot-files and dot-folders, skipped (only counted)
 
 
 def infer_settings(exts: list[str]) -> dict:
@@ -70,26 +73,62 @@ def merge_settings(inferred: dict, given: dict) -> dict:
     return {**inferred, **given}
 
 
-def _entries(folder: str) -> tuple[list[str], list[str], int]:
-    """(files, subfolders, hidden count) of ``folder``, sorted by name."""
-    files, dirs, hidden = [], [], 0
+@dataclass
+class _Listing:
+    files: list[str]  # regular files (and links that lead nowhere: they fail when read)
+    dirs: list[str]
+    hidden: int
+    special: list[tuple[str, str]]  # (name, reason): FIFOs, sockets, devices
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))
+
+
+def special_reason(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not ingested (not a regular file), else None.
+    Such files are never opened: opening a FIFO blocks until a writer comes."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((what for test, what in _SPECIAL if test(mode)), "not a file")
+    return f"not a regular file ({kind})"
+
+
+def _entries(folder: str) -> _Listing:
+    """The entries of ``folder`` sorted by name, by kind (symlinks followed)."""
+    out = _Listing([], [], 0, [])
     with os.scandir(folder) as it:
         for entry in it:
             if entry.name.startswith("."):
-                hidden += 1
-            elif entry.is_dir(follow_symlinks=True):
-                dirs.append(entry.name)
+                out.hidden += 1
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=True).st_mode
+            except OSError:
+                out.files.append(entry.name)  # a dangling link: reported with its reason when read
+                continue
+            if stat.S_ISDIR(mode):
+                out.dirs.append(entry.name)
+            elif stat.S_ISREG(mode):
+                out.files.append(entry.name)
             else:
-                files.append(entry.name)
-    return sorted(files), sorted(dirs), hidden
+                out.special.append((entry.name, special_reason(mode) or ""))
+    out.files.sort()
+    out.dirs.sort()
+    out.special.sort()
+    return out
 
 
-def _leaf_folders(src: str, rel: str = "") -> tuple[dict[str, list[str]], int]:
-    """Every folder under ``src`` that holds files → its file names; plus hidden count."""
-    files, dirs, hidden = _entries(os.path.join(src, rel) if rel else src)
-    out = {rel: files} if files else {}
-    for d in dirs:
-        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d)
+def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None) -> tuple[dict[str, list[str]], int]:
+    """Every folder under ``src`` that holds files → its file names; plus hidden count.
+    Special files (FIFOs...) go to ``plan.problems``."""
+    listing = _entries(os.path.join(src, rel) if rel else src)
+    if plan is not None:
+        plan.problems.extend((f"{rel}/{n}" if rel else n, why) for n, why in listing.special)
+    out = {rel: listing.files} if listing.files else {}
+    hidden = listing.hidden
+    for d in listing.dirs:
+        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan)
         out.update(sub)
         hidden += h
     return out, hidden
@@ -129,6 +168,26 @@ def _split(name: str, rel: str, plan: Plan) -> tuple[str, str] | None:
     return parts
 
 
+def _by_stem(names: list[str], rel_dir: str, plan: Plan) -> list[tuple[str, str, str]]:
+    """(name, stem, ext) of the files of one folder that can name a row, one per stem: the
+    first by name; another file with that stem (``a.jpg`` and ``a.png``) is reported, since
+    one row holds one file per tensor and storing both would keep whichever came last."""
+    seen: dict[str, str] = {}
+    out = []
+    for n in names:
+        rel = f"{rel_dir}/{n}" if rel_dir else n
+        parts = _split(n, rel, plan)
+        if not parts:
+            continue
+        if parts[0] in seen:
+            other = f"{rel_dir}/{seen[parts[0]]}" if rel_dir else seen[parts[0]]
+            plan.problems.append((rel, f"same stem as {other}: one row holds one file per tensor"))
+            continue
+        seen[parts[0]] = n
+        out.append((n, *parts))
+    return out
+
+
 def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None) -> Plan:
     """Plan an ingest of ``src``. ``settings`` (htype, compressions...) apply to the
     tensor(s) a flat or ImageFolder ingest creates."""
@@ -155,19 +214,19 @@ def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: di
 
 
 def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    files, dirs, plan.hidden = _entries(src)
+    listing = _entries(src)
+    plan.hidden = listing.hidden
+    plan.problems.extend(listing.special)
     name = check_path(tensor or os.path.basename(os.path.abspath(src)))
-    for d in dirs:
-        plan.problems.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
-    for f in files:
-        parts = _split(f, f, plan)
-        if parts:
-            plan.files.append(SourceFile(os.path.join(src, f), f, name, parts[0], parts[1]))
+    for d in listing.dirs:
+        plan.folders.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
+    for f, stem, ext in _by_stem(listing.files, "", plan):
+        plan.files.append(SourceFile(os.path.join(src, f), f, name, stem, ext))
     plan.tensors[name] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
 
 
 def _scan_paired(src: str, plan: Plan) -> None:
-    folders, plan.hidden = _leaf_folders(src)
+    folders, plan.hidden = _leaf_folders(src, plan=plan)
     by_key: dict[str, list[SourceFile]] = {}
     for rel_dir, names in folders.items():
         if rel_dir == "":
@@ -175,43 +234,66 @@ def _scan_paired(src: str, plan: Plan) -> None:
                 plan.problems.append((n, "a file at the top of a paired ingest belongs to no tensor"))
             continue
         name = check_path(rel_dir)
-        seen: dict[str, str] = {}
         mine = []
-        for n in names:
-            rel = f"{rel_dir}/{n}"
-            parts = _split(n, rel, plan)
-            if not parts:
-                continue
-            if parts[0] in seen:
-                plan.problems.append((rel, f"same stem as {rel_dir}/{seen[parts[0]]}: one row holds one file per tensor"))
-                continue
-            seen[parts[0]] = n
-            f = SourceFile(os.path.join(src, rel_dir, n), rel, name, parts[0], parts[1])
+        for n, stem, ext in _by_stem(names, rel_dir, plan):
+            f = SourceFile(os.path.join(src, rel_dir, n), f"{rel_dir}/{n}", name, stem, ext)
             mine.append(f)
-            by_key.setdefault(parts[0], []).append(f)
+            by_key.setdefault(stem, []).append(f)
         plan.tensors[name] = infer_settings([f.ext for f in mine])
     for key in sorted(by_key):
         plan.files.extend(by_key[key])
 
 
 def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    top, classes, plan.hidden = _entries(src)
-    for n in top:
+    top = _entries(src)
+    classes, plan.hidden = top.dirs, top.hidden
+    plan.problems.extend(top.special)
+    for n in top.files:
         plan.problems.append((n, "a file at the top of an ImageFolder belongs to no class"))
     images = check_path(tensor or IMAGES)
     found: list[tuple[str, str, str, str]] = []  # class, name, stem, ext
     for cls in classes:
-        names, subdirs, hidden = _entries(os.path.join(src, cls))
-        plan.hidden += hidden
-        for d in subdirs:
-            plan.problems.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
-        for n in names:
-            parts = _split(n, f"{cls}/{n}", plan)
-            if parts:
-                found.append((cls, n, *parts))
-    clash = len({stem for _, _, stem, _ in found}) != len(found)
+        listing = _entries(os.path.join(src, cls))
+        plan.hidden += listing.hidden
+        plan.problems.extend((f"{cls}/{n}", why) for n, why in listing.special)
+        for d in listing.dirs:
+            plan.folders.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
+        found.extend((cls, *f) for f in _by_stem(listing.files, cls, plan))
     for cls, n, stem, ext in found:
-        key = f"{cls}_{stem}" if clash else stem
-        plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, key, ext, cls))
+        plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls))
+    settle_imagefolder_keys(plan, lambda key: None)
     plan.tensors[images] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
     plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
+
+
+def settle_imagefolder_keys(plan: Plan, stored: Callable[[str], str | None]) -> None:
+    """Give each ImageFolder file its row key, stable across reruns of the ingest.
+
+    ``stored(key)`` is the class of the row ``key`` already in the dataset ("" for a row
+    with no label), None when there is no such row. A file keeps the key of the row that
+    holds it already (``stem`` or ``class_stem`` with its class); a new file gets its stem,
+    or ``class_stem`` when the stem is in several classes or names a row of another class.
+    So a name that starts clashing later prefixes only the new file, and a row never changes
+    key. A file left with no free key is reported.
+    """
+    stems = [split_filename(os.path.basename(f.rel))[0] for f in plan.files]  # type: ignore[index]
+    count = Counter(stems)
+    keys: dict[int, str] = {}
+    taken: dict[str, str] = {}  # key → rel of the file given it
+    for i, (f, stem) in enumerate(zip(plan.files, stems)):  # rows already stored keep their key
+        for key in (stem, f"{f.label}_{stem}"):
+            if key not in taken and stored(key) == f.label:
+                keys[i], taken[key] = key, f.rel
+                break
+    for i, (f, stem) in enumerate(zip(plan.files, stems)):  # then new files
+        if i in keys:
+            continue
+        wanted = [stem, f"{f.label}_{stem}"] if count[stem] == 1 else [f"{f.label}_{stem}"]
+        free = [k for k in wanted if k not in taken and stored(k) is None]
+        if free:
+            keys[i], taken[free[0]] = free[0], f.rel
+        else:
+            key = wanted[-1]
+            holder = f"by {taken[key]}" if key in taken else "in the dataset by a row of another class"
+            plan.problems.append((f.rel, f"its row key {key} is already taken {holder}"))
+    plan.files = [replace(f, key=keys[i]) for i, f in enumerate(plan.files) if i in keys]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,3 +179,17 @@ def test_every_command_takes_config(cli, dataset_path: Path, tmp_path: Path, pho
                  ["tensor", "list", dataset_path], ["export", dataset_path, tmp_path / "out"]):
         r = cli(*argv, "--config", bad)
         assert r.code == 1 and r.err.count("\n") == 1 and "allow_transcode" in r.err, argv
+
+
+def test_a_closed_pipe_ends_the_output_quietly(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    """``lakefs ls -l ds/images | head -1``: the reader is gone, so lakefs stops with no message."""
+    cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before anything was written: every write is EPIPE
+    try:
+        p = subprocess.run([sys.executable, "-m", "lakefs", "ls", "-l", str(dataset_path / "images")],
+                           stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
+    finally:
+        os.close(write_end)
+    assert p.stderr == ""
+    assert p.returncode == 1

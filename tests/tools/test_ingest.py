@@ -193,3 +193,131 @@ def test_a_dead_worker_is_retried_once_then_reported(png_dir: Path, dataset_path
         item = ingest_mod._Item(plan.files[0], png.stat(), broken, True, ())
         assert ing._result(item) == (None, "the transcoding process died")
         ing._readers.shutdown()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("layout", ["flat", "imagefolder", "paired"])
+def test_special_files_are_reported_never_opened(jpeg_dir: Path, tmp_path: Path, layout: str) -> None:
+    """A FIFO (or socket, device) in the source is one reported problem; opening it would
+    block the ingest forever."""
+    src = jpeg_dir if layout == "flat" else tmp_path / "src"
+    where = src
+    if layout != "flat":
+        where = src / "cat"
+        where.mkdir(parents=True)
+        for p in sorted(jpeg_dir.iterdir())[:3]:
+            shutil.copy2(p, where / p.name)
+    os.mkfifo(where / "fifo.jpg")
+    proc = subprocess.run([sys.executable, "-m", "lakefs", "ingest", str(src), str(tmp_path / "ds"),
+                           "--layout", layout], capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert proc.returncode == 1
+    rel = "fifo.jpg" if layout == "flat" else "cat/fifo.jpg"
+    assert f"  {rel}: not a regular file (a FIFO)" in proc.stderr.splitlines()
+    assert "1 failed" in proc.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_file_turned_into_a_fifo_after_the_scan_is_not_opened(jpeg_dir: Path, dataset_path: Path) -> None:
+    from lakefs.tools.scan import scan
+
+    plan = scan(str(jpeg_dir), tensor="images")
+    victim = sorted(jpeg_dir.iterdir())[0]
+    victim.unlink()
+    os.mkfifo(victim)
+    with lakefs.dataset(dataset_path) as ds:
+        report = ingest_mod.ingest(ds, plan, workers=0, progress=False)
+    assert report.written == 7
+    assert report.failed == [(victim.name, "not a regular file (a FIFO)")]
+    # and the readers refuse it too, should it appear between that stat and the open
+    assert ingest_mod.read_file(str(victim)) == (None, "not a regular file (a FIFO)")
+    assert ingest_mod.transcode_file(str(victim), "jpeg", False, True) == (None, "not a regular file (a FIFO)")
+
+
+@pytest.mark.parametrize("layout", ["flat", "imagefolder"])
+def test_files_sharing_a_stem_store_one_and_report_the_other(cli, jpeg_dir: Path, tmp_path: Path, layout: str,
+                                                              photo_factory) -> None:
+    """photo.jpg and photo.png would name the same row: the first by name is stored, the
+    other reported (as the paired layout does), so reruns are stable."""
+    src, where = (jpeg_dir, jpeg_dir) if layout == "flat" else (tmp_path / "src", tmp_path / "src" / "cat")
+    if layout != "flat":
+        shutil.copytree(jpeg_dir, where)
+    first = sorted(where.iterdir())[0]
+    png = photo_factory(1, png=True)[0].with_suffix(".png")
+    shutil.copy2(png, where / (first.stem + ".png"))
+    ds_path = tmp_path / "ds"
+    rel = (first.stem + ".png") if layout == "flat" else f"cat/{first.stem}.png"
+    for _ in range(2):
+        r = cli("ingest", src, ds_path, "--layout", layout, "--tensor", "images", "-j", "0")
+        assert r.code == 1 and "1 failed" in r.out
+        assert r.err.splitlines()[1] == f"  {rel}: same stem as {rel[:-4]}.jpg: one row holds one file per tensor"
+        with lakefs.load(ds_path, read_only=True) as ds:
+            assert len(ds) == 8
+            assert ds["images"][first.stem].file_bytes() == first.read_bytes()
+    assert "ingested 0 of" in r.out and "8 already stored" in r.out
+
+
+def test_imagefolder_keys_are_stable_when_a_name_starts_clashing(cli, tmp_path: Path, photo_factory,
+                                                                   dataset_path: Path) -> None:
+    """A name that appears in a second class later gets the class prefix; every row already
+    stored keeps its key, so a rerun stores the new file only and duplicates nothing."""
+    photos = photo_factory(6, seed=3)
+    src = tmp_path / "pets"
+    for cls, idx in (("cat", (0, 1, 2)), ("dog", (3, 4))):
+        (src / cls).mkdir(parents=True)
+        for i in idx:
+            shutil.copy2(photos[i], src / cls / f"photo_{i:05d}.jpg")
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert r.code == 0 and "ingested 5 of 5 files" in r.out
+    shutil.copy2(photos[5], src / "dog" / "photo_00000.jpg")  # also in cat/
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert r.code == 0 and "ingested 1 of 6 files" in r.out and "5 already stored" in r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds.keys() == [f"photo_{i:05d}" for i in range(5)] + ["dog_photo_00000"]
+        assert ds["photo_00000"]["labels"].file_bytes() == b"cat\n"
+        assert ds["dog_photo_00000"]["labels"].file_bytes() == b"dog\n"
+        assert ds["dog_photo_00000"]["images"].file_bytes() == photos[5].read_bytes()
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert "ingested 0 of 6 files" in r.out and "6 already stored" in r.out
+    # the clash goes away again: the prefixed row keeps its key too
+    (src / "cat" / "photo_00000.jpg").unlink()
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder", "-j", "0")
+    assert "ingested 0 of 5 files" in r.out and "5 already stored" in r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert len(ds) == 6
+
+
+def test_imagefolder_prefixes_only_the_clashing_names(tmp_path: Path) -> None:
+    from lakefs.tools.scan import scan
+
+    for rel in ("cat/1.jpg", "cat/2.jpg", "dog/1.jpg", "dog/3.jpg", "dog/cat_1.jpg"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    plan = scan(str(tmp_path), "imagefolder")
+    assert [(f.rel, f.key) for f in plan.files] == [
+        ("cat/1.jpg", "cat_1"), ("cat/2.jpg", "2"), ("dog/1.jpg", "dog_1"), ("dog/3.jpg", "3"),
+        ("dog/cat_1.jpg", "dog_cat_1")]  # its own stem is taken by cat/1.jpg
+    assert plan.problems == []
+
+
+def test_summary_accounts_for_every_file_once(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    """ingested + already stored + failed = the total; folders not read and hidden files
+    are named apart from the files."""
+    for p in sorted(jpeg_dir.iterdir())[4:]:
+        p.unlink()
+    (jpeg_dir / "README").write_text("no extension\n")
+    (jpeg_dir / "gone.jpg").symlink_to(jpeg_dir / "nowhere.jpg")
+    (jpeg_dir / "notes.jpg").write_text("text, not a photo\n")
+    (jpeg_dir / ".DS_Store").write_bytes(b"x")
+    (jpeg_dir / "sub").mkdir()
+    (jpeg_dir / "sub" / "x.jpg").write_bytes(b"x")
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--layout", "flat", "-j", "0")
+    assert r.code == 1
+    assert r.out.startswith("ingested 4 of 7 files (flat layout, 0 transcoded, 0 already stored, 3 failed) in ")
+    assert r.out.rstrip().endswith("created tensors images; 1 folder not read; 1 hidden file skipped")
+    lines = r.err.splitlines()
+    assert lines[0] == "lakefs: 3 file(s) not ingested:"
+    assert sorted(line.split(":")[0].strip() for line in lines[1:4]) == ["README", "gone.jpg", "notes.jpg"]
+    assert lines[4:] == ["lakefs: 1 folder(s) not read:",
+                         "  sub/: a folder inside a flat ingest is not read (use --layout paired)"]
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--layout", "flat", "-j", "0")
+    assert r.out.startswith("ingested 0 of 7 files (flat layout, 0 transcoded, 4 already stored, 3 failed)")

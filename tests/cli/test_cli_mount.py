@@ -1,0 +1,172 @@
+"""``lakefs mount`` and ``lakefs umount`` edge cases, through the real ``python -m lakefs``.
+
+Every test that may mount unmounts in ``finally``; a mount command that should have been
+refused but mounted is stopped and unmounted before the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import lakefs
+from mounting import is_mounted, mounted, unmount
+
+pytestmark = pytest.mark.timeout(120)
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def lakefs_cmd(*argv: object) -> list[str]:
+    return [sys.executable, "-m", "lakefs", *(str(a) for a in argv)]
+
+
+def run(*argv: object, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(lakefs_cmd(*argv), capture_output=True, text=True, cwd=REPO, env=ENV, timeout=timeout)
+
+
+def attempt_mount(*argv: object, mountpoint: Path, timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run a ``lakefs mount`` expected to be refused. If it mounts instead (the bug), stop
+    it, unmount, and fail."""
+    proc = subprocess.Popen(lakefs_cmd(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and not is_mounted(mountpoint) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if is_mounted(mountpoint):
+            pytest.fail(f"{' '.join(map(str, argv))} mounted {mountpoint} instead of refusing")
+        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    finally:
+        unmount(mountpoint)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def dataset(dataset_path: Path) -> Path:
+    lakefs.empty(dataset_path).close()
+    return dataset_path
+
+
+BAD_OPTIONS = [
+    ("max_readahead=abc", "max_readahead needs a whole number of bytes > 0, got 'abc'"),
+    ("max_read=abc", "max_read needs a whole number of bytes > 0, got 'abc'"),
+    ("max_write=0", "max_write needs a whole number of bytes > 0, got '0'"),
+    ("max_readahead", "max_readahead needs a value (max_readahead=...)"),
+    ("ro=yes", "ro takes no value, got 'ro=yes'"),
+    ("xattr=1", "xattr takes no value, got 'xattr=1'"),
+    ("entry_timeout=-3", "entry_timeout needs a number of seconds >= 0, got '-3'"),
+    ("attr_timeout=soon", "attr_timeout needs a number of seconds >= 0, got 'soon'"),
+    ("negative_timeout=nan", "negative_timeout needs a number of seconds >= 0, got 'nan'"),
+    ("refresh_interval=-1", "refresh_interval needs a number of seconds >= 0, got '-1'"),
+    ("commit_interval=0", "commit_interval needs a number of seconds > 0, got '0'"),
+    ("fsname=", "fsname needs a value (fsname=...)"),
+    ("subtype", "subtype needs a value (subtype=...)"),
+]
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_bad_option_values_are_one_line_before_mounting(dataset: Path, mountpoint: Path, tmp_path: Path,
+                                                        background: bool) -> None:
+    for option, message in BAD_OPTIONS:
+        mode = ["--log-file", tmp_path / "mount.log"] if background else ["-f"]
+        r = attempt_mount("mount", dataset, mountpoint, *mode, "-o", option, mountpoint=mountpoint)
+        assert r.returncode == 1, (option, r.stderr)
+        assert r.stderr == f"lakefs: error: mount option {message}\n", option
+        assert not is_mounted(mountpoint)
+
+
+def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
+    opts = "ro,entry_timeout=0.5,attr_timeout=0,max_readahead=131072,max_read=131072,refresh_interval=0"
+    with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", opts), mountpoint, env=ENV):
+        assert os.listdir(mountpoint) == []
+
+
+def start_and_kill_mount(dataset: Path, mountpoint: Path) -> None:
+    """Mount in the foreground, then kill -9 the mount process: a dead mount stays behind
+    (stat on it fails with ENOTCONN)."""
+    proc = subprocess.Popen(lakefs_cmd("mount", dataset, mountpoint, "-f"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=REPO, env=ENV, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not is_mounted(mountpoint) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(mountpoint), "the mount did not come up"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with pytest.raises(OSError) as dead:
+        os.stat(mountpoint)
+    assert dead.value.errno == 107  # ENOTCONN
+
+
+def test_a_dead_mount_is_named_by_mount_and_cleared_by_umount(dataset: Path, mountpoint: Path) -> None:
+    try:
+        start_and_kill_mount(dataset, mountpoint)
+        r = run("mount", dataset, mountpoint, "-f", timeout=30)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"{mountpoint} is a dead lakefs mount" in r.stderr
+        assert f"lakefs umount {mountpoint}" in r.stderr
+        r = run("umount", mountpoint, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert not is_mounted(mountpoint)
+        assert "mount process had died" in r.stderr
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):  # and it mounts again
+            assert os.listdir(mountpoint) == []
+    finally:
+        unmount(mountpoint)
+
+
+
+def test_umount_refuses_what_is_not_a_lakefs_mount(tmp_path: Path, mountpoint: Path) -> None:
+    r = run("umount", tmp_path / "nothing-here")
+    assert r.returncode == 1 and r.stderr == f"lakefs: error: {tmp_path / 'nothing-here'} is not mounted\n"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "none", str(mountpoint)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        r = run("umount", mountpoint)
+        assert r.returncode == 1
+        assert r.stderr == (f"lakefs: error: {mountpoint} is a tmpfs mount (none), not a lakefs mount; "
+                            f"unmount it with umount(8)\n")
+        assert is_mounted(mountpoint)
+    finally:
+        subprocess.run(["umount", str(mountpoint)], capture_output=True)
+    assert not is_mounted(mountpoint)
+
+
+def test_mounting_over_files_warns_once(dataset: Path, mountpoint: Path, tmp_path: Path) -> None:
+    (mountpoint / "keep.txt").write_text("mine\n")
+    (mountpoint / "sub").mkdir()
+    warning = (f"lakefs: warning: {mountpoint} is not empty: its 2 entries are hidden while the dataset "
+               f"is mounted there")
+    try:  # background: the warning comes before the command returns
+        r = run("mount", dataset, mountpoint, "--log-file", tmp_path / "mount.log", timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(mountpoint)
+        assert r.stderr.splitlines() == [warning]
+    finally:
+        u = run("umount", mountpoint, timeout=60)
+        unmount(mountpoint)
+    assert u.returncode == 0, u.stderr
+    assert sorted(os.listdir(mountpoint)) == ["keep.txt", "sub"]
+    with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV) as m:  # foreground
+        deadline = time.monotonic() + 10
+        while warning not in m.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [line for line in m.log().splitlines() if "warning" in line.lower()] == [warning]
+        assert os.listdir(mountpoint) == []
+    r = run("mount", dataset, tmp_path / "empty-dir-missing", "-f")  # an error is not preceded by it
+    assert "warning" not in r.stderr
