@@ -100,12 +100,6 @@ def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tupl
     # 1 MiB readahead: a large file reads 6-9% faster; small files do not change
     # (docs/BENCHMARKS.md). libfuse 3: set at init (ConnTuning); libfuse 2: a -o option.
     extra.setdefault("max_readahead", MAX_READAHEAD)
-    for key in ("entry_timeout", "attr_timeout", "negative_timeout"):
-        if key in extra:
-            try:
-                extra[key] = float(extra[key])
-            except (TypeError, ValueError):
-                raise ConfigError(f"mount option {key} needs a number of seconds") from None
     if f.allow_other:
         extra.setdefault("allow_other", True)
     kw, tuning = mount_options(
@@ -245,10 +239,10 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     if not os.path.isdir(mountpoint):
         raise ConfigError(f"mountpoint {mountpoint} is not a directory")
     read_only = bool(options.get("ro"))
-    interval = seconds_option(options, "commit_interval", config.commit_interval)
+    interval = float(options.get("commit_interval", config.commit_interval))  # (checked by parse_options)
     if interval <= 0:
         raise ConfigError("commit_interval must be > 0 seconds")
-    refresh = seconds_option(options, "refresh_interval", config.refresh_interval)
+    refresh = float(options.get("refresh_interval", config.refresh_interval))
     if refresh < 0:
         raise ConfigError("refresh_interval must be >= 0 seconds (0: never)")
     if "://" not in dataset_url:
@@ -298,17 +292,6 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         finally:
             ds.close()
         log.info("unmounted %s; everything committed", mountpoint)
-
-
-def seconds_option(options: MountOptions, key: str, default: float) -> float:
-    """A ``-o key=SECONDS`` option as a float, else ``default``; ConfigError if not a number."""
-    value = options.get(key)
-    if value is None:
-        return float(default)
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"mount option {key} needs a number of seconds, got {value!r}") from None
 
 
 class Refresher(threading.Thread):
