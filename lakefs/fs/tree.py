@@ -745,10 +745,11 @@ class DatasetFS:
         with self._lock:
             self._writable()
             new_parent, new_name = split(n)
-            self._require_dir(split(o)[0])  # the source is looked up first, as rename(2) does
+            # As the kernel's rename: both parents are walked, then the source looked up.
+            self._require_dir(split(o)[0])
+            self._require_dir(new_parent)
             if self._dir_kind(o) is None and not self._exists_file(o):
                 raise SampleNotFoundError(f"no such file '/{o}'")
-            self._require_dir(new_parent)
             if self._dir_kind(o) is not None:
                 return self._rename_dir(o, n)
             if self._dir_kind(n) is not None:

@@ -179,7 +179,9 @@ class DirectBackend:
         self._call(self.fs.truncate, "/" + path, length)
 
     def rename(self, old: str, new: str) -> None:
-        if "/" in new:  # the kernel walks both parents before it looks the source up
+        if "/" in old:  # the kernel walks the source's parent, then the target's,
+            self._call(self.fs.getattr, "/" + old.rsplit("/", 1)[0])  # then the source
+        if "/" in new:
             parent = new.rsplit("/", 1)[0]
             try:
                 is_dir = self._call(self.fs.getattr, "/" + parent).is_dir()
