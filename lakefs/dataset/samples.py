@@ -358,7 +358,18 @@ class SampleFormat:
             lines = [ln.strip() for ln in data.decode("utf-8").splitlines() if ln.strip()]
         except UnicodeDecodeError as e:
             raise UndecodableError("a class label file must be UTF-8 text") from e
-        return [int(ln) if ln.isdigit() and ln not in self.meta.class_names else ln for ln in lines]
+        out: list = []
+        for ln in lines:
+            if ln in self.meta.class_names:
+                out.append(ln)
+            elif ln.isascii() and ln.isdigit():  # (str.isdigit also takes "١" or "²")
+                out.append(int(ln))
+            elif ln[:1] in "-+" and ln[1:].isascii() and ln[1:].isdigit():
+                raise InvalidSampleError(f"class label {ln!r}: an index is 0 or more (for 'no label', "
+                                         "leave the cell empty)")
+            else:
+                out.append(ln)
+        return out
 
     def _label_text(self, arr: np.ndarray) -> bytes:
         names = self.meta.class_names

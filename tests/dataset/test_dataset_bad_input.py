@@ -120,6 +120,7 @@ def _npy(header_edit=None) -> bytes:
 
 BAD_FILES = [
     ("labels", "x.txt", b"99999999999\n", InvalidSampleError),
+    ("labels", "x.txt", b"-1\n", InvalidSampleError),  # not a class named "-1"
     # a stray byte in the header dict: numpy's header parser raises tokenize.TokenError
     ("arr", "x.npy", _npy(lambda d: d.replace(b"4)", b"4\xa3")), UndecodableError),
     # a damaged shape: numpy would try to allocate petabytes (MemoryError)
@@ -300,3 +301,11 @@ def test_unknown_head_version(ds, tmp_path):
     (dst / "HEAD").write_text(json.dumps(head))
     with pytest.raises(FormatVersionError, match="upgrade"):
         lakefs.load(dst, read_only=True)
+
+
+def test_label_digits_are_ascii_digits(ds):
+    """str.isdigit() is also true for "\u0661" (Arabic-Indic one) and "\u00b2": those are
+    class names, not the index 1 or 2."""
+    ds.labels.write_file("y.txt", "\u0661\n\u00b2\n1\n".encode())
+    names = ds.labels.meta.class_names
+    assert ds.labels["y"].numpy().tolist() == [names.index("\u0661"), names.index("\u00b2"), 1]
