@@ -9,8 +9,8 @@ Three layouts (``auto`` picks one):
 - ``imagefolder``: ``SRC/<class>/<file>`` (torchvision's ImageFolder) → an ``images``
   tensor plus a ``labels`` class_label tensor whose class_names are the folder names.
 
-``auto``: no subfolders → flat; subfolders holding only image files with no stem shared
-between two folders → imagefolder; otherwise paired.
+``auto``: no subfolders → flat; subfolders holding only image files, fewer than half of
+whose stems appear in more than one folder → imagefolder; otherwise paired.
 """
 
 from __future__ import annotations
@@ -151,8 +151,11 @@ def choose_layout(src: str) -> str:
         if not all(_is_image(n) for n in names):
             return "paired"
         stems.update({n.rsplit(".", 1)[0] for n in names})
+    # Paired folders (images/ + masks/) share most stems: a row per stem. Class folders
+    # share few or none; a name that starts repeating in two classes must not turn an
+    # ImageFolder into paired tensors on the next run.
     shared = sum(1 for c in stems.values() if c > 1)
-    return "imagefolder" if shared == 0 or len(folders) == 1 else "paired"
+    return "paired" if len(folders) > 1 and 2 * shared >= len(stems) else "imagefolder"
 
 
 def _split(name: str, rel: str, plan: Plan) -> tuple[str, str] | None:

@@ -50,6 +50,19 @@ def test_imagefolder_detected_when_stems_are_disjoint(tmp_path: Path) -> None:
     assert [(f.key, f.label) for f in plan.files] == [("1", "cat"), ("2", "dog")]
 
 
+def test_auto_stays_imagefolder_when_a_few_names_repeat_across_classes(tmp_path: Path) -> None:
+    """A rerun after one name started repeating in two classes must not switch to paired
+    (a tensor per class folder) and store everything again."""
+    for i in range(4):
+        touch(tmp_path / "cat" / f"c{i}.jpg")
+        touch(tmp_path / "dog" / f"d{i}.jpg")
+    touch(tmp_path / "dog" / "c0.jpg")
+    assert choose_layout(str(tmp_path)) == "imagefolder"
+    for i in range(1, 4):  # most stems in both folders: a row per stem, paired
+        touch(tmp_path / "dog" / f"c{i}.jpg")
+    assert choose_layout(str(tmp_path)) == "paired"
+
+
 def test_imagefolder_prefixes_keys_when_stems_clash(tmp_path: Path) -> None:
     touch(tmp_path / "cat" / "1.jpg")
     touch(tmp_path / "dog" / "1.jpg")
