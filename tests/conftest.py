@@ -11,12 +11,10 @@
 
 from __future__ import annotations
 
-import errno
 import getpass
 import os
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,24 +39,12 @@ def _pytest_tmp_root() -> Path:
     return Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
 
 
-def _is_dead(path: str, timeout: float = 2.0) -> bool:
-    """True if stat on a mountpoint fails with ENOTCONN (its FUSE process is gone).
+def _is_dead(path: str) -> bool:
+    """True if stat on a mountpoint fails with ENOTCONN (its FUSE process is gone); a
+    wedged (alive but hung) filesystem cannot hang the suite (lakefs.fs.mount.is_dead)."""
+    from lakefs.fs.mount import is_dead
 
-    Runs in a thread so that a wedged (alive but hung) filesystem cannot hang the suite.
-    """
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            os.stat(path)
-            result.append(False)
-        except OSError as exc:
-            result.append(exc.errno == errno.ENOTCONN)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
+    return is_dead(path)
 
 
 def _fuse_mounts_under(root: Path) -> list[str]:
