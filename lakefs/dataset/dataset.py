@@ -101,6 +101,7 @@ class Dataset:
         self._writer_lock: WriterLock | None = None
         self._closed = False
         self._head: bytes | None = None  # the HEAD object this reader loaded
+        self._marker: bytes | None = None  # and the marker (a re-created dataset has another)
         self._replacing = _replacing  # empty(overwrite=True): the folder held a dataset
         self._manifest_put: str | None = None  # a manifest this writer put (HEAD may have failed)
         self._dirty = False
@@ -149,6 +150,7 @@ class Dataset:
         if must_create:
             raise DatasetExistsError(f"a dataset already exists at {self.storage.where} (use overwrite)")
         self._check_marker(marker)
+        self._marker = marker
         self._adopt(self._read_head())
         if not self.read_only:
             # Ids of this writer session start at a random distance past the committed
@@ -187,7 +189,9 @@ class Dataset:
         self._manifest_put = keys.manifest(1)
         self._manifest = Manifest()
         self._rows = RowTable()
-        self._ids = IdAllocator(self._manifest.next_id)
+        # From a random start, as every writer session: a dataset created again at the
+        # same place never reuses the ids of the one before (caches key objects by name).
+        self._ids = IdAllocator(self._manifest.next_id + secrets.randbits(SESSION_ID_BITS))
         self._tensors: dict[str, Tensor] = {}
         self._dirty = True
         self.flush()
@@ -240,26 +244,36 @@ class Dataset:
         self._head, self._manifest, self._ids, self._rows, self._tensors = (
             snap.head, snap.manifest, snap.ids, snap.rows, snap.tensors)
 
-    def refresh(self) -> bool:
+    def refresh(self, *, swap_lock: Any = None) -> bool:
         """Move a read-only dataset to the latest commit of its writer; whether there
         was a newer one. Tensors and samples taken before stay readable as they were
         (chunks are immutable) until ``compact`` deletes what they point at; take them
         again from the dataset to see the new commit. A writable dataset is always at
-        its own latest commit: nothing to do."""
+        its own latest commit: nothing to do.
+
+        A dataset deleted and created again at the same place (its marker changed) is
+        loaded whole, whatever its HEAD says. ``swap_lock`` is held, besides the dataset
+        lock, while the new commit is swapped in (the mount's filesystem lock: its
+        operations read the dataset's state more than once per call)."""
         if not self.read_only:
             return False
         if self._closed:
             raise ReadOnlyError("the dataset is closed")
         try:
-            if self.storage.get(keys.HEAD) == self._head:
-                return False
+            head = self.storage.get(keys.HEAD)
+            marker = self.storage.get(keys.MARKER)
         except ObjectNotFoundError as e:
-            raise CorruptionError(f"dataset HEAD is missing: {e}") from e
-        snap = self._read_head()  # outside the lock: readers go on meanwhile
-        with self._lock:
-            if snap.head != self._head:
-                self._adopt(snap)
-                self.generation += 1
+            raise CorruptionError(f"dataset HEAD or marker is missing: {e}") from e
+        replaced = marker != self._marker
+        if head == self._head and not replaced:
+            return False
+        snap = self._read_head()  # outside the locks: readers go on meanwhile
+        with swap_lock or contextlib.nullcontext(), self._lock:
+            if not replaced and snap.manifest.seq <= self._manifest.seq:
+                return False  # another refresh got as far or further meanwhile
+            self._adopt(snap)
+            self._marker = marker
+            self.generation += 1
         return True
 
     def _make_tensor(self, name: str, meta: TensorMeta, ids: IdAllocator | None = None) -> Tensor:

@@ -978,7 +978,7 @@ class DatasetFS:
             return []
         old_tensors, old_files = dict(ds._tensors), dict(ds._manifest.files)
         old_dirs = {*old_tensors, *ds._manifest.groups, *ds._manifest.pending_dirs}
-        if not ds.refresh():
+        if not ds.refresh(swap_lock=self._lock):  # no operation sees half of a swap
             return []
         with self._lock:
             self._dir_mtime_ns = time.time_ns()

@@ -172,3 +172,17 @@ def test_a_commit_deletes_its_garbage_without_holding_the_dataset(tmp_path):
     ds.close()
     back = lakefs.load(tmp_path / "ds", read_only=True)
     assert back.read_file("a.txt") == b"2" and back.read_file("b.txt") == b"3"
+
+
+def test_refresh_follows_a_dataset_created_again_at_the_same_place(tmp_path):
+    """Found by review: the new dataset's HEAD had the same bytes (seq 1), so the reader
+    kept the old commit, whose objects were gone (checksum errors)."""
+    path = tmp_path / "ds"
+    with lakefs.empty(path) as w:
+        w.create_tensor("t", htype="text").append("OLD-VALUE")
+    ro = lakefs.load(path, read_only=True)
+    assert ro.t[0].numpy() == "OLD-VALUE"
+    with lakefs.empty(path, overwrite=True) as w:
+        w.create_tensor("t", htype="text").append("NEW-VALUE")
+    assert ro.refresh() is True
+    assert ro.t[0].numpy() == "NEW-VALUE"

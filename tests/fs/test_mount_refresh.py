@@ -125,3 +125,65 @@ def test_a_failed_look_is_logged_and_the_mount_keeps_its_commit(tmp_path, caplog
     storage.fail_at = 10**9  # reachable again: the next look moves on
     Refresher(fs, KernelCache(), 1.0).refresh_once()
     assert [name for name, _ in fs.readdir("/t")] == ["00000000.txt", "00000001.txt"]
+
+
+def test_a_refresh_never_lands_inside_an_operation(tmp_path):
+    """Found by review: the new commit was swapped in between two reads of one
+    operation (listing saw the tensor, then not: KeyError, EIO on the mount)."""
+    import threading
+
+    path = tmp_path / "ds"
+    with lakefs.empty(path) as w:
+        w.create_tensor("t", htype="text").append("a")
+    fs = DatasetFS(Dataset(LocalStorage(str(path), read_only=True), read_only=True), Config(), read_only=True)
+    with lakefs.load(path) as w:
+        w.delete_tensor("t")  # the writer's next commit: /t is gone
+    refresher = threading.Thread(target=fs.refresh)
+    original = fs._require_dir
+
+    def refresh_meanwhile(parent):
+        kind = original(parent)
+        if not refresher.is_alive() and refresher.ident is None:
+            refresher.start()  # the refresh thread wakes up in the middle of readdir
+            refresher.join(0.5)
+        return kind
+
+    fs._require_dir = refresh_meanwhile
+    assert [name for name, _ in fs.readdir("/t")] == ["00000000.txt"]  # one commit, whole
+    refresher.join(10)
+    fs._require_dir = original
+    with pytest.raises(lakefs.errors.SampleNotFoundError):
+        fs.readdir("/t")  # the next operation sees the new commit
+
+
+def test_concurrent_refreshes_never_go_back(tmp_path, monkeypatch):
+    """Found by review: a slow refresh finishing after a faster one adopted the older
+    commit it had loaded."""
+    import threading
+
+    path = tmp_path / "ds"
+    with lakefs.empty(path) as w:
+        w.create_tensor("t", htype="text").append("a")
+    ro = lakefs.load(path, read_only=True)
+    with lakefs.load(path) as w:
+        w.t.append("b")
+    loaded, go_on = threading.Event(), threading.Event()
+    original = Dataset._read_head
+
+    def slow_read_head(self):
+        snap = original(self)
+        if threading.current_thread().name == "slow":
+            loaded.set()
+            go_on.wait(10)
+        return snap
+
+    monkeypatch.setattr(Dataset, "_read_head", slow_read_head)
+    slow = threading.Thread(target=ro.refresh, name="slow")
+    slow.start()
+    assert loaded.wait(10)  # it holds commit N
+    with lakefs.load(path) as w:
+        w.t.append("c")
+    assert ro.refresh() and len(ro.t) == 3  # commit N+1
+    go_on.set()
+    slow.join(10)
+    assert len(ro.t) == 3
