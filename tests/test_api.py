@@ -311,6 +311,18 @@ def test_create_refuses_a_folder_of_other_files_and_leaves_it_as_it_was(tmp_path
         with pytest.raises(lakefs.errors.DatasetExistsError, match="not empty and holds no lakefs dataset"):
             make(victim)
     assert sorted(p.name for p in victim.iterdir()) == ["a.jpg", "sub"]  # not even a lock
+    # Names that are not valid storage keys are files all the same (found by review).
+    for i, name in enumerate(("My Photo.jpg", "über.txt", "x(1).jpg")):
+        other = tmp_path / f"only-{i}"
+        other.mkdir()
+        (other / name).write_bytes(b"x")
+        with pytest.raises(lakefs.errors.DatasetExistsError):
+            lakefs.empty(other)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "photos").symlink_to(victim)
+    with pytest.raises(lakefs.errors.DatasetExistsError):
+        lakefs.empty(linked)
 
 
 def test_overwrite_and_compact_delete_only_the_datasets_own_objects(tmp_path):

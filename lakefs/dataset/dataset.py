@@ -165,8 +165,12 @@ class Dataset:
         never among a user's files."""
         if self._replacing:
             return
-        foreign = next((k for k in self.storage.list()
-                        if not k.startswith(LOCK_PREFIX) and not keys.is_dataset_key(k)), None)
+        ours = {keys.MARKER, keys.HEAD, *(p.rstrip("/") for p in (keys.MANIFESTS, keys.TENSORS, keys.ROWS,
+                                                                    keys.FILES, LOCK_PREFIX))}
+        foreign = next((n for n in self.storage.top_names() if n not in ours), None)
+        if foreign is None:
+            foreign = next((k for k in self.storage.list()
+                            if not k.startswith(LOCK_PREFIX) and not keys.is_dataset_key(k)), None)
         if foreign is not None:
             raise DatasetExistsError(
                 f"{self.storage.where} is not empty and holds no lakefs dataset ({foreign!r} is "

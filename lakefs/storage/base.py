@@ -168,6 +168,12 @@ class Storage(abc.ABC):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix``."""
 
+    def top_names(self) -> list[str]:
+        """The names at the top of the storage, also those :meth:`list` skips because
+        they are not valid keys (a user's ``My Photo.jpg``, a symlink): a dataset is
+        never created among files that are not its own."""
+        return sorted({key.split("/", 1)[0] for key in self.list()})
+
     @abc.abstractmethod
     def writer_lock(self, name: str) -> WriterLock:
         """Take the exclusive writer lock ``name`` or raise ``LockedError`` at once.
@@ -253,6 +259,9 @@ class StorageWrapper(Storage):
 
     def exists(self, key: str) -> bool:
         return self.inner.exists(key)
+
+    def top_names(self) -> list[str]:
+        return self.inner.top_names()
 
     def size(self, key: str) -> int:
         return self.inner.size(key)

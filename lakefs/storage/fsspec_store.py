@@ -224,6 +224,14 @@ class FsspecStorage(Storage):
                 keys.append(key)
         return iter(keys)
 
+    def top_names(self) -> list[str]:
+        try:
+            with self._errors("/", "list"):
+                paths = self.fs.ls(self.root, detail=False)
+        except ObjectNotFoundError:
+            return []
+        return sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in paths})
+
     # --- writes ----------------------------------------------------------------------
 
     def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:

@@ -201,6 +201,14 @@ class LocalStorage(Storage):
             return
         yield from self._walk(start, head + "/" if head else "", prefix)
 
+    def top_names(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.root) if _TMP_MARK not in n)  # (temp files are ours)
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise _map_oserror(e, "/", "list") from e
+
     def _walk(self, dirpath: str, keyprefix: str, prefix: str) -> Iterator[str]:
         try:
             entries = list(os.scandir(dirpath))

@@ -84,6 +84,12 @@ class StorageTests:
         assert store.get("obj") == data
         assert store.size("obj") == len(data)
 
+    def test_top_names(self, env: Env) -> None:
+        assert env.store.top_names() == []
+        env.store.put("a/b/c", b"1")
+        env.store.put("z", b"2")
+        assert env.store.top_names() == ["a", "z"]
+
     def test_put_new_creates_only(self, env: Env) -> None:
         from lakefs.errors import ObjectExistsError
 
