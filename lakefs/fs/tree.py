@@ -378,11 +378,31 @@ class DatasetFS:
         beside ``a.pdf``) is EEXIST: storing it would silently replace that file.
         ``moving``: the path being renamed to ``p`` (it may be that file)."""
         parent, name = split(p)
+        kind = self._dir_kind(parent)
+        if kind not in ("tensor", "pending") or not split_filename(name):
+            return
         tensor = self._tensor_for(parent, name)
+        if kind == "tensor" and tensor is None:
+            return  # not a sample name of this tensor: a staging file
         other = tensor.key_conflict(name) if tensor is not None else None
+        if other is None:  # a file being written (or held) with that key is one too
+            other = self._open_with_key(parent, split_filename(name)[0], tensor, not_path=p)
         if other is not None and f"{parent}/{other}" != moving:
             raise KeyExistsError(f"'/{p}': its row key is taken by '{other}' in this tensor "
                                  "(one file per row and tensor); remove or rename that one first")
+
+    def _open_with_key(self, parent: str, key: str, tensor: Tensor | None, not_path: str) -> str | None:
+        """The name of a file open (or held) in ``parent`` that would be the sample of
+        ``key`` (in a pending directory, any file named ``<key>.<ext>``)."""
+        prefix = parent + "/"
+        for q, of in self._open.items():
+            if q == not_path or of.detached or not q.startswith(prefix) or "/" in q[len(prefix):]:
+                continue
+            name = q[len(prefix):]
+            parts = split_filename(name)
+            if parts and parts[0] == key and (tensor is None or tensor.accepts_filename(name)):
+                return name
+        return None
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         return self.handle(fh).read(size, offset)

@@ -829,6 +829,13 @@ def test_a_new_name_whose_key_another_file_holds_is_eexist(fs, photos):
     assert get(fs, "/docs/report.pdf") == b"%PDF-1.4"
     fs.rename("/docs/report.pdf", "/docs/report.txt")  # its own key: a rename, allowed
     assert sorted(n for n, _ in fs.readdir("/docs")) == ["notes.txt", "report.txt"]
+    # A file still being written holds its key too (found by the second review).
+    fh = fs.create("/docs/draft.md", 0o644)
+    fs.write(fh, b"# draft", 0)
+    assert errno_of(fs.create, "/docs/draft.txt", 0o644) == errno.EEXIST
+    fs.flush(fh)
+    fs.release(fh)
+    assert get(fs, "/docs/draft.md") == b"# draft"
     # A PNG written into a jpeg tensor is stored as the .jpg of its key: a rewrite.
     fs.mkdir("/images", 0o755)
     put(fs, "/images/x.jpg", photos[0].read_bytes())
