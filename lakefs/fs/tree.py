@@ -437,7 +437,13 @@ class DatasetFS:
 
     def flush(self, fh: int) -> None:
         """Commit the file's data if it changed: errors are returned to ``close``. A
-        staging file that may be held is held instead (nothing to check)."""
+        staging file that may be held is held instead (nothing to check).
+
+        Every ``close`` of a descriptor sends FLUSH, also of one of several that share
+        the handle (``cat x > f``: the shell opens ``f``, dups it to stdout and closes
+        the first; ``dd``). A refused file therefore stays open as it was: more writes
+        and the last close may still make it whole, and RELEASE (the last one) drops
+        it if it is still refused."""
         handle = self.handle(fh)
         of = handle.openfile
         if of is not None and handle.writes and of.dirty and not of.detached:
@@ -445,7 +451,7 @@ class DatasetFS:
                 # The last writer's close decides here, so that a store error would still
                 # reach close; while other writers still write, only a store is decided.
                 if of.writers == 1 or not self._may_hold(of):
-                    self._hold_or_commit(of)
+                    self._hold_or_commit(of, final=False)
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -502,13 +508,14 @@ class DatasetFS:
             return False
         return not (self._dir_kind(parent) == "pending" and split_filename(name))  # a tensor's first file
 
-    def _hold_or_commit(self, of: OpenFile) -> bool:
-        """Hold ``of`` if it may be held, else store it now; whether it is held."""
+    def _hold_or_commit(self, of: OpenFile, *, final: bool = True) -> bool:
+        """Hold ``of`` if it may be held, else store it now (see :meth:`_commit` for
+        ``final``); whether it is held."""
         if self._may_hold(of):
             self._hold(of)
             return True
         self._unhold(of.path)
-        self._commit(of)
+        self._commit(of, final=final)
         return False
 
     def _hold(self, of: OpenFile) -> None:

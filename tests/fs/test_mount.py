@@ -321,3 +321,26 @@ def test_cat_and_editor_style_save(dataset_path, mountpoint):
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.notes["a"].numpy() == "second version\n"
     assert ds.files == {}
+
+
+def test_shell_redirection_and_dd_store_whole_files(photos, dataset_path, mountpoint, tmp_path):
+    """Found by review: `cat x > f` and dd close a dup of the descriptor first; that
+    close's FLUSH saw an empty file, refused it (EINVAL, ignored by the shell) and
+    forgot it, so the rest was written into nothing and every step reported success."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo\n")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint,
+                 expected_errors=[r"not stored", r"not a jpeg", r"it is empty"]) as m:
+        images = mountpoint / "images"
+        images.mkdir()
+        run("sh", "-c", f"cat '{photos[0]}' > '{images}/a.jpg'")
+        run("dd", f"if={photos[1]}", f"of={images}/b.jpg", "bs=16k", "status=none")
+        run("dd", f"if={photos[2]}", f"of={images}/c.jpg", "conv=fsync", "status=none")
+        assert md5(images / "a.jpg") == md5(photos[0])
+        assert md5(images / "b.jpg") == md5(photos[1])
+        assert md5(images / "c.jpg") == md5(photos[2])
+        r = run("cp", str(text), str(images / "d.jpg"), check=False)  # still refused at close
+        assert r.returncode != 0 and "Invalid argument" in r.stderr
+        assert sorted(os.listdir(images)) == ["a.jpg", "b.jpg", "c.jpg"], m.log()
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert sorted(ds.images[k].tobytes() == photos[i].read_bytes() for i, k in enumerate("abc")) == [True] * 3
