@@ -8,16 +8,19 @@ from typing import Any
 from lakefs.dataset import Dataset
 from lakefs.errors import DatasetNotFoundError
 from lakefs.format import keys
-from lakefs.storage.remote import open_dataset_storage
+from lakefs.storage.remote import is_object_store, open_dataset_storage
 
 DEFAULT_CACHE_SIZE = 10 << 30
 
 
 def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | None,
              cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE):
-    """The dataset's storage; an object store is behind a read cache when ``cache_dir`` is set."""
-    return open_dataset_storage(os.fspath(path), read_only=read_only, options=storage_options,
-                                cache_dir=cache_dir, cache_size=cache_size)
+    """The dataset's storage; an object store is behind a read cache when ``cache_dir`` is
+    set, and checked first: a missing bucket, bad credentials or an unreachable endpoint
+    is said as such, not as "no dataset here"."""
+    url = os.fspath(path)
+    return open_dataset_storage(url, read_only=read_only, options=storage_options,
+                                cache_dir=cache_dir, cache_size=cache_size, check=is_object_store(url))
 
 
 def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: dict | None = None,

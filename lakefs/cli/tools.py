@@ -139,8 +139,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     import lakefs
     from lakefs.tools import split_dataset_path
 
-    location, inner = split_dataset_path(args.path)
-    with lakefs.load(location, read_only=True, **args.settings.dataset_options()) as ds:
+    options = args.settings.dataset_options()
+    location, inner = split_dataset_path(args.path, options["storage_options"])
+    with lakefs.load(location, read_only=True, **options) as ds:
         for name, mode, size, mtime_ns in list_dir(ds, inner):
             if args.long:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))

@@ -11,16 +11,17 @@ import os
 from lakefs.errors import DatasetNotFoundError
 
 
-def split_dataset_path(path: str) -> tuple[str, str]:
+def split_dataset_path(path: str, storage_options: dict | None = None) -> tuple[str, str]:
     """``./cats/train/images`` → (``./cats``, ``train/images``): the longest prefix that
-    is a dataset, and the path inside it. Raises DatasetNotFoundError if none is."""
+    is a dataset, and the path inside it. Raises DatasetNotFoundError if none is.
+    ``storage_options``: for an object store (endpoint, credentials)."""
     from lakefs.api import exists  # noqa: PLC0415  (keep `import lakefs.tools` light)
 
     text = os.fspath(path).rstrip("/") or "/"
     inner: list[str] = []
     head = text
     while head:
-        if exists(head):
+        if exists(head, storage_options=storage_options):
             return head, "/".join(reversed(inner))
         parent, _, name = head.rpartition("/")
         if not name or parent.endswith(":/") or parent.endswith(":"):

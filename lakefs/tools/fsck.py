@@ -46,6 +46,7 @@ from lakefs.format.index import ENTRY, NO_CHUNK
 from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_head
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
+from lakefs.storage.remote import is_object_store
 
 
 @dataclass
@@ -92,6 +93,8 @@ class Checker:
         try:
             marker = self.storage.get(keys.MARKER)
         except ObjectNotFoundError:
+            if is_object_store(self.storage.where):
+                self.storage.check()  # a missing bucket says so
             raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}") from None
         try:
             check_version(json.loads(marker).get("version"), keys.MARKER)

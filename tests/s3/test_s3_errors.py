@@ -85,3 +85,22 @@ def test_network_failure_mid_read_is_eio_and_the_mount_stays_up(photos, tmp_path
             assert md5((images / names[0]).read_bytes()) == want[names[0]]
     finally:
         server.stop()
+
+
+def test_cli_tools_take_the_config_and_name_a_missing_bucket(photos, s3_endpoint, s3_url, tmp_path):
+    """Found by review: `lakefs ls` ignored --config (no credentials), and info/fsck/export
+    said "no lakefs dataset" for a bucket that does not exist."""
+    import sys
+
+    fill(s3_url, s3_endpoint, photos[:2])
+    config = write_config(tmp_path / "c.yaml", s3_endpoint, tmp_path / "cache")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lakefs", *args, "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = cli("ls", f"{s3_url}/images")
+    assert listed.returncode == 0 and len(listed.stdout.split()) == 2, listed.stderr
+    for command in ("info", "fsck", "ls"):
+        done = cli(command, "s3://no-such-bucket/ds")
+        assert done.returncode == 1 and "bucket 'no-such-bucket' does not exist" in done.stderr, done.stderr
