@@ -302,10 +302,13 @@ class Dataset:
         self.close()
 
     def __del__(self) -> None:
+        # Never committed here (a dataset dropped without close keeps what it committed),
+        # and no network call: at interpreter exit fsspec's event loop may be gone, and
+        # waiting for it hung the process. An object store's lease then expires by itself.
         lock = getattr(self, "_writer_lock", None)
         if lock is not None and not getattr(self, "_closed", True):
             try:
-                lock.release()
+                lock.abandon()
             except Exception:
                 pass
 

@@ -73,6 +73,11 @@ class WriterLock(AbstractContextManager["WriterLock"]):
     def release(self) -> None:
         """Give the lock up; calling it twice is harmless."""
 
+    def abandon(self) -> None:
+        """Give the lock up without waiting on anything (a finalizer at interpreter exit):
+        a local lock is released, a lease is no longer renewed and expires."""
+        self.release()
+
     def verify(self) -> None:
         """Raise ``LockedError`` if the lock was lost while held.
 

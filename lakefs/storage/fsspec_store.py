@@ -474,6 +474,11 @@ class _Lease(WriterLock):
             raise LockedError(f"writer lease {self._key} of {self._store.url} lost: "
                               f"{self._lost}")
 
+    def abandon(self) -> None:
+        """Stop renewing, put nothing: the lease expires after ``lease_seconds``."""
+        self._released = True
+        self._stop.set()
+
     def release(self) -> None:
         with self._mutex:
             if self._released:

@@ -56,3 +56,24 @@ def test_a_lost_lease_seen_too_late_still_cannot_replace_the_new_commit(s3_endpo
         w1.flush()
     ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
     assert ro.keys() == ["from_w2"] and ro.b["from_w2"].tobytes() == b"2" * 3000
+
+
+def test_a_script_that_never_closes_its_writer_exits(s3_endpoint, s3_url, tmp_path):
+    """Found by review: the dataset's finalizer deleted the lease at interpreter exit,
+    through fsspec's event loop, which was already gone: the process never exited."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "noclose.py"
+    script.write_text(
+        "import lakefs, sys\n"
+        f"ds = lakefs.dataset({s3_url!r}, storage_options={dict(options(s3_endpoint), lease_seconds=2)!r})\n"
+        "ds.create_tensor('t', htype='text').append('x')\n"
+        "ds.flush()\n"
+        "raise SystemExit(3)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    time.sleep(2.5)  # its lease expires: the next writer gets in
+    with lakefs.load(s3_url, storage_options=dict(options(s3_endpoint), lease_seconds=2)) as ds:
+        assert ds.t[0].numpy() == "x"
