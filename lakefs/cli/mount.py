@@ -155,7 +155,7 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from lakefs.fs.mount import is_dead, mount_entry
+    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure
 
     mp = os.path.abspath(args.mountpoint)
     entry = mount_entry(mp)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
@@ -177,10 +177,15 @@ def cmd_umount(args: argparse.Namespace) -> int:
         print(f"lakefs: warning: {mp}: its mount process had died; the dead mount is cleared "
               f"(what it had not committed is lost; `lakefs fsck {dataset or 'DATASET'}` checks the rest)",
               file=sys.stderr)
-    elif dataset and not entry.read_only and "://" not in dataset:
+        return 0
+    if dataset and not entry.read_only and "://" not in dataset:
         _wait_for_writer(dataset)
     elif pid is not None and not entry.read_only:
         _wait_for_exit(pid, dataset)
+    failure = take_final_failure(mp)
+    if failure is not None:
+        raise LakeFSError(f"unmounted {mp}, but its final commit failed: {failure} (files written "
+                          "since the last commit are lost; the mount's log has the details)")
     return 0
 
 

@@ -8,7 +8,9 @@ dataset's writer every ``refresh_interval`` seconds (:class:`Refresher`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import logging
 import math
 import os
@@ -194,6 +196,34 @@ def mount_entry(path: str) -> MountEntry | None:
     return found
 
 
+def final_failure_path(mountpoint: str) -> str:
+    """Where a mount whose final commit failed says so, for ``lakefs umount`` (which
+    cannot see the exit status of a background mount)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    tag = hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:10]
+    return os.path.join(state, "lakefs", f"final-commit-failed-{tag}")
+
+
+def _write_failure(mountpoint: str, message: str) -> None:
+    with contextlib.suppress(OSError):
+        path = final_failure_path(mountpoint)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(message.splitlines()[0] if message else "unknown error")
+
+
+def take_final_failure(mountpoint: str) -> str | None:
+    """The error a mount at ``mountpoint`` recorded for its final commit (then forgotten)."""
+    path = final_failure_path(mountpoint)
+    try:
+        with open(path, encoding="utf-8") as f:
+            message = f.read().strip()
+        os.remove(path)
+    except OSError:
+        return None
+    return message or "unknown error"
+
+
 def is_dead(path: str, timeout: float = 2.0) -> bool:
     """True if ``path``, a FUSE mount, answers ENOTCONN: its process is gone. A stat that
     does not return within ``timeout`` (a wedged mount) counts as alive; it runs in a
@@ -238,6 +268,8 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         raise ConfigError(_mounted_already(mountpoint, entry))
     if not os.path.isdir(mountpoint):
         raise ConfigError(f"mountpoint {mountpoint} is not a directory")
+    with contextlib.suppress(OSError):
+        os.remove(final_failure_path(mountpoint))  # a failure of an earlier mount here
     read_only = bool(options.get("ro"))
     interval = float(options.get("commit_interval", config.commit_interval))  # (checked by parse_options)
     if interval <= 0:
@@ -288,9 +320,14 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             refresher.stop()
         ds.stop_autocommit()  # no periodic commit may run during or after the final one
         try:
-            fs.shutdown()
-        finally:
-            ds.close()
+            try:
+                fs.shutdown()
+            finally:
+                ds.close()
+        except BaseException as e:
+            # `lakefs umount` of a background mount reports it from here (exit 1).
+            _write_failure(mountpoint, f"{e}")
+            raise
         log.info("unmounted %s; everything committed", mountpoint)
 
 

@@ -34,7 +34,7 @@ from lakefs.fs.tree import DatasetFS
 from lakefs.storage import MemoryStorage
 from lakefs.storage.faults import FaultyStorage
 from lakefs.tools.fsck import fsck
-from mounting import mounted, unmount
+from mounting import is_mounted, mounted, unmount
 from reliability_helpers import assert_fsck_clean, check_content, content, lakefs_mount, md5, read_everything
 
 pytestmark = pytest.mark.timeout(180)
@@ -364,3 +364,33 @@ def test_a_writer_that_lost_its_lock_closes_anyway(monkeypatch):
         ds.close()
     assert ds._closed
     ds.close()  # nothing more to do
+
+
+@pytest.mark.timeout(180)
+def test_umount_reports_a_final_commit_that_failed(small_tmpfs, tmp_path, mountpoint, photos):
+    """Found by review: `lakefs umount` of a background mount exited 0 while the mount's
+    final commit failed (logged only), and the files written since were lost."""
+    import sys
+
+    ds_path = small_tmpfs / "ds"
+    lakefs_cli = [sys.executable, "-m", "lakefs"]
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    subprocess.run(lakefs_cli + ["mount", str(ds_path), str(mountpoint), "-o", "commit_interval=3600"],
+                   check=True, env=env, timeout=60)
+    try:
+        (mountpoint / "images").mkdir()
+        for i in range(2000):  # until the disk is full: the rest waits for the final commit
+            done = subprocess.run(["cp", str(photos[i % len(photos)]), str(mountpoint / "images" / f"{i}.jpg")],
+                                  capture_output=True)
+            if done.returncode != 0:
+                break
+        done = subprocess.run(lakefs_cli + ["umount", str(mountpoint)], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert "final commit failed" in done.stderr and "Traceback" not in done.stderr
+        again = subprocess.run(lakefs_cli + ["umount", str(mountpoint)], capture_output=True, text=True,
+                               env=env, timeout=60)
+        assert again.returncode == 1 and "not mounted" in again.stderr  # reported once
+    finally:
+        if is_mounted(mountpoint):
+            unmount(mountpoint)
