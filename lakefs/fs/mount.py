@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lakefs.config import Config
-from lakefs.errors import ConfigError, LockedError
+from lakefs.errors import ConfigError, LakeFSError, LockedError
 
 log = logging.getLogger("lakefs.mount")
 
@@ -322,6 +322,8 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         try:
             try:
                 fs.shutdown()
+            except LakeFSError as e:  # ds.close() below commits again
+                log.warning("final commit failed, trying again: %s", e)
             finally:
                 ds.close()
         except BaseException as e:
@@ -348,8 +350,6 @@ class Refresher(threading.Thread):
             self.refresh_once()
 
     def refresh_once(self) -> None:
-        from lakefs.errors import LakeFSError
-
         try:
             stale = self.fs.refresh()
         except LakeFSError as e:

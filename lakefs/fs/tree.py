@@ -462,6 +462,14 @@ class DatasetFS:
             of.refs -= 1
             of.writers -= handle.writes
             if of.refs > 0:
+                if handle.writes and not of.writers and of.dirty and not of.detached:
+                    # The last writer is gone, readers remain: settle it now, so that a
+                    # refused file never stands in for the committed one (a refusal
+                    # detaches it; the readers keep reading its buffer).
+                    try:
+                        self._hold_or_commit(of)
+                    except LakeFSError as e:
+                        log.error("%s: not stored: %s", of.path, e)
                 return
             held = False
             try:

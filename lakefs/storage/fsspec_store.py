@@ -230,7 +230,9 @@ class FsspecStorage(Storage):
                 paths = self.fs.ls(self.root, detail=False)
         except ObjectNotFoundError:
             return []
-        return sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in paths})
+        root = self.root.rstrip("/")
+        # (an S3 "folder" made in a console is an empty object named like the root + "/")
+        return sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in paths if p.rstrip("/") != root})
 
     # --- writes ----------------------------------------------------------------------
 

@@ -874,3 +874,21 @@ def test_a_pending_directory_renamed_to_a_refused_name_stays_as_it_was(fs, photo
     assert get(fs, "/pend/README") == b"hello"
     fs.rename("/pend", "/docs")
     assert get(fs, "/docs/README") == b"hello" and "pend" not in [n for n, _ in fs.readdir("/")]
+
+
+def test_a_refused_rewrite_never_stands_in_for_the_committed_file(fs):
+    """Found by review: a refused file stayed open for a reader that had opened it, and
+    meanwhile the path showed, renamed and re-timed the refused bytes."""
+    fs.mkdir("/labels", 0o755)
+    put(fs, "/labels/a.json", b'{"ok": 1}')
+    w = fs.open("/labels/a.json", os.O_WRONLY | os.O_TRUNC)
+    r = fs.open("/labels/a.json", os.O_RDONLY)  # a viewer, tail -f, a loader
+    fs.write(w, b'{"broken', 0)
+    assert errno_of(fs.flush, w) == errno.EINVAL
+    fs.release(w)
+    assert get(fs, "/labels/a.json") == b'{"ok": 1}' and fs.getattr("/labels/a.json").size == 9
+    fs.rename("/labels/a.json", "/labels/b.json")
+    assert [n for n, _ in fs.readdir("/labels")] == ["b.json"]
+    assert fs.read(r, 100, 0) == b'{"broken'  # the reader keeps what it saw
+    fs.release(r)
+    assert get(fs, "/labels/b.json") == b'{"ok": 1}'

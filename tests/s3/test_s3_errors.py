@@ -104,3 +104,16 @@ def test_cli_tools_take_the_config_and_name_a_missing_bucket(photos, s3_endpoint
     for command in ("info", "fsck", "ls"):
         done = cli(command, "s3://no-such-bucket/ds")
         assert done.returncode == 1 and "bucket 'no-such-bucket' does not exist" in done.stderr, done.stderr
+
+
+def test_a_dataset_is_created_in_an_empty_console_folder(s3_endpoint, s3_url):
+    """Found by review: an S3 "folder" made in a web console is an empty object named
+    `ds/`, which was taken for a foreign file and refused."""
+    import lakefs
+    from s3util import options
+
+    bucket, _, prefix = s3_url[len("s3://"):].partition("/")
+    boto_client(s3_endpoint).put_object(Bucket=bucket, Key=prefix + "/", Body=b"")
+    with lakefs.empty(s3_url, storage_options=options(s3_endpoint)) as ds:
+        ds.create_tensor("t", htype="text").append("x")
+    assert lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint)).t[0].numpy() == "x"
