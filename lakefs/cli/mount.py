@@ -169,7 +169,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
         raise ConfigError("fusermount3 (package fuse3) is not installed")
     dataset = entry.dataset
     dead = is_dead(mp)
-    pid = _mount_pid(mp) if dataset and "://" in dataset and not dead else None
+    pid = _mount_pid(mp, dataset) if dataset and "://" in dataset and not dead else None
     done = subprocess.run([tool, "-u", mp], capture_output=True, text=True)
     if done.returncode != 0:
         raise LakeFSError(done.stderr.strip() or f"{tool} -u {mp} failed")
@@ -189,9 +189,12 @@ def cmd_umount(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mount_pid(mountpoint: str) -> int | None:
-    """The pid of this machine's ``lakefs mount`` serving ``mountpoint`` (absolute in its
-    argv, as a background mount has it), or None."""
+def _mount_pid(mountpoint: str, dataset: str | None = None) -> int | None:
+    """The pid of this machine's ``lakefs mount`` serving ``mountpoint``, or None. A
+    background mount has the mountpoint absolute in its argv; a foreground one started
+    with a relative path (libfuse has since moved it to ``/``) is found by its dataset
+    URL and the mountpoint's last component."""
+    leaf = os.path.basename(mountpoint.rstrip("/"))
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
@@ -200,7 +203,11 @@ def _mount_pid(mountpoint: str) -> int | None:
                 argv = f.read().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if "mount" in argv and mountpoint in argv and any("lakefs" in a for a in argv[:4]):
+        if "mount" not in argv or not any("lakefs" in a for a in argv[:4]):
+            continue
+        if mountpoint in argv or (dataset in argv and any(
+                not a.startswith("-") and a != dataset and os.path.basename(a.rstrip("/")) == leaf
+                for a in argv[argv.index("mount") + 1:])):
             return int(entry)
     return None
 

@@ -170,3 +170,26 @@ def test_mounting_over_files_warns_once(dataset: Path, mountpoint: Path, tmp_pat
         assert os.listdir(mountpoint) == []
     r = run("mount", dataset, tmp_path / "empty-dir-missing", "-f")  # an error is not preceded by it
     assert "warning" not in r.stderr
+
+
+def test_umount_finds_a_foreground_object_store_mount_started_with_a_relative_path(tmp_path: Path) -> None:
+    """Found by review: only an absolute mountpoint in the mount's argv was matched, so
+    umount neither waited for such a mount nor saw its final commit fail. A stand-in
+    process with the argv of `lakefs mount -f s3://bucket/ds ./mnt` (libfuse moves the
+    real one to /, so its relative path cannot be resolved)."""
+    from lakefs.cli.mount import _mount_pid
+
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "lakefs", "mount", "-f",
+                                 "s3://bucket/ds", "./mnt"], cwd="/")
+    try:
+        deadline = time.monotonic() + 10
+        found = None
+        while found is None and time.monotonic() < deadline:
+            found = _mount_pid(str(tmp_path / "mnt"), "s3://bucket/ds")
+            time.sleep(0.05)
+        assert found == stand_in.pid
+        assert _mount_pid(str(tmp_path / "other"), "s3://bucket/ds") is None
+        assert _mount_pid(str(tmp_path / "mnt"), "s3://bucket/elsewhere") is None
+    finally:
+        stand_in.kill()
+        stand_in.wait()
