@@ -9,7 +9,6 @@ to a file. ``-f`` stays in the foreground logging to stderr.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import select
@@ -43,11 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _log_file(args: argparse.Namespace, configured: str | None) -> str:
+    from lakefs.fs.mount import state_path
+
     if args.log_file or configured:
         return os.path.abspath(args.log_file or configured)
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    tag = hashlib.sha1(os.path.abspath(args.mountpoint).encode()).hexdigest()[:10]
-    return os.path.join(state, "lakefs", f"mount-{os.path.basename(os.path.abspath(args.mountpoint))}-{tag}.log")
+    return state_path(args.mountpoint, f"mount-{os.path.basename(os.path.abspath(args.mountpoint))}") + ".log"
 
 
 def cmd_mount(args: argparse.Namespace) -> int:

@@ -196,12 +196,18 @@ def mount_entry(path: str) -> MountEntry | None:
     return found
 
 
+def state_path(mountpoint: str, name: str) -> str:
+    """``~/.local/state/lakefs/<name>-<tag>`` ($XDG_STATE_HOME), ``tag`` a hash of the
+    absolute mountpoint: where a mount and ``lakefs umount`` find each other's files."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    tag = hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:10]
+    return os.path.join(state, "lakefs", f"{name}-{tag}")
+
+
 def final_failure_path(mountpoint: str) -> str:
     """Where a mount whose final commit failed says so, for ``lakefs umount`` (which
     cannot see the exit status of a background mount)."""
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    tag = hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:10]
-    return os.path.join(state, "lakefs", f"final-commit-failed-{tag}")
+    return state_path(mountpoint, "final-commit-failed")
 
 
 def _write_failure(mountpoint: str, message: str) -> None:
