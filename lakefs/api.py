@@ -16,11 +16,12 @@ DEFAULT_CACHE_SIZE = 10 << 30
 def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | None,
              cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE):
     """The dataset's storage; an object store is behind a read cache when ``cache_dir`` is
-    set, and checked first: a missing bucket, bad credentials or an unreachable endpoint
-    is said as such, not as "no dataset here"."""
+    set. A read-only object store is checked first (a writable one is, by ``Dataset``):
+    a missing bucket, bad credentials or an unreachable endpoint is said as such, not as
+    "no dataset here"."""
     url = os.fspath(path)
-    return open_dataset_storage(url, read_only=read_only, options=storage_options,
-                                cache_dir=cache_dir, cache_size=cache_size, check=is_object_store(url))
+    return open_dataset_storage(url, read_only=read_only, options=storage_options, cache_dir=cache_dir,
+                                cache_size=cache_size, check=read_only and is_object_store(url))
 
 
 def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: dict | None = None,
