@@ -47,9 +47,12 @@ def _open_memory(url: str, read_only: bool, options: dict[str, Any]) -> Storage:
 
 def _open_fsspec(url: str, read_only: bool, options: dict[str, Any]) -> Storage:
     module = importlib.import_module("lakefs.storage.fsspec_store")
-    lease = options.pop("lease_seconds", 30.0)  # ours, not an fsspec storage option
+    # ours, not fsspec storage options
+    lease = options.pop("lease_seconds", 30.0)
+    op_timeout = options.pop("op_timeout", 60.0)
     return module.FsspecStorage(
-        url, storage_options=options, read_only=read_only, lease_seconds=lease
+        url, storage_options=options, read_only=read_only, lease_seconds=lease,
+        op_timeout=op_timeout,
     )
 
 

@@ -13,6 +13,11 @@ Other fsspec filesystems have no conditional writes: there the lease is written 
 read back, which narrows the race but cannot close it (two writers writing within the
 same read-back window can both believe they hold it). Expiry compares wall clocks of
 different hosts: keep them within a small fraction of ``lease_seconds`` (NTP).
+
+Every call to an asynchronous filesystem (s3fs, gcsfs, ...) carries a deadline,
+``op_timeout`` seconds (fsspec's ``timeout=``): botocore's own timeouts restart with each of
+its and s3fs's retries, so a server that accepts connections but never answers blocked a
+call for ten minutes and more; with the deadline it fails in ``op_timeout`` as EIO.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import fsspec
+from fsspec.asyn import AsyncFileSystem
+from fsspec.exceptions import FSTimeoutError
 
 from lakefs.errors import (
     LakeFSError,
@@ -96,10 +103,12 @@ class FsspecStorage(Storage):
         read_only: bool = False,
         *,
         lease_seconds: float = 30.0,
+        op_timeout: float = 60.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.writable = not read_only
-        self.lease_seconds = float(lease_seconds)
+        self.lease_seconds = _seconds("lease_seconds", lease_seconds, url)
+        self.op_timeout = _seconds("op_timeout", op_timeout, url, zero_ok=True)
         protocol = _protocol(url)
         opts = dict(storage_options or {})
         # No listing cache: another process may change the objects at any time. (The
@@ -125,6 +134,11 @@ class FsspecStorage(Storage):
         if self._s3 and not endpoint:  # botocore reads these itself; name them in errors
             endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         self._where = f"{self.url} (endpoint {endpoint})" if endpoint else self.url
+        # fsspec's deadline keyword exists only on asynchronous filesystems' calls.
+        deadline = isinstance(self.fs, AsyncFileSystem) and self.op_timeout > 0
+        self._t: dict[str, float] = {"timeout": self.op_timeout} if deadline else {}
+        # A listing is one request per 1000 keys: give it ten times as long.
+        self._t_list: dict[str, float] = {"timeout": 10 * self.op_timeout} if deadline else {}
 
     def __repr__(self) -> str:
         return f"FsspecStorage({self.url!r}, read_only={not self.writable})"
@@ -143,6 +157,9 @@ class FsspecStorage(Storage):
             yield
         except (LakeFSError, _Conflict, *_BUGS):
             raise
+        except FSTimeoutError as e:
+            raise StorageError(f"{op} {key!r} on {self._where}: no answer in time (storage"
+                               f" option op_timeout = {self.op_timeout:g} s)") from e
         except FileNotFoundError as e:
             if write:  # the bucket is missing, not the key
                 raise StorageError(f"{op} {key!r} on {self._where}: {_one_line(e)}") from e
@@ -162,7 +179,7 @@ class FsspecStorage(Storage):
     def get(self, key: str) -> bytes:
         path = self._p(key)
         with self._errors(key, "read"):
-            return bytes(self.fs.cat_file(path))
+            return bytes(self.fs.cat_file(path, **self._t))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         check_range(start, length)
@@ -172,7 +189,7 @@ class FsspecStorage(Storage):
             return b""
         try:
             with self._errors(key, "read"):
-                return bytes(self.fs.cat_file(path, start=start, end=start + length))
+                return bytes(self.fs.cat_file(path, start=start, end=start + length, **self._t))
         except StorageError as e:
             # S3 answers 416 to a range that starts at or past the end.
             if _s3_code(e) == "InvalidRange" and start >= self.size(key):
@@ -183,7 +200,7 @@ class FsspecStorage(Storage):
         path = self._p(key)
         try:
             with self._errors(key, "stat"):
-                info = self.fs.info(path)
+                info = self.fs.info(path, **self._t)
         except ObjectNotFoundError:
             return None
         return info if info.get("type") == "file" else None
@@ -213,7 +230,7 @@ class FsspecStorage(Storage):
         base = f"{self.root}/{head}" if head else self.root
         try:
             with self._errors(prefix or "/", "list"):
-                paths = self.fs.find(base)
+                paths = self.fs.find(base, **self._t_list)
         except ObjectNotFoundError:
             return iter(())
         cut = len(self.root) + 1
@@ -227,7 +244,7 @@ class FsspecStorage(Storage):
     def top_names(self) -> list[str]:
         try:
             with self._errors("/", "list"):
-                paths = self.fs.ls(self.root, detail=False)
+                paths = self.fs.ls(self.root, detail=False, **self._t_list)
         except ObjectNotFoundError:
             return []
         root = self.root.rstrip("/")
@@ -240,7 +257,7 @@ class FsspecStorage(Storage):
         path = self._p(key)
         self._check_writable(key)
         with self._errors(key, "write", write=True):
-            self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data))
+            self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data), **self._t)
 
     def put_new(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """On S3 one conditional PUT (If-None-Match: *); elsewhere check, then put."""
@@ -250,7 +267,8 @@ class FsspecStorage(Storage):
         self._check_writable(key)
         with self._errors(key, "write", write=True):
             try:
-                self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data), mode="create")
+                self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data),
+                                  mode="create", **self._t)
             except FileExistsError as e:
                 raise ObjectExistsError(f"object {key!r} exists already in {self.url}") from e
             except OSError as e:
@@ -268,6 +286,11 @@ class FsspecStorage(Storage):
         self._check_writable(key)
         with self._errors(key, "write", write=True):
             out = self.fs.open(path, "wb", block_size=PIECE)
+        if self._t and hasattr(out, "_call_s3"):
+            # s3fs's file object makes its part uploads through _call_s3, which takes
+            # fsspec's deadline keyword like every other call; give it ours.
+            call = out._call_s3
+            out._call_s3 = lambda method, *a, **kw: call(method, *a, **self._t, **kw)
         try:
             for piece in pieces(f, size):  # a short file is the caller's ValueError
                 with self._errors(key, "write", write=True):
@@ -285,7 +308,7 @@ class FsspecStorage(Storage):
         self._check_writable(key)
         try:
             with self._errors(key, "delete"):
-                self.fs.rm_file(path)
+                self.fs.rm_file(path, **self._t)
         except ObjectNotFoundError:
             pass
 
@@ -293,7 +316,7 @@ class FsspecStorage(Storage):
         """Raise ``StorageError`` (one line) if the endpoint, bucket or credentials fail."""
         target = self.root.split("/", 1)[0] if self._s3 else self.root
         try:
-            info = self.fs.info(target)
+            info = self.fs.info(target, **self._t)
         except FileNotFoundError as e:
             if self._s3:
                 raise StorageError(f"bucket {target!r} does not exist at {self._where}") from e
@@ -347,8 +370,8 @@ class FsspecStorage(Storage):
         path = self._p(key)
         try:
             with self._errors(key, "read lease"):
-                tag = self.fs.info(path).get("ETag") if self._s3 else None
-                raw = self.fs.cat_file(path)
+                tag = self.fs.info(path, **self._t).get("ETag") if self._s3 else None
+                raw = self.fs.cat_file(path, **self._t)
         except ObjectNotFoundError:
             return None, None
         try:
@@ -364,14 +387,14 @@ class FsspecStorage(Storage):
         with self._errors(key, "write lease", write=True):
             if self._s3:
                 try:
-                    return self.fs.pipe_file(path, body, mode="create")["ETag"]
+                    return self.fs.pipe_file(path, body, mode="create", **self._t)["ETag"]
                 except FileExistsError as e:
                     raise _Conflict() from e
                 except OSError as e:
                     if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
                         raise _Conflict() from e
                     raise
-            if self.fs.exists(path):
+            if self.fs.exists(path, **self._t):
                 raise _Conflict()
             return self._write_verify(path, body)
 
@@ -380,7 +403,7 @@ class FsspecStorage(Storage):
         with self._errors(key, "write lease", write=True):
             if self._s3:
                 try:
-                    return self.fs.pipe_file(path, body, IfMatch=tag)["ETag"]
+                    return self.fs.pipe_file(path, body, IfMatch=tag, **self._t)["ETag"]
                 except FileNotFoundError as e:  # If-Match on a deleted object
                     raise _Conflict() from e
                 except OSError as e:
@@ -388,7 +411,7 @@ class FsspecStorage(Storage):
                         raise _Conflict() from e
                     raise
             try:
-                current = self.fs.cat_file(path).decode("latin-1")
+                current = self.fs.cat_file(path, **self._t).decode("latin-1")
             except FileNotFoundError as e:
                 raise _Conflict() from e
             if current != tag:
@@ -396,9 +419,9 @@ class FsspecStorage(Storage):
             return self._write_verify(path, body)
 
     def _write_verify(self, path: str, body: bytes) -> str:
-        self.fs.pipe_file(path, body)
+        self.fs.pipe_file(path, body, **self._t)
         time.sleep(0.05)  # let a racing writer's PUT land before we read back
-        if self.fs.cat_file(path) != body:
+        if self.fs.cat_file(path, **self._t) != body:
             raise _Conflict()
         return body.decode("latin-1")
 
@@ -408,16 +431,30 @@ class FsspecStorage(Storage):
             if self._s3:
                 bucket, _, obj = path.partition("/")
                 try:
-                    self.fs.call_s3("delete_object", Bucket=bucket, Key=obj, IfMatch=tag)
+                    self.fs.call_s3("delete_object", Bucket=bucket, Key=obj, IfMatch=tag,
+                                    **self._t)
                 except OSError as e:
                     if _s3_code(e) not in ("PreconditionFailed", "NoSuchKey"):
                         raise
                 return
             try:
-                if self.fs.cat_file(path).decode("latin-1") == tag:
-                    self.fs.rm_file(path)
+                if self.fs.cat_file(path, **self._t).decode("latin-1") == tag:
+                    self.fs.rm_file(path, **self._t)
             except FileNotFoundError:
                 pass
+
+
+def _seconds(name: str, value: Any, url: str, *, zero_ok: bool = False) -> float:
+    """A storage option that is a duration, checked (one line, never a traceback)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not (seconds > 0 or (zero_ok and seconds == 0)) or seconds == float("inf"):
+        floor = ">= 0" if zero_ok else "> 0"
+        raise StorageError(f"cannot open {url}: storage option {name} must be a number of"
+                           f" seconds {floor}, got {value!r}")
+    return seconds
 
 
 def _valid(key: str) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from backdoors import S3Backdoor
-from s3server import BUCKET, boto_client, free_port, moto_server, s3_options
+from s3server import BUCKET, MotoServer, boto_client, free_port, moto_server, s3_options
 
 from lakefs.errors import LockedError, ObjectNotFoundError, StorageError
 from lakefs.storage import open_storage
@@ -64,6 +66,52 @@ def test_network_failure_mid_read() -> None:
             op()
         assert not isinstance(info.value, ObjectNotFoundError)
         assert "chunks/0" in str(info.value) or "list" in str(info.value)
+
+
+@pytest.mark.timeout(120)
+def test_a_server_that_stops_answering_fails_each_call_at_the_deadline(tmp_path: Path) -> None:
+    """A stopped server still accepts connections (the kernel does), so only a deadline
+    over the whole call, retries included, ends the wait: before it, one read of a
+    SIGSTOP'd server took ~54 s with these 5 s botocore timeouts, and ten minutes with the
+    default ones."""
+    server = MotoServer()
+    server.start()
+    try:
+        boto_client(server.endpoint).create_bucket(Bucket=BUCKET)
+        store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options(server.endpoint), op_timeout=1)
+        store.put("chunks/0", b"x" * 1000)
+        big = tmp_path / "big"
+        big.write_bytes(os.urandom((8 << 20) + 1000))  # a multipart upload
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            calls = [lambda: store.get("chunks/0"), lambda: store.get_range("chunks/0", 1, 2),
+                     lambda: store.put("chunks/1", b"y"), lambda: store.exists("chunks/0"),
+                     lambda: list(store.list("chunks/")), lambda: store.delete("chunks/0"),
+                     lambda: store.put_from("chunks/2", big.open("rb"), big.stat().st_size)]
+            for call in calls:
+                t = time.monotonic()
+                with pytest.raises(StorageError, match=r"no answer in time \(storage option "
+                                   r"op_timeout = 1 s\)"):
+                    call()
+                assert time.monotonic() - t < 15  # the list deadline is 10x op_timeout
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        # A call that missed its deadline may still land (the delete did: its request was
+        # already in the socket); a multipart upload is never completed after it failed.
+        assert not store.exists("chunks/2")
+        store.put("chunks/3", b"z")  # the same store works again
+        assert store.get("chunks/3") == b"z"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("option, value", [("op_timeout", "soon"), ("op_timeout", -1),
+                                           ("lease_seconds", 0), ("lease_seconds", "inf"),
+                                           ("op_timeout", float("nan"))])
+def test_bad_duration_options_are_one_line(option: str, value: object) -> None:
+    with pytest.raises(StorageError, match=f"storage option {option} must be a number of seconds"):
+        open_storage(f"s3://{BUCKET}/ds", options={**s3_options("http://127.0.0.1:1"),
+                                                   option: value})
 
 
 def test_missing_fsspec_implementation_has_install_hint() -> None:
