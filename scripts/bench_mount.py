@@ -226,7 +226,8 @@ class Bench:
         sizes = [p.stat().st_size for p in self.src.iterdir()]
         self.photo_bytes = sum(sizes)
         self.nphotos = len(sizes)
-        self.notes.append(f"{self.nphotos} JPEGs, {self.photo_bytes / 1e6:.1f} MB, mean {self.photo_bytes / self.nphotos / 1e3:.1f} kB")
+        mean = self.photo_bytes / self.nphotos / 1e3
+        self.notes.append(f"{self.nphotos} JPEGs, {self.photo_bytes / 1e6:.1f} MB, mean {mean:.1f} kB")
         self.tar = self.work / "src" / "images.tar"
         if not self.tar.exists():
             subprocess.run(["tar", "-cf", str(self.tar), "-C", str(self.src.parent), "images"], check=True)

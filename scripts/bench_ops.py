@@ -157,12 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| step | floor | lakefs | floor/lakefs |\n|---|---:|---:|---:|")
     totals = {w: 0.0 for w in best}
     for step in STEPS:
-        f, l = best["floor"].get(step, 0.0) / n * 1e6, best["lakefs"][step] / n * 1e6
+        floor, lake = best["floor"].get(step, 0.0) / n * 1e6, best["lakefs"][step] / n * 1e6
         if step in WRITE_STEPS:
-            totals["floor"] += f
-            totals["lakefs"] += l
-        ratio = f"{f / l:.2f}×" if f else "(none)"
-        print(f"| {step} | {f:.1f} | {l:.1f} | {ratio} |")
+            totals["floor"] += floor
+            totals["lakefs"] += lake
+        ratio = f"{floor / lake:.2f}×" if floor else "(none)"
+        print(f"| {step} | {floor:.1f} | {lake:.1f} | {ratio} |")
     print(f"| **cp -r, per file** | {totals['floor']:.1f} | {totals['lakefs']:.1f} | "
           f"{totals['floor'] / totals['lakefs']:.2f}× |")
     return 0

@@ -130,7 +130,7 @@ def test_groups(tmp_path):
     assert ds.train.images[0].numpy().tolist() == [1, 2]
     assert ds["val"]["images"][0].numpy().tolist() == [3]
     with pytest.raises(AttributeError):
-        ds.test
+        _ = ds.test
     with pytest.raises(TensorNotFoundError):
         ds["train/nothing"]
 
@@ -180,7 +180,7 @@ def test_tensor_operations(tmp_path):
         t.pop(4)  # already empty
     assert t[4].numpy().size == 0 and t[4].tobytes() == b""  # an empty cell reads as empty
     with pytest.raises(SampleNotFoundError):
-        t[4].mtime
+        _ = t[4].mtime
     assert [s.numpy().tolist() for s in t[2:4]] == [[2, 2], [30, 30]]
     assert [s.numpy()[0] for s in t[-2:]] == [8, 9]
     assert [s.numpy()[0] for s in t[[0, 9]]] == [0, 9]

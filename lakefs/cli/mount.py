@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mountpoint")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground, log to stderr")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS",
-                   help="comma-separated mount options: ro, allow_other, attr_timeout=S, xattr, commit_interval=S, refresh_interval=S ...")
+                   help="comma-separated mount options: ro, allow_other, attr_timeout=S, xattr,"
+                        " commit_interval=S, refresh_interval=S ...")
     p.add_argument("--config", help="YAML settings (see config.example.yaml)")
     p.add_argument("--log-file", help="log file of a background mount")
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)

@@ -8,8 +8,8 @@ Operations a codec does not have default to :func:`unsupported`, which raises
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import numpy as np
 
@@ -420,7 +420,8 @@ def decode_palette(name: str, data: bytes) -> np.ndarray:
     return check_decoded(array, info, name)
 
 
-def _encode(name: str, pil_format: str, accepts: tuple[tuple[int, str], ...], options: dict, array: np.ndarray) -> bytes:
+def _encode(name: str, pil_format: str, accepts: tuple[tuple[int, str], ...], options: dict,
+            array: np.ndarray) -> bytes:
     """Encode an (H, W) or (H, W, C) array; InvalidSampleError if the format cannot hold it."""
     from PIL import Image
 

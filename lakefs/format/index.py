@@ -43,7 +43,8 @@ ENTRY = np.dtype(
 )
 
 # Positions in ``ndarray.item()`` tuples of ENTRY (SampleIndex.file_stat).
-_CHUNK, _FILE_SIZE, _MTIME, _MODE, _EXT = (ENTRY.names.index(n) for n in ("chunk", "file_size", "mtime_ns", "mode", "ext"))
+_CHUNK, _FILE_SIZE, _MTIME, _MODE, _EXT = (
+    ENTRY.names.index(n) for n in ("chunk", "file_size", "mtime_ns", "mode", "ext"))
 
 
 @dataclass

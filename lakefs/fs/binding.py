@@ -73,7 +73,7 @@ def _import_binding() -> tuple[Any, str]:
         if not hasattr(fuse, "FUSE") or not hasattr(fuse, "Operations"):
             raise ImportError("the module named 'fuse' is not fusepy")
         return fuse, "fusepy"
-    except (ImportError, OSError, EnvironmentError, AttributeError) as exc:
+    except (ImportError, OSError, AttributeError) as exc:
         problems.append(f"fusepy: {exc}")
     raise UnsupportedError(f"no usable FUSE binding ({'; '.join(problems)}). {_INSTALL_HINT}")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import abc
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
 from contextlib import AbstractContextManager
+from typing import BinaryIO
 
 from lakefs.errors import InvalidKeyError, ObjectExistsError, ReadOnlyError
 
@@ -211,7 +211,7 @@ class Storage(abc.ABC):
     def close(self) -> None:
         """Release resources (connections, file handles)."""
 
-    def __enter__(self) -> "Storage":
+    def __enter__(self) -> Storage:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from mounting import is_mounted, mounted, unmount
 
 import lakefs
-from mounting import is_mounted, mounted, unmount
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from codec_fixtures import EXPECTED, fixture_bytes
 
 

@@ -206,4 +206,5 @@ def test_palette_image_in_exact_tensor_keeps_its_indices(source: str, target: st
 def test_palette_image_in_plain_image_tensor_is_colour() -> None:
     prepared = prepare_encoded(_palette("PNG", VOC), "png", exact=False)
     assert prepared.info.shape == (2, 3, 3)
-    assert decode_values(get_codec("png"), prepared.data, exact=False)[1, 0].tolist() == [(15 * k) % 256 for k in (37, 91, 13)]
+    values = decode_values(get_codec("png"), prepared.data, exact=False)
+    assert values[1, 0].tolist() == [(15 * k) % 256 for k in (37, 91, 13)]

@@ -7,8 +7,16 @@ import sys
 
 import pytest
 
-from lakefs.compression import Codec, SampleInfo, codec_for_extension, codec_names, detect, get_codec, register
-from lakefs.compression import registry
+from lakefs.compression import (
+    Codec,
+    SampleInfo,
+    codec_for_extension,
+    codec_names,
+    detect,
+    get_codec,
+    register,
+    registry,
+)
 from lakefs.errors import ConfigError, UnsupportedError
 
 FIRST_ROUND = {"jpeg", "png", "webp", "bmp", "gif", "tiff", "wav", "flac", "mp3", "mp4", "lz4", "none"}

@@ -160,7 +160,8 @@ TOO_WIDE = [
 ]
 
 
-@pytest.mark.parametrize("htype,compression,value", TOO_WIDE, ids=[f"{h}-{c}-{i}" for i, (h, c, _) in enumerate(TOO_WIDE)])
+@pytest.mark.parametrize("htype,compression,value", TOO_WIDE,
+                         ids=[f"{h}-{c}-{i}" for i, (h, c, _) in enumerate(TOO_WIDE)])
 def test_sample_the_tensor_dtype_cannot_hold_is_refused(tmp_path, htype, compression, value):
     """numpy() cast it to the tensor's dtype: 40000 -> 64 in uint8, -1.0 -> 4294967295."""
     ds = lakefs.empty(tmp_path / "ds")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mounting import is_mounted, mounted
 from PIL import Image
 
 import lakefs
-from mounting import is_mounted, mounted
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -839,8 +839,9 @@ def test_a_new_name_whose_key_another_file_holds_is_eexist(fs, photos):
     # A PNG written into a jpeg tensor is stored as the .jpg of its key: a rewrite.
     fs.mkdir("/images", 0o755)
     put(fs, "/images/x.jpg", photos[0].read_bytes())
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.open(photos[1]).save(buf, "PNG")

@@ -12,11 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from mounting import mounted
+from reliability_helpers import LAKEFS, env, lakefs_mount, md5, tree_digest
 
 import lakefs
 from lakefs.errors import LakeFSError
-from mounting import mounted
-from reliability_helpers import LAKEFS, env, lakefs_mount, md5, tree_digest
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from mounting import mounted
 from reliability_helpers import assert_fsck_clean, check_content, content, env, lakefs_mount, read_everything
 

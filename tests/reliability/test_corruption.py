@@ -15,14 +15,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mounting import mounted
+from reliability_helpers import content, fsck, lakefs_mount
 
 import lakefs
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.errors import CorruptionError, LakeFSError
-from mounting import mounted
 from lakefs.storage import LocalStorage
 from lakefs.tools.fsck import fsck as fsck_storage
-from reliability_helpers import content, fsck, lakefs_mount
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from mounting import mounted, unmount
 from reliability_helpers import (
     assert_fsck_clean,

@@ -36,12 +36,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from mounting import mounted, unmount
+from reliability_helpers import lakefs_mount
 
 import lakefs
 from lakefs.errors import LakeFSError
 from lakefs.fs.tree import DatasetFS
-from mounting import mounted, unmount
-from reliability_helpers import lakefs_mount
 
 DIRS = ["d", "e"]
 NAMES = ["a", "b", "x.bin", "y.bin"]

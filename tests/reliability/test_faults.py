@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mounting import is_mounted, mounted, unmount
+from reliability_helpers import assert_fsck_clean, check_content, content, lakefs_mount, md5, read_everything
 
 from lakefs.dataset import Dataset
 from lakefs.errors import CorruptionError, LockedError, StorageError, StorageFullError
@@ -34,8 +36,6 @@ from lakefs.fs.tree import DatasetFS
 from lakefs.storage import MemoryStorage
 from lakefs.storage.faults import FaultyStorage
 from lakefs.tools.fsck import fsck
-from mounting import is_mounted, mounted, unmount
-from reliability_helpers import assert_fsck_clean, check_content, content, lakefs_mount, md5, read_everything
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -259,7 +259,7 @@ def test_filesystem_reports_faults_as_errno_and_keeps_what_fsync_promised(mode):
         for path in synced:  # fsync returned: durable whatever happened next
             key = path.rsplit("/", 1)[1].removesuffix(".bin")
             assert state.get(f"blobs/{key}") == content(path, 0, len(state.get(f"blobs/{key}", b""))), path
-        for key, data in state.items():
+        for data in state.values():
             check_content(data)
         assert fsck(inner).ok
 

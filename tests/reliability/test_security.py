@@ -11,12 +11,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from mounting import mounted, unmount
+from reliability_helpers import REPO, lakefs_mount
 
 import lakefs
 from lakefs.errors import InvalidKeyError, InvalidNameError, LakeFSError
 from lakefs.storage import LocalStorage
-from mounting import mounted, unmount
-from reliability_helpers import REPO, lakefs_mount
 
 pytestmark = pytest.mark.timeout(120)
 

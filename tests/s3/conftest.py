@@ -9,9 +9,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from s3util import write_config
-
 from s3server import BUCKET
+from s3util import write_config
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from s3server import s3_options
 
 import lakefs
-from s3server import s3_options
 
 
 def options(endpoint: str, **extra: Any) -> dict[str, Any]:

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from mounting import mounted
 from s3util import fill, lakefs_mount, md5, options, write_config
 
 import lakefs
 from lakefs.errors import LockedError
-from mounting import mounted
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,10 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from s3util import fill, lakefs_mount, md5, write_config
-from s3server import BUCKET, MotoServer, boto_client, free_port
-
 from mounting import mounted
+from s3server import BUCKET, MotoServer, boto_client, free_port
+from s3util import fill, lakefs_mount, md5, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -109,8 +108,9 @@ def test_cli_tools_take_the_config_and_name_a_missing_bucket(photos, s3_endpoint
 def test_a_dataset_is_created_in_an_empty_console_folder(s3_endpoint, s3_url):
     """Found by review: an S3 "folder" made in a web console is an empty object named
     `ds/`, which was taken for a foreign file and refused."""
-    import lakefs
     from s3util import options
+
+    import lakefs
 
     bucket, _, prefix = s3_url[len("s3://"):].partition("/")
     boto_client(s3_endpoint).put_object(Bucket=bucket, Key=prefix + "/", Body=b"")

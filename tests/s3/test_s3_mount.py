@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from s3util import fill, lakefs_mount, md5, options
+from mounting import mounted
 from s3server import BUCKET, CREDENTIALS, boto_client
+from s3util import fill, lakefs_mount, md5, options
 
 import lakefs
-from mounting import mounted
 
 pytestmark = pytest.mark.timeout(90)
 
