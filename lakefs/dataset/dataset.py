@@ -202,7 +202,8 @@ class Dataset:
         # The marker goes last: a creation killed before this point leaves no marker, so
         # the location still reads as "no dataset" and can be created again, instead of
         # a marker without a HEAD that no open can get past.
-        self.storage.put(keys.MARKER, marker_bytes())
+        self._marker = marker_bytes()
+        self.storage.put(keys.MARKER, self._marker)
 
     def _read_head(self) -> _Snapshot:
         """The latest commit, loaded (manifest, rows, index). A writer committing at the
@@ -405,7 +406,8 @@ class Dataset:
         with self._lock:
             if self.read_only or self._closed or not self._dirty:
                 return [], []
-            self._verify_writer()  # before anything of this commit is put
+            committed = self._manifest.seq
+            self._verify_writer(committed)  # before anything of this commit is put
             m = self._manifest
             for name, tensor in self._tensors.items():
                 if tensor._engine.commit_index():
@@ -419,9 +421,9 @@ class Dataset:
             m.seq += 1
             mkey = keys.manifest(m.seq)
             try:
-                self._verify_writer()  # a lost lease must never publish a commit
+                self._verify_writer(committed)  # a lost lease must never publish a commit
                 self._put_manifest(mkey, m.to_bytes())
-                self._verify_writer()
+                self._verify_writer(committed)
                 self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
             except ObjectExistsError as e:
                 m.seq -= 1
@@ -450,9 +452,44 @@ class Dataset:
         self.storage.put(mkey, blob)
         self._manifest_put = mkey
 
-    def _verify_writer(self) -> None:
-        if self._writer_lock is not None:
-            self._writer_lock.verify()
+    def _verify_writer(self, committed: int) -> None:
+        """Raise ``LockedError`` unless this writer holds its lock, taking a lost lease
+        again when that is safe (see :meth:`_retake_lease`)."""
+        lock = self._writer_lock
+        if lock is None:
+            return
+        try:
+            lock.verify()
+        except LockedError as lost:
+            self._retake_lease(lost, committed)
+
+    def _retake_lease(self, lost: LockedError, committed: int) -> None:
+        """A lease lost while nobody else wrote (a network outage longer than the lease:
+        its renewals failed until it expired) is taken again, so a long-lived writer such
+        as a mount commits again once the store answers. Safe only when no other writer
+        committed meanwhile: the new lease is taken first, then HEAD must still name this
+        writer's last commit; from then on no one else can commit before us. Otherwise
+        ``lost`` stands (nothing of this writer's is published)."""
+        try:
+            fresh = self.storage.writer_lock(keys.WRITER_LOCK)
+        except LakeFSError:  # another writer holds it now, or the store still fails
+            raise lost from None
+        try:
+            seq, _ = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+            recreated = self.storage.get(keys.MARKER) != self._marker
+        except BaseException:
+            fresh.release()
+            raise
+        if seq != committed or recreated:
+            fresh.release()
+            what = ("the dataset was created anew" if recreated else
+                    f"HEAD is at commit {seq}, this writer's last was {committed}")
+            raise LockedError(f"{lost}; another writer committed meanwhile ({what}): this writer's"
+                              " uncommitted changes cannot be published") from None
+        self._writer_lock.abandon()  # (lost: stops its renewal thread, deletes nothing)
+        self._writer_lock = fresh
+        log.warning("%s: the writer lease was lost (%s) and is taken again: no other writer"
+                    " committed meanwhile", self.storage.where, lost)
 
     def commit(self, message: str | None = None) -> None:
         """Alias of :meth:`flush` (Deep Lake's name)."""

@@ -77,3 +77,59 @@ def test_a_script_that_never_closes_its_writer_exits(s3_endpoint, s3_url, tmp_pa
     time.sleep(2.5)  # its lease expires: the next writer gets in
     with lakefs.load(s3_url, storage_options=dict(options(s3_endpoint), lease_seconds=2)) as ds:
         assert ds.t[0].numpy() == "x"
+
+
+def test_a_lease_lost_while_nobody_else_wrote_is_taken_again(s3_endpoint, s3_url, caplog):
+    """A network outage longer than the lease (renewals failed until it expired) must not
+    leave a long-lived writer (a mount) unable to ever commit again."""
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    with lakefs.empty(s3_url, storage_options=opts) as ds:
+        ds.create_tensor("b", htype="bytes")
+    w1 = lakefs.load(s3_url, storage_options=opts)
+    w1.b["before"] = b"1" * 3000
+    paused_past_its_lease(w1)
+    with pytest.raises(LockedError, match="lost"):
+        w1._writer_lock.verify()  # it is lost indeed
+    w1.b["after"] = b"2" * 3000
+    w1.flush()  # takes the lease again: nobody else committed
+    assert "is taken again" in caplog.text
+    with pytest.raises(LockedError, match="locked by another writer"):
+        lakefs.load(s3_url, storage_options=opts)  # the new lease is live (and renewed)
+    time.sleep(1.5)
+    w1.b["later"] = b"3" * 10
+    w1.close()
+    ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
+    assert sorted(ro.keys()) == ["after", "before", "later"]
+
+
+def test_a_lost_lease_is_not_taken_again_after_another_writer_committed(s3_endpoint, s3_url):
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    with lakefs.empty(s3_url, storage_options=opts) as ds:
+        ds.create_tensor("b", htype="bytes")
+    w1 = lakefs.load(s3_url, storage_options=opts)
+    w1.b["from_w1"] = b"1" * 3000
+    paused_past_its_lease(w1)
+    with lakefs.load(s3_url, storage_options=opts) as w2:  # commits and releases the lease
+        w2.b["from_w2"] = b"2" * 3000
+    with pytest.raises(LockedError, match="another writer committed meanwhile"):
+        w1.flush()
+    with lakefs.load(s3_url, storage_options=opts) as w3:  # w1 holds no lease now
+        assert w3.keys() == ["from_w2"]
+
+
+def test_a_lost_lease_is_not_taken_again_in_a_dataset_created_anew(s3_endpoint, s3_url):
+    """The same URL re-created meanwhile may even be at the same commit number: the
+    marker's uid tells them apart, and the old writer's commit would name deleted chunks."""
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    with lakefs.empty(s3_url, storage_options=opts) as ds:
+        ds.create_tensor("b", htype="bytes")
+    w1 = lakefs.load(s3_url, storage_options=opts)
+    seq = w1._manifest.seq
+    w1.b["from_w1"] = b"1" * 3000
+    paused_past_its_lease(w1)
+    with lakefs.empty(s3_url, overwrite=True, storage_options=opts) as w2:
+        w2.create_tensor("b", htype="bytes")
+    assert lakefs.load(s3_url, read_only=True, storage_options=opts)._manifest.seq == seq
+    with pytest.raises(LockedError, match="another writer committed meanwhile"):
+        w1.flush()
+    assert lakefs.load(s3_url, read_only=True, storage_options=opts).keys() == []
