@@ -126,6 +126,9 @@ class OpenFile:
         self.refs = 0
         self.writers = 0  # handles open for writing (of refs)
         self.detached = False  # unlinked or failed: never committed
+        # (version, error) of the last refusal already answered to a writer (flush,
+        # fsync): the same contents are not stored, nor reported, again.
+        self.refusal: tuple[int, Exception] | None = None
         self.lock = threading.Lock()
 
     def write(self, data: bytes, offset: int) -> int:

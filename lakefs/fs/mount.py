@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import os
+import queue
 import re
 import threading
 from collections.abc import Callable
@@ -297,13 +298,18 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     started = threading.Event()
 
     refresher: Refresher | None = None
+    forgetter: KernelForgetter | None = None
 
     def ready() -> None:
-        nonlocal refresher
+        nonlocal refresher, forgetter
         started.set()
         if read_only and refresh > 0:
             refresher = Refresher(fs, ops.kernel, refresh)
             refresher.start()
+        if not read_only:
+            forgetter = KernelForgetter(ops.kernel)
+            forgetter.start()
+            fs.on_refused = forgetter.forget
         if on_ready is not None:
             on_ready()
 
@@ -324,6 +330,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     finally:
         if refresher is not None:
             refresher.stop()
+        if forgetter is not None:
+            fs.on_refused = None
+            forgetter.stop()
         ds.stop_autocommit()  # no periodic commit may run during or after the final one
         try:
             try:
@@ -337,6 +346,32 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             _write_failure(mountpoint, f"{e}")
             raise
         log.info("unmounted %s; everything committed", mountpoint)
+
+
+class KernelForgetter(threading.Thread):
+    """Has the kernel forget paths whose refused writes it may still cache (see
+    ``DatasetFS.on_refused``), from its own thread: an invalidation issued inside the
+    request handler that answers for the same file could wait on that very request."""
+
+    def __init__(self, kernel) -> None:
+        super().__init__(name="lakefs-forget", daemon=True)
+        self.kernel = kernel
+        self._paths: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+    def forget(self, path: str) -> None:
+        self._paths.put(path)
+
+    def run(self) -> None:
+        while (path := self._paths.get()) is not None:
+            try:
+                self.kernel.invalidate(path)
+            except Exception:
+                log.exception("could not have the kernel forget %s", path)
+
+    def stop(self) -> None:
+        self._paths.put(None)
+        if self.is_alive():
+            self.join()
 
 
 class Refresher(threading.Thread):

@@ -33,8 +33,10 @@ from lakefs.fs.tree import BLKSIZE, DatasetFS
 
 log = logging.getLogger("lakefs.fs")
 
-# Failures that are part of normal operation: not worth a log line.
-_QUIET = {("getattr", errno.ENOENT), ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT)}
+# Failures that are part of normal operation: not worth a log line. (A lookup of a
+# name that cannot exist is one: the create of that name logs the reason.)
+_QUIET = {("getattr", errno.ENOENT), ("getattr", errno.EINVAL), ("getattr", errno.ENAMETOOLONG),
+          ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT)}
 
 
 def _op(func):
@@ -47,7 +49,8 @@ def _op(func):
         except FuseOSError:
             raise
         except LakeFSError as e:
-            if (name, e.errno) not in _QUIET:
+            # (reported: the same error answered again, e.g. close after fsync)
+            if (name, e.errno) not in _QUIET and not getattr(e, "reported", False):
                 log.warning("%s %s: %s", name, args[0] if args else "", e)
             raise FuseOSError(e.errno) from e
         except OSError as e:

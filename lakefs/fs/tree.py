@@ -21,7 +21,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from lakefs.config import Config
@@ -89,6 +89,10 @@ class DatasetFS:
         self._dir_lookups: dict[str, int] = {}  # getattr misses per tensor since the key changed
         self._held: dict[str, int] = {}  # path of a held staging file (in _open) → its size when held
         self._held_bytes = 0
+        # Called (by the mount) with the absolute path of a file whose refused writes the
+        # kernel may still hold: pages, a size, a created name. It must only queue the
+        # path: the kernel is told to forget it outside the request being answered.
+        self.on_refused: Callable[[str], None] | None = None
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -451,7 +455,8 @@ class DatasetFS:
                 # The last writer's close decides here, so that a store error would still
                 # reach close; while other writers still write, only a store is decided.
                 if of.writers == 1 or not self._may_hold(of):
-                    self._hold_or_commit(of, final=False)
+                    with self._answered_refusal(of):
+                        self._hold_or_commit(of, final=False)
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -466,20 +471,43 @@ class DatasetFS:
                     # The last writer is gone, readers remain: settle it now, so that a
                     # refused file never stands in for the committed one (a refusal
                     # detaches it; the readers keep reading its buffer).
-                    try:
-                        self._hold_or_commit(of)
-                    except LakeFSError as e:
-                        log.error("%s: not stored: %s", of.path, e)
+                    self._settle(of)
                 return
             held = False
             try:
                 if of.dirty and not of.detached:
-                    held = self._hold_or_commit(of)
-            except LakeFSError as e:
-                log.error("%s: not stored: %s", of.path, e)
+                    held = self._settle(of)
             finally:
                 if not held:
                     self._drop_open(of)
+
+    def _settle(self, of: OpenFile) -> bool:
+        """Store (or hold) a file whose last writer is gone; whether it is held. Its
+        contents refused already (the writer's close got the error) are dropped without
+        trying again; a refusal no writer heard of gets its log line here."""
+        try:
+            if of.refusal is not None and of.refusal[0] == of.version:
+                self._forget_refused(of)
+                return False
+            return self._hold_or_commit(of)
+        except LakeFSError as e:
+            log.error("%s: not stored: %s", of.path, e)
+            return False
+
+    @contextlib.contextmanager
+    def _answered_refusal(self, of: OpenFile) -> Iterator[None]:
+        """Around a store whose error goes to a writer (flush, fsync): the same contents
+        refused again raise the same error without being stored or logged again (vim
+        fsyncs, then closes; one refusal is one log line)."""
+        if of.refusal is not None and of.refusal[0] == of.version:
+            error = of.refusal[1]
+            error.reported = True  # (the operations layer logged it the first time)
+            raise error
+        try:
+            yield
+        except LakeFSError as e:
+            of.refusal = (of.version, e)
+            raise
 
     def fsync(self, fh: int) -> None:
         """Commit the file's buffer and the dataset. A buffer another handle is still
@@ -489,7 +517,7 @@ class DatasetFS:
         handle = self.handle(fh)
         of = handle.openfile
         if of is not None and of.dirty and not of.detached and (handle.writes or not of.writers):
-            with self._lock:
+            with self._lock, self._answered_refusal(of):
                 self._commit(of, final=not of.writers)
         self.ds.flush()
 
@@ -590,13 +618,18 @@ class DatasetFS:
         except LakeFSError:
             if not final:
                 raise
-            of.detached = True
-            if self._open.get(of.path) is of:
-                del self._open[of.path]
-                self._unhold(of.path)
+            self._forget_refused(of)
             raise
         of.mark_clean(version)  # a write that raced this commit keeps the file dirty
         of.exists = True
+
+    def _forget_refused(self, of: OpenFile) -> None:
+        """A file whose contents were refused for good: the committed version stays."""
+        of.detached = True
+        if self._open.get(of.path) is of:
+            del self._open[of.path]
+            self._unhold(of.path)
+        self._refused(of.path)
 
     def _commit_stream(self, of: OpenFile) -> int:
         """Index a streamed file's tiles as its sample (they are written already); the
@@ -714,8 +747,19 @@ class DatasetFS:
                 of.truncate(length)
                 with of.contents() as (data, size, _):
                     self._store(p, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
+            except LakeFSError:
+                self._refused(p)
+                raise
             finally:
                 of.close()
+
+    def _refused(self, p: str) -> None:
+        """The kernel saw writes to ``p`` that were refused: the page cache (auto_cache
+        keeps pages while size and mtime match, and the stored ones do), a size, or a
+        name it was told exists would otherwise keep showing them for up to the
+        attribute timeout, or until caches drop."""
+        if self.on_refused is not None:
+            self.on_refused("/" + p)
 
     def unlink(self, path: str) -> None:
         p = path.strip("/")

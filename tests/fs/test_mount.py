@@ -344,3 +344,40 @@ def test_shell_redirection_and_dd_store_whole_files(photos, dataset_path, mountp
         assert sorted(os.listdir(images)) == ["a.jpg", "b.jpg", "c.jpg"], m.log()
     ds = lakefs.load(dataset_path, read_only=True)
     assert sorted(ds.images[k].tobytes() == photos[i].read_bytes() for i, k in enumerate("abc")) == [True] * 3
+
+
+def test_one_refusal_is_one_log_line(photos, dataset_path, mountpoint):
+    """DESIGN §4: each error gets one clear log line (found by review: a refusal logged a
+    flush line and a "not stored" line, vim's fsync a third; a lookup of a name that
+    cannot exist logged two)."""
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint,
+                 expected_errors=[r"not a|empty|refused|truncat"]) as m:
+        img = mountpoint / "images"
+        img.mkdir()
+        shutil.copy(photos[0], img / "a.jpg")
+
+        def lines(name: str) -> list[str]:
+            return [line for line in m.log().splitlines() if name in line]
+
+        # cp of a text file: write, close (FLUSH refuses), RELEASE.
+        done = run("cp", "/etc/hostname", str(img / "t1.jpg"), check=False)
+        assert done.returncode != 0 and "Invalid argument" in done.stderr
+        # vim's save: write, fsync (refused), close (refused again), RELEASE.
+        fd = os.open(img / "t2.jpg", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"plain text")
+        with pytest.raises(OSError) as fsync_error:
+            os.fsync(fd)
+        with pytest.raises(OSError) as close_error:
+            os.close(fd)
+        assert fsync_error.value.errno == close_error.value.errno == errno.EINVAL
+        # touch of a new name: an empty file is not a JPEG.
+        assert run("touch", str(img / "t3.jpg"), check=False).returncode != 0
+        # A name too long to be a key: not found, and nothing to log.
+        long_name = "x" * 250 + ".jpg"
+        assert not (img / long_name).exists()
+        # RELEASE is queued before the next request of ours: once a later call returned,
+        # the single-threaded mount has answered it.
+        os.listdir(img)
+        for name in ("t1.jpg", "t2.jpg", "t3.jpg"):
+            assert len(lines(name)) == 1, m.log()
+        assert lines(long_name) == []

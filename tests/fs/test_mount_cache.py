@@ -165,3 +165,49 @@ def test_ls_l_shows_every_change_at_once(photos, dataset_path, mountpoint, tmp_p
         listed = ls_la(img)
         assert sorted(listed) == ["first.jpg", "x.jpg"]
         assert listed["x.jpg"][1] == (img / "x.jpg").stat().st_size == len((img / "x.jpg").read_bytes())
+
+
+def eventually(check, seconds: float = 10.0) -> None:
+    """The kernel forgets refused writes from the mount's own thread, just after the
+    refusal: poll briefly (never a fixed sleep)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "the kernel still shows the refused writes"
+        time.sleep(0.05)
+
+
+def test_refused_writes_are_forgotten_by_the_kernel(photos, dataset_path, mountpoint, tmp_path):
+    """Found by review: after a refused in-place rewrite the kernel kept serving the
+    refused bytes from its page cache (size and mtime still matched), a refused truncate
+    left its size, and a refused new file stayed visible to stat for the entry timeout."""
+    want = photos[0].read_bytes()
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint,
+                 expected_errors=[r"not stored", r"flush", r"truncate", r"refused", r"not a"]):
+        img = mountpoint / "images"
+        img.mkdir()
+        subprocess.run(["cp", str(photos[0]), str(img / "x.jpg")], check=True)
+        assert read_via_cat(img / "x.jpg") == want  # its pages are cached now
+        # 1. An in-place rewrite that close refuses.
+        f = open(img / "x.jpg", "r+b")  # noqa: SIM115 (the close is what is tested)
+        f.write(b"NOTJPEG")
+        with pytest.raises(OSError) as info:
+            f.close()
+        assert info.value.errno == 22
+        eventually(lambda: read_via_cat(img / "x.jpg") == want)
+        # 2. A truncate that close refuses (a 100-byte JPEG is truncated).
+        done = subprocess.run(["truncate", "-s", "100", str(img / "x.jpg")], capture_output=True)
+        assert done.returncode != 0
+        eventually(lambda: (img / "x.jpg").stat().st_size == len(want))
+        assert read_via_cat(img / "x.jpg") == want
+        # 3. A refused new file, copied with its times (cp -p sets them on the path).
+        done = subprocess.run(["cp", "-p", str(bad), str(img / "ph.jpg")], capture_output=True, text=True)
+        assert done.returncode != 0 and "Invalid argument" in done.stderr
+        eventually(lambda: not (img / "ph.jpg").exists())
+        subprocess.run(["cp", "-n", str(photos[1]), str(img / "ph.jpg")], check=True)
+        assert read_via_cat(img / "ph.jpg") == photos[1].read_bytes()
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.images["x"].tobytes() == want and ds.images["ph"].tobytes() == photos[1].read_bytes()
