@@ -385,7 +385,7 @@ def test_periodic_commit_stores_held_files(tmp_path):
     put(fs, "/README", b"durable within the interval")
     deadline = time.monotonic() + 10
     # (published in the manifest first, committed just after: wait for the commit)
-    while "README" not in lakefs.load(tmp_path / "ds", read_only=True).files() and time.monotonic() < deadline:
+    while "README" not in lakefs.load(tmp_path / "ds", read_only=True).files and time.monotonic() < deadline:
         time.sleep(0.02)
     assert lakefs.load(tmp_path / "ds", read_only=True).read_file("README") == b"durable within the interval"
     ds.close()
