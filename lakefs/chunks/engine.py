@@ -116,6 +116,8 @@ class ChunkEngine:
         """
         if len(shape) > MAX_NDIM:
             raise InvalidSampleError(f"at most {MAX_NDIM} dimensions are supported")
+        if self.writer is not None:
+            self.writer.check()  # a chunk that could not be stored: no more samples
         n = len(stored)
         if n > self.max_chunk:
             chunk_id, tiles = self._write_tiles(stored)
@@ -145,6 +147,8 @@ class ChunkEngine:
         """A sample to be written piece by piece as tiles (see lakefs.chunks.stream)."""
         if self.kind == ChunkKind.CHUNK_COMPRESSED:
             raise InvalidSampleError("chunk-compressed tensors cannot stream samples")
+        if self.writer is not None:
+            self.writer.check()
         stream = TileStream(self)
         self._streams.add(stream)
         return stream

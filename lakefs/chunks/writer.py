@@ -10,15 +10,21 @@ local disk that is 2.5x cheaper than an fsync per chunk.
 
 Until a put has finished, reads of that chunk are served from its blob here. A failed
 put keeps its blob: ``drain`` raises the error once (the commit fails and the caller sees
-it) and puts the blob again at the next ``drain``.
+it) and puts the blob again at the next ``drain``. Until such a blob is put, the engine
+takes no new sample (:meth:`ChunkWriter.check` raises the failure, after one more try):
+on a full disk a writer gets ENOSPC at once, and memory stays bounded, instead of every
+later file being accepted into chunks that can never be stored.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from lakefs.storage.base import Storage
+
+log = logging.getLogger("lakefs.chunks")
 
 DEPTH = 2  # chunks in flight at most: bounds memory at DEPTH x 16 MB
 
@@ -31,6 +37,7 @@ class ChunkWriter:
         self._lock = threading.Lock()
         # key → (blob, future); future None: failed, reported, to be put again by drain
         self._pending: dict[str, tuple[bytes, Future | None]] = {}
+        self._failed = False  # some put failed and its blob has not been put since
 
     def submit(self, key: str, blob: bytes) -> None:
         """Put ``blob`` at ``key`` in the background (waits while ``depth`` are in flight)."""
@@ -41,9 +48,31 @@ class ChunkWriter:
         future.add_done_callback(lambda f, key=key: self._done(key, f))
 
     def _done(self, key: str, future: Future) -> None:
-        if future.exception() is None:
+        with self._lock:
+            if future.exception() is not None:
+                self._failed = True
+            elif self._pending.get(key, (None, None))[1] is future:
+                del self._pending[key]
+
+    def check(self) -> None:
+        """Raise if a put failed and putting its blob again still fails (a full disk);
+        called before each new sample. Costs one attribute test while nothing failed."""
+        if not self._failed:
+            return
+        with self._lock:
+            self._failed = False
+            failed = [(key, blob, f) for key, (blob, f) in self._pending.items()
+                      if f is None or (f.done() and f.exception() is not None)]
+        for key, blob, future in failed:
+            try:
+                self.storage.put(key, blob, sync=False)  # (made durable by the next drain)
+            except BaseException:
+                self._failed = True
+                raise
+            log.warning("chunk %s stored on a second try (the first failed: %s)", key,
+                        future.exception() if future is not None else "reported by a commit")
             with self._lock:
-                if self._pending.get(key, (None, None))[1] is future:
+                if self._pending.get(key, (None, None))[0] is blob:
                     del self._pending[key]
 
     def _throttle(self) -> None:
@@ -85,6 +114,7 @@ class ChunkWriter:
                 if self._pending.get(key, (None, None))[0] is blob:
                     del self._pending[key]
         if first_error is not None:
+            self._failed = True
             raise first_error
         self.storage.sync()  # every put so far, durable before the commit publishes
 

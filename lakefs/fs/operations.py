@@ -204,6 +204,11 @@ class LakeOperations(BaseOperations):
         return 0
 
     @_op
+    def fsyncdir(self, path: str, datasync: int, fi: Any) -> int:
+        self.fs.fsyncdir(path)
+        return 0
+
+    @_op
     def truncate(self, path: str, length: int, fh: Any = None) -> int:
         self.fs.truncate(path, length, None if fh is None else _fh(fh))
         return 0

@@ -521,6 +521,14 @@ class DatasetFS:
                 self._commit(of, final=not of.writers)
         self.ds.flush()
 
+    def fsyncdir(self, path: str) -> None:
+        """Make the directory's entries durable (creates, renames, unlinks): a commit.
+        The safe-replace pattern (write a temp file, fsync it, rename it over the old
+        name, fsync the directory) relies on it."""
+        if not self.getattr(path).is_dir():
+            raise NotADirectoryError_(f"{path!r} is not a directory")
+        self.ds.flush()
+
     # --- held staging files ----------------------------------------------------------
 
     def _may_hold(self, of: OpenFile) -> bool:
@@ -1071,12 +1079,21 @@ class DatasetFS:
         return stale
 
     def shutdown(self) -> None:
-        """Commit every buffer, even of files still open, then the dataset (unmount)."""
+        """Commit every buffer, then the dataset (unmount, SIGTERM). A sample still being
+        written (the mount stopped under its writer) is not stored: a sample is stored
+        whole or not at all, and its first half would look whole. A plain staging file
+        keeps what was written, as a file on a disk would."""
         with self._lock:
             for of in list(self._open.values()):
-                if of.dirty and not of.detached:
-                    try:
-                        self._commit(of)
-                    except LakeFSError as e:
-                        log.error("/%s: not stored at unmount: %s", of.path, e)
+                if not of.dirty or of.detached:
+                    continue
+                if of.writers and not self._is_staging_path(of.path):
+                    log.error("/%s: not stored: still being written when the mount stopped", of.path)
+                    of.detached = True
+                    self._drop_open(of)
+                    continue
+                try:
+                    self._commit(of)
+                except LakeFSError as e:
+                    log.error("/%s: not stored at unmount: %s", of.path, e)
         self.ds.flush()

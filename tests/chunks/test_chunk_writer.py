@@ -43,7 +43,7 @@ def test_a_failed_background_put_fails_the_commit_once_and_is_retried():
     ds.flush()
     head = storage.get("HEAD")
     storage.failing = True
-    blobs = [os.urandom(3000) for _ in range(5)]
+    blobs = [os.urandom(3000) for _ in range(2)]  # the second seals the first's chunk
     for b in blobs:
         t.append(b)
     with pytest.raises(StorageFullError):
@@ -56,6 +56,33 @@ def test_a_failed_background_put_fails_the_commit_once_and_is_retried():
     ds.close()
     again = Dataset(storage, read_only=True)
     assert [s.tobytes() for s in again.b] == blobs
+
+
+def test_after_a_failed_background_put_no_sample_is_taken_until_it_is_stored():
+    """Found by review: on a full disk cp into the mount went on succeeding (and the
+    mount's memory grew by every file) while no chunk could be stored."""
+    storage = FlakyChunks()
+    ds = Dataset(storage, create=True)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    ds.flush()
+    storage.failing = True
+    accepted = []
+    with pytest.raises(StorageFullError):
+        for _ in range(20):
+            blob = os.urandom(3000)  # each append seals the previous chunk
+            t.append(blob)
+            accepted.append(blob)
+            ds._chunk_writer._executor.submit(lambda: None).result()  # its put has run
+    assert 1 <= len(accepted) <= 3  # refused right after the first failed put
+    assert len(t) == len(accepted) and [s.tobytes() for s in t] == accepted
+    with pytest.raises(StorageFullError):
+        t.append(b"still full")
+    assert len(t) == len(accepted)
+    storage.failing = False  # space freed: the kept chunk is put, appends go on
+    t.append(b"after")
+    ds.close()
+    again = Dataset(storage, read_only=True)
+    assert [s.tobytes() for s in again.b] == [*accepted, b"after"]
 
 
 class OrderedLog(MemoryStorage):

@@ -381,3 +381,21 @@ def test_one_refusal_is_one_log_line(photos, dataset_path, mountpoint):
         for name in ("t1.jpg", "t2.jpg", "t3.jpg"):
             assert len(lines(name)) == 1, m.log()
         assert lines(long_name) == []
+
+
+def test_fsync_of_a_directory_commits(dataset_path, mountpoint):
+    """The safe-replace pattern's last step (fsync of the directory after the rename)
+    reaches the dataset: a kill -9 right after it keeps the renamed file."""
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "commit_interval=3600"), mountpoint):
+        blobs = mountpoint / "blobs"
+        blobs.mkdir()
+        (blobs / "first.bin").write_bytes(b"1")
+        (blobs / ".a.bin.tmp").write_bytes(b"new contents")
+        os.rename(blobs / ".a.bin.tmp", blobs / "a.bin")
+        fd = os.open(blobs, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        now = lakefs.load(dataset_path, read_only=True)  # what a crash now would leave
+        assert now.keys() == ["first", "a"] and now.blobs["a"].tobytes() == b"new contents"

@@ -894,3 +894,38 @@ def test_a_refused_rewrite_never_stands_in_for_the_committed_file(fs):
     assert fs.read(r, 100, 0) == b'{"broken'  # the reader keeps what it saw
     fs.release(r)
     assert get(fs, "/labels/b.json") == b'{"ok": 1}'
+
+
+def test_a_sample_still_being_written_when_the_mount_stops_is_not_stored(tmp_path, caplog):
+    """Found by review: SIGTERM to the mount stored the first half of a file still being
+    written as a whole-looking sample. A plain staging file keeps what was written."""
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    fs.mkdir("/blobs", 0o755)
+    put(fs, "/blobs/done.bin", b"whole")
+    half = fs.create("/blobs/partial.bin", 0o644)
+    fs.write(half, b"first half", 0)
+    log_file = fs.create("/train.log", 0o644)
+    fs.write(log_file, b"epoch 1\n", 0)
+    fs.shutdown()
+    ds.close()
+    back = lakefs.load(tmp_path / "ds", read_only=True)
+    assert back.keys() == ["done"]
+    assert back.read_file("train.log") == b"epoch 1\n"
+    assert "/blobs/partial.bin: not stored: still being written when the mount stopped" in caplog.text
+
+
+def test_fsyncdir_commits_a_rename(tmp_path):
+    """Found by review: the safe-replace pattern (write a temp file, fsync it, rename it,
+    fsync the directory) lost the rename at a crash: fsync of a directory did nothing."""
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    fs.mkdir("/blobs", 0o755)
+    put(fs, "/blobs/first.bin", b"1")
+    fs.commit()
+    put(fs, "/blobs/.a.bin.tmp", b"new contents")  # a staging file, held in memory
+    fs.rename("/blobs/.a.bin.tmp", "/blobs/a.bin")
+    fs.fsyncdir("/blobs")
+    crashed = lakefs.load(tmp_path / "ds", read_only=True)  # what a kill -9 now would leave
+    assert crashed.blobs["a"].tobytes() == b"new contents" and not crashed.files
+    ds.close()
