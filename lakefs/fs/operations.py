@@ -63,6 +63,12 @@ def _op(func):
     return wrapper
 
 
+def _xattr_refusal(name: str) -> int:
+    """``user.lakefs.*`` describe the sample (read-only: EPERM); no other attribute can be
+    stored (ENOTSUP, what a filesystem without xattrs answers)."""
+    return errno.EPERM if name.startswith("user.lakefs.") else errno.ENOTSUP
+
+
 def _fh(fi: Any) -> int:
     """The handle number from a raw ``fuse_file_info`` (``raw_fi=True``) or an int."""
     return fi if isinstance(fi, int) else fi.fh
@@ -263,10 +269,10 @@ class LakeOperations(BaseOperations):
         return self.fs.listxattr(path)
 
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
-        raise FuseOSError(errno.ENOTSUP)
+        raise FuseOSError(_xattr_refusal(name))
 
     def removexattr(self, path: str, name: str) -> int:
-        raise FuseOSError(errno.ENOTSUP)
+        raise FuseOSError(_xattr_refusal(name))
 
     def symlink(self, target: str, source: str) -> int:
         raise FuseOSError(errno.EPERM)

@@ -1040,10 +1040,15 @@ class DatasetFS:
     def statfs(self) -> dict[str, int]:
         total, free, avail = self.ds.storage.statfs()
         bsize = 4096
+        with self._lock:  # df -i: files and directories in use; there is no inode limit
+            ds = self.ds
+            used = (sum(t.num_samples for t in ds._tensors.values()) + len(ds._manifest.files.keys() | self._held)
+                    + len(ds._manifest.tensors) + len(ds._manifest.groups) + len(ds._manifest.pending_dirs) + 1)
+        files = 1 << 32
         return {
             "f_bsize": bsize, "f_frsize": bsize, "f_blocks": total // bsize, "f_bfree": free // bsize,
-            "f_bavail": avail // bsize, "f_files": 1 << 32, "f_ffree": 1 << 31, "f_favail": 1 << 31,
-            "f_namemax": NAME_MAX,
+            "f_bavail": avail // bsize, "f_files": files, "f_ffree": max(files - used, 0),
+            "f_favail": max(files - used, 0), "f_namemax": NAME_MAX,
         }
 
     # --- commits -----------------------------------------------------------------------

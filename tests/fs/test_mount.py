@@ -214,6 +214,14 @@ def test_text_tools_sed_truncate_touch_xattrs(photos, dataset_path, mountpoint):
         assert 'user.lakefs.compression="jpeg"' in attrs
         assert f'user.lakefs.shape="{h},{w},3"' in attrs
         assert 'user.lakefs.row="' in attrs
+        with pytest.raises(OSError) as e:
+            os.setxattr(img / "cat.jpg", "user.lakefs.htype", b"text")
+        assert e.value.errno == errno.EPERM  # describes the sample: read-only
+        with pytest.raises(OSError) as e:
+            os.setxattr(img / "cat.jpg", "user.comment", b"hi")
+        assert e.value.errno == errno.ENOTSUP
+        st = os.statvfs(mountpoint)  # df -i: 3 samples, README.md and 3 directories in use
+        assert st.f_files - st.f_ffree == 7 and st.f_favail == st.f_ffree
         for bad in ("a/b", "x" * 256 + ".txt"):
             with pytest.raises(OSError):
                 (notes / bad).write_text("x")
