@@ -770,10 +770,24 @@ class Dataset:
                 encoded = [(t, t._format.from_value(v), v) for t, v in targets]
             row = len(self._rows)
             self._rows.append(key if key is not None else self._auto_key(row))
-            for tensor, enc, value in encoded:
-                tensor._write(row, enc, value)
+            written: list[Tensor] = []
+            try:
+                for tensor, enc, value in encoded:
+                    tensor._write(row, enc, value)
+                    written.append(tensor)
+            except BaseException:  # (a full disk): the row goes, with the cells it got
+                self._undo_new_row(row, written)
+                raise
             self._touch()
             return Row(self, row)
+
+    def _undo_new_row(self, row: int, written: list[Tensor]) -> None:
+        """Take back a row just appended whose cells could not all be stored (a storage
+        failure after the values were checked): no empty or partial row may remain."""
+        for tensor in written:
+            tensor._engine.index.forget_last(row)
+        self._rows.pop_last()
+        self._touch()
 
     def extend(self, samples: dict[str, list[Any]]) -> None:
         names = list(samples)

@@ -395,8 +395,14 @@ class Tensor:
                 encoded = self._format.from_file(data, ext)
             if transcoded:
                 encoded = dataclasses.replace(encoded, flags=encoded.flags | FLAG_TRANSCODED)
+            new_row = self.dataset._rows.find(key) is None
             row = self.dataset._row_for_key(key, create=True)
-            self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
+            try:
+                self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
+            except BaseException:
+                if new_row:  # (a full disk): no empty row is left behind
+                    self.dataset._undo_new_row(row, [])
+                raise
             return Sample(self, row, self._engine.index.entry(row))
 
     @property

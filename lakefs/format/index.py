@@ -153,6 +153,17 @@ class SampleIndex:
         if self._last is not None and row > self._last:
             self._last = row
 
+    def forget_last(self, row: int) -> None:
+        """Undo a :meth:`set` of a new last row (one whose row is being taken back), so
+        that no entry, not even an empty one, is left past the last row."""
+        if row != self._len - 1:
+            raise ValueError(f"row {row} is not the index's newest row")
+        self._entries[row] = empty_entries(1)[0]
+        self._entries["row"][row] = row
+        self._len = row
+        self._dirty.discard(row)
+        self._last = None
+
     def clear(self, row: int) -> None:
         if row < self._len:
             self._entries["chunk"][row] = NO_CHUNK

@@ -101,6 +101,18 @@ class RowTable:
             self._rebuild_lookup()
         return row
 
+    def pop_last(self) -> None:
+        """Undo the last :meth:`append` (a new row none of whose cells could be stored);
+        only a row not yet in a segment."""
+        row = self._n - 1
+        if row < self.committed:
+            raise ValueError(f"row {row} is committed already")
+        key = self.key(row)
+        del self._blob[self._offsets[row] :]
+        self._n = row
+        if self._recent.pop(key, None) is None:
+            self._stale = True  # it was in the sorted arrays: rebuild them at the next find
+
     def _rebuild_lookup(self) -> None:
         hashes = self._hashes[: self._n]
         order = np.argsort(hashes, kind="stable")

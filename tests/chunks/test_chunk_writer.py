@@ -157,3 +157,40 @@ def test_reads_in_order_prefetch_the_next_chunk_and_random_reads_do_not():
     assert t[5].tobytes() == blobs[5]  # after 4: asks for itself and the (missing) next
     assert storage.prefetched == [name(chunks[5]), name(chunks[5] + 1)]
     ds.close()
+
+
+def test_a_write_that_fails_on_storage_leaves_no_empty_row():
+    """Found by review: a file ingest could not store (the network went away) left an
+    empty image in the committed dataset; a training loop read it without an error."""
+    storage = FlakyChunks()
+    ds = Dataset(storage, create=True)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    labels = ds.create_tensor("l", htype="text")
+    t.write_file("k0.bin", os.urandom(3000))
+    storage.failing = True
+    t.write_file("k1.bin", os.urandom(3000))  # seals k0's chunk: its put fails behind
+    ds._chunk_writer._executor.submit(lambda: None).result()
+    with pytest.raises(StorageFullError):
+        t.write_file("k2.bin", b"x")
+    with pytest.raises(StorageFullError):
+        ds.append({"l": "a label", "b": b"x"}, key="k3")
+    storage.failing = False
+    t.write_file("k5.bin", b"z")  # (puts the kept chunk, then this)
+    real_write = t._engine.write
+
+    def full_once(*args, **kwargs):  # l's cell is stored, then b's fails
+        t._engine.write = real_write
+        raise StorageFullError("no space")
+
+    t._engine.write = full_once
+    with pytest.raises(StorageFullError):
+        ds.append({"l": "a label", "b": b"x"}, key="k3")
+    assert ds.keys() == ["k0", "k1", "k5"] and len(t) == 3 and len(labels) == 0
+    ds.append({"l": "later", "b": b"y"}, key="k4")
+    ds.close()
+    again = Dataset(storage, read_only=True)
+    assert again.keys() == ["k0", "k1", "k5", "k4"]
+    assert again.l["k4"].numpy() == "later" and again.b["k4"].tobytes() == b"y"
+    from lakefs.tools.fsck import fsck
+
+    assert fsck(storage).ok
