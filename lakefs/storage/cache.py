@@ -104,10 +104,16 @@ class CachingStorage(StorageWrapper):
         self._used = 0
         self._mutex = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}  # name → set when its fill ends
+        self._too_big: set[str] = set()  # names of objects the cache can never hold
         self._pool = ThreadPoolExecutor(max_workers=max_workers,
                                         thread_name_prefix="lakefs-cache")
-        os.makedirs(self.cache_dir, exist_ok=True)
-        self._rebuild()
+        try:
+            os.makedirs(self.cache_dir, exist_ok=True)
+            self._rebuild()
+        except OSError as e:
+            self._pool.shutdown(wait=False)
+            raise StorageError(f"cannot use the cache directory {self.cache_dir}: {e.strerror or e}"
+                               " (set cache_dir elsewhere, or cache_size: 0)") from e
 
     def __repr__(self) -> str:
         return f"CachingStorage({self.inner!r}, {self.cache_dir!r}, {self.max_bytes})"
@@ -188,9 +194,9 @@ class CachingStorage(StorageWrapper):
         if len(data) > self.max_bytes:
             return
         path = self._file(name)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}{_TMP_MARK}{secrets.token_hex(4)}"
         try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -222,7 +228,7 @@ class CachingStorage(StorageWrapper):
             length = size
         try:
             fd = os.open(self._file(name), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:  # evicted under us
+        except OSError:  # evicted under us (or a broken cache disk: only costs speed)
             self._forget(name)
             return None
         try:
@@ -242,9 +248,9 @@ class CachingStorage(StorageWrapper):
             data = self._read_cached(name, 0, None)
             if data is not None:
                 return data
-            return self._fetch(key)  # the leader failed, or the object is not cached
+            return self._fetch(key, name)  # the leader failed, or the object is not cached
         try:
-            data = self._fetch(key)
+            data = self._fetch(key, name)
             if data is not None:
                 self._store(name, data)
             return data
@@ -253,13 +259,22 @@ class CachingStorage(StorageWrapper):
                 del self._inflight[name]
             mine.set()
 
-    def _fetch(self, key: str) -> bytes | None:
-        """The whole object from ``inner`` (parallel parts if large); None if too big."""
+    def _fetch(self, key: str, name: str) -> bytes | None:
+        """The whole object from ``inner`` (parallel parts if large); None if it is too
+        big to cache (the caller then reads just the range it needs). A cache smaller
+        than one part asks the object's size first: fetching a whole 8 MB chunk for each
+        sample of it, only to throw it away, cost 100x the bytes read."""
+        if name in self._too_big:
+            return None
+        if self.max_bytes < self.part_size and self.inner.size(key) > self.max_bytes:
+            self._too_big.add(name)
+            return None
         first = self.inner.get_range(key, 0, self.part_size)
         if len(first) < self.part_size:
             return first
         total = self.inner.size(key)
         if total > self.max_bytes:
+            self._too_big.add(name)
             return None
         rest = parallel_get(self.inner, key, total, start=len(first),
                             part_size=self.part_size, executor=self._pool)

@@ -155,6 +155,12 @@ class FsspecStorage(Storage):
         """Map fsspec/botocore/aiohttp errors to lakefs errors, naming the key."""
         try:
             yield
+        except TypeError as e:
+            if "unexpected keyword argument" not in str(e):
+                raise
+            # The client is made at the first call: a misspelt storage option fails here.
+            raise StorageError(f"{op} {key!r} on {self._where}: a storage option is not"
+                               f" accepted: {_one_line(e)}") from e
         except (LakeFSError, _Conflict, *_BUGS):
             raise
         except FSTimeoutError as e:
@@ -325,6 +331,11 @@ class FsspecStorage(Storage):
             return
         except PermissionError as e:
             raise StorageError(f"access denied to {self._where}: check credentials") from e
+        except TypeError as e:
+            if "unexpected keyword argument" not in str(e):
+                raise
+            raise StorageError(f"cannot open {self._where}: a storage option is not accepted:"
+                               f" {_one_line(e)}") from e
         except _BUGS:
             raise
         except Exception as e:
@@ -405,7 +416,7 @@ class FsspecStorage(Storage):
                 try:
                     return self.fs.pipe_file(path, body, IfMatch=tag, **self._t)["ETag"]
                 except FileNotFoundError as e:  # If-Match on a deleted object
-                    raise _Conflict() from e
+                    raise _Conflict("the lease object was deleted") from e
                 except OSError as e:
                     if _s3_code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
                         raise _Conflict() from e
@@ -413,7 +424,7 @@ class FsspecStorage(Storage):
             try:
                 current = self.fs.cat_file(path, **self._t).decode("latin-1")
             except FileNotFoundError as e:
-                raise _Conflict() from e
+                raise _Conflict("the lease object was deleted") from e
             if current != tag:
                 raise _Conflict()
             return self._write_verify(path, body)
@@ -497,8 +508,8 @@ class _Lease(WriterLock):
             try:
                 self._tag = self._store._lease_replace(self._key, body, self._tag)
                 self._deadline = deadline
-            except _Conflict:
-                self._lost = "another writer took the lease over"
+            except _Conflict as e:
+                self._lost = str(e) or "another writer took the lease over"
                 log.error("writer lease %s of %s lost: %s", self._key, self._store.url,
                           self._lost)
             except StorageError as e:  # transient: retry at the next tick

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lakefs.errors import ObjectNotFoundError
+from lakefs.errors import ObjectNotFoundError, StorageError
 from lakefs.storage import MemoryStorage, Storage, WriterLock
 from lakefs.storage.cache import CachingStorage, default_cacheable, parallel_get
 
@@ -84,7 +84,7 @@ def test_default_predicate() -> None:
 def test_hits_do_not_reach_the_inner_store(inner: Counting, tmp_path: Path) -> None:
     data = os.urandom(5000)
     inner.put("t/chunks/1", data)
-    cache = CachingStorage(inner, tmp_path, 1 << 20)
+    cache = CachingStorage(inner, tmp_path, 1 << 24)  # (not smaller than a part: no size asked)
     assert cache.get_range("t/chunks/1", 100, 10) == data[100:110]
     reads = inner.reads
     assert reads == 1  # the whole chunk came in one GET
@@ -278,3 +278,52 @@ def test_a_second_process_cache_is_adopted(inner: Counting, tmp_path: Path) -> N
     before = inner.reads
     assert second.get_range("chunks/a", 10, 5) == b"aaaaa"
     assert inner.reads == before and second.used_bytes == 100
+
+
+def test_a_cache_smaller_than_a_chunk_reads_only_what_is_asked(inner: Counting, tmp_path: Path) -> None:
+    """Found by review: a 4 MB cache fetched a whole 8 MB chunk for every sample read
+    (1.3 GB moved to read 13 MB), then threw it away."""
+    data = os.urandom(100_000)
+    inner.put("chunks/c", data)
+    cache = CachingStorage(inner, tmp_path, 20_000, part_size=64_000)  # smaller than a part
+    bytes_read = 0
+    real = inner.get_range
+
+    def counted(key: str, start: int, length: int) -> bytes:
+        nonlocal bytes_read
+        got = real(key, start, length)
+        bytes_read += len(got)
+        return got
+
+    inner.get_range = counted  # type: ignore[method-assign]
+    for i in range(50):
+        assert cache.get_range("chunks/c", i * 1000, 1000) == data[i * 1000 : (i + 1) * 1000]
+    assert bytes_read == 50 * 1000
+    assert inner.calls["size"] == 1  # asked once: an object's size never changes
+    assert cache_files(tmp_path) == []
+
+
+def test_a_full_or_broken_cache_disk_only_costs_speed(inner: Counting, tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    inner.put("chunks/a", data)
+    cache = CachingStorage(inner, tmp_path / "c", 1 << 20)
+    (tmp_path / "c").chmod(0o500)  # no new subdirectory can be made (as root: see below)
+    real_makedirs = os.makedirs
+
+    def full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", path)
+
+    os.makedirs = full  # type: ignore[assignment]
+    try:
+        assert cache.get_range("chunks/a", 10, 20) == data[10:30]
+        assert cache.get("chunks/a") == data
+    finally:
+        os.makedirs = real_makedirs  # type: ignore[assignment]
+        (tmp_path / "c").chmod(0o700)
+    assert cache_files(tmp_path / "c") == []
+
+
+def test_an_unusable_cache_directory_is_one_clear_error(inner: Counting, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(StorageError, match=r"cannot use the cache directory .*file: File exists"):
+        CachingStorage(inner, tmp_path / "file", 1 << 20)

@@ -267,3 +267,16 @@ def test_lease_of_a_killed_process_expires(s3_endpoint: str, s3_prefix: str) -> 
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_misspelt_storage_option_is_one_line(s3_endpoint: str) -> None:
+    """Found by review: the client is made at the first call, and its TypeError went
+    out as a 41-line traceback from every CLI command."""
+    opts = s3_options(s3_endpoint)
+    opts["client_kwargs"] = {"endpont_url": s3_endpoint}  # sic
+    for read_only in (False, True):
+        store = FsspecStorage(f"s3://{BUCKET}/ds", opts, read_only=read_only)
+        with pytest.raises(StorageError, match="a storage option is not accepted: .*endpont_url"):
+            store.check()
+        with pytest.raises(StorageError, match="a storage option is not accepted: .*endpont_url"):
+            store.get("HEAD")
