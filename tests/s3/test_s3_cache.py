@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from s3util import options
+from s3util import fill, md5, options, write_config
 
 import lakefs
 from lakefs.storage.fsspec_store import FsspecStorage
@@ -30,3 +30,28 @@ def test_a_dataset_recreated_within_the_same_second_is_not_served_from_the_old_c
     make(s3_url, opts, "NEW-")
     with lakefs.load(s3_url, read_only=True, storage_options=opts, cache_dir=cache) as ro:
         assert [s.numpy() for s in ro.labels] == ["NEW-a", "NEW-b", "NEW-c"]
+
+
+def test_cli_export_reads_whole_chunks_through_the_cache(photos, s3_endpoint, s3_url, tmp_path):
+    """Found by review: `lakefs export` of an object-store dataset made one GET per
+    sample, one after another (12 s where a mount's cp -r took 0.8 s). It now reads
+    through the mounts' chunk cache: one fill per chunk."""
+    import subprocess
+    import sys
+
+    want = fill(s3_url, s3_endpoint, photos, chunk_size=64 << 10)
+    cache = tmp_path / "cache"
+    config = write_config(tmp_path / "c.yaml", s3_endpoint, cache)
+    done = subprocess.run([sys.executable, "-m", "lakefs", "export", s3_url, str(tmp_path / "out"),
+                           "--config", str(config)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = {p.name: md5(p.read_bytes()) for p in (tmp_path / "out" / "images").iterdir()}
+    assert got == want
+    import hashlib
+
+    from lakefs.format import keys
+
+    engine = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint)).images._engine
+    chunk_names = {hashlib.sha256(keys.chunk(engine.tid, c).encode()).hexdigest() for c in engine.live_chunks()}
+    cached = {p.name for p in cache.rglob("*") if p.is_file()}
+    assert len(chunk_names) > 1 and chunk_names <= cached  # every chunk fetched whole
