@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import secrets
 import threading
@@ -177,8 +178,6 @@ class Dataset:
                 "there): refusing to create one among other files; use a new or empty folder")
 
     def _check_marker(self, marker: bytes) -> None:
-        import json
-
         try:
             d = json.loads(marker)
         except ValueError as e:
@@ -622,6 +621,7 @@ class Dataset:
         size = int(chunk_size or DEFAULT_CHUNK_SIZE)
         if size < 4096:
             raise InvalidSampleError(f"chunk_size {size} is too small (at least 4096)")
+        info = _json_info(info)
         return TensorMeta(
             tid=f"t{self._ids.take()}",
             htype=h.name,
@@ -630,7 +630,7 @@ class Dataset:
             chunk_compression=cc,
             chunk_size=size,
             class_names=list(class_names or []),
-            info=dict(info),
+            info=info,
         )
 
     def create_group(self, name: str, exist_ok: bool = False) -> Group:
@@ -978,6 +978,17 @@ class Dataset:
     def stats(self) -> dict[str, Any]:
         """Per-tensor sample counts and bytes, for ``lakefs info``."""
         return maintenance.stats(self)
+
+
+def _json_info(info: dict[str, Any]) -> dict[str, Any]:
+    """``create_tensor``'s extra arguments as they will be committed: the manifest is JSON,
+    so a value it cannot hold (a numpy scalar, NaN) would make every later commit fail."""
+    for name, value in info.items():
+        try:
+            json.dumps(value, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidSampleError(f"tensor info {name}={value!r} is not a JSON value ({e})") from None
+    return json.loads(json.dumps(info))
 
 
 class _AutoCommit(threading.Thread):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -159,7 +161,12 @@ class Tensor:
     sample_compression = property(lambda self: self.meta.sample_compression)
     chunk_compression = property(lambda self: self.meta.chunk_compression)
     class_names = property(lambda self: list(self.meta.class_names))
-    info = property(lambda self: self.meta.info)
+
+    @property
+    def info(self) -> Mapping[str, Any]:
+        """The ``create_tensor`` extra arguments, read-only: a value put here that JSON
+        cannot hold would make every commit fail."""
+        return types.MappingProxyType(copy.deepcopy(self.meta.info))
 
     @property
     def format(self) -> SampleFormat:

@@ -310,3 +310,28 @@ def test_label_digits_are_ascii_digits(ds):
     ds.labels.write_file("y.txt", "\u0661\n\u00b2\n1\n".encode())
     names = ds.labels.meta.class_names
     assert ds.labels["y"].numpy().tolist() == [names.index("\u0661"), names.index("\u00b2"), 1]
+
+
+@pytest.mark.parametrize("value", [np.float32(0.5), float("nan"), float("inf"), [1, {2, 3}],
+                                   {1: "a", "b": 2}, object()],
+                         ids=["numpy-scalar", "nan", "inf", "set", "mixed-keys", "object"])
+def test_tensor_info_json_cannot_hold_is_refused(ds, tmp_path, value):
+    """It was accepted, and then every commit (and close) failed: the appends made since
+    the last commit were lost."""
+    ds.arr.append([7])
+    before = _state(ds)
+    with pytest.raises(InvalidSampleError, match="info mean="):
+        ds.create_tensor("stats", mean=value)
+    assert "stats" not in ds.tensors and _state(ds) == before
+    ds.flush()
+    assert lakefs.load(tmp_path / "ds", read_only=True).arr[1].numpy().tolist() == [7]
+
+
+def test_tensor_info_is_kept_and_read_only(ds, tmp_path):
+    t = ds.create_tensor("summary", mean=0.5, names=("a", "b"), nested={"k": [1, None, True]})
+    assert t.info == {"mean": 0.5, "names": ["a", "b"], "nested": {"k": [1, None, True]}}
+    with pytest.raises(TypeError):
+        t.info["mean"] = np.float32(1)  # would block every commit
+    t.info["nested"]["k"].append(np.float32(1))  # a copy: the tensor's info is unchanged
+    ds.flush()
+    assert lakefs.load(tmp_path / "ds", read_only=True).summary.info == t.info
