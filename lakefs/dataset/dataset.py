@@ -33,7 +33,7 @@ from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path
-from lakefs.dataset.samples import SampleFormat
+from lakefs.dataset.samples import SUPPORTED_DTYPES, SampleFormat, supported_dtype
 from lakefs.dataset.tensor import Tensor
 from lakefs.dataset.views import Group, Row
 from lakefs.errors import (
@@ -612,9 +612,15 @@ class Dataset:
             raise InvalidSampleError(f"htype {htype!r} needs an {h.media_kind} sample_compression")
         if dtype is not None:
             try:
-                dtype = str(np.dtype(dtype))
+                resolved = np.dtype(dtype)
             except TypeError as e:
                 raise InvalidSampleError(f"unknown dtype {dtype!r}") from e
+            if not supported_dtype(resolved):
+                raise InvalidSampleError(f"dtype {resolved} is not supported; a tensor holds {SUPPORTED_DTYPES}")
+            if h.name == "class_label" and resolved.kind not in "iu":
+                raise InvalidSampleError(f"a class_label tensor holds class indices: dtype {resolved} is not "
+                                         "an integer dtype (the default is uint32)")
+            dtype = str(resolved)
         if class_names is not None and (not isinstance(class_names, (list, tuple))
                                         or not all(isinstance(c, str) for c in class_names)):
             raise InvalidSampleError("class_names must be a list of strings")

@@ -34,6 +34,14 @@ from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
 from lakefs.format.manifest import TensorMeta
 
 _MAX_LABEL = 2**32 - 1  # class labels are stored as uint32
+SUPPORTED_DTYPES = "bool, int8..int64, uint8..uint64, float16, float32, float64"
+
+
+def supported_dtype(dtype: np.dtype) -> bool:
+    """Whether a tensor can hold ``dtype``: samples are stored as raw bytes and shown as
+    ``.npy``, so an object array would store heap pointers, and str, void, complex and
+    datetime arrays have no meaning as pixels, labels or numbers here."""
+    return dtype.kind in "biu" or dtype.name in ("float16", "float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -264,8 +272,9 @@ class SampleFormat:
             arr = np.asarray(value)
         except (ValueError, TypeError) as e:
             raise InvalidSampleError(f"value cannot be made an array: {e}") from e
-        if arr.dtype.kind not in "biuf":
-            raise InvalidSampleError(f"unsupported value of dtype {arr.dtype} ({type(value).__name__})")
+        if not supported_dtype(arr.dtype):
+            raise InvalidSampleError(f"unsupported value of dtype {arr.dtype} ({type(value).__name__}); "
+                                     f"a tensor holds {SUPPORTED_DTYPES}")
         return arr
 
     def _adopt_dtype(self, dtype: str) -> None:
@@ -293,8 +302,8 @@ class SampleFormat:
 
     def _cast(self, arr: np.ndarray) -> np.ndarray:
         """Cast to the tensor's dtype when no value changes; set it from the first sample."""
-        if arr.dtype.kind not in "biuf":
-            raise InvalidSampleError(f"unsupported array dtype {arr.dtype}")
+        if not supported_dtype(arr.dtype):
+            raise InvalidSampleError(f"unsupported array dtype {arr.dtype}; a tensor holds {SUPPORTED_DTYPES}")
         if self.meta.dtype is None:
             self._adopt_dtype(str(arr.dtype))
             self.exact = self.exact or (self.htype.media_kind is None and arr.dtype.kind in "iub")

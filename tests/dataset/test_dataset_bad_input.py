@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -335,3 +336,31 @@ def test_tensor_info_is_kept_and_read_only(ds, tmp_path):
     t.info["nested"]["k"].append(np.float32(1))  # a copy: the tensor's info is unchanged
     ds.flush()
     assert lakefs.load(tmp_path / "ds", read_only=True).summary.info == t.info
+
+
+@pytest.mark.parametrize("dtype", ["object", "U10", "S3", "V8", "complex64", "datetime64[ns]", "timedelta64",
+                                   "float128"])
+def test_dtype_a_tensor_cannot_hold_is_refused_at_create(ds, tmp_path, dtype):
+    """An object tensor stored heap pointers; S3 stored b'1' for the int 1."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match=re.escape(f"dtype {np.dtype(dtype)} is not supported")) as info:
+        ds.create_tensor("x", dtype=dtype)
+    assert "\n" not in str(info.value)
+    assert "x" not in ds.tensors and _state(ds) == before
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bool"])
+def test_class_label_tensor_needs_an_integer_dtype(ds, dtype):
+    with pytest.raises(InvalidSampleError, match=f"dtype {dtype} is not an integer"):
+        ds.create_tensor("x", htype="class_label", dtype=dtype)
+    assert "x" not in ds.tensors
+    assert ds.create_tensor("y", htype="class_label", dtype="uint8").dtype == "uint8"
+
+
+def test_array_of_a_dtype_a_tensor_cannot_hold_is_refused(ds):
+    ds.create_tensor("x")  # dtype from the first sample
+    with pytest.raises(InvalidSampleError, match="float128"):
+        ds.x.append(np.zeros(2, np.longdouble))
+    assert ds.x.dtype is None and len(ds.x) == 0
