@@ -33,7 +33,7 @@ from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path
-from lakefs.dataset.samples import SUPPORTED_DTYPES, SampleFormat, supported_dtype
+from lakefs.dataset.samples import SUPPORTED_DTYPES, SampleFormat, check_class_name, supported_dtype
 from lakefs.dataset.tensor import Tensor
 from lakefs.dataset.views import Group, Row
 from lakefs.errors import (
@@ -621,9 +621,14 @@ class Dataset:
                 raise InvalidSampleError(f"a class_label tensor holds class indices: dtype {resolved} is not "
                                          "an integer dtype (the default is uint32)")
             dtype = str(resolved)
-        if class_names is not None and (not isinstance(class_names, (list, tuple))
-                                        or not all(isinstance(c, str) for c in class_names)):
-            raise InvalidSampleError("class_names must be a list of strings")
+        if class_names is not None:
+            if not isinstance(class_names, (list, tuple)) or not all(isinstance(c, str) for c in class_names):
+                raise InvalidSampleError("class_names must be a list of strings")
+            seen: set[str] = set()
+            for i, c in enumerate(class_names):
+                if check_class_name(c, i) in seen:  # (its label would read back as the first)
+                    raise InvalidSampleError(f"class name {c!r} is given twice in class_names")
+                seen.add(c)
         size = int(chunk_size or DEFAULT_CHUNK_SIZE)
         if size < 4096:
             raise InvalidSampleError(f"chunk_size {size} is too small (at least 4096)")

@@ -44,6 +44,32 @@ def supported_dtype(dtype: np.dtype) -> bool:
     return dtype.kind in "biu" or dtype.name in ("float16", "float32", "float64")
 
 
+def check_class_name(name: Any, index: int) -> str:
+    """A class name must read back as itself from the ``.txt`` file view of a label, which
+    holds one name per line, stripped, and reads a line of ASCII digits as an index.
+
+    A name of digits is allowed only as the decimal form of its own ``index`` (class
+    folders "0".."9"): it then means the same as the index it reads back as."""
+    if not isinstance(name, str):
+        raise InvalidSampleError(f"a class name is a string, not {type(name).__name__}")
+    if not name:
+        problem = "is empty"
+    elif name.splitlines() != [name]:
+        problem = "contains a line break"
+    elif name != name.strip():
+        problem = "has leading or trailing whitespace"
+    elif name.isascii() and name.isdigit() and name != str(index):
+        problem = (f"is all digits, at index {index} (a label file would read it as the class index "
+                   f"{int(name)}); a name of digits must be its own index")
+    else:
+        try:
+            name.encode("utf-8")
+            return name
+        except UnicodeEncodeError:
+            problem = "is not valid Unicode (it holds a lone surrogate)"
+    raise InvalidSampleError(f"class name {name!r} {problem}")
+
+
 @dataclass(frozen=True)
 class EncodedFile:
     """A file whose encoding should be kept (``lakefs.read(path)``)."""
@@ -351,7 +377,7 @@ class SampleFormat:
         for item in items:
             if isinstance(item, str):
                 if item not in self.meta.class_names:
-                    self.meta.class_names.append(item)
+                    self.meta.class_names.append(check_class_name(item, len(self.meta.class_names)))
                 out.append(self.meta.class_names.index(item))
             elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item <= _MAX_LABEL:
                 out.append(int(item))

@@ -364,3 +364,65 @@ def test_array_of_a_dtype_a_tensor_cannot_hold_is_refused(ds):
     with pytest.raises(InvalidSampleError, match="float128"):
         ds.x.append(np.zeros(2, np.longdouble))
     assert ds.x.dtype is None and len(ds.x) == 0
+
+
+BAD_CLASS_NAMES = ["", "a\nb", "a\r", " pad ", "tab\t", "5", "007", "a\x0cb", "\u2028x", "\ud800"]
+
+
+@pytest.mark.parametrize("name", BAD_CLASS_NAMES, ids=[repr(n) for n in BAD_CLASS_NAMES])
+def test_class_name_the_label_file_cannot_show_is_refused(ds, tmp_path, name):
+    """Each read back from the .txt file view as other labels: "a\\nb" as two new classes,
+    "" as none, " pad " as "pad", "5" as the index 5."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match="class name") as info:
+        ds.create_tensor("x", htype="class_label", class_names=["ok", name])
+    assert "\n" not in str(info.value)
+    for value in (name, ["cat", name]):
+        with pytest.raises(InvalidSampleError, match="class name"):
+            ds.labels.append(value)
+        with pytest.raises(InvalidSampleError, match="class name"):
+            ds.append({"labels": value, "arr": [3]})
+    assert "x" not in ds.tensors and _state(ds) == before
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+def test_class_names_of_digits_are_their_own_index(ds):
+    """Class folders "0".."9" (an ImageFolder of digits): each name reads back as the same
+    index it names."""
+    t = ds.create_tensor("digits", htype="class_label", class_names=[str(i) for i in range(11)])
+    t.extend(["10", 3, "11"])
+    assert [s.numpy().tolist() for s in t] == [[10], [3], [11]] and t.class_names[-1] == "11"
+    with pytest.raises(InvalidSampleError, match="digits"):
+        t.append("13")  # at index 12
+
+
+def test_class_names_given_twice_are_refused(ds):
+    with pytest.raises(InvalidSampleError, match="twice"):
+        ds.create_tensor("x", htype="class_label", class_names=["a", "b", "a"])
+    assert "x" not in ds.tensors
+
+
+def test_every_accepted_class_label_round_trips_through_the_file_view(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ds = lakefs.empty(tmp_path / "ds")
+    names = ["x", "-1", "+2", "\u0661", "4"]
+    t = ds.create_tensor("l", htype="class_label", class_names=names)
+    label = st.one_of(st.text(max_size=6), st.integers(0, 12), st.sampled_from(names))
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.one_of(label, st.lists(label, max_size=4)))
+    def check(value):
+        try:
+            s = t.append(value)
+        except InvalidSampleError:
+            return
+        names = t.class_names
+        copy = t.write_file("copy.txt", s.file_bytes())
+        assert copy.numpy().tolist() == s.numpy().tolist()
+        assert t.class_names == names  # the copy made no new class
+
+    check()
+    ds.close()
