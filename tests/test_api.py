@@ -399,3 +399,19 @@ def test_palette_png_mask_keeps_class_indices(tmp_path):
     img.append(out.getvalue())
     assert img[0].shape == (2, 3, 3)  # an image shows the colours
     ds.close()
+
+
+def test_boolean_mask_selects_rows(tmp_path):
+    """Each bool was taken as the row 0 or 1."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", dtype="int32")
+    t.extend([[i] for i in range(10)])
+    mask = np.array([True, False] * 5)
+    assert [s.numpy()[0] for s in t[mask]] == [0, 2, 4, 6, 8]
+    assert [s.numpy()[0] for s in t[mask.tolist()]] == [0, 2, 4, 6, 8]
+    assert t[np.zeros(10, bool)] == []
+    for bad in (mask[:4], [True, False], np.ones((2, 5), bool)):
+        with pytest.raises(IndexError, match="boolean index"):
+            t[bad]
+    assert [s.numpy()[0] for s in t[[1, 3]]] == [1, 3] and [s.row for s in t[np.array([9, -1])]] == [9, 9]
+    ds.close()

@@ -212,10 +212,20 @@ class Tensor:
         if isinstance(item, slice):
             return [self[i] for i in range(*item.indices(len(self)))]
         if isinstance(item, (list, tuple, np.ndarray)):
-            return [self[int(i)] for i in item]
+            return [self[int(i)] for i in self._list_index(item)]
         with self.dataset._lock:
             row = self._row_of(item)
             return Sample(self, row, self._engine.index.entry(row))
+
+    def _list_index(self, item: Sequence[Any] | np.ndarray) -> Sequence[Any] | np.ndarray:
+        """Row numbers of a list index: a list of bools is a mask of the rows to take, as
+        in numpy (``int(True)`` would be row 1)."""
+        arr = np.asarray(item)
+        if arr.dtype != np.bool_:
+            return item
+        if arr.ndim != 1 or len(arr) != len(self):
+            raise IndexError(f"boolean index of shape {arr.shape} for tensor {self.name!r} of length {len(self)}")
+        return np.flatnonzero(arr)
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
