@@ -108,6 +108,30 @@ class Encoded:
             raise InvalidSampleError(f"a sample has at most {MAX_NDIM} dimensions, this one has {len(self.shape)}")
 
 
+def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
+    """``arr`` cast to the float dtype ``want``, rounding as Deep Lake does (float64 0.1
+    into float32), but never changing a value into something else: a finite value that
+    would become inf, or an integer the float cannot hold exactly, is refused."""
+    with np.errstate(over="ignore"):
+        out = arr.astype(want)
+    if arr.dtype.kind == "f":
+        grown = np.isfinite(arr) & ~np.isfinite(out)
+        if grown.any():
+            raise InvalidSampleError(f"value {arr[grown].flat[0].item()!r} does not fit {want} "
+                                     "(it would be stored as inf)")
+        return out
+    # Integers below 2**(mantissa bits + 1) are exact; the others are compared as Python
+    # numbers, which compare ints and floats exactly.
+    suspect = np.abs(arr.astype(np.float64)) >= 2 ** (np.finfo(want).nmant + 1)
+    if suspect.any():
+        given, stored = arr[suspect].astype(object), out[suspect].astype(object)
+        changed = given != stored
+        if changed.any():
+            raise InvalidSampleError(f"integer {given[changed][0]} does not fit {want} exactly "
+                                     f"(it would be stored as {stored[changed][0]!r})")
+    return out
+
+
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
     """The header ``numpy.save`` writes for a C-order array of this dtype and shape."""
     buf = io.BytesIO()
@@ -335,6 +359,8 @@ class SampleFormat:
             self.exact = self.exact or (self.htype.media_kind is None and arr.dtype.kind in "iub")
             return arr
         want = np.dtype(self.meta.dtype)
+        if arr.dtype.kind in "iu" and want.kind == "f":  # (numpy calls int64 -> float64 safe)
+            return _to_float(arr, want)
         if arr.dtype == want or np.can_cast(arr.dtype, want, "safe"):
             return arr.astype(want, copy=False)
         if arr.dtype.kind in "iub" and want.kind in "iub":
@@ -344,7 +370,7 @@ class SampleFormat:
             if lo <= int(arr.min()) and int(arr.max()) <= hi:
                 return arr.astype(want)
         elif arr.dtype.kind in "iuf" and want.kind == "f":
-            return arr.astype(want)  # float64 → float32 as Deep Lake does
+            return _to_float(arr, want)
         raise InvalidSampleError(f"dtype mismatch: the tensor holds {want}, the value is {arr.dtype}")
 
     def _load_npy(self, data: bytes) -> np.ndarray:

@@ -426,3 +426,48 @@ def test_every_accepted_class_label_round_trips_through_the_file_view(tmp_path):
 
     check()
     ds.close()
+
+
+def _npy_of(arr: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, arr)
+    return out.getvalue()
+
+
+FLOAT_OVERFLOWS = [
+    ("float16", np.array([1.0, 1e10])),  # was stored as inf
+    ("float32", np.array([1e39])),
+    ("float32", np.array([-1e39], np.float64)),
+    ("float32", np.array([2**24 + 1], np.int64)),  # was stored as 16777216
+    ("float64", np.array([2**53 + 1], np.int64)),  # numpy calls int64 -> float64 "safe"
+    ("float16", np.array([70000], np.int32)),
+    ("float16", np.array([2049], np.int16)),
+]
+
+
+@pytest.mark.parametrize("dtype,value", FLOAT_OVERFLOWS, ids=[f"{d}-{i}" for i, (d, _) in enumerate(FLOAT_OVERFLOWS)])
+def test_value_a_float_tensor_would_change_is_refused(tmp_path, dtype, value):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", dtype=dtype)
+    with pytest.raises(InvalidSampleError, match=f"does not fit {dtype}") as info:
+        t.append(value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidSampleError, match=f"does not fit {dtype}"):
+        t.write_file("a.npy", _npy_of(value))
+    assert len(t) == 0 and len(ds) == 0
+    ds.close()
+
+
+def test_float_rounding_is_still_accepted(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    f = ds.create_tensor("f", dtype="float32")
+    h = ds.create_tensor("h", dtype="float16")
+    f.append(np.array([0.1, np.nan, np.inf, -np.inf, 1e-50]))
+    f.append(np.array([2**24, -(2**24), 2**30, 3], np.int64))  # exact in float32
+    h.write_file("a.npy", _npy_of(np.array([0.1, 65504.0])))
+    h.append(np.array([2048, -2048, 1], np.int32))
+    assert f[0].numpy().tolist()[:1] == [np.float32(0.1)] and np.isnan(f[0].numpy()[1])
+    assert f[0].numpy().tolist()[2:] == [np.inf, -np.inf, 0.0]
+    assert f[1].numpy().tolist() == [2**24, -(2**24), 2**30, 3]
+    assert h["a"].numpy().tolist() == [np.float16(0.1), 65504.0] and h[1].numpy().dtype == np.float16
+    ds.close()
