@@ -415,3 +415,24 @@ def test_boolean_mask_selects_rows(tmp_path):
             t[bad]
     assert [s.numpy()[0] for s in t[[1, 3]]] == [1, 3] and [s.row for s in t[np.array([9, -1])]] == [9, 9]
     ds.close()
+
+
+def test_int16_audio_is_stored_as_16_bit_wav_and_read_back_exactly(tmp_path):
+    """The image-only narrowing of integer arrays refused an int16 sine ("do not fit a wav
+    image") and stored small values as 8-bit WAV, making the tensor uint8."""
+    ds = lakefs.empty(tmp_path / "ds")
+    a = ds.create_tensor("a", htype="audio")
+    sine = (9999 * np.sin(np.linspace(0, 60, 4000))).astype(np.int16).reshape(-1, 1)
+    small = np.arange(50, dtype=np.int16).reshape(-1, 1)
+    a.extend([sine, small])
+    for s, want in zip(a, (sine, small), strict=True):
+        with wave.open(io.BytesIO(s.tobytes())) as w:
+            assert w.getsampwidth() == 2
+        got = s.numpy()
+        assert got.dtype == np.int16 and np.array_equal(got, want)
+    assert a.dtype == "int16"
+    b = ds.create_tensor("b", htype="audio", dtype="int16")
+    b.append(np.arange(1001, dtype=np.int16))  # was "wav needs ... got uint16"
+    b.append(np.arange(-5, 5))  # int64 values an int16 tensor holds
+    assert [s.numpy().dtype for s in b] == [np.int16, np.int16] and b[1].numpy()[0, 0] == -5
+    ds.close()

@@ -239,16 +239,25 @@ class SampleFormat:
         )
 
     def _media_array(self, arr: np.ndarray) -> Encoded:
-        if arr.dtype == np.bool_:
-            arr = arr.astype(np.uint8) * 255
-        elif arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16) and arr.size:
-            top = int(arr.max())
-            if int(arr.min()) < 0 or top > 65535:
-                raise InvalidSampleError(f"values {arr.min()}..{top} do not fit a {self.codec.name} image")
-            arr = arr.astype(np.uint8 if top < 256 else np.uint16)
+        if self.codec.kind == "image":
+            arr = self._image_pixels(arr)
+        elif self.meta.dtype is not None:  # audio: samples of the tensor's dtype (int16 WAV)
+            arr = self._cast(arr)
         prepared = encode_array(arr, self.codec.name, exact=self.exact)
         self._fit_dtype(prepared.info.dtype)
         return Encoded(prepared.data, tuple(prepared.info.shape), self.canonical_ext, len(prepared.data))
+
+    def _image_pixels(self, arr: np.ndarray) -> np.ndarray:
+        """Integer arrays as the pixel depth that holds their values (image formats store
+        uint8 or uint16); a bool array as black and white."""
+        if arr.dtype == np.bool_:
+            return arr.astype(np.uint8) * 255
+        if arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16) and arr.size:
+            top = int(arr.max())
+            if int(arr.min()) < 0 or top > 65535:
+                raise InvalidSampleError(f"values {arr.min()}..{top} do not fit a {self.codec.name} image")
+            return arr.astype(np.uint8 if top < 256 else np.uint16)
+        return arr
 
     def _decode_media(self, data: bytes) -> np.ndarray:
         codec = detect(data)
