@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -33,8 +33,8 @@ from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path
-from lakefs.dataset.samples import SUPPORTED_DTYPES, SampleFormat, check_class_name, supported_dtype
-from lakefs.dataset.tensor import Tensor
+from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
+from lakefs.dataset.tensor import Tensor, item_error
 from lakefs.dataset.views import Group, Row
 from lakefs.errors import (
     ConfigError,
@@ -770,26 +770,65 @@ class Dataset:
             self._check_writable()
             if not isinstance(sample, dict):
                 raise InvalidSampleError("ds.append takes a dict of tensor name → value")
-            targets = [(self._get_tensor(name), value) for name, value in sample.items()]
+            tensors = [self._get_tensor(name) for name in sample]
             if key is not None:
                 check_key(key)
                 if self._rows.find(key) is not None:
                     raise KeyExistsError(f"row key {key!r} already exists")
-            with contextlib.ExitStack() as undo:  # a refused value undoes the others' meta changes
-                for t, _ in targets:
-                    undo.enter_context(t._format.rollback())
-                encoded = [(t, t._format.from_value(v), v) for t, v in targets]
-            row = len(self._rows)
-            self._rows.append(key if key is not None else self._auto_key(row))
-            for tensor, enc, value in encoded:
-                tensor._write(row, enc, value)
-            self._touch()
-            return Row(self, row)
+            (cells,) = self._encode_rows(tensors, [list(sample.values())], name_items=False)
+            return Row(self, self._store_row(cells, key))
 
     def extend(self, samples: dict[str, list[Any]]) -> None:
-        names = list(samples)
-        for values in zip(*(samples[n] for n in names), strict=True):
-            self.append(dict(zip(names, values)))
+        """Add a row per item: ``ds.extend({"images": [...], "labels": [...]})``. All rows or
+        none: the lists must have one length, and every value is validated before any row
+        is stored; a refused value is named by its tensor and position."""
+        with self._lock:
+            self._check_writable()
+            if not isinstance(samples, dict):
+                raise InvalidSampleError("ds.extend takes a dict of tensor name → list of values")
+            tensors = [self._get_tensor(name) for name in samples]
+            columns = []
+            for name, values in samples.items():
+                if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+                    raise InvalidSampleError(f"ds.extend: the values of {name!r} must be a list, "
+                                             f"not {type(values).__name__}")
+                columns.append(list(values))
+            lengths = {len(c) for c in columns}
+            if len(lengths) > 1:
+                given = ", ".join(f"{n!r}: {len(c)}" for n, c in zip(samples, columns, strict=True))
+                raise InvalidSampleError(f"ds.extend needs lists of one length, got {given}")
+            for cells in self._encode_rows(tensors, list(zip(*columns, strict=True)), name_items=True):
+                self._store_row(cells, None)
+
+    def _encode_rows(self, tensors: list[Tensor], rows: list[Sequence[Any]], *,
+                     name_items: bool) -> list[list[tuple[Tensor, Encoded, Any]]]:
+        """Every value of ``rows`` (one per tensor) validated and encoded before anything
+        is stored; a refused value undoes what the others changed in their tensors'
+        settings (a dtype adopted, class names added)."""
+        out = []
+        with contextlib.ExitStack() as undo:
+            for t in tensors:
+                undo.enter_context(t._format.rollback())
+            for i, values in enumerate(rows):
+                row = []
+                for t, value in zip(tensors, values, strict=True):
+                    try:
+                        row.append((t, t._format.from_value(value), value))
+                    except LakeFSError as e:
+                        if not name_items:
+                            raise
+                        raise item_error(e, f"tensor {t.name!r} item {i}") from e
+                out.append(row)
+        return out
+
+    def _store_row(self, cells: list[tuple[Tensor, Encoded, Any]], key: str | None) -> int:
+        """Store encoded cells as a new row (an automatic key without ``key``)."""
+        row = len(self._rows)
+        self._rows.append(key if key is not None else self._auto_key(row))
+        for tensor, enc, value in cells:
+            tensor._write(row, enc, value)
+        self._touch()
+        return row
 
     def __getitem__(self, item: int | str | slice) -> Any:
         if isinstance(item, str):

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
 from lakefs.dataset.names import check_key, split_filename
 from lakefs.dataset.samples import Encoded, SampleFormat
-from lakefs.errors import InvalidNameError, SampleNotFoundError
+from lakefs.errors import InvalidNameError, LakeFSError, SampleNotFoundError
 from lakefs.format.index import FLAG_TRANSCODED
 from lakefs.format.manifest import TensorMeta
 
@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 DEFAULT_MODE = 0o644
 MAX_EXTS = 255
+
+
+def item_error(e: LakeFSError, where: str) -> LakeFSError:
+    """``e`` with the position of the refused item in front, of the same class (callers
+    catch by it)."""
+    return type(e)(f"{where}: {e}")
 
 
 class Sample:
@@ -258,9 +264,22 @@ class Tensor:
             self._write(row, encoded, value)
             return Sample(self, row, self._engine.index.entry(row))
 
-    def extend(self, values: Any) -> None:
-        for v in values:
-            self.append(v)
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append every value, or none: all are checked and encoded before any is stored,
+        and a refused one is named by its position."""
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            encoded = []
+            with self._format.rollback():
+                for i, value in enumerate(values):
+                    try:
+                        encoded.append((self._format.from_value(value), value))
+                    except LakeFSError as e:
+                        raise item_error(e, f"item {i}") from e
+            row = self._engine.index.last_filled_row() + 1
+            self.dataset._ensure_rows(row + len(encoded))
+            for i, (enc, value) in enumerate(encoded):
+                self._write(row + i, enc, value)
 
     def __setitem__(self, item: int | str, value: Any) -> None:
         with self.dataset._lock:

@@ -471,3 +471,37 @@ def test_float_rounding_is_still_accepted(tmp_path):
     assert f[1].numpy().tolist() == [2**24, -(2**24), 2**30, 3]
     assert h["a"].numpy().tolist() == [np.float16(0.1), 65504.0] and h[1].numpy().dtype == np.float16
     ds.close()
+
+
+def test_tensor_extend_stores_all_or_nothing(ds, tmp_path):
+    """Rows before the bad item stayed stored."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match="^item 2: ") as info:
+        ds.arr.extend([[1], [2], "bad", [4]])
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidSampleError, match="^item 1: "):
+        ds.labels.extend(["newclass", 1.5])
+    assert _state(ds) == before and "newclass" not in ds.labels.class_names
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+    ds.arr.extend(np.array([[1], [2]]))
+    assert [s.numpy().tolist() for s in ds.arr] == [[1, 2], [1], [2]]
+
+
+@pytest.mark.parametrize("samples,match", [
+    ({"arr": [[5], [6]], "labels": ["newclass", 1.5]}, "tensor 'labels' item 1: "),
+    ({"arr": [[5], [6], [7]], "labels": ["newclass", "cat"]}, "one length, got 'arr': 3, 'labels': 2"),
+    ({"arr": [[5]], "labels": "cat"}, "must be a list, not str"),
+    ({"arr": [[5]], "nope": [1]}, "nope"),
+])
+def test_dataset_extend_stores_all_or_nothing(ds, tmp_path, samples, match):
+    """A row was stored before a bad value; unequal lengths stored rows, then a raw ValueError."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(LakeFSError, match=match) as info:
+        ds.extend(samples)
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before and "newclass" not in ds.labels.class_names
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+    ds.extend({"arr": [[5], [6]], "labels": ["newclass", "cat"]})
+    assert [s.numpy().tolist() for s in ds.arr][1:] == [[5], [6]] and ds.labels[2].numpy().tolist() == [0]
