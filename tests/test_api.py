@@ -436,3 +436,25 @@ def test_int16_audio_is_stored_as_16_bit_wav_and_read_back_exactly(tmp_path):
     b.append(np.arange(-5, 5))  # int64 values an int16 tensor holds
     assert [s.numpy().dtype for s in b] == [np.int16, np.int16] and b[1].numpy()[0, 0] == -5
     ds.close()
+
+
+def test_assigning_past_the_last_row_is_an_index_error(tmp_path):
+    """t[10**6] = x made a million rows (and t[10**9] ran for hours)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    a = ds.create_tensor("a", dtype="int32")
+    b = ds.create_tensor("b", dtype="int32")
+    a.extend([[0], [1], [2]])
+    for i in (3, 10**6, 10**12):
+        with pytest.raises(IndexError, match=f"row {i} does not exist"):
+            b[i] = [1]
+        with pytest.raises(IndexError):
+            a[i] = [1]
+    assert len(ds) == 3 and len(b) == 0
+    b[2] = [20]  # an empty cell of an existing row is filled
+    b[0] = [0]
+    a[-1] = [22]
+    assert len(b) == 3 and b[1].is_empty and [s.numpy().tolist() for s in b[::2]] == [[0], [20]]
+    assert a[2].numpy().tolist() == [22] and len(ds) == 3
+    b["new"] = [9]  # a new key still makes its row
+    assert len(ds) == 4 and ds["new"].b.numpy().tolist() == [9]
+    ds.close()

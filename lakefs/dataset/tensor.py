@@ -287,7 +287,14 @@ class Tensor:
             if isinstance(item, str):
                 check_key(item)
             elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-                row = self._row_of(item) if item < len(self) or item < 0 else int(item)
+                rows = len(self.dataset._rows)
+                if item < 0:
+                    row = self._row_of(item)
+                elif item < rows:  # an existing row, whose cell here may be empty
+                    row = int(item)
+                else:  # (as Deep Lake; filling the rows up to it made 10**6 rows for t[10**6])
+                    raise IndexError(f"row {item} does not exist (the dataset has {rows} rows): "
+                                     "use append or extend to add rows")
             else:
                 raise TypeError(f"tensor indices are ints or row keys, not {type(item).__name__}")
             # Validate and encode before creating any row: a bad value stores nothing.
@@ -295,8 +302,6 @@ class Tensor:
                 encoded = self._format.from_value(value)
             if isinstance(item, str):
                 row = self.dataset._row_for_key(item, create=True)
-            else:
-                self.dataset._ensure_rows(row + 1)
             self._write(row, encoded, value)
 
     def pop(self, item: int | str) -> None:
