@@ -27,6 +27,7 @@ from lakefs.compression import (
     encode_array,
     get_codec,
     prepare_encoded,
+    probe_decodable,
 )
 from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
@@ -263,6 +264,7 @@ class SampleFormat:
         codec = detect(data)
         if codec is None or codec.kind != self.htype.media_kind:
             raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
+        probe_decodable(codec, data, exact=self.exact)
         return decode_values(codec, data, exact=self.exact)
 
     def _array_sample(self, arr: np.ndarray) -> Encoded:

@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from image_samples import png16, tiff_uint32
 from PIL import Image
 
 import lakefs
@@ -505,3 +506,40 @@ def test_dataset_extend_stores_all_or_nothing(ds, tmp_path, samples, match):
     assert _stored_objects(tmp_path / "ds") == objects
     ds.extend({"arr": [[5], [6]], "labels": ["newclass", "cat"]})
     assert [s.numpy().tolist() for s in ds.arr][1:] == [[5], [6]] and ds.labels[2].numpy().tolist() == [0]
+
+
+UNDECODABLE = [("png", "a.png", png16(3)), ("png", "a.png", png16(4)), ("png", "a.png", png16(2)),
+               ("tif", "a.tif", tiff_uint32()), ("raw", "a.png", png16(3))]
+
+
+@pytest.mark.parametrize("tensor,name,data", UNDECODABLE, ids=["rgb16", "rgba16", "la16", "u32tif", "rgb16-raw"])
+def test_an_image_lakefs_cannot_decode_is_refused_by_append_and_write_file(tmp_path, tensor, name, data):
+    """A 16-bit RGB PNG was stored in a uint16 png tensor, and numpy() then failed."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("png", htype="image", dtype="uint16", sample_compression="png")
+    ds.create_tensor("tif", htype="image", dtype="uint32", sample_compression="tiff")
+    ds.create_tensor("raw", htype="image", dtype="uint16")  # decoded arrays, no compression
+    ds.flush()
+    objects = _stored_objects(tmp_path / "ds")
+    (tmp_path / name).write_bytes(data)
+    t = ds[tensor]
+    for write in (lambda: t.append(lakefs.read(tmp_path / name)), lambda: t.write_file(name, data),
+                  lambda: ds.append({tensor: data})):
+        with pytest.raises(UndecodableError, match="images are not supported") as info:
+            write()
+        assert "\n" not in str(info.value)
+    assert len(ds) == 0
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+    ds.close()
+
+
+def test_image_arrays_the_codec_cannot_decode_are_refused_and_16_bit_gray_is_kept(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    png = ds.create_tensor("png", htype="image", dtype="uint16", sample_compression="png")
+    with pytest.raises(InvalidSampleError, match="png cannot store a uint16 image with 3 channels"):
+        png.append(np.zeros((2, 2, 3), np.uint16))
+    png.append(np.full((2, 2), 40000, np.uint16))
+    png.append(png16(1))
+    assert png[0].numpy().max() == 40000 and png[1].numpy().dtype == np.uint16
+    ds.close()
