@@ -29,6 +29,7 @@ from lakefs.compression import (
     prepare_encoded,
     probe_decodable,
 )
+from lakefs.compression.prepare import describe
 from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
 from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
@@ -131,6 +132,15 @@ def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
             raise InvalidSampleError(f"integer {given[changed][0]} does not fit {want} exactly "
                                      f"(it would be stored as {stored[changed][0]!r})")
     return out
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; a str holding a lone surrogate ("\\ud800") has no UTF-8 form."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidSampleError(f"{what} must be valid Unicode: it holds the lone surrogate "
+                                 f"{text[e.start]!r} at position {e.start}, which UTF-8 cannot store") from None
 
 
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
@@ -261,6 +271,9 @@ class SampleFormat:
         return arr
 
     def _decode_media(self, data: bytes) -> np.ndarray:
+        if self.htype.media_kind is None:  # generic, bbox: arrays come as .npy files
+            raise UndecodableError(f"a {self.htype.name} tensor takes arrays as .npy files; "
+                                   f"this is not one ({describe(data)})")
         codec = detect(data)
         if codec is None or codec.kind != self.htype.media_kind:
             raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
@@ -297,12 +310,13 @@ class SampleFormat:
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return self._validate_file(bytes(value))
             try:
-                return json.dumps(value, ensure_ascii=False).encode("utf-8")
+                text = json.dumps(value, ensure_ascii=False)
             except (TypeError, ValueError) as e:
                 raise InvalidSampleError(f"value is not JSON-serialisable: {e}") from e
+            return _utf8(text, "a JSON sample")
         if name == "text":
             if isinstance(value, str):
-                return value.encode("utf-8")
+                return _utf8(value, "a text sample")
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return self._validate_file(bytes(value))
             raise InvalidSampleError(f"a text sample must be str, not {type(value).__name__}")

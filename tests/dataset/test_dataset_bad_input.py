@@ -543,3 +543,34 @@ def test_image_arrays_the_codec_cannot_decode_are_refused_and_16_bit_gray_is_kep
     png.append(png16(1))
     assert png[0].numpy().max() == 40000 and png[1].numpy().dtype == np.uint16
     ds.close()
+
+
+def test_a_file_that_is_not_npy_into_an_array_tensor_says_what_it_takes(ds, tmp_path):
+    """The message was "content is not a recognised None file"."""
+    ds.create_tensor("boxes", htype="bbox")
+    (tmp_path / "a.png").write_bytes(_png())
+    for tensor in ("arr", "boxes"):
+        with pytest.raises(UndecodableError, match=f"a {ds[tensor].htype} tensor takes arrays as .npy files") as info:
+            ds[tensor].append(lakefs.read(tmp_path / "a.png"))
+        assert "None" not in str(info.value) and "png image" in str(info.value)
+
+
+@pytest.mark.parametrize("tensor,value", [("txt", "ab\ud800"), ("meta", {"k": "\ud800"}), ("meta", ["x", "\udfff"])])
+def test_a_string_utf8_cannot_store_is_a_lakefs_error(ds, tensor, value):
+    """A raw UnicodeEncodeError came out of append."""
+    before = _state(ds)
+    with pytest.raises(InvalidSampleError, match="surrogate") as info:
+        ds[tensor].append(value)
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before
+
+
+@pytest.mark.parametrize("name,shown", [("a//b", "'a//b'"), ("g/../b", "'g/../b'"), ("g/.b", "'g/.b'"),
+                                        ("g/x\ny", "'g/x\\\\ny'")])
+def test_a_bad_part_of_a_tensor_path_names_the_whole_path(ds, name, shown):
+    """create_tensor("a//b") said "invalid tensor name ''"."""
+    with pytest.raises(InvalidNameError, match=f"^tensor name {shown}: ") as info:
+        ds.create_tensor(name)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidNameError, match="name too long|at most 255"):
+        ds.create_tensor("g/" + "x" * 300)
