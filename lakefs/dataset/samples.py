@@ -134,6 +134,11 @@ def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
     return out
 
 
+def _refuse_json_constant(name: str) -> Any:
+    """Python's json reads NaN, Infinity and -Infinity; JSON has no such values."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _utf8(text: str, what: str) -> bytes:
     """``text`` as UTF-8; a str holding a lone surrogate ("\\ud800") has no UTF-8 form."""
     try:
@@ -309,8 +314,8 @@ class SampleFormat:
         if name == "json":
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return self._validate_file(bytes(value))
-            try:
-                text = json.dumps(value, ensure_ascii=False)
+            try:  # (NaN and Infinity are no JSON: strict parsers, jq and JavaScript, refuse them)
+                text = json.dumps(value, ensure_ascii=False, allow_nan=False)
             except (TypeError, ValueError) as e:
                 raise InvalidSampleError(f"value is not JSON-serialisable: {e}") from e
             return _utf8(text, "a JSON sample")
@@ -335,9 +340,11 @@ class SampleFormat:
                 raise UndecodableError(f"content is not UTF-8 text ({e.reason} at byte {e.start})") from e
             if name == "json":
                 try:
-                    json.loads(text)
-                except json.JSONDecodeError as e:
+                    json.loads(text, parse_constant=_refuse_json_constant)
+                except ValueError as e:
                     raise UndecodableError(f"content is not valid JSON: {e}") from e
+                except RecursionError as e:
+                    raise UndecodableError("content is JSON nested too deeply to read") from e
         return data
 
     # --- arrays ------------------------------------------------------------------------

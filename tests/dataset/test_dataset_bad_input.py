@@ -574,3 +574,26 @@ def test_a_bad_part_of_a_tensor_path_names_the_whole_path(ds, name, shown):
     assert "\n" not in str(info.value)
     with pytest.raises(InvalidNameError, match="name too long|at most 255"):
         ds.create_tensor("g/" + "x" * 300)
+
+
+@pytest.mark.parametrize("value", [{"a": float("nan")}, [float("inf")], -float("inf"), {"a": [1, np.nan]}])
+def test_json_with_nan_or_infinity_is_refused(ds, value):
+    """It was stored as {"a": NaN}, which jq and JavaScript refuse."""
+    before = _state(ds)
+    with pytest.raises(InvalidSampleError, match="JSON") as info:
+        ds.meta.append(value)
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before
+
+
+@pytest.mark.parametrize("data", [b'{"a": NaN}', b"[Infinity]", b"-Infinity", b'{"a": [1, -Infinity]}',
+                                  b"[" * 100_000 + b"]" * 100_000])
+def test_a_json_file_with_nan_or_infinity_is_refused(ds, data):
+    before = _state(ds)
+    with pytest.raises(UndecodableError, match="JSON"):
+        ds.meta.write_file("a.json", data)
+    with pytest.raises(UndecodableError, match="JSON"):
+        ds.meta.append(data)
+    assert _state(ds) == before
+    ds.meta.write_file("b.json", b'{"a": 1e300, "b": "NaN"}')  # a big number, a string
+    assert ds.meta["b"].numpy() == {"a": 1e300, "b": "NaN"}

@@ -944,3 +944,13 @@ def test_an_npy_a_float16_tensor_would_store_as_inf_is_einval(fs):
     assert errno_of(fs.flush, fh) == errno.EINVAL
     fs.release(fh)
     assert fs.readdir("/h") == []
+
+
+def test_a_json_file_with_nan_is_einval(fs):
+    fs.mkdir("/meta", 0o755)
+    put(fs, "/meta/ok.json", b'{"a": 1}')
+    fh = fs.create("/meta/nan.json", 0o644)
+    fs.write(fh, b'{"a": NaN}', 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert [n for n, _ in fs.readdir("/meta")] == ["ok.json"]
