@@ -458,3 +458,13 @@ def test_assigning_past_the_last_row_is_an_index_error(tmp_path):
     b["new"] = [9]  # a new key still makes its row
     assert len(ds) == 4 and ds["new"].b.numpy().tolist() == [9]
     ds.close()
+
+
+def test_an_empty_tensor_reads_as_an_empty_array_of_its_dtype(tmp_path):
+    """It was float64 whatever the tensor's dtype."""
+    ds = lakefs.empty(tmp_path / "ds")
+    assert ds.create_tensor("a", dtype="int16").numpy().dtype == np.int16
+    assert ds.create_tensor("l", htype="class_label").numpy().dtype == np.uint32
+    assert ds.create_tensor("m", htype="binary_mask", sample_compression="png").numpy().dtype == np.bool_
+    assert ds.create_tensor("g").numpy().shape == (0,)  # dtype from the first sample: not known yet
+    ds.close()

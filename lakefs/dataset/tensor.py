@@ -246,8 +246,10 @@ class Tensor:
     def numpy(self) -> Any:
         """All samples: one stacked array when shapes agree, else a list."""
         values = [s.numpy() for s in self]
+        if not values:  # of the tensor's dtype when it has one, as its samples would be
+            return np.zeros((0,), dtype=self.dtype or np.float64)
         try:
-            return np.stack(values) if values else np.zeros((0,))
+            return np.stack(values)
         except ValueError:
             return values
 
