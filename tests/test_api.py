@@ -399,3 +399,72 @@ def test_palette_png_mask_keeps_class_indices(tmp_path):
     img.append(out.getvalue())
     assert img[0].shape == (2, 3, 3)  # an image shows the colours
     ds.close()
+
+
+def test_boolean_mask_selects_rows(tmp_path):
+    """Each bool was taken as the row 0 or 1."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", dtype="int32")
+    t.extend([[i] for i in range(10)])
+    mask = np.array([True, False] * 5)
+    assert [s.numpy()[0] for s in t[mask]] == [0, 2, 4, 6, 8]
+    assert [s.numpy()[0] for s in t[mask.tolist()]] == [0, 2, 4, 6, 8]
+    assert t[np.zeros(10, bool)] == []
+    for bad in (mask[:4], [True, False], np.ones((2, 5), bool)):
+        with pytest.raises(IndexError, match="boolean index"):
+            t[bad]
+    assert [s.numpy()[0] for s in t[[1, 3]]] == [1, 3] and [s.row for s in t[np.array([9, -1])]] == [9, 9]
+    ds.close()
+
+
+def test_int16_audio_is_stored_as_16_bit_wav_and_read_back_exactly(tmp_path):
+    """The image-only narrowing of integer arrays refused an int16 sine ("do not fit a wav
+    image") and stored small values as 8-bit WAV, making the tensor uint8."""
+    ds = lakefs.empty(tmp_path / "ds")
+    a = ds.create_tensor("a", htype="audio")
+    sine = (9999 * np.sin(np.linspace(0, 60, 4000))).astype(np.int16).reshape(-1, 1)
+    small = np.arange(50, dtype=np.int16).reshape(-1, 1)
+    a.extend([sine, small])
+    for s, want in zip(a, (sine, small), strict=True):
+        with wave.open(io.BytesIO(s.tobytes())) as w:
+            assert w.getsampwidth() == 2
+        got = s.numpy()
+        assert got.dtype == np.int16 and np.array_equal(got, want)
+    assert a.dtype == "int16"
+    b = ds.create_tensor("b", htype="audio", dtype="int16")
+    b.append(np.arange(1001, dtype=np.int16))  # was "wav needs ... got uint16"
+    b.append(np.arange(-5, 5))  # int64 values an int16 tensor holds
+    assert [s.numpy().dtype for s in b] == [np.int16, np.int16] and b[1].numpy()[0, 0] == -5
+    ds.close()
+
+
+def test_assigning_past_the_last_row_is_an_index_error(tmp_path):
+    """t[10**6] = x made a million rows (and t[10**9] ran for hours)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    a = ds.create_tensor("a", dtype="int32")
+    b = ds.create_tensor("b", dtype="int32")
+    a.extend([[0], [1], [2]])
+    for i in (3, 10**6, 10**12):
+        with pytest.raises(IndexError, match=f"row {i} does not exist"):
+            b[i] = [1]
+        with pytest.raises(IndexError):
+            a[i] = [1]
+    assert len(ds) == 3 and len(b) == 0
+    b[2] = [20]  # an empty cell of an existing row is filled
+    b[0] = [0]
+    a[-1] = [22]
+    assert len(b) == 3 and b[1].is_empty and [s.numpy().tolist() for s in b[::2]] == [[0], [20]]
+    assert a[2].numpy().tolist() == [22] and len(ds) == 3
+    b["new"] = [9]  # a new key still makes its row
+    assert len(ds) == 4 and ds["new"].b.numpy().tolist() == [9]
+    ds.close()
+
+
+def test_an_empty_tensor_reads_as_an_empty_array_of_its_dtype(tmp_path):
+    """It was float64 whatever the tensor's dtype."""
+    ds = lakefs.empty(tmp_path / "ds")
+    assert ds.create_tensor("a", dtype="int16").numpy().dtype == np.int16
+    assert ds.create_tensor("l", htype="class_label").numpy().dtype == np.uint32
+    assert ds.create_tensor("m", htype="binary_mask", sample_compression="png").numpy().dtype == np.bool_
+    assert ds.create_tensor("g").numpy().shape == (0,)  # dtype from the first sample: not known yet
+    ds.close()

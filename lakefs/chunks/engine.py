@@ -252,7 +252,7 @@ class ChunkEngine:
                         self._prefetch(chunk_id, key)     # samples of it are cache reads
                     data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
             except ObjectNotFoundError as err:
-                raise CorruptionError(f"row {int(e['row'])}: chunk {key} is missing") from err
+                raise CorruptionError(f"row {int(e['row'])}: {self._missing(key)}") from err
         if len(data) != n or crc32(data) != int(e["crc"]):
             raise CorruptionError(
                 f"row {int(e['row'])}: sample checksum mismatch in chunk "
@@ -331,8 +331,18 @@ class ChunkEngine:
             elif blob is None:
                 blob = self.storage.get(key)
         except ObjectNotFoundError as err:
-            raise CorruptionError(f"chunk {key} is missing") from err
+            raise CorruptionError(self._missing(key)) from err
         return memoryview(chunkfmt.decode_view(blob, key, self._decompress))
+
+    def _missing(self, key: str) -> str:
+        """Why chunk ``key`` is not there. A reader's snapshot loses chunks when the writer
+        compacts or deletes a tensor (chunks are deleted once no commit names them), which
+        is no damage: the reader must move to the new commit."""
+        if self.writer is not None:
+            return f"chunk {key} is missing"
+        return (f"chunk {key} is missing: the dataset changed since this reader loaded it (the writer "
+                "compacted it or deleted the tensor); refresh() or reopen it, and run lakefs fsck if "
+                "the chunk is still missing")
 
     def _hint_tile(self, chunk_id: int) -> None:
         self.storage.prefetch(keys.chunk(self.tid, chunk_id))
@@ -346,7 +356,7 @@ class ChunkEngine:
                 if blob is None:
                     blob = self.storage.get(key)
             except ObjectNotFoundError as err:
-                raise CorruptionError(f"chunk {key} is missing") from err
+                raise CorruptionError(self._missing(key)) from err
             payload = chunkfmt.decode(blob, key, self._decompress)
             self.cache.put(key, payload)
         return payload

@@ -9,7 +9,7 @@ Shape conventions of decoded samples (``probe(data)`` == ``decode(data)`` shape/
 
 - images: ``(H, W, C)``, C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA; ``uint8``, or
   ``uint16`` for 16-bit grayscale PNG/TIFF (16-bit colour probes as uint16 but has no
-  lossless decoder). Per-format details in :mod:`lakefs.compression.images`.
+  lossless decoder: writes refuse it). Per-format details in :mod:`lakefs.compression.images`.
 - wav: ``(frames, channels)`` with the file's sample dtype (24-bit -> int32).
 - flac: ``(frames, channels)`` from STREAMINFO, int16/int32; mp3: ``(frames, channels)``
   float32, frame count from the Xing header or estimated; no decoders for either.
@@ -25,6 +25,7 @@ from lakefs.compression.prepare import (
     decode_values,
     encode_array,
     prepare_encoded,
+    probe_decodable,
 )
 from lakefs.compression.registry import (
     codec_for_extension,
@@ -49,5 +50,6 @@ __all__ = [
     "encode_array",
     "get_codec",
     "prepare_encoded",
+    "probe_decodable",
     "register",
 ]

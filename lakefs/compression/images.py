@@ -15,7 +15,8 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
   exact tensors (masks) read a palette PNG or TIFF as its indices instead
   (:func:`palette_info`, :func:`decode_palette`): (H, W, 1) uint8.
   1/2/4-bit gray is expanded by Pillow to 0..255. 16-bit colour PNGs probe as uint16
-  but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError.
+  but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError, and a write
+  refuses them (:func:`decode_mode`), as it does uint32 TIFFs.
 - gif: first frame only, RGB (4 channels when that frame has a transparent colour).
 - bmp: palette images with an all-gray palette -> 1, other palettes / 16 / 24 bit -> 3,
   32 bit -> 4 only with a non-zero alpha mask.
@@ -61,6 +62,21 @@ _MODES: dict[tuple[int, str], str] = {
     (1, "int32"): "I",
     (1, "float32"): "F",
 }
+
+
+
+def decode_mode(info: SampleInfo) -> str | None:
+    """The Pillow mode that decodes an image of ``info`` with every value kept, or None
+    (16-bit colour, uint32): the one definition of what lakefs decodes, so a write refuses
+    exactly the images a read could not give back."""
+    return _MODES.get((info.shape[2], info.dtype))
+
+
+def not_decodable(name: str, info: SampleInfo) -> str:
+    """Why an image without a :func:`decode_mode` is refused."""
+    return (f"{name}: {info.shape[2]}-channel {info.dtype} images are not supported "
+            "(lakefs cannot decode them without reducing the bit depth)")
+
 
 # --- jpeg ----------------------------------------------------------------------------
 
@@ -369,12 +385,9 @@ def _decode(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], da
     from PIL import Image
 
     info = probe(data)
-    mode = _MODES.get((info.shape[2], info.dtype))
+    mode = decode_mode(info)
     if mode is None:
-        raise UnsupportedError(
-            f"{name}: decoding {info.shape[2]}-channel {info.dtype} images is not supported "
-            "(Pillow would reduce the bit depth)"
-        )
+        raise UnsupportedError(not_decodable(name, info))
     try:
         with Image.open(io.BytesIO(data), formats=[pil_format]) as image:
             image.load()

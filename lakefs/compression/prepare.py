@@ -2,7 +2,8 @@
 
 A file's bytes written into a tensor whose ``sample_compression`` is ``target``:
 
-- same format as the target: probed (header + structure check) and stored unchanged;
+- same format as the target: probed (header + structure check) and stored unchanged,
+  unless lakefs could not decode it back (a 16-bit colour PNG): refused;
 - another image format into an image tensor: decoded and re-encoded (logged at INFO on
   ``lakefs.compression``), unless that would lose information the tensor must keep;
 - anything else: refused with a message saying what the bytes look like.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lakefs.compression.codec import Codec, SampleInfo
-from lakefs.compression.images import decode_palette, palette_info
+from lakefs.compression.images import decode_mode, decode_palette, not_decodable, palette_info
 from lakefs.compression.registry import detect, get_codec
 from lakefs.errors import TranscodeRefusedError, UndecodableError
 
@@ -76,7 +77,7 @@ def prepare_encoded(data: bytes, target: str, *, exact: bool, allow_transcode: b
         stored = codec.compress(data)
         return Prepared(stored, SampleInfo((len(data),), "uint8"), False, source.name if source else None)
     if source is not None and source.name == codec.name:
-        return Prepared(bytes(data), probe_values(codec, data, exact=exact), False, source.name)
+        return Prepared(bytes(data), probe_decodable(codec, data, exact=exact), False, source.name)
     if source is None or source.kind != codec.kind:
         raise UndecodableError(f"content is not a {target} {codec.kind}: {describe(data)}")
     if codec.kind != "image":
@@ -120,6 +121,15 @@ def probe_values(codec: Codec, data: bytes, *, exact: bool) -> SampleInfo:
     """``codec.probe``, except that an exact tensor sees a palette image as its indices."""
     info = codec.probe(data)
     return (exact and palette_info(codec.name, data)) or info
+
+
+def probe_decodable(codec: Codec, data: bytes, *, exact: bool) -> SampleInfo:
+    """:func:`probe_values`, refusing an image lakefs could not decode back (a 16-bit
+    colour PNG, a uint32 TIFF): stored, it could never be read."""
+    info = probe_values(codec, data, exact=exact)
+    if codec.kind == "image" and decode_mode(info) is None:
+        raise UndecodableError(not_decodable(codec.name, info))
+    return info
 
 
 def decode_values(codec: Codec, data: bytes, *, exact: bool) -> np.ndarray:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -32,8 +33,8 @@ from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path
-from lakefs.dataset.samples import SampleFormat
-from lakefs.dataset.tensor import Tensor
+from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
+from lakefs.dataset.tensor import Tensor, item_error
 from lakefs.dataset.views import Group, Row
 from lakefs.errors import (
     ConfigError,
@@ -177,8 +178,6 @@ class Dataset:
                 "there): refusing to create one among other files; use a new or empty folder")
 
     def _check_marker(self, marker: bytes) -> None:
-        import json
-
         try:
             d = json.loads(marker)
         except ValueError as e:
@@ -613,15 +612,27 @@ class Dataset:
             raise InvalidSampleError(f"htype {htype!r} needs an {h.media_kind} sample_compression")
         if dtype is not None:
             try:
-                dtype = str(np.dtype(dtype))
+                resolved = np.dtype(dtype)
             except TypeError as e:
                 raise InvalidSampleError(f"unknown dtype {dtype!r}") from e
-        if class_names is not None and (not isinstance(class_names, (list, tuple))
-                                        or not all(isinstance(c, str) for c in class_names)):
-            raise InvalidSampleError("class_names must be a list of strings")
+            if not supported_dtype(resolved):
+                raise InvalidSampleError(f"dtype {resolved} is not supported; a tensor holds {SUPPORTED_DTYPES}")
+            if h.name == "class_label" and resolved.kind not in "iu":
+                raise InvalidSampleError(f"a class_label tensor holds class indices: dtype {resolved} is not "
+                                         "an integer dtype (the default is uint32)")
+            dtype = str(resolved)
+        if class_names is not None:
+            if not isinstance(class_names, (list, tuple)) or not all(isinstance(c, str) for c in class_names):
+                raise InvalidSampleError("class_names must be a list of strings")
+            seen: set[str] = set()
+            for i, c in enumerate(class_names):
+                if check_class_name(c, i) in seen:  # (its label would read back as the first)
+                    raise InvalidSampleError(f"class name {c!r} is given twice in class_names")
+                seen.add(c)
         size = int(chunk_size or DEFAULT_CHUNK_SIZE)
         if size < 4096:
             raise InvalidSampleError(f"chunk_size {size} is too small (at least 4096)")
+        info = _json_info(info)
         return TensorMeta(
             tid=f"t{self._ids.take()}",
             htype=h.name,
@@ -630,7 +641,7 @@ class Dataset:
             chunk_compression=cc,
             chunk_size=size,
             class_names=list(class_names or []),
-            info=dict(info),
+            info=info,
         )
 
     def create_group(self, name: str, exist_ok: bool = False) -> Group:
@@ -759,27 +770,13 @@ class Dataset:
             self._check_writable()
             if not isinstance(sample, dict):
                 raise InvalidSampleError("ds.append takes a dict of tensor name → value")
-            targets = [(self._get_tensor(name), value) for name, value in sample.items()]
+            tensors = [self._get_tensor(name) for name in sample]
             if key is not None:
                 check_key(key)
                 if self._rows.find(key) is not None:
                     raise KeyExistsError(f"row key {key!r} already exists")
-            with contextlib.ExitStack() as undo:  # a refused value undoes the others' meta changes
-                for t, _ in targets:
-                    undo.enter_context(t._format.rollback())
-                encoded = [(t, t._format.from_value(v), v) for t, v in targets]
-            row = len(self._rows)
-            self._rows.append(key if key is not None else self._auto_key(row))
-            written: list[Tensor] = []
-            try:
-                for tensor, enc, value in encoded:
-                    tensor._write(row, enc, value)
-                    written.append(tensor)
-            except BaseException:  # (a full disk): the row goes, with the cells it got
-                self._undo_new_row(row, written)
-                raise
-            self._touch()
-            return Row(self, row)
+            (cells,) = self._encode_rows(tensors, [list(sample.values())], name_items=False)
+            return Row(self, self._store_row(cells, key))
 
     def _undo_new_row(self, row: int, written: list[Tensor]) -> None:
         """Take back a row just appended whose cells could not all be stored (a storage
@@ -790,9 +787,62 @@ class Dataset:
         self._touch()
 
     def extend(self, samples: dict[str, list[Any]]) -> None:
-        names = list(samples)
-        for values in zip(*(samples[n] for n in names), strict=True):
-            self.append(dict(zip(names, values)))
+        """Add a row per item: ``ds.extend({"images": [...], "labels": [...]})``. All rows or
+        none: the lists must have one length, and every value is validated before any row
+        is stored; a refused value is named by its tensor and position."""
+        with self._lock:
+            self._check_writable()
+            if not isinstance(samples, dict):
+                raise InvalidSampleError("ds.extend takes a dict of tensor name → list of values")
+            tensors = [self._get_tensor(name) for name in samples]
+            columns = []
+            for name, values in samples.items():
+                if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
+                    raise InvalidSampleError(f"ds.extend: the values of {name!r} must be a list, "
+                                             f"not {type(values).__name__}")
+                columns.append(list(values))
+            lengths = {len(c) for c in columns}
+            if len(lengths) > 1:
+                given = ", ".join(f"{n!r}: {len(c)}" for n, c in zip(samples, columns, strict=True))
+                raise InvalidSampleError(f"ds.extend needs lists of one length, got {given}")
+            for cells in self._encode_rows(tensors, list(zip(*columns, strict=True)), name_items=True):
+                self._store_row(cells, None)
+
+    def _encode_rows(self, tensors: list[Tensor], rows: list[Sequence[Any]], *,
+                     name_items: bool) -> list[list[tuple[Tensor, Encoded, Any]]]:
+        """Every value of ``rows`` (one per tensor) validated and encoded before anything
+        is stored; a refused value undoes what the others changed in their tensors'
+        settings (a dtype adopted, class names added)."""
+        out = []
+        with contextlib.ExitStack() as undo:
+            for t in tensors:
+                undo.enter_context(t._format.rollback())
+            for i, values in enumerate(rows):
+                row = []
+                for t, value in zip(tensors, values, strict=True):
+                    try:
+                        row.append((t, t._format.from_value(value), value))
+                    except LakeFSError as e:
+                        if not name_items:
+                            raise
+                        raise item_error(e, f"tensor {t.name!r} item {i}") from e
+                out.append(row)
+        return out
+
+    def _store_row(self, cells: list[tuple[Tensor, Encoded, Any]], key: str | None) -> int:
+        """Store encoded cells as a new row (an automatic key without ``key``)."""
+        row = len(self._rows)
+        self._rows.append(key if key is not None else self._auto_key(row))
+        written: list[Tensor] = []
+        try:
+            for tensor, enc, value in cells:
+                tensor._write(row, enc, value)
+                written.append(tensor)
+        except BaseException:  # (a full disk): the row goes, with the cells it got
+            self._undo_new_row(row, written)
+            raise
+        self._touch()
+        return row
 
     def __getitem__(self, item: int | str | slice) -> Any:
         if isinstance(item, str):
@@ -992,6 +1042,17 @@ class Dataset:
     def stats(self) -> dict[str, Any]:
         """Per-tensor sample counts and bytes, for ``lakefs info``."""
         return maintenance.stats(self)
+
+
+def _json_info(info: dict[str, Any]) -> dict[str, Any]:
+    """``create_tensor``'s extra arguments as they will be committed: the manifest is JSON,
+    so a value it cannot hold (a numpy scalar, NaN) would make every later commit fail."""
+    for name, value in info.items():
+        try:
+            json.dumps(value, sort_keys=True, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise InvalidSampleError(f"tensor info {name}={value!r} is not a JSON value ({e})") from None
+    return json.loads(json.dumps(info))
 
 
 class _AutoCommit(threading.Thread):

@@ -20,7 +20,7 @@ def _check_segment(seg: str, what: str) -> None:
     if not isinstance(seg, str):
         raise InvalidNameError(f"{what} must be a string, not {type(seg).__name__}")
     if seg in ("", ".", ".."):
-        raise InvalidNameError(f"invalid {what} {seg!r}")
+        raise InvalidNameError(f"invalid {what} {seg!r}" + (" (empty)" if not seg else ""))
     if "/" in seg:
         raise InvalidNameError(f"{what} {seg!r} must not contain '/'")
     if _CONTROL.search(seg):
@@ -40,8 +40,15 @@ def check_path(name: str, what: str = "tensor name") -> str:
     if not isinstance(name, str):
         raise InvalidNameError(f"{what} must be a string, not {type(name).__name__}")
     parts = name.strip("/").split("/")
+    if len(parts) == 1:
+        _check_segment(parts[0], what)
+        return parts[0]
     for part in parts:
-        _check_segment(part, what)
+        try:
+            _check_segment(part, "part")
+        except InvalidNameError as e:  # name the whole path, not only its bad part ('a//b')
+            shown = name if len(name) <= 80 else name[:60] + "..."
+            raise type(e)(f"{what} {shown!r}: {e}") from None
     return "/".join(parts)
 
 

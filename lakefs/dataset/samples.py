@@ -27,13 +27,49 @@ from lakefs.compression import (
     encode_array,
     get_codec,
     prepare_encoded,
+    probe_decodable,
 )
+from lakefs.compression.prepare import describe
 from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
 from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
 from lakefs.format.manifest import TensorMeta
 
 _MAX_LABEL = 2**32 - 1  # class labels are stored as uint32
+SUPPORTED_DTYPES = "bool, int8..int64, uint8..uint64, float16, float32, float64"
+
+
+def supported_dtype(dtype: np.dtype) -> bool:
+    """Whether a tensor can hold ``dtype``: samples are stored as raw bytes and shown as
+    ``.npy``, so an object array would store heap pointers, and str, void, complex and
+    datetime arrays have no meaning as pixels, labels or numbers here."""
+    return dtype.kind in "biu" or dtype.name in ("float16", "float32", "float64")
+
+
+def check_class_name(name: Any, index: int) -> str:
+    """A class name must read back as itself from the ``.txt`` file view of a label, which
+    holds one name per line, stripped, and reads a line of ASCII digits as an index.
+
+    A name of digits is allowed only as the decimal form of its own ``index`` (class
+    folders "0".."9"): it then means the same as the index it reads back as."""
+    if not isinstance(name, str):
+        raise InvalidSampleError(f"a class name is a string, not {type(name).__name__}")
+    if not name:
+        problem = "is empty"
+    elif name.splitlines() != [name]:
+        problem = "contains a line break"
+    elif name != name.strip():
+        problem = "has leading or trailing whitespace"
+    elif name.isascii() and name.isdigit() and name != str(index):
+        problem = (f"is all digits, at index {index} (a label file would read it as the class index "
+                   f"{int(name)}); a name of digits must be its own index")
+    else:
+        try:
+            name.encode("utf-8")
+            return name
+        except UnicodeEncodeError:
+            problem = "is not valid Unicode (it holds a lone surrogate)"
+    raise InvalidSampleError(f"class name {name!r} {problem}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +108,44 @@ class Encoded:
         # Checked here, before anything is stored: ds.append writes several tensors.
         if len(self.shape) > MAX_NDIM:
             raise InvalidSampleError(f"a sample has at most {MAX_NDIM} dimensions, this one has {len(self.shape)}")
+
+
+def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
+    """``arr`` cast to the float dtype ``want``, rounding as Deep Lake does (float64 0.1
+    into float32), but never changing a value into something else: a finite value that
+    would become inf, or an integer the float cannot hold exactly, is refused."""
+    with np.errstate(over="ignore"):
+        out = arr.astype(want)
+    if arr.dtype.kind == "f":
+        grown = np.isfinite(arr) & ~np.isfinite(out)
+        if grown.any():
+            raise InvalidSampleError(f"value {arr[grown].flat[0].item()!r} does not fit {want} "
+                                     "(it would be stored as inf)")
+        return out
+    # Integers below 2**(mantissa bits + 1) are exact; the others are compared as Python
+    # numbers, which compare ints and floats exactly.
+    suspect = np.abs(arr.astype(np.float64)) >= 2 ** (np.finfo(want).nmant + 1)
+    if suspect.any():
+        given, stored = arr[suspect].astype(object), out[suspect].astype(object)
+        changed = given != stored
+        if changed.any():
+            raise InvalidSampleError(f"integer {given[changed][0]} does not fit {want} exactly "
+                                     f"(it would be stored as {stored[changed][0]!r})")
+    return out
+
+
+def _refuse_json_constant(name: str) -> Any:
+    """Python's json reads NaN, Infinity and -Infinity; JSON has no such values."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` as UTF-8; a str holding a lone surrogate ("\\ud800") has no UTF-8 form."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidSampleError(f"{what} must be valid Unicode: it holds the lone surrogate "
+                                 f"{text[e.start]!r} at position {e.start}, which UTF-8 cannot store") from None
 
 
 def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
@@ -181,21 +255,34 @@ class SampleFormat:
         )
 
     def _media_array(self, arr: np.ndarray) -> Encoded:
-        if arr.dtype == np.bool_:
-            arr = arr.astype(np.uint8) * 255
-        elif arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16) and arr.size:
-            top = int(arr.max())
-            if int(arr.min()) < 0 or top > 65535:
-                raise InvalidSampleError(f"values {arr.min()}..{top} do not fit a {self.codec.name} image")
-            arr = arr.astype(np.uint8 if top < 256 else np.uint16)
+        if self.codec.kind == "image":
+            arr = self._image_pixels(arr)
+        elif self.meta.dtype is not None:  # audio: samples of the tensor's dtype (int16 WAV)
+            arr = self._cast(arr)
         prepared = encode_array(arr, self.codec.name, exact=self.exact)
         self._fit_dtype(prepared.info.dtype)
         return Encoded(prepared.data, tuple(prepared.info.shape), self.canonical_ext, len(prepared.data))
 
+    def _image_pixels(self, arr: np.ndarray) -> np.ndarray:
+        """Integer arrays as the pixel depth that holds their values (image formats store
+        uint8 or uint16); a bool array as black and white."""
+        if arr.dtype == np.bool_:
+            return arr.astype(np.uint8) * 255
+        if arr.dtype.kind in "iu" and arr.dtype not in (np.uint8, np.uint16) and arr.size:
+            top = int(arr.max())
+            if int(arr.min()) < 0 or top > 65535:
+                raise InvalidSampleError(f"values {arr.min()}..{top} do not fit a {self.codec.name} image")
+            return arr.astype(np.uint8 if top < 256 else np.uint16)
+        return arr
+
     def _decode_media(self, data: bytes) -> np.ndarray:
+        if self.htype.media_kind is None:  # generic, bbox: arrays come as .npy files
+            raise UndecodableError(f"a {self.htype.name} tensor takes arrays as .npy files; "
+                                   f"this is not one ({describe(data)})")
         codec = detect(data)
         if codec is None or codec.kind != self.htype.media_kind:
             raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
+        probe_decodable(codec, data, exact=self.exact)
         return decode_values(codec, data, exact=self.exact)
 
     def _array_sample(self, arr: np.ndarray) -> Encoded:
@@ -227,13 +314,14 @@ class SampleFormat:
         if name == "json":
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return self._validate_file(bytes(value))
-            try:
-                return json.dumps(value, ensure_ascii=False).encode("utf-8")
+            try:  # (NaN and Infinity are no JSON: strict parsers, jq and JavaScript, refuse them)
+                text = json.dumps(value, ensure_ascii=False, allow_nan=False)
             except (TypeError, ValueError) as e:
                 raise InvalidSampleError(f"value is not JSON-serialisable: {e}") from e
+            return _utf8(text, "a JSON sample")
         if name == "text":
             if isinstance(value, str):
-                return value.encode("utf-8")
+                return _utf8(value, "a text sample")
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return self._validate_file(bytes(value))
             raise InvalidSampleError(f"a text sample must be str, not {type(value).__name__}")
@@ -252,9 +340,11 @@ class SampleFormat:
                 raise UndecodableError(f"content is not UTF-8 text ({e.reason} at byte {e.start})") from e
             if name == "json":
                 try:
-                    json.loads(text)
-                except json.JSONDecodeError as e:
+                    json.loads(text, parse_constant=_refuse_json_constant)
+                except ValueError as e:
                     raise UndecodableError(f"content is not valid JSON: {e}") from e
+                except RecursionError as e:
+                    raise UndecodableError("content is JSON nested too deeply to read") from e
         return data
 
     # --- arrays ------------------------------------------------------------------------
@@ -264,8 +354,9 @@ class SampleFormat:
             arr = np.asarray(value)
         except (ValueError, TypeError) as e:
             raise InvalidSampleError(f"value cannot be made an array: {e}") from e
-        if arr.dtype.kind not in "biuf":
-            raise InvalidSampleError(f"unsupported value of dtype {arr.dtype} ({type(value).__name__})")
+        if not supported_dtype(arr.dtype):
+            raise InvalidSampleError(f"unsupported value of dtype {arr.dtype} ({type(value).__name__}); "
+                                     f"a tensor holds {SUPPORTED_DTYPES}")
         return arr
 
     def _adopt_dtype(self, dtype: str) -> None:
@@ -293,13 +384,15 @@ class SampleFormat:
 
     def _cast(self, arr: np.ndarray) -> np.ndarray:
         """Cast to the tensor's dtype when no value changes; set it from the first sample."""
-        if arr.dtype.kind not in "biuf":
-            raise InvalidSampleError(f"unsupported array dtype {arr.dtype}")
+        if not supported_dtype(arr.dtype):
+            raise InvalidSampleError(f"unsupported array dtype {arr.dtype}; a tensor holds {SUPPORTED_DTYPES}")
         if self.meta.dtype is None:
             self._adopt_dtype(str(arr.dtype))
             self.exact = self.exact or (self.htype.media_kind is None and arr.dtype.kind in "iub")
             return arr
         want = np.dtype(self.meta.dtype)
+        if arr.dtype.kind in "iu" and want.kind == "f":  # (numpy calls int64 -> float64 safe)
+            return _to_float(arr, want)
         if arr.dtype == want or np.can_cast(arr.dtype, want, "safe"):
             return arr.astype(want, copy=False)
         if arr.dtype.kind in "iub" and want.kind in "iub":
@@ -309,7 +402,7 @@ class SampleFormat:
             if lo <= int(arr.min()) and int(arr.max()) <= hi:
                 return arr.astype(want)
         elif arr.dtype.kind in "iuf" and want.kind == "f":
-            return arr.astype(want)  # float64 → float32 as Deep Lake does
+            return _to_float(arr, want)
         raise InvalidSampleError(f"dtype mismatch: the tensor holds {want}, the value is {arr.dtype}")
 
     def _load_npy(self, data: bytes) -> np.ndarray:
@@ -342,7 +435,7 @@ class SampleFormat:
         for item in items:
             if isinstance(item, str):
                 if item not in self.meta.class_names:
-                    self.meta.class_names.append(item)
+                    self.meta.class_names.append(check_class_name(item, len(self.meta.class_names)))
                 out.append(self.meta.class_names.index(item))
             elif isinstance(item, (int, np.integer)) and not isinstance(item, bool) and 0 <= item <= _MAX_LABEL:
                 out.append(int(item))

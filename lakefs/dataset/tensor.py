@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +17,7 @@ from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
 from lakefs.dataset.names import check_key, split_filename
 from lakefs.dataset.samples import Encoded, SampleFormat
-from lakefs.errors import InvalidNameError, SampleNotFoundError
+from lakefs.errors import InvalidNameError, LakeFSError, SampleNotFoundError
 from lakefs.format.index import FLAG_TRANSCODED
 from lakefs.format.manifest import TensorMeta
 
@@ -24,6 +26,12 @@ if TYPE_CHECKING:
 
 DEFAULT_MODE = 0o644
 MAX_EXTS = 255
+
+
+def item_error(e: LakeFSError, where: str) -> LakeFSError:
+    """``e`` with the position of the refused item in front, of the same class (callers
+    catch by it)."""
+    return type(e)(f"{where}: {e}")
 
 
 class Sample:
@@ -159,7 +167,12 @@ class Tensor:
     sample_compression = property(lambda self: self.meta.sample_compression)
     chunk_compression = property(lambda self: self.meta.chunk_compression)
     class_names = property(lambda self: list(self.meta.class_names))
-    info = property(lambda self: self.meta.info)
+
+    @property
+    def info(self) -> Mapping[str, Any]:
+        """The ``create_tensor`` extra arguments, read-only: a value put here that JSON
+        cannot hold would make every commit fail."""
+        return types.MappingProxyType(copy.deepcopy(self.meta.info))
 
     @property
     def format(self) -> SampleFormat:
@@ -205,10 +218,20 @@ class Tensor:
         if isinstance(item, slice):
             return [self[i] for i in range(*item.indices(len(self)))]
         if isinstance(item, (list, tuple, np.ndarray)):
-            return [self[int(i)] for i in item]
+            return [self[int(i)] for i in self._list_index(item)]
         with self.dataset._lock:
             row = self._row_of(item)
             return Sample(self, row, self._engine.index.entry(row))
+
+    def _list_index(self, item: Sequence[Any] | np.ndarray) -> Sequence[Any] | np.ndarray:
+        """Row numbers of a list index: a list of bools is a mask of the rows to take, as
+        in numpy (``int(True)`` would be row 1)."""
+        arr = np.asarray(item)
+        if arr.dtype != np.bool_:
+            return item
+        if arr.ndim != 1 or len(arr) != len(self):
+            raise IndexError(f"boolean index of shape {arr.shape} for tensor {self.name!r} of length {len(self)}")
+        return np.flatnonzero(arr)
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
@@ -223,8 +246,10 @@ class Tensor:
     def numpy(self) -> Any:
         """All samples: one stacked array when shapes agree, else a list."""
         values = [s.numpy() for s in self]
+        if not values:  # of the tensor's dtype when it has one, as its samples would be
+            return np.zeros((0,), dtype=self.dtype or np.float64)
         try:
-            return np.stack(values) if values else np.zeros((0,))
+            return np.stack(values)
         except ValueError:
             return values
 
@@ -241,9 +266,22 @@ class Tensor:
             self._write(row, encoded, value)
             return Sample(self, row, self._engine.index.entry(row))
 
-    def extend(self, values: Any) -> None:
-        for v in values:
-            self.append(v)
+    def extend(self, values: Iterable[Any]) -> None:
+        """Append every value, or none: all are checked and encoded before any is stored,
+        and a refused one is named by its position."""
+        with self.dataset._lock:
+            self.dataset._check_writable()
+            encoded = []
+            with self._format.rollback():
+                for i, value in enumerate(values):
+                    try:
+                        encoded.append((self._format.from_value(value), value))
+                    except LakeFSError as e:
+                        raise item_error(e, f"item {i}") from e
+            row = self._engine.index.last_filled_row() + 1
+            self.dataset._ensure_rows(row + len(encoded))
+            for i, (enc, value) in enumerate(encoded):
+                self._write(row + i, enc, value)
 
     def __setitem__(self, item: int | str, value: Any) -> None:
         with self.dataset._lock:
@@ -251,7 +289,14 @@ class Tensor:
             if isinstance(item, str):
                 check_key(item)
             elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
-                row = self._row_of(item) if item < len(self) or item < 0 else int(item)
+                rows = len(self.dataset._rows)
+                if item < 0:
+                    row = self._row_of(item)
+                elif item < rows:  # an existing row, whose cell here may be empty
+                    row = int(item)
+                else:  # (as Deep Lake; filling the rows up to it made 10**6 rows for t[10**6])
+                    raise IndexError(f"row {item} does not exist (the dataset has {rows} rows): "
+                                     "use append or extend to add rows")
             else:
                 raise TypeError(f"tensor indices are ints or row keys, not {type(item).__name__}")
             # Validate and encode before creating any row: a bad value stores nothing.
@@ -259,8 +304,6 @@ class Tensor:
                 encoded = self._format.from_value(value)
             if isinstance(item, str):
                 row = self.dataset._row_for_key(item, create=True)
-            else:
-                self.dataset._ensure_rows(row + 1)
             self._write(row, encoded, value)
 
     def pop(self, item: int | str) -> None:

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
+from lakefs.dataset.samples import check_class_name
 from lakefs.errors import LakeFSError
 from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
 
@@ -145,9 +146,10 @@ class Ingester:
                 existing[name] = self.ds.create_tensor(name, **settings)
                 self.report.created_tensors.append(name)
             elif settings.get("class_names"):
+                names = existing[name].meta.class_names
                 for cls in settings["class_names"]:  # keep label ids stable across reruns
-                    if cls not in existing[name].meta.class_names:
-                        existing[name].meta.class_names.append(cls)
+                    if cls not in names:
+                        names.append(check_class_name(cls, len(names)))
         return existing
 
     def _get_pool(self) -> ProcessPoolExecutor | None:

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 from codec_fixtures import fixture_array, fixture_bytes
+from image_samples import png16, tiff_uint32
 
 from lakefs.compression import decode_values, encode_array, get_codec, prepare_encoded
 from lakefs.errors import (
@@ -208,3 +209,30 @@ def test_palette_image_in_plain_image_tensor_is_colour() -> None:
     assert prepared.info.shape == (2, 3, 3)
     values = decode_values(get_codec("png"), prepared.data, exact=False)
     assert values[1, 0].tolist() == [(15 * k) % 256 for k in (37, 91, 13)]
+
+
+@pytest.mark.parametrize(("data", "target"), [(png16(2), "png"), (png16(3), "png"), (png16(4), "png"),
+                                              (tiff_uint32(), "tiff")], ids=["la16", "rgb16", "rgba16", "u32tif"])
+def test_an_image_lakefs_cannot_decode_is_refused_at_write(data: bytes, target: str) -> None:
+    """It was stored as-is, and then every read of it failed."""
+    codec = get_codec(target)
+    with pytest.raises(UnsupportedError, match="not supported"):
+        codec.decode(data)
+    with pytest.raises(UndecodableError, match="images are not supported"):
+        prepare_encoded(data, target, exact=False)
+
+
+def test_a_16_bit_gray_png_is_still_stored() -> None:
+    prepared = prepare_encoded(png16(1), "png", exact=False)
+    assert prepared.info.dtype == "uint16" and not prepared.transcoded
+
+
+def test_every_pair_an_image_codec_encodes_decodes() -> None:
+    """Writes refuse what decode_mode says reads cannot give back; what encode writes must
+    never be among it."""
+    from lakefs.compression.codec import SampleInfo
+    from lakefs.compression.images import CODECS, decode_mode
+
+    for codec in CODECS:
+        for channels, dtype in codec.accepts:
+            assert decode_mode(SampleInfo((1, 1, channels), dtype)) is not None, (codec.name, channels, dtype)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
+from image_samples import png16, tiff_uint32
 from PIL import Image
 
 import lakefs
@@ -310,3 +312,288 @@ def test_label_digits_are_ascii_digits(ds):
     ds.labels.write_file("y.txt", "\u0661\n\u00b2\n1\n".encode())
     names = ds.labels.meta.class_names
     assert ds.labels["y"].numpy().tolist() == [names.index("\u0661"), names.index("\u00b2"), 1]
+
+
+@pytest.mark.parametrize("value", [np.float32(0.5), float("nan"), float("inf"), [1, {2, 3}],
+                                   {1: "a", "b": 2}, object()],
+                         ids=["numpy-scalar", "nan", "inf", "set", "mixed-keys", "object"])
+def test_tensor_info_json_cannot_hold_is_refused(ds, tmp_path, value):
+    """It was accepted, and then every commit (and close) failed: the appends made since
+    the last commit were lost."""
+    ds.arr.append([7])
+    before = _state(ds)
+    with pytest.raises(InvalidSampleError, match="info mean="):
+        ds.create_tensor("stats", mean=value)
+    assert "stats" not in ds.tensors and _state(ds) == before
+    ds.flush()
+    assert lakefs.load(tmp_path / "ds", read_only=True).arr[1].numpy().tolist() == [7]
+
+
+def test_tensor_info_is_kept_and_read_only(ds, tmp_path):
+    t = ds.create_tensor("summary", mean=0.5, names=("a", "b"), nested={"k": [1, None, True]})
+    assert t.info == {"mean": 0.5, "names": ["a", "b"], "nested": {"k": [1, None, True]}}
+    with pytest.raises(TypeError):
+        t.info["mean"] = np.float32(1)  # would block every commit
+    t.info["nested"]["k"].append(np.float32(1))  # a copy: the tensor's info is unchanged
+    ds.flush()
+    assert lakefs.load(tmp_path / "ds", read_only=True).summary.info == t.info
+
+
+@pytest.mark.parametrize("dtype", ["object", "U10", "S3", "V8", "complex64", "datetime64[ns]", "timedelta64",
+                                   "float128"])
+def test_dtype_a_tensor_cannot_hold_is_refused_at_create(ds, tmp_path, dtype):
+    """An object tensor stored heap pointers; S3 stored b'1' for the int 1."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match=re.escape(f"dtype {np.dtype(dtype)} is not supported")) as info:
+        ds.create_tensor("x", dtype=dtype)
+    assert "\n" not in str(info.value)
+    assert "x" not in ds.tensors and _state(ds) == before
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bool"])
+def test_class_label_tensor_needs_an_integer_dtype(ds, dtype):
+    with pytest.raises(InvalidSampleError, match=f"dtype {dtype} is not an integer"):
+        ds.create_tensor("x", htype="class_label", dtype=dtype)
+    assert "x" not in ds.tensors
+    assert ds.create_tensor("y", htype="class_label", dtype="uint8").dtype == "uint8"
+
+
+def test_array_of_a_dtype_a_tensor_cannot_hold_is_refused(ds):
+    ds.create_tensor("x")  # dtype from the first sample
+    with pytest.raises(InvalidSampleError, match="float128"):
+        ds.x.append(np.zeros(2, np.longdouble))
+    assert ds.x.dtype is None and len(ds.x) == 0
+
+
+BAD_CLASS_NAMES = ["", "a\nb", "a\r", " pad ", "tab\t", "5", "007", "a\x0cb", "\u2028x", "\ud800"]
+
+
+@pytest.mark.parametrize("name", BAD_CLASS_NAMES, ids=[repr(n) for n in BAD_CLASS_NAMES])
+def test_class_name_the_label_file_cannot_show_is_refused(ds, tmp_path, name):
+    """Each read back from the .txt file view as other labels: "a\\nb" as two new classes,
+    "" as none, " pad " as "pad", "5" as the index 5."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match="class name") as info:
+        ds.create_tensor("x", htype="class_label", class_names=["ok", name])
+    assert "\n" not in str(info.value)
+    for value in (name, ["cat", name]):
+        with pytest.raises(InvalidSampleError, match="class name"):
+            ds.labels.append(value)
+        with pytest.raises(InvalidSampleError, match="class name"):
+            ds.append({"labels": value, "arr": [3]})
+    assert "x" not in ds.tensors and _state(ds) == before
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+
+
+def test_class_names_of_digits_are_their_own_index(ds):
+    """Class folders "0".."9" (an ImageFolder of digits): each name reads back as the same
+    index it names."""
+    t = ds.create_tensor("digits", htype="class_label", class_names=[str(i) for i in range(11)])
+    t.extend(["10", 3, "11"])
+    assert [s.numpy().tolist() for s in t] == [[10], [3], [11]] and t.class_names[-1] == "11"
+    with pytest.raises(InvalidSampleError, match="digits"):
+        t.append("13")  # at index 12
+
+
+def test_class_names_given_twice_are_refused(ds):
+    with pytest.raises(InvalidSampleError, match="twice"):
+        ds.create_tensor("x", htype="class_label", class_names=["a", "b", "a"])
+    assert "x" not in ds.tensors
+
+
+def test_every_accepted_class_label_round_trips_through_the_file_view(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ds = lakefs.empty(tmp_path / "ds")
+    names = ["x", "-1", "+2", "\u0661", "4"]
+    t = ds.create_tensor("l", htype="class_label", class_names=names)
+    label = st.one_of(st.text(max_size=6), st.integers(0, 12), st.sampled_from(names))
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.one_of(label, st.lists(label, max_size=4)))
+    def check(value):
+        try:
+            s = t.append(value)
+        except InvalidSampleError:
+            return
+        names = t.class_names
+        copy = t.write_file("copy.txt", s.file_bytes())
+        assert copy.numpy().tolist() == s.numpy().tolist()
+        assert t.class_names == names  # the copy made no new class
+
+    check()
+    ds.close()
+
+
+def _npy_of(arr: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, arr)
+    return out.getvalue()
+
+
+FLOAT_OVERFLOWS = [
+    ("float16", np.array([1.0, 1e10])),  # was stored as inf
+    ("float32", np.array([1e39])),
+    ("float32", np.array([-1e39], np.float64)),
+    ("float32", np.array([2**24 + 1], np.int64)),  # was stored as 16777216
+    ("float64", np.array([2**53 + 1], np.int64)),  # numpy calls int64 -> float64 "safe"
+    ("float16", np.array([70000], np.int32)),
+    ("float16", np.array([2049], np.int16)),
+]
+
+
+@pytest.mark.parametrize("dtype,value", FLOAT_OVERFLOWS, ids=[f"{d}-{i}" for i, (d, _) in enumerate(FLOAT_OVERFLOWS)])
+def test_value_a_float_tensor_would_change_is_refused(tmp_path, dtype, value):
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", dtype=dtype)
+    with pytest.raises(InvalidSampleError, match=f"does not fit {dtype}") as info:
+        t.append(value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidSampleError, match=f"does not fit {dtype}"):
+        t.write_file("a.npy", _npy_of(value))
+    assert len(t) == 0 and len(ds) == 0
+    ds.close()
+
+
+def test_float_rounding_is_still_accepted(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    f = ds.create_tensor("f", dtype="float32")
+    h = ds.create_tensor("h", dtype="float16")
+    f.append(np.array([0.1, np.nan, np.inf, -np.inf, 1e-50]))
+    f.append(np.array([2**24, -(2**24), 2**30, 3], np.int64))  # exact in float32
+    h.write_file("a.npy", _npy_of(np.array([0.1, 65504.0])))
+    h.append(np.array([2048, -2048, 1], np.int32))
+    assert f[0].numpy().tolist()[:1] == [np.float32(0.1)] and np.isnan(f[0].numpy()[1])
+    assert f[0].numpy().tolist()[2:] == [np.inf, -np.inf, 0.0]
+    assert f[1].numpy().tolist() == [2**24, -(2**24), 2**30, 3]
+    assert h["a"].numpy().tolist() == [np.float16(0.1), 65504.0] and h[1].numpy().dtype == np.float16
+    ds.close()
+
+
+def test_tensor_extend_stores_all_or_nothing(ds, tmp_path):
+    """Rows before the bad item stayed stored."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match="^item 2: ") as info:
+        ds.arr.extend([[1], [2], "bad", [4]])
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidSampleError, match="^item 1: "):
+        ds.labels.extend(["newclass", 1.5])
+    assert _state(ds) == before and "newclass" not in ds.labels.class_names
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+    ds.arr.extend(np.array([[1], [2]]))
+    assert [s.numpy().tolist() for s in ds.arr] == [[1, 2], [1], [2]]
+
+
+@pytest.mark.parametrize("samples,match", [
+    ({"arr": [[5], [6]], "labels": ["newclass", 1.5]}, "tensor 'labels' item 1: "),
+    ({"arr": [[5], [6], [7]], "labels": ["newclass", "cat"]}, "one length, got 'arr': 3, 'labels': 2"),
+    ({"arr": [[5]], "labels": "cat"}, "must be a list, not str"),
+    ({"arr": [[5]], "nope": [1]}, "nope"),
+])
+def test_dataset_extend_stores_all_or_nothing(ds, tmp_path, samples, match):
+    """A row was stored before a bad value; unequal lengths stored rows, then a raw ValueError."""
+    before, objects = _state(ds), _stored_objects(tmp_path / "ds")
+    with pytest.raises(LakeFSError, match=match) as info:
+        ds.extend(samples)
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before and "newclass" not in ds.labels.class_names
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+    ds.extend({"arr": [[5], [6]], "labels": ["newclass", "cat"]})
+    assert [s.numpy().tolist() for s in ds.arr][1:] == [[5], [6]] and ds.labels[2].numpy().tolist() == [0]
+
+
+UNDECODABLE = [("png", "a.png", png16(3)), ("png", "a.png", png16(4)), ("png", "a.png", png16(2)),
+               ("tif", "a.tif", tiff_uint32()), ("raw", "a.png", png16(3))]
+
+
+@pytest.mark.parametrize("tensor,name,data", UNDECODABLE, ids=["rgb16", "rgba16", "la16", "u32tif", "rgb16-raw"])
+def test_an_image_lakefs_cannot_decode_is_refused_by_append_and_write_file(tmp_path, tensor, name, data):
+    """A 16-bit RGB PNG was stored in a uint16 png tensor, and numpy() then failed."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("png", htype="image", dtype="uint16", sample_compression="png")
+    ds.create_tensor("tif", htype="image", dtype="uint32", sample_compression="tiff")
+    ds.create_tensor("raw", htype="image", dtype="uint16")  # decoded arrays, no compression
+    ds.flush()
+    objects = _stored_objects(tmp_path / "ds")
+    (tmp_path / name).write_bytes(data)
+    t = ds[tensor]
+    for write in (lambda: t.append(lakefs.read(tmp_path / name)), lambda: t.write_file(name, data),
+                  lambda: ds.append({tensor: data})):
+        with pytest.raises(UndecodableError, match="images are not supported") as info:
+            write()
+        assert "\n" not in str(info.value)
+    assert len(ds) == 0
+    ds.flush()
+    assert _stored_objects(tmp_path / "ds") == objects
+    ds.close()
+
+
+def test_image_arrays_the_codec_cannot_decode_are_refused_and_16_bit_gray_is_kept(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    png = ds.create_tensor("png", htype="image", dtype="uint16", sample_compression="png")
+    with pytest.raises(InvalidSampleError, match="png cannot store a uint16 image with 3 channels"):
+        png.append(np.zeros((2, 2, 3), np.uint16))
+    png.append(np.full((2, 2), 40000, np.uint16))
+    png.append(png16(1))
+    assert png[0].numpy().max() == 40000 and png[1].numpy().dtype == np.uint16
+    ds.close()
+
+
+def test_a_file_that_is_not_npy_into_an_array_tensor_says_what_it_takes(ds, tmp_path):
+    """The message was "content is not a recognised None file"."""
+    ds.create_tensor("boxes", htype="bbox")
+    (tmp_path / "a.png").write_bytes(_png())
+    for tensor in ("arr", "boxes"):
+        with pytest.raises(UndecodableError, match=f"a {ds[tensor].htype} tensor takes arrays as .npy files") as info:
+            ds[tensor].append(lakefs.read(tmp_path / "a.png"))
+        assert "None" not in str(info.value) and "png image" in str(info.value)
+
+
+@pytest.mark.parametrize("tensor,value", [("txt", "ab\ud800"), ("meta", {"k": "\ud800"}), ("meta", ["x", "\udfff"])])
+def test_a_string_utf8_cannot_store_is_a_lakefs_error(ds, tensor, value):
+    """A raw UnicodeEncodeError came out of append."""
+    before = _state(ds)
+    with pytest.raises(InvalidSampleError, match="surrogate") as info:
+        ds[tensor].append(value)
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before
+
+
+@pytest.mark.parametrize("name,shown", [("a//b", "'a//b'"), ("g/../b", "'g/../b'"), ("g/.b", "'g/.b'"),
+                                        ("g/x\ny", "'g/x\\\\ny'")])
+def test_a_bad_part_of_a_tensor_path_names_the_whole_path(ds, name, shown):
+    """create_tensor("a//b") said "invalid tensor name ''"."""
+    with pytest.raises(InvalidNameError, match=f"^tensor name {shown}: ") as info:
+        ds.create_tensor(name)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidNameError, match="name too long|at most 255"):
+        ds.create_tensor("g/" + "x" * 300)
+
+
+@pytest.mark.parametrize("value", [{"a": float("nan")}, [float("inf")], -float("inf"), {"a": [1, np.nan]}])
+def test_json_with_nan_or_infinity_is_refused(ds, value):
+    """It was stored as {"a": NaN}, which jq and JavaScript refuse."""
+    before = _state(ds)
+    with pytest.raises(InvalidSampleError, match="JSON") as info:
+        ds.meta.append(value)
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before
+
+
+@pytest.mark.parametrize("data", [b'{"a": NaN}', b"[Infinity]", b"-Infinity", b'{"a": [1, -Infinity]}',
+                                  b"[" * 100_000 + b"]" * 100_000])
+def test_a_json_file_with_nan_or_infinity_is_refused(ds, data):
+    before = _state(ds)
+    with pytest.raises(UndecodableError, match="JSON"):
+        ds.meta.write_file("a.json", data)
+    with pytest.raises(UndecodableError, match="JSON"):
+        ds.meta.append(data)
+    assert _state(ds) == before
+    ds.meta.write_file("b.json", b'{"a": 1e300, "b": "NaN"}')  # a big number, a string
+    assert ds.meta["b"].numpy() == {"a": 1e300, "b": "NaN"}

@@ -186,3 +186,29 @@ def test_refresh_follows_a_dataset_created_again_at_the_same_place(tmp_path):
         w.create_tensor("t", htype="text").append("NEW-VALUE")
     assert ro.refresh() is True
     assert ro.t[0].numpy() == "NEW-VALUE"
+
+
+@pytest.mark.parametrize("change", ["delete_tensor", "compact"])
+def test_a_reader_whose_chunks_the_writer_removed_is_told_to_refresh(tmp_path, change):
+    """The message said only "chunk ... is missing", which reads as damage."""
+    from lakefs.errors import CorruptionError
+
+    with lakefs.empty(tmp_path / "ds") as ds:
+        ds.create_tensor("b", htype="bytes", chunk_size=4096)
+        ds.b.extend([bytes(1000)] * 8)
+    ro = lakefs.load(tmp_path / "ds", read_only=True, cache_bytes=0)
+    with lakefs.load(tmp_path / "ds") as ds:
+        if change == "delete_tensor":
+            ds.delete_tensor("b")
+        else:
+            for i in range(7):
+                ds.b.pop(i)
+            ds.flush()
+            ds.compact()
+    with pytest.raises(CorruptionError, match=r"the dataset changed since this reader loaded it .*refresh\(\)"):
+        ro.b[1].tobytes()
+    assert ro.refresh() is True
+    if change == "delete_tensor":
+        assert "b" not in ro.tensors
+    else:
+        assert ro.b[7].tobytes() == bytes(1000)

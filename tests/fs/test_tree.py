@@ -929,3 +929,28 @@ def test_fsyncdir_commits_a_rename(tmp_path):
     crashed = lakefs.load(tmp_path / "ds", read_only=True)  # what a kill -9 now would leave
     assert crashed.blobs["a"].tobytes() == b"new contents" and not crashed.files
     ds.close()
+
+
+def test_an_npy_a_float16_tensor_would_store_as_inf_is_einval(fs):
+    import io
+
+    import numpy as np
+
+    fs.ds.create_tensor("h", dtype="float16")
+    out = io.BytesIO()
+    np.save(out, np.array([1e10]))
+    fh = fs.create("/h/big.npy", 0o644)
+    fs.write(fh, out.getvalue(), 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert fs.readdir("/h") == []
+
+
+def test_a_json_file_with_nan_is_einval(fs):
+    fs.mkdir("/meta", 0o755)
+    put(fs, "/meta/ok.json", b'{"a": 1}')
+    fh = fs.create("/meta/nan.json", 0o644)
+    fs.write(fh, b'{"a": NaN}', 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert [n for n, _ in fs.readdir("/meta")] == ["ok.json"]
