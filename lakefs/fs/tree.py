@@ -533,17 +533,24 @@ class DatasetFS:
 
     def _may_hold(self, of: OpenFile) -> bool:
         """Whether closed ``of`` may be held instead of stored (call with the lock): a
-        staging file (nothing to check at close) in memory, while the held ones stay
-        under HOLD_BYTES and HOLD_FILES. Errors storing it (a full disk) then come from
+        staging file (nothing to check at close) in memory or in its temp file, while the
+        held ones stay under HOLD_BYTES (of memory) and HOLD_FILES. Errors storing it (a full disk) then come from
         the next commit, as for chunks written behind."""
-        if of.stream is not None or of.spilled or self.read_only:
+        if of.stream is not None or self.read_only:
             return False
         held = self._held.get(of.path)
         if held is None and len(self._held) >= HOLD_FILES:
             return False
-        if self._held_bytes - (held or 0) + of.size > HOLD_BYTES:
+        if self._held_bytes - (held or 0) + self._held_size(of) > HOLD_BYTES:
             return False
         return self._is_staging_path(of.path)
+
+    @staticmethod
+    def _held_size(of: OpenFile) -> int:
+        """Memory a held file takes: none for one spilled to a temp file (rsync's temp
+        file of a big sample: held, its rename stores it once instead of uploading it as
+        a staged file, reading it back and uploading it again)."""
+        return 0 if of.spilled else of.size
 
     def _is_staging_path(self, p: str) -> bool:
         """Whether a file stored at ``p`` would be a staged file, not a sample."""
@@ -563,8 +570,9 @@ class DatasetFS:
         return False
 
     def _hold(self, of: OpenFile) -> None:
-        self._held_bytes += of.size - self._held.get(of.path, 0)
-        self._held[of.path] = of.size
+        size = self._held_size(of)
+        self._held_bytes += size - self._held.get(of.path, 0)
+        self._held[of.path] = size
 
     def _unhold(self, path: str) -> None:
         self._held_bytes -= self._held.pop(path, 0)
@@ -590,7 +598,15 @@ class DatasetFS:
                 of = self._open.get(path)
                 if of is not None and of.writers:
                     continue  # being written (or closing): its last close decides
-                if of is not None and of.dirty and not of.detached:
+                if of is not None and of.dirty and not of.detached and of.spilled:
+                    # Copied from its temp file in pieces, under the lock: never read
+                    # whole into memory (rare: a commit between a big file's close and
+                    # its rename).
+                    self._commit(of, final=False)  # (a failure fails the commit: kept held)
+                    self._unhold(path)
+                    if of.refs == 0:
+                        self._drop_open(of)
+                elif of is not None and of.dirty and not of.detached:
                     batch.append((of, *of.snapshot()))
                 elif of is not None and of.refs == 0:
                     self._drop_open(of)  # stored since (fsync): nothing left to hold

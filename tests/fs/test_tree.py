@@ -651,10 +651,12 @@ def test_a_file_growing_after_a_flush_is_not_held_past_the_limits(tmp_path):
     fs.write(fh, b"y" * 5000, 10)  # spills to a temp file
     fs.commit()  # a file with a writer is left alone (not read whole into memory)
     assert "build.log" not in ds._manifest.files
-    fs.flush(fh)  # past the limits now: stored at this close, no longer held
+    fs.flush(fh)  # spilled: still held, in its temp file, taking no memory
+    assert fs._held == {"build.log": 0} and fs._held_bytes == 0
+    fs.release(fh)
+    fs.commit()  # stored from its temp file
     assert not fs._held and fs._held_bytes == 0
     assert ds.read_file("build.log") == b"x" * 10 + b"y" * 5000
-    fs.release(fh)
     ds.close()
 
 
