@@ -281,12 +281,16 @@ class Ingester:
         while self._window:
             item = self._window[0]
             if not item.future.done() and not block:
-                return
+                break  # (not return: the commit below is due also while transcodes run)
             self._window.popleft()
             self._window_bytes -= item.st.st_size
             self._write(item)
+            self._commit_if_due()  # also in the final drain, which can take long
             if not until_empty:
                 block = False
+        self._commit_if_due()
+
+    def _commit_if_due(self) -> None:
         if time.monotonic() - self._last_commit > self.commit_seconds:
             self.ds.flush()
             self._last_commit = time.monotonic()
