@@ -15,7 +15,8 @@ Repair keeps everything that verifies and drops only what cannot be recovered:
 - a damaged chunk: the samples inside it whose own checksum still verifies are copied
   to a new chunk; the others are dropped (their cells become empty, rows stay);
 - a lost row segment: the rows keep their place under ``lost-row-NNNNNNNN`` keys;
-- a broken ``HEAD`` or manifest: the newest manifest that still reads is used.
+- a broken ``HEAD`` or manifest: the newest manifest that still reads is used;
+- a lost or damaged marker (``lakefs.json``): a new one is written, last.
 
 The repair is one ordinary commit under the writer lock: new chunks and segments are
 written first, then a new manifest, then ``HEAD`` (one atomic put); the damaged objects
@@ -32,6 +33,7 @@ import numpy as np
 
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.compression import get_codec
+from lakefs.dataset.dataset import orphaned_dataset
 from lakefs.dataset.samples import SampleFormat
 from lakefs.errors import (
     CorruptionError,
@@ -83,25 +85,37 @@ class Checker:
         self.rows_damaged = False
         self.damaged: set[str] = set()
         self.tensors: list[_TensorState] = []
+        self.marker_bad = False  # repair writes a new marker
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
 
     # --- marker, HEAD, manifest --------------------------------------------------------
 
-    def check_head(self) -> bool:
+    def check_marker(self) -> None:
         try:
             marker = self.storage.get(keys.MARKER)
         except ObjectNotFoundError:
-            if is_object_store(self.storage.where):
-                self.storage.check()  # a missing bucket says so
-            raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}") from None
+            what = orphaned_dataset(self.storage)
+            if what is None:
+                raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}") from None
+            self.problem(f"{keys.MARKER} (the dataset marker) is missing, but a dataset is there ({what}); "
+                         "repair writes a new marker")
+            self.marker_bad = True
+            return
         try:
-            check_version(json.loads(marker).get("version"), keys.MARKER)
+            d = json.loads(marker)
+            check_version(d.get("version"), keys.MARKER)
+            if d.get("format") != "lakefs":
+                raise ValueError("not a lakefs marker")
         except FormatVersionError:
             raise
         except (ValueError, AttributeError):
-            self.problem(f"{keys.MARKER}: not a valid dataset marker")
+            self.problem(f"{keys.MARKER}: not a valid dataset marker (damaged); repair writes a new one")
+            self.marker_bad = True
+
+    def check_head(self) -> bool:
+        self.check_marker()
         try:
             _, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
             self.manifest = Manifest.from_bytes(self.storage.get(mkey), mkey)
@@ -311,8 +325,21 @@ def salvage_payload(blob: bytes, codec) -> bytes:
     return codec.decompress(bytes(stored)) if codec is not None else stored
 
 
+def find_dataset(storage: Storage) -> None:
+    """Raise ``DatasetNotFoundError`` unless ``storage`` holds a dataset: its marker, or a
+    dataset that lost its marker (which repair restores). Checked before repair takes the
+    writer lock, which would create ``locks/`` wherever it was pointed (a mountpoint)."""
+    if storage.exists(keys.MARKER):
+        return
+    if is_object_store(storage.where):
+        storage.check()  # a missing bucket says so
+    if orphaned_dataset(storage) is None:
+        raise DatasetNotFoundError(f"no lakefs dataset at {storage.where}")
+
+
 def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
     """Check the dataset in ``storage``; with ``repair``, commit a repaired state."""
+    find_dataset(storage)
     lock = storage.writer_lock(keys.WRITER_LOCK) if repair else None
     try:
         checker = Checker(storage)

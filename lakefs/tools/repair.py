@@ -22,7 +22,7 @@ from lakefs.errors import CorruptionError, LakeFSError
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
 from lakefs.format.index import NO_CHUNK
-from lakefs.format.manifest import TensorMeta, head_bytes
+from lakefs.format.manifest import TensorMeta, head_bytes, marker_bytes
 from lakefs.tools.fsck import salvage_payload
 
 if TYPE_CHECKING:
@@ -32,7 +32,16 @@ log = logging.getLogger("lakefs.fsck")
 
 
 def repair(c: Checker, bad_files: list[str]) -> None:
-    """Commit the repaired state of what ``c`` checked (under the caller's writer lock)."""
+    """Commit the repaired state of what ``c`` checked (under the caller's writer lock),
+    then write a new marker if it was lost or damaged: last, as a creation does."""
+    if len(c.report.problems) > int(c.marker_bad):  # more is wrong than the marker (one problem)
+        _commit(c, bad_files)
+    if c.marker_bad:
+        c.storage.put(keys.MARKER, marker_bytes())
+    c.report.repaired = True
+
+
+def _commit(c: Checker, bad_files: list[str]) -> None:
     m = c.manifest
     ids = IdAllocator(m.next_id)
     doomed = set(c.damaged)
@@ -55,7 +64,6 @@ def repair(c: Checker, bad_files: list[str]) -> None:
     mkey = keys.manifest(m.seq)
     c.storage.put(mkey, m.to_bytes())
     c.storage.put(keys.HEAD, head_bytes(m.seq, mkey))  # the one atomic step
-    c.report.repaired = True
     doomed.discard(keys.HEAD)
     for key in doomed:
         try:

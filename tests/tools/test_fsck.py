@@ -204,3 +204,45 @@ def test_truncated_chunk_keeps_the_samples_before_the_cut(cli, photo_ds: Path) -
     assert r.code == 1 and f"meta/{same[-1].filename} (row {same[-1].row}): sample is cut short" in r.out
     assert all(f"meta/{s.filename} (row" not in r.out for s in same[:-1])
     assert_repaired(cli, photo_ds, before, {f"meta/{same[-1].filename}"})
+
+
+def test_lost_marker_is_named_and_restored(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    head = (photo_ds / keys.HEAD).read_bytes()
+    (photo_ds / keys.MARKER).unlink()
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert r.out.startswith("fsck: lakefs.json (the dataset marker) is missing, but a dataset is there "
+                            "(HEAD names commit ")
+    r = cli("fsck", "--repair", photo_ds)
+    assert r.code == 0 and "repaired (0 dropped" in r.out, r.out
+    assert (photo_ds / keys.HEAD).read_bytes() == head  # nothing else to repair: no commit
+    assert cli("fsck", photo_ds).code == 0
+    assert snapshot(photo_ds) == before
+
+
+def test_damaged_marker_gets_advice_and_is_rewritten(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    (photo_ds / keys.MARKER).write_bytes(b'{"format": "lakefs", "vers')
+    with pytest.raises(CorruptionError):
+        lakefs.load(photo_ds, read_only=True)
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "fsck: lakefs.json: not a valid dataset marker (damaged); repair writes a new one" in r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert cli("fsck", photo_ds).code == 0
+    assert snapshot(photo_ds) == before
+
+
+@pytest.mark.parametrize("what", ["missing", "a folder of files", "an interrupted creation"])
+def test_repair_where_there_is_no_dataset_changes_nothing(cli, tmp_path: Path, what: str) -> None:
+    place = tmp_path / "place"
+    if what == "a folder of files":
+        place.mkdir()
+        (place / "notes.txt").write_text("mine")
+    elif what == "an interrupted creation":
+        lakefs.empty(place).close()
+        (place / keys.MARKER).unlink()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    r = cli("fsck", "--repair", place)
+    assert r.code == 1 and r.err == f"lakefs: error: no lakefs dataset at {place}\n"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no locks/ made
