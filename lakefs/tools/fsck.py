@@ -27,6 +27,7 @@ dataset.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,6 +50,8 @@ from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_he
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 from lakefs.storage.remote import is_object_store
+
+CHECK_ATTEMPTS = 5  # checks from HEAD again when a concurrent commit deleted what one read
 
 
 @dataclass
@@ -86,6 +89,8 @@ class Checker:
         self.damaged: set[str] = set()
         self.tensors: list[_TensorState] = []
         self.marker_bad = False  # repair writes a new marker
+        self.head: bytes | None = None  # the HEAD this check started from
+        self.missing = False  # an object was missing (a concurrent commit may have deleted it)
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
@@ -117,10 +122,12 @@ class Checker:
     def check_head(self) -> bool:
         self.check_marker()
         try:
-            _, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+            self.head = self.storage.get(keys.HEAD)
+            _, mkey = parse_head(self.head, keys.HEAD)
             self.manifest = Manifest.from_bytes(self.storage.get(mkey), mkey)
             return True
         except (CorruptionError, ObjectNotFoundError) as e:
+            self.missing |= isinstance(e, ObjectNotFoundError)
             self.problem(f"{keys.HEAD}: {e}")
         self.manifest = self._newest_readable_manifest()
         if self.manifest is None:
@@ -152,6 +159,7 @@ class Checker:
                     raise CorruptionError(f"{key}: holds {n} rows, manifest says {count}")
                 self.rows.load_segment(body, n, len(self.rows), key)
             except (LakeFSError, ValueError) as e:
+                self.missing |= isinstance(e, ObjectNotFoundError)
                 self.problem(f"{key}: {e}; the keys of rows {start}..{start + count - 1} are lost")
                 self.rows_damaged = True
                 self.damaged.add(key)
@@ -181,6 +189,7 @@ class Checker:
             try:
                 blob = self.storage.get(key)
             except ObjectNotFoundError:
+                self.missing = True
                 self._bad_segment(st, key, f"index segment {key} is missing", None, count)
                 continue
             try:
@@ -273,6 +282,7 @@ class Checker:
         try:
             blob = self.storage.get(key)
         except ObjectNotFoundError:
+            self.missing = True  # (compact and tensor deletion delete chunks)
             self.problem(f"{st.name}: chunk {key} is missing")
             return None, f"chunk {key} is missing"
         try:
@@ -296,6 +306,7 @@ class Checker:
             try:
                 size = self.storage.size(key)
             except ObjectNotFoundError:
+                self.missing = True
                 self.problem(f"file {path}: object {key} is missing")
                 bad.append(path)
                 continue
@@ -315,6 +326,17 @@ class Checker:
             self.check_samples(st)
             self.tensors.append(st)
         return self.check_files()
+
+    def raced(self) -> bool:
+        """Whether a missing object may be a writer's doing: a commit made after this check
+        read HEAD deletes what its new manifest no longer needs (merged segments, the
+        manifest of two commits back, replaced files), as a reader opening may find."""
+        if not self.missing:
+            return False
+        try:
+            return self.storage.get(keys.HEAD) != self.head
+        except ObjectNotFoundError:
+            return self.head is not None
 
 
 def salvage_payload(blob: bytes, codec) -> bytes:
@@ -342,8 +364,18 @@ def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
     find_dataset(storage)
     lock = storage.writer_lock(keys.WRITER_LOCK) if repair else None
     try:
-        checker = Checker(storage)
-        bad_files = checker.run()
+        # Objects a newer commit deleted are not damage: check again from the new HEAD, as
+        # Dataset._read_head does (docs/FORMAT.md §7), and report only what persists.
+        for attempt in range(CHECK_ATTEMPTS):
+            checker = Checker(storage)
+            bad_files = checker.run()
+            if not checker.raced():
+                break
+            time.sleep(0.05 * (attempt + 1))
+        else:
+            checker.problem(f"the dataset changed {CHECK_ATTEMPTS} times while it was checked (a writer is "
+                            "committing): a missing object above may be one a commit deleted; check again "
+                            "when it is idle")
         if repair and checker.report.problems and not checker.report.fatal:
             from lakefs.tools.repair import repair as do_repair  # noqa: PLC0415
 

@@ -9,8 +9,11 @@ import pytest
 
 import lakefs
 from lakefs.chunks.chunk import HEADER
+from lakefs.dataset import Dataset
 from lakefs.errors import CorruptionError
 from lakefs.format import keys
+from lakefs.storage import MemoryStorage
+from lakefs.tools.fsck import fsck as fsck_storage
 
 
 @pytest.fixture
@@ -246,3 +249,51 @@ def test_repair_where_there_is_no_dataset_changes_nothing(cli, tmp_path: Path, w
     r = cli("fsck", "--repair", place)
     assert r.code == 1 and r.err == f"lakefs: error: no lakefs dataset at {place}\n"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no locks/ made
+
+
+class _CommitsWhileRead(MemoryStorage):
+    """A store on which a writer commits just as fsck is about to read the first object
+    matching ``prefix``, until that object is gone (a merge or the manifest of two
+    commits back deleted it): the race of a check beside a live writer, every time."""
+
+    def __init__(self, prefix: str, times: int = 1) -> None:
+        super().__init__()
+        self.prefix, self.times = prefix, times
+        self.writer: Dataset | None = None
+        self.n = 0
+
+    def get(self, key: str) -> bytes:
+        writer, self.writer = self.writer, None  # (not again from inside the commit)
+        if writer is not None and key.startswith(self.prefix):
+            while self.exists(key):
+                self.n += 1
+                writer.append({"blobs": b"later %d" % self.n})
+                writer.flush()
+            self.times -= 1
+        self.writer = writer if self.times > 0 else None
+        return super().get(key)
+
+
+@pytest.mark.parametrize("prefix", ["manifests/", "rows/", "tensors/"])
+def test_a_check_beside_a_committing_writer_reports_no_false_damage(prefix: str) -> None:
+    storage = _CommitsWhileRead(prefix)
+    with Dataset(storage, create=True) as writer:
+        writer.create_tensor("blobs", htype="bytes")
+        for i in range(6):
+            writer.append({"blobs": b"early %d" % i})
+            writer.flush()
+        storage.writer = writer
+        report = fsck_storage(storage)
+        assert storage.n > 0, "the writer did not commit during the check"
+        assert report.problems == [] and report.samples == 6 + storage.n
+
+
+def test_a_check_beside_a_writer_that_never_stops_says_so() -> None:
+    storage = _CommitsWhileRead("tensors/", times=100)
+    with Dataset(storage, create=True) as writer:
+        writer.create_tensor("blobs", htype="bytes")
+        writer.append({"blobs": b"early"})
+        writer.flush()
+        storage.writer = writer
+        report = fsck_storage(storage)
+    assert report.problems[-1].startswith("the dataset changed 5 times while it was checked")
