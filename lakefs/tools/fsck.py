@@ -45,11 +45,12 @@ from lakefs.errors import (
 )
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
-from lakefs.format.index import ENTRY, NO_CHUNK
+from lakefs.format.index import ENTRY, NO_CHUNK, empty_entries
 from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_head
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 from lakefs.storage.remote import is_object_store
+from lakefs.tools.salvage import LostSpan, entry_flaw, file_size_of, salvage
 
 CHECK_ATTEMPTS = 5  # checks from HEAD again when a concurrent commit deleted what one read
 
@@ -72,11 +73,16 @@ class FsckReport:
 class _TensorState:
     name: str
     meta: TensorMeta
+    fmt: SampleFormat
     entries: np.ndarray  # dense ENTRY array by row
+    salvaged: np.ndarray  # by row: whether its entry comes from a damaged index segment
     dirty: bool = False  # repair must rewrite its index
     bad_rows: set[int] = field(default_factory=set)  # samples that cannot be recovered
     move_rows: set[int] = field(default_factory=set)  # good samples inside a damaged chunk
+    lost: dict[int, str] = field(default_factory=dict)  # rows whose entry was lost → sample name
+    fix_size: dict[int, int] = field(default_factory=dict)  # rows whose entry's file_size is wrong
     damaged: set[str] = field(default_factory=set)  # object keys to delete after repair
+
 
 
 class Checker:
@@ -178,64 +184,100 @@ class Checker:
     # --- index segments ----------------------------------------------------------------
 
     def load_index(self, name: str, meta: TensorMeta) -> _TensorState:
-        st = _TensorState(name, meta, np.zeros(0, dtype=ENTRY))
         nrows = max(self.manifest.row_count, len(self.rows))
-        table = np.zeros(nrows, dtype=ENTRY)
-        table["chunk"] = NO_CHUNK
-        table["row"] = np.arange(nrows)
-        for ref in meta.segments:
+        st = _TensorState(name, meta, SampleFormat(meta), empty_entries(nrows), np.zeros(nrows, dtype=bool))
+        table = st.entries
+        source = np.full(nrows, -1, dtype=np.int64)  # by row: the segment its entry is from
+        lost: dict[str, tuple] = {}  # damaged segment → (why, note, count, kept, spans)
+        for pos, ref in enumerate(meta.segments):
             key = keys.index_segment(meta.tid, int(ref["id"]))
             count = int(ref["count"])
             try:
                 blob = self.storage.get(key)
             except ObjectNotFoundError:
                 self.missing = True
-                self._bad_segment(st, key, f"index segment {key} is missing", None, count)
+                lost[key] = (f"index segment {key} is missing", None, count, 0, [LostSpan(pos, count, -1, nrows)])
                 continue
+            salvaged = False
             try:
                 n, body = segments.unpack(blob, segments.KIND_INDEX, key)
                 if n != count or len(body) != n * ENTRY.itemsize:
                     raise CorruptionError(f"{key}: holds {n} entries, manifest says {count}")
                 seg = np.frombuffer(body, dtype=ENTRY, count=n)
             except (LakeFSError, ValueError) as e:
-                seg = self._salvage(blob, nrows)
-                self._bad_segment(st, key, str(e), seg, count)
-                if seg is None:
-                    continue
+                seg, spans, note = salvage(blob, count, pos, st.fmt, self.manifest.next_id, nrows)
+                lost[key] = (str(e), note, count, len(seg), spans)
+                salvaged = True
             beyond = (seg["row"] < 0) | (seg["row"] >= nrows)
             if beyond.any():
                 self.problem(f"{st.name}: {key}: {int(beyond.sum())} index entries point past the last row")
                 st.dirty = True
                 seg = seg[~beyond]
             table[seg["row"]] = seg
+            source[seg["row"]] = pos
+            st.salvaged[seg["row"]] = salvaged
         table["row"] = np.arange(nrows)
-        st.entries = table
+        for key, (why, note, count, kept, spans) in lost.items():
+            self._report_lost_entries(st, key, why, note, count, kept, spans, source)
         return st
 
-    def _bad_segment(self, st: _TensorState, key: str, why: str, seg: np.ndarray | None, count: int) -> None:
-        kept = 0 if seg is None else len(seg)
-        self.problem(f"{st.name}: {why}; {count - kept} of {count} index entries lost"
-                     + (f", {kept} salvaged" if kept else ""))
+    def _report_lost_entries(self, st: _TensorState, key: str, why: str, note: str | None, count: int,
+                             kept: int, spans: list[LostSpan], source: np.ndarray) -> None:
+        """One problem line for a damaged index segment, naming the samples it cost.
+
+        The lost entries of a span were for rows between the kept entries around it;
+        those rows that no later segment sets are the candidates. When there are no more
+        candidates than lost entries, each may have lost its newest entry, so none is
+        kept (an older segment's entry of it may be an older version): they are lost,
+        and named. Otherwise the index cannot say which candidates lost an entry: they
+        keep what they now show (nothing, or an older segment's entry), named as such."""
         st.dirty = True
         st.damaged.add(key)
+        gone, empty, older = [], [], []
+        for span in spans:
+            rows = np.arange(span.lo + 1, span.hi)
+            candidates = rows[source[rows] < span.pos].tolist()
+            if len(candidates) <= span.lost:
+                for row in candidates:
+                    had = source[row] >= 0
+                    name = self.sample_name(st, row, int(st.entries[row]["ext"]) if had else None)
+                    st.lost[row] = name
+                    gone.append(f"{name} (row {row})")
+                    st.entries[row]["chunk"] = NO_CHUNK
+                    st.entries[row]["length"] = 0
+            else:
+                for row in candidates:
+                    if source[row] < 0:
+                        empty.append(f"{self.sample_name(st, row, None)} (row {row})")
+                    else:
+                        older.append(f"{self.sample_name(st, row, int(st.entries[row]['ext']))} (row {row})")
+        text = f"{st.name}: {why}" + (f"; {note}" if note else "")
+        text += f"; {count - kept} of {count} index entries lost" + (f", {kept} kept" if kept else "")
+        if count == kept and not note:
+            text += " (each passes every check: the damage is in the header or in a field nothing checks)"
+        if gone:
+            text += f"; {len(gone)} sample(s) lost with them: {_some(gone)}"
+        if empty or older:
+            text += "; the index does not say which rows the other lost entries were for:"
+            if empty:
+                text += f" {len(empty)} row(s) now hold no sample ({_some(empty)})"
+            if older:
+                text += (f"{',' if empty else ''} {len(older)} row(s) show an older segment's entry, which may be"
+                         f" an older version ({_some(older)})")
+        self.problem(text)
 
-    def _salvage(self, blob: bytes, nrows: int) -> np.ndarray | None:
-        """The complete, plausible entries of a damaged index segment (crc-checked later)."""
-        body = blob[segments.HEADER.size:]
-        n = len(body) // ENTRY.itemsize
-        if n == 0 or blob[:4] != segments.MAGIC:
-            return None
-        seg = np.frombuffer(body, dtype=ENTRY, count=n)
-        sane = (seg["row"] >= 0) & (seg["row"] < nrows) & (seg["chunk"] >= 0) & (seg["tiles"] >= 1)
-        sane &= seg["chunk"] < self.manifest.next_id
-        return seg[sane].copy() if sane.any() else None
+    def sample_name(self, st: _TensorState, row: int, ext: int | None) -> str:
+        """``images/cat001.jpg``: the file name of row ``row``'s sample, with the extension
+        of entry field ``ext`` (None when no entry is left: the canonical one)."""
+        exts = st.meta.exts
+        return f"{st.name}/{self.key(row)}" + (exts[ext] if ext is not None and ext < len(exts)
+                                               else st.fmt.canonical_ext)
 
     # --- chunks and samples ------------------------------------------------------------
 
     def check_samples(self, st: _TensorState) -> None:
         meta = st.meta
         codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
-        fmt = SampleFormat(meta)
         live = np.flatnonzero(st.entries["chunk"] != NO_CHUNK)
         by_chunk: dict[int, list[int]] = {}
         for row in live.tolist():
@@ -266,14 +308,34 @@ class Checker:
                         why = f"sample is cut short ({len(data)} of {n} bytes)"
                     elif crc32(data) != int(e["crc"]):
                         why = "sample checksum mismatch (its bytes are damaged)"
+                    else:
+                        why = self._check_entry(st, row, e, data)
                 if why is not None:
-                    ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else fmt.canonical_ext
-                    self.problem(f"{st.name}/{self.key(row)}{ext} (row {row}): {why}")
+                    self.problem(f"{self.sample_name(st, row, int(e['ext']))} (row {row}): {why}")
                     st.bad_rows.add(row)
                     st.move_rows.discard(row)
                     st.dirty = True
                 elif row in st.move_rows:
                     st.dirty = True
+
+    def _check_entry(self, st: _TensorState, row: int, e: np.void, data: bytes) -> str | None:
+        """Why the entry of a sample whose bytes verify cannot be trusted, or None. One
+        from a damaged segment is dropped; in a sound one (a writer's mistake), a wrong
+        file size is corrected by repair (the sample's crc32 vouches for its length)."""
+        try:
+            flaw = entry_flaw(st.fmt, e, data)
+        except LakeFSError as err:  # an lz4 sample that does not decompress
+            return f"the sample does not decode ({err})"
+        if flaw is None:
+            return None
+        size = file_size_of(st.fmt, e, data)
+        if st.salvaged[row] or size is None or size == int(e["file_size"]):
+            return f"its index entry is damaged: {flaw}"
+        self.problem(f"{self.sample_name(st, row, int(e['ext']))} (row {row}): its index entry is wrong: {flaw}; "
+                     "repair corrects the entry")
+        st.fix_size[row] = size
+        st.dirty = True
+        return None
 
     def _read_chunk(self, st: _TensorState, cid: int, codec) -> tuple[bytes | None, str | None]:
         """(payload, damage note) — payload None when nothing in it can be trusted."""
@@ -337,6 +399,12 @@ class Checker:
             return self.storage.get(keys.HEAD) != self.head
         except ObjectNotFoundError:
             return self.head is not None
+
+
+def _some(names: list[str], first: int = 5) -> str:
+    """The first few of ``names``, and how many more."""
+    more = len(names) - first
+    return ", ".join(names[:first]) + (f" and {more} more" if more > 0 else "")
 
 
 def salvage_payload(blob: bytes, codec) -> bytes:

@@ -76,11 +76,12 @@ def _rewrite_tensor(c: Checker, st: _TensorState, ids: IdAllocator) -> None:
     meta = st.meta
     entries = st.entries
     for row in sorted(st.bad_rows):
-        e = entries[row]
-        ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else ""
-        c.report.dropped.append(f"{st.name}/{c.key(row)}{ext}")
+        c.report.dropped.append(c.sample_name(st, row, int(entries[row]["ext"])))
         entries[row]["chunk"] = NO_CHUNK
         entries[row]["length"] = 0
+    c.report.dropped += [st.lost[row] for row in sorted(st.lost)]  # (their cells are empty already)
+    for row, size in st.fix_size.items():
+        entries[row]["file_size"] = size
     if st.move_rows:
         codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
         kind = (ChunkKind.CHUNK_COMPRESSED if codec else

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lakefs
 from lakefs.chunks.chunk import HEADER
 from lakefs.dataset import Dataset
 from lakefs.errors import CorruptionError
-from lakefs.format import keys
+from lakefs.format import keys, segments
+from lakefs.format.index import ENTRY
 from lakefs.storage import MemoryStorage
 from lakefs.tools.fsck import fsck as fsck_storage
 
@@ -297,3 +299,110 @@ def test_a_check_beside_a_writer_that_never_stops_says_so() -> None:
         storage.writer = writer
         report = fsck_storage(storage)
     assert report.problems[-1].startswith("the dataset changed 5 times while it was checked")
+
+
+# --- damaged index segments: what is kept must be right, what is lost is named ---------------
+
+
+def segment_path(ds_path: Path, tensor: str, i: int = -1) -> Path:
+    with lakefs.load(ds_path, read_only=True) as ds:
+        meta = ds[tensor].meta
+        return ds_path / keys.index_segment(meta.tid, int(meta.segments[i]["id"]))
+
+
+def edit_entries(seg: Path, edit, *, reseal: bool = False) -> None:
+    """Apply ``edit`` to the segment's entries; the header (and its crc32) stays as it was
+    unless ``reseal``, which writes a sound segment (a writer's mistake, not damage)."""
+    blob = seg.read_bytes()
+    entries = np.frombuffer(blob[segments.HEADER.size:], dtype=ENTRY).copy()
+    edit(entries)
+    body = entries.tobytes()
+    seg.write_bytes(segments.pack(segments.KIND_INDEX, len(entries), body) if reseal
+                    else blob[:segments.HEADER.size] + body)
+
+
+def test_a_flipped_bit_in_an_entry_is_set_right(cli, photo_ds: Path) -> None:
+    """The row of an entry took a flipped bit: the sample's own crc32 still verified, so
+    repair used to hand its bytes to another row and call the result clean."""
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "images")
+    data = bytearray(seg.read_bytes())
+    data[segments.HEADER.size + 5 * ENTRY.itemsize] ^= 0b1000  # entry 5's row: 5 → 13
+    seg.write_bytes(bytes(data))
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "one flipped bit (entry 5, field row) explains the damage and was set right" in r.out
+    assert_repaired(cli, photo_ds, before, set())
+
+
+@pytest.mark.parametrize("field, value", [("row", 1), ("row", 7), ("file_size", 12345), ("length", 10**9),
+                                          ("tiles", 2)])
+def test_an_entry_that_contradicts_itself_is_dropped_and_named(cli, photo_ds: Path, field: str,
+                                                                value: int) -> None:
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "images")
+
+    def damage(e: np.ndarray) -> None:
+        e[4][field] = value  # rows 1 or 7 break the ascending order; the others their sizes
+        e[6]["mtime_ns"] ^= 0b101  # and damage nothing checks: no single flipped bit explains it
+
+    edit_entries(seg, damage)
+    victim = sorted(k for k in before if k.startswith("images/"))[4]
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert f"1 of 8 index entries lost, 7 kept; 1 sample(s) lost with them: {victim} (row 4)" in r.out, r.out
+    assert_repaired(cli, photo_ds, before, {victim})  # every other sample where it was
+
+
+def test_a_damaged_file_size_in_a_sound_entry_is_corrected(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    edit_entries(segment_path(photo_ds, "meta"), lambda e: e[2].__setitem__("file_size", 3), reseal=True)
+    name = sorted(k for k in before if k.startswith("meta/"))[2]
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and f"fsck: {name} (row 2): its index entry is wrong: it says the file is 3 bytes, " \
+                           f"the sample makes {len(before[name])}; repair corrects the entry" in r.out, r.out
+    assert_repaired(cli, photo_ds, before, set())
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert ds["meta"][2].size == len(before[name])
+
+
+def test_a_truncated_segment_names_every_sample_it_lost(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "meta")
+    seg.write_bytes(seg.read_bytes()[: segments.HEADER.size + 3 * ENTRY.itemsize + 40])
+    lost = {k for k in before if k.startswith("meta/")} - {f"meta/{k}.json" for k in sorted(
+        k[len("meta/"):-len(".json")] for k in before if k.startswith("meta/"))[:3]}
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "5 of 8 index entries lost, 3 kept; 5 sample(s) lost with them: " in r.out
+    r = cli("fsck", "--repair", photo_ds)
+    assert "repaired (5 dropped" in r.out
+    assert {line[len("fsck: dropped "):] for line in r.out.splitlines() if line.startswith("fsck: dropped ")} == lost
+    assert set(snapshot(photo_ds)) == set(before) - lost
+
+
+def test_a_lost_segment_of_updates_says_what_may_be_stale(cli, photo_ds: Path) -> None:
+    with lakefs.load(photo_ds) as ds:
+        ds["meta"][2] = {"updated": 2}
+        ds["meta"][5] = {"updated": 5}
+    seg = segment_path(photo_ds, "meta")  # the two updates (too small to merge with the 8)
+    assert seg.stat().st_size == segments.HEADER.size + 2 * ENTRY.itemsize
+    seg.unlink()
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert "2 of 2 index entries lost; the index does not say which rows the other lost entries were for: " \
+           "8 row(s) show an older segment's entry, which may be an older version (meta/" in r.out, r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert ds["meta"][2].numpy() == {"key": ds[2].key}  # what the older segment held
+
+
+def test_a_deleted_sample_stays_deleted_when_its_segment_is_salvaged(cli, photo_ds: Path) -> None:
+    with lakefs.load(photo_ds) as ds:
+        ds["meta"].pop(3)
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "meta")
+    edit_entries(seg, lambda e: e[0].__setitem__("mtime_ns", e[0]["mtime_ns"] ^ 0b11))  # two bits: not located
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "0 of 1 index entries lost, 1 kept" in r.out, r.out
+    assert_repaired(cli, photo_ds, before, set())
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert ds[3]["meta"].is_empty
