@@ -97,6 +97,8 @@ class Checker:
         self.marker_bad = False  # repair writes a new marker
         self.head: bytes | None = None  # the HEAD this check started from
         self.missing = False  # an object was missing (a concurrent commit may have deleted it)
+        self.lost_commits: list[int] = []  # newer commits whose manifest does not read
+        self.rollback_lost: list[str] = []  # samples those commits wrote (repair gives them up)
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
@@ -127,30 +129,115 @@ class Checker:
 
     def check_head(self) -> bool:
         self.check_marker()
+        head_seq, where = None, keys.HEAD
         try:
             self.head = self.storage.get(keys.HEAD)
-            _, mkey = parse_head(self.head, keys.HEAD)
-            self.manifest = Manifest.from_bytes(self.storage.get(mkey), mkey)
+            head_seq, where = parse_head(self.head, keys.HEAD)
+            self.manifest = Manifest.from_bytes(self.storage.get(where), where)
             return True
         except (CorruptionError, ObjectNotFoundError) as e:
             self.missing |= isinstance(e, ObjectNotFoundError)
-            self.problem(f"{keys.HEAD}: {e}")
-        self.manifest = self._newest_readable_manifest()
+            self.problem(_about(where, e).replace(where, f"{where} (the manifest {keys.HEAD} names)", 1)
+                         if where != keys.HEAD else _about(where, e))
+        self.manifest, unreadable = self._newest_readable_manifest()
         if self.manifest is None:
             self.problem("no readable manifest is left: the dataset cannot be recovered by fsck")
             self.report.fatal = True
             return False
+        self.lost_commits = sorted({s for s in (*unreadable, head_seq or 0) if s > self.manifest.seq})
         self.problem(f"the newest readable manifest is {keys.manifest(self.manifest.seq)} (repair makes it current)")
         self.damaged.add(keys.HEAD)
         return True
 
-    def _newest_readable_manifest(self) -> Manifest | None:
+    def _newest_readable_manifest(self) -> tuple[Manifest | None, list[int]]:
+        """The newest manifest that reads, and the commits of the newer ones that do not."""
+        unreadable = []
         for key in sorted(self.storage.list(keys.MANIFESTS), reverse=True):
             try:
-                return Manifest.from_bytes(self.storage.get(key), key)
+                return Manifest.from_bytes(self.storage.get(key), key), unreadable
+            except (LakeFSError, ValueError):
+                if keys.is_dataset_key(key):
+                    unreadable.append(keys.parse_id(key))
+        return None, unreadable
+
+    def describe_rollback(self) -> None:
+        """What the commits after the manifest repair goes back to made, which the repair
+        gives up: named from their objects, whose ids are all past that manifest's
+        ``next_id`` (docs/FORMAT.md §8). New index segments give the samples they wrote
+        (entries a merge copied unchanged are left out), new row segments the keys of the
+        rows they added. An uncommitted object of a writer that crashed may be among them."""
+        m = self.manifest
+        since, nrows = m.next_id, m.row_count
+        new_keys = self._keys_of_new_rows(since)
+        samples: list[str] = []
+        added: set[int] = set()
+        self.rollback_lost = []
+        for st in self.tensors:
+            for key in self._keys_since(f"{keys.tensor_prefix(st.meta.tid)}index/", since):
+                try:
+                    n, body = segments.unpack(self.storage.get(key), segments.KIND_INDEX, key)
+                    seg = np.frombuffer(body, dtype=ENTRY, count=n)
+                except (LakeFSError, ValueError):
+                    continue
+                for e in seg:
+                    row = int(e["row"])
+                    if row < 0 or row in st.lost or (row < nrows and e.tobytes() == st.entries[row].tobytes()):
+                        continue  # named already, or copied unchanged by a merge
+                    if row >= nrows:
+                        added.add(row)
+                    ext = int(e["ext"]) if e["chunk"] != NO_CHUNK else None
+                    name = self.sample_name(st, row, ext, new_keys.get(row))
+                    if name not in samples:
+                        samples.append(name)
+                        self.rollback_lost.append(name if row >= nrows else f"{name} (the version a lost commit wrote)")
+        rows = sorted(added | set(new_keys))
+        tids = {t.tid for t in m.tensors.values()}
+        tensors = {k.split("/")[1] for k in self.storage.list(keys.TENSORS) if keys.is_dataset_key(k)}
+        created = sorted(t for t in tensors - tids if int(t[1:]) >= since)
+        files = self._keys_since(keys.FILES, since)
+        what = [f"{len(rows)} row(s) added ({_some([new_keys.get(r, f'row-{r}') for r in rows])})" if rows else "",
+                f"{len(samples)} sample(s) written ({_some(samples)})" if samples else "",
+                f"{len(created)} tensor(s) created (their names were in the lost manifest)" if created else "",
+                f"{len(files)} plain file version(s) stored" if files else ""]
+        what = [w for w in what if w]
+        commits = ", ".join(str(s) for s in self.lost_commits)
+        self.problem(f"going back to commit {m.seq} gives up what commit(s) {commits} made: "
+                     + ("; ".join(what) + " (a crashed writer's uncommitted objects may be among them)" if what
+                        else "no object of theirs is left to say what"))
+
+    def _keys_of_new_rows(self, since: int) -> dict[int, str]:
+        """Row → key of the rows that row segments newer than the manifest added. A row
+        segment does not hold its first row: it follows from its first key when that is
+        known (a merge copied it), else it starts where the rows known so far end."""
+        known = len(self.rows)
+        out: dict[int, str] = {}
+        by_key: dict[str, int] = {}
+        for key in self._keys_since(keys.ROWS, since):
+            try:
+                n, body = segments.unpack(self.storage.get(key), segments.KIND_ROWS, key)
+                table = RowTable()
+                table.load_segment(body, n, 0, key)
             except (LakeFSError, ValueError):
                 continue
-        return None
+            names = table.keys()
+            if not names:
+                continue
+            start = self.rows.find(names[0])
+            if start is None:
+                start = by_key.get(names[0])
+            if start is None:
+                if self.rows_damaged:
+                    continue  # it may begin among rows whose keys are lost: cannot be placed
+                start = max(known, max(out, default=known - 1) + 1)
+            for i, name in enumerate(names):
+                if start + i >= known:
+                    out[start + i] = name
+                    by_key[name] = start + i
+        return out
+
+    def _keys_since(self, prefix: str, since: int) -> list[str]:
+        return sorted(k for k in self.storage.list(prefix)
+                      if keys.is_dataset_key(k) and not k.endswith(".json") and keys.parse_id(k) >= since)
 
     # --- rows --------------------------------------------------------------------------
 
@@ -166,7 +253,7 @@ class Checker:
                 self.rows.load_segment(body, n, len(self.rows), key)
             except (LakeFSError, ValueError) as e:
                 self.missing |= isinstance(e, ObjectNotFoundError)
-                self.problem(f"{key}: {e}; the keys of rows {start}..{start + count - 1} are lost")
+                self.problem(f"{_about(key, e)}; the keys of rows {start}..{start + count - 1} are lost")
                 self.rows_damaged = True
                 self.damaged.add(key)
                 for row in range(len(self.rows), start + count):
@@ -266,12 +353,12 @@ class Checker:
                          f" an older version ({_some(older)})")
         self.problem(text)
 
-    def sample_name(self, st: _TensorState, row: int, ext: int | None) -> str:
-        """``images/cat001.jpg``: the file name of row ``row``'s sample, with the extension
-        of entry field ``ext`` (None when no entry is left: the canonical one)."""
+    def sample_name(self, st: _TensorState, row: int, ext: int | None, key: str | None = None) -> str:
+        """``images/cat001.jpg``: the file name of row ``row``'s sample (or of ``key``), with
+        the extension of entry field ``ext`` (None when no entry is left: the canonical one)."""
         exts = st.meta.exts
-        return f"{st.name}/{self.key(row)}" + (exts[ext] if ext is not None and ext < len(exts)
-                                               else st.fmt.canonical_ext)
+        return f"{st.name}/{key or self.key(row)}" + (exts[ext] if ext is not None and ext < len(exts)
+                                                      else st.fmt.canonical_ext)
 
     # --- chunks and samples ------------------------------------------------------------
 
@@ -387,6 +474,8 @@ class Checker:
             st = self.load_index(name, meta)
             self.check_samples(st)
             self.tensors.append(st)
+        if self.lost_commits:
+            self.describe_rollback()
         return self.check_files()
 
     def raced(self) -> bool:
@@ -399,6 +488,14 @@ class Checker:
             return self.storage.get(keys.HEAD) != self.head
         except ObjectNotFoundError:
             return self.head is not None
+
+
+def _about(key: str, e: Exception) -> str:
+    """``key: what is wrong``, without repeating the key when the error names it already."""
+    if isinstance(e, ObjectNotFoundError):
+        return f"{key} is missing"
+    text = str(e)
+    return text if text.startswith(f"{key}:") else f"{key}: {text}"
 
 
 def _some(names: list[str], first: int = 5) -> str:

@@ -53,6 +53,7 @@ def _commit(c: Checker, bad_files: list[str]) -> None:
     for path in bad_files:
         del m.files[path]
         c.report.dropped.append(path)
+    c.report.dropped += c.rollback_lost  # what the commits after m wrote (see describe_rollback)
     if c.rows_damaged:
         rid = ids.take()
         n = len(c.rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -406,3 +407,38 @@ def test_a_deleted_sample_stays_deleted_when_its_segment_is_salvaged(cli, photo_
     assert_repaired(cli, photo_ds, before, set())
     with lakefs.load(photo_ds, read_only=True) as ds:
         assert ds[3]["meta"].is_empty
+
+
+def test_going_back_a_commit_names_what_that_commit_wrote(cli, dataset_path: Path) -> None:
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("blobs", htype="bytes")
+        for commit in range(6):
+            for i in range(4):
+                ds.append({"blobs": b"%d.%d" % (commit, i)})
+            if commit == 5:
+                ds["blobs"][2] = b"changed"
+            ds.flush()
+        names = ds.keys()
+    head = (dataset_path / keys.HEAD).read_bytes()
+    newest = dataset_path / json.loads(head)["manifest"]
+    flip(newest, 30)
+    r = cli("fsck", dataset_path)
+    assert r.code == 1
+    assert f"going back to commit 6 gives up what commit(s) 7 made: 4 row(s) added ({', '.join(names[20:])}); " \
+           f"5 sample(s) written (blobs/{names[2]}.bin, " in r.out, r.out
+    r = cli("fsck", "--repair", dataset_path)
+    assert r.code == 0 and "repaired (5 dropped" in r.out, r.out
+    dropped = [line[len("fsck: dropped "):] for line in r.out.splitlines() if line.startswith("fsck: dropped ")]
+    assert dropped == [f"blobs/{names[2]}.bin (the version a lost commit wrote)",
+                       *(f"blobs/{k}.bin" for k in names[20:])]
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert len(ds) == 20 and ds["blobs"][2].tobytes() == b"0.2"
+
+
+def test_a_damaged_row_segment_is_named_once(cli, photo_ds: Path) -> None:
+    seg = next((photo_ds / "rows").iterdir())
+    flip(seg, segments.HEADER.size + 3)
+    r = cli("fsck", photo_ds)
+    key = f"rows/{seg.name}"
+    assert r.code == 1 and f"fsck: {key}: segment checksum mismatch; the keys of rows 0..7 are lost" in r.out
+    assert f"{key}: {key}" not in r.out
