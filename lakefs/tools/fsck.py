@@ -4,18 +4,22 @@ It reads the storage directly rather than through :class:`~lakefs.dataset.Datase
 because a damaged index or row segment stops a dataset from opening, which is exactly
 when fsck is needed. It verifies: the marker, ``HEAD`` and the manifest; every row
 segment and index segment (header, size, crc32); every chunk that a sample points at
-(header, size, crc32, decompression); and every sample's own crc32 against the index;
-and each plain file's size.
+(header, size, crc32, decompression); every sample's own crc32 against the index, and
+its entry's sizes against each other; and each plain file's size. It takes no lock: an
+object a concurrent commit deleted sends it back to the new HEAD, as a reader would.
 
 Each problem is reported with the sample it costs (``images/cat001.jpg (row 3)``).
-Repair keeps everything that verifies and drops only what cannot be recovered:
+Repair keeps everything that verifies and drops only what cannot be recovered, naming
+every sample it drops:
 
-- a truncated or damaged index segment: its complete, sane entries are salvaged and
-  kept when their sample's checksum verifies;
+- a truncated or damaged index segment: one flipped bit is set right; otherwise only
+  its entries that agree with the format are kept (:mod:`lakefs.tools.salvage`), when
+  their sample's checksum verifies; the samples of the lost ones are dropped;
 - a damaged chunk: the samples inside it whose own checksum still verifies are copied
   to a new chunk; the others are dropped (their cells become empty, rows stay);
 - a lost row segment: the rows keep their place under ``lost-row-NNNNNNNN`` keys;
-- a broken ``HEAD`` or manifest: the newest manifest that still reads is used;
+- a broken ``HEAD`` or manifest: the newest manifest that still reads is used, and what
+  the commits after it wrote is named as given up;
 - a lost or damaged marker (``lakefs.json``): a new one is written, last.
 
 The repair is one ordinary commit under the writer lock: new chunks and segments are
@@ -82,7 +86,6 @@ class _TensorState:
     lost: dict[int, str] = field(default_factory=dict)  # rows whose entry was lost → sample name
     fix_size: dict[int, int] = field(default_factory=dict)  # rows whose entry's file_size is wrong
     damaged: set[str] = field(default_factory=set)  # object keys to delete after repair
-
 
 
 class Checker:
@@ -320,38 +323,42 @@ class Checker:
         keep what they now show (nothing, or an older segment's entry), named as such."""
         st.dirty = True
         st.damaged.add(key)
-        gone, empty, older = [], [], []
+        gone: list[str] = []
+        unsure, empty, older = 0, [], []  # (lost entries, rows now empty, rows older segments set)
         for span in spans:
             rows = np.arange(span.lo + 1, span.hi)
-            candidates = rows[source[rows] < span.pos].tolist()
+            candidates = rows[source[rows] < span.pos]
             if len(candidates) <= span.lost:
-                for row in candidates:
-                    had = source[row] >= 0
-                    name = self.sample_name(st, row, int(st.entries[row]["ext"]) if had else None)
+                for row in candidates.tolist():
+                    name = self.sample_name(st, row, int(st.entries[row]["ext"]) if source[row] >= 0 else None)
                     st.lost[row] = name
                     gone.append(f"{name} (row {row})")
                     st.entries[row]["chunk"] = NO_CHUNK
                     st.entries[row]["length"] = 0
             else:
-                for row in candidates:
-                    if source[row] < 0:
-                        empty.append(f"{self.sample_name(st, row, None)} (row {row})")
-                    else:
-                        older.append(f"{self.sample_name(st, row, int(st.entries[row]['ext']))} (row {row})")
+                unsure += span.lost
+                empty.append(candidates[source[candidates] < 0])
+                older.append(candidates[source[candidates] >= 0])
         text = f"{st.name}: {why}" + (f"; {note}" if note else "")
         text += f"; {count - kept} of {count} index entries lost" + (f", {kept} kept" if kept else "")
         if count == kept and not note:
             text += " (each passes every check: the damage is in the header or in a field nothing checks)"
         if gone:
             text += f"; {len(gone)} sample(s) lost with them: {_some(gone)}"
-        if empty or older:
-            text += "; the index does not say which rows the other lost entries were for:"
-            if empty:
-                text += f" {len(empty)} row(s) now hold no sample ({_some(empty)})"
-            if older:
-                text += (f"{',' if empty else ''} {len(older)} row(s) show an older segment's entry, which may be"
-                         f" an older version ({_some(older)})")
+        if unsure:
+            empty_rows, older_rows = np.concatenate(empty), np.concatenate(older)
+            text += f"; the index does not say which rows {unsure} lost entries were for:"
+            if len(empty_rows):
+                text += f" {len(empty_rows)} row(s) now hold no sample ({self._first_names(st, empty_rows, False)})"
+            if len(older_rows):
+                text += (f"{',' if len(empty_rows) else ''} {len(older_rows)} row(s) show an older segment's entry,"
+                         f" which may be an older version ({self._first_names(st, older_rows, True)})")
         self.problem(text)
+
+    def _first_names(self, st: _TensorState, rows: np.ndarray, have_entry: bool, first: int = 5) -> str:
+        names = [f"{self.sample_name(st, r, int(st.entries[r]['ext']) if have_entry else None)} (row {r})"
+                 for r in rows[:first].tolist()]
+        return _some(names, first, total=len(rows))
 
     def sample_name(self, st: _TensorState, row: int, ext: int | None, key: str | None = None) -> str:
         """``images/cat001.jpg``: the file name of row ``row``'s sample (or of ``key``), with
@@ -498,9 +505,9 @@ def _about(key: str, e: Exception) -> str:
     return text if text.startswith(f"{key}:") else f"{key}: {text}"
 
 
-def _some(names: list[str], first: int = 5) -> str:
-    """The first few of ``names``, and how many more."""
-    more = len(names) - first
+def _some(names: list[str], first: int = 5, total: int | None = None) -> str:
+    """The first few of ``names`` (of ``total``, when only those were made), and how many more."""
+    more = (len(names) if total is None else total) - first
     return ", ".join(names[:first]) + (f" and {more} more" if more > 0 else "")
 
 

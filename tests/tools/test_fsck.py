@@ -389,7 +389,7 @@ def test_a_lost_segment_of_updates_says_what_may_be_stale(cli, photo_ds: Path) -
     seg.unlink()
     r = cli("fsck", photo_ds)
     assert r.code == 1
-    assert "2 of 2 index entries lost; the index does not say which rows the other lost entries were for: " \
+    assert "2 of 2 index entries lost; the index does not say which rows 2 lost entries were for: " \
            "8 row(s) show an older segment's entry, which may be an older version (meta/" in r.out, r.out
     assert cli("fsck", "--repair", photo_ds).code == 0
     with lakefs.load(photo_ds, read_only=True) as ds:
