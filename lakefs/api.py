@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from lakefs.dataset import Dataset
+from lakefs.dataset.dataset import orphaned_dataset
 from lakefs.errors import DatasetNotFoundError
 from lakefs.format import keys
 from lakefs.storage.remote import is_object_store, open_dataset_storage
@@ -28,7 +29,8 @@ def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: 
           **options: Any) -> Dataset:
     """Create a new, empty dataset; refuses an existing one unless ``overwrite``."""
     storage = _storage(path, False, storage_options)
-    replacing = overwrite and storage.exists(keys.MARKER)
+    # (a dataset that lost its marker is replaced too: overwrite says its data may go)
+    replacing = overwrite and (storage.exists(keys.MARKER) or orphaned_dataset(storage) is not None)
     if replacing:
         with storage.writer_lock(keys.WRITER_LOCK):
             storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one

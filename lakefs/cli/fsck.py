@@ -17,10 +17,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fsck)
 
 
+def refuse_a_mountpoint(path: str) -> None:
+    """A lakefs mountpoint given instead of its dataset gets one line (a dead one would
+    otherwise fail with ENOTCONN, a live one say "no dataset" with no hint)."""
+    from lakefs.errors import DatasetNotFoundError
+    from lakefs.fs.mount import is_dead, mount_entry
+
+    if "://" in path and not path.startswith("file://"):
+        return
+    local = path.removeprefix("file://")
+    entry = mount_entry(local)
+    if entry is None or not entry.is_lakefs:
+        return
+    dataset = entry.dataset or "DATASET"
+    if is_dead(local):
+        raise DatasetNotFoundError(f"{path} is a dead lakefs mount (its mount process is gone), not a dataset: "
+                                   f"clear it with `lakefs umount {path}`; check the dataset itself with "
+                                   f"`lakefs fsck {dataset}`")
+    raise DatasetNotFoundError(f"{path} is a lakefs mountpoint, not a dataset: check the mounted dataset "
+                               f"itself with `lakefs fsck {dataset}`")
+
+
 def cmd_fsck(args: argparse.Namespace) -> int:
     from lakefs.storage import open_storage
     from lakefs.tools.fsck import fsck
 
+    refuse_a_mountpoint(args.dataset)
     storage = open_storage(args.dataset, read_only=not args.repair,
                            options=dict(args.settings.storage_options) or None)
     report = fsck(storage, repair=args.repair)

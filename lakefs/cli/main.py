@@ -8,10 +8,14 @@ non-zero exit; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from lakefs.config import load_config
 from lakefs.errors import LakeFSError
@@ -22,6 +26,33 @@ COMMAND_MODULES = ("mount", "tools", "transfer", "fsck")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received while :func:`sigterm_interrupts` was in effect."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While a long command runs, SIGTERM stops it as Ctrl-C does: the command unwinds and
+    commits what it wrote, instead of dying at once with its work uncommitted. A second
+    SIGTERM is ignored so that the final commit can finish (SIGKILL still ends it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         return EXIT_ERROR
+    except Terminated:
+        print("lakefs: terminated (SIGTERM); what was written before is committed", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("lakefs: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lakefs.cli.main import sigterm_interrupts
 from lakefs.cli.tools import add_tensor_options, tensor_kwargs
 
 
@@ -69,7 +70,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lakefs.tools.scan import scan
 
     plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args))
-    with lakefs.dataset(args.dataset, **args.settings.dataset_options()) as ds:
+    with sigterm_interrupts(), lakefs.dataset(args.dataset, **args.settings.dataset_options()) as ds:
         report = ingest(ds, plan, workers=args.workers, progress=args.progress,
                         commit_seconds=args.commit_seconds)
     if not args.quiet:

@@ -41,6 +41,7 @@ from lakefs.errors import (
     CorruptionError,
     DatasetExistsError,
     DatasetNotFoundError,
+    FormatVersionError,
     InvalidSampleError,
     KeyExistsError,
     LakeFSError,
@@ -71,6 +72,47 @@ DEFAULT_CACHE_BYTES = 256 << 20
 KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
 SESSION_ID_BITS = 32  # ids stay far below 2**64 for billions of sessions
 OPEN_RETRIES = 5  # a concurrent commit may delete what a reader is about to read
+
+
+def orphaned_dataset(storage: Storage) -> str | None:
+    """What of a committed dataset lies at ``storage`` although its marker is missing, or
+    None if nothing does beyond an interrupted creation (it commits an empty first
+    manifest, then HEAD, then the marker: those may be completed or replaced). A dataset
+    that lost its marker must never be taken for an empty place: a new dataset created
+    over it would leave all of its data unreferenced, for ``compact`` to delete."""
+    try:
+        seq, _ = parse_head(storage.get(keys.HEAD), keys.HEAD)
+        if seq > 1:
+            return f"{keys.HEAD} names commit {seq}"
+    except ObjectNotFoundError:
+        pass
+    except (CorruptionError, FormatVersionError):
+        return f"a damaged {keys.HEAD}"
+    first = keys.manifest(1)
+    for key in storage.list(keys.MANIFESTS):
+        if key != first and keys.is_dataset_key(key):
+            return f"{key} is there"
+        if key == first:
+            try:
+                m = Manifest.from_bytes(storage.get(key), key)
+            except ObjectNotFoundError:
+                continue
+            except (LakeFSError, ValueError):
+                return f"a damaged {key}"
+            if m.tensors or m.row_count or m.files or m.groups or m.pending_dirs:
+                return f"{key} holds tensors or rows"
+    for prefix in (keys.TENSORS, keys.ROWS, keys.FILES):
+        key = next((k for k in storage.list(prefix) if keys.is_dataset_key(k)), None)
+        if key is not None:
+            return f"{key} is there"
+    return None
+
+
+def lost_marker_message(where: str, what: str) -> str:
+    """One line for a dataset whose marker is gone: what is left, and how to recover."""
+    return (f"{where}: the dataset marker {keys.MARKER} is missing, but a dataset is there ({what}); "
+            f"it was left untouched: `lakefs fsck --repair {where}` restores the marker "
+            f"(`lakefs create --overwrite {where}` deletes the dataset instead)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +161,7 @@ class Dataset:
             storage.check()
             if not storage.exists(keys.MARKER):
                 if not create:
-                    raise DatasetNotFoundError(f"no lakefs dataset at {storage.where}")
+                    raise self._no_marker()
                 self._refuse_foreign_objects()
             self._writer_lock = storage.writer_lock(keys.WRITER_LOCK)
             self._chunk_writer = ChunkWriter(storage)
@@ -142,7 +184,7 @@ class Dataset:
             marker = None
         if marker is None:
             if not create:
-                raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}")
+                raise self._no_marker()
             if self.read_only:
                 raise ReadOnlyError(f"cannot create a dataset on read-only storage {self.storage.where}")
             self._refuse_foreign_objects()  # again, under the lock
@@ -160,12 +202,22 @@ class Dataset:
             # that lost its lease while paused and still puts chunks (docs/FORMAT.md §8).
             self._ids.next_id += 1 + secrets.randbits(SESSION_ID_BITS)
 
+    def _no_marker(self) -> LakeFSError:
+        """The error for a place without a marker: a dataset that lost it, or none."""
+        what = orphaned_dataset(self.storage)
+        if what is not None:
+            return CorruptionError(lost_marker_message(self.storage.where, what))
+        return DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}")
+
     def _refuse_foreign_objects(self) -> None:
-        """A dataset is only created where nothing but a dataset's own objects lie (an
-        interrupted creation leaves those), or where one was just deleted to be replaced:
-        never among a user's files."""
+        """A dataset is only created where nothing lies but what an interrupted creation
+        leaves (an empty first commit), or where one was just deleted to be replaced:
+        never over a dataset that lost its marker, nor among a user's files."""
         if self._replacing:
             return
+        what = orphaned_dataset(self.storage)
+        if what is not None:
+            raise CorruptionError(lost_marker_message(self.storage.where, what))
         ours = {keys.MARKER, keys.HEAD, *(p.rstrip("/") for p in (keys.MANIFESTS, keys.TENSORS, keys.ROWS,
                                                                     keys.FILES, LOCK_PREFIX))}
         foreign = next((n for n in self.storage.top_names() if n not in ours), None)

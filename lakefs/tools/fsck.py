@@ -4,18 +4,23 @@ It reads the storage directly rather than through :class:`~lakefs.dataset.Datase
 because a damaged index or row segment stops a dataset from opening, which is exactly
 when fsck is needed. It verifies: the marker, ``HEAD`` and the manifest; every row
 segment and index segment (header, size, crc32); every chunk that a sample points at
-(header, size, crc32, decompression); and every sample's own crc32 against the index;
-and each plain file's size.
+(header, size, crc32, decompression); every sample's own crc32 against the index, and
+its entry's sizes against each other; and each plain file's size. It takes no lock: an
+object a concurrent commit deleted sends it back to the new HEAD, as a reader would.
 
 Each problem is reported with the sample it costs (``images/cat001.jpg (row 3)``).
-Repair keeps everything that verifies and drops only what cannot be recovered:
+Repair keeps everything that verifies and drops only what cannot be recovered, naming
+every sample it drops:
 
-- a truncated or damaged index segment: its complete, sane entries are salvaged and
-  kept when their sample's checksum verifies;
+- a truncated or damaged index segment: one flipped bit is set right; otherwise only
+  its entries that agree with the format are kept (:mod:`lakefs.tools.salvage`), when
+  their sample's checksum verifies; the samples of the lost ones are dropped;
 - a damaged chunk: the samples inside it whose own checksum still verifies are copied
   to a new chunk; the others are dropped (their cells become empty, rows stay);
 - a lost row segment: the rows keep their place under ``lost-row-NNNNNNNN`` keys;
-- a broken ``HEAD`` or manifest: the newest manifest that still reads is used.
+- a broken ``HEAD`` or manifest: the newest manifest that still reads is used, and what
+  the commits after it wrote is named as given up;
+- a lost or damaged marker (``lakefs.json``): a new one is written, last.
 
 The repair is one ordinary commit under the writer lock: new chunks and segments are
 written first, then a new manifest, then ``HEAD`` (one atomic put); the damaged objects
@@ -26,12 +31,14 @@ dataset.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.compression import get_codec
+from lakefs.dataset.dataset import orphaned_dataset
 from lakefs.dataset.samples import SampleFormat
 from lakefs.errors import (
     CorruptionError,
@@ -42,11 +49,14 @@ from lakefs.errors import (
 )
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
-from lakefs.format.index import ENTRY, NO_CHUNK
+from lakefs.format.index import ENTRY, NO_CHUNK, empty_entries
 from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_head
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 from lakefs.storage.remote import is_object_store
+from lakefs.tools.salvage import LostSpan, entry_flaw, file_size_of, salvage
+
+CHECK_ATTEMPTS = 5  # checks from HEAD again when a concurrent commit deleted what one read
 
 
 @dataclass
@@ -67,10 +77,14 @@ class FsckReport:
 class _TensorState:
     name: str
     meta: TensorMeta
+    fmt: SampleFormat
     entries: np.ndarray  # dense ENTRY array by row
+    salvaged: np.ndarray  # by row: whether its entry comes from a damaged index segment
     dirty: bool = False  # repair must rewrite its index
     bad_rows: set[int] = field(default_factory=set)  # samples that cannot be recovered
     move_rows: set[int] = field(default_factory=set)  # good samples inside a damaged chunk
+    lost: dict[int, str] = field(default_factory=dict)  # rows whose entry was lost → sample name
+    fix_size: dict[int, int] = field(default_factory=dict)  # rows whose entry's file_size is wrong
     damaged: set[str] = field(default_factory=set)  # object keys to delete after repair
 
 
@@ -83,47 +97,150 @@ class Checker:
         self.rows_damaged = False
         self.damaged: set[str] = set()
         self.tensors: list[_TensorState] = []
+        self.marker_bad = False  # repair writes a new marker
+        self.head: bytes | None = None  # the HEAD this check started from
+        self.missing = False  # an object was missing (a concurrent commit may have deleted it)
+        self.lost_commits: list[int] = []  # newer commits whose manifest does not read
+        self.rollback_lost: list[str] = []  # samples those commits wrote (repair gives them up)
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
 
     # --- marker, HEAD, manifest --------------------------------------------------------
 
-    def check_head(self) -> bool:
+    def check_marker(self) -> None:
         try:
             marker = self.storage.get(keys.MARKER)
         except ObjectNotFoundError:
-            if is_object_store(self.storage.where):
-                self.storage.check()  # a missing bucket says so
-            raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}") from None
+            what = orphaned_dataset(self.storage)
+            if what is None:
+                raise DatasetNotFoundError(f"no lakefs dataset at {self.storage.where}") from None
+            self.problem(f"{keys.MARKER} (the dataset marker) is missing, but a dataset is there ({what}); "
+                         "repair writes a new marker")
+            self.marker_bad = True
+            return
         try:
-            check_version(json.loads(marker).get("version"), keys.MARKER)
+            d = json.loads(marker)
+            check_version(d.get("version"), keys.MARKER)
+            if d.get("format") != "lakefs":
+                raise ValueError("not a lakefs marker")
         except FormatVersionError:
             raise
         except (ValueError, AttributeError):
-            self.problem(f"{keys.MARKER}: not a valid dataset marker")
+            self.problem(f"{keys.MARKER}: not a valid dataset marker (damaged); repair writes a new one")
+            self.marker_bad = True
+
+    def check_head(self) -> bool:
+        self.check_marker()
+        head_seq, where = None, keys.HEAD
         try:
-            _, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
-            self.manifest = Manifest.from_bytes(self.storage.get(mkey), mkey)
+            self.head = self.storage.get(keys.HEAD)
+            head_seq, where = parse_head(self.head, keys.HEAD)
+            self.manifest = Manifest.from_bytes(self.storage.get(where), where)
             return True
         except (CorruptionError, ObjectNotFoundError) as e:
-            self.problem(f"{keys.HEAD}: {e}")
-        self.manifest = self._newest_readable_manifest()
+            self.missing |= isinstance(e, ObjectNotFoundError)
+            self.problem(_about(where, e).replace(where, f"{where} (the manifest {keys.HEAD} names)", 1)
+                         if where != keys.HEAD else _about(where, e))
+        self.manifest, unreadable = self._newest_readable_manifest()
         if self.manifest is None:
             self.problem("no readable manifest is left: the dataset cannot be recovered by fsck")
             self.report.fatal = True
             return False
+        self.lost_commits = sorted({s for s in (*unreadable, head_seq or 0) if s > self.manifest.seq})
         self.problem(f"the newest readable manifest is {keys.manifest(self.manifest.seq)} (repair makes it current)")
         self.damaged.add(keys.HEAD)
         return True
 
-    def _newest_readable_manifest(self) -> Manifest | None:
+    def _newest_readable_manifest(self) -> tuple[Manifest | None, list[int]]:
+        """The newest manifest that reads, and the commits of the newer ones that do not."""
+        unreadable = []
         for key in sorted(self.storage.list(keys.MANIFESTS), reverse=True):
             try:
-                return Manifest.from_bytes(self.storage.get(key), key)
+                return Manifest.from_bytes(self.storage.get(key), key), unreadable
+            except (LakeFSError, ValueError):
+                if keys.is_dataset_key(key):
+                    unreadable.append(keys.parse_id(key))
+        return None, unreadable
+
+    def describe_rollback(self) -> None:
+        """What the commits after the manifest repair goes back to made, which the repair
+        gives up: named from their objects, whose ids are all past that manifest's
+        ``next_id`` (docs/FORMAT.md §8). New index segments give the samples they wrote
+        (entries a merge copied unchanged are left out), new row segments the keys of the
+        rows they added. An uncommitted object of a writer that crashed may be among them."""
+        m = self.manifest
+        since, nrows = m.next_id, m.row_count
+        new_keys = self._keys_of_new_rows(since)
+        samples: list[str] = []
+        added: set[int] = set()
+        self.rollback_lost = []
+        for st in self.tensors:
+            for key in self._keys_since(f"{keys.tensor_prefix(st.meta.tid)}index/", since):
+                try:
+                    n, body = segments.unpack(self.storage.get(key), segments.KIND_INDEX, key)
+                    seg = np.frombuffer(body, dtype=ENTRY, count=n)
+                except (LakeFSError, ValueError):
+                    continue
+                for e in seg:
+                    row = int(e["row"])
+                    if row < 0 or row in st.lost or (row < nrows and e.tobytes() == st.entries[row].tobytes()):
+                        continue  # named already, or copied unchanged by a merge
+                    if row >= nrows:
+                        added.add(row)
+                    ext = int(e["ext"]) if e["chunk"] != NO_CHUNK else None
+                    name = self.sample_name(st, row, ext, new_keys.get(row))
+                    if name not in samples:
+                        samples.append(name)
+                        self.rollback_lost.append(name if row >= nrows else f"{name} (the version a lost commit wrote)")
+        rows = sorted(added | set(new_keys))
+        tids = {t.tid for t in m.tensors.values()}
+        tensors = {k.split("/")[1] for k in self.storage.list(keys.TENSORS) if keys.is_dataset_key(k)}
+        created = sorted(t for t in tensors - tids if int(t[1:]) >= since)
+        files = self._keys_since(keys.FILES, since)
+        what = [f"{len(rows)} row(s) added ({_some([new_keys.get(r, f'row-{r}') for r in rows])})" if rows else "",
+                f"{len(samples)} sample(s) written ({_some(samples)})" if samples else "",
+                f"{len(created)} tensor(s) created (their names were in the lost manifest)" if created else "",
+                f"{len(files)} plain file version(s) stored" if files else ""]
+        what = [w for w in what if w]
+        commits = ", ".join(str(s) for s in self.lost_commits)
+        self.problem(f"going back to commit {m.seq} gives up what commit(s) {commits} made: "
+                     + ("; ".join(what) + " (a crashed writer's uncommitted objects may be among them)" if what
+                        else "no object of theirs is left to say what"))
+
+    def _keys_of_new_rows(self, since: int) -> dict[int, str]:
+        """Row → key of the rows that row segments newer than the manifest added. A row
+        segment does not hold its first row: it follows from its first key when that is
+        known (a merge copied it), else it starts where the rows known so far end."""
+        known = len(self.rows)
+        out: dict[int, str] = {}
+        by_key: dict[str, int] = {}
+        for key in self._keys_since(keys.ROWS, since):
+            try:
+                n, body = segments.unpack(self.storage.get(key), segments.KIND_ROWS, key)
+                table = RowTable()
+                table.load_segment(body, n, 0, key)
             except (LakeFSError, ValueError):
                 continue
-        return None
+            names = table.keys()
+            if not names:
+                continue
+            start = self.rows.find(names[0])
+            if start is None:
+                start = by_key.get(names[0])
+            if start is None:
+                if self.rows_damaged:
+                    continue  # it may begin among rows whose keys are lost: cannot be placed
+                start = max(known, max(out, default=known - 1) + 1)
+            for i, name in enumerate(names):
+                if start + i >= known:
+                    out[start + i] = name
+                    by_key[name] = start + i
+        return out
+
+    def _keys_since(self, prefix: str, since: int) -> list[str]:
+        return sorted(k for k in self.storage.list(prefix)
+                      if keys.is_dataset_key(k) and not k.endswith(".json") and keys.parse_id(k) >= since)
 
     # --- rows --------------------------------------------------------------------------
 
@@ -138,7 +255,8 @@ class Checker:
                     raise CorruptionError(f"{key}: holds {n} rows, manifest says {count}")
                 self.rows.load_segment(body, n, len(self.rows), key)
             except (LakeFSError, ValueError) as e:
-                self.problem(f"{key}: {e}; the keys of rows {start}..{start + count - 1} are lost")
+                self.missing |= isinstance(e, ObjectNotFoundError)
+                self.problem(f"{_about(key, e)}; the keys of rows {start}..{start + count - 1} are lost")
                 self.rows_damaged = True
                 self.damaged.add(key)
                 for row in range(len(self.rows), start + count):
@@ -156,63 +274,104 @@ class Checker:
     # --- index segments ----------------------------------------------------------------
 
     def load_index(self, name: str, meta: TensorMeta) -> _TensorState:
-        st = _TensorState(name, meta, np.zeros(0, dtype=ENTRY))
         nrows = max(self.manifest.row_count, len(self.rows))
-        table = np.zeros(nrows, dtype=ENTRY)
-        table["chunk"] = NO_CHUNK
-        table["row"] = np.arange(nrows)
-        for ref in meta.segments:
+        st = _TensorState(name, meta, SampleFormat(meta), empty_entries(nrows), np.zeros(nrows, dtype=bool))
+        table = st.entries
+        source = np.full(nrows, -1, dtype=np.int64)  # by row: the segment its entry is from
+        lost: dict[str, tuple] = {}  # damaged segment → (why, note, count, kept, spans)
+        for pos, ref in enumerate(meta.segments):
             key = keys.index_segment(meta.tid, int(ref["id"]))
             count = int(ref["count"])
             try:
                 blob = self.storage.get(key)
             except ObjectNotFoundError:
-                self._bad_segment(st, key, f"index segment {key} is missing", None, count)
+                self.missing = True
+                lost[key] = (f"index segment {key} is missing", None, count, 0, [LostSpan(pos, count, -1, nrows)])
                 continue
+            salvaged = False
             try:
                 n, body = segments.unpack(blob, segments.KIND_INDEX, key)
                 if n != count or len(body) != n * ENTRY.itemsize:
                     raise CorruptionError(f"{key}: holds {n} entries, manifest says {count}")
                 seg = np.frombuffer(body, dtype=ENTRY, count=n)
             except (LakeFSError, ValueError) as e:
-                seg = self._salvage(blob, nrows)
-                self._bad_segment(st, key, str(e), seg, count)
-                if seg is None:
-                    continue
+                seg, spans, note = salvage(blob, count, pos, st.fmt, self.manifest.next_id, nrows)
+                lost[key] = (str(e), note, count, len(seg), spans)
+                salvaged = True
             beyond = (seg["row"] < 0) | (seg["row"] >= nrows)
             if beyond.any():
                 self.problem(f"{st.name}: {key}: {int(beyond.sum())} index entries point past the last row")
                 st.dirty = True
                 seg = seg[~beyond]
             table[seg["row"]] = seg
+            source[seg["row"]] = pos
+            st.salvaged[seg["row"]] = salvaged
         table["row"] = np.arange(nrows)
-        st.entries = table
+        for key, (why, note, count, kept, spans) in lost.items():
+            self._report_lost_entries(st, key, why, note, count, kept, spans, source)
         return st
 
-    def _bad_segment(self, st: _TensorState, key: str, why: str, seg: np.ndarray | None, count: int) -> None:
-        kept = 0 if seg is None else len(seg)
-        self.problem(f"{st.name}: {why}; {count - kept} of {count} index entries lost"
-                     + (f", {kept} salvaged" if kept else ""))
+    def _report_lost_entries(self, st: _TensorState, key: str, why: str, note: str | None, count: int,
+                             kept: int, spans: list[LostSpan], source: np.ndarray) -> None:
+        """One problem line for a damaged index segment, naming the samples it cost.
+
+        The lost entries of a span were for rows between the kept entries around it;
+        those rows that no later segment sets are the candidates. When there are no more
+        candidates than lost entries, each may have lost its newest entry, so none is
+        kept (an older segment's entry of it may be an older version): they are lost,
+        and named. Otherwise the index cannot say which candidates lost an entry: they
+        keep what they now show (nothing, or an older segment's entry), named as such."""
         st.dirty = True
         st.damaged.add(key)
+        gone: list[str] = []
+        unsure, empty, older = 0, [], []  # (lost entries, rows now empty, rows older segments set)
+        for span in spans:
+            rows = np.arange(span.lo + 1, span.hi)
+            candidates = rows[source[rows] < span.pos]
+            if len(candidates) <= span.lost:
+                for row in candidates.tolist():
+                    name = self.sample_name(st, row, int(st.entries[row]["ext"]) if source[row] >= 0 else None)
+                    st.lost[row] = name
+                    gone.append(f"{name} (row {row})")
+                    st.entries[row]["chunk"] = NO_CHUNK
+                    st.entries[row]["length"] = 0
+            else:
+                unsure += span.lost
+                empty.append(candidates[source[candidates] < 0])
+                older.append(candidates[source[candidates] >= 0])
+        text = f"{st.name}: {why}" + (f"; {note}" if note else "")
+        text += f"; {count - kept} of {count} index entries lost" + (f", {kept} kept" if kept else "")
+        if count == kept and not note:
+            text += " (each passes every check: the damage is in the header or in a field nothing checks)"
+        if gone:
+            text += f"; {len(gone)} sample(s) lost with them: {_some(gone)}"
+        if unsure:
+            empty_rows, older_rows = np.concatenate(empty), np.concatenate(older)
+            text += f"; the index does not say which rows {unsure} lost entries were for:"
+            if len(empty_rows):
+                text += f" {len(empty_rows)} row(s) now hold no sample ({self._first_names(st, empty_rows, False)})"
+            if len(older_rows):
+                text += (f"{',' if len(empty_rows) else ''} {len(older_rows)} row(s) show an older segment's entry,"
+                         f" which may be an older version ({self._first_names(st, older_rows, True)})")
+        self.problem(text)
 
-    def _salvage(self, blob: bytes, nrows: int) -> np.ndarray | None:
-        """The complete, plausible entries of a damaged index segment (crc-checked later)."""
-        body = blob[segments.HEADER.size:]
-        n = len(body) // ENTRY.itemsize
-        if n == 0 or blob[:4] != segments.MAGIC:
-            return None
-        seg = np.frombuffer(body, dtype=ENTRY, count=n)
-        sane = (seg["row"] >= 0) & (seg["row"] < nrows) & (seg["chunk"] >= 0) & (seg["tiles"] >= 1)
-        sane &= seg["chunk"] < self.manifest.next_id
-        return seg[sane].copy() if sane.any() else None
+    def _first_names(self, st: _TensorState, rows: np.ndarray, have_entry: bool, first: int = 5) -> str:
+        names = [f"{self.sample_name(st, r, int(st.entries[r]['ext']) if have_entry else None)} (row {r})"
+                 for r in rows[:first].tolist()]
+        return _some(names, first, total=len(rows))
+
+    def sample_name(self, st: _TensorState, row: int, ext: int | None, key: str | None = None) -> str:
+        """``images/cat001.jpg``: the file name of row ``row``'s sample (or of ``key``), with
+        the extension of entry field ``ext`` (None when no entry is left: the canonical one)."""
+        exts = st.meta.exts
+        return f"{st.name}/{key or self.key(row)}" + (exts[ext] if ext is not None and ext < len(exts)
+                                                      else st.fmt.canonical_ext)
 
     # --- chunks and samples ------------------------------------------------------------
 
     def check_samples(self, st: _TensorState) -> None:
         meta = st.meta
         codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
-        fmt = SampleFormat(meta)
         live = np.flatnonzero(st.entries["chunk"] != NO_CHUNK)
         by_chunk: dict[int, list[int]] = {}
         for row in live.tolist():
@@ -243,14 +402,34 @@ class Checker:
                         why = f"sample is cut short ({len(data)} of {n} bytes)"
                     elif crc32(data) != int(e["crc"]):
                         why = "sample checksum mismatch (its bytes are damaged)"
+                    else:
+                        why = self._check_entry(st, row, e, data)
                 if why is not None:
-                    ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else fmt.canonical_ext
-                    self.problem(f"{st.name}/{self.key(row)}{ext} (row {row}): {why}")
+                    self.problem(f"{self.sample_name(st, row, int(e['ext']))} (row {row}): {why}")
                     st.bad_rows.add(row)
                     st.move_rows.discard(row)
                     st.dirty = True
                 elif row in st.move_rows:
                     st.dirty = True
+
+    def _check_entry(self, st: _TensorState, row: int, e: np.void, data: bytes) -> str | None:
+        """Why the entry of a sample whose bytes verify cannot be trusted, or None. One
+        from a damaged segment is dropped; in a sound one (a writer's mistake), a wrong
+        file size is corrected by repair (the sample's crc32 vouches for its length)."""
+        try:
+            flaw = entry_flaw(st.fmt, e, data)
+        except LakeFSError as err:  # an lz4 sample that does not decompress
+            return f"the sample does not decode ({err})"
+        if flaw is None:
+            return None
+        size = file_size_of(st.fmt, e, data)
+        if st.salvaged[row] or size is None or size == int(e["file_size"]):
+            return f"its index entry is damaged: {flaw}"
+        self.problem(f"{self.sample_name(st, row, int(e['ext']))} (row {row}): its index entry is wrong: {flaw}; "
+                     "repair corrects the entry")
+        st.fix_size[row] = size
+        st.dirty = True
+        return None
 
     def _read_chunk(self, st: _TensorState, cid: int, codec) -> tuple[bytes | None, str | None]:
         """(payload, damage note) — payload None when nothing in it can be trusted."""
@@ -259,6 +438,7 @@ class Checker:
         try:
             blob = self.storage.get(key)
         except ObjectNotFoundError:
+            self.missing = True  # (compact and tensor deletion delete chunks)
             self.problem(f"{st.name}: chunk {key} is missing")
             return None, f"chunk {key} is missing"
         try:
@@ -282,6 +462,7 @@ class Checker:
             try:
                 size = self.storage.size(key)
             except ObjectNotFoundError:
+                self.missing = True
                 self.problem(f"file {path}: object {key} is missing")
                 bad.append(path)
                 continue
@@ -300,7 +481,34 @@ class Checker:
             st = self.load_index(name, meta)
             self.check_samples(st)
             self.tensors.append(st)
+        if self.lost_commits:
+            self.describe_rollback()
         return self.check_files()
+
+    def raced(self) -> bool:
+        """Whether a missing object may be a writer's doing: a commit made after this check
+        read HEAD deletes what its new manifest no longer needs (merged segments, the
+        manifest of two commits back, replaced files), as a reader opening may find."""
+        if not self.missing:
+            return False
+        try:
+            return self.storage.get(keys.HEAD) != self.head
+        except ObjectNotFoundError:
+            return self.head is not None
+
+
+def _about(key: str, e: Exception) -> str:
+    """``key: what is wrong``, without repeating the key when the error names it already."""
+    if isinstance(e, ObjectNotFoundError):
+        return f"{key} is missing"
+    text = str(e)
+    return text if text.startswith(f"{key}:") else f"{key}: {text}"
+
+
+def _some(names: list[str], first: int = 5, total: int | None = None) -> str:
+    """The first few of ``names`` (of ``total``, when only those were made), and how many more."""
+    more = (len(names) if total is None else total) - first
+    return ", ".join(names[:first]) + (f" and {more} more" if more > 0 else "")
 
 
 def salvage_payload(blob: bytes, codec) -> bytes:
@@ -311,12 +519,35 @@ def salvage_payload(blob: bytes, codec) -> bytes:
     return codec.decompress(bytes(stored)) if codec is not None else stored
 
 
+def find_dataset(storage: Storage) -> None:
+    """Raise ``DatasetNotFoundError`` unless ``storage`` holds a dataset: its marker, or a
+    dataset that lost its marker (which repair restores). Checked before repair takes the
+    writer lock, which would create ``locks/`` wherever it was pointed (a mountpoint)."""
+    if storage.exists(keys.MARKER):
+        return
+    if is_object_store(storage.where):
+        storage.check()  # a missing bucket says so
+    if orphaned_dataset(storage) is None:
+        raise DatasetNotFoundError(f"no lakefs dataset at {storage.where}")
+
+
 def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
     """Check the dataset in ``storage``; with ``repair``, commit a repaired state."""
+    find_dataset(storage)
     lock = storage.writer_lock(keys.WRITER_LOCK) if repair else None
     try:
-        checker = Checker(storage)
-        bad_files = checker.run()
+        # Objects a newer commit deleted are not damage: check again from the new HEAD, as
+        # Dataset._read_head does (docs/FORMAT.md §7), and report only what persists.
+        for attempt in range(CHECK_ATTEMPTS):
+            checker = Checker(storage)
+            bad_files = checker.run()
+            if not checker.raced():
+                break
+            time.sleep(0.05 * (attempt + 1))
+        else:
+            checker.problem(f"the dataset changed {CHECK_ATTEMPTS} times while it was checked (a writer is "
+                            "committing): a missing object above may be one a commit deleted; check again "
+                            "when it is idle")
         if repair and checker.report.problems and not checker.report.fatal:
             from lakefs.tools.repair import repair as do_repair  # noqa: PLC0415
 

@@ -18,10 +18,13 @@ stops the others.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -64,6 +67,37 @@ class IngestReport:
 
 
 # --- the worker side (module level, so a spawned process can import it) -------------------
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): a signal the kernel sends this process when its parent dies
+PARENT_POLL_SECONDS = 0.5  # elsewhere, how often a worker looks whether its parent is gone
+
+
+def init_worker(parent: int) -> None:
+    """Runs first in each transcoding process: it must end when the ingest that started it
+    dies. A killed ingest (kill -9, the OOM killer) otherwise left its workers blocked for
+    ever, sending a result into a queue nobody reads. On Linux the kernel kills the worker
+    (PR_SET_PDEATHSIG), whatever it is doing; elsewhere a thread polls the parent's pid."""
+    if not _kill_me_with_my_parent():
+        threading.Thread(target=_watch_parent, args=(parent,), name="lakefs-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(1)
+
+
+def _kill_me_with_my_parent() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def open_regular(path: str) -> BinaryIO:
@@ -158,7 +192,8 @@ class Ingester:
         if self._pool is None:
             # spawn: the workers never inherit the dataset, its lock or a tqdm thread.
             ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     # --- the loop ----------------------------------------------------------------------
@@ -283,12 +318,16 @@ class Ingester:
         while self._window:
             item = self._window[0]
             if not item.future.done() and not block:
-                return
+                break  # (not return: the commit below is due also while transcodes run)
             self._window.popleft()
             self._window_bytes -= item.st.st_size
             self._write(item)
+            self._commit_if_due()  # also in the final drain, which can take long
             if not until_empty:
                 block = False
+        self._commit_if_due()
+
+    def _commit_if_due(self) -> None:
         if time.monotonic() - self._last_commit > self.commit_seconds:
             self.ds.flush()
             self._last_commit = time.monotonic()

@@ -22,7 +22,7 @@ from lakefs.errors import CorruptionError, LakeFSError
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
 from lakefs.format.index import NO_CHUNK
-from lakefs.format.manifest import TensorMeta, head_bytes
+from lakefs.format.manifest import TensorMeta, head_bytes, marker_bytes
 from lakefs.tools.fsck import salvage_payload
 
 if TYPE_CHECKING:
@@ -32,7 +32,16 @@ log = logging.getLogger("lakefs.fsck")
 
 
 def repair(c: Checker, bad_files: list[str]) -> None:
-    """Commit the repaired state of what ``c`` checked (under the caller's writer lock)."""
+    """Commit the repaired state of what ``c`` checked (under the caller's writer lock),
+    then write a new marker if it was lost or damaged: last, as a creation does."""
+    if len(c.report.problems) > int(c.marker_bad):  # more is wrong than the marker (one problem)
+        _commit(c, bad_files)
+    if c.marker_bad:
+        c.storage.put(keys.MARKER, marker_bytes())
+    c.report.repaired = True
+
+
+def _commit(c: Checker, bad_files: list[str]) -> None:
     m = c.manifest
     ids = IdAllocator(m.next_id)
     doomed = set(c.damaged)
@@ -44,6 +53,7 @@ def repair(c: Checker, bad_files: list[str]) -> None:
     for path in bad_files:
         del m.files[path]
         c.report.dropped.append(path)
+    c.report.dropped += c.rollback_lost  # what the commits after m wrote (see describe_rollback)
     if c.rows_damaged:
         rid = ids.take()
         n = len(c.rows)
@@ -55,7 +65,6 @@ def repair(c: Checker, bad_files: list[str]) -> None:
     mkey = keys.manifest(m.seq)
     c.storage.put(mkey, m.to_bytes())
     c.storage.put(keys.HEAD, head_bytes(m.seq, mkey))  # the one atomic step
-    c.report.repaired = True
     doomed.discard(keys.HEAD)
     for key in doomed:
         try:
@@ -68,11 +77,12 @@ def _rewrite_tensor(c: Checker, st: _TensorState, ids: IdAllocator) -> None:
     meta = st.meta
     entries = st.entries
     for row in sorted(st.bad_rows):
-        e = entries[row]
-        ext = meta.exts[int(e["ext"])] if int(e["ext"]) < len(meta.exts) else ""
-        c.report.dropped.append(f"{st.name}/{c.key(row)}{ext}")
+        c.report.dropped.append(c.sample_name(st, row, int(entries[row]["ext"])))
         entries[row]["chunk"] = NO_CHUNK
         entries[row]["length"] = 0
+    c.report.dropped += [st.lost[row] for row in sorted(st.lost)]  # (their cells are empty already)
+    for row, size in st.fix_size.items():
+        entries[row]["file_size"] = size
     if st.move_rows:
         codec = get_codec(meta.chunk_compression) if meta.chunk_compression else None
         kind = (ChunkKind.CHUNK_COMPRESSED if codec else

@@ -193,3 +193,25 @@ def test_umount_finds_a_foreground_object_store_mount_started_with_a_relative_pa
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+def test_fsck_repair_of_a_mountpoint_touches_nothing(dataset: Path, mountpoint: Path) -> None:
+    """The mountpoint given instead of the dataset: no writer lock may be taken there (it
+    made a `locks/` tensor in the mounted dataset), and a dead mount is named as such."""
+    try:
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):
+            r = run("fsck", "--repair", mountpoint)
+            assert r.returncode == 1 and r.stderr == (
+                f"lakefs: error: {mountpoint} is a lakefs mountpoint, not a dataset: check the mounted "
+                f"dataset itself with `lakefs fsck {dataset}`\n")
+            assert os.listdir(mountpoint) == []
+        start_and_kill_mount(dataset, mountpoint)
+        r = run("fsck", "--repair", mountpoint, timeout=30)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"{mountpoint} is a dead lakefs mount" in r.stderr and f"lakefs umount {mountpoint}" in r.stderr
+    finally:
+        unmount(mountpoint)
+    assert sorted(os.listdir(dataset)) == ["HEAD", "lakefs.json", "locks", "manifests"]
+    assert os.listdir(dataset / "locks") == ["writer"]
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert ds.tensors == {}

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lakefs
 from lakefs.chunks.chunk import HEADER
+from lakefs.dataset import Dataset
 from lakefs.errors import CorruptionError
-from lakefs.format import keys
+from lakefs.format import keys, segments
+from lakefs.format.index import ENTRY
+from lakefs.storage import MemoryStorage
+from lakefs.tools.fsck import fsck as fsck_storage
 
 
 @pytest.fixture
@@ -204,3 +210,235 @@ def test_truncated_chunk_keeps_the_samples_before_the_cut(cli, photo_ds: Path) -
     assert r.code == 1 and f"meta/{same[-1].filename} (row {same[-1].row}): sample is cut short" in r.out
     assert all(f"meta/{s.filename} (row" not in r.out for s in same[:-1])
     assert_repaired(cli, photo_ds, before, {f"meta/{same[-1].filename}"})
+
+
+def test_lost_marker_is_named_and_restored(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    head = (photo_ds / keys.HEAD).read_bytes()
+    (photo_ds / keys.MARKER).unlink()
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert r.out.startswith("fsck: lakefs.json (the dataset marker) is missing, but a dataset is there "
+                            "(HEAD names commit ")
+    r = cli("fsck", "--repair", photo_ds)
+    assert r.code == 0 and "repaired (0 dropped" in r.out, r.out
+    assert (photo_ds / keys.HEAD).read_bytes() == head  # nothing else to repair: no commit
+    assert cli("fsck", photo_ds).code == 0
+    assert snapshot(photo_ds) == before
+
+
+def test_damaged_marker_gets_advice_and_is_rewritten(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    (photo_ds / keys.MARKER).write_bytes(b'{"format": "lakefs", "vers')
+    with pytest.raises(CorruptionError):
+        lakefs.load(photo_ds, read_only=True)
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "fsck: lakefs.json: not a valid dataset marker (damaged); repair writes a new one" in r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert cli("fsck", photo_ds).code == 0
+    assert snapshot(photo_ds) == before
+
+
+@pytest.mark.parametrize("what", ["missing", "a folder of files", "an interrupted creation"])
+def test_repair_where_there_is_no_dataset_changes_nothing(cli, tmp_path: Path, what: str) -> None:
+    place = tmp_path / "place"
+    if what == "a folder of files":
+        place.mkdir()
+        (place / "notes.txt").write_text("mine")
+    elif what == "an interrupted creation":
+        lakefs.empty(place).close()
+        (place / keys.MARKER).unlink()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    r = cli("fsck", "--repair", place)
+    assert r.code == 1 and r.err == f"lakefs: error: no lakefs dataset at {place}\n"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # no locks/ made
+
+
+class _CommitsWhileRead(MemoryStorage):
+    """A store on which a writer commits just as fsck is about to read the first object
+    matching ``prefix``, until that object is gone (a merge or the manifest of two
+    commits back deleted it): the race of a check beside a live writer, every time."""
+
+    def __init__(self, prefix: str, times: int = 1) -> None:
+        super().__init__()
+        self.prefix, self.times = prefix, times
+        self.writer: Dataset | None = None
+        self.n = 0
+
+    def get(self, key: str) -> bytes:
+        writer, self.writer = self.writer, None  # (not again from inside the commit)
+        if writer is not None and key.startswith(self.prefix):
+            while self.exists(key):
+                self.n += 1
+                writer.append({"blobs": b"later %d" % self.n})
+                writer.flush()
+            self.times -= 1
+        self.writer = writer if self.times > 0 else None
+        return super().get(key)
+
+
+@pytest.mark.parametrize("prefix", ["manifests/", "rows/", "tensors/"])
+def test_a_check_beside_a_committing_writer_reports_no_false_damage(prefix: str) -> None:
+    storage = _CommitsWhileRead(prefix)
+    with Dataset(storage, create=True) as writer:
+        writer.create_tensor("blobs", htype="bytes")
+        for i in range(6):
+            writer.append({"blobs": b"early %d" % i})
+            writer.flush()
+        storage.writer = writer
+        report = fsck_storage(storage)
+        assert storage.n > 0, "the writer did not commit during the check"
+        assert report.problems == [] and report.samples == 6 + storage.n
+
+
+def test_a_check_beside_a_writer_that_never_stops_says_so() -> None:
+    storage = _CommitsWhileRead("tensors/", times=100)
+    with Dataset(storage, create=True) as writer:
+        writer.create_tensor("blobs", htype="bytes")
+        writer.append({"blobs": b"early"})
+        writer.flush()
+        storage.writer = writer
+        report = fsck_storage(storage)
+    assert report.problems[-1].startswith("the dataset changed 5 times while it was checked")
+
+
+# --- damaged index segments: what is kept must be right, what is lost is named ---------------
+
+
+def segment_path(ds_path: Path, tensor: str, i: int = -1) -> Path:
+    with lakefs.load(ds_path, read_only=True) as ds:
+        meta = ds[tensor].meta
+        return ds_path / keys.index_segment(meta.tid, int(meta.segments[i]["id"]))
+
+
+def edit_entries(seg: Path, edit, *, reseal: bool = False) -> None:
+    """Apply ``edit`` to the segment's entries; the header (and its crc32) stays as it was
+    unless ``reseal``, which writes a sound segment (a writer's mistake, not damage)."""
+    blob = seg.read_bytes()
+    entries = np.frombuffer(blob[segments.HEADER.size:], dtype=ENTRY).copy()
+    edit(entries)
+    body = entries.tobytes()
+    seg.write_bytes(segments.pack(segments.KIND_INDEX, len(entries), body) if reseal
+                    else blob[:segments.HEADER.size] + body)
+
+
+def test_a_flipped_bit_in_an_entry_is_set_right(cli, photo_ds: Path) -> None:
+    """The row of an entry took a flipped bit: the sample's own crc32 still verified, so
+    repair used to hand its bytes to another row and call the result clean."""
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "images")
+    data = bytearray(seg.read_bytes())
+    data[segments.HEADER.size + 5 * ENTRY.itemsize] ^= 0b1000  # entry 5's row: 5 → 13
+    seg.write_bytes(bytes(data))
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "one flipped bit (entry 5, field row) explains the damage and was set right" in r.out
+    assert_repaired(cli, photo_ds, before, set())
+
+
+@pytest.mark.parametrize("field, value", [("row", 1), ("row", 7), ("file_size", 12345), ("length", 10**9),
+                                          ("tiles", 2)])
+def test_an_entry_that_contradicts_itself_is_dropped_and_named(cli, photo_ds: Path, field: str,
+                                                                value: int) -> None:
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "images")
+
+    def damage(e: np.ndarray) -> None:
+        e[4][field] = value  # rows 1 or 7 break the ascending order; the others their sizes
+        e[6]["mtime_ns"] ^= 0b101  # and damage nothing checks: no single flipped bit explains it
+
+    edit_entries(seg, damage)
+    victim = sorted(k for k in before if k.startswith("images/"))[4]
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert f"1 of 8 index entries lost, 7 kept; 1 sample(s) lost with them: {victim} (row 4)" in r.out, r.out
+    assert_repaired(cli, photo_ds, before, {victim})  # every other sample where it was
+
+
+def test_a_damaged_file_size_in_a_sound_entry_is_corrected(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    edit_entries(segment_path(photo_ds, "meta"), lambda e: e[2].__setitem__("file_size", 3), reseal=True)
+    name = sorted(k for k in before if k.startswith("meta/"))[2]
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and f"fsck: {name} (row 2): its index entry is wrong: it says the file is 3 bytes, " \
+                           f"the sample makes {len(before[name])}; repair corrects the entry" in r.out, r.out
+    assert_repaired(cli, photo_ds, before, set())
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert ds["meta"][2].size == len(before[name])
+
+
+def test_a_truncated_segment_names_every_sample_it_lost(cli, photo_ds: Path) -> None:
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "meta")
+    seg.write_bytes(seg.read_bytes()[: segments.HEADER.size + 3 * ENTRY.itemsize + 40])
+    lost = {k for k in before if k.startswith("meta/")} - {f"meta/{k}.json" for k in sorted(
+        k[len("meta/"):-len(".json")] for k in before if k.startswith("meta/"))[:3]}
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "5 of 8 index entries lost, 3 kept; 5 sample(s) lost with them: " in r.out
+    r = cli("fsck", "--repair", photo_ds)
+    assert "repaired (5 dropped" in r.out
+    assert {line[len("fsck: dropped "):] for line in r.out.splitlines() if line.startswith("fsck: dropped ")} == lost
+    assert set(snapshot(photo_ds)) == set(before) - lost
+
+
+def test_a_lost_segment_of_updates_says_what_may_be_stale(cli, photo_ds: Path) -> None:
+    with lakefs.load(photo_ds) as ds:
+        ds["meta"][2] = {"updated": 2}
+        ds["meta"][5] = {"updated": 5}
+    seg = segment_path(photo_ds, "meta")  # the two updates (too small to merge with the 8)
+    assert seg.stat().st_size == segments.HEADER.size + 2 * ENTRY.itemsize
+    seg.unlink()
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert "2 of 2 index entries lost; the index does not say which rows 2 lost entries were for: " \
+           "8 row(s) show an older segment's entry, which may be an older version (meta/" in r.out, r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert ds["meta"][2].numpy() == {"key": ds[2].key}  # what the older segment held
+
+
+def test_a_deleted_sample_stays_deleted_when_its_segment_is_salvaged(cli, photo_ds: Path) -> None:
+    with lakefs.load(photo_ds) as ds:
+        ds["meta"].pop(3)
+    before = snapshot(photo_ds)
+    seg = segment_path(photo_ds, "meta")
+    edit_entries(seg, lambda e: e[0].__setitem__("mtime_ns", e[0]["mtime_ns"] ^ 0b11))  # two bits: not located
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "0 of 1 index entries lost, 1 kept" in r.out, r.out
+    assert_repaired(cli, photo_ds, before, set())
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert ds[3]["meta"].is_empty
+
+
+def test_going_back_a_commit_names_what_that_commit_wrote(cli, dataset_path: Path) -> None:
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("blobs", htype="bytes")
+        for commit in range(6):
+            for i in range(4):
+                ds.append({"blobs": b"%d.%d" % (commit, i)})
+            if commit == 5:
+                ds["blobs"][2] = b"changed"
+            ds.flush()
+        names = ds.keys()
+    head = (dataset_path / keys.HEAD).read_bytes()
+    newest = dataset_path / json.loads(head)["manifest"]
+    flip(newest, 30)
+    r = cli("fsck", dataset_path)
+    assert r.code == 1
+    assert f"going back to commit 6 gives up what commit(s) 7 made: 4 row(s) added ({', '.join(names[20:])}); " \
+           f"5 sample(s) written (blobs/{names[2]}.bin, " in r.out, r.out
+    r = cli("fsck", "--repair", dataset_path)
+    assert r.code == 0 and "repaired (5 dropped" in r.out, r.out
+    dropped = [line[len("fsck: dropped "):] for line in r.out.splitlines() if line.startswith("fsck: dropped ")]
+    assert dropped == [f"blobs/{names[2]}.bin (the version a lost commit wrote)",
+                       *(f"blobs/{k}.bin" for k in names[20:])]
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert len(ds) == 20 and ds["blobs"][2].tobytes() == b"0.2"
+
+
+def test_a_damaged_row_segment_is_named_once(cli, photo_ds: Path) -> None:
+    seg = next((photo_ds / "rows").iterdir())
+    flip(seg, segments.HEADER.size + 3)
+    r = cli("fsck", photo_ds)
+    key = f"rows/{seg.name}"
+    assert r.code == 1 and f"fsck: {key}: segment checksum mismatch; the keys of rows 0..7 are lost" in r.out
+    assert f"{key}: {key}" not in r.out
