@@ -73,16 +73,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with sigterm_interrupts(), lakefs.dataset(args.dataset, **args.settings.dataset_options()) as ds:
         report = ingest(ds, plan, workers=args.workers, progress=args.progress,
                         commit_seconds=args.commit_seconds)
-    if not args.quiet:
-        made = f"; created tensors {', '.join(report.created_tensors)}" if report.created_tensors else ""
-        if report.folders:
-            made += "; " + _count(len(report.folders), "folder not read", "folders not read")
-        if report.hidden:
-            made += "; " + _count(report.hidden, "hidden file skipped", "hidden files skipped")
-        print(f"ingested {report.written} of {report.total} files ({report.layout} layout, "
-              f"{report.transcoded} transcoded, {report.skipped} already stored, {len(report.failed)} failed) "
-              f"in {report.seconds:.1f} s, {report.rate:.0f} files/s{made}")
-    return _report_failures(report.failed, "ingested", report.folders)
+        # Reported before the dataset closes: if the store is down, its final commit
+        # fails too, and that error must not hide what was done.
+        _print_ingest_report(report, args.quiet)
+        code = _report_failures(report.failed, "ingested", report.folders)
+        if report.stopped is not None:
+            print(f"lakefs: ingest stopped, the storage failed: {report.stopped}\n"
+                  f"  {report.total - report.written - report.skipped - len(report.failed)} files were not"
+                  " stored; run the same command again to resume", file=sys.stderr)
+            code = 1
+    return code
+
+
+def _print_ingest_report(report, quiet: bool) -> None:
+    if quiet:
+        return
+    made = f"; created tensors {', '.join(report.created_tensors)}" if report.created_tensors else ""
+    if report.folders:
+        made += "; " + _count(len(report.folders), "folder not read", "folders not read")
+    if report.hidden:
+        made += "; " + _count(report.hidden, "hidden file skipped", "hidden files skipped")
+    print(f"ingested {report.written} of {report.total} files ({report.layout} layout, "
+          f"{report.transcoded} transcoded, {report.skipped} already stored, {len(report.failed)} failed) "
+          f"in {report.seconds:.1f} s, {report.rate:.0f} files/s{made}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

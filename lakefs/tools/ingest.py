@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import multiprocessing
 import os
 import signal
@@ -35,8 +36,10 @@ from typing import Any, BinaryIO
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.dataset.samples import check_class_name
-from lakefs.errors import LakeFSError
+from lakefs.errors import LakeFSError, StorageError
 from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
+
+log = logging.getLogger("lakefs.ingest")
 
 HEAD_BYTES = 64  # enough for the registry's magic-byte detection
 WINDOW = 64  # files in flight (being read or transcoded), at most
@@ -60,6 +63,7 @@ class IngestReport:
     hidden: int = 0
     created_tensors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    stopped: str | None = None  # the storage failure that stopped the ingest (rerun to resume)
 
     @property
     def rate(self) -> float:
@@ -210,13 +214,22 @@ class Ingester:
                 self._submit(src, tensors[src.tensor])
                 self._drain(block=len(self._window) >= WINDOW or self._window_bytes > WINDOW_BYTES)
             self._drain(block=True, until_empty=True)
+        except StorageError as e:
+            # The store failed, not a file: every file after it would fail the same way
+            # (and an unreachable endpoint takes a deadline per file). Stop; a rerun resumes.
+            self.report.stopped = str(e)
         finally:
             if self._bar is not None:
                 self._bar.close()
             self._readers.shutdown(wait=True, cancel_futures=True)
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
-            self.ds.flush()  # keep what was written, also after Ctrl-C
+            try:
+                self.ds.flush()  # keep what was written, also after Ctrl-C
+            except StorageError as e:
+                if self.report.stopped is None:
+                    raise
+                log.warning("could not commit after the storage failure either: %s", e)
             self.report.seconds = time.perf_counter() - start
         return self.report
 
@@ -346,6 +359,8 @@ class Ingester:
                 self.ds.tensors[LABELS].write_file(
                     src.key + ".txt", (src.label + "\n").encode(), mtime_ns=item.st.st_mtime_ns
                 )
+        except StorageError:
+            raise  # (see run: the ingest stops)
         except LakeFSError as e:
             self._fail(src, _reason(e))
             return

@@ -321,3 +321,30 @@ def test_summary_accounts_for_every_file_once(cli, jpeg_dir: Path, dataset_path:
                          "  sub/: a folder inside a flat ingest is not read (use --layout paired)"]
     r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--layout", "flat", "-j", "0")
     assert r.out.startswith("ingested 0 of 7 files (flat layout, 0 transcoded, 4 already stored, 3 failed)")
+
+
+def test_a_storage_failure_stops_the_ingest_and_a_rerun_resumes(cli, jpeg_dir: Path, dataset_path: Path,
+                                                               monkeypatch) -> None:
+    """Found by review: with the store gone, ingest tried every file (a deadline each),
+    counted each as a bad file, and the final commit's error hid the report."""
+    from lakefs.dataset import Tensor
+    from lakefs.errors import StorageError
+
+    real = Tensor.write_file
+    calls = []
+
+    def store_goes_away(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise StorageError("write 'tensors/x/chunks/1' on s3://b/ds: no answer in time")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Tensor, "write_file", store_goes_away)
+    r = cli("ingest", jpeg_dir, dataset_path, "--commit-seconds", "0")
+    assert r.code == 1 and len(calls) == 4  # stopped at the first storage failure
+    assert "ingested 3 of 8 files" in r.out and "0 failed" in r.out
+    assert "ingest stopped, the storage failed: write 'tensors/x/chunks/1'" in r.err
+    assert "5 files were not stored; run the same command again to resume" in r.err
+    monkeypatch.setattr(Tensor, "write_file", real)
+    r = cli("ingest", jpeg_dir, dataset_path)
+    assert r.code == 0 and "ingested 5 of 8 files" in r.out and "3 already stored" in r.out
