@@ -578,7 +578,7 @@ class Dataset:
             if not self._is_dir(path):
                 raise TensorNotFoundError(f"no directory {path!r}")
             self._manifest.dirs[path] = (mode, mtime_ns)
-            self._dirty = True  # (no generation bump: no sample or name changed)
+            self._touch()  # (views keyed on generation, e.g. a mount's listings, show it)
 
     def touch_dir(self, path: str, mtime_ns: int) -> None:
         """Set the mtime of directory ``path``, keeping its mode: the mount's hot path (an
