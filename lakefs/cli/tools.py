@@ -163,7 +163,8 @@ def list_dir(ds, inner: str) -> list[tuple[str, int, int, int]]:
     out = []
     dirs = [n for n in [*groups, *pending, *tensors] if n.startswith(prefix) and "/" not in n[len(prefix):]]
     for d in sorted(dirs):
-        out.append((d[len(prefix):] + "/", stat.S_IFDIR | 0o755, 0, 0))
+        mode, mtime_ns = ds.dir_meta(d) or (0o755, 0)  # (none in datasets written before v2)
+        out.append((d[len(prefix):] + "/", stat.S_IFDIR | mode, 0, mtime_ns))
     if inner in tensors:
         for s in tensors[inner].iter_samples():
             out.append((s.filename, stat.S_IFREG | s.mode, s.size, s.mtime_ns))

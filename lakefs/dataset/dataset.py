@@ -55,6 +55,7 @@ from lakefs.errors import (
 )
 from lakefs.format import keys, segments
 from lakefs.format.manifest import (
+    DIR_MODE,
     Manifest,
     StagedFile,
     TensorMeta,
@@ -469,6 +470,7 @@ class Dataset:
             m.row_count = len(self._rows)
             m.rows = [dict(r) for r in self._rows.segments]
             m.next_id = self._ids.next_id
+            self._prune_dirs()
             m.seq += 1
             mkey = keys.manifest(m.seq)
             try:
@@ -608,6 +610,53 @@ class Dataset:
         m = self._manifest
         return name in self._tensors or name in m.groups or name in m.pending_dirs or name in m.files
 
+    # --- directory metadata (the mount's directories: root, groups, tensors, pending) ---
+
+    def _is_dir(self, path: str) -> bool:
+        m = self._manifest
+        return path == "" or path in self._tensors or path in m.groups or path in m.pending_dirs
+
+    def dir_meta(self, path: str) -> tuple[int, int] | None:
+        """``(mode, mtime_ns)`` stored for the directory ``path`` (``""`` is the root), or
+        None when none was ever set (a dataset written before directories had them): the
+        mount then shows ``DIR_MODE`` and a time of its own."""
+        return self._manifest.dirs.get(path)
+
+    def set_dir_meta(self, path: str, mode: int, mtime_ns: int) -> None:
+        """Store the mode and mtime of directory ``path`` (committed with the next commit;
+        they follow the directory when a tensor is renamed and go when it is deleted)."""
+        with self._lock:
+            self._check_writable()
+            if not self._is_dir(path):
+                raise TensorNotFoundError(f"no directory {path!r}")
+            self._manifest.dirs[path] = (mode, mtime_ns)
+            self._touch()  # (views keyed on generation, e.g. a mount's listings, show it)
+
+    def touch_dir(self, path: str, mtime_ns: int) -> None:
+        """Set the mtime of directory ``path``, keeping its mode: the mount's hot path (an
+        entry created in it), for a directory the caller knows exists in a writable
+        dataset (the commit drops an entry whose directory is gone)."""
+        with self._lock:
+            dirs = self._manifest.dirs
+            old = dirs.get(path)
+            dirs[path] = (DIR_MODE if old is None else old[0], mtime_ns)
+            self._dirty = True
+
+    def _drop_dirs(self, name: str) -> None:
+        """Forget the metadata of directory ``name`` and of everything under it."""
+        dirs = self._manifest.dirs
+        dirs.pop(name, None)
+        prefix = name + "/"
+        for d in [d for d in dirs if d.startswith(prefix)]:
+            del dirs[d]
+
+    def _prune_dirs(self) -> None:
+        """Drop entries of directories that no longer exist (a commit never writes one)."""
+        m = self._manifest
+        live = {"", *self._tensors, *m.groups, *m.pending_dirs}
+        if not live.issuperset(m.dirs):
+            m.dirs = {d: v for d, v in m.dirs.items() if d in live}
+
     def _ensure_parents(self, name: str) -> None:
         parts = name.split("/")
         for i in range(1, len(parts)):
@@ -727,6 +776,7 @@ class Dataset:
             tensor = self._get_tensor(name)
             del self._tensors[tensor.name]
             del self._manifest.tensors[tensor.name]
+            self._drop_dirs(tensor.name)
             self._dropped_prefixes.append(keys.tensor_prefix(tensor.meta.tid))
             self._touch()
 
@@ -737,6 +787,7 @@ class Dataset:
             m = self._manifest
             if name in m.pending_dirs:
                 m.pending_dirs.remove(name)
+                self._drop_dirs(name)
                 self._touch()
                 return
             if name not in m.groups:
@@ -749,6 +800,7 @@ class Dataset:
                 self.delete_tensor(t)
             m.groups = [g for g in m.groups if g != name and not g.startswith(name + "/")]
             m.pending_dirs = [g for g in m.pending_dirs if not g.startswith(name + "/")]
+            self._drop_dirs(name)
             for path in [p for p in m.files if p.startswith(name + "/")]:
                 self.delete_file(path)
             self._touch()
@@ -763,6 +815,8 @@ class Dataset:
             self._ensure_parents(new)
             del self._tensors[tensor.name]
             meta = self._manifest.tensors.pop(tensor.name)
+            if tensor.name in self._manifest.dirs:  # the directory keeps its mode and time
+                self._manifest.dirs[new] = self._manifest.dirs.pop(tensor.name)
             tensor.name = new
             self._tensors[new] = tensor
             self._manifest.tensors[new] = meta

@@ -17,6 +17,7 @@ from lakefs.format import keys
 from lakefs.format.checksum import crc32
 from lakefs.format.version import FORMAT_VERSION, READABLE_VERSIONS
 
+DIR_MODE = 0o755  # the mode of a directory with no ``dirs`` entry
 
 @dataclass
 class TensorMeta:
@@ -65,6 +66,10 @@ class Manifest:
     rows: list[dict] = field(default_factory=list)  # row segments [{id, start, count}]
     files: dict[str, StagedFile] = field(default_factory=dict)  # path → staged file
     row_count: int = 0
+    # Directory path ("" = the root) → (mode, mtime_ns), for directories whose mode or
+    # time was set (format v2; a directory with no entry has DIR_MODE and a time of the
+    # reader's choosing). Entries are replaced whole, never changed in place.
+    dirs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         d = {
@@ -78,6 +83,7 @@ class Manifest:
             "pending_dirs": self.pending_dirs,
             "tensors": {k: v.to_json() for k, v in self.tensors.items()},
             "files": {k: v.to_json() for k, v in self.files.items()},
+            "dirs": self.dirs,
         }
         d[CRC_FIELD] = crc32(_canonical(d))
         return _canonical(d)
@@ -102,6 +108,7 @@ class Manifest:
                 pending_dirs=list(d.get("pending_dirs", [])),
                 tensors={k: TensorMeta.from_json(v) for k, v in d["tensors"].items()},
                 files={k: StagedFile(**v) for k, v in d["files"].items()},
+                dirs={k: _dir_entry(v) for k, v in d.get("dirs", {}).items()},
             )
             # Segment references are read later, one by one: check their shape here so a
             # damaged manifest is a CorruptionError naming it, not a KeyError at open.
@@ -116,8 +123,17 @@ class Manifest:
 
 
 CRC_FIELD = "crc32"
-_FIELDS = frozenset({"format", "format_version", "seq", "next_id", "row_count", "rows", "groups",
-                     "pending_dirs", "tensors", "files", CRC_FIELD})
+_FIELDS_V1 = frozenset({"format", "format_version", "seq", "next_id", "row_count", "rows", "groups",
+                        "pending_dirs", "tensors", "files", CRC_FIELD})
+# The closed top-level field set of each format version (docs/FORMAT.md §4, §10).
+_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"dirs"}}
+
+
+def _dir_entry(v: object) -> tuple[int, int]:
+    """A ``dirs`` value: ``[mode, mtime_ns]``."""
+    if not isinstance(v, list) or len(v) != 2 or not all(type(x) is int for x in v) or not 0 <= v[0] <= 0o7777:
+        raise ValueError(f"directory entry {v!r} is not [mode, mtime_ns]")
+    return v[0], v[1]
 
 
 def _canonical(d: dict) -> bytes:
@@ -131,7 +147,7 @@ def _verify_crc(d: dict, where: str) -> None:
     flipped bit in a field name shows up as an unknown field (this is how a damaged
     ``crc32`` name is caught too); one in a value, as a checksum mismatch.
     """
-    unknown = set(d) - _FIELDS
+    unknown = set(d) - _FIELDS[d["format_version"]]
     if unknown:
         raise CorruptionError(f"{where}: manifest has unknown fields {sorted(unknown)} (damaged?)")
     crc = d.pop(CRC_FIELD, None)

@@ -43,6 +43,7 @@ from lakefs.errors import (
     SampleNotFoundError,
     TensorExistsError,
 )
+from lakefs.format.manifest import DIR_MODE
 from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, RangeReader, split
 from lakefs.storage.base import pieces, read_exactly
 
@@ -80,7 +81,10 @@ class DatasetFS:
         self._open: dict[str, OpenFile] = {}
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
+        # Directories keep a mode and mtime in the dataset (Dataset.dir_meta); one that has
+        # none (a dataset written before they had them) shows DIR_MODE and this time.
         self._dir_mtime_ns = time.time_ns()
+        self._dirs_changed = 0  # bumped by every change of a directory's mode or mtime
         self.uid, self.gid = os.getuid(), os.getgid()
         self._lookups: dict[str, Sample | None] = {}
         self._lookups_gen = -1
@@ -176,7 +180,7 @@ class DatasetFS:
         p = path.strip("/")
         with self._lock:
             if self._dir_kind(p) is not None:
-                return Attr(DIR, 0, self._dir_mtime_ns, 0o755)
+                return self._dir_attr(p)
             of = self._open.get(p)
             if of is not None:
                 return Attr(FILE, of.size, of.mtime_ns, of.mode)
@@ -209,7 +213,8 @@ class DatasetFS:
         also when a committed version exists).
 
         Everything but the files being written is kept until the dataset next changes
-        (``generation``, or ``_dir_mtime_ns`` for changes outside it), as ``_sample``
+        (``generation``, or ``_dirs_changed`` for the directories' own mode and mtime,
+        which listings of the root and groups show), as ``_sample``
         keeps lookups: a warm ``ls -l`` of a 100k-file tensor rebuilt it every time."""
         d = path.strip("/")
         with self._lock:
@@ -223,7 +228,7 @@ class DatasetFS:
 
     def _kept_listing(self, d: str) -> Listing | None:
         """The committed listing of ``d`` if it is kept and still valid (call with the lock)."""
-        key = (self.ds.generation, self._dir_mtime_ns)
+        key = (self.ds.generation, self._dirs_changed)
         if self._listings_key != key:
             self._listings.clear()
             self._dir_lookups.clear()
@@ -263,13 +268,28 @@ class DatasetFS:
             out = Listing(names, [stat.S_IFREG] * len(names), e["file_size"], e["mtime_ns"], e["mode"])
         else:
             prefix = d + "/" if d else ""
-            out = Listing.of([(sub[len(prefix):], Attr(DIR, 0, self._dir_mtime_ns, 0o755))
+            out = Listing.of([(sub[len(prefix):], self._dir_attr(sub))
                               for sub in [*self.ds._tensors, *m.groups, *m.pending_dirs]
                               if sub.startswith(prefix) and "/" not in sub[len(prefix):]])
         staged = [(name, Attr(FILE, f.size, f.mtime_ns, f.mode)) for p, f in m.files.items()
                   for parent, name in (split(p),) if parent == d]
         staged = [(name, attr) for name, attr in staged if name not in out]
         return out + Listing.of(staged) if staged else out
+
+    def _dir_attr(self, d: str) -> Attr:
+        meta = self.ds._manifest.dirs.get(d)
+        if meta is None:
+            return Attr(DIR, 0, self._dir_mtime_ns, DIR_MODE)
+        return Attr(DIR, 0, meta[1], meta[0])
+
+    def _dir_changed(self, *dirs: str, now: int | None = None) -> None:
+        """An entry was created, removed or renamed in each of ``dirs``: their mtime
+        becomes now, as on a local disk (storing or rewriting a file's contents changes
+        no directory). One in-memory value each, committed with the dataset."""
+        now = now or time.time_ns()
+        for d in dirs:
+            self.ds.touch_dir(d, now)
+        self._dirs_changed += 1
 
     # --- open / read / write -----------------------------------------------------------
 
@@ -369,10 +389,13 @@ class DatasetFS:
                 of.truncate(0)
             else:
                 self._check_key_free(p)
-                of = OpenFile(p, b"", mode=stat.S_IMODE(mode), mtime_ns=time.time_ns(),
+                now = time.time_ns()
+                of = OpenFile(p, b"", mode=stat.S_IMODE(mode), mtime_ns=now,
                               exists=self._exists_file(p), spill=self.config.spill_size)
                 of.dirty = True
                 self._open[p] = of
+                if not of.exists:  # a new name in parent
+                    self._dir_changed(parent, now=now)
             of.refs += 1
             of.writers += 1
             return self._new_handle(Handle(p, of, writes=True))
@@ -620,7 +643,6 @@ class DatasetFS:
                     self.ds.publish_file(of.path, file_id, len(data), mtime_ns=of.mtime_ns, mode=of.mode)
                     of.mark_clean(version)
                     of.exists = True
-                    self._dir_mtime_ns = time.time_ns()
                     if of.refs == 0:
                         self._drop_open(of)
                     else:
@@ -665,7 +687,6 @@ class DatasetFS:
             of.stream_committed, version = True, of.version
         if of.path in self.ds._manifest.files:
             self.ds.delete_file(of.path)
-        self._dir_mtime_ns = time.time_ns()
         return version
 
     def _store(self, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int, size: int | None = None) -> None:
@@ -681,7 +702,6 @@ class DatasetFS:
                     return
         if tensor is None:
             self.ds.write_file(p, data, size=size, mtime_ns=mtime_ns, mode=mode)
-            self._dir_mtime_ns = time.time_ns()
         else:
             self._store_in(tensor, p, data, mtime_ns=mtime_ns, mode=mode, size=size)
 
@@ -694,8 +714,11 @@ class DatasetFS:
             yield
         except LakeFSError:
             if self._dir_kind(parent) == "tensor" and not self.ds._tensors[parent].num_samples:
+                meta = self.ds.dir_meta(parent)
                 self.ds.delete_tensor(parent)
                 self.ds.make_pending_dir(parent)
+                if meta is not None:  # the same directory: it keeps its mode and time
+                    self.ds.set_dir_meta(parent, *meta)
             raise
 
     def _store_in(self, tensor: Tensor, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int,
@@ -715,9 +738,9 @@ class DatasetFS:
         if sample.filename != name:
             log.info("/%s stored as %s (%s)", p, sample.filename,
                      "transcoded" if sample.transcoded else "canonical extension")
+            self._dir_changed(split(p)[0])  # the file shows under another name
         if p in self.ds._manifest.files:
             self.ds.delete_file(p)
-        self._dir_mtime_ns = time.time_ns()
 
     @staticmethod
     def _fill_stream(tensor: Tensor, name: str, stream: Any, f: BinaryIO, size: int, *, mtime_ns: int,
@@ -805,7 +828,7 @@ class DatasetFS:
                     raise IsADirectoryError_(f"{path!r} is a directory")
                 self._require_dir(split(p)[0])  # "e/a" where e is a file: ENOTDIR, as the kernel
                 raise SampleNotFoundError(f"no such file {path!r}")
-            self._dir_mtime_ns = time.time_ns()
+            self._dir_changed(split(p)[0])
 
     def mkdir(self, path: str, mode: int) -> None:
         self._check_name(path)
@@ -819,7 +842,9 @@ class DatasetFS:
             if self._dir_kind(p) is not None or self._exists_file(p):
                 raise TensorExistsError(f"{path!r} already exists")
             self.ds.make_pending_dir(p)
-            self._dir_mtime_ns = time.time_ns()
+            now = time.time_ns()
+            self.ds.set_dir_meta(p, stat.S_IMODE(mode), now)  # the kernel applied the umask
+            self._dir_changed(parent, now=now)
 
     def rmdir(self, path: str) -> None:
         p = path.strip("/")
@@ -838,7 +863,7 @@ class DatasetFS:
                 self.ds.delete_tensor(p)
             else:
                 self.ds.delete_group(p)
-            self._dir_mtime_ns = time.time_ns()
+            self._dir_changed(split(p)[0])
 
     def rename(self, old: str, new: str) -> None:
         self._check_name(new)
@@ -859,14 +884,15 @@ class DatasetFS:
                 raise IsADirectoryError_(f"{new!r} is a directory")
             self._check_key_free(n, moving=o)
             of = self._open.get(o)
+            parents = dict.fromkeys((split(o)[0], new_parent))  # both change (once if one)
             if of is not None and of.writers and not of.detached:
                 self._rename_open(of, n)
-                self._dir_mtime_ns = time.time_ns()
+                self._dir_changed(*parents)
                 return
             if of is not None and of.dirty and not of.detached:
                 if o in self._held:
                     self._rename_held(of, n)
-                    self._dir_mtime_ns = time.time_ns()
+                    self._dir_changed(*parents)
                     return
                 self._commit(of)
             self._rename_file(o, n)
@@ -876,7 +902,7 @@ class DatasetFS:
             if of is not None:  # handles still open on the old name keep their buffer
                 of.path = n
                 self._open[n] = of
-            self._dir_mtime_ns = time.time_ns()
+            self._dir_changed(*parents)
 
     def _rename_open(self, of: OpenFile, n: str) -> None:
         """Rename a file that handles are still writing (``mv`` or ``rm`` of a file a
@@ -987,13 +1013,16 @@ class DatasetFS:
             self.ds.rename_tensor(o, n)
         elif kind == "pending":  # it holds only plain files: they move with it
             inside = [p for p in self.ds._manifest.files if p.startswith(o + "/")]
+            meta = self.ds.dir_meta(o)
             self.ds.make_pending_dir(n)  # first: a name it refuses changes nothing
             for path in inside:
                 self.ds.rename_file(path, n + path[len(o):])
             self.ds.delete_group(o)
+            if meta is not None:  # a renamed directory keeps its mode and time
+                self.ds.set_dir_meta(n, *meta)
         else:  # groups, tensors holding staged files: mv copies and deletes
             raise CrossDeviceError(f"'/{o}' cannot be renamed in place")
-        self._dir_mtime_ns = time.time_ns()
+        self._dir_changed(*dict.fromkeys((split(o)[0], split(n)[0])))
 
     # --- metadata ----------------------------------------------------------------------
 
@@ -1007,8 +1036,12 @@ class DatasetFS:
         p = path.strip("/")
         with self._lock:
             self._writable()
-            if self._dir_kind(p) is not None:
-                return  # directories have no stored times or modes
+            if self._dir_kind(p) is not None:  # kept in the dataset (Dataset.set_dir_meta)
+                attr = self._dir_attr(p)
+                self.ds.set_dir_meta(p, attr.mode if mode is None else mode,
+                                     attr.mtime_ns if mtime_ns is None else mtime_ns)
+                self._dirs_changed += 1
+                return
             of = self._open.get(p)
             if of is not None:
                 if mtime_ns is not None:
@@ -1088,8 +1121,6 @@ class DatasetFS:
         old_dirs = {*old_tensors, *ds._manifest.groups, *ds._manifest.pending_dirs}
         if not ds.refresh(swap_lock=self._lock):  # no operation sees half of a swap
             return []
-        with self._lock:
-            self._dir_mtime_ns = time.time_ns()
         m = ds._manifest
         stale = ["", *old_dirs]
         for name, old in old_tensors.items():

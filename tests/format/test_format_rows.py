@@ -78,3 +78,30 @@ def test_manifest_round_trip_and_version():
         Manifest.from_bytes(b"{not json", "m")
     with pytest.raises(CorruptionError):
         parse_head(b'{"format_version": 1}', "HEAD")
+
+
+def _canonical_with_crc(d: dict) -> bytes:
+    from lakefs.format.checksum import crc32
+
+    d.pop("crc32", None)
+    d["crc32"] = crc32(json.dumps(d, separators=(",", ":"), sort_keys=True).encode())
+    return json.dumps(d).encode()
+
+
+def test_manifest_dirs_round_trip_and_the_field_set_of_each_version():
+    """Format v2 adds the manifest's ``dirs`` (directory path → [mode, mtime_ns]); a v1
+    manifest has none (its closed field set: ``dirs`` there is damage), and reads with
+    no entries."""
+    m = Manifest(seq=2, dirs={"": (0o755, 5), "train/images": (0o700, -1)})
+    blob = m.to_bytes()
+    d = json.loads(blob)
+    assert d["format_version"] == 2 and d["dirs"] == {"": [0o755, 5], "train/images": [0o700, -1]}
+    assert Manifest.from_bytes(blob, "m").dirs == m.dirs
+    v1 = dict(d, format_version=1)
+    del v1["dirs"]
+    assert Manifest.from_bytes(_canonical_with_crc(v1), "m").dirs == {}
+    with pytest.raises(CorruptionError, match="unknown fields"):
+        Manifest.from_bytes(_canonical_with_crc(dict(v1, dirs={})), "m")
+    for bad in ([0o755], [0o755, "5"], [0o755, 5.0], [0o70000, 5], [True, 5], {"mode": 1}):
+        with pytest.raises(CorruptionError, match="malformed"):
+            Manifest.from_bytes(_canonical_with_crc(dict(d, dirs={"a": bad})), "m")

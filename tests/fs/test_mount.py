@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -407,3 +408,61 @@ def test_fsync_of_a_directory_commits(dataset_path, mountpoint):
             os.close(fd)
         now = lakefs.load(dataset_path, read_only=True)  # what a crash now would leave
         assert now.keys() == ["first", "a"] and now.blobs["a"].tobytes() == b"new contents"
+
+
+def dir_mode_and_time(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return stat.S_IMODE(st.st_mode), st.st_mtime_ns
+
+
+def test_directory_modes_and_times_survive_a_remount(photos, dataset_path, mountpoint):
+    t = 1_600_000_000 * 10**9
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        run("mkdir", "-m", "700", str(mountpoint / "private"))  # a pending directory
+        (mountpoint / "images").mkdir()
+        shutil.copy(photos[0], mountpoint / "images" / photos[0].name)  # a tensor
+        run("mkdir", "-p", str(mountpoint / "train" / "labels"))  # a group
+        run("chmod", "750", str(mountpoint / "images"), str(mountpoint / "train"))
+        assert dir_mode_and_time(mountpoint / "private")[0] == 0o700
+        run("touch", "-d", "@1600000000", str(mountpoint / "images"), str(mountpoint / "train"),
+            str(mountpoint / "private"), str(mountpoint))
+        expected = {"private": (0o700, t), "images": (0o750, t), "train": (0o750, t), "": (0o755, t)}
+        assert {d: dir_mode_and_time(mountpoint / d) for d in expected} == expected
+        assert run("ls", "-ld", str(mountpoint / "images")).stdout.startswith("drwxr-x--- ")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        assert {d: dir_mode_and_time(mountpoint / d) for d in expected} == expected
+        assert dir_mode_and_time(mountpoint / "train" / "labels")[0] == 0o755
+
+
+def test_rsync_ai_of_an_unchanged_nested_tree_itemizes_nothing(photos, dataset_path, mountpoint, tmp_path):
+    """A second rsync -a of the same tree changes nothing, directories included: they keep
+    the mode and time rsync gave them (an entry made in one changes its time as on a disk,
+    so rsync sets it after the files), also across a remount."""
+    src = tmp_path / "src"
+    layout = {"images": photos[:3], "train/images": photos[3:5], "val/cats/small": photos[5:6],
+              "val/dogs": photos[6:]}
+    for i, (d, files) in enumerate(layout.items()):
+        (src / d).mkdir(parents=True)
+        for j, p in enumerate(files):
+            shutil.copy(p, src / d / p.name)
+            os.utime(src / d / p.name, ns=(1_500_000_000_000_000_000 + j, 1_500_000_000_000_000_000 + 7 * i + j))
+    (src / "README.md").write_text("photos\n")
+    (src / "empty").mkdir()  # stays a pending directory
+    os.chmod(src / "train", 0o750)
+    os.chmod(src / "val" / "cats", 0o700)
+    os.chmod(src / "empty", 0o711)
+    dirs = sorted([p for p in src.rglob("*") if p.is_dir()], key=lambda p: -len(p.parts)) + [src]
+    for k, d in enumerate(dirs):  # deepest first: setting a time changes no parent's
+        os.utime(d, ns=(1_600_000_000_000_000_000 + k, 1_600_000_000_000_000_000 + 1000 * k))
+    itemize = ["rsync", "-ai", f"{src}/", f"{mountpoint}/"]
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        run("rsync", "-a", f"{src}/", f"{mountpoint}/")
+        assert run(*itemize).stdout == ""
+        for d in dirs:
+            assert dir_mode_and_time(mountpoint / d.relative_to(src)) == dir_mode_and_time(d), d
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert sorted(ds.tensors) == ["images", "train/images", "val/cats/small", "val/dogs"]
+    assert ds.pending_dirs == ["empty"] and sorted(ds.groups) == ["train", "val", "val/cats"]
+    ds.close()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        assert run(*itemize).stdout == ""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import stat
+from pathlib import Path
 
 import pytest
 
 import lakefs
 from lakefs.config import Config
-from lakefs.errors import LakeFSError
+from lakefs.errors import LakeFSError, StorageFullError
 from lakefs.fs.files import FILE
 from lakefs.fs.tree import DatasetFS
 
@@ -548,7 +551,8 @@ def test_failed_store_of_a_held_file_renamed_over_a_stored_one_keeps_the_old(tmp
     put(fs, "/.README.tmp", b"v2")
     fs.rename("/.README.tmp", "/README")
     storage.fail_at = storage.count + 1  # every storage call from now on fails
-    fs.shutdown()  # the held v2 cannot be stored: logged, and the commit fails
+    with pytest.raises(StorageFullError):  # (the rename changed the root's mtime: a commit)
+        fs.shutdown()  # the held v2 cannot be stored: logged, and the commit fails
     assert ds.read_file("README") == b"v1"
 
 
@@ -956,3 +960,202 @@ def test_a_json_file_with_nan_is_einval(fs):
     assert errno_of(fs.flush, fh) == errno.EINVAL
     fs.release(fh)
     assert [n for n, _ in fs.readdir("/meta")] == ["ok.json"]
+
+
+# --- directory modes and times ---------------------------------------------------------
+
+T = 1_600_000_000_000_000_000
+
+
+def dir_stat(fs: DatasetFS, path: str) -> tuple[int, int]:
+    attr = fs.getattr(path)
+    assert attr.is_dir()
+    return attr.mode, attr.mtime_ns
+
+
+def test_directories_keep_the_mode_and_time_of_mkdir_chmod_and_utimens(fs, photos):
+    fs.mkdir("/private", 0o700)  # (the kernel applied the umask already)
+    assert dir_stat(fs, "/private")[0] == 0o700
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/a.jpg", photos[0].read_bytes())  # a tensor
+    fs.mkdir("/train", 0o755)
+    fs.mkdir("/train/sub", 0o755)  # a group, and a pending directory in it
+    dirs = {"/": 0o711, "/images": 0o750, "/train": 0o751, "/train/sub": 0o700, "/private": 0o705}
+    for d, mode in dirs.items():
+        fs.chmod(d, stat.S_IFDIR | mode)
+        fs.utimens(d, T + mode)
+    for d, mode in dirs.items():
+        assert dir_stat(fs, d) == (mode, T + mode), d
+    listed = dict(fs.readdir("/"))  # the listing (kept until a change) shows the same
+    assert (listed["images"].mode, listed["images"].mtime_ns) == (0o750, T + 0o750)
+    fs.chmod("/images", 0o755)
+    fs.utimens("/train", T)
+    listed = dict(fs.readdir("/"))
+    assert (listed["images"].mode, listed["train"].mtime_ns) == (0o755, T)
+    # A pending directory keeps its mode when its first file makes it a tensor, also
+    # when that first file is refused (it goes back to pending).
+    fh = fs.create("/private/a.json", 0o644)
+    fs.write(fh, b"{not json", 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert "private" in fs.ds.pending_dirs and dir_stat(fs, "/private")[0] == 0o705
+    put(fs, "/private/a.json", b"{}")
+    assert "private" in fs.ds.tensors and dir_stat(fs, "/private")[0] == 0o705
+
+
+def test_a_directory_time_changes_with_its_entries_not_with_file_contents(fs, photos):
+    jpg0, jpg1 = photos[0].read_bytes(), photos[1].read_bytes()
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/a.jpg", jpg0)
+    fs.mkdir("/notes", 0o755)
+    put(fs, "/notes/.draft", b"x")  # a staging file (held until the commit)
+
+    def changed_since_reset() -> set[str]:
+        dirs = ["/", *("/" + d for d in [*fs.ds.tensors, *fs.ds.groups, *fs.ds.pending_dirs])]
+        moved = {d for d in dirs if fs.getattr(d).mtime_ns != T}
+        for d in dirs:
+            fs.utimens(d, T)
+        return moved
+
+    changed_since_reset()
+    # Contents: rewritten in place (create of an existing name, O_TRUNC, truncate), a
+    # file's own mode and time, the commit that stores a held file: no directory changes.
+    put(fs, "/images/a.jpg", jpg1)
+    fh = fs.open("/images/a.jpg", os.O_WRONLY | os.O_TRUNC)
+    fs.write(fh, jpg0, 0)
+    fs.flush(fh)
+    fs.release(fh)
+    fs.truncate("/notes/.draft", 0)
+    fs.chmod("/images/a.jpg", 0o600)
+    fs.utimens("/notes/.draft", T)
+    fs.commit()
+    assert changed_since_reset() == set()
+    # Entries: created, removed, renamed within and across, directories made and removed.
+    put(fs, "/images/b.jpg", jpg1)
+    assert changed_since_reset() == {"/images"}
+    fh = fs.create("/images/c.jpg", 0o644)  # at the create, as on a disk: before any write
+    assert changed_since_reset() == {"/images"}
+    fs.write(fh, jpg0, 0)
+    fs.flush(fh)
+    fs.release(fh)
+    assert changed_since_reset() == set()
+    fs.unlink("/images/b.jpg")
+    assert changed_since_reset() == {"/images"}
+    fs.rename("/images/c.jpg", "/images/d.jpg")
+    assert changed_since_reset() == {"/images"}
+    fs.rename("/notes/.draft", "/.draft")
+    assert changed_since_reset() == {"/", "/notes"}
+    fs.rename("/.draft", "/notes/.draft")
+    assert changed_since_reset() == {"/", "/notes"}
+    fs.mkdir("/notes/sub", 0o755)
+    assert changed_since_reset() == {"/notes", "/notes/sub"}
+    fs.rmdir("/notes/sub")
+    assert changed_since_reset() == {"/notes"}
+    fs.unlink("/notes/.draft")
+    assert changed_since_reset() == {"/notes"}
+    fs.mkdir("/p", 0o700)
+    assert changed_since_reset() == {"/", "/p"}
+    fs.chmod("/p", 0o750)
+    fs.utimens("/p", T + 1)
+    fs.rename("/p", "/q")  # a renamed directory keeps its mode and time
+    assert dir_stat(fs, "/q") == (0o750, T + 1)
+    assert changed_since_reset() == {"/", "/q"}
+    fs.rename("/images", "/pics")  # a tensor renamed in place too
+    assert dir_stat(fs, "/pics") == (0o755, T)
+    assert changed_since_reset() == {"/"}
+    fs.rmdir("/q")
+    assert changed_since_reset() == {"/"}
+    fs.mkdir("/q", 0o755)  # a new directory of the same name: nothing of the old one
+    assert dir_stat(fs, "/q")[0] == 0o755 and dir_stat(fs, "/q")[1] > T + 1
+
+
+def test_directory_modes_and_times_are_committed_with_the_dataset(tmp_path, photos):
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    fs.mkdir("/images", 0o750)
+    put(fs, "/images/a.jpg", photos[0].read_bytes())
+    fs.mkdir("/train", 0o700)
+    fs.mkdir("/train/labels", 0o755)
+    put(fs, "/train/labels/a.txt", b"cat")
+    fs.mkdir("/pending", 0o711)
+    dirs = ["/", "/images", "/train", "/train/labels", "/pending"]
+    for i, d in enumerate(dirs):
+        fs.utimens(d, T + i)
+    fs.chmod("/", 0o750)
+    before = {d: dir_stat(fs, d) for d in dirs}
+    assert before["/images"] == (0o750, T + 1) and before["/pending"] == (0o711, T + 4)
+    fs.shutdown()
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    assert {d: dir_stat(fs, d) for d in dirs} == before
+    assert {name: attr.mode for name, attr in fs.readdir("/train")} == {"labels": 0o755}
+    fs.rename("/pending", "/moved")
+    fs.unlink("/train/labels/a.txt")
+    fs.rmdir("/train/labels")
+    fs.shutdown()
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    assert ds.dir_meta("moved") == before["/pending"] and ds.dir_meta("pending") is None
+    assert ds.dir_meta("train/labels") is None  # deleted: its entry went with it
+    assert sorted(ds._manifest.dirs) == ["", "images", "moved", "train"]
+
+
+def test_rmdir_of_a_tensor_after_its_files_drops_its_entry(fs):
+    fs.mkdir("/labels", 0o700)
+    put(fs, "/labels/a.txt", b"cat")
+    assert dir_stat(fs, "/labels")[0] == 0o700
+    fs.unlink("/labels/a.txt")
+    fs.rmdir("/labels")
+    assert fs.ds.dir_meta("labels") is None
+    fs.mkdir("/labels", 0o755)
+    assert dir_stat(fs, "/labels")[0] == 0o755
+
+
+def test_a_dataset_without_directory_metadata_shows_defaults(tmp_path):
+    """A dataset written before directories had a mode and time (format v1, the golden
+    dataset): 0o755 and the mount's start; set ones are committed from then on."""
+    import shutil
+
+    copy = tmp_path / "v1"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "v1", copy)
+    ds = lakefs.load(copy)
+    fs = DatasetFS(ds, Config())
+    dirs = ["/", "/images", "/train", "/train/captions"]
+    assert {dir_stat(fs, d) for d in dirs} == {(0o755, fs._dir_mtime_ns)}
+    assert {attr.mode for _, attr in fs.readdir("/") if attr.is_dir()} == {0o755}
+    fs.chmod("/train", 0o700)
+    fs.utimens("/train", T)
+    fs.shutdown()
+    ds.close()
+    ds = lakefs.load(copy, read_only=True)
+    assert ds.dir_meta("train") == (0o700, T) and ds.dir_meta("images") is None
+    fs = DatasetFS(ds, Config())
+    assert dir_stat(fs, "/train") == (0o700, T) and dir_stat(fs, "/images") == (0o755, fs._dir_mtime_ns)
+
+
+def test_no_entry_of_a_directory_that_is_gone_is_committed_or_shown(tmp_path):
+    from lakefs.errors import TensorNotFoundError
+    from lakefs.storage import LocalStorage
+    from lakefs.tools.fsck import fsck
+
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("g/t", htype="text")
+    ds.create_tensor("x", htype="text")
+    for d in ("", "g", "g/t", "x"):
+        ds.set_dir_meta(d, 0o700, T)
+    with pytest.raises(TensorNotFoundError):
+        ds.set_dir_meta("nope", 0o700, T)
+    ds.delete_group("g", recursive=True)
+    ds.rename_tensor("x", "y")
+    ds.create_tensor("g/t", htype="text")  # made again: nothing of the old one
+    assert ds.dir_meta("g/t") is None and ds.dir_meta("y") == (0o700, T)
+    ds._manifest.dirs["gone"] = (0o700, T)  # a stale entry (as a bug would leave)
+    fs = DatasetFS(ds, Config())
+    assert [name for name, _ in fs.readdir("/")] == ["y", "g"]
+    ds.flush()
+    head = json.loads((tmp_path / "ds" / "HEAD").read_text())
+    manifest = json.loads((tmp_path / "ds" / head["manifest"]).read_text())
+    assert manifest["dirs"] == {"": [0o700, T], "y": [0o700, T]}
+    ds.close()
+    assert fsck(LocalStorage(tmp_path / "ds")).ok
