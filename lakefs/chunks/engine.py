@@ -119,6 +119,7 @@ class ChunkEngine:
         if self.writer is not None:
             self.writer.check()  # a chunk that could not be stored: no more samples
         n = len(stored)
+        crc = crc32(stored)  # before the copy: it then reads the bytes from the CPU cache
         if n > self.max_chunk:
             chunk_id, tiles = self._write_tiles(stored)
             offset = 0
@@ -131,7 +132,7 @@ class ChunkEngine:
                 self._open_state = (self._open_id, self._open)
             chunk_id, offset, tiles = self._open_id, len(self._open) - chunkfmt.HEADER.size, 1
             self._open += stored
-        self._set_entry(row, chunk_id, offset, n, n if file_size is None else file_size, crc32(stored),
+        self._set_entry(row, chunk_id, offset, n, n if file_size is None else file_size, crc,
                         tiles, shape, mtime_ns, mode, ext, flags)
 
     def _set_entry(self, row: int, chunk_id: int, offset: int, n: int, file_size: int, crc: int,
