@@ -9,8 +9,8 @@ each (``sync=False``) and made durable together by ``drain`` (``Storage.sync``):
 local disk that is 2.5x cheaper than an fsync per chunk.
 
 Until a put has finished, reads of that chunk are served from its blob here. A failed
-put keeps its blob: ``drain`` raises the error once (the commit fails and the caller sees
-it) and puts the blob again at the next ``drain``. Until such a blob is put, the engine
+put keeps its blob: ``drain`` puts it again, and raises if that fails too (the commit
+fails and the caller sees it; the next ``drain`` tries again). Until such a blob is put, the engine
 takes no new sample (:meth:`ChunkWriter.check` raises the failure, after one more try):
 on a full disk a writer gets ENOSPC at once, and memory stays bounded, instead of every
 later file being accepted into chunks that can never be stored.
@@ -91,22 +91,23 @@ class ChunkWriter:
     def drain(self) -> None:
         """Make every submitted chunk durable, or raise the first failure.
 
-        Failed chunks stay here (readable, and put again by the next ``drain``); each
-        failure of a background put is raised once, by the first ``drain`` that sees it.
+        A chunk whose background put failed is put again here, and only a failure of
+        that put is raised (the cause, a full disk, may be gone by now); failed chunks
+        stay here, readable, for the next ``drain``.
         """
         with self._lock:
             items = list(self._pending.items())
         first_error: BaseException | None = None
         for key, (blob, future) in items:
-            error = future.exception() if future is not None else None
-            if future is None:
+            failed = future is None or future.exception() is not None
+            error = None
+            if failed:  # put again now: the cause (a full disk) may be gone
                 try:
                     self.storage.put(key, blob, sync=False)
                 except Exception as e:
                     error = e
-            elif error is not None:
-                with self._lock:
-                    self._pending[key] = (blob, None)
+                    with self._lock:
+                        self._pending[key] = (blob, None)
             if error is not None:
                 first_error = first_error or error
                 continue

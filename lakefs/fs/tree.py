@@ -32,6 +32,7 @@ from lakefs.errors import (
     BusyError,
     CrossDeviceError,
     DirectoryNotEmptyError,
+    InvalidSampleError,
     IsADirectoryError_,
     KeyExistsError,
     LakeFSError,
@@ -42,6 +43,7 @@ from lakefs.errors import (
     ReadOnlyError,
     SampleNotFoundError,
     TensorExistsError,
+    UnsupportedError,
 )
 from lakefs.format.manifest import DIR_MODE
 from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, RangeReader, split
@@ -521,14 +523,15 @@ class DatasetFS:
     def _answered_refusal(self, of: OpenFile) -> Iterator[None]:
         """Around a store whose error goes to a writer (flush, fsync): the same contents
         refused again raise the same error without being stored or logged again (vim
-        fsyncs, then closes; one refusal is one log line)."""
+        fsyncs, then closes; one refusal is one log line). Only a refusal of the contents
+        is remembered: a storage failure (a full disk) is tried again each time."""
         if of.refusal is not None and of.refusal[0] == of.version:
             error = of.refusal[1]
             error.reported = True  # (the operations layer logged it the first time)
             raise error
         try:
             yield
-        except LakeFSError as e:
+        except (InvalidSampleError, UnsupportedError) as e:  # the contents: the same again
             of.refusal = (of.version, e)
             raise
 

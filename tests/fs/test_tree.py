@@ -1159,3 +1159,49 @@ def test_no_entry_of_a_directory_that_is_gone_is_committed_or_shown(tmp_path):
     assert manifest["dirs"] == {"": [0o700, T], "y": [0o700, T]}
     ds.close()
     assert fsck(LocalStorage(tmp_path / "ds")).ok
+
+
+def test_a_storage_failure_at_fsync_is_tried_again_not_remembered(tmp_path):
+    """Found by review: a full disk at fsync was remembered like refused contents, so the
+    next fsync and the close failed without trying, and the file was dropped."""
+    from lakefs.dataset import Dataset
+    from lakefs.storage import MemoryStorage
+    from lakefs.storage.faults import FaultyStorage
+
+    inner = MemoryStorage()
+    Dataset(inner, create=True).close()
+    store = FaultyStorage(inner, fail_at=10**9, mode="enospc")
+    ds = Dataset(store)
+    fs = DatasetFS(ds, Config())
+    fh = fs.create("/notes.txt", 0o644)  # a plain file: fsync stores it at once
+    fs.write(fh, b"precious", 0)
+    store.fail_at, store.sticky = store.count + 1, True  # the disk is full ...
+    assert errno_of(fs.fsync, fh) == errno.ENOSPC
+    store.fail_at, store.sticky = 10**9, False  # ... until space is freed
+    fs.fsync(fh)
+    fs.flush(fh)
+    fs.release(fh)
+    assert Dataset(inner, read_only=True).read_file("notes.txt") == b"precious"
+    ds.close()
+
+
+def test_the_first_commit_after_a_full_disk_clears_succeeds():
+    """Found by review: the commit raised the background put's stale error once more
+    instead of putting the chunk again."""
+    from lakefs.dataset import Dataset
+    from lakefs.storage import MemoryStorage
+    from lakefs.storage.faults import FaultyStorage
+
+    inner = MemoryStorage()
+    Dataset(inner, create=True).close()
+    store = FaultyStorage(inner, fail_at=10**9, mode="enospc")
+    ds = Dataset(store)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    t.append(os.urandom(3000))
+    store.fail_at, store.sticky = store.count + 1, True
+    t.append(os.urandom(3000))  # seals the first chunk: its put fails behind
+    ds._chunk_writer._executor.submit(lambda: None).result()
+    store.fail_at, store.sticky = 10**9, False  # space freed
+    ds.flush()  # puts the kept chunk again, then commits
+    assert len(Dataset(inner, read_only=True).b) == 2
+    ds.close()

@@ -343,11 +343,12 @@ def test_a_failed_close_keeps_everything_for_a_retry():
     ds = Dataset(store)
     ds.create_tensor("b", htype="bytes")
     ds.b.append(b"precious")
-    store.fail_at = store.count + 1  # the next write fails, once
+    store.fail_at, store.sticky = store.count + 1, True  # every write fails (a full disk)...
     with pytest.raises(StorageError):
         ds.close()
     with pytest.raises(LockedError):
         Dataset(inner)  # still open: it still holds the writer lock
+    store.fail_at, store.sticky = 10**9, False  # ... until space is freed
     ds.close()  # the retry commits
     ro = Dataset(inner, read_only=True)
     assert ro.b[0].tobytes() == b"precious"
