@@ -520,13 +520,15 @@ class Dataset:
         """A lease lost while nobody else wrote (a network outage longer than the lease:
         its renewals failed until it expired) is taken again, so a long-lived writer such
         as a mount commits again once the store answers. Safe only when no other writer
-        committed meanwhile: the new lease is taken first, then HEAD must still name this
-        writer's last commit; from then on no one else can commit before us. Otherwise
-        ``lost`` stands (nothing of this writer's is published)."""
+        held the lease meanwhile (``WriterLock.retake``: another writer may have deleted
+        this one's unpublished chunks without committing, e.g. a compact with nothing to
+        rewrite); HEAD and the marker are checked as well. Otherwise ``lost`` stands and
+        nothing of this writer's is published."""
         try:
-            fresh = self.storage.writer_lock(keys.WRITER_LOCK)
-        except LakeFSError:  # another writer holds it now, or the store still fails
-            raise lost from None
+            fresh = self._writer_lock.retake()
+        except LakeFSError as e:  # another writer held it, or the store still fails
+            raise LockedError(f"{lost}; {e}: this writer's uncommitted changes cannot be"
+                              " published") from None
         try:
             seq, _ = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
             recreated = self.storage.get(keys.MARKER) != self._marker
@@ -539,10 +541,9 @@ class Dataset:
                     f"HEAD is at commit {seq}, this writer's last was {committed}")
             raise LockedError(f"{lost}; another writer committed meanwhile ({what}): this writer's"
                               " uncommitted changes cannot be published") from None
-        self._writer_lock.abandon()  # (lost: stops its renewal thread, deletes nothing)
         self._writer_lock = fresh
         log.warning("%s: the writer lease was lost (%s) and is taken again: no other writer"
-                    " committed meanwhile", self.storage.where, lost)
+                    " held it meanwhile", self.storage.where, lost)
 
     def commit(self, message: str | None = None) -> None:
         """Alias of :meth:`flush` (Deep Lake's name)."""

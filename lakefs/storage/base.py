@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
-from lakefs.errors import InvalidKeyError, ObjectExistsError, ReadOnlyError
+from lakefs.errors import InvalidKeyError, LockedError, ObjectExistsError, ReadOnlyError
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
 
@@ -77,6 +77,11 @@ class WriterLock(AbstractContextManager["WriterLock"]):
         """Give the lock up without waiting on anything (a finalizer at interpreter exit):
         a local lock is released, a lease is no longer renewed and expires."""
         self.release()
+
+    def retake(self) -> WriterLock:
+        """A new hold of this lost lock, if no other writer held it since (else
+        ``LockedError``). A local flock cannot be lost, so it has nothing to retake."""
+        raise LockedError("this writer lock cannot be taken again")
 
     def verify(self) -> None:
         """Raise ``LockedError`` if the lock was lost while held.

@@ -524,6 +524,23 @@ class _Lease(WriterLock):
             raise LockedError(f"writer lease {self._key} of {self._store.url} lost: "
                               f"{self._lost}")
 
+    def retake(self) -> _Lease:
+        """This lost lease held again, if its object still names this owner: then no other
+        writer held it since (taking it over rewrites the owner; a release deletes it), so
+        nothing another writer did (a compact deleting this writer's unpublished chunks)
+        can be undone by our next commit. Else ``LockedError``."""
+        store, key = self._store, self._key
+        record, tag = store._lease_read(key)
+        if record is None or record.get("owner") != self._owner:
+            raise LockedError(f"writer lease {key} of {store.url}: another writer held it meanwhile")
+        body, deadline = store._lease_body(self._owner)
+        try:
+            tag = store._lease_replace(key, body, tag)
+        except _Conflict as e:
+            raise LockedError(f"writer lease {key} of {store.url}: another writer took it just now") from e
+        self.abandon()
+        return _Lease(store, key, self._owner, tag, deadline)
+
     def abandon(self) -> None:
         """Stop renewing, put nothing: the lease expires after ``lease_seconds``."""
         self._released = True

@@ -111,7 +111,7 @@ def test_a_lost_lease_is_not_taken_again_after_another_writer_committed(s3_endpo
     paused_past_its_lease(w1)
     with lakefs.load(s3_url, storage_options=opts) as w2:  # commits and releases the lease
         w2.b["from_w2"] = b"2" * 3000
-    with pytest.raises(LockedError, match="another writer committed meanwhile"):
+    with pytest.raises(LockedError, match="another writer held it meanwhile"):
         w1.flush()
     with lakefs.load(s3_url, storage_options=opts) as w3:  # w1 holds no lease now
         assert w3.keys() == ["from_w2"]
@@ -130,6 +130,29 @@ def test_a_lost_lease_is_not_taken_again_in_a_dataset_created_anew(s3_endpoint, 
     with lakefs.empty(s3_url, overwrite=True, storage_options=opts) as w2:
         w2.create_tensor("b", htype="bytes")
     assert lakefs.load(s3_url, read_only=True, storage_options=opts)._manifest.seq == seq
-    with pytest.raises(LockedError, match="another writer committed meanwhile"):
+    with pytest.raises(LockedError, match="another writer held it meanwhile"):
         w1.flush()
     assert lakefs.load(s3_url, read_only=True, storage_options=opts).keys() == []
+
+
+def test_a_lost_lease_is_not_taken_again_after_another_writer_held_it_without_committing(
+        s3_endpoint, s3_url):
+    """Found by review: another writer that held the lease meanwhile may delete this
+    writer's written-behind chunks without committing (a compact with nothing to rewrite
+    still deletes unreferenced objects); committing after that named missing chunks."""
+    from lakefs.dataset import maintenance
+
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    with lakefs.empty(s3_url, storage_options=opts) as ds:
+        ds.create_tensor("b", htype="bytes", chunk_size=4096)
+        ds.b.extend([b"1" * 3000] * 4)
+    w1 = lakefs.load(s3_url, storage_options=opts)
+    paused_past_its_lease(w1)
+    w1.b.extend([b"2" * 3000] * 8)  # chunks sealed and put behind, not yet committed
+    w1._chunk_writer.drain()
+    with lakefs.load(s3_url, storage_options=opts) as w2:
+        maintenance.compact(w2)  # deletes w1's unreferenced chunks; commits nothing
+    with pytest.raises(LockedError, match="another writer held it meanwhile"):
+        w1.flush()
+    ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
+    assert len(ro.b) == 4 and all(s.tobytes() == b"1" * 3000 for s in ro.b)
