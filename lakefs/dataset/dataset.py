@@ -885,12 +885,19 @@ class Dataset:
             (cells,) = self._encode_rows(tensors, [list(sample.values())], name_items=False)
             return Row(self, self._store_row(cells, key))
 
-    def _undo_new_row(self, row: int, written: list[Tensor]) -> None:
-        """Take back a row just appended whose cells could not all be stored (a storage
-        failure after the values were checked): no empty or partial row may remain."""
-        for tensor in written:
-            tensor._engine.index.forget_last(row)
-        self._rows.pop_last()
+    def _take_back(self, rows_before: int, cells: list[tuple[Tensor, int]]) -> None:
+        """Undo a write that failed on storage after its values were checked (a full
+        disk): empty again the ``cells`` (tensor, row) it filled, all of them empty
+        before, newest first, and remove the rows it added past ``rows_before``. No empty
+        or partial row may remain to be committed."""
+        for tensor, row in reversed(cells):
+            index = tensor._engine.index
+            if row == len(index) - 1:
+                index.forget_last(row)
+            else:
+                index.clear(row)
+        while len(self._rows) > rows_before:
+            self._rows.pop_last()
         self._touch()
 
     def extend(self, samples: dict[str, list[Any]]) -> None:
@@ -940,13 +947,13 @@ class Dataset:
         """Store encoded cells as a new row (an automatic key without ``key``)."""
         row = len(self._rows)
         self._rows.append(key if key is not None else self._auto_key(row))
-        written: list[Tensor] = []
+        written: list[tuple[Tensor, int]] = []
         try:
             for tensor, enc, value in cells:
                 tensor._write(row, enc, value)
-                written.append(tensor)
+                written.append((tensor, row))
         except BaseException:  # (a full disk): the row goes, with the cells it got
-            self._undo_new_row(row, written)
+            self._take_back(row, written)
             raise
         self._touch()
         return row

@@ -262,8 +262,13 @@ class Tensor:
             with self._format.rollback():
                 encoded = self._format.from_value(value)
             row = self._engine.index.last_filled_row() + 1
+            rows_before = len(self.dataset._rows)
             self.dataset._ensure_rows(row + 1)
-            self._write(row, encoded, value)
+            try:
+                self._write(row, encoded, value)
+            except BaseException:  # (a full disk): no empty row is left behind
+                self.dataset._take_back(rows_before, [])
+                raise
             return Sample(self, row, self._engine.index.entry(row))
 
     def extend(self, values: Iterable[Any]) -> None:
@@ -279,9 +284,16 @@ class Tensor:
                     except LakeFSError as e:
                         raise item_error(e, f"item {i}") from e
             row = self._engine.index.last_filled_row() + 1
+            rows_before = len(self.dataset._rows)
             self.dataset._ensure_rows(row + len(encoded))
-            for i, (enc, value) in enumerate(encoded):
-                self._write(row + i, enc, value)
+            written: list[tuple[Tensor, int]] = []
+            try:
+                for i, (enc, value) in enumerate(encoded):
+                    self._write(row + i, enc, value)
+                    written.append((self, row + i))
+            except BaseException:  # (a full disk): none of them, as for a refused value
+                self.dataset._take_back(rows_before, written)
+                raise
 
     def __setitem__(self, item: int | str, value: Any) -> None:
         with self.dataset._lock:
@@ -302,9 +314,14 @@ class Tensor:
             # Validate and encode before creating any row: a bad value stores nothing.
             with self._format.rollback():
                 encoded = self._format.from_value(value)
+            rows_before = len(self.dataset._rows)
             if isinstance(item, str):
                 row = self.dataset._row_for_key(item, create=True)
-            self._write(row, encoded, value)
+            try:
+                self._write(row, encoded, value)
+            except BaseException:  # (a full disk): a row made for the key goes again
+                self.dataset._take_back(rows_before, [])
+                raise
 
     def pop(self, item: int | str) -> None:
         """Delete the sample at a row (the row and the other tensors' cells stay)."""
@@ -438,13 +455,12 @@ class Tensor:
                 encoded = self._format.from_file(data, ext)
             if transcoded:
                 encoded = dataclasses.replace(encoded, flags=encoded.flags | FLAG_TRANSCODED)
-            new_row = self.dataset._rows.find(key) is None
+            rows_before = len(self.dataset._rows)
             row = self.dataset._row_for_key(key, create=True)
             try:
                 self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
-            except BaseException:
-                if new_row:  # (a full disk): no empty row is left behind
-                    self.dataset._undo_new_row(row, [])
+            except BaseException:  # (a full disk): no empty row is left behind
+                self.dataset._take_back(rows_before, [])
                 raise
             return Sample(self, row, self._engine.index.entry(row))
 
