@@ -477,9 +477,11 @@ class DatasetFS:
         of = handle.openfile
         if of is not None and handle.writes and of.dirty and not of.detached:
             with self._lock:
-                # The last writer's close decides here, so that a store error would still
-                # reach close; while other writers still write, only a store is decided.
-                if of.writers == 1 or not self._may_hold(of):
+                # Only the last writer's close decides, so that a store error still reaches
+                # a close: while another handle may still write, the file may be half
+                # written (a second opener that closes without writing, or parallel
+                # writers of parts), and storing it would store half a sample.
+                if of.writers == 1:
                     with self._answered_refusal(of):
                         self._hold_or_commit(of, final=False)
 

@@ -1205,3 +1205,39 @@ def test_the_first_commit_after_a_full_disk_clears_succeeds():
     ds.flush()  # puts the kept chunk again, then commits
     assert len(Dataset(inner, read_only=True).b) == 2
     ds.close()
+
+
+def test_only_the_last_writers_close_stores_a_sample(tmp_path, photos):
+    """Found by review: a second opener that closed without writing stored the first
+    writer's half-written file (and in a jpeg tensor failed its close with EINVAL)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    fs.mkdir("/blobs", 0o755)
+    put(fs, "/blobs/first.bin", b"1")
+    data = os.urandom(3_000_000)
+    a = fs.create("/blobs/big.bin", 0o644)
+    fs.write(a, data[:1_500_000], 0)
+    b = fs.open("/blobs/big.bin", os.O_RDWR)  # another process opens it and closes it
+    fs.flush(b)
+    fs.release(b)
+    fs.commit()
+    assert ds.keys() == ["first"]  # nothing half written was stored
+    fs.write(a, data[1_500_000:], 1_500_000)
+    fs.flush(a)
+    fs.release(a)
+    assert ds.blobs["big"].file_bytes() == data
+    # A jpeg tensor: the first writer closes after a second one truncated the file.
+    jpeg = photos[0].read_bytes()
+    fs.mkdir("/img", 0o755)
+    put(fs, "/img/a.jpg", jpeg)
+    w1 = fs.create("/img/b.jpg", 0o644)
+    fs.write(w1, jpeg, 0)
+    w2 = fs.open("/img/b.jpg", os.O_WRONLY | os.O_TRUNC)
+    fs.truncate("/img/b.jpg", 0, w2)
+    fs.flush(w1)  # not the last writer: no error, nothing stored yet
+    fs.release(w1)
+    fs.write(w2, jpeg, 0)
+    fs.flush(w2)
+    fs.release(w2)
+    assert ds.img["b"].tobytes() == jpeg
+    ds.close()
