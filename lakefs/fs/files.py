@@ -316,6 +316,10 @@ class Handle:
         self._ranged = ranged  # read(offset, size) of a large sample: no whole-file load
         self._data: bytes | None = None
         self._lock = threading.Lock()
+        # A snapshot handle's committed contents (see DatasetFS._content_token), and
+        # whether its reads must bypass the kernel's page cache (direct_io).
+        self.token: tuple | None = None
+        self.direct = False
 
     def read(self, size: int, offset: int) -> bytes:
         if self.openfile is not None:

@@ -306,10 +306,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         if read_only and refresh > 0:
             refresher = Refresher(fs, ops.kernel, refresh)
             refresher.start()
-        if not read_only:
-            forgetter = KernelForgetter(ops.kernel)
-            forgetter.start()
-            fs.on_refused = forgetter.forget
+        forgetter = KernelForgetter(ops.kernel)  # (a read-only mount's files change too: refresh)
+        forgetter.start()
+        fs.on_refused = forgetter.forget
         if on_ready is not None:
             on_ready()
 

@@ -173,8 +173,11 @@ class LakeOperations(BaseOperations):
     @_op
     def open(self, path: str, fi: Any) -> int:
         fi.fh = self.fs.open(path, fi.flags)
-        if (fi.flags & os.O_ACCMODE) == os.O_RDONLY and hasattr(fi, "noflush"):
-            fi.noflush = 1  # nothing to commit on close: skip the FLUSH round trip
+        if (fi.flags & os.O_ACCMODE) == os.O_RDONLY:
+            if hasattr(fi, "noflush"):
+                fi.noflush = 1  # nothing to commit on close: skip the FLUSH round trip
+            if self.fs.handle(fi.fh).direct:  # older contents of it still open (DatasetFS)
+                fi.direct_io = 1
         return 0
 
     @_op

@@ -60,6 +60,9 @@ LISTING_CACHE = 1 << 18
 LISTING_AFTER = 8  # lookups in 1/8 of a tensor's rows make its listing answer the rest
 # Closed staging files kept in memory until their rename or the next commit, at most
 # (see DatasetFS._may_hold): rsync -a stages every file it copies and renames it at once.
+# Handles opened this soon after a file's old pages were sent away read past the cache
+# (the kernel forgets them from another thread, normally within milliseconds).
+FORGET_SECONDS = 1.0
 HOLD_BYTES = 64 << 20
 HOLD_FILES = 4096
 
@@ -95,10 +98,12 @@ class DatasetFS:
         self._dir_lookups: dict[str, int] = {}  # getattr misses per tensor since the key changed
         self._held: dict[str, int] = {}  # path of a held staging file (in _open) → its size when held
         self._held_bytes = 0
-        # Called (by the mount) with the absolute path of a file whose refused writes the
-        # kernel may still hold: pages, a size, a created name. It must only queue the
-        # path: the kernel is told to forget it outside the request being answered.
+        # Called (by the mount) with the absolute path of a file whose refused writes, or
+        # older contents, the kernel may still hold: pages, a size, a created name. It
+        # must only queue the path: the kernel forgets it outside the request answered.
         self.on_refused: Callable[[str], None] | None = None
+        self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
+        self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -320,8 +325,11 @@ class DatasetFS:
                     return self._new_handle(Handle(p, of))
                 ranged = self._ranged(p)
                 if ranged is not None:
-                    return self._new_handle(Handle(p, ranged=ranged[0]))
-                return self._new_handle(Handle(p, loader=self._loader(p)))
+                    handle = Handle(p, ranged=ranged[0])
+                else:
+                    handle = Handle(p, loader=self._loader(p))
+                self._add_reader(handle)
+                return self._new_handle(handle)
             self._writable()
             if of is None:
                 of = self._open_committed(path, empty=bool(flags & os.O_TRUNC))
@@ -485,11 +493,58 @@ class DatasetFS:
                     with self._answered_refusal(of):
                         self._hold_or_commit(of, final=False)
 
+    # --- snapshot readers and the kernel's page cache ---------------------------------
+
+    def _content_token(self, p: str) -> tuple | None:
+        """What identifies the committed contents of ``p`` (None: no file)."""
+        sample = self._sample(p)
+        if sample is not None and sample._entry is not None:
+            e = sample._entry
+            return (e["chunk"].item(), e["offset"].item(), e["crc"].item())
+        f = self.ds.staged(p)
+        return None if f is None else ("file", f.file_id)
+
+    def _add_reader(self, handle: Handle) -> None:
+        """Register a handle reading a snapshot of committed contents. The kernel keeps
+        one page cache per file, not per handle: while a handle of older contents is open
+        (the file was rewritten in place, or a read-only mount moved to a newer commit),
+        its reads may fill that cache with old pages under the new size, so a newer
+        handle reads past the cache (direct_io); the old pages are dropped when the last
+        old handle closes (found by review: new opens read old bytes cut to the new size)."""
+        p = handle.path
+        handle.token = token = self._content_token(p)
+        readers = self._readers.setdefault(p, {})
+        since = self._forgetting.get(p)
+        handle.direct = any(t != token for t in readers) or (
+            since is not None and time.monotonic() - since < FORGET_SECONDS)
+        readers[token] = readers.get(token, 0) + 1
+
+    def _drop_reader(self, handle: Handle) -> None:
+        p, token = handle.path, handle.token
+        readers = self._readers.get(p)
+        if readers is None or token not in readers:
+            return
+        readers[token] -= 1
+        if readers[token]:
+            return
+        del readers[token]
+        if not readers:
+            del self._readers[p]
+        if token != self._content_token(p) and self.on_refused is not None:
+            # The last handle of older contents: its pages may be in the cache.
+            self._forgetting[p] = time.monotonic()
+            if len(self._forgetting) > 1024:
+                now = time.monotonic()
+                self._forgetting = {k: t for k, t in self._forgetting.items() if now - t < FORGET_SECONDS}
+            self.on_refused("/" + p)
+
     def release(self, fh: int) -> None:
         with self._lock:
             handle = self._handles.pop(fh, None)
             of = handle.openfile if handle else None
             if of is None:
+                if handle is not None and handle.token is not None:
+                    self._drop_reader(handle)
                 return
             of.refs -= 1
             of.writers -= handle.writes

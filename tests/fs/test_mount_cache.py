@@ -211,3 +211,45 @@ def test_refused_writes_are_forgotten_by_the_kernel(photos, dataset_path, mountp
         assert read_via_cat(img / "ph.jpg") == photos[1].read_bytes()
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.images["x"].tobytes() == want and ds.images["ph"].tobytes() == photos[1].read_bytes()
+
+
+def test_a_new_open_reads_new_contents_while_an_old_handle_is_open(photos, dataset_path, mountpoint, tmp_path):
+    """Found by review: the kernel keeps one page cache per file; a handle of the old
+    contents (opened before an in-place rewrite, or before a read-only mount moved to a
+    newer commit) filled it with old pages under the new size, and every new open read
+    those: old bytes cut to the new size, until the caches were dropped."""
+    big = max(photos, key=lambda p: p.stat().st_size).read_bytes()
+    small = min(photos, key=lambda p: p.stat().st_size).read_bytes()
+    follower = tmp_path / "follower"
+    follower.mkdir()
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "commit_interval=0.2"), mountpoint):
+        img = mountpoint / "img"
+        img.mkdir()
+        (img / "x.jpg").write_bytes(big)
+        (img / "y.jpg").write_bytes(big)
+        # 1. The writer mount: rewritten in place while an old handle is open.
+        old = os.open(img / "x.jpg", os.O_RDONLY)
+        try:
+            (img / "x.jpg").write_bytes(small)
+            new = os.open(img / "x.jpg", os.O_RDONLY)
+            os.pread(old, 1 << 20, 0)  # the old handle reads first
+            assert os.pread(new, 1 << 20, 0) == small
+            os.close(new)
+        finally:
+            os.close(old)
+        eventually(lambda: read_via_cat(img / "x.jpg") == small)
+        assert read_via_cat(img / "x.jpg") == small
+        # 2. A read-only mount following the writer.
+        with mounted(lakefs_mount(dataset_path, follower, "-o", "ro,refresh_interval=0.2"), follower):
+            eventually(lambda: (follower / "img" / "y.jpg").exists())
+            old = os.open(follower / "img" / "y.jpg", os.O_RDONLY)
+            try:
+                (img / "y.jpg").write_bytes(small)
+                eventually(lambda: (follower / "img" / "y.jpg").stat().st_size == len(small))
+                new = os.open(follower / "img" / "y.jpg", os.O_RDONLY)
+                os.pread(old, 1 << 20, 0)
+                assert os.pread(new, 1 << 20, 0) == small
+                os.close(new)
+            finally:
+                os.close(old)
+            eventually(lambda: read_via_cat(follower / "img" / "y.jpg") == small)
