@@ -60,6 +60,9 @@ LISTING_CACHE = 1 << 18
 LISTING_AFTER = 8  # lookups in 1/8 of a tensor's rows make its listing answer the rest
 # Closed staging files kept in memory until their rename or the next commit, at most
 # (see DatasetFS._may_hold): rsync -a stages every file it copies and renames it at once.
+# libfuse renames a file that is unlinked (or renamed over) while open to this, and
+# unlinks that name at its last close (lib/fuse.c, hide_node; no hard_remove).
+HIDDEN_PREFIX = ".fuse_hidden"
 # Handles opened this soon after a file's old pages were sent away read past the cache
 # (the kernel forgets them from another thread, normally within milliseconds).
 FORGET_SECONDS = 1.0
@@ -103,6 +106,7 @@ class DatasetFS:
         # must only queue the path: the kernel forgets it outside the request answered.
         self.on_refused: Callable[[str], None] | None = None
         self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
+        self._hidden: dict[str, Attr] = {}  # libfuse's .fuse_hidden* names of unlinked open files
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
         if not self.read_only:
             dataset.before_commit(self.store_held)
@@ -191,6 +195,8 @@ class DatasetFS:
             of = self._open.get(p)
             if of is not None:
                 return Attr(FILE, of.size, of.mtime_ns, of.mode)
+            if self._hidden and p in self._hidden:
+                return self._hidden[p]
             parent, name = split(p)
             listing = self._lookup_listing(parent)
             if listing is not None:  # it holds the directory's samples and staged files
@@ -230,7 +236,7 @@ class DatasetFS:
             if committed is None:
                 committed = self._keep_listing(d, kind)
             writing = [(name, Attr(FILE, of.size, of.mtime_ns, of.mode)) for p, of in self._open.items()
-                       for parent, name in (split(p),) if parent == d]
+                       for parent, name in (split(p),) if parent == d and not of.detached]
             return committed.overlaid(writing) if writing else committed
 
     def _kept_listing(self, d: str) -> Listing | None:
@@ -872,6 +878,8 @@ class DatasetFS:
         p = path.strip("/")
         with self._lock:
             self._writable()
+            if self._hidden.pop(p, None) is not None:
+                return  # libfuse's last close of a hidden file (see _hide)
             of = self._open.pop(p, None)
             if of is not None:
                 of.detached = True
@@ -884,6 +892,8 @@ class DatasetFS:
             elif p in self.ds._manifest.files:
                 self.ds.delete_file(p)
             elif of is None:
+                if split(p)[1].startswith(HIDDEN_PREFIX):
+                    return  # a hidden file's handles are gone already (see _hide)
                 if self._dir_kind(p) is not None:
                     raise IsADirectoryError_(f"{path!r} is a directory")
                 self._require_dir(split(p)[0])  # "e/a" where e is a file: ENOTDIR, as the kernel
@@ -942,6 +952,8 @@ class DatasetFS:
                 return self._rename_dir(o, n)
             if self._dir_kind(n) is not None:
                 raise IsADirectoryError_(f"{new!r} is a directory")
+            if new_name.startswith(HIDDEN_PREFIX) and split(o)[0] == new_parent:
+                return self._hide(o, n)
             self._check_key_free(n, moving=o)
             of = self._open.get(o)
             parents = dict.fromkeys((split(o)[0], new_parent))  # both change (once if one)
@@ -963,6 +975,29 @@ class DatasetFS:
                 of.path = n
                 self._open[n] = of
             self._dir_changed(*parents)
+
+    def _hide(self, o: str, n: str) -> None:
+        """libfuse's rename of a file still open that is unlinked or renamed over (no
+        ``hard_remove``): to the dataset it is an unlink. The handles open on it go on
+        reading (and writing) what they have, under the hidden name, which is never
+        listed nor stored: libfuse unlinks it at the last close. (It was stored as a
+        plain file: a copy of the sample, and after a crash before that last close, a
+        deleted file back from the dead.)"""
+        attr = self.getattr("/" + o)
+        of = self._open.pop(o, None)
+        if of is not None:
+            of.detached = True  # an unlinked file's contents go with its last handle
+            self._unhold(o)
+            of.path = n
+            self._open[n] = of
+        else:
+            self._hidden[n] = attr
+        sample = self._sample(o)
+        if sample is not None:
+            sample.tensor.delete_row(sample.row)
+        elif o in self.ds._manifest.files:
+            self.ds.delete_file(o)
+        self._dir_changed(split(o)[0])
 
     def _rename_open(self, of: OpenFile, n: str) -> None:
         """Rename a file that handles are still writing (``mv`` or ``rm`` of a file a

@@ -466,3 +466,31 @@ def test_rsync_ai_of_an_unchanged_nested_tree_itemizes_nothing(photos, dataset_p
     ds.close()
     with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
         assert run(*itemize).stdout == ""
+
+
+def test_a_file_removed_while_open_is_gone_and_stays_gone(photos, dataset_path, mountpoint):
+    """Found by review: libfuse renames a file removed while open to `.fuse_hidden*` and
+    removes that at the last close; lakefs stored the hidden name as a plain file (a copy),
+    listed it, and after a kill -9 of the mount the removed file was back for good."""
+    data = photos[0].read_bytes()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint, expect_exit_code=-signal.SIGKILL) as m:
+        img = mountpoint / "img"
+        img.mkdir()
+        (img / "a.jpg").write_bytes(data)
+        (img / "b.jpg").write_bytes(data)
+        fd = os.open(img / "a.jpg", os.O_RDONLY)
+        os.unlink(img / "a.jpg")
+        assert os.listdir(img) == ["b.jpg"]  # nothing hidden is listed
+        assert os.pread(fd, 1 << 20, 0) == data  # the open handle still reads it
+        assert os.fstat(fd).st_size == len(data)
+        fs_fd = os.open(mountpoint, os.O_RDONLY)
+        os.fsync(fs_fd)  # commits: what a kill -9 now would leave
+        os.close(fs_fd)
+        ds = lakefs.load(dataset_path, read_only=True)
+        assert ds.img.num_samples == 1 and ds.files == {}
+        os.kill(m.process.pid, signal.SIGKILL)  # the mount dies with the file still open
+        m.process.wait(timeout=10)
+        os.close(fd)
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.img.num_samples == 1 and ds.files == {}  # not back as a .fuse_hidden* file
+    assert ds.img["b"].tobytes() == data
