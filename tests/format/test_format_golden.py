@@ -170,3 +170,14 @@ def test_fsck_repair_that_commits_keeps_a_version_1_marker(tmp_path, capsys):
     assert _head_version(copy) == 2
     assert main(["fsck", str(copy)]) == 0
 
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_info_prints_the_dataset_version(capsys, version):
+    """Found by review: ``lakefs info`` printed this lakefs's FORMAT_VERSION."""
+    from lakefs.cli.main import main
+
+    path = GOLDEN_DIR / version
+    assert main(["info", str(path)]) == 0
+    assert f"(format v{int(version[1:])})" in capsys.readouterr().out
+    assert main(["info", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["format_version"] == int(version[1:])
