@@ -121,17 +121,26 @@ def _print_ingest_report(report, quiet: bool) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import lakefs
+    from lakefs.storage.cache import CacheDirError
     from lakefs.storage.remote import default_cache_root, is_object_store
     from lakefs.tools.export import export
     from lakefs.tools.info import human
 
     options = args.settings.dataset_options()
+    ds = None
     if is_object_store(args.dataset) and args.settings.cache_size:
         # Through the mounts' chunk cache: one GET per chunk (in parallel parts), not
         # one per sample; a later export or mount of the dataset reads it locally.
-        options.update(cache_dir=args.settings.cache_dir or default_cache_root(),
-                       cache_size=args.settings.cache_size)
-    with lakefs.load(args.dataset, read_only=True, **options) as ds:
+        try:
+            ds = lakefs.load(args.dataset, read_only=True, **options,
+                             cache_dir=args.settings.cache_dir or default_cache_root(),
+                             cache_size=args.settings.cache_size)
+        except CacheDirError as e:  # (a read-only HOME in a container): the cache is optional here
+            print(f"lakefs: warning: cannot use the cache directory {e.cache_dir} ({e.reason});"
+                  " exporting without a cache", file=sys.stderr)
+    if ds is None:
+        ds = lakefs.load(args.dataset, read_only=True, **options)
+    with ds:
         report = export(ds, args.dest, tensors=args.tensors, overwrite=args.overwrite, progress=args.progress)
     if not args.quiet:
         print(f"exported {report.files} files ({human(report.bytes)}) to {args.dest} in {report.seconds:.1f} s")
