@@ -350,34 +350,38 @@ def test_a_storage_failure_stops_the_ingest_and_a_rerun_resumes(cli, jpeg_dir: P
     assert r.code == 0 and "ingested 5 of 8 files" in r.out and "3 already stored" in r.out
 
 
-def _commits_fail(monkeypatch, *, after: int, times: int | None = None) -> list[int]:
-    """Dataset commits (of changes; the creation's is the first) succeed ``after`` times,
-    then raise StorageError (``times`` times, default for ever), as a store that went away
-    does."""
+def _commits_fail(monkeypatch, *, rows: int, times: int | None = None) -> None:
+    """Commits of a dataset holding ``rows`` rows or more raise StorageError (``times``
+    times, default for ever), as a store that went away does."""
     from lakefs.dataset import Dataset
     from lakefs.errors import StorageError
 
     real = Dataset._commit
-    calls: list[int] = []
+    failed: list[int] = []
 
     def commit(self):
-        if not self._dirty:
-            return real(self)
-        calls.append(1)
-        n = len(calls) - after
-        if n > 0 and (times is None or n <= times):
+        if self._dirty and len(self) >= rows and (times is None or len(failed) < times):
+            failed.append(1)
             raise StorageError("write 'HEAD' on s3://b/ds: no answer in time")
         return real(self)
 
     monkeypatch.setattr(Dataset, "_commit", commit)
-    return calls
+
+
+def _forget_the_open_dataset() -> None:
+    """A dataset whose close failed stays open, with its writer lock (docs of
+    Dataset.close): the CLI's process then ends, which releases it; here, in the same
+    process, it is released when the dropped dataset is collected."""
+    import gc
+
+    gc.collect()
 
 
 def test_a_failed_final_commit_is_reported_as_not_kept(cli, jpeg_dir: Path, dataset_path: Path,
                                                        monkeypatch) -> None:
     """Found by review: with the final commit failing, ingest printed "ingested 8 of 8
     files" although nothing was kept."""
-    _commits_fail(monkeypatch, after=1)
+    _commits_fail(monkeypatch, rows=1)
     r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
     assert r.code == 1
     assert r.out.startswith("ingested 0 of 8 files")
@@ -385,15 +389,22 @@ def test_a_failed_final_commit_is_reported_as_not_kept(cli, jpeg_dir: Path, data
     assert "8 files written since the last commit are not kept" in r.err
     assert "8 files were not stored; run the same command again to resume" in r.err
     monkeypatch.undo()
+    _forget_the_open_dataset()
     r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
     assert r.code == 0 and r.out.startswith("ingested 8 of 8 files") and "0 already stored" in r.out, r.err
 
 
 def test_a_storage_failure_then_a_failed_commit_keeps_the_last_commit(cli, jpeg_dir: Path, dataset_path: Path,
                                                                       monkeypatch) -> None:
-    # The 4th commit (after the 4th file) fails: the ingest stops; its final commit and
-    # the retry at close fail too. The 3 files committed before are kept.
-    _commits_fail(monkeypatch, after=4)
+    # The commit of the 4th file fails: the ingest stops; its final commit and the retry
+    # at close fail too. The 3 files committed before are kept.
+    import itertools
+    import types
+
+    ticks = itertools.count()  # a clock that moves 1 s per look: --commit-seconds 0 commits after every file
+    monkeypatch.setattr(ingest_mod, "time", types.SimpleNamespace(monotonic=lambda: float(next(ticks)),
+                                                                  perf_counter=ingest_mod.time.perf_counter))
+    _commits_fail(monkeypatch, rows=4)
     r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--commit-seconds", "0", "-j", "0")
     assert r.code == 1
     assert r.out.startswith("ingested 3 of 8 files"), r.out
@@ -402,6 +413,7 @@ def test_a_storage_failure_then_a_failed_commit_keeps_the_last_commit(cli, jpeg_
     assert "1 file written since the last commit is not kept" in r.err
     assert "5 files were not stored; run the same command again to resume" in r.err
     monkeypatch.undo()
+    _forget_the_open_dataset()
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert len(ds) == 3
     r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
@@ -411,7 +423,7 @@ def test_a_storage_failure_then_a_failed_commit_keeps_the_last_commit(cli, jpeg_
 def test_a_final_commit_that_succeeds_on_retry_keeps_everything(cli, jpeg_dir: Path, dataset_path: Path,
                                                                 monkeypatch) -> None:
     # The final commit fails once; the close commits: all is kept, and said so.
-    _commits_fail(monkeypatch, after=1, times=1)
+    _commits_fail(monkeypatch, rows=1, times=1)
     r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
     assert r.code == 0 and r.out.startswith("ingested 8 of 8 files") and r.err == "", r.err
     monkeypatch.undo()
