@@ -95,3 +95,64 @@ def boto_client(endpoint: str) -> Any:
         aws_secret_access_key="testing",
         region_name="us-east-1",
     )
+
+
+@contextmanager
+def throttled_proxy(endpoint: str, rate: int) -> Iterator[str]:
+    """A TCP proxy on 127.0.0.1 to ``endpoint`` that passes at most ``rate`` bytes per
+    second each way per connection (a slow link whose data keeps flowing); yields its
+    endpoint URL. It runs an asyncio loop in a daemon thread."""
+    import asyncio  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    host, port = endpoint.rsplit("//", 1)[1].rsplit(":", 1)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(16 << 10):
+                writer.write(data)
+                await writer.drain()
+                await asyncio.sleep(len(data) / rate)
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(host, int(port))
+        except OSError:
+            client_w.close()
+            return
+        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        state["port"] = server.sockets[0].getsockname()[1]
+        state["stop"] = asyncio.Event()
+        started.set()
+        async with server:
+            await state["stop"].wait()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:  # the connections' pipes
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("the throttling proxy did not start")
+    try:
+        yield f"http://127.0.0.1:{state['port']}"
+    finally:
+        loop.call_soon_threadsafe(state["stop"].set)
+        thread.join(10)

@@ -4,7 +4,9 @@ Both print a progress bar on a terminal only (``--progress``/``--no-progress`` f
 a one-line summary on stdout (``-q`` silences it), and every file that failed (and, for
 ingest, every folder not read), with its reason, on stderr at the end; the exit status is 1
 when any file failed. Ingest's summary accounts for each file of the source once:
-ingested + already stored + failed = the total; hidden files are counted apart.
+ingested + already stored + failed = the total; hidden files are counted apart. If the
+storage failed, the files not stored (and, if the final commit failed, those written
+since the last commit, which are not kept) are counted on stderr, and the status is 1.
 """
 
 from __future__ import annotations
@@ -66,22 +68,41 @@ def _count(n: int, one: str, many: str) -> str:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     import lakefs
+    from lakefs.errors import StorageError
     from lakefs.tools.ingest import ingest
     from lakefs.tools.scan import scan
 
     plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args))
-    with sigterm_interrupts(), lakefs.dataset(args.dataset, **args.settings.dataset_options()) as ds:
-        report = ingest(ds, plan, workers=args.workers, progress=args.progress,
-                        commit_seconds=args.commit_seconds)
-        # Reported before the dataset closes: if the store is down, its final commit
-        # fails too, and that error must not hide what was done.
-        _print_ingest_report(report, args.quiet)
-        code = _report_failures(report.failed, "ingested", report.folders)
-        if report.stopped is not None:
-            print(f"lakefs: ingest stopped, the storage failed: {report.stopped}\n"
-                  f"  {report.total - report.written - report.skipped - len(report.failed)} files were not"
-                  " stored; run the same command again to resume", file=sys.stderr)
-            code = 1
+    with sigterm_interrupts():
+        ds = lakefs.dataset(args.dataset, **args.settings.dataset_options())
+        try:
+            report = ingest(ds, plan, workers=args.workers, progress=args.progress,
+                            commit_seconds=args.commit_seconds)
+        except BaseException:
+            ds.close()
+            raise
+        try:
+            ds.close()  # a retry of the final commit if that failed; the report says its outcome
+        except StorageError as e:
+            # The report must not be hidden by this error (the store is down: the commit
+            # fails again); the dataset keeps its last commit.
+            if report.commit_error is None:
+                report.commit_error = str(e)
+        else:
+            report.committed, report.commit_error = report.written, None
+    _print_ingest_report(report, args.quiet)
+    code = _report_failures(report.failed, "ingested", report.folders)
+    if report.stopped is not None:
+        print(f"lakefs: ingest stopped, the storage failed: {report.stopped}", file=sys.stderr)
+    if report.commit_error is not None:
+        lost = report.written - report.committed
+        print(f"lakefs: the final commit failed: {report.commit_error}\n"
+              f"  {_count(lost, 'file', 'files')} written since the last commit {'is' if lost == 1 else 'are'}"
+              " not kept", file=sys.stderr)
+    if report.stopped is not None or report.commit_error is not None:
+        print(f"  {report.total - report.kept - report.skipped - len(report.failed)} files were not"
+              " stored; run the same command again to resume", file=sys.stderr)
+        code = 1
     return code
 
 
@@ -93,24 +114,33 @@ def _print_ingest_report(report, quiet: bool) -> None:
         made += "; " + _count(len(report.folders), "folder not read", "folders not read")
     if report.hidden:
         made += "; " + _count(report.hidden, "hidden file skipped", "hidden files skipped")
-    print(f"ingested {report.written} of {report.total} files ({report.layout} layout, "
+    print(f"ingested {report.kept} of {report.total} files ({report.layout} layout, "
           f"{report.transcoded} transcoded, {report.skipped} already stored, {len(report.failed)} failed) "
           f"in {report.seconds:.1f} s, {report.rate:.0f} files/s{made}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     import lakefs
+    from lakefs.storage.cache import CacheDirError
     from lakefs.storage.remote import default_cache_root, is_object_store
     from lakefs.tools.export import export
     from lakefs.tools.info import human
 
     options = args.settings.dataset_options()
+    ds = None
     if is_object_store(args.dataset) and args.settings.cache_size:
         # Through the mounts' chunk cache: one GET per chunk (in parallel parts), not
         # one per sample; a later export or mount of the dataset reads it locally.
-        options.update(cache_dir=args.settings.cache_dir or default_cache_root(),
-                       cache_size=args.settings.cache_size)
-    with lakefs.load(args.dataset, read_only=True, **options) as ds:
+        try:
+            ds = lakefs.load(args.dataset, read_only=True, **options,
+                             cache_dir=args.settings.cache_dir or default_cache_root(),
+                             cache_size=args.settings.cache_size)
+        except CacheDirError as e:  # (a read-only HOME in a container): the cache is optional here
+            print(f"lakefs: warning: cannot use the cache directory {e.cache_dir} ({e.reason});"
+                  " exporting without a cache", file=sys.stderr)
+    if ds is None:
+        ds = lakefs.load(args.dataset, read_only=True, **options)
+    with ds:
         report = export(ds, args.dest, tensors=args.tensors, overwrite=args.overwrite, progress=args.progress)
     if not args.quiet:
         print(f"exported {report.files} files ({human(report.bytes)}) to {args.dest} in {report.seconds:.1f} s")

@@ -70,6 +70,9 @@ class Manifest:
     # time was set (format v2; a directory with no entry has DIR_MODE and a time of the
     # reader's choosing). Entries are replaced whole, never changed in place.
     dirs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The format version of the manifest object this was read from (a new one's:
+    # FORMAT_VERSION). Not kept when written: ``to_bytes`` writes FORMAT_VERSION.
+    format_version: int = FORMAT_VERSION
 
     def to_bytes(self) -> bytes:
         d = {
@@ -109,6 +112,7 @@ class Manifest:
                 tensors={k: TensorMeta.from_json(v) for k, v in d["tensors"].items()},
                 files={k: StagedFile(**v) for k, v in d["files"].items()},
                 dirs={k: _dir_entry(v) for k, v in d.get("dirs", {}).items()},
+                format_version=int(d["format_version"]),
             )
             # Segment references are read later, one by one: check their shape here so a
             # damaged manifest is a CorruptionError naming it, not a KeyError at open.
@@ -163,14 +167,27 @@ def check_version(version: object, where: str) -> None:
         )
 
 
-def marker_bytes() -> bytes:
-    """The marker of a new dataset. ``uid`` tells apart two datasets created one after the
-    other at the same URL (a read cache must never serve one's objects for the other's)."""
-    return json.dumps({"format": "lakefs", "version": FORMAT_VERSION, "uid": uuid.uuid4().hex}).encode()
+def marker_bytes(version: int = FORMAT_VERSION) -> bytes:
+    """The marker of a dataset of format ``version``: a new one's, or one fsck restores
+    (with the version of the dataset's manifest, docs/FORMAT.md §3). ``uid`` tells apart
+    two datasets created one after the other at the same URL (a read cache must never
+    serve one's objects for the other's)."""
+    return json.dumps({"format": "lakefs", "version": version, "uid": uuid.uuid4().hex}).encode()
 
 
 def head_bytes(seq: int, manifest_key: str) -> bytes:
     return json.dumps({"format_version": FORMAT_VERSION, "seq": seq, "manifest": manifest_key}).encode()
+
+
+def head_version(blob: bytes, where: str) -> int:
+    """The format version a ``HEAD`` object names (checked: FormatVersionError if this
+    lakefs cannot read it, CorruptionError if it is not a HEAD)."""
+    try:
+        version = json.loads(blob).get("format_version")
+    except (ValueError, AttributeError) as e:
+        raise CorruptionError(f"{where}: HEAD is not a JSON object (damaged?)") from e
+    check_version(version, where)
+    return int(version)
 
 
 def parse_head(blob: bytes, where: str) -> tuple[int, str]:

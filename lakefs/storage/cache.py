@@ -80,6 +80,17 @@ def parallel_get(
         return b"".join(pool.map(part, offsets))
 
 
+class CacheDirError(StorageError):
+    """The cache directory cannot be made or used (not a directory, no permission, a
+    read-only filesystem): a caller for which the cache is optional goes on without it."""
+
+    def __init__(self, cache_dir: str, reason: str) -> None:
+        super().__init__(f"cannot use the cache directory {cache_dir}: {reason}"
+                         " (set cache_dir elsewhere, or cache_size: 0)")
+        self.cache_dir = cache_dir
+        self.reason = reason
+
+
 class CachingStorage(StorageWrapper):
     """``inner`` with a read cache of at most ``max_bytes`` in ``cache_dir``."""
 
@@ -112,8 +123,7 @@ class CachingStorage(StorageWrapper):
             self._rebuild()
         except OSError as e:
             self._pool.shutdown(wait=False)
-            raise StorageError(f"cannot use the cache directory {self.cache_dir}: {e.strerror or e}"
-                               " (set cache_dir elsewhere, or cache_size: 0)") from e
+            raise CacheDirError(self.cache_dir, e.strerror or str(e)) from e
 
     def __repr__(self) -> str:
         return f"CachingStorage({self.inner!r}, {self.cache_dir!r}, {self.max_bytes})"

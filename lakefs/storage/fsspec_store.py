@@ -14,10 +14,15 @@ read back, which narrows the race but cannot close it (two writers writing withi
 same read-back window can both believe they hold it). Expiry compares wall clocks of
 different hosts: keep them within a small fraction of ``lease_seconds`` (NTP).
 
-Every call to an asynchronous filesystem (s3fs, gcsfs, ...) carries a deadline,
-``op_timeout`` seconds (fsspec's ``timeout=``): botocore's own timeouts restart with each of
-its and s3fs's retries, so a server that accepts connections but never answers blocked a
-call for ten minutes and more; with the deadline it fails in ``op_timeout`` as EIO.
+Every call to an asynchronous filesystem (s3fs, gcsfs, ...) carries a deadline on the
+whole call, retries included (fsspec's ``timeout=``): botocore's own timeouts restart with
+each of its and s3fs's retries, so a server that accepts connections but never answers
+blocked a call for ten minutes and more; with the deadline it fails as EIO. The deadline
+is ``op_timeout`` seconds, plus one second per MB (2**20 bytes) for a call that moves a
+known amount of data (a put of N bytes, each part of a multipart upload, a ranged read),
+so that a slow link that keeps sending is not cut off; a read of a whole object of
+unknown size and a listing get ten times ``op_timeout``. (A transfer slower than 1 MB/s
+can still miss its deadline.)
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ log = logging.getLogger(__name__)
 #: fsspec protocol → the package that implements it (for the install hint).
 _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
              "abfs": "adlfs", "abfss": "adlfs", "hf": "huggingface_hub", "sftp": "paramiko"}
+
+#: Bytes a call may move per second of its deadline beyond ``op_timeout`` (see above).
+DEADLINE_RATE = 1 << 20
 
 #: Programming errors are never storage failures: let them through unwrapped.
 _BUGS = (TypeError, AttributeError, NameError, AssertionError, NotImplementedError)
@@ -137,8 +145,16 @@ class FsspecStorage(Storage):
         # fsspec's deadline keyword exists only on asynchronous filesystems' calls.
         deadline = isinstance(self.fs, AsyncFileSystem) and self.op_timeout > 0
         self._t: dict[str, float] = {"timeout": self.op_timeout} if deadline else {}
-        # A listing is one request per 1000 keys: give it ten times as long.
+        # A listing is one request per 1000 keys, a whole-object read moves an unknown
+        # amount: give them ten times as long.
         self._t_list: dict[str, float] = {"timeout": 10 * self.op_timeout} if deadline else {}
+
+    def _t_bytes(self, nbytes: int) -> dict[str, float]:
+        """The deadline keyword of a call that moves ``nbytes``: ``op_timeout`` plus one
+        second per MB (a slow transfer that keeps flowing is not cut off)."""
+        if not self._t:
+            return {}
+        return {"timeout": self.op_timeout + nbytes / DEADLINE_RATE}
 
     def __repr__(self) -> str:
         return f"FsspecStorage({self.url!r}, read_only={not self.writable})"
@@ -185,7 +201,7 @@ class FsspecStorage(Storage):
     def get(self, key: str) -> bytes:
         path = self._p(key)
         with self._errors(key, "read"):
-            return bytes(self.fs.cat_file(path, **self._t))
+            return bytes(self.fs.cat_file(path, **self._t_list))  # (size unknown)
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         check_range(start, length)
@@ -195,7 +211,8 @@ class FsspecStorage(Storage):
             return b""
         try:
             with self._errors(key, "read"):
-                return bytes(self.fs.cat_file(path, start=start, end=start + length, **self._t))
+                return bytes(self.fs.cat_file(path, start=start, end=start + length,
+                                              **self._t_bytes(length)))
         except StorageError as e:
             # S3 answers 416 to a range that starts at or past the end.
             if _s3_code(e) == "InvalidRange" and start >= self.size(key):
@@ -263,7 +280,8 @@ class FsspecStorage(Storage):
         path = self._p(key)
         self._check_writable(key)
         with self._errors(key, "write", write=True):
-            self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data), **self._t)
+            body = data if isinstance(data, bytes) else bytes(data)
+            self.fs.pipe_file(path, body, **self._t_bytes(len(body)))
 
     def put_new(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """On S3 one conditional PUT (If-None-Match: *); elsewhere check, then put."""
@@ -273,8 +291,8 @@ class FsspecStorage(Storage):
         self._check_writable(key)
         with self._errors(key, "write", write=True):
             try:
-                self.fs.pipe_file(path, data if isinstance(data, bytes) else bytes(data),
-                                  mode="create", **self._t)
+                body = data if isinstance(data, bytes) else bytes(data)
+                self.fs.pipe_file(path, body, mode="create", **self._t_bytes(len(body)))
             except FileExistsError as e:
                 raise ObjectExistsError(f"object {key!r} exists already in {self.url}") from e
             except OSError as e:
@@ -294,9 +312,17 @@ class FsspecStorage(Storage):
             out = self.fs.open(path, "wb", block_size=PIECE)
         if self._t and hasattr(out, "_call_s3"):
             # s3fs's file object makes its part uploads through _call_s3, which takes
-            # fsspec's deadline keyword like every other call; give it ours.
+            # fsspec's deadline keyword like every other call; give it ours (a part's
+            # deadline counts its bytes).
             call = out._call_s3
-            out._call_s3 = lambda method, *a, **kw: call(method, *a, **self._t, **kw)
+
+            def call_with_deadline(method: str, *a: Any, **kw: Any) -> Any:
+                body = kw.get("Body")
+                t = self._t_bytes(memoryview(body).nbytes) if isinstance(body, (bytes, bytearray, memoryview)) \
+                    else self._t
+                return call(method, *a, **t, **kw)
+
+            out._call_s3 = call_with_deadline
         try:
             for piece in pieces(f, size):  # a short file is the caller's ValueError
                 with self._errors(key, "write", write=True):

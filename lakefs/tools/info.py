@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lakefs.dataset import Dataset
-from lakefs.format.version import FORMAT_VERSION
+from lakefs.format import keys
+from lakefs.format.manifest import head_version
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def dataset_info(ds: Dataset, location: str) -> dict:
     tensors = tensor_infos(ds)
     return {
         "path": location,
-        "format_version": FORMAT_VERSION,
+        "format_version": head_version(ds.storage.get(keys.HEAD), keys.HEAD),  # the dataset's, not ours
         "rows": len(ds),
         "groups": ds.groups,
         "files": sorted(ds.files),

@@ -10,7 +10,9 @@ order (a bounded window of work in flight), so row order does not depend on timi
 
 Resumable: a file whose row already holds a sample with the same mtime and size (or the
 same mtime, for a file that had to be transcoded and so cannot keep its size) is
-skipped. A commit every ``commit_seconds`` keeps a killed ingest's progress.
+skipped. A commit every ``commit_seconds`` keeps a killed ingest's progress. The report
+says how many written files the last successful commit covers (``committed``): if the
+final commit fails (``commit_error``), the files written after that are not kept.
 
 A bad file (unreadable, truncated, not an image) is recorded with its reason and never
 stops the others.
@@ -50,7 +52,10 @@ READ_THREADS = 4  # pass-through files are read ahead while the main thread writ
 @dataclass
 class IngestReport:
     """What became of every file of the source: ``total`` = ``written`` + ``skipped`` +
-    ``len(failed)``; hidden files and folders not read are counted apart."""
+    ``len(failed)``; hidden files and folders not read are counted apart.
+
+    ``written`` files are in the dataset; the first ``committed`` of them are committed.
+    When the final commit failed (``commit_error``), only those are kept: ``kept``."""
 
     layout: str
     total: int = 0
@@ -64,6 +69,13 @@ class IngestReport:
     created_tensors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stopped: str | None = None  # the storage failure that stopped the ingest (rerun to resume)
+    committed: int = 0  # written files the last successful commit covers
+    commit_error: str | None = None  # the final commit failed: files written after `committed` are lost
+
+    @property
+    def kept(self) -> int:
+        """Files written and committed: the ingest's lasting result."""
+        return self.written if self.commit_error is None else self.committed
 
     @property
     def rate(self) -> float:
@@ -224,12 +236,7 @@ class Ingester:
             self._readers.shutdown(wait=True, cancel_futures=True)
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
-            try:
-                self.ds.flush()  # keep what was written, also after Ctrl-C
-            except StorageError as e:
-                if self.report.stopped is None:
-                    raise
-                log.warning("could not commit after the storage failure either: %s", e)
+            self._final_commit()  # keep what was written, also after Ctrl-C
             self.report.seconds = time.perf_counter() - start
         return self.report
 
@@ -343,7 +350,19 @@ class Ingester:
     def _commit_if_due(self) -> None:
         if time.monotonic() - self._last_commit > self.commit_seconds:
             self.ds.flush()
+            self.report.committed = self.report.written
             self._last_commit = time.monotonic()
+
+    def _final_commit(self) -> None:
+        """Commit; a failure is the report's ``commit_error`` (not raised: the report must
+        still say what was kept, ``committed``, and a rerun resumes from there)."""
+        try:
+            self.ds.flush()
+        except StorageError as e:
+            self.report.commit_error = str(e)
+            return
+        self.report.committed = self.report.written
+        self.report.commit_error = None
 
     def _write(self, item: _Item) -> None:
         src, tensor = item.src, self.ds.tensors[item.src.tensor]

@@ -33,11 +33,15 @@ log = logging.getLogger("lakefs.fsck")
 
 def repair(c: Checker, bad_files: list[str]) -> None:
     """Commit the repaired state of what ``c`` checked (under the caller's writer lock),
-    then write a new marker if it was lost or damaged: last, as a creation does."""
+    then write a new marker if it was lost or damaged: last, as a creation does. The
+    marker names the format version of the manifest the repair starts from (the
+    dataset's version before this lakefs commits to it), never simply this lakefs's: a
+    version-1 dataset keeps a version-1 marker (docs/FORMAT.md §3)."""
+    version = c.manifest.format_version  # (read before _commit, which writes FORMAT_VERSION)
     if len(c.report.problems) > int(c.marker_bad):  # more is wrong than the marker (one problem)
         _commit(c, bad_files)
     if c.marker_bad:
-        c.storage.put(keys.MARKER, marker_bytes())
+        c.storage.put(keys.MARKER, marker_bytes(version))
     c.report.repaired = True
 
 

@@ -124,3 +124,60 @@ def test_golden_copy_is_writable_by_current_code(tmp_path, version):
     assert len(ds.labels) == 6 and ds.meta[3].numpy() == {"back": True}
     assert hashlib.sha256(ds.blobs[2].tobytes()).hexdigest()[:16] == "a2a74f658d00bd17"
     assert ds._manifest.dirs == DIRS[version]  # kept by the commit of the current code
+
+
+def _marker(path: Path) -> dict:
+    return json.loads((path / "lakefs.json").read_text())
+
+
+def _head_version(path: Path) -> int:
+    return json.loads((path / "HEAD").read_text())["format_version"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fsck_repair_of_a_lost_marker_keeps_the_dataset_version(tmp_path, capsys, version):
+    """Found by review: the restored marker of a version-1 dataset said version 2, and
+    lakefs before version 2 then refused a dataset that is otherwise version 1."""
+    from lakefs.cli.main import main
+
+    copy = tmp_path / version
+    shutil.copytree(GOLDEN_DIR / version, copy)
+    (copy / "lakefs.json").unlink()
+    assert main(["fsck", "--repair", str(copy)]) == 0
+    assert ": repaired" in capsys.readouterr().out
+    marker = _marker(copy)
+    assert marker["format"] == "lakefs" and marker["version"] == int(version[1:]) and marker["uid"]
+    assert _head_version(copy) == int(version[1:])  # nothing else was committed
+    assert main(["fsck", str(copy)]) == 0
+    assert len(Dataset(LocalStorage(copy, read_only=True), read_only=True)) == 5
+
+
+def test_fsck_repair_that_commits_keeps_a_version_1_marker(tmp_path, capsys):
+    # More than the marker is damaged: the repair commits (a version-2 HEAD, as every
+    # commit of this lakefs), and the marker still names the version the dataset had.
+    from lakefs.cli.main import main
+
+    copy = tmp_path / "v1"
+    shutil.copytree(GOLDEN_DIR / "v1", copy)
+    (copy / "lakefs.json").unlink()
+    chunk = next((copy / "tensors").glob("*/chunks/*"))
+    blob = bytearray(chunk.read_bytes())
+    blob[-1] ^= 0xFF
+    chunk.write_bytes(bytes(blob))
+    assert main(["fsck", "--repair", str(copy)]) == 0
+    assert ": repaired" in capsys.readouterr().out
+    assert _marker(copy)["version"] == 1
+    assert _head_version(copy) == 2
+    assert main(["fsck", str(copy)]) == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_info_prints_the_dataset_version(capsys, version):
+    """Found by review: ``lakefs info`` printed this lakefs's FORMAT_VERSION."""
+    from lakefs.cli.main import main
+
+    path = GOLDEN_DIR / version
+    assert main(["info", str(path)]) == 0
+    assert f"(format v{int(version[1:])})" in capsys.readouterr().out
+    assert main(["info", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["format_version"] == int(version[1:])

@@ -55,3 +55,27 @@ def test_cli_export_reads_whole_chunks_through_the_cache(photos, s3_endpoint, s3
     chunk_names = {hashlib.sha256(keys.chunk(engine.tid, c).encode()).hexdigest() for c in engine.live_chunks()}
     cached = {p.name for p in cache.rglob("*") if p.is_file()}
     assert len(chunk_names) > 1 and chunk_names <= cached  # every chunk fetched whole
+
+
+def test_cli_export_goes_on_without_a_cache_when_the_cache_directory_is_unusable(photos, s3_endpoint, s3_url,
+                                                                                 tmp_path):
+    """Found by review: with the default cache directory unusable (XDG_CACHE_HOME a file,
+    as a read-only HOME in a container), export failed; the cache is optional there."""
+    import os
+    import subprocess
+    import sys
+
+    want = fill(s3_url, s3_endpoint, photos)
+    not_a_dir = tmp_path / "notadir"
+    not_a_dir.write_text("a file")
+    config = write_config(tmp_path / "c.yaml", s3_endpoint)  # no cache_dir: the default one
+    done = subprocess.run([sys.executable, "-m", "lakefs", "export", s3_url, str(tmp_path / "out"),
+                           "--config", str(config)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "XDG_CACHE_HOME": str(not_a_dir)})
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()  # one warning line
+    assert line.startswith(f"lakefs: warning: cannot use the cache directory {not_a_dir}/lakefs/")
+    assert line.endswith(" (Not a directory); exporting without a cache")
+    assert done.stdout.startswith(f"exported {len(want)} files")
+    got = {p.name: md5(p.read_bytes()) for p in (tmp_path / "out" / "images").iterdir()}
+    assert got == want

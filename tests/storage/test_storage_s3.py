@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from backdoors import S3Backdoor
-from s3server import BUCKET, MotoServer, boto_client, free_port, moto_server, s3_options
+from s3server import BUCKET, MotoServer, boto_client, free_port, moto_server, s3_options, throttled_proxy
 
 from lakefs.errors import LockedError, ObjectNotFoundError, StorageError
 from lakefs.storage import open_storage
@@ -103,6 +103,61 @@ def test_a_server_that_stops_answering_fails_each_call_at_the_deadline(tmp_path:
         assert store.get("chunks/3") == b"z"
     finally:
         server.stop()
+
+
+def test_the_deadline_grows_with_the_bytes_a_call_moves(monkeypatch) -> None:
+    """Found by review: op_timeout was a deadline on the whole transfer, so any GET or
+    PUT slower than op_timeout failed although data kept flowing. Now a call that moves
+    N known bytes gets op_timeout + N / 1 MB seconds; a whole-object read (size unknown)
+    and a listing get 10x op_timeout."""
+    store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options("http://127.0.0.1:1"), op_timeout=2)
+    seen: list[tuple[str, float | None]] = []
+
+    def record(name: str, result: object):
+        def call(*args: object, **kwargs: object) -> object:
+            seen.append((name, kwargs.get("timeout")))
+            return result
+        return call
+
+    monkeypatch.setattr(store.fs, "cat_file", record("cat_file", b"x"))
+    monkeypatch.setattr(store.fs, "pipe_file", record("pipe_file", {"ETag": "e"}))
+    monkeypatch.setattr(store.fs, "find", record("find", []))
+    monkeypatch.setattr(store.fs, "info", record("info", {"type": "file", "size": 1}))
+    mb = 1 << 20
+    store.get("a")
+    store.get_range("a", 5, 3 * mb)
+    store.put("a", b"y" * (5 * mb))
+    store.put_new("a", memoryview(b"y" * (mb // 2)))
+    list(store.list("x/"))
+    store.exists("a")
+    assert seen == [("cat_file", 20), ("cat_file", 2 + 3), ("pipe_file", 2 + 5), ("pipe_file", 2.5),
+                    ("find", 20), ("info", 2)]
+    unlimited = FsspecStorage(f"s3://{BUCKET}/ds", s3_options("http://127.0.0.1:1"), op_timeout=0)
+    assert unlimited._t_bytes(mb) == {} and unlimited._t_list == {}
+
+
+@pytest.mark.timeout(120)
+def test_a_slow_transfer_that_keeps_flowing_is_not_cut_off(s3_endpoint: str, s3_prefix: str,
+                                                           tmp_path: Path) -> None:
+    """Through a proxy passing 4 MB/s each way, with op_timeout = 1 s: 6 MB reads and
+    writes take ~1.5 s each (their deadline: 1 + 6 s, 10 s for a whole-object read), a
+    12 MB multipart upload ~3 s (8 MB and 4 MB parts: 9 s and 5 s)."""
+    data = os.urandom(6 << 20)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(12 << 20))
+    direct = FsspecStorage(f"s3://{BUCKET}/{s3_prefix}", s3_options(s3_endpoint))
+    direct.put("six", data)
+    with throttled_proxy(s3_endpoint, 4 << 20) as slow_endpoint:
+        store = FsspecStorage(f"s3://{BUCKET}/{s3_prefix}", s3_options(slow_endpoint), op_timeout=1)
+        t = time.monotonic()
+        assert store.get_range("six", 0, len(data)) == data
+        assert time.monotonic() - t > 1  # (the proxy is slow enough to matter)
+        assert store.get("six") == data
+        store.put("copy", data)
+        with big.open("rb") as f:
+            store.put_from("big", f, big.stat().st_size)
+    assert direct.get("copy") == data
+    assert direct.get("big") == big.read_bytes()
 
 
 @pytest.mark.parametrize("option, value", [("op_timeout", "soon"), ("op_timeout", -1),

@@ -348,3 +348,84 @@ def test_a_storage_failure_stops_the_ingest_and_a_rerun_resumes(cli, jpeg_dir: P
     monkeypatch.setattr(Tensor, "write_file", real)
     r = cli("ingest", jpeg_dir, dataset_path)
     assert r.code == 0 and "ingested 5 of 8 files" in r.out and "3 already stored" in r.out
+
+
+def _commits_fail(monkeypatch, *, rows: int, times: int | None = None) -> None:
+    """Commits of a dataset holding ``rows`` rows or more raise StorageError (``times``
+    times, default for ever), as a store that went away does."""
+    from lakefs.dataset import Dataset
+    from lakefs.errors import StorageError
+
+    real = Dataset._commit
+    failed: list[int] = []
+
+    def commit(self):
+        if self._dirty and len(self) >= rows and (times is None or len(failed) < times):
+            failed.append(1)
+            raise StorageError("write 'HEAD' on s3://b/ds: no answer in time")
+        return real(self)
+
+    monkeypatch.setattr(Dataset, "_commit", commit)
+
+
+def _forget_the_open_dataset() -> None:
+    """A dataset whose close failed stays open, with its writer lock (docs of
+    Dataset.close): the CLI's process then ends, which releases it; here, in the same
+    process, it is released when the dropped dataset is collected."""
+    import gc
+
+    gc.collect()
+
+
+def test_a_failed_final_commit_is_reported_as_not_kept(cli, jpeg_dir: Path, dataset_path: Path,
+                                                       monkeypatch) -> None:
+    """Found by review: with the final commit failing, ingest printed "ingested 8 of 8
+    files" although nothing was kept."""
+    _commits_fail(monkeypatch, rows=1)
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    assert r.code == 1
+    assert r.out.startswith("ingested 0 of 8 files")
+    assert "lakefs: the final commit failed: write 'HEAD' on s3://b/ds: no answer in time" in r.err
+    assert "8 files written since the last commit are not kept" in r.err
+    assert "8 files were not stored; run the same command again to resume" in r.err
+    monkeypatch.undo()
+    _forget_the_open_dataset()
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    assert r.code == 0 and r.out.startswith("ingested 8 of 8 files") and "0 already stored" in r.out, r.err
+
+
+def test_a_storage_failure_then_a_failed_commit_keeps_the_last_commit(cli, jpeg_dir: Path, dataset_path: Path,
+                                                                      monkeypatch) -> None:
+    # The commit of the 4th file fails: the ingest stops; its final commit and the retry
+    # at close fail too. The 3 files committed before are kept.
+    import itertools
+    import types
+
+    ticks = itertools.count()  # a clock that moves 1 s per look: --commit-seconds 0 commits after every file
+    monkeypatch.setattr(ingest_mod, "time", types.SimpleNamespace(monotonic=lambda: float(next(ticks)),
+                                                                  perf_counter=ingest_mod.time.perf_counter))
+    _commits_fail(monkeypatch, rows=4)
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--commit-seconds", "0", "-j", "0")
+    assert r.code == 1
+    assert r.out.startswith("ingested 3 of 8 files"), r.out
+    assert "ingest stopped, the storage failed: write 'HEAD'" in r.err
+    assert "the final commit failed: write 'HEAD'" in r.err
+    assert "1 file written since the last commit is not kept" in r.err
+    assert "5 files were not stored; run the same command again to resume" in r.err
+    monkeypatch.undo()
+    _forget_the_open_dataset()
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert len(ds) == 3
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    assert r.code == 0 and r.out.startswith("ingested 5 of 8 files") and "3 already stored" in r.out, r.err
+
+
+def test_a_final_commit_that_succeeds_on_retry_keeps_everything(cli, jpeg_dir: Path, dataset_path: Path,
+                                                                monkeypatch) -> None:
+    # The final commit fails once; the close commits: all is kept, and said so.
+    _commits_fail(monkeypatch, rows=1, times=1)
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    assert r.code == 0 and r.out.startswith("ingested 8 of 8 files") and r.err == "", r.err
+    monkeypatch.undo()
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert len(ds) == 8
