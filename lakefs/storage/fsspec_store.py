@@ -20,9 +20,10 @@ each of its and s3fs's retries, so a server that accepts connections but never a
 blocked a call for ten minutes and more; with the deadline it fails as EIO. The deadline
 is ``op_timeout`` seconds, plus one second per MB (2**20 bytes) for a call that moves a
 known amount of data (a put of N bytes, each part of a multipart upload, a ranged read),
-so that a slow link that keeps sending is not cut off; a read of a whole object of
-unknown size and a listing get ten times ``op_timeout``. (A transfer slower than 1 MB/s
-can still miss its deadline.)
+so that a slow link that keeps sending is not cut off. A read of a whole object (size
+unknown) that misses ``op_timeout`` asks the object's size and, if it is over a MB, tries
+once more with the size's deadline; a listing gets ten times ``op_timeout``. (A transfer
+slower than 1 MB/s can still miss its deadline.)
 """
 
 from __future__ import annotations
@@ -145,8 +146,7 @@ class FsspecStorage(Storage):
         # fsspec's deadline keyword exists only on asynchronous filesystems' calls.
         deadline = isinstance(self.fs, AsyncFileSystem) and self.op_timeout > 0
         self._t: dict[str, float] = {"timeout": self.op_timeout} if deadline else {}
-        # A listing is one request per 1000 keys, a whole-object read moves an unknown
-        # amount: give them ten times as long.
+        # A listing is one request per 1000 keys: give it ten times as long.
         self._t_list: dict[str, float] = {"timeout": 10 * self.op_timeout} if deadline else {}
 
     def _t_bytes(self, nbytes: int) -> dict[str, float]:
@@ -201,7 +201,16 @@ class FsspecStorage(Storage):
     def get(self, key: str) -> bytes:
         path = self._p(key)
         with self._errors(key, "read"):
-            return bytes(self.fs.cat_file(path, **self._t_list))  # (size unknown)
+            try:
+                return bytes(self.fs.cat_file(path, **self._t))
+            except FSTimeoutError:
+                # The size was unknown: most whole reads are small (HEAD, manifests,
+                # segments). Ask it (a stopped server fails this too), and give a big
+                # object the time its size needs.
+                size = int(self.fs.info(path, **self._t)["size"])
+                if size < DEADLINE_RATE:
+                    raise
+                return bytes(self.fs.cat_file(path, **self._t_bytes(size)))
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         check_range(start, length)

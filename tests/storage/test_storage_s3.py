@@ -109,7 +109,8 @@ def test_the_deadline_grows_with_the_bytes_a_call_moves(monkeypatch) -> None:
     """Found by review: op_timeout was a deadline on the whole transfer, so any GET or
     PUT slower than op_timeout failed although data kept flowing. Now a call that moves
     N known bytes gets op_timeout + N / 1 MB seconds; a whole-object read (size unknown)
-    and a listing get 10x op_timeout."""
+    that misses op_timeout asks the size and tries again with its deadline; a listing gets
+    10x op_timeout."""
     store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options("http://127.0.0.1:1"), op_timeout=2)
     seen: list[tuple[str, float | None]] = []
 
@@ -130,8 +131,27 @@ def test_the_deadline_grows_with_the_bytes_a_call_moves(monkeypatch) -> None:
     store.put_new("a", memoryview(b"y" * (mb // 2)))
     list(store.list("x/"))
     store.exists("a")
-    assert seen == [("cat_file", 20), ("cat_file", 2 + 3), ("pipe_file", 2 + 5), ("pipe_file", 2.5),
+    assert seen == [("cat_file", 2), ("cat_file", 2 + 3), ("pipe_file", 2 + 5), ("pipe_file", 2.5),
                     ("find", 20), ("info", 2)]
+    # A whole-object read that missed its deadline: the size decides the second try.
+    from fsspec.exceptions import FSTimeoutError
+
+    tries: list[float | None] = []
+
+    def slow_then_fine(*args: object, **kwargs: object) -> bytes:
+        tries.append(kwargs.get("timeout"))
+        if len(tries) == 1:
+            raise FSTimeoutError
+        return b"z"
+
+    monkeypatch.setattr(store.fs, "cat_file", slow_then_fine)
+    monkeypatch.setattr(store.fs, "info", record("info", {"type": "file", "size": 4 * mb}))
+    assert store.get("big") == b"z" and tries == [2, 2 + 4]
+    monkeypatch.setattr(store.fs, "info", record("info", {"type": "file", "size": 100}))
+    tries.clear()
+    with pytest.raises(StorageError, match="no answer in time"):  # small: the server is stuck
+        store.get("small")
+    assert tries == [2]
     unlimited = FsspecStorage(f"s3://{BUCKET}/ds", s3_options("http://127.0.0.1:1"), op_timeout=0)
     assert unlimited._t_bytes(mb) == {} and unlimited._t_list == {}
 
@@ -140,7 +160,8 @@ def test_the_deadline_grows_with_the_bytes_a_call_moves(monkeypatch) -> None:
 def test_a_slow_transfer_that_keeps_flowing_is_not_cut_off(s3_endpoint: str, s3_prefix: str,
                                                            tmp_path: Path) -> None:
     """Through a proxy passing 4 MB/s each way, with op_timeout = 1 s: 6 MB reads and
-    writes take ~1.5 s each (their deadline: 1 + 6 s, 10 s for a whole-object read), a
+    writes take ~1.5 s each (their deadline: 1 + 6 s; a whole-object read misses 1 s, asks
+    the size and tries again with 1 + 6 s), a
     12 MB multipart upload ~3 s (8 MB and 4 MB parts: 9 s and 5 s)."""
     data = os.urandom(6 << 20)
     big = tmp_path / "big"
