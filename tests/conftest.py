@@ -59,6 +59,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             unmount(path)
 
 
+@pytest.fixture(autouse=True)
+def garbage_deleted_by_the_next_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process datasets delete what a commit made garbage at the next commit, not
+    GARBAGE_GRACE seconds later, so tests can see it go (tests/dataset/test_garbage.py
+    tests the grace itself; mounts in subprocesses keep it)."""
+    from lakefs.dataset import dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "GARBAGE_GRACE", 0.0)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _unmount_leftovers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """At the end of the session, unmount every FUSE mount left under our basetemp."""

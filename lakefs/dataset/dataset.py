@@ -72,7 +72,8 @@ log = logging.getLogger("lakefs.dataset")
 DEFAULT_CACHE_BYTES = 256 << 20
 KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
 SESSION_ID_BITS = 32  # ids stay far below 2**64 for billions of sessions
-OPEN_RETRIES = 5  # a concurrent commit may delete what a reader is about to read
+OPEN_RETRIES = 8  # a concurrent commit may delete what a reader is about to read
+GARBAGE_GRACE = 10.0  # seconds what a commit superseded (segments, manifests) outlives it
 
 
 def orphaned_dataset(storage: Storage) -> str | None:
@@ -153,6 +154,9 @@ class Dataset:
         self._staging: set[int] = set()  # ids of staged files put, not yet published or dropped
         self.generation = 0  # bumped by every change: lets views cache lookups safely
         self._obsolete: list[str] = []
+        # (when, keys, prefixes) a commit made garbage, deleted GARBAGE_GRACE s later
+        self._graveyard: list[tuple[float, list[str], list[str]]] = []
+        self._garbage_lock = threading.Lock()
         self._dropped_prefixes: list[str] = []
         self._chunk_writer: ChunkWriter | None = None
         if not self.read_only:
@@ -266,7 +270,7 @@ class Dataset:
             except CorruptionError as e:
                 if attempt == OPEN_RETRIES - 1 or not isinstance(e.__cause__, ObjectNotFoundError):
                     raise
-                time.sleep(0.05 * (attempt + 1))  # a commit replaced what we were reading
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # a commit replaced what we were reading
         raise AssertionError("unreachable")
 
     def _load_head(self) -> _Snapshot:
@@ -395,7 +399,7 @@ class Dataset:
                 raise
             if not keep_open:
                 self._finish_close()
-        self._delete_garbage(*garbage)
+        self._delete_garbage(*garbage, all_now=not keep_open)
 
     def _finish_close(self) -> None:
         self._closed = True
@@ -575,19 +579,34 @@ class Dataset:
         prefixes, self._dropped_prefixes = self._dropped_prefixes, []
         return doomed, prefixes
 
-    def _delete_garbage(self, doomed: list[str], prefixes: list[str]) -> None:
-        for key in doomed:
-            try:
-                self.storage.delete(key)
-            except Exception as e:  # garbage stays garbage; compact collects it later
-                log.warning("could not delete obsolete object %s: %s", key, e)
-        for prefix in prefixes:
-            try:
-                for key in list(self.storage.list(prefix)):
-                    if keys.is_dataset_key(key):
-                        self.storage.delete(key)
-            except Exception as e:
-                log.warning("could not delete objects under %s: %s", prefix, e)
+    def _delete_garbage(self, doomed: list[str], prefixes: list[str], *, all_now: bool = False) -> None:
+        """Delete what a commit left unreachable, ``GARBAGE_GRACE`` seconds after it (or
+        everything kept so far with ``all_now``: close, compact). A reader loading the
+        previous commit, which takes a while on a big dataset, still finds its segments
+        and manifest: deleted at once, a writer committing often made readers fail their
+        open (found by review). A crash leaves the kept garbage for ``compact``."""
+        now = time.monotonic()
+        with self._garbage_lock:
+            if doomed or prefixes:
+                self._graveyard.append((now, doomed, prefixes))
+            if all_now:
+                due, self._graveyard = self._graveyard, []
+            else:
+                due = [g for g in self._graveyard if now - g[0] >= GARBAGE_GRACE]
+                self._graveyard = [g for g in self._graveyard if now - g[0] < GARBAGE_GRACE]
+        for _, doomed_keys, doomed_prefixes in due:
+            for key in doomed_keys:
+                try:
+                    self.storage.delete(key)
+                except Exception as e:  # garbage stays garbage; compact collects it later
+                    log.warning("could not delete obsolete object %s: %s", key, e)
+            for prefix in doomed_prefixes:
+                try:
+                    for key in list(self.storage.list(prefix)):
+                        if keys.is_dataset_key(key):
+                            self.storage.delete(key)
+                except Exception as e:
+                    log.warning("could not delete objects under %s: %s", prefix, e)
 
     # --- tensors and groups ------------------------------------------------------------
 

@@ -51,7 +51,7 @@ def compact(ds: Dataset) -> dict[str, int]:
     ds._run_before_commit()  # before the lock: commit hooks take their own locks first
     with ds._lock:
         ds._check_writable()
-        ds._delete_garbage(*ds._commit())
+        ds._delete_garbage(*ds._commit(), all_now=True)
         before = _stored_bytes(ds, keys.TENSORS)
         for tensor in ds._tensors.values():
             eng = tensor._engine
@@ -66,7 +66,7 @@ def compact(ds: Dataset) -> dict[str, int]:
                           mode=int(e["mode"]), ext=int(e["ext"]), flags=int(e["flags"]),
                           file_size=int(e["file_size"]))
             ds._touch()
-        ds._delete_garbage(*ds._commit())
+        ds._delete_garbage(*ds._commit(), all_now=True)
         delete_unreferenced(ds)
         after = _stored_bytes(ds, keys.TENSORS)
         return {"bytes_before": before, "bytes_after": after, "reclaimed": before - after}
