@@ -319,6 +319,7 @@ class Handle:
         # A snapshot handle's committed contents (see DatasetFS._content_token), and
         # whether its reads must bypass the kernel's page cache (direct_io).
         self.token: tuple | None = None
+        self.generation = -1  # the dataset's generation when it was opened
         self.direct = False
 
     def read(self, size: int, offset: int) -> bytes:

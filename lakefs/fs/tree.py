@@ -519,11 +519,18 @@ class DatasetFS:
         old handle closes (found by review: new opens read old bytes cut to the new size)."""
         p = handle.path
         handle.token = token = self._content_token(p)
-        readers = self._readers.setdefault(p, {})
-        since = self._forgetting.get(p)
-        handle.direct = any(t != token for t in readers) or (
-            since is not None and time.monotonic() - since < FORGET_SECONDS)
-        readers[token] = readers.get(token, 0) + 1
+        handle.generation = self.ds.generation
+        readers = self._readers.get(p)
+        if readers is None:  # the common case: nobody else has it open
+            self._readers[p] = {token: 1}
+            direct = False
+        else:
+            direct = len(readers) > 1 or token not in readers
+            readers[token] = readers.get(token, 0) + 1
+        if self._forgetting and not direct:
+            since = self._forgetting.get(p)
+            direct = since is not None and time.monotonic() - since < FORGET_SECONDS
+        handle.direct = direct
 
     def _drop_reader(self, handle: Handle) -> None:
         p, token = handle.path, handle.token
@@ -536,7 +543,9 @@ class DatasetFS:
         del readers[token]
         if not readers:
             del self._readers[p]
-        if token != self._content_token(p) and self.on_refused is not None:
+        if self.on_refused is None or handle.generation == self.ds.generation:
+            return  # nothing changed since it was opened: its pages are current
+        if token != self._content_token(p):
             # The last handle of older contents: its pages may be in the cache.
             self._forgetting[p] = time.monotonic()
             if len(self._forgetting) > 1024:
