@@ -558,7 +558,7 @@ class DatasetFS:
             handle = self._handles.pop(fh, None)
             of = handle.openfile if handle else None
             if of is None:
-                if handle is not None and handle.token is not None:
+                if handle is not None and handle.generation >= 0:  # (a registered snapshot reader)
                     self._drop_reader(handle)
                 return
             of.refs -= 1
