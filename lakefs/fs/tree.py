@@ -18,6 +18,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -60,9 +61,10 @@ LISTING_CACHE = 1 << 18
 LISTING_AFTER = 8  # lookups in 1/8 of a tensor's rows make its listing answer the rest
 # Closed staging files kept in memory until their rename or the next commit, at most
 # (see DatasetFS._may_hold): rsync -a stages every file it copies and renames it at once.
-# libfuse renames a file that is unlinked (or renamed over) while open to this, and
-# unlinks that name at its last close (lib/fuse.c, hide_node; no hard_remove).
-HIDDEN_PREFIX = ".fuse_hidden"
+# libfuse renames a file that is unlinked (or renamed over) while open to
+# ".fuse_hidden%08x%08x" and unlinks that name at its last close (lib/fuse.c,
+# hide_node; no hard_remove).
+_HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")
 # Handles opened this soon after a file's old pages were sent away read past the cache
 # (the kernel forgets them from another thread, normally within milliseconds).
 FORGET_SECONDS = 1.0
@@ -901,7 +903,7 @@ class DatasetFS:
             elif p in self.ds._manifest.files:
                 self.ds.delete_file(p)
             elif of is None:
-                if split(p)[1].startswith(HIDDEN_PREFIX):
+                if _HIDDEN_NAME.fullmatch(split(p)[1]):
                     return  # a hidden file's handles are gone already (see _hide)
                 if self._dir_kind(p) is not None:
                     raise IsADirectoryError_(f"{path!r} is a directory")
@@ -961,7 +963,8 @@ class DatasetFS:
                 return self._rename_dir(o, n)
             if self._dir_kind(n) is not None:
                 raise IsADirectoryError_(f"{new!r} is a directory")
-            if new_name.startswith(HIDDEN_PREFIX) and split(o)[0] == new_parent:
+            if split(o)[0] == new_parent and _HIDDEN_NAME.fullmatch(new_name) and (
+                    o in self._open or o in self._readers):  # (libfuse hides open files only)
                 return self._hide(o, n)
             self._check_key_free(n, moving=o)
             of = self._open.get(o)

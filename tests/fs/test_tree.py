@@ -1241,3 +1241,24 @@ def test_only_the_last_writers_close_stores_a_sample(tmp_path, photos):
     fs.release(w2)
     assert ds.img["b"].tobytes() == jpeg
     ds.close()
+
+
+def test_only_libfuses_hiding_of_an_open_file_is_an_unlink(fs):
+    """Found by review: any rename to a name starting with .fuse_hidden deleted the file.
+    Only libfuse's own name (.fuse_hidden + 16 hex digits) for a file that is open is."""
+    fs.mkdir("/h", 0o755)
+    put(fs, "/h/keep.txt", b"hello")
+    fs.rename("/h/keep.txt", "/h/.fuse_hidden_backup")  # a user's name: an ordinary rename
+    assert get(fs, "/h/.fuse_hidden_backup") == b"hello"
+    fs.rename("/h/.fuse_hidden_backup", "/h/.fuse_hidden0000000100000002")  # not open either
+    assert get(fs, "/h/.fuse_hidden0000000100000002") == b"hello"
+    put(fs, "/h/gone.txt", b"bye")
+    fh = fs.open("/h/gone.txt", os.O_RDONLY)  # open: libfuse hides it at its unlink
+    fs.rename("/h/gone.txt", "/h/.fuse_hidden00000003000000ff")
+    assert fs.read(fh, 100, 0) == b"bye"
+    assert fs.getattr("/h/.fuse_hidden00000003000000ff").size == 3
+    assert sorted(fs.readdir("/h")) and [n for n, _ in fs.readdir("/h")] == [".fuse_hidden0000000100000002"]
+    fs.release(fh)
+    fs.unlink("/h/.fuse_hidden00000003000000ff")  # libfuse's last step
+    fs.commit()
+    assert fs.ds.files.keys() == {"h/.fuse_hidden0000000100000002"}
