@@ -9,7 +9,7 @@ long run carry the ``soak`` marker and are skipped unless ``--soak`` is given.
 from __future__ import annotations
 
 import pytest
-from tools.conftest import cli  # noqa: F401  (the CLI in-process, as in tests/tools)
+from tools.conftest import cli, png_dir  # noqa: F401  (the CLI in-process and PNG photos, as in tests/tools)
 
 
 def add_soak_option(parser: pytest.Parser) -> None:

@@ -32,16 +32,6 @@ def many_pngs(tmp_path: Path, png_dir: Path) -> Path:
     return out
 
 
-@pytest.fixture
-def png_dir(tmp_path: Path, photo_factory) -> Path:
-    out = tmp_path / "pngs"
-    out.mkdir()
-    for p in photo_factory(6, png=True):
-        png = p.with_suffix(".png")
-        os.link(png, out / png.name)
-    return out
-
-
 def start_ingest(src: Path, ds: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [*LAKEFS, "ingest", str(src), str(ds), "--tensor", "images", "--htype", "image",

@@ -21,13 +21,20 @@ def paused_past_its_lease(ds) -> None:
     time.sleep(1.5)
 
 
+def stalled_writer(s3_url, opts, key: str, **tensor_kw):
+    """A new dataset with a bytes tensor ``b``, and a writer that stored ``key`` and then
+    stalled past its lease (its renewals stopped)."""
+    with lakefs.empty(s3_url, storage_options=opts) as ds:
+        ds.create_tensor("b", htype="bytes", **tensor_kw)
+    w1 = lakefs.load(s3_url, storage_options=opts)
+    w1.b[key] = b"1" * 3000
+    paused_past_its_lease(w1)
+    return w1
+
+
 def test_a_writer_that_lost_its_lease_publishes_nothing(s3_endpoint, s3_url):
     opts = dict(options(s3_endpoint), lease_seconds=1)
-    with lakefs.empty(s3_url, storage_options=opts) as ds:
-        ds.create_tensor("b", htype="bytes", chunk_size=4096)
-    w1 = lakefs.load(s3_url, storage_options=opts)
-    w1.b["from_w1"] = b"1" * 3000
-    paused_past_its_lease(w1)
+    w1 = stalled_writer(s3_url, opts, "from_w1", chunk_size=4096)
     with lakefs.load(s3_url, storage_options=opts) as w2:  # takes the expired lease over
         w2.b["from_w2"] = b"2" * 3000
         w2.flush()
@@ -44,11 +51,7 @@ def test_a_lost_lease_seen_too_late_still_cannot_replace_the_new_commit(s3_endpo
     """The window between the lease check and the manifest put: the create-only put of
     the manifest refuses the commit the other writer already made."""
     opts = dict(options(s3_endpoint), lease_seconds=1)
-    with lakefs.empty(s3_url, storage_options=opts) as ds:
-        ds.create_tensor("b", htype="bytes")
-    w1 = lakefs.load(s3_url, storage_options=opts)
-    w1.b["from_w1"] = b"1" * 3000
-    paused_past_its_lease(w1)
+    w1 = stalled_writer(s3_url, opts, "from_w1")
     with lakefs.load(s3_url, storage_options=opts) as w2:
         w2.b["from_w2"] = b"2" * 3000
     monkeypatch.setattr(type(w1._writer_lock), "verify", lambda self: None)  # not seen yet
@@ -83,11 +86,7 @@ def test_a_lease_lost_while_nobody_else_wrote_is_taken_again(s3_endpoint, s3_url
     """A network outage longer than the lease (renewals failed until it expired) must not
     leave a long-lived writer (a mount) unable to ever commit again."""
     opts = dict(options(s3_endpoint), lease_seconds=1)
-    with lakefs.empty(s3_url, storage_options=opts) as ds:
-        ds.create_tensor("b", htype="bytes")
-    w1 = lakefs.load(s3_url, storage_options=opts)
-    w1.b["before"] = b"1" * 3000
-    paused_past_its_lease(w1)
+    w1 = stalled_writer(s3_url, opts, "before")
     with pytest.raises(LockedError, match="lost"):
         w1._writer_lock.verify()  # it is lost indeed
     w1.b["after"] = b"2" * 3000
@@ -104,11 +103,7 @@ def test_a_lease_lost_while_nobody_else_wrote_is_taken_again(s3_endpoint, s3_url
 
 def test_a_lost_lease_is_not_taken_again_after_another_writer_committed(s3_endpoint, s3_url):
     opts = dict(options(s3_endpoint), lease_seconds=1)
-    with lakefs.empty(s3_url, storage_options=opts) as ds:
-        ds.create_tensor("b", htype="bytes")
-    w1 = lakefs.load(s3_url, storage_options=opts)
-    w1.b["from_w1"] = b"1" * 3000
-    paused_past_its_lease(w1)
+    w1 = stalled_writer(s3_url, opts, "from_w1")
     with lakefs.load(s3_url, storage_options=opts) as w2:  # commits and releases the lease
         w2.b["from_w2"] = b"2" * 3000
     with pytest.raises(LockedError, match="another writer held it meanwhile"):
