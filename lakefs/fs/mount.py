@@ -308,7 +308,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             refresher.start()
         forgetter = KernelForgetter(ops.kernel)  # (a read-only mount's files change too: refresh)
         forgetter.start()
-        fs.on_refused = forgetter.forget
+        fs.forget_cached = forgetter.forget
         if on_ready is not None:
             on_ready()
 
@@ -330,7 +330,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         if refresher is not None:
             refresher.stop()
         if forgetter is not None:
-            fs.on_refused = None
+            fs.forget_cached = None
             forgetter.stop()
         ds.stop_autocommit()  # no periodic commit may run during or after the final one
         try:
@@ -348,8 +348,8 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
 
 
 class KernelForgetter(threading.Thread):
-    """Has the kernel forget paths whose refused writes it may still cache (see
-    ``DatasetFS.on_refused``), from its own thread: an invalidation issued inside the
+    """Has the kernel forget paths whose refused writes or older contents it may still
+    cache (see ``DatasetFS.forget_cached``), from its own thread: an invalidation issued inside the
     request handler that answers for the same file could wait on that very request."""
 
     def __init__(self, kernel) -> None:

@@ -106,7 +106,7 @@ class DatasetFS:
         # Called (by the mount) with the absolute path of a file whose refused writes, or
         # older contents, the kernel may still hold: pages, a size, a created name. It
         # must only queue the path: the kernel forgets it outside the request answered.
-        self.on_refused: Callable[[str], None] | None = None
+        self.forget_cached: Callable[[str], None] | None = None
         self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
         self._hidden: dict[str, Attr] = {}  # libfuse's .fuse_hidden* names of unlinked open files
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
@@ -545,7 +545,7 @@ class DatasetFS:
         del readers[token]
         if not readers:
             del self._readers[p]
-        if self.on_refused is None or handle.generation == self.ds.generation:
+        if self.forget_cached is None or handle.generation == self.ds.generation:
             return  # nothing changed since it was opened: its pages are current
         if token != self._content_token(p):
             # The last handle of older contents: its pages may be in the cache.
@@ -553,7 +553,7 @@ class DatasetFS:
             if len(self._forgetting) > 1024:
                 now = time.monotonic()
                 self._forgetting = {k: t for k, t in self._forgetting.items() if now - t < FORGET_SECONDS}
-            self.on_refused("/" + p)
+            self.forget_cached("/" + p)
 
     def release(self, fh: int) -> None:
         with self._lock:
@@ -882,8 +882,8 @@ class DatasetFS:
         keeps pages while size and mtime match, and the stored ones do), a size, or a
         name it was told exists would otherwise keep showing them for up to the
         attribute timeout, or until caches drop."""
-        if self.on_refused is not None:
-            self.on_refused("/" + p)
+        if self.forget_cached is not None:
+            self.forget_cached("/" + p)
 
     def unlink(self, path: str) -> None:
         p = path.strip("/")
