@@ -21,7 +21,7 @@ from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.stream import TileStream
 from lakefs.chunks.tiles import TileWindow
-from lakefs.chunks.writer import ChunkWriter
+from lakefs.chunks.writer import ChunkWriter, put_chunk
 from lakefs.errors import (
     CorruptionError,
     InvalidSampleError,
@@ -30,8 +30,11 @@ from lakefs.errors import (
 )
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
-from lakefs.format.index import MAX_NDIM, SampleIndex, SegmentRef, plan_merge
+from lakefs.format.index import ENTRY, MAX_NDIM, SampleIndex, SegmentRef, plan_merge
 from lakefs.storage.base import Storage
+
+# read_entry and DatasetFS._content_token unpack ``entry.item()`` tuples by position.
+assert ENTRY.names[:7] == ("row", "chunk", "offset", "length", "file_size", "crc", "tiles")
 
 DEFAULT_CHUNK_SIZE = 8 << 20  # Deep Lake's target
 MAX_CHUNK_FACTOR = 2  # and its maximum, 16 MB
@@ -85,11 +88,11 @@ class ChunkEngine:
         self._touched: set[int] = set()  # chunks read from
         self._tiles = self.tile_window()  # for read_range calls without a window of their own
         self.index = SampleIndex()
-        # The open chunk, built in its final layout (header room, then the payload) so a
-        # seal sends it as it is: no 8 MB copy, no fresh pages, per sealed chunk.
-        self._open = chunkfmt.payload_buffer()
+        # The open chunk: the samples' own bytes objects (chunkfmt.OpenChunk), sealed
+        # and put without being copied into one buffer.
+        self._open = chunkfmt.OpenChunk()
         self._open_id: int | None = None
-        self._open_state: tuple[int | None, bytearray] = (None, self._open)
+        self._open_state: tuple[int | None, chunkfmt.OpenChunk] = (None, self._open)
         self.obsolete: list[str] = []  # keys to delete once the next commit is visible
         self._streams: weakref.WeakSet[TileStream] = weakref.WeakSet()  # open_stream()s
 
@@ -118,20 +121,21 @@ class ChunkEngine:
             raise InvalidSampleError(f"at most {MAX_NDIM} dimensions are supported")
         if self.writer is not None:
             self.writer.check()  # a chunk that could not be stored: no more samples
+        if not isinstance(stored, bytes):  # the open chunk keeps it: it must not change
+            stored = bytes(stored)
         n = len(stored)
         crc = crc32(stored)  # before the copy: it then reads the bytes from the CPU cache
         if n > self.max_chunk:
             chunk_id, tiles = self._write_tiles(stored)
             offset = 0
         else:
-            filled = len(self._open) - chunkfmt.HEADER.size
+            filled = self._open.size
             if filled and filled + n > self.chunk_size:
                 self.seal()
             if self._open_id is None:
                 self._open_id = self.ids.take()
                 self._open_state = (self._open_id, self._open)
-            chunk_id, offset, tiles = self._open_id, len(self._open) - chunkfmt.HEADER.size, 1
-            self._open += stored
+            chunk_id, offset, tiles = self._open_id, self._open.append(stored), 1
         self._set_entry(row, chunk_id, offset, n, n if file_size is None else file_size, crc,
                         tiles, shape, mtime_ns, mode, ext, flags)
 
@@ -175,12 +179,13 @@ class ChunkEngine:
     def _put_chunk(self, chunk_id: int, payload: bytes | bytearray | memoryview, *, behind: bool = False) -> None:
         self.put_sealed(chunk_id, chunkfmt.encode(self.kind, payload, self._compress), behind=behind)
 
-    def put_sealed(self, chunk_id: int, blob: bytes | bytearray, *, behind: bool = True) -> None:
+    def put_sealed(self, chunk_id: int, blob: bytes | bytearray | chunkfmt.OpenChunk, *,
+                   behind: bool = True) -> None:
         """Put a whole chunk object (written behind when the engine has a writer)."""
         if behind and self.writer is not None:
             self.writer.submit(keys.chunk(self.tid, chunk_id), blob)
         else:
-            self.storage.put(keys.chunk(self.tid, chunk_id), blob)
+            put_chunk(self.storage, keys.chunk(self.tid, chunk_id), blob)
 
     def seal(self) -> None:
         """Hand the open chunk to storage (behind, with a writer; a failed put is kept
@@ -188,10 +193,10 @@ class ChunkEngine:
         if self._open_id is None:  # not `not self._open`: empty samples still point at it
             return
         if self.kind == ChunkKind.CHUNK_COMPRESSED:
-            self._put_chunk(self._open_id, memoryview(self._open)[chunkfmt.HEADER.size :], behind=True)
+            self._put_chunk(self._open_id, self._open.payload(), behind=True)
         else:
-            self.put_sealed(self._open_id, chunkfmt.seal_buffer(self.kind, self._open))
-        self._open = chunkfmt.payload_buffer()
+            self.put_sealed(self._open_id, self._open.seal(self.kind))
+        self._open = chunkfmt.OpenChunk()
         self._open_id = None
         self._open_state = (None, self._open)
 
@@ -228,12 +233,12 @@ class ChunkEngine:
         return self.read_entry(e)
 
     def read_entry(self, e: np.void) -> bytes:
-        chunk_id, off, n, tiles = int(e["chunk"]), int(e["offset"]), int(e["length"]), int(e["tiles"])
-        open_id, open_buf = self._open_state  # one read: seal() may swap it concurrently
+        # One .item() (a tuple of Python ints) costs less than four field reads.
+        _, chunk_id, off, n, _, crc, tiles, *_ = e.item()  # (ENTRY field order, checked below)
+        open_id, open_chunk = self._open_state  # one read: seal() may swap it concurrently
         try:
             if chunk_id == open_id and tiles == 1:
-                start = chunkfmt.HEADER.size + off
-                data = bytes(open_buf[start : start + n])
+                data = open_chunk.sample(off, n)
             elif tiles > 1:
                 data = b"".join(self._payload(chunk_id + t) for t in range(tiles))[:n]
             elif self.kind == ChunkKind.CHUNK_COMPRESSED:
@@ -246,7 +251,9 @@ class ChunkEngine:
             key = keys.chunk(self.tid, chunk_id)
             blob = self.writer.pending(key) if self.writer is not None else None
             try:
-                if blob is not None:  # sealed, still being written behind
+                if isinstance(blob, chunkfmt.OpenChunk):  # sealed, still being written behind
+                    data = blob.sample(off, n)
+                elif blob is not None:
                     data = blob[chunkfmt.HEADER.size + off : chunkfmt.HEADER.size + off + n]
                 else:
                     if chunk_id not in self._touched:  # whole chunks ahead: the next
@@ -254,7 +261,7 @@ class ChunkEngine:
                     data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"row {int(e['row'])}: {self._missing(key)}") from err
-        if len(data) != n or crc32(data) != int(e["crc"]):
+        if len(data) != n or crc32(data) != crc:
             raise CorruptionError(
                 f"row {int(e['row'])}: sample checksum mismatch in chunk "
                 f"{keys.chunk(self.tid, chunk_id)} (stored data is damaged)"
@@ -327,6 +334,8 @@ class ChunkEngine:
         key = keys.chunk(self.tid, chunk_id)
         try:
             blob = self.writer.pending(key) if self.writer is not None else None
+            if isinstance(blob, chunkfmt.OpenChunk):
+                blob = b"".join(blob.parts())
             if blob is None and self.kind != ChunkKind.CHUNK_COMPRESSED:
                 blob = buf[: self.storage.readinto(key, 0, buf)]
             elif blob is None:
@@ -354,7 +363,9 @@ class ChunkEngine:
         if payload is None:
             try:
                 blob = self.writer.pending(key) if self.writer is not None else None
-                if blob is None:
+                if isinstance(blob, chunkfmt.OpenChunk):
+                    blob = b"".join(blob.parts())
+                elif blob is None:
                     blob = self.storage.get(key)
             except ObjectNotFoundError as err:
                 raise CorruptionError(self._missing(key)) from err

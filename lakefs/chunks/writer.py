@@ -22,9 +22,19 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from lakefs.chunks.chunk import OpenChunk
 from lakefs.storage.base import Storage
 
 log = logging.getLogger("lakefs.chunks")
+
+def put_chunk(storage: Storage, key: str, blob: bytes | bytearray | memoryview | OpenChunk, *,
+              sync: bool = True) -> None:
+    """Put a chunk object, whole or (a sealed :class:`OpenChunk`) in parts."""
+    if isinstance(blob, OpenChunk):
+        storage.put_parts(key, blob.parts(), sync=sync)
+    else:
+        storage.put(key, blob, sync=sync)
+
 
 DEPTH = 2  # chunks in flight at most: bounds memory at DEPTH x 16 MB
 
@@ -36,13 +46,13 @@ class ChunkWriter:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="lakefs-chunk-writer")
         self._lock = threading.Lock()
         # key → (blob, future); future None: failed, reported, to be put again by drain
-        self._pending: dict[str, tuple[bytes, Future | None]] = {}
+        self._pending: dict[str, tuple[bytes | bytearray | OpenChunk, Future | None]] = {}
         self._failed = False  # some put failed and its blob has not been put since
 
-    def submit(self, key: str, blob: bytes) -> None:
+    def submit(self, key: str, blob: bytes | bytearray | OpenChunk) -> None:
         """Put ``blob`` at ``key`` in the background (waits while ``depth`` are in flight)."""
         self._throttle()
-        future = self._executor.submit(self.storage.put, key, blob, sync=False)
+        future = self._executor.submit(self._put, key, blob)
         with self._lock:
             self._pending[key] = (blob, future)
         future.add_done_callback(lambda f, key=key: self._done(key, f))
@@ -65,7 +75,7 @@ class ChunkWriter:
                       if f is None or (f.done() and f.exception() is not None)]
         for key, blob, future in failed:
             try:
-                self.storage.put(key, blob, sync=False)  # (made durable by the next drain)
+                self._put(key, blob)  # (made durable by the next drain)
             except BaseException:
                 self._failed = True
                 raise
@@ -75,6 +85,9 @@ class ChunkWriter:
                 if self._pending.get(key, (None, None))[0] is blob:
                     del self._pending[key]
 
+    def _put(self, key: str, blob: bytes | bytearray | OpenChunk) -> None:
+        put_chunk(self.storage, key, blob, sync=False)
+
     def _throttle(self) -> None:
         while True:
             with self._lock:
@@ -83,7 +96,7 @@ class ChunkWriter:
                 return
             running[0].exception()  # wait for one; errors are reported by drain
 
-    def pending(self, key: str) -> bytes | None:
+    def pending(self, key: str) -> bytes | bytearray | OpenChunk | None:
         """The blob of a chunk whose put has not finished (for reads), else None."""
         item = self._pending.get(key)
         return item[0] if item is not None else None
@@ -103,7 +116,7 @@ class ChunkWriter:
             error = None
             if failed:  # put again now: the cause (a full disk) may be gone
                 try:
-                    self.storage.put(key, blob, sync=False)
+                    self._put(key, blob)
                 except Exception as e:
                     error = e
                     with self._lock:

@@ -141,7 +141,10 @@ class Sample:
 
     def file_bytes(self) -> bytes:
         """The sample as the mount shows it (an encoded file, ``.npy``, ``.json``, ``.txt``)."""
-        return self.tensor._format.to_file(self._stored(), self.shape)
+        fmt = self.tensor._format
+        if fmt.file_is_stored:  # the common case, every cat of a photo: no shape needed
+            return self._stored()
+        return fmt.to_file(self._stored(), self.shape)
 
 
 class Tensor:

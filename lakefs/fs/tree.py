@@ -507,8 +507,8 @@ class DatasetFS:
         """What identifies the committed contents of ``p`` (None: no file)."""
         sample = self._sample(p)
         if sample is not None and sample._entry is not None:
-            e = sample._entry
-            return (e["chunk"].item(), e["offset"].item(), e["crc"].item())
+            _, chunk, offset, _, _, crc, *_ = sample._entry.item()  # (ENTRY field order)
+            return chunk, offset, crc
         f = self.ds.staged(p)
         return None if f is None else ("file", f.file_id)
 

@@ -8,8 +8,9 @@ safe segments; :func:`check_key` refuses anything that could escape the root.
 from __future__ import annotations
 
 import abc
+import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import BinaryIO
 
@@ -64,6 +65,37 @@ def lock_key(name: str) -> str:
     if "/" in name:
         raise InvalidKeyError(f"invalid lock name {name!r}")
     return check_key(LOCK_PREFIX + name)
+
+
+class Buffers(io.RawIOBase):
+    """A binary file that reads a list of buffers one after another: an object kept in
+    pieces (a sealed chunk is its samples' own bytes objects) handed to ``put_from``. A
+    backend that writes buffers as they are (LocalStorage) takes ``buffers`` uncopied."""
+
+    def __init__(self, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
+        super().__init__()
+        self.buffers = [memoryview(b).cast("B") for b in buffers]
+        self.size = sum(len(b) for b in self.buffers)
+        self._i = self._at = self._pos = 0  # buffer, offset in it, offset in the whole
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        view, got = memoryview(b).cast("B"), 0
+        while got < len(view) and self._i < len(self.buffers):
+            src = self.buffers[self._i][self._at :]
+            n = min(len(src), len(view) - got)
+            view[got : got + n] = src[:n]
+            got += n
+            self._at += n
+            if self._at == len(self.buffers[self._i]):
+                self._i, self._at = self._i + 1, 0
+        self._pos += got
+        return got
 
 
 class WriterLock(AbstractContextManager["WriterLock"]):
@@ -161,6 +193,13 @@ class Storage(abc.ABC):
         ``f`` (from its position). Backends copy it in pieces, so a multi-GB file (a big
         staged file of the mount) never sits in memory; this default reads it whole."""
         self.put(key, read_exactly(f, size), sync=sync)
+
+    def put_parts(self, key: str, parts: Sequence[bytes | bytearray | memoryview], *, sync: bool = True) -> None:
+        """Like :meth:`put` of the concatenation of ``parts``, without making it: a sealed
+        chunk is kept as its samples' bytes objects. Goes through :meth:`put_from`, so every
+        backend and wrapper takes it; LocalStorage writes the parts as they are."""
+        f = Buffers(parts)
+        self.put_from(key, f, f.size, sync=sync)
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

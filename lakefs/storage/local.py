@@ -9,6 +9,12 @@ directory once (a commit calls it before it publishes). Temp files are
 named ``.<name>.tmp~<random>``: ``~`` is not allowed in a key segment, so a temp file
 left by a crash can never collide with a key and ``list()`` skips it.
 
+Ranged reads (a sample out of its chunk, every ``cat`` of a mounted file) keep the last
+32 files they read open (:class:`_ReadFds`): an open and a close cost as much as the
+pread itself. A put or delete of a key through this object drops its descriptor. A file
+that another process replaces or deletes (a repair, a ``compact`` beside a read-only
+mount) is read as it was, and its space stays in use, until its descriptor is evicted.
+
 Writer locks are ``flock(2)`` locks on the file ``<root>/locks/<name>``: the kernel drops
 them when the holder dies, however it dies. flock locks belong to an open file
 description, so two ``writer_lock`` calls in one process (two ``open``s) conflict too.
@@ -35,7 +41,7 @@ from lakefs.errors import (
     StorageError,
     StorageFullError,
 )
-from lakefs.storage.base import Storage, WriterLock, check_key, check_range, lock_key, pieces
+from lakefs.storage.base import Buffers, Storage, WriterLock, check_key, check_range, lock_key, pieces
 
 _TMP_MARK = ".tmp~"
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -65,6 +71,59 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class _ReadFds:
+    """An LRU of read-only descriptors by key, shared by threads: a descriptor evicted or
+    dropped while another thread reads through it is closed by the last of them (closing
+    it under a reader would let the number name a different file)."""
+
+    SIZE = 32
+
+    def __init__(self) -> None:
+        self._fds: dict[str, list] = {}  # key -> [fd, readers, cached]; insertion order = LRU
+        self._lock = threading.Lock()
+
+    def take(self, key: str, open_fd) -> list:
+        with self._lock:
+            slot = self._fds.pop(key, None)
+            if slot is not None:
+                self._fds[key] = slot  # most recently used
+                slot[1] += 1
+                return slot
+        slot = [open_fd(), 1, True]  # (outside the lock: opening may wait for the disk)
+        with self._lock:
+            old = self._fds.pop(key, None)
+            if old is not None:
+                self._retire(old)
+            self._fds[key] = slot
+            while len(self._fds) > self.SIZE:
+                self._retire(self._fds.pop(next(iter(self._fds))))
+        return slot
+
+    def give(self, slot: list) -> None:
+        with self._lock:
+            slot[1] -= 1
+            if not slot[1] and not slot[2]:
+                os.close(slot[0])
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            slot = self._fds.pop(key, None)
+            if slot is not None:
+                self._retire(slot)
+
+    def drop_all(self) -> None:
+        with self._lock:
+            slots, self._fds = list(self._fds.values()), {}
+            for slot in slots:
+                self._retire(slot)
+
+    @staticmethod
+    def _retire(slot: list) -> None:  # (with the lock) closed now, or by its last reader
+        slot[2] = False
+        if not slot[1]:
+            os.close(slot[0])
+
+
 class LocalStorage(Storage):
     """Objects stored as files under ``root``; see the module docstring."""
 
@@ -75,6 +134,7 @@ class LocalStorage(Storage):
         self._unsynced: set[str] = set()  # files put with sync=False, not yet fsynced
         self._unsynced_dirs: set[str] = set()  # directories with deletes not yet fsynced
         self._unsynced_lock = threading.Lock()
+        self._read_fds = _ReadFds()
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.root!r}, read_only={not self.writable})"
@@ -138,21 +198,21 @@ class LocalStorage(Storage):
 
     def get_range(self, key: str, start: int, length: int) -> bytes:
         check_range(start, length)
-        fd = self._open_read(key)
+        slot = self._read_fds.take(key, lambda: self._open_read(key))
         try:
             parts: list[bytes] = []
             while length > 0:
-                b = os.pread(fd, length, start)
+                b = os.pread(slot[0], length, start)
                 if not b:
                     break
                 parts.append(b)
                 start += len(b)
                 length -= len(b)
-            return b"".join(parts)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         except OSError as e:
             raise _map_oserror(e, key, "read") from e
         finally:
-            os.close(fd)
+            self._read_fds.give(slot)
 
     def readinto(self, key: str, start: int, buf: bytearray | memoryview) -> int:
         """preadv straight into ``buf``: no intermediate bytes object."""
@@ -237,7 +297,10 @@ class LocalStorage(Storage):
         self._write(key, (data,), sync=sync)
 
     def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
-        self._write(key, pieces(f, size), sync=sync)
+        if isinstance(f, Buffers) and f.tell() == 0 and f.size == size:
+            self._write(key, f.buffers, sync=sync)  # (put_parts: no copy into pieces)
+        else:
+            self._write(key, pieces(f, size), sync=sync)
 
     def _write(self, key: str, parts: Iterable[bytes | bytearray | memoryview], *, sync: bool) -> None:
         """Write ``parts`` to a temp file, then rename it over ``key``: atomic."""
@@ -264,6 +327,7 @@ class LocalStorage(Storage):
             except IsADirectoryError:  # an empty directory left by deleted keys under it
                 os.rmdir(path)  # (a non-empty one: the key is a prefix of live keys, an error)
                 os.replace(tmp, path)
+            self._read_fds.drop(key)  # later reads open the new file
             if sync:
                 _fsync_dir(dirpath)
             else:
@@ -333,8 +397,13 @@ class LocalStorage(Storage):
             return
         except OSError as e:
             raise _map_oserror(e, key, "delete") from e
+        finally:
+            self._read_fds.drop(key)  # (its space is freed once no reader holds it)
         with self._unsynced_lock:  # one directory fsync at the next sync(), not one each
             self._unsynced_dirs.add(os.path.dirname(path))
+
+    def close(self) -> None:
+        self._read_fds.drop_all()
 
     # --- locks, statfs ---------------------------------------------------------------
 

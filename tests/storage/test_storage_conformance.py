@@ -130,6 +130,16 @@ class StorageTests:
             env.store.put_from("from/short", f, size + 100)  # the file is shorter: nothing stored
         assert not env.store.exists("from/short")
 
+    @pytest.mark.parametrize("sizes", [[0], [5, 0, 7], [3 << 20, 1, 6 << 20]])
+    def test_put_parts(self, env: Env, sizes: list[int]) -> None:
+        """A sealed chunk is put as its samples' bytes objects, in order."""
+        parts = [os.urandom(n) for n in sizes]
+        env.store.put_parts("parts/one", [parts[0], bytearray(b"-"), *parts[1:]], sync=False)
+        env.store.sync()
+        whole = parts[0] + b"-" + b"".join(parts[1:])
+        assert env.store.get("parts/one") == whole and env.raw.get("parts/one") == whole
+        assert env.store.get_range("parts/one", len(parts[0]), 1) == b"-"
+
     def test_large_object(self, store: Storage) -> None:
         data = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MB
         store.put("big/obj", data)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lakefs.errors import InvalidKeyError, LockedError, StorageError, StorageFullError
+from lakefs.errors import InvalidKeyError, LockedError, ObjectNotFoundError, StorageError, StorageFullError
 from lakefs.storage import LocalStorage
 
 pytestmark = pytest.mark.timeout(30)
@@ -292,3 +292,69 @@ def test_prefetch_is_a_harmless_hint(tmp_path: Path) -> None:
     store.prefetch("c/missing")  # never raises
     store.prefetch("../escape")  # nor for a bad key: it is only a hint
     assert store.get_range("c/0001", 99_990, 100) == b"x" * 10
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_ranged_reads_keep_a_bounded_number_of_files_open(tmp_path: Path) -> None:
+    from lakefs.storage.local import _ReadFds
+
+    store = LocalStorage(tmp_path)
+    keys = [f"c/{i}" for i in range(3 * _ReadFds.SIZE)]
+    for i, key in enumerate(keys):
+        store.put(key, bytes([i]) * 100)
+    before = _open_fds()
+    for _ in range(2):
+        for i, key in enumerate(keys):
+            assert store.get_range(key, 10, 5) == bytes([i]) * 5
+    assert _open_fds() - before <= _ReadFds.SIZE
+    store.close()
+    assert _open_fds() <= before
+
+
+def test_a_put_or_delete_is_seen_by_the_next_ranged_read(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path)
+    store.put("c/1", b"old-bytes")
+    assert store.get_range("c/1", 0, 3) == b"old"  # its descriptor is kept open now
+    store.put("c/1", b"new-bytes")
+    assert store.get_range("c/1", 0, 3) == b"new"
+    store.delete("c/1")
+    with pytest.raises(ObjectNotFoundError):
+        store.get_range("c/1", 0, 3)
+
+
+def test_ranged_reads_from_threads_while_descriptors_are_evicted(tmp_path: Path) -> None:
+    """Eviction closes a descriptor only after its last reader: a closed number reused
+    by another file would make a reader return that file's bytes."""
+    import threading
+
+    from lakefs.storage import local
+
+    store = LocalStorage(tmp_path)
+    keys = [f"c/{i}" for i in range(12)]
+    for i, key in enumerate(keys):
+        store.put(key, bytes([i]) * 4096)
+    wrong: list[str] = []
+
+    def reader(seed: int) -> None:
+        for n in range(400):
+            i = (seed * 7 + n * 5) % len(keys)
+            got = store.get_range(keys[i], n % 4000, 64)
+            if got != bytes([i]) * 64:
+                wrong.append(f"{keys[i]}: {got[:4]!r}")
+            if n % 50 == 0:
+                store.put(keys[i], bytes([i]) * 4096)  # drops the descriptor under readers
+
+    old = local._ReadFds.SIZE
+    local._ReadFds.SIZE = 3  # evict all the time
+    try:
+        threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        local._ReadFds.SIZE = old
+    assert wrong == []
