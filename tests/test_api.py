@@ -14,6 +14,7 @@ import lakefs
 from lakefs.errors import (
     DatasetExistsError,
     DatasetNotFoundError,
+    InvalidSampleError,
     ReadOnlyError,
     SampleNotFoundError,
     TensorNotFoundError,
@@ -398,6 +399,32 @@ def test_palette_png_mask_keeps_class_indices(tmp_path):
     img = ds.create_tensor("img", htype="image", sample_compression="png")
     img.append(out.getvalue())
     assert img[0].shape == (2, 3, 3)  # an image shows the colours
+    ds.close()
+
+
+@pytest.mark.parametrize("settings", [{"sample_compression": "lz4"}, {"chunk_compression": "lz4"}, {}],
+                         ids=["sample-lz4", "chunk-lz4", "raw"])
+def test_binary_mask_without_an_image_compression_takes_mask_images(tmp_path, settings):
+    """A gray (0/255) or 1-bit PNG mask was refused ("dtype mismatch") by a binary_mask
+    stored raw or lz4 (Deep Lake's recommended setting), where a png binary_mask took its
+    non-zero pixels."""
+    mask = np.array([[0, 1, 1], [0, 0, 1]], bool)
+    files = [_png(mask.astype(np.uint8) * 255)]
+    out = io.BytesIO()
+    Image.fromarray(mask).save(out, "PNG")  # mode "1": 1-bit gray
+    files.append(out.getvalue())
+    ds = lakefs.empty(tmp_path / "ds")
+    m = ds.create_tensor("m", htype="binary_mask", **settings)
+    png = ds.create_tensor("png", htype="binary_mask", sample_compression="png")
+    for data in files:
+        m.append(data)
+        png.append(data)
+    m.append(mask)
+    for s in (*m, *png):
+        assert s.numpy().dtype == np.bool_ and s.numpy().reshape(2, 3).tolist() == mask.tolist()
+    assert m[0].numpy().shape == png[0].numpy().shape == (2, 3, 1)
+    with pytest.raises(InvalidSampleError, match="dtype"):  # an array is cast by value, as before
+        m.append(mask.astype(np.uint8) * 255)
     ds.close()
 
 
