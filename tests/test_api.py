@@ -8,6 +8,7 @@ import wave
 
 import numpy as np
 import pytest
+from image_samples import COLOURS, VOC, palette_file
 from PIL import Image
 
 import lakefs
@@ -18,6 +19,7 @@ from lakefs.errors import (
     ReadOnlyError,
     SampleNotFoundError,
     TensorNotFoundError,
+    TranscodeRefusedError,
 )
 
 
@@ -425,6 +427,49 @@ def test_binary_mask_without_an_image_compression_takes_mask_images(tmp_path, se
     assert m[0].numpy().shape == png[0].numpy().shape == (2, 3, 1)
     with pytest.raises(InvalidSampleError, match="dtype"):  # an array is cast by value, as before
         m.append(mask.astype(np.uint8) * 255)
+    ds.close()
+
+
+@pytest.mark.parametrize("source", ["GIF", "BMP"])
+def test_palette_gif_and_bmp_masks_keep_class_indices(tmp_path, source):
+    """Palette GIF and BMP masks (Carvana's masks are GIFs) read back as palette colours,
+    (H, W, 3), where the same mask as a palette PNG read back as its class indices."""
+    data = palette_file(source)
+    ds = lakefs.empty(tmp_path / "ds")
+    for compression in dict.fromkeys(("png", "tiff", "bmp", source.lower(), None)):
+        seg = ds.create_tensor(f"seg_{compression}", htype="segment_mask", sample_compression=compression)
+        binary = ds.create_tensor(f"bin_{compression}", htype="binary_mask", sample_compression=compression)
+        seg.append(data)
+        binary.append(data)
+        assert seg[0].numpy().shape == (2, 3, 1) and seg[0].numpy().dtype == np.uint32
+        assert seg[0].numpy()[:, :, 0].tolist() == VOC.tolist()
+        assert binary[0].numpy().dtype == np.bool_ and binary[0].numpy()[:, :, 0].tolist() == (VOC != 0).tolist()
+        if compression == source.lower():  # stored as written, not transcoded
+            assert seg[0].tobytes() == data and not seg[0].transcoded
+        if compression == "gif":  # a lossy format: no array is encoded into it for a mask
+            with pytest.raises(TranscodeRefusedError, match="lossy"):
+                seg.append(VOC)
+            continue
+        # The same mask written as an array reads back as the file does, value for value.
+        seg.append(VOC)
+        binary.append(VOC != 0)
+        assert seg[1].numpy().dtype == np.uint32 and binary[1].numpy().dtype == np.bool_
+        assert seg[1].numpy().reshape(2, 3).tolist() == VOC.tolist()
+        assert binary[1].numpy().reshape(2, 3).tolist() == (VOC != 0).tolist()
+        if compression is not None:
+            assert seg[1].numpy().shape == seg[0].numpy().shape == (2, 3, 1)
+            assert binary[1].numpy().shape == binary[0].numpy().shape == (2, 3, 1)
+    jpeg = ds.create_tensor("seg_jpeg", htype="segment_mask", sample_compression="jpeg")
+    with pytest.raises(TranscodeRefusedError, match="lossy"):
+        jpeg.append(data)
+    if source == "GIF":
+        with pytest.raises(TranscodeRefusedError, match="lossy"):
+            ds.seg_gif.append(palette_file("PNG"))
+        assert len(ds.seg_gif) == 1
+    assert len(jpeg) == 0
+    img = ds.create_tensor("img", htype="image", sample_compression=source.lower())
+    img.append(data)
+    assert img[0].numpy()[1, 0].tolist() == list(COLOURS[15])  # an image shows the colours
     ds.close()
 
 
