@@ -8,15 +8,18 @@ import wave
 
 import numpy as np
 import pytest
+from image_samples import COLOURS, VOC, palette_file
 from PIL import Image
 
 import lakefs
 from lakefs.errors import (
     DatasetExistsError,
     DatasetNotFoundError,
+    InvalidSampleError,
     ReadOnlyError,
     SampleNotFoundError,
     TensorNotFoundError,
+    TranscodeRefusedError,
 )
 
 
@@ -398,6 +401,75 @@ def test_palette_png_mask_keeps_class_indices(tmp_path):
     img = ds.create_tensor("img", htype="image", sample_compression="png")
     img.append(out.getvalue())
     assert img[0].shape == (2, 3, 3)  # an image shows the colours
+    ds.close()
+
+
+@pytest.mark.parametrize("settings", [{"sample_compression": "lz4"}, {"chunk_compression": "lz4"}, {}],
+                         ids=["sample-lz4", "chunk-lz4", "raw"])
+def test_binary_mask_without_an_image_compression_takes_mask_images(tmp_path, settings):
+    """A gray (0/255) or 1-bit PNG mask was refused ("dtype mismatch") by a binary_mask
+    stored raw or lz4 (Deep Lake's recommended setting), where a png binary_mask took its
+    non-zero pixels."""
+    mask = np.array([[0, 1, 1], [0, 0, 1]], bool)
+    files = [_png(mask.astype(np.uint8) * 255)]
+    out = io.BytesIO()
+    Image.fromarray(mask).save(out, "PNG")  # mode "1": 1-bit gray
+    files.append(out.getvalue())
+    ds = lakefs.empty(tmp_path / "ds")
+    m = ds.create_tensor("m", htype="binary_mask", **settings)
+    png = ds.create_tensor("png", htype="binary_mask", sample_compression="png")
+    for data in files:
+        m.append(data)
+        png.append(data)
+    m.append(mask)
+    for s in (*m, *png):
+        assert s.numpy().dtype == np.bool_ and s.numpy().reshape(2, 3).tolist() == mask.tolist()
+    assert m[0].numpy().shape == png[0].numpy().shape == (2, 3, 1)
+    with pytest.raises(InvalidSampleError, match="dtype"):  # an array is cast by value, as before
+        m.append(mask.astype(np.uint8) * 255)
+    ds.close()
+
+
+@pytest.mark.parametrize("source", ["GIF", "BMP"])
+def test_palette_gif_and_bmp_masks_keep_class_indices(tmp_path, source):
+    """Palette GIF and BMP masks (Carvana's masks are GIFs) read back as palette colours,
+    (H, W, 3), where the same mask as a palette PNG read back as its class indices."""
+    data = palette_file(source)
+    ds = lakefs.empty(tmp_path / "ds")
+    for compression in dict.fromkeys(("png", "tiff", "bmp", source.lower(), None)):
+        seg = ds.create_tensor(f"seg_{compression}", htype="segment_mask", sample_compression=compression)
+        binary = ds.create_tensor(f"bin_{compression}", htype="binary_mask", sample_compression=compression)
+        seg.append(data)
+        binary.append(data)
+        assert seg[0].numpy().shape == (2, 3, 1) and seg[0].numpy().dtype == np.uint32
+        assert seg[0].numpy()[:, :, 0].tolist() == VOC.tolist()
+        assert binary[0].numpy().dtype == np.bool_ and binary[0].numpy()[:, :, 0].tolist() == (VOC != 0).tolist()
+        if compression == source.lower():  # stored as written, not transcoded
+            assert seg[0].tobytes() == data and not seg[0].transcoded
+        if compression == "gif":  # a lossy format: no array is encoded into it for a mask
+            with pytest.raises(TranscodeRefusedError, match="lossy"):
+                seg.append(VOC)
+            continue
+        # The same mask written as an array reads back as the file does, value for value.
+        seg.append(VOC)
+        binary.append(VOC != 0)
+        assert seg[1].numpy().dtype == np.uint32 and binary[1].numpy().dtype == np.bool_
+        assert seg[1].numpy().reshape(2, 3).tolist() == VOC.tolist()
+        assert binary[1].numpy().reshape(2, 3).tolist() == (VOC != 0).tolist()
+        if compression is not None:
+            assert seg[1].numpy().shape == seg[0].numpy().shape == (2, 3, 1)
+            assert binary[1].numpy().shape == binary[0].numpy().shape == (2, 3, 1)
+    jpeg = ds.create_tensor("seg_jpeg", htype="segment_mask", sample_compression="jpeg")
+    with pytest.raises(TranscodeRefusedError, match="lossy"):
+        jpeg.append(data)
+    if source == "GIF":
+        with pytest.raises(TranscodeRefusedError, match="lossy"):
+            ds.seg_gif.append(palette_file("PNG"))
+        assert len(ds.seg_gif) == 1
+    assert len(jpeg) == 0
+    img = ds.create_tensor("img", htype="image", sample_compression=source.lower())
+    img.append(data)
+    assert img[0].numpy()[1, 0].tolist() == list(COLOURS[15])  # an image shows the colours
     ds.close()
 
 

@@ -11,9 +11,7 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
 32-bit grayscale TIFF. Per format:
 
 - jpeg: 1 component -> 1, 3 -> 3, 4 (CMYK/YCCK) -> 3 (converted to RGB). 8-bit only.
-- png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS);
-  exact tensors (masks) read a palette PNG or TIFF as its indices instead
-  (:func:`palette_info`, :func:`decode_palette`): (H, W, 1) uint8.
+- png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS).
   1/2/4-bit gray is expanded by Pillow to 0..255. 16-bit colour PNGs probe as uint16
   but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError, and a write
   refuses them (:func:`decode_mode`), as it does uint32 TIFFs.
@@ -23,6 +21,10 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
 - tiff: classic TIFF, first IFD; gray -> 1, gray+alpha -> 2, RGB -> 3/4, palette, CMYK
   and YCbCr -> 3.
 - webp: RGB, or RGBA when the header says the image has alpha.
+
+Exact tensors (masks) read a palette image as its indices instead, (H, W, 1) uint8
+(:func:`palette_info`, :func:`decode_palette`): a palette PNG or TIFF, a BMP of 1, 4 or
+8 bits per pixel (gray palette or not) and every GIF. webp and jpeg have no palette.
 
 Encoders: jpeg quality 90; png, tiff (uncompressed) and bmp lossless; webp
 *lossless* with ``exact`` (so the webp row is marked lossless: without ``exact`` libwebp
@@ -230,6 +232,24 @@ def probe_gif(data: bytes) -> SampleInfo:
 _BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)
 
 
+def _bmp_header(data: bytes) -> tuple[int, int, int, int, int]:
+    """(width, height, bits per pixel, compression, bytes per palette entry) from the DIB
+    header, whose size field is at byte 14; height is positive (negative = top-down rows)."""
+    if struct.unpack_from("<I", data, 14)[0] == 12:  # OS/2 BITMAPCOREHEADER
+        width, height, _, bpp = struct.unpack_from("<HHHH", data, 18)
+        return width, height, bpp, 0, 3
+    width, height, _, bpp, compression = struct.unpack_from("<iiHHI", data, 18)
+    return width, abs(height), bpp, compression, 4
+
+
+def _bmp_palette_start(data: bytes) -> int:
+    """Offset of the palette: after the DIB header and, for a 40-byte header with
+    BI_BITFIELDS, its three colour masks."""
+    (dib_size,) = struct.unpack_from("<I", data, 14)
+    masks = 12 if dib_size == 40 and _bmp_header(data)[3] == 3 else 0
+    return 14 + dib_size + masks
+
+
 def probe_bmp(data: bytes) -> SampleInfo:
     """BITMAPFILEHEADER + DIB header; checks the file size field and pixel array extent."""
     need(data, 26, "bmp", "header")
@@ -239,13 +259,7 @@ def probe_bmp(data: bytes) -> SampleInfo:
     if dib_size not in _BMP_HEADER_SIZES:
         raise corrupt("bmp", f"unknown DIB header size {dib_size}")
     need(data, 14 + dib_size, "bmp", "DIB header")
-    if dib_size == 12:  # OS/2 BITMAPCOREHEADER
-        width, height, _, bpp = struct.unpack_from("<HHHH", data, 18)
-        compression, palette_entry = 0, 3
-    else:
-        width, height, _, bpp, compression = struct.unpack_from("<iiHHI", data, 18)
-        palette_entry = 4
-    height = abs(height)  # negative height = top-down rows
+    width, height, bpp, compression, palette_entry = _bmp_header(data)
     if width <= 0 or height == 0 or bpp not in (1, 4, 8, 16, 24, 32):
         raise corrupt("bmp", f"invalid header (size {width}x{height}, {bpp} bits per pixel)")
     if compression in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: plain rows
@@ -256,8 +270,7 @@ def probe_bmp(data: bytes) -> SampleInfo:
     else:
         raise UnsupportedError(f"bmp: compression method {compression} is not supported")
     if bpp <= 8:
-        masks = 12 if dib_size == 40 and compression == 3 else 0
-        start = 14 + dib_size + masks
+        start = _bmp_palette_start(data)
         palette = data[start : min(pixel_offset, start + palette_entry * (1 << bpp))]
         b, g, r = (palette[i::palette_entry] for i in range(3))
         return SampleInfo((height, width, 1 if b == g == r else 3), U8)
@@ -402,9 +415,9 @@ def _decode(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], da
 
 
 def palette_info(name: str, data: bytes) -> SampleInfo | None:
-    """``(H, W, 1)`` uint8 when ``data``, already probed as ``name``, is a palette PNG or
-    TIFF, else None. In a mask (PASCAL VOC style) the indices are the class values and
-    the palette only shows them, so exact tensors keep the indices."""
+    """``(H, W, 1)`` uint8 when ``data``, already probed as ``name``, is a palette image,
+    else None. In a mask (PASCAL VOC PNGs, Carvana GIFs) the indices are the class values
+    and the palette only shows them, so exact tensors keep the indices."""
     if name == "png" and data[25] == 3:  # IHDR colour type 3 (PNG spec §11.2.2)
         width, height = struct.unpack_from(">II", data, 16)
         return SampleInfo((height, width, 1), U8)
@@ -412,7 +425,29 @@ def palette_info(name: str, data: bytes) -> SampleInfo | None:
         tags = _tiff_tags(data, "<" if data[:2] == b"II" else ">")
         if 262 in tags and int(tags[262][0]) == 3 and tags.get(277, [1])[0] == 1:  # palette
             return SampleInfo((int(tags[257][0]), int(tags[256][0]), 1), U8)
+    if name == "gif":  # always indexed; the shape is the logical screen, as probe_gif's
+        width, height = struct.unpack_from("<HH", data, 6)
+        return SampleInfo((height, width, 1), U8)
+    if name == "bmp":
+        width, height, bpp, _, _ = _bmp_header(data)
+        if bpp <= 8:
+            return SampleInfo((height, width, 1), U8)
     return None
+
+
+def _bmp_keep_palette(data: bytes) -> bytes:
+    """``data`` with a first palette entry that is not gray. Pillow drops a gray-ramp
+    palette (entry i = (i, i, i)) and reads the pixels as gray, which are then the indices
+    only for 8-bit files: a 4-bit one fails ("codec configuration error") and an 8-bit
+    one with a 2-entry palette reads all black. Kept as P, the pixels are the indices at
+    every depth; the colours are not used."""
+    start = _bmp_palette_start(data)
+    (pixel_offset,) = struct.unpack_from("<I", data, 10)
+    if start + 3 > min(pixel_offset, len(data)):  # no palette in the file: nothing to keep
+        return data
+    out = bytearray(data)
+    out[start : start + 3] = b"\x01\x02\x03"
+    return bytes(out)
 
 
 def decode_palette(name: str, data: bytes) -> np.ndarray:
@@ -422,10 +457,13 @@ def decode_palette(name: str, data: bytes) -> np.ndarray:
     info = palette_info(name, data)
     if info is None:
         raise UnsupportedError(f"{name}: not a palette image")
+    if name == "bmp":
+        data = _bmp_keep_palette(data)
     try:
         with Image.open(io.BytesIO(data), formats=[name.upper()]) as image:
             image.load()
-            if image.mode != "P":
+            # Pillow opens a GIF without a palette, or with the gray ramp, as L: the same bytes.
+            if image.mode != "P" and not (name == "gif" and image.mode == "L"):
                 raise UnsupportedError(f"{name}: palette image opens as mode {image.mode}, not P")
             array = np.asarray(image)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:

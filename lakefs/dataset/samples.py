@@ -283,7 +283,12 @@ class SampleFormat:
         if codec is None or codec.kind != self.htype.media_kind:
             raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
         probe_decodable(codec, data, exact=self.exact)
-        return decode_values(codec, data, exact=self.exact)
+        arr = decode_values(codec, data, exact=self.exact)
+        if self.meta.dtype == "bool" and arr.dtype.kind in "iu":
+            # A mask image is its non-zero pixels (a 1-bit PNG decodes to 0/255), as it is
+            # in a tensor with an image compression (_holds); arrays are cast by value.
+            return arr != 0
+        return arr
 
     def _array_sample(self, arr: np.ndarray) -> Encoded:
         arr = np.ascontiguousarray(self._cast(arr))

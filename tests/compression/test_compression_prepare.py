@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 from codec_fixtures import fixture_array, fixture_bytes
-from image_samples import png16, tiff_uint32
+from image_samples import COLOURS, VOC, palette_bmp, palette_file, png16, tiff_uint32
 
 from lakefs.compression import decode_values, encode_array, get_codec, prepare_encoded
 from lakefs.errors import (
@@ -177,38 +177,55 @@ def test_encode_array_lz4_keeps_raw_bytes() -> None:
     assert get_codec("lz4").decompress(prepared.data) == array.tobytes()
 
 
-def _palette(fmt: str, indices: np.ndarray) -> bytes:
-    """A PASCAL VOC style mask: palette pixels are class indices, colours only show them."""
-    import io
-
-    from PIL import Image
-
-    image = Image.fromarray(indices, "P")
-    image.putpalette([(i * k) % 256 for i in range(256) for k in (37, 91, 13)])
-    out = io.BytesIO()
-    image.save(out, fmt)
-    return out.getvalue()
+GRAY_RAMP = [(i, i, i) for i in range(256)]  # Pillow opens such a GIF or BMP as L, not P
+_EXTENSION = {"PNG": ".png", "TIFF": ".tif", "GIF": ".gif", "BMP": ".bmp"}
 
 
-VOC = np.array([[0, 1, 2], [15, 20, 255]], np.uint8)
-
-
-@pytest.mark.parametrize("source", ["PNG", "TIFF"])
+@pytest.mark.parametrize("source", ["PNG", "TIFF", "GIF", "BMP"])
 @pytest.mark.parametrize("target", ["png", "tiff", "bmp"])
 def test_palette_image_in_exact_tensor_keeps_its_indices(source: str, target: str) -> None:
-    """Masks decoded to palette colours lost their class indices, also when transcoded."""
-    data = _palette(source, VOC)
+    """Masks decoded to palette colours lost their class indices, also when transcoded
+    (palette GIF and BMP did until they were read as indices too)."""
+    data = palette_file(source)
     prepared = prepare_encoded(data, target, exact=True)
     assert prepared.info.shape == (2, 3, 1) and prepared.info.dtype == "uint8"
-    assert prepared.transcoded == (get_codec(target).extension != {"PNG": ".png", "TIFF": ".tif"}[source])
+    assert prepared.transcoded == (get_codec(target).extension != _EXTENSION[source])
     np.testing.assert_array_equal(decode_values(get_codec(target), prepared.data, exact=True)[:, :, 0], VOC)
 
 
-def test_palette_image_in_plain_image_tensor_is_colour() -> None:
-    prepared = prepare_encoded(_palette("PNG", VOC), "png", exact=False)
+FOUR_BIT = np.array([[0, 1, 2, 3, 4], [15, 14, 13, 0, 7]], np.uint8)
+ONE_BIT = np.array([[0, 1, 1, 0, 1], [1, 0, 0, 0, 1]], np.uint8)
+SMALL_PALETTES = {
+    "gif-gray-ramp": (palette_file("GIF", palette=GRAY_RAMP), VOC),
+    "bmp-inverted-gray": (palette_file("BMP", palette=[(255 - i,) * 3 for i in range(256)]), VOC),
+    "bmp4-gray-ramp": (palette_bmp(FOUR_BIT, 4, GRAY_RAMP[:16]), FOUR_BIT),
+    "bmp4-colour": (palette_bmp(FOUR_BIT, 4, [(i * 16, 99, 255 - i) for i in range(16)]), FOUR_BIT),
+    "bmp8-two-colours": (palette_bmp(ONE_BIT, 8, [(0, 0, 0), (255, 255, 255)], colours_used=2), ONE_BIT),
+    "bmp1-white-black": (palette_bmp(ONE_BIT, 1, [(255, 255, 255), (0, 0, 0)]), ONE_BIT),
+}
+
+
+@pytest.mark.parametrize("name", SMALL_PALETTES)
+def test_gray_and_small_palettes_are_read_as_indices(name: str) -> None:
+    """Pillow reads a GIF or BMP with a gray palette as gray levels: not the indices for an
+    inverted gray palette or a white/black 1-bit one, all black for an 8-bit file with two
+    colours, and not at all for a 4-bit gray ramp ("codec configuration error")."""
+    data, indices = SMALL_PALETTES[name]
+    codec = get_codec(name[:3] if name.startswith("gif") else "bmp")
+    prepared = prepare_encoded(data, codec.name, exact=True)
+    assert prepared.data == data and prepared.info.shape == (*indices.shape, 1)
+    np.testing.assert_array_equal(decode_values(codec, data, exact=True)[:, :, 0], indices)
+    png = prepare_encoded(data, "png", exact=True)  # and transcoded: the indices as gray levels
+    np.testing.assert_array_equal(get_codec("png").decode(png.data)[:, :, 0], indices)
+
+
+@pytest.mark.parametrize("source", ["PNG", "GIF", "BMP"])
+def test_palette_image_in_plain_image_tensor_is_colour(source: str) -> None:
+    codec = get_codec(source.lower())
+    prepared = prepare_encoded(palette_file(source), codec.name, exact=False)
     assert prepared.info.shape == (2, 3, 3)
-    values = decode_values(get_codec("png"), prepared.data, exact=False)
-    assert values[1, 0].tolist() == [(15 * k) % 256 for k in (37, 91, 13)]
+    values = decode_values(codec, prepared.data, exact=False)
+    assert values[1, 0].tolist() == list(COLOURS[15])
 
 
 @pytest.mark.parametrize(("data", "target"), [(png16(2), "png"), (png16(3), "png"), (png16(4), "png"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_samples import VOC, palette_file
 from mounting import is_mounted, mounted
 from PIL import Image
 
@@ -168,6 +169,46 @@ def test_transcode_refusals_and_garbage(photos, dataset_path, mountpoint, tmp_pa
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.images.num_samples == 2 and ds.masks.num_samples == 0
     assert ds.images[0].tobytes() == photos[0].read_bytes()
+
+
+def test_palette_masks_copied_in_keep_their_class_indices(dataset_path, mountpoint, tmp_path):
+    """cp of a palette GIF or BMP mask stored its palette colours, (H, W, 3), where a palette
+    PNG kept its class indices; a lossy target is still refused."""
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("segs", htype="segment_mask", sample_compression="png")
+    ds.create_tensor("gifs", htype="segment_mask", sample_compression="gif")
+    ds.create_tensor("bins", htype="binary_mask", sample_compression="bmp")
+    ds.create_tensor("lossy", htype="segment_mask", sample_compression="jpeg")
+    ds.close()
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {fmt: src / f"m_{fmt.lower()}.{fmt.lower()}" for fmt in ("GIF", "BMP", "PNG")}
+    for fmt, path in files.items():
+        path.write_bytes(palette_file(fmt))
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint, expected_errors=["not stored"]):
+        run("cp", *map(str, files.values()), str(mountpoint / "segs"))
+        run("cp", str(files["GIF"]), str(mountpoint / "gifs"))
+        run("cp", str(files["BMP"]), str(files["GIF"]), str(mountpoint / "bins"))
+        assert sorted(os.listdir(mountpoint / "segs")) == ["m_bmp.png", "m_gif.png", "m_png.png"]
+        assert md5(mountpoint / "segs" / "m_png.png") == md5(files["PNG"])
+        for name in ("m_gif.png", "m_bmp.png"):  # transcoded: the indices as gray levels
+            with Image.open(mountpoint / "segs" / name) as im:
+                assert im.mode == "L" and np.asarray(im).tolist() == VOC.tolist()
+        assert md5(mountpoint / "gifs" / "m_gif.gif") == md5(files["GIF"])
+        assert md5(mountpoint / "bins" / "m_bmp.bmp") == md5(files["BMP"])
+        for target in ("lossy", "gifs"):  # jpeg and gif cannot hold the indices exactly
+            r = run("cp", str(files["PNG"]), str(mountpoint / target), check=False)
+            assert r.returncode != 0 and "Invalid argument" in r.stderr
+        assert os.listdir(mountpoint / "lossy") == [] and os.listdir(mountpoint / "gifs") == ["m_gif.gif"]
+    ds = lakefs.load(dataset_path, read_only=True)
+    for t in (ds.segs, ds.gifs):
+        for sample in t:
+            got = sample.numpy()
+            assert got.shape == (2, 3, 1) and got.dtype == np.uint32 and got[:, :, 0].tolist() == VOC.tolist()
+    for sample in ds.bins:
+        got = sample.numpy()
+        assert got.shape == (2, 3, 1) and got.dtype == np.bool_ and got[:, :, 0].tolist() == (VOC != 0).tolist()
+    assert len(ds.segs) == 3 and len(ds.bins) == 2 and len(ds.lossy) == 0
 
 
 def test_read_only_mount_and_second_writer(photos, dataset_path, mountpoint, tmp_path):
