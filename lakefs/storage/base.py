@@ -225,10 +225,13 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def writer_lock(self, name: str) -> WriterLock:
-        """Take the exclusive writer lock ``name`` or raise ``LockedError`` at once.
+        """Take the exclusive writer lock ``name`` or raise ``LockedError``.
 
         The lock must vanish when its holder dies (flock locally, a lease on object
-        stores), so a killed writer never blocks the next one for long.
+        stores), so a killed writer never blocks the next one for long. Locally the
+        answer is immediate; an object-store lease held from another machine is watched
+        for up to its duration plus a tenth first (docs/FORMAT.md §9), because the two
+        machines' clocks cannot be compared.
         """
 
     def check(self) -> None:

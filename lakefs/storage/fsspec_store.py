@@ -3,16 +3,25 @@
 An object-store PUT replaces the whole object in one step, so ``put`` is atomic by
 nature; there is no hand-written S3 client here, only fsspec calls.
 
-Writer lock = a *lease*: the object ``locks/<name>`` holds the owner's id, pid, host
-and an expiry time (``time.time()`` of the writer + ``lease_seconds``). A daemon thread
+Writer lock = a *lease*: the object ``locks/<name>`` names its owner (an id, pid and
+host) and how long it lasts (``lease_seconds``), with a renewal counter. A daemon thread
 renews it every ``lease_seconds / 3``; ``release`` deletes it. A writer that dies stops
-renewing, so its lease expires and the next writer takes it over. On S3 every lease
-step is a conditional request (``If-None-Match: *`` to create, ``If-Match: <etag>`` to
-renew, take over and delete), so two writers racing for one lease cannot both win.
-Other fsspec filesystems have no conditional writes: there the lease is written and
-read back, which narrows the race but cannot close it (two writers writing within the
-same read-back window can both believe they hold it). Expiry compares wall clocks of
-different hosts: keep them within a small fraction of ``lease_seconds`` (NTP).
+renewing, and the next writer takes its lease over. On S3 every lease step is a
+conditional request (``If-None-Match: *`` to create, ``If-Match: <etag>`` to renew, take
+over and delete), so two writers racing for one lease cannot both win. Other fsspec
+filesystems have no conditional writes: there the lease is written and read back, which
+narrows the race but cannot close it (two writers writing within the same read-back
+window can both believe they hold it).
+
+Deciding that a lease ran out never compares the clocks of two machines (they may
+disagree by any amount): a lease written on this machine since its last boot (same
+``/proc/sys/kernel/random/boot_id``) carries its end on ``CLOCK_BOOTTIME``, one clock for
+both writers, and is taken over at once when that has passed. A lease from another machine
+is *watched*: it is taken over only once its object (ETag, else its bytes) stayed unchanged
+for its ``seconds`` plus a tenth (:data:`LEASE_MARGIN`) on this machine's clock; a change
+(a renewal, a take-over) refuses at once, naming the holder. Its owner stopped counting it
+as held by then (its own deadline, on its own clock, started before its last write). A
+wall-clock ``expires`` is still written, for people reading the object.
 
 Every call to an asynchronous filesystem (s3fs, gcsfs, ...) carries a deadline on the
 whole call, retries included (fsspec's ``timeout=``): botocore's own timeouts restart with
@@ -73,6 +82,34 @@ _PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "
 
 #: Bytes a call may move per second of its deadline beyond ``op_timeout`` (see above).
 DEADLINE_RATE = 1 << 20
+
+#: A lease from another machine is taken over once unchanged for its duration times
+#: (1 + this) on our clock: room for clocks that run at slightly different rates.
+LEASE_MARGIN = 0.1
+
+#: The clock of lease deadlines: counts suspended time (a writer whose laptop slept
+#: has lost its lease when it wakes) and never jumps; its reading is shared by every
+#: process of one boot of a Linux machine. ``time.monotonic`` elsewhere.
+_CLOCK = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def _clock() -> float:
+    return time.clock_gettime(_CLOCK) if _CLOCK is not None else time.monotonic()
+
+
+def _read_boot_id() -> str | None:
+    """This boot of this machine (Linux), None if unknown: leases written under the same
+    boot id have their ends on the same ``CLOCK_BOOTTIME``."""
+    if _CLOCK is None:
+        return None
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+_BOOT_ID = _read_boot_id()
 
 #: Programming errors are never storage failures: let them through unwrapped.
 _BUGS = (TypeError, AttributeError, NameError, AssertionError, NotImplementedError)
@@ -381,35 +418,69 @@ class FsspecStorage(Storage):
     # --- writer lock (lease) ---------------------------------------------------------
 
     def writer_lock(self, name: str) -> WriterLock:
+        """Take the lease (see the module docstring). A lease held from another machine
+        is watched first: up to its ``seconds`` plus a tenth, until it is renewed
+        (``LockedError``) or has shown it is dead (taken over)."""
         key = lock_key(name)
         self._check_writable(key)
         owner = uuid.uuid4().hex
         record, tag = self._lease_read(key)
-        body, deadline = self._lease_body(owner)
         try:
+            if record is not None and "garbage" not in record:
+                left = _left_here(record)
+                if left is None:  # written on another machine: its clock is not ours
+                    record, tag = self._lease_watch(key, record, tag)
+                elif left > 0:
+                    raise LockedError(_locked_by(record, f"lease expires in {left:.0f} s",
+                                                 self.url))
+            body, deadline = self._lease_body(owner, 0)
             if record is None:
                 tag = self._lease_create(key, body)
-            elif record.get("expires", 0) < time.time():
+            else:
                 log.warning("taking over the expired writer lease %s of %s: %s",
                             key, self.url, record)
                 tag = self._lease_replace(key, body, tag)
-            else:
-                left = record["expires"] - time.time()
-                raise LockedError(
-                    f"dataset is locked by another writer (pid {record.get('pid')} on"
-                    f" {record.get('host')}, lease expires in {left:.0f} s): {self.url}"
-                )
         except _Conflict as e:
             raise LockedError(
                 f"dataset is locked by another writer (it took the lease just now): {self.url}"
             ) from e
-        return _Lease(self, key, owner, tag, deadline)
+        return _Lease(self, key, owner, tag, deadline, 0)
 
-    def _lease_body(self, owner: str) -> tuple[bytes, float]:
-        deadline = time.monotonic() + self.lease_seconds
+    def _lease_watch(self, key: str, record: dict[str, Any],
+                     tag: str | None) -> tuple[dict[str, Any] | None, str | None]:
+        """Watch another machine's lease until it stayed unchanged for its duration plus
+        :data:`LEASE_MARGIN` on our clock: then return it, to be taken over with a
+        conditional write. A renewal or take-over meanwhile is ``LockedError``; a release
+        returns ``(None, None)`` (the lease is free)."""
+        seconds = _lease_seconds(record, self.lease_seconds)
+        period = seconds * (1 + LEASE_MARGIN)
+        start = _clock()  # after the read that saw ``tag``: the holder wrote it before
+        # (a warning: waiting half a minute without a word would look like a hang)
+        log.warning("writer lease %s of %s is held by pid %s on %s, another machine: waiting"
+                    " up to %.0f s to see whether it is still renewed", key, self.url,
+                    record.get("pid"), record.get("host"), period)
+        every = min(1.0, seconds / 10)  # the holder renews every third of its lease
+        while (left := start + period - _clock()) > 0:
+            time.sleep(min(every, left))
+            now, now_tag = self._lease_read(key)
+            if now_tag == tag:
+                continue
+            if now is None:
+                return None, None
+            how = ("which renews its lease" if now.get("owner") == record.get("owner")
+                   else "which took the lease over just now")
+            raise LockedError(_locked_by(now, how, self.url))
+        return record, tag
+
+    def _lease_body(self, owner: str, renewal: int) -> tuple[bytes, float]:
+        """The lease object's bytes and our deadline (before the write: the holder stops
+        counting on it no later than anyone watching the object can see it run out)."""
+        now = _clock()
         record = {"owner": owner, "pid": os.getpid(), "host": socket.gethostname(),
+                  "seconds": self.lease_seconds, "renewal": renewal,
+                  "boot": _BOOT_ID, "boot_expires": now + self.lease_seconds,
                   "expires": time.time() + self.lease_seconds}
-        return json.dumps(record).encode(), deadline
+        return json.dumps(record).encode(), now + self.lease_seconds
 
     def _lease_read(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
         """The lease record and its version tag (S3 ETag, else the raw bytes)."""
@@ -503,6 +574,30 @@ def _seconds(name: str, value: Any, url: str, *, zero_ok: bool = False) -> float
     return seconds
 
 
+def _left_here(record: dict[str, Any]) -> float | None:
+    """Seconds left of a lease written on this boot of this machine (negative: it ran
+    out), on the clock its writer used; None for a lease from anywhere else."""
+    if _BOOT_ID is None or record.get("boot") != _BOOT_ID:
+        return None
+    try:
+        return float(record["boot_expires"]) - _clock()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _lease_seconds(record: dict[str, Any], default: float) -> float:
+    """How long the lease lasts for its writer (``default``: a record without it)."""
+    seconds = record.get("seconds")
+    if isinstance(seconds, (int, float)) and 0 < seconds < float("inf"):
+        return float(seconds)
+    return default
+
+
+def _locked_by(record: dict[str, Any], how: str, url: str) -> str:
+    return (f"dataset is locked by another writer (pid {record.get('pid')} on"
+            f" {record.get('host')}, {how}): {url}")
+
+
 def _valid(key: str) -> bool:
     try:
         check_key(key)
@@ -515,12 +610,13 @@ class _Lease(WriterLock):
     """A held lease, renewed by a daemon thread until released (or lost)."""
 
     def __init__(self, store: FsspecStorage, key: str, owner: str, tag: str,
-                 deadline: float) -> None:
+                 deadline: float, renewal: int) -> None:
         self._store = store
         self._key = key
         self._owner = owner
         self._tag = tag
-        self._deadline = deadline  # time.monotonic() at which our lease runs out
+        self._deadline = deadline  # _clock() at which our lease runs out
+        self._renewal = renewal  # the counter in the object: every renewal changes it
         self._lost: str | None = None
         self._released = False
         self._mutex = threading.Lock()
@@ -539,10 +635,11 @@ class _Lease(WriterLock):
         with self._mutex:
             if self._released or self._lost:
                 return
-            body, deadline = self._store._lease_body(self._owner)
+            body, deadline = self._store._lease_body(self._owner, self._renewal + 1)
             try:
                 self._tag = self._store._lease_replace(self._key, body, self._tag)
                 self._deadline = deadline
+                self._renewal += 1
             except _Conflict as e:
                 self._lost = str(e) or "another writer took the lease over"
                 log.error("writer lease %s of %s lost: %s", self._key, self._store.url,
@@ -553,7 +650,7 @@ class _Lease(WriterLock):
     def verify(self) -> None:
         if self._released:
             raise LockedError(f"writer lease {self._key} of {self._store.url} was released")
-        if self._lost is None and time.monotonic() > self._deadline:
+        if self._lost is None and _clock() > self._deadline:
             self._lost = "its renewals failed until it expired"
         if self._lost:
             raise LockedError(f"writer lease {self._key} of {self._store.url} lost: "
@@ -568,13 +665,15 @@ class _Lease(WriterLock):
         record, tag = store._lease_read(key)
         if record is None or record.get("owner") != self._owner:
             raise LockedError(f"writer lease {key} of {store.url}: another writer held it meanwhile")
-        body, deadline = store._lease_body(self._owner)
+        stored = record.get("renewal")  # (a renewal may have landed though its answer was lost)
+        renewal = max(self._renewal, stored if isinstance(stored, int) else 0) + 1
+        body, deadline = store._lease_body(self._owner, renewal)
         try:
             tag = store._lease_replace(key, body, tag)
         except _Conflict as e:
             raise LockedError(f"writer lease {key} of {store.url}: another writer took it just now") from e
         self.abandon()
-        return _Lease(store, key, self._owner, tag, deadline)
+        return _Lease(store, key, self._owner, tag, deadline, renewal)
 
     def abandon(self) -> None:
         """Stop renewing, put nothing: the lease expires after ``lease_seconds``."""

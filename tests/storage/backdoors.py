@@ -69,6 +69,9 @@ class S3Backdoor:
             return None
         return r["Body"].read()
 
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=BUCKET, Key=f"{self.prefix}/{key}")
+
     def keys(self) -> set[str]:
         out = set()
         pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -95,6 +98,9 @@ class FsspecMemoryBackdoor:
             return self.fs.cat_file(f"{self.root}/{key}")
         except FileNotFoundError:
             return None
+
+    def delete(self, key: str) -> None:
+        self.fs.rm_file(f"{self.root}/{key}")
 
     def keys(self) -> set[str]:
         cut = len(self.fs._strip_protocol(self.root)) + 1

@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -236,23 +238,145 @@ def lease_store(request: pytest.FixtureRequest, s3_prefix: str):
     return make, raw
 
 
-def test_live_lease_is_refused_with_holder(lease_store) -> None:
+def this_boot() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def lease_record(owner: str = "x", *, seconds: float | None = 0.5, boot: str = "another-machine",
+                 boot_left: float = 60.0, skew: float = 0.0, renewal: int = 0) -> bytes:
+    """A lease object as lakefs writes it on a machine with boot id ``boot``, ``boot_left``
+    seconds before its end on that machine's boot clock, and whose wall clock is ``skew``
+    seconds ahead of ours. ``seconds=None``: a record without its duration."""
+    record = {"owner": owner, "pid": 4242, "host": "elsewhere", "renewal": renewal,
+              "boot": boot, "boot_expires": time.clock_gettime(time.CLOCK_BOOTTIME) + boot_left,
+              "expires": time.time() + skew + (seconds or 30)}
+    if seconds is not None:
+        record["seconds"] = seconds
+    return json.dumps(record).encode()
+
+
+@contextmanager
+def renewing_elsewhere(raw, seconds: float, skew: float):
+    """A live writer on another machine whose wall clock is ``skew`` s off ours: it
+    rewrites its lease every third of ``seconds``, as lakefs does."""
+    raw.put("locks/writer", lease_record(seconds=seconds, skew=skew))
+    stop = threading.Event()
+
+    def renew() -> None:
+        n = 0
+        while not stop.wait(seconds / 3):
+            n += 1
+            raw.put("locks/writer", lease_record(seconds=seconds, skew=skew, renewal=n))
+
+    thread = threading.Thread(target=renew, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_live_lease_of_this_machine_is_refused_at_once_with_holder(lease_store) -> None:
     make, raw = lease_store
-    raw.put("locks/writer", json.dumps(
-        {"owner": "x", "pid": 4242, "host": "elsewhere", "expires": time.time() + 60}).encode())
-    with pytest.raises(LockedError, match="pid 4242 on elsewhere"):
+    raw.put("locks/writer", lease_record(seconds=30, boot=this_boot(), boot_left=60))
+    t = time.monotonic()
+    with pytest.raises(LockedError, match=r"pid 4242 on elsewhere, lease expires in (59|60) s"):
+        make().writer_lock("writer")
+    assert time.monotonic() - t < 5  # one clock for both: nothing to watch (33 s)
+
+
+@pytest.mark.parametrize("skew", [-3600.0, 0.0, 3600.0])
+def test_live_lease_of_another_machine_is_refused_whatever_the_clocks(lease_store, skew) -> None:
+    """Found by review: expiry compared the holder's wall clock with the contender's, so
+    a contender whose clock ran an hour ahead took a live writer's lease (two writers)."""
+    make, raw = lease_store
+    with renewing_elsewhere(raw, seconds=1.0, skew=skew):
+        t = time.monotonic()
+        with pytest.raises(LockedError, match="pid 4242 on elsewhere, which renews its lease"):
+            make(lease_seconds=30).writer_lock("writer")
+        assert time.monotonic() - t < 5  # refused at its next renewal, not after 33 s
+        assert json.loads(raw.get("locks/writer"))["owner"] == "x"
+
+
+def test_contender_whose_wall_clock_runs_ahead_does_not_take_a_live_lease(lease_store,
+                                                                        monkeypatch) -> None:
+    """The same with a real holder in this process; only the contender's clock is off."""
+    make, raw = lease_store
+    with make(lease_seconds=30).writer_lock("writer") as holder:
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 3600)
+        with pytest.raises(LockedError, match="lease expires in"):
+            make().writer_lock("writer")
+        monkeypatch.undo()
+        holder.verify()
+        assert json.loads(raw.get("locks/writer"))["owner"] == holder._owner
+
+
+@pytest.mark.parametrize("skew", [-3600.0, 0.0, 3600.0])
+def test_dead_lease_of_another_machine_is_taken_after_watching_it(lease_store, skew) -> None:
+    """A lease is taken over once unchanged for its duration plus a tenth on our own
+    clock: a contender whose clock lagged waited as long as the skew."""
+    make, raw = lease_store
+    raw.put("locks/writer", lease_record(seconds=0.5, skew=skew))
+    t = time.monotonic()
+    with make(lease_seconds=30).writer_lock("writer") as lock:  # the holder's 0.5 s counts
+        waited = time.monotonic() - t
+        assert 0.55 <= waited < 5
+        assert json.loads(raw.get("locks/writer"))["owner"] == lock._owner
+    assert raw.get("locks/writer") is None  # released = deleted
+
+
+def test_lease_without_its_duration_is_watched_for_ours(lease_store) -> None:
+    make, raw = lease_store
+    raw.put("locks/writer", lease_record(seconds=None))
+    t = time.monotonic()
+    make(lease_seconds=0.4).writer_lock("writer").release()
+    assert 0.44 <= time.monotonic() - t < 5
+
+
+def test_lease_released_while_watched_is_taken(lease_store) -> None:
+    make, raw = lease_store
+    raw.put("locks/writer", lease_record(seconds=20))
+    threading.Timer(0.3, raw.delete, args=("locks/writer",)).start()
+    t = time.monotonic()
+    make().writer_lock("writer").release()
+    assert time.monotonic() - t < 10  # not after watching it for 22 s
+
+
+def test_lease_taken_over_while_watched_names_the_new_holder(lease_store) -> None:
+    make, raw = lease_store
+    raw.put("locks/writer", lease_record(seconds=5))
+    threading.Timer(0.3, raw.put, args=("locks/writer", lease_record("y", seconds=5))).start()
+    with pytest.raises(LockedError, match="pid 4242 on elsewhere, which took the lease over"):
         make().writer_lock("writer")
 
 
-def test_expired_lease_is_taken_over(lease_store) -> None:
+def test_expired_lease_of_this_machine_is_taken_at_once(lease_store) -> None:
+    """On one machine both writers read one clock (CLOCK_BOOTTIME, which no wall-clock
+    step moves): a lease that ran out on it is taken without watching."""
     make, raw = lease_store
-    raw.put("locks/writer", json.dumps(
-        {"owner": "dead", "pid": 1, "host": "gone", "expires": time.time() - 1}).encode())
+    raw.put("locks/writer", lease_record("dead", seconds=30, boot=this_boot(), boot_left=-1,
+                                         skew=3600))
+    t = time.monotonic()
     with make().writer_lock("writer") as lock:
+        assert time.monotonic() - t < 5  # not watched for 33 s
         record = json.loads(raw.get("locks/writer"))
         assert record["owner"] != "dead"
         lock.verify()
     assert raw.get("locks/writer") is None  # released = deleted
+
+
+def test_stalled_writer_of_this_machine_is_taken_over_whatever_the_wall_clock(
+        lease_store, monkeypatch) -> None:
+    make, raw = lease_store
+    stalled = make(lease_seconds=0.5).writer_lock("writer")
+    stalled._stop.set()  # renewals stop, like a writer that died or hung
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)  # the contender's clock lags
+    time.sleep(0.6)
+    make().writer_lock("writer").release()
 
 
 def test_garbage_lease_is_taken_over(lease_store) -> None:
@@ -265,9 +389,11 @@ def test_live_lease_is_renewed_past_its_expiry(lease_store) -> None:
     make, raw = lease_store
     lock = make(lease_seconds=1.0).writer_lock("writer")
     try:
-        first = json.loads(raw.get("locks/writer"))["expires"]
+        first = json.loads(raw.get("locks/writer"))
         time.sleep(1.6)
-        assert json.loads(raw.get("locks/writer"))["expires"] > first
+        later = json.loads(raw.get("locks/writer"))
+        assert later["expires"] > first["expires"]
+        assert later["renewal"] > first["renewal"]  # what a watcher elsewhere sees change
         with pytest.raises(LockedError):
             make().writer_lock("writer")
         lock.verify()
