@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hashlib
 import logging
 import math
@@ -261,6 +262,23 @@ def _mounted_already(mountpoint: str, entry: MountEntry) -> str:
     return f"{mountpoint} is already a mount point ({entry.fstype} {entry.source}); unmount it first"
 
 
+#: Allocations between two young-generation collections in a mount process (Python's
+#: default is 700). Every FUSE call allocates a few dozen objects, and each collection
+#: also walks what survived the last one (cached samples, listings): in-process,
+#: scripts/bench_ops.py's Python cost per copied photo fell from 150-159 us to 138-148 us
+#: and the close-time store from 84-89 us to 74-77 us. Reference cycles are rare here;
+#: the few are still collected, a little later.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Before serving: what the mount set up (the dataset's tables, caches, modules) is
+    moved out of the collector's sight (``gc.freeze``), and young collections are rarer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: MountOptions,
               on_ready: Callable[[], None] | None = None) -> None:
     """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking)."""
@@ -319,6 +337,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         threads = "://" in dataset_url and not dataset_url.startswith("file://")
     threads = (threads or bool(options.get("threads"))) and not options.get("nothreads")
     log.info("mounting %s at %s (%s)", dataset_url, mountpoint, "read-only" if read_only else "read-write")
+    tune_gc()
     try:
         FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True, **kwargs)
     except RuntimeError as e:

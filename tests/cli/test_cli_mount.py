@@ -215,3 +215,13 @@ def test_fsck_repair_of_a_mountpoint_touches_nothing(dataset: Path, mountpoint: 
     assert os.listdir(dataset / "locks") == ["writer"]
     with lakefs.load(dataset, read_only=True) as ds:
         assert ds.tensors == {}
+
+
+def test_a_mount_process_tunes_its_garbage_collector():
+    """(In a child: the test process keeps Python's defaults.) What the mount set up is
+    frozen out of the collector and young collections are rarer (lakefs.fs.mount)."""
+    code = ("import gc; from lakefs.fs.mount import tune_gc, GC_YOUNG_THRESHOLD; before = gc.get_threshold(); "
+            "tune_gc(); print(before[0], gc.get_threshold()[0] == GC_YOUNG_THRESHOLD, gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=ENV,
+                         timeout=60, check=True).stdout.split()
+    assert out == ["700", "True", "True"]
