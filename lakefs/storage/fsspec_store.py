@@ -65,6 +65,7 @@ from lakefs.errors import (
 )
 from lakefs.storage.base import (
     PIECE,
+    Buffers,
     Storage,
     WriterLock,
     check_key,
@@ -349,9 +350,10 @@ class FsspecStorage(Storage):
     def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
         """On S3, streamed as a multipart upload: the object appears whole at the end, or
         not at all (a failure aborts the upload instead of completing it). Other fsspec
-        backends (memory:// in tests) read it whole."""
-        if size <= PIECE or not self._s3:
-            return self.put(key, read_exactly(f, size))
+        backends (memory:// in tests) read it whole, and so is an object already in memory
+        (``put_parts``: a sealed chunk, one PUT as before)."""
+        if size <= PIECE or not self._s3 or isinstance(f, Buffers):
+            return self.put(key, read_exactly(f, size), sync=sync)
         path = self._p(key)
         self._check_writable(key)
         with self._errors(key, "write", write=True):
