@@ -124,7 +124,7 @@ class ChunkEngine:
         if not isinstance(stored, bytes):  # the open chunk keeps it: it must not change
             stored = bytes(stored)
         n = len(stored)
-        crc = crc32(stored)  # before the copy: it then reads the bytes from the CPU cache
+        crc = crc32(stored)
         if n > self.max_chunk:
             chunk_id, tiles = self._write_tiles(stored)
             offset = 0

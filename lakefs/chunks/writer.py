@@ -27,6 +27,7 @@ from lakefs.storage.base import Storage
 
 log = logging.getLogger("lakefs.chunks")
 
+
 def put_chunk(storage: Storage, key: str, blob: bytes | bytearray | memoryview | OpenChunk, *,
               sync: bool = True) -> None:
     """Put a chunk object, whole or (a sealed :class:`OpenChunk`) in parts."""
