@@ -92,6 +92,26 @@ def test_reads_of_a_file_being_written_see_the_buffer(fs):
     assert fs.ds["notes"]["a"].numpy() == "hello world"
 
 
+
+def test_a_reader_opened_before_a_writer_reads_the_file_being_written(fs):
+    """As on a local disk (one file, one size): its snapshot's short reads made the
+    kernel cut the file's size back, and an O_APPEND writer wrote over its own lines
+    (tests/fs/test_mount_cache.py has the mount)."""
+    fs.mkdir("/notes", 0o755)
+    put(fs, "/notes/log.txt", b"a\n")
+    reader = fs.open("/notes/log.txt", os.O_RDONLY)  # tail -f
+    assert fs.read(reader, 100, 0) == b"a\n"
+    w = fs.open("/notes/log.txt", os.O_WRONLY | os.O_APPEND)
+    fs.write(w, b"b\n", 2)
+    assert fs.read(reader, 100, 2) == b"b\n"
+    fs.flush(w)
+    fs.release(w)
+    assert fs.read(reader, 100, 0) == b"a\nb\n"
+    fs.release(reader)
+    assert get(fs, "/notes/log.txt") == b"a\nb\n"
+    fs.commit()
+    assert fs.ds["notes"]["log"].numpy() == "a\nb\n"
+
 def test_bad_content_fails_at_flush_and_leaves_nothing(fs, photos):
     fs.mkdir("/images", 0o755)
     put(fs, "/images/good.jpg", photos[0].read_bytes())
