@@ -419,6 +419,9 @@ class SampleFormat:
             need = math.prod(shape) * dtype.itemsize
             if len(data) - buf.tell() < need:
                 raise ValueError(f"header says {shape} {dtype} ({need} bytes), data has {len(data) - buf.tell()}")
+            if len(data) - buf.tell() > need:  # np.save twice into one file: never keep only the first
+                raise ValueError(f"{len(data) - buf.tell() - need} bytes follow its array of {shape} {dtype} "
+                                 "(one array a file)")
             return np.load(io.BytesIO(data), allow_pickle=False)
         except (SyntaxError, tokenize.TokenError) as e:
             raise UndecodableError("content is not a valid .npy file: its header dict is damaged") from e

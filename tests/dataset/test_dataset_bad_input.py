@@ -576,6 +576,20 @@ def test_a_bad_part_of_a_tensor_path_names_the_whole_path(ds, name, shown):
         ds.create_tensor("g/" + "x" * 300)
 
 
+def test_an_npy_file_with_bytes_after_its_array_is_refused(ds, tmp_path):
+    """Found by review: two arrays saved into one file (or any trailing bytes) were
+    stored as the first array alone, without a word."""
+    path = tmp_path / "two.npy"
+    with open(path, "wb") as f:
+        np.save(f, np.arange(3, dtype=np.uint8))
+        np.save(f, np.arange(3, dtype=np.uint8))
+    before = _state(ds)
+    with pytest.raises(UndecodableError, match="bytes follow its array") as info:
+        ds.arr.append(lakefs.read(path))
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before
+
+
 @pytest.mark.parametrize("value", [{"a": float("nan")}, [float("inf")], -float("inf"), {"a": [1, np.nan]}])
 def test_json_with_nan_or_infinity_is_refused(ds, value):
     """It was stored as {"a": NaN}, which jq and JavaScript refuse."""

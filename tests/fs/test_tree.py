@@ -972,6 +972,27 @@ def test_an_npy_a_float16_tensor_would_store_as_inf_is_einval(fs):
     assert fs.readdir("/h") == []
 
 
+
+def test_an_npy_file_holding_two_arrays_is_einval(fs):
+    """Found by review: ``np.save(f, a); np.save(f, b)`` into one file closed without an
+    error and stored only ``a``: every byte after the first array was dropped."""
+    import io
+
+    import numpy as np
+
+    fs.mkdir("/feats", 0o755)
+    one = io.BytesIO()
+    np.save(one, np.arange(4, dtype=np.float32))
+    put(fs, "/feats/a.npy", one.getvalue())
+    two = io.BytesIO()
+    np.save(two, np.ones(3, np.float32))
+    np.save(two, np.zeros(3, np.float32))
+    fh = fs.create("/feats/b.npy", 0o644)
+    fs.write(fh, two.getvalue(), 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert [n for n, _ in fs.readdir("/feats")] == ["a.npy"]
+
 def test_a_json_file_with_nan_is_einval(fs):
     fs.mkdir("/meta", 0o755)
     put(fs, "/meta/ok.json", b'{"a": 1}')
