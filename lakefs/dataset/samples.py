@@ -450,8 +450,8 @@ class SampleFormat:
         return arr if isinstance(value, (list, tuple, np.ndarray)) else arr.reshape(1)
 
     def _parse_label_text(self, data: bytes) -> list:
-        try:
-            lines = [ln.strip() for ln in data.decode("utf-8").splitlines() if ln.strip()]
+        try:  # utf-8-sig: Windows editors start a file with a byte order mark, not a class name
+            lines = [ln.strip() for ln in data.decode("utf-8-sig").splitlines() if ln.strip()]
         except UnicodeDecodeError as e:
             raise UndecodableError("a class label file must be UTF-8 text") from e
         out: list = []
