@@ -424,6 +424,9 @@ class SampleFormat:
             need = math.prod(shape) * dtype.itemsize
             if len(data) - buf.tell() < need:
                 raise ValueError(f"header says {shape} {dtype} ({need} bytes), data has {len(data) - buf.tell()}")
+            if len(data) - buf.tell() > need:  # np.save twice into one file: never keep only the first
+                raise ValueError(f"{len(data) - buf.tell() - need} bytes follow its array of {shape} {dtype} "
+                                 "(one array a file)")
             return np.load(io.BytesIO(data), allow_pickle=False)
         except (SyntaxError, tokenize.TokenError) as e:
             raise UndecodableError("content is not a valid .npy file: its header dict is damaged") from e
@@ -452,8 +455,8 @@ class SampleFormat:
         return arr if isinstance(value, (list, tuple, np.ndarray)) else arr.reshape(1)
 
     def _parse_label_text(self, data: bytes) -> list:
-        try:
-            lines = [ln.strip() for ln in data.decode("utf-8").splitlines() if ln.strip()]
+        try:  # utf-8-sig: Windows editors start a file with a byte order mark, not a class name
+            lines = [ln.strip() for ln in data.decode("utf-8-sig").splitlines() if ln.strip()]
         except UnicodeDecodeError as e:
             raise UndecodableError("a class label file must be UTF-8 text") from e
         out: list = []

@@ -65,7 +65,10 @@ class RowTable:
         sorted_hashes = self._sorted_hashes
         if not len(sorted_hashes):
             return None
-        raw = key.encode("utf-8")
+        try:
+            raw = key.encode("utf-8")
+        except UnicodeEncodeError:  # a file name of non-UTF-8 bytes (surrogateescape): no key is
+            return None
         h = key_hash(raw)
         # np.uint64, not a Python int: a Python int may make numpy convert the whole array.
         i = int(sorted_hashes.searchsorted(np.uint64(h)))

@@ -342,6 +342,7 @@ class DatasetFS:
             if of is None:
                 of = self._open_committed(path, empty=bool(flags & os.O_TRUNC))
                 self._open[p] = of
+                self._adopt_readers(of)
             self._unhold(p)  # being written again: stored (or held) at its next close
             if flags & os.O_TRUNC and of.size:
                 of.truncate(0)
@@ -412,6 +413,7 @@ class DatasetFS:
                               exists=self._exists_file(p), spill=self.config.spill_size)
                 of.dirty = True
                 self._open[p] = of
+                self._adopt_readers(of)
                 if not of.exists:  # a new name in parent
                     self._dir_changed(parent, now=now)
             of.refs += 1
@@ -554,6 +556,21 @@ class DatasetFS:
                 now = time.monotonic()
                 self._forgetting = {k: t for k, t in self._forgetting.items() if now - t < FORGET_SECONDS}
             self.forget_cached("/" + p)
+
+    def _adopt_readers(self, of: OpenFile) -> None:
+        """Handles reading the committed contents of a file now opened for writing in
+        place read the file being written from now on, as on a local disk (one file, one
+        size). The kernel keeps one size per file, not per handle: a snapshot's short reads
+        cut it back to the old end, and an O_APPEND writer then wrote over its own lines
+        (found by review: ``tail -f log`` beside a loop appending to it)."""
+        if of.path not in self._readers:
+            return
+        for handle in list(self._handles.values()):
+            if handle.path == of.path and handle.openfile is None and handle.generation >= 0:
+                self._drop_reader(handle)
+                handle.generation = -1  # (no longer a registered snapshot reader)
+                handle.openfile = of
+                of.refs += 1
 
     def release(self, fh: int) -> None:
         with self._lock:

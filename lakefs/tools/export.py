@@ -12,6 +12,7 @@ files of the same name are replaced and every other file in it is left alone.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lakefs.dataset import Dataset
+from lakefs.dataset.names import NAME_MAX
 from lakefs.errors import (
     DatasetExistsError,
     InvalidNameError,
@@ -35,8 +37,18 @@ class ExportReport:
     seconds: float = 0.0
 
 
+def _tmp_path(path: str) -> str:
+    """The hidden name ``path`` is written under, beside it and as long as a name may be
+    (255 bytes): a name near that long gets its digest instead of itself."""
+    base = os.path.basename(path)
+    name = f".{base}.lakefs-tmp"
+    if len(os.fsencode(name)) > NAME_MAX:
+        name = f".{hashlib.sha1(os.fsencode(base)).hexdigest()}.lakefs-tmp"
+    return os.path.join(os.path.dirname(path), name)
+
+
 def _write(path: str, data: bytes, mtime_ns: int, mode: int) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lakefs-tmp")
+    tmp = _tmp_path(path)
     try:
         os.unlink(tmp)  # a leftover of an interrupted export (never follow a planted link)
     except FileNotFoundError:

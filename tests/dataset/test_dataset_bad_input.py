@@ -314,6 +314,17 @@ def test_label_digits_are_ascii_digits(ds):
     assert ds.labels["y"].numpy().tolist() == [names.index("\u0661"), names.index("\u00b2"), 1]
 
 
+def test_a_label_file_with_a_byte_order_mark_names_its_class(ds):
+    """Found by review: a label file saved by Notepad ("\ufeffcat\r\n") made a new class
+    "\ufeffcat" beside "cat", so the same class had two indices."""
+    ds.labels.write_file("win.txt", "\ufeffcat\r\n".encode())
+    ds.labels.write_file("two.txt", "\ufeffnew\r\ncat\r\n".encode())
+    assert ds.labels.meta.class_names == ["cat", "new"]
+    assert ds.labels["win"].numpy().tolist() == [0]
+    assert ds.labels["two"].numpy().tolist() == [1, 0]
+    assert ds.labels["win"].file_bytes() == b"cat\n"
+
+
 @pytest.mark.parametrize("value", [np.float32(0.5), float("nan"), float("inf"), [1, {2, 3}],
                                    {1: "a", "b": 2}, object()],
                          ids=["numpy-scalar", "nan", "inf", "set", "mixed-keys", "object"])
@@ -574,6 +585,20 @@ def test_a_bad_part_of_a_tensor_path_names_the_whole_path(ds, name, shown):
     assert "\n" not in str(info.value)
     with pytest.raises(InvalidNameError, match="name too long|at most 255"):
         ds.create_tensor("g/" + "x" * 300)
+
+
+def test_an_npy_file_with_bytes_after_its_array_is_refused(ds, tmp_path):
+    """Found by review: two arrays saved into one file (or any trailing bytes) were
+    stored as the first array alone, without a word."""
+    path = tmp_path / "two.npy"
+    with open(path, "wb") as f:
+        np.save(f, np.arange(3, dtype=np.uint8))
+        np.save(f, np.arange(3, dtype=np.uint8))
+    before = _state(ds)
+    with pytest.raises(UndecodableError, match="bytes follow its array") as info:
+        ds.arr.append(lakefs.read(path))
+    assert "\n" not in str(info.value)
+    assert _state(ds) == before
 
 
 @pytest.mark.parametrize("value", [{"a": float("nan")}, [float("inf")], -float("inf"), {"a": [1, np.nan]}])

@@ -535,3 +535,30 @@ def test_a_file_removed_while_open_is_gone_and_stays_gone(photos, dataset_path, 
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.img.num_samples == 1 and ds.files == {}  # not back as a .fuse_hidden* file
     assert ds.img["b"].tobytes() == data
+
+
+def test_names_that_are_not_utf8_are_plain_files_in_a_tensor(photos, dataset_path, mountpoint):
+    """Found by review: a name of bytes that are not UTF-8 (an old Latin-1 zip or tar)
+    in a tensor failed its lookup with EIO and a traceback (the row lookup encoded it as
+    a key); it is a plain file there, as any name that cannot be a row key."""
+    data = photos[0].read_bytes()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        img = mountpoint / "img"
+        img.mkdir()
+        (img / "a.jpg").write_bytes(data)
+        bimg = os.fsencode(img)
+        names = [b"caf\xe9.jpg", b"\xff\xfe.jpg"]
+        for name in names:
+            assert not os.path.exists(bimg + b"/" + name)
+            with open(bimg + b"/" + name, "wb") as f:
+                f.write(data)
+            assert os.stat(bimg + b"/" + name).st_size == len(data)
+        assert sorted(os.listdir(bimg)) == sorted([b"a.jpg", *names])
+        assert run("cp", "-r", str(img), str(mountpoint / "copy")).returncode == 0
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        for d in (b"img", b"copy"):
+            for name in names:
+                with open(os.fsencode(mountpoint) + b"/" + d + b"/" + name, "rb") as f:
+                    assert f.read() == data
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.img.num_samples == 1 and len(ds.files) == 4

@@ -253,3 +253,34 @@ def test_a_new_open_reads_new_contents_while_an_old_handle_is_open(photos, datas
             finally:
                 os.close(old)
             eventually(lambda: read_via_cat(follower / "img" / "y.jpg") == small)
+
+
+def test_appends_beside_an_open_reader_keep_every_line(dataset_path, mountpoint):
+    """Found by review (``tail -f train.log`` beside a training loop appending to it): a
+    handle opened before the appender read its snapshot of the old contents; its short
+    reads cut the kernel's size of the file back (one size per file, not per handle), and
+    each O_APPEND write then went to that old end, over the lines before it."""
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        logs = mountpoint / "logs"
+        logs.mkdir()
+        log = logs / "train.txt"
+        log.write_text("epoch,loss\n")
+        reader = os.open(log, os.O_RDONLY)
+        try:
+            seen = os.read(reader, 1 << 16)
+            writer = os.open(log, os.O_WRONLY | os.O_APPEND)
+            try:
+                for i in range(4):
+                    os.write(writer, f"{i},{1 / (i + 1):.3f}\n".encode())
+                    os.fstat(reader)  # tail -f: a stat, then a read of what is new
+                    seen += os.read(reader, 1 << 16)
+            finally:
+                os.close(writer)
+            seen += os.read(reader, 1 << 16)
+        finally:
+            os.close(reader)
+        want = "epoch,loss\n" + "".join(f"{i},{1 / (i + 1):.3f}\n" for i in range(4))
+        assert log.read_text() == want
+        assert read_via_cat(log).decode() == want
+        assert seen.decode() == want  # as on a local disk: one file, read as it grows
+    assert lakefs.load(dataset_path, read_only=True)["logs"]["train"].numpy() == want

@@ -92,6 +92,26 @@ def test_reads_of_a_file_being_written_see_the_buffer(fs):
     assert fs.ds["notes"]["a"].numpy() == "hello world"
 
 
+
+def test_a_reader_opened_before_a_writer_reads_the_file_being_written(fs):
+    """As on a local disk (one file, one size): its snapshot's short reads made the
+    kernel cut the file's size back, and an O_APPEND writer wrote over its own lines
+    (tests/fs/test_mount_cache.py has the mount)."""
+    fs.mkdir("/notes", 0o755)
+    put(fs, "/notes/log.txt", b"a\n")
+    reader = fs.open("/notes/log.txt", os.O_RDONLY)  # tail -f
+    assert fs.read(reader, 100, 0) == b"a\n"
+    w = fs.open("/notes/log.txt", os.O_WRONLY | os.O_APPEND)
+    fs.write(w, b"b\n", 2)
+    assert fs.read(reader, 100, 2) == b"b\n"
+    fs.flush(w)
+    fs.release(w)
+    assert fs.read(reader, 100, 0) == b"a\nb\n"
+    fs.release(reader)
+    assert get(fs, "/notes/log.txt") == b"a\nb\n"
+    fs.commit()
+    assert fs.ds["notes"]["log"].numpy() == "a\nb\n"
+
 def test_bad_content_fails_at_flush_and_leaves_nothing(fs, photos):
     fs.mkdir("/images", 0o755)
     put(fs, "/images/good.jpg", photos[0].read_bytes())
@@ -951,6 +971,27 @@ def test_an_npy_a_float16_tensor_would_store_as_inf_is_einval(fs):
     fs.release(fh)
     assert fs.readdir("/h") == []
 
+
+
+def test_an_npy_file_holding_two_arrays_is_einval(fs):
+    """Found by review: ``np.save(f, a); np.save(f, b)`` into one file closed without an
+    error and stored only ``a``: every byte after the first array was dropped."""
+    import io
+
+    import numpy as np
+
+    fs.mkdir("/feats", 0o755)
+    one = io.BytesIO()
+    np.save(one, np.arange(4, dtype=np.float32))
+    put(fs, "/feats/a.npy", one.getvalue())
+    two = io.BytesIO()
+    np.save(two, np.ones(3, np.float32))
+    np.save(two, np.zeros(3, np.float32))
+    fh = fs.create("/feats/b.npy", 0o644)
+    fs.write(fh, two.getvalue(), 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert [n for n, _ in fs.readdir("/feats")] == ["a.npy"]
 
 def test_a_json_file_with_nan_is_einval(fs):
     fs.mkdir("/meta", 0o755)

@@ -105,3 +105,23 @@ def test_export_refuses_names_that_leave_the_destination(tmp_path):
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "escaped.txt").exists()
     assert any("escaped" in where for where, _ in report.failed)
     assert (dest / "notes" / "a.txt").read_text() == "hi"
+
+
+def test_export_writes_names_of_255_bytes(cli, dataset_path: Path, tmp_path: Path) -> None:
+    """Found by review: the temp file a file is written under (".<name>.lakefs-tmp") was
+    too long for names over 243 bytes, so valid files of a dataset were not exported."""
+    long_key = "k" * 251  # + ".txt": 255 bytes, the most a file name may have
+    long_file = "é" * 126 + ".md"  # 255 bytes of UTF-8
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("notes", htype="text")
+        ds.append({"notes": "long"}, key=long_key)
+        ds.append({"notes": "short"}, key="s")
+        ds.write_file(long_file, b"plain\n")
+    dest = tmp_path / "out"
+    r = cli("export", dataset_path, dest)
+    assert r.code == 0, r.err
+    assert (dest / "notes" / f"{long_key}.txt").read_text() == "long"
+    assert (dest / "notes" / "s.txt").read_text() == "short"
+    assert (dest / long_file).read_bytes() == b"plain\n"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(["notes", long_file])  # no temp files left
+    assert sorted(p.name for p in (dest / "notes").iterdir()) == sorted([f"{long_key}.txt", "s.txt"])
