@@ -339,8 +339,8 @@ class SampleFormat:
     def _validate_file(self, data: bytes) -> bytes:
         name = self.htype.name
         if name in ("json", "text"):
-            try:
-                text = data.decode("utf-8")
+            try:  # (a byte order mark, as Windows tools write, is not part of the text)
+                text = data.decode("utf-8-sig")
             except UnicodeDecodeError as e:
                 raise UndecodableError(f"content is not UTF-8 text ({e.reason} at byte {e.start})") from e
             if name == "json":
@@ -489,7 +489,7 @@ class SampleFormat:
             if name == "json":
                 return json.loads(data)
             if name == "text":
-                return data.decode("utf-8")
+                return data.decode("utf-8-sig")
             return np.frombuffer(data, dtype=np.uint8)
         if self.codec is not None:
             # A one-channel palette sample is a mask's indices; samples stored before
