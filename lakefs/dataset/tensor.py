@@ -15,9 +15,9 @@ import numpy as np
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
-from lakefs.dataset.names import check_key, split_filename
+from lakefs.dataset.names import NAME_MAX, check_key, split_filename
 from lakefs.dataset.samples import Encoded, SampleFormat
-from lakefs.errors import InvalidNameError, LakeFSError, SampleNotFoundError
+from lakefs.errors import InvalidNameError, LakeFSError, NameTooLongError, SampleNotFoundError
 from lakefs.format.index import FLAG_TRANSCODED
 from lakefs.format.manifest import TensorMeta
 
@@ -337,6 +337,12 @@ class Tensor:
                mode: int | None = None) -> None:
         mtime_ns = mtime_ns if mtime_ns is not None else getattr(value, "mtime_ns", None) or time.time_ns()
         mode = mode if mode is not None else getattr(value, "mode", None) or DEFAULT_MODE
+        if self.dataset._rows.key_size(row) + len(encoded.ext.encode()) > NAME_MAX:
+            # A key may be 255 bytes, its file name no longer: a mount could list the file
+            # but nobody could open, copy or export it.
+            raise NameTooLongError(
+                f"{self.dataset._rows.key(row)[:40]}...{encoded.ext}: the sample's file name would be longer "
+                f"than {NAME_MAX} bytes; use a shorter key")
         self._engine.write(
             row, encoded.stored, shape=encoded.shape, mtime_ns=mtime_ns, mode=mode,
             ext=self._ext_code(encoded.ext), flags=encoded.flags, file_size=encoded.file_size,

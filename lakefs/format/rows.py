@@ -41,6 +41,10 @@ class RowTable:
             raise IndexError(row)
         return bytes(self._blob[self._offsets[row] : self._offsets[row + 1]]).decode("utf-8")
 
+    def key_size(self, row: int) -> int:
+        """The length of ``row``'s key in bytes (no decode: checked at every write)."""
+        return self._offsets.item(row + 1) - self._offsets.item(row)
+
     def keys(self) -> list[str]:
         return self.keys_at(np.arange(self._n))
 

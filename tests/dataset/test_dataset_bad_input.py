@@ -622,3 +622,38 @@ def test_a_json_file_with_nan_or_infinity_is_refused(ds, data):
     assert _state(ds) == before
     ds.meta.write_file("b.json", b'{"a": 1e300, "b": "NaN"}')  # a big number, a string
     assert ds.meta["b"].numpy() == {"a": 1e300, "b": "NaN"}
+
+
+def test_json_and_text_files_with_a_byte_order_mark_are_taken_as_they_are(ds):
+    """Windows tools start UTF-8 files with a byte order mark; json.loads of the text
+    refused it. The file is stored unchanged; the value read back has no mark."""
+    bom = b"\xef\xbb\xbf"
+    ds.meta.write_file("a.json", bom + b'{"label": "cat"}')
+    assert ds.meta["a"].numpy() == {"label": "cat"}
+    assert ds.meta["a"].file_bytes() == bom + b'{"label": "cat"}'
+    notes = ds.create_tensor("notes", htype="text")
+    notes.write_file("a.txt", bom + "café".encode())
+    assert notes["a"].numpy() == "café"
+    assert notes["a"].file_bytes() == bom + "café".encode()
+
+
+def test_a_sample_whose_file_name_would_pass_255_bytes_is_refused(ds):
+    """A key may be 255 bytes; key + extension is the file name a mount shows, which no
+    tool could open past 255 (found by review: such files could not be copied out)."""
+    import io
+
+    from PIL import Image
+
+    before = _state(ds)
+    with pytest.raises(NameTooLongError, match="255"):
+        ds.meta.write_file("k" * 252 + ".json", b"{}")  # 257 bytes
+    assert _state(ds) == before
+    ds.meta.write_file("k" * 250 + ".json", b"{}")  # 255 bytes: fine
+    assert ds.meta["k" * 250].numpy() == {}
+    webp = ds.create_tensor("webp", htype="image", sample_compression="webp")
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(png, format="PNG")
+    before = _state(ds)
+    with pytest.raises(NameTooLongError):  # 255 bytes as .png, 256 once it is a .webp
+        webp.write_file("w" * 251 + ".png", png.getvalue())
+    assert _state(ds) == before
