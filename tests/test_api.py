@@ -473,6 +473,24 @@ def test_palette_gif_and_bmp_masks_keep_class_indices(tmp_path, source):
     ds.close()
 
 
+@pytest.mark.parametrize("htype", ["segment_mask", "binary_mask"])
+def test_one_channel_mask_into_webp_is_refused(tmp_path, htype):
+    """webp has no gray images: a 1-channel mask file was widened and read back (H, W, 3)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    masks = ds.create_tensor("masks", htype=htype, sample_compression="webp")
+    for data in (_png(VOC), palette_file("PNG"), palette_file("BMP")):
+        with pytest.raises(TranscodeRefusedError, match="webp has no 1-channel images"):
+            masks.append(data)
+    with pytest.raises(InvalidSampleError, match="webp cannot store .* 1 channels"):
+        masks.append(VOC)
+    assert len(masks) == 0
+    rgb = np.stack([VOC, VOC // 2, VOC // 3], axis=2)
+    masks.append(_png(rgb))  # a colour mask keeps its shape and values
+    assert masks[0].numpy().shape == (2, 3, 3)
+    assert (masks[0].numpy() == (rgb if htype == "segment_mask" else rgb != 0)).all()
+    ds.close()
+
+
 def test_boolean_mask_selects_rows(tmp_path):
     """Each bool was taken as the row 0 or 1."""
     ds = lakefs.empty(tmp_path / "ds")
