@@ -207,6 +207,11 @@ def test_bmp_of_16_24_and_32_bits_decodes_to_its_pixels() -> None:
         np.testing.assert_array_equal(codec.decode(data), pixels)
 
 
+def test_bmp_index_past_its_palette_is_black() -> None:
+    data = palette_bmp(np.array([[0, 1, 5]]), 8, [(40, 40, 40), (200, 200, 200)], colours_used=2)
+    assert get_codec("bmp").decode(data)[:, :, 0].tolist() == [[40, 200, 0]]
+
+
 def _bmp_refused() -> dict[str, tuple[bytes, type, str]]:
     indices = np.arange(12, dtype=np.uint8).reshape(3, 4)
     rgba = np.arange(60, dtype=np.uint8).reshape(3, 5, 4).tobytes()
