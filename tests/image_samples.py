@@ -50,6 +50,22 @@ def palette_file(fmt: str, indices: np.ndarray = VOC, palette: list | None = Non
     return out.getvalue()
 
 
+def bmp_file(pixels: bytes, width: int, height: int, bits: int, *, palette: list = (), colours_used: int = 0,
+             compression: int = 0, masks: tuple = (), dib_size: int = 40) -> bytes:
+    """A BMP around ``pixels`` (rows as stored): BITMAPINFOHEADER or, with ``dib_size`` 56
+    or 124, a V3/V5 header holding ``masks``; a 40-byte header puts 3 masks after it.
+    A negative ``height`` is top-down rows."""
+    dib = struct.pack("<IiiHHIIiiII", dib_size, width, height, 1, bits, compression, len(pixels), 2835, 2835,
+                      colours_used, 0)
+    if dib_size > 40:
+        dib += struct.pack(f"<{len(masks)}I", *masks).ljust(dib_size - 40, b"\0")
+    elif masks:
+        dib += struct.pack(f"<{len(masks)}I", *masks)
+    table = b"".join(bytes((b, g, r, 0)) for r, g, b in palette)
+    offset = 14 + len(dib) + len(table)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + dib + table + pixels
+
+
 def palette_bmp(indices: np.ndarray, bits: int, palette: list, colours_used: int = 0) -> bytes:
     """A bottom-up BI_RGB palette BMP of ``bits`` (1, 4, 8) per pixel: Pillow writes only
     8-bit ones with a 256-entry palette."""
@@ -63,8 +79,34 @@ def palette_bmp(indices: np.ndarray, bits: int, palette: list, colours_used: int
         groups = padded.reshape(-1, per_byte)
         shifts = bits * np.arange(per_byte - 1, -1, -1, dtype=np.uint32)
         rows.append(bytes((groups << shifts).sum(axis=1).astype(np.uint8)).ljust(stride, b"\0"))
-    table = b"".join(bytes((b, g, r, 0)) for r, g, b in palette)
-    offset = 14 + 40 + len(table)
-    pixels = b"".join(rows)
-    dib = struct.pack("<IiiHHIIiiII", 40, width, height, 1, bits, 0, len(pixels), 2835, 2835, colours_used, 0)
-    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + dib + table + pixels
+    return bmp_file(b"".join(rows), width, height, bits, palette=palette, colours_used=colours_used)
+
+
+def rle_bmp(indices: np.ndarray, bits: int, palette: list) -> bytes:
+    """A BI_RLE8 (``bits`` 8) or BI_RLE4 (4) BMP: runs of a repeated index as encoded
+    pairs, other stretches of 3 or more pixels in absolute mode (Pillow writes neither)."""
+    height, width = indices.shape
+    out = bytearray()
+    for row in indices[::-1].tolist():
+        x = 0
+        while x < width:
+            run = 1
+            while x + run < width and row[x + run] == row[x] and run < 255:
+                run += 1
+            single = 1
+            while x + single < width and row[x + single] != row[x + single - 1] and single < 255:
+                single += 1
+            if x + single < width:  # the last pixel of the stretch starts the next run
+                single -= 1
+            if run == 1 and single >= 3:  # (0, 1) and (0, 2) are escapes, not absolute runs
+                values = row[x : x + single]
+                if bits == 4:
+                    values = [(values[i] << 4) | (values[i + 1] if i + 1 < single else 0) for i in range(0, single, 2)]
+                out += bytes((0, single, *values)) + b"\0" * (len(values) % 2)  # word aligned
+                x += single
+            else:
+                out += bytes((run, row[x] * 17 if bits == 4 else row[x]))
+                x += run
+        out += b"\0\0"  # end of line
+    out += b"\0\1"  # end of bitmap
+    return bmp_file(bytes(out), width, height, bits, palette=palette, compression={8: 1, 4: 2}[bits])

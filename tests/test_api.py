@@ -8,7 +8,7 @@ import wave
 
 import numpy as np
 import pytest
-from image_samples import COLOURS, VOC, palette_file
+from image_samples import COLOURS, VOC, palette_bmp, palette_file
 from PIL import Image
 
 import lakefs
@@ -249,6 +249,54 @@ def test_png_into_jpeg_tensor_is_transcoded(tmp_path):
     assert s2.tobytes()[:3] == b"\xff\xd8\xff" and s2.numpy().shape == (32, 48, 3)
 
 
+GRAY_BMPS = {  # (file, the gray levels it shows)
+    "4bit-gray-ramp": (palette_bmp(np.array([[0, 1, 2, 3, 15], [9, 8, 7, 0, 5]]), 4, [(i, i, i) for i in range(16)]),
+                       np.array([[0, 1, 2, 3, 15], [9, 8, 7, 0, 5]], np.uint8)),
+    "8bit-black-white": (palette_bmp(np.array([[0, 1, 1], [1, 0, 1]]), 8, [(0, 0, 0), (255, 255, 255)],
+                                     colours_used=2), np.array([[0, 255, 255], [255, 0, 255]], np.uint8)),
+}
+
+
+@pytest.mark.parametrize("name", GRAY_BMPS)
+def test_gray_palette_bmp_reads_back_as_its_gray_levels(tmp_path, name):
+    """A 4-bit gray-ramp BMP was stored and then every read failed (or read garbage); an
+    8-bit black/white one read back all black. Both as stored (bmp tensor) and transcoded
+    (png, jpeg tensors), from bytes and from a file."""
+    data, gray = GRAY_BMPS[name]
+    (tmp_path / "m.bmp").write_bytes(data)
+    ds = lakefs.empty(tmp_path / "ds")
+    for compression in ("bmp", "png", "jpeg"):
+        t = ds.create_tensor(compression, htype="image", sample_compression=compression)
+        for value in (data, lakefs.read(tmp_path / "m.bmp")):
+            sample = t.append(value)
+            assert sample.transcoded == (compression != "bmp") and sample.shape == (2, gray.shape[1], 1)
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds", read_only=True)
+    for compression in ("bmp", "png", "jpeg"):
+        for sample in ds[compression]:
+            values = sample.numpy()
+            assert values.shape == (*gray.shape, 1) and values.dtype == np.uint8
+            if compression == "jpeg":
+                assert np.abs(values[:, :, 0].astype(int) - gray).max() < 40
+            else:
+                assert values[:, :, 0].tolist() == gray.tolist()
+    assert ds.bmp[0].tobytes() == data
+    ds.close()
+
+
+def test_arrays_into_bmp_tensor_read_back_exactly(tmp_path):
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 256, (7, 9, 3), dtype=np.uint8), rng.integers(0, 256, (7, 9, 1), dtype=np.uint8),
+              np.array([[0, 255, 255], [255, 0, 0]], np.uint8), np.zeros((2, 3), np.uint8)]
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("images", htype="image", sample_compression="bmp")
+    for array in arrays:
+        t.append(array)
+    for sample, array in zip(t, arrays):
+        assert sample.numpy().tolist() == array.reshape(*array.shape[:2], -1).tolist()
+    ds.close()
+
+
 def test_reopen_keeps_meta_and_sizes(tmp_path):
     ds = lakefs.empty(tmp_path / "ds")
     t = ds.create_tensor("labels", htype="class_label", class_names=["a"])
@@ -470,6 +518,24 @@ def test_palette_gif_and_bmp_masks_keep_class_indices(tmp_path, source):
     img = ds.create_tensor("img", htype="image", sample_compression=source.lower())
     img.append(data)
     assert img[0].numpy()[1, 0].tolist() == list(COLOURS[15])  # an image shows the colours
+    ds.close()
+
+
+@pytest.mark.parametrize("htype", ["segment_mask", "binary_mask"])
+def test_one_channel_mask_into_webp_is_refused(tmp_path, htype):
+    """webp has no gray images: a 1-channel mask file was widened and read back (H, W, 3)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    masks = ds.create_tensor("masks", htype=htype, sample_compression="webp")
+    for data in (_png(VOC), palette_file("PNG"), palette_file("BMP")):
+        with pytest.raises(TranscodeRefusedError, match="webp has no 1-channel images"):
+            masks.append(data)
+    with pytest.raises(InvalidSampleError, match="webp cannot store .* 1 channels"):
+        masks.append(VOC)
+    assert len(masks) == 0
+    rgb = np.stack([VOC, VOC // 2, VOC // 3], axis=2)
+    masks.append(_png(rgb))  # a colour mask keeps its shape and values
+    assert masks[0].numpy().shape == (2, 3, 3)
+    assert (masks[0].numpy() == (rgb if htype == "segment_mask" else rgb != 0)).all()
     ds.close()
 
 

@@ -16,8 +16,10 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
   but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError, and a write
   refuses them (:func:`decode_mode`), as it does uint32 TIFFs.
 - gif: first frame only, RGB (4 channels when that frame has a transparent colour).
-- bmp: palette images with an all-gray palette -> 1, other palettes / 16 / 24 bit -> 3,
-  32 bit -> 4 only with a non-zero alpha mask.
+- bmp: palette images (1, 4, 8 bits, raw or RLE) with an all-gray palette -> 1, other
+  palettes / 16 / 24 bit -> 3, 32 bit -> 4 only with a non-zero alpha mask. lakefs looks
+  palette colours up itself (Pillow misreads gray palettes); layouts Pillow cannot read
+  (BI_ALPHABITFIELDS, other colour masks, > 256 colours) are refused by the probe.
 - tiff: classic TIFF, first IFD; gray -> 1, gray+alpha -> 2, RGB -> 3/4, palette, CMYK
   and YCbCr -> 3.
 - webp: RGB, or RGBA when the header says the image has alpha.
@@ -38,6 +40,7 @@ import io
 import struct
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 
@@ -230,57 +233,168 @@ def probe_gif(data: bytes) -> SampleInfo:
 # --- bmp -----------------------------------------------------------------------------
 
 _BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)
+# (bits per pixel, colour masks) of the BI_BITFIELDS layouts Pillow decodes: r, g, b for
+# 16 and 24 bits, r, g, b, a for 32 (BmpImagePlugin's SUPPORTED). Others fail every read.
+_BMP_BITFIELDS = frozenset({
+    (16, (0xF800, 0x7E0, 0x1F)), (16, (0x7C00, 0x3E0, 0x1F)), (24, (0xFF0000, 0xFF00, 0xFF)),
+    *((32, masks) for masks in (
+        (0xFF0000, 0xFF00, 0xFF, 0), (0xFF000000, 0xFF0000, 0xFF00, 0), (0xFF000000, 0xFF00, 0xFF, 0),
+        (0xFF000000, 0xFF0000, 0xFF00, 0xFF), (0xFF, 0xFF00, 0xFF0000, 0xFF000000),
+        (0xFF0000, 0xFF00, 0xFF, 0xFF000000), (0xFF000000, 0xFF00, 0xFF, 0xFF0000), (0, 0, 0, 0),
+    )),
+})
+_BMP_RLE_BITS = {1: 8, 2: 4}  # BI_RLE8, BI_RLE4
 
 
-def _bmp_header(data: bytes) -> tuple[int, int, int, int, int]:
-    """(width, height, bits per pixel, compression, bytes per palette entry) from the DIB
-    header, whose size field is at byte 14; height is positive (negative = top-down rows)."""
-    if struct.unpack_from("<I", data, 14)[0] == 12:  # OS/2 BITMAPCOREHEADER
-        width, height, _, bpp = struct.unpack_from("<HHHH", data, 18)
-        return width, height, bpp, 0, 3
-    width, height, _, bpp, compression = struct.unpack_from("<iiHHI", data, 18)
-    return width, abs(height), bpp, compression, 4
+class _BmpHeader(NamedTuple):
+    width: int
+    height: int  # positive; a negative height in the file means top-down rows
+    bpp: int
+    compression: int
+    colours: int  # biClrUsed: palette entries, 0 = 2**bpp
+    entry: int  # bytes per palette entry
+    palette_start: int
+    pixel_offset: int
 
 
-def _bmp_palette_start(data: bytes) -> int:
-    """Offset of the palette: after the DIB header and, for a 40-byte header with
-    BI_BITFIELDS, its three colour masks."""
+def _bmp_header(data: bytes) -> _BmpHeader:
+    """The BITMAPFILEHEADER and DIB header fields lakefs reads (``data`` has >= 54 bytes
+    or a 12-byte OS/2 header)."""
+    (pixel_offset,) = struct.unpack_from("<I", data, 10)
     (dib_size,) = struct.unpack_from("<I", data, 14)
-    masks = 12 if dib_size == 40 and _bmp_header(data)[3] == 3 else 0
-    return 14 + dib_size + masks
+    if dib_size == 12:  # OS/2 BITMAPCOREHEADER: no compression, 3-byte palette entries
+        width, height, _, bpp = struct.unpack_from("<HHHH", data, 18)
+        return _BmpHeader(width, height, bpp, 0, 0, 3, 26, pixel_offset)
+    width, height, _, bpp, compression = struct.unpack_from("<iiHHI", data, 18)
+    (colours,) = struct.unpack_from("<I", data, 46)
+    masks = 12 if dib_size == 40 and compression == 3 else 0  # BI_BITFIELDS masks after a 40-byte header
+    return _BmpHeader(width, abs(height), bpp, compression, colours, 4, 14 + dib_size + masks, pixel_offset)
+
+
+def _bmp_masks(data: bytes, header: _BmpHeader) -> tuple[int, ...]:
+    """The BI_BITFIELDS colour masks: r, g, b, and a for 32 bits (0 without a place for it),
+    in the DIB header from 52 bytes on, else in the 12 bytes after it."""
+    (dib_size,) = struct.unpack_from("<I", data, 14)
+    start = 14 + 40 if dib_size >= 52 else header.palette_start - 12
+    need(data, start + 12, "bmp", "colour masks")
+    masks = struct.unpack_from("<III", data, start)
+    if header.bpp == 32:
+        masks += struct.unpack_from("<I", data, 14 + 52) if dib_size >= 56 else (0,)
+    return masks
+
+
+def _bmp_palette(data: bytes, header: _BmpHeader) -> np.ndarray:
+    """The ``(n, 3)`` RGB entries a pixel index can name: biClrUsed of them (all 2**bpp
+    when 0), and only those before the pixel data."""
+    count = min(header.colours or 1 << header.bpp, 1 << header.bpp,
+                (header.pixel_offset - header.palette_start) // header.entry)
+    table = np.frombuffer(data, np.uint8, count * header.entry, header.palette_start)
+    return table.reshape(count, header.entry)[:, 2::-1]  # stored as B, G, R(, 0)
+
+
+def _bmp_rle_end(data: bytes, header: _BmpHeader) -> None:
+    """Walk a BI_RLE8/RLE4 stream as Pillow's decoder does, counting the pixels it sets:
+    Pillow fails to read a stream that stops before the last pixel, whether cut off or
+    ended early by an end-of-bitmap escape (allowed by the spec, unreadable here)."""
+    rle4, width = header.compression == 2, header.width
+    total, done, x, pos = width * header.height, 0, 0, header.pixel_offset
+    while done < total:
+        need(data, pos + 2, "bmp", f"RLE data at byte {pos} (no end of bitmap)")
+        count, value = data[pos], data[pos + 1]
+        pos += 2
+        if count:  # a run of `count` pixels
+            count = max(0, min(count, width - x))
+            done, x = done + count, x + count
+        elif value == 0:  # end of line
+            done += -done % width
+            x = 0
+        elif value == 1:  # end of bitmap
+            raise UnsupportedError(f"bmp: RLE data that ends before the last pixel ({done} of {total}) "
+                                   "is not supported")
+        elif value == 2:  # delta: skip right and up
+            need(data, pos + 2, "bmp", f"RLE delta at byte {pos}")
+            done = min(total, done + data[pos] + data[pos + 1] * width)
+            x, pos = done % width, pos + 2
+        else:  # `value` literal pixels, padded to a 16-bit boundary of the file
+            count = min(total - done, value)
+            pos += (count + 1) // 2 if rle4 else count
+            need(data, pos, "bmp", f"RLE literal run ending at byte {pos}")
+            done, x = done + count, x + value
+            pos += pos % 2
 
 
 def probe_bmp(data: bytes) -> SampleInfo:
-    """BITMAPFILEHEADER + DIB header; checks the file size field and pixel array extent."""
+    """BITMAPFILEHEADER + DIB header; checks the file size field and pixel array extent,
+    and refuses the layouts Pillow cannot decode (which would be stored and never read)."""
     need(data, 26, "bmp", "header")
-    file_size, pixel_offset, dib_size = struct.unpack_from("<I4xII", data, 2)
+    file_size, dib_size = struct.unpack_from("<I8xI", data, 2)
     if file_size and file_size > len(data):
         raise corrupt("bmp", f"file size field says {file_size} bytes, file has {len(data)} (truncated)")
     if dib_size not in _BMP_HEADER_SIZES:
         raise corrupt("bmp", f"unknown DIB header size {dib_size}")
     need(data, 14 + dib_size, "bmp", "DIB header")
-    width, height, bpp, compression, palette_entry = _bmp_header(data)
+    header = _bmp_header(data)
+    width, height, bpp, compression = header[:4]
     if width <= 0 or height == 0 or bpp not in (1, 4, 8, 16, 24, 32):
         raise corrupt("bmp", f"invalid header (size {width}x{height}, {bpp} bits per pixel)")
-    if compression in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS: plain rows
+    if compression in (0, 3):  # BI_RGB, BI_BITFIELDS: plain rows
         row = (bpp * width + 31) // 32 * 4
-        need(data, pixel_offset + row * height, "bmp", "pixel array")
-    elif compression in (1, 2):  # RLE8 / RLE4
-        need(data, pixel_offset + 1, "bmp", "pixel array")
+        need(data, header.pixel_offset + row * height, "bmp", "pixel array")
+    elif _BMP_RLE_BITS.get(compression) == bpp:
+        _bmp_rle_end(data, header)
+    elif compression in _BMP_RLE_BITS:
+        raise corrupt("bmp", f"RLE{_BMP_RLE_BITS[compression]} compression in a {bpp}-bit image")
     else:
         raise UnsupportedError(f"bmp: compression method {compression} is not supported")
+    if compression == 3 and (bpp, _bmp_masks(data, header)) not in _BMP_BITFIELDS:
+        masks = ", ".join(f"0x{m:X}" for m in _bmp_masks(data, header))
+        raise UnsupportedError(f"bmp: {bpp}-bit colour masks {masks} are not supported")
     if bpp <= 8:
-        start = _bmp_palette_start(data)
-        palette = data[start : min(pixel_offset, start + palette_entry * (1 << bpp))]
-        b, g, r = (palette[i::palette_entry] for i in range(3))
-        return SampleInfo((height, width, 1 if b == g == r else 3), U8)
-    alpha_mask = 0
-    if bpp == 32 and compression in (3, 6):
-        if dib_size >= 56:
-            (alpha_mask,) = struct.unpack_from("<I", data, 14 + 52)
-        elif compression == 6:
-            (alpha_mask,) = struct.unpack_from("<I", data, 14 + dib_size + 12)
-    return SampleInfo((height, width, 4 if alpha_mask else 3), U8)
+        if header.pixel_offset < header.palette_start + header.entry:
+            raise corrupt("bmp", f"{bpp}-bit image without a palette (pixel data at byte {header.pixel_offset})")
+        if header.colours > 256:
+            raise corrupt("bmp", f"palette of {header.colours} colours in a {bpp}-bit image")
+        palette = _bmp_palette(data, header)
+        gray = bool((palette == palette[:, :1]).all())
+        return SampleInfo((height, width, 1 if gray else 3), U8)
+    alpha = bpp == 32 and compression == 3 and _bmp_masks(data, header)[3] != 0
+    return SampleInfo((height, width, 4 if alpha else 3), U8)
+
+
+def _bmp_indices(data: bytes) -> np.ndarray:
+    """The palette indices of a 1-, 4- or 8-bit BMP, ``(H, W, 1)``. Pillow drops a palette it
+    takes for gray (entry i = (i, i, i), or black and white for 2 colours) and reads the
+    pixels as gray levels, which are right only for 8-bit files with at least 3 colours: a
+    4-bit gray ramp read as garbage or "codec configuration error", an 8-bit black/white
+    one all black. A first entry that is not gray keeps Pillow on P at every depth."""
+    from PIL import Image
+
+    header = _bmp_header(data)
+    patched = bytearray(data)
+    patched[header.palette_start : header.palette_start + 3] = b"\x01\x02\x03"
+    try:
+        with Image.open(io.BytesIO(bytes(patched)), formats=["BMP"]) as image:
+            image.load()
+            if image.mode != "P":
+                raise UnsupportedError(f"bmp: palette image opens as mode {image.mode}, not P")
+            array = np.asarray(image)
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise CorruptSampleError(f"corrupt bmp file: {exc}") from exc
+    return check_decoded(array, SampleInfo((header.height, header.width, 1), U8), "bmp")
+
+
+def _decode_bmp(data: bytes) -> np.ndarray:
+    """A palette BMP's pixels are its palette's colours (gray levels for a gray palette),
+    looked up here rather than by Pillow (:func:`_bmp_indices`); an index past the palette
+    is black. Other BMPs decode through Pillow."""
+    info = probe_bmp(data)
+    header = _bmp_header(data)
+    if header.bpp > 8:
+        return _decode("bmp", "BMP", probe_bmp, data)
+    lookup = np.zeros((256, 3), np.uint8)
+    palette = _bmp_palette(data, header)
+    lookup[: len(palette)] = palette
+    return lookup[_bmp_indices(data)[:, :, 0]][:, :, : info.shape[2]]
 
 
 # --- tiff ----------------------------------------------------------------------------
@@ -429,25 +543,10 @@ def palette_info(name: str, data: bytes) -> SampleInfo | None:
         width, height = struct.unpack_from("<HH", data, 6)
         return SampleInfo((height, width, 1), U8)
     if name == "bmp":
-        width, height, bpp, _, _ = _bmp_header(data)
-        if bpp <= 8:
-            return SampleInfo((height, width, 1), U8)
+        header = _bmp_header(data)
+        if header.bpp <= 8:
+            return SampleInfo((header.height, header.width, 1), U8)
     return None
-
-
-def _bmp_keep_palette(data: bytes) -> bytes:
-    """``data`` with a first palette entry that is not gray. Pillow drops a gray-ramp
-    palette (entry i = (i, i, i)) and reads the pixels as gray, which are then the indices
-    only for 8-bit files: a 4-bit one fails ("codec configuration error") and an 8-bit
-    one with a 2-entry palette reads all black. Kept as P, the pixels are the indices at
-    every depth; the colours are not used."""
-    start = _bmp_palette_start(data)
-    (pixel_offset,) = struct.unpack_from("<I", data, 10)
-    if start + 3 > min(pixel_offset, len(data)):  # no palette in the file: nothing to keep
-        return data
-    out = bytearray(data)
-    out[start : start + 3] = b"\x01\x02\x03"
-    return bytes(out)
 
 
 def decode_palette(name: str, data: bytes) -> np.ndarray:
@@ -458,7 +557,7 @@ def decode_palette(name: str, data: bytes) -> np.ndarray:
     if info is None:
         raise UnsupportedError(f"{name}: not a palette image")
     if name == "bmp":
-        data = _bmp_keep_palette(data)
+        return _bmp_indices(data)
     try:
         with Image.open(io.BytesIO(data), formats=[name.upper()]) as image:
             image.load()
@@ -491,10 +590,11 @@ def _encode(name: str, pil_format: str, accepts: tuple[tuple[int, str], ...], op
 
 def _row(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], *, lossy: bool,
          extensions: tuple[str, ...], recognize: Callable[[bytes], bool],
-         accepts: tuple[tuple[int, str], ...], options: dict) -> Codec:
+         accepts: tuple[tuple[int, str], ...], options: dict,
+         decode: Callable[[bytes], np.ndarray] | None = None) -> Codec:
     return Codec(
         name=name, kind="image", lossy=lossy, extensions=extensions, recognize=recognize,
-        probe=probe, decode=partial(_decode, name, pil_format, probe),
+        probe=probe, decode=decode or partial(_decode, name, pil_format, probe),
         encode=partial(_encode, name, pil_format, accepts, options), accepts=accepts,
     )
 
@@ -516,7 +616,7 @@ CODECS: tuple[Codec, ...] = (
          recognize=lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", accepts=((3, U8), (4, U8)),
          options={"lossless": True, "exact": True}),
     _row("bmp", "BMP", probe_bmp, lossy=False, extensions=(".bmp", ".dib"), recognize=_is_bmp,
-         accepts=((1, U8), (3, U8)), options={}),
+         accepts=((1, U8), (3, U8)), options={}, decode=_decode_bmp),
     _row("gif", "GIF", probe_gif, lossy=True, extensions=(".gif",),
          recognize=lambda h: h[:6] in (b"GIF87a", b"GIF89a"), accepts=((3, U8),), options={}),
     _row("tiff", "TIFF", probe_tiff, lossy=False, extensions=(".tif", ".tiff"),

@@ -13,7 +13,8 @@ Policy for ``exact`` tensors (masks, labels): a lossy *target* is refused; a los
 losslessly keeps exactly the values the file decodes to. Transcodes between lossless
 formats are refused when the target cannot hold the source's bit depth (16-bit PNG into
 webp) or its alpha channel (RGBA PNG into bmp); dropping alpha is allowed only into a
-lossy target for non-exact data. Gray into an RGB-only format is widened (no loss).
+lossy target for non-exact data. Gray into an RGB-only format (webp) is widened (no
+loss), except in exact tensors, where the sample would read back with another shape.
 In exact tensors a palette image's values are its indices (a PASCAL VOC mask), so it
 is probed, decoded and transcoded as one channel of indices (:func:`decode_values`).
 """
@@ -107,6 +108,11 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
     new_channels, index, drops_alpha = plan
     if drops_alpha and (exact or not codec.lossy):
         raise TranscodeRefusedError(f"transcode {what} refused: {codec.name} would drop the alpha channel")
+    if exact and new_channels != channels:
+        raise TranscodeRefusedError(
+            f"transcode {what} refused: {codec.name} has no {channels}-channel images, so this mask "
+            f"would read back as {new_channels} channels; use a png, tiff or bmp tensor"
+        )
     array = decode_values(source, data, exact=exact)
     if new_channels != channels:
         array = np.ascontiguousarray(array[:, :, list(index)])

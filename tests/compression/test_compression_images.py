@@ -12,8 +12,9 @@ from codec_fixtures import fixture_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from image_samples import bmp_file, palette_bmp, rle_bmp
 
-from lakefs.compression import detect, get_codec
+from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError
 
 IMAGE_CODECS = ["jpeg", "png", "webp", "bmp", "gif", "tiff"]
@@ -133,6 +134,118 @@ def test_bmp_file_size_field_is_checked() -> None:
     data = fixture_bytes("rgb.bmp")
     with pytest.raises(CorruptSampleError, match="bmp.*file size"):
         get_codec("bmp").probe(data[:-10])
+
+
+GRAY_RAMP = [(i, i, i) for i in range(256)]
+BLACK_WHITE = [(0, 0, 0), (255, 255, 255)]
+COLOURS = [(i * 37 % 256, i * 91 % 256, 255 - i) for i in range(256)]
+
+
+def _bmp_cases() -> dict[str, tuple[bytes, np.ndarray]]:
+    """Hand-built palette BMPs and the pixels they show (the palette entry of each index)."""
+    rng = np.random.default_rng(7)
+    cases = {}
+    for bits in (1, 4, 8):
+        indices = rng.integers(0, 1 << bits, (5, 11)).astype(np.uint8)
+        indices[1, 2:8] = indices[1, 2]  # a run, for RLE
+        inverted = [(255 - v,) * 3 for v in range(0, 256, 255 // ((1 << bits) - 1))]
+        palettes = {"ramp": GRAY_RAMP[: 1 << bits], "inverted": inverted, "colour": COLOURS[: 1 << bits]}
+        for name, palette in palettes.items():
+            cases[f"{bits}bit-{name}"] = (palette_bmp(indices, bits, palette), indices, palette)
+            if bits > 1:
+                cases[f"rle{bits}-{name}"] = (rle_bmp(indices, bits, palette), indices, palette)
+        two = indices % 2  # a 2-colour palette, as biClrUsed says
+        cases[f"{bits}bit-black-white"] = (palette_bmp(two, bits, BLACK_WHITE, colours_used=2), two, BLACK_WHITE)
+    out = {}
+    for name, (data, indices, palette) in cases.items():
+        pixels = np.array(palette, np.uint8)[indices]
+        gray = all(r == g == b for r, g, b in palette)
+        out[name] = (data, pixels[:, :, :1] if gray else pixels)
+    return out
+
+
+BMP_CASES = _bmp_cases()
+
+
+@pytest.mark.parametrize("name", BMP_CASES)
+def test_palette_bmp_decodes_to_its_palette(name: str) -> None:
+    """Pillow reads a BMP whose palette it takes for gray (the ramp i -> (i, i, i), or
+    black and white) as gray levels: a 4-bit ramp failed ("codec configuration error") or
+    read garbage, an 8-bit or 4-bit black/white one read all black. Stored as-is, such a
+    file could never be read back; transcoded, it was refused or wrong."""
+    data, pixels = BMP_CASES[name]
+    codec = get_codec("bmp")
+    assert codec.probe(data).shape == pixels.shape
+    np.testing.assert_array_equal(codec.decode(data), pixels)
+    png = prepare_encoded(data, "png", exact=False)  # transcoded, the same pixels
+    assert png.transcoded and png.info.shape == pixels.shape
+    np.testing.assert_array_equal(get_codec("png").decode(png.data), pixels)
+
+
+def test_bmp_of_16_24_and_32_bits_decodes_to_its_pixels() -> None:
+    rng = np.random.default_rng(8)
+    rgb = rng.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    bgr_rows = [row[:, ::-1].tobytes().ljust(16, b"\0") for row in rgb[::-1]]
+    rgba = np.concatenate([rgb, rng.integers(0, 256, (3, 5, 1), dtype=np.uint8)], axis=2)
+    bgra = b"".join(row[:, [2, 1, 0, 3]].tobytes() for row in rgba[::-1])
+    five = rng.integers(0, 32, (3, 4, 3))  # 5-bit channels, scaled to 8 bits
+    pixels555 = (five[:, :, 0] << 10 | five[:, :, 1] << 5 | five[:, :, 2]).astype("<u2")
+    six = rng.integers(0, 64, (3, 4))
+    pixels565 = (five[:, :, 0] << 11 | six << 5 | five[:, :, 2]).astype("<u2")
+    rgb565 = np.stack([five[:, :, 0] * 255 // 31, six * 255 // 63, five[:, :, 2] * 255 // 31], axis=2)
+    cases = [
+        (bmp_file(b"".join(bgr_rows), 5, 3, 24), rgb),
+        (bmp_file(b"".join(bgr_rows[::-1]), 5, -3, 24), rgb),  # top-down rows
+        (bmp_file(bgra, 5, 3, 32), rgb),  # BI_RGB: the fourth byte is not alpha
+        (bmp_file(bgra, 5, 3, 32, compression=3, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000), dib_size=124), rgba),
+        (bmp_file(pixels555[::-1].tobytes(), 4, 3, 16), five * 255 // 31),
+        (bmp_file(pixels565[::-1].tobytes(), 4, 3, 16, compression=3, masks=(0xF800, 0x7E0, 0x1F)), rgb565),
+    ]
+    codec = get_codec("bmp")
+    for data, pixels in cases:
+        assert codec.probe(data).shape == pixels.shape
+        np.testing.assert_array_equal(codec.decode(data), pixels)
+
+
+def test_bmp_index_past_its_palette_is_black() -> None:
+    data = palette_bmp(np.array([[0, 1, 5]]), 8, [(40, 40, 40), (200, 200, 200)], colours_used=2)
+    assert get_codec("bmp").decode(data)[:, :, 0].tolist() == [[40, 200, 0]]
+
+
+def _bmp_refused() -> dict[str, tuple[bytes, type, str]]:
+    indices = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    rgba = np.arange(60, dtype=np.uint8).reshape(3, 5, 4).tobytes()
+    many = bytearray(palette_bmp(indices, 8, COLOURS))
+    struct.pack_into("<I", many, 46, 300)  # biClrUsed
+    rle8_in_4bit = bytearray(rle_bmp(indices, 8, COLOURS))
+    struct.pack_into("<H", rle8_in_4bit, 28, 4)  # biBitCount
+    cut = bytearray(rle_bmp(indices, 8, COLOURS))[:-12]
+    struct.pack_into("<I", cut, 2, 0)  # no file size to give the cut away
+    return {
+        "alpha-bitfields": (bmp_file(rgba, 5, 3, 32, compression=6, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000),
+                                     dib_size=124), UnsupportedError, "compression method 6"),
+        "other-masks": (bmp_file(rgba, 5, 3, 32, compression=3, masks=(0xFF00, 0xFF0000, 0xFF, 0xFF000000),
+                                 dib_size=124), UnsupportedError, "colour masks"),
+        "300-colours": (bytes(many), CorruptSampleError, "palette of 300 colours"),
+        "rle8-in-4-bits": (bytes(rle8_in_4bit), CorruptSampleError, "RLE8 compression in a 4-bit image"),
+        "rle-cut": (bytes(cut), CorruptSampleError, "truncated RLE data"),
+        "rle-ends-early": (bmp_file(bytes([4, 7, 0, 0, 0, 1]), 4, 3, 8, palette=COLOURS, compression=1),
+                           UnsupportedError, "ends before the last pixel"),
+        "no-palette": (bmp_file(palette_bmp(indices, 8, [])[54:], 4, 3, 8), CorruptSampleError, "without a palette"),
+    }
+
+
+BMP_REFUSED = _bmp_refused()
+
+
+@pytest.mark.parametrize("name", BMP_REFUSED)
+def test_bmp_pillow_cannot_read_is_refused_at_write(name: str) -> None:
+    """The probe took these, so they were stored as-is, and then every read failed (or,
+    for RLE8 data in a 4-bit file, read wrong)."""
+    data, error, message = BMP_REFUSED[name]
+    for target in ("bmp", "png"):
+        with pytest.raises(error, match=message):
+            prepare_encoded(data, target, exact=False)
 
 
 def test_gif_trailer_is_checked() -> None:

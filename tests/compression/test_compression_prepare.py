@@ -78,12 +78,22 @@ def test_alpha_dropped_into_jpeg_says_so(caplog: pytest.LogCaptureFixture) -> No
 
 
 def test_gray_into_rgb_only_format_is_widened_exactly() -> None:
-    prepared = prepare_encoded(fixture_bytes("gray.png"), "webp", exact=True)
+    prepared = prepare_encoded(fixture_bytes("gray.png"), "webp", exact=False)
     decoded = get_codec("webp").decode(prepared.data)
     gray = fixture_array("gray.png")
     assert decoded.shape == (24, 32, 3)
     for channel in range(3):
         np.testing.assert_array_equal(decoded[:, :, channel : channel + 1], gray)
+
+
+@pytest.mark.parametrize("data", [fixture_bytes("gray.png"), palette_file("PNG"), palette_file("BMP")],
+                         ids=["gray", "palette-png", "palette-bmp"])
+def test_one_channel_mask_into_webp_is_refused(data: bytes) -> None:
+    """webp has no gray images: a 1-channel mask was stored widened and read back as
+    (H, W, 3), not the shape written."""
+    with pytest.raises(TranscodeRefusedError, match="webp has no 1-channel images.*3 channels"):
+        prepare_encoded(data, "webp", exact=True)
+    assert prepare_encoded(fixture_bytes("rgb.png"), "webp", exact=True).info.shape == (24, 32, 3)
 
 
 @pytest.mark.parametrize(

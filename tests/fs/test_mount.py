@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_samples import VOC, palette_file
+from image_samples import VOC, bmp_file, palette_bmp, palette_file, rle_bmp
 from mounting import is_mounted, mounted
 from PIL import Image
 
@@ -209,6 +209,46 @@ def test_palette_masks_copied_in_keep_their_class_indices(dataset_path, mountpoi
         got = sample.numpy()
         assert got.shape == (2, 3, 1) and got.dtype == np.bool_ and got[:, :, 0].tolist() == (VOC != 0).tolist()
     assert len(ds.segs) == 3 and len(ds.bins) == 2 and len(ds.lossy) == 0
+
+
+def test_gray_palette_bmps_copied_in_read_back_as_their_gray_levels(dataset_path, mountpoint, tmp_path):
+    """A 4-bit gray-ramp BMP copied into a bmp tensor was stored and never read back, into
+    a png tensor refused; an 8-bit black/white one read back all black. A BMP Pillow cannot
+    read (BI_ALPHABITFIELDS) is refused, in both, and nothing of it is stored."""
+    indices = np.array([[0, 1, 2, 3, 15], [9, 8, 7, 0, 5]], np.uint8)
+    ramp = [(i, i, i) for i in range(16)]
+    files = {  # name: (file, the gray levels it shows)
+        "ramp4.bmp": (palette_bmp(indices, 4, ramp), indices),
+        "rle4.bmp": (rle_bmp(indices, 4, ramp), indices),
+        "bw8.bmp": (palette_bmp(indices % 2, 8, [(0, 0, 0), (255, 255, 255)], colours_used=2), indices % 2 * 255),
+    }
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, (data, _) in files.items():
+        (src / name).write_bytes(data)
+    alpha = src / "alpha.bmp"
+    alpha.write_bytes(bmp_file(bytes(40), 5, 2, 32, compression=6, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000),
+                               dib_size=124))
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("bmps", htype="image", sample_compression="bmp")
+    ds.create_tensor("pngs", htype="image", sample_compression="png")
+    ds.close()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint, expected_errors=["not stored"]):
+        for tensor in ("bmps", "pngs"):
+            run("cp", *(str(src / name) for name in files), str(mountpoint / tensor))
+            r = run("cp", str(alpha), str(mountpoint / tensor), check=False)
+            assert r.returncode != 0 and "Operation not permitted" in r.stderr, r.stderr
+        assert sorted(os.listdir(mountpoint / "bmps")) == sorted(files)
+        assert sorted(os.listdir(mountpoint / "pngs")) == sorted(n.replace(".bmp", ".png") for n in files)
+        for name, (data, gray) in files.items():
+            assert (mountpoint / "bmps" / name).read_bytes() == data
+            with Image.open(mountpoint / "pngs" / name.replace(".bmp", ".png")) as im:
+                assert im.mode == "L" and np.asarray(im).tolist() == gray.tolist()
+    ds = lakefs.load(dataset_path, read_only=True)
+    for tensor in (ds.bmps, ds.pngs):
+        assert len(tensor) == len(files)
+        for sample, (_, gray) in zip(tensor, files.values()):
+            assert sample.numpy().shape == (*gray.shape, 1) and sample.numpy()[:, :, 0].tolist() == gray.tolist()
 
 
 def test_read_only_mount_and_second_writer(photos, dataset_path, mountpoint, tmp_path):
