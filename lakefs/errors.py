@@ -159,6 +159,14 @@ class UnsupportedError(LakeFSError, NotImplementedError):
     errno = _errno.EPERM
 
 
+class UnsupportedSampleError(UnsupportedError, InvalidSampleError):
+    """A sample in a variant of its format lakefs cannot decode (a 12-bit JPEG, a BMP
+    layout Pillow cannot read): refused content, "Invalid argument" through the mount as
+    every other refused file, not "Operation not permitted"."""
+
+    errno = _errno.EINVAL
+
+
 class ConfigError(LakeFSError, ValueError):
     """A configuration file or option is invalid."""
 

@@ -37,6 +37,9 @@ def test_messages_stay_plain(cls):
         (E.NameTooLongError, ValueError, errno.ENAMETOOLONG),
         (E.CrossDeviceError, OSError, errno.EXDEV),
         (E.DirectoryNotEmptyError, OSError, errno.ENOTEMPTY),
+        (E.UnsupportedError, NotImplementedError, errno.EPERM),
+        (E.UnsupportedSampleError, NotImplementedError, errno.EINVAL),  # refused content, as any
+        (E.UnsupportedSampleError, ValueError, errno.EINVAL),
     ],
 )
 def test_builtin_mixins_let_ordinary_except_clauses_work(cls, builtin, code):

@@ -13,7 +13,7 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
 - jpeg: 1 component -> 1, 3 -> 3, 4 (CMYK/YCCK) -> 3 (converted to RGB). 8-bit only.
 - png: gray -> 1, gray+alpha -> 2, RGB -> 3, RGBA -> 4, palette -> 3 (4 with tRNS).
   1/2/4-bit gray is expanded by Pillow to 0..255. 16-bit colour PNGs probe as uint16
-  but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedError, and a write
+  but cannot be decoded (Pillow would cut them to 8 bits): UnsupportedSampleError, and a write
   refuses them (:func:`decode_mode`), as it does uint32 TIFFs.
 - gif: first frame only, RGB (4 channels when that frame has a transparent colour).
 - bmp: palette images (1, 4, 8 bits, raw or RLE) with an all-gray palette -> 1, other
@@ -52,7 +52,7 @@ from lakefs.compression._util import (
     riff_end,
 )
 from lakefs.compression.codec import Codec, SampleInfo
-from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError
+from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedSampleError
 from lakefs.format.checksum import crc32
 
 U8, U16 = "uint8", "uint16"
@@ -128,11 +128,11 @@ def probe_jpeg(data: bytes) -> SampleInfo:
     if data.rfind(b"\xff\xd9", pos + 2 + length) < 0:
         raise corrupt("jpeg", "no EOI marker FFD9 after the scan data (truncated)")
     if precision != 8:
-        raise UnsupportedError(f"jpeg: {precision}-bit samples are not supported")
+        raise UnsupportedSampleError(f"jpeg: {precision}-bit samples are not supported")
     if height == 0 or width == 0:
-        raise UnsupportedError("jpeg: zero height/width in the frame header (DNL) is not supported")
+        raise UnsupportedSampleError("jpeg: zero height/width in the frame header (DNL) is not supported")
     if components not in (1, 3, 4):
-        raise UnsupportedError(f"jpeg: {components} colour components are not supported")
+        raise UnsupportedSampleError(f"jpeg: {components} colour components are not supported")
     return SampleInfo((height, width, 1 if components == 1 else 3), U8)
 
 
@@ -309,7 +309,7 @@ def _bmp_rle_end(data: bytes, header: _BmpHeader) -> None:
             done += -done % width
             x = 0
         elif value == 1:  # end of bitmap
-            raise UnsupportedError(f"bmp: RLE data that ends before the last pixel ({done} of {total}) "
+            raise UnsupportedSampleError(f"bmp: RLE data that ends before the last pixel ({done} of {total}) "
                                    "is not supported")
         elif value == 2:  # delta: skip right and up
             need(data, pos + 2, "bmp", f"RLE delta at byte {pos}")
@@ -345,10 +345,10 @@ def probe_bmp(data: bytes) -> SampleInfo:
     elif compression in _BMP_RLE_BITS:
         raise corrupt("bmp", f"RLE{_BMP_RLE_BITS[compression]} compression in a {bpp}-bit image")
     else:
-        raise UnsupportedError(f"bmp: compression method {compression} is not supported")
+        raise UnsupportedSampleError(f"bmp: compression method {compression} is not supported")
     if compression == 3 and (bpp, _bmp_masks(data, header)) not in _BMP_BITFIELDS:
         masks = ", ".join(f"0x{m:X}" for m in _bmp_masks(data, header))
-        raise UnsupportedError(f"bmp: {bpp}-bit colour masks {masks} are not supported")
+        raise UnsupportedSampleError(f"bmp: {bpp}-bit colour masks {masks} are not supported")
     if bpp <= 8:
         if header.pixel_offset < header.palette_start + header.entry:
             raise corrupt("bmp", f"{bpp}-bit image without a palette (pixel data at byte {header.pixel_offset})")
@@ -376,7 +376,7 @@ def _bmp_indices(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(bytes(patched)), formats=["BMP"]) as image:
             image.load()
             if image.mode != "P":
-                raise UnsupportedError(f"bmp: palette image opens as mode {image.mode}, not P")
+                raise UnsupportedSampleError(f"bmp: palette image opens as mode {image.mode}, not P")
             array = np.asarray(image)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise CorruptSampleError(f"corrupt bmp file: {exc}") from exc
@@ -458,12 +458,12 @@ def probe_tiff(data: bytes) -> SampleInfo:
     elif photometric in (3, 5, 6):
         channels = 3
     else:
-        raise UnsupportedError(f"tiff: photometric interpretation {photometric} is not supported")
+        raise UnsupportedSampleError(f"tiff: photometric interpretation {photometric} is not supported")
     dtype = {(1, 1): U8, (8, 1): U8, (16, 1): U16, (32, 1): "uint32", (32, 2): "int32", (32, 3): "float32"}.get(
         (bits, sample_format)
     )
     if dtype is None:
-        raise UnsupportedError(f"tiff: {bits}-bit samples of format {sample_format} are not supported")
+        raise UnsupportedSampleError(f"tiff: {bits}-bit samples of format {sample_format} are not supported")
     return SampleInfo((height, width, channels), dtype)
 
 
@@ -514,7 +514,7 @@ def _decode(name: str, pil_format: str, probe: Callable[[bytes], SampleInfo], da
     info = probe(data)
     mode = decode_mode(info)
     if mode is None:
-        raise UnsupportedError(not_decodable(name, info))
+        raise UnsupportedSampleError(not_decodable(name, info))
     try:
         with Image.open(io.BytesIO(data), formats=[pil_format]) as image:
             image.load()
@@ -555,7 +555,7 @@ def decode_palette(name: str, data: bytes) -> np.ndarray:
 
     info = palette_info(name, data)
     if info is None:
-        raise UnsupportedError(f"{name}: not a palette image")
+        raise UnsupportedSampleError(f"{name}: not a palette image")
     if name == "bmp":
         return _bmp_indices(data)
     try:
@@ -563,7 +563,7 @@ def decode_palette(name: str, data: bytes) -> np.ndarray:
             image.load()
             # Pillow opens a GIF without a palette, or with the gray ramp, as L: the same bytes.
             if image.mode != "P" and not (name == "gif" and image.mode == "L"):
-                raise UnsupportedError(f"{name}: palette image opens as mode {image.mode}, not P")
+                raise UnsupportedSampleError(f"{name}: palette image opens as mode {image.mode}, not P")
             array = np.asarray(image)
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         raise CorruptSampleError(f"corrupt {name} file: {exc}") from exc

@@ -8,7 +8,7 @@ probe is what matters. Shapes:
   float ``float32``/``float64``. ``encode`` writes 44100 Hz PCM/float WAV.
 - flac: ``(frames, channels)`` from STREAMINFO, dtype ``int16`` for <=16-bit streams
   else ``int32`` (what a decoder would return). No decoder is installed:
-  ``decode`` raises UnsupportedError.
+  ``decode`` raises UnsupportedSampleError.
 - mp3: ``(frames, channels)`` where frames is the Xing/Info frame count times the
   samples per frame, or for CBR files without one, an estimate from the file size;
   both include the encoder delay/padding. dtype ``float32``. No decoder.
@@ -30,7 +30,7 @@ import numpy as np
 
 from lakefs.compression._util import corrupt, need, riff_end
 from lakefs.compression.codec import Codec, SampleInfo
-from lakefs.errors import InvalidSampleError, UnsupportedError
+from lakefs.errors import InvalidSampleError, UnsupportedSampleError
 
 # --- wav -----------------------------------------------------------------------------
 
@@ -60,7 +60,8 @@ def _wav_layout(data: bytes) -> tuple[SampleInfo, int, int, int]:
     tag, channels, _rate, _byte_rate, block_align, bits = fmt
     dtype = _WAV_DTYPES.get((tag, bits))
     if dtype is None or channels == 0 or block_align != channels * bits // 8:
-        raise UnsupportedError(f"wav: format tag {tag} with {bits}-bit samples, {channels} channels is not supported")
+        raise UnsupportedSampleError(
+            f"wav: format tag {tag} with {bits}-bit samples, {channels} channels is not supported")
     return SampleInfo((body[1] // block_align, channels), dtype), body[0], body[1], bits
 
 

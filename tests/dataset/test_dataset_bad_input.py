@@ -245,8 +245,12 @@ def test_bad_row_keys(ds, key, error):
 
 def test_longest_name_is_allowed(ds):
     ds.create_tensor("n" * 255)
-    ds.append({"arr": [1]}, key="k" * 255)
-    assert ds["k" * 255]["arr"].numpy().tolist() == [1]
+    ds.append({"arr": [1]}, key="k" * 251)  # its file: 255 bytes with ".npy"
+    assert ds["k" * 251]["arr"].numpy().tolist() == [1]
+    before = _state(ds)
+    with pytest.raises(NameTooLongError):  # a key of 255 bytes has no file name
+        ds.append({"arr": [1]}, key="k" * 255)
+    assert _state(ds) == before
 
 
 def test_duplicate_tensor_and_group(ds):

@@ -237,7 +237,7 @@ def test_gray_palette_bmps_copied_in_read_back_as_their_gray_levels(dataset_path
         for tensor in ("bmps", "pngs"):
             run("cp", *(str(src / name) for name in files), str(mountpoint / tensor))
             r = run("cp", str(alpha), str(mountpoint / tensor), check=False)
-            assert r.returncode != 0 and "Operation not permitted" in r.stderr, r.stderr
+            assert r.returncode != 0 and "Invalid argument" in r.stderr, r.stderr  # (refused content, as any)
         assert sorted(os.listdir(mountpoint / "bmps")) == sorted(files)
         assert sorted(os.listdir(mountpoint / "pngs")) == sorted(n.replace(".bmp", ".png") for n in files)
         for name, (data, gray) in files.items():
