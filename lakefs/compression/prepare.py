@@ -29,7 +29,7 @@ import numpy as np
 from lakefs.compression.codec import Codec, SampleInfo
 from lakefs.compression.images import decode_mode, decode_palette, not_decodable, palette_info
 from lakefs.compression.registry import detect, get_codec
-from lakefs.errors import TranscodeRefusedError, UndecodableError
+from lakefs.errors import TranscodeRefusedError, UndecodableError, UnsupportedSampleError
 
 log = logging.getLogger("lakefs.compression")
 
@@ -98,6 +98,7 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
             f"transcode {what} refused: {codec.name} is lossy and this tensor needs exact values"
         )
     info = probe_values(source, data, exact=exact)
+    check_pixel_limit(source.name, info)
     channels, dtype = info.shape[2], info.dtype
     plan = _plan_channels(channels, dtype, codec)
     if plan is None:
@@ -133,9 +134,30 @@ def probe_decodable(codec: Codec, data: bytes, *, exact: bool) -> SampleInfo:
     """:func:`probe_values`, refusing an image lakefs could not decode back (a 16-bit
     colour PNG, a uint32 TIFF): stored, it could never be read."""
     info = probe_values(codec, data, exact=exact)
-    if codec.kind == "image" and decode_mode(info) is None:
-        raise UndecodableError(not_decodable(codec.name, info))
+    if codec.kind == "image":
+        if decode_mode(info) is None:
+            raise UndecodableError(not_decodable(codec.name, info))
+        check_pixel_limit(codec.name, info)
     return info
+
+
+def check_pixel_limit(name: str, info: SampleInfo) -> None:
+    """Refuse an image Pillow would not open: a small file may claim a huge image (a PNG
+    of one colour), and Pillow refuses more than 2 x ``MAX_IMAGE_PIXELS`` (a decompression
+    bomb), so stored it could never be decoded, nor transcoded."""
+    limit = _pixel_limit()
+    height, width = info.shape[:2]
+    if limit is not None and height * width > limit:
+        raise UnsupportedSampleError(
+            f"{name}: {width}x{height} is more than the {limit} pixels the image decoder opens "
+            "(PIL.Image.MAX_IMAGE_PIXELS x 2); store it in a bytes tensor")
+
+
+def _pixel_limit() -> int | None:
+    """Pillow's decompression-bomb limit: it refuses to open larger images."""
+    from PIL import Image
+
+    return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
 
 
 def decode_values(codec: Codec, data: bytes, *, exact: bool) -> np.ndarray:

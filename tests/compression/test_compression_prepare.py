@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import numpy as np
@@ -17,6 +18,7 @@ from lakefs.errors import (
     TranscodeRefusedError,
     UndecodableError,
     UnsupportedError,
+    UnsupportedSampleError,
 )
 
 
@@ -263,3 +265,27 @@ def test_every_pair_an_image_codec_encodes_decodes() -> None:
     for codec in CODECS:
         for channels, dtype in codec.accepts:
             assert decode_mode(SampleInfo((1, 1, channels), dtype)) is not None, (codec.name, channels, dtype)
+
+
+def test_an_image_past_the_decoders_pixel_limit_is_refused_at_write(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path) -> None:
+    """A small file may claim a huge image (one colour compresses to nothing); Pillow
+    refuses to open more than 2 x MAX_IMAGE_PIXELS, so such a sample could be stored and
+    never read (found by review). Here the limit is lowered instead of making 180M pixels."""
+    from PIL import Image
+
+    import lakefs
+
+    small, big = io.BytesIO(), io.BytesIO()
+    Image.new("L", (5, 5), 7).save(small, format="PNG")
+    Image.new("L", (20, 20), 7).save(big, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # opens at most 100 pixels
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("images", htype="image", sample_compression="png")
+    with pytest.raises(UnsupportedSampleError, match="20x20"):
+        t.write_file("big.png", big.getvalue())
+    with pytest.raises(UnsupportedSampleError):
+        ds.create_tensor("jpegs", htype="image", sample_compression="jpeg").write_file("big.png", big.getvalue())
+    t.write_file("small.png", small.getvalue())
+    assert [s.filename for s in t.iter_samples()] == ["small.png"]
+    assert t["small"].numpy().shape == (5, 5, 1)
