@@ -267,11 +267,15 @@ class SampleFormat:
         it without the dataset lock, so files arriving in parallel transcode in parallel
         (DESIGN §3), and pass the result to :meth:`from_file`. None when the file needs
         nothing costly first. Raises the refusal :meth:`from_file` would raise."""
-        if self.codec is None or self.htype.storage == "file" or self.htype.name == "class_label" \
-                or (ext or "").lower() == ".npy":
+        if not self.prepares(ext):
             return None
         key = self._ahead_key()
         return Ahead(self, key, prepare_encoded(data, key[0], exact=key[1], allow_transcode=key[2]))
+
+    def prepares(self, ext: str | None) -> bool:
+        """Whether :meth:`prepare_file` has something to do for a file named ``*<ext>``."""
+        return (self.codec is not None and self.htype.storage != "file" and self.htype.name != "class_label"
+                and (ext or "").lower() != ".npy")
 
     def prepare_value(self, value: Any) -> Ahead | None:
         """:meth:`prepare_file` for a value of the Python API (``append``): a file, bytes,
