@@ -321,3 +321,61 @@ def test_a_file_renamed_during_its_transcode_is_stored_under_its_new_name(fs, ga
     assert [s.filename for s in t] == ["b.jpg"]
     assert close_to(t["b"].tobytes(), slow.data)
     assert len([c for c in gate.calls if MARK in c]) == 1  # transcoded once, not again under the lock
+
+
+# --- a real mount --------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_on_a_threaded_mount_a_transcode_blocks_no_other_call(photo_factory, dataset_path, mountpoint, tmp_path):
+    """``cp`` of a PNG into a jpeg tensor, its transcode held in progress: a stat and a
+    listing of another directory, and a second PNG's copy (transcoded in parallel),
+    finish meanwhile (they waited for the whole transcode before)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mounting import mounted
+
+    photos = photo_factory(3, png=True)
+    jpegs, pngs = photos, [p.with_suffix(".png") for p in photos]  # (PNG twins)
+    gated = tmp_path / "gated.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("gate", MARK.decode())
+    Image.open(pngs[0]).save(gated, "PNG", pnginfo=info)  # the same pixels, marked
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    ds.create_tensor("other", htype="image", sample_compression="jpeg")
+    ds.other.write_file("x.jpg", jpegs[0].read_bytes())
+    ds.close()
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, "LAKEFS_TEST_GATE": str(gate)}
+    script = Path(__file__).with_name("gated_mount.py")
+    argv = [sys.executable, str(script), "mount", str(dataset_path), str(mountpoint), "-o", "threads"]
+    with mounted(argv, mountpoint, env=env) as m:
+        slow = subprocess.Popen(["cp", str(gated), str(mountpoint / "images" / "a.png")])
+        try:
+            for _ in range(2000):
+                if (gate / "entered").exists() or slow.poll() is not None:
+                    break
+                threading.Event().wait(0.01)
+            assert (gate / "entered").exists(), m.log()
+
+            def run(*cmd: str) -> str:
+                try:
+                    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=WAIT).stdout
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"{' '.join(cmd)}: blocked behind a transcode in progress")
+
+            assert str(jpegs[0].stat().st_size) in run("stat", "-c", "%s", str(mountpoint / "other" / "x.jpg"))
+            assert run("ls", str(mountpoint / "other")).split() == ["x.jpg"]
+            run("cp", str(pngs[1]), str(mountpoint / "images" / "b.png"))  # a parallel transcode
+            assert slow.poll() is None  # (the first one was in progress all along)
+        finally:
+            (gate / "open").touch()
+            slow.wait(WAIT)
+        assert slow.returncode == 0
+        assert sorted(os.listdir(mountpoint / "images")) == ["a.jpg", "b.jpg"]
+        for name, src in (("a.jpg", pngs[0]), ("b.jpg", pngs[1])):
+            assert close_to((mountpoint / "images" / name).read_bytes(), src.read_bytes())
