@@ -122,7 +122,7 @@ class Ahead:
     def fits(self, fmt: SampleFormat) -> bool:
         """Whether ``fmt`` would make the same of the file now (a tensor replaced, or its
         settings changed since, makes it again)."""
-        return fmt is self.fmt and fmt._ahead_key() == self.key
+        return fmt is self.fmt and fmt.ahead_key() == self.key
 
 
 def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
@@ -269,7 +269,7 @@ class SampleFormat:
         nothing costly first. Raises the refusal :meth:`from_file` would raise."""
         if not self.prepares(ext):
             return None
-        key = self._ahead_key()
+        key = self.ahead_key()
         return Ahead(self, key, prepare_encoded(data, key[0], exact=key[1], allow_transcode=key[2]))
 
     def prepares(self, ext: str | None) -> bool:
@@ -288,10 +288,10 @@ class SampleFormat:
             return self.prepare_file(bytes(value), None)
         if self.codec.kind != "image":
             return None  # (audio arrays are cast to the tensor's dtype first, which may change)
-        key = self._ahead_key()
+        key = self.ahead_key()
         return Ahead(self, key, encode_array(self._image_pixels(self._as_array(value)), key[0], exact=key[1]))
 
-    def _ahead_key(self) -> tuple[str, bool, bool]:
+    def ahead_key(self) -> tuple[str, bool, bool]:
         """The settings :meth:`prepare_file` decides by."""
         return self.codec.name, self.exact, self.allow_transcode
 

@@ -85,13 +85,18 @@ class _Ready:
     """A file's contents (``version`` of them) prepared as a sample of ``tensor`` without
     the locks (:meth:`DatasetFS.flush`): the probe and transcode's result, or refusal."""
 
-    __slots__ = ("tensor", "name", "version", "data", "done", "ahead", "error")
+    __slots__ = ("tensor", "name", "version", "data", "done", "ahead", "error", "key")
 
     def __init__(self, tensor: Tensor, name: str, version: int, data: bytes):
         self.tensor, self.name, self.version, self.data = tensor, name, version, data
         self.done = False
         self.ahead: Ahead | None = None
         self.error: LakeFSError | None = None
+        self.key: tuple | None = None  # the settings it was prepared by
+
+    def refusal(self) -> LakeFSError | None:
+        """Its refusal, if the tensor's settings are still those it was refused by."""
+        return self.error if self.error is not None and self.tensor.format.ahead_key() == self.key else None
 
 
 class DatasetFS:
@@ -554,6 +559,7 @@ class DatasetFS:
     def _prepare(ready: _Ready) -> None:
         """Probe and transcode ``ready``'s contents (without the locks); a refusal is kept
         for the store, which raises it if the contents are still those."""
+        ready.key = ready.tensor.format.ahead_key()
         try:
             ready.ahead = ready.tensor.prepare_file(ready.name, ready.data)
         except LakeFSError as e:
@@ -869,8 +875,8 @@ class DatasetFS:
         ``data`` prepared for ``tensor`` already (or refused)."""
         name = split(p)[1]
         sample = None
-        if ready is not None and ready.error is not None:
-            raise ready.error
+        if ready is not None and (refusal := ready.refusal()) is not None:
+            raise refusal
         if not isinstance(data, (bytes, bytearray, memoryview)):
             assert size is not None
             stream = tensor.open_file_stream(name, size)
