@@ -31,12 +31,19 @@ Work and what is timed:
    (``.name.XXXXXX``, a staging file for lakefs), sets its times and mode, renames it.
 5. One 1 GiB file: ``dd bs=1M conv=fsync`` in (from a random source file in page cache;
    for lakefs the file becomes a bytes sample committed at close), then read back cold.
+6. ``--only transcode`` (not in the default run): N real-photo PNGs (PNG twins of the
+   photos) copied into a jpeg tensor by ``--parallel`` ``cp`` processes at once, each
+   file transcoded at its close (DESIGN §3: in parallel across cores where files arrive
+   in parallel; use ``-o threads``), and meanwhile the latency of a ``stat`` of a missing
+   name (a LOOKUP each: the kernel keeps no negative entries) and a listing of another
+   tensor, polled every 20 ms. lakefs only.
 
 Dependencies beyond lakefs: ``ratarmount`` (``pip install ratarmount``; the ratarmount rows
 are skipped with a message when it is missing), scikit-learn for the photos,
 coreutils/findutils/tar. Run as root for cold figures (drop_caches).
 
     python scripts/bench_mount.py [--quick] [--workdir DIR] [-o lakefs-and-floor-options]
+    python scripts/bench_mount.py --only transcode --photos 400 --parallel 2 -o threads
 """
 
 from __future__ import annotations
@@ -422,6 +429,73 @@ class Bench:
             self.put("lakefs", "1 file read cold (MB/s)", mb * 1.048576 / sh(dd_out.format(dst=q(mnt / "big/big.bin"))))
         shutil.rmtree(ds.parent, ignore_errors=True)
 
+    # -- 6: PNGs transcoded into a jpeg tensor
+
+    def transcode_all(self) -> None:
+        import threading
+
+        from make_photos import make_photos
+
+        import lakefs
+
+        n, k = self.args.photos, self.args.parallel
+        src = self.work / "src" / "png"
+        if not src.is_dir() or len(list(src.glob("*.png"))) != n:
+            shutil.rmtree(src, ignore_errors=True)
+            print(f"making {n} PNG photos in {src}", flush=True)
+            make_photos(src, n, png=True)
+        pngs = sorted(src.glob("*.png"))
+        mb = sum(p.stat().st_size for p in pngs) / 1e6
+        self.notes.append(f"transcode: {n} PNGs, {mb:.1f} MB, into a jpeg tensor by {k} cp at once")
+        ds_path = self.fresh("ds_transcode") / "ds"
+        ds = lakefs.empty(ds_path)
+        ds.create_tensor("images", htype="image", sample_compression="jpeg")
+        ds.create_tensor("other", htype="image", sample_compression="jpeg")
+        ds.other.write_file("x.jpg", (src / pngs[0].name).with_suffix(".jpg").read_bytes())
+        ds.close()
+        mnt = self.fresh("mnt_lakefs")
+        lists = []
+        for i in range(k):
+            lists.append(self.work / f"transcode-{i}.list")
+            lists[-1].write_bytes(b"".join(bytes(p) + b"\0" for p in pngs[i::k]))
+        latencies: list[float] = []
+        copying = threading.Event()
+
+        def poll() -> None:  # a LOOKUP and a listing of another tensor, while the copies run
+            i = 0
+            while copying.is_set():
+                t0 = time.perf_counter()
+                with contextlib.suppress(FileNotFoundError):
+                    os.stat(mnt / "other" / f"missing{i}.jpg")
+                os.listdir(mnt / "other")
+                latencies.append(time.perf_counter() - t0)
+                i += 1
+                time.sleep(0.02)
+
+        with mounted(self.lakefs_argv(ds_path, mnt), mnt, self.log) as proc:
+            copying.set()
+            poller = threading.Thread(target=poll)
+            poller.start()
+            t0 = time.perf_counter()
+            cps = [subprocess.Popen(["bash", "-c", f"xargs -0 cp -t {q(mnt / 'images')} < {q(lst)}"])
+                   for lst in lists]
+            codes = [c.wait() for c in cps]
+            elapsed = time.perf_counter() - t0
+            copying.clear()
+            poller.join()
+            if any(codes) or len(os.listdir(mnt / "images")) != n:
+                raise RuntimeError(f"transcode copies failed ({codes}); see {self.log}")
+            umount_and_wait(proc, mnt)
+        latencies.sort()
+        self.put("lakefs", f"{n} PNG->jpeg, {k} cp (s)", elapsed)
+        self.put("lakefs", f"{n} PNG->jpeg, {k} cp (files/s)", n / elapsed)
+        if latencies:
+            self.put("lakefs", "stat+ls meanwhile, median (ms)", latencies[len(latencies) // 2] * 1e3)
+            self.put("lakefs", "stat+ls meanwhile, max (ms)", latencies[-1] * 1e3)
+        for lst in lists:
+            lst.unlink()
+        shutil.rmtree(ds_path.parent, ignore_errors=True)
+
     # -- report
 
     def report(self) -> str:
@@ -466,6 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="photos,rsync,ratarmount,tiny,big", help="comma list of parts to run")
     p.add_argument("--skip-xattr", action="store_true", help="no ls -l/stat rows with xattrs on and off")
     p.add_argument("--repeat", type=int, default=3, help="warm passes are the best of this many")
+    p.add_argument("--parallel", type=int, default=2, help="cp processes at once (--only transcode)")
     p.add_argument("--json", default=None, help="also write the raw results here")
     p.add_argument("--serve-floor", default=None, help=argparse.SUPPRESS)
     p.add_argument("--floor-options", default="", help=argparse.SUPPRESS)
@@ -489,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     b = Bench(a)
     parts = set(a.only.split(","))
     print(f"workdir {b.work}; options {a.options or '(defaults)'}", flush=True)
-    b.setup()
+    if parts - {"transcode"}:
+        b.setup()
     if "photos" in parts:
         print(f"- {b.nphotos} photos", flush=True)
         b.photos_plain()
@@ -503,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         b.tiny_all()
     if "big" in parts:
         b.big_all()
+    if "transcode" in parts:
+        b.transcode_all()
     table = b.report()
     print()
     print(table)

@@ -29,7 +29,7 @@ from lakefs.compression import (
     prepare_encoded,
     probe_decodable,
 )
-from lakefs.compression.prepare import describe
+from lakefs.compression.prepare import Prepared, describe
 from lakefs.dataset.htypes import get_htype
 from lakefs.errors import InvalidSampleError, UndecodableError
 from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
@@ -108,6 +108,21 @@ class Encoded:
         # Checked here, before anything is stored: ds.append writes several tensors.
         if len(self.shape) > MAX_NDIM:
             raise InvalidSampleError(f"a sample has at most {MAX_NDIM} dimensions, this one has {len(self.shape)}")
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A file's encoding made before it is stored (:meth:`SampleFormat.prepare_file`),
+    for the format and settings it was made with."""
+
+    fmt: SampleFormat
+    key: tuple[str, bool, bool]
+    prepared: Prepared
+
+    def fits(self, fmt: SampleFormat) -> bool:
+        """Whether ``fmt`` would make the same of the file now (a tensor replaced, or its
+        settings changed since, makes it again)."""
+        return fmt is self.fmt and fmt.ahead_key() == self.key
 
 
 def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
@@ -211,24 +226,29 @@ class SampleFormat:
 
     # --- value → stored ----------------------------------------------------------------
 
-    def from_value(self, value: Any) -> Encoded:
+    def from_value(self, value: Any, ahead: Ahead | None = None) -> Encoded:
+        """``value`` as a sample; ``ahead``: what :meth:`prepare_value` made of it."""
         if isinstance(value, EncodedFile):
-            return self.from_file(value.data, value.ext)
+            return self.from_file(value.data, value.ext, ahead)
         storage = self.htype.storage
         if storage == "file":
             return self._file_sample(self._value_to_file_bytes(value), None)
         if self.htype.name == "class_label":
             return self._array_sample(self._labels(value))
         if self.codec is not None:
+            prepared = ahead.prepared if ahead is not None and ahead.fits(self) else None
             if isinstance(value, (bytes, bytearray, memoryview)):
-                return self._media_file(bytes(value), None)
+                return self._media_file(bytes(value), None, prepared)
+            if prepared is not None:
+                return self._media_array(None, prepared)
             return self._media_array(self._as_array(value))
         if isinstance(value, (bytes, bytearray, memoryview)) and storage == "media":
             return self._array_sample(self._decode_media(bytes(value)))
         return self._array_sample(self._as_array(value))
 
-    def from_file(self, data: bytes, ext: str | None) -> Encoded:
-        """A file's bytes written as ``<key><ext>`` (mount, ingest, ``lakefs.read``)."""
+    def from_file(self, data: bytes, ext: str | None, ahead: Ahead | None = None) -> Encoded:
+        """A file's bytes written as ``<key><ext>`` (mount, ingest, ``lakefs.read``).
+        ``ahead``: what :meth:`prepare_file` made of these bytes, used if it still fits."""
         low = (ext or "").lower()
         storage = self.htype.storage
         if storage == "file":
@@ -238,13 +258,48 @@ class SampleFormat:
         if self.htype.name == "class_label":
             return self._array_sample(self._labels(self._parse_label_text(data)))
         if self.codec is not None:
-            return self._media_file(data, ext)
+            return self._media_file(data, ext, ahead.prepared if ahead is not None and ahead.fits(self) else None)
         return self._array_sample(self._decode_media(data))
 
-    def _media_file(self, data: bytes, ext: str | None) -> Encoded:
-        prepared = prepare_encoded(
-            data, self.codec.name, exact=self.exact, allow_transcode=self.allow_transcode
-        )
+    def prepare_file(self, data: bytes, ext: str | None) -> Ahead | None:
+        """The costly part of :meth:`from_file` (the probe, a transcode: tens of ms per
+        photo), which changes nothing and reads no setting a write changes: callers run
+        it without the dataset lock, so files arriving in parallel transcode in parallel
+        (DESIGN §3), and pass the result to :meth:`from_file`. None when the file needs
+        nothing costly first. Raises the refusal :meth:`from_file` would raise."""
+        if not self.prepares(ext):
+            return None
+        key = self.ahead_key()
+        return Ahead(self, key, prepare_encoded(data, key[0], exact=key[1], allow_transcode=key[2]))
+
+    def prepares(self, ext: str | None) -> bool:
+        """Whether :meth:`prepare_file` has something to do for a file named ``*<ext>``."""
+        return (self.codec is not None and self.htype.storage != "file" and self.htype.name != "class_label"
+                and (ext or "").lower() != ".npy")
+
+    def prepare_value(self, value: Any) -> Ahead | None:
+        """:meth:`prepare_file` for a value of the Python API (``append``): a file, bytes,
+        or an image array encoded to the tensor's compression."""
+        if isinstance(value, EncodedFile):
+            return self.prepare_file(value.data, value.ext)
+        if self.codec is None or self.htype.storage == "file" or self.htype.name == "class_label":
+            return None
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self.prepare_file(bytes(value), None)
+        if self.codec.kind != "image":
+            return None  # (audio arrays are cast to the tensor's dtype first, which may change)
+        key = self.ahead_key()
+        return Ahead(self, key, encode_array(self._image_pixels(self._as_array(value)), key[0], exact=key[1]))
+
+    def ahead_key(self) -> tuple[str, bool, bool]:
+        """The settings :meth:`prepare_file` decides by."""
+        return self.codec.name, self.exact, self.allow_transcode
+
+    def _media_file(self, data: bytes, ext: str | None, prepared: Prepared | None = None) -> Encoded:
+        if prepared is None:
+            prepared = prepare_encoded(
+                data, self.codec.name, exact=self.exact, allow_transcode=self.allow_transcode
+            )
         self._fit_dtype(prepared.info.dtype)
         return Encoded(
             prepared.data,
@@ -254,12 +309,14 @@ class SampleFormat:
             FLAG_TRANSCODED if prepared.transcoded else 0,
         )
 
-    def _media_array(self, arr: np.ndarray) -> Encoded:
-        if self.codec.kind == "image":
-            arr = self._image_pixels(arr)
-        elif self.meta.dtype is not None:  # audio: samples of the tensor's dtype (int16 WAV)
-            arr = self._cast(arr)
-        prepared = encode_array(arr, self.codec.name, exact=self.exact)
+    def _media_array(self, arr: np.ndarray | None, prepared: Prepared | None = None) -> Encoded:
+        if prepared is None:
+            assert arr is not None
+            if self.codec.kind == "image":
+                arr = self._image_pixels(arr)
+            elif self.meta.dtype is not None:  # audio: samples of the tensor's dtype (int16 WAV)
+                arr = self._cast(arr)
+            prepared = encode_array(arr, self.codec.name, exact=self.exact)
         self._fit_dtype(prepared.info.dtype)
         return Encoded(prepared.data, tuple(prepared.info.shape), self.canonical_ext, len(prepared.data))
 

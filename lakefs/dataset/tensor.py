@@ -16,7 +16,7 @@ from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
 from lakefs.dataset.names import NAME_MAX, check_key, split_filename
-from lakefs.dataset.samples import Encoded, SampleFormat
+from lakefs.dataset.samples import Ahead, Encoded, SampleFormat
 from lakefs.errors import InvalidNameError, LakeFSError, NameTooLongError, SampleNotFoundError
 from lakefs.format.index import FLAG_TRANSCODED
 from lakefs.format.manifest import TensorMeta
@@ -260,10 +260,12 @@ class Tensor:
 
     def append(self, value: Any) -> Sample:
         """Fill the row after this tensor's last filled row, creating it when needed."""
+        self.dataset._check_writable()
+        ahead = self._format.prepare_value(value)  # (see write_file)
         with self.dataset._lock:
             self.dataset._check_writable()
             with self._format.rollback():
-                encoded = self._format.from_value(value)
+                encoded = self._format.from_value(value, ahead)
             row = self._engine.index.last_filled_row() + 1
             rows_before = len(self.dataset._rows)
             self.dataset._ensure_rows(row + 1)
@@ -277,13 +279,21 @@ class Tensor:
     def extend(self, values: Iterable[Any]) -> None:
         """Append every value, or none: all are checked and encoded before any is stored,
         and a refused one is named by its position."""
+        self.dataset._check_writable()
+        values = list(values)
+        aheads = []
+        for i, value in enumerate(values):  # (see write_file)
+            try:
+                aheads.append(self._format.prepare_value(value))
+            except LakeFSError as e:
+                raise item_error(e, f"item {i}") from e
         with self.dataset._lock:
             self.dataset._check_writable()
             encoded = []
             with self._format.rollback():
-                for i, value in enumerate(values):
+                for i, (value, ahead) in enumerate(zip(values, aheads)):
                     try:
-                        encoded.append((self._format.from_value(value), value))
+                        encoded.append((self._format.from_value(value, ahead), value))
                     except LakeFSError as e:
                         raise item_error(e, f"item {i}") from e
             row = self._engine.index.last_filled_row() + 1
@@ -299,6 +309,10 @@ class Tensor:
                 raise
 
     def __setitem__(self, item: int | str, value: Any) -> None:
+        try:  # (see write_file; a refusal is raised below, after the row is checked)
+            ahead = self._format.prepare_value(value) if not self.dataset.read_only else None
+        except LakeFSError:
+            ahead = None
         with self.dataset._lock:
             self.dataset._check_writable()
             if isinstance(item, str):
@@ -316,7 +330,7 @@ class Tensor:
                 raise TypeError(f"tensor indices are ints or row keys, not {type(item).__name__}")
             # Validate and encode before creating any row: a bad value stores nothing.
             with self._format.rollback():
-                encoded = self._format.from_value(value)
+                encoded = self._format.from_value(value, ahead)
             rows_before = len(self.dataset._rows)
             if isinstance(item, str):
                 row = self.dataset._row_for_key(item, create=True)
@@ -447,10 +461,22 @@ class Tensor:
             changed = self._engine.index.changed(entries)
         return [names[i] for i in changed.nonzero()[0].tolist()]
 
+    def prepare_file(self, filename: str, data: bytes) -> Ahead | None:
+        """The costly part of :meth:`write_file` (the probe, a transcode), without the
+        dataset lock: pass it back as ``ahead``. None when there is nothing costly to do
+        first (or ``filename`` is no sample name: write_file says so)."""
+        parts = split_filename(filename)
+        if parts is None or not self._format.accepts_extension(parts[1]):
+            return None
+        return self._format.prepare_file(data, parts[1])
+
     def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
-                   mode: int | None = None, transcoded: bool = False) -> Sample:
+                   mode: int | None = None, transcoded: bool = False, ahead: Ahead | None = None) -> Sample:
         """Store a file's bytes as the sample ``<key>.<ext>``, replacing that row's cell.
 
+        The probe and any transcode run before the dataset lock is taken (threads writing
+        photos transcode in parallel, and readers do not wait for them); ``ahead``: they
+        were run already (:meth:`prepare_file`: the mount runs them without its own lock).
         ``transcoded``: ``data`` was already transcoded to the tensor's compression by the
         caller (``lakefs ingest``'s worker processes); the sample is flagged as such."""
         parts = split_filename(filename)
@@ -458,10 +484,13 @@ class Tensor:
             raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
         key, ext = parts
         check_key(key)
+        if ahead is None:
+            self.dataset._check_writable()  # (a read-only dataset says so first)
+            ahead = self._format.prepare_file(data, ext)
         with self.dataset._lock:
             self.dataset._check_writable()
             with self._format.rollback():
-                encoded = self._format.from_file(data, ext)
+                encoded = self._format.from_file(data, ext, ahead)
             if transcoded:
                 encoded = dataclasses.replace(encoded, flags=encoded.flags | FLAG_TRANSCODED)
             rows_before = len(self.dataset._rows)

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from lakefs.config import Config
 from lakefs.dataset import Dataset, Sample, Tensor
 from lakefs.dataset.names import NAME_MAX, split_filename
+from lakefs.dataset.samples import Ahead
 from lakefs.errors import (
     BadHandleError,
     BusyError,
@@ -78,6 +79,24 @@ INFER_BY_EXT: dict[str, dict[str, Any]] = {
     ".txt": {"htype": "text"},
     ".npy": {"htype": "generic"},
 }
+
+
+class _Ready:
+    """A file's contents (``version`` of them) prepared as a sample of ``tensor`` without
+    the locks (:meth:`DatasetFS.flush`): the probe and transcode's result, or refusal."""
+
+    __slots__ = ("tensor", "name", "version", "data", "done", "ahead", "error", "key")
+
+    def __init__(self, tensor: Tensor, name: str, version: int, data: bytes):
+        self.tensor, self.name, self.version, self.data = tensor, name, version, data
+        self.done = False
+        self.ahead: Ahead | None = None
+        self.error: LakeFSError | None = None
+        self.key: tuple | None = None  # the settings it was prepared by
+
+    def refusal(self) -> LakeFSError | None:
+        """Its refusal, if the tensor's settings are still those it was refused by."""
+        return self.error if self.error is not None and self.tensor.format.ahead_key() == self.key else None
 
 
 class DatasetFS:
@@ -490,18 +509,65 @@ class DatasetFS:
         the handle (``cat x > f``: the shell opens ``f``, dups it to stdout and closes
         the first; ``dd``). A refused file therefore stays open as it was: more writes
         and the last close may still make it whole, and RELEASE (the last one) drops
-        it if it is still refused."""
+        it if it is still refused.
+
+        A sample's probe and transcode (tens of ms per photo) run without the lock
+        (:meth:`_prepare`): files closed in parallel transcode in parallel, and the
+        mount's other calls do not wait for them. Only the store itself takes the lock,
+        for the contents prepared: a file written again meanwhile is prepared again (or
+        left to the newer writer's close), one unlinked or replaced meanwhile is not
+        stored."""
         handle = self.handle(fh)
         of = handle.openfile
-        if of is not None and handle.writes and of.dirty and not of.detached:
+        if of is None or not handle.writes or not of.dirty or of.detached:
+            return
+        ready: _Ready | None = None
+        while True:
             with self._lock:
-                # Only the last writer's close decides, so that a store error still reaches
-                # a close: while another handle may still write, the file may be half
-                # written (a second opener that closes without writing, or parallel
-                # writers of parts), and storing it would store half a sample.
-                if of.writers == 1:
-                    with self._answered_refusal(of):
-                        self._hold_or_commit(of, final=False)
+                if of.detached or not of.dirty:
+                    return  # unlinked or replaced while prepared (never stored), or stored
+                if ready is None or ready.version != of.version:
+                    # Only the last writer's close decides, so that a store error still
+                    # reaches a close: while another handle may still write, the file may
+                    # be half written (a second opener that closes without writing, or
+                    # parallel writers of parts), and storing it would store half a
+                    # sample. (Written again while prepared: by a writer that closed
+                    # since, whose close left it to this one, or still writing.)
+                    if of.writers != 1:
+                        return
+                    ready = None
+                with self._answered_refusal(of):
+                    if ready is None:
+                        ready = self._to_prepare(of)
+                    if ready is None or ready.done:
+                        self._hold_or_commit(of, final=False, ready=ready)
+                        return
+            self._prepare(ready)
+
+    def _to_prepare(self, of: OpenFile) -> _Ready | None:
+        """The contents of ``of`` to prepare as a sample without the lock (call with it),
+        or None when storing it needs nothing costly first (a staging file, a tensor
+        storing files as they are, a stream, a big file in its temp file)."""
+        if of.stream is not None or of.spilled or self._may_hold(of):
+            return None
+        parent, name = split(of.path)
+        tensor = self._tensor_for(parent, name)
+        if tensor is None or not tensor.format.prepares(split_filename(name)[1]):  # type: ignore[index]
+            return None
+        data, version = of.snapshot()
+        return _Ready(tensor, name, version, data)
+
+    @staticmethod
+    def _prepare(ready: _Ready) -> None:
+        """Probe and transcode ``ready``'s contents (without the locks); a refusal is kept
+        for the store, which raises it if the contents are still those."""
+        ready.key = ready.tensor.format.ahead_key()
+        try:
+            ready.ahead = ready.tensor.prepare_file(ready.name, ready.data)
+        except LakeFSError as e:
+            ready.error = e
+        finally:
+            ready.data, ready.done = b"", True
 
     # --- snapshot readers and the kernel's page cache ---------------------------------
 
@@ -676,14 +742,14 @@ class DatasetFS:
             return False
         return not (self._dir_kind(parent) == "pending" and split_filename(name))  # a tensor's first file
 
-    def _hold_or_commit(self, of: OpenFile, *, final: bool = True) -> bool:
+    def _hold_or_commit(self, of: OpenFile, *, final: bool = True, ready: _Ready | None = None) -> bool:
         """Hold ``of`` if it may be held, else store it now (see :meth:`_commit` for
-        ``final``); whether it is held."""
+        ``final`` and ``ready``); whether it is held."""
         if self._may_hold(of):
             self._hold(of)
             return True
         self._unhold(of.path)
-        self._commit(of, final=final)
+        self._commit(of, final=final, ready=ready)
         return False
 
     def _hold(self, of: OpenFile) -> None:
@@ -744,17 +810,20 @@ class DatasetFS:
                 else:
                     self.ds.drop_staged(file_id)
 
-    def _commit(self, of: OpenFile, *, final: bool = True) -> None:
+    def _commit(self, of: OpenFile, *, final: bool = True, ready: _Ready | None = None) -> None:
         """Store the buffer of ``of`` as a sample or staged file (called with the lock).
         If that fails, a ``final`` commit (the last writer's close) forgets the file: the
         error is the writer's answer and the committed version stays. Otherwise (a
-        writer's fsync) the file stays open as it was, for more writes and its close."""
+        writer's fsync) the file stays open as it was, for more writes and its close.
+        ``ready``: its contents prepared without the lock, used if they are still these
+        contents going into that tensor."""
         try:
             if of.stream is not None and self._tensor_for(*split(of.path)) is not None:
                 version = self._commit_stream(of)
             else:  # (a stream whose tensor went away is read back whole)
                 with of.contents() as (data, size, version):
-                    self._store(of.path, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode)
+                    self._store(of.path, data, size=size, mtime_ns=of.mtime_ns, mode=of.mode,
+                                ready=ready if ready is not None and ready.version == version else None)
         except LakeFSError:
             if not final:
                 raise
@@ -783,7 +852,8 @@ class DatasetFS:
             self.ds.delete_file(of.path)
         return version
 
-    def _store(self, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int, size: int | None = None) -> None:
+    def _store(self, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int, size: int | None = None,
+               ready: _Ready | None = None) -> None:
         """Store ``data`` (bytes, or a binary file of ``size`` bytes, copied in pieces
         where the target allows: staged files, tensors storing files unchanged)."""
         parent, name = split(p)
@@ -797,7 +867,8 @@ class DatasetFS:
         if tensor is None:
             self.ds.write_file(p, data, size=size, mtime_ns=mtime_ns, mode=mode)
         else:
-            self._store_in(tensor, p, data, mtime_ns=mtime_ns, mode=mode, size=size)
+            self._store_in(tensor, p, data, mtime_ns=mtime_ns, mode=mode, size=size,
+                           ready=ready if ready is not None and ready.tensor is tensor else None)
 
     @contextlib.contextmanager
     def _undone_if_refused(self, parent: str) -> Iterator[None]:
@@ -816,10 +887,13 @@ class DatasetFS:
             raise
 
     def _store_in(self, tensor: Tensor, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int,
-                  size: int | None) -> None:
-        """Store ``data`` as the sample ``p`` of ``tensor`` (see :meth:`_store`)."""
+                  size: int | None, ready: _Ready | None = None) -> None:
+        """Store ``data`` as the sample ``p`` of ``tensor`` (see :meth:`_store`); ``ready``:
+        ``data`` prepared for ``tensor`` already (or refused)."""
         name = split(p)[1]
         sample = None
+        if ready is not None and (refusal := ready.refusal()) is not None:
+            raise refusal
         if not isinstance(data, (bytes, bytearray, memoryview)):
             assert size is not None
             stream = tensor.open_file_stream(name, size)
@@ -828,7 +902,8 @@ class DatasetFS:
             else:  # the tensor needs the whole file (probes, transcodes, text checks)
                 data = read_exactly(data, size)
         if sample is None:
-            sample = tensor.write_file(name, data, mtime_ns=mtime_ns, mode=mode)
+            sample = tensor.write_file(name, data, mtime_ns=mtime_ns, mode=mode,
+                                       ahead=ready.ahead if ready is not None else None)
         if sample.filename != name:
             log.info("/%s stored as %s (%s)", p, sample.filename,
                      "transcoded" if sample.transcoded else "canonical extension")
