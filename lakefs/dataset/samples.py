@@ -277,6 +277,14 @@ class SampleFormat:
         return (self.codec is not None and self.htype.storage != "file" and self.htype.name != "class_label"
                 and (ext or "").lower() != ".npy")
 
+    def passes_through(self, data: bytes) -> bool:
+        """Whether ``data`` is a file of this tensor's own format (stored as it is after a
+        probe of its header: nothing costly to prepare ahead)."""
+        if self.codec is None:
+            return False
+        source = detect(data)
+        return source is not None and source.name == self.codec.name
+
     def prepare_value(self, value: Any) -> Ahead | None:
         """:meth:`prepare_file` for a value of the Python API (``append``): a file, bytes,
         or an image array encoded to the tensor's compression."""

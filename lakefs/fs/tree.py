@@ -555,6 +555,8 @@ class DatasetFS:
         if tensor is None or not tensor.format.prepares(split_filename(name)[1]):  # type: ignore[index]
             return None
         data, version = of.snapshot()
+        if tensor.format.passes_through(data):  # a header probe, no transcode: stored as before,
+            return None  # in one go under the lock (every cp of a photo into its own format)
         return _Ready(tensor, name, version, data)
 
     @staticmethod
