@@ -35,7 +35,6 @@ from lakefs.errors import (
     DirectoryNotEmptyError,
     InvalidSampleError,
     IsADirectoryError_,
-    KeyExistsError,
     LakeFSError,
     NameTooLongError,
     NoSuchAttributeError,
@@ -129,11 +128,18 @@ class DatasetFS:
             return "pending"
         return None
 
-    def _tensor_for(self, parent: str, name: str) -> Tensor | None:
-        """The tensor ``name`` would be a sample of, or None for a staged file."""
+    def _tensor_for(self, parent: str, name: str, moving: str | None = None) -> Tensor | None:
+        """The tensor ``name`` would be a sample of, or None for a staged (plain) file: a
+        name the tensor does not take, or a second name for a row key a stored sample of
+        the tensor holds (``report.docx`` beside ``report.pdf``, ``index.db-journal``
+        beside ``index.db``): a row holds one file per tensor, and storing it would
+        replace that sample. ``moving``: the path renamed to ``name`` (a sample renamed
+        to another name of its own key stays that sample)."""
         tensor = self.ds._tensors.get(parent)
         if tensor is not None and tensor.accepts_filename(name):
-            return tensor
+            other = tensor.key_conflict(name)
+            if other is None or f"{parent}/{other}" == moving:
+                return tensor
         return None
 
     def _sample(self, path: str) -> Sample | None:
@@ -407,7 +413,6 @@ class DatasetFS:
                 self._unhold(p)  # being written again: stored (or held) at its next close
                 of.truncate(0)
             else:
-                self._check_key_free(p)
                 now = time.time_ns()
                 of = OpenFile(p, b"", mode=stat.S_IMODE(mode), mtime_ns=now,
                               exists=self._exists_file(p), spill=self.config.spill_size)
@@ -419,37 +424,6 @@ class DatasetFS:
             of.refs += 1
             of.writers += 1
             return self._new_handle(Handle(p, of, writes=True))
-
-    def _check_key_free(self, p: str, moving: str | None = None) -> None:
-        """A new sample name whose row key another file of the tensor holds (``a.docx``
-        beside ``a.pdf``) is EEXIST: storing it would silently replace that file.
-        ``moving``: the path being renamed to ``p`` (it may be that file)."""
-        parent, name = split(p)
-        kind = self._dir_kind(parent)
-        if kind not in ("tensor", "pending") or not split_filename(name):
-            return
-        tensor = self._tensor_for(parent, name)
-        if kind == "tensor" and tensor is None:
-            return  # not a sample name of this tensor: a staging file
-        other = tensor.key_conflict(name) if tensor is not None else None
-        if other is None:  # a file being written (or held) with that key is one too
-            other = self._open_with_key(parent, split_filename(name)[0], tensor, not_path=p)
-        if other is not None and f"{parent}/{other}" != moving:
-            raise KeyExistsError(f"'/{p}': its row key is taken by '{other}' in this tensor "
-                                 "(one file per row and tensor); remove or rename that one first")
-
-    def _open_with_key(self, parent: str, key: str, tensor: Tensor | None, not_path: str) -> str | None:
-        """The name of a file open (or held) in ``parent`` that would be the sample of
-        ``key`` (in a pending directory, any file named ``<key>.<ext>``)."""
-        prefix = parent + "/"
-        for q, of in self._open.items():
-            if q == not_path or of.detached or not q.startswith(prefix) or "/" in q[len(prefix):]:
-                continue
-            name = q[len(prefix):]
-            parts = split_filename(name)
-            if parts and parts[0] == key and (tensor is None or tensor.accepts_filename(name)):
-                return name
-        return None
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         return self.handle(fh).read(size, offset)
@@ -732,8 +706,9 @@ class DatasetFS:
         for of, data, version in batch:
             file_id = self.ds.stage_file(data, len(data))
             with self._lock:
-                if self._open.get(of.path) is of and of.path in self._held and of.version == version \
-                        and self._is_staging_path(of.path):  # (not a sample name now)
+                # (Also when its name is a sample name now, the sample holding its key
+                # removed: it was closed as a plain file and stays one until rewritten.)
+                if self._open.get(of.path) is of and of.path in self._held and of.version == version:
                     self.ds.publish_file(of.path, file_id, len(data), mtime_ns=of.mtime_ns, mode=of.mode)
                     of.mark_clean(version)
                     of.exists = True
@@ -983,7 +958,6 @@ class DatasetFS:
             if split(o)[0] == new_parent and _HIDDEN_NAME.fullmatch(new_name) and (
                     o in self._open or o in self._readers):  # (libfuse hides open files only)
                 return self._hide(o, n)
-            self._check_key_free(n, moving=o)
             of = self._open.get(o)
             parents = dict.fromkeys((split(o)[0], new_parent))  # both change (once if one)
             if of is not None and of.writers and not of.detached:
@@ -1081,7 +1055,7 @@ class DatasetFS:
 
     def _rename_file(self, o: str, n: str) -> None:
         new_parent, new_name = split(n)
-        dst_tensor = self._tensor_for(new_parent, new_name)
+        dst_tensor = self._tensor_for(new_parent, new_name, moving=o)
         if dst_tensor is None and self._dir_kind(new_parent) == "pending" and split_filename(new_name):
             with self._undone_if_refused(new_parent):
                 self._move_file(o, n, self._tensor_from_first_file(new_parent, new_name))
