@@ -102,6 +102,7 @@ class DatasetFS:
         self._dir_lookups: dict[str, int] = {}  # getattr misses per tensor since the key changed
         self._held: dict[str, int] = {}  # path of a held staging file (in _open) → its size when held
         self._held_bytes = 0
+        self._second: dict[str, OpenFile] = {}  # path → a file created as a second name (see _claimed)
         # Called (by the mount) with the absolute path of a file whose refused writes, or
         # older contents, the kernel may still hold: pages, a size, a created name. It
         # must only queue the path: the kernel forgets it outside the request answered.
@@ -138,9 +139,51 @@ class DatasetFS:
         tensor = self.ds._tensors.get(parent)
         if tensor is not None and tensor.accepts_filename(name):
             other = tensor.key_conflict(name)
-            if other is None or f"{parent}/{other}" == moving:
+            if (other is None or f"{parent}/{other}" == moving) and not (
+                    self._second and self._claimed(f"{parent}/{name}")):
                 return tensor
         return None
+
+    def _makes_tensor(self, parent: str, name: str) -> bool:
+        """Whether a file stored as ``name`` in ``parent`` makes a pending directory a
+        tensor (its first sample-named file)."""
+        return self._dir_kind(parent) == "pending" and bool(split_filename(name)) and not (
+            self._second and self._claimed(f"{parent}/{name}"))
+
+    def _claimed(self, p: str) -> bool:
+        """Whether ``p`` is open as a second name for a row key that another file, not
+        stored yet, held under a sample name when ``p`` was created (SQLite writes and
+        fsyncs ``index.db-journal`` before the new ``index.db`` it was made for): a plain
+        file while it is open under that name, so that the first one created is the
+        sample, whichever is stored first."""
+        of = self._second.get(p)
+        if of is None:
+            return False
+        if self._open.get(p) is of and not of.detached:
+            return True
+        del self._second[p]  # closed, renamed or replaced since: decided as any file
+        return False
+
+    def _key_held_open(self, p: str) -> bool:
+        """Whether another file open under a sample name of the row key of ``p`` (a new
+        sample name) is not stored yet (call at ``p``'s creation)."""
+        parent, name = split(p)
+        kind = self._dir_kind(parent)
+        parts = split_filename(name)
+        if kind not in ("tensor", "pending") or parts is None or len(self._open) < 2:
+            return False
+        tensor = self.ds._tensors.get(parent)
+        if tensor is not None and not tensor.accepts_filename(name):
+            return False
+        prefix = parent + "/"
+        for q, of in self._open.items():
+            if q == p or of.exists or of.detached or not q.startswith(prefix) or "/" in q[len(prefix):]:
+                continue
+            other = split_filename(q[len(prefix):])
+            if other and other[0] == parts[0] and not self._claimed(q) and (
+                    tensor is None or tensor.accepts_filename(q[len(prefix):])):
+                return True
+        return False
 
     def _sample(self, path: str) -> Sample | None:
         """The sample shown at ``path``, or None. Cached until the dataset next changes:
@@ -418,6 +461,8 @@ class DatasetFS:
                               exists=self._exists_file(p), spill=self.config.spill_size)
                 of.dirty = True
                 self._open[p] = of
+                if not of.exists and self._key_held_open(p):
+                    self._second[p] = of
                 self._adopt_readers(of)
                 if not of.exists:  # a new name in parent
                     self._dir_changed(parent, now=now)
@@ -445,7 +490,7 @@ class DatasetFS:
             parent, name = split(of.path)
             if not of.detached and not self.read_only:
                 tensor = self._tensor_for(parent, name)
-                if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
+                if tensor is None and self._makes_tensor(parent, name):
                     tensor = self._tensor_from_first_file(parent, name)
                 if tensor is not None:
                     threshold = tensor.stream_threshold
@@ -648,7 +693,7 @@ class DatasetFS:
         parent, name = split(p)
         if self._tensor_for(parent, name) is not None:
             return False
-        return not (self._dir_kind(parent) == "pending" and split_filename(name))  # a tensor's first file
+        return not self._makes_tensor(parent, name)  # a tensor's first file
 
     def _hold_or_commit(self, of: OpenFile, *, final: bool = True) -> bool:
         """Hold ``of`` if it may be held, else store it now (see :meth:`_commit` for
@@ -763,7 +808,7 @@ class DatasetFS:
         where the target allows: staged files, tensors storing files unchanged)."""
         parent, name = split(p)
         tensor = self._tensor_for(parent, name)
-        if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
+        if tensor is None and self._makes_tensor(parent, name):
             with self._undone_if_refused(parent):
                 tensor = self._tensor_from_first_file(parent, name)
                 if tensor is not None:

@@ -894,14 +894,39 @@ def test_two_plain_files_with_a_held_key_coexist_and_a_sample_keeps_its_own_rena
     fs.rename("/data/x.bin", "/data/x.dat")
     assert fs.ds.data.file_table()[0] == ["x.dat"]
     assert names(fs, "/data") == ["x.b", "x.c", "x.dat"]
-    # One being written while a sample of its key is stored is plain at its close.
+    # Of two new files of one key, the first created is the sample, whichever is stored
+    # first: SQLite fsyncs index.db-journal before the new index.db it was made for.
+    db = fs.create("/data/index.db", 0o644)
+    fs.write(db, b"page 1", 0)
+    journal = fs.create("/data/index.db-journal", 0o644)
+    fs.write(journal, b"journal", 0)
+    fs.fsync(journal)
+    fs.fsync(db)
+    assert fs.ds.data.file_table()[0] == ["x.dat", "index.db"]
+    assert fs.ds._manifest.files.keys() >= {"data/index.db-journal"}
+    fs.release(journal)
+    fs.unlink("/data/index.db-journal")
+    fs.release(db)
+    assert names(fs, "/data") == ["index.db", "x.b", "x.c", "x.dat"]
+    # A file created while a sample of its key is stored is plain at its close.
     fh = fs.create("/data/y.new", 0o644)
     fs.write(fh, b"new", 0)
-    put(fs, "/data/y.old", b"old")  # stored first: it holds the key
+    put(fs, "/data/y.old", b"old")
     fs.flush(fh)
     fs.release(fh)
-    assert fs.ds.data.file_table()[0] == ["x.dat", "y.old"]
-    assert get(fs, "/data/y.new") == b"new"
+    put(fs, "/data/y.txt", b"txt")
+    assert fs.ds.data.file_table()[0] == ["x.dat", "index.db", "y.new"]
+    assert get(fs, "/data/y.old") == b"old" and get(fs, "/data/y.txt") == b"txt"
+    # The same in a pending directory: the first created makes the tensor.
+    fs.mkdir("/new", 0o755)
+    db = fs.create("/new/index.db", 0o644)
+    fs.write(db, b"page 1", 0)
+    put(fs, "/new/index.db-journal", b"journal")
+    assert "new" in fs.ds._manifest.pending_dirs
+    fs.flush(db)
+    fs.release(db)
+    assert fs.ds.new.file_table()[0] == ["index.db"]
+    assert names(fs, "/new") == ["index.db", "index.db-journal"]
 
 
 def test_a_plain_file_renamed_onto_the_sample_of_its_key_replaces_it(fs):
