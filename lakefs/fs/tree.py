@@ -2,7 +2,8 @@
 
 Paths are ``/``-rooted strings. Directories are the root, groups, tensors and pending
 directories (``mkdir`` not yet used). Files are samples (``<key><ext>`` in a tensor that
-accepts the extension), staged files (anything else: rsync temp files, a README), and
+accepts the extension, one per key: see :meth:`DatasetFS._tensor_for`), staged files
+(anything else: rsync temp files, a README, ``index.tmp`` beside ``index.db``), and
 files being written, which live in an :class:`OpenFile` buffer until ``flush``/``close``
 commits them, which is where errors (undecodable content, refused transcodes) reach the
 writer. A closed staging file that fits in memory is *held*: kept in its buffer until it
@@ -462,6 +463,8 @@ class DatasetFS:
                 of.dirty = True
                 self._open[p] = of
                 if not of.exists and self._key_held_open(p):
+                    for q in list(self._second):  # forget the ones closed since
+                        self._claimed(q)
                     self._second[p] = of
                 self._adopt_readers(of)
                 if not of.exists:  # a new name in parent

@@ -927,6 +927,14 @@ def test_two_plain_files_with_a_held_key_coexist_and_a_sample_keeps_its_own_rena
     fs.release(db)
     assert fs.ds.new.file_table()[0] == ["index.db"]
     assert names(fs, "/new") == ["index.db", "index.db-journal"]
+    fs.commit()  # stores the held plain files: their claims are over
+    a = fs.create("/new/a.x", 0o644)
+    fs.write(a, b"x", 0)
+    put(fs, "/new/a.y", b"y")
+    fs.flush(a)
+    fs.release(a)
+    assert fs.ds.new.file_table()[0] == ["index.db", "a.x"]
+    assert list(fs._second) == ["new/a.y"]  # the closed claims are forgotten at the next one
 
 
 def test_a_plain_file_renamed_onto_the_sample_of_its_key_replaces_it(fs):
