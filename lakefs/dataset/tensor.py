@@ -394,9 +394,10 @@ class Tensor:
     def key_conflict(self, filename: str) -> str | None:
         """The file that already holds the row key of ``filename`` under another name,
         which storing ``filename`` would replace (``report.pdf`` for ``report.docx``: a
-        row holds one file per tensor). None when there is none, or when ``filename``
-        would be shown under that very name (``x.png`` into a jpeg tensor holding
-        ``x.jpg`` is transcoded into it: a rewrite, not a second file)."""
+        row holds one file per tensor; the mount keeps such a file as a plain file). None
+        when there is none, or when ``filename`` would be shown under that very name
+        (``x.png`` into a jpeg tensor holding ``x.jpg`` is transcoded into it: a rewrite,
+        not a second file)."""
         parts = split_filename(filename)
         if parts is None:
             return None
@@ -407,7 +408,9 @@ class Tensor:
             if st is None:
                 return None
             current = key + self._ext(st[3])
-        return None if current in (filename, key + self._format.shown_ext(ext, False)) else current
+        if current == filename:  # (the common case, the mount's rewrite: no more work)
+            return None
+        return None if current == key + self._format.shown_ext(ext, False) else current
 
     def find_file(self, filename: str) -> Sample | None:
         """The sample shown under ``filename`` (key and extension must both match)."""

@@ -2,7 +2,8 @@
 
 Paths are ``/``-rooted strings. Directories are the root, groups, tensors and pending
 directories (``mkdir`` not yet used). Files are samples (``<key><ext>`` in a tensor that
-accepts the extension), staged files (anything else: rsync temp files, a README), and
+accepts the extension, one per key: see :meth:`DatasetFS._tensor_for`), staged files
+(anything else: rsync temp files, a README, ``index.tmp`` beside ``index.db``), and
 files being written, which live in an :class:`OpenFile` buffer until ``flush``/``close``
 commits them, which is where errors (undecodable content, refused transcodes) reach the
 writer. A closed staging file that fits in memory is *held*: kept in its buffer until it
@@ -36,7 +37,6 @@ from lakefs.errors import (
     DirectoryNotEmptyError,
     InvalidSampleError,
     IsADirectoryError_,
-    KeyExistsError,
     LakeFSError,
     NameTooLongError,
     NoSuchAttributeError,
@@ -122,6 +122,7 @@ class DatasetFS:
         self._dir_lookups: dict[str, int] = {}  # getattr misses per tensor since the key changed
         self._held: dict[str, int] = {}  # path of a held staging file (in _open) → its size when held
         self._held_bytes = 0
+        self._second: dict[str, OpenFile] = {}  # path → a file created as a second name (see _claimed)
         # Called (by the mount) with the absolute path of a file whose refused writes, or
         # older contents, the kernel may still hold: pages, a size, a created name. It
         # must only queue the path: the kernel forgets it outside the request answered.
@@ -148,12 +149,61 @@ class DatasetFS:
             return "pending"
         return None
 
-    def _tensor_for(self, parent: str, name: str) -> Tensor | None:
-        """The tensor ``name`` would be a sample of, or None for a staged file."""
+    def _tensor_for(self, parent: str, name: str, moving: str | None = None) -> Tensor | None:
+        """The tensor ``name`` would be a sample of, or None for a staged (plain) file: a
+        name the tensor does not take, or a second name for a row key a stored sample of
+        the tensor holds (``report.docx`` beside ``report.pdf``, ``index.db-journal``
+        beside ``index.db``): a row holds one file per tensor, and storing it would
+        replace that sample. ``moving``: the path renamed to ``name`` (a sample renamed
+        to another name of its own key stays that sample)."""
         tensor = self.ds._tensors.get(parent)
         if tensor is not None and tensor.accepts_filename(name):
-            return tensor
+            other = tensor.key_conflict(name)
+            if (other is None or f"{parent}/{other}" == moving) and not (
+                    self._second and self._claimed(f"{parent}/{name}")):
+                return tensor
         return None
+
+    def _makes_tensor(self, parent: str, name: str) -> bool:
+        """Whether a file stored as ``name`` in ``parent`` makes a pending directory a
+        tensor (its first sample-named file)."""
+        return self._dir_kind(parent) == "pending" and bool(split_filename(name)) and not (
+            self._second and self._claimed(f"{parent}/{name}"))
+
+    def _claimed(self, p: str) -> bool:
+        """Whether ``p`` is open as a second name for a row key that another file, not
+        stored yet, held under a sample name when ``p`` was created (SQLite writes and
+        fsyncs ``index.db-journal`` before the new ``index.db`` it was made for): a plain
+        file while it is open under that name, so that the first one created is the
+        sample, whichever is stored first."""
+        of = self._second.get(p)
+        if of is None:
+            return False
+        if self._open.get(p) is of and not of.detached:
+            return True
+        del self._second[p]  # closed, renamed or replaced since: decided as any file
+        return False
+
+    def _key_held_open(self, p: str) -> bool:
+        """Whether another file open under a sample name of the row key of ``p`` (a new
+        sample name) is not stored yet (call at ``p``'s creation)."""
+        parent, name = split(p)
+        kind = self._dir_kind(parent)
+        parts = split_filename(name)
+        if kind not in ("tensor", "pending") or parts is None or len(self._open) < 2:
+            return False
+        tensor = self.ds._tensors.get(parent)
+        if tensor is not None and not tensor.accepts_filename(name):
+            return False
+        prefix = parent + "/"
+        for q, of in self._open.items():
+            if q == p or of.exists or of.detached or not q.startswith(prefix) or "/" in q[len(prefix):]:
+                continue
+            other = split_filename(q[len(prefix):])
+            if other and other[0] == parts[0] and not self._claimed(q) and (
+                    tensor is None or tensor.accepts_filename(q[len(prefix):])):
+                return True
+        return False
 
     def _sample(self, path: str) -> Sample | None:
         """The sample shown at ``path``, or None. Cached until the dataset next changes:
@@ -426,49 +476,21 @@ class DatasetFS:
                 self._unhold(p)  # being written again: stored (or held) at its next close
                 of.truncate(0)
             else:
-                self._check_key_free(p)
                 now = time.time_ns()
                 of = OpenFile(p, b"", mode=stat.S_IMODE(mode), mtime_ns=now,
                               exists=self._exists_file(p), spill=self.config.spill_size)
                 of.dirty = True
                 self._open[p] = of
+                if not of.exists and self._key_held_open(p):
+                    for q in list(self._second):  # forget the ones closed since
+                        self._claimed(q)
+                    self._second[p] = of
                 self._adopt_readers(of)
                 if not of.exists:  # a new name in parent
                     self._dir_changed(parent, now=now)
             of.refs += 1
             of.writers += 1
             return self._new_handle(Handle(p, of, writes=True))
-
-    def _check_key_free(self, p: str, moving: str | None = None) -> None:
-        """A new sample name whose row key another file of the tensor holds (``a.docx``
-        beside ``a.pdf``) is EEXIST: storing it would silently replace that file.
-        ``moving``: the path being renamed to ``p`` (it may be that file)."""
-        parent, name = split(p)
-        kind = self._dir_kind(parent)
-        if kind not in ("tensor", "pending") or not split_filename(name):
-            return
-        tensor = self._tensor_for(parent, name)
-        if kind == "tensor" and tensor is None:
-            return  # not a sample name of this tensor: a staging file
-        other = tensor.key_conflict(name) if tensor is not None else None
-        if other is None:  # a file being written (or held) with that key is one too
-            other = self._open_with_key(parent, split_filename(name)[0], tensor, not_path=p)
-        if other is not None and f"{parent}/{other}" != moving:
-            raise KeyExistsError(f"'/{p}': its row key is taken by '{other}' in this tensor "
-                                 "(one file per row and tensor); remove or rename that one first")
-
-    def _open_with_key(self, parent: str, key: str, tensor: Tensor | None, not_path: str) -> str | None:
-        """The name of a file open (or held) in ``parent`` that would be the sample of
-        ``key`` (in a pending directory, any file named ``<key>.<ext>``)."""
-        prefix = parent + "/"
-        for q, of in self._open.items():
-            if q == not_path or of.detached or not q.startswith(prefix) or "/" in q[len(prefix):]:
-                continue
-            name = q[len(prefix):]
-            parts = split_filename(name)
-            if parts and parts[0] == key and (tensor is None or tensor.accepts_filename(name)):
-                return name
-        return None
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         return self.handle(fh).read(size, offset)
@@ -490,7 +512,7 @@ class DatasetFS:
             parent, name = split(of.path)
             if not of.detached and not self.read_only:
                 tensor = self._tensor_for(parent, name)
-                if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
+                if tensor is None and self._makes_tensor(parent, name):
                     tensor = self._tensor_from_first_file(parent, name)
                 if tensor is not None:
                     threshold = tensor.stream_threshold
@@ -742,7 +764,7 @@ class DatasetFS:
         parent, name = split(p)
         if self._tensor_for(parent, name) is not None:
             return False
-        return not (self._dir_kind(parent) == "pending" and split_filename(name))  # a tensor's first file
+        return not self._makes_tensor(parent, name)  # a tensor's first file
 
     def _hold_or_commit(self, of: OpenFile, *, final: bool = True, ready: _Ready | None = None) -> bool:
         """Hold ``of`` if it may be held, else store it now (see :meth:`_commit` for
@@ -800,8 +822,9 @@ class DatasetFS:
         for of, data, version in batch:
             file_id = self.ds.stage_file(data, len(data))
             with self._lock:
-                if self._open.get(of.path) is of and of.path in self._held and of.version == version \
-                        and self._is_staging_path(of.path):  # (not a sample name now)
+                # (Also when its name is a sample name now, the sample holding its key
+                # removed: it was closed as a plain file and stays one until rewritten.)
+                if self._open.get(of.path) is of and of.path in self._held and of.version == version:
                     self.ds.publish_file(of.path, file_id, len(data), mtime_ns=of.mtime_ns, mode=of.mode)
                     of.mark_clean(version)
                     of.exists = True
@@ -860,7 +883,7 @@ class DatasetFS:
         where the target allows: staged files, tensors storing files unchanged)."""
         parent, name = split(p)
         tensor = self._tensor_for(parent, name)
-        if tensor is None and self._dir_kind(parent) == "pending" and split_filename(name):
+        if tensor is None and self._makes_tensor(parent, name):
             with self._undone_if_refused(parent):
                 tensor = self._tensor_from_first_file(parent, name)
                 if tensor is not None:
@@ -1060,7 +1083,6 @@ class DatasetFS:
             if split(o)[0] == new_parent and _HIDDEN_NAME.fullmatch(new_name) and (
                     o in self._open or o in self._readers):  # (libfuse hides open files only)
                 return self._hide(o, n)
-            self._check_key_free(n, moving=o)
             of = self._open.get(o)
             parents = dict.fromkeys((split(o)[0], new_parent))  # both change (once if one)
             if of is not None and of.writers and not of.detached:
@@ -1158,7 +1180,7 @@ class DatasetFS:
 
     def _rename_file(self, o: str, n: str) -> None:
         new_parent, new_name = split(n)
-        dst_tensor = self._tensor_for(new_parent, new_name)
+        dst_tensor = self._tensor_for(new_parent, new_name, moving=o)
         if dst_tensor is None and self._dir_kind(new_parent) == "pending" and split_filename(new_name):
             with self._undone_if_refused(new_parent):
                 self._move_file(o, n, self._tensor_from_first_file(new_parent, new_name))

@@ -844,36 +844,163 @@ def test_truncate_of_a_file_only_readers_have_open_is_stored(fs):
 # --- refusals change nothing (review of the fs layer) ----------------------------------
 
 
-def test_a_new_name_whose_key_another_file_holds_is_eexist(fs, photos):
-    """report.docx beside report.pdf in one tensor used to replace report.pdf silently
-    (a row holds one file per tensor)."""
+def names(fs: DatasetFS, d: str) -> list[str]:
+    return sorted(n for n, _ in fs.readdir(d))
+
+
+def test_a_second_name_for_a_held_row_key_is_a_plain_file(fs, tmp_path):
+    """report.docx beside report.pdf in one tensor (one file per row) is a plain file,
+    not "File exists": cp -r of a folder with model.pt and model.json, SQLite's
+    index.db-journal beside index.db (found by review). It was a silent replace before
+    it was EEXIST; the sample stays as it is."""
     fs.mkdir("/docs", 0o755)
     put(fs, "/docs/report.pdf", b"%PDF-1.4")
+    put(fs, "/docs/report.docx", b"docx bytes", mode=0o600)
     put(fs, "/docs/notes.txt", b"notes")
-    assert errno_of(fs.create, "/docs/report.docx", 0o644) == errno.EEXIST
-    assert errno_of(fs.rename, "/docs/notes.txt", "/docs/report.txt") == errno.EEXIST
-    assert sorted(n for n, _ in fs.readdir("/docs")) == ["notes.txt", "report.pdf"]
-    assert get(fs, "/docs/report.pdf") == b"%PDF-1.4"
-    fs.rename("/docs/report.pdf", "/docs/report.txt")  # its own key: a rename, allowed
-    assert sorted(n for n, _ in fs.readdir("/docs")) == ["notes.txt", "report.txt"]
-    # A file still being written holds its key too (found by the second review).
-    fh = fs.create("/docs/draft.md", 0o644)
-    fs.write(fh, b"# draft", 0)
-    assert errno_of(fs.create, "/docs/draft.txt", 0o644) == errno.EEXIST
+    fs.rename("/docs/notes.txt", "/docs/report.txt")  # a plain file too: renamed as one
+    assert names(fs, "/docs") == ["report.docx", "report.pdf", "report.txt"]
+    t = fs.ds.tensors["docs"]
+    assert t.num_samples == 1 and t["report"].file_bytes() == b"%PDF-1.4"
+    assert get(fs, "/docs/report.docx") == b"docx bytes" and get(fs, "/docs/report.txt") == b"notes"
+    assert fs.getattr("/docs/report.docx").size == len(b"docx bytes")
+    assert fs.getattr("/docs/report.docx").mode & 0o777 == 0o600
+    fs.chmod("/docs/report.docx", 0o640)
+    fh = fs.open("/docs/report.docx", os.O_WRONLY | os.O_APPEND)  # appended to in place
+    fs.write(fh, b"!", len(b"docx bytes"))
     fs.flush(fh)
     fs.release(fh)
-    assert get(fs, "/docs/draft.md") == b"# draft"
-    # A PNG written into a jpeg tensor is stored as the .jpg of its key: a rewrite.
-    fs.mkdir("/images", 0o755)
-    put(fs, "/images/x.jpg", photos[0].read_bytes())
+    fs.commit()
+    with lakefs.load(fs.ds.storage.root, read_only=True) as ds:  # durable, as plain files
+        assert {p: ds.read_staged(f) for p, f in ds._manifest.files.items()} == {
+            "docs/report.docx": b"docx bytes!", "docs/report.txt": b"notes"}
+        assert ds._manifest.files["docs/report.docx"].mode == 0o640
+        assert ds.docs.file_table()[0] == ["report.pdf"]
+    fs.unlink("/docs/report.txt")
+    assert names(fs, "/docs") == ["report.docx", "report.pdf"]
+    assert get(fs, "/docs/report.pdf") == b"%PDF-1.4"
+
+
+def test_two_plain_files_with_a_held_key_coexist_and_a_sample_keeps_its_own_renames(fs):
+    fs.mkdir("/data", 0o755)
+    put(fs, "/data/x.bin", b"sample")
+    put(fs, "/data/x.a", b"a")
+    put(fs, "/data/x.b", b"b")
+    assert names(fs, "/data") == ["x.a", "x.b", "x.bin"]
+    assert get(fs, "/data/x.a") == b"a" and get(fs, "/data/x.b") == b"b"
+    fs.rename("/data/x.a", "/data/x.c")
+    assert names(fs, "/data") == ["x.b", "x.bin", "x.c"]
+    assert fs.ds.data.num_samples == 1
+    # A sample renamed to another name of its own key is still that sample (mv x.bin x.dat).
+    fs.rename("/data/x.bin", "/data/x.dat")
+    assert fs.ds.data.file_table()[0] == ["x.dat"]
+    assert names(fs, "/data") == ["x.b", "x.c", "x.dat"]
+    # Of two new files of one key, the first created is the sample, whichever is stored
+    # first: SQLite fsyncs index.db-journal before the new index.db it was made for.
+    db = fs.create("/data/index.db", 0o644)
+    fs.write(db, b"page 1", 0)
+    journal = fs.create("/data/index.db-journal", 0o644)
+    fs.write(journal, b"journal", 0)
+    fs.fsync(journal)
+    fs.fsync(db)
+    assert fs.ds.data.file_table()[0] == ["x.dat", "index.db"]
+    assert fs.ds._manifest.files.keys() >= {"data/index.db-journal"}
+    fs.release(journal)
+    fs.unlink("/data/index.db-journal")
+    fs.release(db)
+    assert names(fs, "/data") == ["index.db", "x.b", "x.c", "x.dat"]
+    # A file created while a sample of its key is stored is plain at its close.
+    fh = fs.create("/data/y.new", 0o644)
+    fs.write(fh, b"new", 0)
+    put(fs, "/data/y.old", b"old")
+    fs.flush(fh)
+    fs.release(fh)
+    put(fs, "/data/y.txt", b"txt")
+    assert fs.ds.data.file_table()[0] == ["x.dat", "index.db", "y.new"]
+    assert get(fs, "/data/y.old") == b"old" and get(fs, "/data/y.txt") == b"txt"
+    # The same in a pending directory: the first created makes the tensor.
+    fs.mkdir("/new", 0o755)
+    db = fs.create("/new/index.db", 0o644)
+    fs.write(db, b"page 1", 0)
+    put(fs, "/new/index.db-journal", b"journal")
+    assert "new" in fs.ds._manifest.pending_dirs
+    fs.flush(db)
+    fs.release(db)
+    assert fs.ds.new.file_table()[0] == ["index.db"]
+    assert names(fs, "/new") == ["index.db", "index.db-journal"]
+    fs.commit()  # stores the held plain files: their claims are over
+    a = fs.create("/new/a.x", 0o644)
+    fs.write(a, b"x", 0)
+    put(fs, "/new/a.y", b"y")
+    fs.flush(a)
+    fs.release(a)
+    assert fs.ds.new.file_table()[0] == ["index.db", "a.x"]
+    assert list(fs._second) == ["new/a.y"]  # the closed claims are forgotten at the next one
+
+
+def test_a_plain_file_renamed_onto_the_sample_of_its_key_replaces_it(fs):
+    """The atomic-write idiom, p.with_suffix('.tmp') written then os.replace(tmp, p):
+    index.tmp is a plain file while index.db holds the key, and renaming it stores it
+    as that sample; the plain file is gone."""
+    fs.mkdir("/db", 0o755)
+    put(fs, "/db/index.db", b"v1")
+    for i, commit in enumerate((False, True)):  # held in memory, or stored first
+        data = b"v%d" % (i + 2)
+        put(fs, "/db/index.tmp", data)
+        if commit:
+            fs.commit()
+            assert "db/index.tmp" in fs.ds._manifest.files
+        fs.rename("/db/index.tmp", "/db/index.db")
+        assert names(fs, "/db") == ["index.db"]
+        assert fs.ds.db["index"].file_bytes() == data and fs.ds.db.num_samples == 1
+        assert not fs.ds._manifest.files
+        assert fs.find_attr("/db/index.tmp") is None
+
+
+def test_a_plain_file_stays_plain_when_the_sample_holding_its_key_goes(fs):
+    """Removing report.pdf leaves report.docx a readable plain file (held in memory or
+    stored); rewriting it then stores it as the sample of its key, as a new file of
+    that name would be."""
+    fs.mkdir("/docs", 0o755)
+    put(fs, "/docs/report.pdf", b"pdf")
+    put(fs, "/docs/report.docx", b"held")  # held in memory until the next commit
+    put(fs, "/docs/notes.pdf", b"pdf")
+    put(fs, "/docs/notes.docx", b"stored")
+    fs.commit()  # notes.docx is stored as a plain file; report.docx is, at this commit, too
+    put(fs, "/docs/memo.pdf", b"pdf")
+    put(fs, "/docs/memo.docx", b"held")
+    for key in ("report", "notes", "memo"):
+        fs.unlink(f"/docs/{key}.pdf")
+    fs.commit()  # memo.docx, held, is stored as the plain file it was closed as
+    assert names(fs, "/docs") == ["memo.docx", "notes.docx", "report.docx"]
+    assert fs.ds.docs.num_samples == 0
+    assert get(fs, "/docs/notes.docx") == b"stored" and get(fs, "/docs/memo.docx") == b"held"
+    root = fs.ds.storage.root
+    with lakefs.load(root, read_only=True) as ds:
+        assert sorted(ds._manifest.files) == ["docs/memo.docx", "docs/notes.docx", "docs/report.docx"]
+    fh = fs.open("/docs/notes.docx", os.O_WRONLY | os.O_TRUNC)
+    fs.write(fh, b"rewritten", 0)
+    fs.flush(fh)
+    fs.release(fh)
+    assert fs.ds.docs.file_table()[0] == ["notes.docx"]
+    assert "docs/notes.docx" not in fs.ds._manifest.files
+    assert names(fs, "/docs") == ["memo.docx", "notes.docx", "report.docx"]
+    assert get(fs, "/docs/notes.docx") == b"rewritten"
+
+
+def test_a_sample_rewritten_with_another_image_format_is_still_a_rewrite(fs, photos):
+    """A PNG onto the key of a .jpg in a jpeg tensor is transcoded into that sample: a
+    rewrite, not a second file."""
     import io
 
     from PIL import Image
 
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/x.jpg", photos[0].read_bytes())
     buf = io.BytesIO()
     Image.open(photos[1]).save(buf, "PNG")
     put(fs, "/images/x.png", buf.getvalue())
-    assert [n for n, _ in fs.readdir("/images")] == ["x.jpg"]
+    assert names(fs, "/images") == ["x.jpg"]
+    assert fs.ds.images.num_samples == 1 and not fs.ds._manifest.files
 
 
 def test_a_refused_first_file_leaves_the_directory_pending(fs):

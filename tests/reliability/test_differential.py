@@ -11,8 +11,10 @@ The domain is where lakefs promises plain-file behaviour (DESIGN §4):
 - the root and directories made by ``mkdir`` at the root (pending directories, which
   become ``bytes`` tensors at their first ``.bin`` file: a bytes tensor stores any file
   as-is, so a sample behaves like a plain file);
-- file names ``a``, ``b`` (no extension: staging files, plain files everywhere) and
-  ``x.bin``, ``y.bin`` (samples inside a bytes tensor, staging files elsewhere).
+- file names ``a``, ``b`` (no extension: staging files, plain files everywhere),
+  ``x.bin``, ``y.bin`` (samples inside a bytes tensor, staging files elsewhere) and
+  ``x.dat`` (a second name for the row key ``x`` when ``x.bin`` holds it: a plain file;
+  it was EEXIST).
 
 Outside the domain lakefs deliberately differs and other tests cover it: directories
 inside a tensor (EPERM), samples moved between tensors and renames of tensors holding
@@ -44,7 +46,7 @@ from lakefs.errors import LakeFSError
 from lakefs.fs.tree import DatasetFS
 
 DIRS = ["d", "e"]
-NAMES = ["a", "b", "x.bin", "y.bin"]
+NAMES = ["a", "b", "x.bin", "y.bin", "x.dat"]
 paths = st.sampled_from([*NAMES, *(f"{d}/{n}" for d in DIRS for n in NAMES)])
 any_path = st.sampled_from([*NAMES, *DIRS, *(f"{d}/{n}" for d in DIRS for n in NAMES)])
 dirs = st.sampled_from(DIRS)
