@@ -153,11 +153,18 @@ def check_pixel_limit(name: str, info: SampleInfo) -> None:
             "(PIL.Image.MAX_IMAGE_PIXELS x 2); store it in a bytes tensor")
 
 
+_PIL_IMAGE = None  # PIL.Image once imported (a function-level import costs ~2 µs a call)
+
+
 def _pixel_limit() -> int | None:
     """Pillow's decompression-bomb limit: it refuses to open larger images."""
-    from PIL import Image
+    global _PIL_IMAGE
+    if _PIL_IMAGE is None:
+        from PIL import Image
 
-    return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
+        _PIL_IMAGE = Image
+    limit = _PIL_IMAGE.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
 
 
 def decode_values(codec: Codec, data: bytes, *, exact: bool) -> np.ndarray:

@@ -123,6 +123,7 @@ class DatasetFS:
         self._held: dict[str, int] = {}  # path of a held staging file (in _open) → its size when held
         self._held_bytes = 0
         self._second: dict[str, OpenFile] = {}  # path → a file created as a second name (see _claimed)
+        self._tensor_memo: tuple[tuple | None, Tensor | None] = (None, None)  # (see _tensor_for)
         # Called (by the mount) with the absolute path of a file whose refused writes, or
         # older contents, the kernel may still hold: pages, a size, a created name. It
         # must only queue the path: the kernel forgets it outside the request answered.
@@ -155,13 +156,21 @@ class DatasetFS:
         the tensor holds (``report.docx`` beside ``report.pdf``, ``index.db-journal``
         beside ``index.db``): a row holds one file per tensor, and storing it would
         replace that sample. ``moving``: the path renamed to ``name`` (a sample renamed
-        to another name of its own key stays that sample)."""
+        to another name of its own key stays that sample).
+
+        Storing one file asks this four times (hold it? prepare it? store it where?), so
+        the last answer is kept until the dataset or a directory changes."""
+        memo_key = (parent, name, moving, self.ds.generation, self._dirs_changed)
+        if self._tensor_memo[0] == memo_key and not self._second:
+            return self._tensor_memo[1]
         tensor = self.ds._tensors.get(parent)
         if tensor is not None and tensor.accepts_filename(name):
             other = tensor.key_conflict(name)
             if (other is None or f"{parent}/{other}" == moving) and not (
                     self._second and self._claimed(f"{parent}/{name}")):
+                self._tensor_memo = (memo_key, tensor)
                 return tensor
+        self._tensor_memo = (memo_key, None)
         return None
 
     def _makes_tensor(self, parent: str, name: str) -> bool:
