@@ -166,12 +166,14 @@ class DatasetFS:
         tensor = self.ds._tensors.get(parent)
         if tensor is not None and tensor.accepts_filename(name):
             other = tensor.key_conflict(name)
-            if (other is None or f"{parent}/{other}" == moving) and not (
+            if (other is not None and f"{parent}/{other}" != moving) or (
                     self._second and self._claimed(f"{parent}/{name}")):
-                self._tensor_memo = (memo_key, tensor)
-                return tensor
-        self._tensor_memo = (memo_key, None)
-        return None
+                tensor = None
+        else:
+            tensor = None
+        # (Not kept while second names are claimed: a claim ends without a change.)
+        self._tensor_memo = (None if self._second else memo_key, tensor)
+        return tensor
 
     def _makes_tensor(self, parent: str, name: str) -> bool:
         """Whether a file stored as ``name`` in ``parent`` makes a pending directory a
