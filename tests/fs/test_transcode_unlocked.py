@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from image_samples import png16
 from PIL import Image, PngImagePlugin
+from test_tree import get
 
 import lakefs
 from lakefs.config import Config
@@ -137,14 +138,6 @@ def put(fs: DatasetFS, path: str, data: bytes) -> None:
     try:
         fs.write(fh, data, 0)
         fs.flush(fh)
-    finally:
-        fs.release(fh)
-
-
-def get(fs: DatasetFS, path: str) -> bytes:
-    fh = fs.open(path, os.O_RDONLY)
-    try:
-        return fs.read(fh, 1 << 30, 0)
     finally:
         fs.release(fh)
 
