@@ -606,3 +606,22 @@ def test_an_empty_tensor_reads_as_an_empty_array_of_its_dtype(tmp_path):
     assert ds.create_tensor("m", htype="binary_mask", sample_compression="png").numpy().dtype == np.bool_
     assert ds.create_tensor("g").numpy().shape == (0,)  # dtype from the first sample: not known yet
     ds.close()
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">i2", "<f8"])
+def test_a_big_endian_first_sample_gives_the_native_dtype(tmp_path, dtype):
+    """A big-endian .npy (or array) as a tensor's first sample made its dtype ">f4", and
+    every later sample was stored big-endian; the dtype is the native one, values kept."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("arr", htype="generic")
+    buf = io.BytesIO()
+    np.save(buf, np.arange(3, dtype=dtype))
+    t.write_file("a.npy", buf.getvalue())
+    native = np.dtype(dtype).newbyteorder("=")
+    assert t.dtype == str(native)
+    canonical = io.BytesIO()
+    np.save(canonical, np.arange(3, dtype=native))
+    ds.close()
+    t = lakefs.load(tmp_path / "ds").arr
+    assert t["a"].numpy().tolist() == [0, 1, 2] and t["a"].numpy().dtype == native
+    assert t["a"].file_bytes() == canonical.getvalue()  # the canonical numpy.save bytes

@@ -430,8 +430,8 @@ class SampleFormat:
         return arr
 
     def _adopt_dtype(self, dtype: str) -> None:
-        if self.meta.dtype is None:
-            self.meta.dtype = str(np.dtype(dtype))
+        if self.meta.dtype is None:  # in this machine's byte order: a big-endian .npy made it ">f4"
+            self.meta.dtype = str(np.dtype(dtype).newbyteorder("="))
 
     def _holds(self, dtype: np.dtype) -> bool:
         """Whether the tensor's dtype holds every value of ``dtype``; a bool tensor (a mask)
@@ -459,7 +459,7 @@ class SampleFormat:
         if self.meta.dtype is None:
             self._adopt_dtype(str(arr.dtype))
             self.exact = self.exact or (self.htype.media_kind is None and arr.dtype.kind in "iub")
-            return arr
+            return arr.astype(self.meta.dtype, copy=False)  # (a big-endian array: swapped)
         want = np.dtype(self.meta.dtype)
         if arr.dtype.kind in "iu" and want.kind == "f":  # (numpy calls int64 -> float64 safe)
             return _to_float(arr, want)
