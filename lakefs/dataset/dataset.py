@@ -32,7 +32,7 @@ from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
-from lakefs.dataset.names import check_key, check_path
+from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
 from lakefs.dataset.tensor import Tensor, item_error
 from lakefs.dataset.views import Group, Row
@@ -41,7 +41,9 @@ from lakefs.errors import (
     CorruptionError,
     DatasetExistsError,
     DatasetNotFoundError,
+    DirectoryNotEmptyError,
     FormatVersionError,
+    InvalidNameError,
     InvalidSampleError,
     KeyExistsError,
     LakeFSError,
@@ -790,13 +792,85 @@ class Dataset:
             self._manifest.pending_dirs.append(name)
             self._touch()
 
+    def make_plain_dir(self, name: str) -> None:
+        """A plain directory (``mkdir .git``): a hidden name, or any name inside one. It
+        holds plain files and plain directories, never becomes a tensor or group, and
+        leaves its parent's kind alone (a pending directory holding ``.git`` still becomes
+        a tensor at its first sample), so it may be in any directory, a tensor too. Kept
+        in ``pending_dirs``: no tensor or group name has a hidden part (FORMAT.md §4)."""
+        name = check_plain_path(name)
+        with self._lock:
+            self._check_writable()
+            parent = name.rsplit("/", 1)[0] if "/" in name else ""
+            if not self._is_dir(parent):
+                raise TensorNotFoundError(f"no directory {parent!r}")
+            if self._name_taken(name):
+                raise TensorExistsError(f"{name!r} already exists")
+            self._manifest.pending_dirs.append(name)
+            self._touch()
+
+    def remove_plain_dir(self, name: str) -> None:
+        """Remove the empty plain directory ``name``."""
+        with self._lock:
+            self._check_writable()
+            m = self._manifest
+            if not is_plain_path(name) or name not in m.pending_dirs:
+                raise TensorNotFoundError(f"no plain directory {name!r}")
+            if self._holds_plain(name):
+                raise DirectoryNotEmptyError(f"{name!r} is not empty")
+            m.pending_dirs.remove(name)
+            m.dirs.pop(name, None)
+            self._touch()
+
+    def _holds_plain(self, name: str) -> bool:
+        """Whether plain files or directories lie under directory ``name``."""
+        prefix = name + "/"
+        m = self._manifest
+        return any(p.startswith(prefix) for p in m.files) or any(d.startswith(prefix) for d in m.pending_dirs)
+
+    def rename_pending_dir(self, old: str, new: str) -> None:
+        """Rename the pending or plain directory ``old`` with what it holds (plain files
+        and plain directories, nothing else). To a hidden name it is a plain directory
+        from then on; a plain one keeps a hidden name (it would otherwise become a
+        pending directory holding plain directories under ordinary names)."""
+        with self._lock:
+            self._check_writable()
+            m = self._manifest
+            if old not in m.pending_dirs:
+                raise TensorNotFoundError(f"no directory {old!r}")
+            plain = is_plain_path(new)
+            if not plain and is_plain_path(old):
+                raise InvalidNameError(f"{old!r} is a plain directory: {new!r} is not a hidden name")
+            new = check_plain_path(new) if plain else check_path(new, "directory name")
+            if new == old or new.startswith(old + "/"):
+                raise InvalidNameError(f"cannot move {old!r} into itself")
+            if self._name_taken(new):
+                raise TensorExistsError(f"{new!r} already exists")
+            parent = new.rsplit("/", 1)[0] if "/" in new else ""
+            if plain and not self._is_dir(parent):
+                raise TensorNotFoundError(f"no directory {parent!r}")
+            if not plain:
+                self._ensure_parents(new)  # (a pending parent becomes a group, as at mkdir)
+            prefix, cut = old + "/", len(old)
+            m.pending_dirs = [new + d[cut:] if d == old or d.startswith(prefix) else d for d in m.pending_dirs]
+            for path in [p for p in m.files if p.startswith(prefix)]:  # (in order: listings keep it)
+                replaced = m.files.get(new + path[cut:])
+                if replaced is not None:
+                    self._obsolete.append(keys.staged_file(replaced.file_id))
+                m.files[new + path[cut:]] = m.files.pop(path)
+            for d in [d for d in m.dirs if d == old or d.startswith(prefix)]:  # modes and times follow
+                m.dirs[new + d[cut:]] = m.dirs.pop(d)
+            self._touch()
+
     def delete_tensor(self, name: str) -> None:
         with self._lock:
             self._check_writable()
             tensor = self._get_tensor(name)
             del self._tensors[tensor.name]
             del self._manifest.tensors[tensor.name]
-            self._drop_dirs(tensor.name)
+            # Its own entry only: plain directories in it stay (a tensor made by a refused
+            # first file is made pending again, and keeps its .git).
+            self._manifest.dirs.pop(tensor.name, None)
             self._dropped_prefixes.append(keys.tensor_prefix(tensor.meta.tid))
             self._touch()
 

@@ -2,8 +2,8 @@
 
 Names become directory and file names in the mount, so they follow what a Linux
 filesystem accepts, minus what would be ambiguous: no ``/`` inside a segment, no NUL or
-control characters, not ``.``/``..``, no leading dot (hidden names are staging files),
-at most 255 bytes of UTF-8 for a file name.
+control characters, not ``.``/``..``, no leading dot (hidden names are staging files
+and plain directories), at most 255 bytes of UTF-8 for a file name.
 """
 
 from __future__ import annotations
@@ -50,6 +50,31 @@ def check_path(name: str, what: str = "tensor name") -> str:
             shown = name if len(name) <= 80 else name[:60] + "..."
             raise type(e)(f"{what} {shown!r}: {e}") from None
     return "/".join(parts)
+
+
+def is_plain_path(path: str) -> bool:
+    """Whether ``path`` is a plain directory's (or lies in one): a segment starts with
+    '.' (``.git``, ``proj/.cache/hub``), which no tensor or group name does."""
+    return path.startswith(".") or "/." in path
+
+
+def check_plain_path(path: str) -> str:
+    """A plain directory's path: segments as a filesystem takes them (any name, control
+    characters too, as staged files), at least one of them hidden. Returns it normalised."""
+    parts = path.strip("/").split("/")
+    for seg in parts:
+        if seg in ("", ".", "..") or "\0" in seg:
+            raise InvalidNameError(f"invalid directory name {seg!r} in {path!r}")
+        try:
+            size = len(seg.encode("utf-8"))
+        except UnicodeEncodeError as e:
+            raise InvalidNameError(f"directory name {seg!r} is not valid UTF-8") from e
+        if size > NAME_MAX:
+            raise NameTooLongError(f"directory name is {size} bytes long; at most {NAME_MAX} are allowed")
+    path = "/".join(parts)
+    if not is_plain_path(path):
+        raise InvalidNameError(f"{path!r} is not a plain directory's path (none of its names starts with '.')")
+    return path
 
 
 def check_key(key: str) -> str:

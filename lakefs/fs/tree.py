@@ -1,7 +1,10 @@
 """Filesystem semantics of a mounted dataset, with no FUSE import (DESIGN §4).
 
-Paths are ``/``-rooted strings. Directories are the root, groups, tensors and pending
-directories (``mkdir`` not yet used). Files are samples (``<key><ext>`` in a tensor that
+Paths are ``/``-rooted strings. Directories are the root, groups, tensors, pending
+directories (``mkdir`` not yet used) and plain directories (a hidden name such as
+``.git`` or ``.ipynb_checkpoints``, in any directory, and everything made inside one:
+they hold plain files and plain directories only, and leave their parent's kind alone).
+Files are samples (``<key><ext>`` in a tensor that
 accepts the extension, one per key: see :meth:`DatasetFS._tensor_for`), staged files
 (anything else: rsync temp files, a README, ``index.tmp`` beside ``index.db``), and
 files being written, which live in an :class:`OpenFile` buffer until ``flush``/``close``
@@ -28,13 +31,14 @@ from typing import Any, BinaryIO
 
 from lakefs.config import Config
 from lakefs.dataset import Dataset, Sample, Tensor
-from lakefs.dataset.names import NAME_MAX, split_filename
+from lakefs.dataset.names import NAME_MAX, is_plain_path, split_filename
 from lakefs.dataset.samples import Ahead
 from lakefs.errors import (
     BadHandleError,
     BusyError,
     CrossDeviceError,
     DirectoryNotEmptyError,
+    InvalidNameError,
     InvalidSampleError,
     IsADirectoryError_,
     LakeFSError,
@@ -137,7 +141,7 @@ class DatasetFS:
     # --- lookup ------------------------------------------------------------------------
 
     def _dir_kind(self, d: str) -> str | None:
-        """"root", "tensor", "group", "pending" or None for the directory path ``d``."""
+        """"root", "tensor", "group", "pending", "plain" or None for the directory path ``d``."""
         if d == "":
             return "root"
         ds = self.ds
@@ -147,7 +151,7 @@ class DatasetFS:
         if d in m.groups:
             return "group"
         if d in m.pending_dirs:
-            return "pending"
+            return "plain" if is_plain_path(d) else "pending"
         return None
 
     def _tensor_for(self, parent: str, name: str, moving: str | None = None) -> Tensor | None:
@@ -361,6 +365,11 @@ class DatasetFS:
         if kind == "tensor":
             names, e = self.ds._tensors[d].file_table()
             out = Listing(names, [stat.S_IFREG] * len(names), e["file_size"], e["mtime_ns"], e["mode"])
+            prefix = d + "/"
+            plain = [(sub[len(prefix):], self._dir_attr(sub)) for sub in m.pending_dirs
+                     if sub.startswith(prefix) and "/" not in sub[len(prefix):]]
+            if plain:  # (.ipynb_checkpoints beside the notebooks)
+                out = out + Listing.of(plain)
         else:
             prefix = d + "/" if d else ""
             out = Listing.of([(sub[len(prefix):], self._dir_attr(sub))
@@ -368,7 +377,9 @@ class DatasetFS:
                               if sub.startswith(prefix) and "/" not in sub[len(prefix):]])
         staged = [(name, Attr(FILE, f.size, f.mtime_ns, f.mode)) for p, f in m.files.items()
                   for parent, name in (split(p),) if parent == d]
-        staged = [(name, attr) for name, attr in staged if name not in out]
+        # By name: the order a reloaded manifest gives them (it keeps files sorted), so a
+        # listing shows them in the same order before and after a remount.
+        staged = sorted((name, attr) for name, attr in staged if name not in out)
         return out + Listing.of(staged) if staged else out
 
     def _dir_attr(self, d: str) -> Attr:
@@ -1046,11 +1057,15 @@ class DatasetFS:
         with self._lock:
             self._writable()
             kind = self._require_dir(parent)
-            if kind == "tensor":
+            plain = is_plain_path(p)  # a hidden name, or inside a plain directory
+            if kind == "tensor" and not plain:
                 raise NotPermittedError(f"{path!r}: a tensor holds sample files, not directories")
             if self._dir_kind(p) is not None or self._exists_file(p):
                 raise TensorExistsError(f"{path!r} already exists")
-            self.ds.make_pending_dir(p)
+            if plain:
+                self.ds.make_plain_dir(p)
+            else:
+                self.ds.make_pending_dir(p)
             now = time.time_ns()
             self.ds.set_dir_meta(p, stat.S_IMODE(mode), now)  # the kernel applied the umask
             self._dir_changed(parent, now=now)
@@ -1070,6 +1085,8 @@ class DatasetFS:
                 raise DirectoryNotEmptyError(f"{path!r} is not empty")
             if kind == "tensor":
                 self.ds.delete_tensor(p)
+            elif kind == "plain":
+                self.ds.remove_plain_dir(p)
             else:
                 self.ds.delete_group(p)
             self._dir_changed(split(p)[0])
@@ -1227,15 +1244,26 @@ class DatasetFS:
         self.ds.delete_file(o)
 
     def _rename_dir(self, o: str, n: str) -> None:
+        """Rename a directory in place where its kind allows: a pending or plain one (its
+        plain files and plain directories move with it; to a hidden name it is plain from
+        then on), a tensor holding only samples. Otherwise ``EXDEV``, and ``mv`` copies:
+        groups, tensors holding plain files or directories, a plain directory to an
+        ordinary name (its copy is made of ordinary directories: tensors, groups), a
+        tensor or group to a hidden name (copied as plain files)."""
         kind = self._dir_kind(o)
-        if self._dir_kind(split(n)[0]) == "tensor":  # as mkdir: a tensor holds only files
+        to_plain = is_plain_path(n)
+        if n.startswith(o + "/"):
+            raise InvalidNameError(f"cannot move '/{o}' into itself")
+        if self._dir_kind(split(n)[0]) == "tensor" and not to_plain:  # as mkdir: a tensor holds only files
             raise NotPermittedError(f"'/{n}': a tensor holds sample files, not directories")
         self.store_held(o + "/")  # held files are not open: mv of the directory just rsynced
         if any(p.startswith(o + "/") for p in self._open):
             raise BusyError(f"'/{o}' holds files open for writing")
-        in_place = kind == "pending" or (
-            kind == "tensor" and not any(p.startswith(o + "/") for p in self.ds._manifest.files))
-        if not in_place:  # groups, tensors holding staged files: mv copies and deletes
+        if kind == "pending" or (kind == "plain" and to_plain):
+            rename = self.ds.rename_pending_dir
+        elif kind == "tensor" and not to_plain and not self.ds._holds_plain(o):
+            rename = self.ds.rename_tensor
+        else:
             raise CrossDeviceError(f"'/{o}' cannot be renamed in place")  # before touching n
         if self._dir_kind(n) is not None:
             if self.readdir("/" + n):
@@ -1243,19 +1271,7 @@ class DatasetFS:
             self.rmdir("/" + n)
         if self._exists_file(n):
             raise NotADirectoryError_(f"'/{n}' is not a directory")
-        if kind == "tensor" and not any(p.startswith(o + "/") for p in self.ds._manifest.files):
-            self.ds.rename_tensor(o, n)
-        elif kind == "pending":  # it holds only plain files: they move with it
-            inside = [p for p in self.ds._manifest.files if p.startswith(o + "/")]
-            meta = self.ds.dir_meta(o)
-            self.ds.make_pending_dir(n)  # first: a name it refuses changes nothing
-            for path in inside:
-                self.ds.rename_file(path, n + path[len(o):])
-            self.ds.delete_group(o)
-            if meta is not None:  # a renamed directory keeps its mode and time
-                self.ds.set_dir_meta(n, *meta)
-        else:  # groups, tensors holding staged files: mv copies and deletes
-            raise CrossDeviceError(f"'/{o}' cannot be renamed in place")
+        rename(o, n)  # (a renamed directory keeps its mode and time)
         self._dir_changed(*dict.fromkeys((split(o)[0], split(n)[0])))
 
     # --- metadata ----------------------------------------------------------------------
