@@ -851,16 +851,23 @@ class Dataset:
                 raise TensorNotFoundError(f"no directory {parent!r}")
             if not plain:
                 self._ensure_parents(new)  # (a pending parent becomes a group, as at mkdir)
-            prefix, cut = old + "/", len(old)
-            m.pending_dirs = [new + d[cut:] if d == old or d.startswith(prefix) else d for d in m.pending_dirs]
-            for path in [p for p in m.files if p.startswith(prefix)]:  # (in order: listings keep it)
-                replaced = m.files.get(new + path[cut:])
-                if replaced is not None:
-                    self._obsolete.append(keys.staged_file(replaced.file_id))
-                m.files[new + path[cut:]] = m.files.pop(path)
-            for d in [d for d in m.dirs if d == old or d.startswith(prefix)]:  # modes and times follow
-                m.dirs[new + d[cut:]] = m.dirs.pop(d)
+            m.pending_dirs[m.pending_dirs.index(old)] = new
+            self._move_under(old, new)
             self._touch()
+
+    def _move_under(self, old: str, new: str) -> None:
+        """Move the plain files and plain directories under directory ``old`` to ``new``,
+        and the modes and times of ``old`` and of them."""
+        m = self._manifest
+        prefix, cut = old + "/", len(old)
+        m.pending_dirs = [new + d[cut:] if d.startswith(prefix) else d for d in m.pending_dirs]
+        for path in [p for p in m.files if p.startswith(prefix)]:
+            replaced = m.files.get(new + path[cut:])
+            if replaced is not None:
+                self._obsolete.append(keys.staged_file(replaced.file_id))
+            m.files[new + path[cut:]] = m.files.pop(path)
+        for d in [d for d in m.dirs if d == old or d.startswith(prefix)]:
+            m.dirs[new + d[cut:]] = m.dirs.pop(d)
 
     def delete_tensor(self, name: str) -> None:
         with self._lock:
@@ -880,7 +887,11 @@ class Dataset:
             self._check_writable()
             m = self._manifest
             if name in m.pending_dirs:
-                m.pending_dirs.remove(name)
+                if self._holds_plain(name) and not recursive:
+                    raise TensorExistsError(f"directory {name!r} is not empty")
+                for path in [p for p in m.files if p.startswith(name + "/")]:
+                    self.delete_file(path)
+                m.pending_dirs = [d for d in m.pending_dirs if d != name and not d.startswith(name + "/")]
                 self._drop_dirs(name)
                 self._touch()
                 return
@@ -909,8 +920,8 @@ class Dataset:
             self._ensure_parents(new)
             del self._tensors[tensor.name]
             meta = self._manifest.tensors.pop(tensor.name)
-            if tensor.name in self._manifest.dirs:  # the directory keeps its mode and time
-                self._manifest.dirs[new] = self._manifest.dirs.pop(tensor.name)
+            # Its mode and time, and the plain files and directories in it, follow it.
+            self._move_under(tensor.name, new)
             tensor.name = new
             self._tensors[new] = tensor
             self._manifest.tensors[new] = meta

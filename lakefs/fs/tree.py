@@ -1244,12 +1244,11 @@ class DatasetFS:
         self.ds.delete_file(o)
 
     def _rename_dir(self, o: str, n: str) -> None:
-        """Rename a directory in place where its kind allows: a pending or plain one (its
-        plain files and plain directories move with it; to a hidden name it is plain from
-        then on), a tensor holding only samples. Otherwise ``EXDEV``, and ``mv`` copies:
-        groups, tensors holding plain files or directories, a plain directory to an
-        ordinary name (its copy is made of ordinary directories: tensors, groups), a
-        tensor or group to a hidden name (copied as plain files)."""
+        """Rename a directory in place where its kind allows, with the plain files and
+        plain directories in it: a pending or plain one (to a hidden name it is plain
+        from then on), a tensor. Otherwise ``EXDEV``, and ``mv`` copies: groups, a plain
+        directory to an ordinary name (its copy is made of ordinary directories: tensors,
+        groups), a tensor to a hidden name (copied as plain files)."""
         kind = self._dir_kind(o)
         to_plain = is_plain_path(n)
         if n.startswith(o + "/"):
@@ -1261,7 +1260,7 @@ class DatasetFS:
             raise BusyError(f"'/{o}' holds files open for writing")
         if kind == "pending" or (kind == "plain" and to_plain):
             rename = self.ds.rename_pending_dir
-        elif kind == "tensor" and not to_plain and not self.ds._holds_plain(o):
+        elif kind == "tensor" and not to_plain:
             rename = self.ds.rename_tensor
         else:
             raise CrossDeviceError(f"'/{o}' cannot be renamed in place")  # before touching n

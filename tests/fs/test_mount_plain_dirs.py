@@ -80,7 +80,8 @@ def test_cp_r_and_rsync_a_of_a_project_with_hidden_directories(project, dataset_
         found = run("find", str(mountpoint / "rs"), "-type", "f").stdout.split()
         assert len(found) == len(want)
     ds = lakefs.load(dataset_path, read_only=True)
-    assert sorted(ds.tensors) == ["cp/images", "cp/notebooks", "rs/images", "rs/notebooks"]  # the hidden directories are no tensors
+    # The hidden directories are no tensors.
+    assert sorted(ds.tensors) == ["cp/images", "cp/notebooks", "rs/images", "rs/notebooks"]
     assert ds.tensors["rs/images"].num_samples == 4
     ds.close()
     with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):

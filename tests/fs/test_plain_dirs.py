@@ -65,10 +65,20 @@ def test_a_hidden_directory_leaves_its_parents_kind_alone(fs, photos):
     assert errno_of(fs.mkdir, "/proj/sub", 0o755) == errno.EPERM
     assert names(fs, "/proj") == ["a.jpg", ".ipynb_checkpoints", ".cache"]
     assert get(fs, "/proj/.ipynb_checkpoints/x-checkpoint.ipynb") == b"{}"
-    # A tensor holding plain directories is not empty, and mv copies it (EXDEV).
-    assert errno_of(fs.rename, "/proj", "/proj2") == errno.EXDEV
-    fs.unlink("/proj/a.jpg")
-    assert errno_of(fs.rmdir, "/proj") == errno.ENOTEMPTY
+    # A tensor holding plain directories is not empty; renamed, it takes them along.
+    fs.rename("/proj", "/proj2")
+    assert names(fs, "/proj2") == ["a.jpg", ".ipynb_checkpoints", ".cache"]
+    assert get(fs, "/proj2/.ipynb_checkpoints/x-checkpoint.ipynb") == b"{}"
+    assert fs.find_attr("/proj/.cache/hub") is None and fs.getattr("/proj2/.cache/hub").is_dir()
+    fs.unlink("/proj2/a.jpg")
+    assert errno_of(fs.rmdir, "/proj2") == errno.ENOTEMPTY
+    # The Python API: a pending directory holding one is not empty either.
+    fs.mkdir("/p", 0o755)
+    fs.mkdir("/p/.x", 0o755)
+    with pytest.raises(LakeFSError):
+        fs.ds.delete_group("p")
+    fs.ds.delete_group("p", recursive=True)
+    assert "p/.x" not in fs.ds.pending_dirs
     # In a group, beside tensors.
     fs.mkdir("/g", 0o755)
     fs.mkdir("/g/images", 0o755)
@@ -185,3 +195,17 @@ def test_the_python_api_keeps_refusing_hidden_tensor_and_group_names(fs):
         ds.make_plain_dir("plain")  # no hidden part
     with pytest.raises(LakeFSError):
         ds.make_plain_dir(".nope/.x")  # no parent
+
+
+def test_a_tensor_is_renamed_in_place_with_its_plain_files(fs, photos):
+    """Its plain files and directories move along (they were left behind under the old
+    name by ``Dataset.rename_tensor``, so the mount answered EXDEV and mv copied)."""
+    fs.mkdir("/t", 0o755)
+    put(fs, "/t/a.jpg", photos[0].read_bytes())
+    put(fs, "/t/README", b"r")
+    fs.commit()  # stored, not held
+    fs.rename("/t", "/u")
+    assert names(fs, "/u") == ["a.jpg", "README"] and get(fs, "/u/README") == b"r"
+    assert sorted(fs.ds.files) == ["u/README"]
+    fs.ds.rename_tensor("u", "v")
+    assert sorted(fs.ds.files) == ["v/README"]
