@@ -253,10 +253,19 @@ class DatasetFS:
     def _require_dir(self, parent: str) -> str:
         kind = self._dir_kind(parent)
         if kind is None:
-            if self._exists_file(parent):  # also a file being written or held
+            if self._file_on_the_way(parent):  # also a file being written or held
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
             raise SampleNotFoundError(f"no directory {parent!r}")
         return kind
+
+    def _file_on_the_way(self, d: str) -> bool:
+        """Whether the missing directory ``d`` or a missing one above it is a file: the
+        kernel's walk to ``d/.g/a`` says ENOTDIR when ``d`` is a file (call with the lock)."""
+        while d and self._dir_kind(d) is None:
+            if self._exists_file(d):
+                return True
+            d = split(d)[0]
+        return False
 
     def _writable(self) -> None:
         if self.read_only:
@@ -296,7 +305,7 @@ class DatasetFS:
                 f = self.ds._manifest.files.get(p)
                 if f is not None:
                     return Attr(FILE, f.size, f.mtime_ns, f.mode)
-            if parent and self._dir_kind(parent) is None and self._exists_file(parent):
+            if parent and self._dir_kind(parent) is None and self._file_on_the_way(parent):
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
         return None
 
@@ -1076,7 +1085,7 @@ class DatasetFS:
             self._writable()
             kind = self._dir_kind(p)
             if kind is None:
-                if self._exists_file(p):
+                if self._file_on_the_way(p):
                     raise NotADirectoryError_(f"{path!r} is not a directory")
                 raise SampleNotFoundError(f"no directory {path!r}")
             if kind == "root":

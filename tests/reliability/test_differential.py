@@ -11,16 +11,18 @@ The domain is where lakefs promises plain-file behaviour (DESIGN §4):
 - the root and directories made by ``mkdir`` at the root (pending directories, which
   become ``bytes`` tensors at their first ``.bin`` file: a bytes tensor stores any file
   as-is, so a sample behaves like a plain file);
+- hidden directories: ``.h`` at the root and ``d/.g`` (in a pending directory or a
+  tensor): plain directories, holding plain files of every name above;
 - file names ``a``, ``b`` (no extension: staging files, plain files everywhere),
   ``x.bin``, ``y.bin`` (samples inside a bytes tensor, staging files elsewhere) and
   ``x.dat`` (a second name for the row key ``x`` when ``x.bin`` holds it: a plain file;
   it was EEXIST).
 
-Outside the domain lakefs deliberately differs and other tests cover it: directories
-inside a tensor (EPERM), samples moved between tensors and renames of tensors holding
-plain files (EXDEV, mv copies: the machine then checks that nothing changed), hidden and
-rsync temp names in image tensors, content that must decode. Directories are only made
-at the root for that reason.
+Outside the domain lakefs deliberately differs and other tests cover it: ordinary
+directories inside a tensor (EPERM), samples moved between tensors, a hidden directory
+renamed to an ordinary name and a tensor to a hidden one (EXDEV, mv copies: the machine
+then checks that nothing changed), hidden and rsync temp names in image tensors, content
+that must decode. Ordinary directories are only made at the root for that reason.
 
 Two runs: through a real mount (one mount per test; ``remount`` is a rule), and directly
 against :class:`DatasetFS` without a kernel (fast, many more examples; ``remount``
@@ -45,7 +47,7 @@ import lakefs
 from lakefs.errors import LakeFSError
 from lakefs.fs.tree import DatasetFS
 
-DIRS = ["d", "e"]
+DIRS = ["d", "e", ".h", "d/.g"]
 NAMES = ["a", "b", "x.bin", "y.bin", "x.dat"]
 paths = st.sampled_from([*NAMES, *(f"{d}/{n}" for d in DIRS for n in NAMES)])
 any_path = st.sampled_from([*NAMES, *DIRS, *(f"{d}/{n}" for d in DIRS for n in NAMES)])
@@ -284,9 +286,8 @@ class Differential(RuleBasedStateMachine):
         if os.path.isdir(self.plain.p(old)):
             if "/" in new:
                 return  # directories live at the root only (see the module doc)
-            # A tensor directory that also holds plain files cannot be renamed in place:
-            # lakefs answers EXDEV, documented (DESIGN §4), and mv then copies. Nothing
-            # changes on either side.
+            # A hidden directory to an ordinary name, a tensor to a hidden one: lakefs
+            # answers EXDEV (README), and mv then copies. Nothing changes on either side.
             got = _errno(self.lake.rename, old, new)
             if got == ("err", errno.EXDEV):
                 return
