@@ -209,3 +209,12 @@ def test_a_tensor_is_renamed_in_place_with_its_plain_files(fs, photos):
     assert sorted(fs.ds.files) == ["u/README"]
     fs.ds.rename_tensor("u", "v")
     assert sorted(fs.ds.files) == ["v/README"]
+
+
+def test_a_path_under_a_file_two_levels_up_is_enotdir(fs):
+    """As the kernel's walk (``d/.g/a`` with ``d`` a file): found by the differential test."""
+    put(fs, "/d", b"")
+    assert errno_of(fs.create, "/d/.g/a", 0o644) == errno.ENOTDIR
+    assert errno_of(fs.mkdir, "/d/.g/h", 0o755) == errno.ENOTDIR
+    assert errno_of(fs.rmdir, "/d/.g") == errno.ENOTDIR
+    assert errno_of(fs.getattr, "/d/.g/a") == errno.ENOTDIR
