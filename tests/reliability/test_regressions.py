@@ -118,14 +118,17 @@ def test_renaming_a_pending_directory_keeps_its_files():
 
 def test_exdev_directory_rename_leaves_the_target_alone():
     """Regression (test_differential.py): renaming a tensor that holds plain files onto an
-    empty directory removed that directory, then answered EXDEV."""
+    empty directory removed that directory, then answered EXDEV. (Such a tensor is renamed
+    in place now; a group, or a hidden directory to an ordinary name, still answers EXDEV.)"""
     from lakefs.errors import CrossDeviceError
 
     fs = DatasetFS(Dataset(MemoryStorage(), create=True))
     fs.mkdir("/d", 0o755)
+    fs.mkdir("/d/t", 0o755)  # d is a group
+    fs.mkdir("/.h", 0o755)
+    fs.release(fs.create("/.h/a", 0o644))
     fs.mkdir("/e", 0o755)
-    for name in ("x.bin", "a"):  # x.bin makes d a bytes tensor; a is a plain file in it
-        fs.release(fs.create(f"/d/{name}", 0o644))
-    with pytest.raises(CrossDeviceError):
-        fs.rename("/d", "/e")
-    assert fs.getattr("/e").is_dir()
+    for old in ("/d", "/.h"):
+        with pytest.raises(CrossDeviceError):
+            fs.rename(old, "/e")
+        assert fs.getattr("/e").is_dir()
