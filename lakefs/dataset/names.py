@@ -27,6 +27,11 @@ def _check_segment(seg: str, what: str) -> None:
         raise InvalidNameError(f"{what} {seg!r} must not contain control characters (NUL, newline, ...)")
     if seg.startswith("."):
         raise InvalidNameError(f"{what} {seg!r} must not start with '.'")
+    _check_size(seg, what)
+
+
+def _check_size(seg: str, what: str) -> None:
+    """At most NAME_MAX bytes of UTF-8 (a file name's limit)."""
     try:
         size = len(seg.encode("utf-8"))
     except UnicodeEncodeError as e:
@@ -65,12 +70,7 @@ def check_plain_path(path: str) -> str:
     for seg in parts:
         if seg in ("", ".", "..") or "\0" in seg:
             raise InvalidNameError(f"invalid directory name {seg!r} in {path!r}")
-        try:
-            size = len(seg.encode("utf-8"))
-        except UnicodeEncodeError as e:
-            raise InvalidNameError(f"directory name {seg!r} is not valid UTF-8") from e
-        if size > NAME_MAX:
-            raise NameTooLongError(f"directory name is {size} bytes long; at most {NAME_MAX} are allowed")
+        _check_size(seg, "directory name")
     path = "/".join(parts)
     if not is_plain_path(path):
         raise InvalidNameError(f"{path!r} is not a plain directory's path (none of its names starts with '.')")
