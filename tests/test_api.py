@@ -15,9 +15,11 @@ import lakefs
 from lakefs.errors import (
     DatasetExistsError,
     DatasetNotFoundError,
+    InvalidNameError,
     InvalidSampleError,
     ReadOnlyError,
     SampleNotFoundError,
+    TensorExistsError,
     TensorNotFoundError,
     TranscodeRefusedError,
 )
@@ -625,3 +627,55 @@ def test_a_big_endian_first_sample_gives_the_native_dtype(tmp_path, dtype):
     t = lakefs.load(tmp_path / "ds").arr
     assert t["a"].numpy().tolist() == [0, 1, 2] and t["a"].numpy().dtype == native
     assert t["a"].file_bytes() == canonical.getvalue()  # the canonical numpy.save bytes
+
+
+def test_delete_tensor_takes_its_plain_files_and_directories_along(tmp_path):
+    """Regression: ``Dataset.delete_tensor`` left the plain files and directories kept
+    under the tensor (``.ipynb_checkpoints`` beside notebooks) in the manifest, where no
+    listing could reach them and a new tensor of that name would show them again."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("notes", htype="text")
+    ds.notes.append("hello")
+    ds.make_plain_dir("notes/.ipynb_checkpoints")
+    ds.make_plain_dir("notes/.ipynb_checkpoints/.deep")
+    ds.write_file("notes/.ipynb_checkpoints/a.json", b"{}")
+    ds.write_file("notes/.ipynb_checkpoints/.deep/b", b"b")
+    ds.write_file("keep.md", b"kept")
+    ds.flush()
+    ds.delete_tensor("notes")
+    assert ds.tensors == {} and ds.pending_dirs == [] and list(ds.files) == ["keep.md"]
+    ds.flush()
+    ds.close()
+    assert len(list((tmp_path / "ds" / "files").iterdir())) == 1  # keep.md's: the others collected
+    ds = lakefs.load(tmp_path / "ds")
+    ds.create_tensor("notes", htype="text")
+    assert ds.pending_dirs == [] and list(ds.files) == ["keep.md"]
+    ds.close()
+
+
+def test_rename_group(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("train/images", htype="image", sample_compression="png")
+    ds.create_tensor("train/deep/labels", htype="class_label", class_names=["a", "b"])
+    ds.train.deep.labels.append(1)
+    ds.create_tensor("other")
+    g = ds.rename_group("train", "old/train")
+    assert g.name == "old/train" and sorted(ds.groups) == ["old", "old/train", "old/train/deep"]
+    assert sorted(ds.tensors) == ["old/train/deep/labels", "old/train/images", "other"]
+    assert ds["old/train/deep/labels"].name == "old/train/deep/labels"
+    assert ds.old.train.deep.labels[0].numpy().tolist() == [1]
+    with pytest.raises(TensorNotFoundError):
+        ds["train/images"]
+    with pytest.raises(TensorNotFoundError):
+        ds.rename_group("train", "x")
+    with pytest.raises(InvalidNameError):
+        ds.rename_group("old", "old/train/x")
+    with pytest.raises(TensorExistsError):
+        ds.rename_group("old", "other")
+    with pytest.raises(InvalidNameError):
+        ds.rename_group("old", "../up")
+    ds.flush()
+    ds.close()
+    ds = lakefs.load(tmp_path / "ds")
+    assert sorted(ds.tensors) == ["old/train/deep/labels", "old/train/images", "other"]
+    ds.close()

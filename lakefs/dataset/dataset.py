@@ -870,16 +870,36 @@ class Dataset:
             m.dirs[new + d[cut:]] = m.dirs.pop(d)
 
     def delete_tensor(self, name: str) -> None:
+        """Delete a tensor with what the mount keeps in it: its plain files and plain
+        directories (a notebook's ``.ipynb_checkpoints``) go too, never left unreachable."""
+        with self._lock:
+            self._check_writable()
+            tensor = self._drop_tensor(name)
+            m, prefix = self._manifest, tensor.name + "/"
+            for path in [p for p in m.files if p.startswith(prefix)]:
+                self.delete_file(path)
+            m.pending_dirs = [d for d in m.pending_dirs if not d.startswith(prefix)]
+            self._drop_dirs(tensor.name)
+
+    def unmake_tensor(self, name: str) -> None:
+        """Make the empty tensor ``name`` a pending directory again (the mount's undo of
+        a first file that was refused): its mode and time, and the plain files and
+        directories in it, stay; the next file decides again."""
         with self._lock:
             self._check_writable()
             tensor = self._get_tensor(name)
-            del self._tensors[tensor.name]
-            del self._manifest.tensors[tensor.name]
-            # Its own entry only: plain directories in it stay (a tensor made by a refused
-            # first file is made pending again, and keeps its .git).
-            self._manifest.dirs.pop(tensor.name, None)
-            self._dropped_prefixes.append(keys.tensor_prefix(tensor.meta.tid))
-            self._touch()
+            if tensor.num_samples:
+                raise TensorExistsError(f"tensor {name!r} holds samples")
+            self._drop_tensor(name)
+            self._manifest.pending_dirs.append(tensor.name)
+
+    def _drop_tensor(self, name: str) -> Tensor:
+        tensor = self._get_tensor(name)
+        del self._tensors[tensor.name]
+        del self._manifest.tensors[tensor.name]
+        self._dropped_prefixes.append(keys.tensor_prefix(tensor.meta.tid))
+        self._touch()
+        return tensor
 
     def delete_group(self, name: str, recursive: bool = False) -> None:
         name = check_path(name, "group name")
@@ -927,6 +947,37 @@ class Dataset:
             self._manifest.tensors[new] = meta
             self._touch()
             return tensor
+
+    def rename_group(self, old: str, new: str) -> Group:
+        """Rename the group ``old`` in place, with everything under it: tensors, groups,
+        pending and plain directories, plain files, and their modes and times. No sample
+        moves (tensors are stored by id), so it costs a manifest change, however big."""
+        old, new = check_path(old, "group name"), check_path(new, "group name")
+        with self._lock:
+            self._check_writable()
+            m = self._manifest
+            if old not in m.groups:
+                raise TensorNotFoundError(f"no group {old!r}")
+            if new == old or new.startswith(old + "/"):
+                raise InvalidNameError(f"cannot move group {old!r} into itself")
+            if self._name_taken(new):
+                raise TensorExistsError(f"{new!r} already exists")
+            self._ensure_parents(new)
+            prefix, cut = old + "/", len(old)
+
+            def moved(name: str) -> str:
+                return new + name[cut:] if name == old or name.startswith(prefix) else name
+
+            for tensor in self._tensors.values():
+                tensor.name = moved(tensor.name)
+            tensors = {moved(k): t for k, t in self._tensors.items()}
+            self._tensors.clear()  # (in place: in listing order, the same dict for every view)
+            self._tensors.update(tensors)
+            m.tensors = {moved(k): meta for k, meta in m.tensors.items()}
+            m.groups = [moved(g) for g in m.groups]
+            self._move_under(old, new)  # pending and plain directories, plain files, modes and times
+            self._touch()
+            return Group(self, new)
 
     def _get_tensor(self, name: str) -> Tensor:
         try:

@@ -935,11 +935,7 @@ class DatasetFS:
             yield
         except LakeFSError:
             if self._dir_kind(parent) == "tensor" and not self.ds._tensors[parent].num_samples:
-                meta = self.ds.dir_meta(parent)
-                self.ds.delete_tensor(parent)
-                self.ds.make_pending_dir(parent)
-                if meta is not None:  # the same directory: it keeps its mode and time
-                    self.ds.set_dir_meta(parent, *meta)
+                self.ds.unmake_tensor(parent)  # the same directory: its mode, time, .git stay
             raise
 
     def _store_in(self, tensor: Tensor, p: str, data: bytes | BinaryIO, *, mtime_ns: int, mode: int,
@@ -1255,9 +1251,10 @@ class DatasetFS:
     def _rename_dir(self, o: str, n: str) -> None:
         """Rename a directory in place where its kind allows, with the plain files and
         plain directories in it: a pending or plain one (to a hidden name it is plain
-        from then on), a tensor. Otherwise ``EXDEV``, and ``mv`` copies: groups, a plain
-        directory to an ordinary name (its copy is made of ordinary directories: tensors,
-        groups), a tensor to a hidden name (copied as plain files)."""
+        from then on), a tensor, a group (with everything under it). Otherwise ``EXDEV``,
+        and ``mv`` copies: a plain directory to an ordinary name (its copy is made of
+        ordinary directories: tensors, groups), a tensor or group to a hidden name
+        (copied as plain files)."""
         kind = self._dir_kind(o)
         to_plain = is_plain_path(n)
         if n.startswith(o + "/"):
@@ -1271,6 +1268,8 @@ class DatasetFS:
             rename = self.ds.rename_pending_dir
         elif kind == "tensor" and not to_plain:
             rename = self.ds.rename_tensor
+        elif kind == "group" and not to_plain:
+            rename = self.ds.rename_group
         else:
             raise CrossDeviceError(f"'/{o}' cannot be renamed in place")  # before touching n
         if self._dir_kind(n) is not None:

@@ -133,9 +133,14 @@ def test_mv_rm_mkdir_rmdir(photos, dataset_path, mountpoint):
         (mountpoint / "empty").mkdir()
         os.rmdir(mountpoint / "empty")
         assert sorted(os.listdir(mountpoint)) == ["images", "train"]
+        # A group is renamed in place (it was EXDEV: mv copied it, os.rename failed).
+        os.rename(mountpoint / "train", mountpoint / "val")
+        run("mv", str(mountpoint / "val"), str(mountpoint / "split"))
+        assert sorted(os.listdir(mountpoint)) == ["images", "split"]
+        assert (mountpoint / "split" / "labels" / "renamed.json").read_text() == '{"cls": 1}'
     ds = lakefs.load(dataset_path, read_only=True)
-    assert set(ds.tensors) == {"images", "train/labels"}
-    assert ds["train/labels"]["renamed"].numpy() == {"cls": 1}
+    assert set(ds.tensors) == {"images", "split/labels"}
+    assert ds["split/labels"]["renamed"].numpy() == {"cls": 1}
     assert ds.images["renamed"].tobytes() == photos[0].read_bytes()
 
 

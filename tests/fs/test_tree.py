@@ -1430,3 +1430,65 @@ def test_only_libfuses_hiding_of_an_open_file_is_an_unlink(fs):
     fs.unlink("/h/.fuse_hidden00000003000000ff")  # libfuse's last step
     fs.commit()
     assert fs.ds.files.keys() == {"h/.fuse_hidden0000000100000002"}
+
+
+def test_a_group_is_renamed_in_place_with_everything_under_it(tmp_path, photos):
+    """``mv train old`` of a group was EXDEV, so mv copied every sample (inferring each
+    tensor's settings again from its first file) and os.rename failed. Now the group is
+    renamed in the manifest: tensors keep their settings and rows, and the plain files,
+    plain and pending directories, modes and times under it follow."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("train/labels", htype="class_label", class_names=["cat", "dog"])
+    fs = DatasetFS(ds, Config())
+    fs.mkdir("/train/images", 0o755)
+    put(fs, "/train/images/a.jpg", photos[0].read_bytes())
+    put(fs, "/train/labels/a.txt", b"dog\n")
+    fs.mkdir("/train/deep", 0o755)
+    fs.mkdir("/train/deep/masks", 0o755)  # train/deep is a group; masks pending
+    fs.mkdir("/train/images/.ipynb_checkpoints", 0o755)
+    put(fs, "/train/images/.ipynb_checkpoints/n.json", b"{}")
+    put(fs, "/train/README.md", b"card")
+    fs.chmod("/train/deep", 0o700)
+    fs.utimens("/train/images", 1_000_000_000)
+    fs.mkdir("/split", 0o755)  # a pending parent becomes a group, as at mkdir
+
+    fs.rename("/train", "/split/old")
+
+    assert fs._dir_kind("train") is None and fs._dir_kind("split/old") == "group"
+    assert sorted(ds.tensors) == ["split/old/images", "split/old/labels"]
+    assert ds.tensors["split/old/labels"].htype == "class_label"
+    assert get(fs, "/split/old/images/a.jpg") == photos[0].read_bytes()
+    assert get(fs, "/split/old/labels/a.txt") == b"dog\n"
+    assert get(fs, "/split/old/images/.ipynb_checkpoints/n.json") == b"{}"
+    assert get(fs, "/split/old/README.md") == b"card"
+    assert fs._dir_kind("split/old/deep/masks") == "pending"
+    assert stat.S_IMODE(fs.getattr("/split/old/deep").mode) == 0o700
+    assert fs.getattr("/split/old/images").mtime_ns == 1_000_000_000
+    assert [n for n, _ in fs.readdir("/")] == ["split"]
+    ds.flush()
+    ds.close()
+    again = lakefs.load(tmp_path / "ds")
+    assert again["split/old/labels"]["a"].numpy().tolist() == [1]
+    assert again.read_file("split/old/README.md") == b"card"
+    assert "split/old/images/.ipynb_checkpoints" in again.pending_dirs
+    again.close()
+
+
+def test_group_rename_refusals(fs, photos):
+    fs.mkdir("/g", 0o755)
+    fs.mkdir("/g/t", 0o755)
+    put(fs, "/g/t/a.jpg", photos[0].read_bytes())
+    fs.mkdir("/other", 0o755)
+    put(fs, "/other/b.jpg", photos[1].read_bytes())  # a tensor
+    fs.mkdir("/full", 0o755)
+    fs.mkdir("/full/x", 0o755)
+    assert errno_of(fs.rename, "/g", "/g/t/in") == errno.EINVAL  # into itself
+    assert errno_of(fs.rename, "/g", "/other/g") == errno.EPERM  # a tensor holds files only
+    assert errno_of(fs.rename, "/g", "/full") == errno.ENOTEMPTY
+    assert errno_of(fs.rename, "/g", "/.g") == errno.EXDEV  # to a hidden name: mv copies, as plain files
+    fh = fs.create("/g/t/c.jpg", 0o644)
+    assert errno_of(fs.rename, "/g", "/h") == errno.EBUSY  # a file open for writing under it
+    fs.release(fh)
+    assert sorted(fs.ds.tensors) == ["g/t", "other"] and get(fs, "/g/t/a.jpg") == photos[0].read_bytes()
+    fs.rename("/g", "/full/x")  # onto an empty directory: replaces it
+    assert get(fs, "/full/x/t/a.jpg") == photos[0].read_bytes()

@@ -119,7 +119,8 @@ def test_renaming_a_pending_directory_keeps_its_files():
 def test_exdev_directory_rename_leaves_the_target_alone():
     """Regression (test_differential.py): renaming a tensor that holds plain files onto an
     empty directory removed that directory, then answered EXDEV. (Such a tensor is renamed
-    in place now; a group, or a hidden directory to an ordinary name, still answers EXDEV.)"""
+    in place now, and so is a group; a hidden directory to an ordinary name, or a group to
+    a hidden one, still answers EXDEV.)"""
     from lakefs.errors import CrossDeviceError
 
     fs = DatasetFS(Dataset(MemoryStorage(), create=True))
@@ -128,7 +129,8 @@ def test_exdev_directory_rename_leaves_the_target_alone():
     fs.mkdir("/.h", 0o755)
     fs.release(fs.create("/.h/a", 0o644))
     fs.mkdir("/e", 0o755)
-    for old in ("/d", "/.h"):
+    fs.mkdir("/.e", 0o755)
+    for old, new in (("/.h", "/e"), ("/d", "/.e")):
         with pytest.raises(CrossDeviceError):
-            fs.rename(old, "/e")
-        assert fs.getattr("/e").is_dir()
+            fs.rename(old, new)
+        assert fs.getattr(new).is_dir()
