@@ -1116,26 +1116,38 @@ class DatasetFS:
             if split(o)[0] == new_parent and _HIDDEN_NAME.fullmatch(new_name) and (
                     o in self._open or o in self._readers):  # (libfuse hides open files only)
                 return self._hide(o, n)
-            of = self._open.get(o)
-            parents = dict.fromkeys((split(o)[0], new_parent))  # both change (once if one)
-            if of is not None and of.writers and not of.detached:
-                self._rename_open(of, n)
+            try:
+                self._rename_a_file(o, n)
+            except InvalidSampleError as e:
+                # Content the new name's tensor refuses (text renamed to notes.jpg): not
+                # EINVAL, which mv reports as "cannot move to a subdirectory of itself".
+                # EXDEV makes mv (and shutil.move, rsync) copy instead, and the copy's
+                # close answers "Invalid argument"; the file stays where it was.
+                raise CrossDeviceError(f"'/{o}' cannot become '/{n}': {e}") from e
+
+    def _rename_a_file(self, o: str, n: str) -> None:
+        """:meth:`rename` of a file (call with the lock)."""
+        new_parent = split(n)[0]
+        of = self._open.get(o)
+        parents = dict.fromkeys((split(o)[0], new_parent))  # both change (once if one)
+        if of is not None and of.writers and not of.detached:
+            self._rename_open(of, n)
+            self._dir_changed(*parents)
+            return
+        if of is not None and of.dirty and not of.detached:
+            if o in self._held:
+                self._rename_held(of, n)
                 self._dir_changed(*parents)
                 return
-            if of is not None and of.dirty and not of.detached:
-                if o in self._held:
-                    self._rename_held(of, n)
-                    self._dir_changed(*parents)
-                    return
-                self._commit(of)
-            self._rename_file(o, n)
-            of = self._open.pop(o, None)
-            self._unhold(o)
-            self._detach(n)  # a file being written or held at the new name is replaced
-            if of is not None:  # handles still open on the old name keep their buffer
-                of.path = n
-                self._open[n] = of
-            self._dir_changed(*parents)
+            self._commit(of)
+        self._rename_file(o, n)
+        of = self._open.pop(o, None)
+        self._unhold(o)
+        self._detach(n)  # a file being written or held at the new name is replaced
+        if of is not None:  # handles still open on the old name keep their buffer
+            of.path = n
+            self._open[n] = of
+        self._dir_changed(*parents)
 
     def _hide(self, o: str, n: str) -> None:
         """libfuse's rename of a file still open that is unlinked or renamed over (no

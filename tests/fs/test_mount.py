@@ -607,3 +607,31 @@ def test_names_that_are_not_utf8_are_plain_files_in_a_tensor(photos, dataset_pat
                     assert f.read() == data
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.img.num_samples == 1 and len(ds.files) == 4
+
+
+def test_a_file_renamed_onto_a_sample_name_it_cannot_be_keeps_it_and_says_why(photos, dataset_path, mountpoint,
+                                                                               tmp_path):
+    """Regression: ``mv notes.txt images/notes.jpg`` of text in a jpeg tensor said "cannot
+    move ... to a subdirectory of itself" (mv's words for EINVAL from rename). The refused
+    rename is EXDEV now: mv, shutil.move and rsync copy, the copy's close is refused with
+    "Invalid argument", and the file stays where it was."""
+    outside = tmp_path / "outside.txt"
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        img = mountpoint / "images"
+        img.mkdir()
+        shutil.copy(photos[0], img / "a.jpg")
+        (img / "notes.txt").write_text("hello")  # a plain file in the image tensor
+        r = run("mv", str(img / "notes.txt"), str(img / "notes.jpg"), check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr and "subdirectory" not in r.stderr
+        assert (img / "notes.txt").read_text() == "hello" and not (img / "notes.jpg").exists()
+        with pytest.raises(OSError) as e:
+            os.rename(img / "notes.txt", img / "n.jpg")
+        assert e.value.errno == errno.EXDEV
+        with pytest.raises(OSError) as e:
+            shutil.move(img / "notes.txt", img / "n.jpg")
+        assert e.value.errno == errno.EINVAL and (img / "notes.txt").read_text() == "hello"
+        outside.write_text("not a photo")
+        r = run("rsync", str(outside), str(img / "b.jpg"), check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr
+        assert sorted(os.listdir(img)) == ["a.jpg", "notes.txt"]
+        assert md5(img / "a.jpg") == md5(photos[0])
