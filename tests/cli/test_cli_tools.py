@@ -79,6 +79,19 @@ def test_missing_dataset_is_one_line(cli, tmp_path: Path, command: list[str]) ->
     assert r.code == 1 and r.err.startswith("lakefs: error: no lakefs dataset") and len(r.err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", [["create"], ["ingest", "SRC"]])
+def test_a_dataset_folder_that_cannot_be_created_is_one_line(cli, tmp_path: Path, command: list[str]) -> None:
+    """Under a file, or where mkdir fails (/proc): said as such, not "no such object 'locks/writer'"."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    for where, reason in ((tmp_path / "file" / "ds", f"{tmp_path / 'file'} is not a directory"),
+                          (Path("/proc/lakefs-test-ds"), "No such file or directory")):
+        r = cli(*[tmp_path / "src" if a == "SRC" else a for a in command], where)
+        assert r.code == 1 and r.err == f"lakefs: error: cannot create storage root {where}: {reason}\n"
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
     with lakefs.load(dataset_path) as ds:
