@@ -91,7 +91,8 @@ def cmd_tensor_create(args: argparse.Namespace) -> int:
     import lakefs
 
     with lakefs.load(args.dataset, **args.settings.dataset_options()) as ds:
-        t = ds.create_tensor(args.name, **tensor_kwargs(args))
+        # (the config file's chunk_size is the default of new tensors, as in a mount)
+        t = ds.create_tensor(args.name, **{"chunk_size": args.settings.chunk_size, **tensor_kwargs(args)})
         print(f"created tensor {t.name} ({_settings(t)})")
     return 0
 

@@ -73,6 +73,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lakefs.tools.scan import scan
 
     plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args))
+    for settings in plan.tensors.values():  # the config file's, for the tensors it creates
+        settings.setdefault("chunk_size", args.settings.chunk_size)
     with sigterm_interrupts():
         ds = lakefs.dataset(args.dataset, **args.settings.dataset_options())
         try:

@@ -194,6 +194,25 @@ def test_every_command_takes_config(cli, dataset_path: Path, tmp_path: Path, pho
         assert r.code == 1 and r.err.count("\n") == 1 and "allow_transcode" in r.err, argv
 
 
+def test_config_chunk_size_is_the_default_of_new_tensors(cli, jpeg_dir: Path, dataset_path: Path,
+                                                         tmp_path: Path) -> None:
+    """config.example.yaml: "target chunk size of new tensors", made by any command."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("chunk_size: 1MB\n")
+    assert cli("create", dataset_path, "--config", cfg).code == 0
+    assert cli("tensor", "create", dataset_path, "a", "--config", cfg).code == 0
+    assert cli("tensor", "create", dataset_path, "b", "--chunk-size", "2MB", "--config", cfg).code == 0
+    assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--config", cfg, "-j", "0").code == 0
+    paired = tmp_path / "paired"
+    (paired / "texts").mkdir(parents=True)
+    (paired / "texts" / "x.txt").write_text("x")
+    assert cli("ingest", paired, dataset_path, "--layout", "paired", "--config", cfg).code == 0
+    assert cli("tensor", "create", dataset_path, "c").code == 0
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        sizes = {name: t.meta.chunk_size for name, t in ds.tensors.items()}
+    assert sizes == {"a": 1 << 20, "b": 2 << 20, "images": 1 << 20, "texts": 1 << 20, "c": 8 << 20}
+
+
 def test_a_closed_pipe_ends_the_output_quietly(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     """``lakefs ls -l ds/images | head -1``: the reader is gone, so lakefs stops with no message."""
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
