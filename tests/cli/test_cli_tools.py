@@ -213,6 +213,20 @@ def test_config_chunk_size_is_the_default_of_new_tensors(cli, jpeg_dir: Path, da
     assert sizes == {"a": 1 << 20, "b": 2 << 20, "images": 1 << 20, "texts": 1 << 20, "c": 8 << 20}
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    (["-j", "-1"], "argument -j/--workers: an integer >= 0 expected, got '-1'"),
+    (["-j", "x"], "argument -j/--workers: an integer >= 0 expected, got 'x'"),
+    (["--commit-seconds", "0"], "argument --commit-seconds: a number > 0 expected, got '0'"),
+    (["--commit-seconds", "-5"], "argument --commit-seconds: a number > 0 expected, got '-5'"),
+    (["--commit-seconds", "nan"], "argument --commit-seconds: a number > 0 expected, got 'nan'"),
+])
+def test_ingest_refuses_bad_numbers(cli, capsys, jpeg_dir: Path, dataset_path: Path, option, message) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli("ingest", jpeg_dir, dataset_path, *option)
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == f"lakefs ingest: error: {message}"
+    assert not dataset_path.exists()
+
+
 def test_a_closed_pipe_ends_the_output_quietly(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     """``lakefs ls -l ds/images | head -1``: the reader is gone, so lakefs stops with no message."""
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
