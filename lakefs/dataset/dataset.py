@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import secrets
@@ -72,6 +73,8 @@ from lakefs.storage.base import LOCK_PREFIX, Storage, WriterLock
 log = logging.getLogger("lakefs.dataset")
 
 DEFAULT_CACHE_BYTES = 256 << 20
+TENSOR_ARGUMENTS = ("htype", "dtype", "sample_compression", "chunk_compression", "class_names", "chunk_size",
+                    "exist_ok")
 KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
 SESSION_ID_BITS = 32  # ids stay far below 2**64 for billions of sessions
 OPEN_RETRIES = 8  # a concurrent commit may delete what a reader is about to read
@@ -694,8 +697,14 @@ class Dataset:
                       sample_compression: str | None = None, chunk_compression: str | None = None,
                       class_names: list[str] | None = None, chunk_size: int | None = None,
                       exist_ok: bool = False, **info: Any) -> Tensor:
-        """Create a tensor (Deep Lake's signature). Settings are fixed from then on."""
+        """Create a tensor (Deep Lake's signature). Settings are fixed from then on; other
+        keyword arguments are kept as the tensor's ``info``, except one that looks like a
+        misspelt setting (``sample_compresion``), which is refused rather than ignored."""
         name = check_path(name)
+        for extra in info:
+            near = difflib.get_close_matches(extra, TENSOR_ARGUMENTS, n=1, cutoff=0.8)
+            if near:
+                raise ConfigError(f"create_tensor got an unknown argument {extra!r}; did you mean {near[0]!r}?")
         with self._lock:
             self._check_writable()
             if name in self._tensors and exist_ok:
