@@ -36,7 +36,7 @@ from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
 from lakefs.dataset.tensor import Tensor, item_error
-from lakefs.dataset.views import Group, Row
+from lakefs.dataset.views import Group, Row, RowList
 from lakefs.errors import (
     ConfigError,
     CorruptionError,
@@ -1040,7 +1040,7 @@ class Dataset:
                     return Row(self, row)
             raise TensorNotFoundError(f"no tensor, group or row key {item!r}")
         if isinstance(item, slice):
-            return [Row(self, i) for i in range(*item.indices(len(self)))]
+            return RowList(self, range(*item.indices(len(self))))
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             n = len(self)
             row = int(item) + n if item < 0 else int(item)
