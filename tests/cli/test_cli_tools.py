@@ -130,7 +130,12 @@ def test_ls_shows_what_the_mount_shows(cli, jpeg_dir: Path, dataset_path: Path) 
     assert long[0].startswith("-rw-r--r--") and long[0].split()[1] == str(first.stat().st_size)
     assert long[0].endswith(first.name)
     r = cli("ls", dataset_path / "nope")
-    assert r.code == 1 and "no tensor or group 'nope'" in r.err
+    assert r.code == 1 and "no tensor, group or file 'nope'" in r.err
+    # A sample's file, as `ls FILE` (it was "no tensor or group"), and a plain file:
+    assert cli("ls", "-l", dataset_path / "train/images" / first.name).out.splitlines() == long[:1]
+    assert cli("ls", dataset_path / "train/images/.swap").out == ".swap\n"
+    r = cli("ls", dataset_path / "train/images" / (first.stem + ".png"))
+    assert r.code == 1 and f"no tensor, group or file 'train/images/{first.stem}.png'" in r.err
 
 
 def test_compact_reclaims_space_and_keeps_samples(cli, jpeg_dir: Path, dataset_path: Path) -> None:
