@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tensor", help="tensor name (flat: default SRC's name; imagefolder: default images)")
     p.add_argument("-j", "--workers", type=_at_least(0, int), default=None,
                    help="transcoding processes (default: one per core; 0: transcode in this process)")
-    p.add_argument("--commit-seconds", type=_at_least(0, float, strictly=True), default=30.0,
-                   help="commit at least this often (seconds)")
+    p.add_argument("--commit-seconds", type=_at_least(0, float), default=30.0,
+                   help="commit at least this often (seconds; 0: after every file)")
     add_tensor_options(p, htype_default=None)
     _add_output_options(p)
     p.set_defaults(func=cmd_ingest)
@@ -48,16 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_export)
 
 
-def _at_least(low: float, kind: type, *, strictly: bool = False):
-    """An argparse type: a number of ``kind`` above ``low`` (-j -1 was taken for 0)."""
+def _at_least(low: float, kind: type):
+    """An argparse type: a number of ``kind`` from ``low`` up (-j -1 was taken for 0)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not (value > low if strictly else value >= low) or value != value:
+        if value is None or not value >= low:  # (nan too)
             what = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{what} {'>' if strictly else '>='} {low} expected, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{what} >= {low} expected, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__  # (argparse names the type in its messages)
