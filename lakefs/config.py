@@ -121,6 +121,11 @@ def from_dict(data: dict[str, Any]) -> Config:
             values["tensors"] = _tensors_from_dict(value)
         elif key in ("cache_size", "chunk_cache_size", "chunk_size", "spill_size"):
             values[key] = parse_size(value, f"config: {key}")
+            if key == "chunk_size":
+                from lakefs.chunks.engine import MIN_CHUNK_SIZE
+
+                if values[key] < MIN_CHUNK_SIZE:
+                    raise ConfigError(f"config: chunk_size must be at least {MIN_CHUNK_SIZE} bytes, got {value!r}")
         elif key in TOP_LEVEL:
             values[key] = _check_type(key, value, known[key].type)
         else:
@@ -174,20 +179,16 @@ def _tensors_from_dict(value: Any) -> dict[str, dict[str, Any]]:
 
 
 def _check_tensor_settings(name: str, settings: dict[str, Any]) -> None:
-    """Names of htypes and compressions are checked at start, not at the first copy."""
-    from lakefs.compression import get_codec
-    from lakefs.dataset.htypes import get_htype
+    """The settings are checked at start, as create_tensor will (names of htypes and
+    compressions, dtypes, class names, sizes, combinations), not at the first copy."""
+    from lakefs.dataset.dataset import resolve_tensor_settings
 
-    try:
-        if "htype" in settings:
-            get_htype(settings["htype"])
-        for key in ("sample_compression", "chunk_compression"):
-            if settings.get(key) is not None:
-                get_codec(settings[key])
-    except (LakeFSError, KeyError, TypeError) as e:
-        raise ConfigError(f"config: tensors.{name}: {e}") from None
     if "chunk_size" in settings:
         settings["chunk_size"] = parse_size(settings["chunk_size"], f"config: tensors.{name}.chunk_size")
+    try:
+        resolve_tensor_settings(**settings)
+    except (LakeFSError, KeyError, TypeError) as e:
+        raise ConfigError(f"config: tensors.{name}: {e}") from None
 
 
 def load_config(path: str | os.PathLike | None) -> Config:

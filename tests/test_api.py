@@ -541,6 +541,34 @@ def test_one_channel_mask_into_webp_is_refused(tmp_path, htype):
     ds.close()
 
 
+def test_slices_read_at_once_as_in_deep_lake(tmp_path, photos):
+    """``t[0:8].numpy()`` and ``numpy(aslist=True)``: a slice was a plain list (AttributeError)
+    and ``Tensor.numpy`` took no ``aslist``."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("x", dtype="int32")
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    ds.create_tensor("captions", htype="text")
+    ds.create_tensor("meta", htype="json")
+    ds.create_group("train").create_tensor("y", dtype="int32")
+    ds.extend({"x": [[i, i] for i in range(3)], "images": [lakefs.read(p) for p in photos[:3]],
+               "captions": ["a", "bé", ""], "meta": [{"a": 1}, [1, "x"], None], "train/y": [[0], [1], [2]]})
+    assert ds.x[1:3].numpy().tolist() == [[1, 1], [2, 2]] and ds.x[1:3].numpy().dtype == np.int32
+    assert [a.tolist() for a in ds.x[[2, 0]].numpy(aslist=True)] == [[2, 2], [0, 0]]
+    assert ds.x[5:].numpy().shape == (0,) and ds.x[5:].numpy(aslist=True) == []
+    assert ds.x.numpy(aslist=True)[2].tolist() == [2, 2] and ds.x.data().shape == (3, 2)
+    pixels = ds.images[0:2].numpy(aslist=True)
+    assert [p.shape for p in pixels] == [s.shape for s in ds.images[0:2]] and pixels[0].dtype == np.uint8
+    assert ds.captions.numpy(aslist=True) == ["a", "bé", ""] and ds.captions[1:].numpy(aslist=True) == ["bé", ""]
+    assert ds.meta[:].numpy(aslist=True) == [{"a": 1}, [1, "x"], None]
+    rows = ds[1:3]
+    assert [r.key for r in rows] == ["00000001", "00000002"] and len(rows) == 2 and rows[0].index == 1
+    assert rows.x.numpy().tolist() == [[1, 1], [2, 2]] and rows["captions"].numpy(aslist=True) == ["bé", ""]
+    assert rows["train/y"].numpy().tolist() == [[1], [2]]
+    with pytest.raises(AttributeError, match="no tensor 'nope'"):
+        _ = rows.nope
+    ds.close()
+
+
 def test_boolean_mask_selects_rows(tmp_path):
     """Each bool was taken as the row 0 or 1."""
     ds = lakefs.empty(tmp_path / "ds")

@@ -37,6 +37,7 @@ from lakefs.storage.base import Storage
 assert ENTRY.names[:7] == ("row", "chunk", "offset", "length", "file_size", "crc", "tiles")
 
 DEFAULT_CHUNK_SIZE = 8 << 20  # Deep Lake's target
+MIN_CHUNK_SIZE = 4096  # a tensor's smallest chunk_size
 MAX_CHUNK_FACTOR = 2  # and its maximum, 16 MB
 PREFETCH_MEMORY = 4096  # chunks remembered as prefetched (then asked again: cheap hints)
 

@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=cmd_info)
 
     s = sub.add_parser("ls", help="list what the mount would show, without mounting")
-    s.add_argument("path", help="DATASET or DATASET/tensor-or-group")
+    s.add_argument("path", help="DATASET, DATASET/tensor-or-group, or a file in one")
     s.add_argument("-l", dest="long", action="store_true", help="long listing: mode, size, mtime")
     s.set_defaults(func=cmd_ls)
 
@@ -91,7 +91,8 @@ def cmd_tensor_create(args: argparse.Namespace) -> int:
     import lakefs
 
     with lakefs.load(args.dataset, **args.settings.dataset_options()) as ds:
-        t = ds.create_tensor(args.name, **tensor_kwargs(args))
+        # (the config file's chunk_size is the default of new tensors, as in a mount)
+        t = ds.create_tensor(args.name, **{"chunk_size": args.settings.chunk_size, **tensor_kwargs(args)})
         print(f"created tensor {t.name} ({_settings(t)})")
     return 0
 
@@ -158,7 +159,11 @@ def list_dir(ds, inner: str) -> list[tuple[str, int, int, int]]:
         if inner in ds.files:
             f = ds.files[inner]
             return [(inner.rsplit("/", 1)[-1], stat.S_IFREG | f.mode, f.size, f.mtime_ns)]
-        raise TensorNotFoundError(f"no tensor or group {inner!r} in the dataset")
+        parent, _, leaf = inner.rpartition("/")
+        sample = tensors[parent].find_file(leaf) if parent in tensors else None
+        if sample is not None:  # a sample's file, as `ls FILE` shows it
+            return [(leaf, stat.S_IFREG | sample.mode, sample.size, sample.mtime_ns)]
+        raise TensorNotFoundError(f"no tensor, group or file {inner!r} in the dataset")
     prefix = inner + "/" if inner else ""
     out = []
     dirs = [n for n in [*groups, *pending, *tensors] if n.startswith(prefix) and "/" not in n[len(prefix):]]

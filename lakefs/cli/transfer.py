@@ -29,9 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", help="the dataset (path or URL)")
     p.add_argument("--layout", default="auto", choices=("auto", "flat", "paired", "imagefolder"))
     p.add_argument("--tensor", help="tensor name (flat: default SRC's name; imagefolder: default images)")
-    p.add_argument("-j", "--workers", type=int, default=None,
+    p.add_argument("-j", "--workers", type=_at_least(0, int), default=None,
                    help="transcoding processes (default: one per core; 0: transcode in this process)")
-    p.add_argument("--commit-seconds", type=float, default=30.0, help="commit at least this often (seconds)")
+    p.add_argument("--commit-seconds", type=_at_least(0, float), default=30.0,
+                   help="commit at least this often (seconds; 0: after every file)")
     add_tensor_options(p, htype_default=None)
     _add_output_options(p)
     p.set_defaults(func=cmd_ingest)
@@ -45,6 +46,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write into a non-empty folder, replacing files of the same name")
     _add_output_options(e)
     e.set_defaults(func=cmd_export)
+
+
+def _at_least(low: float, kind: type):
+    """An argparse type: a number of ``kind`` from ``low`` up (-j -1 was taken for 0)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value >= low:  # (nan too)
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{what} >= {low} expected, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # (argparse names the type in its messages)
+    return parse
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
@@ -73,6 +90,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lakefs.tools.scan import scan
 
     plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args))
+    for settings in plan.tensors.values():  # the config file's, for the tensors it creates
+        settings.setdefault("chunk_size", args.settings.chunk_size)
     with sigterm_interrupts():
         ds = lakefs.dataset(args.dataset, **args.settings.dataset_options())
         try:

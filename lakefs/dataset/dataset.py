@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import secrets
@@ -27,7 +28,7 @@ import numpy as np
 
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
-from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, ChunkEngine, IdAllocator
+from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkEngine, IdAllocator
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
@@ -35,7 +36,7 @@ from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
 from lakefs.dataset.tensor import Tensor, item_error
-from lakefs.dataset.views import Group, Row
+from lakefs.dataset.views import Group, Row, RowList
 from lakefs.errors import (
     ConfigError,
     CorruptionError,
@@ -72,6 +73,8 @@ from lakefs.storage.base import LOCK_PREFIX, Storage, WriterLock
 log = logging.getLogger("lakefs.dataset")
 
 DEFAULT_CACHE_BYTES = 256 << 20
+TENSOR_ARGUMENTS = ("htype", "dtype", "sample_compression", "chunk_compression", "class_names", "chunk_size",
+                    "exist_ok")
 KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
 SESSION_ID_BITS = 32  # ids stay far below 2**64 for billions of sessions
 OPEN_RETRIES = 8  # a concurrent commit may delete what a reader is about to read
@@ -694,8 +697,14 @@ class Dataset:
                       sample_compression: str | None = None, chunk_compression: str | None = None,
                       class_names: list[str] | None = None, chunk_size: int | None = None,
                       exist_ok: bool = False, **info: Any) -> Tensor:
-        """Create a tensor (Deep Lake's signature). Settings are fixed from then on."""
+        """Create a tensor (Deep Lake's signature). Settings are fixed from then on; other
+        keyword arguments are kept as the tensor's ``info``, except one that looks like a
+        misspelt setting (``sample_compresion``), which is refused rather than ignored."""
         name = check_path(name)
+        for extra in info:
+            near = difflib.get_close_matches(extra, TENSOR_ARGUMENTS, n=1, cutoff=0.8)
+            if near:
+                raise ConfigError(f"create_tensor got an unknown argument {extra!r}; did you mean {near[0]!r}?")
         with self._lock:
             self._check_writable()
             if name in self._tensors and exist_ok:
@@ -718,54 +727,10 @@ class Dataset:
     def _resolve_meta(self, htype: str, dtype: str | None, sample_compression: str | None,
                       chunk_compression: str | None, class_names: list[str] | None,
                       chunk_size: int | None, info: dict) -> TensorMeta:
-        h = get_htype(htype)
-        if sample_compression and chunk_compression:
-            raise InvalidSampleError("a tensor has a sample_compression or a chunk_compression, not both")
-        sc = sample_compression if sample_compression not in ("none", "") else None
-        cc = chunk_compression if chunk_compression not in ("none", "") else None
-        if sc is None and cc is None:
-            sc = h.default_compression
-        if sc is not None:
-            codec = get_codec(sc)
-            if codec.kind != "bytes" and codec.kind != h.media_kind:
-                raise InvalidSampleError(f"htype {htype!r} cannot use sample_compression {sc!r} ({codec.kind})")
-        if cc is not None and not get_codec(cc).chunk_capable:
-            raise InvalidSampleError(f"{cc!r} cannot be a chunk_compression")
-        if h.media_kind in ("audio", "video") and (sc is None or get_codec(sc).kind != h.media_kind):
-            raise InvalidSampleError(f"htype {htype!r} needs an {h.media_kind} sample_compression")
-        if dtype is not None:
-            try:
-                resolved = np.dtype(dtype)
-            except TypeError as e:
-                raise InvalidSampleError(f"unknown dtype {dtype!r}") from e
-            if not supported_dtype(resolved):
-                raise InvalidSampleError(f"dtype {resolved} is not supported; a tensor holds {SUPPORTED_DTYPES}")
-            if h.name == "class_label" and resolved.kind not in "iu":
-                raise InvalidSampleError(f"a class_label tensor holds class indices: dtype {resolved} is not "
-                                         "an integer dtype (the default is uint32)")
-            dtype = str(resolved)
-        if class_names is not None:
-            if not isinstance(class_names, (list, tuple)) or not all(isinstance(c, str) for c in class_names):
-                raise InvalidSampleError("class_names must be a list of strings")
-            seen: set[str] = set()
-            for i, c in enumerate(class_names):
-                if check_class_name(c, i) in seen:  # (its label would read back as the first)
-                    raise InvalidSampleError(f"class name {c!r} is given twice in class_names")
-                seen.add(c)
-        size = int(chunk_size or DEFAULT_CHUNK_SIZE)
-        if size < 4096:
-            raise InvalidSampleError(f"chunk_size {size} is too small (at least 4096)")
+        settings = resolve_tensor_settings(htype, dtype, sample_compression, chunk_compression, class_names,
+                                           chunk_size)
         info = _json_info(info)
-        return TensorMeta(
-            tid=f"t{self._ids.take()}",
-            htype=h.name,
-            dtype=dtype or h.dtype,
-            sample_compression=sc,
-            chunk_compression=cc,
-            chunk_size=size,
-            class_names=list(class_names or []),
-            info=info,
-        )
+        return TensorMeta(tid=f"t{self._ids.take()}", info=info, **settings)
 
     def create_group(self, name: str, exist_ok: bool = False) -> Group:
         name = check_path(name, "group name")
@@ -1126,7 +1091,7 @@ class Dataset:
                     return Row(self, row)
             raise TensorNotFoundError(f"no tensor, group or row key {item!r}")
         if isinstance(item, slice):
-            return [Row(self, i) for i in range(*item.indices(len(self)))]
+            return RowList(self, range(*item.indices(len(self))))
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             n = len(self)
             row = int(item) + n if item < 0 else int(item)
@@ -1311,6 +1276,52 @@ class Dataset:
     def stats(self) -> dict[str, Any]:
         """Per-tensor sample counts and bytes, for ``lakefs info``."""
         return maintenance.stats(self)
+
+
+def resolve_tensor_settings(htype: str = "generic", dtype: str | None = None, sample_compression: str | None = None,
+                            chunk_compression: str | None = None, class_names: list[str] | None = None,
+                            chunk_size: int | None = None) -> dict[str, Any]:
+    """A new tensor's settings checked and filled in (``create_tensor``'s, and the config
+    file's ``tensors:``, which are checked at start, not at the first copy)."""
+    h = get_htype(htype)
+    if sample_compression and chunk_compression:
+        raise InvalidSampleError("a tensor has a sample_compression or a chunk_compression, not both")
+    sc = sample_compression if sample_compression not in ("none", "") else None
+    cc = chunk_compression if chunk_compression not in ("none", "") else None
+    if sc is None and cc is None:
+        sc = h.default_compression
+    if sc is not None:
+        codec = get_codec(sc)
+        if codec.kind != "bytes" and codec.kind != h.media_kind:
+            raise InvalidSampleError(f"htype {htype!r} cannot use sample_compression {sc!r} ({codec.kind})")
+    if cc is not None and not get_codec(cc).chunk_capable:
+        raise InvalidSampleError(f"{cc!r} cannot be a chunk_compression")
+    if h.media_kind in ("audio", "video") and (sc is None or get_codec(sc).kind != h.media_kind):
+        raise InvalidSampleError(f"htype {htype!r} needs an {h.media_kind} sample_compression")
+    if dtype is not None:
+        try:
+            resolved = np.dtype(dtype)
+        except TypeError as e:
+            raise InvalidSampleError(f"unknown dtype {dtype!r}") from e
+        if not supported_dtype(resolved):
+            raise InvalidSampleError(f"dtype {resolved} is not supported; a tensor holds {SUPPORTED_DTYPES}")
+        if h.name == "class_label" and resolved.kind not in "iu":
+            raise InvalidSampleError(f"a class_label tensor holds class indices: dtype {resolved} is not "
+                                     "an integer dtype (the default is uint32)")
+        dtype = str(resolved)
+    if class_names is not None:
+        if not isinstance(class_names, (list, tuple)) or not all(isinstance(c, str) for c in class_names):
+            raise InvalidSampleError("class_names must be a list of strings")
+        seen: set[str] = set()
+        for i, c in enumerate(class_names):
+            if check_class_name(c, i) in seen:  # (its label would read back as the first)
+                raise InvalidSampleError(f"class name {c!r} is given twice in class_names")
+            seen.add(c)
+    size = int(chunk_size or DEFAULT_CHUNK_SIZE)
+    if size < MIN_CHUNK_SIZE:
+        raise InvalidSampleError(f"chunk_size {size} is too small (at least {MIN_CHUNK_SIZE})")
+    return {"htype": h.name, "dtype": dtype or h.dtype, "sample_compression": sc, "chunk_compression": cc,
+            "chunk_size": size, "class_names": list(class_names or [])}
 
 
 def _json_info(info: dict[str, Any]) -> dict[str, Any]:

@@ -147,8 +147,37 @@ class Sample:
         return fmt.to_file(self._stored(), self.shape)
 
 
+def stack(values: list[Any], dtype: str | None, aslist: bool) -> Any:
+    """Values of several samples: one stacked array when shapes agree, else (or with
+    ``aslist``) the list of them, as Deep Lake's ``numpy(aslist=...)``."""
+    if aslist:
+        return values
+    if not values:  # of the tensor's dtype when it has one, as its samples would be
+        return np.zeros((0,), dtype=dtype or np.float64)
+    try:
+        return np.stack(values)
+    except ValueError:
+        return values
+
+
+class SampleList(list):
+    """The samples of a slice or a list of rows (``t[2:5]``, ``t[[0, 7]]``): a list of
+    :class:`Sample`, that also reads them at once, as a Deep Lake tensor view does."""
+
+    def __init__(self, tensor: Tensor, samples: Iterable[Sample]) -> None:
+        super().__init__(samples)
+        self.tensor = tensor
+
+    def numpy(self, aslist: bool = False) -> Any:
+        return stack([s.numpy() for s in self], self.tensor.dtype, aslist)
+
+    def data(self, aslist: bool = False) -> Any:
+        return self.numpy(aslist)
+
+
 class Tensor:
-    """A column. Indexing by row number or row key gives a :class:`Sample`."""
+    """A column. Indexing by row number or row key gives a :class:`Sample`; a slice or a
+    list of rows a :class:`SampleList`."""
 
     def __init__(self, dataset: Dataset, name: str, meta: TensorMeta, engine: ChunkEngine, fmt: SampleFormat):
         self.dataset = dataset
@@ -217,11 +246,11 @@ class Tensor:
             return row
         raise TypeError(f"tensor indices are ints, slices or row keys, not {type(item).__name__}")
 
-    def __getitem__(self, item: int | str | slice | Sequence[int]) -> Sample | list[Sample]:
+    def __getitem__(self, item: int | str | slice | Sequence[int]) -> Sample | SampleList:
         if isinstance(item, slice):
-            return [self[i] for i in range(*item.indices(len(self)))]
+            return SampleList(self, [self[i] for i in range(*item.indices(len(self)))])
         if isinstance(item, (list, tuple, np.ndarray)):
-            return [self[int(i)] for i in self._list_index(item)]
+            return SampleList(self, [self[int(i)] for i in self._list_index(item)])
         with self.dataset._lock:
             row = self._row_of(item)
             return Sample(self, row, self._engine.index.entry(row))
@@ -246,15 +275,13 @@ class Tensor:
             e = self._engine.index.entry(row)
         return None if e is None else Sample(self, row, e)
 
-    def numpy(self) -> Any:
-        """All samples: one stacked array when shapes agree, else a list."""
-        values = [s.numpy() for s in self]
-        if not values:  # of the tensor's dtype when it has one, as its samples would be
-            return np.zeros((0,), dtype=self.dtype or np.float64)
-        try:
-            return np.stack(values)
-        except ValueError:
-            return values
+    def numpy(self, aslist: bool = False) -> Any:
+        """All samples: one stacked array when shapes agree, else (or with ``aslist``) a
+        list of them."""
+        return stack([s.numpy() for s in self], self.dtype, aslist)
+
+    def data(self, aslist: bool = False) -> Any:
+        return self.numpy(aslist)
 
     # --- writing -----------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lakefs.dataset.names import check_path
-from lakefs.dataset.tensor import Sample, Tensor
+from lakefs.dataset.tensor import Sample, SampleList, Tensor
 
 if TYPE_CHECKING:
     from lakefs.dataset.dataset import Dataset
@@ -82,3 +82,27 @@ class Row:
             if s is not None:
                 out[name] = s
         return out
+
+
+class RowList(list):
+    """The rows of a slice of a dataset (``ds[0:8]``): a list of :class:`Row`, whose
+    tensors are read across them as in Deep Lake: ``ds[0:8].images.numpy()``."""
+
+    def __init__(self, dataset: Dataset, rows: range) -> None:
+        super().__init__(Row(dataset, i) for i in rows)
+        self.dataset = dataset
+
+    def __getitem__(self, item: Any) -> Any:
+        if isinstance(item, str):
+            t = self.dataset._get_tensor(item)
+            with self.dataset._lock:
+                return SampleList(t, [Sample(t, r.index, t._engine.index.entry(r.index)) for r in self])
+        return super().__getitem__(item)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except LookupError:
+            raise AttributeError(f"no tensor {name!r}") from None

@@ -435,6 +435,9 @@ class LocalStorage(Storage):
             self._makedirs(os.path.dirname(path))
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
+            if not os.path.isdir(self.root):  # (/proc/x: "no such object 'locks/writer'" said nothing)
+                what = f"cannot create storage root {self.root}: {e.strerror or e}"
+                raise (ReadOnlyError if e.errno in _READ_ONLY else StorageError)(what) from e
             raise _map_oserror(e, key, "lock") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -458,6 +461,12 @@ class LocalStorage(Storage):
             raise StorageError(f"storage root {self.root} is not a directory")
         if not self.writable:
             raise StorageError(f"storage root {self.root} does not exist")
+        # It will be created: a path under a file cannot be (else "no such object '/'").
+        above = os.path.dirname(self.root)
+        while above != os.path.dirname(above) and not os.path.lexists(above):
+            above = os.path.dirname(above)
+        if not os.path.isdir(above):
+            raise StorageError(f"cannot create storage root {self.root}: {above} is not a directory")
 
     def statfs(self) -> tuple[int, int, int]:
         path = self.root

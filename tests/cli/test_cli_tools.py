@@ -79,6 +79,19 @@ def test_missing_dataset_is_one_line(cli, tmp_path: Path, command: list[str]) ->
     assert r.code == 1 and r.err.startswith("lakefs: error: no lakefs dataset") and len(r.err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", [["create"], ["ingest", "SRC"]])
+def test_a_dataset_folder_that_cannot_be_created_is_one_line(cli, tmp_path: Path, command: list[str]) -> None:
+    """Under a file, or where mkdir fails (/proc): said as such, not "no such object 'locks/writer'"."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    for where, reason in ((tmp_path / "file" / "ds", f"{tmp_path / 'file'} is not a directory"),
+                          (Path("/proc/lakefs-test-ds"), "No such file or directory")):
+        r = cli(*[tmp_path / "src" if a == "SRC" else a for a in command], where)
+        assert r.code == 1 and r.err == f"lakefs: error: cannot create storage root {where}: {reason}\n"
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
     with lakefs.load(dataset_path) as ds:
@@ -117,7 +130,12 @@ def test_ls_shows_what_the_mount_shows(cli, jpeg_dir: Path, dataset_path: Path) 
     assert long[0].startswith("-rw-r--r--") and long[0].split()[1] == str(first.stat().st_size)
     assert long[0].endswith(first.name)
     r = cli("ls", dataset_path / "nope")
-    assert r.code == 1 and "no tensor or group 'nope'" in r.err
+    assert r.code == 1 and "no tensor, group or file 'nope'" in r.err
+    # A sample's file, as `ls FILE` (it was "no tensor or group"), and a plain file:
+    assert cli("ls", "-l", dataset_path / "train/images" / first.name).out.splitlines() == long[:1]
+    assert cli("ls", dataset_path / "train/images/.swap").out == ".swap\n"
+    r = cli("ls", dataset_path / "train/images" / (first.stem + ".png"))
+    assert r.code == 1 and f"no tensor, group or file 'train/images/{first.stem}.png'" in r.err
 
 
 def test_compact_reclaims_space_and_keeps_samples(cli, jpeg_dir: Path, dataset_path: Path) -> None:
@@ -179,6 +197,38 @@ def test_every_command_takes_config(cli, dataset_path: Path, tmp_path: Path, pho
                  ["tensor", "list", dataset_path], ["export", dataset_path, tmp_path / "out"]):
         r = cli(*argv, "--config", bad)
         assert r.code == 1 and r.err.count("\n") == 1 and "allow_transcode" in r.err, argv
+
+
+def test_config_chunk_size_is_the_default_of_new_tensors(cli, jpeg_dir: Path, dataset_path: Path,
+                                                         tmp_path: Path) -> None:
+    """config.example.yaml: "target chunk size of new tensors", made by any command."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("chunk_size: 1MB\n")
+    assert cli("create", dataset_path, "--config", cfg).code == 0
+    assert cli("tensor", "create", dataset_path, "a", "--config", cfg).code == 0
+    assert cli("tensor", "create", dataset_path, "b", "--chunk-size", "2MB", "--config", cfg).code == 0
+    assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--config", cfg, "-j", "0").code == 0
+    paired = tmp_path / "paired"
+    (paired / "texts").mkdir(parents=True)
+    (paired / "texts" / "x.txt").write_text("x")
+    assert cli("ingest", paired, dataset_path, "--layout", "paired", "--config", cfg).code == 0
+    assert cli("tensor", "create", dataset_path, "c").code == 0
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        sizes = {name: t.meta.chunk_size for name, t in ds.tensors.items()}
+    assert sizes == {"a": 1 << 20, "b": 2 << 20, "images": 1 << 20, "texts": 1 << 20, "c": 8 << 20}
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["-j", "-1"], "argument -j/--workers: an integer >= 0 expected, got '-1'"),
+    (["-j", "x"], "argument -j/--workers: an integer >= 0 expected, got 'x'"),
+    (["--commit-seconds", "-5"], "argument --commit-seconds: a number >= 0 expected, got '-5'"),
+    (["--commit-seconds", "nan"], "argument --commit-seconds: a number >= 0 expected, got 'nan'"),
+])
+def test_ingest_refuses_bad_numbers(cli, capsys, jpeg_dir: Path, dataset_path: Path, option, message) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli("ingest", jpeg_dir, dataset_path, *option)
+    assert e.value.code == 2 and capsys.readouterr().err.splitlines()[-1] == f"lakefs ingest: error: {message}"
+    assert not dataset_path.exists()
 
 
 def test_a_closed_pipe_ends_the_output_quietly(cli, jpeg_dir: Path, dataset_path: Path) -> None:

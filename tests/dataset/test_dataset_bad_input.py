@@ -14,6 +14,7 @@ from PIL import Image
 
 import lakefs
 from lakefs.errors import (
+    ConfigError,
     CorruptSampleError,
     FormatVersionError,
     InvalidNameError,
@@ -352,6 +353,21 @@ def test_tensor_info_is_kept_and_read_only(ds, tmp_path):
     t.info["nested"]["k"].append(np.float32(1))  # a copy: the tensor's info is unchanged
     ds.flush()
     assert lakefs.load(tmp_path / "ds", read_only=True).summary.info == t.info
+
+
+@pytest.mark.parametrize(("given", "meant"), [("sample_compresion", "sample_compression"),
+                                               ("class_name", "class_names"), ("max_chunk_size", "chunk_size"),
+                                               ("exists_ok", "exist_ok")])
+def test_a_misspelt_tensor_setting_is_refused_not_kept_as_info(ds, given, meant):
+    """``sample_compresion="png"`` made an uncompressed tensor with it in ``info``."""
+    before = _state(ds)
+    with pytest.raises(ConfigError, match=f"unknown argument '{given}'; did you mean '{meant}'"):
+        ds.create_tensor("photos", htype="image", **{given: "png"})
+    with pytest.raises(ConfigError, match=f"did you mean '{meant}'"):
+        ds.create_group("g").create_tensor("photos", **{given: "png"})
+    assert "photos" not in ds.tensors and "g/photos" not in ds.tensors
+    assert _state(ds) == {**before, "groups": ["g"]}
+    assert ds.create_tensor("boxes", htype="bbox", coords={"mode": "LTWH"}).info == {"coords": {"mode": "LTWH"}}
 
 
 @pytest.mark.parametrize("dtype", ["object", "U10", "S3", "V8", "complex64", "datetime64[ns]", "timedelta64",
