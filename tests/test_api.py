@@ -707,3 +707,18 @@ def test_rename_group(tmp_path):
     ds = lakefs.load(tmp_path / "ds")
     assert sorted(ds.tensors) == ["old/train/deep/labels", "old/train/images", "other"]
     ds.close()
+
+
+def test_dataset_rows_by_list_or_mask(tmp_path):
+    """``ds[[0, 2]]`` raised TypeError (tensors took lists already)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("x")
+    ds.x.extend([np.array([i]) for i in range(4)])
+    assert [r.index for r in ds[[0, 2]]] == [0, 2]
+    assert ds[[3, -4]].x.numpy().tolist() == [[3], [0]]
+    assert [r.index for r in ds[np.array([True, False, False, True])]] == [0, 3]
+    with pytest.raises(IndexError):
+        ds[[0, 9]]
+    with pytest.raises(IndexError):
+        ds[[True, False]]
+    ds.close()

@@ -1078,7 +1078,7 @@ class Dataset:
         self._touch()
         return row
 
-    def __getitem__(self, item: int | str | slice) -> Any:
+    def __getitem__(self, item: int | str | slice | Sequence[int]) -> Any:
         if isinstance(item, str):
             with self._lock:
                 name = item.strip("/")
@@ -1092,6 +1092,13 @@ class Dataset:
             raise TensorNotFoundError(f"no tensor, group or row key {item!r}")
         if isinstance(item, slice):
             return RowList(self, range(*item.indices(len(self))))
+        if isinstance(item, (list, tuple, np.ndarray)):  # rows by number, or a boolean mask
+            arr = np.asarray(item)
+            if arr.dtype == np.bool_:
+                if arr.shape != (len(self),):
+                    raise IndexError(f"boolean index of shape {arr.shape} for a dataset of {len(self)} rows")
+                return RowList(self, np.flatnonzero(arr).tolist())
+            return RowList(self, [self[i].index for i in item])  # (each checked as ds[i])
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             n = len(self)
             row = int(item) + n if item < 0 else int(item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lakefs.dataset.names import check_path
@@ -85,10 +86,11 @@ class Row:
 
 
 class RowList(list):
-    """The rows of a slice of a dataset (``ds[0:8]``): a list of :class:`Row`, whose
-    tensors are read across them as in Deep Lake: ``ds[0:8].images.numpy()``."""
+    """The rows of a slice of a dataset (``ds[0:8]``, ``ds[[0, 5]]``): a list of
+    :class:`Row`, whose tensors are read across them as in Deep Lake:
+    ``ds[0:8].images.numpy()``."""
 
-    def __init__(self, dataset: Dataset, rows: range) -> None:
+    def __init__(self, dataset: Dataset, rows: Iterable[int]) -> None:
         super().__init__(Row(dataset, i) for i in rows)
         self.dataset = dataset
 
