@@ -50,6 +50,19 @@ def _log_file(args: argparse.Namespace, configured: str | None) -> str:
     return state_path(args.mountpoint, f"mount-{os.path.basename(os.path.abspath(args.mountpoint))}") + ".log"
 
 
+def _writable_log(path: str) -> str:
+    """``path``, its directory made and the file opened for appending once: a log file
+    that cannot be written is a one-line error naming it, before anything is mounted."""
+    path = os.path.abspath(path)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"log file {path}: {e.strerror or e}") from None
+    return path
+
+
 def cmd_mount(args: argparse.Namespace) -> int:
     from lakefs.fs.mount import parse_options, run_mount
 
@@ -63,8 +76,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if args.debug else config.log_level)
     if args.log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(args.log_file)), exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(args.log_file)
+        handler: logging.Handler = logging.FileHandler(_writable_log(args.log_file))
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s lakefs %(levelname)s %(name)s: %(message)s"))
@@ -112,7 +124,7 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     """Run ``lakefs mount -f`` detached; return when it is mounted or has failed."""
     from lakefs.fs.mount import mount_entry
 
-    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    _writable_log(log_file)  # (an error here is one line; the child's would be lost)
     read_fd, write_fd = os.pipe()
     dataset = args.dataset if "://" in args.dataset else os.path.abspath(args.dataset)  # child runs in /
     argv = [sys.executable, "-m", "lakefs"] + (["--debug"] if args.debug else []) + [

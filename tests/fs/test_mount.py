@@ -370,6 +370,7 @@ def test_bad_mount_invocations(dataset_path, mountpoint, tmp_path):
         (["-o", "frobnicate"], "unknown mount option"),
         (["--config", str(bad_cfg)], "commit_interval"),
         (["-o", "ro"], "does not exist|no lakefs dataset"),
+        (["--log-file", "/proc/none/m.log"], "log file /proc/none/m.log: No such file"),
     ]
     for extra, message in cases:
         r = run(*lakefs_mount(dataset_path, mountpoint, "-f", *extra), check=False)
@@ -379,6 +380,9 @@ def test_bad_mount_invocations(dataset_path, mountpoint, tmp_path):
         assert not is_mounted(mountpoint)
     r = run(*lakefs_mount(dataset_path, tmp_path / "missing-dir", "-f"), check=False)
     assert r.returncode != 0 and "not a directory" in r.stderr
+    r = run(*lakefs_mount(dataset_path, mountpoint, "--log-file", "/proc/none/m.log"), check=False)  # background
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "log file /proc/none/m.log" in r.stderr
+    assert not is_mounted(mountpoint)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
