@@ -71,7 +71,7 @@ def tensor_kwargs(args: argparse.Namespace) -> dict:
         "sample_compression": args.sample_compression,
         "chunk_compression": args.chunk_compression,
         "class_names": [c.strip() for c in args.class_names.split(",") if c.strip()] if args.class_names else None,
-        "chunk_size": parse_size(args.chunk_size, "--chunk-size") if args.chunk_size else None,
+        "chunk_size": parse_size(args.chunk_size, "--chunk-size") if args.chunk_size is not None else None,
     }
     return {k: v for k, v in out.items() if v is not None}
 

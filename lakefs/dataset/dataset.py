@@ -1324,7 +1324,7 @@ def resolve_tensor_settings(htype: str = "generic", dtype: str | None = None, sa
             if check_class_name(c, i) in seen:  # (its label would read back as the first)
                 raise InvalidSampleError(f"class name {c!r} is given twice in class_names")
             seen.add(c)
-    size = int(chunk_size or DEFAULT_CHUNK_SIZE)
+    size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)  # (0 is too small, not "default")
     if size < MIN_CHUNK_SIZE:
         raise InvalidSampleError(f"chunk_size {size} is too small (at least {MIN_CHUNK_SIZE})")
     return {"htype": h.name, "dtype": dtype or h.dtype, "sample_compression": sc, "chunk_compression": cc,

@@ -51,6 +51,7 @@ def test_tensor_create_list_delete(cli, dataset_path: Path) -> None:
     (["--htype", "image", "--sample-compression", "wav"], "cannot use sample_compression 'wav'"),
     (["--chunk-size", "lots"], "--chunk-size must be a size like 512MB, got 'lots'"),
     (["--chunk-size", "100"], "too small"),
+    (["--chunk-size", "0"], "chunk_size 0 is too small"),
     (["--dtype", "int99"], "dtype"),
 ])
 def test_bad_tensor_options(cli, dataset_path: Path, options: list[str], message: str) -> None:

@@ -677,3 +677,11 @@ def test_a_sample_whose_file_name_would_pass_255_bytes_is_refused(ds):
     with pytest.raises(NameTooLongError):  # 255 bytes as .png, 256 once it is a .webp
         webp.write_file("w" * 251 + ".png", png.getvalue())
     assert _state(ds) == before
+
+
+def test_chunk_size_zero_is_refused_not_taken_for_the_default(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    with pytest.raises(InvalidSampleError, match="chunk_size 0 is too small"):
+        ds.create_tensor("t", chunk_size=0)
+    assert ds.create_tensor("t").meta.chunk_size == 8 << 20  # None: the default
+    ds.close()
