@@ -36,6 +36,12 @@ class FuseSettings:
     # for an object store, where reads wait on the network.
     threads: bool | None = None
     allow_other: bool = False
+    # Read-only mounts: False (default) reads files without an OPEN and RELEASE per open
+    # (the kernel's no-open mode): a warm read is served from the page cache with no call
+    # into lakefs, and a file open across a refresh reads the newer commit's bytes, as a
+    # reader on a local disk sees a file rewritten in place. True: each open reads the
+    # commit it was opened at, for two more round trips per file (docs/BENCHMARKS.md).
+    snapshot_opens: bool = False
 
 
 @dataclass(frozen=True)

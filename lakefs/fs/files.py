@@ -16,6 +16,8 @@ import numpy as np
 
 from lakefs.storage.base import pieces
 
+TILE_COST = 16 << 20  # memory a big file's reader may hold: its window of tiles
+
 DIR, FILE = "dir", "file"
 
 
@@ -332,6 +334,42 @@ class Handle:
                 if self._data is None:
                     self._data = self._loader()
         return self._data[offset : offset + size]
+
+
+class PathReaders:
+    """Readers of files by path, for READs that come without a handle (a read-only
+    mount in the kernel's no-open mode): the handle a path's reads share (a small
+    sample's bytes, read once; a big one's window of tiles), kept while the dataset's
+    generation stays and within ``max_bytes`` of file sizes, the oldest dropped first.
+    The kernel asks for a file in a few large READs (its readahead), so a handful of
+    recent paths covers every file being read."""
+
+    def __init__(self, max_bytes: int = 64 << 20, max_files: int = 256) -> None:
+        self.max_bytes, self.max_files = max_bytes, max_files
+        self._readers: dict[str, tuple[int, Handle, int]] = {}  # path → (generation, handle, cost)
+        self._bytes = 0
+
+    def get(self, path: str, generation: int) -> Handle | None:
+        kept = self._readers.get(path)
+        if kept is None:
+            return None
+        if kept[0] != generation:  # the dataset moved on (a refresh): read it again
+            self._drop(path)
+            return None
+        return kept[1]
+
+    def put(self, path: str, generation: int, handle: Handle, size: int) -> None:
+        self._drop(path)
+        cost = min(size, TILE_COST)  # a big file is read through a window of tiles, not whole
+        self._readers[path] = (generation, handle, cost)
+        self._bytes += cost
+        while len(self._readers) > 1 and (self._bytes > self.max_bytes or len(self._readers) > self.max_files):
+            self._drop(next(iter(self._readers)))
+
+    def _drop(self, path: str) -> None:
+        kept = self._readers.pop(path, None)
+        if kept is not None:
+            self._bytes -= kept[2]
 
 
 class RangeReader:

@@ -36,7 +36,8 @@ FUSE_OPTIONS = {
 MAX_READAHEAD = 1 << 20
 
 # -o options lakefs itself understands.
-LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "refresh_interval", "nothreads", "threads"}
+LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "refresh_interval", "nothreads", "threads",
+                  "snapshot_opens"}
 
 # What each option with a value takes; every other option is a flag and takes none.
 SECONDS_OPTIONS = {"entry_timeout", "attr_timeout", "negative_timeout", "refresh_interval"}  # >= 0
@@ -330,7 +331,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         if on_ready is not None:
             on_ready()
 
-    ops = LakeOperations(fs, xattr=xattr, on_ready=ready)
+    # A read-only mount skips OPEN/RELEASE per file unless each open must keep its commit.
+    no_open = read_only and not (config.fuse.snapshot_opens or options.get("snapshot_opens"))
+    ops = LakeOperations(fs, xattr=xattr, on_ready=ready, no_open=no_open)
     kwargs, ops.conn_tuning = fuse_kwargs(config, options, dataset_url)
     threads = config.fuse.threads
     if threads is None:  # auto: several threads only when requests wait on a network

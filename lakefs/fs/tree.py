@@ -52,7 +52,7 @@ from lakefs.errors import (
     UnsupportedError,
 )
 from lakefs.format.manifest import DIR_MODE
-from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, RangeReader, split
+from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, PathReaders, RangeReader, split
 from lakefs.storage.base import pieces, read_exactly
 
 log = logging.getLogger("lakefs.fs")
@@ -135,6 +135,7 @@ class DatasetFS:
         self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
         self._hidden: dict[str, Attr] = {}  # libfuse's .fuse_hidden* names of unlinked open files
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
+        self._path_readers = PathReaders()  # (read_path)
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -525,6 +526,24 @@ class DatasetFS:
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         return self.handle(fh).read(size, offset)
+
+    def read_path(self, path: str, size: int, offset: int) -> bytes:
+        """A READ with no handle (a read-only mount in the kernel's no-open mode, see
+        LakeOperations): the file as the mount's current commit has it. The reader of a
+        path is kept for its next READs (PathReaders) until the commit changes."""
+        p = path.strip("/")
+        with self._lock:
+            handle = self._path_readers.get(p, self.ds.generation)
+            if handle is None:
+                attr = self.find_attr(path)
+                if attr is None:
+                    raise SampleNotFoundError(f"no such file {path!r}")
+                if attr.is_dir():
+                    raise IsADirectoryError_(f"{path!r} is a directory")
+                ranged = self._ranged(p)
+                handle = Handle(p, ranged=ranged[0]) if ranged is not None else Handle(p, loader=self._loader(p))
+                self._path_readers.put(p, self.ds.generation, handle, attr.size)
+        return handle.read(size, offset)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
         of = self.handle(fh).openfile

@@ -9,6 +9,7 @@ were rewritten or deleted, so ``cat`` and ``stat`` never serve the old bytes for
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from mounting import mounted
+from PIL import Image
 
 import lakefs
 from lakefs.config import Config
@@ -47,7 +49,8 @@ def wait_for(predicate, timeout: float = 15.0) -> bool:
     return False
 
 
-def test_read_only_mount_shows_the_writers_new_commits(photos, dataset_path, mountpoint):
+@pytest.mark.parametrize("opens", ["", ",snapshot_opens"])
+def test_read_only_mount_shows_the_writers_new_commits(photos, dataset_path, mountpoint, opens):
     with lakefs.empty(dataset_path) as ds:
         ds.create_tensor("images", htype="image", sample_compression="jpeg")
         blobs = ds.create_tensor("blobs", htype="bytes")
@@ -55,7 +58,7 @@ def test_read_only_mount_shows_the_writers_new_commits(photos, dataset_path, mou
             ds.append({"images": lakefs.read(photo)}, key=f"p{i}")
         blobs.write_file("same.bin", b"A" * 300_000, mtime_ns=1_000_000_000)
         ds.write_file("README.md", b"# v1\n")
-    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.2"), mountpoint) as m:
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.2" + opens), mountpoint) as m:
         images, blobs_dir = mountpoint / "images", mountpoint / "blobs"
         # Fill the kernel's caches: names, attributes, pages.
         assert sorted(os.listdir(images)) == ["p0.jpg", "p1.jpg", "p2.jpg"]
@@ -187,3 +190,46 @@ def test_concurrent_refreshes_never_go_back(tmp_path, monkeypatch):
     go_on.set()
     slow.join(10)
     assert len(ro.t) == 3
+
+
+def _ops(log: str, opcode: str) -> int:
+    """How many ``opcode`` requests the kernel sent (libfuse's ``-o debug`` lines)."""
+    return sum(1 for line in log.splitlines() if f"opcode: {opcode} " in line)
+
+
+def test_a_read_only_mount_reads_files_without_opening_them(photos, dataset_path, mountpoint, tmp_path):
+    """A read-only mount answers the first OPEN with ENOSYS (FUSE no-open): the kernel
+    then sends no OPEN or RELEASE per file, READs come without a handle, and a warm read
+    is served from the page cache with no request at all. Everything reads as with
+    opens: samples, a big tiled one at any offset, plain files, mmap, Pillow."""
+    big = os.urandom(20 << 20)
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("images", htype="image", sample_compression="jpeg")
+        for i, photo in enumerate(photos[:4]):
+            ds.append({"images": lakefs.read(photo)}, key=f"p{i}")
+        ds.create_tensor("blobs", htype="bytes", chunk_size=4 << 20).write_file("big.bin", big)
+        ds.write_file("README.md", b"# card\n")
+    files = [*(mountpoint / "images" / f"p{i}.jpg" for i in range(4)), mountpoint / "README.md"]
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,debug"), mountpoint) as m:
+        for i, f in enumerate(files[:4]):
+            assert cat(f) == photos[i].read_bytes()
+        assert cat(files[4]) == b"# card\n"
+        with open(mountpoint / "blobs" / "big.bin", "rb") as f:
+            for offset in (17 << 20, 3, (8 << 20) - 5, 0):
+                f.seek(offset)
+                assert f.read(1 << 20) == big[offset:offset + (1 << 20)]
+        assert cat(mountpoint / "blobs" / "big.bin") == big
+        with open(files[1], "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            assert mm[:] == photos[1].read_bytes()
+        assert Image.open(files[2]).size == Image.open(photos[2]).size
+        reads = _ops(m.log(), "READ")
+        for f in files:  # warm: the page cache answers, lakefs is not asked
+            cat(f)
+        log = m.log()
+        assert _ops(log, "OPEN") == 1 and _ops(log, "RELEASE") == 0  # the one ENOSYS
+        assert _ops(log, "READ") == reads
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,debug,snapshot_opens"), mountpoint) as m:
+        for i, f in enumerate(files[:4]):
+            assert cat(f) == photos[i].read_bytes()
+        assert _ops(m.log(), "OPEN") == 4  # the option keeps them
+        assert wait_for(lambda: _ops(m.log(), "RELEASE") == 4)  # (sent after close returns)

@@ -1494,3 +1494,39 @@ def test_group_rename_refusals(fs, photos):
     assert sorted(fs.ds.tensors) == ["g/t", "other"] and get(fs, "/g/t/a.jpg") == photos[0].read_bytes()
     fs.rename("/g", "/full/x")  # onto an empty directory: replaces it
     assert get(fs, "/full/x/t/a.jpg") == photos[0].read_bytes()
+
+
+def test_reads_by_path_follow_the_commit_and_keep_few_readers(tmp_path, photos):
+    """DatasetFS.read_path (READs without a handle, a read-only mount in no-open mode):
+    the current commit's bytes, a reader kept per path until the commit changes, and
+    within PathReaders' memory bound."""
+    from lakefs.fs.files import PathReaders
+
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    t.write_file("a.jpg", photos[0].read_bytes())
+    ds.write_file("README", b"v1")
+    ds.close()
+    ro = lakefs.load(tmp_path / "ds", read_only=True)
+    fs = DatasetFS(ro, Config(), read_only=True)
+    data = photos[0].read_bytes()
+    assert fs.read_path("/images/a.jpg", 1000, 5) == data[5:1005]
+    assert fs.read_path("/images/a.jpg", 1 << 20, 1000) == data[1000:]
+    assert fs.read_path("/README", 10, 0) == b"v1"
+    assert errno_of(fs.read_path, "/missing.jpg", 10, 0) == errno.ENOENT
+    assert errno_of(fs.read_path, "/images", 10, 0) == errno.EISDIR
+    with lakefs.load(tmp_path / "ds") as w:  # a writer's commit, then the reader's refresh
+        w.images.write_file("a.jpg", photos[1].read_bytes())
+        w.write_file("README", b"v2")
+    fs.refresh()
+    assert fs.read_path("/images/a.jpg", 1 << 20, 0) == photos[1].read_bytes()
+    assert fs.read_path("/README", 10, 0) == b"v2"
+    ro.close()
+
+    readers = PathReaders(max_bytes=100, max_files=3)
+    for i in range(5):
+        readers.put(f"f{i}", 1, f"h{i}", 40)  # type: ignore[arg-type]
+    assert [readers.get(f"f{i}", 1) for i in range(5)] == [None, None, None, "h3", "h4"]  # 80 bytes kept
+    assert readers.get("f4", 2) is None and readers.get("f4", 1) is None  # another generation: dropped
+    readers.put("huge", 1, "h", 1 << 40)  # type: ignore[arg-type]
+    assert readers.get("huge", 1) == "h"  # the newest stays, whatever its size
