@@ -1098,6 +1098,8 @@ class Dataset:
                 if arr.shape != (len(self),):
                     raise IndexError(f"boolean index of shape {arr.shape} for a dataset of {len(self)} rows")
                 return RowList(self, np.flatnonzero(arr).tolist())
+            if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in item):
+                raise TypeError("a list of dataset rows holds row numbers (ints) or bools")
             return RowList(self, [self[i].index for i in item])  # (each checked as ds[i])
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             n = len(self)
