@@ -590,12 +590,34 @@ class DatasetFS:
                         return
                     ready = None
                 with self._answered_refusal(of):
+                    if not of.size and not self._may_hold(of):
+                        self._check_empty(of)  # stored at its last close (release)
+                        return
                     if ready is None:
                         ready = self._to_prepare(of)
                     if ready is None or ready.done:
                         self._hold_or_commit(of, final=False, ready=ready)
                         return
             self._prepare(ready)
+
+    def _check_empty(self, of: OpenFile) -> None:
+        """Refuse an empty file as storing it would, storing nothing (call with the lock).
+
+        A close of an empty file is often not its last: ``dd of=f`` and ``cmd > f`` close
+        the descriptor they opened before writing through its copy. Stored there, the
+        empty file (or the truncation of an existing one) would be committed and survive
+        a crash in place of the file being written, or of its previous version; so it
+        is only checked (``touch images/new.jpg`` still fails), and its last close stores
+        it. A pending directory becomes the tensor the file makes, as at a store."""
+        parent, name = split(of.path)
+        tensor = self._tensor_for(parent, name)
+        if tensor is None and self._makes_tensor(parent, name):
+            with self._undone_if_refused(parent):
+                tensor = self._tensor_from_first_file(parent, name)
+                if tensor is not None:
+                    tensor.check_file(name, b"")
+        elif tensor is not None:
+            tensor.check_file(name, b"")
 
     def _to_prepare(self, of: OpenFile) -> _Ready | None:
         """The contents of ``of`` to prepare as a sample without the lock (call with it),
