@@ -240,3 +240,35 @@ def test_mount_killed_during_dd_leaves_the_file_absent_or_its_old_version(tmp_pa
     assert unmount(mountpoint)
     assert read_everything(ds_path) == {"blobs/old.bin": old}
     assert_fsck_clean(ds_path)
+
+
+@pytest.mark.timeout(120)
+def test_mount_killed_while_a_writer_that_started_a_child_is_writing(tmp_path, mountpoint):
+    """Found by killing a mount: a process writing a file that starts a child (any
+    ``subprocess.run``, a data-loader worker) gives the child a copy of the descriptor,
+    whose close at the child's exec or exit stored the half-written file; a periodic
+    commit made it durable, and after the crash it was there, torn."""
+    ds_path = tmp_path / "ds"
+    head = content("ckpt", 0, 1 << 20)[: 300_000]
+    out = mountpoint / "blobs" / "child.bin"
+    with mounted(lakefs_mount(ds_path, mountpoint, "-o", "commit_interval=0.2"), mountpoint,
+                 expect_exit_code=-signal.SIGKILL) as m:
+        try:
+            (mountpoint / "blobs").mkdir()
+            with open(out, "wb") as f:  # a child writing into a descriptor it inherited
+                subprocess.run(["sh", "-c", "printf child"], stdout=f, check=True)
+            writer = open(mountpoint / "blobs" / "ckpt.bin", "wb")  # noqa: SIM115  (never closed)
+            writer.write(head)
+            writer.flush()
+            subprocess.run(["true"], check=True)  # the child closes its copy at exec
+            assert os.stat(mountpoint / "blobs" / "ckpt.bin").st_size == len(head)
+            time.sleep(1.0)  # several periodic commits
+            os.killpg(m.process.pid, signal.SIGKILL)
+            m.process.wait(timeout=30)
+            with pytest.raises(OSError):
+                writer.close()
+        finally:
+            subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, timeout=30)
+    assert unmount(mountpoint)
+    assert read_everything(ds_path) == {"blobs/child.bin": b"child"}
+    assert_fsck_clean(ds_path)

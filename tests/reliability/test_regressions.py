@@ -184,3 +184,34 @@ def test_a_close_of_an_empty_file_before_its_writes_stores_nothing():
         assert [n for n, _ in fs.readdir("/images")] == []
         if "images" not in fs.ds.tensors:
             fs.ds.create_tensor("images", htype="image", sample_compression="jpeg")
+
+
+def test_a_close_by_a_child_that_inherited_the_file_stores_nothing():
+    """Regression (a mount killed while its writer had started a child, test_crash.py):
+    the child's close of the copy it inherited stored the half-written file."""
+    import subprocess
+    import sys
+    import threading
+
+    storage = MemoryStorage()
+    fs = DatasetFS(Dataset(storage, create=True))
+    fs.mkdir("/blobs", 0o755)
+    fh = fs.create("/blobs/ckpt.bin", 0o644, pid=threading.get_native_id())
+    fs.write(fh, b"half", 0)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        fs.flush(fh, pid=child.pid)  # the child's exec (or exit) closes its copy
+    finally:
+        child.kill()
+        child.wait()
+    fs.commit()
+    assert _samples(storage) == {}
+    fs.write(fh, b" and the rest", 4)
+    # Another thread of the writer's process closes: that is the writer's close.
+    thread = threading.Thread(target=lambda: fs.flush(fh, pid=threading.get_native_id()))
+    thread.start()
+    thread.join()
+    assert fs.getattr("/blobs/ckpt.bin").size == 17
+    fs.commit()
+    assert _samples(storage) == {"blobs/ckpt.bin": b"half and the rest"}
+    fs.release(fh)
