@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from lakefs.errors import ConfigError, LakeFSError
+from lakefs.errors import BusyError, ConfigError, LakeFSError
 
 READY_TIMEOUT = 60.0
 UMOUNT_WAIT = 120.0
@@ -183,6 +183,11 @@ def cmd_umount(args: argparse.Namespace) -> int:
     dead = is_dead(mp)
     pid = _mount_pid(mp, dataset) if dataset and "://" in dataset and not dead else None
     done = subprocess.run([tool, "-u", mp], capture_output=True, text=True)
+    if done.returncode != 0 and "busy" in done.stderr.lower():
+        # fusermount's own line names no cause nor way out; the mount goes on serving.
+        raise BusyError(f"{mp} is busy: a file or directory in it is open (a shell's working directory "
+                        f"counts; `fuser -vm {mp}` lists them); close them and try again, or stop the mount "
+                        "with SIGTERM, which commits every closed file (one still open is not stored)")
     if done.returncode != 0:
         raise LakeFSError(done.stderr.strip() or f"{tool} -u {mp} failed")
     if dead:

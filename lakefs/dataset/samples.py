@@ -186,15 +186,18 @@ class SampleFormat:
                                           and np.dtype(meta.dtype).kind in "iub")
 
     @contextlib.contextmanager
-    def rollback(self) -> Iterator[None]:
+    def rollback(self, *, always: bool = False) -> Iterator[None]:
         """Undo what encoding a sample changed in the tensor's settings (a dtype adopted
-        from the first sample, class names added) when the sample is refused."""
+        from the first sample, class names added) when the sample is refused, or
+        ``always`` (a sample only checked, not stored)."""
         dtype, names, exact = self.meta.dtype, list(self.meta.class_names), self.exact
         try:
             yield
         except BaseException:
             self.meta.dtype, self.meta.class_names[:], self.exact = dtype, names, exact
             raise
+        if always:
+            self.meta.dtype, self.meta.class_names[:], self.exact = dtype, names, exact
 
     # --- names -------------------------------------------------------------------------
 

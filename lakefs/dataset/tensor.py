@@ -500,6 +500,18 @@ class Tensor:
             return None
         return self._format.prepare_file(data, parts[1])
 
+    def check_file(self, filename: str, data: bytes) -> None:
+        """Raise what :meth:`write_file` would raise for these bytes, storing nothing
+        (the mount checks an empty file at a close that may not be the last one)."""
+        parts = split_filename(filename)
+        if parts is None or not self._format.accepts_extension(parts[1]):
+            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
+        key, ext = parts
+        check_key(key)
+        ahead = self._format.prepare_file(data, ext)
+        with self.dataset._lock, self._format.rollback(always=True):
+            self._format.from_file(data, ext, ahead)
+
     def write_file(self, filename: str, data: bytes, *, mtime_ns: int | None = None,
                    mode: int | None = None, transcoded: bool = False, ahead: Ahead | None = None) -> Sample:
         """Store a file's bytes as the sample ``<key>.<ext>``, replacing that row's cell.

@@ -310,10 +310,11 @@ class Handle:
     """An open file descriptor: a write buffer, or a lazily read snapshot of a file."""
 
     def __init__(self, path: str, openfile: OpenFile | None = None, loader: Any = None,
-                 ranged: Any = None, *, writes: bool = False):
+                 ranged: Any = None, *, writes: bool = False, pid: int | None = None):
         self.path = path
         self.openfile = openfile
         self.writes = writes  # opened for writing (counted in openfile.writers)
+        self.pid = pid  # the thread that opened it (FUSE's caller), when known
         self._loader = loader
         self._ranged = ranged  # read(offset, size) of a large sample: no whole-file load
         self._data: bytes | None = None
@@ -370,6 +371,27 @@ class PathReaders:
         kept = self._readers.pop(path, None)
         if kept is not None:
             self._bytes -= kept[2]
+
+
+def _tgid(pid: int) -> int | None:
+    """The process of thread ``pid`` (/proc), None if it is gone or unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def same_process(a: int, b: int) -> bool:
+    """Whether threads ``a`` and ``b`` are of one process; True when it cannot be told
+    (one of them is gone)."""
+    if a == b:
+        return True
+    ta, tb = _tgid(a), _tgid(b)
+    return ta is None or tb is None or ta == tb
 
 
 class RangeReader:

@@ -26,6 +26,7 @@ from lakefs.fs.binding import (
     FuseOSError,
     KernelCache,
     StatRecord,
+    fuse_get_context,
     resolve_utimens,
 )
 from lakefs.fs.files import DIR, Attr, Listing
@@ -179,7 +180,8 @@ class LakeOperations(BaseOperations):
     def open(self, path: str, fi: Any) -> int:
         if self.no_open:
             raise FuseOSError(errno.ENOSYS)  # (not an error: the open goes on without us)
-        fi.fh = self.fs.open(path, fi.flags)
+        writes = (fi.flags & os.O_ACCMODE) != os.O_RDONLY
+        fi.fh = self.fs.open(path, fi.flags, pid=fuse_get_context()[2] if writes else None)
         if (fi.flags & os.O_ACCMODE) == os.O_RDONLY:
             if hasattr(fi, "noflush"):
                 fi.noflush = 1  # nothing to commit on close: skip the FLUSH round trip
@@ -189,7 +191,7 @@ class LakeOperations(BaseOperations):
 
     @_op
     def create(self, path: str, mode: int, fi: Any = None) -> int:
-        fh = self.fs.create(path, mode)
+        fh = self.fs.create(path, mode, pid=fuse_get_context()[2])
         if fi is None:
             return fh
         fi.fh = fh
@@ -209,7 +211,7 @@ class LakeOperations(BaseOperations):
     def flush(self, path: str, fi: Any) -> int:
         if self.no_open and not _fh(fi):
             raise FuseOSError(errno.ENOSYS)  # nothing to commit: the kernel stops sending FLUSH
-        self.fs.flush(_fh(fi))
+        self.fs.flush(_fh(fi), pid=fuse_get_context()[2])
         return 0
 
     @_op

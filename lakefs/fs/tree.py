@@ -52,7 +52,7 @@ from lakefs.errors import (
     UnsupportedError,
 )
 from lakefs.format.manifest import DIR_MODE
-from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, PathReaders, RangeReader, split
+from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, PathReaders, RangeReader, same_process, split
 from lakefs.storage.base import pieces, read_exactly
 
 log = logging.getLogger("lakefs.fs")
@@ -421,7 +421,8 @@ class DatasetFS:
         except KeyError:
             raise BadHandleError(f"bad file handle {fh}") from None
 
-    def open(self, path: str, flags: int) -> int:
+    def open(self, path: str, flags: int, *, pid: int | None = None) -> int:
+        """A handle of ``path``; ``pid``: the thread opening it (see :meth:`flush`)."""
         p = path.strip("/")
         write = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
         with self._lock:
@@ -452,7 +453,7 @@ class DatasetFS:
                 of.version += 1
             of.refs += 1
             of.writers += 1
-            return self._new_handle(Handle(p, of, writes=True))
+            return self._new_handle(Handle(p, of, writes=True, pid=pid))
 
     def _ranged(self, p: str) -> tuple[Any, int] | None:
         """(read(offset, size), size) for a big committed file read in pieces (a tiled
@@ -492,7 +493,8 @@ class DatasetFS:
             return lambda: self.ds.read_staged(f)
         raise SampleNotFoundError(f"no such file '/{p}'")
 
-    def create(self, path: str, mode: int) -> int:
+    def create(self, path: str, mode: int, *, pid: int | None = None) -> int:
+        """A new (or emptied) file open for writing; ``pid``: the thread creating it."""
         self._check_name(path)
         p = path.strip("/")
         parent, name = split(p)
@@ -522,7 +524,7 @@ class DatasetFS:
                     self._dir_changed(parent, now=now)
             of.refs += 1
             of.writers += 1
-            return self._new_handle(Handle(p, of, writes=True))
+            return self._new_handle(Handle(p, of, writes=True, pid=pid))
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         return self.handle(fh).read(size, offset)
@@ -573,9 +575,14 @@ class DatasetFS:
             if of.stream is not None:
                 log.info("/%s: big file, stored as tiles while it is written", of.path)
 
-    def flush(self, fh: int) -> None:
+    def flush(self, fh: int, *, pid: int | None = None) -> None:
         """Commit the file's data if it changed: errors are returned to ``close``. A
         staging file that may be held is held instead (nothing to check).
+
+        ``pid``: the thread closing. A close by another process than the one that opened
+        the handle is the close of a copy it inherited (a child started while the file
+        is being written: its exec closes the copy) and stores nothing: the file is
+        half written. The opener's close stores it, or the last close (:meth:`release`).
 
         Every ``close`` of a descriptor sends FLUSH, also of one of several that share
         the handle (``cat x > f``: the shell opens ``f``, dups it to stdout and closes
@@ -593,6 +600,8 @@ class DatasetFS:
         of = handle.openfile
         if of is None or not handle.writes or not of.dirty or of.detached:
             return
+        if pid is not None and handle.pid is not None and not same_process(pid, handle.pid):
+            return
         ready: _Ready | None = None
         while True:
             with self._lock:
@@ -609,12 +618,34 @@ class DatasetFS:
                         return
                     ready = None
                 with self._answered_refusal(of):
+                    if not of.size and not self._may_hold(of):
+                        self._check_empty(of)  # stored at its last close (release)
+                        return
                     if ready is None:
                         ready = self._to_prepare(of)
                     if ready is None or ready.done:
                         self._hold_or_commit(of, final=False, ready=ready)
                         return
             self._prepare(ready)
+
+    def _check_empty(self, of: OpenFile) -> None:
+        """Refuse an empty file as storing it would, storing nothing (call with the lock).
+
+        A close of an empty file is often not its last: ``dd of=f`` and ``cmd > f`` close
+        the descriptor they opened before writing through its copy. Stored there, the
+        empty file (or the truncation of an existing one) would be committed and survive
+        a crash in place of the file being written, or of its previous version; so it
+        is only checked (``touch images/new.jpg`` still fails), and its last close stores
+        it. A pending directory becomes the tensor the file makes, as at a store."""
+        parent, name = split(of.path)
+        tensor = self._tensor_for(parent, name)
+        if tensor is None and self._makes_tensor(parent, name):
+            with self._undone_if_refused(parent):
+                tensor = self._tensor_from_first_file(parent, name)
+                if tensor is not None:
+                    tensor.check_file(name, b"")
+        elif tensor is not None:
+            tensor.check_file(name, b"")
 
     def _to_prepare(self, of: OpenFile) -> _Ready | None:
         """The contents of ``of`` to prepare as a sample without the lock (call with it),

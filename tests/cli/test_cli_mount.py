@@ -225,3 +225,31 @@ def test_a_mount_process_tunes_its_garbage_collector():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=ENV,
                          timeout=60, check=True).stdout.split()
     assert out == ["700", "True", "True"]
+
+
+def test_umount_of_a_busy_mount_says_why_and_sigterm_then_stops_it(dataset: Path, mountpoint: Path,
+                                                                   photos: list[Path]) -> None:
+    """Found by stopping mounts while files were open: `lakefs umount` answered only
+    fusermount3's "Device or resource busy". It names the cause and the way out now, the
+    mount goes on serving, and SIGTERM then stops it, committing every closed file."""
+    with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", "commit_interval=3600"), mountpoint,
+                 env=ENV, expected_errors=[r"/blobs/open\.bin: not stored: still being written"]) as m:
+        (mountpoint / "images").mkdir()
+        (mountpoint / "images" / "a.jpg").write_bytes(photos[0].read_bytes())
+        (mountpoint / "blobs").mkdir()
+        with open(mountpoint / "blobs" / "open.bin", "wb") as f:
+            f.write(b"half")
+            f.flush()
+            r = run("umount", mountpoint, timeout=60)
+            assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+            assert f"{mountpoint} is busy" in r.stderr and "fuser -vm" in r.stderr and "SIGTERM" in r.stderr
+            assert is_mounted(mountpoint) and os.listdir(mountpoint / "images") == ["a.jpg"]
+            os.killpg(m.process.pid, signal.SIGTERM)
+            m.process.wait(timeout=60)
+            assert not is_mounted(mountpoint)
+            with pytest.raises(OSError):
+                f.close()
+        assert "stopped by a signal" in m.log()
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert ds["images"]["a"].tobytes() == photos[0].read_bytes()
+        assert "blobs" not in ds.tensors or ds["blobs"].num_samples == 0

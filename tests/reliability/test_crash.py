@@ -29,6 +29,7 @@ from mounting import mounted, unmount
 from reliability_helpers import (
     assert_fsck_clean,
     check_content,
+    content,
     env,
     lakefs_mount,
     parse_content,
@@ -185,3 +186,89 @@ def _mount_kills(tmp_path: Path, mnt: Path, photos: list[Path], kills: int, seed
 @pytest.mark.timeout(300)
 def test_mount_killed_during_cp_and_fsync(tmp_path, mountpoint, photos, soak):
     _mount_kills(tmp_path, mountpoint, photos, kills=40 if soak else 6, seed=2)
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+
+
+def _wait_for(predicate, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_mount_killed_during_dd_leaves_the_file_absent_or_its_old_version(tmp_path, mountpoint):
+    """Found by killing a mount during ``dd of=blobs/f.bin``: dd (as ``cmd > f``) closes
+    the descriptor it opened before writing through its copy, and that close stored the
+    still empty file, which the next periodic commit made durable. After the crash the
+    new file was there, empty, and a file dd was rewriting was empty instead of its old
+    version."""
+    ds_path = tmp_path / "ds"
+    old = content("old", 0, 300_000)
+    head = content("new", 0, 3 << 20)[: 1 << 20]  # what dd has written when the mount dies
+    feed = tmp_path / "head"
+    feed.write_bytes(head)
+    procs = []
+    with mounted(lakefs_mount(ds_path, mountpoint, "-o", "commit_interval=0.2"), mountpoint,
+                 expect_exit_code=-signal.SIGKILL) as m:
+        try:
+            (mountpoint / "blobs").mkdir()
+            (mountpoint / "blobs" / "old.bin").write_bytes(old)
+            fd = os.open(mountpoint / "blobs" / "old.bin", os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+            for name in ("new.bin", "old.bin"):  # a file dd creates, one it rewrites
+                procs.append(subprocess.Popen(
+                    ["sh", "-c", f'(cat "{feed}"; sleep 60) | dd of="{mountpoint / "blobs" / name}" '
+                                 "bs=64k status=none"], start_new_session=True))
+            for name in ("new.bin", "old.bin"):
+                _wait_for(lambda name=name: _size(mountpoint / "blobs" / name) == len(head))
+            time.sleep(1.0)  # several periodic commits while dd is writing
+            os.killpg(m.process.pid, signal.SIGKILL)
+            m.process.wait(timeout=30)
+        finally:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
+            subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, timeout=30)
+    assert unmount(mountpoint)
+    assert read_everything(ds_path) == {"blobs/old.bin": old}
+    assert_fsck_clean(ds_path)
+
+
+@pytest.mark.timeout(120)
+def test_mount_killed_while_a_writer_that_started_a_child_is_writing(tmp_path, mountpoint):
+    """Found by killing a mount: a process writing a file that starts a child (any
+    ``subprocess.run``, a data-loader worker) gives the child a copy of the descriptor,
+    whose close at the child's exec or exit stored the half-written file; a periodic
+    commit made it durable, and after the crash it was there, torn."""
+    ds_path = tmp_path / "ds"
+    head = content("ckpt", 0, 1 << 20)[: 300_000]
+    out = mountpoint / "blobs" / "child.bin"
+    with mounted(lakefs_mount(ds_path, mountpoint, "-o", "commit_interval=0.2"), mountpoint,
+                 expect_exit_code=-signal.SIGKILL) as m:
+        try:
+            (mountpoint / "blobs").mkdir()
+            with open(out, "wb") as f:  # a child writing into a descriptor it inherited
+                subprocess.run(["sh", "-c", "printf child"], stdout=f, check=True)
+            writer = open(mountpoint / "blobs" / "ckpt.bin", "wb")  # noqa: SIM115  (never closed)
+            writer.write(head)
+            writer.flush()
+            subprocess.run(["true"], check=True)  # the child closes its copy at exec
+            assert os.stat(mountpoint / "blobs" / "ckpt.bin").st_size == len(head)
+            time.sleep(1.0)  # several periodic commits
+            os.killpg(m.process.pid, signal.SIGKILL)
+            m.process.wait(timeout=30)
+            with pytest.raises(OSError):
+                writer.close()
+        finally:
+            subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True, timeout=30)
+    assert unmount(mountpoint)
+    assert read_everything(ds_path) == {"blobs/child.bin": b"child"}
+    assert_fsck_clean(ds_path)

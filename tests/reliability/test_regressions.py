@@ -134,3 +134,86 @@ def test_exdev_directory_rename_leaves_the_target_alone():
         with pytest.raises(CrossDeviceError):
             fs.rename(old, new)
         assert fs.getattr(new).is_dir()
+
+
+def _samples(storage: MemoryStorage) -> dict[str, bytes]:
+    with Dataset(storage, read_only=True) as ds:
+        return {f"{n}/{s.filename}": s.tobytes() for n, t in ds.tensors.items() for s in t.iter_samples()}
+
+
+def test_a_close_of_an_empty_file_before_its_writes_stores_nothing():
+    """Regression (a mount killed during ``dd``, test_crash.py): ``dd of=f`` and ``cmd > f``
+    close the descriptor they opened, empty, before writing through its copy; that close
+    stored the empty file, and a commit then made it durable in place of the file (or of
+    the version being rewritten). It is only checked there now, and stored at its last
+    close."""
+    import os
+
+    from lakefs.errors import InvalidSampleError
+
+    storage = MemoryStorage()
+    fs = DatasetFS(Dataset(storage, create=True))
+    fs.mkdir("/blobs", 0o755)
+    fh = fs.create("/blobs/old.bin", 0o644)
+    fs.write(fh, b"old", 0)
+    fs.release(fh)
+    new = fs.create("/blobs/new.bin", 0o644)
+    fs.flush(new)  # the first descriptor's close: a pending directory still becomes a tensor
+    again = fs.open("/blobs/old.bin", os.O_WRONLY | os.O_TRUNC)
+    fs.flush(again)
+    fs.commit()
+    assert _samples(storage) == {"blobs/old.bin": b"old"}
+    assert fs.ds.tensors["blobs"].htype == "bytes"
+    fs.write(new, b"new", 0)
+    fs.write(again, b"rewritten", 0)
+    fs.flush(new)  # the last close: stored, errors reach it
+    fs.flush(again)
+    fs.commit()
+    assert _samples(storage) == {"blobs/old.bin": b"rewritten", "blobs/new.bin": b"new"}
+    for h in (new, again):
+        fs.release(h)
+    empty = fs.create("/blobs/empty.bin", 0o644)  # touch: an empty file is stored at release
+    fs.flush(empty)
+    fs.release(empty)
+    fs.commit()
+    assert _samples(storage)["blobs/empty.bin"] == b""
+    fs.mkdir("/images", 0o755)
+    for _ in range(2):  # an empty file is no JPEG: refused at close, in a pending dir or a tensor
+        fh = fs.create("/images/a.jpg", 0o644)
+        with pytest.raises(InvalidSampleError):
+            fs.flush(fh)
+        fs.release(fh)
+        assert [n for n, _ in fs.readdir("/images")] == []
+        if "images" not in fs.ds.tensors:
+            fs.ds.create_tensor("images", htype="image", sample_compression="jpeg")
+
+
+def test_a_close_by_a_child_that_inherited_the_file_stores_nothing():
+    """Regression (a mount killed while its writer had started a child, test_crash.py):
+    the child's close of the copy it inherited stored the half-written file."""
+    import subprocess
+    import sys
+    import threading
+
+    storage = MemoryStorage()
+    fs = DatasetFS(Dataset(storage, create=True))
+    fs.mkdir("/blobs", 0o755)
+    fh = fs.create("/blobs/ckpt.bin", 0o644, pid=threading.get_native_id())
+    fs.write(fh, b"half", 0)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        fs.flush(fh, pid=child.pid)  # the child's exec (or exit) closes its copy
+    finally:
+        child.kill()
+        child.wait()
+    fs.commit()
+    assert _samples(storage) == {}
+    fs.write(fh, b" and the rest", 4)
+    # Another thread of the writer's process closes: that is the writer's close.
+    thread = threading.Thread(target=lambda: fs.flush(fh, pid=threading.get_native_id()))
+    thread.start()
+    thread.join()
+    assert fs.getattr("/blobs/ckpt.bin").size == 17
+    fs.commit()
+    assert _samples(storage) == {"blobs/ckpt.bin": b"half and the rest"}
+    fs.release(fh)
