@@ -75,6 +75,11 @@ _HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")
 FORGET_SECONDS = 1.0
 HOLD_BYTES = 64 << 20
 HOLD_FILES = 4096
+# A file stored under another name than it was written under (a PNG into a jpeg tensor
+# shows as .jpg) still answers stat, touch, chmod and chown under the name written for
+# this long: shutil.copy2/copytree and unzip set times and modes by name after the close.
+WRITTEN_NAME_SECONDS = 60.0
+WRITTEN_NAMES = 4096
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
@@ -135,6 +140,7 @@ class DatasetFS:
         self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
         self._hidden: dict[str, Attr] = {}  # libfuse's .fuse_hidden* names of unlinked open files
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
+        self._written_as: dict[str, tuple[str, float]] = {}  # name written → (name shown, when)
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -305,9 +311,23 @@ class DatasetFS:
                 f = self.ds._manifest.files.get(p)
                 if f is not None:
                     return Attr(FILE, f.size, f.mtime_ns, f.mode)
+            if self._written_as and (shown := self._shown_as(p)) is not None:
+                return self.find_attr("/" + shown)
             if parent and self._dir_kind(parent) is None and self._file_on_the_way(parent):
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
         return None
+
+    def _shown_as(self, p: str) -> str | None:
+        """The path of the file written as ``p`` and stored under another name, for
+        WRITTEN_NAME_SECONDS after (call with the lock); None once it is gone."""
+        entry = self._written_as.get(p)
+        if entry is None:
+            return None
+        shown, since = entry
+        if time.monotonic() - since > WRITTEN_NAME_SECONDS or not self._exists_file(shown):
+            del self._written_as[p]
+            return None
+        return shown
 
     def _exists_file(self, p: str) -> bool:
         return p in self._open or p in self.ds._manifest.files or self._sample(p) is not None
@@ -964,6 +984,10 @@ class DatasetFS:
             log.info("/%s stored as %s (%s)", p, sample.filename,
                      "transcoded" if sample.transcoded else "canonical extension")
             self._dir_changed(split(p)[0])  # the file shows under another name
+            if len(self._written_as) >= WRITTEN_NAMES:
+                del self._written_as[next(iter(self._written_as))]  # the oldest
+            self._written_as.pop(p, None)  # (re-inserted last: the newest)
+            self._written_as[p] = (f"{split(p)[0]}/{sample.filename}", time.monotonic())
         if p in self.ds._manifest.files:
             self.ds.delete_file(p)
 
@@ -1313,6 +1337,8 @@ class DatasetFS:
                 sample.tensor.set_meta(sample.row, mtime_ns=mtime_ns, mode=mode)
             elif p in self.ds._manifest.files:
                 self.ds.set_file_meta(p, mtime_ns=mtime_ns, mode=mode)
+            elif (shown := self._shown_as(p)) is not None:  # (also while its last handle closes)
+                self._set_meta("/" + shown, mtime_ns=mtime_ns, mode=mode)
             elif of is None:
                 raise SampleNotFoundError(f"no such file {path!r}")
 
