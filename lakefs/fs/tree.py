@@ -79,7 +79,7 @@ HOLD_FILES = 4096
 # shows as .jpg) still answers stat, touch, chmod and chown under the name written for
 # this long: shutil.copy2/copytree and unzip set times and modes by name after the close.
 WRITTEN_NAME_SECONDS = 60.0
-WRITTEN_NAMES = 4096
+NAMES_KEPT = 4096  # of those, and of refused new names (DatasetFS._vanished), at most
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
@@ -141,6 +141,7 @@ class DatasetFS:
         self._hidden: dict[str, Attr] = {}  # libfuse's .fuse_hidden* names of unlinked open files
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
         self._written_as: dict[str, tuple[str, float]] = {}  # name written → (name shown, when)
+        self._vanished: dict[str, int] = {}  # a new file refused at its close → its mode (see open)
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -459,6 +460,11 @@ class DatasetFS:
                 self._add_reader(handle)
                 return self._new_handle(handle)
             self._writable()
+            if of is None and self._vanished and p in self._vanished and not self._exists_file(p):
+                # The kernel keeps the name of a new file refused at its close (told it
+                # exists at the create) for entry_timeout, and opens it instead of
+                # creating it: np.save of a fixed array got ENOENT for a minute.
+                return self.create(path, self._vanished.pop(p))
             if of is None:
                 of = self._open_committed(path, empty=bool(flags & os.O_TRUNC))
                 self._open[p] = of
@@ -522,6 +528,7 @@ class DatasetFS:
                 raise IsADirectoryError_("/ is a directory")
             if self._dir_kind(p) is not None:
                 raise IsADirectoryError_(f"{path!r} is a directory")
+            self._vanished.pop(p, None)
             if p in self._open:
                 of = self._open[p]
                 self._unhold(p)  # being written again: stored (or held) at its next close
@@ -909,8 +916,13 @@ class DatasetFS:
         of.exists = True
 
     def _forget_refused(self, of: OpenFile) -> None:
-        """A file whose contents were refused for good: the committed version stays."""
+        """A file whose contents were refused for good: the committed version stays. A
+        new one is gone, but not from the kernel's names (see :meth:`open`)."""
         of.detached = True
+        if not of.exists and not _HIDDEN_NAME.fullmatch(split(of.path)[1]):
+            if len(self._vanished) >= NAMES_KEPT:
+                del self._vanished[next(iter(self._vanished))]  # the oldest
+            self._vanished[of.path] = of.mode
         if self._open.get(of.path) is of:
             del self._open[of.path]
             self._unhold(of.path)
@@ -984,7 +996,7 @@ class DatasetFS:
             log.info("/%s stored as %s (%s)", p, sample.filename,
                      "transcoded" if sample.transcoded else "canonical extension")
             self._dir_changed(split(p)[0])  # the file shows under another name
-            if len(self._written_as) >= WRITTEN_NAMES:
+            if len(self._written_as) >= NAMES_KEPT:
                 del self._written_as[next(iter(self._written_as))]  # the oldest
             self._written_as.pop(p, None)  # (re-inserted last: the newest)
             self._written_as[p] = (f"{split(p)[0]}/{sample.filename}", time.monotonic())
@@ -1051,9 +1063,10 @@ class DatasetFS:
 
     def _refused(self, p: str) -> None:
         """The kernel saw writes to ``p`` that were refused: the page cache (auto_cache
-        keeps pages while size and mtime match, and the stored ones do), a size, or a
-        name it was told exists would otherwise keep showing them for up to the
-        attribute timeout, or until caches drop."""
+        keeps pages while size and mtime match, and the stored ones do) or a size would
+        otherwise keep showing them for up to the attribute timeout, or until caches
+        drop. (A name it was told exists it keeps: fuse_invalidate_path forgets the
+        inode, not the entry; see :meth:`open`.)"""
         if self.forget_cached is not None:
             self.forget_cached("/" + p)
 
@@ -1077,6 +1090,8 @@ class DatasetFS:
             elif of is None:
                 if _HIDDEN_NAME.fullmatch(split(p)[1]):
                     return  # a hidden file's handles are gone already (see _hide)
+                if self._vanished.pop(p, None) is not None:
+                    return  # a refused new file: the kernel still has its name (see open)
                 if self._dir_kind(p) is not None:
                     raise IsADirectoryError_(f"{path!r} is a directory")
                 self._require_dir(split(p)[0])  # "e/a" where e is a file: ENOTDIR, as the kernel

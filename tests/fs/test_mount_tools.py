@@ -41,3 +41,33 @@ def test_copy2_of_a_png_into_a_jpeg_tensor_keeps_its_time_and_mode(photos, datas
         assert (st.st_mtime_ns, st.st_mode & 0o777) == ((src / "b.png").stat().st_mtime_ns, 0o640)
         with pytest.raises(FileNotFoundError):  # it only answers stat, touch, chmod, chown
             open(mountpoint / "images" / "c.png", "rb")
+
+
+def test_a_refused_new_file_can_be_written_again_at_once(dataset_path, mountpoint):
+    """Found by review: a new file refused at close (invalid JSON, an array of another
+    dtype) left the kernel a name it was told exists; writing it again with
+    ``open(p, "wb")`` (``np.save``) got ENOENT for the whole entry_timeout (60 s)."""
+    np = pytest.importorskip("numpy")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint,
+                 expected_errors=[r"not valid JSON", r"dtype mismatch"]):
+        labels, arrays = mountpoint / "labels", mountpoint / "arrays"
+        labels.mkdir()
+        arrays.mkdir()
+        (labels / "a.json").write_bytes(b'{"a": 1}')
+        np.save(arrays / "a.npy", np.arange(3))
+        with pytest.raises(OSError) as refused:
+            (labels / "b.json").write_bytes(b"{not json")
+        assert refused.value.errno == 22
+        with pytest.raises(OSError):
+            np.save(arrays / "b.npy", np.zeros(3, np.float32))  # the tensor holds int64
+        assert not (labels / "b.json").exists() and not (arrays / "b.npy").exists()
+        (labels / "b.json").write_bytes(b'{"b": 2}')
+        np.save(arrays / "b.npy", np.arange(4))
+        with pytest.raises(OSError):
+            (labels / "c.json").write_bytes(b"{not json")
+        with open(labels / "c.json", "ab") as f:  # appending to it, too
+            f.write(b'{"c": 3}')
+        assert (labels / "b.json").read_bytes() == b'{"b": 2}'
+        assert (labels / "c.json").read_bytes() == b'{"c": 3}'
+        assert np.load(arrays / "b.npy").tolist() == [0, 1, 2, 3]
+        assert sorted(os.listdir(labels)) == ["a.json", "b.json", "c.json"]

@@ -1460,3 +1460,32 @@ def test_the_name_a_transcoded_file_was_written_under_takes_its_times_and_mode(f
     put(fs, "/images/c.png", buf.getvalue())
     monkeypatch.setattr(tree, "WRITTEN_NAME_SECONDS", 0.0)  # and only for a while
     assert fs.find_attr("/images/c.png") is None and fs.find_attr("/images/c.jpg") is not None
+
+
+def test_a_refused_new_file_opened_again_for_writing_is_created(fs):
+    """The kernel keeps the name of a new file refused at its close (it was told it
+    exists at the create) and sends OPEN, not CREATE, for ``open(p, "wb")`` after: that
+    open creates it again (found by review: np.save of a fixed array got ENOENT)."""
+    fs.mkdir("/labels", 0o755)
+    put(fs, "/labels/a.json", b"{}")
+    fh = fs.create("/labels/b.json", 0o600)
+    fs.write(fh, b"{not json", 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert fs.find_attr("/labels/b.json") is None
+    assert errno_of(fs.open, "/labels/b.json", os.O_RDONLY) == errno.ENOENT  # nothing to read
+    fh = fs.open("/labels/b.json", os.O_WRONLY | os.O_TRUNC)
+    fs.write(fh, b'{"b": 1}', 0)
+    fs.flush(fh)
+    fs.release(fh)
+    assert get(fs, "/labels/b.json") == b'{"b": 1}' and fs.getattr("/labels/b.json").mode == 0o600
+    # Once written (or removed: rm of the name the kernel still shows succeeds), it is any file.
+    fs.unlink("/labels/b.json")
+    assert errno_of(fs.open, "/labels/b.json", os.O_WRONLY) == errno.ENOENT
+    fh = fs.create("/labels/c.json", 0o644)
+    fs.write(fh, b"{not json", 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    fs.unlink("/labels/c.json")
+    assert errno_of(fs.unlink, "/labels/c.json") == errno.ENOENT
+    assert errno_of(fs.open, "/labels/c.json", os.O_WRONLY | os.O_TRUNC) == errno.ENOENT
