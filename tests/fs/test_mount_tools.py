@@ -41,6 +41,9 @@ def test_copy2_of_a_png_into_a_jpeg_tensor_keeps_its_time_and_mode(photos, datas
         assert (st.st_mtime_ns, st.st_mode & 0o777) == ((src / "b.png").stat().st_mtime_ns, 0o640)
         with pytest.raises(FileNotFoundError):  # it only answers stat, touch, chmod, chown
             open(mountpoint / "images" / "c.png", "rb")
+        # Written again under that name (the kernel opens it, it does not create it).
+        (mountpoint / "images" / "c.png").write_bytes((src / "b.png").read_bytes())
+        assert sorted(os.listdir(mountpoint / "images")) == ["a.jpg", "b.jpg", "c.jpg"]
 
 
 def test_a_refused_new_file_can_be_written_again_at_once(dataset_path, mountpoint):
