@@ -138,7 +138,9 @@ class DatasetFS:
         # must only queue the path: the kernel forgets it outside the request answered.
         self.forget_cached: Callable[[str], None] | None = None
         self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
-        self._hidden: dict[str, Attr] = {}  # libfuse's .fuse_hidden* names of unlinked open files
+        # libfuse's .fuse_hidden* names of unlinked files open for reading → (attr, what
+        # the file is made of: see _source, _hide)
+        self._hidden: dict[str, tuple[Attr, Any]] = {}
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
         self._written_as: dict[str, tuple[str, float]] = {}  # name written → (name shown, when)
         self._vanished: dict[str, int] = {}  # a new file refused at its close → its mode (see open)
@@ -298,7 +300,7 @@ class DatasetFS:
             if of is not None:
                 return Attr(FILE, of.size, of.mtime_ns, of.mode)
             if self._hidden and p in self._hidden:
-                return self._hidden[p]
+                return self._hidden[p][0]
             parent, name = split(p)
             listing = self._lookup_listing(parent)
             if listing is not None:  # it holds the directory's samples and staged files
@@ -452,6 +454,11 @@ class DatasetFS:
                 if of is not None:
                     of.refs += 1
                     return self._new_handle(Handle(p, of))
+                if self._hidden and p in self._hidden:  # (see _hide)
+                    source = self._hidden[p][1]
+                    ranged = self._ranged_of(source)
+                    handle = Handle(p, ranged=ranged[0]) if ranged else Handle(p, loader=self._loader_of(source))
+                    return self._new_handle(handle)
                 ranged = self._ranged(p)
                 if ranged is not None:
                     handle = Handle(p, ranged=ranged[0])
@@ -482,12 +489,21 @@ class DatasetFS:
     def _ranged(self, p: str) -> tuple[Any, int] | None:
         """(read(offset, size), size) for a big committed file read in pieces (a tiled
         sample stored as the file, a staged file past ``spill_size``), else None."""
+        return self._ranged_of(self._source(p))
+
+    def _source(self, p: str) -> Sample | Any:
+        """What file ``p`` is made of: its Sample, its staged file's record, or None.
+        Bound to these contents: they stay readable after ``p`` is replaced (for the
+        commit's garbage grace), as open handles read them."""
         sample = self._sample(p)
-        if sample is not None:
-            if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
-                return sample.file_reader(), sample.size  # its own window of tiles
+        return sample if sample is not None else self.ds.staged(p)
+
+    def _ranged_of(self, source: Sample | Any) -> tuple[Any, int] | None:
+        if isinstance(source, Sample):
+            if source.is_large and source.tensor.format.file_is_stored:  # else: decode once
+                return source.file_reader(), source.size  # its own window of tiles
             return None
-        f = self.ds.staged(p)
+        f = source
         if f is not None and f.size > self.config.spill_size:
             return (lambda offset, size: self.ds.read_staged(f, offset, size)), f.size
         return None
@@ -509,13 +525,15 @@ class DatasetFS:
 
     def _loader(self, p: str):
         """A function returning the committed bytes of file ``p`` (read outside the lock)."""
-        sample = self._sample(p)
-        if sample is not None:
-            return sample.file_bytes
-        f = self.ds.staged(p)
-        if f is not None:
-            return lambda: self.ds.read_staged(f)
-        raise SampleNotFoundError(f"no such file '/{p}'")
+        source = self._source(p)
+        if source is None:
+            raise SampleNotFoundError(f"no such file '/{p}'")
+        return self._loader_of(source)
+
+    def _loader_of(self, source: Sample | Any):
+        if isinstance(source, Sample):
+            return source.file_bytes
+        return lambda: self.ds.read_staged(source)
 
     def create(self, path: str, mode: int) -> int:
         self._check_name(path)
@@ -1074,8 +1092,10 @@ class DatasetFS:
         p = path.strip("/")
         with self._lock:
             self._writable()
-            if self._hidden.pop(p, None) is not None:
-                return  # libfuse's last close of a hidden file (see _hide)
+            if self._hidden and p in self._hidden:
+                # libfuse's last close of a hidden file. Kept (NAMES_KEPT): an open that
+                # found the file may still reach us after it (see _hide).
+                return
             of = self._open.pop(p, None)
             if of is not None:
                 of.detached = True
@@ -1186,7 +1206,10 @@ class DatasetFS:
         reading (and writing) what they have, under the hidden name, which is never
         listed nor stored: libfuse unlinks it at the last close. (It was stored as a
         plain file: a copy of the sample, and after a crash before that last close, a
-        deleted file back from the dead.)"""
+        deleted file back from the dead.) An open that found the file before it was
+        renamed away reaches us under the hidden name too, also after that last close,
+        and reads it as those handles do (found by review: readers of a file replaced
+        by a rename got ENOENT for ~15% of their opens)."""
         attr = self.getattr("/" + o)
         of = self._open.pop(o, None)
         if of is not None:
@@ -1195,7 +1218,9 @@ class DatasetFS:
             of.path = n
             self._open[n] = of
         else:
-            self._hidden[n] = attr
+            if len(self._hidden) >= NAMES_KEPT:
+                del self._hidden[next(iter(self._hidden))]  # the oldest
+            self._hidden[n] = (attr, self._source(o))
         sample = self._sample(o)
         if sample is not None:
             sample.tensor.delete_row(sample.row)

@@ -74,3 +74,26 @@ def test_a_refused_new_file_can_be_written_again_at_once(dataset_path, mountpoin
         assert (labels / "c.json").read_bytes() == b'{"c": 3}'
         assert np.load(arrays / "b.npy").tolist() == [0, 1, 2, 3]
         assert sorted(os.listdir(labels)) == ["a.json", "b.json", "c.json"]
+
+
+def test_an_open_of_a_file_replaced_meanwhile_reads_what_it_found(photos, dataset_path, mountpoint):
+    """Found by review: readers of a file a writer replaces atomically (a temp file
+    renamed over it) got ENOENT for ~15% of their opens. An open that found the old file
+    reaches the mount after libfuse renamed it away to ``.fuse_hidden*`` (when another
+    handle still has it open), and that name did not open. /proc/self/fd reopens the
+    old file at will."""
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        images = mountpoint / "images"
+        images.mkdir()
+        shutil.copy(photos[0], images / "z.jpg")
+        fd = os.open(images / "z.jpg", os.O_RDONLY)
+        try:
+            shutil.copy(photos[1], images / ".z.jpg.tmp")
+            os.replace(images / ".z.jpg.tmp", images / "z.jpg")
+            with open(f"/proc/self/fd/{fd}", "rb") as old:  # a second open of the old file
+                assert old.read() == photos[0].read_bytes()
+            assert os.read(fd, 1 << 20) == photos[0].read_bytes()[: 1 << 20]
+        finally:
+            os.close(fd)
+        assert (images / "z.jpg").read_bytes() == photos[1].read_bytes()
+        assert os.listdir(images) == ["z.jpg"]

@@ -1489,3 +1489,22 @@ def test_a_refused_new_file_opened_again_for_writing_is_created(fs):
     fs.unlink("/labels/c.json")
     assert errno_of(fs.unlink, "/labels/c.json") == errno.ENOENT
     assert errno_of(fs.open, "/labels/c.json", os.O_WRONLY | os.O_TRUNC) == errno.ENOENT
+
+
+def test_an_open_of_a_replaced_file_under_its_hidden_name_reads_it(fs, photos):
+    """A file open for reading and renamed over is renamed by libfuse to .fuse_hidden*;
+    an open that found it before reaches us under that name, also after libfuse's
+    unlink at its last close (found by review: readers of a file replaced atomically
+    got ENOENT)."""
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/z.jpg", photos[0].read_bytes())
+    put(fs, "/images/.z.tmp", photos[1].read_bytes())
+    fh = fs.open("/images/z.jpg", os.O_RDONLY)
+    hidden = "/images/.fuse_hidden0000000100000002"
+    fs.rename("/images/z.jpg", hidden)  # libfuse: the open target first
+    fs.rename("/images/.z.tmp", "/images/z.jpg")
+    assert get(fs, hidden) == photos[0].read_bytes() == fs.read(fh, 1 << 30, 0)
+    fs.release(fh)
+    fs.unlink(hidden)  # libfuse, at the last close
+    assert get(fs, hidden) == photos[0].read_bytes()
+    assert names(fs, "/images") == ["z.jpg"] and get(fs, "/images/z.jpg") == photos[1].read_bytes()
