@@ -76,8 +76,9 @@ FORGET_SECONDS = 1.0
 HOLD_BYTES = 64 << 20
 HOLD_FILES = 4096
 # A file stored under another name than it was written under (a PNG into a jpeg tensor
-# shows as .jpg) still answers stat, touch, chmod and chown under the name written for
-# this long: shutil.copy2/copytree and unzip set times and modes by name after the close.
+# shows as .jpg) takes touch, chmod and chown, and writes, under the name written for
+# this long (the kernel keeps that name for entry_timeout; see DatasetFS._set_meta):
+# shutil.copy2/copytree and unzip set times and modes by name after the close.
 WRITTEN_NAME_SECONDS = 60.0
 NAMES_KEPT = 4096  # of those, and of refused new names (DatasetFS._vanished), at most
 
@@ -143,6 +144,7 @@ class DatasetFS:
         self._hidden: dict[str, tuple[Attr, Any]] = {}
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
         self._written_as: dict[str, tuple[str, float]] = {}  # name written → (name shown, when)
+        self._answering = threading.local()  # .setattr: (name written, name shown) (see _set_meta)
         self._vanished: dict[str, int] = {}  # a new file refused at its close → its mode (see open)
         if not self.read_only:
             dataset.before_commit(self.store_held)
@@ -314,8 +316,10 @@ class DatasetFS:
                 f = self.ds._manifest.files.get(p)
                 if f is not None:
                     return Attr(FILE, f.size, f.mtime_ns, f.mode)
-            if self._written_as and (shown := self._shown_as(p)) is not None:
-                return self.find_attr("/" + shown)
+            answering = getattr(self._answering, "setattr", None)
+            if answering is not None and answering[0] == p:
+                self._answering.setattr = None
+                return self.find_attr("/" + answering[1])
             if parent and self._dir_kind(parent) is None and self._file_on_the_way(parent):
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
         return None
@@ -467,11 +471,15 @@ class DatasetFS:
                 self._add_reader(handle)
                 return self._new_handle(handle)
             self._writable()
-            if of is None and self._vanished and p in self._vanished and not self._exists_file(p):
-                # The kernel keeps the name of a new file refused at its close (told it
-                # exists at the create) for entry_timeout, and opens it instead of
-                # creating it: np.save of a fixed array got ENOENT for a minute.
-                return self.create(path, self._vanished.pop(p))
+            if of is None and (self._vanished or self._written_as) and not self._exists_file(p):
+                # The kernel keeps the name of a new file refused at its close, or stored
+                # under another name (told it exists at the create), for entry_timeout,
+                # and opens it instead of creating it: np.save of a fixed array, or a
+                # PNG written again into a jpeg tensor, got ENOENT for a minute.
+                if p in self._vanished:
+                    return self.create(path, self._vanished.pop(p))
+                if (shown := self._shown_as(p)) is not None:
+                    return self.create(path, self.getattr("/" + shown).mode)
             if of is None:
                 of = self._open_committed(path, empty=bool(flags & os.O_TRUNC))
                 self._open[p] = of
@@ -1355,6 +1363,14 @@ class DatasetFS:
         self._set_meta(path, mode=stat.S_IMODE(mode))
 
     def _set_meta(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        """Set a file's or directory's times and mode. A file stored under another name
+        than it was written under (a PNG into a jpeg tensor) takes them under the name
+        written, for WRITTEN_NAME_SECONDS: the kernel keeps that name (entry_timeout) and
+        sends the SETATTR of a ``utime``/``chmod`` by name after the close (shutil.copy2,
+        unzip) for it. libfuse answers a SETATTR with a getattr of the same name, in the
+        same thread: that one getattr shows the file (``_answering``); to any other
+        lookup the name written does not exist (the kernel is told to forget what that
+        answer showed)."""
         p = path.strip("/")
         with self._lock:
             self._writable()
@@ -1379,8 +1395,27 @@ class DatasetFS:
                 self.ds.set_file_meta(p, mtime_ns=mtime_ns, mode=mode)
             elif (shown := self._shown_as(p)) is not None:  # (also while its last handle closes)
                 self._set_meta("/" + shown, mtime_ns=mtime_ns, mode=mode)
+                self._answer_setattr(p, shown)
             elif of is None:
                 raise SampleNotFoundError(f"no such file {path!r}")
+
+    def chown(self, path: str) -> None:
+        """Ownership is the mounting user's: accepted and ignored, for a file that exists
+        (or the name a file was written under: see :meth:`_set_meta`)."""
+        p = path.strip("/")
+        with self._lock:
+            if self.find_attr(path) is None:
+                shown = self._shown_as(p)
+                if shown is None:
+                    raise SampleNotFoundError(f"no such file {path!r}")
+                self._answer_setattr(p, shown)
+
+    def _answer_setattr(self, p: str, shown: str) -> None:
+        """The getattr answering this SETATTR of name written ``p`` shows file ``shown``;
+        the attributes the kernel keeps from that answer it is told to forget."""
+        self._answering.setattr = (p, shown)
+        if self.forget_cached is not None:
+            self.forget_cached("/" + p)
 
     XATTRS = ("htype", "compression", "shape", "dtype", "row", "key")
 
