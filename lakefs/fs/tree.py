@@ -555,6 +555,7 @@ class DatasetFS:
             if self._dir_kind(p) is not None:
                 raise IsADirectoryError_(f"{path!r} is a directory")
             self._vanished.pop(p, None)
+            self._hidden.pop(p, None)  # (kept after libfuse's unlink of it: see _hide)
             if p in self._open:
                 of = self._open[p]
                 self._unhold(p)  # being written again: stored (or held) at its next close
@@ -1187,6 +1188,7 @@ class DatasetFS:
             if split(o)[0] == new_parent and _HIDDEN_NAME.fullmatch(new_name) and (
                     o in self._open or o in self._readers):  # (libfuse hides open files only)
                 return self._hide(o, n)
+            self._hidden.pop(n, None)  # (kept after libfuse's unlink of it: see _hide)
             of = self._open.get(o)
             parents = dict.fromkeys((split(o)[0], new_parent))  # both change (once if one)
             if of is not None and of.writers and not of.detached:
