@@ -458,7 +458,7 @@ class DatasetFS:
                 if of is not None:
                     of.refs += 1
                     return self._new_handle(Handle(p, of))
-                if self._hidden and p in self._hidden:  # (see _hide)
+                if self._hidden and p in self._hidden and self._hidden[p][1] is not None:  # (see _hide)
                     source = self._hidden[p][1]
                     ranged = self._ranged_of(source)
                     handle = Handle(p, ranged=ranged[0]) if ranged else Handle(p, loader=self._loader_of(source))
