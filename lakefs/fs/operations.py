@@ -270,7 +270,7 @@ class LakeOperations(BaseOperations):
 
     @_op
     def chown(self, path: str, uid: int, gid: int) -> int:
-        self.fs.getattr(path)  # ownership is the mounting user's; accept and ignore
+        self.fs.chown(path)  # ownership is the mounting user's; accept and ignore
         return 0
 
     @_op

@@ -75,6 +75,12 @@ _HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")
 FORGET_SECONDS = 1.0
 HOLD_BYTES = 64 << 20
 HOLD_FILES = 4096
+# A file stored under another name than it was written under (a PNG into a jpeg tensor
+# shows as .jpg) takes touch, chmod and chown, and writes, under the name written for
+# this long (the kernel keeps that name for entry_timeout; see DatasetFS._set_meta):
+# shutil.copy2/copytree and unzip set times and modes by name after the close.
+WRITTEN_NAME_SECONDS = 60.0
+NAMES_KEPT = 4096  # of those, and of refused new names (DatasetFS._vanished), at most
 
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
@@ -133,9 +139,14 @@ class DatasetFS:
         # must only queue the path: the kernel forgets it outside the request answered.
         self.forget_cached: Callable[[str], None] | None = None
         self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
-        self._hidden: dict[str, Attr] = {}  # libfuse's .fuse_hidden* names of unlinked open files
+        # libfuse's .fuse_hidden* names of unlinked files open for reading → (attr, what
+        # the file is made of: see _source, _hide)
+        self._hidden: dict[str, tuple[Attr, Any]] = {}
         self._forgetting: dict[str, float] = {}  # path → when its pages were sent away
         self._path_readers = PathReaders()  # (read_path)
+        self._written_as: dict[str, tuple[str, float]] = {}  # name written → (name shown, when)
+        self._answering = threading.local()  # .setattr: (name written, name shown) (see _set_meta)
+        self._vanished: dict[str, int] = {}  # a new file refused at its close → its mode (see open)
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -292,7 +303,7 @@ class DatasetFS:
             if of is not None:
                 return Attr(FILE, of.size, of.mtime_ns, of.mode)
             if self._hidden and p in self._hidden:
-                return self._hidden[p]
+                return self._hidden[p][0]
             parent, name = split(p)
             listing = self._lookup_listing(parent)
             if listing is not None:  # it holds the directory's samples and staged files
@@ -306,9 +317,25 @@ class DatasetFS:
                 f = self.ds._manifest.files.get(p)
                 if f is not None:
                     return Attr(FILE, f.size, f.mtime_ns, f.mode)
+            answering = getattr(self._answering, "setattr", None)
+            if answering is not None and answering[0] == p:
+                self._answering.setattr = None
+                return self.find_attr("/" + answering[1])
             if parent and self._dir_kind(parent) is None and self._file_on_the_way(parent):
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
         return None
+
+    def _shown_as(self, p: str) -> str | None:
+        """The path of the file written as ``p`` and stored under another name, for
+        WRITTEN_NAME_SECONDS after (call with the lock); None once it is gone."""
+        entry = self._written_as.get(p)
+        if entry is None:
+            return None
+        shown, since = entry
+        if time.monotonic() - since > WRITTEN_NAME_SECONDS or not self._exists_file(shown):
+            del self._written_as[p]
+            return None
+        return shown
 
     def _exists_file(self, p: str) -> bool:
         return p in self._open or p in self.ds._manifest.files or self._sample(p) is not None
@@ -433,6 +460,11 @@ class DatasetFS:
                 if of is not None:
                     of.refs += 1
                     return self._new_handle(Handle(p, of))
+                if self._hidden and p in self._hidden and self._hidden[p][1] is not None:  # (see _hide)
+                    source = self._hidden[p][1]
+                    ranged = self._ranged_of(source)
+                    handle = Handle(p, ranged=ranged[0]) if ranged else Handle(p, loader=self._loader_of(source))
+                    return self._new_handle(handle)
                 ranged = self._ranged(p)
                 if ranged is not None:
                     handle = Handle(p, ranged=ranged[0])
@@ -441,6 +473,15 @@ class DatasetFS:
                 self._add_reader(handle)
                 return self._new_handle(handle)
             self._writable()
+            if of is None and (self._vanished or self._written_as) and not self._exists_file(p):
+                # The kernel keeps the name of a new file refused at its close, or stored
+                # under another name (told it exists at the create), for entry_timeout,
+                # and opens it instead of creating it: np.save of a fixed array, or a
+                # PNG written again into a jpeg tensor, got ENOENT for a minute.
+                if p in self._vanished:
+                    return self.create(path, self._vanished.pop(p), pid=pid)
+                if (shown := self._shown_as(p)) is not None:
+                    return self.create(path, self.getattr("/" + shown).mode, pid=pid)
             if of is None:
                 of = self._open_committed(path, empty=bool(flags & os.O_TRUNC))
                 self._open[p] = of
@@ -458,12 +499,21 @@ class DatasetFS:
     def _ranged(self, p: str) -> tuple[Any, int] | None:
         """(read(offset, size), size) for a big committed file read in pieces (a tiled
         sample stored as the file, a staged file past ``spill_size``), else None."""
+        return self._ranged_of(self._source(p))
+
+    def _source(self, p: str) -> Sample | Any:
+        """What file ``p`` is made of: its Sample, its staged file's record, or None.
+        Bound to these contents: they stay readable after ``p`` is replaced (for the
+        commit's garbage grace), as open handles read them."""
         sample = self._sample(p)
-        if sample is not None:
-            if sample.is_large and sample.tensor.format.file_is_stored:  # else: decode once
-                return sample.file_reader(), sample.size  # its own window of tiles
+        return sample if sample is not None else self.ds.staged(p)
+
+    def _ranged_of(self, source: Sample | Any) -> tuple[Any, int] | None:
+        if isinstance(source, Sample):
+            if source.is_large and source.tensor.format.file_is_stored:  # else: decode once
+                return source.file_reader(), source.size  # its own window of tiles
             return None
-        f = self.ds.staged(p)
+        f = source
         if f is not None and f.size > self.config.spill_size:
             return (lambda offset, size: self.ds.read_staged(f, offset, size)), f.size
         return None
@@ -485,13 +535,15 @@ class DatasetFS:
 
     def _loader(self, p: str):
         """A function returning the committed bytes of file ``p`` (read outside the lock)."""
-        sample = self._sample(p)
-        if sample is not None:
-            return sample.file_bytes
-        f = self.ds.staged(p)
-        if f is not None:
-            return lambda: self.ds.read_staged(f)
-        raise SampleNotFoundError(f"no such file '/{p}'")
+        source = self._source(p)
+        if source is None:
+            raise SampleNotFoundError(f"no such file '/{p}'")
+        return self._loader_of(source)
+
+    def _loader_of(self, source: Sample | Any):
+        if isinstance(source, Sample):
+            return source.file_bytes
+        return lambda: self.ds.read_staged(source)
 
     def create(self, path: str, mode: int, *, pid: int | None = None) -> int:
         """A new (or emptied) file open for writing; ``pid``: the thread creating it."""
@@ -505,6 +557,8 @@ class DatasetFS:
                 raise IsADirectoryError_("/ is a directory")
             if self._dir_kind(p) is not None:
                 raise IsADirectoryError_(f"{path!r} is a directory")
+            self._vanished.pop(p, None)
+            self._hidden.pop(p, None)  # (kept after libfuse's unlink of it: see _hide)
             if p in self._open:
                 of = self._open[p]
                 self._unhold(p)  # being written again: stored (or held) at its next close
@@ -939,8 +993,13 @@ class DatasetFS:
         of.exists = True
 
     def _forget_refused(self, of: OpenFile) -> None:
-        """A file whose contents were refused for good: the committed version stays."""
+        """A file whose contents were refused for good: the committed version stays. A
+        new one is gone, but not from the kernel's names (see :meth:`open`)."""
         of.detached = True
+        if not of.exists and not _HIDDEN_NAME.fullmatch(split(of.path)[1]):
+            if len(self._vanished) >= NAMES_KEPT:
+                del self._vanished[next(iter(self._vanished))]  # the oldest
+            self._vanished[of.path] = of.mode
         if self._open.get(of.path) is of:
             del self._open[of.path]
             self._unhold(of.path)
@@ -1010,6 +1069,10 @@ class DatasetFS:
             log.info("/%s stored as %s (%s)", p, sample.filename,
                      "transcoded" if sample.transcoded else "canonical extension")
             self._dir_changed(split(p)[0])  # the file shows under another name
+            if len(self._written_as) >= NAMES_KEPT:
+                del self._written_as[next(iter(self._written_as))]  # the oldest
+            self._written_as.pop(p, None)  # (re-inserted last: the newest)
+            self._written_as[p] = (f"{split(p)[0]}/{sample.filename}", time.monotonic())
         if p in self.ds._manifest.files:
             self.ds.delete_file(p)
 
@@ -1073,9 +1136,10 @@ class DatasetFS:
 
     def _refused(self, p: str) -> None:
         """The kernel saw writes to ``p`` that were refused: the page cache (auto_cache
-        keeps pages while size and mtime match, and the stored ones do), a size, or a
-        name it was told exists would otherwise keep showing them for up to the
-        attribute timeout, or until caches drop."""
+        keeps pages while size and mtime match, and the stored ones do) or a size would
+        otherwise keep showing them for up to the attribute timeout, or until caches
+        drop. (A name it was told exists it keeps: fuse_invalidate_path forgets the
+        inode, not the entry; see :meth:`open`.)"""
         if self.forget_cached is not None:
             self.forget_cached("/" + p)
 
@@ -1083,8 +1147,10 @@ class DatasetFS:
         p = path.strip("/")
         with self._lock:
             self._writable()
-            if self._hidden.pop(p, None) is not None:
-                return  # libfuse's last close of a hidden file (see _hide)
+            if self._hidden and p in self._hidden:
+                # libfuse's last close of a hidden file. Kept (NAMES_KEPT): an open that
+                # found the file may still reach us after it (see _hide).
+                return
             of = self._open.pop(p, None)
             if of is not None:
                 of.detached = True
@@ -1099,6 +1165,8 @@ class DatasetFS:
             elif of is None:
                 if _HIDDEN_NAME.fullmatch(split(p)[1]):
                     return  # a hidden file's handles are gone already (see _hide)
+                if self._vanished.pop(p, None) is not None:
+                    return  # a refused new file: the kernel still has its name (see open)
                 if self._dir_kind(p) is not None:
                     raise IsADirectoryError_(f"{path!r} is a directory")
                 self._require_dir(split(p)[0])  # "e/a" where e is a file: ENOTDIR, as the kernel
@@ -1166,6 +1234,7 @@ class DatasetFS:
             if split(o)[0] == new_parent and _HIDDEN_NAME.fullmatch(new_name) and (
                     o in self._open or o in self._readers):  # (libfuse hides open files only)
                 return self._hide(o, n)
+            self._hidden.pop(n, None)  # (kept after libfuse's unlink of it: see _hide)
             try:
                 self._rename_a_file(o, n)
             except InvalidSampleError as e:
@@ -1205,7 +1274,10 @@ class DatasetFS:
         reading (and writing) what they have, under the hidden name, which is never
         listed nor stored: libfuse unlinks it at the last close. (It was stored as a
         plain file: a copy of the sample, and after a crash before that last close, a
-        deleted file back from the dead.)"""
+        deleted file back from the dead.) An open that found the file before it was
+        renamed away reaches us under the hidden name too, also after that last close,
+        and reads it as those handles do (found by review: readers of a file replaced
+        by a rename got ENOENT for ~15% of their opens)."""
         attr = self.getattr("/" + o)
         of = self._open.pop(o, None)
         if of is not None:
@@ -1214,7 +1286,9 @@ class DatasetFS:
             of.path = n
             self._open[n] = of
         else:
-            self._hidden[n] = attr
+            if len(self._hidden) >= NAMES_KEPT:
+                del self._hidden[next(iter(self._hidden))]  # the oldest
+            self._hidden[n] = (attr, self._source(o))
         sample = self._sample(o)
         if sample is not None:
             sample.tensor.delete_row(sample.row)
@@ -1352,6 +1426,14 @@ class DatasetFS:
         self._set_meta(path, mode=stat.S_IMODE(mode))
 
     def _set_meta(self, path: str, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
+        """Set a file's or directory's times and mode. A file stored under another name
+        than it was written under (a PNG into a jpeg tensor) takes them under the name
+        written, for WRITTEN_NAME_SECONDS: the kernel keeps that name (entry_timeout) and
+        sends the SETATTR of a ``utime``/``chmod`` by name after the close (shutil.copy2,
+        unzip) for it. libfuse answers a SETATTR with a getattr of the same name, in the
+        same thread: that one getattr shows the file (``_answering``); to any other
+        lookup the name written does not exist (the kernel is told to forget what that
+        answer showed)."""
         p = path.strip("/")
         with self._lock:
             self._writable()
@@ -1374,8 +1456,29 @@ class DatasetFS:
                 sample.tensor.set_meta(sample.row, mtime_ns=mtime_ns, mode=mode)
             elif p in self.ds._manifest.files:
                 self.ds.set_file_meta(p, mtime_ns=mtime_ns, mode=mode)
+            elif (shown := self._shown_as(p)) is not None:  # (also while its last handle closes)
+                self._set_meta("/" + shown, mtime_ns=mtime_ns, mode=mode)
+                self._answer_setattr(p, shown)
             elif of is None:
                 raise SampleNotFoundError(f"no such file {path!r}")
+
+    def chown(self, path: str) -> None:
+        """Ownership is the mounting user's: accepted and ignored, for a file that exists
+        (or the name a file was written under: see :meth:`_set_meta`)."""
+        p = path.strip("/")
+        with self._lock:
+            if self.find_attr(path) is None:
+                shown = self._shown_as(p)
+                if shown is None:
+                    raise SampleNotFoundError(f"no such file {path!r}")
+                self._answer_setattr(p, shown)
+
+    def _answer_setattr(self, p: str, shown: str) -> None:
+        """The getattr answering this SETATTR of name written ``p`` shows file ``shown``;
+        the attributes the kernel keeps from that answer it is told to forget."""
+        self._answering.setattr = (p, shown)
+        if self.forget_cached is not None:
+            self.forget_cached("/" + p)
 
     XATTRS = ("htype", "compression", "shape", "dtype", "row", "key")
 

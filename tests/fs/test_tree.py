@@ -1530,3 +1530,96 @@ def test_reads_by_path_follow_the_commit_and_keep_few_readers(tmp_path, photos):
     assert readers.get("f4", 2) is None and readers.get("f4", 1) is None  # another generation: dropped
     readers.put("huge", 1, "h", 1 << 40)  # type: ignore[arg-type]
     assert readers.get("huge", 1) == "h"  # the newest stays, whatever its size
+
+
+def test_the_name_a_transcoded_file_was_written_under_takes_its_times_and_mode(fs, photos, monkeypatch):
+    """shutil.copy2 and unzip set times and modes by name after the close, which stored
+    a PNG in a jpeg tensor as ``<key>.jpg``; the kernel still has the name written and
+    sends the SETATTR for it, then libfuse's getattr of that name in the same thread.
+    Both answer for the file (found by review: copytree stopped at ENOENT); any other
+    lookup of that name finds nothing, and a write under it rewrites the sample."""
+    import io
+
+    from PIL import Image
+
+    from lakefs.fs import tree
+
+    fs.mkdir("/images", 0o755)
+    buf = io.BytesIO()
+    Image.open(photos[0]).save(buf, "PNG")
+    put(fs, "/images/a.jpg", photos[1].read_bytes())  # a jpeg tensor
+    put(fs, "/images/b.png", buf.getvalue())
+    assert names(fs, "/images") == ["a.jpg", "b.jpg"]
+    assert fs.find_attr("/images/b.png") is None
+    fs.utimens("/images/b.png", 1_234_567_890_123_456_789)
+    assert fs.getattr("/images/b.png") == fs.getattr("/images/b.jpg")  # libfuse's answer to it
+    fs.chmod("/images/b.png", 0o600)
+    shown = fs.getattr("/images/b.jpg")
+    assert (shown.mtime_ns, shown.mode) == (1_234_567_890_123_456_789, 0o600)
+    assert fs.getattr("/images/b.png") == shown
+    fs.chown("/images/b.png")
+    assert fs.getattr("/images/b.png") == shown
+    assert fs.find_attr("/images/b.png") is None  # no other lookup sees it
+    assert errno_of(fs.open, "/images/b.png", os.O_RDONLY) == errno.ENOENT
+    fh = fs.open("/images/b.png", os.O_WRONLY | os.O_TRUNC)  # written again: a rewrite
+    fs.write(fh, buf.getvalue(), 0)
+    fs.flush(fh)
+    fs.release(fh)
+    assert names(fs, "/images") == ["a.jpg", "b.jpg"] and fs.getattr("/images/b.jpg").mode == 0o600
+    fs.unlink("/images/b.jpg")  # the file gone, so is the name it was written under
+    assert errno_of(fs.chmod, "/images/b.png", 0o644) == errno.ENOENT
+    assert errno_of(fs.open, "/images/b.png", os.O_WRONLY) == errno.ENOENT
+    put(fs, "/images/c.png", buf.getvalue())
+    monkeypatch.setattr(tree, "WRITTEN_NAME_SECONDS", 0.0)  # and only for a while
+    assert errno_of(fs.utimens, "/images/c.png", 1) == errno.ENOENT
+
+
+def test_a_refused_new_file_opened_again_for_writing_is_created(fs):
+    """The kernel keeps the name of a new file refused at its close (it was told it
+    exists at the create) and sends OPEN, not CREATE, for ``open(p, "wb")`` after: that
+    open creates it again (found by review: np.save of a fixed array got ENOENT)."""
+    fs.mkdir("/labels", 0o755)
+    put(fs, "/labels/a.json", b"{}")
+    fh = fs.create("/labels/b.json", 0o600)
+    fs.write(fh, b"{not json", 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    assert fs.find_attr("/labels/b.json") is None
+    assert errno_of(fs.open, "/labels/b.json", os.O_RDONLY) == errno.ENOENT  # nothing to read
+    fh = fs.open("/labels/b.json", os.O_WRONLY | os.O_TRUNC)
+    fs.write(fh, b'{"b": 1}', 0)
+    fs.flush(fh)
+    fs.release(fh)
+    assert get(fs, "/labels/b.json") == b'{"b": 1}' and fs.getattr("/labels/b.json").mode == 0o600
+    # Once written (or removed: rm of the name the kernel still shows succeeds), it is any file.
+    fs.unlink("/labels/b.json")
+    assert errno_of(fs.open, "/labels/b.json", os.O_WRONLY) == errno.ENOENT
+    fh = fs.create("/labels/c.json", 0o644)
+    fs.write(fh, b"{not json", 0)
+    assert errno_of(fs.flush, fh) == errno.EINVAL
+    fs.release(fh)
+    fs.unlink("/labels/c.json")
+    assert errno_of(fs.unlink, "/labels/c.json") == errno.ENOENT
+    assert errno_of(fs.open, "/labels/c.json", os.O_WRONLY | os.O_TRUNC) == errno.ENOENT
+
+
+def test_an_open_of_a_replaced_file_under_its_hidden_name_reads_it(fs, photos):
+    """A file open for reading and renamed over is renamed by libfuse to .fuse_hidden*;
+    an open that found it before reaches us under that name, also after libfuse's
+    unlink at its last close (found by review: readers of a file replaced atomically
+    got ENOENT)."""
+    fs.mkdir("/images", 0o755)
+    put(fs, "/images/z.jpg", photos[0].read_bytes())
+    put(fs, "/images/.z.tmp", photos[1].read_bytes())
+    fh = fs.open("/images/z.jpg", os.O_RDONLY)
+    hidden = "/images/.fuse_hidden0000000100000002"
+    fs.rename("/images/z.jpg", hidden)  # libfuse: the open target first
+    fs.rename("/images/.z.tmp", "/images/z.jpg")
+    assert get(fs, hidden) == photos[0].read_bytes() == fs.read(fh, 1 << 30, 0)
+    fs.release(fh)
+    fs.unlink(hidden)  # libfuse, at the last close
+    assert get(fs, hidden) == photos[0].read_bytes()
+    assert names(fs, "/images") == ["z.jpg"] and get(fs, "/images/z.jpg") == photos[1].read_bytes()
+    put(fs, hidden, b"a user's file of that name")  # (libfuse never creates one)
+    fs.commit()  # stored as a plain file, no longer held open
+    assert get(fs, hidden) == b"a user's file of that name"

@@ -1,0 +1,173 @@
+"""Everyday tools on a real mount: archive extraction, shutil, mmap, in-place edits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mounting import mounted
+from PIL import Image
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def lakefs_mount(ds: Path, mnt: Path, *opts: str) -> list[str]:
+    return [sys.executable, "-m", "lakefs", "mount", str(ds), str(mnt), *opts]
+
+
+def test_copy2_of_a_png_into_a_jpeg_tensor_keeps_its_time_and_mode(photos, dataset_path, mountpoint, tmp_path):
+    """Found by review: ``shutil.copy2``/``copytree`` (and unzip) set times and modes by
+    name after the close; the close stored the PNG as ``<key>.jpg`` and the name it was
+    written under said ENOENT, so copytree of a folder holding a PNG stopped there."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    shutil.copy(photos[0], src / "a.jpg")
+    Image.open(photos[1]).save(src / "b.png")
+    for i, p in enumerate(sorted(src.iterdir())):
+        os.chmod(p, 0o640)
+        os.utime(p, ns=(1_500_000_000_000_000_000 + i, 1_500_000_000_000_000_000 + i))
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        shutil.copytree(src, mountpoint / "images")
+        assert sorted(os.listdir(mountpoint / "images")) == ["a.jpg", "b.jpg"]
+        st = os.stat(mountpoint / "images" / "b.jpg")
+        assert st.st_mtime_ns == (src / "b.png").stat().st_mtime_ns
+        assert st.st_mode & 0o777 == 0o640
+        shutil.copy2(src / "b.png", mountpoint / "images" / "c.png")
+        st = os.stat(mountpoint / "images" / "c.jpg")
+        assert (st.st_mtime_ns, st.st_mode & 0o777) == ((src / "b.png").stat().st_mtime_ns, 0o640)
+        with pytest.raises(FileNotFoundError):  # it only takes times, modes and writes
+            open(mountpoint / "images" / "c.png", "rb")
+        # Written again under that name (the kernel opens it, it does not create it).
+        (mountpoint / "images" / "c.png").write_bytes((src / "b.png").read_bytes())
+        assert sorted(os.listdir(mountpoint / "images")) == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+def test_a_refused_new_file_can_be_written_again_at_once(dataset_path, mountpoint):
+    """Found by review: a new file refused at close (invalid JSON, an array of another
+    dtype) left the kernel a name it was told exists; writing it again with
+    ``open(p, "wb")`` (``np.save``) got ENOENT for the whole entry_timeout (60 s)."""
+    np = pytest.importorskip("numpy")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        labels, arrays = mountpoint / "labels", mountpoint / "arrays"
+        labels.mkdir()
+        arrays.mkdir()
+        (labels / "a.json").write_bytes(b'{"a": 1}')
+        np.save(arrays / "a.npy", np.arange(3))
+        with pytest.raises(OSError) as refused:
+            (labels / "b.json").write_bytes(b"{not json")
+        assert refused.value.errno == 22
+        with pytest.raises(OSError):
+            np.save(arrays / "b.npy", np.zeros(3, np.float32))  # the tensor holds int64
+        assert not (labels / "b.json").exists() and not (arrays / "b.npy").exists()
+        (labels / "b.json").write_bytes(b'{"b": 2}')
+        np.save(arrays / "b.npy", np.arange(4))
+        with pytest.raises(OSError):
+            (labels / "c.json").write_bytes(b"{not json")
+        with open(labels / "c.json", "ab") as f:  # appending to it, too
+            f.write(b'{"c": 3}')
+        assert (labels / "b.json").read_bytes() == b'{"b": 2}'
+        assert (labels / "c.json").read_bytes() == b'{"c": 3}'
+        assert np.load(arrays / "b.npy").tolist() == [0, 1, 2, 3]
+        assert sorted(os.listdir(labels)) == ["a.json", "b.json", "c.json"]
+
+
+def test_an_open_of_a_file_replaced_meanwhile_reads_what_it_found(photos, dataset_path, mountpoint):
+    """Found by review: readers of a file a writer replaces atomically (a temp file
+    renamed over it) got ENOENT for ~15% of their opens. An open that found the old file
+    reaches the mount after libfuse renamed it away to ``.fuse_hidden*`` (when another
+    handle still has it open), and that name did not open. /proc/self/fd reopens the
+    old file at will."""
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        images = mountpoint / "images"
+        images.mkdir()
+        shutil.copy(photos[0], images / "z.jpg")
+        fd = os.open(images / "z.jpg", os.O_RDONLY)
+        try:
+            shutil.copy(photos[1], images / ".z.jpg.tmp")
+            os.replace(images / ".z.jpg.tmp", images / "z.jpg")
+            with open(f"/proc/self/fd/{fd}", "rb") as old:  # a second open of the old file
+                assert old.read() == photos[0].read_bytes()
+            assert os.read(fd, 1 << 20) == photos[0].read_bytes()[: 1 << 20]
+        finally:
+            os.close(fd)
+        assert (images / "z.jpg").read_bytes() == photos[1].read_bytes()
+        assert os.listdir(images) == ["z.jpg"]
+
+
+def test_tar_round_trips_a_dataset_layout(photos, dataset_path, mountpoint, tmp_path):
+    """``tar -xf`` into a mount (a tensor of JPEGs, labels, a group, a hidden .git, a
+    README) keeps bytes, modes and nanosecond mtimes (utimensat with UTIME_OMIT); a
+    symlink and a hard link are refused (EPERM) and everything else is extracted.
+    ``tar -cf`` of the mount gives the same files back."""
+    src = tmp_path / "src"
+    for d in ("images", "labels", "train/images", ".git/objects"):
+        (src / d).mkdir(parents=True)
+    files = {"README.md": b"# cats\n", ".git/HEAD": b"ref: refs/heads/main\n", ".git/objects/ab": b"blob"}
+    for i, p in enumerate(photos[:3]):
+        files[f"images/c{i}.jpg"] = files[f"train/images/c{i}.jpg"] = p.read_bytes()
+        files[f"labels/c{i}.json"] = b'{"label": %d}' % i
+    for i, (name, data) in enumerate(sorted(files.items())):
+        (src / name).write_bytes(data)
+        os.chmod(src / name, 0o600 if name.endswith(".jpg") else 0o644)
+        os.utime(src / name, ns=(1_600_000_000_123_456_789 + i, 1_600_000_000_123_456_789 + i))
+    os.symlink("README.md", src / "link")
+    os.link(src / "README.md", src / "hard")
+    archive = tmp_path / "a.tar"
+    subprocess.run(["tar", "--format=posix", "-cf", str(archive), "-C", str(src), "."], check=True)
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        done = subprocess.run(["tar", "-xf", str(archive), "-C", str(mountpoint)], capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr.count("Operation not permitted") == 2, done.stderr
+        for name, data in files.items():
+            st, want = os.stat(mountpoint / name), os.stat(src / name)
+            assert (mountpoint / name).read_bytes() == data, name
+            assert (st.st_mtime_ns, st.st_mode) == (want.st_mtime_ns, want.st_mode), name
+        back = tmp_path / "back.tar"
+        subprocess.run(["tar", "--format=posix", "-cf", str(back), "-C", str(mountpoint), "."], check=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run(["tar", "-xf", str(back), "-C", str(out)], check=True)
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data
+        assert os.stat(out / name).st_mtime_ns == os.stat(src / name).st_mtime_ns
+
+
+def test_mmap_reads_and_shared_writes(photos, dataset_path, mountpoint):
+    """mmap through the mount: numpy's mmap_mode and Pillow read samples; a shared
+    writable mapping writes the file as write(2) does (stored at msync or close, a
+    refusal reported there), also one that outlives the file object it was made from."""
+    import mmap
+
+    np = pytest.importorskip("numpy")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        (mountpoint / "images").mkdir()
+        (mountpoint / "arrays").mkdir()
+        (mountpoint / "blobs").mkdir()
+        shutil.copy(photos[0], mountpoint / "images" / "a.jpg")
+        np.save(mountpoint / "arrays" / "a.npy", np.arange(12).reshape(3, 4))
+        (mountpoint / "blobs" / "b.bin").write_bytes(bytes(range(256)) * 64)
+        assert np.load(mountpoint / "arrays" / "a.npy", mmap_mode="r")[2].tolist() == [8, 9, 10, 11]
+        with open(mountpoint / "images" / "a.jpg", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            assert m[:] == photos[0].read_bytes()
+            assert Image.open(m).size == Image.open(photos[0]).size
+        m = np.memmap(mountpoint / "blobs" / "b.bin", dtype=np.uint8, mode="r+")
+        m[:4] = [9, 9, 9, 9]
+        m.flush()
+        del m
+        with open(mountpoint / "blobs" / "b.bin", "r+b") as f:
+            late = mmap.mmap(f.fileno(), 0)
+        late[-2:] = b"!!"  # (Python's mmap closes its own dup of the descriptor at munmap)
+        late.close()
+        with open(mountpoint / "images" / "a.jpg", "r+b") as f, mmap.mmap(f.fileno(), 0) as m:
+            m[:2] = b"XX"  # no longer a JPEG
+            with pytest.raises(OSError) as refused:
+                m.flush()
+            assert refused.value.errno == 22
+            m[:2] = photos[0].read_bytes()[:2]  # put back: the close stores it unchanged
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        data = (mountpoint / "blobs" / "b.bin").read_bytes()
+        assert data[:4] == b"\t\t\t\t" and data[4:-2] == (bytes(range(256)) * 64)[4:-2] and data[-2:] == b"!!"
+        assert (mountpoint / "images" / "a.jpg").read_bytes() == photos[0].read_bytes()
