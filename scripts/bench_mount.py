@@ -22,6 +22,8 @@ Work and what is timed:
    dropped (``echo 3 > /proc/sys/vm/drop_caches``, needs root) and, for lakefs and
    ratarmount, a fresh mount; *warm* = the same pass again right after (best of
    ``--repeat``: the machines here are shared, so warm passes take the least-disturbed run).
+   lakefs reads through a read-only mount (``-o ro``: no OPEN/RELEASE per file), and
+   again as **lakefs-opens** with ``-o ro,snapshot_opens`` (an OPEN and RELEASE per file).
 3. A 100k-file tensor of tiny text samples (made with the Python API; the floor is filled
    in memory before mounting; the plain dir with Python): ``ls -l`` cold (fresh mount,
    caches dropped) and warm, and ``stat`` of every file (``xargs stat``) cold and warm.
@@ -287,6 +289,10 @@ class Bench:
         drop_caches()
         with mounted(self.lakefs_argv(ds, mnt, "ro"), mnt, self.log):
             self.read_pass("lakefs", mnt / "images")
+        # The same with an OPEN and RELEASE per file (each open keeps its commit), as
+        # read-only mounts read before they used the kernel's no-open mode.
+        with mounted(self.lakefs_argv(ds, mnt, "ro,snapshot_opens"), mnt, self.log):
+            self.read_pass("lakefs-opens", mnt / "images")
 
     def rsync_all(self) -> None:
         rsync = f"rsync -a {q(self.src)}/ {{dst}}/ && sync"
@@ -499,7 +505,8 @@ class Bench:
     # -- report
 
     def report(self) -> str:
-        targets = ["lakefs", "floor", "floor+flush", "plain", "ratarmount", "lakefs-noxa", "lakefs-xa"]
+        targets = ["lakefs", "floor", "floor+flush", "plain", "ratarmount", "lakefs-opens", "lakefs-noxa",
+                   "lakefs-xa"]
 
         def higher_better(metric: str) -> bool:
             return "/s" in metric
