@@ -36,7 +36,7 @@ from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
 from lakefs.dataset.tensor import Tensor, item_error
-from lakefs.dataset.views import Group, Row, RowList
+from lakefs.dataset.views import Group, Row, RowList, item_as_attribute
 from lakefs.errors import (
     ConfigError,
     CorruptionError,
@@ -1110,12 +1110,7 @@ class Dataset:
         raise TypeError(f"dataset indices are ints, slices, names or keys, not {type(item).__name__}")
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except (TensorNotFoundError, LookupError):
-            raise AttributeError(f"dataset has no tensor or group {name!r}") from None
+        return item_as_attribute(self, name, f"dataset has no tensor or group {name!r}")
 
     def __iter__(self) -> Iterator[Row]:
         for i in range(len(self)):

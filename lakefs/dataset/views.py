@@ -12,6 +12,17 @@ if TYPE_CHECKING:
     from lakefs.dataset.dataset import Dataset
 
 
+def item_as_attribute(view: Any, name: str, missing: str) -> Any:
+    """``view.name`` as ``view[name]`` (``ds.train.images``); AttributeError(``missing``)
+    when there is no such item, so that hasattr and copy behave."""
+    if name.startswith("_"):
+        raise AttributeError(name)
+    try:
+        return view[name]
+    except LookupError:
+        raise AttributeError(missing) from None
+
+
 class Group:
     """A group of tensors: ``ds["train"]``, ``ds.train.images``."""
 
@@ -40,12 +51,7 @@ class Group:
         return self.dataset[self._full(name)]
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except LookupError:
-            raise AttributeError(f"group {self.name!r} has no tensor or group {name!r}") from None
+        return item_as_attribute(self, name, f"group {self.name!r} has no tensor or group {name!r}")
 
 
 class Row:
@@ -68,12 +74,7 @@ class Row:
             return Sample(t, self.index, t._engine.index.entry(self.index))
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except LookupError:
-            raise AttributeError(f"no tensor {name!r}") from None
+        return item_as_attribute(self, name, f"no tensor {name!r}")
 
     def samples(self) -> dict[str, Sample]:
         """The filled cells of this row by tensor name."""
@@ -102,9 +103,4 @@ class RowList(list):
         return super().__getitem__(item)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except LookupError:
-            raise AttributeError(f"no tensor {name!r}") from None
+        return item_as_attribute(self, name, f"no tensor {name!r}")
