@@ -722,3 +722,19 @@ def test_dataset_rows_by_list_or_mask(tmp_path):
     with pytest.raises(IndexError):
         ds[[True, False]]
     ds.close()
+
+
+def test_json_samples_take_numpy_values(tmp_path):
+    """numpy scalars and arrays in a json sample were refused ("not JSON-serialisable");
+    Deep Lake stores them as their numbers and lists. NaN is still refused."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("meta", htype="json")
+    ds.meta.append({"score": np.float32(0.5), "n": np.int64(3), "box": np.arange(4, dtype=np.uint8),
+                    "ok": np.bool_(True)})
+    assert ds.meta[0].numpy() == {"score": 0.5, "n": 3, "box": [0, 1, 2, 3], "ok": True}
+    with pytest.raises(InvalidSampleError):
+        ds.meta.append({"bad": np.float64("nan")})
+    with pytest.raises(InvalidSampleError):
+        ds.meta.append({"obj": object()})
+    assert len(ds.meta) == 1
+    ds.close()

@@ -149,6 +149,16 @@ def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
     return out
 
 
+def _numpy_to_json(value: Any) -> Any:
+    """JSON for the numpy values ML code puts in a dict (``{"score": np.float32(0.9)}``,
+    a box as an array), as Deep Lake takes them: their Python numbers and lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _refuse_json_constant(name: str) -> Any:
     """Python's json reads NaN, Infinity and -Infinity; JSON has no such values."""
     raise ValueError(f"{name} is not a JSON value")
@@ -388,7 +398,7 @@ class SampleFormat:
             if isinstance(value, (bytes, bytearray, memoryview)):
                 return self._validate_file(bytes(value))
             try:  # (NaN and Infinity are no JSON: strict parsers, jq and JavaScript, refuse them)
-                text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+                text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_numpy_to_json)
             except (TypeError, ValueError) as e:
                 raise InvalidSampleError(f"value is not JSON-serialisable: {e}") from e
             return _utf8(text, "a JSON sample")
