@@ -738,3 +738,19 @@ def test_json_samples_take_numpy_values(tmp_path):
         ds.meta.append({"obj": object()})
     assert len(ds.meta) == 1
     ds.close()
+
+
+def test_tensor_shape_as_deep_lake(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("x", dtype="float32")
+    assert ds.x.shape == (0,)
+    ds.x.extend([np.zeros((2, 3), "float32"), np.zeros((2, 5), "float32")])
+    assert ds.x.shape == (2, 2, None)  # the second dimension differs
+    ds.create_tensor("y", dtype="uint8")
+    ds.y.extend([np.zeros((4, 4), "uint8"), np.zeros((4, 4), "uint8")])
+    assert ds.y.shape == (2, 4, 4)
+    ds.create_tensor("z")
+    ds.append({"z": np.zeros(3)}, key="only-z")  # row 2: y has no sample there
+    ds.append({"y": np.zeros((4, 4), "uint8"), "z": np.zeros(3)}, key="both")  # row 3
+    assert len(ds.y) == 4 and ds.y.shape == (4, None, None)
+    ds.close()

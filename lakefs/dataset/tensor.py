@@ -225,6 +225,23 @@ class Tensor:
         with self.dataset._lock:
             return self._engine.index.last_filled_row() + 1
 
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """``(len(self), *sample_shape)`` as Deep Lake gives it: a dimension that is not
+        the same for every row (or a row with no sample) is None. From the index alone."""
+        with self.dataset._lock:
+            n = self._engine.index.last_filled_row() + 1
+            live = self._engine.index.live()
+            ndims, shapes = live["ndim"], live["shape"]
+        if not len(live):
+            return (0,)
+        ndim = int(ndims.max())
+        if int(ndims.min()) != ndim or len(live) < n:  # (a row without a sample has no shape)
+            return (n, *[None] * ndim)
+        dims = shapes[:, :ndim]
+        same = (dims == dims[0]).all(axis=0)
+        return (n, *[int(d) if ok else None for d, ok in zip(dims[0], same)])
+
     def rows(self) -> np.ndarray:
         """Row numbers that hold a sample, in row order."""
         with self.dataset._lock:
