@@ -754,3 +754,16 @@ def test_tensor_shape_as_deep_lake(tmp_path):
     ds.append({"y": np.zeros((4, 4), "uint8"), "z": np.zeros(3)}, key="both")  # row 3
     assert len(ds.y) == 4 and ds.y.shape == (4, None, None)
     ds.close()
+
+
+def test_a_row_through_a_group(tmp_path):
+    """``ds[0].train.images`` raised AttributeError ("no tensor 'train'")."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("train/labels", htype="text")
+    ds.create_tensor("other", htype="text")
+    ds.append({"train/labels": "cat", "other": "x"}, key="a")
+    assert ds[0].train.labels.numpy() == "cat" and ds["a"]["train"]["labels"].numpy() == "cat"
+    assert list(ds[0].train.samples()) == ["labels"] and sorted(ds[0].samples()) == ["other", "train/labels"]
+    with pytest.raises(AttributeError):
+        _ = ds[0].train.nope
+    ds.close()

@@ -55,11 +55,13 @@ class Group:
 
 
 class Row:
-    """One row: ``ds[3]`` or ``ds["cat001"]``; ``row["images"]`` is that row's sample."""
+    """One row: ``ds[3]`` or ``ds["cat001"]``; ``row["images"]`` is that row's sample, and
+    ``row["train"]`` (or ``row.train``) the row seen in group ``train``."""
 
-    def __init__(self, dataset: Dataset, row: int) -> None:
+    def __init__(self, dataset: Dataset, row: int, group: str = "") -> None:
         self.dataset = dataset
         self.index = row
+        self._prefix = group + "/" if group else ""
 
     @property
     def key(self) -> str:
@@ -68,8 +70,11 @@ class Row:
     def __repr__(self) -> str:
         return f"Row({self.index}, key={self.key!r})"
 
-    def __getitem__(self, tensor: str) -> Sample:
-        t = self.dataset._get_tensor(tensor)
+    def __getitem__(self, tensor: str) -> Sample | Row:
+        name = self._prefix + check_path(tensor)
+        if name not in self.dataset.tensors and name in self.dataset.groups:
+            return Row(self.dataset, self.index, name)
+        t = self.dataset._get_tensor(name)
         with self.dataset._lock:
             return Sample(t, self.index, t._engine.index.entry(self.index))
 
@@ -77,12 +82,14 @@ class Row:
         return item_as_attribute(self, name, f"no tensor {name!r}")
 
     def samples(self) -> dict[str, Sample]:
-        """The filled cells of this row by tensor name."""
+        """The filled cells of this row by tensor name (inside its group, if any)."""
         out = {}
         for name, t in self.dataset.tensors.items():
+            if not name.startswith(self._prefix):
+                continue
             s = t.sample_at(self.index)
             if s is not None:
-                out[name] = s
+                out[name[len(self._prefix):]] = s
         return out
 
 
