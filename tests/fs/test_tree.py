@@ -1571,6 +1571,34 @@ def test_reads_by_path_hold_decoded_files_within_the_bound_and_only_the_current_
     ro.close()
 
 
+def test_a_kernel_without_no_open_gets_opens(tmp_path):
+    """A kernel before Linux 4.19 takes ENOSYS from OPEN as the open's failure: every
+    file of a read-only mount failed to open. Opens are kept unless the kernel says at
+    INIT that it can skip them (FUSE_CAP_NO_OPEN_SUPPORT)."""
+    import types
+
+    from lakefs.fs.binding import FuseOSError
+    from lakefs.fs.operations import LakeOperations
+
+    with lakefs.empty(tmp_path / "ds") as w:
+        w.write_file("README", b"v1")
+    ro = lakefs.load(tmp_path / "ds", read_only=True)
+    fs = DatasetFS(ro, Config(), read_only=True)
+    for capable, opens in ((0, True), (1 << 17, False)):  # (libfuse's FUSE_CAP_NO_OPEN_SUPPORT)
+        ops = LakeOperations(fs, no_open=True)
+        ops.init_with_config(types.SimpleNamespace(capable=capable, max_write=0, max_readahead=0), None)
+        ops.kernel.detach()
+        fi = types.SimpleNamespace(flags=os.O_RDONLY, fh=0)
+        if opens:
+            assert ops.open("/README", fi) == 0 and fi.fh
+        else:
+            with pytest.raises(FuseOSError) as e:
+                ops.open("/README", fi)
+            assert e.value.errno == errno.ENOSYS and fi.fh == 0
+        assert ops.read("/README", 10, 0, fi) == b"v1"
+    ro.close()
+
+
 def test_the_name_a_transcoded_file_was_written_under_takes_its_times_and_mode(fs, photos, monkeypatch):
     """shutil.copy2 and unzip set times and modes by name after the close, which stored
     a PNG in a jpeg tensor as ``<key>.jpg``; the kernel still has the name written and
