@@ -16,8 +16,6 @@ import numpy as np
 
 from lakefs.storage.base import pieces
 
-TILE_COST = 16 << 20  # memory a big file's reader may hold: its window of tiles
-
 DIR, FILE = "dir", "file"
 
 
@@ -339,38 +337,52 @@ class Handle:
 
 class PathReaders:
     """Readers of files by path, for READs that come without a handle (a read-only
-    mount in the kernel's no-open mode): the handle a path's reads share (a small
-    sample's bytes, read once; a big one's window of tiles), kept while the dataset's
-    generation stays and within ``max_bytes`` of file sizes, the oldest dropped first.
+    mount in the kernel's no-open mode): the handle a path's reads share, kept for the
+    dataset's current generation only (an older one's would keep that commit's tables
+    alive), the oldest dropped first past ``max_files``, past ``max_bytes`` of files
+    held whole (a small sample, or a big one that must be decoded: an lz4 sample, an
+    array's .npy), or past ``max_windows`` big files read through a window of tiles
+    (each holds up to lakefs.chunks.tiles WINDOW + SPARE tile buffers, 40 MB of 8 MB
+    tiles, and the decompressed payloads of chunk-compressed ones).
     The kernel asks for a file in a few large READs (its readahead), so a handful of
     recent paths covers every file being read."""
 
-    def __init__(self, max_bytes: int = 64 << 20, max_files: int = 256) -> None:
-        self.max_bytes, self.max_files = max_bytes, max_files
-        self._readers: dict[str, tuple[int, Handle, int]] = {}  # path → (generation, handle, cost)
-        self._bytes = 0
+    def __init__(self, max_bytes: int = 64 << 20, max_files: int = 256, max_windows: int = 4) -> None:
+        self.max_bytes, self.max_files, self.max_windows = max_bytes, max_files, max_windows
+        self._readers: dict[str, tuple[Handle, int, bool]] = {}  # path → (handle, bytes held, a window)
+        self._generation: int | None = None
+        self._bytes = self._windows = 0
 
     def get(self, path: str, generation: int) -> Handle | None:
+        self._at(generation)
         kept = self._readers.get(path)
-        if kept is None:
-            return None
-        if kept[0] != generation:  # the dataset moved on (a refresh): read it again
-            self._drop(path)
-            return None
-        return kept[1]
+        return None if kept is None else kept[0]
 
-    def put(self, path: str, generation: int, handle: Handle, size: int) -> None:
+    def put(self, path: str, generation: int, handle: Handle, held: int, *, window: bool = False) -> None:
+        """Keep ``handle`` of ``path``: it holds ``held`` bytes once read, or a window of tiles."""
+        self._at(generation)
         self._drop(path)
-        cost = min(size, TILE_COST)  # a big file is read through a window of tiles, not whole
-        self._readers[path] = (generation, handle, cost)
-        self._bytes += cost
-        while len(self._readers) > 1 and (self._bytes > self.max_bytes or len(self._readers) > self.max_files):
-            self._drop(next(iter(self._readers)))
+        self._readers[path] = (handle, held, window)
+        self._bytes += held
+        self._windows += window
+        while len(self._readers) > 1 and (self._bytes > self.max_bytes or len(self._readers) > self.max_files
+                                          or self._windows > self.max_windows):
+            if self._windows > self.max_windows:  # the oldest window; other readers cost no tiles
+                self._drop(next(p for p, kept in self._readers.items() if kept[2]))
+            else:
+                self._drop(next(iter(self._readers)))
+
+    def _at(self, generation: int) -> None:
+        if generation != self._generation:  # the dataset moved on (a refresh): read it again
+            self._readers.clear()
+            self._bytes = self._windows = 0
+            self._generation = generation
 
     def _drop(self, path: str) -> None:
         kept = self._readers.pop(path, None)
         if kept is not None:
-            self._bytes -= kept[2]
+            self._bytes -= kept[1]
+            self._windows -= kept[2]
 
 
 def _tgid(pid: int) -> int | None:

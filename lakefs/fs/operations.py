@@ -20,6 +20,7 @@ from typing import Any
 
 from lakefs.errors import LakeFSError
 from lakefs.fs.binding import (
+    LIBFUSE_MAJOR,
     READ_TAKES_VIEWS,
     BaseOperations,
     DirEntries,
@@ -33,6 +34,10 @@ from lakefs.fs.files import DIR, Attr, Listing
 from lakefs.fs.tree import BLKSIZE, DatasetFS
 
 log = logging.getLogger("lakefs.fs")
+
+# libfuse 3's conn->capable bit for a kernel that takes ENOSYS from OPEN as "no opens"
+# (fuse_common.h; the kernel's FUSE_NO_OPEN_SUPPORT, Linux 4.19).
+FUSE_CAP_NO_OPEN_SUPPORT = 1 << 17
 
 # Failures that are part of normal operation: not worth a log line. (A lookup of a
 # name that cannot exist is one: the create of that name logs the reason.)
@@ -84,7 +89,9 @@ class LakeOperations(BaseOperations):
         # OPEN or RELEASE for files (FUSE no-open), keeps their pages across opens, and
         # READs come without a handle (DatasetFS.read_path). Two round trips fewer per
         # file, and a warm read never reaches this process (docs/BENCHMARKS.md).
-        self.no_open = no_open and fs.read_only
+        # Only libfuse 3 says whether the kernel can (init_with_config); fusepy has no init
+        # with the connection, and libfuse 2 does not pass the kernel's flag on.
+        self.no_open = no_open and fs.read_only and LIBFUSE_MAJOR >= 3
         self._on_ready = on_ready
         self.kernel = KernelCache()  # for changes the kernel did not see (refresh)
         self._dirs: dict[int, DirEntries | None] = {}  # open directory → its listing (readdir_stat)
@@ -113,6 +120,10 @@ class LakeOperations(BaseOperations):
 
     def init_with_config(self, conn: Any, config: Any) -> None:
         super().init_with_config(conn, config)
+        if self.no_open and not getattr(conn, "capable", 0) & FUSE_CAP_NO_OPEN_SUPPORT:
+            # A kernel before Linux 4.19 fails every open answered ENOSYS.
+            self.no_open = False
+            log.info("the kernel cannot read files without opens (FUSE no-open): files are opened")
         self.kernel.attach()
         if self._on_ready is not None:  # the kernel has answered INIT: we are mounted
             self._on_ready()

@@ -596,9 +596,15 @@ class DatasetFS:
                     raise SampleNotFoundError(f"no such file {path!r}")
                 if attr.is_dir():
                     raise IsADirectoryError_(f"{path!r} is a directory")
-                ranged = self._ranged(p)
-                handle = Handle(p, ranged=ranged[0]) if ranged is not None else Handle(p, loader=self._loader(p))
-                self._path_readers.put(p, self.ds.generation, handle, attr.size)
+                source = self._source(p)
+                if source is None:
+                    raise SampleNotFoundError(f"no such file {path!r}")
+                ranged = self._ranged_of(source)
+                if ranged is None:  # read whole at its first READ, then held
+                    handle, held, window = Handle(p, loader=self._loader_of(source)), attr.size, False
+                else:  # a tiled sample's window of tiles, or a big staged file read in place
+                    handle, held, window = Handle(p, ranged=ranged[0]), 0, isinstance(source, Sample)
+                self._path_readers.put(p, self.ds.generation, handle, held, window=window)
         return handle.read(size, offset)
 
     def write(self, fh: int, data: bytes, offset: int) -> int:
