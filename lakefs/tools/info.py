@@ -93,7 +93,8 @@ def format_table(info: dict) -> str:
     rows = [head]
     for t in info["tensors"]:
         rows.append((t["name"], t["htype"], t["dtype"] or "-", t["compression"], str(t["samples"]),
-                     human(t["stored_bytes"]), human(t["bytes_per_sample"]), f"{t['compression_ratio']:.2f}x"))
+                     human(t["stored_bytes"]), human(t["bytes_per_sample"]) if t["samples"] else "-",
+                     f"{t['compression_ratio']:.2f}x" if t["samples"] else "-"))  # (no ratio of nothing)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     right = {4, 5, 6, 7}
     lines = [

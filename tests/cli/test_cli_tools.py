@@ -98,10 +98,13 @@ def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     with lakefs.load(dataset_path) as ds:
         ds.create_tensor("labels", htype="class_label", class_names=["a", "b"])
         ds["labels"][ds.keys()[0]] = "b"
+        ds.create_tensor("empty", htype="text")
     r = cli("info", dataset_path)
     assert r.code == 0
     lines = r.out.splitlines()
-    assert lines[0].startswith(f"dataset {dataset_path}: 8 rows, 2 tensors")
+    assert lines[0].startswith(f"dataset {dataset_path}: 8 rows, 3 tensors")
+    empty = next(line for line in lines if line.startswith("empty"))
+    assert empty.split()[4:] == ["0", "0", "B", "-", "-"]  # no ratio of nothing (it said 0.00x)
     assert lines[1].split() == ["tensor", "htype", "dtype", "compression", "samples", "stored", "per", "sample",
                                 "ratio"]
     images = next(line for line in lines if line.startswith("images"))
