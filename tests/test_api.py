@@ -709,6 +709,34 @@ def test_rename_group(tmp_path):
     ds.close()
 
 
+def test_rename_group_keeps_parents_before_children(tmp_path):
+    """Found by review: a group renamed under a parent it made (or a pending directory it
+    made a group) was listed before that parent in the manifest's ``groups``, which
+    FORMAT.md §4 says lists parents before children."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("train/deep/x")
+    ds.create_tensor("train2/y")
+    ds.make_pending_dir("split")
+    ds.rename_group("train", "split/old")  # a pending parent becomes a group
+    ds.rename_group("train2", "new/parent/train2")  # parents made for it
+    for groups in (ds.groups, _reloaded_groups(ds, tmp_path / "ds")):
+        assert sorted(groups) == ["new", "new/parent", "new/parent/train2", "split", "split/old", "split/old/deep"]
+        for i, g in enumerate(groups):
+            assert all(p in groups[:i] for p in _parents(g)), groups
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _reloaded_groups(ds, path) -> list[str]:
+    ds.flush()
+    ds.close()
+    with lakefs.load(path, read_only=True) as again:
+        return again.groups
+
+
 def test_dataset_rows_by_list_or_mask(tmp_path):
     """``ds[[0, 2]]`` raised TypeError (tensors took lists already)."""
     ds = lakefs.empty(tmp_path / "ds")

@@ -939,7 +939,7 @@ class Dataset:
             self._tensors.clear()  # (in place: in listing order, the same dict for every view)
             self._tensors.update(tensors)
             m.tensors = {moved(k): meta for k, meta in m.tensors.items()}
-            m.groups = [moved(g) for g in m.groups]
+            m.groups = _parents_first([moved(g) for g in m.groups])  # (a new parent was appended last)
             self._move_under(old, new)  # pending and plain directories, plain files, modes and times
             self._touch()
             return Group(self, new)
@@ -1326,6 +1326,19 @@ def resolve_tensor_settings(htype: str = "generic", dtype: str | None = None, sa
         raise InvalidSampleError(f"chunk_size {size} is too small (at least {MIN_CHUNK_SIZE})")
     return {"htype": h.name, "dtype": dtype or h.dtype, "sample_compression": sc, "chunk_compression": cc,
             "chunk_size": size, "class_names": list(class_names or [])}
+
+
+def _parents_first(groups: list[str]) -> list[str]:
+    """``groups`` with each parent listed before its children (FORMAT.md §4), else in
+    their order: a parent that came later moves up to just before its first child."""
+    present, out = set(groups), {}
+    for g in groups:
+        parts = g.split("/")
+        for i in range(1, len(parts) + 1):
+            name = "/".join(parts[:i])
+            if name in present:
+                out.setdefault(name, None)
+    return list(out)
 
 
 def _json_info(info: dict[str, Any]) -> dict[str, Any]:
