@@ -752,6 +752,21 @@ def test_dataset_rows_by_list_or_mask(tmp_path):
     ds.close()
 
 
+def test_rows_of_a_slice_through_a_group(tmp_path):
+    """Found by review: ``ds[0].train.images`` worked but ``ds[0:2].train.images`` (and
+    ``ds[[0, 1]]["train"]``) said there was no tensor 'train'."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("train/deep/x")
+    ds.create_tensor("train2")
+    ds.extend({"train/deep/x": [np.array([i]) for i in range(3)], "train2": [np.array([9])] * 3})
+    assert ds[0:2].train.deep.x.numpy().tolist() == [[0], [1]]
+    assert ds[[2, 0]]["train"]["deep/x"].numpy().tolist() == [[2], [0]]
+    assert [r.samples().keys() for r in ds[1:2].train.deep] == [{"x"}]
+    assert ds[0:2].train2.numpy().tolist() == [[9], [9]]  # (a name sharing the group's prefix)
+    assert not hasattr(ds[0:2].train, "x")
+    ds.close()
+
+
 def test_json_samples_take_numpy_values(tmp_path):
     """numpy scalars and arrays in a json sample were refused ("not JSON-serialisable");
     Deep Lake stores them as their numbers and lists. NaN is still refused."""

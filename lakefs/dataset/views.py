@@ -96,15 +96,19 @@ class Row:
 class RowList(list):
     """The rows of a slice of a dataset (``ds[0:8]``, ``ds[[0, 5]]``): a list of
     :class:`Row`, whose tensors are read across them as in Deep Lake:
-    ``ds[0:8].images.numpy()``."""
+    ``ds[0:8].images.numpy()``, and through groups as a row is: ``ds[0:8].train.images``."""
 
-    def __init__(self, dataset: Dataset, rows: Iterable[int]) -> None:
-        super().__init__(Row(dataset, i) for i in rows)
+    def __init__(self, dataset: Dataset, rows: Iterable[int], group: str = "") -> None:
+        super().__init__(Row(dataset, i, group) for i in rows)
         self.dataset = dataset
+        self._prefix = group + "/" if group else ""
 
     def __getitem__(self, item: Any) -> Any:
         if isinstance(item, str):
-            t = self.dataset._get_tensor(item)
+            name = self._prefix + check_path(item)
+            if name not in self.dataset.tensors and name in self.dataset.groups:
+                return RowList(self.dataset, [r.index for r in self], name)
+            t = self.dataset._get_tensor(name)
             with self.dataset._lock:
                 return SampleList(t, [Sample(t, r.index, t._engine.index.entry(r.index)) for r in self])
         return super().__getitem__(item)
