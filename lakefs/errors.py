@@ -129,6 +129,11 @@ class InvalidNameError(LakeFSError, ValueError):
     errno = _errno.EINVAL
 
 
+class StoredExtensionError(InvalidNameError):
+    """A sample renamed to an extension its stored form cannot show (a JPEG to ``.png``):
+    the mount answers EXDEV, so that ``mv`` copies it as ``cp`` would."""
+
+
 class NameTooLongError(InvalidNameError):
     """A name is longer than a filesystem allows (255 bytes)."""
 

@@ -17,7 +17,7 @@ from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
 from lakefs.dataset.names import NAME_MAX, check_key, split_filename
 from lakefs.dataset.samples import Ahead, Encoded, SampleFormat
-from lakefs.errors import InvalidNameError, LakeFSError, NameTooLongError, SampleNotFoundError
+from lakefs.errors import InvalidNameError, LakeFSError, NameTooLongError, SampleNotFoundError, StoredExtensionError
 from lakefs.format.index import FLAG_TRANSCODED
 from lakefs.format.manifest import TensorMeta
 
@@ -614,7 +614,7 @@ class Tensor:
             key, ext = parts
             check_key(key)
             if self._format.shown_ext(ext, src.transcoded) != ext:
-                raise InvalidNameError(
+                raise StoredExtensionError(
                     f"{new!r}: the sample is stored as {self._format.canonical_ext}; "
                     f"its name must keep a matching extension"
                 )

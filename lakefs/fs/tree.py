@@ -48,6 +48,7 @@ from lakefs.errors import (
     NotPermittedError,
     ReadOnlyError,
     SampleNotFoundError,
+    StoredExtensionError,
     TensorExistsError,
     UnsupportedError,
 )
@@ -1243,11 +1244,13 @@ class DatasetFS:
             self._hidden.pop(n, None)  # (kept after libfuse's unlink of it: see _hide)
             try:
                 self._rename_a_file(o, n)
-            except InvalidSampleError as e:
-                # Content the new name's tensor refuses (text renamed to notes.jpg): not
+            except (InvalidSampleError, StoredExtensionError) as e:
+                # Content the new name's tensor refuses (text renamed to notes.jpg), or an
+                # extension a sample's stored form cannot show (a.jpg to c.png): not
                 # EINVAL, which mv reports as "cannot move to a subdirectory of itself".
-                # EXDEV makes mv (and shutil.move, rsync) copy instead, and the copy's
-                # close answers "Invalid argument"; the file stays where it was.
+                # EXDEV makes mv (and shutil.move, rsync) copy instead, as cp would: the
+                # copy's close answers "Invalid argument", or stores the file under the
+                # name cp gives it (c.jpg); the file stays where it was until then.
                 raise CrossDeviceError(f"'/{o}' cannot become '/{n}': {e}") from e
 
     def _rename_a_file(self, o: str, n: str) -> None:

@@ -639,3 +639,7 @@ def test_a_file_renamed_onto_a_sample_name_it_cannot_be_keeps_it_and_says_why(ph
         assert r.returncode != 0 and "Invalid argument" in r.stderr
         assert sorted(os.listdir(img)) == ["a.jpg", "notes.txt"]
         assert md5(img / "a.jpg") == md5(photos[0])
+        # A JPEG renamed to .png: mv copies it, as cp would, and the copy shows as .jpg.
+        r = run("mv", str(img / "a.jpg"), str(img / "c.png"), check=False)
+        assert r.returncode == 0, r.stderr
+        assert sorted(os.listdir(img)) == ["c.jpg", "notes.txt"] and md5(img / "c.jpg") == md5(photos[0])

@@ -134,7 +134,9 @@ def test_rename_rules(fs, photos):
     fs.rename("/a/x.jpg~", "/a/z.jpeg")  # and back into a sample, under a new key
     assert get(fs, "/a/z.jpeg") == photos[0].read_bytes()
     assert fs.ds.a["z"].extension == ".jpeg"
-    assert errno_of(fs.rename, "/a/z.jpeg", "/a/z.png") == errno.EINVAL  # content is jpeg
+    # Content is jpeg: not in place (EXDEV: mv copies, and the copy is stored as z.jpg)
+    assert errno_of(fs.rename, "/a/z.jpeg", "/a/z.png") == errno.EXDEV
+    assert get(fs, "/a/z.jpeg") == photos[0].read_bytes()
 
 
 def test_directories(fs):
@@ -234,7 +236,8 @@ def test_rename_keeps_the_target_when_the_new_name_is_refused(fs, photos):
     fs.mkdir("/a", 0o755)
     put(fs, "/a/x.jpg", photos[0].read_bytes())
     put(fs, "/a/y.jpg", photos[1].read_bytes())
-    assert errno_of(fs.rename, "/a/x.jpg", "/a/y.png") == errno.EINVAL
+    assert errno_of(fs.rename, "/a/x.jpg", "/a/y.png") == errno.EXDEV  # (a JPEG shows as .jpg)
+    assert get(fs, "/a/y.jpg") == photos[1].read_bytes()
     fs.rename("/a/x.jpg", "/a/y.jpg")  # replaces y
     assert [n for n, _ in fs.readdir("/a")] == ["y.jpg"]
     assert get(fs, "/a/y.jpg") == photos[0].read_bytes()
