@@ -810,3 +810,14 @@ def test_a_row_through_a_group(tmp_path):
     with pytest.raises(AttributeError):
         _ = ds[0].train.nope
     ds.close()
+
+
+def test_a_slice_of_a_row_list_is_rows_again(tmp_path):
+    """``ds[0:4][1:3].x`` failed: slicing a row list gave a plain list."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("g/x")
+    ds["g/x"].extend([np.array([i]) for i in range(4)])
+    assert ds[0:4][1:3]["g/x"].numpy().tolist() == [[1], [2]]
+    assert ds[0:4].g[::2].x.numpy().tolist() == [[0], [2]]
+    assert ds[0:4][-1].index == 3  # one row is still a Row
+    ds.close()

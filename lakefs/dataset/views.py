@@ -111,6 +111,8 @@ class RowList(list):
             t = self.dataset._get_tensor(name)
             with self.dataset._lock:
                 return SampleList(t, [Sample(t, r.index, t._engine.index.entry(r.index)) for r in self])
+        if isinstance(item, slice):  # still rows of the dataset: ds[0:8][2:4].images
+            return RowList(self.dataset, [r.index for r in super().__getitem__(item)], self._prefix.rstrip("/"))
         return super().__getitem__(item)
 
     def __getattr__(self, name: str) -> Any:
