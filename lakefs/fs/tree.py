@@ -592,17 +592,14 @@ class DatasetFS:
         with self._lock:
             handle = self._path_readers.get(p, self.ds.generation)
             if handle is None:
-                attr = self.find_attr(path)
-                if attr is None:
-                    raise SampleNotFoundError(f"no such file {path!r}")
-                if attr.is_dir():
+                if self._dir_kind(p) is not None:
                     raise IsADirectoryError_(f"{path!r} is a directory")
-                source = self._source(p)
+                source = self._source(p)  # (one lookup: its sample, or its staged file)
                 if source is None:
                     raise SampleNotFoundError(f"no such file {path!r}")
                 ranged = self._ranged_of(source)
                 if ranged is None:  # read whole at its first READ, then held
-                    handle, held, window = Handle(p, loader=self._loader_of(source)), attr.size, False
+                    handle, held, window = Handle(p, loader=self._loader_of(source)), source.size, False
                 else:  # a tiled sample's window of tiles, or a big staged file read in place
                     handle, held, window = Handle(p, ranged=ranged[0]), 0, isinstance(source, Sample)
                 self._path_readers.put(p, self.ds.generation, handle, held, window=window)
