@@ -517,14 +517,18 @@ class Tensor:
             return None
         return self._format.prepare_file(data, parts[1])
 
+    def _sample_name(self, filename: str) -> tuple[str, str]:
+        """``(key, ext)`` of ``filename`` as a sample name of this tensor, or InvalidNameError."""
+        parts = split_filename(filename)
+        if parts is None or not parts[0] or not self._format.accepts_extension(parts[1]):
+            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
+        check_key(parts[0])
+        return parts
+
     def check_file(self, filename: str, data: bytes) -> None:
         """Raise what :meth:`write_file` would raise for these bytes, storing nothing
         (the mount checks an empty file at a close that may not be the last one)."""
-        parts = split_filename(filename)
-        if parts is None or not self._format.accepts_extension(parts[1]):
-            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
-        key, ext = parts
-        check_key(key)
+        key, ext = self._sample_name(filename)
         ahead = self._format.prepare_file(data, ext)
         with self.dataset._lock, self._format.rollback(always=True):
             self._format.from_file(data, ext, ahead)
@@ -538,11 +542,7 @@ class Tensor:
         were run already (:meth:`prepare_file`: the mount runs them without its own lock).
         ``transcoded``: ``data`` was already transcoded to the tensor's compression by the
         caller (``lakefs ingest``'s worker processes); the sample is flagged as such."""
-        parts = split_filename(filename)
-        if parts is None or not self._format.accepts_extension(parts[1]):
-            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
-        key, ext = parts
-        check_key(key)
+        key, ext = self._sample_name(filename)
         if ahead is None:
             self.dataset._check_writable()  # (a read-only dataset says so first)
             ahead = self._format.prepare_file(data, ext)
@@ -586,10 +586,7 @@ class Tensor:
     def commit_file_stream(self, filename: str, stream: TileStream, *, mtime_ns: int | None = None,
                            mode: int | None = None) -> Sample:
         """Store a finished stream as the sample ``filename`` (like :meth:`write_file`)."""
-        key, ext = split_filename(filename) or ("", "")
-        if not key or not self._format.accepts_extension(ext):
-            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
-        check_key(key)
+        key, ext = self._sample_name(filename)
         with self.dataset._lock:
             self.dataset._check_writable()
             row = self.dataset._row_for_key(key, create=True)
