@@ -560,6 +560,19 @@ class SampleFormat:
     def raw(self, stored: bytes) -> bytes:
         return self.lz4.decompress(stored) if self.lz4 else stored
 
+    def empty_value(self) -> Any:
+        """What an empty cell (a row filled in other tensors only) reads as: the htype's
+        empty value, as in Deep Lake, so that code reading captions or metadata needs no
+        special case: '' for text, {} for json (a new dict each time), else an empty
+        array of the tensor's dtype (bytes: uint8; a dtype not known yet: float64, as an
+        empty slice reads)."""
+        name = self.htype.name
+        if name == "text":
+            return ""
+        if name == "json":
+            return {}
+        return np.zeros((0,), dtype="uint8" if name == "bytes" else self.meta.dtype or np.float64)
+
     def to_numpy(self, stored: bytes, shape: tuple[int, ...]) -> Any:
         name = self.htype.name
         if self.htype.storage == "file":

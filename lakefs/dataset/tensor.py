@@ -110,9 +110,10 @@ class Sample:
         return self.tensor._format.raw(self._stored())
 
     def numpy(self) -> Any:
-        """Decoded value: pixels, an array, a parsed JSON object, a string."""
+        """Decoded value: pixels, an array, a parsed JSON object, a string; an empty cell
+        reads as its htype's empty value (:meth:`SampleFormat.empty_value`)."""
         if self._entry is None:
-            return np.zeros((0,), dtype=self.tensor.dtype or "uint8")
+            return self.tensor._format.empty_value()
         return self.tensor._format.to_numpy(self._stored(), self.shape)
 
     def data(self) -> Any:
