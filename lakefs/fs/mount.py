@@ -118,8 +118,12 @@ def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tupl
         kw["auto_cache"] = True
     kw.pop("noauto_cache", None)
     kw.setdefault("subtype", "lakefs")
-    if LIBFUSE_MAJOR >= 3:  # else libfuse 3.14 warns "Ignoring invalid max threads value"
+    if LIBFUSE_MAJOR >= 3:
         kw.setdefault("max_threads", 16)
+        # Unset, libfuse 3.14 warns "Ignoring invalid max threads value 4294967295" at every
+        # threaded start (its idle-thread setter checks the unset value); as many idle
+        # threads as threads keeps its default of never ending one.
+        kw.setdefault("max_idle_threads", kw["max_threads"])
     return kw, tuning
 
 

@@ -399,6 +399,16 @@ def test_signal_commits_and_unmounts(photos, dataset_path, mountpoint, sig):
     assert ds.images[photos[1].stem].tobytes() == photos[1].read_bytes()
 
 
+def test_a_threaded_mount_logs_no_libfuse_warning(photos, dataset_path, mountpoint):
+    """libfuse 3.14 printed "Ignoring invalid max threads value" at every threaded start
+    (object-store mounts, -o threads): its max_idle_threads was unset, not max_threads."""
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "threads"), mountpoint) as m:
+        (mountpoint / "images").mkdir()
+        run("cp", str(photos[0]), str(mountpoint / "images/"))
+        assert md5(mountpoint / "images" / photos[0].name) == md5(photos[0])
+        assert "Ignoring invalid" not in m.log(), m.log()
+
+
 def test_cat_and_editor_style_save(dataset_path, mountpoint):
     with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
         notes = mountpoint / "notes"
