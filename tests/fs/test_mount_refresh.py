@@ -92,6 +92,39 @@ def test_read_only_mount_shows_the_writers_new_commits(photos, dataset_path, mou
         assert "now serving the dataset's latest commit" in m.log()
 
 
+def can_open(path: Path) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("opens", ["", ",snapshot_opens"])
+def test_names_the_writer_deleted_are_not_found_at_open(photos, dataset_path, mountpoint, opens):
+    """The kernel keeps a name it looked up for entry_timeout (60 s): a file or tensor the
+    writer deleted must be forgotten by name too, not only its attributes and pages (it
+    opened, then failed its read with ENOENT; with opens, each open logged a warning)."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("images", htype="image", sample_compression="jpeg")
+        ds.create_tensor("train/images", htype="image", sample_compression="jpeg")
+        for i, photo in enumerate(photos[:2]):
+            ds.append({"images": lakefs.read(photo)}, key=f"p{i}")
+        ds["train/images"]["p0"] = lakefs.read(photos[2])
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.2" + opens), mountpoint) as m:
+        gone, kept = mountpoint / "images" / "p0.jpg", mountpoint / "images" / "p1.jpg"
+        nested = mountpoint / "train" / "images" / "p0.jpg"
+        assert cat(gone) == photos[0].read_bytes() and cat(nested) == photos[2].read_bytes()
+        with lakefs.load(dataset_path) as ds:  # the kernel now holds all three names
+            ds.images.pop("p0")
+            ds.delete_group("train", recursive=True)
+        assert wait_for(lambda: not can_open(gone) and not can_open(nested), timeout=10), m.log()
+        assert os.listdir(mountpoint / "images") == ["p1.jpg"]
+        assert not (mountpoint / "train").exists()
+        assert cat(kept) == photos[1].read_bytes()
+        assert "WARNING" not in m.log(), m.log()
+
+
 def test_refresh_interval_zero_keeps_the_mounted_commit(photos, dataset_path, mountpoint):
     with lakefs.empty(dataset_path) as ds:
         ds.create_tensor("images", htype="image", sample_compression="jpeg")
