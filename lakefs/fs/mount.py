@@ -314,7 +314,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         ds = Dataset(storage, read_only=read_only, create=not read_only, commit_interval=interval,
                      cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode)
     except LockedError as e:
-        raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}") from e
+        # Readers never need the lock: say so, for the training job beside an ingest.
+        raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}; "
+                          "mount it with -o ro to read it beside its writer") from e
     fs = DatasetFS(ds, config, read_only=read_only)
     # Off by default: with xattrs, ls -l asks two of them per entry (docs/BENCHMARKS.md).
     xattr = bool(config.fuse.xattr or options.get("xattr")) and not options.get("noxattr")

@@ -276,6 +276,7 @@ def test_read_only_mount_and_second_writer(photos, dataset_path, mountpoint, tmp
         r = run(sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(second), "-f", check=False)
         assert r.returncode != 0
         assert "already open for writing" in r.stderr and "Traceback" not in r.stderr
+        assert "-o ro" in r.stderr  # what to do instead
         assert not is_mounted(second)
 
 
