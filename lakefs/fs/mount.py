@@ -449,11 +449,12 @@ class Refresher(threading.Thread):
                     continue
                 if parent and self.fs.find_attr(parent) is None:
                     continue  # its parent was deleted too: forgotten with it
-                if parent not in inos:
-                    st = os.stat(os.path.join(self.mountpoint, parent))
-                    if not parent and st.st_ino != 1:
+                if not inos:
+                    if os.stat(self.mountpoint).st_ino != 1:
                         return  # not libfuse's node ids (use_ino): leave it to entry_timeout
-                    inos[parent] = st.st_ino
+                    inos[""] = 1
+                if parent not in inos:
+                    inos[parent] = os.stat(os.path.join(self.mountpoint, parent)).st_ino
                 self.kernel.forget_name(inos[parent], name)
             except (OSError, LakeFSError) as e:
                 log.debug("could not have the kernel forget the name %s: %s", path, e)
