@@ -325,6 +325,8 @@ class KernelCache:
     when the dataset changed without the kernel seeing it: a read-only mount that moved
     to a newer commit. libfuse 3's ``fuse_invalidate_path``; a no-op where it is missing
     (libfuse 2), where the kernel's timeouts then bound how long stale attributes live.
+    :meth:`forget_name` drops a name the kernel looked up (a deleted file), which
+    ``fuse_invalidate_path`` leaves: the kernel would go on finding it until entry_timeout.
 
     :meth:`attach` runs in the FUSE ``init`` callback (the only place the ``struct fuse``
     is known); :meth:`detach` at ``destroy``, before libfuse frees it: a call in flight
@@ -332,7 +334,9 @@ class KernelCache:
 
     def __init__(self) -> None:
         self._fuse: ctypes.c_void_p | None = None
+        self._session: ctypes.c_void_p | None = None
         self._invalidate: Any = None
+        self._invalidate_entry: Any = None
         self._lock = threading.Lock()
 
     def attach(self) -> None:
@@ -341,13 +345,21 @@ class KernelCache:
         if fn is None:
             return
         fn.argtypes, fn.restype = (ctypes.c_void_p, ctypes.c_char_p), ctypes.c_int
+        entry = getattr(lib, "fuse_lowlevel_notify_inval_entry", None)
+        session = getattr(lib, "fuse_get_session", None)
         with self._lock:
             self._invalidate = fn
             self._fuse = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
+            if entry is not None and session is not None:
+                session.argtypes, session.restype = (ctypes.c_void_p,), ctypes.c_void_p
+                entry.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t)
+                entry.restype = ctypes.c_int
+                self._invalidate_entry = entry
+                self._session = ctypes.c_void_p(session(self._fuse))
 
     def detach(self) -> None:
         with self._lock:
-            self._fuse = None
+            self._fuse = self._session = None
 
     @property
     def attached(self) -> bool:
@@ -359,6 +371,15 @@ class KernelCache:
         with self._lock:
             if self._fuse is not None:
                 self._invalidate(self._fuse, path.encode("utf-8", "surrogateescape"))
+
+    def forget_name(self, parent_ino: int, name: str) -> None:
+        """Drop the kernel's entry ``name`` in the directory whose node id is ``parent_ino``
+        (the ``st_ino`` the mount shows for it; 1 for the root), and what hangs below it.
+        A name the kernel does not hold costs nothing."""
+        raw = name.encode("utf-8", "surrogateescape")
+        with self._lock:
+            if self._session is not None:
+                self._invalidate_entry(self._session, parent_ino, raw, len(raw))
 
 
 def apply_conn_tuning(conn: Any, tuning: ConnTuning) -> None:

@@ -118,8 +118,12 @@ def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tupl
         kw["auto_cache"] = True
     kw.pop("noauto_cache", None)
     kw.setdefault("subtype", "lakefs")
-    if LIBFUSE_MAJOR >= 3:  # else libfuse 3.14 warns "Ignoring invalid max threads value"
+    if LIBFUSE_MAJOR >= 3:
         kw.setdefault("max_threads", 16)
+        # Unset, libfuse 3.14 warns "Ignoring invalid max threads value 4294967295" at every
+        # threaded start (its idle-thread setter checks the unset value); as many idle
+        # threads as threads keeps its default of never ending one.
+        kw.setdefault("max_idle_threads", kw["max_threads"])
     return kw, tuning
 
 
@@ -310,7 +314,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         ds = Dataset(storage, read_only=read_only, create=not read_only, commit_interval=interval,
                      cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode)
     except LockedError as e:
-        raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}") from e
+        # Readers never need the lock: say so, for the training job beside an ingest.
+        raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}; "
+                          "mount it with -o ro to read it beside its writer") from e
     fs = DatasetFS(ds, config, read_only=read_only)
     # Off by default: with xattrs, ls -l asks two of them per entry (docs/BENCHMARKS.md).
     xattr = bool(config.fuse.xattr or options.get("xattr")) and not options.get("noxattr")
@@ -323,7 +329,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         nonlocal refresher, forgetter
         started.set()
         if read_only and refresh > 0:
-            refresher = Refresher(fs, ops.kernel, refresh)
+            refresher = Refresher(fs, ops.kernel, refresh, mountpoint)
             refresher.start()
         forgetter = KernelForgetter(ops.kernel)  # (a read-only mount's files change too: refresh)
         forgetter.start()
@@ -397,14 +403,15 @@ class KernelForgetter(threading.Thread):
 
 class Refresher(threading.Thread):
     """Moves a read-only mount to the dataset's latest commit every ``interval``
-    seconds, and has the kernel forget what it cached of files that changed.
+    seconds, and has the kernel forget what it cached of files that changed, and the
+    names of those deleted (given the ``mountpoint``).
 
     A failed look (the store unreachable) is logged and the mount goes on serving the
     commit it has; the next tick tries again."""
 
-    def __init__(self, fs, kernel, interval: float) -> None:
+    def __init__(self, fs, kernel, interval: float, mountpoint: str | None = None) -> None:
         super().__init__(name="lakefs-refresh", daemon=True)
-        self.fs, self.kernel, self.interval = fs, kernel, interval
+        self.fs, self.kernel, self.interval, self.mountpoint = fs, kernel, interval, mountpoint
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -422,8 +429,35 @@ class Refresher(threading.Thread):
             return
         if stale:
             log.info("now serving the dataset's latest commit (%d cached paths refreshed)", len(stale))
+            self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
             for path in stale:
                 self.kernel.invalidate("/" + path if path else "/")
+
+    def _forget_deleted_names(self, stale: list[str]) -> None:
+        """Have the kernel drop the names of deleted paths (the topmost deleted directory
+        takes what is below it along). It would otherwise hold a name it looked up for
+        entry_timeout (60 s): an open found it and its read failed with ENOENT. The kernel
+        knows a directory by libfuse's node id, which the mount shows as its st_ino (the
+        root's is 1), so the parents are looked up through the mount itself."""
+        if self.mountpoint is None:
+            return
+        inos: dict[str, int] = {}
+        for path in stale:
+            parent, _, name = path.rpartition("/")
+            try:
+                if not path or self.fs.find_attr(path) is not None:
+                    continue
+                if parent and self.fs.find_attr(parent) is None:
+                    continue  # its parent was deleted too: forgotten with it
+                if not inos:
+                    if os.stat(self.mountpoint).st_ino != 1:
+                        return  # not libfuse's node ids (use_ino): leave it to entry_timeout
+                    inos[""] = 1
+                if parent not in inos:
+                    inos[parent] = os.stat(os.path.join(self.mountpoint, parent)).st_ino
+                self.kernel.forget_name(inos[parent], name)
+            except (OSError, LakeFSError) as e:
+                log.debug("could not have the kernel forget the name %s: %s", path, e)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -40,9 +40,10 @@ log = logging.getLogger("lakefs.fs")
 FUSE_CAP_NO_OPEN_SUPPORT = 1 << 17
 
 # Failures that are part of normal operation: not worth a log line. (A lookup of a
-# name that cannot exist is one: the create of that name logs the reason.)
+# name that cannot exist is one: the create of that name logs the reason.) On a
+# read-only mount so is every ENOENT: the writer deleted what a reader had just listed.
 _QUIET = {("getattr", errno.ENOENT), ("getattr", errno.EINVAL), ("getattr", errno.ENAMETOOLONG),
-          ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT)}
+          ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT), ("readdir_stat", errno.ENOENT)}
 
 
 def _op(func):
@@ -56,7 +57,8 @@ def _op(func):
             raise
         except LakeFSError as e:
             # (reported: the same error answered again, e.g. close after fsync)
-            if (name, e.errno) not in _QUIET and not getattr(e, "reported", False):
+            quiet = (name, e.errno) in _QUIET or (e.errno == errno.ENOENT and self.fs.read_only)
+            if not quiet and not getattr(e, "reported", False):
                 log.warning("%s %s: %s", name, args[0] if args else "", e)
             raise FuseOSError(e.errno) from e
         except OSError as e:

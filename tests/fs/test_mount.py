@@ -276,6 +276,7 @@ def test_read_only_mount_and_second_writer(photos, dataset_path, mountpoint, tmp
         r = run(sys.executable, "-m", "lakefs", "mount", str(dataset_path), str(second), "-f", check=False)
         assert r.returncode != 0
         assert "already open for writing" in r.stderr and "Traceback" not in r.stderr
+        assert "-o ro" in r.stderr  # what to do instead
         assert not is_mounted(second)
 
 
@@ -397,6 +398,16 @@ def test_signal_commits_and_unmounts(photos, dataset_path, mountpoint, sig):
     ds = lakefs.load(dataset_path, read_only=True)
     assert sorted(s.filename for s in ds.images) == sorted(p.name for p in photos[:2])
     assert ds.images[photos[1].stem].tobytes() == photos[1].read_bytes()
+
+
+def test_a_threaded_mount_logs_no_libfuse_warning(photos, dataset_path, mountpoint):
+    """libfuse 3.14 printed "Ignoring invalid max threads value" at every threaded start
+    (object-store mounts, -o threads): its max_idle_threads was unset, not max_threads."""
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "threads"), mountpoint) as m:
+        (mountpoint / "images").mkdir()
+        run("cp", str(photos[0]), str(mountpoint / "images/"))
+        assert md5(mountpoint / "images" / photos[0].name) == md5(photos[0])
+        assert "Ignoring invalid" not in m.log(), m.log()
 
 
 def test_cat_and_editor_style_save(dataset_path, mountpoint):

@@ -9,12 +9,15 @@ were rewritten or deleted, so ``cat`` and ``stat`` never serve the old bytes for
 
 from __future__ import annotations
 
+import errno
+import logging
 import mmap
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mounting import mounted
@@ -23,8 +26,9 @@ from PIL import Image
 import lakefs
 from lakefs.config import Config
 from lakefs.dataset import Dataset
-from lakefs.fs.binding import KernelCache
+from lakefs.fs.binding import FuseOSError, KernelCache
 from lakefs.fs.mount import Refresher
+from lakefs.fs.operations import LakeOperations
 from lakefs.fs.tree import DatasetFS
 from lakefs.storage.faults import ALL_OPS, FaultyStorage
 from lakefs.storage.local import LocalStorage
@@ -90,6 +94,57 @@ def test_read_only_mount_shows_the_writers_new_commits(photos, dataset_path, mou
             (images / "p9.jpg").write_bytes(b"x")
         assert err.value.errno == 30  # EROFS: still read-only
         assert "now serving the dataset's latest commit" in m.log()
+
+
+def can_open(path: Path) -> bool:
+    try:
+        with open(path, "rb"):
+            return True
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("opens", ["", ",snapshot_opens"])
+def test_names_the_writer_deleted_are_not_found_at_open(photos, dataset_path, mountpoint, opens):
+    """The kernel keeps a name it looked up for entry_timeout (60 s): a file or tensor the
+    writer deleted must be forgotten by name too, not only its attributes and pages (it
+    opened, then failed its read with ENOENT; with opens, each open logged a warning)."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("images", htype="image", sample_compression="jpeg")
+        ds.create_tensor("train/images", htype="image", sample_compression="jpeg")
+        for i, photo in enumerate(photos[:2]):
+            ds.append({"images": lakefs.read(photo)}, key=f"p{i}")
+        ds["train/images"]["p0"] = lakefs.read(photos[2])
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.2" + opens), mountpoint) as m:
+        gone, kept = mountpoint / "images" / "p0.jpg", mountpoint / "images" / "p1.jpg"
+        nested = mountpoint / "train" / "images" / "p0.jpg"
+        assert cat(gone) == photos[0].read_bytes() and cat(nested) == photos[2].read_bytes()
+        with lakefs.load(dataset_path) as ds:  # the kernel now holds all three names
+            ds.images.pop("p0")
+            ds.delete_group("train", recursive=True)
+        assert wait_for(lambda: not can_open(gone) and not can_open(nested), timeout=10), m.log()
+        assert os.listdir(mountpoint / "images") == ["p1.jpg"]
+        assert not (mountpoint / "train").exists()
+        assert cat(kept) == photos[1].read_bytes()
+        assert "WARNING" not in m.log(), m.log()
+
+
+def test_a_name_gone_with_a_refresh_is_no_warning(tmp_path, caplog):
+    """Between a refresh and the kernel forgetting names, an open or a listing of what the
+    writer deleted answers ENOENT: routine on a read-only mount (a shuffled epoch over a
+    tensor being re-ingested logged hundreds of warnings), not a log line each."""
+    with lakefs.empty(tmp_path / "ds") as ds:
+        ds.create_tensor("blobs", htype="bytes").write_file("a.bin", b"a")
+    fs = DatasetFS(Dataset(LocalStorage(str(tmp_path / "ds")), read_only=True), Config(), read_only=True)
+    ops = LakeOperations(fs)
+    calls = [lambda: ops.open("/blobs/gone.bin", SimpleNamespace(flags=os.O_RDONLY, fh=0)),
+             lambda: ops.readdir_stat("/gone", 1, 0)]
+    with caplog.at_level(logging.WARNING):
+        for call in calls:
+            with pytest.raises(FuseOSError) as e:
+                call()
+            assert e.value.errno == errno.ENOENT
+    assert not caplog.records, caplog.text
 
 
 def test_refresh_interval_zero_keeps_the_mounted_commit(photos, dataset_path, mountpoint):
