@@ -363,7 +363,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         ds.stop_autocommit()  # no periodic commit may run during or after the final one
         try:
             try:
-                fs.shutdown()
+                fs.shutdown()  # (the second, after destroy's: it finds nothing left to store)
             except LakeFSError as e:  # ds.close() below commits again
                 log.warning("final commit failed, trying again: %s", e)
             finally:
@@ -372,7 +372,12 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             # `lakefs umount` of a background mount reports it from here (exit 1).
             _write_failure(mountpoint, f"{e}")
             raise
-        log.info("unmounted %s; everything committed", mountpoint)
+        lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
+        if lost:
+            log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
+                        mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
+        else:
+            log.info("unmounted %s; everything committed", mountpoint)
 
 
 class KernelForgetter(threading.Thread):

@@ -148,6 +148,7 @@ class DatasetFS:
         self._written_as: dict[str, tuple[str, float]] = {}  # name written → (name shown, when)
         self._answering = threading.local()  # .setattr: (name written, name shown) (see _set_meta)
         self._vanished: dict[str, int] = {}  # a new file refused at its close → its mode (see open)
+        self.not_stored: list[str] = []  # files :meth:`shutdown` could not store (logged)
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -1562,7 +1563,9 @@ class DatasetFS:
         """Commit every buffer, then the dataset (unmount, SIGTERM). A sample still being
         written (the mount stopped under its writer) is not stored: a sample is stored
         whole or not at all, and its first half would look whole. A plain staging file
-        keeps what was written, as a file on a disk would."""
+        keeps what was written, as a file on a disk would. Files not stored are logged
+        and added to ``not_stored``: the mount's last line must not say all was stored."""
+        lost = self.not_stored
         with self._lock:
             for of in list(self._open.values()):
                 if not of.dirty or of.detached:
@@ -1571,9 +1574,11 @@ class DatasetFS:
                     log.error("/%s: not stored: still being written when the mount stopped", of.path)
                     of.detached = True
                     self._drop_open(of)
+                    lost.append(of.path)
                     continue
                 try:
                     self._commit(of)
                 except LakeFSError as e:
                     log.error("/%s: not stored at unmount: %s", of.path, e)
+                    lost.append(of.path)
         self.ds.flush()

@@ -250,6 +250,9 @@ def test_umount_of_a_busy_mount_says_why_and_sigterm_then_stops_it(dataset: Path
             with pytest.raises(OSError):
                 f.close()
         assert "stopped by a signal" in m.log()
+        # Found by review: the last line said "everything committed" after that error.
+        last = m.log().strip().splitlines()[-1]
+        assert "everything committed except 1 file(s) not stored" in last and "/blobs/open.bin" in last, last
     with lakefs.load(dataset, read_only=True) as ds:
         assert ds["images"]["a"].tobytes() == photos[0].read_bytes()
         assert "blobs" not in ds.tensors or ds["blobs"].num_samples == 0
