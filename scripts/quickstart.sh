@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: set the machine up, create ./demo-dataset and mount it at ./mnt.
 #   scripts/quickstart.sh            (run from anywhere; paths are relative to the repo)
+# LAKEFS_DEMO_DATASET and LAKEFS_DEMO_MNT choose other paths (tests/cli/test_quickstart.py).
 # Unmount with:  lakefs umount ./mnt
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,8 +15,8 @@ elif ! command -v lakefs >/dev/null 2>&1; then
     LAKEFS=("$PYTHON" -m lakefs)
 fi
 
-DATASET=./demo-dataset
-MNT=./mnt
+DATASET=${LAKEFS_DEMO_DATASET:-./demo-dataset}
+MNT=${LAKEFS_DEMO_MNT:-./mnt}
 mkdir -p "$MNT"
 if grep -qs " $(realpath "$MNT") " /proc/self/mounts; then
     echo "[quickstart] $MNT is already mounted; unmount it with: ${LAKEFS[*]} umount $MNT"

@@ -1,0 +1,52 @@
+"""The README's quick start: ``scripts/quickstart.sh`` sets up, creates the demo dataset
+and mounts it, and what it prints works (CI runs the other command, scripts/test.sh)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from mounting import is_mounted, unmount
+
+import lakefs
+
+pytestmark = pytest.mark.timeout(300)  # (setup.sh checks apt and pip: ~10 s when all is there)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def quickstart(dataset: Path, mnt: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAKEFS_DEMO_DATASET": str(dataset), "LAKEFS_DEMO_MNT": str(mnt)}
+    return subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], capture_output=True, text=True,
+                          cwd="/", env=env, timeout=240)
+
+
+def test_quickstart_mounts_a_new_dataset_that_takes_photos(tmp_path: Path, photos: list[Path]) -> None:
+    dataset, mnt = tmp_path / "demo-dataset", tmp_path / "mnt"
+    try:
+        r = quickstart(dataset, mnt)
+        assert r.returncode == 0, r.stderr
+        assert "lakefs is mounted" in r.stdout and f"umount {mnt}" in r.stdout
+        assert is_mounted(mnt)
+        # What it tells the user to do next:
+        (mnt / "images").mkdir()
+        subprocess.run(["cp", *map(str, photos[:3]), str(mnt / "images")], check=True, timeout=60)
+        listed = sorted(os.listdir(mnt / "images"))
+        assert listed == sorted(p.name for p in photos[:3])
+        for p in photos[:3]:
+            assert hashlib.md5((mnt / "images" / p.name).read_bytes()).digest() == \
+                hashlib.md5(p.read_bytes()).digest()
+        again = quickstart(dataset, mnt)  # a second run says it is mounted already
+        assert again.returncode == 0 and "already mounted" in again.stdout, again.stdout + again.stderr
+        umount = subprocess.run([*r.stdout.split("Unmount", 1)[1].splitlines()[1].split()], capture_output=True,
+                                text=True, cwd="/", timeout=120)  # the printed umount command
+        assert umount.returncode == 0, umount.stderr
+        assert not is_mounted(mnt)
+    finally:
+        unmount(mnt)
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert ds["images"].num_samples == 3
+        assert ds["images"][photos[0].stem].tobytes() == photos[0].read_bytes()
