@@ -13,6 +13,7 @@ import errno
 import logging
 import mmap
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -127,6 +128,29 @@ def test_names_the_writer_deleted_are_not_found_at_open(photos, dataset_path, mo
         assert not (mountpoint / "train").exists()
         assert cat(kept) == photos[1].read_bytes()
         assert "WARNING" not in m.log(), m.log()
+
+
+def test_a_name_that_changed_from_directory_to_file_or_back_is_forgotten(photos, dataset_path, mountpoint):
+    """Found by review: a group the writer deleted and wrote a plain file in its place (or
+    the reverse) kept its kernel name, whose inode took the new file type for damage: the
+    first stat after the refresh failed with EIO."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("g/t", htype="bytes").write_file("a.bin", b"a")
+        ds.write_file("h", b"plain h")
+        ds.create_tensor("keep", htype="bytes").write_file("k.bin", b"k")
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.2"), mountpoint) as m:
+        assert (mountpoint / "g").is_dir() and (mountpoint / "h").is_file()  # names the kernel holds
+        assert cat(mountpoint / "g" / "t" / "a.bin") == b"a"
+        with lakefs.load(dataset_path) as ds:
+            ds.delete_group("g", recursive=True)
+            ds.write_file("g", b"a file now")
+            ds.delete_file("h")
+            ds.create_tensor("h/t", htype="bytes").write_file("b.bin", b"b")
+            ds.keep.write_file("k2.bin", b"k2")  # seen: the refresh is done
+        assert wait_for(lambda: "k2.bin" in os.listdir(mountpoint / "keep"), timeout=10), m.log()
+        assert stat.S_ISREG(os.stat(mountpoint / "g").st_mode), m.log()  # (was EIO)
+        assert stat.S_ISDIR(os.stat(mountpoint / "h").st_mode)
+        assert cat(mountpoint / "g") == b"a file now" and cat(mountpoint / "h" / "t" / "b.bin") == b"b"
 
 
 def test_a_name_gone_with_a_refresh_is_no_warning(tmp_path, caplog):
