@@ -27,6 +27,7 @@ from PIL import Image
 import lakefs
 from lakefs.config import Config
 from lakefs.dataset import Dataset
+from lakefs.format import keys
 from lakefs.fs.binding import FuseOSError, KernelCache
 from lakefs.fs.mount import Refresher
 from lakefs.fs.operations import LakeOperations
@@ -169,6 +170,26 @@ def test_a_name_gone_with_a_refresh_is_no_warning(tmp_path, caplog):
                 call()
             assert e.value.errno == errno.ENOENT
     assert not caplog.records, caplog.text
+
+
+@pytest.mark.parametrize("no_open", [False, True])
+def test_a_stored_object_gone_is_still_a_warning_on_a_read_only_mount(tmp_path, caplog, no_open):
+    """Found by review: the quiet ENOENT of read-only mounts also hid a plain file whose
+    stored contents are missing (damage, for lakefs fsck): a read failed with no line."""
+    with lakefs.empty(tmp_path / "ds") as ds:
+        ds.write_file("notes.txt", b"hello")
+    storage = LocalStorage(str(tmp_path / "ds"))
+    ro = Dataset(storage, read_only=True)
+    storage.delete(keys.staged_file(ro.staged("notes.txt").file_id))
+    ops = LakeOperations(DatasetFS(ro, Config(), read_only=True), no_open=no_open)
+    fi = SimpleNamespace(flags=os.O_RDONLY, fh=0)
+    with caplog.at_level(logging.WARNING), pytest.raises(FuseOSError) as e:
+        if not no_open:
+            ops.open("/notes.txt", fi)
+        ops.read("/notes.txt", 100, 0, fi.fh)
+    assert e.value.errno == errno.ENOENT
+    assert "notes.txt" in caplog.text and "no such object" in caplog.text, caplog.text
+    ro.close()
 
 
 def test_refresh_interval_zero_keeps_the_mounted_commit(photos, dataset_path, mountpoint):
