@@ -440,6 +440,8 @@ class Refresher(threading.Thread):
             log.info("now serving the dataset's latest commit (%d cached paths refreshed)", len(stale))
             self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
             for path in stale:
+                if not self.kernel.attached:
+                    return  # unmounting
                 self.kernel.invalidate("/" + path if path else "/")
 
     def _forget_deleted_names(self, stale: list[str]) -> None:
@@ -457,6 +459,8 @@ class Refresher(threading.Thread):
         for path in stale:
             parent, _, name = path.rpartition("/")
             try:
+                if not self.kernel.attached:
+                    return  # unmounting
                 if not path:
                     continue
                 attr = self.fs.find_attr(path)
