@@ -11,7 +11,9 @@
 #     repo and used instead; scripts/test.sh and scripts/quickstart.sh pick it up.
 #
 # Environment: PYTHON=/path/to/python to choose the interpreter; LAKEFS_SKIP_APT=1 to
-# skip the apt step (e.g. no root and no sudo).
+# skip the apt step (e.g. no root and no sudo); LAKEFS_SKIP_PIP=1 to skip the .venv and
+# pip step (lakefs is installed for $PYTHON already: tests/cli/test_quickstart.py, which
+# must not install the checkout it runs from over the one installed).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -64,7 +66,9 @@ fi
 
 # --- Python package -------------------------------------------------------------------
 PYTHON=${PYTHON:-python3}
-if [ -x "$REPO_ROOT/.venv/bin/python" ]; then
+if [ "${LAKEFS_SKIP_PIP:-0}" = 1 ]; then
+    say "LAKEFS_SKIP_PIP=1: skipping the virtualenv and pip"
+elif [ -x "$REPO_ROOT/.venv/bin/python" ]; then
     say "using existing virtualenv $REPO_ROOT/.venv"
     PYTHON="$REPO_ROOT/.venv/bin/python"
 elif "$PYTHON" - <<'EOF'
@@ -87,7 +91,9 @@ WANT="$(sha256sum pyproject.toml | cut -c1-64)"
 installed_here() {
     (cd / && "$PYTHON" -c "import importlib.util as u, sys; s = u.find_spec('lakefs'); sys.exit(0 if s and s.origin.startswith('$REPO_ROOT/') else 1)") >/dev/null 2>&1
 }
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && installed_here; then
+if [ "${LAKEFS_SKIP_PIP:-0}" = 1 ]; then
+    :
+elif [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && installed_here; then
     say "lakefs already installed (editable) from $REPO_ROOT with current dependencies"
 else
     say "pip install -e \".[test]\""

@@ -330,7 +330,9 @@ class KernelCache:
 
     :meth:`attach` runs in the FUSE ``init`` callback (the only place the ``struct fuse``
     is known); :meth:`detach` at ``destroy``, before libfuse frees it: a call in flight
-    finishes first (the lock), none starts after."""
+    finishes first (the lock), none starts after. libfuse closes the device before
+    ``destroy``: a call failing with EBADF detaches too, or a refresh still going at
+    unmount printed "fuse: writing device: Bad file descriptor" once per path."""
 
     def __init__(self) -> None:
         self._fuse: ctypes.c_void_p | None = None
@@ -339,7 +341,9 @@ class KernelCache:
         self._invalidate_entry: Any = None
         self._lock = threading.Lock()
 
-    def attach(self) -> None:
+    def attach(self, fuse: int | None = None) -> None:
+        """Use the ``struct fuse`` at address ``fuse`` (default: the one of the FUSE
+        callback running, ``init``'s)."""
         lib = getattr(_impl, "_libfuse", None)
         fn = getattr(lib, "fuse_invalidate_path", None) if LIBFUSE_MAJOR >= 3 else None
         if fn is None:
@@ -349,7 +353,7 @@ class KernelCache:
         session = getattr(lib, "fuse_get_session", None)
         with self._lock:
             self._invalidate = fn
-            self._fuse = ctypes.c_void_p(lib.fuse_get_context().contents.fuse)
+            self._fuse = ctypes.c_void_p(lib.fuse_get_context().contents.fuse if fuse is None else fuse)
             if entry is not None and session is not None:
                 session.argtypes, session.restype = (ctypes.c_void_p,), ctypes.c_void_p
                 entry.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t)
@@ -370,7 +374,7 @@ class KernelCache:
         looked up costs nothing."""
         with self._lock:
             if self._fuse is not None:
-                self._invalidate(self._fuse, path.encode("utf-8", "surrogateescape"))
+                self._check(self._invalidate(self._fuse, path.encode("utf-8", "surrogateescape")))
 
     def forget_name(self, parent_ino: int, name: str) -> None:
         """Drop the kernel's entry ``name`` in the directory whose node id is ``parent_ino``
@@ -379,7 +383,12 @@ class KernelCache:
         raw = name.encode("utf-8", "surrogateescape")
         with self._lock:
             if self._session is not None:
-                self._invalidate_entry(self._session, parent_ino, raw, len(raw))
+                self._check(self._invalidate_entry(self._session, parent_ino, raw, len(raw)))
+
+    def _check(self, result: int) -> None:
+        """(With the lock.) EBADF: libfuse closed the device, it is unmounting."""
+        if result == -errno.EBADF:
+            self._fuse = self._session = None
 
 
 def apply_conn_tuning(conn: Any, tuning: ConnTuning) -> None:

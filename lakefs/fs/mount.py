@@ -406,6 +406,10 @@ class KernelForgetter(threading.Thread):
             self.join()
 
 
+def _is_dir(attr) -> bool:
+    return attr is not None and attr.is_dir()
+
+
 class Refresher(threading.Thread):
     """Moves a read-only mount to the dataset's latest commit every ``interval``
     seconds, and has the kernel forget what it cached of files that changed, and the
@@ -436,24 +440,34 @@ class Refresher(threading.Thread):
             log.info("now serving the dataset's latest commit (%d cached paths refreshed)", len(stale))
             self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
             for path in stale:
+                if not self.kernel.attached:
+                    return  # unmounting
                 self.kernel.invalidate("/" + path if path else "/")
 
     def _forget_deleted_names(self, stale: list[str]) -> None:
         """Have the kernel drop the names of deleted paths (the topmost deleted directory
         takes what is below it along). It would otherwise hold a name it looked up for
-        entry_timeout (60 s): an open found it and its read failed with ENOENT. The kernel
+        entry_timeout (60 s): an open found it and its read failed with ENOENT. A name
+        that is a file now and was a directory (or the reverse) goes too: the kernel's
+        inode for it took the new type for damage, and a stat failed with EIO. The kernel
         knows a directory by libfuse's node id, which the mount shows as its st_ino (the
         root's is 1), so the parents are looked up through the mount itself."""
         if self.mountpoint is None:
             return
+        was_dir = getattr(self.fs, "dirs_before_refresh", frozenset())
         inos: dict[str, int] = {}
         for path in stale:
             parent, _, name = path.rpartition("/")
             try:
-                if not path or self.fs.find_attr(path) is not None:
+                if not self.kernel.attached:
+                    return  # unmounting
+                if not path:
                     continue
-                if parent and self.fs.find_attr(parent) is None:
-                    continue  # its parent was deleted too: forgotten with it
+                attr = self.fs.find_attr(path)
+                if attr is not None and attr.is_dir() == (path in was_dir):
+                    continue  # still there, and what it was
+                if parent and not _is_dir(self.fs.find_attr(parent)):
+                    continue  # its parent went too (or is a file now): forgotten with it
                 if not inos:
                     if os.stat(self.mountpoint).st_ino != 1:
                         return  # not libfuse's node ids (use_ino): leave it to entry_timeout

@@ -18,7 +18,7 @@ import weakref
 from itertools import repeat
 from typing import Any
 
-from lakefs.errors import LakeFSError
+from lakefs.errors import LakeFSError, StorageError
 from lakefs.fs.binding import (
     LIBFUSE_MAJOR,
     READ_TAKES_VIEWS,
@@ -41,7 +41,8 @@ FUSE_CAP_NO_OPEN_SUPPORT = 1 << 17
 
 # Failures that are part of normal operation: not worth a log line. (A lookup of a
 # name that cannot exist is one: the create of that name logs the reason.) On a
-# read-only mount so is every ENOENT: the writer deleted what a reader had just listed.
+# read-only mount so is a name not found: the writer deleted what a reader had just
+# listed. A stored object not found is not (a plain file's contents gone: damage).
 _QUIET = {("getattr", errno.ENOENT), ("getattr", errno.EINVAL), ("getattr", errno.ENAMETOOLONG),
           ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT), ("readdir_stat", errno.ENOENT)}
 
@@ -57,7 +58,8 @@ def _op(func):
             raise
         except LakeFSError as e:
             # (reported: the same error answered again, e.g. close after fsync)
-            quiet = (name, e.errno) in _QUIET or (e.errno == errno.ENOENT and self.fs.read_only)
+            quiet = (name, e.errno) in _QUIET or (
+                e.errno == errno.ENOENT and self.fs.read_only and not isinstance(e, StorageError))
             if not quiet and not getattr(e, "reported", False):
                 log.warning("%s %s: %s", name, args[0] if args else "", e)
             raise FuseOSError(e.errno) from e

@@ -149,6 +149,7 @@ class DatasetFS:
         self._answering = threading.local()  # .setattr: (name written, name shown) (see _set_meta)
         self._vanished: dict[str, int] = {}  # a new file refused at its close → its mode (see open)
         self.not_stored: list[str] = []  # files :meth:`shutdown` could not store (logged)
+        self.dirs_before_refresh: frozenset[str] = frozenset()  # (see :meth:`refresh`)
         if not self.read_only:
             dataset.before_commit(self.store_held)
 
@@ -1542,7 +1543,9 @@ class DatasetFS:
         and every directory), for the kernel to forget. Empty when nothing changed.
 
         New files need nothing: listings are rebuilt for the new commit and the kernel
-        keeps no negative lookups by default. Open files go on reading what they opened."""
+        keeps no negative lookups by default. Open files go on reading what they opened.
+        ``dirs_before_refresh`` keeps the directories of the commit left: a name that
+        was a directory and is a file now, or the reverse, is as stale as a deleted one."""
         ds = self.ds
         if not self.read_only:
             return []
@@ -1551,6 +1554,7 @@ class DatasetFS:
         if not ds.refresh(swap_lock=self._lock):  # no operation sees half of a swap
             return []
         m = ds._manifest
+        self.dirs_before_refresh = frozenset(old_dirs)
         stale = ["", *old_dirs]
         for name, old in old_tensors.items():
             new = ds._tensors.get(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,32 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def quickstart(dataset: Path, mnt: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LAKEFS_DEMO_DATASET": str(dataset), "LAKEFS_DEMO_MNT": str(mnt)}
+    """Run it as the README says, except that it must not install: setup.sh's pip install
+    -e would point the installed lakefs at whichever checkout runs the test (a worktree),
+    and a .venv or build files would be left in the repo. ``$PYTHON`` refuses pip and
+    venv, and no install stamp is found (as in a fresh checkout): only
+    ``LAKEFS_SKIP_PIP`` keeps setup.sh from them."""
+    python = dataset.parent / "python-that-refuses-installs"
+    if not python.exists():
+        python.write_text('#!/bin/sh\ncase "$1 $2" in "-m pip"|"-m venv") echo "a test must not install: $*" >&2; '
+                          f'exit 1;; esac\nexec {sys.executable} "$@"\n')
+        python.chmod(0o755)
+    env = {**os.environ, "LAKEFS_DEMO_DATASET": str(dataset), "LAKEFS_DEMO_MNT": str(mnt),
+           "LAKEFS_SKIP_PIP": "1", "PYTHON": str(python), "XDG_CACHE_HOME": str(dataset.parent / "cache")}
     return subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], capture_output=True, text=True,
                           cwd="/", env=env, timeout=240)
 
 
+def repo_files() -> set[str]:
+    """What git sees in the checkout, ignored files too (bytecode aside)."""
+    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return {line for line in out.splitlines() if "__pycache__" not in line and ".pytest_cache" not in line}
+
+
 def test_quickstart_mounts_a_new_dataset_that_takes_photos(tmp_path: Path, photos: list[Path]) -> None:
     dataset, mnt = tmp_path / "demo-dataset", tmp_path / "mnt"
+    before = repo_files()
     try:
         r = quickstart(dataset, mnt)
         assert r.returncode == 0, r.stderr
@@ -47,6 +67,7 @@ def test_quickstart_mounts_a_new_dataset_that_takes_photos(tmp_path: Path, photo
         assert not is_mounted(mnt)
     finally:
         unmount(mnt)
+    assert repo_files() == before  # nothing installed or written in the repo
     with lakefs.load(dataset, read_only=True) as ds:
         assert ds["images"].num_samples == 3
         assert ds["images"][photos[0].stem].tobytes() == photos[0].read_bytes()

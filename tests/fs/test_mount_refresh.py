@@ -13,6 +13,7 @@ import errno
 import logging
 import mmap
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -20,12 +21,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from mounting import mounted
+from mounting import mounted, unmount
 from PIL import Image
 
 import lakefs
 from lakefs.config import Config
 from lakefs.dataset import Dataset
+from lakefs.format import keys
 from lakefs.fs.binding import FuseOSError, KernelCache
 from lakefs.fs.mount import Refresher
 from lakefs.fs.operations import LakeOperations
@@ -129,6 +131,49 @@ def test_names_the_writer_deleted_are_not_found_at_open(photos, dataset_path, mo
         assert "WARNING" not in m.log(), m.log()
 
 
+def test_a_name_that_changed_from_directory_to_file_or_back_is_forgotten(photos, dataset_path, mountpoint):
+    """Found by review: a group the writer deleted and wrote a plain file in its place (or
+    the reverse) kept its kernel name, whose inode took the new file type for damage: the
+    first stat after the refresh failed with EIO."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("g/t", htype="bytes").write_file("a.bin", b"a")
+        ds.write_file("h", b"plain h")
+        ds.create_tensor("keep", htype="bytes").write_file("k.bin", b"k")
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.2"), mountpoint) as m:
+        assert (mountpoint / "g").is_dir() and (mountpoint / "h").is_file()  # names the kernel holds
+        assert cat(mountpoint / "g" / "t" / "a.bin") == b"a"
+        with lakefs.load(dataset_path) as ds:
+            ds.delete_group("g", recursive=True)
+            ds.write_file("g", b"a file now")
+            ds.delete_file("h")
+            ds.create_tensor("h/t", htype="bytes").write_file("b.bin", b"b")
+            ds.keep.write_file("k2.bin", b"k2")  # seen: the refresh is done
+        assert wait_for(lambda: "k2.bin" in os.listdir(mountpoint / "keep"), timeout=10), m.log()
+        assert stat.S_ISREG(os.stat(mountpoint / "g").st_mode), m.log()  # (was EIO)
+        assert stat.S_ISDIR(os.stat(mountpoint / "h").st_mode)
+        assert cat(mountpoint / "g") == b"a file now" and cat(mountpoint / "h" / "t" / "b.bin") == b"b"
+
+
+def test_an_unmount_during_a_long_refresh_stops_it(dataset_path, mountpoint):
+    """Found by review: libfuse closes its device before the mount's destroy; a refresh
+    still telling the kernel about 300000 deleted names at unmount printed "fuse: writing
+    device: Bad file descriptor" for each of those left (thousands of lines), and the
+    unmount waited for the last one."""
+    n = 300_000
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("blobs", htype="bytes").extend([b"x"] * n)
+    with mounted(ro_mount(dataset_path, mountpoint, "ro,refresh_interval=0.1"), mountpoint) as m:
+        assert (mountpoint / "blobs").is_dir()
+        with lakefs.load(dataset_path) as ds:
+            blobs = ds.blobs
+            for row in range(n):
+                blobs.pop(row)
+        assert wait_for(lambda: "now serving" in m.log(), timeout=30), m.log()
+        assert unmount(mountpoint)  # while the names are being forgotten
+        m.process.wait(timeout=60)
+        assert m.log().count("writing device") <= 1, m.log()[-2000:]
+
+
 def test_a_name_gone_with_a_refresh_is_no_warning(tmp_path, caplog):
     """Between a refresh and the kernel forgetting names, an open or a listing of what the
     writer deleted answers ENOENT: routine on a read-only mount (a shuffled epoch over a
@@ -145,6 +190,26 @@ def test_a_name_gone_with_a_refresh_is_no_warning(tmp_path, caplog):
                 call()
             assert e.value.errno == errno.ENOENT
     assert not caplog.records, caplog.text
+
+
+@pytest.mark.parametrize("no_open", [False, True])
+def test_a_stored_object_gone_is_still_a_warning_on_a_read_only_mount(tmp_path, caplog, no_open):
+    """Found by review: the quiet ENOENT of read-only mounts also hid a plain file whose
+    stored contents are missing (damage, for lakefs fsck): a read failed with no line."""
+    with lakefs.empty(tmp_path / "ds") as ds:
+        ds.write_file("notes.txt", b"hello")
+    storage = LocalStorage(str(tmp_path / "ds"))
+    ro = Dataset(storage, read_only=True)
+    storage.delete(keys.staged_file(ro.staged("notes.txt").file_id))
+    ops = LakeOperations(DatasetFS(ro, Config(), read_only=True), no_open=no_open)
+    fi = SimpleNamespace(flags=os.O_RDONLY, fh=0)
+    with caplog.at_level(logging.WARNING), pytest.raises(FuseOSError) as e:
+        if not no_open:
+            ops.open("/notes.txt", fi)
+        ops.read("/notes.txt", 100, 0, fi.fh)
+    assert e.value.errno == errno.ENOENT
+    assert "notes.txt" in caplog.text and "no such object" in caplog.text, caplog.text
+    ro.close()
 
 
 def test_refresh_interval_zero_keeps_the_mounted_commit(photos, dataset_path, mountpoint):
