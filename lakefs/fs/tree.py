@@ -1569,7 +1569,6 @@ class DatasetFS:
         whole or not at all, and its first half would look whole. A plain staging file
         keeps what was written, as a file on a disk would. Files not stored are logged
         and added to ``not_stored``: the mount's last line must not say all was stored."""
-        lost = self.not_stored
         with self._lock:
             for of in list(self._open.values()):
                 if not of.dirty or of.detached:
@@ -1578,11 +1577,11 @@ class DatasetFS:
                     log.error("/%s: not stored: still being written when the mount stopped", of.path)
                     of.detached = True
                     self._drop_open(of)
-                    lost.append(of.path)
+                    self.not_stored.append(of.path)
                     continue
                 try:
                     self._commit(of)
                 except LakeFSError as e:
                     log.error("/%s: not stored at unmount: %s", of.path, e)
-                    lost.append(of.path)
+                    self.not_stored.append(of.path)
         self.ds.flush()
