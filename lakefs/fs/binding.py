@@ -116,13 +116,170 @@ class StatRecord(NamedTuple):
     blksize: int
 
 
-class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
-    """The binding's ``FUSE`` with the renameat2 trap closed (see module docstring)."""
+class _FuseArgs(ctypes.Structure):
+    """libfuse's ``struct fuse_args``."""
 
-    def __init__(self, operations: Any, *args: Any, **kwargs: Any) -> None:
+    _fields_ = [("argc", ctypes.c_int), ("argv", ctypes.POINTER(ctypes.c_char_p)), ("allocated", ctypes.c_int)]
+
+
+class _CmdlineOpts(ctypes.Structure):
+    """libfuse's ``struct fuse_cmdline_opts`` as ``fuse_parse_cmdline@FUSE_3.12`` fills it."""
+
+    _fields_ = [("singlethread", ctypes.c_int), ("foreground", ctypes.c_int), ("debug", ctypes.c_int),
+                ("nodefault_subtype", ctypes.c_int), ("mountpoint", ctypes.c_void_p),
+                ("show_version", ctypes.c_int), ("show_help", ctypes.c_int), ("clone_fd", ctypes.c_int),
+                ("max_idle_threads", ctypes.c_uint), ("max_threads", ctypes.c_uint)]
+
+
+class _Libfuse3Main:
+    """``fuse_main_real`` (libfuse 3.12+, lib/helper.c) step by step, with a call between the
+    end of the request loop and the teardown.
+
+    libfuse's own ``fuse_main_real`` unmounts and then ``fuse_destroy`` frees the node
+    tables and the lock ``fuse_invalidate_path`` walks, and only then calls the
+    operations' ``destroy``. A refresh thread still invalidating paths at unmount read
+    freed memory there: the mount process died with SIGSEGV (seen in CI, once in a few
+    hundred unmounts during a 300 000-path refresh). It also wrote notifications to the
+    device's file descriptor after ``fuse_unmount`` had closed it, a number the next
+    ``open`` may reuse. Here ``after_loop`` (:meth:`KernelCache.detach`) runs while all
+    of that is still alive: a call in flight finishes, none starts after.
+
+    The functions are looked up with their symbol versions (``dlvsym``), so a libfuse
+    that moves a default version on cannot hand us one of another signature; where any
+    is missing, ``available`` is false and the binding's ``fuse_main_real`` serves."""
+
+    _SYMBOLS = {  # name: (version, restype, argtypes)
+        "fuse_parse_cmdline": ("FUSE_3.12", ctypes.c_int, (ctypes.c_void_p, ctypes.c_void_p)),
+        "fuse_new": ("FUSE_3.1", ctypes.c_void_p, (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                                   ctypes.c_void_p)),
+        "fuse_mount": ("FUSE_3.0", ctypes.c_int, (ctypes.c_void_p, ctypes.c_void_p)),
+        "fuse_daemonize": ("FUSE_3.0", ctypes.c_int, (ctypes.c_int,)),
+        "fuse_get_session": ("FUSE_3.0", ctypes.c_void_p, (ctypes.c_void_p,)),
+        "fuse_set_signal_handlers": ("FUSE_3.0", ctypes.c_int, (ctypes.c_void_p,)),
+        "fuse_remove_signal_handlers": ("FUSE_3.0", None, (ctypes.c_void_p,)),
+        "fuse_loop": ("FUSE_3.0", ctypes.c_int, (ctypes.c_void_p,)),
+        "fuse_loop_mt": ("FUSE_3.12", ctypes.c_int, (ctypes.c_void_p, ctypes.c_void_p)),
+        "fuse_loop_cfg_create": ("FUSE_3.12", ctypes.c_void_p, ()),
+        "fuse_loop_cfg_destroy": ("FUSE_3.12", None, (ctypes.c_void_p,)),
+        "fuse_loop_cfg_set_clone_fd": ("FUSE_3.12", None, (ctypes.c_void_p, ctypes.c_uint)),
+        "fuse_loop_cfg_set_idle_threads": ("FUSE_3.12", None, (ctypes.c_void_p, ctypes.c_uint)),
+        "fuse_loop_cfg_set_max_threads": ("FUSE_3.12", None, (ctypes.c_void_p, ctypes.c_uint)),
+        "fuse_unmount": ("FUSE_3.0", None, (ctypes.c_void_p,)),
+        "fuse_destroy": ("FUSE_3.0", None, (ctypes.c_void_p,)),
+        "fuse_opt_free_args": ("FUSE_3.0", None, (ctypes.c_void_p,)),
+    }
+
+    def __init__(self) -> None:
+        self.fn: dict[str, Any] = {}
+        lib = getattr(_impl, "_libfuse", None)
+        if lib is None or LIBFUSE_MAJOR < 3:
+            return
+        try:
+            libc = ctypes.CDLL(None)
+            dlvsym, self._free = libc.dlvsym, libc.free
+        except (OSError, AttributeError):
+            return
+        dlvsym.restype, dlvsym.argtypes = ctypes.c_void_p, (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p)
+        self._free.argtypes, self._free.restype = (ctypes.c_void_p,), None
+        fn = {}
+        for name, (version, restype, argtypes) in self._SYMBOLS.items():
+            address = dlvsym(lib._handle, name.encode(), version.encode())
+            if not address:
+                return
+            fn[name] = ctypes.CFUNCTYPE(restype, *argtypes)(address)  # (releases the GIL)
+        self.fn = fn
+
+    @property
+    def available(self) -> bool:
+        return bool(self.fn)
+
+    def serving(self, after_loop: Any) -> Any:
+        """A stand-in for the binding's ``fuse_main_real(argc, argv, ops, ops_size,
+        user_data)`` that calls ``after_loop()`` once the loop has ended; same return
+        codes."""
+
+        def main(argc: int, argv: Any, ops: Any, ops_size: int, user_data: Any) -> int:
+            fn = self.fn
+            args, opts = _FuseArgs(argc, argv, 0), _CmdlineOpts()
+            if fn["fuse_parse_cmdline"](ctypes.byref(args), ctypes.byref(opts)) != 0:
+                return 1
+            try:
+                if not opts.mountpoint:
+                    return 2
+                fuse = fn["fuse_new"](ctypes.byref(args), ops, ops_size, user_data)
+                if not fuse:
+                    return 3
+                try:
+                    if fn["fuse_mount"](fuse, opts.mountpoint) != 0:
+                        return 4
+                    try:
+                        return self._serve(fuse, opts, after_loop)
+                    finally:
+                        fn["fuse_unmount"](fuse)
+                finally:
+                    fn["fuse_destroy"](fuse)
+            finally:
+                self._free(opts.mountpoint)
+                fn["fuse_opt_free_args"](ctypes.byref(args))
+
+        return main
+
+    def _serve(self, fuse: int, opts: _CmdlineOpts, after_loop: Any) -> int:
+        fn = self.fn
+        if fn["fuse_daemonize"](opts.foreground) != 0:
+            return 5
+        session = fn["fuse_get_session"](fuse)
+        if fn["fuse_set_signal_handlers"](session) != 0:
+            return 6
+        try:
+            if opts.singlethread:
+                res = fn["fuse_loop"](fuse)
+            else:
+                config = fn["fuse_loop_cfg_create"]()
+                if not config:
+                    return 7
+                try:
+                    fn["fuse_loop_cfg_set_clone_fd"](config, opts.clone_fd)
+                    fn["fuse_loop_cfg_set_idle_threads"](config, opts.max_idle_threads)
+                    fn["fuse_loop_cfg_set_max_threads"](config, opts.max_threads)
+                    res = fn["fuse_loop_mt"](fuse, config)
+                finally:
+                    fn["fuse_loop_cfg_destroy"](config)
+        finally:
+            try:
+                if after_loop is not None:
+                    after_loop()
+            finally:
+                fn["fuse_remove_signal_handlers"](session)
+        return 8 if res else 0
+
+
+_LIBFUSE3_MAIN = _Libfuse3Main()
+
+#: Whether :class:`FUSE` calls its ``after_loop`` before libfuse tears down (libfuse 3.12+).
+CALLS_AFTER_LOOP: bool = _LIBFUSE3_MAIN.available and BINDING == "mfusepy"
+
+
+class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
+    """The binding's ``FUSE`` with the renameat2 trap closed (see module docstring).
+
+    ``after_loop`` (keyword) is called once the request loop has ended, before libfuse
+    unmounts and frees its state (libfuse 3.12+; see :class:`_Libfuse3Main`); elsewhere
+    the operations' ``destroy`` is the first call after the loop."""
+
+    def __init__(self, operations: Any, *args: Any, after_loop: Any = None, **kwargs: Any) -> None:
         # Looked up once: the binding registers callbacks and starts serving in __init__.
         self._stat_record = getattr(operations, "stat_record", None)
-        super().__init__(operations, *args, **kwargs)
+        if not CALLS_AFTER_LOOP:
+            super().__init__(operations, *args, **kwargs)
+            return
+        # The binding calls its module's fuse_main_real from __init__, which serves.
+        binding_main = _impl.fuse_main_real
+        _impl.fuse_main_real = _LIBFUSE3_MAIN.serving(after_loop)
+        try:
+            super().__init__(operations, *args, **kwargs)
+        finally:
+            _impl.fuse_main_real = binding_main
 
     def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
         # Every LOOKUP and GETATTR comes here. When the operations offer
@@ -329,10 +486,12 @@ class KernelCache:
     ``fuse_invalidate_path`` leaves: the kernel would go on finding it until entry_timeout.
 
     :meth:`attach` runs in the FUSE ``init`` callback (the only place the ``struct fuse``
-    is known); :meth:`detach` at ``destroy``, before libfuse frees it: a call in flight
-    finishes first (the lock), none starts after. libfuse closes the device before
-    ``destroy``: a call failing with EBADF detaches too, or a refresh still going at
-    unmount printed "fuse: writing device: Bad file descriptor" once per path."""
+    is known); :meth:`detach` as the request loop ends (``FUSE(after_loop=...)``), before
+    libfuse closes the device and frees what these calls walk: a call in flight finishes
+    first (the lock), none starts after. Where the binding's own main serves (libfuse
+    before 3.12), ``destroy`` is the first chance, after both; there a call failing with
+    EBADF detaches too, or a refresh still going at unmount printed "fuse: writing device:
+    Bad file descriptor" once per path."""
 
     def __init__(self) -> None:
         self._fuse: ctypes.c_void_p | None = None
@@ -485,6 +644,7 @@ def mount_options(
 
 __all__ = [
     "BINDING",
+    "CALLS_AFTER_LOOP",
     "FUSE",
     "LIBFUSE_MAJOR",
     "LIBFUSE_MINOR",

@@ -348,7 +348,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     log.info("mounting %s at %s (%s)", dataset_url, mountpoint, "read-only" if read_only else "read-write")
     tune_gc()
     try:
-        FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True, **kwargs)
+        # The kernel cache is let go as the loop ends, before libfuse frees what it walks.
+        FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True,
+             after_loop=ops.kernel.detach, **kwargs)
     except RuntimeError as e:
         if not started.is_set():
             raise ConfigError(f"could not mount {mountpoint}: {e}") from e
