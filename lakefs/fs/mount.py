@@ -418,7 +418,8 @@ class Refresher(threading.Thread):
     names of those deleted (given the ``mountpoint``).
 
     A failed look (the store unreachable) is logged and the mount goes on serving the
-    commit it has; the next tick tries again."""
+    commit it has; the next tick tries again. Any other failure of a tick is one logged
+    traceback, not the end of the thread: the mount would silently stay on that commit."""
 
     def __init__(self, fs, kernel, interval: float, mountpoint: str | None = None) -> None:
         super().__init__(name="lakefs-refresh", daemon=True)
@@ -427,7 +428,10 @@ class Refresher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
-            self.refresh_once()
+            try:
+                self.refresh_once()
+            except Exception:
+                log.exception("a refresh failed; the next one is in %g s", self.interval)
 
     def refresh_once(self) -> None:
         try:
@@ -440,7 +444,11 @@ class Refresher(threading.Thread):
             return
         if stale:
             log.info("now serving the dataset's latest commit (%d cached paths refreshed)", len(stale))
-            self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
+            try:
+                self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
+            except Exception:  # (the pages below matter more: they would show old bytes)
+                log.exception("could not have the kernel forget deleted names (it keeps them "
+                              "up to entry_timeout)")
             for path in stale:
                 if not self.kernel.attached:
                     return  # unmounting
