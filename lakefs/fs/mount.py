@@ -331,7 +331,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         if read_only and refresh > 0:
             refresher = Refresher(fs, ops.kernel, refresh, mountpoint)
             refresher.start()
-        forgetter = KernelForgetter(ops.kernel)  # (a read-only mount's files change too: refresh)
+        forgetter = KernelForgetter(ops.kernel, mountpoint)  # (a read-only mount's files change too)
         forgetter.start()
         fs.forget_cached = forgetter.forget
         if on_ready is not None:
@@ -382,25 +382,71 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             log.info("unmounted %s; everything committed", mountpoint)
 
 
+class NodeIds:
+    """libfuse's node ids of a mount's directories, by which the kernel knows them
+    (:meth:`KernelCache.forget_name` wants them). The high-level API keeps them to itself
+    but shows them as ``st_ino`` (without ``use_ino``; the root's is 1), so they are
+    looked up through the mount. For one batch only: a directory the kernel forgot gets
+    another id at its next lookup."""
+
+    def __init__(self, mountpoint: str) -> None:
+        self.mountpoint = mountpoint
+        self._ids: dict[str, int] = {}
+
+    def of(self, directory: str) -> int | None:
+        """The node id of ``directory`` (relative; "" is the root), None where the mount
+        shows no node ids (``use_ino``); OSError where it is not there (any more)."""
+        if not self._ids:
+            if os.stat(self.mountpoint).st_ino != 1:
+                return None
+            self._ids[""] = 1
+        if directory not in self._ids:
+            self._ids[directory] = os.stat(os.path.join(self.mountpoint, directory)).st_ino
+        return self._ids[directory]
+
+
 class KernelForgetter(threading.Thread):
     """Has the kernel forget paths whose refused writes or older contents it may still
-    cache (see ``DatasetFS.forget_cached``), from its own thread: an invalidation issued inside the
-    request handler that answers for the same file could wait on that very request."""
+    cache (see ``DatasetFS.forget_cached``), and the names of new files refused at their
+    close (given the ``mountpoint``), from its own thread: an invalidation issued inside
+    the request handler that answers for the same file could wait on that very request
+    (dropping a name waits for its directory's lock, which the request answered may hold)."""
 
-    def __init__(self, kernel) -> None:
+    def __init__(self, kernel, mountpoint: str | None = None) -> None:
         super().__init__(name="lakefs-forget", daemon=True)
-        self.kernel = kernel
-        self._paths: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.kernel, self.mountpoint = kernel, mountpoint
+        self._paths: queue.SimpleQueue[tuple[str, bool] | None] = queue.SimpleQueue()
 
-    def forget(self, path: str) -> None:
-        self._paths.put(path)
+    def forget(self, path: str, *, name: bool = False) -> None:
+        """Queue ``path`` (absolute); ``name``: its name too."""
+        self._paths.put((path, name))
 
     def run(self) -> None:
-        while (path := self._paths.get()) is not None:
+        while (item := self._paths.get()) is not None:
+            path, name = item
             try:
                 self.kernel.invalidate(path)
+                if name:
+                    self._forget_name(path)
             except Exception:
                 log.exception("could not have the kernel forget %s", path)
+
+    def _forget_name(self, path: str) -> None:
+        """Drop the kernel's name ``path``, which it would otherwise keep for
+        entry_timeout (60 s) after a new file's refusal (it was told the file exists at
+        the create): an ``rm`` of it worked, and an open without O_CREAT made it again
+        (:meth:`DatasetFS.open`), where a missing name answers ENOENT. Its next lookup
+        asks the mount; one made again meanwhile is only looked up again."""
+        if self.mountpoint is None or not self.kernel.attached:
+            return
+        parent, _, name = path.strip("/").rpartition("/")
+        try:
+            ino = NodeIds(self.mountpoint).of(parent)
+        except OSError as e:  # its directory went meanwhile, and the name with it
+            log.debug("could not have the kernel forget the name %s: %s", path, e)
+            return
+        if ino is not None:  # (else: not libfuse's node ids; entry_timeout ends it)
+            self.kernel.forget_name(ino, name)
 
     def stop(self) -> None:
         self._paths.put(None)
@@ -418,7 +464,8 @@ class Refresher(threading.Thread):
     names of those deleted (given the ``mountpoint``).
 
     A failed look (the store unreachable) is logged and the mount goes on serving the
-    commit it has; the next tick tries again."""
+    commit it has; the next tick tries again. Any other failure of a tick is one logged
+    traceback, not the end of the thread: the mount would silently stay on that commit."""
 
     def __init__(self, fs, kernel, interval: float, mountpoint: str | None = None) -> None:
         super().__init__(name="lakefs-refresh", daemon=True)
@@ -427,7 +474,10 @@ class Refresher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
-            self.refresh_once()
+            try:
+                self.refresh_once()
+            except Exception:
+                log.exception("a refresh failed; the next one is in %g s", self.interval)
 
     def refresh_once(self) -> None:
         try:
@@ -440,7 +490,11 @@ class Refresher(threading.Thread):
             return
         if stale:
             log.info("now serving the dataset's latest commit (%d cached paths refreshed)", len(stale))
-            self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
+            try:
+                self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
+            except Exception:  # (the pages below matter more: they would show old bytes)
+                log.exception("could not have the kernel forget deleted names (it keeps them "
+                              "up to entry_timeout)")
             for path in stale:
                 if not self.kernel.attached:
                     return  # unmounting
@@ -451,13 +505,12 @@ class Refresher(threading.Thread):
         takes what is below it along). It would otherwise hold a name it looked up for
         entry_timeout (60 s): an open found it and its read failed with ENOENT. A name
         that is a file now and was a directory (or the reverse) goes too: the kernel's
-        inode for it took the new type for damage, and a stat failed with EIO. The kernel
-        knows a directory by libfuse's node id, which the mount shows as its st_ino (the
-        root's is 1), so the parents are looked up through the mount itself."""
+        inode for it took the new type for damage, and a stat failed with EIO. The
+        parents' node ids are looked up through the mount itself (:class:`NodeIds`)."""
         if self.mountpoint is None:
             return
         was_dir = getattr(self.fs, "dirs_before_refresh", frozenset())
-        inos: dict[str, int] = {}
+        node_ids = NodeIds(self.mountpoint)
         for path in stale:
             parent, _, name = path.rpartition("/")
             try:
@@ -470,13 +523,10 @@ class Refresher(threading.Thread):
                     continue  # still there, and what it was
                 if parent and not _is_dir(self.fs.find_attr(parent)):
                     continue  # its parent went too (or is a file now): forgotten with it
-                if not inos:
-                    if os.stat(self.mountpoint).st_ino != 1:
-                        return  # not libfuse's node ids (use_ino): leave it to entry_timeout
-                    inos[""] = 1
-                if parent not in inos:
-                    inos[parent] = os.stat(os.path.join(self.mountpoint, parent)).st_ino
-                self.kernel.forget_name(inos[parent], name)
+                ino = node_ids.of(parent)
+                if ino is None:
+                    return  # not libfuse's node ids (use_ino): leave it to entry_timeout
+                self.kernel.forget_name(ino, name)
             except (OSError, LakeFSError) as e:
                 log.debug("could not have the kernel forget the name %s: %s", path, e)
 

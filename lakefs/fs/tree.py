@@ -136,9 +136,10 @@ class DatasetFS:
         self._second: dict[str, OpenFile] = {}  # path → a file created as a second name (see _claimed)
         self._tensor_memo: tuple[tuple | None, Tensor | None] = (None, None)  # (see _tensor_for)
         # Called (by the mount) with the absolute path of a file whose refused writes, or
-        # older contents, the kernel may still hold: pages, a size, a created name. It
-        # must only queue the path: the kernel forgets it outside the request answered.
-        self.forget_cached: Callable[[str], None] | None = None
+        # older contents, the kernel may still hold: pages, a size; with name=True its
+        # name too (a new file refused: see open). It must only queue the path: the
+        # kernel forgets it outside the request answered.
+        self.forget_cached: Callable[..., None] | None = None
         self._readers: dict[str, dict[tuple | None, int]] = {}  # path → snapshot → handles
         # libfuse's .fuse_hidden* names of unlinked files open for reading → (attr, what
         # the file is made of: see _source, _hide)
@@ -477,10 +478,11 @@ class DatasetFS:
                 return self._new_handle(handle)
             self._writable()
             if of is None and (self._vanished or self._written_as) and not self._exists_file(p):
-                # The kernel keeps the name of a new file refused at its close, or stored
-                # under another name (told it exists at the create), for entry_timeout,
-                # and opens it instead of creating it: np.save of a fixed array, or a
-                # PNG written again into a jpeg tensor, got ENOENT for a minute.
+                # The kernel keeps the name of a new file refused at its close (until
+                # the mount has it dropped: see _refused), or stored under another name
+                # (told it exists at the create), for entry_timeout, and opens it
+                # instead of creating it: np.save of a fixed array, or a PNG written
+                # again into a jpeg tensor, got ENOENT for a minute.
                 if p in self._vanished:
                     return self.create(path, self._vanished.pop(p), pid=pid)
                 if (shown := self._shown_as(p)) is not None:
@@ -1000,16 +1002,18 @@ class DatasetFS:
 
     def _forget_refused(self, of: OpenFile) -> None:
         """A file whose contents were refused for good: the committed version stays. A
-        new one is gone, but not from the kernel's names (see :meth:`open`)."""
+        new one is gone, but not at once from the kernel's names (see :meth:`open`):
+        the mount has it forget the name from another thread."""
         of.detached = True
-        if not of.exists and not _HIDDEN_NAME.fullmatch(split(of.path)[1]):
+        vanished = not of.exists and not _HIDDEN_NAME.fullmatch(split(of.path)[1])
+        if vanished:
             if len(self._vanished) >= NAMES_KEPT:
                 del self._vanished[next(iter(self._vanished))]  # the oldest
             self._vanished[of.path] = of.mode
         if self._open.get(of.path) is of:
             del self._open[of.path]
             self._unhold(of.path)
-        self._refused(of.path)
+        self._refused(of.path, name=vanished)
 
     def _commit_stream(self, of: OpenFile) -> int:
         """Index a streamed file's tiles as its sample (they are written already); the
@@ -1140,14 +1144,15 @@ class DatasetFS:
             finally:
                 of.close()
 
-    def _refused(self, p: str) -> None:
+    def _refused(self, p: str, *, name: bool = False) -> None:
         """The kernel saw writes to ``p`` that were refused: the page cache (auto_cache
         keeps pages while size and mtime match, and the stored ones do) or a size would
         otherwise keep showing them for up to the attribute timeout, or until caches
-        drop. (A name it was told exists it keeps: fuse_invalidate_path forgets the
-        inode, not the entry; see :meth:`open`.)"""
+        drop. ``name``: ``p`` was new, and the kernel was told it exists at the create:
+        it keeps that name for entry_timeout unless told to drop it too (the inode's
+        invalidation leaves it; until the drop, see :meth:`open`)."""
         if self.forget_cached is not None:
-            self.forget_cached("/" + p)
+            self.forget_cached("/" + p, name=name)
 
     def unlink(self, path: str) -> None:
         p = path.strip("/")

@@ -9,6 +9,7 @@ immediately, not after a timeout.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import subprocess
@@ -211,6 +212,52 @@ def test_refused_writes_are_forgotten_by_the_kernel(photos, dataset_path, mountp
         assert read_via_cat(img / "ph.jpg") == photos[1].read_bytes()
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.images["x"].tobytes() == want and ds.images["ph"].tobytes() == photos[1].read_bytes()
+
+
+def errno_of(call, *args) -> int:
+    """The errno ``call(*args)`` fails with, 0 if it works."""
+    try:
+        call(*args)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def open_existing(path: Path) -> None:
+    """Open ``path`` for writing without creating it (``open(p, "r+b")``), then close it."""
+    os.close(os.open(path, os.O_RDWR))
+
+
+def test_the_kernel_forgets_the_name_of_a_refused_new_file(photos, dataset_path, mountpoint, tmp_path):
+    """Found by review: the kernel kept the name of a new file refused at its close (it
+    was told the file exists at the create) for entry_timeout (60 s). Meanwhile ``rm``
+    of it worked, and an open without O_CREAT (``open(p, "r+b")``) made it again, empty,
+    and its close said EINVAL (an empty JPEG is refused): a missing name answers ENOENT.
+    A mkdir of it and an exclusive create treat it as the fresh name it is (the kernel
+    asks again before those)."""
+    text = tmp_path / "notes.txt"
+    text.write_bytes(b"not a jpeg at all")
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint,
+                 expected_errors=[r"not stored", r"flush", r"refused", r"not a", r"empty"]):
+        images, pending = mountpoint / "images", mountpoint / "new"
+        images.mkdir()
+        pending.mkdir()
+        subprocess.run(["cp", str(photos[0]), str(images / "a.jpg")], check=True)  # a jpeg tensor
+        for d in (images, pending):  # (pending stays pending: its first file was refused)
+            done = subprocess.run(["cp", str(text), str(d / "b.jpg")], capture_output=True, text=True)
+            assert done.returncode != 0 and "Invalid argument" in done.stderr, done.stderr
+        eventually(lambda: errno_of(open_existing, images / "b.jpg") == errno.ENOENT)
+        assert errno_of(os.unlink, images / "b.jpg") == errno.ENOENT
+        assert not (images / "b.jpg").exists()
+        # As any fresh name: mkdir in a tensor is EPERM (it holds files), in a pending directory it works.
+        assert errno_of(os.mkdir, images / "b.jpg") == errno_of(os.mkdir, images / "c.jpg") == errno.EPERM
+        assert errno_of(os.mkdir, pending / "b.jpg") == 0 and (pending / "b.jpg").is_dir()
+        with open(images / "b.jpg", "xb") as f:
+            f.write(photos[1].read_bytes())
+        assert read_via_cat(images / "b.jpg") == photos[1].read_bytes()
+        assert sorted(os.listdir(images)) == ["a.jpg", "b.jpg"]
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.images["b"].tobytes() == photos[1].read_bytes()
 
 
 def test_a_new_open_reads_new_contents_while_an_old_handle_is_open(photos, dataset_path, mountpoint, tmp_path):

@@ -250,6 +250,67 @@ def test_a_failed_look_is_logged_and_the_mount_keeps_its_commit(tmp_path, caplog
     assert [name for name, _ in fs.readdir("/t")] == ["00000000.txt", "00000001.txt"]
 
 
+class _BuggyFS:
+    """A mount's fs whose every look finds a newer commit, and whose ``find_attr`` may
+    have a bug (raises what no refresh expects)."""
+
+    dirs_before_refresh = frozenset()
+
+    def __init__(self, buggy_find_attr: bool) -> None:
+        import threading
+
+        self.buggy_find_attr = buggy_find_attr
+        self.looks = 0
+        self.looked_again = threading.Event()
+
+    def refresh(self) -> list[str]:
+        self.looks += 1
+        if self.looks > 1:
+            self.looked_again.set()
+        return ["t/a.bin"]
+
+    def find_attr(self, path: str):
+        if self.buggy_find_attr:
+            raise RuntimeError("a bug while forgetting names")
+        return None
+
+
+class _BuggyKernel:
+    attached = True
+
+    def __init__(self, buggy_invalidate: bool) -> None:
+        self.buggy_invalidate = buggy_invalidate
+        self.invalidated: list[str] = []
+
+    def invalidate(self, path: str) -> None:
+        if self.buggy_invalidate:
+            raise RuntimeError("a bug while invalidating")
+        self.invalidated.append(path)
+
+    def forget_name(self, parent_ino: int, name: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("where", ["names", "pages"])
+def test_an_unexpected_failure_of_a_refresh_is_logged_and_the_next_one_runs(tmp_path, caplog, where):
+    """Found by review: an exception other than a LakeFSError or an OSError after the
+    look (while forgetting names or pages) ended the refresh thread, with no log line:
+    the mount then served that commit for good. Each failing tick is one logged
+    traceback now, and the ticks go on; a failure while forgetting names still lets the
+    kernel forget the pages."""
+    fs, kernel = _BuggyFS(where == "names"), _BuggyKernel(where == "pages")
+    refresher = Refresher(fs, kernel, 0.01, str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="lakefs.mount"):
+        refresher.start()
+        try:
+            assert fs.looked_again.wait(10), "the refresh thread ended at its first failure"
+        finally:
+            refresher.stop()
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == fs.looks and all(r.exc_info for r in failures), caplog.text
+    assert kernel.invalidated == (["/t/a.bin"] * fs.looks if where == "names" else [])
+
+
 def test_a_refresh_never_lands_inside_an_operation(tmp_path):
     """Found by review: the new commit was swapped in between two reads of one
     operation (listing saw the tensor, then not: KeyError, EIO on the mount)."""

@@ -1673,6 +1673,22 @@ def test_a_refused_new_file_opened_again_for_writing_is_created(fs):
     assert errno_of(fs.open, "/labels/c.json", os.O_WRONLY | os.O_TRUNC) == errno.ENOENT
 
 
+def test_the_name_of_a_refused_new_file_is_sent_to_be_forgotten(fs):
+    """The mount has the kernel drop the name of a new file refused at its close (it
+    keeps it for entry_timeout otherwise); a refused rewrite keeps its name, only its
+    pages and size go."""
+    forgotten: list[tuple[str, bool]] = []
+    fs.forget_cached = lambda path, name=False: forgotten.append((path, name))
+    fs.mkdir("/labels", 0o755)
+    put(fs, "/labels/a.json", b"{}")
+    for path in ("/labels/b.json", "/labels/a.json"):
+        fh = fs.create(path, 0o644)
+        fs.write(fh, b"{not json", 0)
+        assert errno_of(fs.flush, fh) == errno.EINVAL
+        fs.release(fh)
+    assert forgotten == [("/labels/b.json", True), ("/labels/a.json", False)]
+
+
 def test_an_open_of_a_replaced_file_under_its_hidden_name_reads_it(fs, photos):
     """A file open for reading and renamed over is renamed by libfuse to .fuse_hidden*;
     an open that found it before reaches us under that name, also after libfuse's
