@@ -148,13 +148,14 @@ class Sample:
         return fmt.to_file(self._stored(), self.shape)
 
 
-def stack(values: list[Any], dtype: str | None, aslist: bool) -> Any:
+def stack(values: list[Any], fmt: SampleFormat, aslist: bool) -> Any:
     """Values of several samples: one stacked array when shapes agree, else (or with
-    ``aslist``) the list of them, as Deep Lake's ``numpy(aslist=...)``."""
+    ``aslist``) the list of them, as Deep Lake's ``numpy(aslist=...)``; no values (an
+    empty slice) are an empty array of the dtype they would stack to."""
     if aslist:
         return values
-    if not values:  # of the tensor's dtype when it has one, as its samples would be
-        return np.zeros((0,), dtype=dtype or np.float64)
+    if not values:
+        return fmt.empty_stack()
     try:
         return np.stack(values)
     except ValueError:
@@ -170,7 +171,7 @@ class SampleList(list):
         self.tensor = tensor
 
     def numpy(self, aslist: bool = False) -> Any:
-        return stack([s.numpy() for s in self], self.tensor.dtype, aslist)
+        return stack([s.numpy() for s in self], self.tensor._format, aslist)
 
     def data(self, aslist: bool = False) -> Any:
         return self.numpy(aslist)
@@ -296,7 +297,7 @@ class Tensor:
     def numpy(self, aslist: bool = False) -> Any:
         """All samples: one stacked array when shapes agree, else (or with ``aslist``) a
         list of them."""
-        return stack([s.numpy() for s in self], self.dtype, aslist)
+        return stack([s.numpy() for s in self], self._format, aslist)
 
     def data(self, aslist: bool = False) -> Any:
         return self.numpy(aslist)
