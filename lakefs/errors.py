@@ -158,6 +158,13 @@ class TranscodeRefusedError(InvalidSampleError):
     """A transcode was refused: lossy into exact-valued data, or transcodes disabled."""
 
 
+class HtypeMismatchError(LakeFSError, TypeError):
+    """A reader for one htype used on a tensor of another: Deep Lake's ``text()`` of an
+    image tensor, ``dict()`` of a text tensor (Deep Lake raises a bare Exception)."""
+
+    errno = _errno.EINVAL
+
+
 class UnsupportedError(LakeFSError, NotImplementedError):
     """An operation that lakefs deliberately does not support (symlinks, hard links)."""
 

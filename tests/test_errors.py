@@ -37,6 +37,7 @@ def test_messages_stay_plain(cls):
         (E.NameTooLongError, ValueError, errno.ENAMETOOLONG),
         (E.CrossDeviceError, OSError, errno.EXDEV),
         (E.DirectoryNotEmptyError, OSError, errno.ENOTEMPTY),
+        (E.HtypeMismatchError, TypeError, errno.EINVAL),  # text() of an image tensor
         (E.UnsupportedError, NotImplementedError, errno.EPERM),
         (E.UnsupportedSampleError, NotImplementedError, errno.EINVAL),  # refused content, as any
         (E.UnsupportedSampleError, ValueError, errno.EINVAL),

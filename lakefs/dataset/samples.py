@@ -573,6 +573,18 @@ class SampleFormat:
             return {}
         return np.zeros((0,), dtype="uint8" if name == "bytes" else self.meta.dtype or np.float64)
 
+    def empty_stack(self) -> np.ndarray:
+        """What ``numpy()`` of no rows (``t[0:0]``, ``ds[5:5].t``) reads as: a 0-length
+        array of the dtype this tensor's samples stack to (text: str, json: object, bytes:
+        uint8, else the tensor's dtype). Deep Lake gives ``np.array([])``, float64, for
+        every htype; lakefs does so only while the dtype is unknown, as an empty cell."""
+        name = self.htype.name
+        if name == "text":
+            return np.zeros((0,), dtype=str)
+        if name == "json":
+            return np.empty((0,), dtype=object)
+        return self.empty_value()
+
     def to_numpy(self, stored: bytes, shape: tuple[int, ...]) -> Any:
         name = self.htype.name
         if self.htype.storage == "file":

@@ -17,7 +17,14 @@ from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
 from lakefs.dataset.names import NAME_MAX, check_key, split_filename
 from lakefs.dataset.samples import Ahead, Encoded, SampleFormat
-from lakefs.errors import InvalidNameError, LakeFSError, NameTooLongError, SampleNotFoundError, StoredExtensionError
+from lakefs.errors import (
+    HtypeMismatchError,
+    InvalidNameError,
+    LakeFSError,
+    NameTooLongError,
+    SampleNotFoundError,
+    StoredExtensionError,
+)
 from lakefs.format.index import FLAG_TRANSCODED
 from lakefs.format.manifest import TensorMeta
 
@@ -34,7 +41,49 @@ def item_error(e: LakeFSError, where: str) -> LakeFSError:
     return type(e)(f"{where}: {e}")
 
 
-class Sample:
+_READER_OF = {"text": "text", "json": "dict"}
+
+
+class HtypeReaders:
+    """Deep Lake v3's readers by htype, for code written against it: ``text()`` of a text
+    tensor, ``dict()`` of a json tensor (any JSON value, as there) and ``list()`` of a list
+    or tag tensor, htypes lakefs does not have (it always refuses). One cell (``t[0]``,
+    ``ds[0].t``) gives its value, several (``t``, ``t[0:4]``, ``ds[0:4].t``) a list of
+    them; an empty cell gives ``""`` or ``{}``, as ``numpy()`` does. On another htype
+    they raise :class:`HtypeMismatchError` before reading anything."""
+
+    def _reader_tensor(self) -> Tensor:
+        raise NotImplementedError
+
+    def _values(self) -> Any:
+        """The value of one cell, or the list of the values of several."""
+        raise NotImplementedError
+
+    def _read_as(self, reader: str, htype: str) -> Any:
+        tensor = self._reader_tensor()
+        if tensor.htype != htype:
+            raise HtypeMismatchError(f"{reader}() reads a {htype} tensor; tensor {tensor.name!r} has htype "
+                                     f"{tensor.htype!r}: read it with {_READER_OF.get(tensor.htype, 'numpy')}()")
+        return self._values()
+
+    def text(self) -> Any:
+        """The string of a text cell, or the list of strings of several cells."""
+        return self._read_as("text", "text")
+
+    def dict(self) -> Any:
+        """The JSON value (a dict, mostly) of a json cell, or the list of those of several."""
+        return self._read_as("dict", "json")
+
+    def list(self) -> Any:
+        """Deep Lake's reader of list and tag tensors: lakefs has no such htype (lists go
+        in a json tensor, read with ``dict()``), so this only says so."""
+        tensor = self._reader_tensor()
+        raise HtypeMismatchError(f"list() reads a list or tag tensor, htypes lakefs does not have; tensor "
+                                 f"{tensor.name!r} has htype {tensor.htype!r} (lakefs keeps lists in json tensors, "
+                                 "read with dict())")
+
+
+class Sample(HtypeReaders):
     """One cell: lazy access to a stored sample and what lakefs keeps about it."""
 
     def __init__(self, tensor: Tensor, row: int, entry: np.void | None) -> None:
@@ -119,6 +168,12 @@ class Sample:
     def data(self) -> Any:
         return self.numpy()
 
+    def _reader_tensor(self) -> Tensor:
+        return self.tensor
+
+    def _values(self) -> Any:
+        return self.numpy()
+
     @property
     def is_large(self) -> bool:
         """Spread over several chunks (tiles): read it with :meth:`read_file` in pieces."""
@@ -148,20 +203,21 @@ class Sample:
         return fmt.to_file(self._stored(), self.shape)
 
 
-def stack(values: list[Any], dtype: str | None, aslist: bool) -> Any:
+def stack(values: list[Any], fmt: SampleFormat, aslist: bool) -> Any:
     """Values of several samples: one stacked array when shapes agree, else (or with
-    ``aslist``) the list of them, as Deep Lake's ``numpy(aslist=...)``."""
+    ``aslist``) the list of them, as Deep Lake's ``numpy(aslist=...)``; no values (an
+    empty slice) are an empty array of the dtype they would stack to."""
     if aslist:
         return values
-    if not values:  # of the tensor's dtype when it has one, as its samples would be
-        return np.zeros((0,), dtype=dtype or np.float64)
+    if not values:
+        return fmt.empty_stack()
     try:
         return np.stack(values)
     except ValueError:
         return values
 
 
-class SampleList(list):
+class SampleList(HtypeReaders, list):
     """The samples of a slice or a list of rows (``t[2:5]``, ``t[[0, 7]]``): a list of
     :class:`Sample`, that also reads them at once, as a Deep Lake tensor view does."""
 
@@ -170,13 +226,19 @@ class SampleList(list):
         self.tensor = tensor
 
     def numpy(self, aslist: bool = False) -> Any:
-        return stack([s.numpy() for s in self], self.tensor.dtype, aslist)
+        return stack([s.numpy() for s in self], self.tensor._format, aslist)
 
     def data(self, aslist: bool = False) -> Any:
         return self.numpy(aslist)
 
+    def _reader_tensor(self) -> Tensor:
+        return self.tensor
 
-class Tensor:
+    def _values(self) -> Any:
+        return self.numpy(aslist=True)
+
+
+class Tensor(HtypeReaders):
     """A column. Indexing by row number or row key gives a :class:`Sample`; a slice or a
     list of rows a :class:`SampleList`."""
 
@@ -296,10 +358,16 @@ class Tensor:
     def numpy(self, aslist: bool = False) -> Any:
         """All samples: one stacked array when shapes agree, else (or with ``aslist``) a
         list of them."""
-        return stack([s.numpy() for s in self], self.dtype, aslist)
+        return stack([s.numpy() for s in self], self._format, aslist)
 
     def data(self, aslist: bool = False) -> Any:
         return self.numpy(aslist)
+
+    def _reader_tensor(self) -> Tensor:
+        return self
+
+    def _values(self) -> Any:
+        return self.numpy(aslist=True)
 
     # --- writing -----------------------------------------------------------------------
 

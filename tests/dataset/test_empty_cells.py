@@ -141,3 +141,28 @@ def test_file_views_show_no_file_for_an_empty_cell(tmp_path):
         "images/a.jpg", "images/c.jpg", "labels/b.txt", "meta/b.json"]
     assert json.loads((tmp_path / "out" / "meta" / "b.json").read_text()) == {"w": 6}
     ds.close()
+
+
+@pytest.mark.parametrize("reopen", [False, True])
+def test_empty_slices_read_as_arrays_of_what_their_samples_stack_to(tmp_path, reopen):
+    """No rows (``t[0:0]``, ``ds[2:2].t``, ``t[[]]``, a tensor with no sample yet): a
+    text tensor gives an empty str array, as its strings stack to, a json one an empty
+    object array, a bytes one uint8 as its cells; not Deep Lake's float64 ``np.array([])``."""
+    ds = lakefs.empty(tmp_path / "ds")
+    for name, htype in [("labels", "text"), ("meta", "json"), ("raw", "bytes"), ("never", "text")]:
+        ds.create_tensor(name, htype=htype)
+    ds.append({"labels": "dog", "meta": {"w": 6}, "raw": b"ab"})
+    ds.append({"labels": "cat", "meta": {"w": 7}, "raw": b"cd"})
+    if reopen:
+        ds.close()
+        ds = lakefs.load(tmp_path / "ds", read_only=True)
+    kinds = {"labels": "U", "meta": "O", "raw": "u", "never": "U"}
+    for name, kind in kinds.items():
+        for empty in (ds[name][0:0].numpy(), ds[name][5:9].numpy(), ds[name][[]].numpy(), ds[2:2][name].numpy(),
+                      ds[[]][name].data()):
+            assert isinstance(empty, np.ndarray) and empty.shape == (0,) and empty.dtype.kind == kind, name
+    assert ds.never.numpy().dtype.kind == "U" and len(ds.never) == 0  # (no row at all)
+    assert ds.labels.numpy().dtype.kind == "U" and ds.meta.numpy().dtype.kind == "O"  # as the filled ones stack
+    assert ds.raw[0:0].numpy().dtype == ds.raw[0].numpy().dtype == np.uint8
+    assert ds.labels[0:0].numpy(aslist=True) == []
+    ds.close()
