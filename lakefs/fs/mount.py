@@ -179,11 +179,35 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
+#: Symlinks followed at most in one path (Linux's MAXSYMLINKS).
+MAX_SYMLINKS = 40
+
+
 def table_path(path: str) -> str:
-    """``path`` as the mount table spells it: absolute, with the symlinks of its parent
-    resolved; the path itself is never looked at (see :func:`mount_entry`)."""
-    path = os.path.abspath(path)
-    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    """``path`` as the mount table spells it: absolute, every symlink resolved (the path
+    itself may be a symlink to a mountpoint, or end in one). Its last component is only
+    ever read as a link: ``os.path.realpath`` stats it, which fails on a dead FUSE mount
+    (ENOTCONN) and hangs on a wedged one, while ``readlink`` of a mount's root never
+    reaches its filesystem (see :func:`mount_entry`). ``..`` is taken as the kernel takes
+    it, after the symlink before it."""
+    path = os.path.join(os.getcwd(), path)
+    for _ in range(MAX_SYMLINKS):
+        parent, name = os.path.split(path)
+        while name in ("", ".") and parent != path:  # "mnt/", "mnt/.": mnt
+            path = parent
+            parent, name = os.path.split(path)
+        parent = os.path.realpath(parent)
+        if not name:
+            return parent  # (the root)
+        if name == "..":
+            return os.path.dirname(parent)
+        path = os.path.join(parent, name)
+        try:
+            target = os.readlink(path)
+        except OSError:  # not a symlink (EINVAL), or missing: as it is
+            return path
+        path = os.path.join(parent, target)
+    return path
 
 
 def mount_entry(path: str) -> MountEntry | None:
@@ -205,9 +229,10 @@ def mount_entry(path: str) -> MountEntry | None:
 
 def state_path(mountpoint: str, name: str) -> str:
     """``~/.local/state/lakefs/<name>-<tag>`` ($XDG_STATE_HOME), ``tag`` a hash of the
-    absolute mountpoint: where a mount and ``lakefs umount`` find each other's files."""
+    mountpoint as the mount table spells it: where a mount and ``lakefs umount`` find
+    each other's files, whichever symlink either was given."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    tag = hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:10]
+    tag = hashlib.sha1(table_path(mountpoint).encode()).hexdigest()[:10]
     return os.path.join(state, "lakefs", f"{name}-{tag}")
 
 
@@ -292,7 +317,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     from lakefs.fs.operations import LakeOperations
     from lakefs.fs.tree import DatasetFS
 
-    mountpoint = os.path.abspath(mountpoint)  # libfuse 3 chdirs to / (FUSE-NOTES.md)
+    # Absolute (libfuse 3 chdirs to /, FUSE-NOTES.md) and as the mount table will have it,
+    # for `lakefs umount` and the messages (a symlink to a directory mounts the directory).
+    mountpoint = table_path(mountpoint)
     entry = mount_entry(mountpoint)  # before any stat: a dead mount fails it with ENOTCONN
     if entry is not None:
         raise ConfigError(_mounted_already(mountpoint, entry))
