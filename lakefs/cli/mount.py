@@ -21,6 +21,7 @@ from lakefs.errors import BusyError, ConfigError, LakeFSError
 
 READY_TIMEOUT = 60.0
 UMOUNT_WAIT = 120.0
+NOT_STORED_NAMED = 5  # files `lakefs umount` names of those a mount could not store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -167,7 +168,7 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure
+    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure, take_not_stored
 
     entry = mount_entry(args.mountpoint)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
     if entry is None:
@@ -199,10 +200,17 @@ def cmd_umount(args: argparse.Namespace) -> int:
         _wait_for_writer(dataset)
     elif pid is not None and not entry.read_only:
         _wait_for_exit(pid, dataset)
-    failure = take_final_failure(mp)
+    failure, not_stored = take_final_failure(mp), take_not_stored(mp)
     if failure is not None:
         raise LakeFSError(f"unmounted {mp}, but its final commit failed: {failure} (files written "
                           "since the last commit are lost; the mount's log has the details)")
+    if not_stored:
+        count = len(not_stored)
+        named = ", ".join(not_stored[:NOT_STORED_NAMED]) + (
+            f" and {count - NOT_STORED_NAMED} more" if count > NOT_STORED_NAMED else "")
+        raise LakeFSError(f"unmounted {mp}; everything else is committed, but {count} "
+                          f"{'file' if count == 1 else 'files'} could not be stored: {named} "
+                          "(the mount's log says why)")
     return 0
 
 

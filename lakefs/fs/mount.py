@@ -12,6 +12,7 @@ import contextlib
 import errno
 import gc
 import hashlib
+import json
 import logging
 import math
 import os
@@ -242,24 +243,53 @@ def final_failure_path(mountpoint: str) -> str:
     return state_path(mountpoint, "final-commit-failed")
 
 
-def _write_failure(mountpoint: str, message: str) -> None:
+def not_stored_path(mountpoint: str) -> str:
+    """Where a mount lists the files it could not store as it stopped, for ``lakefs
+    umount`` (the rest was committed: not a failed final commit)."""
+    return state_path(mountpoint, "not-stored")
+
+
+def _write_state(path: str, text: str) -> None:
     with contextlib.suppress(OSError):
-        path = final_failure_path(mountpoint)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
-            f.write(message.splitlines()[0] if message else "unknown error")
+            f.write(text)
+
+
+def _take_state(path: str) -> str | None:
+    """The contents of a state file, which is removed: each is reported once."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        os.remove(path)
+    except OSError:
+        return None
+    return text
+
+
+def _write_failure(mountpoint: str, message: str) -> None:
+    _write_state(final_failure_path(mountpoint), message.splitlines()[0] if message else "unknown error")
 
 
 def take_final_failure(mountpoint: str) -> str | None:
     """The error a mount at ``mountpoint`` recorded for its final commit (then forgotten)."""
-    path = final_failure_path(mountpoint)
-    try:
-        with open(path, encoding="utf-8") as f:
-            message = f.read().strip()
-        os.remove(path)
-    except OSError:
+    message = _take_state(final_failure_path(mountpoint))
+    if message is None:
         return None
-    return message or "unknown error"
+    return message.strip() or "unknown error"
+
+
+def _write_not_stored(mountpoint: str, paths: list[str]) -> None:
+    _write_state(not_stored_path(mountpoint), json.dumps(["/" + p for p in paths]))
+
+
+def take_not_stored(mountpoint: str) -> list[str]:
+    """The files a mount at ``mountpoint`` recorded as not stored (then forgotten)."""
+    text = _take_state(not_stored_path(mountpoint))
+    try:
+        return json.loads(text) if text else []
+    except ValueError:  # (cut short: the disk holding it was full)
+        return ["(their list is damaged)"]
 
 
 def is_dead(path: str, timeout: float = 2.0) -> bool:
@@ -325,8 +355,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         raise ConfigError(_mounted_already(mountpoint, entry))
     if not os.path.isdir(mountpoint):
         raise ConfigError(f"mountpoint {mountpoint} is not a directory")
-    with contextlib.suppress(OSError):
-        os.remove(final_failure_path(mountpoint))  # a failure of an earlier mount here
+    for record in (final_failure_path(mountpoint), not_stored_path(mountpoint)):  # of an earlier mount here
+        with contextlib.suppress(OSError):
+            os.remove(record)
     read_only = bool(options.get("ro"))
     interval = float(options.get("commit_interval", config.commit_interval))  # (checked by parse_options)
     if interval <= 0:
@@ -396,12 +427,14 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             except LakeFSError as e:  # ds.close() below commits again
                 log.warning("final commit failed, trying again: %s", e)
             finally:
+                lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
+                if lost:  # for `lakefs umount`: before ds.close() lets go of the writer lock it waits for
+                    _write_not_stored(mountpoint, lost)
                 ds.close()
         except BaseException as e:
             # `lakefs umount` of a background mount reports it from here (exit 1).
             _write_failure(mountpoint, f"{e}")
             raise
-        lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
         if lost:
             log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
                         mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
