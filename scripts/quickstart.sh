@@ -17,25 +17,45 @@ fi
 
 DATASET=${LAKEFS_DEMO_DATASET:-./demo-dataset}
 MNT=${LAKEFS_DEMO_MNT:-./mnt}
-mkdir -p "$MNT"
-if grep -qs " $(realpath "$MNT") " /proc/self/mounts; then
-    echo "[quickstart] $MNT is already mounted; unmount it with: ${LAKEFS[*]} umount $MNT"
+
+# Whether the mount table lists $1 (symlinks resolved). Not stat, mountpoint(1) or
+# mkdir -p: on a FUSE mount whose process died they fail (ENOTCONN). The table escapes
+# space, tab, newline and backslash as octal (proc(5)): "my data" is "my\040data".
+is_mounted() {
+    local path
+    path=$(realpath -m -- "$1") || return 1
+    path=${path//\\/\\134}
+    path=${path// /\\040}
+    path=${path//$'\t'/\\011}
+    path=${path//$'\n'/\\012}
+    cut -d' ' -f2 /proc/self/mounts | grep -qxF -- "$path"
+}
+
+# The commands printed can be pasted into a shell, whatever the paths hold.
+quoted() { local out; printf -v out '%q ' "$@"; printf '%s' "${out% }"; }
+LAKEFS_Q=$(quoted "${LAKEFS[@]}")
+DATASET_Q=$(quoted "$DATASET")
+MNT_Q=$(quoted "$MNT")
+
+if is_mounted "$MNT"; then
+    echo "[quickstart] $MNT is already mounted; unmount it with: $LAKEFS_Q umount $MNT_Q"
     exit 0
 fi
+mkdir -p "$MNT"
 if [ ! -e "$DATASET" ]; then
-    echo "[quickstart] ${LAKEFS[*]} create $DATASET"
+    echo "[quickstart] $LAKEFS_Q create $DATASET_Q"
     "${LAKEFS[@]}" create "$DATASET"
 fi
 # `lakefs mount` returns once the mount is up (it runs as a daemon).
-echo "[quickstart] ${LAKEFS[*]} mount $DATASET $MNT"
+echo "[quickstart] $LAKEFS_Q mount $DATASET_Q $MNT_Q"
 "${LAKEFS[@]}" mount "$DATASET" "$MNT"
 
 cat <<MSG
 
 lakefs is mounted: dataset $DATASET at $MNT. Try:
-    mkdir $MNT/images
-    cp ~/Pictures/*.jpg $MNT/images/        # stored byte-for-byte as a jpeg tensor
-    ls -l $MNT/images; md5sum $MNT/images/*
+    mkdir $MNT_Q/images
+    cp ~/Pictures/*.jpg $MNT_Q/images/        # stored byte-for-byte as a jpeg tensor
+    ls -l $MNT_Q/images; md5sum $MNT_Q/images/*
 Unmount (the dataset stays in $DATASET):
-    ${LAKEFS[*]} umount $MNT
+    $LAKEFS_Q umount $MNT_Q
 MSG

@@ -21,6 +21,7 @@ from lakefs.errors import BusyError, ConfigError, LakeFSError
 
 READY_TIMEOUT = 60.0
 UMOUNT_WAIT = 120.0
+NOT_STORED_NAMED = 5  # files `lakefs umount` names of those a mount could not store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _log_file(args: argparse.Namespace, configured: str | None) -> str:
-    from lakefs.fs.mount import state_path
+    from lakefs.fs.mount import state_path, table_path
 
     if args.log_file or configured:
         return os.path.abspath(args.log_file or configured)
-    return state_path(args.mountpoint, f"mount-{os.path.basename(os.path.abspath(args.mountpoint))}") + ".log"
+    return state_path(args.mountpoint, f"mount-{os.path.basename(table_path(args.mountpoint))}") + ".log"
 
 
 def _writable_log(path: str) -> str:
@@ -122,13 +123,14 @@ def _warn_covered(mountpoint: str, count: int) -> None:
 
 def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     """Run ``lakefs mount -f`` detached; return when it is mounted or has failed."""
-    from lakefs.fs.mount import mount_entry
+    from lakefs.fs.mount import mount_entry, table_path
 
     _writable_log(log_file)  # (an error here is one line; the child's would be lost)
     read_fd, write_fd = os.pipe()
     dataset = args.dataset if "://" in args.dataset else os.path.abspath(args.dataset)  # child runs in /
+    mp = table_path(args.mountpoint)  # (as `lakefs umount` finds it in the argv of an object-store mount)
     argv = [sys.executable, "-m", "lakefs"] + (["--debug"] if args.debug else []) + [
-        "mount", "-f", dataset, os.path.abspath(args.mountpoint), "--log-file", log_file,
+        "mount", "-f", dataset, mp, "--log-file", log_file,
         "--ready-fd", str(write_fd),
     ]
     for opt in args.options:
@@ -148,7 +150,6 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
                 break  # the child closed the pipe: it exited
     os.close(read_fd)
     if ready:
-        mp = os.path.abspath(args.mountpoint)
         while time.monotonic() < deadline and mount_entry(mp) is None:
             time.sleep(0.02)
         child.stderr.close()
@@ -158,21 +159,21 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-        if mount_entry(os.path.abspath(args.mountpoint)) is not None:  # dead now: ismount says False
+        if mount_entry(mp) is not None:  # dead now: ismount says False
             tool = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
-            subprocess.run([tool, "-uz", os.path.abspath(args.mountpoint)], capture_output=True)
+            subprocess.run([tool, "-uz", mp], capture_output=True)
     err = child.stderr.read().decode(errors="replace").strip()
     lines = [ln for ln in err.splitlines() if ln.strip()]
     raise LakeFSError(lines[-1].removeprefix("lakefs: error: ") if lines else f"mount failed (see {log_file})")
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure
+    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure, take_not_stored
 
-    mp = os.path.abspath(args.mountpoint)
-    entry = mount_entry(mp)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
+    entry = mount_entry(args.mountpoint)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
     if entry is None:
-        raise ConfigError(f"{mp} is not mounted")
+        raise ConfigError(f"{os.path.abspath(args.mountpoint)} is not mounted")
+    mp = entry.target  # (symlinks resolved: fusermount3 and the mount's argv and state files have this)
     if not entry.is_lakefs:
         raise ConfigError(f"{mp} is a {entry.fstype} mount ({entry.source}), not a lakefs mount; "
                           f"unmount it with umount(8)")
@@ -199,18 +200,28 @@ def cmd_umount(args: argparse.Namespace) -> int:
         _wait_for_writer(dataset)
     elif pid is not None and not entry.read_only:
         _wait_for_exit(pid, dataset)
-    failure = take_final_failure(mp)
+    failure, not_stored = take_final_failure(mp), take_not_stored(mp)
     if failure is not None:
         raise LakeFSError(f"unmounted {mp}, but its final commit failed: {failure} (files written "
                           "since the last commit are lost; the mount's log has the details)")
+    if not_stored:
+        count = len(not_stored)
+        named = ", ".join(not_stored[:NOT_STORED_NAMED]) + (
+            f" and {count - NOT_STORED_NAMED} more" if count > NOT_STORED_NAMED else "")
+        raise LakeFSError(f"unmounted {mp}; everything else is committed, but {count} "
+                          f"{'file' if count == 1 else 'files'} could not be stored: {named} "
+                          "(the mount's log says why)")
     return 0
 
 
 def _mount_pid(mountpoint: str, dataset: str | None = None) -> int | None:
-    """The pid of this machine's ``lakefs mount`` serving ``mountpoint``, or None. A
-    background mount has the mountpoint absolute in its argv; a foreground one started
-    with a relative path (libfuse has since moved it to ``/``) is found by its dataset
-    URL and the mountpoint's last component."""
+    """The pid of this machine's ``lakefs mount`` serving ``mountpoint`` (as the mount
+    table has it), or None. A background mount has it in its argv; a foreground one may
+    have an absolute path through a symlink, or a relative path (libfuse has since moved
+    it to ``/``): that one is found by its dataset URL and the mountpoint's last
+    component."""
+    from lakefs.fs.mount import table_path
+
     leaf = os.path.basename(mountpoint.rstrip("/"))
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -222,9 +233,10 @@ def _mount_pid(mountpoint: str, dataset: str | None = None) -> int | None:
             continue
         if "mount" not in argv or not any("lakefs" in a for a in argv[:4]):
             continue
-        if mountpoint in argv or (dataset in argv and any(
-                not a.startswith("-") and a != dataset and os.path.basename(a.rstrip("/")) == leaf
-                for a in argv[argv.index("mount") + 1:])):
+        named = [a for a in argv[argv.index("mount") + 1:] if not a.startswith("-")]
+        if mountpoint in named or any(a.startswith("/") and table_path(a) == mountpoint for a in named):
+            return int(entry)
+        if dataset in named and any(a != dataset and os.path.basename(a.rstrip("/")) == leaf for a in named):
             return int(entry)
     return None
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import gc
 import hashlib
+import json
 import logging
 import math
 import os
@@ -179,11 +180,35 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
 
 
+#: Symlinks followed at most in one path (Linux's MAXSYMLINKS).
+MAX_SYMLINKS = 40
+
+
 def table_path(path: str) -> str:
-    """``path`` as the mount table spells it: absolute, with the symlinks of its parent
-    resolved; the path itself is never looked at (see :func:`mount_entry`)."""
-    path = os.path.abspath(path)
-    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    """``path`` as the mount table spells it: absolute, every symlink resolved (the path
+    itself may be a symlink to a mountpoint, or end in one). Its last component is only
+    ever read as a link: ``os.path.realpath`` stats it, which fails on a dead FUSE mount
+    (ENOTCONN) and hangs on a wedged one, while ``readlink`` of a mount's root never
+    reaches its filesystem (see :func:`mount_entry`). ``..`` is taken as the kernel takes
+    it, after the symlink before it."""
+    path = os.path.join(os.getcwd(), path)
+    for _ in range(MAX_SYMLINKS):
+        parent, name = os.path.split(path)
+        while name in ("", ".") and parent != path:  # "mnt/", "mnt/.": mnt
+            path = parent
+            parent, name = os.path.split(path)
+        parent = os.path.realpath(parent)
+        if not name:
+            return parent  # (the root)
+        if name == "..":
+            return os.path.dirname(parent)
+        path = os.path.join(parent, name)
+        try:
+            target = os.readlink(path)
+        except OSError:  # not a symlink (EINVAL), or missing: as it is
+            return path
+        path = os.path.join(parent, target)
+    return path
 
 
 def mount_entry(path: str) -> MountEntry | None:
@@ -205,9 +230,10 @@ def mount_entry(path: str) -> MountEntry | None:
 
 def state_path(mountpoint: str, name: str) -> str:
     """``~/.local/state/lakefs/<name>-<tag>`` ($XDG_STATE_HOME), ``tag`` a hash of the
-    absolute mountpoint: where a mount and ``lakefs umount`` find each other's files."""
+    mountpoint as the mount table spells it: where a mount and ``lakefs umount`` find
+    each other's files, whichever symlink either was given."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    tag = hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:10]
+    tag = hashlib.sha1(table_path(mountpoint).encode()).hexdigest()[:10]
     return os.path.join(state, "lakefs", f"{name}-{tag}")
 
 
@@ -217,24 +243,53 @@ def final_failure_path(mountpoint: str) -> str:
     return state_path(mountpoint, "final-commit-failed")
 
 
-def _write_failure(mountpoint: str, message: str) -> None:
+def not_stored_path(mountpoint: str) -> str:
+    """Where a mount lists the files it could not store as it stopped, for ``lakefs
+    umount`` (the rest was committed: not a failed final commit)."""
+    return state_path(mountpoint, "not-stored")
+
+
+def _write_state(path: str, text: str) -> None:
     with contextlib.suppress(OSError):
-        path = final_failure_path(mountpoint)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
-            f.write(message.splitlines()[0] if message else "unknown error")
+            f.write(text)
+
+
+def _take_state(path: str) -> str | None:
+    """The contents of a state file, which is removed: each is reported once."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        os.remove(path)
+    except OSError:
+        return None
+    return text
+
+
+def _write_failure(mountpoint: str, message: str) -> None:
+    _write_state(final_failure_path(mountpoint), message.splitlines()[0] if message else "unknown error")
 
 
 def take_final_failure(mountpoint: str) -> str | None:
     """The error a mount at ``mountpoint`` recorded for its final commit (then forgotten)."""
-    path = final_failure_path(mountpoint)
-    try:
-        with open(path, encoding="utf-8") as f:
-            message = f.read().strip()
-        os.remove(path)
-    except OSError:
+    message = _take_state(final_failure_path(mountpoint))
+    if message is None:
         return None
-    return message or "unknown error"
+    return message.strip() or "unknown error"
+
+
+def _write_not_stored(mountpoint: str, paths: list[str]) -> None:
+    _write_state(not_stored_path(mountpoint), json.dumps(["/" + p for p in paths]))
+
+
+def take_not_stored(mountpoint: str) -> list[str]:
+    """The files a mount at ``mountpoint`` recorded as not stored (then forgotten)."""
+    text = _take_state(not_stored_path(mountpoint))
+    try:
+        return json.loads(text) if text else []
+    except ValueError:  # (cut short: the disk holding it was full)
+        return ["(their list is damaged)"]
 
 
 def is_dead(path: str, timeout: float = 2.0) -> bool:
@@ -292,14 +347,17 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     from lakefs.fs.operations import LakeOperations
     from lakefs.fs.tree import DatasetFS
 
-    mountpoint = os.path.abspath(mountpoint)  # libfuse 3 chdirs to / (FUSE-NOTES.md)
+    # Absolute (libfuse 3 chdirs to /, FUSE-NOTES.md) and as the mount table will have it,
+    # for `lakefs umount` and the messages (a symlink to a directory mounts the directory).
+    mountpoint = table_path(mountpoint)
     entry = mount_entry(mountpoint)  # before any stat: a dead mount fails it with ENOTCONN
     if entry is not None:
         raise ConfigError(_mounted_already(mountpoint, entry))
     if not os.path.isdir(mountpoint):
         raise ConfigError(f"mountpoint {mountpoint} is not a directory")
-    with contextlib.suppress(OSError):
-        os.remove(final_failure_path(mountpoint))  # a failure of an earlier mount here
+    for record in (final_failure_path(mountpoint), not_stored_path(mountpoint)):  # of an earlier mount here
+        with contextlib.suppress(OSError):
+            os.remove(record)
     read_only = bool(options.get("ro"))
     interval = float(options.get("commit_interval", config.commit_interval))  # (checked by parse_options)
     if interval <= 0:
@@ -369,12 +427,14 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             except LakeFSError as e:  # ds.close() below commits again
                 log.warning("final commit failed, trying again: %s", e)
             finally:
+                lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
+                if lost:  # for `lakefs umount`: before ds.close() lets go of the writer lock it waits for
+                    _write_not_stored(mountpoint, lost)
                 ds.close()
         except BaseException as e:
             # `lakefs umount` of a background mount reports it from here (exit 1).
             _write_failure(mountpoint, f"{e}")
             raise
-        lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
         if lost:
             log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
                         mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))

@@ -92,10 +92,10 @@ def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
         assert os.listdir(mountpoint) == []
 
 
-def start_and_kill_mount(dataset: Path, mountpoint: Path) -> None:
-    """Mount in the foreground, then kill -9 the mount process: a dead mount stays behind
-    (stat on it fails with ENOTCONN)."""
-    proc = subprocess.Popen(lakefs_cmd("mount", dataset, mountpoint, "-f"), stdout=subprocess.DEVNULL,
+def start_and_kill_mount(dataset: Path, mountpoint: Path, via: Path | None = None) -> None:
+    """Mount in the foreground (given the path ``via``, a symlink, if set), then kill -9
+    the mount process: a dead mount stays behind (stat on it fails with ENOTCONN)."""
+    proc = subprocess.Popen(lakefs_cmd("mount", dataset, via or mountpoint, "-f"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=REPO, env=ENV, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
@@ -228,12 +228,13 @@ def test_a_mount_process_tunes_its_garbage_collector():
 
 
 def test_umount_of_a_busy_mount_says_why_and_sigterm_then_stops_it(dataset: Path, mountpoint: Path,
-                                                                   photos: list[Path]) -> None:
+                                                                   photos: list[Path], tmp_path: Path) -> None:
     """Found by stopping mounts while files were open: `lakefs umount` answered only
     fusermount3's "Device or resource busy". It names the cause and the way out now, the
     mount goes on serving, and SIGTERM then stops it, committing every closed file."""
+    env = {**ENV, "XDG_STATE_HOME": str(tmp_path / "state")}
     with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", "commit_interval=3600"), mountpoint,
-                 env=ENV, expected_errors=[r"/blobs/open\.bin: not stored: still being written"]) as m:
+                 env=env, expected_errors=[r"/blobs/open\.bin: not stored: still being written"]) as m:
         (mountpoint / "images").mkdir()
         (mountpoint / "images" / "a.jpg").write_bytes(photos[0].read_bytes())
         (mountpoint / "blobs").mkdir()
@@ -253,6 +254,84 @@ def test_umount_of_a_busy_mount_says_why_and_sigterm_then_stops_it(dataset: Path
         # Found by review: the last line said "everything committed" after that error.
         last = m.log().strip().splitlines()[-1]
         assert "everything committed except 1 file(s) not stored" in last and "/blobs/open.bin" in last, last
+    # What that mount could not store is not reported by the umount of the next one.
+    try:
+        r = subprocess.run(lakefs_cmd("mount", dataset, mountpoint), capture_output=True, text=True, env=env,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+    finally:
+        u = subprocess.run(lakefs_cmd("umount", mountpoint), capture_output=True, text=True, env=env, timeout=60)
+        unmount(mountpoint)
+    assert u.returncode == 0, u.stderr
     with lakefs.load(dataset, read_only=True) as ds:
         assert ds["images"]["a"].tobytes() == photos[0].read_bytes()
         assert "blobs" not in ds.tensors or ds["blobs"].num_samples == 0
+
+
+def test_a_mountpoint_is_found_through_symlinks_without_touching_it(tmp_path: Path) -> None:
+    """The mount table has the path with every symlink resolved (found by use:
+    `lakefs umount LINK` said "not mounted"); the mountpoint itself is only read as a link."""
+    from lakefs.fs.mount import table_path
+
+    real = tmp_path / "a" / "mnt"
+    real.mkdir(parents=True)
+    (tmp_path / "up").symlink_to("a")
+    (tmp_path / "link").symlink_to("a/mnt")
+    (tmp_path / "chain").symlink_to(tmp_path / "link")
+    (tmp_path / "slash").symlink_to("up/mnt/")
+    (tmp_path / "dotdot").symlink_to("up/mnt/..")  # (.. of the symlink's target: a)
+    for path in ["link", "link/", "chain", "chain/.", "slash", "up/mnt", "up/../a/mnt", real]:
+        assert table_path(tmp_path / path) == str(real), path
+    assert table_path(tmp_path / "dotdot") == str(tmp_path / "a")
+    assert table_path(tmp_path / "missing") == str(tmp_path / "missing")
+    assert table_path("/") == "/"
+
+
+def test_umount_mount_and_fsck_find_a_mount_through_a_symlink(dataset: Path, mountpoint: Path,
+                                                              tmp_path: Path) -> None:
+    link = tmp_path / "link-to-mnt"
+    link.symlink_to(mountpoint)
+    env = {**ENV, "XDG_STATE_HOME": str(tmp_path / "state")}
+    try:
+        r = subprocess.run(lakefs_cmd("mount", dataset, link), capture_output=True, text=True, env=env,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(mountpoint)
+        (link / "notes.txt").write_text("kept\n")
+        r = run("mount", dataset, link, "-f", timeout=30)
+        assert r.returncode == 1 and f"{mountpoint} is already mounted" in r.stderr, r.stderr
+        r = run("fsck", link)
+        assert r.returncode == 1 and f"{link} is a lakefs mountpoint, not a dataset" in r.stderr, r.stderr
+        r = subprocess.run(lakefs_cmd("umount", f"{link}/"), capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert not is_mounted(mountpoint)
+        # The mount's log is found by either name.
+        logs = list((tmp_path / "state" / "lakefs").glob("mount-mnt-*.log"))
+        assert len(logs) == 1 and f"unmounted {mountpoint}; everything committed" in logs[0].read_text()
+        # A dead mount behind a symlink is cleared through it too.
+        start_and_kill_mount(dataset, mountpoint, via=link)
+        r = run("umount", link, timeout=30)
+        assert r.returncode == 0 and "mount process had died" in r.stderr, r.stderr
+        assert not is_mounted(mountpoint)
+    finally:
+        unmount(mountpoint)
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert ds.read_file("notes.txt") == b"kept\n"
+
+
+def test_finding_a_wedged_mount_through_a_symlink_does_not_hang(dataset: Path, mountpoint: Path,
+                                                                tmp_path: Path) -> None:
+    """A stat of a mount whose process is stopped waits for it; the lookup must not."""
+    link = tmp_path / "link-to-mnt"
+    link.symlink_to(mountpoint)
+    lookup = ("import sys; from lakefs.fs.mount import mount_entry; "
+              "print(mount_entry(sys.argv[1]).target, mount_entry(sys.argv[1] + '/').target)")
+    with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", "attr_timeout=0"), mountpoint, env=ENV) as m:
+        os.killpg(m.process.pid, signal.SIGSTOP)
+        try:
+            r = subprocess.run([sys.executable, "-c", lookup, str(link)], capture_output=True, text=True,
+                               env=ENV, timeout=60)
+        finally:
+            os.killpg(m.process.pid, signal.SIGCONT)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [str(mountpoint)] * 2

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +75,36 @@ def test_quickstart_mounts_a_new_dataset_that_takes_photos(tmp_path: Path, photo
     with lakefs.load(dataset, read_only=True) as ds:
         assert ds["images"].num_samples == 3
         assert ds["images"][photos[0].stem].tobytes() == photos[0].read_bytes()
+
+
+def test_quickstart_knows_a_mount_at_a_path_with_spaces_also_a_dead_one(tmp_path: Path) -> None:
+    """Found by review: the "already mounted" check looked for the path as typed in
+    /proc/self/mounts, which writes a space as \\040, so a second run went on to mount
+    again and failed; and a dead mount there stopped it at `mkdir -p` (ENOTCONN)."""
+    from lakefs.cli.mount import _mount_pid
+
+    dataset = tmp_path / "my data" / "demo dataset"
+    dataset.parent.mkdir()
+    # Not under pytest's temp root, where another session starting clears dead mounts.
+    mnt = Path(tempfile.mkdtemp(prefix="lakefs quickstart ")) / "m nt"
+    try:
+        r = quickstart(dataset, mnt)
+        assert r.returncode == 0, r.stderr
+        assert is_mounted(mnt)
+        again = quickstart(dataset, mnt)
+        assert again.returncode == 0 and "already mounted" in again.stdout, again.stdout + again.stderr
+        pid = _mount_pid(str(mnt))
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # its mount stays behind, dead
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
+        dead = quickstart(dataset, mnt)
+        assert dead.returncode == 0 and "already mounted" in dead.stdout, dead.stdout + dead.stderr
+        # The printed umount command, pasted into a shell, clears it.
+        umount = subprocess.run(["bash", "-c", r.stdout.split("Unmount", 1)[1].splitlines()[1]], capture_output=True,
+                                text=True, cwd="/", timeout=120)
+        assert umount.returncode == 0 and "mount process had died" in umount.stderr, umount.stderr
+        assert not is_mounted(mnt)
+    finally:
+        if unmount(mnt):
+            shutil.rmtree(mnt.parent)
