@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -347,3 +348,121 @@ def test_kernel_invalidations_stop_before_libfuse_tears_down(mountpoint: Path) -
         assert report["events"] == ["loop ended", "destroy"], report
         assert report["calls"] > 100, report
         assert set(report["results"]) <= {0, -errno.ENOENT}, report  # never -EBADF
+
+
+# A single-threaded FUSE filesystem whose READ of /slow waits for a flag file (holding the
+# only loop thread), and a thread that has the kernel drop the name "d" in the root
+# (KernelCache.forget_name) over and over until the cache is detached as the loop ends.
+_STUCK_INVALIDATION_FS = r"""
+import errno, json, os, sys, threading, time
+from lakefs.fs.binding import FUSE, FuseOSError, KernelCache, Operations
+
+kernel, events, flag = KernelCache(), [], sys.argv[2]
+
+def forget_until_detached():
+    while kernel.attached:
+        kernel.forget_name(1, "d")
+        time.sleep(0.001)
+
+class Root(Operations):
+    use_ns = True
+    def init(self, path):
+        kernel.attach()
+        threading.Thread(target=forget_until_detached, daemon=True).start()
+    def getattr(self, path, fh=None):
+        if path == "/":
+            return {"st_mode": 0o40755, "st_nlink": 2}
+        if path == "/slow":
+            return {"st_mode": 0o100644, "st_nlink": 1, "st_size": 4}
+        raise FuseOSError(errno.ENOENT)
+    def read(self, path, size, offset, fh):
+        print("reading", flush=True)
+        while not os.path.exists(flag):
+            time.sleep(0.01)
+        return b"data"[offset:offset + size]
+    def mkdir(self, path, mode):
+        raise FuseOSError(errno.EACCES)
+    def destroy(self, path):
+        events.append("destroy")
+
+def after_loop():
+    kernel.detach()
+    events.append("detached")
+
+try:
+    FUSE(Root(), sys.argv[1], foreground=True, nothreads=True, after_loop=after_loop)
+except RuntimeError:  # libfuse's status when a signal ended the loop
+    events.append("stopped")
+print(json.dumps(events), flush=True)
+"""
+
+
+def _thread_waits(pid: int) -> list[str]:
+    """What each thread of ``pid`` waits in, as /proc names the kernel function."""
+    waits = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            waits.append(Path(f"/proc/{pid}/task/{tid}/wchan").read_text())
+        except OSError:
+            pass
+    return waits
+
+
+def _signals_pending(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return any(int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd", "ShdPnd")))
+
+
+def test_a_signal_stop_serves_what_a_kernel_cache_call_waits_for(tmp_path: Path, mountpoint: Path) -> None:
+    """Found by review: the kernel answers a KernelCache call only once what it waits for
+    is through; here ``mkdir`` holds the root directory (its LOOKUP waits behind a slow
+    READ) while a refresh-like thread drops a name in it. SIGTERM ended the loop with the
+    LOOKUP still queued, the call stayed in the kernel, detach waited for it, and the
+    mount process hung until the client was killed (before this review's fix, and before
+    after_loop existed, in destroy). What the ended loop left queued is now served while
+    ``after_loop`` waits."""
+    from lakefs.fs import binding
+
+    if not binding.CALLS_AFTER_LOOP:
+        pytest.skip(f"libfuse {binding.LIBFUSE_MAJOR}.{binding.LIBFUSE_MINOR}: served by the binding's own main")
+    flag, log = tmp_path / "flag", tmp_path / "fs.log"
+    with open(log, "wb") as out:
+        fs = subprocess.Popen([sys.executable, "-c", _STUCK_INVALIDATION_FS, str(mountpoint), str(flag)],
+                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    clients: list[subprocess.Popen[bytes]] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not is_mounted(mountpoint) or "reading" not in log.read_text():
+            assert fs.poll() is None and time.monotonic() < deadline, log.read_text()
+            if is_mounted(mountpoint) and not clients:
+                clients.append(subprocess.Popen(["cat", str(mountpoint / "slow")], stdout=subprocess.DEVNULL))
+            time.sleep(0.02)
+        mkdir = subprocess.Popen(["mkdir", str(mountpoint / "d")], stderr=subprocess.PIPE)
+        clients.append(mkdir)
+        while not any("inval" in wait for wait in _thread_waits(fs.pid)):  # forget_name waits on mkdir
+            if time.monotonic() > deadline:
+                pytest.skip(f"cannot see the invalidation waiting in /proc/*/wchan: {_thread_waits(fs.pid)}")
+            time.sleep(0.02)
+        fs.send_signal(signal.SIGTERM)
+        while _signals_pending(fs.pid):
+            time.sleep(0.01)
+        flag.touch()  # the READ is answered; the loop sees the signal and ends, the LOOKUP queued
+        try:
+            fs.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the mount process hung after SIGTERM: {_thread_waits(fs.pid)}\n{log.read_text()}")
+        assert fs.returncode == 0, log.read_text()
+        assert json.loads(log.read_text().strip().splitlines()[-1]) == ["detached", "destroy", "stopped"]
+        assert mkdir.wait(timeout=10) != 0 and b"Permission denied" in mkdir.stderr.read()  # answered by mkdir()
+    finally:
+        # mkdir first: its queued request given up, the directory and the call waiting on it
+        # are free, and the filesystem can end; cat's FLUSH waits for that (not killable).
+        flag.touch()
+        for client in reversed(clients):
+            client.kill()
+        unmount(mountpoint)
+        if fs.poll() is None:
+            os.killpg(fs.pid, signal.SIGKILL)
+            fs.wait()
+        for client in clients:
+            client.wait()

@@ -29,9 +29,11 @@ Importing this module loads libfuse; ``import lakefs`` must never import it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
+import select
 import threading
 import time
 from collections.abc import Mapping
@@ -131,6 +133,10 @@ class _CmdlineOpts(ctypes.Structure):
                 ("max_idle_threads", ctypes.c_uint), ("max_threads", ctypes.c_uint)]
 
 
+#: Room for libfuse's ``struct fuse_buf`` (40 bytes in 3.14; to spare for fields added later).
+_FUSE_BUF_ROOM = 256
+
+
 class _Libfuse3Main:
     """``fuse_main_real`` (libfuse 3.12+, lib/helper.c) step by step, with a call between the
     end of the request loop and the teardown.
@@ -142,7 +148,8 @@ class _Libfuse3Main:
     hundred unmounts during a 300 000-path refresh). It also wrote notifications to the
     device's file descriptor after ``fuse_unmount`` had closed it, a number the next
     ``open`` may reuse. Here ``after_loop`` (:meth:`KernelCache.detach`) runs while all
-    of that is still alive: a call in flight finishes, none starts after.
+    of that is still alive: a call in flight finishes (what it may wait on is served
+    meanwhile), none starts after.
 
     The functions are looked up with their symbol versions (``dlvsym``), so a libfuse
     that moves a default version on cannot hand us one of another signature; where any
@@ -164,6 +171,9 @@ class _Libfuse3Main:
         "fuse_loop_cfg_set_clone_fd": ("FUSE_3.12", None, (ctypes.c_void_p, ctypes.c_uint)),
         "fuse_loop_cfg_set_idle_threads": ("FUSE_3.12", None, (ctypes.c_void_p, ctypes.c_uint)),
         "fuse_loop_cfg_set_max_threads": ("FUSE_3.12", None, (ctypes.c_void_p, ctypes.c_uint)),
+        "fuse_session_fd": ("FUSE_3.0", ctypes.c_int, (ctypes.c_void_p,)),
+        "fuse_session_receive_buf": ("FUSE_3.0", ctypes.c_int, (ctypes.c_void_p, ctypes.c_void_p)),
+        "fuse_session_process_buf": ("FUSE_3.0", None, (ctypes.c_void_p, ctypes.c_void_p)),
         "fuse_unmount": ("FUSE_3.0", None, (ctypes.c_void_p,)),
         "fuse_destroy": ("FUSE_3.0", None, (ctypes.c_void_p,)),
         "fuse_opt_free_args": ("FUSE_3.0", None, (ctypes.c_void_p,)),
@@ -248,10 +258,55 @@ class _Libfuse3Main:
         finally:
             try:
                 if after_loop is not None:
-                    after_loop()
+                    self._serving_until_done(session, after_loop)
             finally:
                 fn["fuse_remove_signal_handlers"](session)
         return 8 if res else 0
+
+    def _serving_until_done(self, session: int, after_loop: Any) -> None:
+        """Run ``after_loop`` (in a thread) while serving the requests the ended loop left
+        queued, until it returns.
+
+        A kernel cache call in flight (:meth:`KernelCache.detach` waits for it) may wait on
+        one of them: the kernel invalidates a directory's entry under the directory's lock,
+        which a ``mkdir`` holds while its LOOKUP waits in the queue, and a file's pages
+        under their locks, which readahead holds until its READ is answered. Once a signal
+        has ended the loop nobody answered them, and the mount process hung (for good, or
+        until that client was killed). After an unmount the device is gone and nothing
+        waits. Requests go on being read from the session's device (not io_uring's rings,
+        libfuse 3.18+); the buffer libfuse allocates is left (once per mount)."""
+        fn = self.fn
+        done_read, done_write = os.pipe()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                after_loop()
+            except BaseException as e:  # raised again below, by the thread serving
+                failure.append(e)
+            finally:
+                with contextlib.suppress(OSError):  # (the reader gave up: an exception there)
+                    os.write(done_write, b"x")
+                os.close(done_write)
+
+        try:
+            threading.Thread(target=run, name="fuse-after-loop", daemon=True).start()
+            ready = select.poll()
+            ready.register(done_read, select.POLLIN)
+            ready.register(fn["fuse_session_fd"](session), select.POLLIN)
+            buf = ctypes.create_string_buffer(_FUSE_BUF_ROOM)  # a zeroed struct fuse_buf
+            while all(fd != done_read for fd, _ in ready.poll()):
+                received = fn["fuse_session_receive_buf"](session, buf)
+                if received in (-errno.EINTR, -errno.EAGAIN):
+                    continue
+                if received <= 0:  # the device is gone (unmounted): nothing can wait on it
+                    os.read(done_read, 1)  # (until after_loop is through)
+                    break
+                fn["fuse_session_process_buf"](session, buf)
+        finally:
+            os.close(done_read)
+        if failure:
+            raise failure[0]
 
 
 _LIBFUSE3_MAIN = _Libfuse3Main()
@@ -264,8 +319,9 @@ class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
     """The binding's ``FUSE`` with the renameat2 trap closed (see module docstring).
 
     ``after_loop`` (keyword) is called once the request loop has ended, before libfuse
-    unmounts and frees its state (libfuse 3.12+; see :class:`_Libfuse3Main`); elsewhere
-    the operations' ``destroy`` is the first call after the loop."""
+    unmounts and frees its state, in a thread of its own while the requests the loop left
+    queued are served (libfuse 3.12+; see :class:`_Libfuse3Main`); elsewhere the
+    operations' ``destroy`` is the first call after the loop."""
 
     def __init__(self, operations: Any, *args: Any, after_loop: Any = None, **kwargs: Any) -> None:
         # Looked up once: the binding registers callbacks and starts serving in __init__.
@@ -488,10 +544,10 @@ class KernelCache:
     :meth:`attach` runs in the FUSE ``init`` callback (the only place the ``struct fuse``
     is known); :meth:`detach` as the request loop ends (``FUSE(after_loop=...)``), before
     libfuse closes the device and frees what these calls walk: a call in flight finishes
-    first (the lock), none starts after. Where the binding's own main serves (libfuse
-    before 3.12), ``destroy`` is the first chance, after both; there a call failing with
-    EBADF detaches too, or a refresh still going at unmount printed "fuse: writing device:
-    Bad file descriptor" once per path."""
+    first (the lock; the requests it may wait on are served meanwhile), none starts after.
+    Where the binding's own main serves (libfuse before 3.12), ``destroy`` is the first
+    chance, after both; there a call failing with EBADF detaches too, or a refresh still
+    going at unmount printed "fuse: writing device: Bad file descriptor" once per path."""
 
     def __init__(self) -> None:
         self._fuse: ctypes.c_void_p | None = None
