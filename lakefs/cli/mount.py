@@ -96,8 +96,8 @@ def cmd_mount(args: argparse.Namespace) -> int:
             os.dup2(devnull, 2)  # the parent stops reading our stderr now
             os.close(devnull)
 
-    run_mount(args.dataset, args.mountpoint, config=config, options=options, on_ready=on_ready)
-    return 0
+    # Exit 1 when files were not stored (its last log line names them), as `lakefs umount`.
+    return 1 if run_mount(args.dataset, args.mountpoint, config=config, options=options, on_ready=on_ready) else 0
 
 
 def _covered_entries(mountpoint: str) -> int:

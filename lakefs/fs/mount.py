@@ -340,8 +340,9 @@ def tune_gc() -> None:
 
 
 def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: MountOptions,
-              on_ready: Callable[[], None] | None = None) -> None:
-    """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking)."""
+              on_ready: Callable[[], None] | None = None) -> list[str]:
+    """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking); the
+    files it could not store as it stopped (logged; everything else is committed)."""
     from lakefs.dataset import Dataset
     from lakefs.fs.binding import FUSE
     from lakefs.fs.operations import LakeOperations
@@ -440,6 +441,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
                         mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
         else:
             log.info("unmounted %s; everything committed", mountpoint)
+    return ["/" + p for p in lost]
 
 
 class NodeIds:

@@ -234,7 +234,8 @@ def test_umount_of_a_busy_mount_says_why_and_sigterm_then_stops_it(dataset: Path
     mount goes on serving, and SIGTERM then stops it, committing every closed file."""
     env = {**ENV, "XDG_STATE_HOME": str(tmp_path / "state")}
     with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", "commit_interval=3600"), mountpoint,
-                 env=env, expected_errors=[r"/blobs/open\.bin: not stored: still being written"]) as m:
+                 env=env, expected_errors=[r"/blobs/open\.bin: not stored: still being written"],
+                 expect_exit_code=1) as m:  # (1: a file was not stored)
         (mountpoint / "images").mkdir()
         (mountpoint / "images" / "a.jpg").write_bytes(photos[0].read_bytes())
         (mountpoint / "blobs").mkdir()
@@ -246,7 +247,7 @@ def test_umount_of_a_busy_mount_says_why_and_sigterm_then_stops_it(dataset: Path
             assert f"{mountpoint} is busy" in r.stderr and "fuser -vm" in r.stderr and "SIGTERM" in r.stderr
             assert is_mounted(mountpoint) and os.listdir(mountpoint / "images") == ["a.jpg"]
             os.killpg(m.process.pid, signal.SIGTERM)
-            m.process.wait(timeout=60)
+            assert m.process.wait(timeout=60) == 1
             assert not is_mounted(mountpoint)
             with pytest.raises(OSError):
                 f.close()

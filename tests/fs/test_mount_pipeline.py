@@ -214,7 +214,8 @@ def test_readers_killed_mid_read_then_sigterm_during_a_copy(photo_factory, tmp_p
     photos = photo_factory(12, seed=17)
     ds = tmp_path / "ds"
     with mounted(lakefs_mount(ds, mountpoint), mountpoint,
-                 expected_errors=[r"not stored: still being written when the mount stopped"]) as m:
+                 expected_errors=[r"not stored: still being written when the mount stopped"],
+                 expect_exit_code=1) as m:
         images = mountpoint / "images"
         images.mkdir()
         subprocess.run(["cp", *map(str, photos[:4]), str(images)], check=True)
@@ -243,7 +244,9 @@ def test_readers_killed_mid_read_then_sigterm_during_a_copy(photo_factory, tmp_p
         m.process.wait(timeout=30)
         writer.kill()
         writer.wait()
-        assert m.process.returncode == 0 and not is_mounted(mountpoint), m.log()
+        # exit 1: the half-written sample was not stored (the last log line names it)
+        assert m.process.returncode == 1 and not is_mounted(mountpoint), m.log()
+        assert "1 file(s) not stored (logged above): /images/new_photo" in m.log().splitlines()[-1]
     names = sorted(os.listdir(src))
     with lakefs.load(ds, read_only=True) as d:
         stored = {s.filename: s.tobytes() for s in d.images.iter_samples()}
