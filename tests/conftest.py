@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -50,6 +51,21 @@ def _is_dead(path: str) -> bool:
 def _fuse_mounts_under(root: Path) -> list[str]:
     prefix = str(root) + os.sep
     return [p for p in mounted_paths("fuse") if p.startswith(prefix)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mounts and ``lakefs umount`` keep state files (logs, failure records) in
+    $XDG_STATE_HOME: the suite's go to a directory of its own, not the user's
+    ~/.local/state (set before collection: modules copy os.environ into their ENV)."""
+    if not hasattr(config, "workerinput") and "LAKEFS_TEST_STATE" not in os.environ:
+        state = tempfile.mkdtemp(prefix="lakefs-test-state-")
+        os.environ["XDG_STATE_HOME"] = os.environ["LAKEFS_TEST_STATE"] = state
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = os.environ.get("XDG_STATE_HOME", "")
+    if os.path.basename(state).startswith("lakefs-test-state-") and state == os.environ.get("LAKEFS_TEST_STATE"):
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
