@@ -83,6 +83,9 @@ HOLD_FILES = 4096
 WRITTEN_NAME_SECONDS = 60.0
 NAMES_KEPT = 4096  # of those, and of refused new names (DatasetFS._vanished), at most
 
+#: Errors refusing a file's contents under its name: the same again for the same ones.
+_REFUSALS = (InvalidSampleError, UnsupportedError, InvalidNameError)
+
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
 INFER_BY_EXT: dict[str, dict[str, Any]] = {
@@ -835,7 +838,7 @@ class DatasetFS:
         contents refused already (the writer's close got the error) are dropped without
         trying again; a refusal no writer heard of gets its log line here."""
         try:
-            if of.refusal is not None and of.refusal[0] == of.version:
+            if of.refused() is not None:
                 self._forget_refused(of)
                 return False
             return self._hold_or_commit(of)
@@ -849,14 +852,14 @@ class DatasetFS:
         refused again raise the same error without being stored or logged again (vim
         fsyncs, then closes; one refusal is one log line). Only a refusal of the contents
         is remembered: a storage failure (a full disk) is tried again each time."""
-        if of.refusal is not None and of.refusal[0] == of.version:
-            error = of.refusal[1]
+        error = of.refused()
+        if error is not None:
             error.reported = True  # (the operations layer logged it the first time)
             raise error
         try:
             yield
-        except (InvalidSampleError, UnsupportedError) as e:  # the contents: the same again
-            of.refusal = (of.version, e)
+        except _REFUSALS as e:  # the contents (and name): the same again
+            of.refusal = (of.version, of.path, e)
             raise
 
     def fsync(self, fh: int) -> None:

@@ -12,6 +12,8 @@ import pytest
 from mounting import mounted
 from PIL import Image
 
+import lakefs
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -171,3 +173,21 @@ def test_mmap_reads_and_shared_writes(photos, dataset_path, mountpoint):
         data = (mountpoint / "blobs" / "b.bin").read_bytes()
         assert data[:4] == b"\t\t\t\t" and data[4:-2] == (bytes(range(256)) * 64)[4:-2] and data[-2:] == b"!!"
         assert (mountpoint / "images" / "a.jpg").read_bytes() == photos[0].read_bytes()
+
+
+def test_a_name_too_long_for_its_stored_extension_is_refused_with_one_log_line(photos, dataset_path, mountpoint):
+    """Found by review: a JPEG named with 255 bytes copied into a webp tensor would show
+    as ``.webp``, 256 bytes: refused (ENAMETOOLONG) at the close, then transcoded and
+    refused again at the release with a second line, an ERROR "not stored"."""
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("thumbs", htype="image", sample_compression="webp")
+    ds.close()
+    name = "a" * 251 + ".jpg"
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint) as m:
+        thumbs = mountpoint / "thumbs"
+        done = subprocess.run(["cp", str(photos[0]), str(thumbs / name)], capture_output=True, text=True)
+        assert done.returncode != 0 and "File name too long" in done.stderr
+        shutil.copy(photos[1], thumbs / "b.jpg")  # (after the refused file's release)
+        assert os.listdir(thumbs) == ["b.webp"]
+        lines = [line for line in m.log().splitlines() if "a" * 40 in line]
+        assert len(lines) == 1 and "longer than 255 bytes" in lines[0], m.log()
