@@ -175,6 +175,28 @@ def test_mmap_reads_and_shared_writes(photos, dataset_path, mountpoint):
         assert (mountpoint / "images" / "a.jpg").read_bytes() == photos[0].read_bytes()
 
 
+def test_a_file_written_through_a_copy_of_its_descriptor_logs_no_refusal(photos, dataset_path, mountpoint):
+    """Found by review: ``cat x > f``, ``dd of=f`` and ``echo ... > f.json`` close an
+    empty copy of the descriptor before writing; that close is refused as a ``touch`` of
+    an empty JPEG is, and each such copy, stored whole at its last close, left a log line
+    saying it was refused ("it is empty"). The line is written when the last close still
+    finds the file refused: one line for the touch, none for the copies."""
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint) as m:
+        images, labels = mountpoint / "images", mountpoint / "labels"
+        images.mkdir()
+        labels.mkdir()
+        subprocess.run(["sh", "-c", f"cat '{photos[0]}' > '{images}/a.jpg'"], check=True)
+        subprocess.run(["dd", f"if={photos[1]}", f"of={images}/b.jpg", "status=none"], check=True)
+        subprocess.run(["sh", "-c", f"echo '{{\"label\": 1}}' > '{labels}/a.json'"], check=True)
+        assert subprocess.run(["touch", str(images / "t.jpg")], capture_output=True).returncode != 0
+        assert sorted(os.listdir(images)) == ["a.jpg", "b.jpg"]  # (after the touch's release)
+        assert (images / "a.jpg").read_bytes() == photos[0].read_bytes()
+        assert (images / "b.jpg").read_bytes() == photos[1].read_bytes()
+        assert (labels / "a.json").read_text() == '{"label": 1}\n'
+        complaints = [line for line in m.log().splitlines() if "WARNING" in line or "ERROR" in line]
+        assert len(complaints) == 1 and "/images/t.jpg" in complaints[0], m.log()
+
+
 def test_a_name_too_long_for_its_stored_extension_is_refused_with_one_log_line(photos, dataset_path, mountpoint):
     """Found by review: a JPEG named with 255 bytes copied into a webp tensor would show
     as ``.webp``, 256 bytes: refused (ENAMETOOLONG) at the close, then transcoded and
