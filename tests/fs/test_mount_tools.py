@@ -213,3 +213,38 @@ def test_a_name_too_long_for_its_stored_extension_is_refused_with_one_log_line(p
         assert os.listdir(thumbs) == ["b.webp"]
         lines = [line for line in m.log().splitlines() if "a" * 40 in line]
         assert len(lines) == 1 and "longer than 255 bytes" in lines[0], m.log()
+
+
+def test_rsync_inplace_deltas_delete_and_a_16_bit_png_round_trip(photos, dataset_path, mountpoint, tmp_path):
+    """rsync's delta transfer writes into samples in place (--inplace --no-whole-file),
+    --delete removes what the source lost, and a checksum pass then sends nothing; a
+    16-bit PNG in a uint16 png tensor is stored as it is (DESIGN §3: exact), also after
+    a remount."""
+    np = pytest.importorskip("numpy")
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("depth", htype="image", dtype="uint16", sample_compression="png")
+    ds.close()
+    depth = tmp_path / "d.png"
+    Image.fromarray((np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21 % 65536).astype(np.uint16)).save(depth)
+    src = tmp_path / "src" / "images"
+    src.mkdir(parents=True)
+    for p in photos[:4]:
+        shutil.copy2(p, src / p.name)
+    rsync = ["rsync", "-a", "--inplace", "--no-whole-file", "--delete", "--stats", f"{src}/", f"{mountpoint}/images/"]
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        shutil.copy(depth, mountpoint / "depth" / "d.png")
+        (mountpoint / "images").mkdir()
+        subprocess.run(rsync, check=True, capture_output=True)
+        edited = bytearray(photos[0].read_bytes())
+        edited[30000:30010] = b"0123456789"  # (the scan data: still a JPEG)
+        (src / photos[0].name).write_bytes(edited)
+        (src / photos[3].name).unlink()
+        stats = subprocess.run(rsync, check=True, capture_output=True, text=True).stdout
+        assert "Matched data: 0 bytes" not in stats and "Number of deleted files: 1" in stats, stats
+        again = subprocess.run([*rsync[:-2], "-c", *rsync[-2:]], check=True, capture_output=True, text=True).stdout
+        assert "Number of regular files transferred: 0" in again, again
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        assert sorted(os.listdir(mountpoint / "images")) == sorted(p.name for p in src.iterdir())
+        for p in src.iterdir():
+            assert (mountpoint / "images" / p.name).read_bytes() == p.read_bytes()
+        assert (mountpoint / "depth" / "d.png").read_bytes() == depth.read_bytes()
