@@ -126,10 +126,18 @@ class OpenFile:
         self.refs = 0
         self.writers = 0  # handles open for writing (of refs)
         self.detached = False  # unlinked or failed: never committed
-        # (version, error) of the last refusal already answered to a writer (flush,
-        # fsync): the same contents are not stored, nor reported, again.
-        self.refusal: tuple[int, Exception] | None = None
+        # (version, path, error) of the last refusal already answered to a writer
+        # (flush, fsync): the same contents under the same name are not stored, nor
+        # reported, again (see refused).
+        self.refusal: tuple[int, str, Exception] | None = None
         self.lock = threading.Lock()
+
+    def refused(self) -> Exception | None:
+        """The refusal answered for these very contents under this very name, if any (a
+        rename while open may make them a sample of another tensor, or a plain file)."""
+        if self.refusal is None or self.refusal[:2] != (self.version, self.path):
+            return None
+        return self.refusal[2]
 
     def write(self, data: bytes, offset: int) -> int:
         if not data:  # pwrite(2) of 0 bytes changes nothing, even past the end

@@ -83,6 +83,9 @@ HOLD_FILES = 4096
 WRITTEN_NAME_SECONDS = 60.0
 NAMES_KEPT = 4096  # of those, and of refused new names (DatasetFS._vanished), at most
 
+#: Errors refusing a file's contents under its name: the same again for the same ones.
+_REFUSALS = (InvalidSampleError, UnsupportedError, InvalidNameError)
+
 # First file in a pending directory → tensor settings (DESIGN §4), unless the config
 # has defaults for that tensor name.
 INFER_BY_EXT: dict[str, dict[str, Any]] = {
@@ -698,16 +701,23 @@ class DatasetFS:
         empty file (or the truncation of an existing one) would be committed and survive
         a crash in place of the file being written, or of its previous version; so it
         is only checked (``touch images/new.jpg`` still fails), and its last close stores
-        it. A pending directory becomes the tensor the file makes, as at a store."""
+        it. A pending directory becomes the tensor the file makes, as at a store.
+
+        Its log line waits for the last close too (:meth:`_settle`): the file written
+        through the copy is stored, and was never refused."""
         parent, name = split(of.path)
         tensor = self._tensor_for(parent, name)
-        if tensor is None and self._makes_tensor(parent, name):
-            with self._undone_if_refused(parent):
-                tensor = self._tensor_from_first_file(parent, name)
-                if tensor is not None:
-                    tensor.check_file(name, b"")
-        elif tensor is not None:
-            tensor.check_file(name, b"")
+        try:
+            if tensor is None and self._makes_tensor(parent, name):
+                with self._undone_if_refused(parent):
+                    tensor = self._tensor_from_first_file(parent, name)
+                    if tensor is not None:
+                        tensor.check_file(name, b"")
+            elif tensor is not None:
+                tensor.check_file(name, b"")
+        except _REFUSALS as e:
+            e.reported = e.logged_at_release = True  # type: ignore[attr-defined]
+            raise
 
     def _to_prepare(self, of: OpenFile) -> _Ready | None:
         """The contents of ``of`` to prepare as a sample without the lock (call with it),
@@ -833,9 +843,13 @@ class DatasetFS:
     def _settle(self, of: OpenFile) -> bool:
         """Store (or hold) a file whose last writer is gone; whether it is held. Its
         contents refused already (the writer's close got the error) are dropped without
-        trying again; a refusal no writer heard of gets its log line here."""
+        trying again; a refusal no writer heard of gets its log line here, and so does an
+        empty file's, left to its last close (see :meth:`_check_empty`)."""
         try:
-            if of.refusal is not None and of.refusal[0] == of.version:
+            refusal = of.refused()
+            if refusal is not None:
+                if getattr(refusal, "logged_at_release", False):
+                    log.warning("flush /%s: %s", of.path, refusal)
                 self._forget_refused(of)
                 return False
             return self._hold_or_commit(of)
@@ -849,14 +863,14 @@ class DatasetFS:
         refused again raise the same error without being stored or logged again (vim
         fsyncs, then closes; one refusal is one log line). Only a refusal of the contents
         is remembered: a storage failure (a full disk) is tried again each time."""
-        if of.refusal is not None and of.refusal[0] == of.version:
-            error = of.refusal[1]
+        error = of.refused()
+        if error is not None:
             error.reported = True  # (the operations layer logged it the first time)
             raise error
         try:
             yield
-        except (InvalidSampleError, UnsupportedError) as e:  # the contents: the same again
-            of.refusal = (of.version, e)
+        except _REFUSALS as e:  # the contents (and name): the same again
+            of.refusal = (of.version, of.path, e)
             raise
 
     def fsync(self, fh: int) -> None:

@@ -12,6 +12,8 @@ import pytest
 from mounting import mounted
 from PIL import Image
 
+import lakefs
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -171,3 +173,78 @@ def test_mmap_reads_and_shared_writes(photos, dataset_path, mountpoint):
         data = (mountpoint / "blobs" / "b.bin").read_bytes()
         assert data[:4] == b"\t\t\t\t" and data[4:-2] == (bytes(range(256)) * 64)[4:-2] and data[-2:] == b"!!"
         assert (mountpoint / "images" / "a.jpg").read_bytes() == photos[0].read_bytes()
+
+
+def test_a_file_written_through_a_copy_of_its_descriptor_logs_no_refusal(photos, dataset_path, mountpoint):
+    """Found by review: ``cat x > f``, ``dd of=f`` and ``echo ... > f.json`` close an
+    empty copy of the descriptor before writing; that close is refused as a ``touch`` of
+    an empty JPEG is, and each such copy, stored whole at its last close, left a log line
+    saying it was refused ("it is empty"). The line is written when the last close still
+    finds the file refused: one line for the touch, none for the copies."""
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint) as m:
+        images, labels = mountpoint / "images", mountpoint / "labels"
+        images.mkdir()
+        labels.mkdir()
+        subprocess.run(["sh", "-c", f"cat '{photos[0]}' > '{images}/a.jpg'"], check=True)
+        subprocess.run(["dd", f"if={photos[1]}", f"of={images}/b.jpg", "status=none"], check=True)
+        subprocess.run(["sh", "-c", f"echo '{{\"label\": 1}}' > '{labels}/a.json'"], check=True)
+        assert subprocess.run(["touch", str(images / "t.jpg")], capture_output=True).returncode != 0
+        assert sorted(os.listdir(images)) == ["a.jpg", "b.jpg"]  # (after the touch's release)
+        assert (images / "a.jpg").read_bytes() == photos[0].read_bytes()
+        assert (images / "b.jpg").read_bytes() == photos[1].read_bytes()
+        assert (labels / "a.json").read_text() == '{"label": 1}\n'
+        complaints = [line for line in m.log().splitlines() if "WARNING" in line or "ERROR" in line]
+        assert len(complaints) == 1 and "/images/t.jpg" in complaints[0], m.log()
+
+
+def test_a_name_too_long_for_its_stored_extension_is_refused_with_one_log_line(photos, dataset_path, mountpoint):
+    """Found by review: a JPEG named with 255 bytes copied into a webp tensor would show
+    as ``.webp``, 256 bytes: refused (ENAMETOOLONG) at the close, then transcoded and
+    refused again at the release with a second line, an ERROR "not stored"."""
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("thumbs", htype="image", sample_compression="webp")
+    ds.close()
+    name = "a" * 251 + ".jpg"
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint) as m:
+        thumbs = mountpoint / "thumbs"
+        done = subprocess.run(["cp", str(photos[0]), str(thumbs / name)], capture_output=True, text=True)
+        assert done.returncode != 0 and "File name too long" in done.stderr
+        shutil.copy(photos[1], thumbs / "b.jpg")  # (after the refused file's release)
+        assert os.listdir(thumbs) == ["b.webp"]
+        lines = [line for line in m.log().splitlines() if "a" * 40 in line]
+        assert len(lines) == 1 and "longer than 255 bytes" in lines[0], m.log()
+
+
+def test_rsync_inplace_deltas_delete_and_a_16_bit_png_round_trip(photos, dataset_path, mountpoint, tmp_path):
+    """rsync's delta transfer writes into samples in place (--inplace --no-whole-file),
+    --delete removes what the source lost, and a checksum pass then sends nothing; a
+    16-bit PNG in a uint16 png tensor is stored as it is (DESIGN §3: exact), also after
+    a remount."""
+    np = pytest.importorskip("numpy")
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("depth", htype="image", dtype="uint16", sample_compression="png")
+    ds.close()
+    depth = tmp_path / "d.png"
+    Image.fromarray((np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21 % 65536).astype(np.uint16)).save(depth)
+    src = tmp_path / "src" / "images"
+    src.mkdir(parents=True)
+    for p in photos[:4]:
+        shutil.copy2(p, src / p.name)
+    rsync = ["rsync", "-a", "--inplace", "--no-whole-file", "--delete", "--stats", f"{src}/", f"{mountpoint}/images/"]
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        shutil.copy(depth, mountpoint / "depth" / "d.png")
+        (mountpoint / "images").mkdir()
+        subprocess.run(rsync, check=True, capture_output=True)
+        edited = bytearray(photos[0].read_bytes())
+        edited[30000:30010] = b"0123456789"  # (the scan data: still a JPEG)
+        (src / photos[0].name).write_bytes(edited)
+        (src / photos[3].name).unlink()
+        stats = subprocess.run(rsync, check=True, capture_output=True, text=True).stdout
+        assert "Matched data: 0 bytes" not in stats and "Number of deleted files: 1" in stats, stats
+        again = subprocess.run([*rsync[:-2], "-c", *rsync[-2:]], check=True, capture_output=True, text=True).stdout
+        assert "Number of regular files transferred: 0" in again, again
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        assert sorted(os.listdir(mountpoint / "images")) == sorted(p.name for p in src.iterdir())
+        for p in src.iterdir():
+            assert (mountpoint / "images" / p.name).read_bytes() == p.read_bytes()
+        assert (mountpoint / "depth" / "d.png").read_bytes() == depth.read_bytes()
