@@ -397,6 +397,9 @@ class FsspecStorage(Storage):
         target = self.root.split("/", 1)[0] if self._s3 else self.root
         try:
             info = self.fs.info(target, **self._t)
+        except FSTimeoutError as e:  # a server that accepts connections but never answers
+            raise StorageError(f"cannot reach {self._where}: no answer in time (storage option"
+                               f" op_timeout = {self.op_timeout:g} s)") from e
         except FileNotFoundError as e:
             if self._s3:
                 raise StorageError(f"bucket {target!r} does not exist at {self._where}") from e

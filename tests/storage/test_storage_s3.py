@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +41,20 @@ def test_check_unreachable_endpoint() -> None:
         store.get("x")
     with pytest.raises(StorageError):
         store.put("x", b"1")
+
+
+def test_check_of_a_server_that_never_answers_names_the_deadline() -> None:
+    """Found by review: `lakefs mount` (or info, ingest, ...) of an endpoint that accepts
+    connections but never answers said "cannot reach ...: FSTimeoutError"."""
+    with socket.socket() as silent:  # the kernel accepts connections; nobody answers them
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options(endpoint), op_timeout=1)
+        with pytest.raises(StorageError) as info:
+            store.check()
+    assert str(info.value) == (f"cannot reach s3://{BUCKET}/ds (endpoint {endpoint}): no answer in time"
+                               " (storage option op_timeout = 1 s)")
 
 
 def test_check_missing_bucket(s3_endpoint: str) -> None:
