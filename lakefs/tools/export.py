@@ -107,9 +107,9 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
     for name in names:
         if name not in all_tensors:
             raise TensorNotFoundError(f"no tensor {name!r} in the dataset")
-    report = ExportReport()
-    report.total = sum(all_tensors[n].num_samples for n in names) + (0 if tensors else len(ds.files))
-    bar = _bar(sum(all_tensors[n].num_samples for n in names), progress)
+    samples = sum(all_tensors[n].num_samples for n in names)
+    report = ExportReport(total=samples + (0 if tensors else len(ds.files)))
+    bar = _bar(samples, progress)
     try:
         for name in names:
             folder = _safe_join(dest, name)
