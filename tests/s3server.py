@@ -156,3 +156,38 @@ def throttled_proxy(endpoint: str, rate: int) -> Iterator[str]:
     finally:
         loop.call_soon_threadsafe(state["stop"].set)
         thread.join(10)
+
+
+@contextmanager
+def resetting_server() -> Iterator[str]:
+    """An endpoint on 127.0.0.1 that accepts each connection and resets it at once (a
+    store restarting, a load balancer dropping connections); yields its URL. It runs an
+    asyncio loop in a daemon thread."""
+    import asyncio  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.transport.abort()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        state["port"] = server.sockets[0].getsockname()[1]
+        state["stop"] = asyncio.Event()
+        started.set()
+        async with server:
+            await state["stop"].wait()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError("the resetting server did not start")
+    try:
+        yield f"http://127.0.0.1:{state['port']}"
+    finally:
+        loop.call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+        loop.close()

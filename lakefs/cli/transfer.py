@@ -163,4 +163,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         report = export(ds, args.dest, tensors=args.tensors, overwrite=args.overwrite, progress=args.progress)
     if not args.quiet:
         print(f"exported {report.files} files ({human(report.bytes)}) to {args.dest} in {report.seconds:.1f} s")
-    return _report_failures(report.failed, "exported")
+    code = _report_failures(report.failed, "exported")
+    if report.stopped is not None:
+        print(f"lakefs: export stopped, the storage failed: {report.stopped}\n"
+              f"  {_count(report.not_reached, 'file was', 'files were')} not exported; run the same command"
+              " with --overwrite to finish", file=sys.stderr)
+        code = 1
+    return code

@@ -97,6 +97,13 @@ def _option_value(key: str, value: str | None) -> str | bool | float | int:
     return seconds
 
 
+def fuse_escape(value: str) -> str:
+    """``value`` as one ``-o`` option value: libfuse splits the option string at commas and
+    reads a backslash as an escape, so a dataset path or URL holding a comma (``s3://b/a,b``)
+    failed to mount ("fuse: unknown option(s): `-o b'")."""
+    return value.replace("\\", "\\\\").replace(",", "\\,")
+
+
 def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tuple[dict, object]:
     """(FUSE keyword arguments, connection tuning) from the config and ``-o`` options."""
     from lakefs.fs.binding import LIBFUSE_MAJOR, mount_options
@@ -109,7 +116,7 @@ def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tupl
     if f.allow_other:
         extra.setdefault("allow_other", True)
     kw, tuning = mount_options(
-        fsname=f"lakefs:{dataset_url}",
+        fsname=fuse_escape(f"lakefs:{dataset_url}"),
         kernel_cache=False,
         attr_timeout=f.attr_timeout,
         entry_timeout=f.entry_timeout,

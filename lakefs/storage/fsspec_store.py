@@ -136,6 +136,19 @@ def _s3_code(e: BaseException) -> str:
     return ""
 
 
+def _quiet_lost_connections(loop: Any, context: dict[str, Any]) -> None:
+    """The exception handler of fsspec's event loop. A connection that breaks while aiohttp
+    sends a request (a store restarting, a reset) fails that request, which its call
+    retries or reports as ``StorageError``; it also fails the task sending the body, which
+    nothing awaits, so asyncio logged it at ERROR with a traceback ("Task exception was
+    never retrieved"), once per request for as long as the store was away."""
+    error = context.get("exception")
+    if isinstance(error, OSError) and "never retrieved" in str(context.get("message", "")):
+        log.debug("a connection to the store broke while a request was sent: %r", error)
+        return
+    loop.default_exception_handler(context)
+
+
 def _protocol(url: str) -> str:
     return url.split("://", 1)[0] if "://" in url else "file"
 
@@ -174,6 +187,9 @@ class FsspecStorage(Storage):
         except ValueError as e:
             raise StorageError(f"cannot open {url}: {_one_line(e)}") from e
         self.root = root.rstrip("/")
+        loop = getattr(self.fs, "loop", None) if isinstance(self.fs, AsyncFileSystem) else None
+        if loop is not None and loop.get_exception_handler() is None:
+            loop.set_exception_handler(_quiet_lost_connections)
         self._s3 = protocol in ("s3", "s3a") and hasattr(self.fs, "call_s3")
         endpoint = (opts.get("client_kwargs") or {}).get("endpoint_url") or opts.get(
             "endpoint_url"
@@ -397,6 +413,9 @@ class FsspecStorage(Storage):
         target = self.root.split("/", 1)[0] if self._s3 else self.root
         try:
             info = self.fs.info(target, **self._t)
+        except FSTimeoutError as e:  # a server that accepts connections but never answers
+            raise StorageError(f"cannot reach {self._where}: no answer in time (storage option"
+                               f" op_timeout = {self.op_timeout:g} s)") from e
         except FileNotFoundError as e:
             if self._s3:
                 raise StorageError(f"bucket {target!r} does not exist at {self._where}") from e

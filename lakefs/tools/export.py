@@ -8,6 +8,10 @@ interrupted export never leaves a half-written file under a sample's name.
 
 Policy for the destination: it must be missing or empty, unless ``overwrite`` — then
 files of the same name are replaced and every other file in it is left alone.
+
+A file that cannot be read or written is reported and the export goes on; a failure of
+the store itself (unreachable, not answering: every file after it would fail the same
+way, each after a deadline) stops it, as it stops ``lakefs ingest``.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from lakefs.errors import (
     DatasetExistsError,
     InvalidNameError,
     LakeFSError,
+    ObjectNotFoundError,
+    StorageError,
     TensorNotFoundError,
 )
 
@@ -35,6 +41,26 @@ class ExportReport:
     bytes: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path in dataset, reason)
     seconds: float = 0.0
+    total: int = 0  # files the export was to write
+    stopped: str | None = None  # the storage failure that stopped it
+
+    @property
+    def not_reached(self) -> int:
+        """Files neither exported nor failed: those after the store failed."""
+        return self.total - self.files - len(self.failed)
+
+
+class _StoreFailed(Exception):
+    """The store failed a read: stop the export (``ExportReport.stopped`` says why)."""
+
+
+def _note_failure(report: ExportReport, where: str, e: Exception) -> None:
+    """Report a file that failed; stop at a failure of the store itself (a missing
+    object is that one file's problem)."""
+    if isinstance(e, StorageError) and not isinstance(e, ObjectNotFoundError):
+        report.stopped = str(e)
+        raise _StoreFailed from e
+    report.failed.append((where, str(e)))
 
 
 def _tmp_path(path: str) -> str:
@@ -81,8 +107,9 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
     for name in names:
         if name not in all_tensors:
             raise TensorNotFoundError(f"no tensor {name!r} in the dataset")
-    report = ExportReport()
-    bar = _bar(sum(all_tensors[n].num_samples for n in names), progress)
+    samples = sum(all_tensors[n].num_samples for n in names)
+    report = ExportReport(total=samples + (0 if tensors else len(ds.files)))
+    bar = _bar(samples, progress)
     try:
         for name in names:
             folder = _safe_join(dest, name)
@@ -93,7 +120,7 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
                     data = sample.file_bytes()
                     _write(_safe_join(folder, sample.filename), data, sample.mtime_ns, sample.mode)
                 except (LakeFSError, OSError) as e:
-                    report.failed.append((where, str(e)))
+                    _note_failure(report, where, e)
                 else:
                     report.files += 1
                     report.bytes += len(data)
@@ -101,6 +128,8 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
                     bar.update(1)
         if not tensors:
             _export_plain_files(ds, dest, report)
+    except _StoreFailed:
+        pass
     finally:
         if bar is not None:
             bar.close()
@@ -131,7 +160,7 @@ def _export_plain_files(ds: Dataset, dest: str, report: ExportReport) -> None:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             _write(target, ds.read_file(path), meta.mtime_ns, meta.mode)
         except (LakeFSError, OSError) as e:
-            report.failed.append((path, str(e)))
+            _note_failure(report, path, e)
         else:
             report.files += 1
             report.bytes += meta.size

@@ -46,6 +46,7 @@ from lakefs.errors import (
     FormatVersionError,
     LakeFSError,
     ObjectNotFoundError,
+    StorageError,
 )
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
@@ -158,7 +159,8 @@ class Checker:
         for key in sorted(self.storage.list(keys.MANIFESTS), reverse=True):
             try:
                 return Manifest.from_bytes(self.storage.get(key), key), unreadable
-            except (LakeFSError, ValueError):
+            except (LakeFSError, ValueError) as e:
+                _raise_if_store_failed(e)
                 if keys.is_dataset_key(key):
                     unreadable.append(keys.parse_id(key))
         return None, unreadable
@@ -180,7 +182,8 @@ class Checker:
                 try:
                     n, body = segments.unpack(self.storage.get(key), segments.KIND_INDEX, key)
                     seg = np.frombuffer(body, dtype=ENTRY, count=n)
-                except (LakeFSError, ValueError):
+                except (LakeFSError, ValueError) as e:
+                    _raise_if_store_failed(e)
                     continue
                 for e in seg:
                     row = int(e["row"])
@@ -220,7 +223,8 @@ class Checker:
                 n, body = segments.unpack(self.storage.get(key), segments.KIND_ROWS, key)
                 table = RowTable()
                 table.load_segment(body, n, 0, key)
-            except (LakeFSError, ValueError):
+            except (LakeFSError, ValueError) as e:
+                _raise_if_store_failed(e)
                 continue
             names = table.keys()
             if not names:
@@ -255,6 +259,7 @@ class Checker:
                     raise CorruptionError(f"{key}: holds {n} rows, manifest says {count}")
                 self.rows.load_segment(body, n, len(self.rows), key)
             except (LakeFSError, ValueError) as e:
+                _raise_if_store_failed(e)
                 self.missing |= isinstance(e, ObjectNotFoundError)
                 self.problem(f"{_about(key, e)}; the keys of rows {start}..{start + count - 1} are lost")
                 self.rows_damaged = True
@@ -495,6 +500,14 @@ class Checker:
             return self.storage.get(keys.HEAD) != self.head
         except ObjectNotFoundError:
             return self.head is not None
+
+
+def _raise_if_store_failed(e: Exception) -> None:
+    """Re-raise a read the store failed (unreachable, a timeout, EIO): that says nothing
+    about the object, and taking it for damage would have repair drop what it holds. A
+    missing object is a finding; so is anything that read but did not verify."""
+    if isinstance(e, StorageError) and not isinstance(e, ObjectNotFoundError):
+        raise e
 
 
 def _about(key: str, e: Exception) -> str:

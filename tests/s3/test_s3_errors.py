@@ -117,3 +117,29 @@ def test_a_dataset_is_created_in_an_empty_console_folder(s3_endpoint, s3_url):
     with lakefs.empty(s3_url, storage_options=options(s3_endpoint)) as ds:
         ds.create_tensor("t", htype="text").append("x")
     assert lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint)).t[0].numpy() == "x"
+
+
+def test_export_stops_when_the_store_goes_away(photos, tmp_path):
+    """Found by review: export went on file after file once the store was gone, each
+    after its own deadline (a server that stops answering: op_timeout per sample, days
+    for a large dataset); it stops at the first failure of the store now, as ingest does,
+    and says how many files it did not reach."""
+    from s3util import options
+
+    import lakefs
+    from lakefs.tools.export import export
+
+    server = MotoServer()
+    server.start()
+    try:
+        boto_client(server.endpoint).create_bucket(Bucket=BUCKET)
+        url = f"s3://{BUCKET}/ds"
+        fill(url, server.endpoint, photos, chunk_size=32 << 10)  # one photo per chunk
+        with lakefs.load(url, read_only=True, storage_options=options(server.endpoint)) as ds:
+            server.stop()  # the network goes away after the dataset was opened
+            report = export(ds, str(tmp_path / "out"))
+    finally:
+        server.stop()
+    assert report.stopped is not None and server.endpoint in report.stopped
+    assert report.failed == [] and report.files == 0
+    assert report.not_reached == len(photos)

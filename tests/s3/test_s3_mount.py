@@ -143,3 +143,19 @@ def test_background_mount_and_lakefs_umount_wait_for_the_final_commit(
     # The mount process has committed and given the lease back: a writer gets it at once.
     with lakefs.load(s3_url, storage_options=options(s3_endpoint)) as ds:
         assert ds.images[0].tobytes() == photos[0].read_bytes()
+
+
+def test_a_dataset_url_with_a_comma_mounts(photos, s3_endpoint, s3_url, s3_config, mountpoint):
+    """Found by review: the dataset's URL goes into libfuse's option string (fsname), which
+    splits at commas: `lakefs mount s3://bucket/a,b ./mnt` failed with "could not mount
+    ...: 3" (libfuse: "unknown option(s): `-o b'"). A backslash is libfuse's escape too."""
+    url = s3_url + ",v2\\x"
+    want = fill(url, s3_endpoint, photos[:2])
+    with mounted(lakefs_mount(url, mountpoint, "--config", str(s3_config)), mountpoint):
+        assert read_all(mountpoint) == want
+        (mountpoint / "README").write_text("beside the photos")
+        source = "lakefs:" + url.replace("\\", "\\134")  # (as proc(5) writes a backslash)
+        with open("/proc/self/mounts") as table:
+            assert f"{source} {mountpoint} " in table.read()
+    ds = lakefs.load(url, read_only=True, storage_options=options(s3_endpoint))
+    assert ds.read_file("README") == b"beside the photos"

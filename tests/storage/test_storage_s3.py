@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from backdoors import S3Backdoor
-from s3server import BUCKET, MotoServer, boto_client, free_port, moto_server, s3_options, throttled_proxy
+from s3server import (
+    BUCKET,
+    MotoServer,
+    boto_client,
+    free_port,
+    moto_server,
+    resetting_server,
+    s3_options,
+    throttled_proxy,
+)
 
 from lakefs.errors import LockedError, ObjectNotFoundError, StorageError
 from lakefs.storage import open_storage
@@ -40,6 +53,40 @@ def test_check_unreachable_endpoint() -> None:
         store.get("x")
     with pytest.raises(StorageError):
         store.put("x", b"1")
+
+
+def test_check_of_a_server_that_never_answers_names_the_deadline() -> None:
+    """Found by review: `lakefs mount` (or info, ingest, ...) of an endpoint that accepts
+    connections but never answers said "cannot reach ...: FSTimeoutError"."""
+    with socket.socket() as silent:  # the kernel accepts connections; nobody answers them
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options(endpoint), op_timeout=1)
+        with pytest.raises(StorageError) as info:
+            store.check()
+    assert str(info.value) == (f"cannot reach s3://{BUCKET}/ds (endpoint {endpoint}): no answer in time"
+                               " (storage option op_timeout = 1 s)")
+
+
+def test_connections_reset_mid_request_log_no_tracebacks(caplog) -> None:
+    """Found by review: while a store was away (connections reset as they were made),
+    a mount's log got an ERROR "Task exception was never retrieved" with a traceback
+    from asyncio for every request, between the one-line warnings of the failed calls."""
+    with resetting_server() as endpoint, caplog.at_level(logging.DEBUG, logger="asyncio"):
+        store = FsspecStorage(f"s3://{BUCKET}/ds", s3_options(endpoint), op_timeout=5)
+
+        def put(i: int) -> str:
+            with pytest.raises(StorageError) as info:
+                store.put(f"chunks/{i}", b"x" * 1000)  # (s3fs tries each several times)
+            return str(info.value)
+
+        with ThreadPoolExecutor(8) as pool:  # (whether a reset lands mid-request is a race)
+            assert all(endpoint in error for error in pool.map(put, range(8)))
+        time.sleep(0.2)
+        gc.collect()  # (asyncio logs a failed task nobody awaited when it is collected)
+    noise = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.WARNING]
+    assert noise == [], noise[0].getMessage()
 
 
 def test_check_missing_bucket(s3_endpoint: str) -> None:

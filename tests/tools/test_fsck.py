@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,11 @@ import pytest
 import lakefs
 from lakefs.chunks.chunk import HEADER
 from lakefs.dataset import Dataset
-from lakefs.errors import CorruptionError
+from lakefs.errors import CorruptionError, StorageError
 from lakefs.format import keys, segments
 from lakefs.format.index import ENTRY
-from lakefs.storage import MemoryStorage
+from lakefs.storage import LocalStorage, MemoryStorage
+from lakefs.storage.faults import FaultyStorage
 from lakefs.tools.fsck import fsck as fsck_storage
 
 
@@ -442,3 +444,46 @@ def test_a_damaged_row_segment_is_named_once(cli, photo_ds: Path) -> None:
     key = f"rows/{seg.name}"
     assert r.code == 1 and f"fsck: {key}: segment checksum mismatch; the keys of rows 0..7 are lost" in r.out
     assert f"{key}: {key}" not in r.out
+
+
+# --- a store that fails a read: no finding at all, never damage ----------------------------
+
+
+def _objects(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.relative_to(root).as_posix().startswith("locks/")}
+
+
+@pytest.mark.parametrize("head", ["sound", "newest manifest damaged"])
+def test_a_read_the_store_fails_is_never_taken_for_damage(tmp_path: Path, head: str) -> None:
+    """Found by review: fsck took a row segment (or, going back a commit, a manifest) that
+    the store failed to read (an object store gone away, EIO) for damage: `fsck --repair`
+    then renamed every row to lost-row-NNNNNNNN. Each read failed in turn must stop the
+    check with the store's error, and a repair must leave the dataset as it was."""
+    original = tmp_path / "original"
+    with lakefs.empty(original) as ds:
+        ds.create_tensor("blobs", htype="bytes")
+        ds.create_tensor("meta", htype="json")
+        for commit in range(3):
+            ds.append({"blobs": b"blob %d" % commit, "meta": {"n": commit}})
+            ds.flush()
+    if head != "sound":
+        flip(original / json.loads((original / keys.HEAD).read_bytes())["manifest"], 30)
+    baseline = fsck_storage(LocalStorage(original)).problems
+    before = _objects(original)
+    reads = 0
+    while True:
+        reads += 1
+        copy = tmp_path / f"copy{reads}"
+        shutil.copytree(original, copy)
+        store = FaultyStorage(LocalStorage(copy), fail_at=reads, mode="eio", ops={"get", "get_range"})
+        try:
+            report = fsck_storage(store, repair=True)
+        except StorageError as e:
+            assert "injected fault" in str(e)
+            assert _objects(copy) == before, f"read {reads} ({store.failed}) changed the dataset"
+            continue
+        assert not store.failed, f"read {reads} ({store.failed}) was taken for: {report.problems}"
+        assert report.problems == baseline
+        break
+    assert reads > 8  # (every object the check reads was failed once)
