@@ -20,6 +20,7 @@ stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -98,6 +100,23 @@ def init_worker(parent: int) -> None:
         threading.Thread(target=_watch_parent, args=(parent,), name="lakefs-parent-watch", daemon=True).start()
     if os.getppid() != parent:  # it died before the line above took effect
         os._exit(1)
+
+
+@contextlib.contextmanager
+def ctrl_c_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while it starts transcoding processes, which inherit
+    the mask and so never see Ctrl-C. A terminal sends Ctrl-C to its whole foreground
+    process group: a worker still importing Python printed a traceback of its own
+    KeyboardInterrupt. The ingest alone stops (and ends its workers); a Ctrl-C that
+    came meanwhile is delivered here when the block is lifted."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _kill_me_with_my_parent() -> bool:
@@ -277,7 +296,8 @@ class Ingester:
     def _transcode(self, args: tuple) -> Future:
         pool = self._get_pool()
         if pool is not None:
-            return pool.submit(transcode_file, *args)
+            with ctrl_c_blocked():  # (the pool starts its workers in submit)
+                return pool.submit(transcode_file, *args)
         future: Future = Future()
         future.set_result(transcode_file(*args))
         return future
