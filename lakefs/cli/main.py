@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 
 from lakefs.config import load_config
-from lakefs.errors import LakeFSError
+from lakefs.errors import LakeFSError, message_of
 
 # Modules under lakefs.cli, each with ``register(subparsers)``; imported lazily per run
 # so ``lakefs info`` never loads the FUSE binding.
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LakeFSError, OSError) as e:
         if args.debug:
             raise
-        print(f"lakefs: error: {e}", file=sys.stderr)
+        print(f"lakefs: error: {message_of(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 

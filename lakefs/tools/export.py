@@ -12,6 +12,7 @@ files of the same name are replaced and every other file in it is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -22,10 +23,12 @@ from typing import Any
 from lakefs.dataset import Dataset
 from lakefs.dataset.names import NAME_MAX
 from lakefs.errors import (
+    ConfigError,
     DatasetExistsError,
     InvalidNameError,
     LakeFSError,
     TensorNotFoundError,
+    message_of,
 )
 
 
@@ -54,14 +57,23 @@ def _write(path: str, data: bytes, mtime_ns: int, mode: int) -> None:
     except FileNotFoundError:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode & 0o7777 or 0o644)
-    os.utime(tmp, ns=(mtime_ns, mtime_ns))
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode & 0o7777 or 0o644)
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        os.replace(tmp, path)
+    except OSError as e:
+        # Not left behind (a full disk keeps filling, a folder in the way keeps it):
+        # the failure is the file's, under its own name.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OSError(e.errno, e.strerror, path) from e
 
 
 def _check_dest(dest: str, overwrite: bool) -> None:
+    if not os.fspath(dest):  # ("$OUT" unset): it would write into the current folder, unchecked
+        raise ConfigError("the export destination is an empty path; name a folder (. for the current one)")
     if os.path.exists(dest):
         if not os.path.isdir(dest):
             raise NotADirectoryError(f"export destination {dest} is not a folder")
@@ -77,7 +89,7 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
     start = time.perf_counter()
     _check_dest(dest, overwrite)
     all_tensors = ds.tensors
-    names = list(all_tensors) if not tensors else [t.strip("/") for t in tensors]
+    names = list(all_tensors) if not tensors else list(dict.fromkeys(t.strip("/") for t in tensors))
     for name in names:
         if name not in all_tensors:
             raise TensorNotFoundError(f"no tensor {name!r} in the dataset")
@@ -93,7 +105,7 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
                     data = sample.file_bytes()
                     _write(_safe_join(folder, sample.filename), data, sample.mtime_ns, sample.mode)
                 except (LakeFSError, OSError) as e:
-                    report.failed.append((where, str(e)))
+                    report.failed.append((where, message_of(e)))
                 else:
                     report.files += 1
                     report.bytes += len(data)
@@ -131,7 +143,7 @@ def _export_plain_files(ds: Dataset, dest: str, report: ExportReport) -> None:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             _write(target, ds.read_file(path), meta.mtime_ns, meta.mode)
         except (LakeFSError, OSError) as e:
-            report.failed.append((path, str(e)))
+            report.failed.append((path, message_of(e)))
         else:
             report.files += 1
             report.bytes += meta.size
