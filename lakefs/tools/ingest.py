@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.dataset.samples import check_class_name
-from lakefs.errors import LakeFSError, StorageError
+from lakefs.errors import InvalidSampleError, LakeFSError, StorageError
 from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
 
 log = logging.getLogger("lakefs.ingest")
@@ -196,6 +196,7 @@ class Ingester:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.commit_seconds = commit_seconds
         if plan.layout == "imagefolder":
+            self._leave_out_unnamable_classes()
             settle_imagefolder_keys(plan, self._stored_class)
         self.report = IngestReport(plan.layout, total=len(plan.files) + len(plan.problems),
                                    failed=list(plan.problems), folders=list(plan.folders), hidden=plan.hidden)
@@ -220,6 +221,27 @@ class Ingester:
                     if cls not in names:
                         names.append(check_class_name(cls, len(names)))
         return existing
+
+    def _leave_out_unnamable_classes(self) -> None:
+        """A class folder whose name cannot be a class name at the index it would get (``5``
+        as class 2 after ``0`` and ``1``, a name with a trailing space) is a folder not read;
+        the other classes go in. It stopped the whole ingest, after creating ``images``."""
+        settings = self.plan.tensors.get(LABELS)
+        if not settings or not settings.get("class_names"):
+            return
+        labels = self.ds.tensors.get(LABELS)
+        names = list(labels.meta.class_names) if labels is not None else []
+        refused: dict[str, str] = {}
+        for cls in settings["class_names"]:
+            if cls not in names:
+                try:
+                    names.append(check_class_name(cls, len(names)))
+                except InvalidSampleError as e:
+                    refused[cls] = f"cannot be a class: {e}"
+        if refused:
+            settings["class_names"] = [c for c in settings["class_names"] if c not in refused]
+            self.plan.folders.extend((f"{cls}/", why) for cls, why in refused.items())
+            self.plan.files = [f for f in self.plan.files if f.label not in refused]
 
     def _get_pool(self) -> ProcessPoolExecutor | None:
         if self.workers == 0:

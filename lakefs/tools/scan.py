@@ -7,7 +7,8 @@ Three layouts (``auto`` picks one):
   ``labels/``, ``train/images/`` → a group); files are aligned into rows by file stem,
   as the mount aligns ``images/cat001.jpg`` with ``labels/cat001.json``.
 - ``imagefolder``: ``SRC/<class>/<file>`` (torchvision's ImageFolder) → an ``images``
-  tensor plus a ``labels`` class_label tensor whose class_names are the folder names.
+  tensor plus a ``labels`` class_label tensor whose class_names are the folder names
+  (in name order; names of digits first, in number order: ``0``..``99``).
 
 ``auto``: no subfolders → flat; subfolders holding only image files, fewer than half of
 whose stems appear in more than one folder → imagefolder; otherwise paired.
@@ -247,9 +248,18 @@ def _scan_paired(src: str, plan: Plan) -> None:
         plan.files.extend(by_key[key])
 
 
+def class_order(name: str) -> tuple:
+    """Class folders in name order, except that names of digits come first in number
+    order: a class folder ``10`` must be class 10 (its label file reads ``10`` as that
+    index), not class 2 after ``0`` and ``1``."""
+    if name.isascii() and name.isdigit():
+        return (0, int(name), name)
+    return (1, 0, name)
+
+
 def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
     top = _entries(src)
-    classes, plan.hidden = top.dirs, top.hidden
+    classes, plan.hidden = sorted(top.dirs, key=class_order), top.hidden
     plan.problems.extend(top.special)
     for n in top.files:
         plan.problems.append((n, "a file at the top of an ImageFolder belongs to no class"))

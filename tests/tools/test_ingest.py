@@ -429,3 +429,29 @@ def test_a_final_commit_that_succeeds_on_retry_keeps_everything(cli, jpeg_dir: P
     monkeypatch.undo()
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert len(ds) == 8
+
+
+def test_imagefolder_of_numbered_classes_past_9(cli, tmp_path: Path, photos: list[Path], dataset_path: Path) -> None:
+    """Class folders 0..11 (MNIST-style, CIFAR-100's 0..99) stopped the whole ingest: in
+    name order "10" came third, and a class name of digits must be its own index. A
+    folder that cannot be a class (a gap: "15" as the 13th; trailing whitespace) is
+    reported, and the other classes go in."""
+    src = tmp_path / "src"
+    for cls in [*map(str, range(12)), "15", "cat "]:
+        (src / cls).mkdir(parents=True)
+        shutil.copy2(photos[len(cls) % len(photos)], src / cls / f"img{cls.strip()}.jpg")
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder")
+    assert r.code == 1 and "ingested 12 of 12 files" in r.out, r.out + r.err
+    assert r.err.splitlines()[0] == "lakefs: 2 folder(s) not read:"
+    assert r.err.splitlines()[1].startswith("  15/: cannot be a class: class name '15' is all digits")
+    assert r.err.splitlines()[2].startswith("  cat /: cannot be a class: class name 'cat ' has leading")
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["labels"].class_names == [str(i) for i in range(12)]
+        assert {ds[f"img{i}"]["labels"].file_bytes() for i in range(12)} == {f"{i}\n".encode() for i in range(12)}
+        assert [int(ds[f"img{i}"]["labels"].numpy()[0]) for i in range(12)] == list(range(12))
+    (src / "12").mkdir()  # a rerun: the class that now fits goes in after the others
+    shutil.copy2(photos[0], src / "12" / "img12.jpg")
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder")
+    assert "ingested 1 of 13 files" in r.out and "12 already stored" in r.out, r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["labels"].class_names == [str(i) for i in range(13)]
