@@ -5,7 +5,8 @@ Three layouts (``auto`` picks one):
 - ``flat``: files directly in SRC → one tensor (named after SRC unless ``--tensor``).
 - ``paired``: every folder below SRC that holds files is a tensor (``images/``,
   ``labels/``, ``train/images/`` → a group); files are aligned into rows by file stem,
-  as the mount aligns ``images/cat001.jpg`` with ``labels/cat001.json``.
+  as the mount aligns ``images/cat001.jpg`` with ``labels/cat001.json``. A folder inside
+  such a tensor folder is reported, not read (a tensor holds files, as in the mount).
 - ``imagefolder``: ``SRC/<class>/<file>`` (torchvision's ImageFolder) → an ``images``
   tensor plus a ``labels`` class_label tensor whose class_names are the folder names
   (in name order; names of digits first, in number order: ``0``..``99``).
@@ -237,6 +238,10 @@ def _scan_paired(src: str, plan: Plan) -> None:
             for n in names:
                 plan.problems.append((n, "a file at the top of a paired ingest belongs to no tensor"))
             continue
+        holder = _tensor_folder_above(rel_dir, folders)
+        if holder is not None:  # (as in the mount: a tensor holds files, not folders)
+            plan.folders.append((rel_dir + "/", f"a folder inside the tensor folder {holder}/ is not read"))
+            continue
         name = check_path(rel_dir)
         mine = []
         for n, stem, ext in _by_stem(names, rel_dir, plan):
@@ -246,6 +251,17 @@ def _scan_paired(src: str, plan: Plan) -> None:
         plan.tensors[name] = infer_settings([f.ext for f in mine])
     for key in sorted(by_key):
         plan.files.extend(by_key[key])
+
+
+def _tensor_folder_above(rel_dir: str, folders: dict[str, list[str]]) -> str | None:
+    """The topmost folder above ``rel_dir`` (SRC itself aside) that holds files, and so is
+    a tensor: ``images/`` for ``images/extra/``. Both made tensors stopped the ingest."""
+    parts = rel_dir.split("/")
+    for i in range(1, len(parts)):
+        above = "/".join(parts[:i])
+        if above in folders:
+            return above
+    return None
 
 
 def class_order(name: str) -> tuple:

@@ -455,3 +455,23 @@ def test_imagefolder_of_numbered_classes_past_9(cli, tmp_path: Path, photos: lis
     assert "ingested 1 of 13 files" in r.out and "12 already stored" in r.out, r.out
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert ds["labels"].class_names == [str(i) for i in range(13)]
+
+
+def test_paired_folder_inside_a_tensor_folder_is_reported(cli, tmp_path: Path, photos: list[Path],
+                                                          dataset_path: Path) -> None:
+    """``images/extra/`` beside the files of ``images/`` made both tensors: the ingest
+    stopped with "'images' is a tensor or file, not a group", after creating ``images``."""
+    src = tmp_path / "src"
+    (src / "images" / "extra" / "more").mkdir(parents=True)
+    (src / "labels").mkdir()
+    shutil.copy2(photos[0], src / "images" / "a.jpg")
+    shutil.copy2(photos[1], src / "images" / "extra" / "b.jpg")
+    shutil.copy2(photos[2], src / "images" / "extra" / "more" / "c.jpg")
+    (src / "labels" / "a.json").write_text("{}")
+    r = cli("ingest", src, dataset_path)
+    assert r.code == 1 and "ingested 2 of 2 files (paired layout" in r.out, r.out + r.err
+    assert r.err.splitlines() == ["lakefs: 2 folder(s) not read:",
+                                  "  images/extra/: a folder inside the tensor folder images/ is not read",
+                                  "  images/extra/more/: a folder inside the tensor folder images/ is not read"]
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert sorted(ds.tensors) == ["images", "labels"] and ds.keys() == ["a"]
