@@ -40,7 +40,7 @@ from typing import Any, BinaryIO
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.dataset.samples import check_class_name
-from lakefs.errors import InvalidSampleError, LakeFSError, StorageError
+from lakefs.errors import InvalidSampleError, LakeFSError, StorageError, TensorExistsError
 from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
 
 log = logging.getLogger("lakefs.ingest")
@@ -211,6 +211,7 @@ class Ingester:
 
     def _tensors(self) -> dict[str, Tensor]:
         existing = self.ds.tensors
+        self._check_names_free(existing)
         for name, settings in self.plan.tensors.items():
             if name not in existing:
                 existing[name] = self.ds.create_tensor(name, **settings)
@@ -221,6 +222,24 @@ class Ingester:
                     if cls not in names:
                         names.append(check_class_name(cls, len(names)))
         return existing
+
+    def _check_names_free(self, existing: dict[str, Tensor]) -> None:
+        """Refuse, before any tensor is created, a new tensor whose name the dataset holds
+        otherwise (``train`` a tensor where ``train/images/`` needs a group). The ingest
+        stopped at that tensor, keeping the ones created before it."""
+        groups, files = set(self.ds.groups), self.ds.files
+        for name in self.plan.tensors:
+            if name in existing:
+                continue
+            parts = name.split("/")
+            for above in ("/".join(parts[:i]) for i in range(1, len(parts))):
+                if above in existing or above in files:
+                    what = "tensor" if above in existing else "plain file"
+                    raise TensorExistsError(f"cannot create tensor {name!r}: {above!r} is a {what} in the "
+                                            "dataset, not a group")
+            if name in groups or name in files:
+                what = "group" if name in groups else "plain file"
+                raise TensorExistsError(f"cannot create tensor {name!r}: the dataset has a {what} of that name")
 
     def _leave_out_unnamable_classes(self) -> None:
         """A class folder whose name cannot be a class name at the index it would get (``5``

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from lakefs.compression import codec_for_extension
+from lakefs.dataset.dataset import resolve_tensor_settings
 from lakefs.dataset.names import check_key, check_path, split_filename
 from lakefs.errors import InvalidNameError, InvalidSampleError
 
@@ -73,6 +74,13 @@ def merge_settings(inferred: dict, given: dict) -> dict:
     if "chunk_compression" in given or "sample_compression" in given:
         inferred = {k: v for k, v in inferred.items() if not k.endswith("_compression")}
     return {**inferred, **given}
+
+
+def checked(settings: dict) -> dict:
+    """``settings`` if create_tensor will take them: bad options (``--htype nonsense``) are
+    refused before the dataset is opened, which made a new one, left empty."""
+    resolve_tensor_settings(**settings)
+    return settings
 
 
 @dataclass
@@ -227,7 +235,7 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None
         plan.folders.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
     for f, stem, ext in _by_stem(listing.files, "", plan):
         plan.files.append(SourceFile(os.path.join(src, f), f, name, stem, ext))
-    plan.tensors[name] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
+    plan.tensors[name] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
 
 
 def _scan_paired(src: str, plan: Plan) -> None:
@@ -291,7 +299,7 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) 
     for cls, n, stem, ext in found:
         plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls))
     settle_imagefolder_keys(plan, lambda key: None)
-    plan.tensors[images] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
+    plan.tensors[images] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
     plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
 
 

@@ -475,3 +475,24 @@ def test_paired_folder_inside_a_tensor_folder_is_reported(cli, tmp_path: Path, p
                                   "  images/extra/more/: a folder inside the tensor folder images/ is not read"]
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert sorted(ds.tensors) == ["images", "labels"] and ds.keys() == ["a"]
+
+
+def test_an_ingest_that_cannot_start_creates_nothing(cli, jpeg_dir: Path, tmp_path: Path, photos: list[Path],
+                                                     dataset_path: Path) -> None:
+    """Bad options made a new dataset, left empty; a tensor name the dataset holds as
+    something else stopped the ingest at that tensor, keeping the ones created before."""
+    r = cli("ingest", jpeg_dir, dataset_path, "--htype", "nonsense")
+    assert r.code == 1 and "unknown htype 'nonsense'" in r.err
+    assert not dataset_path.exists()
+    src = tmp_path / "src"
+    for folder in ("a", "train/images"):
+        (src / folder).mkdir(parents=True)
+        shutil.copy2(photos[0], src / folder / "p.jpg")
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("train", htype="bytes")
+    r = cli("ingest", src, dataset_path, "--layout", "paired")
+    assert r.code == 1
+    assert r.err == ("lakefs: error: cannot create tensor 'train/images': 'train' is a tensor in the dataset, "
+                     "not a group\n")
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert sorted(ds.tensors) == ["train"]
