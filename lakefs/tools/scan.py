@@ -54,7 +54,10 @@ class Plan:
 
 def infer_settings(exts: list[str]) -> dict:
     """A new tensor's settings from its files' extensions (the majority wins), as the
-    mount infers them for a directory's first file (DESIGN §4)."""
+    mount infers them for a directory's first file (DESIGN §4). With no files there is
+    nothing to infer from: the scan creates no tensor then (unless given an htype), as a
+    ``mkdir`` in the mount waits for its first file; a ``bytes`` tensor made of an empty
+    folder took every later photo as bytes."""
     common = Counter(e.lower() for e in exts).most_common(1)
     ext = common[0][0] if common else ""
     by_ext = {".json": {"htype": "json"}, ".txt": {"htype": "text"}, ".npy": {"htype": "generic"}}
@@ -235,7 +238,8 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None
         plan.folders.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
     for f, stem, ext in _by_stem(listing.files, "", plan):
         plan.files.append(SourceFile(os.path.join(src, f), f, name, stem, ext))
-    plan.tensors[name] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
+    if plan.files or "htype" in settings:
+        plan.tensors[name] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
 
 
 def _scan_paired(src: str, plan: Plan) -> None:
@@ -256,7 +260,8 @@ def _scan_paired(src: str, plan: Plan) -> None:
             f = SourceFile(os.path.join(src, rel_dir, n), f"{rel_dir}/{n}", name, stem, ext)
             mine.append(f)
             by_key.setdefault(stem, []).append(f)
-        plan.tensors[name] = infer_settings([f.ext for f in mine])
+        if mine:
+            plan.tensors[name] = infer_settings([f.ext for f in mine])
     for key in sorted(by_key):
         plan.files.extend(by_key[key])
 
@@ -299,8 +304,9 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) 
     for cls, n, stem, ext in found:
         plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls))
     settle_imagefolder_keys(plan, lambda key: None)
-    plan.tensors[images] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
-    plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
+    if plan.files or "htype" in settings:
+        plan.tensors[images] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
+        plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
 
 
 def settle_imagefolder_keys(plan: Plan, stored: Callable[[str], str | None]) -> None:

@@ -89,3 +89,17 @@ def test_bad_layout_and_paired_options_are_refused(tmp_path: Path) -> None:
         scan(str(tmp_path), "paired", settings={"htype": "image"})
     with pytest.raises(FileNotFoundError):
         scan(str(tmp_path / "missing"))
+
+
+def test_an_empty_folder_makes_no_tensor_unless_given_an_htype(tmp_path: Path) -> None:
+    """An empty folder made a ``bytes`` tensor (nothing to infer from): every photo ingested
+    into it later went in as bytes, not images. As ``mkdir`` in the mount, a tensor waits
+    for its first file."""
+    (tmp_path / "src" / "cat").mkdir(parents=True)
+    (tmp_path / "src" / "images").mkdir()
+    (tmp_path / "src" / "images" / "README").write_text("no extension: not a sample")
+    src = str(tmp_path / "src" / "cat")
+    assert scan(src, "flat", "images").tensors == {}
+    assert scan(str(tmp_path / "src"), "imagefolder").tensors == {}
+    assert scan(str(tmp_path / "src"), "paired").tensors == {}
+    assert scan(src, "flat", "images", {"htype": "image"}).tensors == {"images": {"htype": "image"}}
