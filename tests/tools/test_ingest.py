@@ -496,3 +496,11 @@ def test_an_ingest_that_cannot_start_creates_nothing(cli, jpeg_dir: Path, tmp_pa
                      "not a group\n")
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert sorted(ds.tensors) == ["train"]
+
+
+def test_a_file_the_tensor_does_not_take_is_reported_with_the_reason(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    (jpeg_dir / "notes.txt").write_text("a text file among the photos\n")
+    r = cli("ingest", jpeg_dir, dataset_path)
+    assert r.code == 1 and "ingested 8 of 9 files" in r.out
+    assert r.err.splitlines()[1:] == [
+        "  notes.txt: 'notes.txt' is not a sample name for tensor 'photos': an image tensor does not take .txt files"]
