@@ -442,3 +442,39 @@ def test_a_damaged_row_segment_is_named_once(cli, photo_ds: Path) -> None:
     key = f"rows/{seg.name}"
     assert r.code == 1 and f"fsck: {key}: segment checksum mismatch; the keys of rows 0..7 are lost" in r.out
     assert f"{key}: {key}" not in r.out
+
+
+@pytest.mark.parametrize("edit", [
+    ("tensors", "images", "class_names", [1, 2]),
+    ("tensors", "images", "chunk_size", "8MB"),
+    ("tensors", "images", "dtype", "nonsense"),
+    ("tensors", "images", "exts", None),
+    ("tensors", "images", "tid", "../../elsewhere"),
+    ("groups", [7]),
+    ("tensors", []),
+], ids=lambda e: "/".join(map(str, e[:-1])))
+def test_a_manifest_of_wrong_types_is_named_never_a_traceback(cli, photo_ds: Path, tmp_path: Path, edit) -> None:
+    """A manifest with no crc32 (written before it had one) is taken as it reads: values
+    of the wrong JSON type ended ``info``, ``ls`` and ``export`` in a traceback (a class
+    name that is a number, a chunk size that is a string), and ``fsck`` called it clean."""
+    before = snapshot(photo_ds)
+    newest = photo_ds / json.loads((photo_ds / keys.HEAD).read_bytes())["manifest"]
+    m = json.loads(newest.read_bytes())
+    del m["crc32"]
+    *path, value = edit
+    target = m
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    newest.write_text(json.dumps(m))
+    for argv in (["info", photo_ds], ["tensor", "list", photo_ds], ["ls", f"{photo_ds}/images"],
+                 ["export", photo_ds, tmp_path / "out"], ["compact", photo_ds]):
+        r = cli(*argv)
+        assert r.code == 1 and re.fullmatch(r"lakefs: error: manifests/\S+: manifest is malformed: .+\n", r.err), r.err
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "manifest is malformed" in r.out and "(repair makes it current)" in r.out, r.out
+    r = cli("fsck", "--repair", photo_ds)
+    assert r.code == 0, r.out
+    assert cli("fsck", photo_ds).code == 0
+    after = snapshot(photo_ds)  # back one commit: the photos, without the meta of the commit given up
+    assert {k: v for k, v in before.items() if k.startswith("images/")} == after
