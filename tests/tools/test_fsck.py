@@ -478,3 +478,18 @@ def test_a_manifest_of_wrong_types_is_named_never_a_traceback(cli, photo_ds: Pat
     assert cli("fsck", photo_ds).code == 0
     after = snapshot(photo_ds)  # back one commit: the photos, without the meta of the commit given up
     assert {k: v for k, v in before.items() if k.startswith("images/")} == after
+
+
+@pytest.mark.parametrize("marker", [b"{}", b"[2]", b'{"format": "lakefs"}'])
+def test_a_marker_that_reads_as_json_but_is_none_is_repaired(cli, photo_ds: Path, marker: bytes) -> None:
+    """``{}`` in lakefs.json made fsck say "format version None is not supported ...;
+    upgrade lakefs" and stop, so --repair could not write the new marker it needs."""
+    before = snapshot(photo_ds)
+    (photo_ds / keys.MARKER).write_bytes(marker)
+    r = cli("info", photo_ds)
+    assert r.err == "lakefs: error: lakefs.json is not a lakefs dataset marker\n"
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "fsck: lakefs.json: not a valid dataset marker (damaged); repair writes a new one" in r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert cli("fsck", photo_ds).code == 0
+    assert snapshot(photo_ds) == before
