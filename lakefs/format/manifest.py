@@ -212,6 +212,11 @@ def _verify_crc(d: dict, where: str) -> None:
 
 
 def check_version(version: object, where: str) -> None:
+    """FormatVersionError for a version this lakefs does not read (a newer lakefs wrote
+    it); CorruptionError for none at all: a flipped bit in the field's name made it
+    missing, and asking to upgrade lakefs for that stopped ``fsck --repair`` too."""
+    if type(version) is not int:
+        raise CorruptionError(f"{where}: no format version (damaged?)")
     if version not in READABLE_VERSIONS:
         raise FormatVersionError(
             f"{where}: dataset format version {version!r} is not supported by this lakefs "
@@ -250,7 +255,8 @@ def parse_head(blob: bytes, where: str) -> tuple[int, str]:
     except FormatVersionError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CorruptionError(f"{where}: HEAD is malformed: {e!r}") from e
+        why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else repr(e)  # (not its bytes)
+        raise CorruptionError(f"{where}: HEAD is malformed: {why}") from e
     if mkey != keys.manifest(seq):  # HEAD has no checksum: a damaged seq or key shows here
         raise CorruptionError(f"{where}: HEAD names {mkey!r} for commit {seq} (damaged?)")
     return seq, mkey

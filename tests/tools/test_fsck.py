@@ -493,3 +493,27 @@ def test_a_marker_that_reads_as_json_but_is_none_is_repaired(cli, photo_ds: Path
     assert cli("fsck", "--repair", photo_ds).code == 0
     assert cli("fsck", photo_ds).code == 0
     assert snapshot(photo_ds) == before
+
+
+@pytest.mark.parametrize("damaged", ["HEAD", "manifest"])
+def test_a_flipped_bit_in_the_format_version_name_is_damage_not_a_newer_format(cli, photo_ds: Path,
+                                                                                 damaged: str) -> None:
+    """"format_version" with one bit flipped left no version: every command, fsck
+    --repair too, said "format version None is not supported ...; upgrade lakefs"."""
+    head = json.loads((photo_ds / keys.HEAD).read_bytes())
+    target = photo_ds / (keys.HEAD if damaged == "HEAD" else head["manifest"])
+    data = target.read_bytes()
+    assert data.count(b"format_version") == 1
+    target.write_bytes(data.replace(b"format_version", b"format_versioo"))  # "n" ^ 0x01
+    r = cli("info", photo_ds)
+    assert r.code == 1 and r.err.endswith(": no format version (damaged?)\n"), r.err
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "no format version (damaged?)" in r.out and "(repair makes it current)" in r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert cli("fsck", photo_ds).code == 0 and cli("info", photo_ds).code == 0
+
+
+def test_a_head_that_is_not_text_is_named_without_its_bytes(cli, photo_ds: Path) -> None:
+    (photo_ds / keys.HEAD).write_bytes(b"\xcc\xfc\x1f" * 20)
+    r = cli("info", photo_ds)
+    assert r.err == "lakefs: error: HEAD: HEAD is malformed: not UTF-8 text\n"
