@@ -107,8 +107,20 @@ def special_reason(mode: int) -> str | None:
     return f"not a regular file ({kind})"
 
 
-def _entries(folder: str) -> _Listing:
-    """The entries of ``folder`` sorted by name, by kind (symlinks followed)."""
+FileId = tuple[int, int]  # (st_dev, st_ino): a folder whatever the path to it
+
+
+def file_id(path: str) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _entries(folder: str, skip: FileId | None = None) -> _Listing:
+    """The entries of ``folder`` sorted by name, by kind (symlinks followed); the folder
+    ``skip`` (the dataset being written, when it is inside the source) is left out."""
     out = _Listing([], [], 0, [])
     with os.scandir(folder) as it:
         for entry in it:
@@ -116,9 +128,12 @@ def _entries(folder: str) -> _Listing:
                 out.hidden += 1
                 continue
             try:
-                mode = entry.stat(follow_symlinks=True).st_mode
+                st = entry.stat(follow_symlinks=True)
             except OSError:
                 out.files.append(entry.name)  # a dangling link: reported with its reason when read
+                continue
+            mode = st.st_mode
+            if stat.S_ISDIR(mode) and (st.st_dev, st.st_ino) == skip:
                 continue
             if stat.S_ISDIR(mode):
                 out.dirs.append(entry.name)
@@ -132,16 +147,17 @@ def _entries(folder: str) -> _Listing:
     return out
 
 
-def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None) -> tuple[dict[str, list[str]], int]:
+def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None,
+                  skip: FileId | None = None) -> tuple[dict[str, list[str]], int]:
     """Every folder under ``src`` that holds files → its file names; plus hidden count.
     Special files (FIFOs...) go to ``plan.problems``."""
-    listing = _entries(os.path.join(src, rel) if rel else src)
+    listing = _entries(os.path.join(src, rel) if rel else src, skip)
     if plan is not None:
         plan.problems.extend((f"{rel}/{n}" if rel else n, why) for n, why in listing.special)
     out = {rel: listing.files} if listing.files else {}
     hidden = listing.hidden
     for d in listing.dirs:
-        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan)
+        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan, skip)
         out.update(sub)
         hidden += h
     return out, hidden
@@ -153,8 +169,8 @@ def _is_image(name: str) -> bool:
     return codec is not None and codec.kind == "image"
 
 
-def choose_layout(src: str) -> str:
-    folders, _ = _leaf_folders(src)
+def choose_layout(src: str, skip: FileId | None = None) -> str:
+    folders, _ = _leaf_folders(src, skip=skip)
     if set(folders) <= {""}:
         return "flat"
     if "" in folders or any("/" in f for f in folders):
@@ -204,33 +220,39 @@ def _by_stem(names: list[str], rel_dir: str, plan: Plan) -> list[tuple[str, str,
     return out
 
 
-def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None) -> Plan:
+def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None,
+         dataset: str | None = None) -> Plan:
     """Plan an ingest of ``src``. ``settings`` (htype, compressions...) apply to the
-    tensor(s) a flat or ImageFolder ingest creates."""
+    tensor(s) a flat or ImageFolder ingest creates. ``dataset``, a local destination, is
+    no part of the source: a rerun of ``ingest ./data ./data/ds`` stored the dataset's
+    own files (its ``lakefs.json`` as a tensor ``ds``)."""
     if not os.path.isdir(src):
         raise FileNotFoundError(f"source folder {src} does not exist or is not a folder")
+    skip = file_id(dataset) if dataset is not None else None
+    if skip is not None and skip == file_id(src):
+        raise InvalidSampleError(f"source folder {src} is the dataset itself")
     if layout not in LAYOUTS:
         raise InvalidSampleError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     if layout == "auto":
-        layout = choose_layout(src)
+        layout = choose_layout(src, skip)
     plan = Plan(layout)
     if layout == "flat":
-        _scan_flat(src, plan, tensor, settings)
+        _scan_flat(src, plan, tensor, settings, skip)
     elif layout == "imagefolder":
-        _scan_imagefolder(src, plan, tensor, settings)
+        _scan_imagefolder(src, plan, tensor, settings, skip)
     else:
         if settings or tensor:
             raise InvalidSampleError(
                 "tensor options do not apply to a paired ingest (one tensor per folder); "
                 "create the tensors first with `lakefs tensor create`"
             )
-        _scan_paired(src, plan)
+        _scan_paired(src, plan, skip)
     return plan
 
 
-def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    listing = _entries(src)
+def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict, skip: FileId | None) -> None:
+    listing = _entries(src, skip)
     plan.hidden = listing.hidden
     plan.problems.extend(listing.special)
     name = check_path(tensor or os.path.basename(os.path.abspath(src)))
@@ -242,8 +264,8 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None
         plan.tensors[name] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
 
 
-def _scan_paired(src: str, plan: Plan) -> None:
-    folders, plan.hidden = _leaf_folders(src, plan=plan)
+def _scan_paired(src: str, plan: Plan, skip: FileId | None) -> None:
+    folders, plan.hidden = _leaf_folders(src, plan=plan, skip=skip)
     by_key: dict[str, list[SourceFile]] = {}
     for rel_dir, names in folders.items():
         if rel_dir == "":
@@ -286,8 +308,8 @@ def class_order(name: str) -> tuple:
     return (1, 0, name)
 
 
-def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    top = _entries(src)
+def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict, skip: FileId | None) -> None:
+    top = _entries(src, skip)
     classes, plan.hidden = sorted(top.dirs, key=class_order), top.hidden
     plan.problems.extend(top.special)
     for n in top.files:
@@ -295,7 +317,7 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) 
     images = check_path(tensor or IMAGES)
     found: list[tuple[str, str, str, str]] = []  # class, name, stem, ext
     for cls in classes:
-        listing = _entries(os.path.join(src, cls))
+        listing = _entries(os.path.join(src, cls), skip)
         plan.hidden += listing.hidden
         plan.problems.extend((f"{cls}/{n}", why) for n, why in listing.special)
         for d in listing.dirs:

@@ -504,3 +504,26 @@ def test_a_file_the_tensor_does_not_take_is_reported_with_the_reason(cli, jpeg_d
     assert r.code == 1 and "ingested 8 of 9 files" in r.out
     assert r.err.splitlines()[1:] == [
         "  notes.txt: 'notes.txt' is not a sample name for tensor 'photos': an image tensor does not take .txt files"]
+
+
+@pytest.mark.parametrize("layout", ["flat", "paired", "imagefolder"])
+def test_a_dataset_inside_its_source_folder_is_not_ingested_into_itself(cli, tmp_path: Path, photos: list[Path],
+                                                                        layout: str) -> None:
+    """``lakefs ingest ./data ./data/ds`` run again took the dataset's own files as source:
+    its folders became tensors (``lakefs.json`` stored in a tensor ``ds``), and an
+    ImageFolder turned into a paired ingest."""
+    src = tmp_path / "data"
+    files = {"flat": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
+             "paired": ["images/a.jpg", "images/b.jpg", "masks/a.jpg", "masks/b.jpg"],
+             "imagefolder": ["cat/a.jpg", "cat/b.jpg", "dog/c.jpg", "dog/d.jpg"]}[layout]
+    for i, name in enumerate(files):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(photos[i], src / name)
+    ds = src / "ds"
+    for run in ("first", "again"):
+        r = cli("ingest", src, ds, "--layout", layout)
+        stored = 4 if run == "again" else 0
+        assert r.code == 0 and f"({layout} layout, 0 transcoded, {stored} already stored, 0 failed)" in r.out, \
+            r.out + r.err
+    r = cli("ingest", ds, ds)
+    assert r.code == 1 and r.err == f"lakefs: error: source folder {ds} is the dataset itself\n"
