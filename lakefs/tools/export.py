@@ -63,12 +63,14 @@ def _write(path: str, data: bytes, mtime_ns: int, mode: int) -> None:
         os.chmod(tmp, mode & 0o7777 or 0o644)
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, path)
-    except OSError as e:
-        # Not left behind (a full disk keeps filling, a folder in the way keeps it):
-        # the failure is the file's, under its own name.
+    except BaseException as e:
+        # Not left behind (a full disk keeps filling, a folder in the way keeps it, Ctrl-C):
+        # a failure is the file's, under its own name.
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise OSError(e.errno, e.strerror, path) from e
+        if isinstance(e, OSError) and not isinstance(e, LakeFSError):
+            raise OSError(e.errno, e.strerror, path) from e
+        raise
 
 
 def _check_dest(dest: str, overwrite: bool) -> None:

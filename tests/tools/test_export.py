@@ -171,3 +171,19 @@ def test_an_os_error_is_one_line_naming_the_path(cli, jpeg_dir: Path, dataset_pa
     (dest / "photos").write_text("a file where the tensor's folder goes")
     r = cli("export", dataset_path, dest, "--overwrite")
     assert r.code == 1 and r.err == f"lakefs: error: {dest / 'photos'}: File exists\n"
+
+
+def test_ctrl_c_during_a_file_leaves_no_temp_file(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path,
+                                                  monkeypatch) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    real_utime = os.utime
+
+    def interrupted(path, *args, **kwargs):
+        if str(path).endswith(".lakefs-tmp") and len(os.listdir(os.path.dirname(path))) > 3:
+            raise KeyboardInterrupt
+        return real_utime(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "utime", interrupted)
+    r = cli("export", dataset_path, tmp_path / "out")
+    assert r.code == 130 and r.err == "lakefs: interrupted\n"
+    assert sorted(os.listdir(tmp_path / "out" / "photos")) == sorted(p.name for p in jpeg_dir.iterdir())[:3]
