@@ -150,8 +150,16 @@ def _entries(folder: str, skip: FileId | None = None) -> _Listing:
 def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None,
                   skip: FileId | None = None) -> tuple[dict[str, list[str]], int]:
     """Every folder under ``src`` that holds files → its file names; plus hidden count.
-    Special files (FIFOs...) go to ``plan.problems``."""
-    listing = _entries(os.path.join(src, rel) if rel else src, skip)
+    Special files (FIFOs...) go to ``plan.problems``, folders that cannot be listed to
+    ``plan.folders`` (one stopped the whole ingest)."""
+    try:
+        listing = _entries(os.path.join(src, rel) if rel else src, skip)
+    except OSError as e:
+        if not rel:
+            raise
+        if plan is not None:
+            plan.folders.append((rel + "/", e.strerror or str(e)))
+        return {}, 0
     if plan is not None:
         plan.problems.extend((f"{rel}/{n}" if rel else n, why) for n, why in listing.special)
     out = {rel: listing.files} if listing.files else {}
@@ -317,7 +325,11 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict, 
     images = check_path(tensor or IMAGES)
     found: list[tuple[str, str, str, str]] = []  # class, name, stem, ext
     for cls in classes:
-        listing = _entries(os.path.join(src, cls), skip)
+        try:
+            listing = _entries(os.path.join(src, cls), skip)
+        except OSError as e:
+            plan.folders.append((cls + "/", e.strerror or str(e)))
+            continue
         plan.hidden += listing.hidden
         plan.problems.extend((f"{cls}/{n}", why) for n, why in listing.special)
         for d in listing.dirs:

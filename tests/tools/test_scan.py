@@ -103,3 +103,27 @@ def test_an_empty_folder_makes_no_tensor_unless_given_an_htype(tmp_path: Path) -
     assert scan(str(tmp_path / "src"), "imagefolder").tensors == {}
     assert scan(str(tmp_path / "src"), "paired").tensors == {}
     assert scan(src, "flat", "images", {"htype": "image"}).tensors == {"images": {"htype": "image"}}
+
+
+@pytest.mark.parametrize("layout", ["paired", "imagefolder"])
+def test_a_folder_that_cannot_be_listed_is_reported_not_fatal(tmp_path: Path, monkeypatch, layout: str) -> None:
+    """A subfolder without read permission (chmod 000, not the owner's) stopped the whole
+    ingest with "Permission denied"; it is a folder not read, the others go in. (The
+    suite runs as root, which reads anything: the refusal is simulated.)"""
+    import os
+
+    for folder in ("cat", "dog"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{folder}1.jpg").write_bytes(b"\xff\xd8")
+    locked = str(tmp_path / "dog")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    plan = scan(str(tmp_path), layout)
+    assert plan.folders == [("dog/", "Permission denied")]
+    assert [f.rel for f in plan.files] == ["cat/cat1.jpg"]
