@@ -17,6 +17,7 @@ whose stems appear in more than one folder → imagefolder; otherwise paired.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections import Counter
@@ -234,8 +235,14 @@ def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: di
     tensor(s) a flat or ImageFolder ingest creates. ``dataset``, a local destination, is
     no part of the source: a rerun of ``ingest ./data ./data/ds`` stored the dataset's
     own files (its ``lakefs.json`` as a tensor ``ds``)."""
-    if not os.path.isdir(src):
-        raise FileNotFoundError(f"source folder {src} does not exist or is not a folder")
+    try:
+        is_folder = stat.S_ISDIR(os.stat(src).st_mode)
+    except OSError as e:  # (a dead mount: "Transport endpoint is not connected")
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise FileNotFoundError(f"source folder {src} does not exist") from None
+        raise OSError(e.errno, f"source folder {src}: {e.strerror}") from None
+    if not is_folder:
+        raise NotADirectoryError(f"source folder {src} is not a folder")
     skip = file_id(dataset) if dataset is not None else None
     if skip is not None and skip == file_id(src):
         raise InvalidSampleError(f"source folder {src} is the dataset itself")
