@@ -148,13 +148,20 @@ def _entries(folder: str, skip: FileId | None = None) -> _Listing:
     return out
 
 
-def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None,
-                  skip: FileId | None = None) -> tuple[dict[str, list[str]], int]:
+def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None, skip: FileId | None = None,
+                  above: frozenset[FileId] = frozenset()) -> tuple[dict[str, list[str]], int]:
     """Every folder under ``src`` that holds files → its file names; plus hidden count.
     Special files (FIFOs...) go to ``plan.problems``, folders that cannot be listed to
-    ``plan.folders`` (one stopped the whole ingest)."""
+    ``plan.folders`` (one stopped the whole ingest), as do links back to a folder
+    ``above`` (``images/up -> ..``), which were followed 40 links deep."""
+    folder = os.path.join(src, rel) if rel else src
+    here = file_id(folder)
+    if here is not None and here in above:
+        if plan is not None:
+            plan.folders.append((rel + "/", "a link to a folder above it (a loop) is not read"))
+        return {}, 0
     try:
-        listing = _entries(os.path.join(src, rel) if rel else src, skip)
+        listing = _entries(folder, skip)
     except OSError as e:
         if not rel:
             raise
@@ -165,8 +172,9 @@ def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None,
         plan.problems.extend((f"{rel}/{n}" if rel else n, why) for n, why in listing.special)
     out = {rel: listing.files} if listing.files else {}
     hidden = listing.hidden
+    above = above | {here} if here is not None else above
     for d in listing.dirs:
-        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan, skip)
+        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan, skip, above)
         out.update(sub)
         hidden += h
     return out, hidden

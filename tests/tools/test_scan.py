@@ -127,3 +127,18 @@ def test_a_folder_that_cannot_be_listed_is_reported_not_fatal(tmp_path: Path, mo
     plan = scan(str(tmp_path), layout)
     assert plan.folders == [("dog/", "Permission denied")]
     assert [f.rel for f in plan.files] == ["cat/cat1.jpg"]
+
+
+def test_a_link_back_to_a_folder_above_is_one_folder_not_read(tmp_path: Path) -> None:
+    """``images/up -> ..`` was followed until the kernel's 40 links: 900 lines of folders
+    not read for two links (and 40 levels of listing)."""
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.jpg").write_bytes(b"\\xff\\xd8")
+    (tmp_path / "images" / "up").symlink_to("..")
+    (tmp_path / "masks" / "self").symlink_to(".")
+    plan = scan(str(tmp_path), "paired")
+    assert plan.folders == [("images/up/", "a link to a folder above it (a loop) is not read"),
+                            ("masks/self/", "a link to a folder above it (a loop) is not read")]
+    assert sorted(plan.tensors) == ["images", "masks"] and len(plan.files) == 2
+    assert choose_layout(str(tmp_path)) == "paired"
