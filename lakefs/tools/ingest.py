@@ -103,20 +103,35 @@ def init_worker(parent: int) -> None:
 
 
 @contextlib.contextmanager
-def ctrl_c_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread while it starts transcoding processes, which inherit
-    the mask and so never see Ctrl-C. A terminal sends Ctrl-C to its whole foreground
-    process group: a worker still importing Python printed a traceback of its own
-    KeyboardInterrupt. The ingest alone stops (and ends its workers); a Ctrl-C that
-    came meanwhile is delivered here when the block is lifted."""
-    if not hasattr(signal, "pthread_sigmask"):
+def starting_workers() -> Iterator[None]:
+    """Around a pool call that may start transcoding processes (``submit``).
+
+    SIGINT is blocked in this thread, and the processes inherit the mask: a terminal sends
+    Ctrl-C to its whole foreground process group, and a worker still importing Python
+    printed a traceback of its own KeyboardInterrupt. The ingest alone stops (and ends
+    its workers). And a Ctrl-C or SIGTERM that comes meanwhile is held until the call
+    is done: raised in the middle of starting a process, it left that worker reading a
+    pipe closed under it (a traceback: "EOFError: Ran out of input") and descriptors
+    closed twice, one of them a file being read ("Bad file descriptor")."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    held: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):  # (an ignored or default-handled signal is left as it is)
+            previous[sig] = handler
+            signal.signal(sig, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            previous[sig](sig, None)  # KeyboardInterrupt, or the CLI's Terminated
 
 
 def _kill_me_with_my_parent() -> bool:
@@ -138,17 +153,25 @@ def _watch_parent(parent: int) -> None:
 def open_regular(path: str) -> BinaryIO:
     """``open(path, "rb")`` for a regular file only. The scan skipped FIFOs and devices, but
     one may have taken a file's place since: O_NONBLOCK makes opening a FIFO return at once
-    (open(2)) instead of waiting for a writer, and the fstat then refuses it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        why = special_reason(os.fstat(fd).st_mode)
-        if why:
-            raise OSError(errno.EINVAL, why)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    (open(2)) instead of waiting for a writer, and the fstat then refuses it.
+
+    The descriptor goes to the file object through ``opener``, which owns it at once: a
+    Ctrl-C raised inside ``os.fdopen`` left a half-made file object that closed it again
+    later, by then another file's number (a file being read failed with "Bad file
+    descriptor") or a pipe of the transcoding pool (the ingest hung)."""
+    def opener(name: str, flags: int) -> int:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            why = special_reason(os.fstat(fd).st_mode)
+            if why:
+                raise OSError(errno.EINVAL, why)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    return open(path, "rb", opener=opener)
 
 
 def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[bytes | None, str | None]:
@@ -337,7 +360,7 @@ class Ingester:
     def _transcode(self, args: tuple) -> Future:
         pool = self._get_pool()
         if pool is not None:
-            with ctrl_c_blocked():  # (the pool starts its workers in submit)
+            with starting_workers():  # (the pool starts its workers in submit)
                 return pool.submit(transcode_file, *args)
         future: Future = Future()
         future.set_result(transcode_file(*args))

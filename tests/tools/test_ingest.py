@@ -527,3 +527,60 @@ def test_a_dataset_inside_its_source_folder_is_not_ingested_into_itself(cli, tmp
             r.out + r.err
     r = cli("ingest", ds, ds)
     assert r.code == 1 and r.err == f"lakefs: error: source folder {ds} is the dataset itself\n"
+
+
+def test_ctrl_c_while_a_file_is_opened_stops_the_ingest(cli, jpeg_dir: Path, dataset_path: Path,
+                                                         monkeypatch) -> None:
+    """Ctrl-C landing in ``os.fdopen`` once the file object owned the descriptor: the file
+    object closed it, then open_regular closed it again. That second close failed ("Bad
+    file descriptor"), which replaced the KeyboardInterrupt: the file was reported as
+    failed and the ingest ran on to the end (or, the number being reused meanwhile,
+    closed a pipe of the transcoding pool, and the ingest hung)."""
+    import builtins
+    import threading
+
+    calls = []
+
+    def interrupted(real):
+        """``real`` (os.fdopen, or open with an opener) hit by Ctrl-C as it returns."""
+        def call(*args, **kwargs):
+            f = real(*args, **kwargs)
+            if threading.current_thread() is threading.main_thread():
+                calls.append(f)
+                if len(calls) == 3:
+                    calls.pop()
+                    del f  # (the file object goes with the frame, closing its descriptor)
+                    raise KeyboardInterrupt
+            return f
+        return call
+
+    monkeypatch.setattr(os, "fdopen", interrupted(os.fdopen))
+    monkeypatch.setattr(ingest_mod, "open", interrupted(builtins.open), raising=False)
+    r = cli("ingest", jpeg_dir, dataset_path, "-j", "0", "--commit-seconds", "0")
+    assert r.code == 130 and r.err == "lakefs: interrupted\n", r.out + r.err
+
+
+def test_ctrl_c_while_a_worker_starts_is_raised_once_it_has_started() -> None:
+    """Ctrl-C raised in the middle of starting a transcoding process left it reading a pipe
+    closed under it ("EOFError: Ran out of input" printed by the worker). Another thread
+    takes the signal when this one blocks it: Python raises it here all the same, so it
+    is held, not only blocked, until the pool call is done."""
+    import signal
+    import threading
+    import time
+
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)  # a thread the signal can be delivered to
+    other.start()
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with ingest_mod.starting_workers():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # (the other thread takes it; Python acts on it after the sleep)
+                reached.append(True)
+        assert reached == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        done.set()
+        other.join()
