@@ -278,7 +278,7 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict, skip: F
     listing = _entries(src, skip)
     plan.hidden = listing.hidden
     plan.problems.extend(listing.special)
-    name = check_path(tensor or os.path.basename(os.path.abspath(src)))
+    name = check_path(os.path.basename(os.path.abspath(src)) if tensor is None else tensor)  # ("": refused)
     for d in listing.dirs:
         plan.folders.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
     for f, stem, ext in _by_stem(listing.files, "", plan):
@@ -337,7 +337,7 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict, 
     plan.problems.extend(top.special)
     for n in top.files:
         plan.problems.append((n, "a file at the top of an ImageFolder belongs to no class"))
-    images = check_path(tensor or IMAGES)
+    images = check_path(IMAGES if tensor is None else tensor)
     found: list[tuple[str, str, str, str]] = []  # class, name, stem, ext
     for cls in classes:
         try:

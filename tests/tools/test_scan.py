@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lakefs.errors import InvalidSampleError
+from lakefs.errors import InvalidNameError, InvalidSampleError
 from lakefs.tools.scan import choose_layout, infer_settings, scan
 
 
@@ -142,3 +142,13 @@ def test_a_link_back_to_a_folder_above_is_one_folder_not_read(tmp_path: Path) ->
                             ("masks/self/", "a link to a folder above it (a loop) is not read")]
     assert sorted(plan.tensors) == ["images", "masks"] and len(plan.files) == 2
     assert choose_layout(str(tmp_path)) == "paired"
+
+
+@pytest.mark.parametrize("layout", ["flat", "imagefolder"])
+def test_an_empty_tensor_name_is_refused_not_replaced(tmp_path: Path, layout: str) -> None:
+    """``--tensor "$NAME"`` with NAME unset went into a tensor named after the folder."""
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.jpg").write_bytes(b"\xff\xd8")
+    src = tmp_path / "cat" if layout == "flat" else tmp_path
+    with pytest.raises(InvalidNameError, match="empty"):
+        scan(str(src), layout, "")
