@@ -9,6 +9,7 @@ errors with one attribute lookup instead of a table of cases.
 from __future__ import annotations
 
 import errno as _errno
+import os
 
 
 class LakeFSError(Exception):
@@ -25,6 +26,15 @@ class LakeFSError(Exception):
 
     def __str__(self) -> str:
         return Exception.__str__(self)
+
+
+def message_of(e: BaseException) -> str:
+    """A one-line message for ``e``: a plain OSError's ``PATH: reason`` without Python's
+    ``[Errno N]`` prefix and quotes; any other exception's own text."""
+    if isinstance(e, OSError) and not isinstance(e, LakeFSError) and e.strerror:
+        where = " -> ".join(os.fsdecode(f) for f in (e.filename, e.filename2) if f is not None)
+        return f"{where}: {e.strerror}" if where else e.strerror
+    return str(e) or type(e).__name__
 
 
 # --- storage -------------------------------------------------------------------------

@@ -17,9 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fsck)
 
 
-def refuse_a_mountpoint(path: str) -> None:
+def refuse_a_mountpoint(path: str, command: str = "fsck") -> None:
     """A lakefs mountpoint given instead of its dataset gets one line (a dead one would
-    otherwise fail with ENOTCONN, a live one say "no dataset" with no hint)."""
+    otherwise fail with "read 'lakefs.json': Transport endpoint is not connected", a live
+    one say "no dataset" with no hint), for ``fsck`` and every command that takes a
+    dataset: ``main`` calls this for ``ls`` and each ``dataset`` argument."""
     from lakefs.errors import DatasetNotFoundError
     from lakefs.fs.mount import is_dead, mount_entry
 
@@ -30,19 +32,22 @@ def refuse_a_mountpoint(path: str) -> None:
     if entry is None or not entry.is_lakefs:
         return
     dataset = entry.dataset or "DATASET"
+    if command == "fsck":
+        hint = f"check the mounted dataset itself with `lakefs fsck {dataset}`"
+    else:
+        hint = f"give the mounted dataset itself ({dataset})"
     if is_dead(local):
+        dead_hint = (f"check the dataset itself with `lakefs fsck {dataset}`" if command == "fsck"
+                     else f"the dataset itself is {dataset}")
         raise DatasetNotFoundError(f"{path} is a dead lakefs mount (its mount process is gone), not a dataset: "
-                                   f"clear it with `lakefs umount {path}`; check the dataset itself with "
-                                   f"`lakefs fsck {dataset}`")
-    raise DatasetNotFoundError(f"{path} is a lakefs mountpoint, not a dataset: check the mounted dataset "
-                               f"itself with `lakefs fsck {dataset}`")
+                                   f"clear it with `lakefs umount {path}`; {dead_hint}")
+    raise DatasetNotFoundError(f"{path} is a lakefs mountpoint, not a dataset: {hint}")
 
 
 def cmd_fsck(args: argparse.Namespace) -> int:
     from lakefs.storage import open_storage
     from lakefs.tools.fsck import fsck
 
-    refuse_a_mountpoint(args.dataset)
     storage = open_storage(args.dataset, read_only=not args.repair,
                            options=dict(args.settings.storage_options) or None)
     report = fsck(storage, repair=args.repair)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 
 from lakefs.config import load_config
-from lakefs.errors import LakeFSError
+from lakefs.errors import LakeFSError, message_of
 
 # Modules under lakefs.cli, each with ``register(subparsers)``; imported lazily per run
 # so ``lakefs info`` never loads the FUSE binding.
@@ -90,6 +90,18 @@ def _version() -> str:
     return __version__
 
 
+def _refuse_mountpoints(args: argparse.Namespace) -> None:
+    """A lakefs mountpoint where a command wants a dataset (``lakefs info ./mnt``) is named
+    as such, live or dead (see cli/fsck.py); ``mount`` and ``umount`` take mountpoints."""
+    if args.command in ("mount", "umount"):
+        return
+    from lakefs.cli.fsck import refuse_a_mountpoint  # noqa: PLC0415
+
+    path = args.path if args.command == "ls" else getattr(args, "dataset", None)
+    if isinstance(path, str):
+        refuse_a_mountpoint(path, args.command)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -100,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         args.settings = load_config(args.config)
+        _refuse_mountpoints(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
@@ -120,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     except (LakeFSError, OSError) as e:
         if args.debug:
             raise
-        print(f"lakefs: error: {e}", file=sys.stderr)
+        print(f"lakefs: error: {message_of(e)}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -86,10 +86,12 @@ def _count(n: int, one: str, many: str) -> str:
 def cmd_ingest(args: argparse.Namespace) -> int:
     import lakefs
     from lakefs.errors import StorageError
+    from lakefs.storage.remote import is_object_store
     from lakefs.tools.ingest import ingest
     from lakefs.tools.scan import scan
 
-    plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args))
+    local = None if is_object_store(args.dataset) else args.dataset.removeprefix("file://")
+    plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args), dataset=local)
     for settings in plan.tensors.values():  # the config file's, for the tensors it creates
         settings.setdefault("chunk_size", args.settings.chunk_size)
     with sigterm_interrupts():

@@ -244,9 +244,9 @@ class Dataset:
             d = json.loads(marker)
         except ValueError as e:
             raise CorruptionError(f"{keys.MARKER} is not a lakefs dataset marker") from e
-        if not isinstance(d, dict) or d.get("format") != "lakefs":
+        if not isinstance(d, dict) or d.get("format") != "lakefs" or type(d.get("version")) is not int:
             raise CorruptionError(f"{keys.MARKER} is not a lakefs dataset marker")
-        check_version(d.get("version"), keys.MARKER)
+        check_version(d["version"], keys.MARKER)
 
     def _init_new(self) -> None:
         # No marker: nothing here is a dataset, so a crashed creation's first manifest

@@ -590,9 +590,18 @@ class Tensor(HtypeReaders):
         """``(key, ext)`` of ``filename`` as a sample name of this tensor, or InvalidNameError."""
         parts = split_filename(filename)
         if parts is None or not parts[0] or not self._format.accepts_extension(parts[1]):
-            raise InvalidNameError(f"{filename!r} is not a sample name for tensor {self.name!r}")
+            raise InvalidNameError(self._not_a_sample_name(filename, parts))
         check_key(parts[0])
         return parts
+
+    def _not_a_sample_name(self, filename: str, parts: tuple[str, str] | None) -> str:
+        """Why ``filename`` names no sample here (``lakefs ingest`` shows it per file)."""
+        if parts is None or not parts[0]:
+            why = "a sample's name is <key><extension>"
+        else:
+            article = "an" if self.htype[0] in "aeiou" else "a"
+            why = f"{article} {self.htype} tensor does not take {parts[1]} files"
+        return f"{filename!r} is not a sample name for tensor {self.name!r}: {why}"
 
     def check_file(self, filename: str, data: bytes) -> None:
         """Raise what :meth:`write_file` would raise for these bytes, storing nothing
@@ -676,7 +685,7 @@ class Tensor(HtypeReaders):
                 raise SampleNotFoundError(f"no sample {old!r} in tensor {self.name!r}")
             parts = split_filename(new)
             if parts is None or not self._format.accepts_extension(parts[1]):
-                raise InvalidNameError(f"{new!r} is not a sample name for tensor {self.name!r}")
+                raise InvalidNameError(self._not_a_sample_name(new, parts))
             key, ext = parts
             check_key(key)
             if self._format.shown_ext(ext, src.transcoded) != ext:

@@ -39,6 +39,8 @@ class TensorMeta:
 
     @classmethod
     def from_json(cls, d: dict) -> TensorMeta:
+        if not isinstance(d, dict):
+            raise TypeError(f"a tensor meta is an object, not {type(d).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -121,9 +123,59 @@ class Manifest:
             for meta in m.tensors.values():
                 for ref in meta.segments:
                     int(ref["id"]), int(ref["count"])
+            _check_types(m)
             return m
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CorruptionError(f"{where}: manifest is malformed: {e!r}") from e
+
+
+def _check_types(m: Manifest) -> None:
+    """The JSON types docs/FORMAT.md §4 gives the fields (ValueError if one is off).
+
+    A manifest without a crc32 (written before it had one, or edited) is taken as it
+    reads: a class name that is a number or a chunk size that is a string made ``lakefs
+    info`` and ``export`` end in a traceback, and ``fsck`` call the dataset clean."""
+    for what, names in (("groups", m.groups), ("pending_dirs", m.pending_dirs)):
+        if not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{what} holds a name that is not a string")
+    for name, meta in m.tensors.items():
+        wrong = _wrong_tensor_field(meta)
+        if wrong:
+            raise ValueError(f"tensor {name!r}: {wrong} is {getattr(meta, wrong)!r}")
+    for path, f in m.files.items():
+        if not all(type(v) is int for v in (f.file_id, f.size, f.mtime_ns, f.mode)) or min(f.file_id, f.size) < 0:
+            raise ValueError(f"file {path!r}: {f!r}")
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _wrong_tensor_field(meta: TensorMeta) -> str | None:
+    """The first field of ``meta`` whose value is not of its type, else None."""
+    checks = {
+        "tid": lambda v: isinstance(v, str) and v[:1] == "t" and v[1:].isascii() and v[1:].isdigit(),
+        "htype": lambda v: isinstance(v, str),
+        "dtype": lambda v: v is None or (isinstance(v, str) and _numpy_dtype(v)),
+        "sample_compression": lambda v: v is None or isinstance(v, str),
+        "chunk_compression": lambda v: v is None or isinstance(v, str),
+        "chunk_size": lambda v: type(v) is int and v > 0,
+        "class_names": _is_str_list,
+        "exts": _is_str_list,
+        "segments": lambda v: isinstance(v, list),
+        "info": lambda v: isinstance(v, dict),
+    }
+    return next((f for f, ok in checks.items() if not ok(getattr(meta, f))), None)
+
+
+def _numpy_dtype(name: str) -> bool:
+    import numpy as np  # noqa: PLC0415  (only when a manifest is read)
+
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
 
 
 CRC_FIELD = "crc32"
@@ -160,6 +212,11 @@ def _verify_crc(d: dict, where: str) -> None:
 
 
 def check_version(version: object, where: str) -> None:
+    """FormatVersionError for a version this lakefs does not read (a newer lakefs wrote
+    it); CorruptionError for none at all: a flipped bit in the field's name made it
+    missing, and asking to upgrade lakefs for that stopped ``fsck --repair`` too."""
+    if type(version) is not int:
+        raise CorruptionError(f"{where}: no format version (damaged?)")
     if version not in READABLE_VERSIONS:
         raise FormatVersionError(
             f"{where}: dataset format version {version!r} is not supported by this lakefs "
@@ -198,7 +255,8 @@ def parse_head(blob: bytes, where: str) -> tuple[int, str]:
     except FormatVersionError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CorruptionError(f"{where}: HEAD is malformed: {e!r}") from e
+        why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else repr(e)  # (not its bytes)
+        raise CorruptionError(f"{where}: HEAD is malformed: {why}") from e
     if mkey != keys.manifest(seq):  # HEAD has no checksum: a damaged seq or key shows here
         raise CorruptionError(f"{where}: HEAD names {mkey!r} for commit {seq} (damaged?)")
     return seq, mkey

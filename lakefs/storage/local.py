@@ -438,7 +438,9 @@ class LocalStorage(Storage):
             if not os.path.isdir(self.root):  # (/proc/x: "no such object 'locks/writer'" said nothing)
                 what = f"cannot create storage root {self.root}: {e.strerror or e}"
                 raise (ReadOnlyError if e.errno in _READ_ONLY else StorageError)(what) from e
-            raise _map_oserror(e, key, "lock") from e
+            # (not "lock 'locks/writer': Permission denied", which named no dataset)
+            what = f"cannot take the writer lock {path}: {e.strerror or e}"
+            raise (ReadOnlyError if e.errno in _READ_ONLY else StorageError)(what) from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

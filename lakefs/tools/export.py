@@ -16,6 +16,7 @@ way, each after a deadline) stops it, as it stops ``lakefs ingest``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -26,12 +27,14 @@ from typing import Any
 from lakefs.dataset import Dataset
 from lakefs.dataset.names import NAME_MAX
 from lakefs.errors import (
+    ConfigError,
     DatasetExistsError,
     InvalidNameError,
     LakeFSError,
     ObjectNotFoundError,
     StorageError,
     TensorNotFoundError,
+    message_of,
 )
 
 
@@ -60,7 +63,7 @@ def _note_failure(report: ExportReport, where: str, e: Exception) -> None:
     if isinstance(e, StorageError) and not isinstance(e, ObjectNotFoundError):
         report.stopped = str(e)
         raise _StoreFailed from e
-    report.failed.append((where, str(e)))
+    report.failed.append((where, message_of(e)))
 
 
 def _tmp_path(path: str) -> str:
@@ -80,14 +83,25 @@ def _write(path: str, data: bytes, mtime_ns: int, mode: int) -> None:
     except FileNotFoundError:
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode & 0o7777 or 0o644)
-    os.utime(tmp, ns=(mtime_ns, mtime_ns))
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode & 0o7777 or 0o644)
+        os.utime(tmp, ns=(mtime_ns, mtime_ns))
+        os.replace(tmp, path)
+    except BaseException as e:
+        # Not left behind (a full disk keeps filling, a folder in the way keeps it, Ctrl-C):
+        # a failure is the file's, under its own name.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, LakeFSError):
+            raise OSError(e.errno, e.strerror, path) from e
+        raise
 
 
 def _check_dest(dest: str, overwrite: bool) -> None:
+    if not os.fspath(dest):  # ("$OUT" unset): it would write into the current folder, unchecked
+        raise ConfigError("the export destination is an empty path; name a folder (. for the current one)")
     if os.path.exists(dest):
         if not os.path.isdir(dest):
             raise NotADirectoryError(f"export destination {dest} is not a folder")
@@ -103,7 +117,7 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
     start = time.perf_counter()
     _check_dest(dest, overwrite)
     all_tensors = ds.tensors
-    names = list(all_tensors) if not tensors else [t.strip("/") for t in tensors]
+    names = list(all_tensors) if not tensors else list(dict.fromkeys(t.strip("/") for t in tensors))
     for name in names:
         if name not in all_tensors:
             raise TensorNotFoundError(f"no tensor {name!r} in the dataset")

@@ -122,12 +122,14 @@ class Checker:
             return
         try:
             d = json.loads(marker)
-            check_version(d.get("version"), keys.MARKER)
-            if d.get("format") != "lakefs":
+            # A marker that is not one (``{}``) is damage; one of a version this lakefs
+            # does not read is a newer lakefs's dataset ("upgrade lakefs", not a repair).
+            if not isinstance(d, dict) or d.get("format") != "lakefs" or type(d.get("version")) is not int:
                 raise ValueError("not a lakefs marker")
+            check_version(d["version"], keys.MARKER)
         except FormatVersionError:
             raise
-        except (ValueError, AttributeError):
+        except ValueError:
             self.problem(f"{keys.MARKER}: not a valid dataset marker (damaged); repair writes a new one")
             self.marker_bad = True
 

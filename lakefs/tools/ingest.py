@@ -20,6 +20,7 @@ stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ from typing import Any, BinaryIO
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.dataset.samples import check_class_name
-from lakefs.errors import LakeFSError, StorageError
+from lakefs.errors import InvalidSampleError, LakeFSError, StorageError, TensorExistsError
 from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
 
 log = logging.getLogger("lakefs.ingest")
@@ -100,6 +102,38 @@ def init_worker(parent: int) -> None:
         os._exit(1)
 
 
+@contextlib.contextmanager
+def starting_workers() -> Iterator[None]:
+    """Around a pool call that may start transcoding processes (``submit``).
+
+    SIGINT is blocked in this thread, and the processes inherit the mask: a terminal sends
+    Ctrl-C to its whole foreground process group, and a worker still importing Python
+    printed a traceback of its own KeyboardInterrupt. The ingest alone stops (and ends
+    its workers). And a Ctrl-C or SIGTERM that comes meanwhile is held until the call
+    is done: raised in the middle of starting a process, it left that worker reading a
+    pipe closed under it (a traceback: "EOFError: Ran out of input") and descriptors
+    closed twice, one of them a file being read ("Bad file descriptor")."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):  # (an ignored or default-handled signal is left as it is)
+            previous[sig] = handler
+            signal.signal(sig, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            previous[sig](sig, None)  # KeyboardInterrupt, or the CLI's Terminated
+
+
 def _kill_me_with_my_parent() -> bool:
     if not sys.platform.startswith("linux"):
         return False
@@ -119,17 +153,25 @@ def _watch_parent(parent: int) -> None:
 def open_regular(path: str) -> BinaryIO:
     """``open(path, "rb")`` for a regular file only. The scan skipped FIFOs and devices, but
     one may have taken a file's place since: O_NONBLOCK makes opening a FIFO return at once
-    (open(2)) instead of waiting for a writer, and the fstat then refuses it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        why = special_reason(os.fstat(fd).st_mode)
-        if why:
-            raise OSError(errno.EINVAL, why)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    (open(2)) instead of waiting for a writer, and the fstat then refuses it.
+
+    The descriptor goes to the file object through ``opener``, which owns it at once: a
+    Ctrl-C raised inside ``os.fdopen`` left a half-made file object that closed it again
+    later, by then another file's number (a file being read failed with "Bad file
+    descriptor") or a pipe of the transcoding pool (the ingest hung)."""
+    def opener(name: str, flags: int) -> int:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            why = special_reason(os.fstat(fd).st_mode)
+            if why:
+                raise OSError(errno.EINVAL, why)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    return open(path, "rb", opener=opener)
 
 
 def transcode_file(path: str, codec: str, exact: bool, allow: bool) -> tuple[bytes | None, str | None]:
@@ -177,6 +219,7 @@ class Ingester:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.commit_seconds = commit_seconds
         if plan.layout == "imagefolder":
+            self._leave_out_unnamable_classes()
             settle_imagefolder_keys(plan, self._stored_class)
         self.report = IngestReport(plan.layout, total=len(plan.files) + len(plan.problems),
                                    failed=list(plan.problems), folders=list(plan.folders), hidden=plan.hidden)
@@ -191,6 +234,7 @@ class Ingester:
 
     def _tensors(self) -> dict[str, Tensor]:
         existing = self.ds.tensors
+        self._check_names_free(existing)
         for name, settings in self.plan.tensors.items():
             if name not in existing:
                 existing[name] = self.ds.create_tensor(name, **settings)
@@ -201,6 +245,45 @@ class Ingester:
                     if cls not in names:
                         names.append(check_class_name(cls, len(names)))
         return existing
+
+    def _check_names_free(self, existing: dict[str, Tensor]) -> None:
+        """Refuse, before any tensor is created, a new tensor whose name the dataset holds
+        otherwise (``train`` a tensor where ``train/images/`` needs a group). The ingest
+        stopped at that tensor, keeping the ones created before it."""
+        groups, files = set(self.ds.groups), self.ds.files
+        for name in self.plan.tensors:
+            if name in existing:
+                continue
+            parts = name.split("/")
+            for above in ("/".join(parts[:i]) for i in range(1, len(parts))):
+                if above in existing or above in files:
+                    what = "tensor" if above in existing else "plain file"
+                    raise TensorExistsError(f"cannot create tensor {name!r}: {above!r} is a {what} in the "
+                                            "dataset, not a group")
+            if name in groups or name in files:
+                what = "group" if name in groups else "plain file"
+                raise TensorExistsError(f"cannot create tensor {name!r}: the dataset has a {what} of that name")
+
+    def _leave_out_unnamable_classes(self) -> None:
+        """A class folder whose name cannot be a class name at the index it would get (``5``
+        as class 2 after ``0`` and ``1``, a name with a trailing space) is a folder not read;
+        the other classes go in. It stopped the whole ingest, after creating ``images``."""
+        settings = self.plan.tensors.get(LABELS)
+        if not settings or not settings.get("class_names"):
+            return
+        labels = self.ds.tensors.get(LABELS)
+        names = list(labels.meta.class_names) if labels is not None else []
+        refused: dict[str, str] = {}
+        for cls in settings["class_names"]:
+            if cls not in names:
+                try:
+                    names.append(check_class_name(cls, len(names)))
+                except InvalidSampleError as e:
+                    refused[cls] = f"cannot be a class: {e}"
+        if refused:
+            settings["class_names"] = [c for c in settings["class_names"] if c not in refused]
+            self.plan.folders.extend((f"{cls}/", why) for cls, why in refused.items())
+            self.plan.files = [f for f in self.plan.files if f.label not in refused]
 
     def _get_pool(self) -> ProcessPoolExecutor | None:
         if self.workers == 0:
@@ -277,7 +360,8 @@ class Ingester:
     def _transcode(self, args: tuple) -> Future:
         pool = self._get_pool()
         if pool is not None:
-            return pool.submit(transcode_file, *args)
+            with starting_workers():  # (the pool starts its workers in submit)
+                return pool.submit(transcode_file, *args)
         future: Future = Future()
         future.set_result(transcode_file(*args))
         return future

@@ -5,9 +5,11 @@ Three layouts (``auto`` picks one):
 - ``flat``: files directly in SRC → one tensor (named after SRC unless ``--tensor``).
 - ``paired``: every folder below SRC that holds files is a tensor (``images/``,
   ``labels/``, ``train/images/`` → a group); files are aligned into rows by file stem,
-  as the mount aligns ``images/cat001.jpg`` with ``labels/cat001.json``.
+  as the mount aligns ``images/cat001.jpg`` with ``labels/cat001.json``. A folder inside
+  such a tensor folder is reported, not read (a tensor holds files, as in the mount).
 - ``imagefolder``: ``SRC/<class>/<file>`` (torchvision's ImageFolder) → an ``images``
-  tensor plus a ``labels`` class_label tensor whose class_names are the folder names.
+  tensor plus a ``labels`` class_label tensor whose class_names are the folder names
+  (in name order; names of digits first, in number order: ``0``..``99``).
 
 ``auto``: no subfolders → flat; subfolders holding only image files, fewer than half of
 whose stems appear in more than one folder → imagefolder; otherwise paired.
@@ -15,6 +17,7 @@ whose stems appear in more than one folder → imagefolder; otherwise paired.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections import Counter
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from lakefs.compression import codec_for_extension
+from lakefs.dataset.dataset import resolve_tensor_settings
 from lakefs.dataset.names import check_key, check_path, split_filename
 from lakefs.errors import InvalidNameError, InvalidSampleError
 
@@ -51,7 +55,10 @@ class Plan:
 
 def infer_settings(exts: list[str]) -> dict:
     """A new tensor's settings from its files' extensions (the majority wins), as the
-    mount infers them for a directory's first file (DESIGN §4)."""
+    mount infers them for a directory's first file (DESIGN §4). With no files there is
+    nothing to infer from: the scan creates no tensor then (unless given an htype), as a
+    ``mkdir`` in the mount waits for its first file; a ``bytes`` tensor made of an empty
+    folder took every later photo as bytes."""
     common = Counter(e.lower() for e in exts).most_common(1)
     ext = common[0][0] if common else ""
     by_ext = {".json": {"htype": "json"}, ".txt": {"htype": "text"}, ".npy": {"htype": "generic"}}
@@ -71,6 +78,13 @@ def merge_settings(inferred: dict, given: dict) -> dict:
     if "chunk_compression" in given or "sample_compression" in given:
         inferred = {k: v for k, v in inferred.items() if not k.endswith("_compression")}
     return {**inferred, **given}
+
+
+def checked(settings: dict) -> dict:
+    """``settings`` if create_tensor will take them: bad options (``--htype nonsense``) are
+    refused before the dataset is opened, which made a new one, left empty."""
+    resolve_tensor_settings(**settings)
+    return settings
 
 
 @dataclass
@@ -94,8 +108,20 @@ def special_reason(mode: int) -> str | None:
     return f"not a regular file ({kind})"
 
 
-def _entries(folder: str) -> _Listing:
-    """The entries of ``folder`` sorted by name, by kind (symlinks followed)."""
+FileId = tuple[int, int]  # (st_dev, st_ino): a folder whatever the path to it
+
+
+def file_id(path: str) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _entries(folder: str, skip: FileId | None = None) -> _Listing:
+    """The entries of ``folder`` sorted by name, by kind (symlinks followed); the folder
+    ``skip`` (the dataset being written, when it is inside the source) is left out."""
     out = _Listing([], [], 0, [])
     with os.scandir(folder) as it:
         for entry in it:
@@ -103,9 +129,12 @@ def _entries(folder: str) -> _Listing:
                 out.hidden += 1
                 continue
             try:
-                mode = entry.stat(follow_symlinks=True).st_mode
+                st = entry.stat(follow_symlinks=True)
             except OSError:
                 out.files.append(entry.name)  # a dangling link: reported with its reason when read
+                continue
+            mode = st.st_mode
+            if stat.S_ISDIR(mode) and (st.st_dev, st.st_ino) == skip:
                 continue
             if stat.S_ISDIR(mode):
                 out.dirs.append(entry.name)
@@ -119,16 +148,33 @@ def _entries(folder: str) -> _Listing:
     return out
 
 
-def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None) -> tuple[dict[str, list[str]], int]:
+def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None, skip: FileId | None = None,
+                  above: frozenset[FileId] = frozenset()) -> tuple[dict[str, list[str]], int]:
     """Every folder under ``src`` that holds files → its file names; plus hidden count.
-    Special files (FIFOs...) go to ``plan.problems``."""
-    listing = _entries(os.path.join(src, rel) if rel else src)
+    Special files (FIFOs...) go to ``plan.problems``, folders that cannot be listed to
+    ``plan.folders`` (one stopped the whole ingest), as do links back to a folder
+    ``above`` (``images/up -> ..``), which were followed 40 links deep."""
+    folder = os.path.join(src, rel) if rel else src
+    here = file_id(folder)
+    if here is not None and here in above:
+        if plan is not None:
+            plan.folders.append((rel + "/", "a link to a folder above it (a loop) is not read"))
+        return {}, 0
+    try:
+        listing = _entries(folder, skip)
+    except OSError as e:
+        if not rel:
+            raise
+        if plan is not None:
+            plan.folders.append((rel + "/", e.strerror or str(e)))
+        return {}, 0
     if plan is not None:
         plan.problems.extend((f"{rel}/{n}" if rel else n, why) for n, why in listing.special)
     out = {rel: listing.files} if listing.files else {}
     hidden = listing.hidden
+    above = above | {here} if here is not None else above
     for d in listing.dirs:
-        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan)
+        sub, h = _leaf_folders(src, f"{rel}/{d}" if rel else d, plan, skip, above)
         out.update(sub)
         hidden += h
     return out, hidden
@@ -140,8 +186,8 @@ def _is_image(name: str) -> bool:
     return codec is not None and codec.kind == "image"
 
 
-def choose_layout(src: str) -> str:
-    folders, _ = _leaf_folders(src)
+def choose_layout(src: str, skip: FileId | None = None) -> str:
+    folders, _ = _leaf_folders(src, skip=skip)
     if set(folders) <= {""}:
         return "flat"
     if "" in folders or any("/" in f for f in folders):
@@ -191,50 +237,67 @@ def _by_stem(names: list[str], rel_dir: str, plan: Plan) -> list[tuple[str, str,
     return out
 
 
-def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None) -> Plan:
+def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None,
+         dataset: str | None = None) -> Plan:
     """Plan an ingest of ``src``. ``settings`` (htype, compressions...) apply to the
-    tensor(s) a flat or ImageFolder ingest creates."""
-    if not os.path.isdir(src):
-        raise FileNotFoundError(f"source folder {src} does not exist or is not a folder")
+    tensor(s) a flat or ImageFolder ingest creates. ``dataset``, a local destination, is
+    no part of the source: a rerun of ``ingest ./data ./data/ds`` stored the dataset's
+    own files (its ``lakefs.json`` as a tensor ``ds``)."""
+    try:
+        is_folder = stat.S_ISDIR(os.stat(src).st_mode)
+    except OSError as e:  # (a dead mount: "Transport endpoint is not connected")
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise FileNotFoundError(f"source folder {src} does not exist") from None
+        raise OSError(e.errno, f"source folder {src}: {e.strerror}") from None
+    if not is_folder:
+        raise NotADirectoryError(f"source folder {src} is not a folder")
+    skip = file_id(dataset) if dataset is not None else None
+    if skip is not None and skip == file_id(src):
+        raise InvalidSampleError(f"source folder {src} is the dataset itself")
     if layout not in LAYOUTS:
         raise InvalidSampleError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     if layout == "auto":
-        layout = choose_layout(src)
+        layout = choose_layout(src, skip)
     plan = Plan(layout)
     if layout == "flat":
-        _scan_flat(src, plan, tensor, settings)
+        _scan_flat(src, plan, tensor, settings, skip)
     elif layout == "imagefolder":
-        _scan_imagefolder(src, plan, tensor, settings)
+        _scan_imagefolder(src, plan, tensor, settings, skip)
     else:
         if settings or tensor:
             raise InvalidSampleError(
                 "tensor options do not apply to a paired ingest (one tensor per folder); "
                 "create the tensors first with `lakefs tensor create`"
             )
-        _scan_paired(src, plan)
+        _scan_paired(src, plan, skip)
     return plan
 
 
-def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    listing = _entries(src)
+def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict, skip: FileId | None) -> None:
+    listing = _entries(src, skip)
     plan.hidden = listing.hidden
     plan.problems.extend(listing.special)
-    name = check_path(tensor or os.path.basename(os.path.abspath(src)))
+    name = check_path(os.path.basename(os.path.abspath(src)) if tensor is None else tensor)  # ("": refused)
     for d in listing.dirs:
         plan.folders.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
     for f, stem, ext in _by_stem(listing.files, "", plan):
         plan.files.append(SourceFile(os.path.join(src, f), f, name, stem, ext))
-    plan.tensors[name] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
+    if plan.files or "htype" in settings:
+        plan.tensors[name] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
 
 
-def _scan_paired(src: str, plan: Plan) -> None:
-    folders, plan.hidden = _leaf_folders(src, plan=plan)
+def _scan_paired(src: str, plan: Plan, skip: FileId | None) -> None:
+    folders, plan.hidden = _leaf_folders(src, plan=plan, skip=skip)
     by_key: dict[str, list[SourceFile]] = {}
     for rel_dir, names in folders.items():
         if rel_dir == "":
             for n in names:
                 plan.problems.append((n, "a file at the top of a paired ingest belongs to no tensor"))
+            continue
+        holder = _tensor_folder_above(rel_dir, folders)
+        if holder is not None:  # (as in the mount: a tensor holds files, not folders)
+            plan.folders.append((rel_dir + "/", f"a folder inside the tensor folder {holder}/ is not read"))
             continue
         name = check_path(rel_dir)
         mine = []
@@ -242,21 +305,46 @@ def _scan_paired(src: str, plan: Plan) -> None:
             f = SourceFile(os.path.join(src, rel_dir, n), f"{rel_dir}/{n}", name, stem, ext)
             mine.append(f)
             by_key.setdefault(stem, []).append(f)
-        plan.tensors[name] = infer_settings([f.ext for f in mine])
+        if mine:
+            plan.tensors[name] = infer_settings([f.ext for f in mine])
     for key in sorted(by_key):
         plan.files.extend(by_key[key])
 
 
-def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) -> None:
-    top = _entries(src)
-    classes, plan.hidden = top.dirs, top.hidden
+def _tensor_folder_above(rel_dir: str, folders: dict[str, list[str]]) -> str | None:
+    """The topmost folder above ``rel_dir`` (SRC itself aside) that holds files, and so is
+    a tensor: ``images/`` for ``images/extra/``. Both made tensors stopped the ingest."""
+    parts = rel_dir.split("/")
+    for i in range(1, len(parts)):
+        above = "/".join(parts[:i])
+        if above in folders:
+            return above
+    return None
+
+
+def class_order(name: str) -> tuple:
+    """Class folders in name order, except that names of digits come first in number
+    order: a class folder ``10`` must be class 10 (its label file reads ``10`` as that
+    index), not class 2 after ``0`` and ``1``."""
+    if name.isascii() and name.isdigit():
+        return (0, int(name), name)
+    return (1, 0, name)
+
+
+def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict, skip: FileId | None) -> None:
+    top = _entries(src, skip)
+    classes, plan.hidden = sorted(top.dirs, key=class_order), top.hidden
     plan.problems.extend(top.special)
     for n in top.files:
         plan.problems.append((n, "a file at the top of an ImageFolder belongs to no class"))
-    images = check_path(tensor or IMAGES)
+    images = check_path(IMAGES if tensor is None else tensor)
     found: list[tuple[str, str, str, str]] = []  # class, name, stem, ext
     for cls in classes:
-        listing = _entries(os.path.join(src, cls))
+        try:
+            listing = _entries(os.path.join(src, cls), skip)
+        except OSError as e:
+            plan.folders.append((cls + "/", e.strerror or str(e)))
+            continue
         plan.hidden += listing.hidden
         plan.problems.extend((f"{cls}/{n}", why) for n, why in listing.special)
         for d in listing.dirs:
@@ -265,8 +353,9 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict) 
     for cls, n, stem, ext in found:
         plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls))
     settle_imagefolder_keys(plan, lambda key: None)
-    plan.tensors[images] = merge_settings(infer_settings([f.ext for f in plan.files]), settings)
-    plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
+    if plan.files or "htype" in settings:
+        plan.tensors[images] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
+        plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
 
 
 def settle_imagefolder_keys(plan: Plan, stored: Callable[[str], str | None]) -> None:

@@ -336,3 +336,32 @@ def test_finding_a_wedged_mount_through_a_symlink_does_not_hang(dataset: Path, m
             os.killpg(m.process.pid, signal.SIGCONT)
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == [str(mountpoint)] * 2
+
+
+def test_every_dataset_command_names_a_mountpoint_given_for_its_dataset(dataset: Path, mountpoint: Path,
+                                                                        tmp_path: Path) -> None:
+    """Only fsck knew a mountpoint from a dataset: `lakefs info ./mnt` said "no lakefs
+    dataset", `lakefs ingest SRC ./mnt` "not empty and holds no lakefs dataset", and on a
+    dead mount every command "read 'lakefs.json': Transport endpoint is not connected"."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.json").write_text("{}")
+    live = f"lakefs: error: {mountpoint} is a lakefs mountpoint, not a dataset: give the mounted dataset itself " \
+           f"({dataset})\n"
+    try:
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):
+            for argv in (["info", mountpoint], ["ls", mountpoint], ["ingest", src, mountpoint],
+                         ["export", mountpoint, tmp_path / "out"]):
+                r = run(*argv)
+                assert r.returncode == 1 and r.stderr == live, (argv, r.stderr)
+            assert os.listdir(mountpoint) == [] and not (tmp_path / "out").exists()
+        start_and_kill_mount(dataset, mountpoint)
+        r = run("info", mountpoint, timeout=30)
+        assert r.returncode == 1 and r.stderr == (
+            f"lakefs: error: {mountpoint} is a dead lakefs mount (its mount process is gone), not a dataset: "
+            f"clear it with `lakefs umount {mountpoint}`; the dataset itself is {dataset}\n")
+        r = run("ingest", mountpoint, tmp_path / "ds", timeout=30)
+        assert r.returncode == 1 and r.stderr == (
+            f"lakefs: error: source folder {mountpoint}: Transport endpoint is not connected\n")
+    finally:
+        unmount(mountpoint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -247,3 +248,16 @@ def test_a_closed_pipe_ends_the_output_quietly(cli, jpeg_dir: Path, dataset_path
         os.close(write_end)
     assert p.stderr == ""
     assert p.returncode == 1
+
+
+def test_a_writer_lock_that_cannot_be_taken_names_the_dataset(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    """A read-only dataset folder (chmod, another user's) said "lock 'locks/writer':
+    Permission denied", naming no dataset. (Root opens anything: a file where the lock's
+    folder goes stands in for the refusal.)"""
+    assert cli("ingest", jpeg_dir, dataset_path, "-q").code == 0
+    shutil.rmtree(dataset_path / "locks")
+    (dataset_path / "locks").write_text("")
+    r = cli("compact", dataset_path)
+    assert r.code == 1
+    assert r.err == f"lakefs: error: cannot take the writer lock {dataset_path}/locks/writer: File exists\n"
+    assert cli("info", dataset_path).code == 0  # reading needs no lock

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import LAKEFS, REPO, env
+from reliability_helpers import LAKEFS, REPO, env, fsck
 
 import lakefs
 
@@ -152,3 +152,55 @@ def test_sigterm_commits_what_was_written_and_ends_the_workers(cli, many_pngs: P
     kept = committed(dataset_path)
     assert 0 < kept < FILES
     assert_rerun_resumes(cli, many_pngs, dataset_path, kept)
+
+
+def signal_set(pid: int, field: str) -> int:
+    """A mask of /proc/PID/status (SigBlk, SigIgn): bit n-1 is signal n."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def transcoding_workers(proc: subprocess.Popen, timeout: float = 60) -> dict[int, str]:
+    """The pool's worker processes (not multiprocessing's resource tracker), once both run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {}
+        for pid, started in descendants(proc.pid).items():
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found[pid] = started
+            except OSError:
+                continue
+        if len(found) >= 2:
+            return found
+        assert proc.poll() is None and time.monotonic() < deadline, "no worker processes started"
+        time.sleep(0.005)
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_the_ingest_and_no_worker_prints_a_traceback(many_pngs: Path, dataset_path: Path) -> None:
+    """A terminal's Ctrl-C reaches its whole foreground process group: the transcoding
+    workers, still importing Python right after they start, printed tracebacks of their
+    own KeyboardInterrupt. They are started with SIGINT blocked; the ingest stops alone."""
+    proc = subprocess.Popen(
+        [*LAKEFS, "ingest", str(many_pngs), str(dataset_path), "--tensor", "images", "--htype", "image",
+         "--sample-compression", "jpeg", "-j", "2", "-q"],
+        cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a shell's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # (pytest run in the background)
+    try:
+        workers = transcoding_workers(proc)
+        sigint = 1 << (signal.SIGINT - 1)
+        shielded = {pid: bool((signal_set(pid, "SigBlk") | signal_set(pid, "SigIgn")) & sigint) for pid in workers}
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, while the workers start up
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert all(shielded.values()), f"a worker would take Ctrl-C itself: {shielded}"
+    assert proc.returncode == 130, err
+    assert err.strip() == "lakefs: interrupted"
+    assert_all_gone(workers)
+    assert fsck(dataset_path).returncode == 0

@@ -125,3 +125,65 @@ def test_export_writes_names_of_255_bytes(cli, dataset_path: Path, tmp_path: Pat
     assert (dest / long_file).read_bytes() == b"plain\n"
     assert sorted(p.name for p in dest.iterdir()) == sorted(["notes", long_file])  # no temp files left
     assert sorted(p.name for p in (dest / "notes").iterdir()) == sorted([f"{long_key}.txt", "s.txt"])
+
+
+def test_an_empty_destination_is_refused_not_the_current_folder(cli, jpeg_dir: Path, dataset_path: Path,
+                                                                  tmp_path: Path, monkeypatch) -> None:
+    """``lakefs export ds "$OUT"`` with OUT unset wrote into the current folder, replacing
+    files of the same names there: "" skipped the check that a destination is empty."""
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    here = tmp_path / "here"
+    (here / "photos").mkdir(parents=True)
+    mine = here / "photos" / sorted(jpeg_dir.iterdir())[0].name
+    mine.write_text("mine")
+    monkeypatch.chdir(here)
+    r = cli("export", dataset_path, "")
+    assert r.code == 1 and r.err.strip() == (
+        "lakefs: error: the export destination is an empty path; name a folder (. for the current one)")
+    assert mine.read_text() == "mine" and os.listdir(here / "photos") == [mine.name]
+
+
+def test_a_file_that_fails_leaves_no_temp_file_and_names_its_destination(cli, jpeg_dir: Path,
+                                                                           dataset_path: Path, tmp_path: Path) -> None:
+    """A file whose write failed (a folder in the way, a full disk) left its hidden temp
+    copy behind, and its reason named that temp file after Python's "[Errno N]"."""
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    dest = tmp_path / "out"
+    first = sorted(jpeg_dir.iterdir())[0].name
+    (dest / "photos" / first).mkdir(parents=True)
+    r = cli("export", dataset_path, dest, "--overwrite")
+    assert r.code == 1 and "exported 7 files" in r.out
+    assert r.err.splitlines()[1:] == [f"  photos/{first}: {dest / 'photos' / first}: Is a directory"]
+    assert sorted(os.listdir(dest / "photos")) == sorted(p.name for p in jpeg_dir.iterdir())  # no temp file
+
+
+def test_a_tensor_named_twice_is_exported_once(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    r = cli("export", dataset_path, tmp_path / "out", "--tensor", "photos", "--tensor", "photos/")
+    assert r.code == 0 and "exported 8 files" in r.out, r.out
+
+
+def test_an_os_error_is_one_line_naming_the_path(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
+    """Not Python's "[Errno 17] File exists: '...'"."""
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "photos").write_text("a file where the tensor's folder goes")
+    r = cli("export", dataset_path, dest, "--overwrite")
+    assert r.code == 1 and r.err == f"lakefs: error: {dest / 'photos'}: File exists\n"
+
+
+def test_ctrl_c_during_a_file_leaves_no_temp_file(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path,
+                                                  monkeypatch) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    real_utime = os.utime
+
+    def interrupted(path, *args, **kwargs):
+        if str(path).endswith(".lakefs-tmp") and len(os.listdir(os.path.dirname(path))) > 3:
+            raise KeyboardInterrupt
+        return real_utime(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "utime", interrupted)
+    r = cli("export", dataset_path, tmp_path / "out")
+    assert r.code == 130 and r.err == "lakefs: interrupted\n"
+    assert sorted(os.listdir(tmp_path / "out" / "photos")) == sorted(p.name for p in jpeg_dir.iterdir())[:3]

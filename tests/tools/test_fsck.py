@@ -487,3 +487,78 @@ def test_a_read_the_store_fails_is_never_taken_for_damage(tmp_path: Path, head: 
         assert report.problems == baseline
         break
     assert reads > 8  # (every object the check reads was failed once)
+
+
+@pytest.mark.parametrize("edit", [
+    ("tensors", "images", "class_names", [1, 2]),
+    ("tensors", "images", "chunk_size", "8MB"),
+    ("tensors", "images", "dtype", "nonsense"),
+    ("tensors", "images", "exts", None),
+    ("tensors", "images", "tid", "../../elsewhere"),
+    ("groups", [7]),
+    ("tensors", []),
+], ids=lambda e: "/".join(map(str, e[:-1])))
+def test_a_manifest_of_wrong_types_is_named_never_a_traceback(cli, photo_ds: Path, tmp_path: Path, edit) -> None:
+    """A manifest with no crc32 (written before it had one) is taken as it reads: values
+    of the wrong JSON type ended ``info``, ``ls`` and ``export`` in a traceback (a class
+    name that is a number, a chunk size that is a string), and ``fsck`` called it clean."""
+    before = snapshot(photo_ds)
+    newest = photo_ds / json.loads((photo_ds / keys.HEAD).read_bytes())["manifest"]
+    m = json.loads(newest.read_bytes())
+    del m["crc32"]
+    *path, value = edit
+    target = m
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+    newest.write_text(json.dumps(m))
+    for argv in (["info", photo_ds], ["tensor", "list", photo_ds], ["ls", f"{photo_ds}/images"],
+                 ["export", photo_ds, tmp_path / "out"], ["compact", photo_ds]):
+        r = cli(*argv)
+        assert r.code == 1 and re.fullmatch(r"lakefs: error: manifests/\S+: manifest is malformed: .+\n", r.err), r.err
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "manifest is malformed" in r.out and "(repair makes it current)" in r.out, r.out
+    r = cli("fsck", "--repair", photo_ds)
+    assert r.code == 0, r.out
+    assert cli("fsck", photo_ds).code == 0
+    after = snapshot(photo_ds)  # back one commit: the photos, without the meta of the commit given up
+    assert {k: v for k, v in before.items() if k.startswith("images/")} == after
+
+
+@pytest.mark.parametrize("marker", [b"{}", b"[2]", b'{"format": "lakefs"}'])
+def test_a_marker_that_reads_as_json_but_is_none_is_repaired(cli, photo_ds: Path, marker: bytes) -> None:
+    """``{}`` in lakefs.json made fsck say "format version None is not supported ...;
+    upgrade lakefs" and stop, so --repair could not write the new marker it needs."""
+    before = snapshot(photo_ds)
+    (photo_ds / keys.MARKER).write_bytes(marker)
+    r = cli("info", photo_ds)
+    assert r.err == "lakefs: error: lakefs.json is not a lakefs dataset marker\n"
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "fsck: lakefs.json: not a valid dataset marker (damaged); repair writes a new one" in r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert cli("fsck", photo_ds).code == 0
+    assert snapshot(photo_ds) == before
+
+
+@pytest.mark.parametrize("damaged", ["HEAD", "manifest"])
+def test_a_flipped_bit_in_the_format_version_name_is_damage_not_a_newer_format(cli, photo_ds: Path,
+                                                                                 damaged: str) -> None:
+    """"format_version" with one bit flipped left no version: every command, fsck
+    --repair too, said "format version None is not supported ...; upgrade lakefs"."""
+    head = json.loads((photo_ds / keys.HEAD).read_bytes())
+    target = photo_ds / (keys.HEAD if damaged == "HEAD" else head["manifest"])
+    data = target.read_bytes()
+    assert data.count(b"format_version") == 1
+    target.write_bytes(data.replace(b"format_version", b"format_versioo"))  # "n" ^ 0x01
+    r = cli("info", photo_ds)
+    assert r.code == 1 and r.err.endswith(": no format version (damaged?)\n"), r.err
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "no format version (damaged?)" in r.out and "(repair makes it current)" in r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert cli("fsck", photo_ds).code == 0 and cli("info", photo_ds).code == 0
+
+
+def test_a_head_that_is_not_text_is_named_without_its_bytes(cli, photo_ds: Path) -> None:
+    (photo_ds / keys.HEAD).write_bytes(b"\xcc\xfc\x1f" * 20)
+    r = cli("info", photo_ds)
+    assert r.err == "lakefs: error: HEAD: HEAD is malformed: not UTF-8 text\n"

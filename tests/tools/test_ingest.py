@@ -429,3 +429,158 @@ def test_a_final_commit_that_succeeds_on_retry_keeps_everything(cli, jpeg_dir: P
     monkeypatch.undo()
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert len(ds) == 8
+
+
+def test_imagefolder_of_numbered_classes_past_9(cli, tmp_path: Path, photos: list[Path], dataset_path: Path) -> None:
+    """Class folders 0..11 (MNIST-style, CIFAR-100's 0..99) stopped the whole ingest: in
+    name order "10" came third, and a class name of digits must be its own index. A
+    folder that cannot be a class (a gap: "15" as the 13th; trailing whitespace) is
+    reported, and the other classes go in."""
+    src = tmp_path / "src"
+    for cls in [*map(str, range(12)), "15", "cat "]:
+        (src / cls).mkdir(parents=True)
+        shutil.copy2(photos[len(cls) % len(photos)], src / cls / f"img{cls.strip()}.jpg")
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder")
+    assert r.code == 1 and "ingested 12 of 12 files" in r.out, r.out + r.err
+    assert r.err.splitlines()[0] == "lakefs: 2 folder(s) not read:"
+    assert r.err.splitlines()[1].startswith("  15/: cannot be a class: class name '15' is all digits")
+    assert r.err.splitlines()[2].startswith("  cat /: cannot be a class: class name 'cat ' has leading")
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["labels"].class_names == [str(i) for i in range(12)]
+        assert {ds[f"img{i}"]["labels"].file_bytes() for i in range(12)} == {f"{i}\n".encode() for i in range(12)}
+        assert [int(ds[f"img{i}"]["labels"].numpy()[0]) for i in range(12)] == list(range(12))
+    (src / "12").mkdir()  # a rerun: the class that now fits goes in after the others
+    shutil.copy2(photos[0], src / "12" / "img12.jpg")
+    r = cli("ingest", src, dataset_path, "--layout", "imagefolder")
+    assert "ingested 1 of 13 files" in r.out and "12 already stored" in r.out, r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["labels"].class_names == [str(i) for i in range(13)]
+
+
+def test_paired_folder_inside_a_tensor_folder_is_reported(cli, tmp_path: Path, photos: list[Path],
+                                                          dataset_path: Path) -> None:
+    """``images/extra/`` beside the files of ``images/`` made both tensors: the ingest
+    stopped with "'images' is a tensor or file, not a group", after creating ``images``."""
+    src = tmp_path / "src"
+    (src / "images" / "extra" / "more").mkdir(parents=True)
+    (src / "labels").mkdir()
+    shutil.copy2(photos[0], src / "images" / "a.jpg")
+    shutil.copy2(photos[1], src / "images" / "extra" / "b.jpg")
+    shutil.copy2(photos[2], src / "images" / "extra" / "more" / "c.jpg")
+    (src / "labels" / "a.json").write_text("{}")
+    r = cli("ingest", src, dataset_path)
+    assert r.code == 1 and "ingested 2 of 2 files (paired layout" in r.out, r.out + r.err
+    assert r.err.splitlines() == ["lakefs: 2 folder(s) not read:",
+                                  "  images/extra/: a folder inside the tensor folder images/ is not read",
+                                  "  images/extra/more/: a folder inside the tensor folder images/ is not read"]
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert sorted(ds.tensors) == ["images", "labels"] and ds.keys() == ["a"]
+
+
+def test_an_ingest_that_cannot_start_creates_nothing(cli, jpeg_dir: Path, tmp_path: Path, photos: list[Path],
+                                                     dataset_path: Path) -> None:
+    """Bad options made a new dataset, left empty; a tensor name the dataset holds as
+    something else stopped the ingest at that tensor, keeping the ones created before."""
+    r = cli("ingest", jpeg_dir, dataset_path, "--htype", "nonsense")
+    assert r.code == 1 and "unknown htype 'nonsense'" in r.err
+    assert not dataset_path.exists()
+    src = tmp_path / "src"
+    for folder in ("a", "train/images"):
+        (src / folder).mkdir(parents=True)
+        shutil.copy2(photos[0], src / folder / "p.jpg")
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("train", htype="bytes")
+    r = cli("ingest", src, dataset_path, "--layout", "paired")
+    assert r.code == 1
+    assert r.err == ("lakefs: error: cannot create tensor 'train/images': 'train' is a tensor in the dataset, "
+                     "not a group\n")
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert sorted(ds.tensors) == ["train"]
+
+
+def test_a_file_the_tensor_does_not_take_is_reported_with_the_reason(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    (jpeg_dir / "notes.txt").write_text("a text file among the photos\n")
+    r = cli("ingest", jpeg_dir, dataset_path)
+    assert r.code == 1 and "ingested 8 of 9 files" in r.out
+    assert r.err.splitlines()[1:] == [
+        "  notes.txt: 'notes.txt' is not a sample name for tensor 'photos': an image tensor does not take .txt files"]
+
+
+@pytest.mark.parametrize("layout", ["flat", "paired", "imagefolder"])
+def test_a_dataset_inside_its_source_folder_is_not_ingested_into_itself(cli, tmp_path: Path, photos: list[Path],
+                                                                        layout: str) -> None:
+    """``lakefs ingest ./data ./data/ds`` run again took the dataset's own files as source:
+    its folders became tensors (``lakefs.json`` stored in a tensor ``ds``), and an
+    ImageFolder turned into a paired ingest."""
+    src = tmp_path / "data"
+    files = {"flat": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
+             "paired": ["images/a.jpg", "images/b.jpg", "masks/a.jpg", "masks/b.jpg"],
+             "imagefolder": ["cat/a.jpg", "cat/b.jpg", "dog/c.jpg", "dog/d.jpg"]}[layout]
+    for i, name in enumerate(files):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(photos[i], src / name)
+    ds = src / "ds"
+    for run in ("first", "again"):
+        r = cli("ingest", src, ds, "--layout", layout)
+        stored = 4 if run == "again" else 0
+        assert r.code == 0 and f"({layout} layout, 0 transcoded, {stored} already stored, 0 failed)" in r.out, \
+            r.out + r.err
+    r = cli("ingest", ds, ds)
+    assert r.code == 1 and r.err == f"lakefs: error: source folder {ds} is the dataset itself\n"
+
+
+def test_ctrl_c_while_a_file_is_opened_stops_the_ingest(cli, jpeg_dir: Path, dataset_path: Path,
+                                                         monkeypatch) -> None:
+    """Ctrl-C landing in ``os.fdopen`` once the file object owned the descriptor: the file
+    object closed it, then open_regular closed it again. That second close failed ("Bad
+    file descriptor"), which replaced the KeyboardInterrupt: the file was reported as
+    failed and the ingest ran on to the end (or, the number being reused meanwhile,
+    closed a pipe of the transcoding pool, and the ingest hung)."""
+    import builtins
+    import threading
+
+    calls = []
+
+    def interrupted(real):
+        """``real`` (os.fdopen, or open with an opener) hit by Ctrl-C as it returns."""
+        def call(*args, **kwargs):
+            f = real(*args, **kwargs)
+            if threading.current_thread() is threading.main_thread():
+                calls.append(f)
+                if len(calls) == 3:
+                    calls.pop()
+                    del f  # (the file object goes with the frame, closing its descriptor)
+                    raise KeyboardInterrupt
+            return f
+        return call
+
+    monkeypatch.setattr(os, "fdopen", interrupted(os.fdopen))
+    monkeypatch.setattr(ingest_mod, "open", interrupted(builtins.open), raising=False)
+    r = cli("ingest", jpeg_dir, dataset_path, "-j", "0", "--commit-seconds", "0")
+    assert r.code == 130 and r.err == "lakefs: interrupted\n", r.out + r.err
+
+
+def test_ctrl_c_while_a_worker_starts_is_raised_once_it_has_started() -> None:
+    """Ctrl-C raised in the middle of starting a transcoding process left it reading a pipe
+    closed under it ("EOFError: Ran out of input" printed by the worker). Another thread
+    takes the signal when this one blocks it: Python raises it here all the same, so it
+    is held, not only blocked, until the pool call is done."""
+    import signal
+    import threading
+    import time
+
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)  # a thread the signal can be delivered to
+    other.start()
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with ingest_mod.starting_workers():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # (the other thread takes it; Python acts on it after the sleep)
+                reached.append(True)
+        assert reached == [True]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        done.set()
+        other.join()

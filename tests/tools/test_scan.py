@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lakefs.errors import InvalidSampleError
+from lakefs.errors import InvalidNameError, InvalidSampleError
 from lakefs.tools.scan import choose_layout, infer_settings, scan
 
 
@@ -89,3 +89,66 @@ def test_bad_layout_and_paired_options_are_refused(tmp_path: Path) -> None:
         scan(str(tmp_path), "paired", settings={"htype": "image"})
     with pytest.raises(FileNotFoundError):
         scan(str(tmp_path / "missing"))
+
+
+def test_an_empty_folder_makes_no_tensor_unless_given_an_htype(tmp_path: Path) -> None:
+    """An empty folder made a ``bytes`` tensor (nothing to infer from): every photo ingested
+    into it later went in as bytes, not images. As ``mkdir`` in the mount, a tensor waits
+    for its first file."""
+    (tmp_path / "src" / "cat").mkdir(parents=True)
+    (tmp_path / "src" / "images").mkdir()
+    (tmp_path / "src" / "images" / "README").write_text("no extension: not a sample")
+    src = str(tmp_path / "src" / "cat")
+    assert scan(src, "flat", "images").tensors == {}
+    assert scan(str(tmp_path / "src"), "imagefolder").tensors == {}
+    assert scan(str(tmp_path / "src"), "paired").tensors == {}
+    assert scan(src, "flat", "images", {"htype": "image"}).tensors == {"images": {"htype": "image"}}
+
+
+@pytest.mark.parametrize("layout", ["paired", "imagefolder"])
+def test_a_folder_that_cannot_be_listed_is_reported_not_fatal(tmp_path: Path, monkeypatch, layout: str) -> None:
+    """A subfolder without read permission (chmod 000, not the owner's) stopped the whole
+    ingest with "Permission denied"; it is a folder not read, the others go in. (The
+    suite runs as root, which reads anything: the refusal is simulated.)"""
+    import os
+
+    for folder in ("cat", "dog"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{folder}1.jpg").write_bytes(b"\xff\xd8")
+    locked = str(tmp_path / "dog")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    plan = scan(str(tmp_path), layout)
+    assert plan.folders == [("dog/", "Permission denied")]
+    assert [f.rel for f in plan.files] == ["cat/cat1.jpg"]
+
+
+def test_a_link_back_to_a_folder_above_is_one_folder_not_read(tmp_path: Path) -> None:
+    """``images/up -> ..`` was followed until the kernel's 40 links: 900 lines of folders
+    not read for two links (and 40 levels of listing)."""
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.jpg").write_bytes(b"\\xff\\xd8")
+    (tmp_path / "images" / "up").symlink_to("..")
+    (tmp_path / "masks" / "self").symlink_to(".")
+    plan = scan(str(tmp_path), "paired")
+    assert plan.folders == [("images/up/", "a link to a folder above it (a loop) is not read"),
+                            ("masks/self/", "a link to a folder above it (a loop) is not read")]
+    assert sorted(plan.tensors) == ["images", "masks"] and len(plan.files) == 2
+    assert choose_layout(str(tmp_path)) == "paired"
+
+
+@pytest.mark.parametrize("layout", ["flat", "imagefolder"])
+def test_an_empty_tensor_name_is_refused_not_replaced(tmp_path: Path, layout: str) -> None:
+    """``--tensor "$NAME"`` with NAME unset went into a tensor named after the folder."""
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.jpg").write_bytes(b"\xff\xd8")
+    src = tmp_path / "cat" if layout == "flat" else tmp_path
+    with pytest.raises(InvalidNameError, match="empty"):
+        scan(str(src), layout, "")
