@@ -365,3 +365,25 @@ def test_every_dataset_command_names_a_mountpoint_given_for_its_dataset(dataset:
             f"lakefs: error: source folder {mountpoint}: Transport endpoint is not connected\n")
     finally:
         unmount(mountpoint)
+
+
+def test_mount_names_a_mountpoint_given_for_its_dataset(dataset: Path, mountpoint: Path, tmp_path: Path) -> None:
+    """Found in review: `lakefs mount ./mnt ./other` (the arguments of a mount already up,
+    swapped or mistyped) was not refused as the other commands are: the second mount
+    created a dataset of its own inside the mounted one (lakefs.json, HEAD, manifests/ and
+    locks/ stored there as plain files) and mounted it."""
+    other = tmp_path / "other"
+    other.mkdir()
+    try:
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):
+            r = attempt_mount("mount", mountpoint, other, mountpoint=other)
+            assert r.returncode == 1 and r.stderr == (
+                f"lakefs: error: {mountpoint} is a lakefs mountpoint, not a dataset: give the mounted dataset "
+                f"itself ({dataset})\n"), r.stderr
+            assert os.listdir(mountpoint) == []
+        start_and_kill_mount(dataset, mountpoint)
+        r = attempt_mount("mount", mountpoint, other, mountpoint=other)
+        assert r.returncode == 1 and f"{mountpoint} is a dead lakefs mount" in r.stderr, r.stderr
+    finally:
+        unmount(mountpoint)
+        unmount(other)
