@@ -197,8 +197,12 @@ def table_path(path: str) -> str:
     ever read as a link: ``os.path.realpath`` stats it, which fails on a dead FUSE mount
     (ENOTCONN) and hangs on a wedged one, while ``readlink`` of a mount's root never
     reaches its filesystem (see :func:`mount_entry`). ``..`` is taken as the kernel takes
-    it, after the symlink before it."""
-    path = os.path.join(os.getcwd(), path)
+    it, after the symlink before it. The working directory is only asked for a relative
+    ``path``: one that was deleted fails ``getcwd``, and every command given absolute paths
+    said only "No such file or directory"."""
+    path = os.fspath(path)
+    if not os.path.isabs(path):
+        path = os.path.join(os.getcwd(), path)
     for _ in range(MAX_SYMLINKS):
         parent, name = os.path.split(path)
         while name in ("", ".") and parent != path:  # "mnt/", "mnt/.": mnt
