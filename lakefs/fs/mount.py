@@ -297,9 +297,11 @@ def _write_not_stored(mountpoint: str, paths: list[str]) -> None:
 def take_not_stored(mountpoint: str) -> list[str]:
     """The files a mount at ``mountpoint`` recorded as not stored (then forgotten)."""
     text = _take_state(not_stored_path(mountpoint))
+    if text is None:  # (only written when files were not stored)
+        return []
     try:
-        return json.loads(text) if text else []
-    except ValueError:  # (cut short: the disk holding it was full)
+        return json.loads(text)
+    except ValueError:  # (cut short, or left empty: the disk holding it was full)
         return ["(their list is damaged)"]
 
 

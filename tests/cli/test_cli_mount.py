@@ -288,6 +288,23 @@ def test_a_mountpoint_is_found_through_symlinks_without_touching_it(tmp_path: Pa
     assert table_path("/") == "/"
 
 
+def test_an_empty_not_stored_record_is_reported_not_taken_for_none(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a mount records the files it could not store only when there are
+    some; on a full disk the record is created but nothing is written in it, and `lakefs
+    umount` read that empty record as "none" and exited 0: the case it is there for."""
+    from lakefs.fs.mount import not_stored_path, take_not_stored
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    record = Path(not_stored_path(str(mnt)))
+    record.parent.mkdir(parents=True)
+    record.write_text("")
+    assert take_not_stored(str(mnt)) == ["(their list is damaged)"]
+    assert take_not_stored(str(mnt)) == []  # (reported once; none recorded)
+
+
 def test_umount_mount_and_fsck_find_a_mount_through_a_symlink(dataset: Path, mountpoint: Path,
                                                               tmp_path: Path) -> None:
     link = tmp_path / "link-to-mnt"
