@@ -92,9 +92,9 @@ def _version() -> str:
 
 def _refuse_mountpoints(args: argparse.Namespace) -> None:
     """A lakefs mountpoint where a command wants a dataset (``lakefs info ./mnt``) is named
-    as such, live or dead (see cli/fsck.py); ``mount`` and ``umount`` take mountpoints."""
-    if args.command in ("mount", "umount"):
-        return
+    as such, live or dead (see cli/fsck.py); ``mount``'s dataset too, not its mountpoint
+    (``lakefs mount ./mnt ./other`` created a dataset inside the one mounted at ./mnt:
+    its lakefs.json, HEAD, manifests/ and locks/ became plain files there)."""
     from lakefs.cli.fsck import refuse_a_mountpoint  # noqa: PLC0415
 
     path = args.path if args.command == "ls" else getattr(args, "dataset", None)

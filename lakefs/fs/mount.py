@@ -197,8 +197,12 @@ def table_path(path: str) -> str:
     ever read as a link: ``os.path.realpath`` stats it, which fails on a dead FUSE mount
     (ENOTCONN) and hangs on a wedged one, while ``readlink`` of a mount's root never
     reaches its filesystem (see :func:`mount_entry`). ``..`` is taken as the kernel takes
-    it, after the symlink before it."""
-    path = os.path.join(os.getcwd(), path)
+    it, after the symlink before it. The working directory is only asked for a relative
+    ``path``: one that was deleted fails ``getcwd``, and every command given absolute paths
+    said only "No such file or directory"."""
+    path = os.fspath(path)
+    if not os.path.isabs(path):
+        path = os.path.join(os.getcwd(), path)
     for _ in range(MAX_SYMLINKS):
         parent, name = os.path.split(path)
         while name in ("", ".") and parent != path:  # "mnt/", "mnt/.": mnt
@@ -293,9 +297,11 @@ def _write_not_stored(mountpoint: str, paths: list[str]) -> None:
 def take_not_stored(mountpoint: str) -> list[str]:
     """The files a mount at ``mountpoint`` recorded as not stored (then forgotten)."""
     text = _take_state(not_stored_path(mountpoint))
+    if text is None:  # (only written when files were not stored)
+        return []
     try:
-        return json.loads(text) if text else []
-    except ValueError:  # (cut short: the disk holding it was full)
+        return json.loads(text)
+    except ValueError:  # (cut short, or left empty: the disk holding it was full)
         return ["(their list is damaged)"]
 
 

@@ -288,6 +288,23 @@ def test_a_mountpoint_is_found_through_symlinks_without_touching_it(tmp_path: Pa
     assert table_path("/") == "/"
 
 
+def test_an_empty_not_stored_record_is_reported_not_taken_for_none(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: a mount records the files it could not store only when there are
+    some; on a full disk the record is created but nothing is written in it, and `lakefs
+    umount` read that empty record as "none" and exited 0: the case it is there for."""
+    from lakefs.fs.mount import not_stored_path, take_not_stored
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    record = Path(not_stored_path(str(mnt)))
+    record.parent.mkdir(parents=True)
+    record.write_text("")
+    assert take_not_stored(str(mnt)) == ["(their list is damaged)"]
+    assert take_not_stored(str(mnt)) == []  # (reported once; none recorded)
+
+
 def test_umount_mount_and_fsck_find_a_mount_through_a_symlink(dataset: Path, mountpoint: Path,
                                                               tmp_path: Path) -> None:
     link = tmp_path / "link-to-mnt"
@@ -365,3 +382,25 @@ def test_every_dataset_command_names_a_mountpoint_given_for_its_dataset(dataset:
             f"lakefs: error: source folder {mountpoint}: Transport endpoint is not connected\n")
     finally:
         unmount(mountpoint)
+
+
+def test_mount_names_a_mountpoint_given_for_its_dataset(dataset: Path, mountpoint: Path, tmp_path: Path) -> None:
+    """Found in review: `lakefs mount ./mnt ./other` (the arguments of a mount already up,
+    swapped or mistyped) was not refused as the other commands are: the second mount
+    created a dataset of its own inside the mounted one (lakefs.json, HEAD, manifests/ and
+    locks/ stored there as plain files) and mounted it."""
+    other = tmp_path / "other"
+    other.mkdir()
+    try:
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):
+            r = attempt_mount("mount", mountpoint, other, mountpoint=other)
+            assert r.returncode == 1 and r.stderr == (
+                f"lakefs: error: {mountpoint} is a lakefs mountpoint, not a dataset: give the mounted dataset "
+                f"itself ({dataset})\n"), r.stderr
+            assert os.listdir(mountpoint) == []
+        start_and_kill_mount(dataset, mountpoint)
+        r = attempt_mount("mount", mountpoint, other, mountpoint=other)
+        assert r.returncode == 1 and f"{mountpoint} is a dead lakefs mount" in r.stderr, r.stderr
+    finally:
+        unmount(mountpoint)
+        unmount(other)

@@ -261,3 +261,21 @@ def test_a_writer_lock_that_cannot_be_taken_names_the_dataset(cli, jpeg_dir: Pat
     assert r.code == 1
     assert r.err == f"lakefs: error: cannot take the writer lock {dataset_path}/locks/writer: File exists\n"
     assert cli("info", dataset_path).code == 0  # reading needs no lock
+
+
+def test_absolute_paths_work_from_a_deleted_working_directory(cli, dataset_path: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: every command that takes a dataset looks for a mountpoint given in
+    its place, and resolving that path asked for the working directory even when the path
+    was absolute: run from a folder deleted meanwhile, `lakefs info /abs/ds` said only
+    "No such file or directory"."""
+    from lakefs.fs.mount import table_path
+
+    lakefs.empty(dataset_path).close()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert table_path(str(dataset_path)) == str(dataset_path.resolve())
+    r = cli("info", dataset_path)
+    assert r.code == 0, r.err
