@@ -204,6 +204,9 @@ def cmd_umount(args: argparse.Namespace) -> int:
     if failure is not None:
         raise LakeFSError(f"unmounted {mp}, but its final commit failed: {failure} (files written "
                           "since the last commit are lost; the mount's log has the details)")
+    if not_stored is None:
+        raise LakeFSError(f"unmounted {mp}; some files could not be stored, and the record naming them is "
+                          "damaged (the mount's log names them and says why)")
     if not_stored:
         count = len(not_stored)
         named = ", ".join(not_stored[:NOT_STORED_NAMED]) + (

@@ -294,15 +294,20 @@ def _write_not_stored(mountpoint: str, paths: list[str]) -> None:
     _write_state(not_stored_path(mountpoint), json.dumps(["/" + p for p in paths]))
 
 
-def take_not_stored(mountpoint: str) -> list[str]:
-    """The files a mount at ``mountpoint`` recorded as not stored (then forgotten)."""
+def take_not_stored(mountpoint: str) -> list[str] | None:
+    """The files a mount at ``mountpoint`` recorded as not stored (then forgotten); None
+    when it recorded some but the record cannot be read (cut short, or left empty: the
+    disk holding it was full)."""
     text = _take_state(not_stored_path(mountpoint))
     if text is None:  # (only written when files were not stored)
         return []
     try:
-        return json.loads(text)
-    except ValueError:  # (cut short, or left empty: the disk holding it was full)
-        return ["(their list is damaged)"]
+        paths = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        return None
+    return paths
 
 
 def is_dead(path: str, timeout: float = 2.0) -> bool:

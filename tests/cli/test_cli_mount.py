@@ -300,9 +300,12 @@ def test_an_empty_not_stored_record_is_reported_not_taken_for_none(tmp_path: Pat
     mnt.mkdir()
     record = Path(not_stored_path(str(mnt)))
     record.parent.mkdir(parents=True)
-    record.write_text("")
-    assert take_not_stored(str(mnt)) == ["(their list is damaged)"]
-    assert take_not_stored(str(mnt)) == []  # (reported once; none recorded)
+    for damaged in ("", '["/a.bin", "/b', "{}", "[]", "[1]"):  # (a mount writes one only for some files)
+        record.write_text(damaged)
+        assert take_not_stored(str(mnt)) is None, damaged  # damaged: no count nor names made up
+        assert take_not_stored(str(mnt)) == []  # (reported once; none recorded)
+    record.write_text('["/a.bin"]')
+    assert take_not_stored(str(mnt)) == ["/a.bin"]
 
 
 def test_umount_mount_and_fsck_find_a_mount_through_a_symlink(dataset: Path, mountpoint: Path,
