@@ -96,7 +96,7 @@ def probe_jpeg(data: bytes) -> SampleInfo:
         raise corrupt("jpeg", "does not start with the SOI marker FFD8")
     pos, frame = 2, None
     while True:
-        need(data, pos + 4, "jpeg", f"marker segment at byte {pos}")
+        need(data, pos + 4, "jpeg", "marker segment at byte {}", pos)
         if data[pos] != 0xFF:
             raise corrupt("jpeg", f"expected a marker at byte {pos}, found 0x{data[pos]:02X}")
         marker = data[pos + 1]
@@ -109,7 +109,7 @@ def probe_jpeg(data: bytes) -> SampleInfo:
         if marker == 0xD9:
             raise corrupt("jpeg", "EOI marker before any scan")
         (length,) = struct.unpack_from(">H", data, pos + 2)
-        need(data, pos + 2 + length, "jpeg", f"segment FF{marker:02X} at byte {pos}")
+        need(data, pos + 2 + length, "jpeg", "segment FF{:02X} at byte {}", marker, pos)
         if length < 2:
             raise corrupt("jpeg", f"segment FF{marker:02X} has length {length}")
         if marker in _JPEG_SOF:
@@ -150,10 +150,11 @@ def probe_png(data: bytes) -> SampleInfo:
     view, pos = memoryview(data), 8
     header, has_idat, has_trns = None, False, False
     while True:
-        need(data, pos + 12, "png", f"chunk at byte {pos} (no IEND)")
+        need(data, pos + 12, "png", "chunk at byte {} (no IEND)", pos)
         length, ctype = struct.unpack_from(">I4s", data, pos)
         end = pos + 12 + length
-        need(data, end, "png", f"{ctype.decode('latin-1')} chunk at byte {pos}")
+        if end > len(data):
+            need(data, end, "png", "{} chunk at byte {}", ctype.decode("latin-1"), pos)
         (crc,) = struct.unpack_from(">I", data, end - 4)
         if crc32(view[pos + 4 : end - 4]) != crc:
             raise corrupt("png", f"CRC mismatch in {ctype.decode('latin-1')} chunk at byte {pos}")
@@ -188,7 +189,7 @@ def _gif_table_size(flags: int) -> int:
 def _gif_sub_blocks(data: bytes, pos: int) -> int:
     """End of the data sub-blocks starting at ``pos`` (GIF89a §15): sizes up to a 0 byte."""
     while True:
-        need(data, pos + 1, "gif", f"data sub-block at byte {pos}")
+        need(data, pos + 1, "gif", "data sub-block at byte {}", pos)
         size = data[pos]
         pos += 1 + size
         if size == 0:
@@ -208,7 +209,7 @@ def probe_gif(data: bytes) -> SampleInfo:
         raise corrupt("gif", f"logical screen is {width}x{height}")
     pos, frames, transparent = 13 + _gif_table_size(flags), 0, False
     while True:
-        need(data, pos + 1, "gif", f"block at byte {pos} (no trailer 0x3B)")
+        need(data, pos + 1, "gif", "block at byte {} (no trailer 0x3B)", pos)
         introducer = data[pos]
         if introducer == 0x3B:
             break
@@ -218,9 +219,9 @@ def probe_gif(data: bytes) -> SampleInfo:
                 transparent = bool(data[pos + 3] & 1)
             pos = end
         elif introducer == 0x2C:  # image descriptor, local colour table, LZW code size
-            need(data, pos + 10, "gif", f"image descriptor at byte {pos}")
+            need(data, pos + 10, "gif", "image descriptor at byte {}", pos)
             pos += 10 + _gif_table_size(data[pos + 9])
-            need(data, pos + 1, "gif", f"image data at byte {pos}")
+            need(data, pos + 1, "gif", "image data at byte {}", pos)
             pos = _gif_sub_blocks(data, pos + 1)
             frames += 1
         else:
@@ -299,7 +300,7 @@ def _bmp_rle_end(data: bytes, header: _BmpHeader) -> None:
     rle4, width = header.compression == 2, header.width
     total, done, x, pos = width * header.height, 0, 0, header.pixel_offset
     while done < total:
-        need(data, pos + 2, "bmp", f"RLE data at byte {pos} (no end of bitmap)")
+        need(data, pos + 2, "bmp", "RLE data at byte {} (no end of bitmap)", pos)
         count, value = data[pos], data[pos + 1]
         pos += 2
         if count:  # a run of `count` pixels
@@ -312,13 +313,13 @@ def _bmp_rle_end(data: bytes, header: _BmpHeader) -> None:
             raise UnsupportedSampleError(f"bmp: RLE data that ends before the last pixel ({done} of {total}) "
                                    "is not supported")
         elif value == 2:  # delta: skip right and up
-            need(data, pos + 2, "bmp", f"RLE delta at byte {pos}")
+            need(data, pos + 2, "bmp", "RLE delta at byte {}", pos)
             done = min(total, done + data[pos] + data[pos + 1] * width)
             x, pos = done % width, pos + 2
         else:  # `value` literal pixels, padded to a 16-bit boundary of the file
             count = min(total - done, value)
             pos += (count + 1) // 2 if rle4 else count
-            need(data, pos, "bmp", f"RLE literal run ending at byte {pos}")
+            need(data, pos, "bmp", "RLE literal run ending at byte {}", pos)
             done, x = done + count, x + value
             pos += pos % 2
 
@@ -419,7 +420,7 @@ def _tiff_tags(data: bytes, order: str) -> dict[int, np.ndarray]:
             start = entry + 8
         else:
             (start,) = struct.unpack_from(order + "I", data, entry + 8)
-            need(data, start + size, "tiff", f"values of tag {tag}")
+            need(data, start + size, "tiff", "values of tag {}", tag)
         dtype = np.dtype(_TIFF_INT_TYPE[typ]).newbyteorder(order)
         tags[tag] = np.frombuffer(data, dtype, n, start).astype(np.int64)
     return tags
@@ -476,7 +477,7 @@ def probe_webp(data: bytes) -> SampleInfo:
     need(data, 30, "webp", "header")
     pos = 12
     while pos < end:
-        need(data, pos + 8, "webp", f"chunk header at byte {pos}")
+        need(data, pos + 8, "webp", "chunk header at byte {}", pos)
         (size,) = struct.unpack_from("<I", data, pos + 4)
         pos += 8 + size + (size & 1)
     if pos != end:

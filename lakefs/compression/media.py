@@ -120,7 +120,7 @@ def probe_flac(data: bytes) -> SampleInfo:
     total = packed & (1 << 36) - 1
     pos, last = 4, False
     while not last:  # metadata blocks
-        need(data, pos + 4, "flac", f"metadata block header at byte {pos}")
+        need(data, pos + 4, "flac", "metadata block header at byte {}", pos)
         last = bool(data[pos] & 0x80)
         pos += 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
     need(data, pos + 2, "flac", "audio frames")
@@ -214,11 +214,11 @@ def _boxes(data: bytes, start: int, end: int):
     """(type, body start, box end) for each box in data[start:end] (ISO 14496-12 §4.2)."""
     pos = start
     while pos < end:
-        need(data, pos + 8, "mp4", f"box header at byte {pos}")
+        need(data, pos + 8, "mp4", "box header at byte {}", pos)
         size, btype = struct.unpack_from(">I4s", data, pos)
         header = 8
         if size == 1:
-            need(data, pos + 16, "mp4", f"box header at byte {pos}")
+            need(data, pos + 16, "mp4", "box header at byte {}", pos)
             (size,) = struct.unpack_from(">Q", data, pos + 8)
             header = 16
         elif size == 0:

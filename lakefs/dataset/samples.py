@@ -455,6 +455,8 @@ class SampleFormat:
     def _fit_dtype(self, dtype: str) -> None:
         """Adopt an encoded sample's dtype, or refuse one the tensor cannot hold: numpy()
         would have to cast it and change values (40000 -> 64 in uint8)."""
+        if dtype == self.meta.dtype:
+            return  # (every photo of a photo tensor: no numpy dtype to make)
         if self.meta.dtype is None:
             self._adopt_dtype(dtype)
         elif not self._holds(np.dtype(dtype)):

@@ -86,10 +86,11 @@ class HtypeReaders:
 class Sample(HtypeReaders):
     """One cell: lazy access to a stored sample and what lakefs keeps about it."""
 
-    def __init__(self, tensor: Tensor, row: int, entry: np.void | None) -> None:
+    def __init__(self, tensor: Tensor, row: int, entry: np.void | None, *, filename: str | None = None) -> None:
         self.tensor = tensor
         self.row = row
         self._entry = entry
+        self._filename = filename  # known to a writer: no key decode per stored file
 
     def __repr__(self) -> str:
         return f"Sample({self.tensor.name!r}, row={self.row}, key={self.key!r}, shape={self.shape})"
@@ -137,7 +138,9 @@ class Sample(HtypeReaders):
 
     @property
     def filename(self) -> str:
-        return self.key + self.extension
+        if self._filename is None:
+            self._filename = self.key + self.extension
+        return self._filename
 
     @property
     def size(self) -> int:
@@ -461,7 +464,8 @@ class Tensor(HtypeReaders):
             self.dataset._touch()
 
     def _write(self, row: int, encoded: Encoded, value: Any = None, *, mtime_ns: int | None = None,
-               mode: int | None = None) -> None:
+               mode: int | None = None) -> str:
+        """Store ``encoded`` at ``row``; the extension the sample is shown with."""
         mtime_ns = mtime_ns if mtime_ns is not None else getattr(value, "mtime_ns", None) or time.time_ns()
         mode = mode if mode is not None else getattr(value, "mode", None) or DEFAULT_MODE
         if self.dataset._rows.key_size(row) + len(encoded.ext.encode()) > NAME_MAX:
@@ -470,11 +474,13 @@ class Tensor(HtypeReaders):
             raise NameTooLongError(
                 f"{self.dataset._rows.key(row)[:40]}...{encoded.ext}: the sample's file name would be longer "
                 f"than {NAME_MAX} bytes; use a shorter key")
+        code = self._ext_code(encoded.ext)
         self._engine.write(
             row, encoded.stored, shape=encoded.shape, mtime_ns=mtime_ns, mode=mode,
-            ext=self._ext_code(encoded.ext), flags=encoded.flags, file_size=encoded.file_size,
+            ext=code, flags=encoded.flags, file_size=encoded.file_size,
         )
         self.dataset._touch()
+        return self._ext(code)
 
     def _ext_code(self, ext: str) -> int:
         exts = self.meta.exts
@@ -633,11 +639,11 @@ class Tensor(HtypeReaders):
             rows_before = len(self.dataset._rows)
             row = self.dataset._row_for_key(key, create=True)
             try:
-                self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
+                ext = self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
             except BaseException:  # (a full disk): no empty row is left behind
                 self.dataset._take_back(rows_before, [])
                 raise
-            return Sample(self, row, self._engine.index.entry(row))
+            return Sample(self, row, self._engine.index.entry(row), filename=key + ext)
 
     @property
     def stream_threshold(self) -> int | None:

@@ -683,13 +683,14 @@ class DatasetFS:
                         return
                     ready = None
                 with self._answered_refusal(of):
-                    if not of.size and not self._may_hold(of):
+                    hold = self._may_hold(of)  # (asked once: it costs a tenth of a photo's store)
+                    if not of.size and not hold:
                         self._check_empty(of)  # stored at its last close (release)
                         return
-                    if ready is None:
+                    if ready is None and not hold:
                         ready = self._to_prepare(of)
                     if ready is None or ready.done:
-                        self._hold_or_commit(of, final=False, ready=ready)
+                        self._hold_or_commit(of, final=False, ready=ready, hold=hold)
                         return
             self._prepare(ready)
 
@@ -720,10 +721,11 @@ class DatasetFS:
             raise
 
     def _to_prepare(self, of: OpenFile) -> _Ready | None:
-        """The contents of ``of`` to prepare as a sample without the lock (call with it),
-        or None when storing it needs nothing costly first (a staging file, a tensor
-        storing files as they are, a stream, a big file in its temp file)."""
-        if of.stream is not None or of.spilled or self._may_hold(of):
+        """The contents of ``of``, which is not to be held, to prepare as a sample without
+        the lock (call with it), or None when storing it needs nothing costly first (a
+        staging file, a tensor storing files as they are, a stream, a big file in its
+        temp file)."""
+        if of.stream is not None or of.spilled:
             return None
         parent, name = split(of.path)
         tensor = self._tensor_for(parent, name)
@@ -923,10 +925,12 @@ class DatasetFS:
             return False
         return not self._makes_tensor(parent, name)  # a tensor's first file
 
-    def _hold_or_commit(self, of: OpenFile, *, final: bool = True, ready: _Ready | None = None) -> bool:
+    def _hold_or_commit(self, of: OpenFile, *, final: bool = True, ready: _Ready | None = None,
+                        hold: bool | None = None) -> bool:
         """Hold ``of`` if it may be held, else store it now (see :meth:`_commit` for
-        ``final`` and ``ready``); whether it is held."""
-        if self._may_hold(of):
+        ``final`` and ``ready``); whether it is held. ``hold``: :meth:`_may_hold`, asked
+        already under this lock."""
+        if self._may_hold(of) if hold is None else hold:
             self._hold(of)
             return True
         self._unhold(of.path)
