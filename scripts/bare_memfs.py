@@ -45,12 +45,15 @@ class FileData:
     One growing bytearray would be re-copied on every reallocation (measured: 130 MB/s
     for 1 MiB appends instead of ~800). A block holds only the bytes written so far;
     anything between its end and the next block, or the file size, reads as zeros.
+    A small file written in one piece (``cp`` of a photo) keeps the written ``bytes`` as
+    its block, as lakefs keeps them: copying it into fresh memory cost this floor ~60 µs
+    a file that no filesystem needs to pay, which flattered every ratio to it.
     """
 
     BLOCK = 1 << 20
 
     def __init__(self) -> None:
-        self.blocks: list[bytearray] = []
+        self.blocks: list[bytes | bytearray] = []
         self.size = 0
 
     def read(self, offset: int, size: int) -> bytes:
@@ -67,6 +70,10 @@ class FileData:
     def write(self, offset: int, data: bytes) -> None:
         if not data:
             return  # a zero-length write does not extend the file (pwrite(2))
+        if not self.blocks and offset == 0 and type(data) is bytes and len(data) <= self.BLOCK:
+            self.blocks.append(data)  # (immutable: made a bytearray at its first change)
+            self.size = max(self.size, len(data))
+            return
         view = memoryview(data)
         pos = 0
         while pos < len(view):
@@ -75,6 +82,8 @@ class FileData:
             while len(self.blocks) <= idx:
                 self.blocks.append(bytearray())
             block = self.blocks[idx]
+            if type(block) is bytes:
+                block = self.blocks[idx] = bytearray(block)
             if len(block) < start:
                 block.extend(bytes(start - len(block)))
             block[start : start + n] = view[pos : pos + n]
@@ -86,7 +95,7 @@ class FileData:
             keep = -(-size // self.BLOCK)  # blocks still (partly) inside the file
             del self.blocks[keep:]
             if keep and keep <= len(self.blocks):
-                del self.blocks[keep - 1][size - (keep - 1) * self.BLOCK :]
+                self.blocks[keep - 1] = self.blocks[keep - 1][: size - (keep - 1) * self.BLOCK]
         self.size = size
 
 
