@@ -705,14 +705,29 @@ class Dataset:
             near = difflib.get_close_matches(extra, TENSOR_ARGUMENTS, n=1, cutoff=0.8)
             if near:
                 raise ConfigError(f"create_tensor got an unknown argument {extra!r}; did you mean {near[0]!r}?")
+        settings = {"htype": htype, "dtype": dtype, "sample_compression": sample_compression,
+                    "chunk_compression": chunk_compression, "class_names": class_names, "chunk_size": chunk_size}
+        return self._create_tensor(name, settings, info, exist_ok=exist_ok)
+
+    def create_tensor_for_first_file(self, name: str, settings: dict[str, Any]) -> Tensor:
+        """The tensor the mount makes of a pending directory at its first file, with
+        ``settings`` (create_tensor's) from the config or that file's extension. An
+        ``image`` tensor given no dtype takes it from that first file, as a ``generic``
+        one does: the htype's uint8 when that holds the file, else the file's own
+        (:meth:`SampleFormat._adopt_dtype`). A folder of 16-bit PNG depth maps copied in
+        then makes a uint16 tensor, where Deep Lake's uint8 (create_tensor's) would
+        refuse every one of its files."""
+        return self._create_tensor(check_path(name), settings, {}, dtype_from_file=True)
+
+    def _create_tensor(self, name: str, settings: dict[str, Any], info: dict[str, Any], *,
+                       exist_ok: bool = False, dtype_from_file: bool = False) -> Tensor:
         with self._lock:
             self._check_writable()
             if name in self._tensors and exist_ok:
                 return self._tensors[name]
             if self._name_taken(name) and name not in self._manifest.pending_dirs:
                 raise TensorExistsError(f"{name!r} already exists")
-            meta = self._resolve_meta(htype, dtype, sample_compression, chunk_compression, class_names,
-                                      chunk_size, info)
+            meta = self._resolve_meta(settings, info, dtype_from_file=dtype_from_file)
             self._ensure_parents(name)
             if name in self._manifest.pending_dirs:
                 self._manifest.pending_dirs.remove(name)
@@ -724,13 +739,12 @@ class Dataset:
                      name, meta.htype, meta.sample_compression, meta.chunk_compression)
             return tensor
 
-    def _resolve_meta(self, htype: str, dtype: str | None, sample_compression: str | None,
-                      chunk_compression: str | None, class_names: list[str] | None,
-                      chunk_size: int | None, info: dict) -> TensorMeta:
-        settings = resolve_tensor_settings(htype, dtype, sample_compression, chunk_compression, class_names,
-                                           chunk_size)
+    def _resolve_meta(self, settings: dict[str, Any], info: dict, *, dtype_from_file: bool = False) -> TensorMeta:
+        resolved = resolve_tensor_settings(**settings)
+        if dtype_from_file and settings.get("dtype") is None and resolved["htype"] == "image":
+            resolved["dtype"] = None  # set by the first sample stored
         info = _json_info(info)
-        return TensorMeta(tid=f"t{self._ids.take()}", info=info, **settings)
+        return TensorMeta(tid=f"t{self._ids.take()}", info=info, **resolved)
 
     def create_group(self, name: str, exist_ok: bool = False) -> Group:
         name = check_path(name, "group name")

@@ -149,6 +149,12 @@ def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
     return out
 
 
+def dtype_holds(want: np.dtype, dtype: np.dtype) -> bool:
+    """Whether ``want`` holds every value of ``dtype``; a bool tensor (a mask) holds any
+    integer image as its non-zero pixels."""
+    return np.can_cast(dtype, want, "safe") or (want.kind == "b" and dtype.kind in "iu")
+
+
 def _numpy_to_json(value: Any) -> Any:
     """JSON for the numpy values ML code puts in a dict (``{"score": np.float32(0.9)}``,
     a box as an array), as Deep Lake takes them: their Python numbers and lists."""
@@ -443,14 +449,19 @@ class SampleFormat:
         return arr
 
     def _adopt_dtype(self, dtype: str) -> None:
-        if self.meta.dtype is None:  # in this machine's byte order: a big-endian .npy made it ">f4"
+        """Set a dtype not given from the first sample's: the htype's default when that
+        holds it (an image tensor the mount made of 8-bit files is uint8, as Deep Lake's),
+        else the sample's own (one of 16-bit PNGs: uint16). In this machine's byte order:
+        a big-endian .npy made it ">f4"."""
+        if self.meta.dtype is None:
+            default = self.htype.dtype
+            if default is not None and dtype_holds(np.dtype(default), np.dtype(dtype)):
+                dtype = default
             self.meta.dtype = str(np.dtype(dtype).newbyteorder("="))
 
     def _holds(self, dtype: np.dtype) -> bool:
-        """Whether the tensor's dtype holds every value of ``dtype``; a bool tensor (a mask)
-        holds any integer image as its non-zero pixels."""
-        want = np.dtype(self.meta.dtype)
-        return np.can_cast(dtype, want, "safe") or (want.kind == "b" and dtype.kind in "iu")
+        """Whether the tensor's dtype holds every value of ``dtype`` (see :func:`dtype_holds`)."""
+        return dtype_holds(np.dtype(self.meta.dtype), dtype)
 
     def _fit_dtype(self, dtype: str) -> None:
         """Adopt an encoded sample's dtype, or refuse one the tensor cannot hold: numpy()

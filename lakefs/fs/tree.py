@@ -1116,7 +1116,9 @@ class DatasetFS:
             raise
 
     def _tensor_from_first_file(self, parent: str, name: str) -> Tensor | None:
-        """A pending directory becomes a tensor at its first sample-named file."""
+        """A pending directory becomes a tensor at its first sample-named file (an image
+        tensor given no dtype takes that file's where uint8 would refuse it: see
+        :meth:`Dataset.create_tensor_for_first_file`)."""
         from lakefs.compression import codec_for_extension
 
         _, ext = split_filename(name)  # type: ignore[misc]
@@ -1129,7 +1131,7 @@ class DatasetFS:
             else:
                 settings = dict(INFER_BY_EXT.get(ext.lower(), {"htype": "bytes"}))
         settings.setdefault("chunk_size", self.config.chunk_size)
-        tensor = self.ds.create_tensor(parent, **settings)
+        tensor = self.ds.create_tensor_for_first_file(parent, settings)
         log.info("/%s became a tensor: %s", parent,
                  ", ".join(f"{k}={v}" for k, v in settings.items() if k != "chunk_size"))
         return tensor if tensor.accepts_filename(name) else None

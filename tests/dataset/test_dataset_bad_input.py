@@ -180,6 +180,19 @@ def test_sample_the_tensor_dtype_cannot_hold_is_refused(tmp_path, htype, compres
     assert _stored_objects(tmp_path / "ds") == objects
 
 
+def test_an_image_tensor_created_without_a_dtype_is_uint8_as_in_deep_lake(tmp_path):
+    """Only the mount's tensors made by a first file take that file's dtype: create_tensor
+    keeps Deep Lake's uint8, and a 16-bit PNG file appended to it is refused."""
+    png = tmp_path / "d.png"
+    png.write_bytes(_pil_bytes(GRAY16, "PNG"))
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", htype="image", sample_compression="png")
+    assert t.dtype == "uint8"
+    with pytest.raises(InvalidSampleError, match="dtype='uint16'"):
+        t.append(lakefs.read(png))
+    assert t.dtype == "uint8" and len(t) == 0
+
+
 def test_a_sample_stored_before_the_check_reads_back_unchanged():
     from lakefs.dataset.samples import SampleFormat
     from lakefs.format.manifest import TensorMeta

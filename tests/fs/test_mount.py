@@ -176,6 +176,47 @@ def test_transcode_refusals_and_garbage(photos, dataset_path, mountpoint, tmp_pa
     assert ds.images[0].tobytes() == photos[0].read_bytes()
 
 
+def test_cp_r_of_16_bit_depth_maps_makes_a_uint16_tensor(dataset_path, mountpoint, tmp_path):
+    """cp -r of a folder of 16-bit PNG depth maps failed with "failed to close ...: Invalid
+    argument": the tensor its first file made had Deep Lake's image dtype, uint8, which
+    cannot hold them. Now that file's dtype; an 8-bit PNG then fits it exactly, and a
+    tensor made by an 8-bit file still refuses a 16-bit one."""
+    rng = np.random.default_rng(0)
+    src = tmp_path / "depth"
+    src.mkdir()
+    maps = {f"{i:03d}": rng.integers(0, 65536, (32, 40), dtype=np.uint16) for i in range(4)}
+    for key, values in maps.items():
+        Image.fromarray(values).save(src / f"{key}.png")
+    gray = rng.integers(0, 256, (32, 40), dtype=np.uint8)
+    gray_png = tmp_path / "gray8.png"
+    Image.fromarray(gray).save(gray_png)
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "xattr"), mountpoint):
+        run("cp", "-r", str(src), str(mountpoint / "depth"))  # (a fresh directory: cp makes it)
+        run("cp", str(gray_png), str(mountpoint / "depth"))
+        assert sorted(os.listdir(mountpoint / "depth")) == sorted([*(f"{k}.png" for k in maps), "gray8.png"])
+        for key in maps:
+            assert md5(mountpoint / "depth" / f"{key}.png") == md5(src / f"{key}.png")
+        assert md5(mountpoint / "depth" / "gray8.png") == md5(gray_png)
+        assert os.getxattr(mountpoint / "depth" / "000.png", "user.lakefs.dtype") == b"uint16"
+        (mountpoint / "gray").mkdir()
+        run("cp", str(gray_png), str(mountpoint / "gray"))
+        r = run("cp", str(src / "000.png"), str(mountpoint / "gray"), check=False)
+        assert r.returncode != 0 and "Invalid argument" in r.stderr
+        assert os.listdir(mountpoint / "gray") == ["gray8.png"]
+        assert os.getxattr(mountpoint / "gray" / "gray8.png", "user.lakefs.dtype") == b"uint8"
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert (ds.depth.htype, ds.depth.dtype, ds.depth.num_samples) == ("image", "uint16", 5)
+    for key, values in [*maps.items(), ("gray8", gray)]:
+        got = ds.depth[key].numpy()
+        assert got.dtype == np.uint16 and got.shape == (32, 40, 1) and np.array_equal(got[..., 0], values)
+    assert (ds.gray.dtype, ds.gray.num_samples) == ("uint8", 1)
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        for key in maps:
+            assert md5(mountpoint / "depth" / f"{key}.png") == md5(src / f"{key}.png")
+        assert md5(mountpoint / "depth" / "gray8.png") == md5(gray_png)
+        assert os.listdir(mountpoint / "gray") == ["gray8.png"]
+
+
 def test_palette_masks_copied_in_keep_their_class_indices(dataset_path, mountpoint, tmp_path):
     """cp of a palette GIF or BMP mask stored its palette colours, (H, W, 3), where a palette
     PNG kept its class indices; a lossy target is still refused."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
+from image_samples import png16
+from PIL import Image
 
 import lakefs
 from lakefs.config import Config
@@ -63,6 +67,124 @@ def test_config_defaults_by_tensor_name(tmp_path):
     assert ds.labels.htype == "class_label"
     assert ds.labels["a"].numpy().tolist() == [1]
     assert get(fs, "/labels/a.txt") == b"dog\n"
+    ds.close()
+
+
+# --- an image tensor's dtype from its first file -----------------------------------------
+
+DEPTH = np.array([[0, 1000, 65535], [40000, 7, 300]], np.uint16)  # a 16-bit depth map
+METRES = np.array([[0.25, 300.5, -1.0], [1e6, 2.5, 0.0]], np.float32)
+IDS = np.array([[-5, 0, 70000], [1, 2, 3]], np.int32)
+GRAY8 = np.array([[0, 128, 255], [1, 2, 3]], np.uint8)
+
+
+def image_file(array: np.ndarray, fmt: str = "PNG", mode: str | None = None) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array, mode).save(out, fmt)
+    return out.getvalue()
+
+
+def refused(fs: DatasetFS, path: str, data: bytes) -> int:
+    """The errno a whole file written to ``path`` is refused with at its close."""
+    fh = fs.create(path, 0o644)
+    try:
+        fs.write(fh, data, 0)
+        return errno_of(fs.flush, fh)
+    finally:
+        fs.release(fh)
+
+
+FIRST_FILES = [
+    ("d.png", image_file(DEPTH), DEPTH),
+    ("d.tif", image_file(DEPTH, "TIFF"), DEPTH),
+    ("d.tif", image_file(METRES, "TIFF", "F"), METRES),
+    ("d.tif", image_file(IDS, "TIFF", "I"), IDS),
+]
+
+
+@pytest.mark.parametrize("name,data,values", FIRST_FILES, ids=["png16", "tiff16", "tiff-float32", "tiff-int32"])
+def test_a_first_image_uint8_cannot_hold_makes_a_tensor_of_its_dtype(fs, name, data, values):
+    """cp of a folder of 16-bit PNG depth maps into a new directory failed at its first
+    file ("decodes to uint16, which the tensor's dtype uint8 cannot hold"): the tensor
+    that file made had Deep Lake's image dtype, uint8, instead of the file's."""
+    fs.mkdir("/depth", 0o755)
+    put(fs, f"/depth/{name}", data)
+    t = fs.ds.depth
+    assert (t.htype, t.dtype) == ("image", values.dtype.name)
+    assert fs.getxattr(f"/depth/{name}", "user.lakefs.dtype") == values.dtype.name.encode()
+    assert get(fs, f"/depth/{name}") == data
+    got = t[0].numpy()
+    assert got.dtype == values.dtype and got.shape == (*values.shape, 1)
+    assert np.array_equal(got[..., 0], values)
+
+
+def test_an_8_bit_image_after_a_16_bit_first_one_reads_as_uint16(fs):
+    """Every 8-bit value fits uint16 exactly: the file is kept as it is and reads back
+    as the tensor's dtype, as in a tensor created with dtype='uint16'."""
+    fs.mkdir("/depth", 0o755)
+    put(fs, "/depth/a.png", image_file(DEPTH))
+    put(fs, "/depth/b.png", image_file(GRAY8))
+    assert fs.ds.depth.dtype == "uint16" and get(fs, "/depth/b.png") == image_file(GRAY8)
+    got = fs.ds.depth["b"].numpy()
+    assert got.dtype == np.uint16 and np.array_equal(got[..., 0], GRAY8)
+
+
+def test_an_image_tensor_made_by_an_8_bit_file_is_uint8_and_refuses_16_bit_ones(fs, photos):
+    fs.mkdir("/gray", 0o755)
+    fs.mkdir("/images", 0o755)
+    put(fs, "/gray/a.png", image_file(GRAY8))
+    put(fs, "/images/a.jpg", photos[0].read_bytes())
+    assert fs.ds.gray.dtype == "uint8" and fs.ds.images.dtype == "uint8"  # Deep Lake's default
+    assert refused(fs, "/gray/d.png", image_file(DEPTH)) == errno.EINVAL
+    assert [n for n, _ in fs.readdir("/gray")] == ["a.png"]
+    assert fs.ds.gray.dtype == "uint8" and fs.ds.gray.num_samples == 1
+
+
+def test_a_refused_first_image_decides_no_dtype(fs):
+    """A 16-bit colour PNG (lakefs cannot decode it) leaves the directory pending: the
+    next file decides the tensor and its dtype."""
+    fs.mkdir("/depth", 0o755)
+    assert refused(fs, "/depth/rgb.png", png16(3)) == errno.EINVAL
+    assert "depth" not in fs.ds.tensors and fs.readdir("/depth") == []
+    put(fs, "/depth/a.png", image_file(GRAY8))
+    assert fs.ds.depth.dtype == "uint8"
+
+
+def test_a_first_image_renamed_in_or_written_in_pieces_sets_the_dtype(tmp_path):
+    """rsync's temp file renamed onto its name, and a file big enough to spill to a temp
+    file while it is written (the tensor is made at the spill, before the file is whole)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config(spill_size=64 << 10))
+    for d in ("/a", "/b"):
+        fs.mkdir(d, 0o755)
+    put(fs, "/a/.d.png.Xy12", image_file(DEPTH))
+    fs.rename("/a/.d.png.Xy12", "/a/d.png")
+    big = np.random.default_rng(0).integers(0, 65536, (300, 300), dtype=np.uint16)  # ~180 kB of noise
+    data = image_file(big)
+    assert len(data) > 2 * (64 << 10)
+    fh = fs.create("/b/big.png", 0o644)
+    for pos in range(0, len(data), 32 << 10):
+        fs.write(fh, data[pos : pos + (32 << 10)], pos)
+    assert ds.b.dtype is None  # made at the spill: the file decides it at its close
+    fs.flush(fh)
+    fs.release(fh)
+    assert ds.a.dtype == "uint16" and ds.b.dtype == "uint16"
+    assert get(fs, "/b/big.png") == data and np.array_equal(ds.b["big"].numpy()[..., 0], big)
+    ds.close()
+
+
+def test_a_dtype_in_the_config_wins_over_the_first_file(tmp_path):
+    ds = lakefs.empty(tmp_path / "ds")
+    fs = DatasetFS(ds, Config(tensors={"depth": {"htype": "image", "sample_compression": "png", "dtype": "uint8"},
+                                       "maps": {"htype": "image", "sample_compression": "png"}}))
+    fs.mkdir("/depth", 0o755)
+    fs.mkdir("/maps", 0o755)
+    assert refused(fs, "/depth/d.png", image_file(DEPTH)) == errno.EINVAL
+    assert "depth" not in ds.tensors and fs.readdir("/depth") == []
+    put(fs, "/depth/a.png", image_file(GRAY8))
+    assert ds.depth.dtype == "uint8"
+    put(fs, "/maps/d.png", image_file(DEPTH))  # no dtype in its entry: the file's
+    assert ds.maps.dtype == "uint16"
     ds.close()
 
 
