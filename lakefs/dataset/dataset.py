@@ -711,7 +711,8 @@ class Dataset:
 
     def create_tensor_for_first_file(self, name: str, settings: dict[str, Any]) -> Tensor:
         """The tensor the mount makes of a pending directory at its first file, with
-        ``settings`` (create_tensor's) from the config or that file's extension. An
+        ``settings`` (create_tensor's) from the config or that file's extension, and the
+        one ``lakefs ingest`` makes of a folder (from its files' extensions or options). An
         ``image`` tensor given no dtype takes it from that first file, as a ``generic``
         one does: the htype's uint8 when that holds the file, else the file's own
         (:meth:`SampleFormat._adopt_dtype`). A folder of 16-bit PNG depth maps copied in

@@ -233,11 +233,16 @@ class Ingester:
     # --- setup -------------------------------------------------------------------------
 
     def _tensors(self) -> dict[str, Tensor]:
+        """The plan's tensors, those missing created as the mount creates them: an image
+        tensor given no ``--dtype`` takes it from the first file stored (uint8 when that
+        holds it; a folder of 16-bit PNG depth maps: uint16). Files are stored in the
+        plan's order by this process alone, so that file is the same whatever the workers'
+        timing; a later file the dtype cannot hold is reported as any refused file."""
         existing = self.ds.tensors
         self._check_names_free(existing)
         for name, settings in self.plan.tensors.items():
             if name not in existing:
-                existing[name] = self.ds.create_tensor(name, **settings)
+                existing[name] = self.ds.create_tensor_for_first_file(name, settings)
                 self.report.created_tensors.append(name)
             elif settings.get("class_names"):
                 names = existing[name].meta.class_names

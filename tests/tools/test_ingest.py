@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import lakefs
 from lakefs.tools import ingest as ingest_mod
@@ -584,3 +586,127 @@ def test_ctrl_c_while_a_worker_starts_is_raised_once_it_has_started() -> None:
     finally:
         done.set()
         other.join()
+
+
+# --- an image tensor's dtype from the first file stored -----------------------------------
+
+
+def _depth_maps(folder: Path, names: list[str], seed: int = 0) -> dict[str, np.ndarray]:
+    """16-bit grey images (depth maps) saved as ``names`` (.png or .tif), by stem."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in names:
+        values = rng.integers(0, 65536, (24, 30), dtype=np.uint16)
+        Image.fromarray(values).save(folder / name)
+        out[name.rsplit(".", 1)[0]] = values
+    return out
+
+
+def _gray8(path: Path, seed: int = 1) -> np.ndarray:
+    values = np.random.default_rng(seed).integers(0, 256, (24, 30), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(values).save(path)
+    return values
+
+
+def test_a_folder_of_16_bit_pngs_ingests_as_uint16(cli, tmp_path: Path, dataset_path: Path) -> None:
+    """Every 16-bit PNG depth map failed ("decodes to uint16, which the tensor's dtype
+    uint8 cannot hold exactly") unless --dtype uint16 was given: the image tensor the
+    ingest made had Deep Lake's uint8. Now the first file's dtype, as in the mount; an
+    8-bit PNG after them fits uint16 exactly."""
+    src = tmp_path / "depth"
+    maps = _depth_maps(src, ["d0.png", "d1.png", "d2.png"])
+    maps["e8"] = _gray8(src / "e8.png")
+    r = cli("ingest", src, dataset_path)
+    assert r.code == 0, r.err
+    assert "ingested 4 of 4 files (flat layout, 0 transcoded" in r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        t = ds["depth"]
+        assert (t.htype, t.dtype, t.sample_compression, t.num_samples) == ("image", "uint16", "png", 4)
+        for key, values in maps.items():
+            got = ds[key]["depth"].numpy()
+            assert got.dtype == np.uint16 and got.shape == (24, 30, 1)
+            assert np.array_equal(got[..., 0], values)
+    dest = tmp_path / "out"
+    assert cli("export", dataset_path, dest).code == 0
+    for f in src.iterdir():
+        assert (dest / "depth" / f.name).read_bytes() == f.read_bytes()
+    assert "4 already stored" in cli("ingest", src, dataset_path).out
+
+
+def test_a_folder_of_8_bit_jpegs_still_makes_a_uint8_tensor(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["photos"].dtype == "uint8" and ds["photos"][0].numpy().dtype == np.uint8
+
+
+@pytest.mark.parametrize("layout", ["imagefolder", "paired"])
+def test_16_bit_pngs_in_class_or_paired_folders_make_uint16_tensors(cli, tmp_path: Path, dataset_path: Path,
+                                                                   layout: str) -> None:
+    src = tmp_path / "src"
+    if layout == "imagefolder":
+        maps = {**_depth_maps(src / "near", ["a.png", "b.png"]), **_depth_maps(src / "far", ["c.png"], seed=1)}
+        tensor = "images"
+    else:
+        maps = _depth_maps(src / "depth", ["a.png", "b.png", "c.png"])
+        for key in maps:
+            (src / "meta").mkdir(exist_ok=True)
+            (src / "meta" / f"{key}.json").write_text("{}")
+        tensor = "depth"
+    r = cli("ingest", src, dataset_path, "--layout", layout)
+    assert r.code == 0, r.err
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds[tensor].dtype == "uint16"
+        for key, values in maps.items():
+            assert np.array_equal(ds[key][tensor].numpy()[..., 0], values)
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_the_first_file_in_ingest_order_decides_the_dtype(cli, tmp_path: Path, dataset_path: Path,
+                                                          workers: str) -> None:
+    """With transcoding workers, a later file may be ready first: the dtype is still the
+    first file's in the ingest's order. A 16-bit TIFF (transcoded to PNG) first: uint16,
+    and the 8-bit PNG after it fits; an 8-bit PNG first: uint8, and the 16-bit files after
+    it are reported, one by one, with the reason."""
+    first16 = tmp_path / "first16"
+    maps = _depth_maps(first16, ["a.tif", "c.png"])
+    maps["b"] = _gray8(first16 / "b.png")
+    r = cli("ingest", first16, dataset_path, "--tensor", "x", "-j", workers)
+    assert r.code == 0, r.err
+    assert "ingested 3 of 3 files (flat layout, 1 transcoded" in r.out
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert (ds["x"].dtype, ds["x"].sample_compression) == ("uint16", "png")
+        for key, values in maps.items():
+            got = ds[key]["x"].numpy()
+            assert got.dtype == np.uint16 and np.array_equal(got[..., 0], values)
+
+    first8 = tmp_path / "first8"
+    gray = _gray8(first8 / "a.png")
+    _depth_maps(first8, ["b.tif", "c.png"])
+    r = cli("ingest", first8, dataset_path, "--tensor", "y", "-j", workers)
+    assert r.code == 1
+    assert "ingested 1 of 3 files" in r.out and "2 failed" in r.out
+    why = "this png sample decodes to uint16, which the tensor's dtype uint8 cannot hold exactly"
+    assert r.err.splitlines() == ["lakefs: 2 file(s) not ingested:", f"  b.tif: {why}; create the tensor with "
+                                  "dtype='uint16'", f"  c.png: {why}; create the tensor with dtype='uint16'"]
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["y"].dtype == "uint8" and ds["y"].num_samples == 1
+        assert np.array_equal(ds["a"]["y"].numpy()[..., 0], gray)
+
+
+def test_an_explicit_dtype_or_an_existing_tensor_keeps_its_dtype(cli, tmp_path: Path, dataset_path: Path) -> None:
+    src = tmp_path / "depth"
+    maps = _depth_maps(src, ["a.png", "b.png"])
+    r = cli("ingest", src, dataset_path, "--dtype", "uint8")
+    assert r.code == 1 and "ingested 0 of 2 files" in r.out
+    assert "  a.png: this png sample decodes to uint16, which the tensor's dtype uint8 cannot hold exactly" in r.err
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["depth"].dtype == "uint8" and ds["depth"].num_samples == 0
+    r = cli("ingest", src, dataset_path)  # into the uint8 tensor made above
+    assert r.code == 1 and "ingested 0 of 2 files" in r.out and "2 failed" in r.out
+    r = cli("ingest", src, dataset_path, "--tensor", "wide", "--dtype", "int32")
+    assert r.code == 0, r.err
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["depth"].dtype == "uint8" and ds["wide"].dtype == "int32"
+        assert np.array_equal(ds["a"]["wide"].numpy()[..., 0], maps["a"])
