@@ -18,7 +18,8 @@ def need(data: bytes, end: int, codec: str, where: str, *args: object) -> None:
     formatted with ``args`` only then: probes call this per marker segment or chunk, and
     an f-string message made every time cost a JPEG probe a quarter of its time."""
     if end > len(data):
-        raise corrupt(codec, f"truncated {where.format(*args)} (needs {end} bytes, file has {len(data)})")
+        where = where.format(*args) if args else where  # (a message without arguments is taken as it is)
+        raise corrupt(codec, f"truncated {where} (needs {end} bytes, file has {len(data)})")
 
 
 def riff_end(data: bytes, form: bytes, codec: str) -> int:

@@ -1017,8 +1017,11 @@ class Dataset:
                 check_key(key)
                 if self._rows.find(key) is not None:
                     raise KeyExistsError(f"row key {key!r} already exists")
-            (cells,) = self._encode_rows(tensors, [list(sample.values())], name_items=False)
-            return Row(self, self._store_row(cells, key))
+            with contextlib.ExitStack() as undo:  # a row not stored (a full disk) adopts no dtype
+                for t in tensors:
+                    undo.enter_context(t._format.rollback())
+                (cells,) = self._encode_rows(tensors, [list(sample.values())], name_items=False)
+                return Row(self, self._store_row(cells, key))
 
     def _take_back(self, rows_before: int, cells: list[tuple[Tensor, int]]) -> None:
         """Undo a write that failed on storage after its values were checked (a full

@@ -380,16 +380,16 @@ class Tensor(HtypeReaders):
         ahead = self._format.prepare_value(value)  # (see write_file)
         with self.dataset._lock:
             self.dataset._check_writable()
-            with self._format.rollback():
+            with self._format.rollback():  # (also of a dtype adopted, when the store fails)
                 encoded = self._format.from_value(value, ahead)
-            row = self._engine.index.last_filled_row() + 1
-            rows_before = len(self.dataset._rows)
-            self.dataset._ensure_rows(row + 1)
-            try:
-                self._write(row, encoded, value)
-            except BaseException:  # (a full disk): no empty row is left behind
-                self.dataset._take_back(rows_before, [])
-                raise
+                row = self._engine.index.last_filled_row() + 1
+                rows_before = len(self.dataset._rows)
+                self.dataset._ensure_rows(row + 1)
+                try:
+                    self._write(row, encoded, value)
+                except BaseException:  # (a full disk): no empty row is left behind
+                    self.dataset._take_back(rows_before, [])
+                    raise
             return Sample(self, row, self._engine.index.entry(row))
 
     def extend(self, values: Iterable[Any]) -> None:
@@ -406,23 +406,23 @@ class Tensor(HtypeReaders):
         with self.dataset._lock:
             self.dataset._check_writable()
             encoded = []
-            with self._format.rollback():
+            with self._format.rollback():  # (also of a dtype adopted, when the store fails)
                 for i, (value, ahead) in enumerate(zip(values, aheads)):
                     try:
                         encoded.append((self._format.from_value(value, ahead), value))
                     except LakeFSError as e:
                         raise item_error(e, f"item {i}") from e
-            row = self._engine.index.last_filled_row() + 1
-            rows_before = len(self.dataset._rows)
-            self.dataset._ensure_rows(row + len(encoded))
-            written: list[tuple[Tensor, int]] = []
-            try:
-                for i, (enc, value) in enumerate(encoded):
-                    self._write(row + i, enc, value)
-                    written.append((self, row + i))
-            except BaseException:  # (a full disk): none of them, as for a refused value
-                self.dataset._take_back(rows_before, written)
-                raise
+                row = self._engine.index.last_filled_row() + 1
+                rows_before = len(self.dataset._rows)
+                self.dataset._ensure_rows(row + len(encoded))
+                written: list[tuple[Tensor, int]] = []
+                try:
+                    for i, (enc, value) in enumerate(encoded):
+                        self._write(row + i, enc, value)
+                        written.append((self, row + i))
+                except BaseException:  # (a full disk): none of them, as for a refused value
+                    self.dataset._take_back(rows_before, written)
+                    raise
 
     def __setitem__(self, item: int | str, value: Any) -> None:
         try:  # (see write_file; a refusal is raised below, after the row is checked)
@@ -445,16 +445,16 @@ class Tensor(HtypeReaders):
             else:
                 raise TypeError(f"tensor indices are ints or row keys, not {type(item).__name__}")
             # Validate and encode before creating any row: a bad value stores nothing.
-            with self._format.rollback():
+            with self._format.rollback():  # (also of a dtype adopted, when the store fails)
                 encoded = self._format.from_value(value, ahead)
-            rows_before = len(self.dataset._rows)
-            if isinstance(item, str):
-                row = self.dataset._row_for_key(item, create=True)
-            try:
-                self._write(row, encoded, value)
-            except BaseException:  # (a full disk): a row made for the key goes again
-                self.dataset._take_back(rows_before, [])
-                raise
+                rows_before = len(self.dataset._rows)
+                if isinstance(item, str):
+                    row = self.dataset._row_for_key(item, create=True)
+                try:
+                    self._write(row, encoded, value)
+                except BaseException:  # (a full disk): a row made for the key goes again
+                    self.dataset._take_back(rows_before, [])
+                    raise
 
     def pop(self, item: int | str) -> None:
         """Delete the sample at a row (the row and the other tensors' cells stay)."""
@@ -632,17 +632,17 @@ class Tensor(HtypeReaders):
             ahead = self._format.prepare_file(data, ext)
         with self.dataset._lock:
             self.dataset._check_writable()
-            with self._format.rollback():
+            with self._format.rollback():  # (also of a dtype adopted, when the store fails)
                 encoded = self._format.from_file(data, ext, ahead)
-            if transcoded:
-                encoded = dataclasses.replace(encoded, flags=encoded.flags | FLAG_TRANSCODED)
-            rows_before = len(self.dataset._rows)
-            row = self.dataset._row_for_key(key, create=True)
-            try:
-                ext = self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
-            except BaseException:  # (a full disk): no empty row is left behind
-                self.dataset._take_back(rows_before, [])
-                raise
+                if transcoded:
+                    encoded = dataclasses.replace(encoded, flags=encoded.flags | FLAG_TRANSCODED)
+                rows_before = len(self.dataset._rows)
+                row = self.dataset._row_for_key(key, create=True)
+                try:
+                    ext = self._write(row, encoded, mtime_ns=mtime_ns, mode=mode)
+                except BaseException:  # (a full disk): no empty row is left behind
+                    self.dataset._take_back(rows_before, [])
+                    raise
             return Sample(self, row, self._engine.index.entry(row), filename=key + ext)
 
     @property

@@ -227,6 +227,40 @@ def test_dtype_is_not_adopted_from_a_refused_sample(tmp_path):
     assert ds.a.dtype == "int16"
 
 
+@pytest.mark.parametrize("how", ["append", "extend", "setitem", "write_file", "ds.append"])
+def test_dtype_is_not_adopted_from_a_sample_whose_store_failed(tmp_path, monkeypatch, how):
+    """A sample encoded but then not stored (a full disk) leaves no dtype behind: the
+    next sample decides it, as if the failed one had never come."""
+    from lakefs.errors import StorageFullError
+
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("a")  # dtype from the first sample
+    ds.create_tensor("b")
+    ds.b.append(np.array([0], np.uint8))  # (a row for __setitem__)
+
+    def full(*args, **kwargs):
+        raise StorageFullError("no space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(t._engine, "write", full)
+        with pytest.raises(StorageFullError):
+            if how == "append":
+                t.append(np.array([1.5], np.float32))
+            elif how == "extend":
+                t.extend([np.array([1.5], np.float32)])
+            elif how == "setitem":
+                t[0] = np.array([1.5], np.float32)
+            elif how == "ds.append":
+                ds.append({"a": np.array([1.5], np.float32), "b": np.array([1], np.uint8)})
+            else:
+                buf = io.BytesIO()
+                np.save(buf, np.array([1.5], np.float32))
+                t.write_file("k.npy", buf.getvalue())
+    assert t.dtype is None and len(t) == 0 and len(ds) == 1
+    t.append(np.array([1], np.int16))
+    assert t.dtype == "int16"
+
+
 @pytest.mark.parametrize("name,error", [
     ("a/../b", InvalidNameError), ("..", InvalidNameError), ("a\x00b", InvalidNameError),
     ("x" * 256, NameTooLongError), (".hidden", InvalidNameError), ("", InvalidNameError),
