@@ -13,8 +13,9 @@ In one run, on the same disk, with the same FUSE options for both FUSE filesyste
 
 Work and what is timed:
 
-1. ``cp -r`` of N real-photo JPEGs (scripts/make_photos.py) into a jpeg tensor dir, then
-   ``sync``. For lakefs two figures: *cp+sync* (each file is committed to the dataset at
+1. ``cp -r`` of a folder of N real-photo JPEGs (scripts/make_photos.py) to the top of each
+   target (the same command everywhere; in lakefs the new folder becomes a jpeg tensor at
+   its first file), then ``sync``. For lakefs two figures: *cp+sync* (each file is committed to the dataset at
    its close, but the dataset's index is only made durable by the periodic commit), and
    *cp+umount+sync*: the unmount makes everything durable (final commit, fsync) — that
    is the honest "data is on disk" time and the one the ratios use.
