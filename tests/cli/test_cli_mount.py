@@ -407,3 +407,15 @@ def test_mount_names_a_mountpoint_given_for_its_dataset(dataset: Path, mountpoin
     finally:
         unmount(mountpoint)
         unmount(other)
+
+
+def test_mount_refuses_a_missing_dataset_whose_parent_folder_is_missing(mountpoint: Path, tmp_path: Path) -> None:
+    """A writable mount creates a missing dataset; a typo in its parent folders made them
+    all and mounted an empty tree, as `lakefs create` did (both refuse now)."""
+    where = tmp_path / "typo" / "ds"
+    for mode in (["-f"], ["--log-file", tmp_path / "mount.log"]):
+        r = attempt_mount("mount", where, mountpoint, *mode, mountpoint=mountpoint)
+        assert r.returncode == 1 and r.stderr == (
+            f"lakefs: error: cannot create the dataset {where}: its parent folder {where.parent} does not exist "
+            "(check the path, or create the folder first with mkdir -p)\n"), r.stderr
+        assert not (tmp_path / "typo").exists()

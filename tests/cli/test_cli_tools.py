@@ -94,6 +94,24 @@ def test_a_dataset_folder_that_cannot_be_created_is_one_line(cli, tmp_path: Path
     assert (tmp_path / "file").read_text() == "x"
 
 
+@pytest.mark.parametrize("command", [["create"], ["ingest", "SRC"]])
+def test_a_dataset_whose_parent_folder_is_missing_is_refused(cli, tmp_path: Path, command: list[str]) -> None:
+    """`lakefs create /data/cast/ds` (a typo of cats) made /data/cast as mkdir -p would, and
+    an empty dataset in it; as mkdir, the CLI refuses a missing parent folder."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    for where, parent in ((tmp_path / "typo" / "deeper" / "ds", tmp_path / "typo" / "deeper"),
+                          (f"file://{tmp_path}/typo/ds", tmp_path / "typo")):
+        r = cli(*[tmp_path / "src" if a == "SRC" else a for a in command], where)
+        assert r.code == 1 and r.err == (
+            f"lakefs: error: cannot create the dataset {where}: its parent folder {parent} does not exist "
+            "(check the path, or create the folder first with mkdir -p)\n")
+        assert not (tmp_path / "typo").exists()
+    assert cli(*[tmp_path / "src" if a == "SRC" else a for a in command], tmp_path / "ds").code == 0
+    with lakefs.empty(tmp_path / "api" / "made" / "ds"):  # the API makes parents, as Deep Lake's does
+        pass
+
+
 def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
     with lakefs.load(dataset_path) as ds:
