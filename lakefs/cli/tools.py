@@ -66,6 +66,12 @@ def add_tensor_options(p: argparse.ArgumentParser, *, htype_default: str | None 
 
 
 def tensor_kwargs(args: argparse.Namespace) -> dict:
+    if args.chunk_size is not None:
+        from lakefs.chunks.engine import MAX_CHUNK_SIZE
+
+        if parse_size(args.chunk_size, "--chunk-size") > MAX_CHUNK_SIZE:  # (said as given: 100TB)
+            raise ConfigError(f"--chunk-size must be at most {MAX_CHUNK_SIZE >> 20} MiB ({MAX_CHUNK_SIZE} bytes), "
+                              f"got {args.chunk_size!r}")
     out = {
         "htype": args.htype,
         "dtype": args.dtype,

@@ -53,6 +53,8 @@ def test_tensor_create_list_delete(cli, dataset_path: Path) -> None:
     (["--chunk-size", "lots"], "--chunk-size must be a size like 512MB, got 'lots'"),
     (["--chunk-size", "100"], "too small"),
     (["--chunk-size", "0"], "chunk_size 0 is too small"),
+    (["--chunk-size", "100TB"], "--chunk-size must be at most 256 MiB (268435456 bytes), got '100TB'"),
+    (["--chunk-size", "257MiB"], "--chunk-size must be at most 256 MiB (268435456 bytes), got '257MiB'"),
     (["--dtype", "int99"], "dtype"),
 ])
 def test_bad_tensor_options(cli, dataset_path: Path, options: list[str], message: str) -> None:
@@ -61,6 +63,21 @@ def test_bad_tensor_options(cli, dataset_path: Path, options: list[str], message
     assert r.code == 1
     assert r.err.startswith("lakefs: error: ") and message in r.err and len(r.err.splitlines()) == 1
     assert "t" not in lakefs.load(dataset_path, read_only=True).tensors
+
+
+def test_ingest_refuses_a_chunk_size_beyond_the_maximum_and_creates_nothing(cli, jpeg_dir: Path,
+                                                                            dataset_path: Path) -> None:
+    r = cli("ingest", jpeg_dir, dataset_path, "--chunk-size", "100TB", "-j", "0")
+    assert r.code == 1
+    assert r.err == "lakefs: error: --chunk-size must be at most 256 MiB (268435456 bytes), got '100TB'\n"
+    assert not dataset_path.exists()
+    cfg = dataset_path.parent / "c.yaml"
+    cfg.write_text("chunk_size: 1TB\n")
+    r = cli("ingest", jpeg_dir, dataset_path, "--config", cfg, "-j", "0")
+    assert r.code == 1 and r.err == "lakefs: error: config: chunk_size must be at most 256 MiB (268435456 bytes), " \
+                                    "got '1TB'\n"
+    assert not dataset_path.exists()
+    assert cli("ingest", jpeg_dir, dataset_path, "--chunk-size", "256MiB", "-j", "0", "-q").code == 0
 
 
 def test_tensor_name_clash_and_bad_name(cli, dataset_path: Path) -> None:
