@@ -419,3 +419,27 @@ def test_mount_refuses_a_missing_dataset_whose_parent_folder_is_missing(mountpoi
             f"lakefs: error: cannot create the dataset {where}: its parent folder {where.parent} does not exist "
             "(check the path, or create the folder first with mkdir -p)\n"), r.stderr
         assert not (tmp_path / "typo").exists()
+
+
+def test_an_empty_mountpoint_or_dataset_path_is_refused(dataset: Path, mountpoint: Path, tmp_path: Path) -> None:
+    """`lakefs mount DS ''` mounted DS over the working directory (os.path.join(cwd, '')),
+    `lakefs mount '' MNT` created a dataset there, `lakefs umount ''` unmounted it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cases = [
+        (["mount", dataset, ""], "the mountpoint is an empty path; name a folder (. for the current one)"),
+        (["mount", dataset, "", "-f"], "the mountpoint is an empty path; name a folder (. for the current one)"),
+        (["mount", "", mountpoint], "the dataset is an empty path; name one (. for the current folder)"),
+        (["mount", dataset, mountpoint, "--log-file", ""], "--log-file is an empty path; name a file"),
+        (["umount", ""], "the mountpoint is an empty path; name a folder (. for the current one)"),
+    ]
+    for argv, message in cases:
+        try:
+            r = subprocess.run(lakefs_cmd(*argv), capture_output=True, text=True, cwd=work, env=ENV, timeout=10)
+            assert r.returncode == 1 and r.stderr == f"lakefs: error: {message}\n", (argv, r.stderr)
+            assert not is_mounted(work) and not is_mounted(mountpoint), argv
+        finally:
+            for mp in (work, mountpoint):
+                if is_mounted(mp):
+                    unmount(mp)
+        assert os.listdir(work) == [], argv

@@ -129,6 +129,45 @@ def test_a_dataset_whose_parent_folder_is_missing_is_refused(cli, tmp_path: Path
         pass
 
 
+EMPTY_DATASET = "lakefs: error: the dataset is an empty path; name one (. for the current folder)\n"
+
+
+@pytest.mark.parametrize(("argv", "err"), [
+    (["ls", ""], "lakefs: error: the path to list is an empty path; name a dataset or a path in one "
+                 "(. for the current folder)\n"),
+    (["ls", "-l", ""], "lakefs: error: the path to list is an empty path; name a dataset or a path in one "
+                       "(. for the current folder)\n"),
+    (["create", ""], EMPTY_DATASET), (["create", "", "--overwrite"], EMPTY_DATASET),
+    (["info", ""], EMPTY_DATASET), (["tensor", "list", ""], EMPTY_DATASET),
+    (["tensor", "create", "", "y"], EMPTY_DATASET), (["tensor", "delete", "", "x"], EMPTY_DATASET),
+    (["compact", ""], EMPTY_DATASET), (["fsck", ""], EMPTY_DATASET), (["fsck", "--repair", ""], EMPTY_DATASET),
+    (["export", "", "OUT"], EMPTY_DATASET), (["ingest", "SRC", ""], EMPTY_DATASET),
+    (["ingest", "", "OTHER"], "lakefs: error: the source folder is an empty path; name a folder "
+                              "(. for the current one)\n"),
+    (["info", ".", "--config", ""], "lakefs: error: --config is an empty path; name a YAML file\n"),
+])
+def test_an_empty_path_argument_is_refused(cli, monkeypatch, tmp_path: Path, jpeg_dir: Path, argv: list[str],
+                                           err: str) -> None:
+    """'' is no path: `lakefs ls ''` listed /, and every other command took it for the
+    working directory (`lakefs tensor delete '' x` deleted x from the dataset there,
+    `lakefs create --overwrite ''` emptied it)."""
+    from lakefs.tools import split_dataset_path
+
+    work = tmp_path / "work"
+    with lakefs.empty(work) as ds:
+        ds.create_tensor("x")
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    monkeypatch.chdir(work)
+    subs = {"SRC": jpeg_dir, "OUT": tmp_path / "out", "OTHER": tmp_path / "other"}
+    r = cli(*[subs.get(a, a) for a in argv])
+    assert r.code == 1 and r.err == err and r.out == ""
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
+    assert list(lakefs.load(work, read_only=True).tensors) == ["x"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "other").exists()
+    with pytest.raises(lakefs.errors.ConfigError, match="the path is empty"):
+        split_dataset_path("")
+
+
 def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
     with lakefs.load(dataset_path) as ds:
