@@ -120,8 +120,9 @@ def _refuse_mountpoints(args: argparse.Namespace) -> None:
     from lakefs.cli.fsck import refuse_a_mountpoint  # noqa: PLC0415
 
     path = args.path if args.command == "ls" else getattr(args, "dataset", None)
+    command = f"tensor {args.tensor_command}" if args.command == "tensor" else args.command
     if isinstance(path, str):
-        refuse_a_mountpoint(path, args.command)
+        refuse_a_mountpoint(path, command)
 
 
 def main(argv: list[str] | None = None) -> int:
