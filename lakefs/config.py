@@ -128,10 +128,13 @@ def from_dict(data: dict[str, Any]) -> Config:
         elif key in ("cache_size", "chunk_cache_size", "chunk_size", "spill_size"):
             values[key] = parse_size(value, f"config: {key}")
             if key == "chunk_size":
-                from lakefs.chunks.engine import MIN_CHUNK_SIZE
+                from lakefs.chunks.engine import MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 
                 if values[key] < MIN_CHUNK_SIZE:
                     raise ConfigError(f"config: chunk_size must be at least {MIN_CHUNK_SIZE} bytes, got {value!r}")
+                if values[key] > MAX_CHUNK_SIZE:
+                    raise ConfigError(f"config: chunk_size must be at most {MAX_CHUNK_SIZE >> 20} MiB "
+                                      f"({MAX_CHUNK_SIZE} bytes), got {value!r}")
         elif key in TOP_LEVEL:
             values[key] = _check_type(key, value, known[key].type)
         else:

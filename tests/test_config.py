@@ -63,6 +63,9 @@ def test_values_are_parsed(tmp_path):
         # Refused by create_tensor at the first copy, so at start too:
         ("chunk_size: 1KB\n", "chunk_size must be at least 4096 bytes"),
         ("tensors: {masks: {chunk_size: 100}}\n", "tensors.masks: chunk_size 100 is too small"),
+        ("chunk_size: 100TB\n", "chunk_size must be at most 256 MiB (268435456 bytes), got '100TB'"),
+        ("chunk_size: 257MB\n", "chunk_size must be at most 256 MiB"),
+        ("tensors: {masks: {chunk_size: 1TB}}\n", "tensors.masks: chunk_size 1099511627776 is too large"),
         ("tensors: {masks: {dtype: nope}}\n", "tensors.masks: unknown dtype 'nope'"),
         ("tensors: {labels: {htype: class_label, class_names: cat}}\n", "tensors.labels: class_names must be a list"),
         ("tensors: {labels: {htype: class_label, dtype: float32}}\n", "tensors.labels: a class_label tensor"),

@@ -38,7 +38,13 @@ assert ENTRY.names[:7] == ("row", "chunk", "offset", "length", "file_size", "crc
 
 DEFAULT_CHUNK_SIZE = 8 << 20  # Deep Lake's target
 MIN_CHUNK_SIZE = 4096  # a tensor's smallest chunk_size
-MAX_CHUNK_FACTOR = 2  # and its maximum, 16 MB
+# A tensor's largest chunk_size. The format has no limit (offsets and lengths are u64),
+# memory does: a writer holds an open chunk of up to 2 x chunk_size per tensor plus
+# ChunkWriter.DEPTH sealed ones in flight, a reader of a tiled file up to five tile
+# buffers of chunk_size. 256 MiB (32 x Deep Lake's 8 MB) keeps that near 1.5 GB per
+# tensor written, and every chunk under S3's 5 GB single-PUT limit.
+MAX_CHUNK_SIZE = 256 << 20
+MAX_CHUNK_FACTOR = 2  # a chunk's maximum: 2 x chunk_size, 16 MB for the default
 PREFETCH_MEMORY = 4096  # chunks remembered as prefetched (then asked again: cheap hints)
 
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 
 from lakefs.config import load_config
-from lakefs.errors import LakeFSError, message_of
+from lakefs.errors import ConfigError, LakeFSError, message_of
 
 # Modules under lakefs.cli, each with ``register(subparsers)``; imported lazily per run
 # so ``lakefs info`` never loads the FUSE binding.
@@ -90,6 +90,28 @@ def _version() -> str:
     return __version__
 
 
+# Path arguments an empty string must not stand for: (attribute, what it is, what to give).
+_PATH_ARGUMENTS = (
+    ("dataset", "the dataset", "name one (. for the current folder)"),
+    ("path", "the path to list", "name a dataset or a path in one (. for the current folder)"),
+    ("src", "the source folder", "name a folder (. for the current one)"),
+    ("mountpoint", "the mountpoint", "name a folder (. for the current one)"),
+    ("config", "--config", "name a YAML file"),
+    ("log_file", "--log-file", "name a file"),
+)
+
+
+def _refuse_empty_paths(args: argparse.Namespace) -> None:
+    """An empty path argument is refused, not taken for a folder: `lakefs ls ''` listed
+    /, `lakefs mount DS ''` mounted over the working directory, `lakefs create ''` and
+    `lakefs ingest SRC ''` made a dataset in it, `lakefs tensor delete '' x` deleted a
+    tensor of the dataset there. (An empty tensor name is the dataset's to refuse; the
+    export destination, export's.)"""
+    for attr, what, hint in _PATH_ARGUMENTS:
+        if getattr(args, attr, None) == "":
+            raise ConfigError(f"{what} is an empty path; {hint}")
+
+
 def _refuse_mountpoints(args: argparse.Namespace) -> None:
     """A lakefs mountpoint where a command wants a dataset (``lakefs info ./mnt``) is named
     as such, live or dead (see cli/fsck.py); ``mount``'s dataset too, not its mountpoint
@@ -98,8 +120,9 @@ def _refuse_mountpoints(args: argparse.Namespace) -> None:
     from lakefs.cli.fsck import refuse_a_mountpoint  # noqa: PLC0415
 
     path = args.path if args.command == "ls" else getattr(args, "dataset", None)
+    command = f"tensor {args.tensor_command}" if args.command == "tensor" else args.command
     if isinstance(path, str):
-        refuse_a_mountpoint(path, args.command)
+        refuse_a_mountpoint(path, command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             format="lakefs: %(levelname)s: %(message)s",
         )
     try:
+        _refuse_empty_paths(args)
         args.settings = load_config(args.config)
         _refuse_mountpoints(args)
         code = int(args.func(args) or 0)

@@ -26,7 +26,8 @@ NOT_STORED_NAMED = 5  # files `lakefs umount` names of those a mount could not s
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mount", help="mount a dataset as a filesystem",
-                       description="Mount DATASET (a path or URL; created if missing unless -o ro) at MOUNTPOINT.")
+                       description="Mount DATASET (a path or URL; created if missing unless -o ro, in a folder "
+                                   "that exists) at MOUNTPOINT.")
     p.add_argument("dataset")
     p.add_argument("mountpoint")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground, log to stderr")
@@ -65,10 +66,13 @@ def _writable_log(path: str) -> str:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
+    from lakefs.cli.tools import refuse_a_missing_parent
     from lakefs.fs.mount import parse_options, run_mount
 
     config = args.settings
     options = parse_options(",".join(args.options))
+    if not options.get("ro"):  # (the dataset is created when missing)
+        refuse_a_missing_parent(args.dataset)
     covered = _covered_entries(args.mountpoint)
     if not args.foreground:
         code = _spawn_background(args, _log_file(args, config.log_file))

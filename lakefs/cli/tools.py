@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import stat
 import time
 
 from lakefs.config import parse_size
-from lakefs.errors import TensorNotFoundError
+from lakefs.errors import ConfigError, TensorNotFoundError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("create", help="create an empty dataset")
-    p.add_argument("dataset", help="path or URL of the new dataset")
+    p.add_argument("dataset", help="path or URL of the new dataset (in a folder that exists)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset (deletes its data)")
     p.set_defaults(func=cmd_create)
 
@@ -65,6 +66,12 @@ def add_tensor_options(p: argparse.ArgumentParser, *, htype_default: str | None 
 
 
 def tensor_kwargs(args: argparse.Namespace) -> dict:
+    if args.chunk_size is not None:
+        from lakefs.chunks.engine import MAX_CHUNK_SIZE
+
+        if parse_size(args.chunk_size, "--chunk-size") > MAX_CHUNK_SIZE:  # (said as given: 100TB)
+            raise ConfigError(f"--chunk-size must be at most {MAX_CHUNK_SIZE >> 20} MiB ({MAX_CHUNK_SIZE} bytes), "
+                              f"got {args.chunk_size!r}")
     out = {
         "htype": args.htype,
         "dtype": args.dtype,
@@ -76,12 +83,35 @@ def tensor_kwargs(args: argparse.Namespace) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def refuse_a_missing_parent(dataset: str) -> None:
+    """A local dataset that a command would create (``create``, ``ingest``, a writable
+    ``mount``) must have its parent folder: ``lakefs create /data/cast/ds`` for ``cats``
+    made /data/cast and created an empty dataset there, as ``mkdir -p`` would, and a
+    mount of it showed an empty tree. As mkdir (without -p), the command refuses. (The
+    API keeps Deep Lake's behaviour: ``lakefs.empty`` makes the parents.) A parent under
+    a file is left to the storage's own message ("... is not a directory")."""
+    from lakefs.storage.remote import scheme_of
+
+    if scheme_of(dataset) not in ("", "file"):
+        return  # an object store has no folders to make
+    path = os.path.abspath(dataset[len("file://"):] if scheme_of(dataset) else dataset)
+    if os.path.lexists(path):
+        return
+    parent = above = os.path.dirname(path)
+    while not os.path.lexists(above) and above != os.path.dirname(above):
+        above = os.path.dirname(above)
+    if above != parent and os.path.isdir(above):
+        raise ConfigError(f"cannot create the dataset {dataset}: its parent folder {parent} does not exist "
+                          "(check the path, or create the folder first with mkdir -p)")
+
+
 # --- commands ----------------------------------------------------------------------------
 
 
 def cmd_create(args: argparse.Namespace) -> int:
     import lakefs
 
+    refuse_a_missing_parent(args.dataset)
     lakefs.empty(args.dataset, overwrite=args.overwrite, **args.settings.dataset_options()).close()
     print(f"created dataset {args.dataset}")
     return 0

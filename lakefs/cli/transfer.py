@@ -15,15 +15,15 @@ import argparse
 import sys
 
 from lakefs.cli.main import sigterm_interrupts
-from lakefs.cli.tools import add_tensor_options, tensor_kwargs
+from lakefs.cli.tools import add_tensor_options, refuse_a_missing_parent, tensor_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ingest", help="copy a folder of files into a dataset (parallel, resumable)",
-        description="Copy SRC into DATASET (created if missing). Layouts: flat (SRC's files → one tensor), "
-                    "paired (each subfolder → a tensor, files aligned into rows by stem), imagefolder "
-                    "(SRC/<class>/<file> → images + labels). Rerunning skips files already stored.",
+        description="Copy SRC into DATASET (created if missing, in a folder that exists). Layouts: flat "
+                    "(SRC's files → one tensor), paired (each subfolder → a tensor, files aligned into rows by "
+                    "stem), imagefolder (SRC/<class>/<file> → images + labels). Rerunning skips files already stored.",
     )
     p.add_argument("src", help="the folder to ingest")
     p.add_argument("dataset", help="the dataset (path or URL)")
@@ -90,6 +90,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lakefs.tools.ingest import ingest
     from lakefs.tools.scan import scan
 
+    refuse_a_missing_parent(args.dataset)
     local = None if is_object_store(args.dataset) else args.dataset.removeprefix("file://")
     plan = scan(args.src, args.layout, args.tensor, tensor_kwargs(args), dataset=local)
     for settings in plan.tensors.values():  # the config file's, for the tensors it creates

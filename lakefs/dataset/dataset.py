@@ -28,7 +28,7 @@ import numpy as np
 
 from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
-from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkEngine, IdAllocator
+from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkEngine, IdAllocator
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
@@ -1342,6 +1342,9 @@ def resolve_tensor_settings(htype: str = "generic", dtype: str | None = None, sa
     size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)  # (0 is too small, not "default")
     if size < MIN_CHUNK_SIZE:
         raise InvalidSampleError(f"chunk_size {size} is too small (at least {MIN_CHUNK_SIZE})")
+    if size > MAX_CHUNK_SIZE:
+        raise InvalidSampleError(f"chunk_size {size} is too large (at most {MAX_CHUNK_SIZE}, "
+                                 f"{MAX_CHUNK_SIZE >> 20} MiB)")
     return {"htype": h.name, "dtype": dtype or h.dtype, "sample_compression": sc, "chunk_compression": cc,
             "chunk_size": size, "class_names": list(class_names or [])}
 

@@ -222,20 +222,43 @@ def table_path(path: str) -> str:
     return path
 
 
+def _mount_table() -> list[MountEntry]:
+    """/proc/self/mounts in order (a later mount at a target covers an earlier one)."""
+    entries = []
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) >= 4:
+                    entries.append(MountEntry(_unescape(fields[0]), _unescape(fields[1]), fields[2],
+                                              tuple(fields[3].split(","))))
+    except OSError:
+        return []
+    return entries
+
+
 def mount_entry(path: str) -> MountEntry | None:
     """What is mounted at ``path`` (the last mount there: mounts stack), from
     /proc/self/mounts, else None. Never stats ``path``: on a FUSE mount whose process died
     that fails with ENOTCONN (so ``os.path.ismount`` says False), on a wedged one it hangs."""
     target = table_path(path)
     found = None
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as table:
-            for line in table:
-                fields = line.split()
-                if len(fields) >= 4 and _unescape(fields[1]) == target:
-                    found = MountEntry(_unescape(fields[0]), target, fields[2], tuple(fields[3].split(",")))
-    except OSError:
-        return None
+    for entry in _mount_table():
+        if entry.target == target:
+            found = entry
+    return found
+
+
+def enclosing_mount(path: str) -> MountEntry | None:
+    """The innermost mount holding ``path`` (``path`` itself or an ancestor), from the
+    mount table, else None: ``./mnt/images`` is inside the lakefs mount at ``./mnt``
+    (whose entry's target is then not ``table_path(path)``). Never stats ``path``."""
+    target = table_path(path)
+    found = None
+    for entry in _mount_table():
+        under = entry.target == target or target.startswith(entry.target.rstrip("/") + "/")
+        if under and (found is None or len(entry.target) >= len(found.target)):
+            found = entry
     return found
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from lakefs.errors import DatasetNotFoundError
+from lakefs.errors import ConfigError, DatasetNotFoundError
 
 
 def split_dataset_path(path: str, storage_options: dict | None = None) -> tuple[str, str]:
@@ -17,7 +17,10 @@ def split_dataset_path(path: str, storage_options: dict | None = None) -> tuple[
     ``storage_options``: for an object store (endpoint, credentials)."""
     from lakefs.api import exists  # noqa: PLC0415  (keep `import lakefs.tools` light)
 
-    text = os.fspath(path).rstrip("/") or "/"
+    text = os.fspath(path)
+    if not text:  # (not "/", which rstrip would make of it)
+        raise ConfigError("the path is empty; name a dataset or a path in one")
+    text = text.rstrip("/") or "/"
     inner: list[str] = []
     head = text
     while head:

@@ -407,3 +407,94 @@ def test_mount_names_a_mountpoint_given_for_its_dataset(dataset: Path, mountpoin
     finally:
         unmount(mountpoint)
         unmount(other)
+
+
+def test_mount_refuses_a_missing_dataset_whose_parent_folder_is_missing(mountpoint: Path, tmp_path: Path) -> None:
+    """A writable mount creates a missing dataset; a typo in its parent folders made them
+    all and mounted an empty tree, as `lakefs create` did (both refuse now)."""
+    where = tmp_path / "typo" / "ds"
+    for mode in (["-f"], ["--log-file", tmp_path / "mount.log"]):
+        r = attempt_mount("mount", where, mountpoint, *mode, mountpoint=mountpoint)
+        assert r.returncode == 1 and r.stderr == (
+            f"lakefs: error: cannot create the dataset {where}: its parent folder {where.parent} does not exist "
+            "(check the path, or create the folder first with mkdir -p)\n"), r.stderr
+        assert not (tmp_path / "typo").exists()
+
+
+def test_an_empty_mountpoint_or_dataset_path_is_refused(dataset: Path, mountpoint: Path, tmp_path: Path) -> None:
+    """`lakefs mount DS ''` mounted DS over the working directory (os.path.join(cwd, '')),
+    `lakefs mount '' MNT` created a dataset there, `lakefs umount ''` unmounted it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    cases = [
+        (["mount", dataset, ""], "the mountpoint is an empty path; name a folder (. for the current one)"),
+        (["mount", dataset, "", "-f"], "the mountpoint is an empty path; name a folder (. for the current one)"),
+        (["mount", "", mountpoint], "the dataset is an empty path; name one (. for the current folder)"),
+        (["mount", dataset, mountpoint, "--log-file", ""], "--log-file is an empty path; name a file"),
+        (["umount", ""], "the mountpoint is an empty path; name a folder (. for the current one)"),
+    ]
+    for argv, message in cases:
+        try:
+            r = subprocess.run(lakefs_cmd(*argv), capture_output=True, text=True, cwd=work, env=ENV, timeout=10)
+            assert r.returncode == 1 and r.stderr == f"lakefs: error: {message}\n", (argv, r.stderr)
+            assert not is_mounted(work) and not is_mounted(mountpoint), argv
+        finally:
+            for mp in (work, mountpoint):
+                if is_mounted(mp):
+                    unmount(mp)
+        assert os.listdir(work) == [], argv
+
+
+def test_a_path_inside_a_mount_is_named_with_its_mount_and_dataset(dataset: Path, mountpoint: Path,
+                                                                   tmp_path: Path) -> None:
+    """Only the mountpoint itself was recognised: `lakefs ls ./mnt/images` and `lakefs info
+    ./mnt/sub` said "no lakefs dataset at ...", and `lakefs ingest SRC ./mnt/new` stored a
+    dataset's lakefs.json, HEAD and locks/ as files inside the mounted one."""
+    with lakefs.load(dataset) as ds:
+        ds.create_tensor("images", htype="text")
+        ds["images"].write_file("a.txt", b"a")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "b.txt").write_text("b")
+    at = f"is inside the lakefs mount at {mountpoint} of {dataset}"
+    give = f"not a dataset: give the mounted dataset itself ({dataset})"
+    cases = [
+        (["ls", mountpoint / "images"], f"{at}, not a dataset: list it with `lakefs ls {dataset}/images`"),
+        (["ls", "-l", f"{mountpoint}/images/a.txt"],
+         f"{at}, not a dataset: list it with `lakefs ls {dataset}/images/a.txt`"),
+        (["info", mountpoint / "images"], f"{at}, {give}"),
+        (["info", mountpoint / "sub"], f"{at}, {give}"),  # (missing in the mount too)
+        (["tensor", "list", mountpoint / "images"], f"{at}, {give}"),
+        (["compact", mountpoint / "images"], f"{at}, {give}"),
+        (["tensor", "create", mountpoint / "images", "t"], f"{at}, {give} and the tensor's path in it as NAME"),
+        (["export", mountpoint / "images", tmp_path / "out"], f"{at}, {give}; --tensor NAME picks tensors in it"),
+        (["fsck", mountpoint / "images"],
+         f"{at}, not a dataset: check the mounted dataset itself with `lakefs fsck {dataset}`"),
+        (["create", mountpoint / "new"], f"{at}: a dataset is not stored in a mount; give a path outside it"),
+        (["ingest", src, mountpoint / "new"],
+         f"{at}: ingest into the mounted dataset itself ({dataset}), or into a new one outside the mount"),
+    ]
+    try:
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):
+            for argv, message in cases:
+                path = next(a for a in argv[1:] if str(a).startswith(str(mountpoint)))
+                r = run(*argv)
+                assert r.returncode == 1 and r.stderr == f"lakefs: error: {path} {message}\n", (argv, r.stderr)
+            other = tmp_path / "other"
+            other.mkdir()
+            r = attempt_mount("mount", mountpoint / "images", other, "-o", "ro", mountpoint=other)
+            assert r.returncode == 1 and r.stderr == f"lakefs: error: {mountpoint / 'images'} {at}, {give}\n"
+            assert sorted(os.listdir(mountpoint)) == ["images"] and os.listdir(mountpoint / "images") == ["a.txt"]
+            assert not (tmp_path / "out").exists()
+            r = run("ls", dataset / "images")  # the dataset's own path still lists
+            assert r.returncode == 0 and r.stdout == "a.txt\n"
+        start_and_kill_mount(dataset, mountpoint)
+        r = run("info", mountpoint / "images", timeout=30)
+        assert r.returncode == 1 and r.stderr == (
+            f"lakefs: error: {mountpoint / 'images'} is inside a dead lakefs mount at {mountpoint} (its mount "
+            f"process is gone), not a dataset: clear it with `lakefs umount {mountpoint}`; the dataset itself is "
+            f"{dataset}\n")
+    finally:
+        unmount(mountpoint)
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert list(ds.tensors) == ["images"] and ds["images"].num_samples == 1

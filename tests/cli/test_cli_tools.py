@@ -53,6 +53,8 @@ def test_tensor_create_list_delete(cli, dataset_path: Path) -> None:
     (["--chunk-size", "lots"], "--chunk-size must be a size like 512MB, got 'lots'"),
     (["--chunk-size", "100"], "too small"),
     (["--chunk-size", "0"], "chunk_size 0 is too small"),
+    (["--chunk-size", "100TB"], "--chunk-size must be at most 256 MiB (268435456 bytes), got '100TB'"),
+    (["--chunk-size", "257MiB"], "--chunk-size must be at most 256 MiB (268435456 bytes), got '257MiB'"),
     (["--dtype", "int99"], "dtype"),
 ])
 def test_bad_tensor_options(cli, dataset_path: Path, options: list[str], message: str) -> None:
@@ -61,6 +63,21 @@ def test_bad_tensor_options(cli, dataset_path: Path, options: list[str], message
     assert r.code == 1
     assert r.err.startswith("lakefs: error: ") and message in r.err and len(r.err.splitlines()) == 1
     assert "t" not in lakefs.load(dataset_path, read_only=True).tensors
+
+
+def test_ingest_refuses_a_chunk_size_beyond_the_maximum_and_creates_nothing(cli, jpeg_dir: Path,
+                                                                            dataset_path: Path) -> None:
+    r = cli("ingest", jpeg_dir, dataset_path, "--chunk-size", "100TB", "-j", "0")
+    assert r.code == 1
+    assert r.err == "lakefs: error: --chunk-size must be at most 256 MiB (268435456 bytes), got '100TB'\n"
+    assert not dataset_path.exists()
+    cfg = dataset_path.parent / "c.yaml"
+    cfg.write_text("chunk_size: 1TB\n")
+    r = cli("ingest", jpeg_dir, dataset_path, "--config", cfg, "-j", "0")
+    assert r.code == 1 and r.err == "lakefs: error: config: chunk_size must be at most 256 MiB (268435456 bytes), " \
+                                    "got '1TB'\n"
+    assert not dataset_path.exists()
+    assert cli("ingest", jpeg_dir, dataset_path, "--chunk-size", "256MiB", "-j", "0", "-q").code == 0
 
 
 def test_tensor_name_clash_and_bad_name(cli, dataset_path: Path) -> None:
@@ -92,6 +109,63 @@ def test_a_dataset_folder_that_cannot_be_created_is_one_line(cli, tmp_path: Path
         r = cli(*[tmp_path / "src" if a == "SRC" else a for a in command], where)
         assert r.code == 1 and r.err == f"lakefs: error: cannot create storage root {where}: {reason}\n"
     assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("command", [["create"], ["ingest", "SRC"]])
+def test_a_dataset_whose_parent_folder_is_missing_is_refused(cli, tmp_path: Path, command: list[str]) -> None:
+    """`lakefs create /data/cast/ds` (a typo of cats) made /data/cast as mkdir -p would, and
+    an empty dataset in it; as mkdir, the CLI refuses a missing parent folder."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    for where, parent in ((tmp_path / "typo" / "deeper" / "ds", tmp_path / "typo" / "deeper"),
+                          (f"file://{tmp_path}/typo/ds", tmp_path / "typo")):
+        r = cli(*[tmp_path / "src" if a == "SRC" else a for a in command], where)
+        assert r.code == 1 and r.err == (
+            f"lakefs: error: cannot create the dataset {where}: its parent folder {parent} does not exist "
+            "(check the path, or create the folder first with mkdir -p)\n")
+        assert not (tmp_path / "typo").exists()
+    assert cli(*[tmp_path / "src" if a == "SRC" else a for a in command], tmp_path / "ds").code == 0
+    with lakefs.empty(tmp_path / "api" / "made" / "ds"):  # the API makes parents, as Deep Lake's does
+        pass
+
+
+EMPTY_DATASET = "lakefs: error: the dataset is an empty path; name one (. for the current folder)\n"
+
+
+@pytest.mark.parametrize(("argv", "err"), [
+    (["ls", ""], "lakefs: error: the path to list is an empty path; name a dataset or a path in one "
+                 "(. for the current folder)\n"),
+    (["ls", "-l", ""], "lakefs: error: the path to list is an empty path; name a dataset or a path in one "
+                       "(. for the current folder)\n"),
+    (["create", ""], EMPTY_DATASET), (["create", "", "--overwrite"], EMPTY_DATASET),
+    (["info", ""], EMPTY_DATASET), (["tensor", "list", ""], EMPTY_DATASET),
+    (["tensor", "create", "", "y"], EMPTY_DATASET), (["tensor", "delete", "", "x"], EMPTY_DATASET),
+    (["compact", ""], EMPTY_DATASET), (["fsck", ""], EMPTY_DATASET), (["fsck", "--repair", ""], EMPTY_DATASET),
+    (["export", "", "OUT"], EMPTY_DATASET), (["ingest", "SRC", ""], EMPTY_DATASET),
+    (["ingest", "", "OTHER"], "lakefs: error: the source folder is an empty path; name a folder "
+                              "(. for the current one)\n"),
+    (["info", ".", "--config", ""], "lakefs: error: --config is an empty path; name a YAML file\n"),
+])
+def test_an_empty_path_argument_is_refused(cli, monkeypatch, tmp_path: Path, jpeg_dir: Path, argv: list[str],
+                                           err: str) -> None:
+    """'' is no path: `lakefs ls ''` listed /, and every other command took it for the
+    working directory (`lakefs tensor delete '' x` deleted x from the dataset there,
+    `lakefs create --overwrite ''` emptied it)."""
+    from lakefs.tools import split_dataset_path
+
+    work = tmp_path / "work"
+    with lakefs.empty(work) as ds:
+        ds.create_tensor("x")
+    before = sorted(p.relative_to(work) for p in work.rglob("*"))
+    monkeypatch.chdir(work)
+    subs = {"SRC": jpeg_dir, "OUT": tmp_path / "out", "OTHER": tmp_path / "other"}
+    r = cli(*[subs.get(a, a) for a in argv])
+    assert r.code == 1 and r.err == err and r.out == ""
+    assert sorted(p.relative_to(work) for p in work.rglob("*")) == before
+    assert list(lakefs.load(work, read_only=True).tensors) == ["x"]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "other").exists()
+    with pytest.raises(lakefs.errors.ConfigError, match="the path is empty"):
+        split_dataset_path("")
 
 
 def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:

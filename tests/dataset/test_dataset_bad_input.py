@@ -732,3 +732,18 @@ def test_chunk_size_zero_is_refused_not_taken_for_the_default(tmp_path):
         ds.create_tensor("t", chunk_size=0)
     assert ds.create_tensor("t").meta.chunk_size == 8 << 20  # None: the default
     ds.close()
+
+
+def test_chunk_size_beyond_the_memory_limit_is_refused(tmp_path):
+    """chunk_size=1 << 40 was taken: the format stores any size, but a writer holds
+    2 x chunk_size per tensor in memory (and a reader five tiles per open file)."""
+    from lakefs.chunks.engine import MAX_CHUNK_SIZE
+
+    with lakefs.empty(tmp_path / "ds") as ds:
+        with pytest.raises(InvalidSampleError, match=f"chunk_size {1 << 40} is too large \\(at most {MAX_CHUNK_SIZE}, "
+                                                     "256 MiB\\)"):
+            ds.create_tensor("t", chunk_size=1 << 40)
+        with pytest.raises(InvalidSampleError, match="too large"):
+            ds.create_tensor("t", chunk_size=MAX_CHUNK_SIZE + 1)
+        assert "t" not in ds.tensors
+        assert ds.create_tensor("t", chunk_size=MAX_CHUNK_SIZE).meta.chunk_size == MAX_CHUNK_SIZE
