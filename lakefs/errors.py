@@ -82,6 +82,16 @@ class LockedError(LakeFSError, BlockingIOError):
     errno = _errno.EBUSY
 
 
+class LeaseLostError(LockedError, ReadOnlyError):
+    """This writer's lease was taken over for good by another writer (it expired while
+    this one was paused or cut off, and the other took it): nothing changed since this
+    writer's last commit can be committed, and the dataset (or mount) is read-only from
+    then on. ``EROFS``, as a filesystem remounted read-only after an error; still a
+    ``LockedError`` for code that handles a lost lock."""
+
+    errno = _errno.EROFS
+
+
 # --- dataset / format ----------------------------------------------------------------
 
 

@@ -172,7 +172,7 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure, take_not_stored
+    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure, take_lease_lost, take_not_stored
 
     entry = mount_entry(args.mountpoint)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
     if entry is None:
@@ -204,7 +204,9 @@ def cmd_umount(args: argparse.Namespace) -> int:
         _wait_for_writer(dataset)
     elif pid is not None and not entry.read_only:
         _wait_for_exit(pid, dataset)
-    failure, not_stored = take_final_failure(mp), take_not_stored(mp)
+    lease, failure, not_stored = take_lease_lost(mp), take_final_failure(mp), take_not_stored(mp)
+    if lease is not None:
+        raise LakeFSError(f"unmounted {mp}, but {lease} (the mount's log has the details)")
     if failure is not None:
         raise LakeFSError(f"unmounted {mp}, but its final commit failed: {failure} (files written "
                           "since the last commit are lost; the mount's log has the details)")

@@ -48,6 +48,7 @@ from lakefs.errors import (
     InvalidSampleError,
     KeyExistsError,
     LakeFSError,
+    LeaseLostError,
     LockedError,
     ObjectExistsError,
     ObjectNotFoundError,
@@ -133,6 +134,42 @@ class _Snapshot:
     tensors: dict[str, Tensor]
 
 
+def _local_time(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseLoss:
+    """A writer's lease lost for good (:attr:`Dataset.lease_lost`): when, why, and the
+    last commit this writer made (or opened), after which nothing it changed is stored."""
+
+    where: str
+    why: str
+    at: float  # time.time() when it was found
+    seq: int
+    seq_at: float
+    seq_ours: bool  # commit ``seq`` was made by this writer (else: it opened that one)
+
+    @property
+    def when(self) -> str:
+        return _local_time(self.at)
+
+    @property
+    def since(self) -> str:
+        how = "committed by this writer" if self.seq_ours else "opened by this writer"
+        return f"commit {self.seq} ({how} at {_local_time(self.seq_at)})"
+
+    def message(self) -> str:
+        """The one line logged when the loss is found, and the error of every commit after."""
+        return (f"{self.where}: the writer lease was lost to another writer ({self.why}): every change "
+                f"made since {self.since} cannot be committed and is lost; read-only from now on")
+
+    def refusal(self) -> str:
+        """The error of a write refused after the loss."""
+        return (f"{self.where} is read-only: its writer lease was lost to another writer at "
+                f"{self.when} (changes since commit {self.seq} were lost)")
+
+
 class Dataset:
     """A lakefs dataset. Make one with :func:`lakefs.empty`, :func:`lakefs.load` or
     :func:`lakefs.dataset`."""
@@ -164,6 +201,12 @@ class Dataset:
         self._garbage_lock = threading.Lock()
         self._dropped_prefixes: list[str] = []
         self._chunk_writer: ChunkWriter | None = None
+        # Set once another writer took the lease over for good (see _stop_writing).
+        self.lease_lost: LeaseLoss | None = None
+        self._lost_changes = False  # it had uncommitted changes then: every commit after fails
+        self._lease_hooks: list[Callable[[], None]] | None = []  # (see on_lease_lost)
+        self._stale = False  # the state held is not a commit: refresh() loads HEAD whatever it is
+        self._commit_at = (time.time(), False)  # (when, made by this writer) of the last commit
         if not self.read_only:
             # Before the lock is taken (it makes the root and a lock object): a root that
             # is a file, a mistyped path or a folder of other files get one clear error
@@ -318,9 +361,11 @@ class Dataset:
         its own latest commit: nothing to do.
 
         A dataset deleted and created again at the same place (its marker changed) is
-        loaded whole, whatever its HEAD says. ``swap_lock`` is held, besides the dataset
-        lock, while the new commit is swapped in (the mount's filesystem lock: its
-        operations read the dataset's state more than once per call)."""
+        loaded whole, whatever its HEAD says; so is the latest commit by a writer whose
+        lease another writer took over (:attr:`lease_lost`): it is read-only from then
+        on. ``swap_lock`` is held, besides the dataset lock, while the new commit is
+        swapped in (the mount's filesystem lock: its operations read the dataset's state
+        more than once per call)."""
         if not self.read_only:
             return False
         if self._closed:
@@ -331,14 +376,15 @@ class Dataset:
         except ObjectNotFoundError as e:
             raise CorruptionError(f"dataset HEAD or marker is missing: {e}") from e
         replaced = marker != self._marker
-        if head == self._head and not replaced:
+        if head == self._head and not replaced and not self._stale:
             return False
         snap = self._read_head()  # outside the locks: readers go on meanwhile
         with swap_lock or contextlib.nullcontext(), self._lock:
-            if not replaced and snap.manifest.seq <= self._manifest.seq:
+            if not replaced and not self._stale and snap.manifest.seq <= self._manifest.seq:
                 return False  # another refresh got as far or further meanwhile
             self._adopt(snap)
             self._marker = marker
+            self._stale = False
             self.generation += 1
         return True
 
@@ -380,7 +426,8 @@ class Dataset:
         If that commit fails (a full disk, an unreachable store), the error is raised and
         the dataset stays open with everything written still in it: close (or flush)
         again once the cause is fixed. A writer that lost its lock closes anyway, since
-        nothing it holds can be committed any more."""
+        nothing it holds can be committed any more (``LeaseLostError`` when changes were
+        lost with it: :attr:`lease_lost`)."""
         self.stop_autocommit()
         if self._closed:
             return
@@ -425,6 +472,8 @@ class Dataset:
             self._writer_lock = None
 
     def _check_writable(self) -> None:
+        if self.lease_lost is not None:
+            raise LeaseLostError(self.lease_lost.refusal())
         if self.read_only:
             raise ReadOnlyError("the dataset is open read-only")
         if self._closed:
@@ -452,10 +501,67 @@ class Dataset:
             for hook in self._before_commit:
                 hook()
 
+    def on_lease_lost(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once when another writer is found to have taken the lease over
+        for good, outside the dataset lock: the mount drops the files it holds and moves
+        to the latest commit (lakefs.fs.tree). Without a hook the dataset moves itself."""
+        with self._lock:
+            if self._lease_hooks is not None:
+                self._lease_hooks.append(hook)
+
+    def _announce_lease_lost(self) -> None:
+        """Run the :meth:`on_lease_lost` hooks, once (call without the dataset lock)."""
+        with self._lock:
+            hooks, self._lease_hooks = self._lease_hooks, None
+        if hooks is None or self._closed:
+            return
+        if not hooks:
+            hooks = [self.refresh]
+        for hook in hooks:
+            try:
+                hook()
+            except LakeFSError as e:  # (the store does not answer: the next refresh tries again)
+                log.warning("%s: could not move to the dataset's latest commit after the lost lease: %s",
+                            self.storage.where, e)
+            except Exception:
+                log.exception("%s: a hook of the lost writer lease failed", self.storage.where)
+
+    def check_lease(self) -> None:
+        """Check the lease of a writer with nothing to commit, taking a lost one again
+        when safe (:meth:`_retake_lease`); the periodic commit calls it, so that a mount
+        whose lease another writer took over turns read-only before it accepts writes it
+        could never commit. ``LeaseLostError`` then; a store that does not answer is left
+        to the next call (the renewals log it)."""
+        with self._lock:
+            lock = self._writer_lock
+            if lock is None or self.lease_lost is not None or self.read_only or self._closed or self._dirty:
+                return
+            try:
+                lock.verify()
+                return
+            except LockedError:
+                pass
+            try:
+                self._verify_writer(self._manifest.seq)
+                return
+            except LeaseLostError as e:
+                error = LeaseLostError(self._stop_writing(str(e)).message())
+            except LakeFSError:
+                return
+        self._announce_lease_lost()
+        raise error
+
     def flush(self) -> None:
-        """Commit: make every write so far durable and visible, atomically."""
+        """Commit: make every write so far durable and visible, atomically.
+
+        After another writer took the lease over for good (:attr:`lease_lost`) the dataset
+        is read-only, and this raises ``LeaseLostError`` if changes were lost with it."""
         self._run_before_commit()
-        garbage = self._commit()
+        try:
+            garbage = self._commit()
+        except LeaseLostError:
+            self._announce_lease_lost()
+            raise
         # Outside the lock: deleting what the commit left unreachable (staged files rsync
         # renamed, replaced chunks) is one storage call per object, and the mount's file
         # operations wait for this lock. Ids are never reused, so nothing can point at
@@ -465,37 +571,49 @@ class Dataset:
     def _commit(self) -> tuple[list[str], list[str]]:
         """Publish a commit (with the lock); returns the keys and prefixes it made garbage."""
         with self._lock:
+            if self.lease_lost is not None:
+                if self._lost_changes:
+                    raise LeaseLostError(self.lease_lost.message())
+                return [], []
             if self.read_only or self._closed or not self._dirty:
                 return [], []
             committed = self._manifest.seq
-            self._verify_writer(committed)  # before anything of this commit is put
-            m = self._manifest
-            for name, tensor in self._tensors.items():
-                if tensor._engine.commit_index():
-                    m.tensors[name].segments = tensor._engine.segment_refs()
-            self._commit_rows()
-            if self._chunk_writer is not None:
-                self._chunk_writer.drain()  # every chunk durable before anything points at it
-            m.row_count = len(self._rows)
-            m.rows = [dict(r) for r in self._rows.segments]
-            m.next_id = self._ids.next_id
-            self._prune_dirs()
-            m.seq += 1
-            mkey = keys.manifest(m.seq)
             try:
-                self._verify_writer(committed)  # a lost lease must never publish a commit
-                self._put_manifest(mkey, m.to_bytes())
-                self._verify_writer(committed)
-                self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
-            except ObjectExistsError as e:
-                m.seq -= 1
-                raise LockedError(f"another writer committed {mkey} of {self.storage.where}: this "
-                                  "one lost its writer lock (lease) and publishes nothing") from e
-            except BaseException:
-                m.seq -= 1
-                raise
-            self._dirty = False
-            return self._take_garbage(m.seq)
+                return self._publish(committed)
+            except LeaseLostError as e:
+                raise LeaseLostError(self._stop_writing(str(e)).message()) from None
+
+    def _publish(self, committed: int) -> tuple[list[str], list[str]]:
+        """:meth:`_commit`'s steps, after commit ``committed`` (with the lock)."""
+        self._verify_writer(committed)  # before anything of this commit is put
+        m = self._manifest
+        for name, tensor in self._tensors.items():
+            if tensor._engine.commit_index():
+                m.tensors[name].segments = tensor._engine.segment_refs()
+        self._commit_rows()
+        if self._chunk_writer is not None:
+            self._chunk_writer.drain()  # every chunk durable before anything points at it
+        m.row_count = len(self._rows)
+        m.rows = [dict(r) for r in self._rows.segments]
+        m.next_id = self._ids.next_id
+        self._prune_dirs()
+        m.seq += 1
+        mkey = keys.manifest(m.seq)
+        try:
+            self._verify_writer(committed)  # a lost lease must never publish a commit
+            self._put_manifest(mkey, m.to_bytes())
+            self._verify_writer(committed)
+            self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
+        except ObjectExistsError as e:
+            m.seq -= 1
+            raise LeaseLostError(f"another writer committed {mkey} of {self.storage.where}: this "
+                                 "one lost its writer lock (lease) and publishes nothing") from e
+        except BaseException:
+            m.seq -= 1
+            raise
+        self._dirty = False
+        self._commit_at = (time.time(), True)
+        return self._take_garbage(m.seq)
 
     def _put_manifest(self, mkey: str, blob: bytes) -> None:
         """Put the manifest of the commit being made. Create-only, so a writer that lost
@@ -516,7 +634,8 @@ class Dataset:
 
     def _verify_writer(self, committed: int) -> None:
         """Raise ``LockedError`` unless this writer holds its lock, taking a lost lease
-        again when that is safe (see :meth:`_retake_lease`)."""
+        again when that is safe (see :meth:`_retake_lease`): ``LeaseLostError`` when it
+        is lost for good, plain ``LockedError`` while the store does not answer."""
         lock = self._writer_lock
         if lock is None:
             return
@@ -532,12 +651,15 @@ class Dataset:
         held the lease meanwhile (``WriterLock.retake``: another writer may have deleted
         this one's unpublished chunks without committing, e.g. a compact with nothing to
         rewrite); HEAD and the marker are checked as well. Otherwise ``lost`` stands and
-        nothing of this writer's is published."""
+        nothing of this writer's is published: for good (``LeaseLostError``) when another
+        writer held the lease, until the store answers again (``LockedError``) otherwise."""
         try:
             fresh = self._writer_lock.retake()
-        except LakeFSError as e:  # another writer held it, or the store still fails
+        except LockedError as e:  # another writer held it (or a lock that cannot be retaken)
+            raise LeaseLostError(f"{lost}; {e}") from None
+        except LakeFSError as e:  # the store still fails: the next commit tries again
             raise LockedError(f"{lost}; {e}: this writer's uncommitted changes cannot be"
-                              " published") from None
+                              " published yet") from None
         try:
             seq, _ = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
             recreated = self.storage.get(keys.MARKER) != self._marker
@@ -548,11 +670,31 @@ class Dataset:
             fresh.release()
             what = ("the dataset was created anew" if recreated else
                     f"HEAD is at commit {seq}, this writer's last was {committed}")
-            raise LockedError(f"{lost}; another writer committed meanwhile ({what}): this writer's"
-                              " uncommitted changes cannot be published") from None
+            raise LeaseLostError(f"{lost}; another writer committed meanwhile ({what})") from None
         self._writer_lock = fresh
         log.warning("%s: the writer lease was lost (%s) and is taken again: no other writer"
                     " held it meanwhile", self.storage.where, lost)
+
+    def _stop_writing(self, why: str) -> LeaseLoss:
+        """Another writer took the lease over for good (with the lock): nothing this writer
+        changed since its last commit can ever be committed. It becomes a reader, says so
+        in one ERROR line, and every later write is refused (``LeaseLostError``, EROFS)
+        instead of being accepted and lost at the next commit, whose error would repeat at
+        every periodic commit. Its state is not a commit any more: :meth:`refresh` (run by
+        :meth:`_announce_lease_lost`, outside the lock) loads the latest one."""
+        at, ours = self._commit_at
+        loss = LeaseLoss(self.storage.where, why, time.time(), self._manifest.seq, at, ours)
+        self.lease_lost = loss
+        self._lost_changes, self._dirty = self._dirty, False
+        lock, self._writer_lock = self._writer_lock, None
+        if lock is not None:
+            lock.abandon()  # (puts nothing: the lease object is the other writer's now)
+        self.read_only = self._stale = True
+        self._obsolete = []  # what this writer made garbage is compact's now
+        with self._garbage_lock:
+            self._graveyard = []
+        log.error("%s", loss.message())
+        return loss
 
     def commit(self, message: str | None = None) -> None:
         """Alias of :meth:`flush` (Deep Lake's name)."""
@@ -1392,8 +1534,13 @@ class _AutoCommit(threading.Thread):
             try:
                 if ds.has_changes or ds._before_commit:
                     ds.flush()
+                ds.check_lease()  # (idle too: a lease taken over turns the writer read-only)
+            except LeaseLostError:
+                return  # for good: logged once (Dataset._stop_writing); nothing to commit ever
             except Exception as e:  # the next commit retries; writers see errors on flush/fsync
                 log.error("periodic commit failed: %s", e)
+            if ds.lease_lost is not None:
+                return  # (found by another thread's commit)
             del ds
 
     def stop(self) -> None:

@@ -126,6 +126,7 @@ class OpenFile:
         self.refs = 0
         self.writers = 0  # handles open for writing (of refs)
         self.detached = False  # unlinked or failed: never committed
+        self.lost = False  # dropped with the writer lease (its writers' closes say so)
         # (version, path, error) of the last refusal already answered to a writer
         # (flush, fsync): the same contents under the same name are not stored, nor
         # reported, again (see refused).

@@ -21,9 +21,13 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lakefs.config import Config
-from lakefs.errors import ConfigError, LakeFSError, LockedError
+from lakefs.errors import ConfigError, LakeFSError, LeaseLostError, LockedError
+
+if TYPE_CHECKING:
+    from lakefs.dataset.dataset import LeaseLoss
 
 log = logging.getLogger("lakefs.mount")
 
@@ -283,6 +287,12 @@ def not_stored_path(mountpoint: str) -> str:
     return state_path(mountpoint, "not-stored")
 
 
+def lease_lost_path(mountpoint: str) -> str:
+    """Where a mount whose writer lease another writer took over says what was lost, for
+    ``lakefs umount``."""
+    return state_path(mountpoint, "lease-lost")
+
+
 def _write_state(path: str, text: str) -> None:
     with contextlib.suppress(OSError):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -311,6 +321,24 @@ def take_final_failure(mountpoint: str) -> str | None:
     if message is None:
         return None
     return message.strip() or "unknown error"
+
+
+def lease_lost_text(loss: LeaseLoss, files: list[str]) -> str:
+    """What a mount that lost its writer lease lost (``files``: those being written then):
+    one line for its last log line, ``lakefs umount`` and its exit status."""
+    named = "".join(f" /{p}" for p in files[:5]) + (" ..." if len(files) > 5 else "")
+    return (f"its writer lease was lost to another writer at {loss.when}, so nothing changed through it "
+            f"since {loss.since} was stored" + (f" (files being written then:{named})" if files else "")
+            + "; writes were refused from then on, and the dataset holds the other writer's commits")
+
+
+def take_lease_lost(mountpoint: str) -> str | None:
+    """What a mount at ``mountpoint`` recorded as lost with its writer lease (then
+    forgotten), or None if it did not lose it."""
+    text = _take_state(lease_lost_path(mountpoint))
+    if text is None:
+        return None
+    return text.strip() or "its writer lease was lost to another writer (the record of it is damaged)"
 
 
 def _write_not_stored(mountpoint: str, paths: list[str]) -> None:
@@ -397,7 +425,8 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         raise ConfigError(_mounted_already(mountpoint, entry))
     if not os.path.isdir(mountpoint):
         raise ConfigError(f"mountpoint {mountpoint} is not a directory")
-    for record in (final_failure_path(mountpoint), not_stored_path(mountpoint)):  # of an earlier mount here
+    for record in (final_failure_path(mountpoint), not_stored_path(mountpoint),
+                   lease_lost_path(mountpoint)):  # of an earlier mount here
         with contextlib.suppress(OSError):
             os.remove(record)
     read_only = bool(options.get("ro"))
@@ -441,6 +470,16 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     no_open = read_only and not (config.fuse.snapshot_opens or options.get("snapshot_opens"))
     ops = LakeOperations(fs, xattr=xattr, on_ready=ready, no_open=no_open)
     kwargs, ops.conn_tuning = fuse_kwargs(config, options, dataset_url)
+
+    def lease_lost(stale: list[str]) -> None:
+        # Another writer took the lease over: read-only from now on, as -o ro (the kernel
+        # forgets what went stale, and the mount follows the dataset's latest commit).
+        nonlocal refresher
+        if refresher is None and started.is_set() and ops.kernel.attached:  # (not while unmounting)
+            refresher = Refresher(fs, ops.kernel, refresh, mountpoint, stale=stale)
+            refresher.start()
+
+    fs.after_lease_lost = lease_lost
     threads = config.fuse.threads
     if threads is None:  # auto: several threads only when requests wait on a network
         threads = "://" in dataset_url and not dataset_url.startswith("file://")
@@ -457,6 +496,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         # libfuse returns non-zero when SIGTERM/SIGINT ended the loop: a normal stop.
         log.info("stopped by a signal (libfuse status %s)", e)
     finally:
+        fs.after_lease_lost = None  # (no refresher starts while stopping)
         if refresher is not None:
             refresher.stop()
         if forgetter is not None:
@@ -467,16 +507,27 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             try:
                 fs.shutdown()  # (the second, after destroy's: it finds nothing left to store)
             except LakeFSError as e:  # ds.close() below commits again
-                log.warning("final commit failed, trying again: %s", e)
+                if ds.lease_lost is None:
+                    log.warning("final commit failed, trying again: %s", e)
             finally:
                 lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
                 if lost:  # for `lakefs umount`: before ds.close() lets go of the writer lock it waits for
                     _write_not_stored(mountpoint, lost)
+                if ds.lease_lost is not None:
+                    _write_state(lease_lost_path(mountpoint), lease_lost_text(ds.lease_lost, fs.lost_with_lease))
                 ds.close()
         except BaseException as e:
-            # `lakefs umount` of a background mount reports it from here (exit 1).
-            _write_failure(mountpoint, f"{e}")
-            raise
+            if ds.lease_lost is None or not isinstance(e, LakeFSError):
+                # `lakefs umount` of a background mount reports it from here (exit 1).
+                _write_failure(mountpoint, f"{e}")
+                raise
+            # (else: the lease was lost, found by this very close; reported below)
+        if ds.lease_lost is not None:
+            # Exit 1 (a foreground mount), and `lakefs umount` says it (a background one).
+            text = lease_lost_text(ds.lease_lost, fs.lost_with_lease)
+            _write_state(lease_lost_path(mountpoint), text)
+            log.warning("unmounted %s; %s", mountpoint, text)
+            raise LeaseLostError(f"{mountpoint}: {text}")
         if lost:
             log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
                         mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
@@ -570,12 +621,21 @@ class Refresher(threading.Thread):
     commit it has; the next tick tries again. Any other failure of a tick is one logged
     traceback, not the end of the thread: the mount would silently stay on that commit."""
 
-    def __init__(self, fs, kernel, interval: float, mountpoint: str | None = None) -> None:
+    def __init__(self, fs, kernel, interval: float, mountpoint: str | None = None, *,
+                 stale: list[str] | None = None) -> None:
         super().__init__(name="lakefs-refresh", daemon=True)
         self.fs, self.kernel, self.interval, self.mountpoint = fs, kernel, interval, mountpoint
+        self._stale = stale  # paths a refresh made stale before it started (a lost writer lease)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        if self._stale:
+            try:
+                self.forget(self._stale)
+            except Exception:
+                log.exception("could not have the kernel forget what the move to the latest commit changed")
+        if self.interval <= 0:
+            return  # (refresh_interval=0: never; a lost lease's move above was the only one)
         while not self._stop_event.wait(self.interval):
             try:
                 self.refresh_once()
@@ -593,15 +653,20 @@ class Refresher(threading.Thread):
             return
         if stale:
             log.info("now serving the dataset's latest commit (%d cached paths refreshed)", len(stale))
-            try:
-                self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
-            except Exception:  # (the pages below matter more: they would show old bytes)
-                log.exception("could not have the kernel forget deleted names (it keeps them "
-                              "up to entry_timeout)")
-            for path in stale:
-                if not self.kernel.attached:
-                    return  # unmounting
-                self.kernel.invalidate("/" + path if path else "/")
+            self.forget(stale)
+
+    def forget(self, stale: list[str]) -> None:
+        """Have the kernel forget the ``stale`` paths of a refresh: their names if deleted,
+        their attributes and pages."""
+        try:
+            self._forget_deleted_names(stale)  # first: one call can drop a whole tensor
+        except Exception:  # (the pages below matter more: they would show old bytes)
+            log.exception("could not have the kernel forget deleted names (it keeps them "
+                          "up to entry_timeout)")
+        for path in stale:
+            if not self.kernel.attached:
+                return  # unmounting
+            self.kernel.invalidate("/" + path if path else "/")
 
     def _forget_deleted_names(self, stale: list[str]) -> None:
         """Have the kernel drop the names of deleted paths (the topmost deleted directory

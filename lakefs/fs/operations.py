@@ -18,7 +18,7 @@ import weakref
 from itertools import repeat
 from typing import Any
 
-from lakefs.errors import LakeFSError, StorageError
+from lakefs.errors import LakeFSError, LeaseLostError, StorageError
 from lakefs.fs.binding import (
     LIBFUSE_MAJOR,
     READ_TAKES_VIEWS,
@@ -136,6 +136,8 @@ class LakeOperations(BaseOperations):
         self.kernel.detach()
         try:
             self.fs.shutdown()
+        except LeaseLostError:
+            pass  # (logged once as it was found; the mount's last line says what was lost)
         except LakeFSError as e:  # e.g. the disk is full: one clear line, no traceback
             log.error("final commit at unmount failed: %s", e)
         except Exception:

@@ -42,6 +42,7 @@ from lakefs.errors import (
     InvalidSampleError,
     IsADirectoryError_,
     LakeFSError,
+    LeaseLostError,
     NameTooLongError,
     NoSuchAttributeError,
     NotADirectoryError_,
@@ -153,9 +154,14 @@ class DatasetFS:
         self._answering = threading.local()  # .setattr: (name written, name shown) (see _set_meta)
         self._vanished: dict[str, int] = {}  # a new file refused at its close → its mode (see open)
         self.not_stored: list[str] = []  # files :meth:`shutdown` could not store (logged)
+        self.lost_with_lease: list[str] = []  # files being written or held when the lease was lost
+        # Called (by the mount) with the paths the move to the latest commit made stale,
+        # once the writer lease is lost (see :meth:`_lease_lost`).
+        self.after_lease_lost: Callable[[list[str]], None] | None = None
         self.dirs_before_refresh: frozenset[str] = frozenset()  # (see :meth:`refresh`)
         if not self.read_only:
             dataset.before_commit(self.store_held)
+            dataset.on_lease_lost(self._lease_lost)
 
     # --- lookup ------------------------------------------------------------------------
 
@@ -287,7 +293,9 @@ class DatasetFS:
         return False
 
     def _writable(self) -> None:
-        if self.read_only:
+        if self.read_only or self.ds.lease_lost is not None:
+            if self.ds.lease_lost is not None:
+                raise LeaseLostError(self.ds.lease_lost.refusal())
             raise ReadOnlyError("the mount is read-only")
 
     # --- attributes --------------------------------------------------------------------
@@ -616,6 +624,8 @@ class DatasetFS:
         of = self.handle(fh).openfile
         if of is None:
             raise BadHandleError("file is not open for writing")
+        if self.ds.lease_lost is not None:  # (a file opened before: it is gone, see _lease_lost)
+            raise LeaseLostError(self.ds.lease_lost.refusal())
         n = of.write(data, offset)
         if of.wants_stream:
             self._start_stream(of)
@@ -663,6 +673,8 @@ class DatasetFS:
         stored."""
         handle = self.handle(fh)
         of = handle.openfile
+        if of is not None and of.lost and handle.writes:
+            raise LeaseLostError(self.ds.lease_lost.refusal())  # (see _lease_lost)
         if of is None or not handle.writes or not of.dirty or of.detached:
             return
         if pid is not None and handle.pid is not None and not same_process(pid, handle.pid):
@@ -882,6 +894,8 @@ class DatasetFS:
         (a JPEG not finished yet) leaves the file to its close, as it was."""
         handle = self.handle(fh)
         of = handle.openfile
+        if of is not None and of.lost and handle.writes:
+            raise LeaseLostError(self.ds.lease_lost.refusal())  # (see _lease_lost)
         if of is not None and of.dirty and not of.detached and (handle.writes or not of.writers):
             with self._lock, self._answered_refusal(of):
                 self._commit(of, final=not of.writers)
@@ -961,6 +975,8 @@ class DatasetFS:
         published unless its file changed meanwhile; a changed one stays held for the
         next commit. A failed upload fails the commit and keeps the files held."""
         with self._lock:
+            if self.read_only:  # (the writer lease was lost meanwhile: see _lease_lost)
+                return
             batch = []
             for path in [p for p in self._held if p.startswith(prefix)]:
                 of = self._open.get(path)
@@ -1588,12 +1604,54 @@ class DatasetFS:
         stale += [p for p, f in old_files.items() if m.files.get(p) != f]
         return stale
 
+    def _lease_lost(self) -> None:
+        """Another writer took the dataset's writer lease over for good (the dataset's
+        hook, outside its lock; the dataset logged it): nothing more can be committed, so
+        the mount turns read-only, as ``-o ro``. Files being written or held are dropped
+        (listed in ``lost_with_lease``): their writes and closes answer EROFS. The mount
+        moves to the dataset's latest commit (the other writer's): what it showed of its
+        own uncommitted changes is gone, and the kernel is told which paths went stale
+        (``after_lease_lost``)."""
+        with self._lock:
+            self.read_only = True
+            dropped = list(self._open)
+            for p, of in list(self._open.items()):
+                if of.dirty and not of.detached and not _HIDDEN_NAME.fullmatch(split(p)[1]):
+                    self.lost_with_lease.append(p)
+                    of.lost = True
+                of.detached = True
+                del self._open[p]
+                if of.refs == 0:
+                    of.close()
+            self._held.clear()
+            self._held_bytes = 0
+            self._second.clear()
+            self._vanished.clear()
+            self._written_as.clear()
+        if self.lost_with_lease:
+            log.warning("not stored, being written or waiting for a commit when the writer lease was lost: %s",
+                        ", ".join("/" + p for p in self.lost_with_lease))
+        try:
+            stale = self.refresh()
+            log.info("read-only from now on, serving the dataset's latest commit (%d)", self.ds._manifest.seq)
+        except LakeFSError as e:  # (the mount's refresher tries again)
+            log.warning("could not load the dataset's latest commit (still serving what this mount had): %s", e)
+            stale = []
+        known = set(stale)
+        stale += [p for p in dropped if p not in known]  # (files the kernel was told exist)
+        if self.after_lease_lost is not None:
+            self.after_lease_lost(stale)
+
     def shutdown(self) -> None:
         """Commit every buffer, then the dataset (unmount, SIGTERM). A sample still being
         written (the mount stopped under its writer) is not stored: a sample is stored
         whole or not at all, and its first half would look whole. A plain staging file
         keeps what was written, as a file on a disk would. Files not stored are logged
-        and added to ``not_stored``: the mount's last line must not say all was stored."""
+        and added to ``not_stored``: the mount's last line must not say all was stored.
+        After the writer lease was lost nothing can be stored (see :meth:`_lease_lost`):
+        closing the dataset says whether changes were lost with it."""
+        if self.ds.lease_lost is not None:
+            return
         with self._lock:
             for of in list(self._open.values()):
                 if not of.dirty or of.detached:

@@ -662,9 +662,11 @@ class _Lease(WriterLock):
                 self._deadline = deadline
                 self._renewal += 1
             except _Conflict as e:
+                # A warning: the writer's next commit decides whether it is lost for good
+                # (taken again if no other writer held it) and then logs the one error.
                 self._lost = str(e) or "another writer took the lease over"
-                log.error("writer lease %s of %s lost: %s", self._key, self._store.url,
-                          self._lost)
+                log.warning("writer lease %s of %s lost: %s", self._key, self._store.url,
+                            self._lost)
             except StorageError as e:  # transient: retry at the next tick
                 log.warning("cannot renew writer lease %s: %s", self._key, e)
 

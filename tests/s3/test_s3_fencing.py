@@ -4,13 +4,19 @@ manifest, and both handed out the same object ids)."""
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import time
 
 import pytest
 from s3util import options
 
 import lakefs
-from lakefs.errors import LockedError
+from lakefs.config import Config
+from lakefs.dataset.dataset import _AutoCommit
+from lakefs.errors import LakeFSError, LeaseLostError, LockedError
+from lakefs.fs.tree import DatasetFS
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -151,3 +157,136 @@ def test_a_lost_lease_is_not_taken_again_after_another_writer_held_it_without_co
         w1.flush()
     ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
     assert len(ro.b) == 4 and all(s.tobytes() == b"1" * 3000 for s in ro.b)
+
+
+def error_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_writer_whose_lease_another_took_over_turns_read_only(s3_endpoint, s3_url, caplog):
+    """Found by review: a writer whose lease another writer took over went on taking
+    writes it could never commit, each commit failing again. It says so once and is
+    read-only from then on (EROFS), serving the dataset's latest commit."""
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    w1 = stalled_writer(s3_url, opts, "from_w1")
+    seq = w1._manifest.seq
+    with lakefs.load(s3_url, storage_options=opts) as w2:
+        w2.b["from_w2"] = b"2" * 3000
+    caplog.clear()
+    with pytest.raises(LeaseLostError, match=f"lost to another writer .* since commit {seq} .* is lost") as e:
+        w1.flush()
+    assert isinstance(e.value, LockedError) and e.value.errno == errno.EROFS
+    assert w1.lease_lost is not None and w1.lease_lost.seq == seq
+    with pytest.raises(LeaseLostError, match="is read-only: its writer lease was lost"):
+        w1.b["late_w1"] = b"3"
+    with pytest.raises(LeaseLostError):
+        w1.create_tensor("c", htype="text")
+    assert w1.keys() == ["from_w2"] and w1.b["from_w2"].tobytes() == b"2" * 3000  # the latest commit
+    with pytest.raises(LeaseLostError):  # changes were lost: every commit says so, to the end
+        w1.flush()
+    with pytest.raises(LeaseLostError):
+        w1.close()
+    assert w1._closed
+    assert len(error_lines(caplog)) == 1 and "lost to another writer" in error_lines(caplog)[0]
+    ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
+    assert ro.keys() == ["from_w2"]
+
+
+def paused_mount_writer(s3_url, opts, interval: float):
+    """A writer as a mount has it (a periodic commit, a DatasetFS) over a dataset holding
+    ``kept.txt``, with ``/open.txt`` being written, paused (SIGSTOP) past its lease: its
+    renewals and its periodic commit stop. ``resume`` starts the periodic commit again."""
+    with lakefs.empty(s3_url, storage_options=opts) as ds:
+        ds.write_file("kept.txt", b"committed")
+    w1 = lakefs.load(s3_url, storage_options=opts, commit_interval=interval)
+    fs = DatasetFS(w1, Config())
+    fh = fs.create("/open.txt", 0o644)
+    fs.write(fh, b"half", 0)
+    w1.flush()  # (the root's new time): only the file being written is not committed
+    w1.stop_autocommit()
+    paused_past_its_lease(w1)
+
+    def resume() -> None:
+        w1._autocommit = _AutoCommit(w1, interval)
+        w1._autocommit.start()
+
+    return w1, fs, fh, resume
+
+
+def errno_of(fn, *args) -> int:
+    with pytest.raises(LakeFSError) as e:
+        fn(*args)
+    return e.value.errno
+
+
+def test_a_mount_whose_lease_another_took_over_refuses_writes_once_and_for_all(s3_endpoint, s3_url, caplog):
+    """The mount's side: its periodic commit finds the lease lost (here with nothing to
+    commit), says so in one ERROR line and stops; every change is EROFS, and reads show the
+    other writer's commit."""
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    w1, fs, fh, resume = paused_mount_writer(s3_url, opts, 0.1)
+    with lakefs.load(s3_url, storage_options=opts) as w2:
+        w2.write_file("from_w2.txt", b"w2")
+    caplog.clear()
+    resume()
+    deadline = time.monotonic() + 10
+    while w1.lease_lost is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.6)  # six more periods
+    assert fs.read_only and not w1._autocommit.is_alive()
+    assert len(error_lines(caplog)) == 1 and "lost to another writer" in error_lines(caplog)[0]
+    assert "periodic commit failed" not in caplog.text
+    assert errno_of(fs.write, fh, b"more", 4) == errno.EROFS  # a file opened before: gone
+    assert errno_of(fs.flush, fh) == errno.EROFS  # its close says so
+    fs.release(fh)
+    assert fs.lost_with_lease == ["open.txt"]
+    for op, *args in [(fs.create, "/late.txt", 0o644), (fs.mkdir, "/d", 0o755), (fs.unlink, "/kept.txt"),
+                      (fs.rename, "/kept.txt", "/moved.txt"), (fs.chmod, "/kept.txt", 0o600),
+                      (fs.truncate, "/kept.txt", 0), (fs.open, "/kept.txt", os.O_WRONLY)]:
+        assert errno_of(op, *args) == errno.EROFS, op
+    assert get(fs, "/kept.txt") == b"committed" and get(fs, "/from_w2.txt") == b"w2"
+    assert sorted(name for name, _ in fs.readdir("/")) == ["from_w2.txt", "kept.txt"]
+    fs.shutdown()  # nothing the dataset held was lost (the file being written was the mount's)
+    w1.close()
+    assert len(error_lines(caplog)) == 1
+    ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
+    assert sorted(ro.files) == ["from_w2.txt", "kept.txt"]
+
+
+def test_a_mount_whose_lease_ran_out_while_nobody_else_wrote_goes_on_writing(s3_endpoint, s3_url, caplog):
+    """A network outage longer than the lease, nobody else writing: the periodic commit
+    takes the lease again and the mount keeps taking writes, with no error."""
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    w1, fs, fh, resume = paused_mount_writer(s3_url, opts, 0.1)
+    caplog.clear()
+    resume()
+    fs.write(fh, b" and the rest", 4)
+    fs.flush(fh)
+    fs.release(fh)
+    put(fs, "/after.txt", b"after the outage")
+    deadline = time.monotonic() + 10
+    while w1.has_changes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not w1.has_changes and not fs.read_only
+    assert "is taken again" in caplog.text and not error_lines(caplog)
+    with pytest.raises(LockedError, match="locked by another writer"):
+        lakefs.load(s3_url, storage_options=opts)  # its lease is live again
+    fs.shutdown()
+    w1.close()
+    ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
+    assert ro.read_file("open.txt") == b"half and the rest" and ro.read_file("after.txt") == b"after the outage"
+
+
+def put(fs: DatasetFS, path: str, data: bytes) -> None:
+    fh = fs.create(path, 0o644)
+    fs.write(fh, data, 0)
+    fs.flush(fh)
+    fs.release(fh)
+
+
+def get(fs: DatasetFS, path: str) -> bytes:
+    fh = fs.open(path, os.O_RDONLY)
+    try:
+        return fs.read(fh, 1 << 20, 0)
+    finally:
+        fs.release(fh)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from mounting import mounted
 from s3server import BUCKET, CREDENTIALS, boto_client
-from s3util import fill, lakefs_mount, md5, options
+from s3util import fill, lakefs_mount, md5, options, write_config
 
 import lakefs
 
@@ -159,3 +162,62 @@ def test_a_dataset_url_with_a_comma_mounts(photos, s3_endpoint, s3_url, s3_confi
             assert f"{source} {mountpoint} " in table.read()
     ds = lakefs.load(url, read_only=True, storage_options=options(s3_endpoint))
     assert ds.read_file("README") == b"beside the photos"
+
+
+def wait_for(condition, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+def test_a_mount_whose_writer_lease_was_taken_over_turns_read_only_and_umount_fails(
+        photos, s3_endpoint, s3_url, tmp_path, mountpoint):
+    """Found by review: a mount paused past its lease (SIGSTOP) while another writer took
+    the lease and committed went on taking files it could never commit: `cp` succeeded,
+    every periodic commit logged an ERROR, and the files were silently never stored. It
+    now says so in one ERROR line and turns read-only (EROFS); reads go on, and `lakefs
+    umount` exits 1 saying what was lost."""
+    config = write_config(tmp_path / "lakefs.yaml", s3_endpoint, tmp_path / "cache", lease_seconds=2)
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    argv = lakefs_mount(s3_url, mountpoint, "--config", str(config))
+    lost = r"lakefs\.dataset: .* the writer lease was lost to another writer"
+    with mounted(argv, mountpoint, env=env, expect_exit_code=1, expected_errors=[lost]) as m:
+        fd = os.open(mountpoint / "kept.txt", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"committed before")
+        os.fsync(fd)
+        os.close(fd)
+        fd = os.open(mountpoint / "open.txt", os.O_WRONLY | os.O_CREAT, 0o644)  # written across the pause
+        os.write(fd, b"half")
+        os.kill(m.process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)  # past its lease
+            with lakefs.load(s3_url, storage_options=options(s3_endpoint)) as w2:  # takes it over
+                w2.write_file("from_w2.txt", b"the other writer's")
+        finally:
+            os.kill(m.process.pid, signal.SIGCONT)
+        wait_for(lambda: "serving the dataset's latest commit" in m.log())
+        with pytest.raises(OSError) as e:
+            os.write(fd, b" and the rest")
+        assert e.value.errno == errno.EROFS
+        with pytest.raises(OSError) as e:
+            os.close(fd)
+        assert e.value.errno == errno.EROFS
+        done = subprocess.run(["cp", str(photos[0]), str(mountpoint / "late.jpg")], capture_output=True, text=True)
+        assert done.returncode != 0 and "Read-only file system" in done.stderr
+        assert (mountpoint / "kept.txt").read_bytes() == b"committed before"
+        assert (mountpoint / "from_w2.txt").read_bytes() == b"the other writer's"  # the latest commit
+        assert sorted(os.listdir(mountpoint)) == ["from_w2.txt", "kept.txt"]
+        time.sleep(1.5)  # three commit intervals
+        log = m.log()
+        assert len([line for line in log.splitlines() if " ERROR " in line]) == 1, log
+        assert "periodic commit failed" not in log
+        done = subprocess.run([sys.executable, "-m", "lakefs", "umount", str(mountpoint)], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert "writer lease was lost to another writer" in done.stderr and "/open.txt" in done.stderr
+        assert "Traceback" not in done.stderr
+    ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint))
+    assert sorted(ds.files) == ["from_w2.txt", "kept.txt"] and not ds.tensors
+    assert ds.read_file("from_w2.txt") == b"the other writer's"
