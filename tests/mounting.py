@@ -45,6 +45,17 @@ class Mount:
         return self.log_path.read_text(errors="replace")
 
 
+def eventually(check, seconds: float = 10.0, what: str = "the kernel still shows the refused writes") -> None:
+    """Poll ``check`` until it holds (never a fixed sleep). The mount has the kernel forget
+    refused writes and the names of refused new files from its own thread, just after the
+    refusal (lakefs.fs.mount.KernelForgetter): until then a stat may still be answered
+    from the kernel's cache."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def is_mounted(mountpoint: str | os.PathLike[str]) -> bool:
     """True if ``mountpoint`` is listed in /proc/self/mounts (never touches the mount).
 

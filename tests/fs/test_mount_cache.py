@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mounting import mounted
+from mounting import eventually, mounted
 from PIL import Image
 
 import lakefs
@@ -166,17 +166,6 @@ def test_ls_l_shows_every_change_at_once(photos, dataset_path, mountpoint, tmp_p
         listed = ls_la(img)
         assert sorted(listed) == ["first.jpg", "x.jpg"]
         assert listed["x.jpg"][1] == (img / "x.jpg").stat().st_size == len((img / "x.jpg").read_bytes())
-
-
-def eventually(check, seconds: float = 10.0) -> None:
-    """The kernel forgets refused writes from the mount's own thread, just after the
-    refusal: poll briefly (never a fixed sleep)."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "the kernel still shows the refused writes"
-        time.sleep(0.05)
 
 
 def test_refused_writes_are_forgotten_by_the_kernel(photos, dataset_path, mountpoint, tmp_path):
