@@ -74,9 +74,12 @@ def _op(func):
 
 
 def _xattr_refusal(name: str) -> int:
-    """``user.lakefs.*`` describe the sample (read-only: EPERM); no other attribute can be
-    stored (ENOTSUP, what a filesystem without xattrs answers)."""
-    return errno.EPERM if name.startswith("user.lakefs.") else errno.ENOTSUP
+    """No attribute can be set or removed: ENOTSUP, what a filesystem without settable
+    xattrs answers. Also for the ``user.lakefs.*`` that describe a sample (read-only):
+    EPERM there made ``cp -a`` and ``mv`` of a file copied out of a mount with its
+    attributes print six "Operation not permitted" lines per file, where coreutils takes
+    ENOTSUP as "this filesystem keeps no such attributes" and goes on quietly."""
+    return errno.ENOTSUP
 
 
 def _fh(fi: Any) -> int:
