@@ -424,7 +424,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     if entry is not None:
         raise ConfigError(_mounted_already(mountpoint, entry))
     if not os.path.isdir(mountpoint):
-        raise ConfigError(f"mountpoint {mountpoint} is not a directory")
+        missing = not os.path.lexists(mountpoint)
+        raise ConfigError(f"mountpoint {mountpoint} " + ("does not exist (create it with mkdir)" if missing
+                                                          else "is not a directory"))
     for record in (final_failure_path(mountpoint), not_stored_path(mountpoint),
                    lease_lost_path(mountpoint)):  # of an earlier mount here
         with contextlib.suppress(OSError):

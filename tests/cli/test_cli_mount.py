@@ -86,6 +86,16 @@ def test_bad_option_values_are_one_line_before_mounting(dataset: Path, mountpoin
         assert not is_mounted(mountpoint)
 
 
+def test_a_missing_mountpoint_is_named_as_missing(dataset: Path, tmp_path: Path) -> None:
+    """It said "is not a directory" for a path that does not exist (found by QA)."""
+    (tmp_path / "file").write_text("x")
+    for where, why in ((tmp_path / "nope", "does not exist (create it with mkdir)"),
+                       (tmp_path / "file", "is not a directory")):
+        r = run("mount", dataset, where, "-f", timeout=30)
+        assert r.returncode == 1 and r.stderr == f"lakefs: error: mountpoint {where} {why}\n", r.stderr
+        assert not is_mounted(where)
+
+
 def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
     opts = "ro,entry_timeout=0.5,attr_timeout=0,max_readahead=131072,max_read=131072,refresh_interval=0"
     with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", opts), mountpoint, env=ENV):
