@@ -791,12 +791,15 @@ class Dataset:
 
     def set_dir_meta(self, path: str, mode: int, mtime_ns: int) -> None:
         """Store the mode and mtime of directory ``path`` (committed with the next commit;
-        they follow the directory when a tensor is renamed and go when it is deleted)."""
+        they follow the directory when a tensor is renamed and go when it is deleted).
+        ``mode``: its permission bits are kept (a ``st_mode`` with the directory's type
+        bits, as ``os.stat`` gives, was stored whole, and the next open refused the
+        manifest as malformed)."""
         with self._lock:
             self._check_writable()
             if not self._is_dir(path):
                 raise TensorNotFoundError(f"no directory {path!r}")
-            self._manifest.dirs[path] = (mode, mtime_ns)
+            self._manifest.dirs[path] = (int(mode) & 0o7777, int(mtime_ns))
             self._touch()  # (views keyed on generation, e.g. a mount's listings, show it)
 
     def touch_dir(self, path: str, mtime_ns: int) -> None:

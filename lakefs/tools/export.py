@@ -142,6 +142,7 @@ def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrit
                     bar.update(1)
         if not tensors:
             _export_plain_files(ds, dest, report)
+        _set_dir_meta(ds, dest, names if tensors else ["", *names, *ds.groups, *ds.pending_dirs])
     except _StoreFailed:
         pass
     finally:
@@ -178,6 +179,22 @@ def _export_plain_files(ds: Dataset, dest: str, report: ExportReport) -> None:
         else:
             report.files += 1
             report.bytes += meta.size
+
+
+def _set_dir_meta(ds: Dataset, dest: str, dirs: list[str]) -> None:
+    """Give the exported folders their stored mode and mtime, deepest first (writing a
+    folder's files changed its mtime; a read-only mode would have refused them), so that
+    ``rsync -a`` of the export back into a mount finds nothing to change. ``""`` is the
+    dataset's root: ``dest`` itself."""
+    for d in sorted(set(dirs), key=lambda d: -d.count("/") - bool(d)):
+        meta = ds.dir_meta(d)
+        if meta is None:
+            continue  # (a dataset written before directories had metadata)
+        mode, mtime_ns = meta
+        target = _safe_join(dest, d) if d else dest
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(target, mode & 0o7777)
+            os.utime(target, ns=(mtime_ns, mtime_ns))
 
 
 def _bar(total: int, progress: bool | None) -> Any:

@@ -187,3 +187,28 @@ def test_ctrl_c_during_a_file_leaves_no_temp_file(cli, jpeg_dir: Path, dataset_p
     r = cli("export", dataset_path, tmp_path / "out")
     assert r.code == 130 and r.err == "lakefs: interrupted\n"
     assert sorted(os.listdir(tmp_path / "out" / "photos")) == sorted(p.name for p in jpeg_dir.iterdir())[:3]
+
+
+def test_export_gives_folders_their_stored_modes_and_times(cli, dataset_path: Path, tmp_path: Path) -> None:
+    """Folders got the time of the export, so `rsync -a` of an export back into a mount
+    changed every folder's time (found by QA)."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("train/images", htype="image", sample_compression="png")
+        ds.create_tensor("notes", htype="text")
+        ds.append({"notes": "hello"}, key="r0")
+        ds.write_file("README.md", b"# cats\n")
+        for i, (d, mode) in enumerate([("", 0o755), ("train", 0o750), ("train/images", 0o700), ("notes", 0o711)]):
+            ds.set_dir_meta(d, 0o040000 | mode, (1_600_000_000 + i) * 10**9)  # (type bits: dropped)
+        want = {d: ds.dir_meta(d) for d in ("", "train", "train/images", "notes")}
+    dest = tmp_path / "out"
+    r = cli("export", dataset_path, dest)
+    assert r.code == 0, r.err
+    for d, (mode, mtime_ns) in want.items():
+        st = (dest / d).stat()
+        assert (st.st_mode & 0o7777, st.st_mtime_ns) == (mode & 0o7777, mtime_ns), d
+    assert (dest / "notes" / "r0.txt").read_text() == "hello"
+    # One tensor: its folder only (the destination's own folders are the user's).
+    one = tmp_path / "one"
+    assert cli("export", dataset_path, one, "--tensor", "notes").code == 0
+    assert (one / "notes").stat().st_mtime_ns == want["notes"][1]
+    assert one.stat().st_mtime_ns != want[""][1]
