@@ -77,6 +77,7 @@ def dataset_info(ds: Dataset, location: str) -> dict:
             for t in tensors
         ],
         "stored_bytes": sum(t.stored_bytes for t in tensors),
+        "sample_bytes": sum(t.sample_bytes for t in tensors),
     }
 
 
@@ -105,6 +106,10 @@ def format_table(info: dict) -> str:
         for r in rows:
             lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in
                                    enumerate(zip(r, widths))).rstrip())
+    dead = info["stored_bytes"] - info["sample_bytes"]
+    if dead > max(1 << 20, info["sample_bytes"] // 10):
+        lines.append(f"{human(dead)} of the stored bytes hold no current sample: space left by updates and "
+                     "deletes (`lakefs compact` reclaims it) and chunk overhead")
     if info["files"]:
         lines.append(f"plain files: {', '.join(info['files'])}")
     return "\n".join(lines)
