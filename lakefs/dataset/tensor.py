@@ -520,7 +520,7 @@ class Tensor(HtypeReaders):
         parts = split_filename(filename)
         if parts is None:
             return None
-        key, ext = parts
+        key = parts[0]
         with self.dataset._lock:
             row = self.dataset._rows.find(key)
             st = None if row is None else self._engine.index.file_stat(row)
@@ -529,7 +529,13 @@ class Tensor(HtypeReaders):
             current = key + self._ext(st[3])
         if current == filename:  # (the common case, the mount's rewrite: no more work)
             return None
-        return None if current == key + self._format.shown_ext(ext, False) else current
+        return None if current == self.shown_name(filename) else current
+
+    def shown_name(self, filename: str) -> str | None:
+        """The name a file written as ``filename`` is shown under once stored (``x.png``
+        into a jpeg tensor: ``x.jpg``), or None for a name that is not ``<key>.<ext>``."""
+        parts = split_filename(filename)
+        return None if parts is None else parts[0] + self._format.shown_ext(parts[1], False)
 
     def find_file(self, filename: str) -> Sample | None:
         """The sample shown under ``filename`` (key and extension must both match)."""

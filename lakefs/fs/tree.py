@@ -340,6 +340,13 @@ class DatasetFS:
                 raise NotADirectoryError_(f"{parent!r} is not a directory")
         return None
 
+    def _note_written_as(self, p: str, shown: str) -> None:
+        """The file written (or renamed) as ``p`` is shown as ``shown`` (see :meth:`_shown_as`)."""
+        if len(self._written_as) >= NAMES_KEPT:
+            del self._written_as[next(iter(self._written_as))]  # the oldest
+        self._written_as.pop(p, None)  # (re-inserted last: the newest)
+        self._written_as[p] = (shown, time.monotonic())
+
     def _shown_as(self, p: str) -> str | None:
         """The path of the file written as ``p`` and stored under another name, for
         WRITTEN_NAME_SECONDS after (call with the lock); None once it is gone."""
@@ -1113,10 +1120,7 @@ class DatasetFS:
             log.info("/%s stored as %s (%s)", p, sample.filename,
                      "transcoded" if sample.transcoded else "canonical extension")
             self._dir_changed(split(p)[0])  # the file shows under another name
-            if len(self._written_as) >= NAMES_KEPT:
-                del self._written_as[next(iter(self._written_as))]  # the oldest
-            self._written_as.pop(p, None)  # (re-inserted last: the newest)
-            self._written_as[p] = (f"{split(p)[0]}/{sample.filename}", time.monotonic())
+            self._note_written_as(p, f"{split(p)[0]}/{sample.filename}")
         if p in self.ds._manifest.files:
             self.ds.delete_file(p)
 
@@ -1278,6 +1282,8 @@ class DatasetFS:
                 return self._rename_dir(o, n)
             if self._dir_kind(n) is not None:
                 raise IsADirectoryError_(f"{new!r} is a directory")
+            if self._keeps_name(o, n):
+                return self._keep_name(o, n)
             if split(o)[0] == new_parent and _HIDDEN_NAME.fullmatch(new_name) and (
                     o in self._open or o in self._readers):  # (libfuse hides open files only)
                 return self._hide(o, n)
@@ -1292,6 +1298,37 @@ class DatasetFS:
                 # copy's close answers "Invalid argument", or stores the file under the
                 # name cp gives it (c.jpg); the file stays where it was until then.
                 raise CrossDeviceError(f"'/{o}' cannot become '/{n}': {e}") from e
+
+    def _keeps_name(self, o: str, n: str) -> bool:
+        """Whether the sample ``o`` renamed to ``n`` stays as it is: ``n`` is another name
+        of its row key that its tensor would show as ``o`` (``a.png`` in a jpeg tensor
+        holding ``a.jpg``; ``P.jpg`` in a png one holding ``P.png``)."""
+        parent, name = split(n)
+        tensor = self.ds._tensors.get(parent)
+        return (split(o)[0] == parent and tensor is not None and tensor.accepts_filename(name)
+                and tensor.shown_name(name) == split(o)[1] and self._sample(o) is not None)
+
+    def _keep_name(self, o: str, n: str) -> None:
+        """A rename of the sample ``o`` to a name its tensor shows as ``o`` (see
+        :meth:`_keeps_name`): done, and the sample keeps its name, as ``cp`` of ``n``
+        into the tensor would show it. Not EXDEV: ``mv`` would copy it to ``n``, stored
+        into that very row as ``o``, then unlink ``o``, the copy (found by QA: the sample
+        was gone; ``shutil.move`` copies on any error). A file at ``n`` is replaced, as by
+        any rename. The kernel moved its entry of ``o`` to ``n`` and is told to drop it:
+        ``n`` is not found, ``o`` is looked up again. For a minute ``n`` takes ``touch``,
+        ``chmod`` and a rewrite for ``o``, as a name a file was written under (see
+        :meth:`_shown_as`)."""
+        log.info("/%s keeps its name: renamed to %s, which its tensor shows as %s (the sample's "
+                 "stored form)", o, split(n)[1], split(o)[1])
+        replaced = n in self._open or n in self.ds._manifest.files
+        self._detach(n)
+        if n in self.ds._manifest.files:
+            self.ds.delete_file(n)
+        if replaced:
+            self._dir_changed(split(n)[0])
+        self._note_written_as(n, o)
+        if self.forget_cached is not None:
+            self.forget_cached("/" + n, name=True)
 
     def _rename_a_file(self, o: str, n: str) -> None:
         """:meth:`rename` of a file (call with the lock)."""

@@ -707,3 +707,55 @@ def test_a_file_renamed_onto_a_sample_name_it_cannot_be_keeps_it_and_says_why(ph
         r = run("mv", str(img / "a.jpg"), str(img / "c.png"), check=False)
         assert r.returncode == 0, r.stderr
         assert sorted(os.listdir(img)) == ["c.jpg", "notes.txt"] and md5(img / "c.jpg") == md5(photos[0])
+
+
+def test_a_sample_renamed_to_a_name_its_tensor_shows_as_its_own_keeps_it(photos, photo_factory, dataset_path,
+                                                                          mountpoint):
+    """Regression (QA: data loss): ``mv a.jpg a.png`` in a jpeg tensor answered EXDEV, so
+    mv copied a.jpg to a.png, which the tensor stores into row a as a.jpg (as ``cp``
+    would), then unlinked a.jpg: the copy. The sample was gone, also after the unmount.
+    ``shutil.move`` (which copies on any OSError) and ``mv P.png P.jpg`` in a png tensor
+    too. The rename succeeds now and changes nothing: the sample keeps its name, and the
+    new name is not found (once the kernel dropped the entry the rename gave it)."""
+    pngs = [p.with_suffix(".png") for p in photo_factory(2, png=True)]  # (the PNG twins)
+
+    def kept(d: Path, name: str, gone: str, src: Path) -> None:
+        eventually(lambda: not (d / gone).exists(), what=f"{gone} still found after the rename")
+        with pytest.raises(FileNotFoundError):
+            open(d / gone, "rb")
+        assert (d / name).stat().st_size == src.stat().st_size
+        assert md5(d / name) == md5(src)
+        assert name in os.listdir(d) and gone not in os.listdir(d)
+
+    def check(root: Path) -> None:
+        assert sorted(os.listdir(root / "images")) == ["a.jpg", "b.jpg", "s.jpg"]
+        assert sorted(os.listdir(root / "masks")) == ["P.png"]
+        for d, name, src in (("images", "a.jpg", photos[0]), ("images", "s.jpg", photos[1]),
+                             ("images", "b.jpg", photos[2]), ("masks", "P.png", pngs[0])):
+            assert md5(root / d / name) == md5(src)
+
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint) as m:
+        img, masks = mountpoint / "images", mountpoint / "masks"
+        img.mkdir()
+        masks.mkdir()
+        shutil.copy(photos[0], img / "a.jpg")
+        shutil.copy(photos[1], img / "s.jpg")
+        shutil.copy(photos[2], img / "b.jpg")
+        shutil.copy(pngs[0], masks / "P.png")
+        run("mv", str(img / "a.jpg"), str(img / "a.png"))
+        kept(img, "a.jpg", "a.png", photos[0])
+        shutil.move(img / "s.jpg", img / "s.png")
+        kept(img, "s.jpg", "s.png", photos[1])
+        run("mv", str(masks / "P.png"), str(masks / "P.jpg"))
+        kept(masks, "P.png", "P.jpg", pngs[0])
+        # Renames the sample's stored form can show, or to another key, are renames still.
+        run("mv", str(img / "b.jpg"), str(img / "b.JPG"))
+        run("mv", str(img / "b.JPG"), str(img / "c.png"))  # (copied: shown as c.jpg)
+        assert sorted(os.listdir(img)) == ["a.jpg", "c.jpg", "s.jpg"]
+        run("mv", str(img / "c.jpg"), str(img / "b.jpg"))
+        check(mountpoint)
+        assert "/images/a.jpg keeps its name" in m.log()
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.images["a"].tobytes() == photos[0].read_bytes() and ds.masks["P"].tobytes() == pngs[0].read_bytes()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        check(mountpoint)

@@ -365,6 +365,41 @@ def test_rename_keeps_the_target_when_the_new_name_is_refused(fs, photos):
     assert get(fs, "/a/y.jpg") == photos[0].read_bytes()
 
 
+def test_a_sample_renamed_to_a_name_its_tensor_shows_as_its_own_stays_as_it_is(fs, photos):
+    """Regression (QA: data loss): ``mv a.jpg a.png`` in a jpeg tensor answered EXDEV;
+    mv's copy to a.png was stored into row a as a.jpg, and its unlink of a.jpg then
+    removed the sample. The rename is done and changes nothing (a file at the new name
+    is replaced, as by any rename); the kernel is told to drop the new name it moved."""
+    forgotten: list[tuple[str, bool]] = []
+    fs.forget_cached = lambda path, name=False: forgotten.append((path, name))
+    png = io.BytesIO()
+    Image.open(photos[1]).save(png, "PNG")
+    fs.mkdir("/a", 0o755)
+    fs.mkdir("/m", 0o755)
+    put(fs, "/a/x.jpg", photos[0].read_bytes())
+    put(fs, "/m/P.png", png.getvalue())
+    fh = fs.create("/a/x.png", 0o644)  # being written under that name: replaced by the rename
+    fs.write(fh, b"not all of it", 0)
+    fs.rename("/a/x.jpg", "/a/x.png")
+    fs.release(fh)
+    fs.rename("/m/P.png", "/m/P.jpg")
+    assert forgotten == [("/a/x.png", True), ("/m/P.jpg", True)]
+    for d, name, gone, data in (("/a", "x.jpg", "x.png", photos[0].read_bytes()),
+                                ("/m", "P.png", "P.jpg", png.getvalue())):
+        assert names(fs, d) == [name] and get(fs, f"{d}/{name}") == data
+        assert errno_of(fs.getattr, f"{d}/{gone}") == errno.ENOENT
+    # The kernel may still hold the new name a moment: it takes a chmod for the sample,
+    # as a name a file was written under does.
+    fs.chmod("/a/x.png", 0o600)
+    assert stat.S_IMODE(fs.getattr("/a/x.jpg").mode) == 0o600
+    # A rename its stored form can show, or to another key, is a rename still.
+    fs.rename("/a/x.jpg", "/a/x.JPG")
+    assert names(fs, "/a") == ["x.JPG"]
+    assert errno_of(fs.rename, "/a/x.JPG", "/a/y.png") == errno.EXDEV  # (mv copies: y.jpg)
+    fs.commit()
+    assert fs.ds.a["x"].tobytes() == photos[0].read_bytes() and fs.ds.m["P"].tobytes() == png.getvalue()
+
+
 def test_a_directory_with_files_open_for_writing_is_not_renamed(fs):
     fs.mkdir("/notes", 0o755)
     fh = fs.create("/notes/a.txt", 0o644)
