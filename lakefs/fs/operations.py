@@ -42,9 +42,13 @@ FUSE_CAP_NO_OPEN_SUPPORT = 1 << 17
 # Failures that are part of normal operation: not worth a log line. (A lookup of a
 # name that cannot exist is one: the create of that name logs the reason.) On a
 # read-only mount so is a name not found: the writer deleted what a reader had just
-# listed. A stored object not found is not (a plain file's contents gone: damage).
+# listed. A stored object not found is not (a plain file's contents gone: damage). Nor
+# is a rename answered EXDEV: that is how `mv` of a sample into another tensor works (mv
+# copies it), and a copy refused at its close logs why there (a WARNING per file moved
+# was found by QA).
 _QUIET = {("getattr", errno.ENOENT), ("getattr", errno.EINVAL), ("getattr", errno.ENAMETOOLONG),
-          ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT), ("readdir_stat", errno.ENOENT)}
+          ("getxattr", errno.ENODATA), ("readdir", errno.ENOENT), ("readdir_stat", errno.ENOENT),
+          ("rename", errno.EXDEV)}
 
 
 def _op(func):
