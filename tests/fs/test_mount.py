@@ -433,7 +433,7 @@ def test_bad_mount_invocations(dataset_path, mountpoint, tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1
         assert not is_mounted(mountpoint)
     r = run(*lakefs_mount(dataset_path, tmp_path / "missing-dir", "-f"), check=False)
-    assert r.returncode != 0 and "not a directory" in r.stderr
+    assert r.returncode != 0 and "does not exist" in r.stderr
     r = run(*lakefs_mount(dataset_path, mountpoint, "--log-file", "/proc/none/m.log"), check=False)  # background
     assert r.returncode != 0 and r.stderr.count("\n") == 1 and "log file /proc/none/m.log" in r.stderr
     assert not is_mounted(mountpoint)
