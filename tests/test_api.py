@@ -821,3 +821,25 @@ def test_a_slice_of_a_row_list_is_rows_again(tmp_path):
     assert ds[0:4].g[::2].x.numpy().tolist() == [[0], [2]]
     assert ds[0:4][-1].index == 3  # one row is still a Row
     ds.close()
+
+
+def test_a_pil_image_appends_as_its_pixels(tmp_path):
+    """It failed with "invalid literal for int() with base 10: 'RGB'": a PIL image's
+    ``mode`` was taken for a file mode (found by QA)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("images", htype="image", sample_compression="png")
+    pixels = (np.arange(48).reshape(4, 4, 3) * 5).astype(np.uint8)
+    s = t.append(Image.fromarray(pixels))
+    assert s.mode == 0o644 and s.shape == (4, 4, 3)
+    np.testing.assert_array_equal(t[0].numpy(), pixels)
+
+
+def test_in_finds_tensors_groups_and_row_keys(tmp_path):
+    """``"images" in ds`` was False: without ``__contains__`` Python iterated the rows."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("train/images", htype="image", sample_compression="png")
+    ds.create_tensor("labels", htype="class_label")
+    ds.append({"labels": 1}, key="cat001")
+    assert "labels" in ds and "train" in ds and "train/images" in ds and "cat001" in ds
+    assert "nope" not in ds and 0 not in ds and "images" not in ds
+    assert "images" in ds.train and "labels" not in ds.train and "a/../b" not in ds.train

@@ -1275,6 +1275,16 @@ class Dataset:
     def __getattr__(self, name: str) -> Any:
         return item_as_attribute(self, name, f"dataset has no tensor or group {name!r}")
 
+    def __contains__(self, item: object) -> bool:
+        """``"images" in ds``: a tensor or group of that name, as in Deep Lake (or a row
+        key, as ``ds[item]`` finds one). Without it, Python iterated every row and said
+        False."""
+        if not isinstance(item, str):
+            return False
+        with self._lock:
+            name = item.strip("/")
+            return name in self._tensors or name in self._manifest.groups or self._rows.find(item) is not None
+
     def __iter__(self) -> Iterator[Row]:
         for i in range(len(self)):
             yield Row(self, i)

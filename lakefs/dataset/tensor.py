@@ -16,7 +16,7 @@ from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
 from lakefs.dataset.names import NAME_MAX, check_key, split_filename
-from lakefs.dataset.samples import Ahead, Encoded, SampleFormat
+from lakefs.dataset.samples import Ahead, Encoded, EncodedFile, SampleFormat
 from lakefs.errors import (
     HtypeMismatchError,
     InvalidNameError,
@@ -466,8 +466,11 @@ class Tensor(HtypeReaders):
     def _write(self, row: int, encoded: Encoded, value: Any = None, *, mtime_ns: int | None = None,
                mode: int | None = None) -> str:
         """Store ``encoded`` at ``row``; the extension the sample is shown with."""
-        mtime_ns = mtime_ns if mtime_ns is not None else getattr(value, "mtime_ns", None) or time.time_ns()
-        mode = mode if mode is not None else getattr(value, "mode", None) or DEFAULT_MODE
+        if isinstance(value, EncodedFile):  # (only a file has a file's times and mode: a PIL
+            mtime_ns = value.mtime_ns if mtime_ns is None else mtime_ns  # image's mode is "RGB")
+            mode = value.mode if mode is None else mode
+        mtime_ns = mtime_ns if mtime_ns is not None else time.time_ns()
+        mode = mode if mode is not None else DEFAULT_MODE
         if self.dataset._rows.key_size(row) + len(encoded.ext.encode()) > NAME_MAX:
             # A key may be 255 bytes, its file name no longer: a mount could list the file
             # but nobody could open, copy or export it.

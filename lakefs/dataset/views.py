@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakefs.dataset.names import check_path
 from lakefs.dataset.tensor import Sample, SampleList, Tensor
+from lakefs.errors import LakeFSError
 
 if TYPE_CHECKING:
     from lakefs.dataset.dataset import Dataset
@@ -49,6 +50,16 @@ class Group:
 
     def __getitem__(self, name: str) -> Any:
         return self.dataset[self._full(name)]
+
+    def __contains__(self, name: object) -> bool:
+        """``"images" in ds.train``: a tensor or group of that name in this group."""
+        if not isinstance(name, str):
+            return False
+        try:
+            full = self._full(name).strip("/")
+        except LakeFSError:  # (a name no tensor can have)
+            return False
+        return full in self.dataset.tensors or full in self.dataset.groups
 
     def __getattr__(self, name: str) -> Any:
         return item_as_attribute(self, name, f"group {self.name!r} has no tensor or group {name!r}")
