@@ -843,3 +843,20 @@ def test_in_finds_tensors_groups_and_row_keys(tmp_path):
     assert "labels" in ds and "train" in ds and "train/images" in ds and "cat001" in ds
     assert "nope" not in ds and 0 not in ds and "images" not in ds
     assert "images" in ds.train and "labels" not in ds.train and "a/../b" not in ds.train
+
+
+def test_summary_path_and_the_shape_of_a_slice(tmp_path, capsys):
+    """Deep Lake's ``ds.summary()``, ``ds.path`` and ``ds.x[a:b].shape`` (found missing by QA)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("images", htype="image", sample_compression="png")
+    ds.create_tensor("labels", htype="class_label", chunk_compression="lz4")
+    for w in (5, 6, 6):
+        ds.append({"images": np.zeros((4, w, 3), np.uint8), "labels": 1})
+    assert ds.path == str(tmp_path / "ds")
+    ds.summary()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"Dataset(path={str(tmp_path / 'ds')!r}, tensors=['images', 'labels'])"
+    assert out[4].split() == ["images", "image", "(3,", "4,", "None,", "3)", "uint8", "png"]
+    assert out[5].split() == ["labels", "class_label", "(3,", "1)", "uint32", "lz4", "(chunk)"]
+    assert ds.images[0:2].shape == (2, 4, None, 3) and ds.images[1:3].shape == (2, 4, 6, 3)
+    assert ds.images[5:9].shape == (0,)

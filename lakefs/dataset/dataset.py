@@ -764,6 +764,24 @@ class Dataset:
             return dict(self._tensors)
 
     @property
+    def path(self) -> str:
+        """Where the dataset is: its folder, or its object-store URL (Deep Lake's name)."""
+        return self.storage.where
+
+    def summary(self) -> None:
+        """Print the tensors' htype, shape, dtype and compression, as Deep Lake's
+        ``ds.summary()`` does (a None dimension differs between samples)."""
+        head = ("tensor", "htype", "shape", "dtype", "compression")
+        rows = [head, tuple("-" * len(h) for h in head)]
+        for name, t in self.tensors.items():
+            comp = t.sample_compression or (f"{t.chunk_compression} (chunk)" if t.chunk_compression else "None")
+            rows.append((name, t.htype, str(t.shape), str(t.dtype), comp))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        print(f"Dataset(path={self.path!r}, tensors={list(self.tensors)})\n")
+        for r in rows:
+            print(" " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+    @property
     def groups(self) -> list[str]:
         with self._lock:
             return list(self._manifest.groups)

@@ -228,6 +228,19 @@ class SampleList(HtypeReaders, list):
         super().__init__(samples)
         self.tensor = tensor
 
+    @property
+    def shape(self) -> tuple[int | None, ...]:
+        """``(len(self), *sample_shape)``, as :attr:`Tensor.shape` for these rows only: a
+        dimension not the same for every one (or a row with no sample) is None."""
+        shapes = [None if s.is_empty else s.shape for s in self]
+        known = [x for x in shapes if x is not None]
+        if not known:
+            return (len(self),)
+        ndim = max(len(x) for x in known)
+        if len(known) < len(shapes) or any(len(x) != ndim for x in known):
+            return (len(self), *[None] * ndim)
+        return (len(self), *[d if all(x[i] == d for x in known) else None for i, d in enumerate(known[0])])
+
     def numpy(self, aslist: bool = False) -> Any:
         return stack([s.numpy() for s in self], self.tensor._format, aslist)
 
