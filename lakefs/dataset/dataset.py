@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -1566,15 +1567,17 @@ class _OpenWriters:
     """The writable datasets still open, for the commit at interpreter exit (DESIGN §5: a
     sample written through the API is durable without ``flush()`` too, as in Deep Lake).
     Weak: a dataset dropped mid-program is neither kept alive nor committed (``__del__``
-    makes no storage call); ``close()`` takes a dataset out."""
+    makes no storage call); ``close()`` takes a dataset out. Each is kept with the id of the
+    process that opened it: a forked child that exits normally runs the parent's atexit
+    hooks, and must not commit (nor release the lock of) the parent's writer."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._datasets: weakref.WeakSet[Dataset] = weakref.WeakSet()
+        self._datasets: weakref.WeakKeyDictionary[Dataset, int] = weakref.WeakKeyDictionary()
 
     def track(self, ds: Dataset) -> None:
         with self._lock:
-            self._datasets.add(ds)
+            self._datasets[ds] = os.getpid()
             # Registered again at every open: atexit runs the last registered first, so this
             # runs before every hook registered until now, among them logging's shutdown and
             # weakref.finalize's, which closes s3fs's sessions (fsspec's event loop itself is
@@ -1584,12 +1587,13 @@ class _OpenWriters:
 
     def forget(self, ds: Dataset) -> None:
         with self._lock:
-            self._datasets.discard(ds)
+            self._datasets.pop(ds, None)
 
     def commit_all(self) -> None:
         """Close each open writer that has uncommitted changes (the ``atexit`` hook)."""
         with self._lock:
-            datasets = list(self._datasets)
+            pid = os.getpid()
+            datasets = [ds for ds, opener in self._datasets.items() if opener == pid]
         for ds in datasets:
             if not ds._closed and not ds.read_only and (ds.has_changes or ds._before_commit):
                 _close_at_exit(ds)

@@ -100,3 +100,21 @@ def test_a_commit_that_hangs_at_exit_is_given_up(dataset_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and "did not finish within 1 s" in lines[0], p.stderr
+
+
+def test_a_forked_child_does_not_commit_its_parents_dataset(dataset_path: Path) -> None:
+    p = run_script("""
+        import os
+        ds = lakefs.empty(path)
+        ds.create_tensor("x")
+        ds.x.extend(np.arange(5))
+        if os.fork() == 0:
+            sys.exit(0)  # the child's exit runs atexit hooks: not a commit of the parent's writes
+        os.wait()
+        print(len(lakefs.load(path, read_only=True)))
+    """, str(dataset_path))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "0\n"  # nothing committed by the child
+    assert len(p.stderr.splitlines()) == 1, p.stderr  # the parent's WARNING only
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert len(ds) == 5
