@@ -53,7 +53,11 @@ class ChunkWriter:
     def submit(self, key: str, blob: bytes | bytearray | OpenChunk) -> None:
         """Put ``blob`` at ``key`` in the background (waits while ``depth`` are in flight)."""
         self._throttle()
-        future = self._executor.submit(self._put, key, blob)
+        try:
+            future = self._executor.submit(self._put, key, blob)
+        except RuntimeError:  # the interpreter is exiting (the commit at exit): put it here
+            self._put(key, blob)  # (made durable by the commit's drain)
+            return
         with self._lock:
             self._pending[key] = (blob, future)
         future.add_done_callback(lambda f, key=key: self._done(key, f))

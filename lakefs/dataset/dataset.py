@@ -12,11 +12,13 @@ Objects made obsolete (merged segments, old manifests) are deleted only after th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import difflib
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -80,6 +82,7 @@ KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
 SESSION_ID_BITS = 32  # ids stay far below 2**64 for billions of sessions
 OPEN_RETRIES = 8  # a concurrent commit may delete what a reader is about to read
 GARBAGE_GRACE = 10.0  # seconds what a commit superseded (segments, manifests) outlives it
+EXIT_COMMIT_SECONDS = 10.0  # the bound of the commit at exit on a store without op_timeout
 
 
 def orphaned_dataset(storage: Storage) -> str | None:
@@ -172,12 +175,16 @@ class LeaseLoss:
 
 class Dataset:
     """A lakefs dataset. Make one with :func:`lakefs.empty`, :func:`lakefs.load` or
-    :func:`lakefs.dataset`."""
+    :func:`lakefs.dataset`.
+
+    A writable one still open with uncommitted changes when the interpreter exits is
+    committed then (``commit_at_exit``; see :class:`_OpenWriters`), as Deep Lake keeps what
+    a script wrote without flushing."""
 
     def __init__(self, storage: Storage, *, read_only: bool = False, create: bool = False,
                  must_create: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  allow_transcode: bool = True, commit_interval: float | None = None,
-                 _replacing: bool = False) -> None:
+                 commit_at_exit: bool = True, _replacing: bool = False) -> None:
         if commit_interval is not None and not commit_interval > 0:
             raise ConfigError(f"commit_interval must be > 0 seconds, not {commit_interval!r}")
         self.storage = storage
@@ -227,6 +234,8 @@ class Dataset:
         if commit_interval is not None and not self.read_only:
             self._autocommit = _AutoCommit(self, commit_interval)
             self._autocommit.start()
+        if commit_at_exit and not self.read_only:
+            _open_writers.track(self)
 
     # --- opening -----------------------------------------------------------------------
 
@@ -410,7 +419,8 @@ class Dataset:
         self.close()
 
     def __del__(self) -> None:
-        # Never committed here (a dataset dropped without close keeps what it committed),
+        # Never committed here (a dataset dropped without close keeps what it committed;
+        # one still open at interpreter exit is committed by _OpenWriters, before this),
         # and no network call: at interpreter exit fsspec's event loop may be gone, and
         # waiting for it hung the process. An object store's lease then expires by itself.
         lock = getattr(self, "_writer_lock", None)
@@ -455,6 +465,7 @@ class Dataset:
 
     def _finish_close(self) -> None:
         self._closed = True
+        _open_writers.forget(self)
         if self._chunk_writer is not None:
             self._chunk_writer.close()
         self._release_lock()
@@ -1578,3 +1589,91 @@ class _AutoCommit(threading.Thread):
         self._stop_event.set()
         if self is not threading.current_thread():
             self.join()
+
+
+class _OpenWriters:
+    """The writable datasets still open, for the commit at interpreter exit (DESIGN §5: a
+    sample written through the API is durable without ``flush()`` too, as in Deep Lake).
+    Weak: a dataset dropped mid-program is neither kept alive nor committed (``__del__``
+    makes no storage call); ``close()`` takes a dataset out. Each is kept with the id of the
+    process that opened it: a forked child that exits normally runs the parent's atexit
+    hooks, and must not commit (nor release the lock of) the parent's writer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._datasets: weakref.WeakKeyDictionary[Dataset, int] = weakref.WeakKeyDictionary()
+
+    def track(self, ds: Dataset) -> None:
+        with self._lock:
+            self._datasets[ds] = os.getpid()
+            # Registered again at every open: atexit runs the last registered first, so this
+            # runs before every hook registered until now, among them logging's shutdown and
+            # weakref.finalize's, which closes s3fs's sessions (fsspec's event loop itself is
+            # a daemon thread: alive during atexit).
+            atexit.unregister(self.commit_all)
+            atexit.register(self.commit_all)
+
+    def forget(self, ds: Dataset) -> None:
+        with self._lock:
+            self._datasets.pop(ds, None)
+
+    def commit_all(self) -> None:
+        """Close each open writer that has uncommitted changes (the ``atexit`` hook)."""
+        with self._lock:
+            pid = os.getpid()
+            datasets = [ds for ds, opener in self._datasets.items() if opener == pid]
+        for ds in datasets:
+            if not ds._closed and not ds.read_only and (ds.has_changes or ds._before_commit):
+                _close_at_exit(ds)
+
+
+_open_writers = _OpenWriters()
+
+
+def _exit_deadline(storage: Storage) -> float:
+    """How long the commit at exit may take: the store's ``op_timeout`` (a wrapper's inner
+    store's), at least :data:`EXIT_COMMIT_SECONDS`."""
+    s: Storage | None = storage
+    while s is not None:
+        timeout = getattr(s, "op_timeout", None)
+        if timeout:
+            return max(float(timeout), EXIT_COMMIT_SECONDS)
+        s = getattr(s, "inner", None)
+    return EXIT_COMMIT_SECONDS
+
+
+def _close_at_exit(ds: Dataset) -> None:
+    """Commit and close ``ds`` as the interpreter exits, in one log line either way and
+    never a traceback; bounded, since a store that does not answer must not hang the exit
+    (the commit runs in a daemon thread, given up after :func:`_exit_deadline`)."""
+    where, deadline = ds.storage.where, _exit_deadline(ds.storage)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            ds.close()
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=run, name="lakefs-exit-commit", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # (an interpreter that starts no thread at exit: unbounded, but
+        run()             # every call to an object store has its own deadline)
+    try:
+        thread.join(deadline)
+    except RuntimeError:  # (never started)
+        pass
+    except KeyboardInterrupt:
+        outcome.append(KeyboardInterrupt("interrupted"))
+    if not outcome:
+        log.error("%s was not closed, and committing it at exit did not finish within %g s: the changes "
+                  "since its last commit are lost (call close() or flush() before the program ends)",
+                  where, deadline)
+    elif outcome[0] is None:
+        log.warning("%s was not closed: committed at exit (call close() or flush(), or use `with`, to "
+                    "commit when you choose)", where)
+    else:
+        log.error("%s was not closed, and committing it at exit failed: %s: the changes since its last "
+                  "commit are lost", where, outcome[0])

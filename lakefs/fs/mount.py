@@ -442,8 +442,10 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         dataset_url = os.path.abspath(dataset_url)
     storage = open_mount_storage(dataset_url, config, read_only=read_only)
     try:
+        # (the mount commits and closes its dataset as it stops: no second commit at exit)
         ds = Dataset(storage, read_only=read_only, create=not read_only, commit_interval=interval,
-                     cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode)
+                     cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode,
+                     commit_at_exit=False)
     except LockedError as e:
         # Readers never need the lock: say so, for the training job beside an ingest.
         raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}; "
