@@ -72,8 +72,14 @@ class TileStream:
         self.tiles += 1
 
     def _check_room(self) -> None:
+        """Before each tile: room for it, and no tile whose put failed and still fails
+        (``ChunkWriter.check``, as before each sample): one big file written while the
+        store is down (or the disk full) fails at its next tile, where it went on being
+        taken in, tile after failed tile held in memory, until its close."""
         if self.tiles >= RESERVED_TILES:
             raise InvalidSampleError(f"a file may hold at most {RESERVED_TILES} tiles")
+        if self.engine.writer is not None:
+            self.engine.writer.check()
 
     def read(self, offset: int, size: int) -> bytes:
         """Bytes written so far (a reader of the file still being written)."""

@@ -234,3 +234,23 @@ def test_tensor_append_extend_and_setitem_that_fail_on_storage_leave_no_row():
     from lakefs.tools.fsck import fsck
 
     assert fsck(storage).ok
+
+
+def test_a_big_file_streamed_while_its_tiles_cannot_be_put_fails_at_its_next_tile():
+    """Found by QA: a 300 MB file copied into a mount while the object store was down
+    was taken in whole (the mount grew by ~3x the file), and cp succeeded minutes later;
+    the failure check ran before each sample, never between the tiles of one."""
+    storage = FlakyChunks()
+    ds = Dataset(storage, create=True)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    ds.flush()
+    storage.failing = True
+    stream = t._engine.open_stream()
+    written = 0
+    with pytest.raises(StorageFullError):
+        for _ in range(50):
+            stream.write(os.urandom(4096))  # a tile each
+            written += 1
+            ds._chunk_writer._executor.submit(lambda: None).result()  # its put has run
+    assert 1 <= written <= 3  # refused right after the first failed put
+    assert len(ds._chunk_writer._pending) <= 3  # (memory stays bounded)
