@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.DEBUG if args.debug else logging.WARNING,
             format="lakefs: %(levelname)s: %(message)s",
         )
+    from lakefs.dataset.dataset import set_commit_at_exit
+
+    set_commit_at_exit(False)  # (each command commits what it means to, and says so)
     try:
         _refuse_empty_paths(args)
         args.settings = load_config(args.config)

@@ -1602,6 +1602,7 @@ class _OpenWriters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._datasets: weakref.WeakKeyDictionary[Dataset, int] = weakref.WeakKeyDictionary()
+        self.enabled = True  # (see set_commit_at_exit)
 
     def track(self, ds: Dataset) -> None:
         with self._lock:
@@ -1619,6 +1620,8 @@ class _OpenWriters:
 
     def commit_all(self) -> None:
         """Close each open writer that has uncommitted changes (the ``atexit`` hook)."""
+        if not self.enabled:
+            return
         with self._lock:
             pid = os.getpid()
             datasets = [ds for ds, opener in self._datasets.items() if opener == pid]
@@ -1628,6 +1631,14 @@ class _OpenWriters:
 
 
 _open_writers = _OpenWriters()
+
+
+def set_commit_at_exit(enabled: bool) -> None:
+    """Whether writable datasets left open are committed at interpreter exit (the
+    default, for scripts). A program that decides itself what it commits turns it off:
+    the ``lakefs`` command, whose ``ingest`` reports which files a failure left out, and
+    whose failed commands must not commit half their work on the way out."""
+    _open_writers.enabled = enabled
 
 
 def _exit_deadline(storage: Storage) -> float:

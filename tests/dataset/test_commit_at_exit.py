@@ -118,3 +118,19 @@ def test_a_forked_child_does_not_commit_its_parents_dataset(dataset_path: Path) 
     assert len(p.stderr.splitlines()) == 1, p.stderr  # the parent's WARNING only
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert len(ds) == 5
+
+
+def test_the_lakefs_command_commits_nothing_at_exit(dataset_path: Path, tmp_path: Path) -> None:
+    """The command decides what it commits: an `ingest` that stopped at a store failure
+    reported a file as not kept, which the hook then committed with advice meant for
+    scripts, "call close() or flush()" (found by QA)."""
+    p = run_script("""
+        from lakefs.cli.main import main
+        assert main(["create", sys.argv[2]]) == 0
+        ds = lakefs.empty(path)
+        ds.create_tensor("x")
+        ds.x.extend(np.arange(5))
+    """, str(dataset_path), str(tmp_path / "made"))
+    assert p.returncode == 0 and "not closed" not in p.stderr, p.stderr
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert list(ds.tensors) == []
