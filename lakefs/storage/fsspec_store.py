@@ -116,6 +116,15 @@ _BOOT_ID = _read_boot_id()
 _BUGS = (TypeError, AttributeError, NameError, AssertionError, NotImplementedError)
 
 
+def _causes(e: BaseException | None) -> list[BaseException]:
+    """``e`` and the exceptions it was raised from (s3fs wraps botocore's)."""
+    out: list[BaseException] = []
+    while e is not None and e not in out:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
 class _Conflict(Exception):
     """A conditional lease write lost (someone else changed the lease object)."""
 
@@ -432,6 +441,9 @@ class FsspecStorage(Storage):
         except _BUGS:
             raise
         except Exception as e:
+            if any(type(x).__name__ == "NoCredentialsError" for x in _causes(e)):  # (botocore's: no keys)
+                raise StorageError(f"no credentials for {self._where}: set key and secret in the storage options, "
+                                   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile") from e
             raise StorageError(f"cannot reach {self._where}: {_one_line(e)}") from e
         if not self._s3 and info.get("type") != "directory":
             raise StorageError(f"{self.url} is not a directory")

@@ -143,3 +143,19 @@ def test_export_stops_when_the_store_goes_away(photos, tmp_path):
     assert report.stopped is not None and server.endpoint in report.stopped
     assert report.failed == [] and report.files == 0
     assert report.not_reached == len(photos)
+
+
+def test_no_credentials_at_all_is_named_as_such(s3_endpoint, tmp_path, mountpoint):
+    """It said "cannot reach ...: Unable to locate credentials" (found by QA)."""
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"options": {"endpoint_url": s3_endpoint}}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"), AWS_EC2_METADATA_DISABLED="true")
+    done = subprocess.run(lakefs_mount(f"s3://{BUCKET}/ds", mountpoint, "--config", str(config), "-o", "ro"),
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no credentials for" in done.stderr and "AWS_ACCESS_KEY_ID" in done.stderr, done.stderr
+    assert not os.path.ismount(mountpoint)
