@@ -470,8 +470,8 @@ class FsspecStorage(Storage):
             if record is None:
                 tag = self._lease_create(key, body)
             else:
-                log.warning("taking over the expired writer lease %s of %s: %s",
-                            key, self.url, record)
+                log.warning("taking over the expired writer lease %s of %s (pid %s on %s)",
+                            key, self.url, record.get("pid"), record.get("host"))
                 tag = self._lease_replace(key, body, tag)
         except _Conflict as e:
             raise LockedError(

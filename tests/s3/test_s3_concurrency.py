@@ -96,7 +96,7 @@ time.sleep(120)
 
 
 def test_killed_writer_lease_expires_and_a_mount_takes_over(photos, s3_endpoint, s3_url, tmp_path,
-                                                            mountpoint):
+                                                            mountpoint, caplog):
     fill(s3_url, s3_endpoint, photos[:2])
     child = subprocess.Popen(
         [sys.executable, "-c", _WRITER, str(REPO / "tests"), s3_url, s3_endpoint, str(photos[2])],
@@ -115,11 +115,14 @@ def test_killed_writer_lease_expires_and_a_mount_takes_over(photos, s3_endpoint,
     deadline = time.monotonic() + 10  # the lease is 2 s; renewals stopped with the process
     while True:
         try:
-            lakefs.load(s3_url, storage_options=options(s3_endpoint)).close()
+            with caplog.at_level("WARNING", logger="lakefs"):
+                lakefs.load(s3_url, storage_options=options(s3_endpoint)).close()
             break
         except LockedError:
             assert time.monotonic() < deadline, "a killed writer's lease never expired"
             time.sleep(0.2)
+    taken = [r.getMessage() for r in caplog.records if "taking over the expired writer lease" in r.getMessage()]
+    assert len(taken) == 1 and f"(pid {child.pid} on " in taken[0] and "{" not in taken[0], taken  # (no dict)
     config = write_config(tmp_path / "lakefs.yaml", s3_endpoint, tmp_path / "cache", lease_seconds=2)
     with mounted(lakefs_mount(s3_url, mountpoint, "--config", str(config)), mountpoint):
         names = sorted(os.listdir(mountpoint / "images"))
