@@ -437,7 +437,7 @@ class FsspecStorage(Storage):
             if "unexpected keyword argument" not in str(e):
                 raise
             raise StorageError(f"cannot open {self._where}: a storage option is not accepted:"
-                               f" {_one_line(e)}") from e
+                               f" {_one_line(e)}{self._option_hint(e)}") from e
         except _BUGS:
             raise
         except Exception as e:
@@ -447,6 +447,26 @@ class FsspecStorage(Storage):
             raise StorageError(f"cannot reach {self._where}: {_one_line(e)}") from e
         if not self._s3 and info.get("type") != "directory":
             raise StorageError(f"{self.url} is not a directory")
+
+    def _option_hint(self, e: TypeError) -> str:
+        """"; did you mean 'endpoint_url'?" for an option the filesystem does not take
+        (s3fs hands unknown ones on to its session, which names only itself)."""
+        import difflib
+        import inspect
+        import re
+
+        found = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+        if found is None:
+            return ""
+        known = {"lease_seconds", "op_timeout"}
+        for cls in type(self.fs).__mro__:
+            init = cls.__dict__.get("__init__")
+            if init is not None:
+                with contextlib.suppress(TypeError, ValueError):
+                    known |= {n for n, p in inspect.signature(init).parameters.items()
+                              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"}
+        near = difflib.get_close_matches(found[1], sorted(known), n=1, cutoff=0.6)
+        return f"; did you mean {near[0]!r}?" if near else ""
 
     # --- writer lock (lease) ---------------------------------------------------------
 

@@ -159,3 +159,14 @@ def test_no_credentials_at_all_is_named_as_such(s3_endpoint, tmp_path, mountpoin
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "no credentials for" in done.stderr and "AWS_ACCESS_KEY_ID" in done.stderr, done.stderr
     assert not os.path.ismount(mountpoint)
+
+
+def test_a_misspelt_storage_option_gets_a_suggestion(s3_endpoint, tmp_path, mountpoint):
+    """It said only "AioSession.__init__() got an unexpected keyword argument 'endpoint'"
+    (found by QA)."""
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"storage": {"options": {"endpoint": s3_endpoint}}}))
+    line = mount_fails(f"s3://{BUCKET}/ds", mountpoint, config, "-o", "ro")
+    assert "a storage option is not accepted" in line and "did you mean 'endpoint_url'?" in line, line
