@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -98,17 +98,54 @@ def boto_client(endpoint: str) -> Any:
 
 
 @contextmanager
-def throttled_proxy(endpoint: str, rate: int) -> Iterator[str]:
-    """A TCP proxy on 127.0.0.1 to ``endpoint`` that passes at most ``rate`` bytes per
-    second each way per connection (a slow link whose data keeps flowing); yields its
-    endpoint URL. It runs an asyncio loop in a daemon thread."""
+def _serving(handle: Callable[..., Any], what: str) -> Iterator[str]:
+    """Serve ``handle`` (an asyncio connection handler) on 127.0.0.1 from an asyncio loop
+    in a daemon thread; yields its URL. On exit the server stops and the connections'
+    tasks still running are cancelled."""
     import asyncio  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
-    host, port = endpoint.rsplit("//", 1)[1].rsplit(":", 1)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     state: dict[str, Any] = {}
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        state["port"] = server.sockets[0].getsockname()[1]
+        state["stop"] = asyncio.Event()
+        started.set()
+        async with server:
+            await state["stop"].wait()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not started.wait(10):
+        raise RuntimeError(f"the {what} did not start")
+    try:
+        yield f"http://127.0.0.1:{state['port']}"
+    finally:
+        loop.call_soon_threadsafe(state["stop"].set)
+        thread.join(10)
+
+
+@contextmanager
+def throttled_proxy(endpoint: str, rate: int) -> Iterator[str]:
+    """A TCP proxy on 127.0.0.1 to ``endpoint`` that passes at most ``rate`` bytes per
+    second each way per connection (a slow link whose data keeps flowing); yields its
+    endpoint URL."""
+    import asyncio  # noqa: PLC0415
+
+    host, port = endpoint.rsplit("//", 1)[1].rsplit(":", 1)
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -129,65 +166,17 @@ def throttled_proxy(endpoint: str, rate: int) -> Iterator[str]:
             return
         await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
 
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        state["port"] = server.sockets[0].getsockname()[1]
-        state["stop"] = asyncio.Event()
-        started.set()
-        async with server:
-            await state["stop"].wait()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:  # the connections' pipes
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    def run() -> None:
-        try:
-            loop.run_until_complete(serve())
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    if not started.wait(10):
-        raise RuntimeError("the throttling proxy did not start")
-    try:
-        yield f"http://127.0.0.1:{state['port']}"
-    finally:
-        loop.call_soon_threadsafe(state["stop"].set)
-        thread.join(10)
+    with _serving(handle, "throttling proxy") as url:
+        yield url
 
 
 @contextmanager
 def resetting_server() -> Iterator[str]:
     """An endpoint on 127.0.0.1 that accepts each connection and resets it at once (a
-    store restarting, a load balancer dropping connections); yields its URL. It runs an
-    asyncio loop in a daemon thread."""
-    import asyncio  # noqa: PLC0415
-    import threading  # noqa: PLC0415
+    store restarting, a load balancer dropping connections); yields its URL."""
 
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(reader: Any, writer: Any) -> None:
         writer.transport.abort()
 
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        state["port"] = server.sockets[0].getsockname()[1]
-        state["stop"] = asyncio.Event()
-        started.set()
-        async with server:
-            await state["stop"].wait()
-
-    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
-    thread.start()
-    if not started.wait(10):
-        raise RuntimeError("the resetting server did not start")
-    try:
-        yield f"http://127.0.0.1:{state['port']}"
-    finally:
-        loop.call_soon_threadsafe(state["stop"].set)
-        thread.join(10)
-        loop.close()
+    with _serving(handle, "resetting server") as url:
+        yield url
