@@ -37,7 +37,7 @@ from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
-from lakefs.dataset.tensor import Tensor, item_error
+from lakefs.dataset.tensor import Sample, Tensor, item_error
 from lakefs.dataset.views import Group, Row, RowList, item_as_attribute
 from lakefs.errors import (
     ConfigError,
@@ -1046,6 +1046,34 @@ class Dataset:
                 raise TensorExistsError(f"tensor {name!r} holds samples")
             self._drop_tensor(name)
             self._manifest.pending_dirs.append(tensor.name)
+
+    def regroup_tensor(self, name: str) -> int:
+        """Make the tensor ``name`` a group that keeps each of its samples as a plain file
+        of the same name, bytes, time and mode (the mount's answer to a subdirectory made
+        in a tensor). A folder holding files and folders is then a group of plain files
+        whatever order they came in: ``tar -x`` of ``train/metadata.csv`` before
+        ``train/images/`` ends as ``rsync``, which makes folders first, always had it.
+        Returns how many samples became files. Each is read whole: callers bound the
+        tensor's size (lakefs.fs.tree.REGROUP_FILES, _BYTES)."""
+        with self._lock:
+            self._check_writable()
+            tensor = self._get_tensor(name)
+            staged: list[tuple[str, int, Sample]] = []
+            try:
+                for sample in tensor.iter_samples():
+                    data = sample.file_bytes()
+                    staged.append((f"{tensor.name}/{sample.filename}", self.stage_file(data, len(data)), sample))
+            except BaseException:
+                for _, file_id, _ in staged:
+                    self.drop_staged(file_id)
+                raise
+            self._drop_tensor(tensor.name)
+            self._manifest.groups.append(tensor.name)  # (its parent is the root or a group)
+            for path, file_id, sample in staged:
+                self.publish_file(path, file_id, sample.size, mtime_ns=sample.mtime_ns, mode=sample.mode)
+            log.warning("%s: a tensor given a subdirectory is a group now; its %d samples are kept as plain files",
+                        tensor.name, len(staged))
+            return len(staged)
 
     def _drop_tensor(self, name: str) -> Tensor:
         tensor = self._get_tensor(name)

@@ -83,6 +83,10 @@ HOLD_FILES = 4096
 # shutil.copy2/copytree and unzip set times and modes by name after the close.
 WRITTEN_NAME_SECONDS = 60.0
 NAMES_KEPT = 4096  # of those, and of refused new names (DatasetFS._vanished), at most
+#: A tensor given a subdirectory becomes a group of plain files when it holds at most
+#: this many samples, this many bytes in all (DatasetFS._regroup); a bigger one refuses it.
+REGROUP_FILES = 1000
+REGROUP_BYTES = 256 << 20
 
 #: Errors refusing a file's contents under its name: the same again for the same ones.
 _REFUSALS = (InvalidSampleError, UnsupportedError, InvalidNameError)
@@ -1232,10 +1236,10 @@ class DatasetFS:
             self._writable()
             kind = self._require_dir(parent)
             plain = is_plain_path(p)  # a hidden name, or inside a plain directory
-            if kind == "tensor" and not plain:
-                raise NotPermittedError(f"{path!r}: a tensor holds sample files, not directories")
             if self._dir_kind(p) is not None or self._exists_file(p):
                 raise TensorExistsError(f"{path!r} already exists")
+            if kind == "tensor" and not plain:
+                self._regroup(parent, f"'/{p}'")
             if plain:
                 self.ds.make_plain_dir(p)
             else:
@@ -1243,6 +1247,29 @@ class DatasetFS:
             now = time.time_ns()
             self.ds.set_dir_meta(p, stat.S_IMODE(mode), now)  # the kernel applied the umask
             self._dir_changed(parent, now=now)
+
+    def _regroup(self, d: str, why: str) -> None:
+        """Make the tensor ``d``, given the subdirectory ``why``, a group whose plain files
+        are its samples' files (:meth:`Dataset.regroup_tensor`): so ``tar -x``, ``unzip``,
+        ``cp -r`` and ``git clone`` of a folder holding files before folders
+        (``train/metadata.csv``, then ``train/images/``) work in whatever order they
+        create them. Only a small tensor (up to REGROUP_FILES samples, REGROUP_BYTES in
+        all: such a folder's few loose files): a big one stays a tensor and the
+        subdirectory is refused, as a mistaken ``mkdir`` in a tensor of photos must not
+        turn them into plain files. Call with the lock held."""
+        tensor = self.ds._tensors[d]
+        self.store_held(d + "/")  # closed plain files are not open: stay as they are
+        if any(p.startswith(d + "/") for p in self._open):
+            raise BusyError(f"{why}: tensor '/{d}' holds files open for writing")
+        if any(h.path.startswith(d + "/") for h in self._handles.values()):
+            raise BusyError(f"{why}: tensor '/{d}' holds open files")
+        sizes = tensor.live_entries()["file_size"]
+        if len(sizes) > REGROUP_FILES or int(sizes.sum()) > REGROUP_BYTES:
+            raise NotPermittedError(
+                f"{why}: tensor '/{d}' holds sample files, not directories (one of up to {REGROUP_FILES}"
+                f" files and {REGROUP_BYTES >> 20} MB would become a group; this one holds {len(sizes)}"
+                f" files, {int(sizes.sum()) / 1e6:.0f} MB): make directories before files, as rsync does")
+        self.ds.regroup_tensor(d)
 
     def rmdir(self, path: str) -> None:
         p = path.strip("/")
@@ -1481,8 +1508,6 @@ class DatasetFS:
         to_plain = is_plain_path(n)
         if n.startswith(o + "/"):
             raise InvalidNameError(f"cannot move '/{o}' into itself")
-        if self._dir_kind(split(n)[0]) == "tensor" and not to_plain:  # as mkdir: a tensor holds only files
-            raise NotPermittedError(f"'/{n}': a tensor holds sample files, not directories")
         self.store_held(o + "/")  # held files are not open: mv of the directory just rsynced
         if any(p.startswith(o + "/") for p in self._open):
             raise BusyError(f"'/{o}' holds files open for writing")
@@ -1500,6 +1525,8 @@ class DatasetFS:
             self.rmdir("/" + n)
         if self._exists_file(n):
             raise NotADirectoryError_(f"'/{n}' is not a directory")
+        if self._dir_kind(split(n)[0]) == "tensor" and not to_plain:  # as mkdir
+            self._regroup(split(n)[0], f"'/{n}'")
         rename(o, n)  # (a renamed directory keeps its mode and time)
         self._dir_changed(*dict.fromkeys((split(o)[0], split(n)[0])))
 

@@ -249,3 +249,31 @@ def test_rsync_inplace_deltas_delete_and_a_16_bit_png_round_trip(photos, dataset
         for p in src.iterdir():
             assert (mountpoint / "images" / p.name).read_bytes() == p.read_bytes()
         assert (mountpoint / "depth" / "d.png").read_bytes() == depth.read_bytes()
+
+
+def test_archives_holding_files_before_folders_extract(photos, dataset_path, mountpoint, tmp_path):
+    """Found by QA: ``train/metadata.csv`` extracted before ``train/images/`` made
+    ``train`` a tensor that refused the folder (EPERM): tar, unzip and ``git clone`` of
+    a Hugging Face imagefolder or a project failed. Such a small tensor becomes a group
+    of plain files, and everything extracts as on a disk, the photos into a tensor."""
+    src = tmp_path / "src"
+    (src / "train" / "images").mkdir(parents=True)
+    files = {"train/metadata.csv": b"file_name,label\n" + b"".join(b"images/c%d.jpg,cat\n" % i for i in range(3))}
+    for i, p in enumerate(photos[:3]):
+        files[f"train/images/c{i}.jpg"] = p.read_bytes()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    archive = tmp_path / "hf.tar"  # the csv first, then the folder: as the QA's archive
+    subprocess.run(["tar", "-cf", str(archive), "-C", str(src), "train/metadata.csv", "train/images"], check=True)
+    assert subprocess.run(["tar", "-tf", str(archive)], capture_output=True, text=True,
+                          check=True).stdout.splitlines()[0] == "train/metadata.csv"
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        done = subprocess.run(["tar", "-xf", str(archive), "-C", str(mountpoint)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        for name, data in files.items():
+            assert (mountpoint / name).read_bytes() == data, name
+    with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "ro"), mountpoint):  # as committed
+        got = {str(p.relative_to(mountpoint)): p.read_bytes() for p in mountpoint.rglob("*") if p.is_file()}
+        assert got == files
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert "train" in ds.groups and ds["train/images"].num_samples == 3

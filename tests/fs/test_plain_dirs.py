@@ -50,7 +50,7 @@ def test_hidden_directories_hold_plain_files_and_directories_of_any_name(fs, pho
     assert errno_of(fs.create, "/.git", 0o644) == errno.EISDIR
 
 
-def test_a_hidden_directory_leaves_its_parents_kind_alone(fs, photos):
+def test_a_hidden_directory_leaves_its_parents_kind_alone(fs, photos, monkeypatch):
     fs.mkdir("/proj", 0o755)
     fs.mkdir("/proj/.ipynb_checkpoints", 0o755)
     assert fs._dir_kind("proj") == "pending"  # not a group
@@ -59,7 +59,8 @@ def test_a_hidden_directory_leaves_its_parents_kind_alone(fs, photos):
     put(fs, "/proj/.ipynb_checkpoints/x-checkpoint.ipynb", b"{}")
     assert names(fs, "/proj") == ["a.jpg", ".ipynb_checkpoints"]
     # In a tensor: a hidden directory may be made (checkpoints beside the notebooks), an
-    # ordinary one may not (a tensor holds samples).
+    # ordinary one may not (a tensor holds samples; only a small one becomes a group).
+    monkeypatch.setattr("lakefs.fs.tree.REGROUP_FILES", 0)
     fs.mkdir("/proj/.cache", 0o755)
     fs.mkdir("/proj/.cache/hub", 0o755)
     assert errno_of(fs.mkdir, "/proj/sub", 0o755) == errno.EPERM

@@ -261,12 +261,13 @@ def test_rename_rules(fs, photos):
     assert get(fs, "/a/z.jpeg") == photos[0].read_bytes()
 
 
-def test_directories(fs):
+def test_directories(fs, monkeypatch):
     fs.mkdir("/train", 0o755)
     fs.mkdir("/train/labels", 0o755)
     assert "train" in fs.ds.groups
     put(fs, "/train/labels/a.json", b'{"x": 1}')
     assert errno_of(fs.rmdir, "/train") == errno.ENOTEMPTY
+    monkeypatch.setattr("lakefs.fs.tree.REGROUP_FILES", 0)  # (a small tensor becomes a group)
     assert errno_of(fs.mkdir, "/train/labels/sub", 0o755) == errno.EPERM
     assert errno_of(fs.mkdir, "/train", 0o755) == errno.EEXIST
     fs.unlink("/train/labels/a.json")
@@ -1180,7 +1181,8 @@ def test_a_refused_first_file_leaves_the_directory_pending(fs):
     assert "more" in fs.ds._manifest.pending_dirs and "more" not in fs.ds.tensors
 
 
-def test_a_pending_directory_renamed_to_a_refused_name_stays_as_it_was(fs, photos):
+def test_a_pending_directory_renamed_to_a_refused_name_stays_as_it_was(fs, photos, monkeypatch):
+    monkeypatch.setattr("lakefs.fs.tree.REGROUP_FILES", 0)  # (a small tensor becomes a group)
     fs.mkdir("/images", 0o755)
     put(fs, "/images/a.jpg", photos[0].read_bytes())
     fs.mkdir("/pend", 0o755)
@@ -1636,7 +1638,8 @@ def test_a_group_is_renamed_in_place_with_everything_under_it(tmp_path, photos):
     again.close()
 
 
-def test_group_rename_refusals(fs, photos):
+def test_group_rename_refusals(fs, photos, monkeypatch):
+    monkeypatch.setattr("lakefs.fs.tree.REGROUP_FILES", 0)  # (a small tensor becomes a group)
     fs.mkdir("/g", 0o755)
     fs.mkdir("/g/t", 0o755)
     put(fs, "/g/t/a.jpg", photos[0].read_bytes())
@@ -1866,3 +1869,68 @@ def test_an_open_of_a_replaced_file_under_its_hidden_name_reads_it(fs, photos):
     put(fs, hidden, b"a user's file of that name")  # (libfuse never creates one)
     fs.commit()  # stored as a plain file, no longer held open
     assert get(fs, hidden) == b"a user's file of that name"
+
+
+def test_a_small_tensor_given_a_subdirectory_becomes_a_group_of_its_files(fs, photos, tmp_path):
+    """Found by QA: a folder's first file made it a tensor, which then refused every
+    subdirectory (EPERM), so ``tar -x``, ``unzip``, ``cp -r`` and ``git clone`` of a
+    Hugging Face layout (``train/metadata.csv`` before ``train/images/``) or of a
+    project (``main.py`` before ``pkg/``) failed, depending on the order they made it in."""
+    fs.mkdir("/train", 0o750)
+    put(fs, "/train/metadata.csv", b"file_name,label\nimages/a.jpg,cat\n", mode=0o600)
+    put(fs, "/train/notes.md", b"# notes\n")
+    put(fs, "/train/.DS_Store", b"\0\1")  # a plain file in the tensor
+    fs.utimens("/train/metadata.csv", 1_500_000_000_123_456_789)
+    assert fs._dir_kind("train") == "tensor"
+    before = {n: (a.size, a.mtime_ns, a.mode) for n, a in fs.readdir("/train")}
+    fs.mkdir("/train/images", 0o755)
+    assert fs._dir_kind("train") == "group" and fs._dir_kind("train/images") == "pending"
+    assert "train" not in fs.ds.tensors
+    after = {n: (a.size, a.mtime_ns, a.mode) for n, a in fs.readdir("/train")}
+    assert after.pop("images")[2] & 0o777 == 0o755 and after == before
+    assert get(fs, "/train/metadata.csv") == b"file_name,label\nimages/a.jpg,cat\n"
+    assert get(fs, "/train/notes.md") == b"# notes\n" and get(fs, "/train/.DS_Store") == b"\0\1"
+    assert fs.getattr("/train").mode & 0o777 == 0o750  # the directory keeps its mode
+    put(fs, "/train/images/a.jpg", photos[0].read_bytes())
+    assert fs.ds.tensors["train/images"].sample_compression == "jpeg"
+    # A directory moved into a small tensor does the same.
+    fs.mkdir("/proj", 0o755)
+    put(fs, "/proj/main.py", b"print(1)\n")
+    fs.mkdir("/pkg", 0o755)
+    put(fs, "/pkg/__init__.py", b"")
+    fs.rename("/pkg", "/proj/pkg")
+    assert fs._dir_kind("proj") == "group" and get(fs, "/proj/main.py") == b"print(1)\n"
+    assert fs.ds.tensors["proj/pkg"].htype == "bytes"
+    fs.commit()
+    again = lakefs.load(fs.ds.path, read_only=True)
+    assert {"train", "proj"} <= set(again.groups) and {"train/images", "proj/pkg"} <= set(again.tensors)
+    assert again.read_file("train/metadata.csv") == b"file_name,label\nimages/a.jpg,cat\n"
+    assert again.files["train/metadata.csv"].mtime_ns == 1_500_000_000_123_456_789
+    again.close()
+
+
+def test_a_big_or_busy_tensor_refuses_a_subdirectory(fs, photos, monkeypatch):
+    """A mistaken ``mkdir`` in a tensor of photos must not turn them into plain files:
+    past REGROUP_FILES samples (or REGROUP_BYTES) it stays EPERM, with the reason; and
+    a tensor with a file open for writing answers EBUSY, as rename does."""
+    monkeypatch.setattr("lakefs.fs.tree.REGROUP_FILES", 2)
+    fs.mkdir("/images", 0o755)
+    for i in range(3):
+        put(fs, f"/images/{i}.jpg", photos[i].read_bytes())
+    with pytest.raises(LakeFSError, match=r"holds 3 files.*make directories before files") as e:
+        fs.mkdir("/images/sub", 0o755)
+    assert e.value.errno == errno.EPERM
+    assert fs._dir_kind("images") == "tensor" and fs.find_attr("/images/sub") is None
+    monkeypatch.setattr("lakefs.fs.tree.REGROUP_BYTES", 10)
+    fs.mkdir("/small", 0o755)
+    put(fs, "/small/a.jpg", photos[0].read_bytes())
+    assert errno_of(fs.mkdir, "/small/sub", 0o755) == errno.EPERM
+    monkeypatch.setattr("lakefs.fs.tree.REGROUP_BYTES", 1 << 30)
+    fh = fs.create("/small/b.jpg", 0o644)
+    assert errno_of(fs.mkdir, "/small/sub", 0o755) == errno.EBUSY
+    fs.write(fh, photos[1].read_bytes(), 0)
+    fs.flush(fh)
+    fs.release(fh)
+    fs.mkdir("/small/sub", 0o755)
+    assert fs._dir_kind("small") == "group"
+    assert get(fs, "/small/a.jpg") == photos[0].read_bytes() and get(fs, "/small/b.jpg") == photos[1].read_bytes()
