@@ -7,7 +7,7 @@ from typing import Any
 
 from lakefs.dataset import Dataset
 from lakefs.dataset.dataset import orphaned_dataset
-from lakefs.errors import DatasetNotFoundError
+from lakefs.errors import DatasetNotFoundError, InvalidNameError
 from lakefs.format import keys
 from lakefs.storage.remote import is_object_store, open_dataset_storage
 
@@ -20,7 +20,9 @@ def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | N
     set. A read-only object store is checked first (a writable one is, by ``Dataset``):
     a missing bucket, bad credentials or an unreachable endpoint is said as such, not as
     "no dataset here"."""
-    url = os.fspath(path)
+    url = os.fsdecode(path)  # (bytes too: os.fspath kept them bytes, and "b'/data'" was a path)
+    if not url:  # not the current folder: empty(os.environ.get("DS", ""), overwrite=True) wiped it
+        raise InvalidNameError("the dataset path is empty; give '.' for the current folder")
     return open_dataset_storage(url, read_only=read_only, options=storage_options, cache_dir=cache_dir,
                                 cache_size=cache_size, check=read_only and is_object_store(url))
 

@@ -67,6 +67,20 @@ def test_empty_load_dataset_exists(tmp_path):
         lakefs.dataset(tmp_path / "nothing", read_only=True)
 
 
+def test_dataset_paths_bytes_and_empty(tmp_path, monkeypatch):
+    """Found by QA: a bytes path was taken as its repr ("b'/data'", a folder of that name)
+    and "" as the current folder, so ``empty(os.environ.get("DS", ""), overwrite=True)``
+    replaced the dataset there. The CLI refused an empty path already."""
+    lakefs.empty(os.fsencode(tmp_path / "ds")).close()
+    assert lakefs.exists(tmp_path / "ds") and not (tmp_path / f"b'{tmp_path}").exists()
+    lakefs.load(os.fsencode(tmp_path / "ds"), read_only=True).close()
+    monkeypatch.chdir(tmp_path / "ds")
+    for call in (lambda: lakefs.empty("", overwrite=True), lambda: lakefs.load(""), lambda: lakefs.dataset(b"")):
+        with pytest.raises(InvalidNameError, match="path is empty"):
+            call()
+    assert lakefs.exists(".")  # the dataset in the current folder is still there
+
+
 def test_every_htype(tmp_path, photos):
     ds = lakefs.empty(tmp_path / "ds")
     jpeg = photos[0].read_bytes()
