@@ -874,3 +874,30 @@ def test_summary_path_and_the_shape_of_a_slice(tmp_path, capsys):
     assert out[5].split() == ["labels", "class_label", "(3,", "1)", "uint32", "lz4", "(chunk)"]
     assert ds.images[0:2].shape == (2, 4, None, 3) and ds.images[1:3].shape == (2, 4, 6, 3)
     assert ds.images[5:9].shape == (0,)
+
+
+def test_a_tensor_or_group_name_that_an_attribute_hides_is_refused(tmp_path, photos):
+    """Found by QA: ``ds.create_tensor("files")`` was accepted, then ``ds.files.append``
+    said "'dict' object has no attribute 'append'" (``path``, ``groups``, ``keys`` too).
+    Deep Lake refuses such names; the mount makes folders of any name (``ds["files"]``)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    for name in ("files", "path", "keys", "summary", "train/tensors"):
+        with pytest.raises(InvalidNameError, match="is an attribute of"):
+            ds.create_tensor(name)
+    with pytest.raises(InvalidNameError, match="'groups' is an attribute of ds"):
+        ds.create_group("groups")
+    assert ds.tensors == {} and ds.groups == [] and "train" not in ds
+    ds.create_tensor("train/images")  # (not an attribute of a group)
+    ds.close()
+    from lakefs.config import Config
+    from lakefs.fs.tree import DatasetFS
+
+    ds = lakefs.load(tmp_path / "ds")
+    fs = DatasetFS(ds, Config())
+    fs.mkdir("/files", 0o755)
+    fh = fs.create("/files/a.jpg", 0o644)
+    fs.write(fh, photos[0].read_bytes(), 0)
+    fs.flush(fh)
+    fs.release(fh)
+    assert ds["files"]["a"].tobytes() == photos[0].read_bytes()
+    ds.close()

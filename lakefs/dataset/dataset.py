@@ -173,6 +173,21 @@ class LeaseLoss:
                 f"{self.when} (changes since commit {self.seq} were lost)")
 
 
+
+def _not_an_attribute(name: str, what: str) -> str:
+    """Refuse, as Deep Lake does, a tensor or group name that ``ds.<name>`` (or
+    ``group.<name>``) would not reach, an attribute answering first: ``ds.files`` of a
+    tensor ``files`` was the dict of plain files, and ``files.append`` an AttributeError.
+    Only here, in the API: the mount makes a folder of any name a tensor or group, and
+    ``ds["files"]`` reaches it."""
+    for i, part in enumerate(name.split("/")):
+        owner = Dataset if i == 0 else Group
+        if not part.startswith("_") and hasattr(owner, part):
+            where = "ds" if i == 0 else "a group"
+            raise InvalidNameError(f"{what} name {name!r}: {part!r} is an attribute of {where}"
+                                   f" ({where}.{part} would not reach it); choose another name")
+    return name
+
 class Dataset:
     """A lakefs dataset. Make one with :func:`lakefs.empty`, :func:`lakefs.load` or
     :func:`lakefs.dataset`.
@@ -874,7 +889,7 @@ class Dataset:
         """Create a tensor (Deep Lake's signature). Settings are fixed from then on; other
         keyword arguments are kept as the tensor's ``info``, except one that looks like a
         misspelt setting (``sample_compresion``), which is refused rather than ignored."""
-        name = check_path(name)
+        name = _not_an_attribute(check_path(name), "tensor")
         for extra in info:
             near = difflib.get_close_matches(extra, TENSOR_ARGUMENTS, n=1, cutoff=0.8)
             if near:
@@ -922,7 +937,7 @@ class Dataset:
         return TensorMeta(tid=f"t{self._ids.take()}", info=info, **resolved)
 
     def create_group(self, name: str, exist_ok: bool = False) -> Group:
-        name = check_path(name, "group name")
+        name = _not_an_attribute(check_path(name, "group name"), "group")
         with self._lock:
             self._check_writable()
             if name in self._manifest.groups:

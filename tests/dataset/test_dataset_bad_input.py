@@ -386,20 +386,20 @@ def test_tensor_info_json_cannot_hold_is_refused(ds, tmp_path, value):
     ds.arr.append([7])
     before = _state(ds)
     with pytest.raises(InvalidSampleError, match="info mean="):
-        ds.create_tensor("stats", mean=value)
-    assert "stats" not in ds.tensors and _state(ds) == before
+        ds.create_tensor("scores", mean=value)
+    assert "scores" not in ds.tensors and _state(ds) == before
     ds.flush()
     assert lakefs.load(tmp_path / "ds", read_only=True).arr[1].numpy().tolist() == [7]
 
 
 def test_tensor_info_is_kept_and_read_only(ds, tmp_path):
-    t = ds.create_tensor("summary", mean=0.5, names=("a", "b"), nested={"k": [1, None, True]})
+    t = ds.create_tensor("overview", mean=0.5, names=("a", "b"), nested={"k": [1, None, True]})
     assert t.info == {"mean": 0.5, "names": ["a", "b"], "nested": {"k": [1, None, True]}}
     with pytest.raises(TypeError):
         t.info["mean"] = np.float32(1)  # would block every commit
     t.info["nested"]["k"].append(np.float32(1))  # a copy: the tensor's info is unchanged
     ds.flush()
-    assert lakefs.load(tmp_path / "ds", read_only=True)["summary"].info == t.info
+    assert lakefs.load(tmp_path / "ds", read_only=True)["overview"].info == t.info
 
 
 @pytest.mark.parametrize(("given", "meant"), [("sample_compresion", "sample_compression"),
