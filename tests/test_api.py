@@ -555,6 +555,32 @@ def test_one_channel_mask_into_webp_is_refused(tmp_path, htype):
     ds.close()
 
 
+@pytest.mark.parametrize("htype", ["image", "binary_mask"])
+def test_a_bool_tensor_needs_exact_values_whatever_its_htype(tmp_path, htype):
+    """A bool array into a jpeg ``image`` tensor of dtype bool was encoded lossy and read
+    back with 23% of its bits flipped, where a binary_mask refused it."""
+    mask = np.random.default_rng(0).integers(0, 2, (64, 64)).astype(bool)
+    out = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255).save(out, "JPEG")
+    jpeg_file = out.getvalue()
+    ds = lakefs.empty(tmp_path / "ds")
+    jpeg = ds.create_tensor("jpeg", htype=htype, sample_compression="jpeg", dtype="bool")
+    gif = ds.create_tensor("gif", htype=htype, sample_compression="gif", dtype="bool")
+    for t, array in ((jpeg, mask), (gif, np.stack([mask] * 3, axis=2))):
+        for value in (array, _png(array.astype(np.uint8) * 255)):
+            with pytest.raises(TranscodeRefusedError, match="lossy and this tensor needs exact values"):
+                t.append(value)
+    assert len(jpeg) == len(gif) == 0
+    jpeg.append(jpeg_file)  # a jpeg file is kept as it is, as in a jpeg mask tensor
+    assert jpeg[0].tobytes() == jpeg_file and not jpeg[0].transcoded and jpeg[0].numpy().dtype == np.bool_
+    png = ds.create_tensor("png", htype=htype, sample_compression="png", dtype="bool")
+    png.append(mask)
+    png.append(jpeg_file)  # transcoded to exactly the values it decodes to
+    assert png[0].numpy()[:, :, 0].tolist() == mask.tolist()
+    assert png[1].transcoded and png[1].numpy().tolist() == jpeg[0].numpy().tolist()
+    ds.close()
+
+
 def test_slices_read_at_once_as_in_deep_lake(tmp_path, photos):
     """``t[0:8].numpy()`` and ``numpy(aslist=True)``: a slice was a plain list (AttributeError)
     and ``Tensor.numpy`` took no ``aslist``."""

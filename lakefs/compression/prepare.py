@@ -8,7 +8,7 @@ A file's bytes written into a tensor whose ``sample_compression`` is ``target``:
   ``lakefs.compression``), unless that would lose information the tensor must keep;
 - anything else: refused with a message saying what the bytes look like.
 
-Policy for ``exact`` tensors (masks, labels): a lossy *target* is refused; a lossy
+Policy for ``exact`` tensors (masks, labels, any bool tensor): a lossy *target* is refused; a lossy
 *source* (a JPEG written into a png mask tensor) is allowed, because re-encoding
 losslessly keeps exactly the values the file decodes to. Transcodes between lossless
 formats are refused when the target cannot hold the source's bit depth (16-bit PNG into

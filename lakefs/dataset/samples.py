@@ -195,11 +195,19 @@ class SampleFormat:
         sc = meta.sample_compression
         self.codec = get_codec(sc) if sc and sc not in ("lz4", "none") else None
         self.lz4 = get_codec("lz4") if sc == "lz4" else None
-        # Exact values: masks and labels by htype, and integer label data (a non-media
-        # tensor of an integer dtype). An image's uint8 pixels are not label data: a PNG
-        # into a jpeg image tensor is transcoded (DESIGN §3).
-        self.exact = self.htype.exact or (self.htype.media_kind is None and meta.dtype is not None
-                                          and np.dtype(meta.dtype).kind in "iub")
+        self.exact = self._needs_exact(meta.dtype)
+
+    def _needs_exact(self, dtype: str | None) -> bool:
+        """Exact values: masks and labels by htype, integer label data (a non-media tensor
+        of an integer dtype), and any bool tensor (a mask whatever its htype: a lossy
+        encoder flips its bits). An image's uint8 pixels are not label data: a PNG into a
+        jpeg image tensor is transcoded (DESIGN §3)."""
+        if self.htype.exact:
+            return True
+        if dtype is None:
+            return False
+        kind = np.dtype(dtype).kind
+        return kind == "b" or (self.htype.media_kind is None and kind in "iu")
 
     @contextlib.contextmanager
     def rollback(self, *, always: bool = False) -> Iterator[None]:
@@ -484,7 +492,7 @@ class SampleFormat:
             raise InvalidSampleError(f"unsupported array dtype {arr.dtype}; a tensor holds {SUPPORTED_DTYPES}")
         if self.meta.dtype is None:
             self._adopt_dtype(str(arr.dtype))
-            self.exact = self.exact or (self.htype.media_kind is None and arr.dtype.kind in "iub")
+            self.exact = self.exact or self._needs_exact(self.meta.dtype)
             return arr.astype(self.meta.dtype, copy=False)  # (a big-endian array: swapped)
         want = np.dtype(self.meta.dtype)
         if arr.dtype.kind in "iu" and want.kind == "f":  # (numpy calls int64 -> float64 safe)
