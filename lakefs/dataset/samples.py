@@ -125,6 +125,15 @@ class Ahead:
         return fmt is self.fmt and fmt.ahead_key() == self.key
 
 
+def _first_outside(arr: np.ndarray, lo: int, hi: int) -> int:
+    """The first value of an integer array outside ``lo..hi``, for the error message."""
+    flat = arr.reshape(-1)
+    outside = np.flatnonzero((flat < lo) | (flat > hi))
+    if outside.size:
+        return int(flat[outside[0]])
+    return int(arr.min()) if int(arr.min()) < lo else int(arr.max())  # (numpy 1 compared as floats)
+
+
 def _to_float(arr: np.ndarray, want: np.dtype) -> np.ndarray:
     """``arr`` cast to the float dtype ``want``, rounding as Deep Lake does (float64 0.1
     into float32), but never changing a value into something else: a finite value that
@@ -502,9 +511,11 @@ class SampleFormat:
         if arr.dtype.kind in "iub" and want.kind in "iub":
             if arr.size == 0:
                 return arr.astype(want)
-            lo, hi = (0, 1) if want.kind == "b" else (np.iinfo(want).min, np.iinfo(want).max)
+            lo, hi = (0, 1) if want.kind == "b" else (int(np.iinfo(want).min), int(np.iinfo(want).max))
             if lo <= int(arr.min()) and int(arr.max()) <= hi:
                 return arr.astype(want)
+            # (not "dtype mismatch": 5 is int64 too, and fits)
+            raise InvalidSampleError(f"value {_first_outside(arr, lo, hi)} does not fit {want} ({lo}..{hi})")
         elif arr.dtype.kind in "iuf" and want.kind == "f":
             return _to_float(arr, want)
         raise InvalidSampleError(f"dtype mismatch: the tensor holds {want}, the value is {arr.dtype}")

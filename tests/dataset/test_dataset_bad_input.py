@@ -537,6 +537,33 @@ def test_value_a_float_tensor_would_change_is_refused(tmp_path, dtype, value):
     ds.close()
 
 
+INT_OVERFLOWS = [
+    ("uint8", 300, 300),
+    ("uint8", -1, -1),
+    ("int16", np.array([40000]), 40000),
+    ("int16", np.array([[1, -2], [-40000, 50000]]), -40000),  # the first one out of range
+    ("bool", np.array([0, 1, 2]), 2),
+    ("int64", np.array([2**63], np.uint64), 2**63),
+]
+
+
+@pytest.mark.parametrize("dtype,value,bad", INT_OVERFLOWS, ids=[f"{d}-{i}" for i, (d, *_) in enumerate(INT_OVERFLOWS)])
+def test_an_integer_out_of_range_is_named(tmp_path, dtype, value, bad):
+    """300 into uint8 said "dtype mismatch: the tensor holds uint8, the value is int64",
+    where 5, an int64 too, is taken."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("x", dtype=dtype)
+    with pytest.raises(InvalidSampleError, match=rf"^value {bad} does not fit {dtype} \(") as info:
+        t.append(value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidSampleError, match=rf"^value {bad} does not fit {dtype} \("):
+        t.write_file("a.npy", _npy_of(np.asarray(value)))
+    assert len(t) == 0
+    t.append(1)
+    assert t[0].numpy().tolist() == [1]  # (a scalar is stored as shape (1,), as in Deep Lake)
+    ds.close()
+
+
 def test_float_rounding_is_still_accepted(tmp_path):
     ds = lakefs.empty(tmp_path / "ds")
     f = ds.create_tensor("f", dtype="float32")
