@@ -1597,6 +1597,8 @@ def _json_info(info: dict[str, Any]) -> dict[str, Any]:
             json.dumps(value, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise InvalidSampleError(f"tensor info {name}={value!r} is not a JSON value ({e})") from None
+        except RecursionError:  # (no repr either: it recurses as deep)
+            raise InvalidSampleError(f"tensor info {name}=... is not a JSON value: it is nested too deeply") from None
     return json.loads(json.dumps(info))
 
 

@@ -424,6 +424,8 @@ class SampleFormat:
                 text = json.dumps(value, ensure_ascii=False, allow_nan=False, default=_numpy_to_json)
             except (TypeError, ValueError) as e:
                 raise InvalidSampleError(f"value is not JSON-serialisable: {e}") from e
+            except RecursionError as e:  # (as a file nested too deeply is, in _validate_file)
+                raise InvalidSampleError("value is not JSON-serialisable: it is nested too deeply") from e
             return _utf8(text, "a JSON sample")
         if name == "text":
             if isinstance(value, str):

@@ -409,6 +409,12 @@ class Tensor(HtypeReaders):
         """Append every value, or none: all are checked and encoded before any is stored,
         and a refused one is named by its position."""
         self.dataset._check_writable()
+        # (a str, bytes or dict is iterable, but as one sample: its characters, bytes or
+        # keys would each become a row)
+        single = isinstance(values, (str, bytes, bytearray, memoryview, dict))
+        if single or not hasattr(values, "__iter__") or (isinstance(values, np.ndarray) and values.ndim == 0):
+            raise TypeError(f"extend takes a sequence or array of samples, one per row (a list, tuple or "
+                            f"array), not {type(values).__name__}; to add one sample, use append")
         values = list(values)
         aheads = []
         for i, value in enumerate(values):  # (see write_file)

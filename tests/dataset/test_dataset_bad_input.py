@@ -64,6 +64,14 @@ def _png(shape=(8, 8, 3)) -> bytes:
     return out.getvalue()
 
 
+def _deep_list(depth: int = 100_000) -> list:
+    """A list nested deeper than Python's json module recurses (RecursionError)."""
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 BAD_SAMPLES = [
     ("images", "truncated", CorruptSampleError),
     ("images", "corrupt", CorruptSampleError),
@@ -79,6 +87,7 @@ BAD_SAMPLES = [
     ("labels", [1, 5_000_000_000], InvalidSampleError),
     ("meta", b"{not json", UndecodableError),
     ("meta", {1, 2}, InvalidSampleError),
+    ("meta", "deep", InvalidSampleError),  # was a RecursionError from the json module
     ("txt", b"\xff\xfe bad utf-8", UndecodableError),
     ("txt", 42, InvalidSampleError),
 ]
@@ -92,6 +101,8 @@ def _materialise(value, photos):
         return jpeg[:200] + b"\x00" * 100  # SOI and headers, no scan, no EOI
     if value == "png":
         return _png()
+    if value == "deep":
+        return _deep_list()
     return value
 
 
@@ -378,8 +389,8 @@ def test_a_label_file_with_a_byte_order_mark_names_its_class(ds):
 
 
 @pytest.mark.parametrize("value", [np.float32(0.5), float("nan"), float("inf"), [1, {2, 3}],
-                                   {1: "a", "b": 2}, object()],
-                         ids=["numpy-scalar", "nan", "inf", "set", "mixed-keys", "object"])
+                                   {1: "a", "b": 2}, object(), _deep_list()],
+                         ids=["numpy-scalar", "nan", "inf", "set", "mixed-keys", "object", "deep"])
 def test_tensor_info_json_cannot_hold_is_refused(ds, tmp_path, value):
     """It was accepted, and then every commit (and close) failed: the appends made since
     the last commit were lost."""
@@ -592,6 +603,17 @@ def test_tensor_extend_stores_all_or_nothing(ds, tmp_path):
     assert _stored_objects(tmp_path / "ds") == objects
     ds.arr.extend(np.array([[1], [2]]))
     assert [s.numpy().tolist() for s in ds.arr] == [[1, 2], [1], [2]]
+
+
+@pytest.mark.parametrize("values", [5, np.array(5), "abc", b"abc", {"k": 1}],
+                         ids=["int", "0-d-array", "str", "bytes", "dict"])
+def test_tensor_extend_of_one_sample_is_a_clear_type_error(ds, tmp_path, values):
+    """``extend(5)`` raised "'int' object is not iterable"; a str, bytes or dict was taken
+    apart, one row per character, byte or key."""
+    before = _state(ds)
+    with pytest.raises(TypeError, match="^extend takes a sequence or array of samples, .*use append$"):
+        ds.meta.extend(values)
+    assert _state(ds) == before
 
 
 @pytest.mark.parametrize("samples,match", [
