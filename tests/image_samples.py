@@ -110,3 +110,25 @@ def rle_bmp(indices: np.ndarray, bits: int, palette: list) -> bytes:
         out += b"\0\0"  # end of line
     out += b"\0\1"  # end of bitmap
     return bmp_file(bytes(out), width, height, bits, palette=palette, compression={8: 1, 4: 2}[bits])
+
+
+def with_alpha(mode: str = "RGBA", *, opaque: bool = False, fmt: str = "PNG") -> bytes:
+    """A 30x40 image of ``mode`` (RGBA, LA) whose left half is fully transparent (alpha 0),
+    or, ``opaque``, with alpha 255 everywhere: what a jpeg tensor must refuse, or may take."""
+    pixels = np.zeros((30, 40, 4), np.uint8)
+    pixels[..., :3] = np.arange(40, dtype=np.uint8)[None, :, None] * 6
+    pixels[..., 3] = 255
+    if not opaque:
+        pixels[:, :20, 3] = 0
+    out = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(out, fmt)
+    return out.getvalue()
+
+
+def animation(fmt: str, frames: int = 3) -> bytes:
+    """``frames`` different 20x30 images in one file of ``fmt``: an animated GIF, PNG
+    (APNG) or WebP, or a multi-page TIFF."""
+    images = [Image.fromarray(np.full((20, 30, 3), 10 + 40 * i, np.uint8)) for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, fmt, save_all=True, append_images=images[1:], **({"lossless": True} if fmt == "WEBP" else {}))
+    return out.getvalue()

@@ -8,7 +8,7 @@ import wave
 
 import numpy as np
 import pytest
-from image_samples import COLOURS, VOC, palette_bmp, palette_file
+from image_samples import COLOURS, VOC, animation, palette_bmp, palette_file, with_alpha
 from PIL import Image
 
 import lakefs
@@ -578,6 +578,46 @@ def test_a_bool_tensor_needs_exact_values_whatever_its_htype(tmp_path, htype):
     png.append(jpeg_file)  # transcoded to exactly the values it decodes to
     assert png[0].numpy()[:, :, 0].tolist() == mask.tolist()
     assert png[1].transcoded and png[1].numpy().tolist() == jpeg[0].numpy().tolist()
+
+
+def test_transparency_and_frames_are_not_dropped_by_a_transcode(tmp_path):
+    """``append(lakefs.read(...))`` of an RGBA PNG with transparent pixels into a jpeg
+    tensor stored its colours only, of a 4-frame GIF its first frame (QA): refused, and
+    nothing stored. Fully opaque alpha is dropped; a png tensor keeps any file of its own
+    format as it is, RGBA after RGB included (a tensor's samples have their own channels)."""
+    (tmp_path / "b_rgba.png").write_bytes(with_alpha("RGBA"))
+    (tmp_path / "d_anim.gif").write_bytes(animation("GIF", 4))
+    (tmp_path / "opaque.png").write_bytes(with_alpha("RGBA", opaque=True))
+    ds = lakefs.empty(tmp_path / "ds")
+    images = ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    with pytest.raises(TranscodeRefusedError, match="jpeg would drop the alpha channel, and 600 of 1200 pixels"):
+        images.append(lakefs.read(tmp_path / "b_rgba.png"))
+    with pytest.raises(TranscodeRefusedError, match="this gif holds 4 images"):
+        images.append(lakefs.read(tmp_path / "d_anim.gif"))
+    with pytest.raises(TranscodeRefusedError, match="would drop the alpha channel"):
+        images.append(with_alpha("LA"))
+    assert len(images) == 0
+    images.append(lakefs.read(tmp_path / "opaque.png"))
+    assert images[0].numpy().shape == (30, 40, 3)
+    pngs = ds.create_tensor("pngs", htype="image", sample_compression="png")
+    pngs.append(_png(np.zeros((30, 40, 3), np.uint8)))
+    pngs.append(lakefs.read(tmp_path / "b_rgba.png"))
+    assert [s.numpy().shape for s in pngs] == [(30, 40, 3), (30, 40, 4)]
+    assert pngs[1].file_bytes() == (tmp_path / "b_rgba.png").read_bytes()
+    ds.close()
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_an_array_tensor_refuses_an_animation_it_would_cut_to_one_frame(tmp_path, fmt):
+    """An image tensor without a sample compression stores the decoded array: a 4-frame
+    GIF was stored as its first frame (as a transcode did, found by QA)."""
+    ds = lakefs.empty(tmp_path / "ds")
+    for t in (ds.create_tensor("lz4", htype="image", chunk_compression="lz4"), ds.create_tensor("raw", htype="image")):
+        with pytest.raises(TranscodeRefusedError, match=f"this {fmt.lower()} holds 4 images"):
+            t.append(animation(fmt, 4))
+        assert len(t) == 0
+        t.append(animation(fmt, 1))
+        assert t[0].numpy().shape == (20, 30, 3)
     ds.close()
 
 

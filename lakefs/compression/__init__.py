@@ -22,6 +22,7 @@ from lakefs.compression import bytecodecs, images, media
 from lakefs.compression.codec import Codec, SampleInfo
 from lakefs.compression.prepare import (
     Prepared,
+    check_one_image,
     decode_values,
     encode_array,
     prepare_encoded,
@@ -43,6 +44,7 @@ __all__ = [
     "Codec",
     "Prepared",
     "SampleInfo",
+    "check_one_image",
     "codec_for_extension",
     "codec_names",
     "decode_values",

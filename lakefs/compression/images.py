@@ -24,6 +24,9 @@ dtype ``uint8``, ``uint16`` for 16-bit grayscale PNG/TIFF, ``float32``/``int32``
   and YCbCr -> 3.
 - webp: RGB, or RGBA when the header says the image has alpha.
 
+A file of several images (an animated GIF, PNG or WebP, a multi-page TIFF) decodes to
+its first; :func:`frame_count` counts them, so that a transcode refuses to drop the rest.
+
 Exact tensors (masks) read a palette image as its indices instead, (H, W, 1) uint8
 (:func:`palette_info`, :func:`decode_palette`): a palette PNG or TIFF, a BMP of 1, 4 or
 8 bits per pixel (gray palette or not) and every GIF. webp and jpeg have no palette.
@@ -196,18 +199,11 @@ def _gif_sub_blocks(data: bytes, pos: int) -> int:
             return pos
 
 
-def probe_gif(data: bytes) -> SampleInfo:
-    """Walk every block up to the 0x3B trailer (GIF89a §17-27); bytes after it are kept.
-
-    Shape is the logical screen; 4 channels when the first frame has a transparent colour.
-    """
-    need(data, 13, "gif", "header")
-    if data[:6] not in (b"GIF87a", b"GIF89a"):
-        raise corrupt("gif", "bad signature")
-    width, height, flags = struct.unpack_from("<HHB", data, 6)
-    if width == 0 or height == 0:
-        raise corrupt("gif", f"logical screen is {width}x{height}")
-    pos, frames, transparent = 13 + _gif_table_size(flags), 0, False
+def _walk_gif(data: bytes) -> tuple[int, bool]:
+    """Walk every block after the header up to the 0x3B trailer (GIF89a §17-27):
+    (frames, whether the first frame has a transparent colour). Bytes after the trailer
+    are kept."""
+    pos, frames, transparent = 13 + _gif_table_size(data[10]), 0, False
     while True:
         need(data, pos + 1, "gif", "block at byte {} (no trailer 0x3B)", pos)
         introducer = data[pos]
@@ -228,6 +224,19 @@ def probe_gif(data: bytes) -> SampleInfo:
             raise corrupt("gif", f"unknown block 0x{introducer:02X} at byte {pos}")
     if frames == 0:
         raise corrupt("gif", "no image descriptor")
+    return frames, transparent
+
+
+def probe_gif(data: bytes) -> SampleInfo:
+    """Every block checked (:func:`_walk_gif`). Shape is the logical screen; 4 channels
+    when the first frame has a transparent colour."""
+    need(data, 13, "gif", "header")
+    if data[:6] not in (b"GIF87a", b"GIF89a"):
+        raise corrupt("gif", "bad signature")
+    width, height = struct.unpack_from("<HH", data, 6)
+    if width == 0 or height == 0:
+        raise corrupt("gif", f"logical screen is {width}x{height}")
+    _frames, transparent = _walk_gif(data)
     return SampleInfo((height, width, 4 if transparent else 3), U8)
 
 
@@ -503,6 +512,68 @@ def probe_webp(data: bytes) -> SampleInfo:
     if width == 0 or height == 0:
         raise corrupt("webp", f"image is {width}x{height}")
     return SampleInfo((height, width, 4 if alpha else 3), U8)
+
+
+# --- frames: animations and pages ----------------------------------------------------
+
+
+def frame_count(name: str, data: bytes) -> int:
+    """How many images a file ``data``, already probed as ``name``, holds: GIF frames,
+    APNG frames (acTL, plus the default image when it is not the first frame), animated
+    WebP frames (ANMF chunks), TIFF pages (the IFD chain). ``decode`` reads the first
+    only, so a transcode would lose the others. Other formats hold one."""
+    if name == "gif":
+        return _walk_gif(data)[0]
+    if name == "png":
+        return _png_frames(data)
+    if name == "webp":
+        return _webp_frames(data)
+    if name == "tiff":
+        return _tiff_pages(data)
+    return 1
+
+
+def _png_frames(data: bytes) -> int:
+    pos, frames, fctl_first, idat = 8, None, False, False
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack_from(">I4s", data, pos)
+        if ctype == b"acTL" and length >= 4:
+            (frames,) = struct.unpack_from(">I", data, pos + 8)
+        elif ctype == b"fcTL" and not idat:
+            fctl_first = True  # the default image is the animation's first frame
+        elif ctype == b"IDAT":
+            idat = True
+        elif ctype == b"IEND":
+            break
+        pos += 12 + length
+    if frames is None:
+        return 1
+    return max(frames + (0 if fctl_first else 1), 1)
+
+
+def _webp_frames(data: bytes) -> int:
+    if data[12:16] != b"VP8X" or not data[20] & 0x02:  # VP8X animation flag
+        return 1
+    pos, end, frames = 12, riff_end(data, b"WEBP", "webp"), 0
+    while pos + 8 <= end:
+        (size,) = struct.unpack_from("<I", data, pos + 4)
+        frames += data[pos : pos + 4] == b"ANMF"
+        pos += 8 + size + (size & 1)
+    return max(frames, 1)
+
+
+def _tiff_pages(data: bytes) -> int:
+    order = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", data, 4)
+    pages, seen = 0, set()
+    while ifd and ifd not in seen and ifd + 2 <= len(data):
+        seen.add(ifd)
+        pages += 1
+        (count,) = struct.unpack_from(order + "H", data, ifd)
+        if ifd + 6 + 12 * count > len(data):
+            break
+        (ifd,) = struct.unpack_from(order + "I", data, ifd + 2 + 12 * count)
+    return max(pages, 1)
 
 
 # --- decode / encode through Pillow --------------------------------------------------

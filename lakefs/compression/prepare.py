@@ -12,9 +12,14 @@ Policy for ``exact`` tensors (masks, labels, any bool tensor): a lossy *target* 
 *source* (a JPEG written into a png mask tensor) is allowed, because re-encoding
 losslessly keeps exactly the values the file decodes to. Transcodes between lossless
 formats are refused when the target cannot hold the source's bit depth (16-bit PNG into
-webp) or its alpha channel (RGBA PNG into bmp); dropping alpha is allowed only into a
-lossy target for non-exact data. Gray into an RGB-only format (webp) is widened (no
-loss), except in exact tensors, where the sample would read back with another shape.
+webp). Whatever the tensor, a transcode loses nothing but a lossy encoder's rounding: a
+target without alpha (jpeg, bmp, gif) refuses an image with a pixel that is not fully
+opaque (an RGBA or LA PNG, a palette with a transparent colour in use); an alpha channel
+all 255 holds nothing, so it is dropped (logged), except in exact tensors, where the
+sample would read back with another shape. A transcode writes one frame, so an animation
+or a multi-page TIFF is refused (a tensor of its own format keeps the file as it is), as
+it is by a tensor that stores arrays (:func:`check_one_image`).
+Gray into an RGB-only format (webp) is widened (no loss), except in exact tensors.
 In exact tensors a palette image's values are its indices (a PASCAL VOC mask), so it
 is probed, decoded and transcoded as one channel of indices (:func:`decode_values`).
 """
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lakefs.compression.codec import Codec, SampleInfo
-from lakefs.compression.images import decode_mode, decode_palette, not_decodable, palette_info
+from lakefs.compression.images import decode_mode, decode_palette, frame_count, not_decodable, palette_info
 from lakefs.compression.registry import detect, get_codec
 from lakefs.errors import TranscodeRefusedError, UndecodableError, UnsupportedSampleError
 
@@ -99,6 +104,7 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
         )
     info = probe_values(source, data, exact=exact)
     check_pixel_limit(source.name, info)
+    check_one_image(source, data, f"transcode {what} refused")
     channels, dtype = info.shape[2], info.dtype
     plan = _plan_channels(channels, dtype, codec)
     if plan is None:
@@ -107,7 +113,7 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
             "without losing information"
         )
     new_channels, index, drops_alpha = plan
-    if drops_alpha and (exact or not codec.lossy):
+    if drops_alpha and exact:
         raise TranscodeRefusedError(f"transcode {what} refused: {codec.name} would drop the alpha channel")
     if exact and new_channels != channels:
         raise TranscodeRefusedError(
@@ -115,13 +121,33 @@ def _transcode_image(data: bytes, source: Codec, codec: Codec, *, exact: bool, a
             f"would read back as {new_channels} channels; use a png, tiff or bmp tensor"
         )
     array = decode_values(source, data, exact=exact)
+    if drops_alpha:
+        see_through = int(np.count_nonzero(array[:, :, channels - 1] != 255))
+        if see_through:
+            raise TranscodeRefusedError(
+                f"transcode {what} refused: {codec.name} would drop the alpha channel, and "
+                f"{see_through} of {array.shape[0] * array.shape[1]} pixels are not fully opaque; "
+                "store it in a png, webp or tiff tensor"
+            )
     if new_channels != channels:
         array = np.ascontiguousarray(array[:, :, list(index)])
     stored = codec.encode(array)
     height, width = info.shape[:2]
     log.info("transcoded %s (%dx%d, %d channels%s): %d -> %d bytes", what, width, height, channels,
-             ", alpha dropped" if drops_alpha else "", len(data), len(stored))
+             ", opaque alpha dropped" if drops_alpha else "", len(data), len(stored))
     return Prepared(stored, codec.probe(stored), True, source.name)
+
+
+def check_one_image(codec: Codec, data: bytes, refused: str) -> None:
+    """Refuse a file of several images (an animation, a multi-page TIFF) where only its
+    first would be kept: a transcode writes one frame, an array tensor decodes one."""
+    frames = frame_count(codec.name, data)
+    if frames > 1:
+        raise TranscodeRefusedError(
+            f"{refused}: this {codec.name} holds {frames} images (animation frames or pages) and only "
+            f"the first would be kept; store it in a {codec.name} tensor, which keeps the file as it is, "
+            "or write each frame as a file of its own"
+        )
 
 
 def probe_values(codec: Codec, data: bytes, *, exact: bool) -> SampleInfo:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lakefs.compression import (
+    check_one_image,
     codec_for_extension,
     decode_values,
     detect,
@@ -384,6 +385,7 @@ class SampleFormat:
         if codec is None or codec.kind != self.htype.media_kind:
             raise UndecodableError(f"content is not a recognised {self.htype.media_kind} file")
         probe_decodable(codec, data, exact=self.exact)
+        check_one_image(codec, data, f"decoding {codec.name} to an array refused")
         arr = decode_values(codec, data, exact=self.exact)
         if self.meta.dtype == "bool" and arr.dtype.kind in "iu":
             # A mask image is its non-zero pixels (a 1-bit PNG decodes to 0/255), as it is

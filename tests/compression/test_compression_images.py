@@ -12,9 +12,10 @@ from codec_fixtures import fixture_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from image_samples import bmp_file, palette_bmp, rle_bmp
+from image_samples import animation, bmp_file, palette_bmp, rle_bmp
 
 from lakefs.compression import detect, get_codec, prepare_encoded
+from lakefs.compression.images import frame_count
 from lakefs.errors import CorruptSampleError, InvalidSampleError, UnsupportedError
 
 IMAGE_CODECS = ["jpeg", "png", "webp", "bmp", "gif", "tiff"]
@@ -272,6 +273,45 @@ def test_gif_cut_anywhere_is_corrupt() -> None:
         with pytest.raises(CorruptSampleError, match="gif"):
             codec.probe(data[:n])
     assert codec.probe(data + bytes(8)).shape == (40, 56, 3)  # bytes after the trailer are kept
+
+
+def _apng_after_its_default_image() -> bytes:
+    """An APNG whose default image (IDAT) is not one of its 2 animation frames: 3 images."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.full((8, 9, 3), 30 * i, np.uint8)) for i in range(3)]
+    out = io.BytesIO()
+    images[0].save(out, "PNG", save_all=True, append_images=images[1:], default_image=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [*(animation(fmt, frames) for fmt in ("GIF", "PNG", "WEBP", "TIFF") for frames in (1, 4)),
+     _apng_after_its_default_image(), *(fixture_bytes(name) for name in ("rgb.jpg", "rgb.bmp", "rgb.png", "rgb.tif",
+                                                                         "rgb_lossy.webp", "rgb.gif"))],
+    ids=[*(f"{fmt}-{n}" for fmt in ("gif", "png", "webp", "tiff") for n in (1, 4)), "apng-default-image",
+         "jpeg", "bmp", "png", "tiff", "webp", "gif"],
+)
+def test_frame_count_is_pillows(data: bytes) -> None:
+    """Frames a transcode would lose (it writes the first only), counted from the file's
+    structure, as Pillow counts them."""
+    from PIL import Image
+
+    codec = detect(data)
+    codec.probe(data)
+    with Image.open(io.BytesIO(data)) as image:
+        assert frame_count(codec.name, data) == getattr(image, "n_frames", 1)
+
+
+def test_a_tiff_whose_pages_loop_is_counted_once_each() -> None:
+    data = bytearray(animation("TIFF", 2))
+    (first,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, first)
+    (second,) = struct.unpack_from("<I", data, first + 2 + 12 * count)
+    (count,) = struct.unpack_from("<H", data, second)
+    struct.pack_into("<I", data, second + 2 + 12 * count, first)  # the last page points to the first
+    assert frame_count("tiff", bytes(data)) == 2
 
 
 def test_text_starting_with_bm_is_not_a_bmp() -> None:

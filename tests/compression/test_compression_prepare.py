@@ -8,9 +8,10 @@ import logging
 import numpy as np
 import pytest
 from codec_fixtures import fixture_array, fixture_bytes
-from image_samples import COLOURS, VOC, palette_bmp, palette_file, png16, tiff_uint32
+from image_samples import COLOURS, VOC, animation, palette_bmp, palette_file, png16, tiff_uint32, with_alpha
+from PIL import Image
 
-from lakefs.compression import decode_values, encode_array, get_codec, prepare_encoded
+from lakefs.compression import decode_values, detect, encode_array, get_codec, prepare_encoded
 from lakefs.errors import (
     ConfigError,
     CorruptSampleError,
@@ -72,11 +73,91 @@ def test_alpha_is_not_dropped_into_a_lossless_format() -> None:
         prepare_encoded(fixture_bytes("rgba.png"), "bmp", exact=False)
 
 
-def test_alpha_dropped_into_jpeg_says_so(caplog: pytest.LogCaptureFixture) -> None:
+def _transparent_gif() -> bytes:
+    """A GIF whose transparent colour (index 0) is the left half's."""
+    image = Image.fromarray(np.repeat(np.arange(6, dtype=np.uint8) // 3, 5)[None].repeat(4, 0), "P")
+    image.putpalette([0, 0, 0, 200, 100, 50])
+    out = io.BytesIO()
+    image.save(out, "GIF", transparency=0, optimize=False)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("target", ["jpeg", "bmp", "gif"])
+@pytest.mark.parametrize(
+    "source",
+    [with_alpha("RGBA"), with_alpha("LA"), fixture_bytes("palette_trns.png"), fixture_bytes("rgba.png"),
+     fixture_bytes("rgba_lossless.webp"), with_alpha("RGBA", fmt="TIFF"), _transparent_gif()],
+    ids=["rgba-png", "la-png", "palette-trns-png", "rgba-png-fixture", "rgba-webp", "rgba-tiff", "gif-trns"],
+)
+def test_transparent_pixels_are_never_dropped(source: bytes, target: str) -> None:
+    """An RGBA PNG with transparent pixels was stored in a jpeg tensor as its colours,
+    the transparency gone, logged at INFO only (QA): a target without alpha refuses it."""
+    if detect(source).name == target:
+        pytest.skip("same format: stored as it is")
+    with pytest.raises(TranscodeRefusedError, match=rf"{target} would drop the alpha channel, and \d+ of \d+ "
+                       "pixels are not fully opaque; store it in a png, webp or tiff tensor"):
+        prepare_encoded(source, target, exact=False)
+
+
+def test_the_transparent_pixels_are_counted() -> None:
+    with pytest.raises(TranscodeRefusedError, match="600 of 1200 pixels are not fully opaque"):
+        prepare_encoded(with_alpha("RGBA"), "jpeg", exact=False)
+
+
+@pytest.mark.parametrize(("mode", "target", "channels"),
+                         [("RGBA", "jpeg", 3), ("RGBA", "bmp", 3), ("RGBA", "gif", 3), ("LA", "jpeg", 1),
+                          ("LA", "bmp", 1)])
+def test_an_opaque_alpha_channel_is_dropped_and_logged(caplog: pytest.LogCaptureFixture, mode: str, target: str,
+                                                       channels: int) -> None:
+    """Alpha 255 everywhere holds nothing: it is dropped (into a lossless bmp too, which
+    refused every alpha channel), and the colours are kept."""
+    source = with_alpha(mode, opaque=True)
     with caplog.at_level(logging.INFO, logger="lakefs.compression"):
-        prepared = prepare_encoded(fixture_bytes("rgba.png"), "jpeg", exact=False)
-    assert prepared.info.shape == (24, 32, 3)
-    assert "alpha dropped" in caplog.text
+        prepared = prepare_encoded(source, target, exact=False)
+    assert prepared.transcoded and prepared.info.shape == (30, 40, channels)
+    assert "opaque alpha dropped" in caplog.text
+    if target == "bmp":
+        np.testing.assert_array_equal(get_codec("bmp").decode(prepared.data),
+                                      get_codec("png").decode(source)[:, :, :channels])
+
+
+def test_a_gif_transparent_colour_no_pixel_uses_is_no_alpha() -> None:
+    image = Image.fromarray(np.ones((4, 6), np.uint8), "P")
+    image.putpalette([0, 0, 0, 200, 100, 50])
+    out = io.BytesIO()
+    image.save(out, "GIF", transparency=0, optimize=False)
+    assert get_codec("gif").probe(out.getvalue()).shape == (4, 6, 4)
+    assert prepare_encoded(out.getvalue(), "jpeg", exact=False).info.shape == (4, 6, 3)
+
+
+def test_an_opaque_alpha_channel_is_kept_in_exact_tensors() -> None:
+    """A mask would read back with another number of channels."""
+    with pytest.raises(TranscodeRefusedError, match="bmp would drop the alpha channel$"):
+        prepare_encoded(with_alpha("RGBA", opaque=True), "bmp", exact=True)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("target", ["jpeg", "png", "webp", "bmp", "gif", "tiff"])
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_an_animation_or_multi_page_tiff_is_not_cut_to_its_first_frame(fmt: str, target: str, exact: bool) -> None:
+    """A 4-frame GIF copied into a jpeg tensor was stored as its first frame (QA): a
+    transcode writes one frame, so it is refused; a tensor of the file's own format keeps
+    it as it is."""
+    source = animation(fmt)
+    if fmt.lower() == target:
+        prepared = prepare_encoded(source, target, exact=exact)
+        assert prepared.data == source and not prepared.transcoded
+        return
+    if exact and get_codec(target).lossy:
+        return  # refused as lossy, before anything else
+    with pytest.raises(TranscodeRefusedError, match=f"this {fmt.lower()} holds 3 images .* store it in a "
+                       f"{fmt.lower()} tensor"):
+        prepare_encoded(source, target, exact=exact)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP", "TIFF"])
+def test_a_single_frame_file_saved_as_an_animation_is_transcoded(fmt: str) -> None:
+    assert prepare_encoded(animation(fmt, frames=1), "jpeg", exact=False).transcoded
 
 
 def test_gray_into_rgb_only_format_is_widened_exactly() -> None:
@@ -272,7 +353,6 @@ def test_an_image_past_the_decoders_pixel_limit_is_refused_at_write(monkeypatch:
     """A small file may claim a huge image (one colour compresses to nothing); Pillow
     refuses to open more than 2 x MAX_IMAGE_PIXELS, so such a sample could be stored and
     never read (found by review). Here the limit is lowered instead of making 180M pixels."""
-    from PIL import Image
 
     import lakefs
 

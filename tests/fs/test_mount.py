@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from image_samples import VOC, bmp_file, palette_bmp, palette_file, rle_bmp
+from image_samples import VOC, animation, bmp_file, palette_bmp, palette_file, rle_bmp, with_alpha
 from mounting import eventually, is_mounted, mounted
 from PIL import Image
 
@@ -175,6 +175,29 @@ def test_transcode_refusals_and_garbage(photos, dataset_path, mountpoint, tmp_pa
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds.images.num_samples == 2 and ds.masks.num_samples == 0
     assert ds.images[0].tobytes() == photos[0].read_bytes()
+
+
+def test_cp_of_transparent_or_animated_images_into_a_jpeg_tensor_fails(dataset_path, mountpoint, tmp_path):
+    """`cp b_rgba.png d_anim.gif MNT/images/` into a jpeg tensor exited 0: the PNG was
+    stored without its transparent pixels, the GIF as one frame (QA). Both fail with
+    "Invalid argument", as a 16-bit PNG does, and nothing of them is stored."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "b_rgba.png").write_bytes(with_alpha("RGBA"))
+    (src / "d_anim.gif").write_bytes(animation("GIF", 4))
+    (src / "opaque.png").write_bytes(with_alpha("RGBA", opaque=True))
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("images", htype="image", sample_compression="jpeg")
+    ds.close()
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint, expected_errors=["not stored"]):
+        for name in ("b_rgba.png", "d_anim.gif"):
+            r = run("cp", str(src / name), str(mountpoint / "images/"), check=False)
+            assert r.returncode != 0 and "Invalid argument" in r.stderr, r.stderr
+        assert os.listdir(mountpoint / "images") == []
+        run("cp", str(src / "opaque.png"), str(mountpoint / "images/"))  # alpha 255 everywhere: nothing lost
+        assert os.listdir(mountpoint / "images") == ["opaque.jpg"]
+    ds = lakefs.load(dataset_path, read_only=True)
+    assert ds.images.num_samples == 1 and ds.images[0].numpy().shape == (30, 40, 3)
 
 
 def test_cp_r_of_16_bit_depth_maps_makes_a_uint16_tensor(dataset_path, mountpoint, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_samples import animation, with_alpha
 from PIL import Image
 
 import lakefs
@@ -85,6 +86,26 @@ def test_bad_files_are_reported_at_the_end(cli, jpeg_dir: Path, dataset_path: Pa
     ds = lakefs.load(dataset_path, read_only=True)
     assert ds["images"].num_samples == 8
     assert all(ds["images"].find_file(p.name).file_bytes() == p.read_bytes() for p in good)
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_transparency_and_animations_are_reported_not_cut(cli, png_dir: Path, dataset_path: Path,
+                                                          workers: str) -> None:
+    """Into a jpeg tensor an RGBA PNG with transparent pixels was stored as its colours and
+    an animated GIF as its first frame, both counted as transcoded (QA)."""
+    (png_dir / "b_rgba.png").write_bytes(with_alpha("RGBA"))
+    (png_dir / "d_anim.gif").write_bytes(animation("GIF", 4))
+    r = cli("ingest", png_dir, dataset_path, "--tensor", "images", "--htype", "image",
+            "--sample-compression", "jpeg", "-j", workers)
+    assert r.code == 1
+    assert "ingested 6 of 8 files" in r.out and "2 failed" in r.out
+    lines = r.err.splitlines()
+    assert lines[0] == "lakefs: 2 file(s) not ingested:"
+    reasons = dict(line.strip().split(": ", 1) for line in lines[1:])
+    assert "jpeg would drop the alpha channel, and 600 of 1200 pixels are not fully opaque" in reasons["b_rgba.png"]
+    assert "this gif holds 4 images" in reasons["d_anim.gif"]
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["images"].num_samples == 6 and ds["images"].find_file("b_rgba.jpg") is None
 
 
 def test_paired_folders_align_rows_by_stem(cli, tmp_path: Path, photos: list[Path], dataset_path: Path) -> None:
