@@ -92,8 +92,10 @@ def _transparent_gif() -> bytes:
 def test_transparent_pixels_are_never_dropped(source: bytes, target: str) -> None:
     """An RGBA PNG with transparent pixels was stored in a jpeg tensor as its colours,
     the transparency gone, logged at INFO only (QA): a target without alpha refuses it."""
-    if detect(source).name == target:
-        pytest.skip("same format: stored as it is")
+    if detect(source).name == target:  # its own format: kept as it is, transparency and all
+        kept = prepare_encoded(source, target, exact=False)
+        assert (kept.data, kept.transcoded) == (source, False)
+        return
     with pytest.raises(TranscodeRefusedError, match=rf"{target} would drop the alpha channel, and \d+ of \d+ "
                        "pixels are not fully opaque; store it in a png, webp or tiff tensor"):
         prepare_encoded(source, target, exact=False)
