@@ -39,9 +39,10 @@ from typing import Any, BinaryIO
 
 from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
+from lakefs.dataset.dataset import resolve_tensor_settings
 from lakefs.dataset.samples import check_class_name
 from lakefs.errors import InvalidSampleError, LakeFSError, StorageError, TensorExistsError
-from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, special_reason
+from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, settle_stems, special_reason
 
 log = logging.getLogger("lakefs.ingest")
 
@@ -218,6 +219,7 @@ class Ingester:
         self.workers = (os.cpu_count() or 1) if workers is None else max(0, workers)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.commit_seconds = commit_seconds
+        settle_stems(plan, self._compression)  # an existing tensor's may not be the scan's guess
         if plan.layout == "imagefolder":
             self._leave_out_unnamable_classes()
             settle_imagefolder_keys(plan, self._stored_class)
@@ -250,6 +252,13 @@ class Ingester:
                     if cls not in names:
                         names.append(check_class_name(cls, len(names)))
         return existing
+
+    def _compression(self, name: str) -> str | None:
+        """The sample compression tensor ``name`` has, or will have when created."""
+        tensor = self.ds.tensors.get(name)
+        if tensor is not None:
+            return tensor.sample_compression
+        return resolve_tensor_settings(**self.plan.tensors[name])["sample_compression"]
 
     def _check_names_free(self, existing: dict[str, Tensor]) -> None:
         """Refuse, before any tensor is created, a new tensor whose name the dataset holds

@@ -11,6 +11,9 @@ Three layouts (``auto`` picks one):
   tensor plus a ``labels`` class_label tensor whose class_names are the folder names
   (in name order; names of digits first, in number order: ``0``..``99``).
 
+A row holds one file per tensor: of a folder's files sharing a stem one is stored (the one
+the tensor keeps byte for byte, see :func:`settle_stems`), the others are reported.
+
 ``auto``: no subfolders → flat; subfolders holding only image files, fewer than half of
 whose stems appear in more than one folder → imagefolder; otherwise paired.
 """
@@ -41,6 +44,7 @@ class SourceFile:
     key: str  # row key: the file stem, or class_stem in an ImageFolder (settle_imagefolder_keys)
     ext: str  # with the dot
     label: str | None = None  # ImageFolder class
+    rivals: tuple[SourceFile, ...] = ()  # the other files of its folder with its stem (not stored)
 
 
 @dataclass
@@ -54,8 +58,9 @@ class Plan:
 
 
 def infer_settings(exts: list[str]) -> dict:
-    """A new tensor's settings from its files' extensions (the majority wins), as the
-    mount infers them for a directory's first file (DESIGN §4). With no files there is
+    """A new tensor's settings from its files' extensions (the majority wins; of a tie, the
+    one met first), as the mount infers them for a directory's first file (DESIGN §4),
+    counting every file, also those sharing a stem. With no files there is
     nothing to infer from: the scan creates no tensor then (unless given an htype), as a
     ``mkdir`` in the mount waits for its first file; a ``bytes`` tensor made of an empty
     folder took every later photo as bytes."""
@@ -217,24 +222,68 @@ def _split(name: str, rel: str, plan: Plan) -> tuple[str, str] | None:
     return parts
 
 
-def _by_stem(names: list[str], rel_dir: str, plan: Plan) -> list[tuple[str, str, str]]:
-    """(name, stem, ext) of the files of one folder that can name a row, one per stem: the
-    first by name; another file with that stem (``a.jpg`` and ``a.png``) is reported, since
-    one row holds one file per tensor and storing both would keep whichever came last."""
-    seen: dict[str, str] = {}
-    out = []
+def _by_stem(names: list[str], rel_dir: str, plan: Plan) -> list[tuple[str, str, str, list[str]]]:
+    """(name, stem, ext, other names) of the files of one folder that can name a row, one
+    per stem: the first by name, the others with that stem (``a.jpg`` and ``a.png``) its
+    rivals, since one row holds one file per tensor and storing both would keep whichever
+    came last. Which of them is stored is decided by :func:`settle_stems`."""
+    groups: dict[str, list[str]] = {}
+    exts: dict[str, str] = {}
     for n in names:
-        rel = f"{rel_dir}/{n}" if rel_dir else n
-        parts = _split(n, rel, plan)
-        if not parts:
-            continue
-        if parts[0] in seen:
-            other = f"{rel_dir}/{seen[parts[0]]}" if rel_dir else seen[parts[0]]
-            plan.problems.append((rel, f"same stem as {other}: one row holds one file per tensor"))
-            continue
-        seen[parts[0]] = n
-        out.append((n, *parts))
-    return out
+        parts = _split(n, f"{rel_dir}/{n}" if rel_dir else n, plan)
+        if parts:
+            groups.setdefault(parts[0], []).append(n)
+            exts[n] = parts[1]
+    return [(ns[0], stem, exts[ns[0]], ns[1:]) for stem, ns in groups.items()]
+
+
+def _with_rivals(f: SourceFile, others: list[str]) -> SourceFile:
+    """``f`` with the files ``others`` of its folder (names) as its rivals."""
+    folder, rel_dir = os.path.dirname(f.path), os.path.dirname(f.rel)
+    rivals = tuple(replace(f, path=os.path.join(folder, n), rel=f"{rel_dir}/{n}" if rel_dir else n,
+                           ext=split_filename(n)[1])  # type: ignore[index]
+                   for n in others)
+    return replace(f, rivals=rivals)
+
+
+def _all_exts(files: list[SourceFile]) -> list[str]:
+    """The extensions of ``files`` and of their rivals: what a new tensor's settings are
+    inferred from (the rivals count too: which file of a stem is stored depends on them)."""
+    return [x.ext for f in files for x in (f, *f.rivals)]
+
+
+def settle_stems(plan: Plan, compression: Callable[[str], str | None]) -> None:
+    """Choose, of each folder's files sharing a stem, the one stored; the others are
+    reported (``same stem as <the one stored>``).
+
+    The file stored is the first by name whose extension names the tensor's sample
+    compression (``compression(tensor)``: given, inferred, or the existing tensor's), so
+    it is stored byte for byte rather than a rival transcoded in its place; when none
+    does, the first by name. Run again (by the ingest, once it knows an existing tensor's
+    compression) it revises the choice and its reports."""
+    rivals = {r.rel for f in plan.files for r in f.rivals}
+    plan.problems = [p for p in plan.problems if p[0] not in rivals]
+    settled = []
+    for f in plan.files:
+        if f.rivals:
+            candidates = sorted((f, *f.rivals), key=lambda x: x.rel)
+            wanted = compression(f.tensor)
+            chosen = next((c for c in candidates if _codec_name(c.ext) == wanted), candidates[0])
+            f = replace(chosen, key=f.key, rivals=tuple(c for c in candidates if c is not chosen))
+            plan.problems.extend((r.rel, f"same stem as {f.rel}: one row holds one file per tensor")
+                                 for r in f.rivals)
+        settled.append(f)
+    plan.files = settled
+
+
+def _codec_name(ext: str) -> str | None:
+    codec = codec_for_extension(ext)
+    return None if codec is None else codec.name
+
+
+def _planned_compression(plan: Plan) -> Callable[[str], str | None]:
+    """The sample compression of each tensor the plan would create (what the scan knows)."""
+    return lambda name: resolve_tensor_settings(**plan.tensors[name])["sample_compression"]
 
 
 def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: dict | None = None,
@@ -281,10 +330,11 @@ def _scan_flat(src: str, plan: Plan, tensor: str | None, settings: dict, skip: F
     name = check_path(os.path.basename(os.path.abspath(src)) if tensor is None else tensor)  # ("": refused)
     for d in listing.dirs:
         plan.folders.append((d + "/", "a folder inside a flat ingest is not read (use --layout paired)"))
-    for f, stem, ext in _by_stem(listing.files, "", plan):
-        plan.files.append(SourceFile(os.path.join(src, f), f, name, stem, ext))
+    for f, stem, ext, others in _by_stem(listing.files, "", plan):
+        plan.files.append(_with_rivals(SourceFile(os.path.join(src, f), f, name, stem, ext), others))
     if plan.files or "htype" in settings:
-        plan.tensors[name] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
+        plan.tensors[name] = checked(merge_settings(infer_settings(_all_exts(plan.files)), settings))
+    settle_stems(plan, _planned_compression(plan))
 
 
 def _scan_paired(src: str, plan: Plan, skip: FileId | None) -> None:
@@ -301,14 +351,15 @@ def _scan_paired(src: str, plan: Plan, skip: FileId | None) -> None:
             continue
         name = check_path(rel_dir)
         mine = []
-        for n, stem, ext in _by_stem(names, rel_dir, plan):
-            f = SourceFile(os.path.join(src, rel_dir, n), f"{rel_dir}/{n}", name, stem, ext)
+        for n, stem, ext, others in _by_stem(names, rel_dir, plan):
+            f = _with_rivals(SourceFile(os.path.join(src, rel_dir, n), f"{rel_dir}/{n}", name, stem, ext), others)
             mine.append(f)
             by_key.setdefault(stem, []).append(f)
         if mine:
-            plan.tensors[name] = infer_settings([f.ext for f in mine])
+            plan.tensors[name] = infer_settings(_all_exts(mine))
     for key in sorted(by_key):
         plan.files.extend(by_key[key])
+    settle_stems(plan, _planned_compression(plan))
 
 
 def _tensor_folder_above(rel_dir: str, folders: dict[str, list[str]]) -> str | None:
@@ -350,12 +401,14 @@ def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict, 
         for d in listing.dirs:
             plan.folders.append((f"{cls}/{d}/", "nested folders in an ImageFolder class are not read"))
         found.extend((cls, *f) for f in _by_stem(listing.files, cls, plan))
-    for cls, n, stem, ext in found:
-        plan.files.append(SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls))
-    settle_imagefolder_keys(plan, lambda key: None)
+    for cls, n, stem, ext, others in found:
+        f = SourceFile(os.path.join(src, cls, n), f"{cls}/{n}", images, stem, ext, cls)
+        plan.files.append(_with_rivals(f, others))
     if plan.files or "htype" in settings:
-        plan.tensors[images] = checked(merge_settings(infer_settings([f.ext for f in plan.files]), settings))
+        plan.tensors[images] = checked(merge_settings(infer_settings(_all_exts(plan.files)), settings))
         plan.tensors[LABELS] = {"htype": "class_label", "class_names": list(classes)}
+    settle_stems(plan, _planned_compression(plan))
+    settle_imagefolder_keys(plan, lambda key: None)
 
 
 def settle_imagefolder_keys(plan: Plan, stored: Callable[[str], str | None]) -> None:

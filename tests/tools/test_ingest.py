@@ -279,6 +279,68 @@ def test_files_sharing_a_stem_store_one_and_report_the_other(cli, jpeg_dir: Path
     assert "ingested 0 of" in r.out and "8 already stored" in r.out
 
 
+def _stem_clash(root: Path, layout: str, photo_factory) -> tuple[Path, Path]:
+    """A folder (in ``layout``) holding a.png, x.jpg and x.png, the JPEG and PNG twins of one
+    photo: a PNG tensor by majority. Returns the source and the folder of those files."""
+    photos = photo_factory(2, png=True)
+    src = root / "src"
+    where = {"flat": src, "paired": src / "images", "imagefolder": src / "cat"}[layout]
+    where.mkdir(parents=True)
+    shutil.copy2(photos[0].with_suffix(".png"), where / "a.png")
+    shutil.copy2(photos[1], where / "x.jpg")
+    shutil.copy2(photos[1].with_suffix(".png"), where / "x.png")
+    if layout == "paired":
+        (src / "labels").mkdir()
+        for stem in ("a", "x"):
+            (src / "labels" / f"{stem}.json").write_text("{}")
+    if layout == "imagefolder":
+        (src / "dog").mkdir()
+        shutil.copy2(photos[0].with_suffix(".png"), src / "dog" / "b.png")
+    return src, where
+
+
+@pytest.mark.parametrize("layout", ["flat", "paired", "imagefolder"])
+def test_of_a_stem_the_file_stored_as_it_is_wins(cli, tmp_path: Path, layout: str, photo_factory) -> None:
+    """Of x.jpg and x.png, the file whose format is the tensor's (png, by majority) is
+    stored byte for byte; x.jpg was stored instead, transcoded and named x.png, and the
+    report said x.png was left out."""
+    src, where = _stem_clash(tmp_path, layout, photo_factory)
+    rel = {"flat": "", "paired": "images/", "imagefolder": "cat/"}[layout]
+    for _ in range(2):
+        r = cli("ingest", src, tmp_path / "ds", "--layout", layout, "-j", "0",
+                *(("--tensor", "images") if layout != "paired" else ()))
+        assert r.code == 1 and "1 failed" in r.out and "0 transcoded" in r.out
+        assert r.err.splitlines()[1] == f"  {rel}x.jpg: same stem as {rel}x.png: one row holds one file per tensor"
+        with lakefs.load(tmp_path / "ds", read_only=True) as ds:
+            assert ds["images"].sample_compression == "png"
+            sample = ds["images"]["x"]
+            assert sample.filename == "x.png" and not sample.transcoded
+            assert sample.file_bytes() == (where / "x.png").read_bytes()
+    assert "already stored" in r.out and "ingested 0 of" in r.out
+
+
+def test_of_a_stem_the_existing_tensors_format_wins(cli, tmp_path: Path, photo_factory) -> None:
+    """Into an existing png tensor the folder's majority (jpeg) does not decide: x.png is
+    the file stored as it is. Given --sample-compression png for a new tensor, too."""
+    photos = photo_factory(3, png=True)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, name in enumerate("abx"):
+        shutil.copy2(photos[i], src / f"{name}.jpg")
+    shutil.copy2(photos[2].with_suffix(".png"), src / "x.png")
+    existing = tmp_path / "ds"
+    assert cli("create", existing).code == 0
+    assert cli("tensor", "create", existing, "images", "--htype", "image", "--sample-compression", "png").code == 0
+    for ds_path, options in ((existing, ()), (tmp_path / "ds2", ("--sample-compression", "png"))):
+        r = cli("ingest", src, ds_path, "--tensor", "images", "-j", "0", *options)
+        assert r.code == 1 and "2 transcoded" in r.out  # a.jpg and b.jpg
+        assert r.err.splitlines()[1] == "  x.jpg: same stem as x.png: one row holds one file per tensor"
+        with lakefs.load(ds_path, read_only=True) as ds:
+            sample = ds["images"]["x"]
+            assert sample.filename == "x.png" and not sample.transcoded
+            assert sample.file_bytes() == (src / "x.png").read_bytes()
+
+
 def test_imagefolder_keys_are_stable_when_a_name_starts_clashing(cli, tmp_path: Path, photo_factory,
                                                                    dataset_path: Path) -> None:
     """A name that appears in a second class later gets the class prefix; every row already
