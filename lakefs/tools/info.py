@@ -2,8 +2,10 @@
 
 Computed from the index alone (shapes and lengths), never by decoding a sample, so it is
 fast on a large dataset. ``raw bytes`` is the decoded size (pixels × itemsize) where the
-tensor stores arrays or media with a known dtype, else the file size; the compression
-ratio is raw bytes / stored bytes.
+tensor stores arrays or media with a known dtype, else the file size; ``sample bytes``
+are the live samples' bytes as stored (a chunk-compressed tensor's: their share of its
+compressed chunks, ``Dataset.stats``); the compression ratio and the bytes per sample
+are figured from those.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class TensorInfo:
     compression: str  # "jpeg", "lz4 (chunk)", "none"
     samples: int
     stored_bytes: int  # chunk objects in storage (includes garbage compact would reclaim)
-    sample_bytes: int  # bytes of the live samples as stored
+    sample_bytes: int  # bytes of the live samples as stored (compressed, also with a chunk_compression)
     raw_bytes: int  # decoded size
     class_names: list[str]
 

@@ -196,6 +196,37 @@ def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     assert t["labels"]["samples"] == 1 and t["labels"]["class_names"] == ["a", "b"]
 
 
+def test_info_of_a_chunk_compressed_tensor_counts_its_compressed_bytes(cli, dataset_path: Path) -> None:
+    """An lz4 tensor's samples were counted uncompressed (index lengths are payload
+    lengths): "ratio 1.00x" and a sample bigger than all that was stored."""
+    rng = np.random.default_rng(0)
+    with lakefs.empty(dataset_path) as ds:
+        t = ds.create_tensor("arr", htype="generic", dtype="float32", chunk_compression="lz4", chunk_size=1 << 20)
+        for _ in range(40):
+            a = np.zeros((128, 256), "float32")
+            a[:32] = rng.random((32, 256))
+            t.append(a)
+        big = np.zeros((1024, 1024), "float32")  # 4 MB, over twice the chunk size: tiled
+        big[:64] = rng.random((64, 1024))
+        t.append(big)
+    info = json.loads(cli("info", dataset_path, "--json").out)
+    arr = info["tensors"][0]
+    assert arr["raw_bytes"] == 40 * 128 * 256 * 4 + 1024 * 1024 * 4
+    assert arr["sample_bytes"] <= arr["stored_bytes"] < arr["raw_bytes"] / 3
+    assert arr["compression_ratio"] == pytest.approx(arr["raw_bytes"] / arr["sample_bytes"], rel=1e-3)
+    assert arr["compression_ratio"] > 3
+    assert arr["bytes_per_sample"] * 41 <= arr["stored_bytes"]
+    row = next(line for line in cli("info", dataset_path).out.splitlines() if line.startswith("arr"))
+    assert row.split()[-1] == f"{arr['compression_ratio']:.2f}x" != "1.00x"
+    with lakefs.load(dataset_path) as ds:  # half the small ones deleted: their share is no sample's
+        assert ds["arr"]._engine.index.live()["tiles"].max() > 1
+        for row in range(0, 40, 2):
+            ds["arr"].pop(row)
+    after = json.loads(cli("info", dataset_path, "--json").out)["tensors"][0]
+    assert after["stored_bytes"] == arr["stored_bytes"]
+    assert 0 < arr["sample_bytes"] - after["sample_bytes"] < arr["sample_bytes"] / 2  # (the big one is left)
+
+
 def test_info_says_how_much_is_left_by_deletes_and_compact_reclaims_it(cli, dataset_path: Path) -> None:
     """The stored column counted the bytes of deleted samples with no word of it: 42
     photos said 2.0 MB stored, 975 kB after `lakefs compact` (found by QA)."""
