@@ -14,6 +14,7 @@ import stat
 import time
 
 from lakefs.config import parse_size
+from lakefs.dataset.samples import check_class_name
 from lakefs.errors import ConfigError, TensorNotFoundError
 
 
@@ -61,7 +62,7 @@ def add_tensor_options(p: argparse.ArgumentParser, *, htype_default: str | None 
     p.add_argument("--dtype", help="numpy dtype (default: from the htype or the first sample)")
     p.add_argument("--sample-compression", help="jpeg, png, webp, lz4, none, ... (per sample)")
     p.add_argument("--chunk-compression", help="lz4 (whole chunks)")
-    p.add_argument("--class-names", help="comma-separated class names (class_label)")
+    p.add_argument("--class-names", help="comma-separated class names (with --htype class_label)")
     p.add_argument("--chunk-size", help="target chunk size, e.g. 8MB")
 
 
@@ -77,10 +78,27 @@ def tensor_kwargs(args: argparse.Namespace) -> dict:
         "dtype": args.dtype,
         "sample_compression": args.sample_compression,
         "chunk_compression": args.chunk_compression,
-        "class_names": [c.strip() for c in args.class_names.split(",") if c.strip()] if args.class_names else None,
+        "class_names": _class_names(args.class_names, args.htype),
         "chunk_size": parse_size(args.chunk_size, "--chunk-size") if args.chunk_size is not None else None,
     }
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _class_names(text: str | None, htype: str | None) -> list[str] | None:
+    """``--class-names`` as a list, each name as given: the API refuses an empty name or
+    one with spaces around it (``cat,,dog``, ``cat, dog``), and so does the CLI, which
+    dropped the one and stripped the other. Only a class_label tensor has class names:
+    given another htype (or none, to an ingest) they were kept, and shown, to no use."""
+    if text is None:
+        return None
+    if htype is None:
+        raise ConfigError("--class-names is for a class_label tensor: give --htype class_label with it")
+    if htype != "class_label":
+        raise ConfigError(f"--class-names is for a class_label tensor, not --htype {htype}")
+    names = text.split(",")
+    for i, name in enumerate(names):
+        check_class_name(name, i)
+    return names
 
 
 def refuse_a_missing_parent(dataset: str) -> None:

@@ -242,6 +242,7 @@ class Ingester:
         timing; a later file the dtype cannot hold is reported as any refused file."""
         existing = self.ds.tensors
         self._check_names_free(existing)
+        self._check_class_names(existing)
         for name, settings in self.plan.tensors.items():
             if name not in existing:
                 existing[name] = self.ds.create_tensor_for_first_file(name, settings)
@@ -277,6 +278,15 @@ class Ingester:
             if name in groups or name in files:
                 what = "group" if name in groups else "plain file"
                 raise TensorExistsError(f"cannot create tensor {name!r}: the dataset has a {what} of that name")
+
+    def _check_class_names(self, existing: dict[str, Tensor]) -> None:
+        """Class names go to a class_label tensor only: an existing tensor of another htype
+        had them appended to its settings, to no use."""
+        for name, settings in self.plan.tensors.items():
+            t = existing.get(name)
+            if settings.get("class_names") and t is not None and t.htype != "class_label":
+                raise InvalidSampleError(f"cannot add class names to tensor {name!r}: its htype is {t.htype}, "
+                                         "not class_label")
 
     def _leave_out_unnamable_classes(self) -> None:
         """A class folder whose name cannot be a class name at the index it would get (``5``

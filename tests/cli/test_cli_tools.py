@@ -27,7 +27,7 @@ def test_create_and_refuse_an_existing_dataset(cli, dataset_path: Path) -> None:
 
 def test_tensor_create_list_delete(cli, dataset_path: Path) -> None:
     cli("create", dataset_path)
-    r = cli("tensor", "create", dataset_path, "train/labels", "--htype", "class_label", "--class-names", "cat, dog")
+    r = cli("tensor", "create", dataset_path, "train/labels", "--htype", "class_label", "--class-names", "cat,dog")
     assert r.code == 0 and "class_names=cat,dog" in r.out
     r = cli("tensor", "create", dataset_path, "images", "--htype", "image", "--sample-compression", "png",
             "--chunk-size", "1MB")
@@ -167,6 +167,48 @@ def test_an_empty_path_argument_is_refused(cli, monkeypatch, tmp_path: Path, jpe
     assert not (tmp_path / "out").exists() and not (tmp_path / "other").exists()
     with pytest.raises(lakefs.errors.ConfigError, match="the path is empty"):
         split_dataset_path("")
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    ("cat,dog,,bird", "class name '' is empty"),
+    (" cat,dog", "class name ' cat' has leading or trailing whitespace"),
+    ("cat, dog", "class name ' dog' has leading or trailing whitespace"),
+])
+def test_class_names_the_api_refuses_are_refused(cli, dataset_path: Path, names: str, message: str) -> None:
+    """The CLI dropped an empty name and stripped spaces, where the API refuses both."""
+    cli("create", dataset_path)
+    r = cli("tensor", "create", dataset_path, "labels", "--htype", "class_label", "--class-names", names)
+    assert (r.code, r.err) == (1, f"lakefs: error: {message}\n")
+    with lakefs.load(dataset_path) as ds, pytest.raises(lakefs.errors.InvalidSampleError, match=message):
+        ds.create_tensor("labels", htype="class_label", class_names=names.split(","))  # the API's message
+
+
+def test_class_names_only_for_a_class_label_tensor(cli, jpeg_dir: Path, dataset_path: Path) -> None:
+    """--class-names was kept (and shown) on a text tensor, and given to an image tensor an
+    ingest created; the names an ImageFolder's labels get from its folders stay."""
+    cli("create", dataset_path)
+    for argv, htype in ((("--htype", "text"), "--htype text"), ((), "--htype generic")):
+        r = cli("tensor", "create", dataset_path, "t", *argv, "--class-names", "a")
+        assert (r.code, r.err) == (1, f"lakefs: error: --class-names is for a class_label tensor, not {htype}\n")
+    other = dataset_path.parent / "other"
+    r = cli("ingest", jpeg_dir, other, "--class-names", "a,b")
+    assert (r.code, r.err) == (1, "lakefs: error: --class-names is for a class_label tensor: give --htype "
+                                  "class_label with it\n")
+    assert not other.exists()
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images")
+    assert r.code == 0
+    r = cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "--htype", "class_label", "--class-names", "a")
+    assert (r.code, r.err) == (1, "lakefs: error: cannot add class names to tensor 'images': its htype is image, "
+                                  "not class_label\n")
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["images"].class_names == [] and "t" not in ds.tensors
+    pets = dataset_path.parent / "pets"
+    for cls in ("cat", "dog"):
+        (pets / cls).mkdir(parents=True)
+        shutil.copy2(sorted(jpeg_dir.iterdir())[0], pets / cls / f"{cls}.jpg")
+    assert cli("ingest", pets, dataset_path.parent / "pets-ds").code == 0
+    with lakefs.load(dataset_path.parent / "pets-ds", read_only=True) as ds:
+        assert ds["labels"].class_names == ["cat", "dog"] and ds["images"].class_names == []
 
 
 def test_info_table_and_json(cli, jpeg_dir: Path, dataset_path: Path) -> None:
