@@ -102,9 +102,15 @@ class DatasetNotFoundError(LakeFSError, FileNotFoundError):
 
 
 class DatasetExistsError(LakeFSError, FileExistsError):
-    """A dataset already exists where a new one was to be created."""
+    """A dataset already exists where a new one was to be created. ``replaceable``: it
+    is a dataset, which ``overwrite`` replaces (not other files), so the CLI can name
+    its own flag for it."""
 
     errno = _errno.EEXIST
+
+    def __init__(self, *args: object, replaceable: bool = False) -> None:
+        super().__init__(*args)
+        self.replaceable = replaceable
 
 
 class FormatVersionError(LakeFSError, ValueError):

@@ -15,7 +15,7 @@ import time
 
 from lakefs.config import parse_size
 from lakefs.dataset.samples import check_class_name
-from lakefs.errors import ConfigError, TensorNotFoundError
+from lakefs.errors import ConfigError, DatasetExistsError, TensorNotFoundError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -130,7 +130,15 @@ def cmd_create(args: argparse.Namespace) -> int:
     import lakefs
 
     refuse_a_missing_parent(args.dataset)
-    lakefs.empty(args.dataset, overwrite=args.overwrite, **args.settings.dataset_options()).close()
+    try:
+        ds = lakefs.empty(args.dataset, overwrite=args.overwrite, **args.settings.dataset_options())
+    except DatasetExistsError as e:
+        if not e.replaceable:
+            raise
+        # (the API's message names its keyword, `overwrite`)
+        raise DatasetExistsError(f"a dataset already exists at {args.dataset} (--overwrite replaces it, "
+                                 "deleting its data)") from None
+    ds.close()
     print(f"created dataset {args.dataset}")
     return 0
 

@@ -268,7 +268,8 @@ class Dataset:
             self._init_new()
             return
         if must_create:
-            raise DatasetExistsError(f"a dataset already exists at {self.storage.where} (use overwrite)")
+            raise DatasetExistsError(f"a dataset already exists at {self.storage.where} (use overwrite)",
+                                     replaceable=True)
         self._check_marker(marker)
         self._marker = marker
         self._adopt(self._read_head())

@@ -21,7 +21,11 @@ def test_create_and_refuse_an_existing_dataset(cli, dataset_path: Path) -> None:
     r = cli("create", dataset_path)
     assert r.code == 0 and r.out == f"created dataset {dataset_path}\n"
     r = cli("create", dataset_path)
-    assert r.code == 1 and "already exists" in r.err and len(r.err.splitlines()) == 1
+    # the CLI's flag is named, not the API's keyword ("(use overwrite)")
+    assert (r.code, r.err) == (1, f"lakefs: error: a dataset already exists at {dataset_path} (--overwrite "
+                                  "replaces it, deleting its data)\n")
+    with pytest.raises(lakefs.errors.DatasetExistsError, match=r"\(use overwrite\)"):
+        lakefs.empty(dataset_path)
     assert cli("create", dataset_path, "--overwrite").code == 0
 
 
