@@ -7,7 +7,8 @@ files) are exported too. Files are written to a temporary name and renamed, so a
 interrupted export never leaves a half-written file under a sample's name.
 
 Policy for the destination: it must be missing or empty, unless ``overwrite`` — then
-files of the same name are replaced and every other file in it is left alone.
+files of the same name are replaced and every other file in it is left alone. It is
+never in a local dataset's own folder.
 
 A file that cannot be read or written is reported and the export goes on; a failure of
 the store itself (unreachable, not answering: every file after it would fail the same
@@ -36,6 +37,8 @@ from lakefs.errors import (
     TensorNotFoundError,
     message_of,
 )
+from lakefs.storage.base import StorageWrapper
+from lakefs.storage.local import LocalStorage
 
 
 @dataclass
@@ -99,9 +102,10 @@ def _write(path: str, data: bytes, mtime_ns: int, mode: int) -> None:
         raise
 
 
-def _check_dest(dest: str, overwrite: bool) -> None:
+def _check_dest(dest: str, overwrite: bool, ds: Dataset, tops: set[str]) -> None:
     if not os.fspath(dest):  # ("$OUT" unset): it would write into the current folder, unchecked
         raise ConfigError("the export destination is an empty path; name a folder (. for the current one)")
+    _refuse_the_datasets_folder(dest, ds, tops)
     if os.path.exists(dest):
         if not os.path.isdir(dest):
             raise NotADirectoryError(f"export destination {dest} is not a folder")
@@ -111,13 +115,36 @@ def _check_dest(dest: str, overwrite: bool) -> None:
             )
 
 
+def _refuse_the_datasets_folder(dest: str, ds: Dataset, tops: set[str]) -> None:
+    """A local dataset is not exported into its own folder (``export ds ds/out``), nor
+    into the folder above it when a tensor, group or file of that name would be written
+    into it (``export images . --overwrite`` of a tensor ``images``): the export wrote
+    files among the dataset's own. ``tops``: the first names of what is exported."""
+    storage = ds.storage
+    while isinstance(storage, StorageWrapper):
+        storage = storage.inner
+    if not isinstance(storage, LocalStorage):
+        return
+    root, real = storage.root, os.path.realpath(dest)
+    if real == root or real.startswith(root + os.sep):
+        where = "is" if real == root else "is inside"
+        raise ConfigError(f"export destination {dest} {where} the dataset's own folder {root}; "
+                          "export to a folder outside it")
+    if root.startswith(real + os.sep):
+        first = os.path.relpath(root, real).split(os.sep)[0]
+        if first in tops:
+            raise ConfigError(f"exporting to {dest} would write {first}/ of the dataset into the dataset's own "
+                              f"folder {root}; export to another folder")
+
+
 def export(ds: Dataset, dest: str, *, tensors: list[str] | None = None, overwrite: bool = False,
            progress: bool | None = None) -> ExportReport:
     """Write ``ds`` (or only ``tensors``) under ``dest``; see the module docstring."""
     start = time.perf_counter()
-    _check_dest(dest, overwrite)
     all_tensors = ds.tensors
     names = list(all_tensors) if not tensors else list(dict.fromkeys(t.strip("/") for t in tensors))
+    tops = {n.split("/")[0] for n in (names if tensors else [*names, *ds.groups, *ds.pending_dirs, *ds.files])}
+    _check_dest(dest, overwrite, ds, tops)
     for name in names:
         if name not in all_tensors:
             raise TensorNotFoundError(f"no tensor {name!r} in the dataset")

@@ -21,6 +21,7 @@ whose stems appear in more than one folder → imagefolder; otherwise paired.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 from collections import Counter
@@ -31,8 +32,10 @@ from lakefs.compression import codec_for_extension
 from lakefs.dataset.dataset import resolve_tensor_settings
 from lakefs.dataset.names import check_key, check_path, split_filename
 from lakefs.errors import InvalidNameError, InvalidSampleError
+from lakefs.format import keys
 
 LAYOUTS = ("auto", "flat", "paired", "imagefolder")
+DATASET_NOT_READ = "a lakefs dataset is not read (mount it, or export it, to ingest its samples)"
 IMAGES, LABELS = "images", "labels"
 
 
@@ -153,6 +156,17 @@ def _entries(folder: str, skip: FileId | None = None) -> _Listing:
     return out
 
 
+def is_dataset_folder(folder: str) -> bool:
+    """Whether ``folder`` holds a lakefs dataset (its marker, ``lakefs.json``). Its files
+    are no samples: an ingest of one made its manifests a json tensor."""
+    try:
+        with open(os.path.join(folder, keys.MARKER), "rb") as f:
+            marker = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("format") == "lakefs"
+
+
 def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None, skip: FileId | None = None,
                   above: frozenset[FileId] = frozenset()) -> tuple[dict[str, list[str]], int]:
     """Every folder under ``src`` that holds files → its file names; plus hidden count.
@@ -164,6 +178,10 @@ def _leaf_folders(src: str, rel: str = "", plan: Plan | None = None, skip: FileI
     if here is not None and here in above:
         if plan is not None:
             plan.folders.append((rel + "/", "a link to a folder above it (a loop) is not read"))
+        return {}, 0
+    if rel and is_dataset_folder(folder):
+        if plan is not None:
+            plan.folders.append((rel + "/", DATASET_NOT_READ))
         return {}, 0
     try:
         listing = _entries(folder, skip)
@@ -303,6 +321,9 @@ def scan(src: str, layout: str = "auto", tensor: str | None = None, settings: di
     skip = file_id(dataset) if dataset is not None else None
     if skip is not None and skip == file_id(src):
         raise InvalidSampleError(f"source folder {src} is the dataset itself")
+    if is_dataset_folder(src):
+        raise InvalidSampleError(f"source folder {src} is a lakefs dataset, whose files are its chunks and index, "
+                                 f"not samples: ingest from a mount of it, or `lakefs export` it to a folder first")
     if layout not in LAYOUTS:
         raise InvalidSampleError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
@@ -385,6 +406,9 @@ def class_order(name: str) -> tuple:
 def _scan_imagefolder(src: str, plan: Plan, tensor: str | None, settings: dict, skip: FileId | None) -> None:
     top = _entries(src, skip)
     classes, plan.hidden = sorted(top.dirs, key=class_order), top.hidden
+    for d in [d for d in classes if is_dataset_folder(os.path.join(src, d))]:
+        plan.folders.append((d + "/", DATASET_NOT_READ))
+        classes.remove(d)
     plan.problems.extend(top.special)
     for n in top.files:
         plan.problems.append((n, "a file at the top of an ImageFolder belongs to no class"))

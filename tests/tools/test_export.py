@@ -59,6 +59,26 @@ def test_non_empty_destination_policy(cli, jpeg_dir: Path, dataset_path: Path, t
     assert keep.read_text() == "not yours"
 
 
+def test_export_into_the_datasets_own_folder_is_refused(cli, jpeg_dir: Path, tmp_path: Path) -> None:
+    """``export ds ds/sub`` wrote the samples among the dataset's own files; so did an
+    export to the folder above the dataset of a tensor named as the dataset's folder."""
+    ds_path = tmp_path / "images"  # the name of its tensor too
+    assert cli("ingest", jpeg_dir, ds_path, "--tensor", "images").code == 0
+    before = sorted(ds_path.rglob("*"))
+    root = os.path.realpath(ds_path)
+    for dest, is_what in ((ds_path / "sub", "is inside"), (ds_path, "is"),
+                          (ds_path / "tensors" / ".." / "x", "is inside")):
+        r = cli("export", ds_path, dest, "--overwrite")
+        assert (r.code, r.err) == (1, f"lakefs: error: export destination {dest} {is_what} the dataset's own folder "
+                                      f"{root}; export to a folder outside it\n")
+    r = cli("export", ds_path, tmp_path, "--overwrite")
+    assert (r.code, r.err) == (1, f"lakefs: error: exporting to {tmp_path} would write images/ of the dataset into "
+                                  f"the dataset's own folder {root}; export to another folder\n")
+    assert sorted(ds_path.rglob("*")) == before
+    assert cli("fsck", ds_path).code == 0
+    assert cli("export", ds_path, tmp_path / "out").code == 0  # elsewhere, as before
+
+
 def test_export_one_tensor_and_errors(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
     assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "a").code == 0
     assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "b").code == 0

@@ -614,6 +614,37 @@ def test_a_dataset_inside_its_source_folder_is_not_ingested_into_itself(cli, tmp
     assert r.code == 1 and r.err == f"lakefs: error: source folder {ds} is the dataset itself\n"
 
 
+def test_a_lakefs_dataset_is_not_a_source_folder(cli, jpeg_dir: Path, dataset_path: Path, tmp_path: Path) -> None:
+    """``lakefs ingest ds other`` stored the dataset's internal files (its manifests a json
+    tensor); a dataset below the source (paired, imagefolder) is a folder not read."""
+    assert cli("ingest", jpeg_dir, dataset_path).code == 0
+    other = tmp_path / "other"
+    for layout in ("auto", "flat", "paired"):
+        r = cli("ingest", dataset_path, other, "--layout", layout)
+        assert (r.code, r.err) == (1, f"lakefs: error: source folder {dataset_path} is a lakefs dataset, whose "
+                                      "files are its chunks and index, not samples: ingest from a mount of it, or "
+                                      "`lakefs export` it to a folder first\n")
+    assert not other.exists()
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    shutil.copy2(sorted(jpeg_dir.iterdir())[0], src / "images" / "a.jpg")
+    shutil.copytree(dataset_path, src / "old")
+    r = cli("ingest", src, other, "--layout", "paired")
+    assert r.code == 1 and "ingested 1 of 1 files" in r.out and "1 folder not read" in r.out
+    assert r.err.splitlines()[1:] == [
+        "  old/: a lakefs dataset is not read (mount it, or export it, to ingest its samples)"]
+    (src / "cat").mkdir()
+    (src / "images").rename(src / "dog")
+    r = cli("ingest", src, tmp_path / "pets", "--layout", "imagefolder")
+    assert r.code == 1 and "ingested 1 of 1 files" in r.out
+    assert r.err.splitlines()[1:] == [
+        "  old/: a lakefs dataset is not read (mount it, or export it, to ingest its samples)"]
+    with lakefs.load(other, read_only=True) as ds:
+        assert sorted(ds.tensors) == ["images"]
+    with lakefs.load(tmp_path / "pets", read_only=True) as ds:
+        assert ds["labels"].class_names == ["cat", "dog"]
+
+
 def test_ctrl_c_while_a_file_is_opened_stops_the_ingest(cli, jpeg_dir: Path, dataset_path: Path,
                                                          monkeypatch) -> None:
     """Ctrl-C landing in ``os.fdopen`` once the file object owned the descriptor: the file
