@@ -194,6 +194,8 @@ class Checker:
                     if row >= nrows:
                         added.add(row)
                     ext = int(e["ext"]) if e["chunk"] != NO_CHUNK else None
+                    if ext is None and row < nrows and st.entries[row]["chunk"] != NO_CHUNK:
+                        ext = int(st.entries[row]["ext"])  # a deletion: of the sample the manifest shows
                     name = self.sample_name(st, row, ext, new_keys.get(row))
                     if name not in samples:
                         samples.append(name)
@@ -337,8 +339,8 @@ class Checker:
             candidates = rows[source[rows] < span.pos]
             if len(candidates) <= span.lost:
                 for row in candidates.tolist():
-                    name = self.sample_name(st, row, int(st.entries[row]["ext"]) if source[row] >= 0 else None)
-                    st.lost[row] = name
+                    name = self.sample_name(st, row, None)  # (an older entry's extension may not be the lost one's)
+                    st.lost[row] = name + (f" ({self._ext_lost(st)})" if name.endswith(EXT_LOST) else "")
                     gone.append(f"{name} (row {row})")
                     st.entries[row]["chunk"] = NO_CHUNK
                     st.entries[row]["length"] = 0
@@ -360,7 +362,13 @@ class Checker:
             if len(older_rows):
                 text += (f"{',' if len(empty_rows) else ''} {len(older_rows)} row(s) show an older segment's entry,"
                          f" which may be an older version ({self._first_names(st, older_rows, True)})")
+        if EXT_LOST + " (row " in text:
+            text += f" ({EXT_LOST}: {self._ext_lost(st)})"
         self.problem(text)
+
+    @staticmethod
+    def _ext_lost(st: _TensorState) -> str:
+        return f"the extension was in the lost index entry: one of {_some(st.meta.exts)}"
 
     def _first_names(self, st: _TensorState, rows: np.ndarray, have_entry: bool, first: int = 5) -> str:
         names = [f"{self.sample_name(st, r, int(st.entries[r]['ext']) if have_entry else None)} (row {r})"
@@ -369,10 +377,15 @@ class Checker:
 
     def sample_name(self, st: _TensorState, row: int, ext: int | None, key: str | None = None) -> str:
         """``images/cat001.jpg``: the file name of row ``row``'s sample (or of ``key``), with
-        the extension of entry field ``ext`` (None when no entry is left: the canonical one)."""
+        the extension of entry field ``ext``. None: no entry is left to say it. The tensor's
+        extension table then does if it holds one extension (every entry indexes it); if it
+        holds several, the name ends in ``.*`` (EXT_LOST): it said ``photo_00008.jpg``, the
+        canonical extension, of a sample stored as ``photo_00008.JPEG``."""
         exts = st.meta.exts
-        return f"{st.name}/{key or self.key(row)}" + (exts[ext] if ext is not None and ext < len(exts)
-                                                      else st.fmt.canonical_ext)
+        base = f"{st.name}/{key or self.key(row)}"
+        if ext is None:
+            return base + (EXT_LOST if len(exts) > 1 else exts[0] if exts else st.fmt.canonical_ext)
+        return base + (exts[ext] if ext < len(exts) else st.fmt.canonical_ext)
 
     # --- chunks and samples ------------------------------------------------------------
 
@@ -518,6 +531,9 @@ def _about(key: str, e: Exception) -> str:
         return f"{key} is missing"
     text = str(e)
     return text if text.startswith(f"{key}:") else f"{key}: {text}"
+
+
+EXT_LOST = ".*"  # a lost entry's extension, when the tensor has several (see Checker.sample_name)
 
 
 def _some(names: list[str], first: int = 5, total: int | None = None) -> str:

@@ -382,6 +382,30 @@ def test_a_truncated_segment_names_every_sample_it_lost(cli, photo_ds: Path) -> 
     assert set(snapshot(photo_ds)) == set(before) - lost
 
 
+def test_a_lost_entry_of_a_tensor_of_several_extensions_is_not_given_a_guessed_one(cli, jpeg_dir: Path,
+                                                                                    dataset_path: Path) -> None:
+    """A lost entry took its sample's extension with it: photo_00007.JPEG was named
+    photo_00007.jpg (the canonical one). With one extension in the tensor the name is
+    certain (every entry indexes that table); with several, it ends in .* and says why."""
+    photos = sorted(jpeg_dir.iterdir())
+    for p in photos[4:]:
+        p.rename(p.with_suffix(".JPEG"))
+    assert cli("ingest", jpeg_dir, dataset_path, "--tensor", "images", "-q").code == 0
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert ds["images"].meta.exts == [".jpg", ".JPEG"] and len(ds["images"].meta.segments) == 1
+    segment_path(dataset_path, "images").unlink()
+    r = cli("fsck", dataset_path)
+    assert r.code == 1
+    note = "the extension was in the lost index entry: one of .jpg, .JPEG"
+    names = ", ".join(f"images/photo_{i:05d}.* (row {i})" for i in range(5))
+    assert f"8 of 8 index entries lost; 8 sample(s) lost with them: {names} and 3 more (.*: {note})" in r.out, r.out
+    assert ".jpg (row" not in r.out and ".JPEG (row" not in r.out
+    r = cli("fsck", "--repair", dataset_path)
+    assert r.code == 0, r.out
+    dropped = [line for line in r.out.splitlines() if line.startswith("fsck: dropped ")]
+    assert dropped == [f"fsck: dropped images/photo_{i:05d}.* ({note})" for i in range(8)]
+
+
 def test_a_lost_segment_of_updates_says_what_may_be_stale(cli, photo_ds: Path) -> None:
     with lakefs.load(photo_ds) as ds:
         ds["meta"][2] = {"updated": 2}
