@@ -83,10 +83,11 @@ HOLD_FILES = 4096
 # shutil.copy2/copytree and unzip set times and modes by name after the close.
 WRITTEN_NAME_SECONDS = 60.0
 NAMES_KEPT = 4096  # of those, and of refused new names (DatasetFS._vanished), at most
-#: A tensor given a subdirectory becomes a group of plain files when it holds at most
-#: this many samples, this many bytes in all (DatasetFS._regroup); a bigger one refuses it.
-REGROUP_FILES = 1000
-REGROUP_BYTES = 256 << 20
+#: A tensor this mount made of a first file, given a subdirectory, becomes a group of
+#: plain files while it holds at most this many samples, this many bytes in all
+#: (DatasetFS._regroup): a folder's few loose files. Any other tensor refuses it.
+REGROUP_FILES = 64
+REGROUP_BYTES = 64 << 20
 
 #: Errors refusing a file's contents under its name: the same again for the same ones.
 _REFUSALS = (InvalidSampleError, UnsupportedError, InvalidNameError)
@@ -142,6 +143,7 @@ class DatasetFS:
         self._held: dict[str, int] = {}  # path of a held staging file (in _open) → its size when held
         self._held_bytes = 0
         self._second: dict[str, OpenFile] = {}  # path → a file created as a second name (see _claimed)
+        self._made_here: set[str] = set()  # ids of the tensors this mount made of a first file (see _regroup)
         self._tensor_memo: tuple[tuple | None, Tensor | None] = (None, None)  # (see _tensor_for)
         # Called (by the mount) with the absolute path of a file whose refused writes, or
         # older contents, the kernel may still hold: pages, a size; with name=True its
@@ -1156,6 +1158,7 @@ class DatasetFS:
                 settings = dict(INFER_BY_EXT.get(ext.lower(), {"htype": "bytes"}))
         settings.setdefault("chunk_size", self.config.chunk_size)
         tensor = self.ds.create_tensor_for_first_file(parent, settings)
+        self._made_here.add(tensor.meta.tid)
         log.info("/%s became a tensor: %s", parent,
                  ", ".join(f"{k}={v}" for k, v in settings.items() if k != "chunk_size"))
         return tensor if tensor.accepts_filename(name) else None
@@ -1250,25 +1253,36 @@ class DatasetFS:
 
     def _regroup(self, d: str, why: str) -> None:
         """Make the tensor ``d``, given the subdirectory ``why``, a group whose plain files
-        are its samples' files (:meth:`Dataset.regroup_tensor`): so ``tar -x``, ``unzip``,
-        ``cp -r`` and ``git clone`` of a folder holding files before folders
-        (``train/metadata.csv``, then ``train/images/``) work in whatever order they
-        create them. Only a small tensor (up to REGROUP_FILES samples, REGROUP_BYTES in
-        all: such a folder's few loose files): a big one stays a tensor and the
-        subdirectory is refused, as a mistaken ``mkdir`` in a tensor of photos must not
-        turn them into plain files. Call with the lock held."""
+        are its samples' files (:meth:`Dataset.regroup_tensor`), so that ``tar -x``,
+        ``unzip``, ``cp -r`` and ``git clone`` of a folder holding files before folders
+        (``train/metadata.csv``, then ``train/images/``) go on as on a disk. Only a
+        tensor this mount made of a first file (the copy now running made it) and still
+        small (REGROUP_FILES, REGROUP_BYTES: a folder's few loose files): a tensor the
+        API or ``lakefs tensor create`` made, one an earlier mount made, or a big one
+        (``mkdir train/cat/augmented`` beside 460 photos) refuses it, so a stray
+        ``mkdir`` never turns a dataset's samples into plain files. Call with the lock.
+
+        Busy (EBUSY) only while a handle reads one of its samples, or a big file streams
+        into it: files being written in it become plain files at their close, and what is
+        open in its plain directories (git's ``.git/index.lock``) is not touched."""
         tensor = self.ds._tensors[d]
         self.store_held(d + "/")  # closed plain files are not open: stay as they are
-        if any(p.startswith(d + "/") for p in self._open):
-            raise BusyError(f"{why}: tensor '/{d}' holds files open for writing")
-        if any(h.path.startswith(d + "/") for h in self._handles.values()):
-            raise BusyError(f"{why}: tensor '/{d}' holds open files")
         sizes = tensor.live_entries()["file_size"]
-        if len(sizes) > REGROUP_FILES or int(sizes.sum()) > REGROUP_BYTES:
-            raise NotPermittedError(
-                f"{why}: tensor '/{d}' holds sample files, not directories (one of up to {REGROUP_FILES}"
-                f" files and {REGROUP_BYTES >> 20} MB would become a group; this one holds {len(sizes)}"
-                f" files, {int(sizes.sum()) / 1e6:.0f} MB): make directories before files, as rsync does")
+        if tensor.meta.tid not in self._made_here or len(sizes) > REGROUP_FILES or int(sizes.sum()) > REGROUP_BYTES:
+            why_not = ("the Python API, `lakefs tensor create`, ingest or an earlier mount made it"
+                       if tensor.meta.tid not in self._made_here else
+                       f"it holds {len(sizes)} files, {int(sizes.sum()) / 1e6:.0f} MB: only one of up to"
+                       f" {REGROUP_FILES} files and {REGROUP_BYTES >> 20} MB made by this mount becomes a group")
+            raise NotPermittedError(f"{why}: tensor '/{d}' holds sample files, not directories ({why_not});"
+                                    " make directories before files, as rsync does")
+        for h in self._handles.values():
+            if split(h.path)[0] != d:
+                continue  # (in a plain directory of it)
+            of = h.openfile
+            if of is not None and of.stream is not None:
+                raise BusyError(f"{why}: a big file is being written into tensor '/{d}' ('/{h.path}')")
+            if of is None and h.path not in self.ds._manifest.files:
+                raise BusyError(f"{why}: a sample of tensor '/{d}' is open for reading ('/{h.path}')")
         self.ds.regroup_tensor(d)
 
     def rmdir(self, path: str) -> None:

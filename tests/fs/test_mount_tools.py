@@ -277,3 +277,29 @@ def test_archives_holding_files_before_folders_extract(photos, dataset_path, mou
         assert got == files
     ds = lakefs.load(dataset_path, read_only=True)
     assert "train" in ds.groups and ds["train/images"].num_samples == 3
+
+
+def test_git_clone_into_a_mount_checks_out_clean(dataset_path, mountpoint, tmp_path):
+    """Found by QA: ``git clone`` of a repository with files beside folders at its root
+    failed ("cannot create directory at 'src': Device or resource busy"): the root had
+    become a tensor at README.md, and git holds ``.git/index.lock`` open while it checks
+    out. The clone is a group of plain files, and ``git status`` finds nothing changed."""
+    src = tmp_path / "repo"
+    (src / "src" / "pkg").mkdir(parents=True)
+    files = {"README.md": b"# demo\n", "setup.py": b"print('setup')\n", "src/main.py": b"import pkg\n",
+             "src/pkg/__init__.py": b"", "src/pkg/data.json": b'{"a": 1}\n'}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@e", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(src)], check=True, timeout=60)
+    subprocess.run([*git, "-C", str(src), "add", "."], check=True, timeout=60)
+    subprocess.run([*git, "-C", str(src), "commit", "-qm", "x"], check=True, timeout=60)
+    with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
+        done = subprocess.run([*git, "clone", "-q", str(src), str(mountpoint / "clone")], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        status = subprocess.run([*git, "-C", str(mountpoint / "clone"), "status", "--porcelain"],
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and status.stdout == "", status.stdout + status.stderr
+        for name, data in files.items():
+            assert (mountpoint / "clone" / name).read_bytes() == data, name

@@ -1912,7 +1912,7 @@ def test_a_small_tensor_given_a_subdirectory_becomes_a_group_of_its_files(fs, ph
 def test_a_big_or_busy_tensor_refuses_a_subdirectory(fs, photos, monkeypatch):
     """A mistaken ``mkdir`` in a tensor of photos must not turn them into plain files:
     past REGROUP_FILES samples (or REGROUP_BYTES) it stays EPERM, with the reason; and
-    a tensor with a file open for writing answers EBUSY, as rename does."""
+    while a sample of it is open for reading it answers EBUSY, as rename does."""
     monkeypatch.setattr("lakefs.fs.tree.REGROUP_FILES", 2)
     fs.mkdir("/images", 0o755)
     for i in range(3):
@@ -1926,11 +1926,46 @@ def test_a_big_or_busy_tensor_refuses_a_subdirectory(fs, photos, monkeypatch):
     put(fs, "/small/a.jpg", photos[0].read_bytes())
     assert errno_of(fs.mkdir, "/small/sub", 0o755) == errno.EPERM
     monkeypatch.setattr("lakefs.fs.tree.REGROUP_BYTES", 1 << 30)
-    fh = fs.create("/small/b.jpg", 0o644)
+    reader = fs.open("/small/a.jpg", os.O_RDONLY)
     assert errno_of(fs.mkdir, "/small/sub", 0o755) == errno.EBUSY
-    fs.write(fh, photos[1].read_bytes(), 0)
-    fs.flush(fh)
-    fs.release(fh)
+    fs.release(reader)
+    # A file being written in it, or one open in its plain directory (git's index.lock
+    # while it checks out), does not hold it up: the new file becomes a plain file.
+    fs.mkdir("/small/.git", 0o755)
+    lock = fs.create("/small/.git/index.lock", 0o644)
+    writer = fs.create("/small/b.jpg", 0o644)
+    fs.write(writer, photos[1].read_bytes(), 0)
     fs.mkdir("/small/sub", 0o755)
     assert fs._dir_kind("small") == "group"
+    fs.flush(writer)
+    fs.release(writer)
+    fs.release(lock)
     assert get(fs, "/small/a.jpg") == photos[0].read_bytes() and get(fs, "/small/b.jpg") == photos[1].read_bytes()
+    fs.commit()  # (closed plain files are held until a commit)
+    assert sorted(fs.ds._manifest.files) == ["small/.git/index.lock", "small/a.jpg", "small/b.jpg"]
+
+
+def test_only_a_tensor_this_mount_made_of_a_first_file_becomes_a_group(tmp_path, photos):
+    """Found by QA: ``mkdir labels/sub`` turned a class_label tensor the API made into
+    plain files (its class names gone), ``mv dir images/`` an API-made photo tensor. Only
+    a tensor the running mount made of a first file (the copy now running) regroups."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("labels", htype="class_label", class_names=["cat", "dog"])
+    ds.labels.append("dog")
+    ds.create_tensor("notes", htype="text")
+    ds.notes.append("hi")
+    ds.flush()
+    fs = DatasetFS(ds, Config())
+    fs.mkdir("/made", 0o755)
+    put(fs, "/made/a.txt", b"x")
+    with pytest.raises(LakeFSError, match="the Python API, `lakefs tensor create`, ingest or an earlier mount"):
+        fs.mkdir("/labels/sub", 0o755)
+    fs.mkdir("/pend", 0o755)
+    assert errno_of(fs.rename, "/pend", "/notes/pend") == errno.EPERM
+    assert ds.labels.class_names == ["cat", "dog"] and ds.notes[0].text() == "hi"
+    fs.commit()
+    again = DatasetFS(ds, Config())  # another mount: made by an earlier one
+    assert errno_of(again.mkdir, "/made/sub", 0o755) == errno.EPERM
+    fs.mkdir("/made/sub", 0o755)  # (the mount that made it)
+    assert fs._dir_kind("made") == "group"
+    ds.close()
