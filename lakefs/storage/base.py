@@ -10,11 +10,21 @@ from __future__ import annotations
 import abc
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
-from lakefs.errors import InvalidKeyError, LockedError, ObjectExistsError, ReadOnlyError
+from lakefs.errors import (
+    CorruptionError,
+    FormatVersionError,
+    InvalidKeyError,
+    LockedError,
+    ObjectExistsError,
+    ReadOnlyError,
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._=-]+$")
 
@@ -251,6 +261,15 @@ class Storage(abc.ABC):
         The default does nothing; it must never raise for a missing key.
         """
 
+    def invalidate(self, key: str) -> bool:
+        """The bytes of ``key`` just read from here failed verification (a checksum, a
+        length, a header): forget any local copy of it. True if reading ``key`` again may
+        give other bytes (a local copy was dropped: the next read goes to the store), so
+        the reader retries once; False (this default) if it would read the same bytes:
+        the stored object itself is damaged. Readers use :func:`read_verified`.
+        """
+        return False
+
     def statfs(self) -> tuple[int, int, int]:
         """(total, free, available) bytes of the storage underneath, for ``df``."""
         return (1 << 50, 1 << 50, 1 << 50)
@@ -271,6 +290,20 @@ class Storage(abc.ABC):
     def where(self) -> str:
         """Where the objects live, for messages: a directory or a URL."""
         return repr(self)
+
+
+def read_verified(storage: Storage, key: str, read: Callable[[], T], verify: Callable[[T], R]) -> R:
+    """``verify(read())``, where ``read`` reads ``key`` from ``storage`` and ``verify``
+    raises ``CorruptionError`` (or ``FormatVersionError``: a damaged version byte) on bad
+    bytes. Once more if ``storage.invalidate(key)`` says a fresh read may differ: a
+    damaged local copy (the read cache's) is fetched again from the store instead of
+    failing every read of it for good; a second failure is the store's copy."""
+    try:
+        return verify(read())
+    except (CorruptionError, FormatVersionError):
+        if not storage.invalidate(key):
+            raise
+    return verify(read())
 
 
 class StorageWrapper(Storage):
@@ -326,6 +359,9 @@ class StorageWrapper(Storage):
 
     def prefetch(self, key: str) -> None:
         self.inner.prefetch(key)
+
+    def invalidate(self, key: str) -> bool:
+        return self.inner.invalidate(key)
 
     def check(self) -> None:
         self.inner.check()

@@ -14,11 +14,17 @@ fsync'd before they are renamed into place, so a power cut leaves whole files or
 The cache directory must belong to one dataset: keys are not namespaced per store.
 Several processes may share it (two mounts of one dataset): a file another process
 cached is adopted on first use; each process bounds the fills it knows of.
+
+A cached file damaged on the local disk (a flipped bit, a file cut short) is found by
+the reader's checksums, which report it through :meth:`CachingStorage.invalidate`: the
+file is dropped and the object fetched again, once, so a bad cache disk never makes a
+sample fail for good; only a store copy that is damaged too is an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -35,6 +41,8 @@ from lakefs.storage.base import (
     check_key,
     check_range,
 )
+
+log = logging.getLogger(__name__)
 
 PART_SIZE = 8 << 20
 _TMP_MARK = ".tmp~"
@@ -116,6 +124,7 @@ class CachingStorage(StorageWrapper):
         self._mutex = threading.Lock()
         self._inflight: dict[str, threading.Event] = {}  # name → set when its fill ends
         self._too_big: set[str] = set()  # names of objects the cache can never hold
+        self._dropped: dict[str, bytes] = {}  # name → digest of a damaged file dropped, until refetched
         self._pool = ThreadPoolExecutor(max_workers=max_workers,
                                         thread_name_prefix="lakefs-cache")
         try:
@@ -262,12 +271,43 @@ class CachingStorage(StorageWrapper):
         try:
             data = self._fetch(key, name)
             if data is not None:
+                self._note_refetch(key, name, data)
                 self._store(name, data)
             return data
         finally:
             with self._mutex:
                 del self._inflight[name]
             mine.set()
+
+    def _drop(self, name: str) -> None:
+        """Delete the cached file of ``name``, remembering a digest of what it held: the
+        refetch then tells whether the file was damaged (:meth:`_note_refetch`)."""
+        path = self._file(name)
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).digest()
+        except OSError:
+            digest = None  # dropped already (another reader of the same bad copy)
+        with self._mutex:
+            size = self._index.pop(name, None)
+            if size is not None:
+                self._used -= size
+            if digest is not None:
+                self._dropped[name] = digest
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _note_refetch(self, key: str, name: str, data: bytes) -> None:
+        """One WARNING when the store's copy of a dropped file differs from it: that cache
+        file was damaged. The same bytes mean the store's copy is the damaged one, which
+        the reader reports."""
+        with self._mutex:
+            digest = self._dropped.pop(name, None)
+        if digest is not None and hashlib.sha256(data).digest() != digest:
+            log.warning("read cache: cache file %s (a copy of %s) was damaged; dropped it and read the "
+                        "object from the store again", self._file(name), key)
 
     def _fetch(self, key: str, name: str) -> bytes | None:
         """The whole object from ``inner`` (parallel parts if large); None if it is too
@@ -353,6 +393,17 @@ class CachingStorage(StorageWrapper):
 
     def prefetch(self, key: str) -> None:
         """Nothing to do: a miss already fetches the whole object into the cache."""
+
+    def invalidate(self, key: str) -> bool:
+        """A reader found the copy of ``key`` it got damaged: drop the cached file (the
+        next read fetches the object again) and say a fresh read may differ. When the
+        copy came from the store itself, the refetch gives the same bytes and the reader
+        reports them; the cost is one more fetch, on a path that fails anyway."""
+        if not self.cacheable(check_key(key)) or self._name(key) in self._too_big:
+            return self.inner.invalidate(key)  # never cached: not ours to retry
+        self._drop(self._name(key))
+        self.inner.invalidate(key)
+        return True
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

@@ -327,3 +327,78 @@ def test_an_unusable_cache_directory_is_one_clear_error(inner: Counting, tmp_pat
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(StorageError, match=r"cannot use the cache directory .*file: File exists"):
         CachingStorage(inner, tmp_path / "file", 1 << 20)
+
+
+def _damage(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(0, len(data), 1000):
+        data[i] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_invalidate_drops_a_damaged_file_and_the_next_read_fetches_the_object_again(
+        inner: Counting, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Found by QA: a cached chunk damaged on the local disk was served for good (the cache
+    does not verify; the reader does, and could not have it fetched again). A reader
+    that finds a copy bad calls invalidate(): the file goes, the next read refetches it,
+    and one WARNING names the damaged file."""
+    data = os.urandom(5000)
+    inner.put("t/chunks/1", data)
+    cache = CachingStorage(inner, tmp_path / "c", 1 << 24)
+    assert cache.get("t/chunks/1") == data
+    [path] = cache_files(tmp_path / "c")
+    _damage(path)
+    cache.close()
+    cache = CachingStorage(inner, tmp_path / "c", 1 << 24)  # a new process: the file is adopted
+    assert cache.get_range("t/chunks/1", 0, 10) != data[:10]  # (the cache serves what it has)
+    reads = inner.reads
+    with caplog.at_level("WARNING", logger="lakefs.storage.cache"):
+        assert cache.invalidate("t/chunks/1") is True
+        assert not path.exists() and cache.used_bytes == 0
+        assert cache.get_range("t/chunks/1", 0, 10) == data[:10]
+    assert inner.reads == reads + 1  # fetched from the store once
+    assert path.read_bytes() == data  # the file was replaced with the store's bytes
+    [record] = [r for r in caplog.records if r.name == "lakefs.storage.cache"]
+    assert record.levelname == "WARNING"
+    assert str(path) in record.getMessage() and "t/chunks/1" in record.getMessage()
+    assert "damaged" in record.getMessage()
+    assert cache.get("t/chunks/1") == data and inner.reads == reads + 1  # local again
+
+
+def test_invalidate_of_a_truncated_file(inner: Counting, tmp_path: Path,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    data = os.urandom(5000)
+    inner.put("t/chunks/1", data)
+    CachingStorage(inner, tmp_path, 1 << 24).get("t/chunks/1")
+    [path] = cache_files(tmp_path)
+    os.truncate(path, 1234)  # cut short (a crash of a disk that lied about fsync)
+    cache = CachingStorage(inner, tmp_path, 1 << 24)
+    assert cache.get("t/chunks/1") == data[:1234]
+    with caplog.at_level("WARNING", logger="lakefs.storage.cache"):
+        assert cache.invalidate("t/chunks/1")
+        assert cache.get("t/chunks/1") == data
+    assert path.read_bytes() == data and cache.used_bytes == 5000
+    assert len([r for r in caplog.records if r.name == "lakefs.storage.cache"]) == 1
+
+
+def test_invalidate_when_the_store_copy_is_the_same_warns_of_nothing(
+        inner: Counting, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The copy was bad in the store itself: the refetch gives the same bytes, so no cache
+    file is blamed (the reader reports the stored data as damaged)."""
+    inner.put("t/chunks/1", b"bad in the store")
+    cache = CachingStorage(inner, tmp_path, 1 << 24)
+    assert cache.get("t/chunks/1") == b"bad in the store"
+    with caplog.at_level("WARNING", logger="lakefs.storage.cache"):
+        assert cache.invalidate("t/chunks/1")
+        assert cache.get("t/chunks/1") == b"bad in the store"
+    assert not [r for r in caplog.records if r.name == "lakefs.storage.cache"]
+
+
+def test_invalidate_says_false_where_a_fresh_read_would_be_the_same(inner: Counting, tmp_path: Path) -> None:
+    inner.put("HEAD", b"1")
+    inner.put("chunks/big", os.urandom(50_000))
+    assert MemoryStorage().invalidate("chunks/x") is False  # no local copy to drop
+    cache = CachingStorage(inner, tmp_path, 20_000, part_size=4096)
+    assert cache.invalidate("HEAD") is False  # never cached
+    cache.get("chunks/big")
+    assert cache.invalidate("chunks/big") is False  # too big to cache: read from the store
