@@ -10,6 +10,7 @@ byte-exact (Deep Lake v3 re-encodes tiles; we keep the original bytes).
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -31,7 +32,7 @@ from lakefs.errors import (
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
 from lakefs.format.index import ENTRY, MAX_NDIM, SampleIndex, SegmentRef, plan_merge
-from lakefs.storage.base import Storage
+from lakefs.storage.base import Storage, read_verified
 
 # read_entry and DatasetFS._content_token unpack ``entry.item()`` tuples by position.
 assert ENTRY.names[:7] == ("row", "chunk", "offset", "length", "file_size", "crc", "tiles")
@@ -265,7 +266,10 @@ class ChunkEngine:
                 else:
                     if chunk_id not in self._touched:  # whole chunks ahead: the next
                         self._prefetch(chunk_id, key)     # samples of it are cache reads
-                    data = self.storage.get_range(key, chunkfmt.HEADER.size + off, n)
+                    start = chunkfmt.HEADER.size + off
+                    data = self.storage.get_range(key, start, n)
+                    if (len(data) != n or crc32(data) != crc) and self.storage.invalidate(key):
+                        data = self.storage.get_range(key, start, n)  # a damaged local copy: once more
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"row {int(e['row'])}: {self._missing(key)}") from err
         if len(data) != n or crc32(data) != crc:
@@ -339,17 +343,26 @@ class ChunkEngine:
         """The verified payload of one tile (for TileWindow): read into ``buf`` and served
         from there, except a compressed tile or one still being written behind."""
         key = keys.chunk(self.tid, chunk_id)
+        blob = self.writer.pending(key) if self.writer is not None else None
+        if isinstance(blob, chunkfmt.OpenChunk):
+            blob = b"".join(blob.parts())
+        if blob is not None:
+            return memoryview(chunkfmt.decode_view(blob, key, self._decompress))
+        if self.kind != ChunkKind.CHUNK_COMPRESSED:
+            def read() -> memoryview:
+                return buf[: self.storage.readinto(key, 0, buf)]
+        else:
+            def read() -> bytes:
+                return self.storage.get(key)
         try:
-            blob = self.writer.pending(key) if self.writer is not None else None
-            if isinstance(blob, chunkfmt.OpenChunk):
-                blob = b"".join(blob.parts())
-            if blob is None and self.kind != ChunkKind.CHUNK_COMPRESSED:
-                blob = buf[: self.storage.readinto(key, 0, buf)]
-            elif blob is None:
-                blob = self.storage.get(key)
+            return memoryview(read_verified(self.storage, key, read, self._decoder(key, view=True)))
         except ObjectNotFoundError as err:
             raise CorruptionError(self._missing(key)) from err
-        return memoryview(chunkfmt.decode_view(blob, key, self._decompress))
+
+    def _decoder(self, key: str, view: bool = False) -> Callable[[bytes | memoryview], bytes | memoryview]:
+        """The verifying decode of chunk ``key`` (for read_verified)."""
+        decode = chunkfmt.decode_view if view else chunkfmt.decode
+        return lambda blob: decode(blob, key, self._decompress)
 
     def _missing(self, key: str) -> str:
         """Why chunk ``key`` is not there. A reader's snapshot loses chunks when the writer
@@ -361,6 +374,13 @@ class ChunkEngine:
                 "compacted it or deleted the tensor); refresh() or reopen it, and run lakefs fsck if "
                 "the chunk is still missing")
 
+    def chunk_header(self, chunk_id: int) -> tuple[ChunkKind, int, int, int]:
+        """(kind, payload_len, stored_len, crc) of the stored chunk ``chunk_id``, read from
+        its first bytes alone."""
+        key = keys.chunk(self.tid, chunk_id)
+        return read_verified(self.storage, key, lambda: self.storage.get_range(key, 0, chunkfmt.HEADER.size),
+                             lambda blob: chunkfmt.parse_header(blob, key))
+
     def _hint_tile(self, chunk_id: int) -> None:
         self.storage.prefetch(keys.chunk(self.tid, chunk_id))
 
@@ -368,15 +388,16 @@ class ChunkEngine:
         key = keys.chunk(self.tid, chunk_id)
         payload = self.cache.get(key)
         if payload is None:
-            try:
-                blob = self.writer.pending(key) if self.writer is not None else None
-                if isinstance(blob, chunkfmt.OpenChunk):
-                    blob = b"".join(blob.parts())
-                elif blob is None:
-                    blob = self.storage.get(key)
-            except ObjectNotFoundError as err:
-                raise CorruptionError(self._missing(key)) from err
-            payload = chunkfmt.decode(blob, key, self._decompress)
+            blob = self.writer.pending(key) if self.writer is not None else None
+            if isinstance(blob, chunkfmt.OpenChunk):
+                blob = b"".join(blob.parts())
+            if blob is not None:
+                payload = chunkfmt.decode(blob, key, self._decompress)
+            else:
+                try:
+                    payload = read_verified(self.storage, key, lambda: self.storage.get(key), self._decoder(key))
+                except ObjectNotFoundError as err:
+                    raise CorruptionError(self._missing(key)) from err
             self.cache.put(key, payload)
         return payload
 
@@ -419,12 +440,11 @@ class ChunkEngine:
         for ref in refs:
             key = keys.index_segment(self.tid, int(ref["id"]))
             try:
-                blob = self.storage.get(key)
+                count, body = read_verified(self.storage, key, functools.partial(self.storage.get, key),
+                                            functools.partial(segments.unpack_exact, kind=segments.KIND_INDEX,
+                                                              where=key, count=int(ref["count"]), what="entries"))
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"index segment {key} is missing") from err
-            count, body = segments.unpack(blob, segments.KIND_INDEX, key)
-            if count != int(ref["count"]):
-                raise CorruptionError(f"{key}: holds {count} entries, manifest says {ref['count']}")
             rows = self.index.apply_segment(body, count, key)
             self.index.segments.append(SegmentRef(int(ref["id"]), count, rows))
 

@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import dataclasses
 import difflib
+import functools
 import json
 import logging
 import os
@@ -71,7 +72,7 @@ from lakefs.format.manifest import (
     parse_head,
 )
 from lakefs.format.rows import RowTable
-from lakefs.storage.base import LOCK_PREFIX, Storage, WriterLock
+from lakefs.storage.base import LOCK_PREFIX, Storage, WriterLock, read_verified
 
 log = logging.getLogger("lakefs.dataset")
 
@@ -358,10 +359,11 @@ class Dataset:
         for ref in manifest.rows:
             key = keys.rows_segment(int(ref["id"]))
             try:
-                blob = self.storage.get(key)
+                count, body = read_verified(self.storage, key, functools.partial(self.storage.get, key),
+                                            functools.partial(segments.unpack_exact, kind=segments.KIND_ROWS,
+                                                              where=key, count=int(ref["count"]), what="rows"))
             except ObjectNotFoundError as e:
                 raise CorruptionError(f"row segment {key} is missing") from e
-            count, body = segments.unpack(blob, segments.KIND_ROWS, key)
             rows.load_segment(body, count, int(ref["start"]), key)
         rows.segments = [dict(r) for r in manifest.rows]
         rows.finish_load()

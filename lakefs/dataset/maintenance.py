@@ -37,8 +37,7 @@ def chunks_to_rewrite(tensor: Tensor) -> set[int]:
             used[c] += n
     sparse, small = set(), set()
     for c, n in used.items():  # called right after a commit: every chunk is sealed
-        key = keys.chunk(eng.tid, c)
-        _, payload_len, _, _ = chunkfmt.parse_header(eng.storage.get_range(key, 0, chunkfmt.HEADER.size), key)
+        _, payload_len, _, _ = eng.chunk_header(c)
         if n < LIVE_RATIO * payload_len:
             sparse.add(c)
         elif payload_len < SMALL_RATIO * eng.chunk_size:
@@ -136,7 +135,6 @@ def _chunk_compressed_bytes(tensor: Tensor, live, sizes: dict[str, int]) -> int:
         if key not in sizes:
             total += n
             continue
-        _, payload_len, stored_len, _ = chunkfmt.parse_header(eng.storage.get_range(key, 0, chunkfmt.HEADER.size),
-                                                               key)
+        _, payload_len, stored_len, _ = eng.chunk_header(c)
         total += round(stored_len * n / payload_len) if payload_len else 0
     return total

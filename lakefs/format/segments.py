@@ -55,6 +55,15 @@ def unpack(blob: bytes, kind: int, where: str) -> tuple[int, memoryview]:
     return count, body
 
 
+def unpack_exact(blob: bytes, kind: int, where: str, count: int, what: str) -> tuple[int, memoryview]:
+    """:func:`unpack`, and ``CorruptionError`` unless the segment holds the ``count``
+    records (``what``) its manifest says: the header's count is outside the checksum."""
+    n, body = unpack(blob, kind, where)
+    if n != count:
+        raise CorruptionError(f"{where}: holds {n} {what}, manifest says {count}")
+    return n, body
+
+
 def merge_start(counts: list[int]) -> int:
     """Where the merge of the newest segment starts, binary-counter style.
 

@@ -79,3 +79,45 @@ def test_cli_export_goes_on_without_a_cache_when_the_cache_directory_is_unusable
     assert done.stdout.startswith(f"exported {len(want)} files")
     got = {p.name: md5(p.read_bytes()) for p in (tmp_path / "out" / "images").iterdir()}
     assert got == want
+
+
+def test_cli_export_and_load_fetch_a_damaged_cache_file_again(photos, s3_endpoint, s3_url, tmp_path):
+    """Found by QA: with a chunk damaged in the local cache, `lakefs export` exited 1 and
+    lakefs.load(..., cache_dir=...) raised CorruptionError for every sample in it, for
+    good. The damaged copy is now dropped and the chunk fetched again from the store."""
+    import subprocess
+    import sys
+
+    want = fill(s3_url, s3_endpoint, photos)
+    cache = tmp_path / "cache"
+    config = write_config(tmp_path / "c.yaml", s3_endpoint, cache)
+
+    def export(dest: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lakefs", "export", s3_url, str(tmp_path / dest),
+                               "--config", str(config)], capture_output=True, text=True, timeout=120)
+
+    def damage() -> list:
+        chunks = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size >= 64 << 10]
+        for p in chunks:
+            data = bytearray(p.read_bytes())
+            for i in range(0, len(data), 50_000):
+                data[i] ^= 0xFF
+            p.write_bytes(bytes(data))
+        assert chunks
+        return chunks
+
+    assert export("first").returncode == 0
+    damaged = damage()
+    done = export("out")
+    assert done.returncode == 0, done.stderr
+    got = {p.name: md5(p.read_bytes()) for p in (tmp_path / "out" / "images").iterdir()}
+    assert got == want
+    lines = done.stderr.splitlines()
+    assert len(lines) == len(damaged) and all(any(str(p) in line for line in lines) for p in damaged)
+    assert all(line.startswith("lakefs: WARNING: read cache: cache file ") for line in lines)
+
+    damage()
+    with lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint),
+                     cache_dir=cache) as ds:
+        assert {s.filename: md5(s.tobytes()) for s in ds.images} == want
+    assert len(list(cache.iterdir())) == 1  # (the files the export cached, damaged again)

@@ -221,3 +221,37 @@ def test_a_mount_whose_writer_lease_was_taken_over_turns_read_only_and_umount_fa
     ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint))
     assert sorted(ds.files) == ["from_w2.txt", "kept.txt"] and not ds.tensors
     assert ds.read_file("from_w2.txt") == b"the other writer's"
+
+
+def damage_cached(cache: Path, min_size: int, step: int = 50_000) -> list[Path]:
+    """Flip one byte every ``step`` bytes of every cached file of ``min_size`` bytes or more
+    (as QA did to a chunk; a small segment loses its first byte)."""
+    files = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size >= min_size]
+    for p in files:
+        data = bytearray(p.read_bytes())
+        for i in range(0, len(data), step):
+            data[i] ^= 0xFF
+        p.write_bytes(bytes(data))
+    return files
+
+
+@pytest.mark.parametrize("min_size", [64 << 10, 0], ids=["chunk", "every file"])
+def test_a_damaged_cache_file_is_fetched_again_not_an_eio_for_good(
+        photos, s3_endpoint, s3_url, s3_config, tmp_path, mountpoint, min_size):
+    """Found by QA: a chunk damaged in the local cache gave EIO on every file in it, on
+    every remount ("stored data is damaged", while fsck of the store said clean). It is
+    now dropped and fetched again from the store, with one WARNING naming the file."""
+    want = fill(s3_url, s3_endpoint, photos)
+    argv = lakefs_mount(s3_url, mountpoint, "-o", "ro", "--config", str(s3_config))
+    with mounted(argv, mountpoint):
+        assert read_all(mountpoint) == want
+    damaged = damage_cached(tmp_path / "cache", min_size)
+    assert damaged
+    with mounted(argv, mountpoint) as m:
+        assert read_all(mountpoint) == want
+        log = m.log()
+    warned = [line for line in log.splitlines() if "WARNING" in line and "was damaged" in line]
+    assert len(warned) == len(damaged) and all(any(str(p) in w for w in warned) for p in damaged)
+    with mounted(argv, mountpoint) as m:  # the cache holds good copies again
+        assert read_all(mountpoint) == want
+        assert "was damaged" not in m.log()
