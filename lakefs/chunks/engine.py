@@ -268,7 +268,9 @@ class ChunkEngine:
                         self._prefetch(chunk_id, key)     # samples of it are cache reads
                     start = chunkfmt.HEADER.size + off
                     data = self.storage.get_range(key, start, n)
-                    if (len(data) != n or crc32(data) != crc) and self.storage.invalidate(key):
+                    if len(data) == n and crc32(data) == crc:
+                        return data  # (checked once: the common read)
+                    if self.storage.invalidate(key):
                         data = self.storage.get_range(key, start, n)  # a damaged local copy: once more
             except ObjectNotFoundError as err:
                 raise CorruptionError(f"row {int(e['row'])}: {self._missing(key)}") from err
