@@ -119,6 +119,12 @@ def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tupl
     extra.setdefault("max_readahead", MAX_READAHEAD)
     if f.allow_other:
         extra.setdefault("allow_other", True)
+    if extra.get("allow_other") or extra.get("allow_root"):
+        # Files show as the mounting user's with the modes stored (644, 755, chmod'ed):
+        # without default_permissions the kernel did not check them, and any other user
+        # could delete or overwrite every file. With it, the kernel checks them as on a
+        # local disk (lakefs itself does no permission check).
+        extra["default_permissions"] = True
     kw, tuning = mount_options(
         fsname=fuse_escape(f"lakefs:{dataset_url}"),
         kernel_cache=False,

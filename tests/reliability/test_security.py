@@ -16,6 +16,7 @@ from reliability_helpers import REPO, lakefs_mount
 
 import lakefs
 from lakefs.errors import InvalidKeyError, InvalidNameError, LakeFSError
+from lakefs.fs.mount import mount_entry
 from lakefs.storage import LocalStorage
 
 pytestmark = pytest.mark.timeout(120)
@@ -129,6 +130,74 @@ def test_mount_is_private_unless_allow_other(tmp_path):
         with mounted(lakefs_mount(ds_path, mnt, "-o", "allow_other"), mnt):
             allowed = _as_nobody("cat", str(mnt / "README"))
             assert allowed.returncode == 0 and allowed.stdout == "hi\n", allowed
+    finally:
+        unmount(base / "mnt")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+
+def _as_nobody_sh(script: str) -> subprocess.CompletedProcess[str]:
+    return _as_nobody("sh", "-c", script)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to another user")
+@pytest.mark.parametrize("how", ["option", "config"])
+def test_allow_other_enforces_the_modes_it_shows(tmp_path, how):
+    """With allow_other, files show as the mounting user's with modes 644/755, but the
+    kernel did not check them: any local user could delete or overwrite a root-owned
+    dataset (found by QA). allow_other now implies default_permissions."""
+    ds_path = tmp_path / "ds"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("fuse: {allow_other: true}\n")
+    how_args = ["-o", "allow_other"] if how == "option" else ["--config", str(cfg)]
+    base = Path(tempfile.mkdtemp(prefix="lakefs-perms-"))  # world-traversable, as above
+    umask = os.umask(0o022)  # (nobody's shell inherits it)
+    os.umask(umask)
+    try:
+        base.chmod(0o755)
+        mnt = base / "mnt"
+        mnt.mkdir()
+        mnt.chmod(0o755)
+        with mounted(lakefs_mount(ds_path, mnt, *how_args), mnt):
+            (mnt / "README").write_text("hi\n")
+            (mnt / "docs").mkdir()
+            (mnt / "docs" / "a.txt").write_text("a\n")
+            (mnt / "shared").mkdir()
+            (mnt / "shared" / "s.txt").write_text("s\n")
+            assert _as_nobody("cat", str(mnt / "docs" / "a.txt")).stdout == "a\n"
+            refused = {
+                "rm": _as_nobody("rm", "-f", str(mnt / "docs" / "a.txt")),
+                "rm top": _as_nobody("rm", "-f", str(mnt / "README")),
+                "overwrite": _as_nobody_sh(f"echo evil > {mnt}/docs/a.txt"),
+                "append": _as_nobody_sh(f"echo evil >> {mnt}/README"),
+                "create": _as_nobody_sh(f"echo new > {mnt}/docs/new.txt"),
+                "mkdir": _as_nobody("mkdir", str(mnt / "evil")),
+                "rename": _as_nobody("mv", str(mnt / "docs" / "a.txt"), str(mnt / "docs" / "b.txt")),
+                "rmdir": _as_nobody("rm", "-rf", str(mnt / "shared")),
+                "chmod": _as_nobody("chmod", "666", str(mnt / "README")),
+            }
+            for what, r in refused.items():
+                refusal = "Operation not permitted" if what == "chmod" else "Permission denied"
+                assert r.returncode != 0 and refusal in r.stderr, (what, r)
+            # The modes shown are the modes checked: a directory made 777 by its owner
+            # takes new files from anyone (they show as the mounting user's, as all do).
+            (mnt / "shared").chmod(0o777)
+            made = _as_nobody_sh(f"echo from nobody > {mnt}/shared/n.txt")
+            assert made.returncode == 0, made
+            assert (mnt / "shared" / "n.txt").read_text() == "from nobody\n"
+            made = (mnt / "shared" / "n.txt").stat()  # the mounting user's, by the creator's umask
+            assert (made.st_uid, made.st_mode & 0o777) == (os.getuid(), 0o666 & ~umask)
+            if umask & 0o002:
+                again = _as_nobody_sh(f"echo more >> {mnt}/shared/n.txt")
+                assert again.returncode != 0 and "Permission denied" in again.stderr, again
+            assert {"allow_other", "default_permissions"} <= set(mount_entry(mnt).options)
+            assert (mnt / "docs" / "a.txt").read_text() == "a\n"
+            assert (mnt / "README").read_text() == "hi\n"
+            assert sorted(os.listdir(mnt)) == ["README", "docs", "shared"]
+            assert sorted(os.listdir(mnt / "docs")) == ["a.txt"]
+        with lakefs.load(ds_path, read_only=True) as ds:  # and so it was stored
+            assert ds.read_file("README") == b"hi\n"
     finally:
         unmount(base / "mnt")
         shutil.rmtree(base, ignore_errors=True)
