@@ -6,6 +6,7 @@ line naming the setting, raised at start, never later.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -18,6 +19,9 @@ MAX_SIZE = 1 << 60  # bytes: anything above is a typo, not a size
 TOP_LEVEL = {"chunk_size", "chunk_cache_size", "allow_transcode", "commit_interval", "refresh_interval",
              "spill_size", "cache_size"}
 TENSOR_SETTINGS = {"htype", "dtype", "sample_compression", "chunk_compression", "class_names", "chunk_size"}
+# Durations in seconds (parse_seconds): "> 0" or ">= 0".
+POSITIVE_SECONDS = {"commit_interval"}
+SECONDS = {"refresh_interval"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,24 @@ def _check_type(name: str, value: Any, expected: Any) -> Any:
     raise ConfigError(f"config: {name} must be {want.split(' ')[0]}, got {value!r}")
 
 
+def parse_seconds(value: Any, name: str, *, positive: bool = False) -> float:
+    """Seconds from a number or a numeric string, as both the config file and ``-o`` give
+    them (YAML reads ``1e-9``, an exponent without a dot, as a string). Refused, one line
+    starting with ``name``: anything negative (or 0 when ``positive``), and inf and nan,
+    which the config took while ``-o`` refused them (``.inf`` mounted and never
+    committed, ``.nan`` meant never)."""
+    seconds = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except (ValueError, OverflowError):
+            pass
+    if seconds is None or not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
+        hint = " (inf and nan are not durations)" if seconds is not None and not math.isfinite(seconds) else ""
+        raise ConfigError(f"{name} needs a number of seconds {'>' if positive else '>='} 0, got {value!r}{hint}")
+    return seconds
+
+
 def parse_size(value: Any, name: str = "size") -> int:
     """Bytes from an integer or a string like "10GB", "256 MiB"; ConfigError otherwise
     (also for negative, infinite or absurd sizes)."""
@@ -135,14 +157,12 @@ def from_dict(data: dict[str, Any]) -> Config:
                 if values[key] > MAX_CHUNK_SIZE:
                     raise ConfigError(f"config: chunk_size must be at most {MAX_CHUNK_SIZE >> 20} MiB "
                                       f"({MAX_CHUNK_SIZE} bytes), got {value!r}")
+        elif key in POSITIVE_SECONDS or key in SECONDS:
+            values[key] = parse_seconds(value, f"config: {key}", positive=key in POSITIVE_SECONDS)
         elif key in TOP_LEVEL:
             values[key] = _check_type(key, value, known[key].type)
         else:
             raise ConfigError(f"config: unknown setting {key!r}")
-    if values.get("commit_interval", 1) <= 0:
-        raise ConfigError("config: commit_interval must be > 0 seconds")
-    if values.get("refresh_interval", 0) < 0:
-        raise ConfigError("config: refresh_interval must be >= 0 seconds (0: never)")
     return Config(**values)
 
 
@@ -165,26 +185,46 @@ def _fuse_from_dict(value: Any) -> FuseSettings:
     if not isinstance(value, dict):
         raise ConfigError("config: fuse must be a mapping")
     known = {f.name: f for f in fields(FuseSettings)}
+    out: dict[str, Any] = {}
     for key, v in value.items():
         if key not in known:
             raise ConfigError(f"config: unknown setting fuse.{key}")
-        _check_type(f"fuse.{key}", v, known[key].type)
-        if key.endswith("_timeout") and v < 0:
-            raise ConfigError(f"config: fuse.{key} must be >= 0 seconds, got {v!r}")
-    return FuseSettings(**value)
+        if key.endswith("_timeout"):
+            out[key] = parse_seconds(v, f"config: fuse.{key}")
+        else:
+            out[key] = _check_type(f"fuse.{key}", v, known[key].type)
+    return FuseSettings(**out)
 
 
 def _tensors_from_dict(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict):
         raise ConfigError("config: tensors must map tensor names to settings")
     for name, settings in value.items():
+        _check_tensor_name(str(name))
         if not isinstance(settings, dict):
             raise ConfigError(f"config: tensors.{name} must be a mapping")
         unknown = set(settings) - TENSOR_SETTINGS
         if unknown:
             raise ConfigError(f"config: unknown setting tensors.{name}.{sorted(unknown)[0]}")
+        for key in ("htype", "dtype", "sample_compression", "chunk_compression"):
+            if key in settings and not isinstance(settings[key], str | None):
+                raise ConfigError(f"config: tensors.{name}.{key} must be a name, got {settings[key]!r}")
         _check_tensor_settings(str(name), settings)
     return {str(k): dict(v) for k, v in value.items()}
+
+
+def _check_tensor_name(name: str) -> None:
+    """A name the mount can match: a tensor's path in the dataset (``a/b``, no leading
+    ``/``) or its last component. ``""`` or ``/abs/x`` were taken and never matched."""
+    from lakefs.dataset.names import check_path
+
+    try:
+        normal = check_path(name, "tensor name")
+    except LakeFSError as e:
+        raise ConfigError(f"config: tensors: {e}") from None
+    if normal != name:
+        raise ConfigError(f"config: tensors: {name!r} never matches a tensor: write its path in the "
+                          f"dataset, {normal!r}")
 
 
 def _check_tensor_settings(name: str, settings: dict[str, Any]) -> None:
@@ -200,6 +240,40 @@ def _check_tensor_settings(name: str, settings: dict[str, Any]) -> None:
         raise ConfigError(f"config: tensors.{name}: {e}") from None
 
 
+def _yaml_load(stream: Any) -> Any:
+    """``yaml.safe_load``, but a key given twice in one mapping is refused
+    (:class:`DuplicateKeyError`): PyYAML kept the last silently."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # (`<<:` keys may be overridden)
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:
+                    continue  # an unhashable key: PyYAML's own error follows
+            return super().construct_mapping(node, deep=deep)
+
+    loader = Loader(stream)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+class DuplicateKeyError(Exception):
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(key, first, again)
+        self.key, self.first, self.again = key, first, again
+
+
 def load_config(path: str | os.PathLike | None) -> Config:
     """The settings in ``path`` (YAML), or the defaults when ``path`` is None."""
     if path is None:
@@ -208,7 +282,10 @@ def load_config(path: str | os.PathLike | None) -> Config:
 
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = _yaml_load(f)
+    except DuplicateKeyError as e:
+        lines = f"line {e.first}" if e.first == e.again else f"lines {e.first} and {e.again}"
+        raise ConfigError(f"config: {path}: {e.key!r} is given twice ({lines})") from None
     except OSError as e:
         raise ConfigError(f"config: cannot read {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:

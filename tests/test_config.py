@@ -73,6 +73,31 @@ def test_values_are_parsed(tmp_path):
         ("tensors: {x: {sample_compression: png, chunk_compression: lz4}}\n", "not both"),
         ("- a\n- b\n", "mapping"),
         ("key: [unclosed\n", "not valid YAML"),
+        # inf and nan are refused as by -o (.inf mounted and never committed, .nan meant never):
+        ("commit_interval: .inf\n", "config: commit_interval needs a number of seconds > 0, got inf "
+                                     "(inf and nan are not durations)"),
+        ("refresh_interval: .nan\n", "config: refresh_interval needs a number of seconds >= 0, got nan"),
+        ("refresh_interval: .inf\n", "config: refresh_interval needs a number of seconds >= 0, got inf"),
+        ("fuse: {attr_timeout: .nan}\n", "config: fuse.attr_timeout needs a number of seconds >= 0, got nan"),
+        ("fuse: {entry_timeout: .inf}\n", "config: fuse.entry_timeout needs a number of seconds >= 0, got inf"),
+        ("commit_interval: '-1e3'\n", "config: commit_interval needs a number of seconds > 0, got '-1e3'"),
+        ("commit_interval: true\n", "config: commit_interval needs a number of seconds > 0, got True"),
+        # A wrong type is named, not "unhashable type: 'dict'":
+        ("tensors: {x: {sample_compression: {a: 1}}}\n", "config: tensors.x.sample_compression must be a name, "
+                                                         "got {'a': 1}"),
+        ("tensors: {x: {htype: [image]}}\n", "config: tensors.x.htype must be a name, got ['image']"),
+        # Names that could never match a tensor:
+        ("tensors: {'': {htype: text}}\n", "config: tensors: invalid tensor name '' (empty)"),
+        ("tensors: {/abs/x: {htype: text}}\n", "config: tensors: '/abs/x' never matches a tensor: write its "
+                                                "path in the dataset, 'abs/x'"),
+        ("tensors: {x/: {htype: text}}\n", "'x/' never matches a tensor"),
+        ("tensors: {a//b: {htype: text}}\n", "config: tensors: tensor name 'a//b'"),
+        # PyYAML keeps the last of a key given twice; it is refused, named:
+        ("commit_interval: 1\nchunk_size: 8MB\ncommit_interval: 2\n",
+         "'commit_interval' is given twice (lines 1 and 3)"),
+        ("fuse: {attr_timeout: 1, attr_timeout: 2}\n", "'attr_timeout' is given twice (line 1)"),
+        ("tensors:\n  masks: {htype: binary_mask}\n  masks: {htype: image}\n",
+         "'masks' is given twice (lines 2 and 3)"),
         ("x: !!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
     ],
 )
@@ -83,6 +108,24 @@ def test_bad_settings_are_one_clear_error(tmp_path, text, words):
         load_config(cfg)
     assert words in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_durations_in_exponent_form(tmp_path):
+    """YAML reads ``1e-9`` (no dot) as a string: it was "commit_interval must be float,
+    got '1e-9'" (found by QA)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("commit_interval: 1e-9\nrefresh_interval: '2.5'\nfuse: {attr_timeout: 1e3, entry_timeout: 1.5e1}\n")
+    c = load_config(cfg)
+    assert (c.commit_interval, c.refresh_interval, c.fuse.attr_timeout, c.fuse.entry_timeout) == (1e-9, 2.5, 1e3, 15)
+    assert all(type(v) is float for v in (c.commit_interval, c.refresh_interval, c.fuse.attr_timeout))
+
+
+def test_yaml_merge_keys_still_override(tmp_path):
+    """A ``<<:`` merge and a key overriding it are not a key given twice."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tensors:\n  masks: &m {htype: binary_mask, sample_compression: png}\n"
+                   "  depth:\n    <<: *m\n    htype: image\n")
+    assert load_config(cfg).tensors["depth"] == {"htype": "image", "sample_compression": "png"}
 
 
 def test_unreadable_config_is_a_config_error(tmp_path):
