@@ -14,7 +14,6 @@ import gc
 import hashlib
 import json
 import logging
-import math
 import os
 import queue
 import re
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakefs.config import Config
+from lakefs.config import Config, parse_seconds
 from lakefs.errors import ConfigError, LakeFSError, LeaseLostError, LockedError
 
 if TYPE_CHECKING:
@@ -34,11 +33,15 @@ log = logging.getLogger("lakefs.mount")
 # -o options passed through to libfuse (mount.fuse(8)); anything else is refused at start.
 FUSE_OPTIONS = {
     "ro", "rw", "allow_other", "allow_root", "default_permissions", "auto_unmount", "kernel_cache",
-    "auto_cache", "noauto_cache", "entry_timeout", "attr_timeout", "negative_timeout", "fsname",
-    "subtype", "max_read", "debug", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime",
+    "auto_cache", "noauto_cache", "entry_timeout", "attr_timeout", "negative_timeout",
+    "max_read", "debug", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime",
     "noatime", "sync_read", "async_read", "max_write", "max_readahead",
 }
 MAX_READAHEAD = 1 << 20
+# Set by lakefs itself, never by -o: `lakefs umount` (and `lakefs mount`, finding a dead
+# mount) know a lakefs mount by its source "lakefs:<dataset>" and type fuse.lakefs
+# (MountEntry.is_lakefs); -o fsname=x made umount return before the final commit.
+RESERVED_OPTIONS = {"fsname", "subtype"}
 
 # -o options lakefs itself understands.
 LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "refresh_interval", "nothreads", "threads",
@@ -48,7 +51,10 @@ LAKEFS_OPTIONS = {"noxattr", "xattr", "commit_interval", "refresh_interval", "no
 SECONDS_OPTIONS = {"entry_timeout", "attr_timeout", "negative_timeout", "refresh_interval"}  # >= 0
 POSITIVE_SECONDS_OPTIONS = {"commit_interval"}  # > 0
 BYTES_OPTIONS = {"max_read", "max_write", "max_readahead"}  # a whole number > 0
-STRING_OPTIONS = {"fsname", "subtype"}
+# max_write's bounds: libfuse 3 sizes its read buffer for max_write, while the kernel
+# sends writes of at least 4096 bytes, and libfuse's buffer holds at most 1 MiB (256
+# pages): outside them "fuse: reading device: Invalid argument" ended the mount at once.
+MAX_WRITE_RANGE = (4096, 1 << 20)
 
 MountOptions = dict[str, str | bool | float | int]
 
@@ -58,7 +64,9 @@ def parse_options(text: str | None) -> MountOptions:
 
     Each option is checked by kind, so a bad one is one ConfigError before anything is
     mounted: a flag takes no value, seconds are a finite number >= 0 (``commit_interval``
-    > 0), byte counts a whole number > 0, ``fsname``/``subtype`` a non-empty string.
+    > 0), byte counts a whole number > 0 (``max_write`` within MAX_WRITE_RANGE);
+    ``fsname``/``subtype`` are lakefs's own. Of ``ro`` and ``rw`` the last one given wins,
+    as with mount(8): only that one is kept, for lakefs and for the kernel alike.
     """
     out: MountOptions = {}
     for item in (text or "").split(","):
@@ -66,39 +74,36 @@ def parse_options(text: str | None) -> MountOptions:
         if not item:
             continue
         key, sep, value = item.partition("=")
+        if key in RESERVED_OPTIONS:
+            raise ConfigError(f"mount option {key} cannot be given: lakefs sets it itself (the mount table shows "
+                              "lakefs:DATASET, type fuse.lakefs, by which `lakefs umount` knows the mount)")
         if key not in FUSE_OPTIONS and key not in LAKEFS_OPTIONS:
             raise ConfigError(f"unknown mount option {key!r}")
+        if key in ("ro", "rw"):
+            out.pop("rw" if key == "ro" else "ro", None)
         out[key] = _option_value(key, value if sep else None)
     return out
 
 
 def _option_value(key: str, value: str | None) -> str | bool | float | int:
-    takes_value = key in SECONDS_OPTIONS | POSITIVE_SECONDS_OPTIONS | BYTES_OPTIONS | STRING_OPTIONS
+    takes_value = key in SECONDS_OPTIONS | POSITIVE_SECONDS_OPTIONS | BYTES_OPTIONS
     if not takes_value:
         if value is not None:
             raise ConfigError(f"mount option {key} takes no value, got {key + '=' + value!r}")
         return True
     if not value:
         raise ConfigError(f"mount option {key} needs a value ({key}=...)")
-    if key in STRING_OPTIONS:
-        return value
     if key in BYTES_OPTIONS:
         try:
             number = int(value)
         except ValueError:
             number = 0
-        if number <= 0:
-            raise ConfigError(f"mount option {key} needs a whole number of bytes > 0, got {value!r}")
+        low, high = MAX_WRITE_RANGE if key == "max_write" else (1, None)
+        if number < low or (high is not None and number > high):
+            wanted = f"from {low} to {high}" if high is not None else "> 0"
+            raise ConfigError(f"mount option {key} needs a whole number of bytes {wanted}, got {value!r}")
         return number
-    positive = key in POSITIVE_SECONDS_OPTIONS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
-        raise ConfigError(f"mount option {key} needs a number of seconds {'>' if positive else '>='} 0, "
-                          f"got {value!r}")
-    return seconds
+    return parse_seconds(value, f"mount option {key}", positive=key in POSITIVE_SECONDS_OPTIONS)
 
 
 def fuse_escape(value: str) -> str:
@@ -184,7 +189,8 @@ class MountEntry:
 
     @property
     def dataset(self) -> str | None:
-        """The mounted dataset, when the source names it (``-o fsname=`` may not)."""
+        """The mounted dataset, when the source names it (lakefs refuses ``-o fsname=``;
+        an older one took it)."""
         return self.source[len("lakefs:"):] if self.source.startswith("lakefs:") else None
 
     @property

@@ -58,20 +58,32 @@ def dataset(dataset_path: Path) -> Path:
     return dataset_path
 
 
+RESERVED = ("%s cannot be given: lakefs sets it itself (the mount table shows lakefs:DATASET, type fuse.lakefs, "
+            "by which `lakefs umount` knows the mount)")
 BAD_OPTIONS = [
     ("max_readahead=abc", "max_readahead needs a whole number of bytes > 0, got 'abc'"),
     ("max_read=abc", "max_read needs a whole number of bytes > 0, got 'abc'"),
-    ("max_write=0", "max_write needs a whole number of bytes > 0, got '0'"),
+    ("max_write=0", "max_write needs a whole number of bytes from 4096 to 1048576, got '0'"),
+    # Below 4096 or above 1 MiB, libfuse failed at its first read ("fuse: reading device:
+    # Invalid argument"): nothing was mounted, and the mount command exited 0 (found by QA).
+    ("max_write=1", "max_write needs a whole number of bytes from 4096 to 1048576, got '1'"),
+    ("max_write=3000", "max_write needs a whole number of bytes from 4096 to 1048576, got '3000'"),
+    ("max_write=2097152", "max_write needs a whole number of bytes from 4096 to 1048576, got '2097152'"),
     ("max_readahead", "max_readahead needs a value (max_readahead=...)"),
     ("ro=yes", "ro takes no value, got 'ro=yes'"),
     ("xattr=1", "xattr takes no value, got 'xattr=1'"),
     ("entry_timeout=-3", "entry_timeout needs a number of seconds >= 0, got '-3'"),
     ("attr_timeout=soon", "attr_timeout needs a number of seconds >= 0, got 'soon'"),
-    ("negative_timeout=nan", "negative_timeout needs a number of seconds >= 0, got 'nan'"),
+    ("negative_timeout=nan", "negative_timeout needs a number of seconds >= 0, got 'nan' "
+                             "(inf and nan are not durations)"),
     ("refresh_interval=-1", "refresh_interval needs a number of seconds >= 0, got '-1'"),
     ("commit_interval=0", "commit_interval needs a number of seconds > 0, got '0'"),
-    ("fsname=", "fsname needs a value (fsname=...)"),
-    ("subtype", "subtype needs a value (subtype=...)"),
+    ("commit_interval=inf", "commit_interval needs a number of seconds > 0, got 'inf' (inf and nan are not durations)"),
+    # `lakefs umount` knows a lakefs mount by them: -o fsname=x made it return before the
+    # final commit, -o subtype=x refuse the mount as not lakefs's (found by QA).
+    ("fsname=x", RESERVED % "fsname"),
+    ("subtype=x,fsname=y", RESERVED % "subtype"),
+    ("fsname=", RESERVED % "fsname"),
 ]
 
 
@@ -100,6 +112,29 @@ def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
     opts = "ro,entry_timeout=0.5,attr_timeout=0,max_readahead=131072,max_read=131072,refresh_interval=0"
     with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", opts), mountpoint, env=ENV):
         assert os.listdir(mountpoint) == []
+
+
+
+@pytest.mark.parametrize("opts, read_only", [("ro,rw", False), ("rw,ro", True), ("ro,rw,ro", True), ("rw", False)])
+def test_the_last_of_ro_and_rw_wins(dataset: Path, mountpoint: Path, opts: str, read_only: bool) -> None:
+    """mount(8)'s rule, for lakefs and the kernel alike: -o ro,rw gave a mount lakefs
+    served read-only that /proc/mounts listed as rw (found by QA)."""
+    import errno
+
+    from lakefs.fs.mount import mount_entry
+
+    with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", opts), mountpoint, env=ENV):
+        entry = mount_entry(mountpoint)
+        assert entry is not None and entry.read_only == read_only, entry
+        try:
+            (mountpoint / "x.txt").write_text("x\n")
+        except OSError as e:
+            assert read_only and e.errno == errno.EROFS, e
+        else:
+            assert not read_only
+            assert (mountpoint / "x.txt").read_text() == "x\n"
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert ("x.txt" in ds.files) == (not read_only)
 
 
 def start_and_kill_mount(dataset: Path, mountpoint: Path, via: Path | None = None) -> None:
