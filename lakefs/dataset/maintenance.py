@@ -27,22 +27,40 @@ def _stored_bytes(ds: Dataset, prefix: str) -> int:
     return sum(ds.storage.size(k) for k in ds.storage.list(prefix))
 
 
-def chunks_to_rewrite(tensor: Tensor) -> set[int]:
-    """Single (non-tile) chunks that are mostly dead, or small enough to merge."""
-    eng = tensor._engine
-    live = eng.index.live()
+def _live_bytes_by_chunk(live) -> dict[int, int]:
+    """Payload bytes the live samples hold in each single (non-tile) chunk."""
     used: dict[int, int] = defaultdict(int)
     for c, t, n in zip(live["chunk"].tolist(), live["tiles"].tolist(), live["length"].tolist()):
         if t == 1:
             used[c] += n
-    sparse, small = set(), set()
-    for c, n in used.items():  # called right after a commit: every chunk is sealed
-        _, payload_len, _, _ = eng.chunk_header(c)
-        if n < LIVE_RATIO * payload_len:
-            sparse.add(c)
-        elif payload_len < SMALL_RATIO * eng.chunk_size:
-            small.add(c)
+    return used
+
+
+def _chunk_lengths(tensor: Tensor, c: int, size: int | None = None) -> tuple[int, int]:
+    """(payload_len, stored_len) of a sealed chunk: from its object's ``size`` where the
+    payload is stored as is, else from its header (one ranged read)."""
+    eng = tensor._engine
+    if size is not None and not tensor.chunk_compression:
+        return size - chunkfmt.HEADER.size, size - chunkfmt.HEADER.size
+    _, payload_len, stored_len, _ = eng.chunk_header(c)  # (a damaged cached copy is read again)
+    return payload_len, stored_len
+
+
+def _to_rewrite(chunk_size: int, lengths: dict[int, tuple[int, int]]) -> set[int]:
+    """The chunks ``compact`` rewrites, of sealed single chunks' (live bytes, payload_len):
+    the mostly dead, and the small ones where there are two or more to merge; it keeps
+    the others, dead bytes and all. ``lakefs info`` judges by this too: it said compact
+    reclaims the dead bytes of a chunk exactly half live, and compact reclaimed 0 B
+    (found by QA)."""
+    sparse = {c for c, (n, payload_len) in lengths.items() if n < LIVE_RATIO * payload_len}
+    small = {c for c, (_, payload_len) in lengths.items() if c not in sparse and payload_len < SMALL_RATIO * chunk_size}
     return sparse | (small if len(small) > 1 else set())
+
+
+def chunks_to_rewrite(tensor: Tensor) -> set[int]:
+    """Single (non-tile) chunks that are mostly dead, or small enough to merge."""
+    used = _live_bytes_by_chunk(tensor._engine.index.live())  # called right after a commit: all sealed
+    return _to_rewrite(tensor._engine.chunk_size, {c: (n, _chunk_lengths(tensor, c)[0]) for c, n in used.items()})
 
 
 def compact(ds: Dataset) -> dict[str, int]:
@@ -93,48 +111,58 @@ def delete_unreferenced(ds: Dataset) -> None:
 
 
 def stats(ds: Dataset) -> dict[str, dict[str, Any]]:
-    """Per-tensor sample counts and bytes, for ``lakefs info``. ``sample_bytes`` are the
-    live samples' bytes as stored (see :func:`_chunk_compressed_bytes`)."""
+    """Per-tensor sample counts and bytes, for ``lakefs info`` (see :func:`_space`)."""
     out = {}
     with ds._lock:
         for name, t in ds._tensors.items():
             live = t._engine.index.live()
             prefix = keys.chunk_prefix(t.meta.tid)
             sizes = {k: ds.storage.size(k) for k in ds.storage.list(prefix)}
-            stored = _chunk_compressed_bytes(t, live, sizes) if t.chunk_compression else int(live["length"].sum())
             out[name] = {
                 "htype": t.htype, "dtype": t.dtype, "sample_compression": t.sample_compression,
                 "chunk_compression": t.chunk_compression, "samples": int(len(live)),
-                "sample_bytes": stored, "file_bytes": int(live["file_size"].sum()),
-                "stored_bytes": sum(sizes.values()),
+                "file_bytes": int(live["file_size"].sum()), "stored_bytes": sum(sizes.values()),
+                **_space(t, live, sizes),
             }
     return out
 
 
-def _chunk_compressed_bytes(tensor: Tensor, live, sizes: dict[str, int]) -> int:
-    """The stored bytes of a chunk-compressed tensor's live samples. An index length is
-    the sample's uncompressed length there (the whole chunk is compressed): each chunk's
-    compressed bytes are shared out by the part of its payload (its header says how long)
-    the live samples hold; a tiled sample has its tiles to itself. A chunk not yet in the
-    store (being written) counts its samples uncompressed. It was the uncompressed total,
-    so ``lakefs info`` showed a ratio of 1.00x and a sample bigger than the stored ones."""
+def _space(tensor: Tensor, live, sizes: dict[str, int]) -> dict[str, int]:
+    """What a tensor's chunk objects (``sizes``) hold: ``sample_bytes``, the live samples'
+    bytes as stored; ``reclaimable_bytes``, what ``compact`` would free (objects no live
+    sample uses, and the dead bytes of the chunks it rewrites, :func:`_to_rewrite`);
+    ``kept_dead_bytes``, the dead bytes of the chunks it keeps (at least half live).
+
+    A chunk-compressed tensor's index lengths are uncompressed (the whole chunk is
+    compressed): each chunk's stored bytes are shared out by the part of its payload the
+    live samples hold; a tiled sample has its tiles to itself. A chunk not yet in the
+    store (being written) counts its samples as they are. (The uncompressed total made
+    ``lakefs info`` show a ratio of 1.00x and a sample bigger than the stored ones.)"""
     eng = tensor._engine
-    used: dict[int, int] = defaultdict(int)
-    total = 0
+    sample = reclaimable = kept = 0
     for c, t, n in zip(live["chunk"].tolist(), live["tiles"].tolist(), live["length"].tolist()):
         if t == 1:
-            used[c] += n
             continue
         tiles = [keys.chunk(eng.tid, i) for i in range(c, c + t)]
-        if all(k in sizes for k in tiles):
-            total += sum(sizes[k] - chunkfmt.HEADER.size for k in tiles)
+        if tensor.chunk_compression and all(k in sizes for k in tiles):
+            sample += sum(sizes[k] - chunkfmt.HEADER.size for k in tiles)
         else:
-            total += n
-    for c, n in used.items():
+            sample += n
+    lengths: dict[int, tuple[int, int, int]] = {}  # sealed chunk -> (live bytes, payload_len, stored_len)
+    for c, n in _live_bytes_by_chunk(live).items():
         key = keys.chunk(eng.tid, c)
-        if key not in sizes:
-            total += n
-            continue
-        _, payload_len, stored_len, _ = eng.chunk_header(c)
-        total += round(stored_len * n / payload_len) if payload_len else 0
-    return total
+        if key in sizes:
+            lengths[c] = (n, *_chunk_lengths(tensor, c, sizes[key]))
+        else:
+            sample += n
+    rewrite = _to_rewrite(eng.chunk_size, {c: (n, p) for c, (n, p, _) in lengths.items()})
+    for c, (n, payload_len, stored_len) in lengths.items():
+        share = round(stored_len * n / payload_len) if payload_len else 0
+        sample += share
+        if c in rewrite:
+            reclaimable += sizes[keys.chunk(eng.tid, c)] - share  # its live samples move to another chunk
+        else:
+            kept += stored_len - share
+    used = {keys.chunk(eng.tid, c) for c in eng.live_chunks()}
+    reclaimable += sum(size for key, size in sizes.items() if key not in used and keys.is_dataset_key(key))
+    return {"sample_bytes": sample, "reclaimable_bytes": reclaimable, "kept_dead_bytes": kept}

@@ -291,6 +291,42 @@ def test_info_says_how_much_is_left_by_deletes_and_compact_reclaims_it(cli, data
     assert "hold no current sample" not in cli("info", dataset_path).out
 
 
+def test_info_says_compact_reclaims_only_what_it_does(cli, dataset_path: Path) -> None:
+    """A chunk exactly half live: info said its 2.0 MB of deleted samples "`lakefs compact`
+    reclaims", and compact kept the chunk and reclaimed 0 B (found by QA). Info's figure
+    is now compact's own rule; the rest is said to stay."""
+    rng = np.random.default_rng(0)
+    with lakefs.empty(dataset_path) as ds:
+        for name in ("half", "quarter"):  # one 4 MB chunk each
+            t = ds.create_tensor(name, htype="bytes", chunk_size=8 << 20)
+            for i in range(4):
+                t.write_file(f"b{i}.bin", rng.bytes(1_000_000))
+    with lakefs.load(dataset_path) as ds:
+        for i in range(2):
+            ds["half"].pop(f"b{i}")
+    out = cli("info", dataset_path).out
+    assert "2.0 MB of the stored bytes hold no current sample but are in chunks at least half live, which " \
+           "`lakefs compact` keeps" in out, out
+    assert "reclaims" not in out
+    with lakefs.load(dataset_path) as ds:
+        for i in range(3):
+            ds["quarter"].pop(f"b{i}")
+    out = cli("info", dataset_path).out
+    info = json.loads(cli("info", dataset_path, "--json").out)
+    t = {x["name"]: x for x in info["tensors"]}
+    assert (t["half"]["reclaimable_bytes"], t["half"]["kept_dead_bytes"]) == (0, 2_000_000)
+    assert 3_000_000 <= t["quarter"]["reclaimable_bytes"] < 3_000_100 and t["quarter"]["kept_dead_bytes"] == 0
+    assert info["reclaimable_bytes"] == t["quarter"]["reclaimable_bytes"] and info["kept_dead_bytes"] == 2_000_000
+    lines = out.splitlines()
+    assert "3.0 MB of the stored bytes hold no current sample: space left by updates and deletes, which " \
+           "`lakefs compact` reclaims" in lines, out
+    assert "2.0 MB more are in chunks at least half live, which `lakefs compact` keeps" in lines, out
+    assert cli("compact", dataset_path).code == 0
+    after = json.loads(cli("info", dataset_path, "--json").out)
+    assert abs(info["stored_bytes"] - info["reclaimable_bytes"] - after["stored_bytes"]) < 100  # (new headers)
+    assert (after["reclaimable_bytes"], after["kept_dead_bytes"]) == (0, 2_000_000)
+
+
 def test_ls_shows_what_the_mount_shows(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "train/images")
     with lakefs.load(dataset_path) as ds:
