@@ -224,7 +224,7 @@ def list_dir(ds, inner: str) -> list[tuple[str, int, int, int]]:
     out = []
     dirs = [n for n in [*groups, *pending, *tensors] if n.startswith(prefix) and "/" not in n[len(prefix):]]
     for d in sorted(dirs):
-        mode, mtime_ns = ds.dir_meta(d) or (0o755, 0)  # (none in datasets written before v2)
+        mode, mtime_ns = ds.dir_attr(d)  # (the mount's)
         out.append((d[len(prefix):] + "/", stat.S_IFDIR | mode, 0, mtime_ns))
     if inner in tensors:
         for s in tensors[inner].iter_samples():

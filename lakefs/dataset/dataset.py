@@ -230,6 +230,7 @@ class Dataset:
         self._lease_hooks: list[Callable[[], None]] | None = []  # (see on_lease_lost)
         self._stale = False  # the state held is not a commit: refresh() loads HEAD whatever it is
         self._commit_at = (time.time(), False)  # (when, made by this writer) of the last commit
+        self._created_ns: int | None = None  # when the marker was written (see dir_attr)
         if not self.read_only:
             # Before the lock is taken (it makes the root and a lock object): a root that
             # is a file, a mistyped path or a folder of other files get one clear error
@@ -410,6 +411,8 @@ class Dataset:
             if not replaced and not self._stale and snap.manifest.seq <= self._manifest.seq:
                 return False  # another refresh got as far or further meanwhile
             self._adopt(snap)
+            if replaced:
+                self._created_ns = None  # (another dataset: another creation time)
             self._marker = marker
             self._stale = False
             self.generation += 1
@@ -832,9 +835,28 @@ class Dataset:
 
     def dir_meta(self, path: str) -> tuple[int, int] | None:
         """``(mode, mtime_ns)`` stored for the directory ``path`` (``""`` is the root), or
-        None when none was ever set (a dataset written before directories had them): the
-        mount then shows ``DIR_MODE`` and a time of its own."""
+        None when none was ever set: :meth:`dir_attr` says what is shown then."""
         return self._manifest.dirs.get(path)
+
+    def dir_attr(self, path: str) -> tuple[int, int]:
+        """``(mode, mtime_ns)`` the mount and ``lakefs ls`` show for directory ``path``:
+        its stored ones, else ``DIR_MODE`` and the time the dataset was created (its
+        marker's). A directory has none when it was made before tensors and groups got
+        one at creation (or before format v2), or by a lakefs that set none: the mount
+        showed the time of mounting (another at every mount) and ``lakefs ls`` 1970."""
+        meta = self._manifest.dirs.get(path)
+        return meta if meta is not None else (DIR_MODE, self._created_time_ns())
+
+    def _created_time_ns(self) -> int:
+        """When the dataset's marker was written, read once (0 where the storage keeps no
+        times: memory); a failed read is not kept, and says 0 this time."""
+        if self._created_ns is None:
+            try:
+                self._created_ns = self.storage.mtime_ns(keys.MARKER) or 0
+            except LakeFSError as e:
+                log.warning("cannot read when the dataset was created: %s", e)
+                return 0
+        return self._created_ns
 
     def set_dir_meta(self, path: str, mode: int, mtime_ns: int) -> None:
         """Store the mode and mtime of directory ``path`` (committed with the next commit;
@@ -874,16 +896,37 @@ class Dataset:
         if not live.issuperset(m.dirs):
             m.dirs = {d: v for d, v in m.dirs.items() if d in live}
 
-    def _ensure_parents(self, name: str) -> None:
+    def _ensure_parents(self, name: str, *, made_too: bool = False) -> None:
+        """Make the groups above ``name`` that are missing; ``made_too``: ``name`` is a new
+        directory as well (they all get one time, :meth:`_dirs_made`)."""
         parts = name.split("/")
+        made = []
         for i in range(1, len(parts)):
             parent = "/".join(parts[:i])
             if parent in self._tensors or parent in self._manifest.files:
                 raise TensorExistsError(f"{parent!r} is a tensor or file, not a group")
             if parent in self._manifest.pending_dirs:
-                self._manifest.pending_dirs.remove(parent)
+                self._manifest.pending_dirs.remove(parent)  # (a directory already: keeps its time)
+            elif parent not in self._manifest.groups:
+                made.append(parent)
             if parent not in self._manifest.groups:
                 self._manifest.groups.append(parent)
+        self._dirs_made([*made, name] if made_too else made)
+
+    def _dirs_made(self, made: list[str]) -> None:
+        """The new directories ``made`` (parents first) get mkdir's mode (``DIR_MODE``)
+        and the time now, and so does the directory that holds the first of them, as
+        ``mkdir -p`` gives them on a disk. A tensor or group made by the API or
+        ``lakefs ingest`` had none: ``lakefs ls`` showed 1970, a mount its own time."""
+        if not made:
+            return
+        now = time.time_ns()
+        dirs = self._manifest.dirs
+        for d in made:
+            dirs[d] = (DIR_MODE, now)
+        parent = made[0].rpartition("/")[0]
+        old = dirs.get(parent)
+        dirs[parent] = (DIR_MODE if old is None else old[0], now)
 
     def create_tensor(self, name: str, htype: str = "generic", dtype: str | None = None,
                       sample_compression: str | None = None, chunk_compression: str | None = None,
@@ -921,8 +964,9 @@ class Dataset:
             if self._name_taken(name) and name not in self._manifest.pending_dirs:
                 raise TensorExistsError(f"{name!r} already exists")
             meta = self._resolve_meta(settings, info, dtype_from_file=dtype_from_file)
-            self._ensure_parents(name)
-            if name in self._manifest.pending_dirs:
+            pending = name in self._manifest.pending_dirs  # (mkdir gave it its mode and time)
+            self._ensure_parents(name, made_too=not pending)
+            if pending:
                 self._manifest.pending_dirs.remove(name)
             tensor = self._make_tensor(name, meta)
             self._tensors[name] = tensor
@@ -960,7 +1004,7 @@ class Dataset:
             self._check_writable()
             if self._name_taken(name):
                 raise TensorExistsError(f"{name!r} already exists")
-            self._ensure_parents(name)
+            self._ensure_parents(name, made_too=True)  # (the mount then sets the mode mkdir was given)
             self._manifest.pending_dirs.append(name)
             self._touch()
 
@@ -979,6 +1023,7 @@ class Dataset:
             if self._name_taken(name):
                 raise TensorExistsError(f"{name!r} already exists")
             self._manifest.pending_dirs.append(name)
+            self._dirs_made([name])
             self._touch()
 
     def remove_plain_dir(self, name: str) -> None:

@@ -53,7 +53,6 @@ from lakefs.errors import (
     TensorExistsError,
     UnsupportedError,
 )
-from lakefs.format.manifest import DIR_MODE
 from lakefs.fs.files import DIR, FILE, Attr, Handle, Listing, OpenFile, PathReaders, RangeReader, same_process, split
 from lakefs.storage.base import pieces, read_exactly
 
@@ -130,9 +129,6 @@ class DatasetFS:
         self._open: dict[str, OpenFile] = {}
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
-        # Directories keep a mode and mtime in the dataset (Dataset.dir_meta); one that has
-        # none (a dataset written before they had them) shows DIR_MODE and this time.
-        self._dir_mtime_ns = time.time_ns()
         self._dirs_changed = 0  # bumped by every change of a directory's mode or mtime
         self.uid, self.gid = os.getuid(), os.getgid()
         self._lookups: dict[str, Sample | None] = {}
@@ -448,10 +444,8 @@ class DatasetFS:
         return out + Listing.of(staged) if staged else out
 
     def _dir_attr(self, d: str) -> Attr:
-        meta = self.ds._manifest.dirs.get(d)
-        if meta is None:
-            return Attr(DIR, 0, self._dir_mtime_ns, DIR_MODE)
-        return Attr(DIR, 0, meta[1], meta[0])
+        mode, mtime_ns = self.ds.dir_attr(d)  # (lakefs ls shows the same)
+        return Attr(DIR, 0, mtime_ns, mode)
 
     def _dir_changed(self, *dirs: str, now: int | None = None) -> None:
         """An entry was created, removed or renamed in each of ``dirs``: their mtime

@@ -227,6 +227,12 @@ class Storage(abc.ABC):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix``."""
 
+    def mtime_ns(self, key: str) -> int | None:
+        """When ``key`` was last written (ns since the epoch); None if it is missing or
+        the backend keeps no times (this default). The time a directory with no stored
+        one shows: the dataset marker's, its creation (``Dataset.dir_attr``)."""
+        return None
+
     def top_names(self) -> list[str]:
         """The names at the top of the storage, also those :meth:`list` skips because
         they are not valid keys (a user's ``My Photo.jpg``, a symlink): a dataset is
@@ -350,6 +356,9 @@ class StorageWrapper(Storage):
 
     def size(self, key: str) -> int:
         return self.inner.size(key)
+
+    def mtime_ns(self, key: str) -> int | None:
+        return self.inner.mtime_ns(key)
 
     def list(self, prefix: str = "") -> Iterator[str]:
         return self.inner.list(prefix)

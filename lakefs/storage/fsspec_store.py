@@ -38,6 +38,7 @@ slower than 1 MB/s can still miss its deadline.)
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import json
 import logging
@@ -313,6 +314,16 @@ class FsspecStorage(Storage):
             return None
         stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
         return str(stamp) if stamp is not None else info.get("ETag")
+
+    def mtime_ns(self, key: str) -> int | None:
+        info = self._info(key)
+        stamp = None if info is None else info.get("LastModified") or info.get("mtime") or info.get("created")
+        if isinstance(stamp, datetime.datetime):
+            stamp = stamp.timestamp()  # (S3's is aware; a naive one is taken as local time)
+        try:
+            return None if stamp is None else int(float(stamp) * 1e9)
+        except (TypeError, ValueError):
+            return None  # a backend's own kind of stamp
 
     def size(self, key: str) -> int:
         info = self._info(key)

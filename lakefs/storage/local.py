@@ -249,6 +249,15 @@ class LocalStorage(Storage):
             raise ObjectNotFoundError(f"no such object {key!r}")
         return st.st_size
 
+    def mtime_ns(self, key: str) -> int | None:
+        try:
+            st = os.lstat(self._path(key))
+        except OSError as e:
+            if e.errno in _NOT_OBJECT:
+                return None
+            raise _map_oserror(e, key, "stat") from e
+        return st.st_mtime_ns if stat.S_ISREG(st.st_mode) else None
+
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with ``prefix``: regular files with valid key names only.
 

@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -609,6 +610,42 @@ def test_directory_modes_and_times_survive_a_remount(photos, dataset_path, mount
     with mounted(lakefs_mount(dataset_path, mountpoint), mountpoint):
         assert {d: dir_mode_and_time(mountpoint / d) for d in expected} == expected
         assert dir_mode_and_time(mountpoint / "train" / "labels")[0] == 0o755
+
+
+def test_directories_made_by_ingest_or_the_api_show_one_time_in_ls_and_at_every_mount(photos, dataset_path,
+                                                                                      mountpoint, tmp_path):
+    """A tensor or group made by `lakefs ingest` or the API had no stored time: `lakefs
+    ls -l` showed 1970 and a mount the time of mounting, another at each (found by QA).
+    They get mkdir's mode and their creation time; a dataset with none (the golden v1)
+    shows the time it was created (its marker's), in ls and at every mount alike."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in photos[:2]:
+        shutil.copy(p, src / p.name)
+    old = tmp_path / "v1"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "v1", old)
+    created = 1_400_000_000_123_456_789
+    os.utime(old / "lakefs.json", ns=(created, created))
+    before = time.time_ns()
+    run(sys.executable, "-m", "lakefs", "ingest", str(src), str(dataset_path), "--tensor", "train/photos")
+    with lakefs.load(dataset_path) as ds:
+        ds.create_tensor("labels", htype="text")
+    after = time.time_ns()
+    for where, dirs in ((dataset_path, ["", "train", "train/photos", "labels"]), (old, ["", "train", "images"])):
+        seen = []
+        for _ in range(2):
+            with mounted(lakefs_mount(where, mountpoint, "-o", "ro"), mountpoint):
+                seen.append({d: dir_mode_and_time(mountpoint / d) for d in dirs})
+            time.sleep(0.05)
+        assert seen[0] == seen[1], where  # (it was the time of mounting)
+        for d, (mode, mtime_ns) in seen[0].items():
+            assert mode == 0o755, (where, d)
+            assert before <= mtime_ns <= after if where == dataset_path else mtime_ns == created, (where, d)
+        ls = run(sys.executable, "-m", "lakefs", "ls", "-l", str(where)).stdout.splitlines()
+        shown = {line.split()[-1].rstrip("/"): line.split()[2:4] for line in ls if line.startswith("d")}
+        for d in [d for d in dirs if d and "/" not in d]:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(seen[0][d][1] / 1e9))
+            assert shown[d] == when.split(), (where, d, ls)
 
 
 def test_rsync_ai_of_an_unchanged_nested_tree_itemizes_nothing(photos, dataset_path, mountpoint, tmp_path):

@@ -1446,16 +1446,20 @@ def test_rmdir_of_a_tensor_after_its_files_drops_its_entry(fs):
 
 def test_a_dataset_without_directory_metadata_shows_defaults(tmp_path):
     """A dataset written before directories had a mode and time (format v1, the golden
-    dataset): 0o755 and the mount's start; set ones are committed from then on."""
+    dataset): 0o755 and the time the dataset was created (its marker's), the same at
+    every mount (it was the mount's start, another at each); set ones are committed
+    from then on."""
     import shutil
 
     copy = tmp_path / "v1"
     shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "v1", copy)
+    created = 1_400_000_000_123_456_789
+    os.utime(copy / "lakefs.json", ns=(created, created))
     ds = lakefs.load(copy)
     fs = DatasetFS(ds, Config())
     dirs = ["/", "/images", "/train", "/train/captions"]
-    assert {dir_stat(fs, d) for d in dirs} == {(0o755, fs._dir_mtime_ns)}
-    assert {attr.mode for _, attr in fs.readdir("/") if attr.is_dir()} == {0o755}
+    assert {dir_stat(fs, d) for d in dirs} == {(0o755, created)}
+    assert {(attr.mode, attr.mtime_ns) for _, attr in fs.readdir("/") if attr.is_dir()} == {(0o755, created)}
     fs.chmod("/train", 0o700)
     fs.utimens("/train", T)
     fs.shutdown()
@@ -1463,7 +1467,7 @@ def test_a_dataset_without_directory_metadata_shows_defaults(tmp_path):
     ds = lakefs.load(copy, read_only=True)
     assert ds.dir_meta("train") == (0o700, T) and ds.dir_meta("images") is None
     fs = DatasetFS(ds, Config())
-    assert dir_stat(fs, "/train") == (0o700, T) and dir_stat(fs, "/images") == (0o755, fs._dir_mtime_ns)
+    assert dir_stat(fs, "/train") == (0o700, T) and dir_stat(fs, "/images") == (0o755, created)
 
 
 def test_no_entry_of_a_directory_that_is_gone_is_committed_or_shown(tmp_path):
@@ -1480,15 +1484,17 @@ def test_no_entry_of_a_directory_that_is_gone_is_committed_or_shown(tmp_path):
         ds.set_dir_meta("nope", 0o700, T)
     ds.delete_group("g", recursive=True)
     ds.rename_tensor("x", "y")
-    ds.create_tensor("g/t", htype="text")  # made again: nothing of the old one
-    assert ds.dir_meta("g/t") is None and ds.dir_meta("y") == (0o700, T)
+    ds.create_tensor("g/t", htype="text")  # made again: mkdir's mode and the time now, nothing of the old one
+    made = ds.dir_meta("g/t")
+    assert made[0] == 0o755 and made[1] > T and ds.dir_meta("g") == made and ds.dir_meta("y") == (0o700, T)
+    assert ds.dir_meta("") == (0o700, made[1])  # an entry made in it: its time, as on a disk
     ds._manifest.dirs["gone"] = (0o700, T)  # a stale entry (as a bug would leave)
     fs = DatasetFS(ds, Config())
     assert [name for name, _ in fs.readdir("/")] == ["y", "g"]
     ds.flush()
     head = json.loads((tmp_path / "ds" / "HEAD").read_text())
     manifest = json.loads((tmp_path / "ds" / head["manifest"]).read_text())
-    assert manifest["dirs"] == {"": [0o700, T], "y": [0o700, T]}
+    assert manifest["dirs"] == {"": [0o700, made[1]], "g": list(made), "g/t": list(made), "y": [0o700, T]}
     ds.close()
     assert fsck(LocalStorage(tmp_path / "ds")).ok
 

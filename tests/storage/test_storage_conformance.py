@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ class StorageTests:
 
     #: False where no outside writer can create a name that is not a valid key
     stray_names_possible = True
+    #: False where the backend keeps no object times (``mtime_ns`` says None)
+    keeps_times = True
 
     @pytest.fixture
     def store(self, env: Env) -> Storage:
@@ -228,6 +231,19 @@ class StorageTests:
             store.size("e/g")
         with pytest.raises(ObjectNotFoundError):
             store.size("e")
+
+    def test_mtime_ns(self, store: Storage) -> None:
+        """When an object was written (a directory with no stored time shows the dataset
+        marker's), or None where the backend keeps no times; None for a missing one."""
+        before = time.time_ns()
+        store.put("m/k", b"x")
+        after = time.time_ns()
+        t = store.mtime_ns("m/k")
+        if self.keeps_times:
+            assert before - 2 * 10**9 <= t <= after + 10**9, (before, t, after)  # (S3's: to the second)
+        else:
+            assert t is None
+        assert store.mtime_ns("m/none") is None and store.mtime_ns("m") is None
 
     # --- list ------------------------------------------------------------------------
 
@@ -435,6 +451,7 @@ class TestLocalStorageViaOpenStorage(StorageTests):
 
 class TestMemoryStorage(StorageTests):
     stray_names_possible = False
+    keeps_times = False
 
     @pytest.fixture
     def env(self) -> Iterator[Env]:
