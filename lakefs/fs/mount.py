@@ -459,8 +459,13 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
                      cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode,
                      commit_at_exit=False)
     except LockedError as e:
-        # Readers never need the lock: say so, for the training job beside an ingest.
-        raise LockedError(f"{dataset_url} is already open for writing (mounted or in use): {e}; "
+        if e.runs_out_in is not None:  # a killed writer's lease: no writer to read beside
+            raise LockedError(f"{dataset_url}: the writer that holds its lease ({e.holder}) is not running here; "
+                              f"its lease runs out in {e.runs_out_in:.0f} s: mount again then") from e
+        # Readers never need the lock: say so, for the training job beside an ingest. (It
+        # named the dataset twice, quoting the storage's message whole.)
+        who = f" ({e.holder})" if e.holder else ""
+        raise LockedError(f"{dataset_url} is already open for writing (mounted or in use) by another writer{who}; "
                           "mount it with -o ro to read it beside its writer") from e
     fs = DatasetFS(ds, config, read_only=read_only)
     # Off by default: with xattrs, ls -l asks two of them per entry (docs/BENCHMARKS.md).

@@ -494,9 +494,16 @@ class FsspecStorage(Storage):
                 left = _left_here(record)
                 if left is None:  # written on another machine: its clock is not ours
                     record, tag = self._lease_watch(key, record, tag)
+                elif left > 0 and not _running_here(record.get("pid")):
+                    # Kept till it runs out all the same: a writer in a container on this
+                    # machine has a pid we cannot see. (It said "locked by another writer
+                    # ...; mount it with -o ro", of a writer killed with kill -9; found by QA.)
+                    holder = f"pid {record.get('pid')} on this machine"
+                    raise LockedError(f"{self.url}: the writer that holds its lease ({holder}) is not running here;"
+                                      f" its lease runs out in {left:.0f} s: try again then",
+                                      holder=holder, runs_out_in=left)
                 elif left > 0:
-                    raise LockedError(_locked_by(record, f"lease expires in {left:.0f} s",
-                                                 self.url))
+                    raise _locked_by(record, f"lease expires in {left:.0f} s", self.url)
             body, deadline = self._lease_body(owner, 0)
             if record is None:
                 tag = self._lease_create(key, body)
@@ -533,7 +540,7 @@ class FsspecStorage(Storage):
                 return None, None
             how = ("which renews its lease" if now.get("owner") == record.get("owner")
                    else "which took the lease over just now")
-            raise LockedError(_locked_by(now, how, self.url))
+            raise _locked_by(now, how, self.url)
         return record, tag
 
     def _lease_body(self, owner: str, renewal: int) -> tuple[bytes, float]:
@@ -657,9 +664,23 @@ def _lease_seconds(record: dict[str, Any], default: float) -> float:
     return default
 
 
-def _locked_by(record: dict[str, Any], how: str, url: str) -> str:
-    return (f"dataset is locked by another writer (pid {record.get('pid')} on"
-            f" {record.get('host')}, {how}): {url}")
+def _locked_by(record: dict[str, Any], how: str, url: str) -> LockedError:
+    holder = f"pid {record.get('pid')} on {record.get('host')}, {how}"
+    return LockedError(f"dataset is locked by another writer ({holder}): {url}", holder=holder)
+
+
+def _running_here(pid: Any) -> bool:
+    """Whether process ``pid`` runs in this pid namespace (True when unsure: a pid that
+    is no number, or one of another user's processes)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _valid(key: str) -> bool:

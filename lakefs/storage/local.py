@@ -458,7 +458,7 @@ class LocalStorage(Storage):
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 who = f" ({holder})" if holder else ""
                 raise LockedError(
-                    f"dataset is locked by another writer{who}: {self.root}"
+                    f"dataset is locked by another writer{who}: {self.root}", holder=holder or None
                 ) from e
             raise _map_oserror(e, key, "lock") from e
         return fd

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -255,3 +258,51 @@ def test_a_damaged_cache_file_is_fetched_again_not_an_eio_for_good(
     with mounted(argv, mountpoint) as m:  # the cache holds good copies again
         assert read_all(mountpoint) == want
         assert "was damaged" not in m.log()
+
+
+def test_the_lease_of_a_killed_writer_of_this_machine_is_waited_out_and_said_so(s3_endpoint, s3_url, s3_config,
+                                                                                tmp_path, mountpoint):
+    """After kill -9 of a writable mount, the next one said "dataset is locked by another
+    writer (pid 4121 on vm, lease expires in 26 s) ...; mount it with -o ro to read it
+    beside its writer" of a pid of this machine that was dead, and named the dataset
+    twice (found by QA). The wait stays (a writer in a container on this machine has a
+    pid we cannot see); the message says what is so, once."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    with lakefs.dataset(s3_url, storage_options=options(s3_endpoint)) as ds:
+        ds.create_tensor("notes", htype="text")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # a pid of this machine, not running
+    dead.wait()
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        boot = f.read().strip()
+    key = s3_url.removeprefix(f"s3://{BUCKET}/") + "/locks/writer"
+
+    def lease(pid: int) -> None:  # as a writer of this machine writes it, 26 s before its end
+        record = {"owner": "w", "pid": pid, "host": socket.gethostname(), "seconds": 30, "renewal": 3,
+                  "boot": boot, "boot_expires": time.clock_gettime(time.CLOCK_BOOTTIME) + 26,
+                  "expires": time.time() + 26}
+        boto_client(s3_endpoint).put_object(Bucket=BUCKET, Key=key, Body=json.dumps(record).encode())
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lakefs", *argv, "--config", str(s3_config)],
+                              capture_output=True, text=True, timeout=60, env=env)
+
+    lease(dead.pid)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("hello\n")
+    gone = rf"the writer that holds its lease \(pid {dead.pid} on this machine\) is not running here; its lease"
+    r = run("mount", s3_url, str(mountpoint))
+    assert r.returncode == 1 and not os.path.ismount(mountpoint)
+    assert re.fullmatch(rf"lakefs: error: {s3_url}: {gone} runs out in 2[0-6] s: mount again then\n",
+                        r.stderr), r.stderr
+    r = run("ingest", str(src), s3_url)
+    assert r.returncode == 1
+    assert re.fullmatch(rf"lakefs: error: {s3_url}: {gone} runs out in 2[0-6] s: try again then\n", r.stderr), r.stderr
+    lease(os.getpid())  # a writer that runs: read beside it
+    r = run("mount", s3_url, str(mountpoint))
+    assert r.returncode == 1 and r.stderr.count(s3_url) == 1, r.stderr
+    assert re.fullmatch(rf"lakefs: error: {s3_url} is already open for writing \(mounted or in use\) by another "
+                        rf"writer \(pid {os.getpid()} on {re.escape(socket.gethostname())}, lease expires in "
+                        r"2[0-6] s\); "
+                        r"mount it with -o ro to read it beside its writer\n", r.stderr), r.stderr
