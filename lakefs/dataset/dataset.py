@@ -61,6 +61,7 @@ from lakefs.errors import (
     TensorNotFoundError,
 )
 from lakefs.format import keys, segments
+from lakefs.format.checksum import ChecksumReader, crc32
 from lakefs.format.manifest import (
     DIR_MODE,
     Manifest,
@@ -216,7 +217,9 @@ class Dataset:
         self._manifest_put: str | None = None  # a manifest this writer put (HEAD may have failed)
         self._dirty = False
         self._before_commit: list[Callable[[], None]] = []
-        self._staging: set[int] = set()  # ids of staged files put, not yet published or dropped
+        # Ids of staged files put, not yet published or dropped → their bytes' crc32
+        # (None while being put).
+        self._staging: dict[int, int | None] = {}
         self.generation = 0  # bumped by every change: lets views cache lookups safely
         self._obsolete: list[str] = []
         # (when, keys, prefixes) a commit made garbage, deleted GARBAGE_GRACE s later
@@ -1442,25 +1445,33 @@ class Dataset:
         with self._lock:
             self._check_writable()
             file_id = self._ids.take()
-            self._staging.add(file_id)  # compact must not take it for garbage meanwhile
+            self._staging[file_id] = None  # compact must not take it for garbage meanwhile
         # Durable at the next commit, which syncs before it publishes (as sealed chunks
         # are): an fsync of each staged file cost most of an rsync -a into the mount.
+        # Its crc32 is taken as it is stored (a file object's while it is copied).
         try:
             if isinstance(data, (bytes, bytearray, memoryview)):
+                crc = crc32(data)
                 self.storage.put(keys.staged_file(file_id), data, sync=False)
             else:
-                self.storage.put_from(keys.staged_file(file_id), data, size, sync=False)
+                reader = ChecksumReader(data, size)
+                self.storage.put_from(keys.staged_file(file_id), reader, size, sync=False)
+                if reader.left:  # (a backend that copied it some other way: its crc32 is not known)
+                    raise ValueError(f"stage_file: {reader.left} of {size} bytes were not read through the checksum")
+                crc = reader.crc
         except BaseException:
             with self._lock:
-                self._staging.discard(file_id)
+                self._staging.pop(file_id, None)
             raise
+        with self._lock:
+            self._staging[file_id] = crc
         return file_id
 
     def publish_file(self, path: str, file_id: int, size: int, *, mtime_ns: int | None = None,
                      mode: int = 0o644) -> None:
         """Keep the staged bytes ``file_id`` (:meth:`stage_file`) as the plain file ``path``."""
         with self._lock:
-            self._staging.discard(file_id)
+            crc = self._staging.pop(file_id, None)
             try:
                 self._check_file_path(path)
             except BaseException:
@@ -1469,13 +1480,13 @@ class Dataset:
             old = self._manifest.files.get(path)
             if old is not None:
                 self._obsolete.append(keys.staged_file(old.file_id))
-            self._manifest.files[path] = StagedFile(file_id, size, mtime_ns or time.time_ns(), mode)
+            self._manifest.files[path] = StagedFile(file_id, size, mtime_ns or time.time_ns(), mode, crc)
             self._touch()
 
     def drop_staged(self, file_id: int) -> None:
         """Give up staged bytes never published: deleted after the next commit."""
         with self._lock:
-            self._staging.discard(file_id)
+            self._staging.pop(file_id, None)
             self._obsolete.append(keys.staged_file(file_id))
 
     def _check_file_path(self, path: str) -> None:
@@ -1488,12 +1499,20 @@ class Dataset:
             raise TensorExistsError(f"{path!r} is a directory")
 
     def read_file(self, path: str) -> bytes:
-        return self.read_staged(self._staged_record(path))
+        """The plain file at ``path``, checked against its crc32 (CorruptionError naming
+        it if its stored bytes are damaged)."""
+        try:
+            return self.read_staged(self._staged_record(path))
+        except CorruptionError as e:
+            raise CorruptionError(f"{path}: {e}") from e
 
     def read_file_range(self, path: str, offset: int, size: int) -> bytes:
         """``size`` bytes of the plain file at ``path`` from ``offset`` (big files are
-        read in pieces, never whole)."""
-        return self.read_staged(self._staged_record(path), offset, size)
+        read in pieces, never whole; a part is not checked, the whole file is)."""
+        try:
+            return self.read_staged(self._staged_record(path), offset, size)
+        except CorruptionError as e:
+            raise CorruptionError(f"{path}: {e}") from e
 
     def staged(self, path: str) -> StagedFile | None:
         """The record of the plain file at ``path`` (None if there is none): reading by
@@ -1510,18 +1529,29 @@ class Dataset:
 
     def read_staged(self, f: StagedFile, offset: int = 0, size: int | None = None) -> bytes:
         """The bytes of the plain file ``f`` (:meth:`staged`), or ``size`` of them from
-        ``offset``."""
+        ``offset``. A read of the whole file checks its crc32 (CorruptionError naming the
+        object if it does not match); a part cannot be checked alone and is not (see
+        :meth:`staged_reader`)."""
         key = keys.staged_file(f.file_id)
-        if size is None and offset == 0:
+        if offset == 0 and (size is None or size >= f.size):
             data = self.storage.get(key)
             if len(data) != f.size:
                 raise CorruptionError(f"{key}: {len(data)} bytes, expected {f.size}")
+            if f.crc32 is not None and crc32(data) != f.crc32:
+                raise CorruptionError(f"{key}: plain file checksum mismatch (its bytes are damaged)")
             return data
         size = max(0, min(f.size - offset if size is None else size, f.size - offset))
         data = self.storage.get_range(key, offset, size) if size else b""
         if len(data) != size:
             raise CorruptionError(f"{key} is shorter than its {f.size} bytes")
         return data
+
+    def staged_reader(self, f: StagedFile) -> Callable[[int, int], bytes]:
+        """``read(offset, size)`` of the big plain file ``f`` in pieces (the mount's reads
+        of a file past ``spill_size``, a copy of it), checking its crc32 once the pieces
+        read have covered it from the start: the read that completes it raises
+        CorruptionError if it does not match, and so does every read after."""
+        return _StagedReader(self, f)
 
     def staged_size(self, path: str) -> int:
         """Size of the plain file at ``path``."""
@@ -1781,3 +1811,66 @@ def _close_at_exit(ds: Dataset) -> None:
     else:
         log.error("%s was not closed, and committing it at exit failed: %s: the changes since its last "
                   "commit are lost", where, outcome[0])
+
+
+class _StagedReader:
+    """The checked reads of one plain file in pieces (:meth:`Dataset.staged_reader`).
+
+    The checksum runs over the bytes in file order. Pieces that arrive ahead of it (the
+    kernel's readahead answered by several threads) wait, up to ``AHEAD`` bytes; past
+    that, or after a jump back and forth (random access, mmap), the file is read
+    unchecked, as any ranged read (docs/FORMAT.md §4)."""
+
+    AHEAD = 16 << 20
+
+    def __init__(self, ds: Dataset, f: StagedFile) -> None:
+        self._ds, self._f = ds, f
+        self._lock = threading.Lock()
+        self._done = 0  # bytes checksummed so far, from the start
+        self._crc = 0
+        self._ahead: dict[int, bytes] = {}  # offset → piece read past ``_done``
+        self._ahead_bytes = 0
+        self._checking = f.crc32 is not None
+        self._damage: str | None = None
+
+    def __call__(self, offset: int, size: int) -> bytes:
+        if self._damage is not None:
+            raise CorruptionError(self._damage)
+        data = self._ds.read_staged(self._f, offset, size)
+        if self._checking and data:
+            with self._lock:
+                self._take(offset, data)
+        if self._damage is not None:
+            raise CorruptionError(self._damage)
+        return data
+
+    def _take(self, offset: int, data: bytes) -> None:
+        if offset > self._done:
+            if self._ahead_bytes + len(data) > self.AHEAD:
+                self._checking = False  # not read in order: unchecked, as a ranged read
+                self._ahead.clear()
+                return
+            if offset not in self._ahead:
+                self._ahead[offset] = data
+                self._ahead_bytes += len(data)
+            return
+        self._add(offset, data)
+        while self._ahead:
+            ready = [o for o in self._ahead if o <= self._done]
+            if not ready:
+                break
+            for o in ready:
+                piece = self._ahead.pop(o)
+                self._ahead_bytes -= len(piece)
+                self._add(o, piece)
+        if self._done >= self._f.size:
+            self._checking = False
+            if self._crc != self._f.crc32:
+                self._damage = (f"{keys.staged_file(self._f.file_id)}: plain file checksum mismatch "
+                                "(its bytes are damaged)")
+
+    def _add(self, offset: int, data: bytes) -> None:
+        end = offset + len(data)
+        if end > self._done:
+            self._crc = crc32(memoryview(data)[self._done - offset:], self._crc)
+            self._done = end

@@ -13,7 +13,28 @@ try:
 except ImportError:  # pragma: no cover - the dependency is declared; this keeps lakefs usable
     from zlib import crc32
 
-__all__ = ["crc32", "locate_bit_flip"]
+__all__ = ["ChecksumReader", "crc32", "locate_bit_flip"]
+
+
+class ChecksumReader:
+    """A binary file that reads at most ``size`` bytes of ``f`` and keeps the CRC-32 of
+    what it handed out: a plain file streamed into storage (``Storage.put_from``) gets
+    its checksum while it is copied, never read a second time."""
+
+    def __init__(self, f, size: int) -> None:
+        self._f = f
+        self.left = size
+        self.crc = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self._f.read(n) if n else b""
+        self.left -= len(data)
+        self.crc = crc32(data, self.crc)
+        return data
+
+    def readable(self) -> bool:
+        return True
 
 
 def _table() -> tuple[list[int], dict[int, int], dict[int, int]]:

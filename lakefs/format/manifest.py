@@ -47,15 +47,22 @@ class TensorMeta:
 
 @dataclass
 class StagedFile:
-    """A plain (non-sample) file kept in the dataset: a README, an rsync temp file."""
+    """A plain (non-sample) file kept in the dataset: a README, an rsync temp file.
+
+    ``crc32`` is the CRC-32 of its bytes (format v3), checked by whole reads and fsck;
+    None for a file stored before v3, which reads unverified."""
 
     file_id: int
     size: int
     mtime_ns: int
     mode: int
+    crc32: int | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.crc32 is None:
+            del d["crc32"]  # (a file stored before format v3: no checksum to write)
+        return d
 
 
 @dataclass
@@ -124,6 +131,8 @@ class Manifest:
                 for ref in meta.segments:
                     int(ref["id"]), int(ref["count"])
             _check_types(m)
+            if m.format_version < 3 and any(f.crc32 is not None for f in m.files.values()):
+                raise ValueError("a file's crc32 in a manifest of format version < 3")
             return m
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise CorruptionError(f"{where}: manifest is malformed: {e!r}") from e
@@ -143,7 +152,8 @@ def _check_types(m: Manifest) -> None:
         if wrong:
             raise ValueError(f"tensor {name!r}: {wrong} is {getattr(meta, wrong)!r}")
     for path, f in m.files.items():
-        if not all(type(v) is int for v in (f.file_id, f.size, f.mtime_ns, f.mode)) or min(f.file_id, f.size) < 0:
+        if not all(type(v) is int for v in (f.file_id, f.size, f.mtime_ns, f.mode)) or min(f.file_id, f.size) < 0 \
+                or not (f.crc32 is None or (type(f.crc32) is int and 0 <= f.crc32 < 1 << 32)):
             raise ValueError(f"file {path!r}: {f!r}")
 
 
@@ -182,7 +192,8 @@ CRC_FIELD = "crc32"
 _FIELDS_V1 = frozenset({"format", "format_version", "seq", "next_id", "row_count", "rows", "groups",
                         "pending_dirs", "tensors", "files", CRC_FIELD})
 # The closed top-level field set of each format version (docs/FORMAT.md §4, §10).
-_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"dirs"}}
+# Version 3 adds no top-level field: a plain file's record gains ``crc32``.
+_FIELDS = {1: _FIELDS_V1, 2: _FIELDS_V1 | {"dirs"}, 3: _FIELDS_V1 | {"dirs"}}
 
 
 def _dir_entry(v: object) -> tuple[int, int]:

@@ -9,8 +9,9 @@ import pytest
 from lakefs.dataset import Dataset
 from lakefs.errors import CorruptionError, FormatVersionError
 from lakefs.format import keys, segments
-from lakefs.format.manifest import Manifest, parse_head
+from lakefs.format.manifest import Manifest, StagedFile, parse_head
 from lakefs.format.rows import RowTable
+from lakefs.format.version import FORMAT_VERSION
 from lakefs.storage import MemoryStorage
 
 
@@ -95,7 +96,7 @@ def test_manifest_dirs_round_trip_and_the_field_set_of_each_version():
     m = Manifest(seq=2, dirs={"": (0o755, 5), "train/images": (0o700, -1)})
     blob = m.to_bytes()
     d = json.loads(blob)
-    assert d["format_version"] == 2 and d["dirs"] == {"": [0o755, 5], "train/images": [0o700, -1]}
+    assert d["format_version"] == FORMAT_VERSION and d["dirs"] == {"": [0o755, 5], "train/images": [0o700, -1]}
     assert Manifest.from_bytes(blob, "m").dirs == m.dirs
     v1 = dict(d, format_version=1)
     del v1["dirs"]
@@ -105,3 +106,21 @@ def test_manifest_dirs_round_trip_and_the_field_set_of_each_version():
     for bad in ([0o755], [0o755, "5"], [0o755, 5.0], [0o70000, 5], [True, 5], {"mode": 1}):
         with pytest.raises(CorruptionError, match="malformed"):
             Manifest.from_bytes(_canonical_with_crc(dict(d, dirs={"a": bad})), "m")
+
+
+def test_a_plain_files_crc32_round_trip_and_the_versions_that_have_it():
+    """Format v3 adds ``crc32`` to a plain file's record (the checksum of its bytes); a
+    record without one (a file stored before v3) reads as None, and one in a manifest
+    of an older version, or of a wrong type, is damage."""
+    m = Manifest(seq=2, files={"README": StagedFile(7, 5, 1, 0o644, 0xFFFFFFFF), "old": StagedFile(8, 3, 1, 0o600)})
+    d = json.loads(m.to_bytes())
+    assert d["files"]["README"]["crc32"] == 0xFFFFFFFF and "crc32" not in d["files"]["old"]
+    assert Manifest.from_bytes(m.to_bytes(), "m").files == m.files
+    v2 = dict(d, format_version=2, files={"old": d["files"]["old"]})
+    assert Manifest.from_bytes(_canonical_with_crc(v2), "m").files["old"].crc32 is None
+    with pytest.raises(CorruptionError, match="malformed"):
+        Manifest.from_bytes(_canonical_with_crc(dict(d, format_version=2)), "m")
+    for bad in (-1, 1 << 32, "5", 5.0, True):
+        files = {"README": dict(d["files"]["README"], crc32=bad)}
+        with pytest.raises(CorruptionError, match="malformed"):
+            Manifest.from_bytes(_canonical_with_crc(dict(d, files=files)), "m")
