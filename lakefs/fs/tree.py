@@ -538,7 +538,7 @@ class DatasetFS:
             return None
         f = source
         if f is not None and f.size > self.config.spill_size:
-            return (lambda offset, size: self.ds.read_staged(f, offset, size)), f.size
+            return self.ds.staged_reader(f), f.size  # (checks its crc32 once read through)
         return None
 
     def _open_committed(self, path: str, *, empty: bool) -> OpenFile:
@@ -1501,7 +1501,7 @@ class DatasetFS:
             self.ds.rename_file(o, n)
             return
         f = self.ds._manifest.files[o]  # e.g. rsync's .name.XXXXXX renamed to its sample name
-        reader = RangeReader(lambda offset, size: self.ds.read_staged(f, offset, size), f.size)
+        reader = RangeReader(self.ds.staged_reader(f), f.size)  # (checked: damage is never stored as a sample)
         self._store(n, reader, size=f.size, mtime_ns=f.mtime_ns, mode=f.mode)
         self.ds.delete_file(o)
 

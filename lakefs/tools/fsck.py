@@ -5,7 +5,8 @@ because a damaged index or row segment stops a dataset from opening, which is ex
 when fsck is needed. It verifies: the marker, ``HEAD`` and the manifest; every row
 segment and index segment (header, size, crc32); every chunk that a sample points at
 (header, size, crc32, decompression); every sample's own crc32 against the index, and
-its entry's sizes against each other; and each plain file's size. It takes no lock: an
+its entry's sizes against each other; and each plain file's size and crc32 (read in
+pieces; files stored before format v3 have none). It takes no lock: an
 object a concurrent commit deleted sends it back to the new HEAD, as a reader would.
 
 Each problem is reported with the sample it costs (``images/cat001.jpg (row 3)``).
@@ -17,6 +18,7 @@ every sample it drops:
   their sample's checksum verifies; the samples of the lost ones are dropped;
 - a damaged chunk: the samples inside it whose own checksum still verifies are copied
   to a new chunk; the others are dropped (their cells become empty, rows stay);
+- a plain file missing, of the wrong size or failing its crc32: dropped (named);
 - a lost row segment: the rows keep their place under ``lost-row-NNNNNNNN`` keys;
 - a broken ``HEAD`` or manifest: the newest manifest that still reads is used, and what
   the commits after it wrote is named as given up;
@@ -51,13 +53,14 @@ from lakefs.errors import (
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
 from lakefs.format.index import ENTRY, NO_CHUNK, empty_entries
-from lakefs.format.manifest import Manifest, TensorMeta, check_version, parse_head
+from lakefs.format.manifest import Manifest, StagedFile, TensorMeta, check_version, parse_head
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 from lakefs.storage.remote import is_object_store
 from lakefs.tools.salvage import LostSpan, entry_flaw, file_size_of, salvage
 
 CHECK_ATTEMPTS = 5  # checks from HEAD again when a concurrent commit deleted what one read
+FILE_PIECE = 8 << 20  # bytes of a plain file read at a time to check its crc32
 
 
 @dataclass
@@ -65,6 +68,7 @@ class FsckReport:
     problems: list[str] = field(default_factory=list)
     samples: int = 0  # samples verified
     chunks: int = 0  # chunk objects verified
+    files: int = 0  # plain files whose crc32 verified
     dropped: list[str] = field(default_factory=list)  # samples/files repair removed
     repaired: bool = False
     fatal: bool = False  # the dataset cannot be checked further without repair
@@ -489,7 +493,35 @@ class Checker:
             if size != f.size:
                 self.problem(f"file {path}: {size} bytes stored, {f.size} expected")
                 bad.append(path)
+                continue
+            why = self._check_file_crc(key, f)
+            if why is not None:
+                self.problem(f"file {path}: {why}")
+                bad.append(path)
         return bad
+
+    def _check_file_crc(self, key: str, f: StagedFile) -> str | None:
+        """Why the bytes of plain file ``f`` do not verify, or None: read in pieces (a big
+        file is never held whole). A file stored before format v3 has no crc32 to check."""
+        if f.crc32 is None:
+            return None
+        crc = 0
+        try:
+            for offset in range(0, f.size, FILE_PIECE):
+                n = min(FILE_PIECE, f.size - offset)
+                piece = self.storage.get_range(key, offset, n)
+                if len(piece) != n:
+                    self.damaged.add(key)
+                    return f"object {key} is cut short at {offset + len(piece)} of {f.size} bytes"
+                crc = crc32(piece, crc)
+        except ObjectNotFoundError:  # (deleted since its size was read: a commit replaced it)
+            self.missing = True
+            return f"object {key} is missing"
+        if crc != f.crc32:
+            self.damaged.add(key)  # (repair deletes it once the file is dropped, as a damaged chunk)
+            return f"checksum mismatch in {key} (its bytes are damaged)"
+        self.report.files += 1
+        return None
 
     # --- the whole run -----------------------------------------------------------------
 

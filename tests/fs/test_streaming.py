@@ -10,6 +10,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from mounting import mounted
@@ -277,3 +278,83 @@ def test_a_big_text_file_is_still_checked_whole(bounded):
         fs.flush(fh)
     fs.release(fh)
     assert len(ds.notes) == 0
+
+
+def test_a_big_plain_file_gets_its_crc32_while_it_is_copied_in_pieces(bounded, monkeypatch):
+    """Format v3: a plain file's record carries the crc32 of its bytes, taken as they are
+    stored: a big one spilled to a temp file, or given to the API as a file object, is
+    copied in pieces and never read a second time for it."""
+    import io
+    import zlib
+
+    import lakefs.storage.base as base
+
+    monkeypatch.setattr(base, "PIECE", 64 << 10)  # many pieces
+    ds, fs, storage = bounded
+    data = os.urandom(SPILL * 4 + 321)
+    fh = fs.create("/blobs/.big.bin.Xy", 0o644)
+    for pos in reversed(range(0, len(data), 100_000)):  # spilled to its temp file
+        fs.write(fh, data[pos : pos + 100_000], pos)
+    fs.release(fh)
+    fs.commit()  # stored from the temp file in pieces
+    assert storage.staged_bytes == len(data)
+    assert ds.files["blobs/.big.bin.Xy"].crc32 == zlib.crc32(data)
+    other = os.urandom(SPILL + 7)
+    reads = []
+
+    class Counted(io.BytesIO):
+        def read(self, n=-1):
+            reads.append(n)
+            return super().read(n)
+
+    ds.write_file("api.bin", Counted(other), size=len(other))
+    assert ds.files["api.bin"].crc32 == zlib.crc32(other) and len(reads) > 1 and sum(reads) == len(other)
+    ds.flush()
+    again = lakefs.load(ds.storage.root, read_only=True)
+    assert again.files["api.bin"].crc32 == zlib.crc32(other) and again.read_file("api.bin") == other
+
+
+def _flip_staged(ds, path: str, at: int) -> None:
+    obj = Path(ds.storage.root) / "files" / f"{ds.files[path].file_id:016x}"
+    blob = bytearray(obj.read_bytes())
+    blob[at] ^= 0x10
+    obj.write_bytes(bytes(blob))
+
+
+def test_a_damaged_big_plain_file_read_in_pieces_fails_at_its_end(bounded):
+    """The mount reads a plain file past ``spill_size`` in pieces: its crc32 is checked
+    once they cover it (in any order the kernel's readahead answers them), and the read
+    that completes it fails."""
+    ds, fs, _ = bounded
+    data = os.urandom(SPILL * 3 + 99)
+    ds.write_file("big.bin", data)
+    ds.flush()
+    _flip_staged(ds, "big.bin", 1000)
+    piece = 128 << 10
+    offsets = list(range(0, len(data), piece))
+    fh = fs.open("/big.bin", os.O_RDONLY)
+    for pos in offsets[:-1]:
+        fs.read(fh, piece, pos)
+    with pytest.raises(LakeFSError, match="checksum mismatch"):
+        fs.read(fh, piece, offsets[-1])
+    fs.release(fh)
+    fh = fs.open("/big.bin", os.O_RDONLY)  # pieces answered out of order
+    order = offsets[1:3] + offsets[:1] + offsets[3:-1]
+    for pos in order:
+        fs.read(fh, piece, pos)
+    with pytest.raises(LakeFSError, match="checksum mismatch"):
+        fs.read(fh, piece, offsets[-1])
+    fs.release(fh)
+
+
+def test_a_damaged_plain_file_never_becomes_a_sample(bounded):
+    """rsync's temp file renamed to its sample name is read back in pieces and stored as
+    the sample: a damaged one must fail, not be stored with a fresh checksum."""
+    ds, fs, _ = bounded
+    data = os.urandom(SPILL * 2 + 5)
+    ds.write_file("blobs/.big.bin.Q1", data)
+    ds.flush()
+    _flip_staged(ds, "blobs/.big.bin.Q1", len(data) - 3)
+    with pytest.raises(LakeFSError, match="checksum mismatch"):
+        fs.rename("/blobs/.big.bin.Q1", "/blobs/big.bin")
+    assert "blobs" not in ds.tensors and "blobs/.big.bin.Q1" in ds.files, (ds.tensors, ds.pending_dirs)

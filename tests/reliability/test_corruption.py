@@ -22,6 +22,7 @@ import lakefs
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.errors import CorruptionError, LakeFSError
 from lakefs.storage import LocalStorage
+from lakefs.tools.export import export
 from lakefs.tools.fsck import fsck as fsck_storage
 
 pytestmark = pytest.mark.timeout(180)
@@ -214,3 +215,79 @@ def test_mount_gives_eio_for_a_damaged_sample_and_serves_the_rest(damaged, mount
                 assert f.read_bytes() == want, key
         assert sorted(os.listdir(mountpoint / "blobs")) == sorted(k.split("/", 1)[1] for k in original
                                                                     if k.startswith("blobs/"))
+
+
+# --- plain files (format v3: each has a crc32) -----------------------------------------
+
+PLAIN_SPILL = 256 << 10  # the mount's spill_size below: a plain file past it is read in pieces
+
+
+@pytest.fixture
+def plain_files(tmp_path) -> tuple[Path, dict[str, bytes]]:
+    """A dataset of plain files: small ones (read whole) and big ones (past the mount's
+    spill_size: read in pieces), at the root and in a group."""
+    path = tmp_path / "plain"
+    files = {"README": b"a dataset card\n" * 3, "ok.txt": b"fine\n",
+             "docs/big.bin": content("big", 0, 4 * PLAIN_SPILL + 4321),
+             "fine.bin": content("fine", 0, 3 * PLAIN_SPILL + 17)}
+    with lakefs.empty(path) as ds:
+        ds.create_group("docs")
+        for name, data in files.items():
+            ds.write_file(name, data)
+    return path, files
+
+
+def _damage_file(path: Path, name: str, at: int) -> None:
+    with lakefs.load(path, read_only=True) as ds:
+        obj = path / "files" / f"{ds.files[name].file_id:016x}"
+    data = bytearray(obj.read_bytes())
+    data[at] ^= 0x01
+    obj.write_bytes(bytes(data))
+
+
+def test_a_damaged_plain_file_is_a_corruption_error_never_wrong_bytes(plain_files, tmp_path):
+    """Found by QA: a flipped byte in files/<id> was returned as wrong bytes by the API,
+    the mount and export, and fsck called the dataset clean."""
+    path, files = plain_files
+    _damage_file(path, "README", 5)
+    _damage_file(path, "docs/big.bin", 3 * PLAIN_SPILL)
+    with lakefs.load(path, read_only=True) as ds:
+        for name in ("README", "docs/big.bin"):
+            with pytest.raises(CorruptionError, match=f"{name}: .*checksum mismatch"):
+                ds.read_file(name)
+        assert ds.read_file("ok.txt") == files["ok.txt"] and ds.read_file("fine.bin") == files["fine.bin"]
+        reader = ds.staged_reader(ds.files["docs/big.bin"])  # in pieces, as the mount reads a big file
+        piece = 100_000
+        for offset in range(0, 3 * PLAIN_SPILL, piece):  # the pieces before the end still read
+            reader(offset, piece)
+        with pytest.raises(CorruptionError, match="checksum mismatch"):
+            for offset in range(3 * PLAIN_SPILL, len(files["docs/big.bin"]), piece):
+                reader(offset, piece)
+        with pytest.raises(CorruptionError):
+            reader(0, 10)  # and every read after
+        report = export(ds, str(tmp_path / "out"))
+    assert sorted(p for p, _ in report.failed) == ["README", "docs/big.bin"]
+    assert (tmp_path / "out" / "fine.bin").read_bytes() == files["fine.bin"]
+    problems = _fsck_problems(path)
+    assert "file README: checksum mismatch" in problems and "file docs/big.bin: checksum mismatch" in problems
+    assert "ok.txt" not in problems and "fine.bin" not in problems
+
+
+@pytest.mark.timeout(120)
+def test_mount_gives_eio_for_a_damaged_plain_file_and_serves_the_rest(plain_files, mountpoint, tmp_path):
+    path, files = plain_files
+    _damage_file(path, "README", 5)
+    _damage_file(path, "docs/big.bin", len(files["docs/big.bin"]) // 2)
+    config = tmp_path / "lakefs.yaml"
+    config.write_text(f"spill_size: {PLAIN_SPILL}\n")
+    with mounted(lakefs_mount(path, mountpoint, "-o", "ro", "--config", str(config)), mountpoint,
+                 expected_errors=[r"checksum mismatch|damaged"]):
+        for name, want in files.items():
+            f = mountpoint / name
+            if name in ("README", "docs/big.bin"):
+                with pytest.raises(OSError) as info:
+                    f.read_bytes()
+                assert info.value.errno == errno.EIO, name
+                assert f.stat().st_size == len(want)  # metadata still answers
+            else:
+                assert f.read_bytes() == want, name

@@ -586,3 +586,35 @@ def test_a_head_that_is_not_text_is_named_without_its_bytes(cli, photo_ds: Path)
     (photo_ds / keys.HEAD).write_bytes(b"\xcc\xfc\x1f" * 20)
     r = cli("info", photo_ds)
     assert r.err == "lakefs: error: HEAD: HEAD is malformed: not UTF-8 text\n"
+
+
+def test_a_damaged_plain_file_is_reported_and_dropped_by_repair(cli, photo_ds: Path) -> None:
+    """Found by QA: plain files had no checksum, so a flipped byte in files/<id> passed
+    fsck. Each is checked (in pieces) against its crc32 now; repair drops a damaged
+    one, naming it, as it drops an unrecoverable sample."""
+    big = bytes(range(256)) * 40_000  # 10 MB: more than one piece of the check
+    with lakefs.load(photo_ds) as ds:
+        ds.write_file("README.md", b"# photos\n")
+        ds.write_file("big.bin", big)
+        ds.make_plain_dir(".git")
+        ds.write_file(".git/HEAD", b"ref: refs/heads/main\n")
+        obj = {p: photo_ds / keys.staged_file(f.file_id) for p, f in ds.files.items()}
+    before = snapshot(photo_ds)
+    assert cli("fsck", photo_ds).code == 0
+    flip(obj[".git/HEAD"], 3)
+    flip(obj["big.bin"], len(big) - 1)
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert f"fsck: file .git/HEAD: checksum mismatch in {keys.staged_file(int(obj['.git/HEAD'].name, 16))}" in r.out
+    assert "fsck: file big.bin: checksum mismatch" in r.out and "README.md" not in r.out
+    assert "--repair" in r.out.splitlines()[-1]
+    r = cli("fsck", "--repair", photo_ds)
+    assert r.code == 0, r.out
+    assert "fsck: dropped .git/HEAD" in r.out and "fsck: dropped big.bin" in r.out and "(2 dropped" in r.out
+    r = cli("fsck", photo_ds)
+    assert r.code == 0 and "clean" in r.out, r.out
+    assert snapshot(photo_ds) == before  # every sample kept
+    with lakefs.load(photo_ds, read_only=True) as ds:
+        assert sorted(ds.files) == ["README.md"] and ds.read_file("README.md") == b"# photos\n"
+        assert ".git" in ds.pending_dirs  # (its directory stays, empty)
+    assert not obj[".git/HEAD"].exists() and not obj["big.bin"].exists()  # deleted after the repair commit
