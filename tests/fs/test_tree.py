@@ -7,6 +7,7 @@ import io
 import json
 import os
 import stat
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -1949,6 +1950,8 @@ def test_a_big_or_busy_tensor_refuses_a_subdirectory(fs, photos, monkeypatch):
     assert get(fs, "/small/a.jpg") == photos[0].read_bytes() and get(fs, "/small/b.jpg") == photos[1].read_bytes()
     fs.commit()  # (closed plain files are held until a commit)
     assert sorted(fs.ds._manifest.files) == ["small/.git/index.lock", "small/a.jpg", "small/b.jpg"]
+    for name, data in (("a.jpg", photos[0].read_bytes()), ("b.jpg", photos[1].read_bytes())):
+        assert fs.ds._manifest.files[f"small/{name}"].crc32 == zlib.crc32(data)  # (format v3: checked on read)
 
 
 def test_only_a_tensor_this_mount_made_of_a_first_file_becomes_a_group(tmp_path, photos):
