@@ -203,10 +203,10 @@ class _Libfuse3Main:
     def available(self) -> bool:
         return bool(self.fn)
 
-    def serving(self, after_loop: Any) -> Any:
+    def serving(self, after_loop: Any, on_loop_end: Any = None) -> Any:
         """A stand-in for the binding's ``fuse_main_real(argc, argv, ops, ops_size,
-        user_data)`` that calls ``after_loop()`` once the loop has ended; same return
-        codes."""
+        user_data)`` that calls ``on_loop_end(status)`` then ``after_loop()`` once the loop
+        has ended; same return codes."""
 
         def main(argc: int, argv: Any, ops: Any, ops_size: int, user_data: Any) -> int:
             fn = self.fn
@@ -223,7 +223,7 @@ class _Libfuse3Main:
                     if fn["fuse_mount"](fuse, opts.mountpoint) != 0:
                         return 4
                     try:
-                        return self._serve(fuse, opts, after_loop)
+                        return self._serve(fuse, opts, after_loop, on_loop_end)
                     finally:
                         fn["fuse_unmount"](fuse)
                 finally:
@@ -234,13 +234,14 @@ class _Libfuse3Main:
 
         return main
 
-    def _serve(self, fuse: int, opts: _CmdlineOpts, after_loop: Any) -> int:
+    def _serve(self, fuse: int, opts: _CmdlineOpts, after_loop: Any, on_loop_end: Any) -> int:
         fn = self.fn
         if fn["fuse_daemonize"](opts.foreground) != 0:
             return 5
         session = fn["fuse_get_session"](fuse)
         if fn["fuse_set_signal_handlers"](session) != 0:
             return 6
+        res = None
         try:
             if opts.singlethread:
                 res = fn["fuse_loop"](fuse)
@@ -257,10 +258,18 @@ class _Libfuse3Main:
                     fn["fuse_loop_cfg_destroy"](config)
         finally:
             try:
-                if after_loop is not None:
-                    self._serving_until_done(session, after_loop)
+                # First, while libfuse's own handlers still answer a signal (they only
+                # end the loop again): handlers installed here are left in place by
+                # fuse_remove_signal_handlers, which restores the default (death) only
+                # where its own handler is still set.
+                if on_loop_end is not None:
+                    on_loop_end(res)
             finally:
-                fn["fuse_remove_signal_handlers"](session)
+                try:
+                    if after_loop is not None:
+                        self._serving_until_done(session, after_loop)
+                finally:
+                    fn["fuse_remove_signal_handlers"](session)
         return 8 if res else 0
 
     def _serving_until_done(self, session: int, after_loop: Any) -> None:
@@ -321,21 +330,43 @@ class FUSE(_impl.FUSE):  # type: ignore[misc,valid-type]
     ``after_loop`` (keyword) is called once the request loop has ended, before libfuse
     unmounts and frees its state, in a thread of its own while the requests the loop left
     queued are served (libfuse 3.12+; see :class:`_Libfuse3Main`); elsewhere the
-    operations' ``destroy`` is the first call after the loop."""
+    operations' ``destroy`` is the first call after the loop.
 
-    def __init__(self, operations: Any, *args: Any, after_loop: Any = None, **kwargs: Any) -> None:
+    ``on_loop_end(status)`` (keyword) is called once, in the calling (main) thread, as
+    soon as the loop has ended and before libfuse puts the default signal handlers back:
+    where a mount installs the handlers that keep a second SIGTERM from killing it
+    during its final commit. ``status`` is the loop's result: 0 (unmounted), a signal
+    number (a signal ended it), ``-errno`` (reading the device failed), or None where
+    libfuse's own main serves (libfuse < 3.12, fusepy): there it is called as ``destroy``
+    begins, after libfuse's handlers are gone."""
+
+    def __init__(self, operations: Any, *args: Any, after_loop: Any = None, on_loop_end: Any = None,
+                 **kwargs: Any) -> None:
         # Looked up once: the binding registers callbacks and starts serving in __init__.
         self._stat_record = getattr(operations, "stat_record", None)
+        self._on_loop_end = on_loop_end
         if not CALLS_AFTER_LOOP:
             super().__init__(operations, *args, **kwargs)
             return
         # The binding calls its module's fuse_main_real from __init__, which serves.
         binding_main = _impl.fuse_main_real
-        _impl.fuse_main_real = _LIBFUSE3_MAIN.serving(after_loop)
+
+        def loop_ended(status: int | None) -> None:
+            self._on_loop_end = None  # (called once: destroy comes after)
+            if on_loop_end is not None:
+                on_loop_end(status)
+
+        _impl.fuse_main_real = _LIBFUSE3_MAIN.serving(after_loop, loop_ended)
         try:
             super().__init__(operations, *args, **kwargs)
         finally:
             _impl.fuse_main_real = binding_main
+
+    def destroy(self, private_data: Any) -> Any:
+        on_loop_end, self._on_loop_end = self._on_loop_end, None
+        if on_loop_end is not None:  # (libfuse's own main: see on_loop_end above)
+            on_loop_end(None)
+        return super().destroy(private_data)
 
     def fgetattr(self, path: bytes | None, buf: Any, fip: Any) -> int:
         # Every LOOKUP and GETATTR comes here. When the operations offer

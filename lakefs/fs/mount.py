@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import re
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ from lakefs.config import Config, parse_seconds
 from lakefs.errors import ConfigError, LakeFSError, LeaseLostError, LockedError
 
 if TYPE_CHECKING:
+    from lakefs.dataset import Dataset
     from lakefs.dataset.dataset import LeaseLoss
+    from lakefs.fs.tree import DatasetFS
 
 log = logging.getLogger("lakefs.mount")
 
@@ -420,6 +423,71 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+class StopSignals:
+    """Keeps SIGTERM, SIGINT and SIGHUP from killing a mount that is stopping.
+
+    The first one ends the FUSE loop (libfuse's handlers), and then every closed file is
+    committed. libfuse puts the default handlers back as its loop ends, so a second
+    signal (Ctrl-C twice, a supervisor's repeated SIGTERM) killed the process during that
+    commit, losing every file closed since the last one. :meth:`stopping`, called as the
+    loop ends (``FUSE(on_loop_end=...)``, before libfuse removes its handlers), installs
+    handlers that only log: from then on only SIGKILL ends the mount before its commit.
+
+    SIGINT gets its handler at :meth:`install` already, passing the signal on to the
+    handler it had (KeyboardInterrupt) until the mount stops: the binding sets SIGINT's
+    default for libfuse while it serves and then puts back what it found, which must be
+    this handler, not Python's KeyboardInterrupt (raised into the final commit).
+    Signal handlers can only be set from the main thread: elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self, pending: Callable[[], int]) -> None:
+        self._pending = pending  # files still to commit (DatasetFS.pending_files)
+        self._count: int | None = None  # (counted as the mount began stopping)
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = {sig: signal.getsignal(sig) for sig in self.SIGNALS}
+        signal.signal(signal.SIGINT, self._handle)
+
+    def stopping(self) -> None:
+        """From now on SIGTERM/SIGINT/SIGHUP are logged and ignored (idempotent)."""
+        if not self._previous or self._count is not None:
+            return
+        try:
+            self._count = self._pending()
+        except Exception:  # (a count for a log line must not keep the handlers out)
+            self._count = 0
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        """The handlers :meth:`install` found (the final commit is done)."""
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self._count is None:  # (SIGINT before the mount stops: as before)
+            previous = self._previous.get(signum)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+            return
+        log.warning("%s: still committing %d file(s) as the mount stops; kill -9 %d to abort, losing them",
+                    signal.Signals(signum).name, self._count, os.getpid())
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: MountOptions,
               on_ready: Callable[[], None] | None = None) -> list[str]:
     """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking); the
@@ -474,6 +542,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
 
     refresher: Refresher | None = None
     forgetter: KernelForgetter | None = None
+    loop_status: list[int | None] = []  # (see loop_ended)
 
     def ready() -> None:
         nonlocal refresher, forgetter
@@ -507,54 +576,76 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     threads = (threads or bool(options.get("threads"))) and not options.get("nothreads")
     log.info("mounting %s at %s (%s)", dataset_url, mountpoint, "read-only" if read_only else "read-write")
     tune_gc()
+    signals = StopSignals(fs.pending_files)
+
+    def loop_ended(status: int | None) -> None:
+        loop_status.append(status)
+        signals.stopping()  # before libfuse puts back the handlers that kill
+
+    signals.install()
     try:
-        # The kernel cache is let go as the loop ends, before libfuse frees what it walks.
-        FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True,
-             after_loop=ops.kernel.detach, **kwargs)
-    except RuntimeError as e:
-        if not started.is_set():
-            raise ConfigError(f"could not mount {mountpoint}: {e}") from e
-        # libfuse returns non-zero when SIGTERM/SIGINT ended the loop: a normal stop.
-        log.info("stopped by a signal (libfuse status %s)", e)
-    finally:
-        fs.after_lease_lost = None  # (no refresher starts while stopping)
-        if refresher is not None:
-            refresher.stop()
-        if forgetter is not None:
-            fs.forget_cached = None
-            forgetter.stop()
-        ds.stop_autocommit()  # no periodic commit may run during or after the final one
         try:
-            try:
-                fs.shutdown()  # (the second, after destroy's: it finds nothing left to store)
-            except LakeFSError as e:  # ds.close() below commits again
-                if ds.lease_lost is None:
-                    log.warning("final commit failed, trying again: %s", e)
-            finally:
-                lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
-                if lost:  # for `lakefs umount`: before ds.close() lets go of the writer lock it waits for
-                    _write_not_stored(mountpoint, lost)
-                if ds.lease_lost is not None:
-                    _write_state(lease_lost_path(mountpoint), lease_lost_text(ds.lease_lost, fs.lost_with_lease))
-                ds.close()
-        except BaseException as e:
-            if ds.lease_lost is None or not isinstance(e, LakeFSError):
-                # `lakefs umount` of a background mount reports it from here (exit 1).
-                _write_failure(mountpoint, f"{e}")
-                raise
-            # (else: the lease was lost, found by this very close; reported below)
-        if ds.lease_lost is not None:
-            # Exit 1 (a foreground mount), and `lakefs umount` says it (a background one).
-            text = lease_lost_text(ds.lease_lost, fs.lost_with_lease)
-            _write_state(lease_lost_path(mountpoint), text)
-            log.warning("unmounted %s; %s", mountpoint, text)
-            raise LeaseLostError(f"{mountpoint}: {text}")
-        if lost:
-            log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
-                        mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
-        else:
-            log.info("unmounted %s; everything committed", mountpoint)
+            # The kernel cache is let go as the loop ends, before libfuse frees what it walks.
+            FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True,
+                 after_loop=ops.kernel.detach, on_loop_end=loop_ended, **kwargs)
+        except RuntimeError as e:
+            if not started.is_set():
+                raise ConfigError(f"could not mount {mountpoint}: {e}") from e
+            status = loop_status[0] if loop_status else None
+            if status is not None and status > 0:
+                log.info("stopped by a signal (%s)", _signal_name(status))
+            else:  # (libfuse's own main: its status is 8 for a signal too)
+                log.info("stopped by a signal (libfuse status %s)", e)
+        finally:
+            signals.stopping()  # (where FUSE did not: libfuse before 3.12, or it never served)
+            fs.after_lease_lost = None  # (no refresher starts while stopping)
+            lost = _stop_mount(ds, fs, mountpoint, refresher, forgetter)
+    finally:
+        signals.restore()
     return ["/" + p for p in lost]
+
+
+def _stop_mount(ds: Dataset, fs: DatasetFS, mountpoint: str, refresher: Refresher | None,
+                forgetter: KernelForgetter | None) -> list[str]:
+    """After the FUSE loop: stop the mount's threads, commit everything, close the dataset;
+    the files that could not be stored (logged)."""
+    if refresher is not None:
+        refresher.stop()
+    if forgetter is not None:
+        fs.forget_cached = None
+        forgetter.stop()
+    ds.stop_autocommit()  # no periodic commit may run during or after the final one
+    try:
+        try:
+            fs.shutdown()  # (the second, after destroy's: it finds nothing left to store)
+        except LakeFSError as e:  # ds.close() below commits again
+            if ds.lease_lost is None:
+                log.warning("final commit failed, trying again: %s", e)
+        finally:
+            lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
+            if lost:  # for `lakefs umount`: before ds.close() lets go of the writer lock it waits for
+                _write_not_stored(mountpoint, lost)
+            if ds.lease_lost is not None:
+                _write_state(lease_lost_path(mountpoint), lease_lost_text(ds.lease_lost, fs.lost_with_lease))
+            ds.close()
+    except BaseException as e:
+        if ds.lease_lost is None or not isinstance(e, LakeFSError):
+            # `lakefs umount` of a background mount reports it from here (exit 1).
+            _write_failure(mountpoint, f"{e}")
+            raise
+        # (else: the lease was lost, found by this very close; reported below)
+    if ds.lease_lost is not None:
+        # Exit 1 (a foreground mount), and `lakefs umount` says it (a background one).
+        text = lease_lost_text(ds.lease_lost, fs.lost_with_lease)
+        _write_state(lease_lost_path(mountpoint), text)
+        log.warning("unmounted %s; %s", mountpoint, text)
+        raise LeaseLostError(f"{mountpoint}: {text}")
+    if lost:
+        log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
+                    mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
+    else:
+        log.info("unmounted %s; everything committed", mountpoint)
+    return lost
 
 
 class NodeIds:

@@ -161,8 +161,10 @@ class DatasetFS:
         # once the writer lease is lost (see :meth:`_lease_lost`).
         self.after_lease_lost: Callable[[list[str]], None] | None = None
         self.dirs_before_refresh: frozenset[str] = frozenset()  # (see :meth:`refresh`)
+        self._stored_since_commit = 0  # files stored since the last commit began (see pending_files)
         if not self.read_only:
             dataset.before_commit(self.store_held)
+            dataset.before_commit(self._commit_begins)  # (after store_held: its files are in this commit)
             dataset.on_lease_lost(self._lease_lost)
 
     # --- lookup ------------------------------------------------------------------------
@@ -1010,6 +1012,7 @@ class DatasetFS:
                 # removed: it was closed as a plain file and stays one until rewritten.)
                 if self._open.get(of.path) is of and of.path in self._held and of.version == version:
                     self.ds.publish_file(of.path, file_id, len(data), mtime_ns=of.mtime_ns, mode=of.mode)
+                    self._stored_since_commit += 1
                     of.mark_clean(version)
                     of.exists = True
                     if of.refs == 0:
@@ -1040,6 +1043,21 @@ class DatasetFS:
             raise
         of.mark_clean(version)  # a write that raced this commit keeps the file dirty
         of.exists = True
+        self._stored_since_commit += 1
+
+    def _commit_begins(self) -> None:
+        self._stored_since_commit = 0
+
+    def pending_files(self) -> int:
+        """About how many files the next commit makes durable: those stored since the last
+        commit began, and those open or held with writes not stored yet. What a stopping
+        mount says it is still committing; read without the lock (a signal handler in
+        the thread that may hold it asks), so it may be off by the files in flight."""
+        try:
+            unstored = sum(1 for of in list(self._open.values()) if of.dirty and not of.detached)
+        except RuntimeError:  # (changed while counted)
+            unstored = 0
+        return self._stored_since_commit + unstored
 
     def _forget_refused(self, of: OpenFile) -> None:
         """A file whose contents were refused for good: the committed version stays. A
