@@ -2,24 +2,32 @@
 
 Without ``-f`` the mount runs in a detached child (``lakefs mount -f`` re-executed) and
 the command returns once the filesystem is mounted, as mount(8) users expect; the
-child reports startup errors through its stderr and readiness through a pipe, then logs
-to a file. ``-f`` stays in the foreground logging to stderr.
+child reports readiness and its error (``1``, ``!message``) through a pipe, then logs to
+a file. ``-f`` stays in the foreground logging to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from typing import TYPE_CHECKING
 
-from lakefs.errors import BusyError, ConfigError, LakeFSError
+from lakefs.errors import BusyError, ConfigError, LakeFSError, message_of
+
+if TYPE_CHECKING:
+    from lakefs.config import Config
+    from lakefs.fs.mount import LibfuseOutput, MountOptions
 
 READY_TIMEOUT = 60.0
+PROBE_TIMEOUT = 10.0  # for a background mount's first answer (a slower one is taken as serving)
 UMOUNT_WAIT = 120.0
 NOT_STORED_NAMED = 5  # files `lakefs umount` names of those a mount could not store
 
@@ -67,7 +75,7 @@ def _writable_log(path: str) -> str:
 
 def cmd_mount(args: argparse.Namespace) -> int:
     from lakefs.cli.tools import refuse_a_missing_parent
-    from lakefs.fs.mount import parse_options, run_mount
+    from lakefs.fs.mount import LibfuseOutput, parse_options
 
     config = args.settings
     options = parse_options(",".join(args.options))
@@ -78,6 +86,26 @@ def cmd_mount(args: argparse.Namespace) -> int:
         code = _spawn_background(args, _log_file(args, config.log_file))
         _warn_covered(args.mountpoint, covered)
         return code
+    if args.ready_fd is not None:  # (not to libfuse's fusermount3, which may outlive us: see _spawn_background)
+        os.set_inheritable(args.ready_fd, False)
+    output = LibfuseOutput()  # libfuse's lines: logged, and the reason of a failure
+    output.start()
+    try:
+        return _serve(args, config, options, covered, output)
+    except (LakeFSError, OSError) as e:
+        if args.ready_fd is not None:  # the background parent's error line, also after ready
+            with contextlib.suppress(OSError):  # (it stopped listening: the log has it)
+                os.write(args.ready_fd, b"!" + message_of(e).encode(errors="replace"))
+        raise
+    finally:
+        output.stop()
+
+
+def _serve(args: argparse.Namespace, config: Config, options: MountOptions, covered: int,
+           output: LibfuseOutput) -> int:
+    """``lakefs mount -f``: log as asked, mount, serve until unmounted."""
+    from lakefs.fs.mount import run_mount
+
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if args.debug else config.log_level)
     if args.log_file:
@@ -94,14 +122,21 @@ def cmd_mount(args: argparse.Namespace) -> int:
             if covered:  # for the log file
                 logging.getLogger("lakefs.mount").warning("%s is not empty: %d entries are hidden while mounted",
                                                           os.path.abspath(args.mountpoint), covered)
-            os.write(args.ready_fd, b"1")
-            os.close(args.ready_fd)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)  # the parent stops reading our stderr now
-            os.close(devnull)
+            os.write(args.ready_fd, b"1")  # (kept open: an error just after is said there too)
+            # The parent stops reading our stderr now: Python's own output goes to the log.
+            log_fd = os.open(args.log_file or os.devnull, os.O_WRONLY | os.O_APPEND)
+            output.send_stderr_to(log_fd)
+            os.close(log_fd)
 
+    try:
+        lost = run_mount(args.dataset, args.mountpoint, config=config, options=options, on_ready=on_ready,
+                         output=output)
+    except LakeFSError as e:
+        if args.log_file:  # (else it is the one line on stderr)
+            logging.getLogger("lakefs.mount").error("%s", message_of(e))
+        raise
     # Exit 1 when files were not stored (its last log line names them), as `lakefs umount`.
-    return 1 if run_mount(args.dataset, args.mountpoint, config=config, options=options, on_ready=on_ready) else 0
+    return 1 if lost else 0
 
 
 def _covered_entries(mountpoint: str) -> int:
@@ -145,19 +180,16 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
                              pass_fds=(write_fd,), start_new_session=True, cwd="/")
     os.close(write_fd)
     deadline = time.monotonic() + READY_TIMEOUT
-    ready = b""
-    while time.monotonic() < deadline and not ready:
-        r, _, _ = select.select([read_fd], [], [], 0.2)
-        if r:
-            ready = os.read(read_fd, 1)
-            if not ready:
-                break  # the child closed the pipe: it exited
+    said = _read_pipe(read_fd, deadline, until_ready=True)
+    if said == b"1":
+        while time.monotonic() < deadline and mount_entry(mp) is None and child.poll() is None:
+            time.sleep(0.02)  # (one that failed at once may be gone already)
+        if _answers(mp):
+            os.close(read_fd)
+            child.stderr.close()
+            return 0
+        said = _read_pipe(read_fd, deadline)  # libfuse failed just after INIT: the child says why
     os.close(read_fd)
-    if ready:
-        while time.monotonic() < deadline and mount_entry(mp) is None:
-            time.sleep(0.02)
-        child.stderr.close()
-        return 0
     try:
         child.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -166,9 +198,55 @@ def _spawn_background(args: argparse.Namespace, log_file: str) -> int:
         if mount_entry(mp) is not None:  # dead now: ismount says False
             tool = shutil.which("fusermount3") or shutil.which("fusermount") or "fusermount"
             subprocess.run([tool, "-uz", mp], capture_output=True)
+    if b"!" in said:
+        raise LakeFSError(said.partition(b"!")[2].decode(errors="replace"))
     err = child.stderr.read().decode(errors="replace").strip()
     lines = [ln for ln in err.splitlines() if ln.strip()]
     raise LakeFSError(lines[-1].removeprefix("lakefs: error: ") if lines else f"mount failed (see {log_file})")
+
+
+def _read_pipe(fd: int, deadline: float, *, until_ready: bool = False) -> bytes:
+    """What the background child wrote on its pipe until it closed it (it exited) or
+    ``deadline``; ``until_ready``: only up to its ``1`` (mounted)."""
+    said = b""
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if not r:
+            continue
+        chunk = os.read(fd, 1 if until_ready and not said else 4096)
+        if not chunk:
+            break  # the child closed the pipe: it exited
+        said += chunk
+        if until_ready and said == b"1":
+            break
+    return said
+
+
+def _answers(mountpoint: str) -> bool:
+    """Whether the mount at ``mountpoint`` answers a request. libfuse can fail at its first
+    read of the device, just after INIT ("fuse: reading device: Invalid argument"): that
+    background mount was reported mounted. A STATFS, which the kernel never answers from
+    its cache (a stat's answer it keeps attr_timeout); one that reached the mountpoint's
+    own filesystem (the mount is gone already) is told by the mount table. A mount that
+    takes longer than PROBE_TIMEOUT is taken as serving. From this process, never the
+    mount's: its own request waits on it, and a kill -9 meanwhile wedges the mount."""
+    from lakefs.fs.mount import mount_entry
+
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.statvfs(mountpoint)
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, name="lakefs-mount-probe", daemon=True)
+    thread.start()
+    thread.join(PROBE_TIMEOUT)
+    if not result:
+        return True
+    return result[0] and mount_entry(mountpoint) is not None
 
 
 def cmd_umount(args: argparse.Namespace) -> int:

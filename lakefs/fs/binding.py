@@ -266,7 +266,9 @@ class _Libfuse3Main:
                     on_loop_end(res)
             finally:
                 try:
-                    if after_loop is not None:
+                    if after_loop is not None and res is not None and res < 0:
+                        after_loop()  # (reading the device failed: nothing more can be served)
+                    elif after_loop is not None:
                         self._serving_until_done(session, after_loop)
                 finally:
                     fn["fuse_remove_signal_handlers"](session)

@@ -18,7 +18,9 @@ import os
 import queue
 import re
 import signal
+import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -423,6 +425,106 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+class LibfuseOutput:
+    """What libfuse and fusermount3 print on the process's stderr, logged and kept.
+
+    They say why a mount failed there and nowhere else ("fuse: failed to open /dev/fuse:
+    Permission denied", "fusermount3: option allow_other only allowed if
+    'user_allow_other' is set in /etc/fuse.conf", "fuse: reading device: Invalid
+    argument"): a background mount's log never had it, and its error said "could not
+    mount MNT: 4". :meth:`start` points file descriptor 2 at a pipe whose lines a thread
+    logs (logger ``lakefs.fuse``, WARNING) and keeps; ``sys.stderr`` is first moved to a
+    copy of the old descriptor 2, so Python's own output (log lines, errors) still goes
+    where it went, and is never read back as libfuse's."""
+
+    KEPT = 20
+    _SYNC = "\x00lakefs-stderr-sync "
+
+    def __init__(self) -> None:
+        self._lines: deque[str] = deque(maxlen=self.KEPT)
+        self._count = 0  # lines seen so far
+        self._synced = 0
+        self._asked = 0
+        self._cond = threading.Condition()
+        self._saved: int | None = None  # the old descriptor 2, while started
+
+    def start(self) -> None:
+        """Capture descriptor 2 (call before the logging handlers that write to
+        ``sys.stderr`` are made)."""
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        read_fd, write_fd = os.pipe()
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        sys.stderr = open(os.dup(self._saved), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                          errors="backslashreplace")
+        threading.Thread(target=self._relay, args=(read_fd,), name="lakefs-libfuse-output", daemon=True).start()
+
+    def stop(self) -> None:
+        """Log what is still in the pipe, and give descriptor 2 back."""
+        if self._saved is None:
+            return
+        self.sync()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._saved = None
+
+    def send_stderr_to(self, fd: int) -> None:
+        """From now on Python's stderr (and descriptor 2 after :meth:`stop`) is ``fd``: a
+        background mount's log file, once the command that started it stops reading."""
+        sys.stderr.flush()
+        os.dup2(fd, sys.stderr.fileno())
+        if self._saved is not None:
+            os.dup2(fd, self._saved)
+
+    def mark(self) -> int:
+        """A point to ask :meth:`lines_since` from."""
+        with self._cond:
+            return self._count
+
+    def lines_since(self, mark: int) -> list[str]:
+        """The lines printed since ``mark`` (the last :data:`KEPT` of them)."""
+        self.sync()
+        with self._cond:
+            return list(self._lines)[max(0, len(self._lines) - (self._count - mark)):]
+
+    def sync(self, timeout: float = 2.0) -> None:
+        """Wait until what was written to descriptor 2 so far has been read (a marker
+        line through the pipe: what was before it has been logged once it is seen)."""
+        if self._saved is None:
+            return
+        with self._cond:
+            self._asked += 1
+            token = self._asked
+        try:
+            os.write(2, f"{self._SYNC}{token}\n".encode())
+        except OSError:
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: self._synced >= token, timeout)
+
+    def _relay(self, read_fd: int) -> None:
+        fuse_log = logging.getLogger("lakefs.fuse")
+        with open(read_fd, "rb") as pipe:
+            for raw in pipe:
+                line = raw.decode(errors="replace").rstrip("\r\n")
+                if line.startswith(self._SYNC):
+                    with self._cond:
+                        with contextlib.suppress(ValueError):  # (cut into by a line without its end)
+                            self._synced = max(self._synced, int(line[len(self._SYNC):]))
+                        self._cond.notify_all()
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    fuse_log.warning("%s", line)
+                except Exception:  # (a log that cannot be written must not end the relay: libfuse would block)
+                    pass
+                with self._cond:
+                    self._lines.append(line)
+                    self._count += 1
+
+
 class StopSignals:
     """Keeps SIGTERM, SIGINT and SIGHUP from killing a mount that is stopping.
 
@@ -481,6 +583,30 @@ class StopSignals:
                     signal.Signals(signum).name, self._count, os.getpid())
 
 
+#: What ``fuse_main_real``'s steps return when one fails (libfuse 3 lib/helper.c), for
+#: a failure libfuse printed no line about.
+LIBFUSE_STATUS = {
+    1: "libfuse refused its command line",
+    2: "libfuse found no mountpoint",
+    3: "libfuse refused its options",
+    4: "the mount itself failed",
+    5: "libfuse could not daemonize",
+    6: "libfuse could not set its signal handlers",
+    7: "libfuse could not start its threads",
+    8: "reading the FUSE device failed",
+}
+
+
+def _libfuse_failure(code: int | None, output: LibfuseOutput | None, mark: int, why: str | None = None) -> str:
+    """Why libfuse failed: the last line it (or fusermount3) printed since ``mark``, else
+    what its status ``code`` means (and ``why``)."""
+    lines = output.lines_since(mark) if output is not None else []
+    if lines:
+        return lines[-1].strip()
+    text = LIBFUSE_STATUS.get(code, "libfuse failed") if code is not None else "libfuse failed"
+    return f"{text}{': ' + why if why else ''} (libfuse status {code})"
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -489,9 +615,11 @@ def _signal_name(number: int) -> str:
 
 
 def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: MountOptions,
-              on_ready: Callable[[], None] | None = None) -> list[str]:
+              on_ready: Callable[[], None] | None = None, output: LibfuseOutput | None = None) -> list[str]:
     """Mount ``dataset_url`` at ``mountpoint`` and serve until unmounted (blocking); the
-    files it could not store as it stopped (logged; everything else is committed)."""
+    files it could not store as it stopped (logged; everything else is committed).
+    ``output``: libfuse's stderr, captured (:class:`LibfuseOutput`), for the reason of a
+    failure in the error raised."""
     from lakefs.dataset import Dataset
     from lakefs.fs.binding import FUSE
     from lakefs.fs.operations import LakeOperations
@@ -582,6 +710,8 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         loop_status.append(status)
         signals.stopping()  # before libfuse puts back the handlers that kill
 
+    mark = output.mark() if output is not None else 0
+    failure: str | None = None  # why a mount that served stopped on its own
     signals.install()
     try:
         try:
@@ -589,26 +719,32 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             FUSE(ops, mountpoint, foreground=True, nothreads=not threads, raw_fi=True,
                  after_loop=ops.kernel.detach, on_loop_end=loop_ended, **kwargs)
         except RuntimeError as e:
+            code = e.args[0] if e.args and isinstance(e.args[0], int) else None
             if not started.is_set():
-                raise ConfigError(f"could not mount {mountpoint}: {e}") from e
+                raise ConfigError(f"could not mount {mountpoint}: {_libfuse_failure(code, output, mark)}") from e
             status = loop_status[0] if loop_status else None
-            if status is not None and status > 0:
+            if status is not None and status < 0:  # reading the device failed: nothing was served after it
+                failure = _libfuse_failure(code, output, mark, os.strerror(-status))  # (raised below)
+            elif status is not None and status > 0:
                 log.info("stopped by a signal (%s)", _signal_name(status))
             else:  # (libfuse's own main: its status is 8 for a signal too)
                 log.info("stopped by a signal (libfuse status %s)", e)
         finally:
             signals.stopping()  # (where FUSE did not: libfuse before 3.12, or it never served)
             fs.after_lease_lost = None  # (no refresher starts while stopping)
-            lost = _stop_mount(ds, fs, mountpoint, refresher, forgetter)
+            lost = _stop_mount(ds, fs, mountpoint, refresher, forgetter, served=started.is_set())
     finally:
         signals.restore()
+    if failure is not None:
+        raise LakeFSError(f"the mount at {mountpoint} stopped: {failure}")
     return ["/" + p for p in lost]
 
 
 def _stop_mount(ds: Dataset, fs: DatasetFS, mountpoint: str, refresher: Refresher | None,
-                forgetter: KernelForgetter | None) -> list[str]:
+                forgetter: KernelForgetter | None, *, served: bool) -> list[str]:
     """After the FUSE loop: stop the mount's threads, commit everything, close the dataset;
-    the files that could not be stored (logged)."""
+    the files that could not be stored (logged). ``served``: the kernel answered INIT;
+    else nothing was ever mounted, and the log says nothing of an unmount."""
     if refresher is not None:
         refresher.stop()
     if forgetter is not None:
@@ -640,7 +776,9 @@ def _stop_mount(ds: Dataset, fs: DatasetFS, mountpoint: str, refresher: Refreshe
         _write_state(lease_lost_path(mountpoint), text)
         log.warning("unmounted %s; %s", mountpoint, text)
         raise LeaseLostError(f"{mountpoint}: {text}")
-    if lost:
+    if not served:
+        pass  # (never mounted: the error raised says why)
+    elif lost:
         log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
                     mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
     else:

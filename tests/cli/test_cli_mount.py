@@ -7,6 +7,7 @@ refused but mounted is stopped and unmounted before the test fails.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +115,6 @@ def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
         assert os.listdir(mountpoint) == []
 
 
-
 @pytest.mark.parametrize("opts, read_only", [("ro,rw", False), ("rw,ro", True), ("ro,rw,ro", True), ("rw", False)])
 def test_the_last_of_ro_and_rw_wins(dataset: Path, mountpoint: Path, opts: str, read_only: bool) -> None:
     """mount(8)'s rule, for lakefs and the kernel alike: -o ro,rw gave a mount lakefs
@@ -135,6 +135,80 @@ def test_the_last_of_ro_and_rw_wins(dataset: Path, mountpoint: Path, opts: str, 
             assert (mountpoint / "x.txt").read_text() == "x\n"
     with lakefs.load(dataset, read_only=True) as ds:
         assert ("x.txt" in ds.files) == (not read_only)
+
+
+def without_fuse_device(argv: list[str]) -> list[str]:
+    """``argv`` run in a mount namespace of its own where /dev/fuse is /dev/null: libfuse's
+    mount(2) fails ("fuse: mount failed: Invalid argument"), whatever mounted there is
+    gone with the namespace."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind /dev/null /dev/fuse && exec "$@"', "sh", *argv]
+
+
+@pytest.fixture
+def no_fuse_device() -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1)")
+    probe = subprocess.run(without_fuse_device(["true"]), capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here: {probe.stderr.strip()}")
+
+
+LIBFUSE_REFUSAL = "fuse: mount failed: Invalid argument"
+
+
+def test_a_foreground_mount_libfuse_refuses_says_why(dataset: Path, mountpoint: Path, no_fuse_device) -> None:
+    """The error said "could not mount MNT: 4" (libfuse's status), its reason only on a
+    line of libfuse's above it; and the log then said the mount was unmounted with
+    everything committed (found by QA)."""
+    r = subprocess.run(without_fuse_device(lakefs_cmd("mount", dataset, mountpoint, "-f")), capture_output=True,
+                       text=True, cwd=REPO, env=ENV, timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == f"lakefs: error: could not mount {mountpoint}: {LIBFUSE_REFUSAL}"
+    assert f"WARNING lakefs.fuse: {LIBFUSE_REFUSAL}" in r.stderr  # (libfuse's own line, logged)
+    assert "unmounted" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_background_mount_libfuse_refuses_says_why_and_logs_it(dataset: Path, mountpoint: Path, tmp_path: Path,
+                                                                   no_fuse_device) -> None:
+    """libfuse's reason reached neither the error of a background mount ("could not
+    mount MNT: 4") nor its log (found by QA)."""
+    log = tmp_path / "mount.log"
+    r = subprocess.run(without_fuse_device(lakefs_cmd("mount", dataset, mountpoint, "--log-file", log)),
+                       capture_output=True, text=True, cwd=REPO, env=ENV, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr == f"lakefs: error: could not mount {mountpoint}: {LIBFUSE_REFUSAL}\n"
+    text = log.read_text()
+    assert f"WARNING lakefs.fuse: {LIBFUSE_REFUSAL}" in text
+    assert f"ERROR lakefs.mount: could not mount {mountpoint}: {LIBFUSE_REFUSAL}" in text
+    assert "unmounted" not in text and "everything committed" not in text
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_a_mount_whose_libfuse_loop_fails_at_once_exits_1_saying_why(dataset: Path, mountpoint: Path,
+                                                                       tmp_path: Path, background: bool) -> None:
+    """libfuse answered INIT, then failed its first read of the device ("fuse: reading
+    device: Invalid argument": a max_write below the kernel's smallest read buffer,
+    given past the option parser here) and returned status 8, taken for a stop by a
+    signal: the mount exited 0, never having served, and a background one was reported
+    mounted (found by QA)."""
+    site = tmp_path / "site"  # (for the background mount's child too: it runs python -m lakefs)
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(f"import sys\nsys.path.insert(0, {str(REPO / 'tests' / 'fs')!r})\n"
+                                           "import unchecked_options_mount\nunchecked_options_mount.install()\n")
+    env = {**ENV, "PYTHONPATH": f"{site}{os.pathsep}{REPO}", "LAKEFS_TEST_OPTIONS": "max_write=1"}
+    log = tmp_path / "mount.log"
+    mode = ["--log-file", str(log)] if background else ["-f"]
+    try:
+        r = subprocess.run(lakefs_cmd("mount", dataset, mountpoint, *mode), capture_output=True, text=True,
+                           cwd=REPO, timeout=60, env=env)
+    finally:
+        unmount(mountpoint)
+    assert r.returncode == 1, r.stderr
+    reason = "fuse: reading device: Invalid argument"
+    assert r.stderr.splitlines()[-1] == f"lakefs: error: the mount at {mountpoint} stopped: {reason}"
+    assert f"WARNING lakefs.fuse: {reason}" in (log.read_text() if background else r.stderr)
+    assert "Traceback" not in r.stderr
 
 
 def start_and_kill_mount(dataset: Path, mountpoint: Path, via: Path | None = None) -> None:
