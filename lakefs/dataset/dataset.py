@@ -1137,8 +1137,8 @@ class Dataset:
             self._manifest.groups.append(tensor.name)  # (its parent is the root or a group)
             for path, file_id, sample in staged:
                 self.publish_file(path, file_id, sample.size, mtime_ns=sample.mtime_ns, mode=sample.mode)
-            log.warning("%s: a tensor given a subdirectory is a group now; its %d samples are kept as plain files",
-                        tensor.name, len(staged))
+            log.warning("%s: a tensor given a subdirectory is a group now; its %d sample%s kept as plain files",
+                        tensor.name, len(staged), " is" if len(staged) == 1 else "s are")
             return len(staged)
 
     def _drop_tensor(self, name: str) -> Tensor:

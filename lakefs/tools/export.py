@@ -200,7 +200,7 @@ def _export_plain_files(ds: Dataset, dest: str, report: ExportReport) -> None:
         try:
             target = _safe_join(dest, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            _write(target, ds.read_file(path), meta.mtime_ns, meta.mode)
+            _write(target, ds.read_staged(meta), meta.mtime_ns, meta.mode)  # (checked; the report names it)
         except (LakeFSError, OSError) as e:
             _note_failure(report, path, e)
         else:

@@ -79,6 +79,7 @@ def dataset_info(ds: Dataset, location: str) -> dict:
         "rows": len(ds),
         "groups": ds.groups,
         "files": sorted(ds.files),
+        "file_bytes": sum(f.size for f in ds.files.values()),  # plain files (stored as they are)
         "tensors": [
             {**asdict(t), "bytes_per_sample": round(t.bytes_per_sample, 1), "compression_ratio": round(t.ratio, 3)}
             for t in tensors
@@ -88,6 +89,9 @@ def dataset_info(ds: Dataset, location: str) -> dict:
         "reclaimable_bytes": sum(t.reclaimable_bytes for t in tensors),
         "kept_dead_bytes": sum(t.kept_dead_bytes for t in tensors),
     }
+
+
+PLAIN_FILES_NAMED = 10  # plain files named by `lakefs info` (--json lists them all)
 
 
 def human(n: float) -> str:
@@ -109,7 +113,7 @@ def format_table(info: dict) -> str:
     right = {4, 5, 6, 7}
     lines = [
         f"dataset {info['path']}: {info['rows']} rows, {len(info['tensors'])} tensors, "
-        f"{human(info['stored_bytes'])} stored (format v{info['format_version']})"
+        f"{human(info['stored_bytes'] + info['file_bytes'])} stored (format v{info['format_version']})"
     ]
     if len(rows) > 1:
         for r in rows:
@@ -127,6 +131,8 @@ def format_table(info: dict) -> str:
                      if reclaimable > worth else
                      f"{human(kept)} of the stored bytes hold no current sample but are in chunks at least half "
                      "live, which `lakefs compact` keeps")
-    if info["files"]:
-        lines.append(f"plain files: {', '.join(info['files'])}")
+    files = info["files"]
+    if files:  # (a mounted project's .git holds thousands: counted, the first few named)
+        shown = ", ".join(files[:PLAIN_FILES_NAMED]) + (", ..." if len(files) > PLAIN_FILES_NAMED else "")
+        lines.append(f"{len(files)} plain file{'s' if len(files) != 1 else ''}, {human(info['file_bytes'])}: {shown}")
     return "\n".join(lines)

@@ -485,3 +485,19 @@ def test_absolute_paths_work_from_a_deleted_working_directory(cli, dataset_path:
     assert table_path(str(dataset_path)) == str(dataset_path.resolve())
     r = cli("info", dataset_path)
     assert r.code == 0, r.err
+
+
+def test_info_counts_plain_files_and_names_a_few(cli, dataset_path: Path) -> None:
+    """Found by QA: a dataset of plain files only (a mounted project, 150 MB of them) said
+    "0 rows, 0 tensors, 0 B stored", and its line of plain files named every one of them
+    (thousands, for a .git)."""
+    with lakefs.empty(dataset_path) as ds:
+        for i in range(12):
+            ds.write_file(f"f{i:02d}.bin", b"x" * 100_000)
+    r = cli("info", dataset_path)
+    assert r.code == 0
+    lines = r.out.splitlines()
+    assert lines[0] == f"dataset {dataset_path}: 0 rows, 0 tensors, 1.2 MB stored (format v3)", lines[0]
+    assert lines[-1] == "12 plain files, 1.2 MB: " + ", ".join(f"f{i:02d}.bin" for i in range(10)) + ", ..."
+    info = json.loads(cli("info", dataset_path, "--json").out)
+    assert info["file_bytes"] == 1_200_000 and len(info["files"]) == 12
