@@ -175,7 +175,6 @@ class LeaseLoss:
                 f"{self.when} (changes since commit {self.seq} were lost)")
 
 
-
 def _not_an_attribute(name: str, what: str) -> str:
     """Refuse, as Deep Lake does, a tensor or group name that ``ds.<name>`` (or
     ``group.<name>``) would not reach, an attribute answering first: ``ds.files`` of a
@@ -189,6 +188,7 @@ def _not_an_attribute(name: str, what: str) -> str:
             raise InvalidNameError(f"{what} name {name!r}: {part!r} is an attribute of {where}"
                                    f" ({where}.{part} would not reach it); choose another name")
     return name
+
 
 class Dataset:
     """A lakefs dataset. Make one with :func:`lakefs.empty`, :func:`lakefs.load` or
@@ -1116,11 +1116,11 @@ class Dataset:
     def regroup_tensor(self, name: str) -> int:
         """Make the tensor ``name`` a group that keeps each of its samples as a plain file
         of the same name, bytes, time and mode (the mount's answer to a subdirectory made
-        in a tensor). A folder holding files and folders is then a group of plain files
-        whatever order they came in: ``tar -x`` of ``train/metadata.csv`` before
-        ``train/images/`` ends as ``rsync``, which makes folders first, always had it.
-        Returns how many samples became files. Each is read whole: callers bound the
-        tensor's size (lakefs.fs.tree.REGROUP_FILES, _BYTES)."""
+        in a tensor it made of a first file). A folder holding files and folders is then a
+        group of plain files, as ``rsync``, which makes folders first, always made it:
+        ``tar -x`` of ``train/metadata.csv`` before ``train/images/`` ends the same.
+        Returns how many samples became files. Each is read whole: the caller bounds the
+        tensor's size and decides which tensors may (lakefs.fs.tree.DatasetFS._regroup)."""
         with self._lock:
             self._check_writable()
             tensor = self._get_tensor(name)
