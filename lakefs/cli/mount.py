@@ -250,10 +250,21 @@ def _answers(mountpoint: str) -> bool:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from lakefs.fs.mount import is_dead, mount_entry, take_final_failure, take_lease_lost, take_not_stored
+    from lakefs.fs.mount import (
+        enclosing_mount,
+        is_dead,
+        mount_entry,
+        take_final_failure,
+        take_lease_lost,
+        take_not_stored,
+    )
 
     entry = mount_entry(args.mountpoint)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
     if entry is None:
+        around = enclosing_mount(args.mountpoint)  # (`lakefs umount ./mnt/images` said "not mounted")
+        if around is not None and around.is_lakefs:
+            raise ConfigError(f"{os.path.abspath(args.mountpoint)} is inside the lakefs mount at {around.target}:"
+                              f" lakefs umount {around.target}")
         raise ConfigError(f"{os.path.abspath(args.mountpoint)} is not mounted")
     mp = entry.target  # (symlinks resolved: fusermount3 and the mount's argv and state files have this)
     if not entry.is_lakefs:

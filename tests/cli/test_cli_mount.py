@@ -248,6 +248,20 @@ def test_a_dead_mount_is_named_by_mount_and_cleared_by_umount(dataset: Path, mou
 
 
 
+def test_umount_of_a_path_inside_a_mount_names_the_mount(dataset: Path, mountpoint: Path) -> None:
+    """Found by QA: `lakefs umount ./mnt/images` said "./mnt/images is not mounted"."""
+    try:
+        with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):
+            (mountpoint / "images").mkdir()
+            r = run("umount", mountpoint / "images")
+            assert r.returncode == 1 and r.stderr == (
+                f"lakefs: error: {mountpoint / 'images'} is inside the lakefs mount at {mountpoint}:"
+                f" lakefs umount {mountpoint}\n"), r.stderr
+            assert is_mounted(mountpoint)
+    finally:
+        unmount(mountpoint)
+
+
 def test_umount_refuses_what_is_not_a_lakefs_mount(tmp_path: Path, mountpoint: Path) -> None:
     r = run("umount", tmp_path / "nothing-here")
     assert r.returncode == 1 and r.stderr == f"lakefs: error: {tmp_path / 'nothing-here'} is not mounted\n"
