@@ -8,7 +8,7 @@ import errno
 import stat
 
 import pytest
-from test_tree import errno_of, get, put
+from tree_ops import errno_of, get, put
 
 import lakefs
 from lakefs.config import Config

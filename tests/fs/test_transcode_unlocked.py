@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from image_samples import png16
 from PIL import Image, PngImagePlugin
-from test_tree import get
+from tree_ops import get
 
 import lakefs
 from lakefs.config import Config

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from image_samples import png16
 from PIL import Image
+from tree_ops import errno_of, get, put
 
 import lakefs
 from lakefs.config import Config
@@ -27,27 +28,6 @@ def fs(tmp_path):
     ds = lakefs.empty(tmp_path / "ds")
     yield DatasetFS(ds, Config())
     ds.close()
-
-
-def put(fs: DatasetFS, path: str, data: bytes, mode: int = 0o644) -> None:
-    fh = fs.create(path, mode)
-    fs.write(fh, data, 0)
-    fs.flush(fh)
-    fs.release(fh)
-
-
-def get(fs: DatasetFS, path: str) -> bytes:
-    fh = fs.open(path, os.O_RDONLY)
-    try:
-        return fs.read(fh, 1 << 30, 0)
-    finally:
-        fs.release(fh)
-
-
-def errno_of(fn, *args) -> int:
-    with pytest.raises(LakeFSError) as e:
-        fn(*args)
-    return e.value.errno
 
 
 def test_pending_dir_becomes_tensor_from_first_file(fs, photos):

@@ -11,11 +11,12 @@ import time
 
 import pytest
 from s3util import options
+from tree_ops import errno_of, get, put
 
 import lakefs
 from lakefs.config import Config
 from lakefs.dataset.dataset import _AutoCommit
-from lakefs.errors import LakeFSError, LeaseLostError, LockedError
+from lakefs.errors import LeaseLostError, LockedError
 from lakefs.fs.tree import DatasetFS
 
 pytestmark = pytest.mark.timeout(120)
@@ -213,12 +214,6 @@ def paused_mount_writer(s3_url, opts, interval: float):
     return w1, fs, fh, resume
 
 
-def errno_of(fn, *args) -> int:
-    with pytest.raises(LakeFSError) as e:
-        fn(*args)
-    return e.value.errno
-
-
 def test_a_mount_whose_lease_another_took_over_refuses_writes_once_and_for_all(s3_endpoint, s3_url, caplog):
     """The mount's side: its periodic commit finds the lease lost (here with nothing to
     commit), says so in one ERROR line and stops; every change is EROFS, and reads show the
@@ -275,18 +270,3 @@ def test_a_mount_whose_lease_ran_out_while_nobody_else_wrote_goes_on_writing(s3_
     w1.close()
     ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
     assert ro.read_file("open.txt") == b"half and the rest" and ro.read_file("after.txt") == b"after the outage"
-
-
-def put(fs: DatasetFS, path: str, data: bytes) -> None:
-    fh = fs.create(path, 0o644)
-    fs.write(fh, data, 0)
-    fs.flush(fh)
-    fs.release(fh)
-
-
-def get(fs: DatasetFS, path: str) -> bytes:
-    fh = fs.open(path, os.O_RDONLY)
-    try:
-        return fs.read(fh, 1 << 20, 0)
-    finally:
-        fs.release(fh)
