@@ -4,12 +4,18 @@
 # LAKEFS_DEMO_DATASET and LAKEFS_DEMO_MNT choose other paths (tests/cli/test_quickstart.py).
 # Unmount with:  lakefs umount ./mnt
 set -euo pipefail
+CALLER_DIR=$(pwd)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 
 LAKEFS=(lakefs)
 if [ -x .venv/bin/lakefs ]; then
-    LAKEFS=(.venv/bin/lakefs)
+    # setup.sh links it into /usr/local/bin when it can; the commands printed below must
+    # work when pasted in any folder, so otherwise it is named by its absolute path.
+    on_path=$(command -v lakefs 2>/dev/null || true)
+    if [ -z "$on_path" ] || [ "$(realpath -- "$on_path")" != "$(realpath .venv/bin/lakefs)" ]; then
+        LAKEFS=("$(pwd)/.venv/bin/lakefs")
+    fi
 elif ! command -v lakefs >/dev/null 2>&1; then
     PYTHON=${PYTHON:-python3}
     LAKEFS=("$PYTHON" -m lakefs)
@@ -17,6 +23,11 @@ fi
 
 DATASET=${LAKEFS_DEMO_DATASET:-./demo-dataset}
 MNT=${LAKEFS_DEMO_MNT:-./mnt}
+# Run from another folder, the commands printed below name the repo's paths in full.
+if [ "$CALLER_DIR" != "$(pwd)" ]; then
+    DATASET=$(realpath -m -- "$DATASET")
+    MNT=$(realpath -m -- "$MNT")
+fi
 
 # Whether the mount table lists $1 (symlinks resolved). Not stat, mountpoint(1) or
 # mkdir -p: on a FUSE mount whose process died they fail (ENOTCONN). The table escapes
@@ -54,7 +65,7 @@ cat <<MSG
 
 lakefs is mounted: dataset $DATASET at $MNT. Try:
     mkdir $MNT_Q/images
-    cp ~/Pictures/*.jpg $MNT_Q/images/        # stored byte-for-byte as a jpeg tensor
+    cp /path/to/photos/*.jpg $MNT_Q/images/  # stored byte-for-byte as a jpeg tensor
     ls -l $MNT_Q/images; md5sum $MNT_Q/images/*
 Unmount (the dataset stays in $DATASET):
     $LAKEFS_Q umount $MNT_Q

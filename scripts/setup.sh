@@ -4,11 +4,13 @@
 #
 # Targets a fresh Debian 12, as root or with sudo:
 #   - apt packages: fuse3 (fusermount3), libfuse3-3 (libfuse3.so.3, loaded by mfusepy),
-#     attr (getfattr, used by tests), rsync (used by tests), python3-venv, python3-pip
+#     attr (getfattr), rsync and git (used by tests), python3-venv, python3-pip
 #   - /dev/fuse (modprobe fuse if it is missing)
 #   - pip install -e ".[test]" with $PYTHON (default: python3). If that interpreter is
 #     "externally managed" (PEP 668, Debian's system python), a .venv is created in the
-#     repo and used instead; scripts/test.sh and scripts/quickstart.sh pick it up.
+#     repo and used instead; scripts/test.sh and scripts/quickstart.sh pick it up, and
+#     /usr/local/bin/lakefs is linked to .venv/bin/lakefs (unless another lakefs is there)
+#     so that `lakefs` works from any folder, as the README uses it.
 #
 # Environment: PYTHON=/path/to/python to choose the interpreter; LAKEFS_SKIP_APT=1 to
 # skip the apt step (e.g. no root and no sudo); LAKEFS_SKIP_PIP=1 to skip the .venv and
@@ -30,7 +32,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # --- system packages ------------------------------------------------------------------
-APT_PACKAGES=(fuse3 libfuse3-3 attr rsync python3-venv python3-pip)
+APT_PACKAGES=(fuse3 libfuse3-3 attr rsync git python3-venv python3-pip)
 if [ "${LAKEFS_SKIP_APT:-0}" = 1 ]; then
     say "LAKEFS_SKIP_APT=1: skipping apt"
 elif ! command -v dpkg-query >/dev/null 2>&1; then
@@ -99,6 +101,23 @@ else
     say "pip install -e \".[test]\""
     "$PYTHON" -m pip install --disable-pip-version-check --root-user-action=ignore -q -e ".[test]"
     mkdir -p "$STAMP_DIR" && echo "$WANT" > "$STAMP"
+fi
+
+# In a .venv, put its `lakefs` on PATH: the README's commands (`lakefs umount ./mnt`) are
+# typed from anywhere. Only a missing link or one into some .venv is replaced.
+VENV_LAKEFS="$REPO_ROOT/.venv/bin/lakefs"
+LINK=/usr/local/bin/lakefs
+if [ "$PYTHON" = "$REPO_ROOT/.venv/bin/python" ] && [ -x "$VENV_LAKEFS" ]; then
+    current=$(readlink "$LINK" 2>/dev/null || true)
+    if [ "$current" = "$VENV_LAKEFS" ]; then
+        say "lakefs on PATH: $LINK -> $VENV_LAKEFS"
+    elif [ -e "$LINK" ] && [[ "$current" != */.venv/bin/lakefs ]]; then
+        say "$LINK exists and is not ours: use $VENV_LAKEFS (or . .venv/bin/activate)"
+    elif "${SUDO[@]}" ln -sfn "$VENV_LAKEFS" "$LINK" 2>/dev/null; then
+        say "lakefs on PATH: $LINK -> $VENV_LAKEFS"
+    else
+        say "could not link $LINK: use $VENV_LAKEFS (or . .venv/bin/activate)"
+    fi
 fi
 
 say "checking the FUSE binding"
