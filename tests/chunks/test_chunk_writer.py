@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import zlib
 
 import pytest
 
 import lakefs
 from lakefs.dataset import Dataset
-from lakefs.errors import StorageFullError
+from lakefs.errors import StorageError, StorageFullError
 from lakefs.storage import MemoryStorage
 
 
@@ -254,3 +255,75 @@ def test_a_big_file_streamed_while_its_tiles_cannot_be_put_fails_at_its_next_til
             ds._chunk_writer._executor.submit(lambda: None).result()  # its put has run
     assert 1 <= written <= 3  # refused right after the first failed put
     assert len(ds._chunk_writer._pending) <= 3  # (memory stays bounded)
+
+
+def test_a_stream_write_refused_for_a_failed_tile_takes_none_of_its_bytes():
+    """Found by review: the write that found a tile put still failing had counted its
+    bytes in the stream's size and crc already; the file's close then committed an
+    entry for bytes never stored (the sample read as damaged, fsck flagged it)."""
+    storage = FlakyChunks()
+    ds = Dataset(storage, create=True)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    ds.flush()
+    stream = t._engine.open_stream()
+    a, b = os.urandom(4096), os.urandom(6000)
+    storage.failing = True
+    stream.write(a)  # tile 0, written behind: its put fails
+    ds._chunk_writer._executor.submit(lambda: None).result()
+    with pytest.raises(StorageFullError):
+        stream.write(b)
+    assert (stream.size, stream.crc, stream.tiles) == (len(a), zlib.crc32(a), 1)
+    assert stream.read(0, 1 << 20) == a
+    storage.failing = False  # space is back: the same write again is taken whole
+    stream.write(b)
+    t.commit_file_stream("big.bin", stream)
+    ds.close()
+    again = Dataset(storage, read_only=True)
+    assert again.b["big"].file_bytes() == a + b
+    from lakefs.tools.fsck import fsck
+
+    assert fsck(storage).ok
+
+
+def test_a_stream_write_that_fails_half_taken_breaks_the_stream(monkeypatch):
+    """A write interrupted before any of its tiles went out is undone; one interrupted
+    after some did cannot be taken back: the stream refuses more writes and its finish,
+    so nothing wrong is ever committed."""
+    storage = MemoryStorage()
+    ds = Dataset(storage, create=True)
+    t = ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    ds.flush()
+    engine, put = t._engine, t._engine.put_sealed
+    stream = engine.open_stream()
+    head = os.urandom(1000)
+    stream.write(head)
+    calls = []
+
+    def put_fails_at(n):
+        def put_sealed(*args, **kw):
+            calls.append(args[0])
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            put(*args, **kw)
+
+        return put_sealed
+
+    monkeypatch.setattr(engine, "put_sealed", put_fails_at(1))
+    with pytest.raises(KeyboardInterrupt):
+        stream.write(os.urandom(3 * 4096))  # its first tile's put is interrupted
+    assert (stream.size, stream.tiles, stream.read(0, 1 << 20)) == (len(head), 0, head)
+    calls.clear()
+    monkeypatch.setattr(engine, "put_sealed", put_fails_at(2))
+    with pytest.raises(KeyboardInterrupt):
+        stream.write(os.urandom(3 * 4096))  # its second
+    monkeypatch.setattr(engine, "put_sealed", put)
+    with pytest.raises(StorageError, match="failed part way"):
+        stream.write(b"more")
+    with pytest.raises(StorageError, match="failed part way"):
+        engine.write_stream(0, stream, shape=(stream.size,), mtime_ns=0, mode=0o644)
+    assert len(engine.index) == 0  # nothing indexed
+    stream.abort()
+    ds.close()
+    from lakefs.tools.fsck import fsck
+
+    assert fsck(storage).ok

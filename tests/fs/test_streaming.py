@@ -6,6 +6,7 @@ kB; one real mount checks `dd` of a file larger than the default threshold.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -358,3 +359,62 @@ def test_a_damaged_plain_file_never_becomes_a_sample(bounded):
     with pytest.raises(LakeFSError, match="checksum mismatch"):
         fs.rename("/blobs/.big.bin.Q1", "/blobs/big.bin")
     assert "blobs" not in ds.tensors and "blobs/.big.bin.Q1" in ds.files, (ds.tensors, ds.pending_dirs)
+
+
+class FullDisk(LocalStorage):
+    """Local storage whose chunk puts fail (ENOSPC) while ``full`` is set."""
+
+    full = False
+
+    def put(self, key, data, *, sync=True):
+        self._refuse(key)
+        super().put(key, data, sync=sync)
+
+    def put_from(self, key, f, size, *, sync=True):
+        self._refuse(key)
+        super().put_from(key, f, size, sync=sync)
+
+    def _refuse(self, key):
+        if self.full and "/chunks/" in key:
+            from lakefs.errors import StorageFullError
+
+            raise StorageFullError(f"storage full: {key}")
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["write-retried", "writer-gives-up"])
+def test_a_big_file_write_refused_on_a_full_disk_stores_only_what_was_taken(tmp_path, retry):
+    """Found by review: the write refused with ENOSPC (a tile put that still failed)
+    had been counted in the stream's size and crc, so the close committed a sample
+    that read as damaged. Now the refused write is not taken: retried, it is stored;
+    given up, the file holds what was written before it."""
+    from lakefs.dataset import Dataset
+    from lakefs.tools.fsck import fsck
+
+    storage = FullDisk(tmp_path / "ds")
+    ds = Dataset(storage, create=True)
+    fs = DatasetFS(ds, Config(chunk_size=CHUNK, spill_size=SPILL))
+    fs.mkdir("/blobs", 0o755)
+    data, piece = os.urandom(SPILL * 4), 100_000
+    fh = write_in_pieces(fs, "/blobs/big.bin", data[: SPILL * 2], piece)
+    assert fs._open["blobs/big.bin"].stream is not None
+    storage.full = True
+    pos = SPILL * 2
+    with pytest.raises(LakeFSError) as e:
+        for pos in range(SPILL * 2, len(data), piece):  # noqa: B007 (pos: the refused write)
+            fs.write(fh, data[pos : pos + piece], pos)
+            ds._chunk_writer._executor.submit(lambda: None).result()  # its tile's put has run
+    assert e.value.errno == errno.ENOSPC
+    storage.full = False
+    if retry:
+        for at in range(pos, len(data), piece):
+            fs.write(fh, data[at : at + piece], at)
+        expected = data
+    else:
+        expected = data[:pos]
+    assert fs.getattr("/blobs/big.bin").size == len(expected)
+    fs.flush(fh)
+    fs.release(fh)
+    assert ds.blobs["big"].file_bytes() == expected
+    ds.close()
+    assert lakefs.load(tmp_path / "ds", read_only=True).blobs["big"].file_bytes() == expected
+    assert fsck(storage).ok
