@@ -52,6 +52,13 @@ class StorageFullError(StorageError):
     errno = _errno.ENOSPC
 
 
+class ShortInputError(LakeFSError, ValueError):
+    """A file being stored or copied ended before the size it was said to have (it
+    shrank while it was read, or the size given was wrong): nothing of it is taken."""
+
+    errno = _errno.EIO
+
+
 class ObjectNotFoundError(StorageError, FileNotFoundError):
     """A storage key does not exist."""
 

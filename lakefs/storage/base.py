@@ -21,6 +21,7 @@ from lakefs.errors import (
     LockedError,
     ObjectExistsError,
     ReadOnlyError,
+    ShortInputError,
 )
 
 T = TypeVar("T")
@@ -54,10 +55,11 @@ PIECE = 8 << 20  # bytes copied at a time by put_from
 
 
 def read_exactly(f: BinaryIO, size: int) -> bytes:
-    """``size`` bytes from ``f``; a shorter file is a caller's bug (ValueError)."""
+    """``size`` bytes from ``f``; a shorter file raises :class:`ShortInputError`."""
     data = f.read(size)
     if len(data) != size:
-        raise ValueError(f"put_from: the file ended after {len(data)} of {size} bytes")
+        raise ShortInputError(f"the input ended after {len(data)} of {size} bytes "
+                              f"(the file shrank while it was read, or its size was wrong)")
     return data
 
 

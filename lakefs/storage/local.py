@@ -35,6 +35,7 @@ from typing import BinaryIO
 
 from lakefs.errors import (
     InvalidKeyError,
+    LakeFSError,
     LockedError,
     ObjectNotFoundError,
     ReadOnlyError,
@@ -342,12 +343,14 @@ class LocalStorage(Storage):
             else:
                 with self._unsynced_lock:
                     self._unsynced.add(path)
-        except OSError as e:
+        except BaseException as e:  # (a short put_from, an interrupt: no temp file left)
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise _map_oserror(e, key, "write") from e
+            if isinstance(e, OSError) and not isinstance(e, LakeFSError):  # (ours, from f: as they are)
+                raise _map_oserror(e, key, "write") from e
+            raise
 
     def sync(self) -> None:
         """fsync each file put with ``sync=False``, then once each directory where such

@@ -13,7 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lakefs.errors import InvalidKeyError, LockedError, ObjectNotFoundError, StorageError, StorageFullError
+from lakefs.errors import (
+    InvalidKeyError,
+    LockedError,
+    ObjectNotFoundError,
+    StorageError,
+    StorageFullError,
+)
 from lakefs.storage import LocalStorage
 
 pytestmark = pytest.mark.timeout(30)
@@ -358,3 +364,31 @@ def test_ranged_reads_from_threads_while_descriptors_are_evicted(tmp_path: Path)
     finally:
         local._ReadFds.SIZE = old
     assert wrong == []
+
+
+def _temp_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if ".tmp~" in p.name)
+
+
+def test_a_put_that_fails_for_any_reason_leaves_no_temp_file(tmp_path: Path) -> None:
+    """Found by review: only an OSError removed the temp file; a short ``put_from`` (its
+    ValueError) or an interrupt left ``.name.tmp~xxxx`` behind for good, never listed."""
+    import io
+
+    from lakefs.errors import LakeFSError, ShortInputError
+
+    store = LocalStorage(tmp_path)
+    with pytest.raises(ShortInputError) as e:
+        store.put_from("files/0001", io.BytesIO(b"short"), 100)
+    assert isinstance(e.value, LakeFSError) and isinstance(e.value, ValueError)
+    assert "put_from" not in str(e.value) and "5 of 100 bytes" in str(e.value)
+
+    def interrupted():
+        yield b"some bytes"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store._write("files/0002", interrupted(), sync=True)
+    assert _temp_files(tmp_path) == []
+    assert list(store.list()) == []
+
