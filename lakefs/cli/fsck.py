@@ -85,6 +85,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     report = fsck(storage, repair=args.repair)
     for line in report.problems:
         print(f"fsck: {line}")
+    for line in report.notes:
+        print(f"fsck: note: {line}")
     if report.ok:
         print(f"fsck: {args.dataset}: clean ({report.samples} samples in {report.chunks} chunks verified)")
         return 0

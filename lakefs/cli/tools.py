@@ -241,7 +241,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
     with lakefs.load(args.dataset, **args.settings.dataset_options()) as ds:
         r = ds.compact()
+    temps = r["temp_files_deleted"]
+    also = (f", and {human(r['temp_bytes_deleted'])} in {temps} temp file{'s' if temps != 1 else ''} "
+            f"of interrupted writes" if temps else "")
     print(f"compacted {args.dataset}: {human(r['bytes_before'])} -> {human(r['bytes_after'])} "
-          f"({human(r['reclaimed'])} reclaimed)")
+          f"({human(r['reclaimed'])} reclaimed{also})")
     return 0
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 LIVE_RATIO = 0.5  # a chunk with less than this share of live bytes is rewritten
 SMALL_RATIO = 0.5  # chunks under this share of the target size are merged
+# A put's temp file untouched this long belongs to no live put (a put writes its temp
+# file as it goes): one a killed writer left, which compact deletes and fsck notes.
+STALE_TEMP_SECONDS = 3600.0
 
 
 def _stored_bytes(ds: Dataset, prefix: str) -> int:
@@ -64,7 +67,8 @@ def chunks_to_rewrite(tensor: Tensor) -> set[int]:
 
 
 def compact(ds: Dataset) -> dict[str, int]:
-    """Rewrite the samples of sparse or small chunks, commit, delete the unreferenced."""
+    """Rewrite the samples of sparse or small chunks, commit, delete the unreferenced
+    and the temp files of puts killed mid-write (:data:`STALE_TEMP_SECONDS` old)."""
     ds._run_before_commit()  # before the lock: commit hooks take their own locks first
     with ds._lock:
         ds._check_writable()
@@ -86,7 +90,10 @@ def compact(ds: Dataset) -> dict[str, int]:
         ds._delete_garbage(*ds._commit(), all_now=True)
         delete_unreferenced(ds)
         after = _stored_bytes(ds, keys.TENSORS)
-        return {"bytes_before": before, "bytes_after": after, "reclaimed": before - after}
+        # (this dataset holds the writer lock: no other lakefs process is putting here)
+        temps = ds.storage.delete_leftover_temps(STALE_TEMP_SECONDS)
+        return {"bytes_before": before, "bytes_after": after, "reclaimed": before - after,
+                "temp_files_deleted": len(temps), "temp_bytes_deleted": sum(size for _, size, _ in temps)}
 
 
 def delete_unreferenced(ds: Dataset) -> None:

@@ -282,6 +282,18 @@ class Storage(abc.ABC):
         """(total, free, available) bytes of the storage underneath, for ``df``."""
         return (1 << 50, 1 << 50, 1 << 50)
 
+    def leftover_temps(self, min_age: float = 0.0) -> list[tuple[str, int, float]]:
+        """Temp files of puts at least ``min_age`` seconds old, (name under the root,
+        bytes, age in seconds): a process killed mid-put leaves its temp file, which
+        :meth:`list` never shows (``lakefs fsck`` notes them). A live put's is fresh: it
+        is written as it goes. This default has none (a backend with atomic puts)."""
+        return []
+
+    def delete_leftover_temps(self, min_age: float) -> list[tuple[str, int, float]]:
+        """Delete the :meth:`leftover_temps` at least ``min_age`` seconds old (``lakefs
+        compact``); those deleted."""
+        return []
+
     def close(self) -> None:
         """Release resources (connections, file handles)."""
 
@@ -379,6 +391,12 @@ class StorageWrapper(Storage):
 
     def statfs(self) -> tuple[int, int, int]:
         return self.inner.statfs()
+
+    def leftover_temps(self, min_age: float = 0.0) -> list[tuple[str, int, float]]:
+        return self.inner.leftover_temps(min_age)
+
+    def delete_leftover_temps(self, min_age: float) -> list[tuple[str, int, float]]:
+        return self.inner.delete_leftover_temps(min_age)
 
     def close(self) -> None:
         self.inner.close()

@@ -29,6 +29,7 @@ import secrets
 import socket
 import stat
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
@@ -383,6 +384,35 @@ class LocalStorage(Storage):
                 self._unsynced |= paths
                 self._unsynced_dirs |= dirs
             raise _map_oserror(e, "(objects put without sync)", "sync") from e
+
+    def leftover_temps(self, min_age: float = 0.0) -> list[tuple[str, int, float]]:
+        now, found = time.time(), []
+        for dirpath, _, filenames in os.walk(self.root):  # (symlinked dirs: not followed)
+            for name in filenames:
+                if _TMP_MARK not in name:
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:  # (its put just finished)
+                    continue
+                age = now - st.st_mtime
+                if stat.S_ISREG(st.st_mode) and age >= min_age:
+                    found.append((os.path.relpath(path, self.root), st.st_size, age))
+        return sorted(found)
+
+    def delete_leftover_temps(self, min_age: float) -> list[tuple[str, int, float]]:
+        self._check_writable("(temp files)")
+        deleted = []
+        for name, size, age in self.leftover_temps(min_age):
+            try:
+                os.unlink(os.path.join(self.root, name))
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise _map_oserror(e, name, "delete") from e
+            deleted.append((name, size, age))
+        return deleted
 
     def _makedirs(self, dirpath: str) -> None:
         """Create ``dirpath`` and missing parents, fsyncing each new entry's parent."""

@@ -10,6 +10,8 @@ pieces; files stored before format v3 have none). It takes no lock: an
 object a concurrent commit deleted sends it back to the new HEAD, as a reader would.
 
 Each problem is reported with the sample it costs (``images/cat001.jpg (row 3)``).
+Temp files of unfinished puts (a writer killed mid-write) are noted, not counted as
+damage: nothing refers to them, and a fresh one may be a running writer's.
 Repair keeps everything that verifies and drops only what cannot be recovered, naming
 every sample it drops:
 
@@ -41,6 +43,7 @@ import numpy as np
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.compression import get_codec
 from lakefs.dataset.dataset import orphaned_dataset
+from lakefs.dataset.maintenance import STALE_TEMP_SECONDS
 from lakefs.dataset.samples import SampleFormat
 from lakefs.errors import (
     CorruptionError,
@@ -57,6 +60,7 @@ from lakefs.format.manifest import Manifest, StagedFile, TensorMeta, check_versi
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 from lakefs.storage.remote import is_object_store
+from lakefs.tools.info import human
 from lakefs.tools.salvage import LostSpan, entry_flaw, file_size_of, salvage
 
 CHECK_ATTEMPTS = 5  # checks from HEAD again when a concurrent commit deleted what one read
@@ -72,6 +76,7 @@ class FsckReport:
     dropped: list[str] = field(default_factory=list)  # samples/files repair removed
     repaired: bool = False
     fatal: bool = False  # the dataset cannot be checked further without repair
+    notes: list[str] = field(default_factory=list)  # worth knowing, not damage (leftover temp files)
 
     @property
     def ok(self) -> bool:
@@ -594,6 +599,37 @@ def find_dataset(storage: Storage) -> None:
         raise DatasetNotFoundError(f"no lakefs dataset at {storage.where}")
 
 
+NOTED_TEMPS = 10  # leftover temp files named one by one; the rest are counted
+
+
+def temp_notes(storage: Storage) -> list[str]:
+    """A line per temp file of a put that has not finished: no damage (``list`` never
+    shows one, no commit names one), but its space is used until ``compact`` deletes
+    it, and a fresh one may be a running writer's."""
+    temps = sorted(storage.leftover_temps(), key=lambda t: -t[2])  # the oldest first
+    notes = []
+    for name, size, age in temps[:NOTED_TEMPS]:
+        if age >= STALE_TEMP_SECONDS:
+            why = "left by a writer killed mid-write; `lakefs compact` deletes it"
+        else:
+            why = "a running writer's, or left by one killed mid-write (`lakefs compact` deletes it when an hour old)"
+        notes.append(f"{name} ({human(size)}, {_age(age)} old) is the temp file of an unfinished write: {why}")
+    if len(temps) > NOTED_TEMPS:
+        rest = temps[NOTED_TEMPS:]
+        notes.append(f"{len(rest)} more temp files of unfinished writes ({human(sum(t[1] for t in rest))})")
+    return notes
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200 - 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
 def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
     """Check the dataset in ``storage``; with ``repair``, commit a repaired state."""
     find_dataset(storage)
@@ -611,6 +647,7 @@ def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
             checker.problem(f"the dataset changed {CHECK_ATTEMPTS} times while it was checked (a writer is "
                             "committing): a missing object above may be one a commit deleted; check again "
                             "when it is idle")
+        checker.report.notes += temp_notes(storage)
         if repair and checker.report.problems and not checker.report.fatal:
             from lakefs.tools.repair import repair as do_repair  # noqa: PLC0415
 

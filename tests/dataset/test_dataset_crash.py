@@ -228,3 +228,20 @@ def test_staged_files_are_flushed_by_the_commit_that_publishes_them(tmp_path, fs
     assert str(staged[0].parent) not in after_head  # the delete waits for the next sync
     ds.close()
     assert lakefs.load(tmp_path / "ds", read_only=True).read_file("notes.txt") == b"replaced"
+
+
+def test_compact_deletes_temp_files_crashed_puts_left_and_keeps_fresh_ones(tmp_path):
+    """A put killed mid-write leaves its temp file (never listed, so no commit's garbage):
+    compact deletes those untouched for an hour; a fresh one may be a live put's."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("b", htype="bytes").append(b"kept")
+    ds.flush()
+    old, fresh = tmp_path / "ds" / "tensors" / ".x.tmp~0badf00d", tmp_path / "ds" / ".y.tmp~12345678"
+    old.write_bytes(b"torn")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    fresh.write_bytes(b"being written")
+    stats = ds.compact()
+    assert stats["temp_files_deleted"] == 1 and stats["temp_bytes_deleted"] == 4
+    assert not old.exists() and fresh.exists()
+    assert ds.b[0].tobytes() == b"kept"
+    ds.close()

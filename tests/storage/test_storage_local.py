@@ -17,6 +17,7 @@ from lakefs.errors import (
     InvalidKeyError,
     LockedError,
     ObjectNotFoundError,
+    ReadOnlyError,
     StorageError,
     StorageFullError,
 )
@@ -392,3 +393,19 @@ def test_a_put_that_fails_for_any_reason_leaves_no_temp_file(tmp_path: Path) -> 
     assert _temp_files(tmp_path) == []
     assert list(store.list()) == []
 
+
+def test_leftover_temp_files_are_found_and_only_old_ones_deleted(tmp_path: Path) -> None:
+    store = LocalStorage(tmp_path)
+    store.put("d/obj", b"whole")
+    old, fresh = tmp_path / "d" / ".obj.tmp~0badf00d", tmp_path / ".HEAD.tmp~12345678"
+    old.write_bytes(b"torn write")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))  # two hours old: a crash's
+    fresh.write_bytes(b"a live put")
+    found = {name: (size, age) for name, size, age in store.leftover_temps()}
+    assert set(found) == {"d/.obj.tmp~0badf00d", ".HEAD.tmp~12345678"}
+    assert found["d/.obj.tmp~0badf00d"][0] == 10 and found["d/.obj.tmp~0badf00d"][1] > 7000
+    assert [name for name, _, _ in store.leftover_temps(min_age=3600)] == ["d/.obj.tmp~0badf00d"]
+    assert [name for name, _, _ in store.delete_leftover_temps(min_age=3600)] == ["d/.obj.tmp~0badf00d"]
+    assert not old.exists() and fresh.exists() and store.get("d/obj") == b"whole"
+    with pytest.raises(ReadOnlyError):
+        LocalStorage(tmp_path, read_only=True).delete_leftover_temps(min_age=3600)
