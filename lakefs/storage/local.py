@@ -486,8 +486,12 @@ class LocalStorage(Storage):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
+            try:
+                holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
+            except OSError:  # (the note is advisory: the lock is taken all the same)
+                holder = ""
+            finally:
+                os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 who = f" ({holder})" if holder else ""
                 raise LockedError(

@@ -409,3 +409,21 @@ def test_leftover_temp_files_are_found_and_only_old_ones_deleted(tmp_path: Path)
     assert not old.exists() and fresh.exists() and store.get("d/obj") == b"whole"
     with pytest.raises(ReadOnlyError):
         LocalStorage(tmp_path, read_only=True).delete_leftover_temps(min_age=3600)
+
+
+def test_a_lock_whose_holder_note_cannot_be_read_leaks_no_descriptor(tmp_path: Path, monkeypatch) -> None:
+    """Found by review: a failed read of the holder's note skipped the close."""
+    held = LocalStorage(tmp_path).writer_lock("writer")
+    other = LocalStorage(tmp_path)
+
+    def pread_fails(*args):
+        raise OSError(5, "Input/output error")
+
+    before = _open_fds()
+    monkeypatch.setattr(os, "pread", pread_fails)
+    for _ in range(5):
+        with pytest.raises(LockedError):
+            other.writer_lock("writer")
+    monkeypatch.undo()
+    assert _open_fds() == before
+    held.release()
