@@ -9,11 +9,13 @@ directory once (a commit calls it before it publishes). Temp files are
 named ``.<name>.tmp~<random>``: ``~`` is not allowed in a key segment, so a temp file
 left by a crash can never collide with a key and ``list()`` skips it.
 
-Ranged reads (a sample out of its chunk, every ``cat`` of a mounted file) keep the last
-32 files they read open (:class:`_ReadFds`): an open and a close cost as much as the
-pread itself. A put or delete of a key through this object drops its descriptor. A file
-that another process replaces or deletes (a repair, a ``compact`` beside a read-only
-mount) is read as it was, and its space stays in use, until its descriptor is evicted.
+Ranged reads (``get_range`` and ``readinto``: a sample out of its chunk, every ``cat``
+of a mounted file) keep the last 32 files they read open (:class:`_ReadFds`): an open
+and a close cost as much as the pread itself. ``close()`` closes them, as does the
+store's garbage collection. A put or delete of a key through this object drops its
+descriptor. A file that another process replaces or deletes (a repair, a ``compact``
+beside a read-only mount) is read as it was, and its space stays in use, until its
+descriptor is evicted.
 
 Writer locks are ``flock(2)`` locks on the file ``<root>/locks/<name>``: the kernel drops
 them when the holder dies, however it dies. flock locks belong to an open file
@@ -137,6 +139,9 @@ class LocalStorage(Storage):
         self._unsynced_dirs: set[str] = set()  # directories with deletes not yet fsynced
         self._unsynced_lock = threading.Lock()
         self._read_fds = _ReadFds()
+        # A store dropped without close() (a dataset nobody closed) closes them all the
+        # same: up to 32 descriptors each would otherwise stay open for good.
+        weakref.finalize(self, self._read_fds.drop_all)
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.root!r}, read_only={not self.writable})"
@@ -220,11 +225,11 @@ class LocalStorage(Storage):
         """preadv straight into ``buf``: no intermediate bytes object."""
         check_range(start, 0)
         view = memoryview(buf).cast("B")
-        fd = self._open_read(key)
+        slot = self._read_fds.take(key, lambda: self._open_read(key))
         try:
             got = 0
             while got < len(view):
-                n = os.preadv(fd, [view[got:]], start + got)
+                n = os.preadv(slot[0], [view[got:]], start + got)
                 if not n:
                     break
                 got += n
@@ -232,7 +237,7 @@ class LocalStorage(Storage):
         except OSError as e:
             raise _map_oserror(e, key, "read") from e
         finally:
-            os.close(fd)
+            self._read_fds.give(slot)
 
     def exists(self, key: str) -> bool:
         try:
@@ -445,6 +450,8 @@ class LocalStorage(Storage):
             self._unsynced_dirs.add(os.path.dirname(path))
 
     def close(self) -> None:
+        """Close the cached read descriptors (again and again: harmless; a later read
+        opens its file again)."""
         self._read_fds.drop_all()
 
     # --- locks, statfs ---------------------------------------------------------------
