@@ -400,7 +400,7 @@ def test_a_big_file_write_refused_on_a_full_disk_stores_only_what_was_taken(tmp_
     storage.full = True
     pos = SPILL * 2
     with pytest.raises(LakeFSError) as e:
-        for pos in range(SPILL * 2, len(data), piece):  # noqa: B007 (pos: the refused write)
+        for pos in range(SPILL * 2, len(data), piece):  # (pos: the write refused)
             fs.write(fh, data[pos : pos + piece], pos)
             ds._chunk_writer._executor.submit(lambda: None).result()  # its tile's put has run
     assert e.value.errno == errno.ENOSPC
