@@ -701,12 +701,18 @@ class Tensor(HtypeReaders):
         key, ext = self._sample_name(filename)
         with self.dataset._lock:
             self.dataset._check_writable()
+            rows_before = len(self.dataset._rows)
             row = self.dataset._row_for_key(key, create=True)
-            self._engine.write_stream(
-                row, stream, shape=self._format.file_shape(stream.size),
-                mtime_ns=mtime_ns if mtime_ns is not None else time.time_ns(),
-                mode=mode if mode is not None else DEFAULT_MODE, ext=self._ext_code(self._format.shown_ext(ext, False)),
-            )
+            try:
+                self._engine.write_stream(
+                    row, stream, shape=self._format.file_shape(stream.size),
+                    mtime_ns=mtime_ns if mtime_ns is not None else time.time_ns(),
+                    mode=mode if mode is not None else DEFAULT_MODE,
+                    ext=self._ext_code(self._format.shown_ext(ext, False)),
+                )
+            except BaseException:  # (a broken stream, a full disk at its last tile): no empty row
+                self.dataset._take_back(rows_before, [])
+                raise
             self.dataset._touch()
             return Sample(self, row, self._engine.index.entry(row))
 

@@ -418,3 +418,29 @@ def test_a_big_file_write_refused_on_a_full_disk_stores_only_what_was_taken(tmp_
     ds.close()
     assert lakefs.load(tmp_path / "ds", read_only=True).blobs["big"].file_bytes() == expected
     assert fsck(storage).ok
+
+
+def test_a_stream_whose_tile_could_not_be_stored_leaves_no_empty_row(tmp_path):
+    """Found by review: the row of a streamed file was made before its last tile was
+    put, so a close refused for a full disk left (and committed) an empty row."""
+    from lakefs.dataset import Dataset
+
+    storage = FullDisk(tmp_path / "ds")
+    ds = Dataset(storage, create=True)
+    fs = DatasetFS(ds, Config(chunk_size=CHUNK, spill_size=SPILL))
+    fs.mkdir("/blobs", 0o755)
+    data = os.urandom(SPILL * 2 + CHUNK + 12_345)
+    fh = write_in_pieces(fs, "/blobs/big.bin", data[: SPILL * 2], 100_000)
+    assert fs._open["blobs/big.bin"].stream is not None
+    rows = len(ds)
+    storage.full = True
+    fs.write(fh, data[SPILL * 2 :], SPILL * 2)  # taken: its whole tile's put fails behind it
+    ds._chunk_writer._executor.submit(lambda: None).result()
+    with pytest.raises(LakeFSError) as e:
+        fs.flush(fh)
+    assert e.value.errno == errno.ENOSPC
+    fs.release(fh)
+    storage.full = False
+    assert len(ds) == rows and "big" not in [s.key for s in ds.blobs]
+    ds.close()
+    assert len(lakefs.load(tmp_path / "ds", read_only=True)) == rows
