@@ -90,6 +90,13 @@ def _check_type(name: str, value: Any, expected: Any) -> Any:
     raise ConfigError(f"config: {name} must be {want.split(' ')[0]}, got {value!r}")
 
 
+def _path_setting(name: str, value: Any) -> str | None:
+    """A path setting, ``~`` expanded as a shell would: ``logging.file: ~/x.log`` made a
+    folder named ``~`` in the working directory."""
+    value = _check_type(name, value, "str | None")
+    return None if value is None else os.path.expanduser(value)
+
+
 def parse_seconds(value: Any, name: str, *, positive: bool = False) -> float:
     """Seconds from a number or a numeric string, as both the config file and ``-o`` give
     them (YAML reads ``1e-9``, an exponent without a dot, as a string). Refused, one line
@@ -144,7 +151,7 @@ def from_dict(data: dict[str, Any]) -> Config:
             if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
                 raise ConfigError(f"config: logging.level must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
             values["log_level"] = level
-            values["log_file"] = _check_type("logging.file", value.get("file"), "str | None")
+            values["log_file"] = _path_setting("logging.file", value.get("file"))
         elif key == "tensors":
             values["tensors"] = _tensors_from_dict(value)
         elif key in ("cache_size", "chunk_cache_size", "chunk_size", "spill_size"):
@@ -175,7 +182,7 @@ def _storage_from_dict(value: Any) -> dict[str, Any]:
             raise ConfigError("config: storage.options must be a mapping")
         out["storage_options"] = dict(value["options"])
     if "cache_dir" in value:
-        out["cache_dir"] = _check_type("storage.cache_dir", value["cache_dir"], "str | None")
+        out["cache_dir"] = _path_setting("storage.cache_dir", value["cache_dir"])
     if "cache_size" in value:
         out["cache_size"] = parse_size(value["cache_size"], "config: storage.cache_size")
     return out

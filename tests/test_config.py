@@ -138,3 +138,13 @@ def test_a_config_that_is_not_utf8_is_one_clear_error(tmp_path):
     cfg.write_bytes(b"chunk_size: 8MB\n# caf\xe9\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(cfg)
+
+
+def test_path_settings_expand_the_home_folder(tmp_path, monkeypatch):
+    """``logging.file: ~/x.log`` made a folder named ``~`` in the working directory, while
+    ``storage.cache_dir: ~/...`` was expanded (found by QA): every path setting is."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("logging: {file: ~/x.log}\nstorage: {cache_dir: ~/cache}\n")
+    c = load_config(cfg)
+    assert (c.log_file, c.cache_dir) == (str(tmp_path / "x.log"), str(tmp_path / "cache"))

@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated mount options: ro, allow_other, attr_timeout=S, xattr,"
                         " commit_interval=S, refresh_interval=S ...")
     p.add_argument("--config", help="YAML settings (see config.example.yaml)")
-    p.add_argument("--log-file", help="log file of a background mount")
+    p.add_argument("--log-file", type=os.path.expanduser,  # (no shell expands --log-file=~/x)
+                   help="log file of a background mount")
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_mount)
 

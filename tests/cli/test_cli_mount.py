@@ -631,3 +631,12 @@ def test_a_path_inside_a_mount_is_named_with_its_mount_and_dataset(dataset: Path
         unmount(mountpoint)
     with lakefs.load(dataset, read_only=True) as ds:
         assert list(ds.tensors) == ["images"] and ds["images"].num_samples == 1
+
+
+def test_log_file_expands_the_home_folder(monkeypatch, tmp_path: Path) -> None:
+    """``--log-file=~/x.log`` (no shell expands a ``~`` after ``=``) made a folder named ``~``."""
+    from lakefs.cli.main import build_parser
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = build_parser().parse_args(["mount", "ds", "mnt", "--log-file=~/x.log"])
+    assert args.log_file == str(tmp_path / "x.log")
