@@ -68,18 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
-    _add_config_option(sub)
+    _add_common_options(sub)
     return parser
 
 
-def _add_config_option(sub: argparse._SubParsersAction) -> None:
+def _add_common_options(sub: argparse._SubParsersAction) -> None:
     """Give every command (nested ones too) ``--config FILE``: storage options for
-    object-store datasets, transcode policy, ... (see config.example.yaml)."""
+    object-store datasets, transcode policy, ... (see config.example.yaml); and
+    ``--debug``, also after the command (``lakefs ls --debug x`` was a usage error). Its
+    default is SUPPRESS, so that a command's parser leaves a ``--debug`` given before
+    the command as it is."""
     for parser in sub.choices.values():
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                            help="show tracebacks and debug logging")
         nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
         if nested:
             for n in nested:
-                _add_config_option(n)
+                _add_common_options(n)
         elif not any("--config" in a.option_strings for a in parser._actions):
             parser.add_argument("--config", help="YAML settings (see config.example.yaml)")
 

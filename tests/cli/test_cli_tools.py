@@ -501,3 +501,27 @@ def test_info_counts_plain_files_and_names_a_few(cli, dataset_path: Path) -> Non
     assert lines[-1] == "12 plain files, 1.2 MB: " + ", ".join(f"f{i:02d}.bin" for i in range(10)) + ", ..."
     info = json.loads(cli("info", dataset_path, "--json").out)
     assert info["file_bytes"] == 1_200_000 and len(info["files"]) == 12
+
+
+@pytest.mark.parametrize("argv", [
+    ["--debug", "info", "{missing}"],
+    ["info", "--debug", "{missing}"],
+    ["info", "{missing}", "--debug"],
+    ["tensor", "list", "{missing}", "--debug"],
+])
+def test_debug_goes_before_or_after_the_command(tmp_path: Path, argv: list[str]) -> None:
+    """``lakefs ls --debug x`` was a usage error, and no command's --help named --debug
+    (found by QA)."""
+    argv = [a.format(missing=tmp_path / "missing") for a in argv]
+    p = subprocess.run([sys.executable, "-m", "lakefs", *argv], capture_output=True, text=True, cwd=REPO,
+                       timeout=60)
+    assert p.returncode == 1 and "Traceback" in p.stderr and "DatasetNotFoundError" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("command", [["info"], ["ls"], ["mount"], ["umount"], ["ingest"], ["tensor", "delete"]])
+def test_every_command_help_names_debug(command: list[str], capsys) -> None:
+    from lakefs.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    assert "--debug" in capsys.readouterr().out
