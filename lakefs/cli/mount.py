@@ -40,8 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mountpoint")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground, log to stderr")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS",
-                   help="comma-separated mount options: ro, allow_other, attr_timeout=S, xattr,"
-                        " commit_interval=S, refresh_interval=S ...")
+                   help="comma-separated mount options (README.md, 'Mount options', says what each does). "
+                        "lakefs's: ro, rw, commit_interval=S, refresh_interval=S, threads, nothreads, xattr, "
+                        "noxattr, snapshot_opens. libfuse's and the kernel's: allow_other, allow_root, "
+                        "default_permissions, attr_timeout=S, entry_timeout=S, negative_timeout=S, auto_cache, "
+                        "noauto_cache, kernel_cache, max_write=BYTES, max_readahead=BYTES, auto_unmount, debug, "
+                        "dev, nodev, suid, nosuid, exec, noexec, atime, noatime. libfuse 2 only: max_read=BYTES, "
+                        "async_read, sync_read")
     p.add_argument("--config", help="YAML settings (see config.example.yaml)")
     p.add_argument("--log-file", type=os.path.expanduser,  # (no shell expands --log-file=~/x)
                    help="log file of a background mount")
