@@ -33,6 +33,10 @@ class FuseSettings:
     # (tests/fs/test_mount_cache.py) and save a round trip per stat (docs/BENCHMARKS.md).
     entry_timeout: float = 60.0
     attr_timeout: float = 60.0
+    # Seconds the kernel may cache that a name does not exist: 0 (libfuse's default), as
+    # a transcoded file's new name (x.png stored as x.jpg) appears without a kernel
+    # operation on that name, which a cached absence would hide (docs/BENCHMARKS.md).
+    negative_timeout: float = 0.0
     auto_cache: bool = True  # keep page cache across opens while mtime/size are unchanged
     xattr: bool = False  # expose user.lakefs.* extended attributes (costs ls -l: BENCHMARKS.md)
     # Serve FUSE requests from several threads. None (auto): one thread for a local

@@ -148,3 +148,20 @@ def test_path_settings_expand_the_home_folder(tmp_path, monkeypatch):
     cfg.write_text("logging: {file: ~/x.log}\nstorage: {cache_dir: ~/cache}\n")
     c = load_config(cfg)
     assert (c.log_file, c.cache_dir) == (str(tmp_path / "x.log"), str(tmp_path / "cache"))
+
+
+def test_negative_timeout_is_a_fuse_setting(tmp_path):
+    """README names negative_timeout among the durations of the config file, which
+    answered "unknown setting fuse.negative_timeout" (found by QA)."""
+    from lakefs.fs.mount import fuse_kwargs, parse_options
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("fuse: {negative_timeout: 1}\n")
+    c = load_config(cfg)
+    assert c.fuse.negative_timeout == 1.0
+    assert fuse_kwargs(c, parse_options(""), "/d")[0]["negative_timeout"] == 1.0
+    assert fuse_kwargs(c, parse_options("negative_timeout=3"), "/d")[0]["negative_timeout"] == 3.0  # -o wins
+    assert fuse_kwargs(Config(), parse_options(""), "/d")[0]["negative_timeout"] == 0  # libfuse's default
+    cfg.write_text("fuse: {negative_timeout: .inf}\n")
+    with pytest.raises(ConfigError, match="fuse.negative_timeout needs a number of seconds >= 0"):
+        load_config(cfg)

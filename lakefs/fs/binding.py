@@ -695,6 +695,7 @@ def mount_options(
     kernel_cache: bool = True,
     attr_timeout: float = 60.0,
     entry_timeout: float = 60.0,
+    negative_timeout: float = 0.0,
     extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], ConnTuning]:
     """``(kwargs for FUSE, ConnTuning)`` with lakefs's standard options.
@@ -711,6 +712,7 @@ def mount_options(
         "fsname": fsname,
         "attr_timeout": attr_timeout,
         "entry_timeout": entry_timeout,
+        "negative_timeout": negative_timeout,
     }
     if kernel_cache:
         opts["kernel_cache"] = True

@@ -156,6 +156,7 @@ def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tupl
         kernel_cache=False,
         attr_timeout=f.attr_timeout,
         entry_timeout=f.entry_timeout,
+        negative_timeout=f.negative_timeout,
         extra=extra,
     )
     if f.auto_cache and "kernel_cache" not in kw and not options.get("noauto_cache"):
