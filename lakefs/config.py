@@ -6,12 +6,15 @@ line naming the setting, raised at start, never later.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from lakefs.errors import ConfigError, LakeFSError
+
+log = logging.getLogger("lakefs.config")
 
 MAX_SIZE = 1 << 60  # bytes: anything above is a typo, not a size
 # The top-level settings of config.example.yaml that map to a field of the same name
@@ -67,6 +70,17 @@ class Config:
     log_level: str = "INFO"
     log_file: str | None = None
     fuse: FuseSettings = field(default_factory=FuseSettings)
+
+    def for_dataset(self, location: str) -> Config:
+        """These settings for the dataset at ``location``: ``storage.options`` are for
+        object stores, and a config written for one was refused with a local dataset
+        ("local storage takes no options"); they are left out for it, with one INFO line."""
+        from lakefs.storage.remote import is_object_store
+
+        if not self.storage_options or is_object_store(location):
+            return self
+        log.info("storage.options are for object-store datasets: not used for %s", location)
+        return replace(self, storage_options={})
 
     def dataset_options(self) -> dict[str, Any]:
         """Keyword arguments for ``lakefs.load``/``dataset``/``empty`` from these settings."""

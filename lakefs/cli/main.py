@@ -124,10 +124,16 @@ def _refuse_mountpoints(args: argparse.Namespace) -> None:
     its lakefs.json, HEAD, manifests/ and locks/ became plain files there)."""
     from lakefs.cli.fsck import refuse_a_mountpoint  # noqa: PLC0415
 
-    path = args.path if args.command == "ls" else getattr(args, "dataset", None)
+    path = _dataset_of(args)
     command = f"tensor {args.tensor_command}" if args.command == "tensor" else args.command
-    if isinstance(path, str):
+    if path is not None:
         refuse_a_mountpoint(path, command)
+
+
+def _dataset_of(args: argparse.Namespace) -> str | None:
+    """The dataset (or, for ``ls``, the path in one) the command works on, if any."""
+    path = args.path if args.command == "ls" else getattr(args, "dataset", None)
+    return path if isinstance(path, str) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _refuse_empty_paths(args)
         args.settings = load_config(args.config)
+        if _dataset_of(args) is not None:
+            args.settings = args.settings.for_dataset(_dataset_of(args))
         _refuse_mountpoints(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

@@ -33,7 +33,8 @@ Opener = Callable[[str, bool, dict[str, Any]], Storage]
 
 def _open_local(url: str, read_only: bool, options: dict[str, Any]) -> Storage:
     if options:
-        raise StorageError(f"local storage takes no options, got {sorted(options)}")
+        raise StorageError(f"storage_options are for object-store datasets: a local dataset takes none, "
+                           f"got {sorted(options)}")
     path = url[len("file://"):] if url.startswith("file://") else url
     return LocalStorage(path, read_only=read_only)
 

@@ -131,6 +131,18 @@ def test_good_option_values_mount(dataset: Path, mountpoint: Path) -> None:
         assert os.listdir(mountpoint) == []
 
 
+def test_a_config_with_storage_options_mounts_a_local_dataset(dataset: Path, mountpoint: Path,
+                                                              tmp_path: Path) -> None:
+    """storage.options are for object stores: a local dataset's mount said "local storage
+    takes no options" (found by QA)."""
+    cfg = tmp_path / "s3.yaml"
+    cfg.write_text("storage: {options: {endpoint_url: 'http://127.0.0.1:1'}}\n")
+    with mounted(lakefs_cmd("mount", dataset, mountpoint, "--config", cfg), mountpoint, env=ENV):
+        (mountpoint / "notes.txt").write_text("x")
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert list(ds.files) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("opts, read_only", [("ro,rw", False), ("rw,ro", True), ("ro,rw,ro", True), ("rw", False)])
 def test_the_last_of_ro_and_rw_wins(dataset: Path, mountpoint: Path, opts: str, read_only: bool) -> None:
     """mount(8)'s rule, for lakefs and the kernel alike: -o ro,rw gave a mount lakefs

@@ -525,3 +525,26 @@ def test_every_command_help_names_debug(command: list[str], capsys) -> None:
     with pytest.raises(SystemExit):
         main([*command, "--help"])
     assert "--debug" in capsys.readouterr().out
+
+
+def test_storage_options_of_the_config_are_for_object_stores_only(cli, jpeg_dir: Path, dataset_path: Path,
+                                                                 tmp_path: Path, caplog) -> None:
+    """A config with storage.options (an s3 endpoint) could not be used with a local
+    dataset: "local storage takes no options" (found by QA). They are left out for a local
+    dataset, with one INFO line; the API still refuses them for a local path, as given."""
+    import logging
+
+    cfg = tmp_path / "s3.yaml"
+    cfg.write_text("storage: {options: {endpoint_url: 'http://127.0.0.1:1', anon: true}}\n")
+    with caplog.at_level(logging.INFO, logger="lakefs.config"):
+        assert cli("create", dataset_path, "--config", cfg).code == 0
+    assert [r.getMessage() for r in caplog.records if r.name == "lakefs.config"] == [
+        f"storage.options are for object-store datasets: not used for {dataset_path}"]
+    for argv in (["ingest", jpeg_dir, dataset_path, "--tensor", "images", "-j", "0"], ["info", dataset_path],
+                 ["ls", f"{dataset_path}/images"], ["tensor", "list", dataset_path], ["fsck", dataset_path],
+                 ["export", dataset_path, tmp_path / "out"], ["compact", dataset_path]):
+        r = cli(*argv, "--config", cfg)
+        assert r.code == 0, (argv, r.err)
+    with pytest.raises(lakefs.errors.StorageError, match=r"^storage_options are for object-store datasets: "
+                                                        r"a local dataset takes none, got \['anon'\]$"):
+        lakefs.load(dataset_path, storage_options={"anon": True})
