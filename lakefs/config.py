@@ -91,27 +91,60 @@ class Config:
         }
 
 
-def _check_type(name: str, value: Any, expected: Any) -> Any:
-    kinds = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,)}
+# What a setting of each type takes: its Python types, and how a message says it.
+_KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "bool": ((bool,), "true or false"),
+          "str": ((str,), "a string")}
+# What null means, for the settings it is valid for ("must be true, false or null (auto)").
+_NULL_MEANS = {"fuse.threads": "auto"}
+
+
+def _shown(value: Any) -> str:
+    """``value`` as the user wrote it in YAML: null, true, false; else its repr."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _check_type(name: str, value: Any, expected: Any, what: str | None = None) -> Any:
+    """``value`` if it is of the type annotated ``expected`` (``"bool | None"``), else a
+    ConfigError saying what the setting takes (``what``, when given) and what it got."""
     want = expected if isinstance(expected, str) else getattr(expected, "__name__", str(expected))
-    for kind, types in kinds.items():
-        if want.startswith(kind):
-            if isinstance(value, bool) and kind != "bool":
-                break
-            if isinstance(value, types):
-                return value
-            break
-    else:
+    kind = want.split(" ")[0]
+    if kind not in _KINDS:
         return value
-    if value is None and "None" in want:
+    types, said = _KINDS[kind]
+    nullable = "None" in want
+    if (value is None and nullable) or (isinstance(value, types) and (kind == "bool" or not isinstance(value, bool))):
         return value
-    raise ConfigError(f"config: {name} must be {want.split(' ')[0]}, got {value!r}")
+    said = what or said
+    if nullable and not what:
+        said = (said.replace(" or ", ", ") if " or " in said else said) + " or null"
+        if name in _NULL_MEANS:
+            said += f" ({_NULL_MEANS[name]})"
+    raise ConfigError(f"config: {name} must be {said}, got {_shown(value)}")
+
+
+def _section(name: str, value: Any, keys: list[str]) -> dict[str, Any]:
+    """The mapping of settings ``name:`` holds; empty (a ``storage:`` with its settings
+    commented out is null), not a mapping, or with a key not in ``keys``, a ConfigError
+    saying which."""
+    listed = ", ".join(keys)
+    if value is None:
+        raise ConfigError(f"config: {name} is empty: give it settings ({listed}) or leave it out")
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: {name} must be a mapping of settings ({listed}), got {_shown(value)}")
+    for key in value:
+        if key not in keys:
+            raise ConfigError(f"config: unknown setting {name}.{key}")
+    return value
 
 
 def _path_setting(name: str, value: Any) -> str | None:
     """A path setting, ``~`` expanded as a shell would: ``logging.file: ~/x.log`` made a
     folder named ``~`` in the working directory."""
-    value = _check_type(name, value, "str | None")
+    value = _check_type(name, value, "str | None", "a path or null")
     return None if value is None else os.path.expanduser(value)
 
 
@@ -163,12 +196,11 @@ def from_dict(data: dict[str, Any]) -> Config:
         elif key == "storage":
             values.update(_storage_from_dict(value))
         elif key == "logging":
-            if not isinstance(value, dict) or set(value) - {"level", "file"}:
-                raise ConfigError("config: logging takes 'level' and 'file'")
-            level = str(value.get("level", "INFO")).upper()
-            if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-                raise ConfigError(f"config: logging.level must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
-            values["log_level"] = level
+            value = _section("logging", value, ["level", "file"])
+            level = value.get("level", "INFO")
+            if not isinstance(level, str) or level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+                raise ConfigError(f"config: logging.level must be DEBUG, INFO, WARNING or ERROR, got {_shown(level)}")
+            values["log_level"] = level.upper()
             values["log_file"] = _path_setting("logging.file", value.get("file"))
         elif key == "tensors":
             values["tensors"] = _tensors_from_dict(value)
@@ -192,8 +224,7 @@ def from_dict(data: dict[str, Any]) -> Config:
 
 
 def _storage_from_dict(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict) or set(value) - {"options", "cache_dir", "cache_size"}:
-        raise ConfigError("config: storage takes 'options', 'cache_dir' and 'cache_size'")
+    value = _section("storage", value, ["options", "cache_dir", "cache_size"])
     out: dict[str, Any] = {}
     if "options" in value:
         if not isinstance(value["options"], dict):
@@ -207,13 +238,10 @@ def _storage_from_dict(value: Any) -> dict[str, Any]:
 
 
 def _fuse_from_dict(value: Any) -> FuseSettings:
-    if not isinstance(value, dict):
-        raise ConfigError("config: fuse must be a mapping")
     known = {f.name: f for f in fields(FuseSettings)}
+    value = _section("fuse", value, list(known))
     out: dict[str, Any] = {}
     for key, v in value.items():
-        if key not in known:
-            raise ConfigError(f"config: unknown setting fuse.{key}")
         if key.endswith("_timeout"):
             out[key] = parse_seconds(v, f"config: fuse.{key}")
         else:
@@ -222,6 +250,8 @@ def _fuse_from_dict(value: Any) -> FuseSettings:
 
 
 def _tensors_from_dict(value: Any) -> dict[str, dict[str, Any]]:
+    if value is None:
+        raise ConfigError("config: tensors is empty: give it tensor names with their settings or leave it out")
     if not isinstance(value, dict):
         raise ConfigError("config: tensors must map tensor names to settings")
     for name, settings in value.items():

@@ -165,3 +165,31 @@ def test_negative_timeout_is_a_fuse_setting(tmp_path):
     cfg.write_text("fuse: {negative_timeout: .inf}\n")
     with pytest.raises(ConfigError, match="fuse.negative_timeout needs a number of seconds >= 0"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("fuse: {threads: auto}\n", "config: fuse.threads must be true, false or null (auto), got 'auto'"),
+    ("fuse: {xattr: 1}\n", "config: fuse.xattr must be true or false, got 1"),
+    ("fuse: {xattr: null}\n", "config: fuse.xattr must be true or false, got null"),
+    ("allow_transcode: 'no'\n", "config: allow_transcode must be true or false, got 'no'"),
+    ("logging: {file: 123}\n", "config: logging.file must be a path or null, got 123"),
+    ("logging: {level: null}\n", "config: logging.level must be DEBUG, INFO, WARNING or ERROR, got null"),
+    ("logging: {level: loud}\n", "config: logging.level must be DEBUG, INFO, WARNING or ERROR, got 'loud'"),
+    ("storage:\n", "config: storage is empty: give it settings (options, cache_dir, cache_size) or leave it out"),
+    ("storage: [1]\n", "config: storage must be a mapping of settings (options, cache_dir, cache_size), got [1]"),
+    ("storage: {cache_sise: 1GB}\n", "config: unknown setting storage.cache_sise"),
+    ("logging:\n", "config: logging is empty: give it settings (level, file) or leave it out"),
+    ("logging: {colour: red}\n", "config: unknown setting logging.colour"),
+    ("fuse:\n", "config: fuse is empty: give it settings (entry_timeout, attr_timeout, negative_timeout, "
+                "auto_cache, xattr, threads, allow_other, snapshot_opens) or leave it out"),
+    ("tensors:\n", "config: tensors is empty: give it tensor names with their settings or leave it out"),
+])
+def test_setting_messages_say_what_is_wanted_and_what_was_written(tmp_path, text, message):
+    """``threads: auto`` said "must be bool" (null is valid too), ``level: null`` "got
+    'NONE'", an empty ``storage:`` "storage takes 'options', 'cache_dir' and 'cache_size'"
+    (found by QA)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    assert str(e.value) == message
