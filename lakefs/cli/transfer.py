@@ -16,6 +16,8 @@ import sys
 
 from lakefs.cli.main import sigterm_interrupts
 from lakefs.cli.tools import add_tensor_options, refuse_a_missing_parent, tensor_kwargs
+from lakefs.config import parse_seconds
+from lakefs.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tensor", help="tensor name (flat: default SRC's name; imagefolder: default images)")
     p.add_argument("-j", "--workers", type=_at_least(0, int), default=None,
                    help="transcoding processes (default: one per core; 0: transcode in this process)")
-    p.add_argument("--commit-seconds", type=_at_least(0, float), default=30.0,
+    p.add_argument("--commit-seconds", type=_seconds, default=30.0,
                    help="commit at least this often (seconds; 0: after every file)")
     add_tensor_options(p, htype_default=None)
     _add_output_options(p)
@@ -62,6 +64,15 @@ def _at_least(low: float, kind: type):
 
     parse.__name__ = kind.__name__  # (argparse names the type in its messages)
     return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a duration, by the parser of the config and ``-o`` (inf was taken
+    here, and an ingest never committed)."""
+    try:
+        return parse_seconds(text, "")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).strip()) from None
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:

@@ -432,8 +432,13 @@ def test_config_chunk_size_is_the_default_of_new_tensors(cli, jpeg_dir: Path, da
 @pytest.mark.parametrize(("option", "message"), [
     (["-j", "-1"], "argument -j/--workers: an integer >= 0 expected, got '-1'"),
     (["-j", "x"], "argument -j/--workers: an integer >= 0 expected, got 'x'"),
-    (["--commit-seconds", "-5"], "argument --commit-seconds: a number >= 0 expected, got '-5'"),
-    (["--commit-seconds", "nan"], "argument --commit-seconds: a number >= 0 expected, got 'nan'"),
+    (["--commit-seconds", "-5"], "argument --commit-seconds: needs a number of seconds >= 0, got '-5'"),
+    # inf was taken (never committed), while the config and -o refuse it (found by QA):
+    (["--commit-seconds", "inf"], "argument --commit-seconds: needs a number of seconds >= 0, got 'inf' "
+                                  "(inf and nan are not durations)"),
+    (["--commit-seconds", "nan"], "argument --commit-seconds: needs a number of seconds >= 0, got 'nan' "
+                                  "(inf and nan are not durations)"),
+    (["--commit-seconds", "soon"], "argument --commit-seconds: needs a number of seconds >= 0, got 'soon'"),
 ])
 def test_ingest_refuses_bad_numbers(cli, capsys, jpeg_dir: Path, dataset_path: Path, option, message) -> None:
     with pytest.raises(SystemExit) as e:
