@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import NoReturn
 
 from lakefs.config import load_config
 from lakefs.errors import ConfigError, LakeFSError, message_of
@@ -55,8 +56,17 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors in one line, as every other error: it printed its
+    usage block first (a dozen lines for ingest), in which the error was lost. Its
+    subcommands' parsers are of this class too (add_subparsers makes its own type)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lakefs", description="A dataset store you can mount as a filesystem.")
+    parser = Parser(prog="lakefs", description="A dataset store you can mount as a filesystem.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("--version", action="version", version="lakefs " + _version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -85,8 +95,10 @@ def _add_common_options(sub: argparse._SubParsersAction) -> None:
         if nested:
             for n in nested:
                 _add_common_options(n)
-        elif not any("--config" in a.option_strings for a in parser._actions):
-            parser.add_argument("--config", help="YAML settings (see config.example.yaml)")
+        else:
+            if not any("--config" in a.option_strings for a in parser._actions):
+                parser.add_argument("--config", help="YAML settings (see config.example.yaml)")
+            parser.set_defaults(command_parser=parser)  # (says an unknown argument is this command's)
 
 
 def _version() -> str:
@@ -138,7 +150,9 @@ def _dataset_of(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.DEBUG if args.debug else logging.WARNING,
