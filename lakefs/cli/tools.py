@@ -34,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = tsub.add_parser("list", help="list the tensors and their settings")
     ls.add_argument("dataset")
     ls.set_defaults(func=cmd_tensor_list)
-    d = tsub.add_parser("delete", help="delete a tensor and its samples")
+    d = tsub.add_parser("delete", help="delete a tensor and its samples (-r: a group and everything in it)")
     d.add_argument("dataset")
     d.add_argument("name")
+    d.add_argument("-r", "--recursive", action="store_true",
+                   help="NAME may be a group: delete it with its tensors, groups and files")
     d.set_defaults(func=cmd_tensor_delete)
 
     i = sub.add_parser("info", help="tensors, samples, stored bytes and compression ratios")
@@ -174,11 +176,25 @@ def cmd_tensor_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tensor_delete(args: argparse.Namespace) -> int:
+    """A group (or a directory the mount made, with no tensor yet) is deleted with ``-r``
+    only; without, it said "no tensor 'train'", naming no way to delete it."""
     import lakefs
+    from lakefs.dataset.names import check_path
 
+    name = check_path(args.name)
     with lakefs.load(args.dataset, **args.settings.dataset_options()) as ds:
-        ds.delete_tensor(args.name)
-    print(f"deleted tensor {args.name}")
+        if name not in ds.tensors and (name in ds.groups or name in ds.pending_dirs):
+            count = sum(1 for t in ds.tensors if t.startswith(name + "/"))
+            tensors = f"{count} tensor{'' if count == 1 else 's'}"
+            if not args.recursive:
+                what = f"a group of {tensors}" if name in ds.groups else "a directory with no tensor yet"
+                raise TensorNotFoundError(f"{args.name!r} is {what}, not a tensor: `lakefs tensor delete -r "
+                                          f"{args.dataset} {args.name}` deletes it and everything in it")
+            ds.delete_group(name, recursive=True)
+            print(f"deleted group {name} ({tensors})")
+            return 0
+        ds.delete_tensor(name)
+    print(f"deleted tensor {name}")
     return 0
 
 

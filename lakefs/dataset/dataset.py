@@ -1094,6 +1094,9 @@ class Dataset:
         directories (a notebook's ``.ipynb_checkpoints``) go too, never left unreachable."""
         with self._lock:
             self._check_writable()
+            if check_path(name) in self._manifest.groups:  # (it said "no tensor 'train'")
+                raise TensorNotFoundError(f"{name!r} is a group, not a tensor: delete_group({name!r}, "
+                                          "recursive=True) deletes it and what it holds")
             tensor = self._drop_tensor(name)
             m, prefix = self._manifest, tensor.name + "/"
             for path in [p for p in m.files if p.startswith(prefix)]:

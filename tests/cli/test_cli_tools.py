@@ -50,6 +50,27 @@ def test_tensor_create_list_delete(cli, dataset_path: Path) -> None:
     assert r.code == 1 and "no tensor 'raw'" in r.err
 
 
+def test_tensor_delete_of_a_group_says_so_and_r_deletes_it(cli, dataset_path: Path) -> None:
+    """``lakefs tensor delete DS train`` of a group said "no tensor 'train'" (found by QA)."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("train/images", htype="bytes")
+        ds.create_tensor("train/labels", htype="class_label")
+        ds.create_tensor("val/images", htype="bytes")
+        ds.write_file("train/README", b"x")
+    r = cli("tensor", "delete", dataset_path, "train")
+    assert (r.code, r.err) == (1, f"lakefs: error: 'train' is a group of 2 tensors, not a tensor: "
+                                  f"`lakefs tensor delete -r {dataset_path} train` deletes it and everything in it\n")
+    with pytest.raises(lakefs.errors.TensorNotFoundError, match=r"^'train' is a group, not a tensor: "
+                                                                 r"delete_group\('train', recursive=True\)"):
+        with lakefs.load(dataset_path) as ds:
+            ds.delete_tensor("train")
+    r = cli("tensor", "delete", "-r", dataset_path, "train")
+    assert (r.code, r.out) == (0, "deleted group train (2 tensors)\n")
+    assert cli("tensor", "delete", "--recursive", dataset_path, "val/images").out == "deleted tensor val/images\n"
+    with lakefs.load(dataset_path, read_only=True) as ds:
+        assert (list(ds.tensors), ds.groups, list(ds.files)) == ([], ["val"], [])
+
+
 @pytest.mark.parametrize(("options", "message"), [
     (["--htype", "nope"], "unknown htype 'nope'"),
     (["--sample-compression", "zip"], "unknown compression 'zip'"),
