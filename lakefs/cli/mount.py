@@ -20,6 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from lakefs.dataset.names import printable
 from lakefs.errors import BusyError, ConfigError, LakeFSError, message_of
 
 if TYPE_CHECKING:
@@ -310,7 +311,7 @@ def cmd_umount(args: argparse.Namespace) -> int:
                           "damaged (the mount's log names them and says why)")
     if not_stored:
         count = len(not_stored)
-        named = ", ".join(not_stored[:NOT_STORED_NAMED]) + (
+        named = ", ".join(printable(p) for p in not_stored[:NOT_STORED_NAMED]) + (
             f" and {count - NOT_STORED_NAMED} more" if count > NOT_STORED_NAMED else "")
         raise LakeFSError(f"unmounted {mp}; everything else is committed, but {count} "
                           f"{'file' if count == 1 else 'files'} could not be stored: {named} "

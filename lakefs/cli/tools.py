@@ -14,6 +14,7 @@ import stat
 import time
 
 from lakefs.config import parse_size
+from lakefs.dataset.names import printable
 from lakefs.dataset.samples import check_class_name
 from lakefs.errors import ConfigError, DatasetExistsError, TensorNotFoundError
 
@@ -218,9 +219,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for name, mode, size, mtime_ns in list_dir(ds, inner):
             if args.long:
                 when = time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
-                print(f"{stat.filemode(mode)} {size:>10} {when} {name}")
+                print(f"{stat.filemode(mode)} {size:>10} {when} {printable(name)}")
             else:
-                print(name)
+                print(printable(name))
     return 0
 
 

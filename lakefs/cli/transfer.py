@@ -17,6 +17,7 @@ import sys
 from lakefs.cli.main import sigterm_interrupts
 from lakefs.cli.tools import add_tensor_options, refuse_a_missing_parent, tensor_kwargs
 from lakefs.config import parse_seconds
+from lakefs.dataset.names import printable
 from lakefs.errors import ConfigError
 
 
@@ -86,7 +87,7 @@ def _report_failures(failed: list[tuple[str, str]], verb: str, folders: list[tup
         if items:
             print(f"lakefs: {len(items)} {what}(s) not {verb if what == 'file' else 'read'}:", file=sys.stderr)
             for path, reason in items:
-                print(f"  {path}: {reason}", file=sys.stderr)
+                print(f"  {printable(path)}: {printable(reason)}", file=sys.stderr)  # (reason: "same stem as b")
     return 1 if failed or folders else 0
 
 

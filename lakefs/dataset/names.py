@@ -16,6 +16,25 @@ NAME_MAX = 255  # bytes, as in Linux's NAME_MAX
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # checked for every file stored through the mount
 
 
+def printable(name: str) -> str:
+    """``name`` for one line of output: control characters as Python writes them in a
+    string (``\\n``, ``\\x01``), a byte that is not UTF-8 (a file name's surrogate
+    escape, from an old Latin-1 archive) as ``\\xe9``, the rest as it is. Printed raw, a
+    newline split a report's line and ``\\x01`` was invisible, and a strict stdout failed
+    on the surrogate with a traceback."""
+    if name.isprintable():
+        return name
+    out = []
+    for ch in name:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
+
+
 def _check_segment(seg: str, what: str) -> None:
     if not isinstance(seg, str):
         raise InvalidNameError(f"{what} must be a string, not {type(seg).__name__}")

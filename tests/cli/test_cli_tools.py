@@ -620,3 +620,45 @@ def test_info_names_what_compact_reclaims_in_a_small_dataset(cli, dataset_path: 
            "`lakefs compact` reclaims" in out.splitlines(), out
     assert cli("compact", dataset_path).code == 0
     assert "hold no current sample" not in cli("info", dataset_path).out
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("new\nline.jpg", "new\\nline.jpg"),
+    ("ctl\x01.jpg", "ctl\\x01.jpg"),
+    ("lat\udce9.jpg", "lat\\xe9.jpg"),  # a Latin-1 byte, as os.listdir gives it (surrogateescape)
+    ("tab\t\x7f.jpg", "tab\\t\\x7f.jpg"),
+    ("café 猫.jpg", "café 猫.jpg"),
+    ("back\\slash.jpg", "back\\slash.jpg"),
+])
+def test_printable_names(name: str, shown: str) -> None:
+    from lakefs.dataset.names import printable
+
+    assert printable(name) == shown
+
+
+def test_odd_file_names_are_escaped_in_the_ingest_report(cli, tmp_path: Path, dataset_path: Path) -> None:
+    """The report printed a newline in a name raw (splitting its line) and \\x01 invisible,
+    while the key on the same line was escaped (found by QA)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in (b"new\nline.txt", b"ctl\x01.txt", b"lat\xe9.txt", b"ok.txt"):
+        (src / os.fsdecode(name)).write_text("x")
+    r = cli("ingest", src, dataset_path, "-j", "0")
+    assert r.code == 1
+    lines = r.err.splitlines()
+    assert lines[0] == "lakefs: 3 file(s) not ingested:" and len(lines) == 4, r.err
+    assert lines[1].startswith("  ctl\\x01.txt: row key 'ctl\\x01'"), lines
+    assert lines[2].startswith("  lat\\xe9.txt: row key "), lines
+    assert lines[3].startswith("  new\\nline.txt: row key 'new\\nline'"), lines
+
+
+def test_ls_shows_a_name_that_is_not_utf8_as_ls_l_does(cli, dataset_path: Path) -> None:
+    """``ls`` printed the raw byte, ``ls -l`` the same name differently, and with a strict
+    stdout (a UTF-8 locale other than C.UTF-8) both failed with a traceback (found by QA)."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.write_file("lat\udce9.txt", b"x")
+    assert cli("ls", dataset_path).out == "lat\\xe9.txt\n"
+    assert cli("ls", "-l", dataset_path).out.endswith(" lat\\xe9.txt\n")
+    p = subprocess.run([sys.executable, "-m", "lakefs", "ls", str(dataset_path)], capture_output=True, cwd=REPO,
+                       env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"}, timeout=60)
+    assert (p.returncode, p.stdout) == (0, b"lat\\xe9.txt\n"), p.stderr
