@@ -569,12 +569,18 @@ class SampleFormat:
         return arr if isinstance(value, (list, tuple, np.ndarray)) else arr.reshape(1)
 
     def _parse_label_text(self, data: bytes) -> list:
+        """The labels of a ``.txt`` file, one a line. Line breaks and blank lines are
+        fine; a name with whitespace around it is refused, as the API refuses it as a class
+        name (`` cat`` was stored as ``cat``, so the file did not read back as written)."""
         try:  # utf-8-sig: Windows editors start a file with a byte order mark, not a class name
-            lines = [ln.strip() for ln in data.decode("utf-8-sig").splitlines() if ln.strip()]
+            lines = [ln for ln in data.decode("utf-8-sig").splitlines() if ln.strip()]
         except UnicodeDecodeError as e:
             raise UndecodableError("a class label file must be UTF-8 text") from e
         out: list = []
         for ln in lines:
+            if ln != ln.strip():
+                raise InvalidSampleError(f"class label {ln!r} has leading or trailing whitespace, which a class "
+                                         "name cannot have")
             if ln in self.meta.class_names:
                 out.append(ln)
             elif ln.isascii() and ln.isdigit():  # (str.isdigit also takes "١" or "²")

@@ -51,6 +51,27 @@ def test_config_defaults_by_tensor_name(tmp_path):
     ds.close()
 
 
+@pytest.mark.parametrize("data, labels", [
+    (b"cat\n", [0]), (b"cat", [0]), (b"cat\r\n", [0]), (b"\ncat\n\n", [0]), (b"  \ncat\ndog\n", [0, 1]),
+    (b" cat\n", None), (b"cat \n", None), (b"\tcat\n", None), (b"cat\ndog \n", None), (b"cat\n\n", [0]),
+])
+def test_a_label_line_with_whitespace_around_its_name_is_refused(tmp_path, data, labels):
+    """" cat\\n" written through the mount was stored as "cat", while the API refuses the
+    class name " cat" and README says such a name is refused (found by QA). A line's own
+    line break (echo adds one) and blank lines are fine, as README says."""
+    ds = lakefs.empty(tmp_path / "ds")
+    ds.create_tensor("labels", htype="class_label", class_names=["cat", "dog"])
+    fs = DatasetFS(ds, Config())
+    if labels is None:
+        assert refused(fs, "/labels/a.txt", data) == errno.EINVAL
+        assert errno_of(fs.getattr, "/labels/a.txt") == errno.ENOENT
+        assert ds.labels.class_names == ["cat", "dog"]
+    else:
+        put(fs, "/labels/a.txt", data)
+        assert ds.labels["a"].numpy().tolist() == labels
+    ds.close()
+
+
 # --- an image tensor's dtype from its first file -----------------------------------------
 
 DEPTH = np.array([[0, 1000, 65535], [40000, 7, 300]], np.uint16)  # a 16-bit depth map
