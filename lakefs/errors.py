@@ -83,6 +83,12 @@ class ReadOnlyError(LakeFSError, PermissionError):
     errno = _errno.EROFS
 
 
+class DatasetClosedError(ReadOnlyError):
+    """A write to a dataset after its ``close()``: it takes no more writes (open it again
+    with ``lakefs.load``). Still a ``ReadOnlyError`` (EROFS), which such a write raised
+    before this class existed, for the code that catches it."""
+
+
 class LockedError(LakeFSError, BlockingIOError):
     """Another writer holds the dataset's writer lock. ``holder`` names it where known
     (``pid 4121 on vm, lease expires in 26 s``), for a caller that words its own message;

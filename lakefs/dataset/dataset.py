@@ -43,6 +43,7 @@ from lakefs.dataset.views import Group, Row, RowList, item_as_attribute
 from lakefs.errors import (
     ConfigError,
     CorruptionError,
+    DatasetClosedError,
     DatasetExistsError,
     DatasetNotFoundError,
     DirectoryNotEmptyError,
@@ -254,7 +255,8 @@ class Dataset:
         if commit_interval is not None and not self.read_only:
             self._autocommit = _AutoCommit(self, commit_interval)
             self._autocommit.start()
-        if commit_at_exit and not self.read_only:
+        self._commit_at_exit = commit_at_exit and not self.read_only
+        if self._commit_at_exit:
             _open_writers.track(self)
 
     # --- opening -----------------------------------------------------------------------
@@ -400,7 +402,8 @@ class Dataset:
         if not self.read_only:
             return False
         if self._closed:
-            raise ReadOnlyError("the dataset is closed")
+            raise DatasetClosedError(f"{self.storage.where}: the dataset is closed (close() was called): load it "
+                                     f"again, lakefs.load({self.storage.where!r}, read_only=True)")
         try:
             head = self.storage.get(keys.HEAD)
             marker = self.storage.get(keys.MARKER)
@@ -440,7 +443,73 @@ class Dataset:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        """The end of a block of writes, as in Deep Lake v3, where ``with ds:`` batches
+        writes and any number of blocks may follow: a writer commits and releases its
+        writer lock, so that another writer can open the dataset, and stays open (reads
+        go on; the next write takes the lock again, :meth:`_reopen`). A read-only
+        dataset, and a writer whose lease was lost, are closed, as by ``close()``."""
+        if self.read_only or self.lease_lost is not None:
+            self.close()
+        elif not self._closed:
+            self._end_writing()
+
+    def _end_writing(self) -> None:
+        """Commit everything and release the writer lock, staying open. A commit that
+        fails raises with the lock still held and every change still in, as ``close``."""
+        self._run_before_commit()
+        try:
+            with self._lock:
+                garbage = self._commit()
+                self._release_lock()
+                _open_writers.forget(self)
+        except LeaseLostError:
+            self._announce_lease_lost()
+            raise
+        self._delete_garbage(*garbage, all_now=True)
+
+    def _reopen(self) -> None:
+        """Take the writer lock again for a write after a ``with`` block released it
+        (with the dataset lock). The state held is kept when the dataset's latest commit
+        is still the one it holds; else that commit is loaded, and the tensors taken
+        before (``images = ds.images``) are moved to it, so they write where ``ds.images``
+        does."""
+        try:
+            lock = self.storage.writer_lock(keys.WRITER_LOCK)
+        except LockedError as e:
+            who = f" ({e.holder})" if e.holder else ""
+            raise LockedError(f"{self.storage.where}: another writer{who} has the dataset open for writing (it took "
+                              "the writer lock after this dataset's `with` block ended): write again once it is "
+                              "closed; reads go on", holder=e.holder) from e
+        try:
+            try:
+                marker = self.storage.get(keys.MARKER)
+            except ObjectNotFoundError:
+                raise self._no_marker() from None
+            try:
+                seq, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+                same = (marker == self._marker and seq == self._manifest.seq
+                        and self.storage.get(mkey) == self._manifest.to_bytes())
+            except ObjectNotFoundError:
+                same = False  # (_read_head says what is missing)
+            if not same:
+                self._check_marker(marker)
+                before = {t.meta.tid: t for t in self._tensors.values()}
+                self._adopt(self._read_head())
+                for name, tensor in self._tensors.items():
+                    old = before.get(tensor.meta.tid)  # (the same tensor, renamed or not)
+                    if old is not None:
+                        old.name, old.meta, old._engine, old._format = name, tensor.meta, tensor._engine, tensor._format
+                        self._tensors[name] = old
+                self._marker, self._created_ns = marker, None
+                self._commit_at = (time.time(), False)
+                self.generation += 1
+            self._ids.next_id += 1 + secrets.randbits(SESSION_ID_BITS)  # (as at open: see _open)
+        except BaseException:
+            lock.release()
+            raise
+        self._writer_lock = lock
+        if self._commit_at_exit:
+            _open_writers.track(self)
 
     def __del__(self) -> None:
         # Never committed here (a dataset dropped without close keeps what it committed;
@@ -507,12 +576,19 @@ class Dataset:
             self._writer_lock = None
 
     def _check_writable(self) -> None:
+        """Refuse a write the dataset cannot take; take the writer lock again for the first
+        write after a ``with`` block (a writable dataset holds none only then)."""
         if self.lease_lost is not None:
             raise LeaseLostError(self.lease_lost.refusal())
         if self.read_only:
             raise ReadOnlyError("the dataset is open read-only")
         if self._closed:
-            raise ReadOnlyError("the dataset is closed")
+            raise DatasetClosedError(f"{self.storage.where}: the dataset is closed (close() was called): load it "
+                                     f"again to write, lakefs.load({self.storage.where!r})")
+        if self._writer_lock is None:
+            with self._lock:
+                if self._writer_lock is None and not self._closed:
+                    self._reopen()
 
     def _touch(self) -> None:
         self._dirty = True

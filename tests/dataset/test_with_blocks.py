@@ -1,0 +1,124 @@
+"""``with ds:`` as in Deep Lake v3: a block of writes committed at its end, any number of
+blocks on one dataset object; and, as lakefs users rely on, the writer lock released at
+the end of each block, so another writer can open the dataset between them. A write
+after a block takes the lock again; only ``close()`` closes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lakefs
+from lakefs.errors import DatasetClosedError, LockedError, ReadOnlyError
+
+REPO = Path(__file__).resolve().parents[2]
+
+OTHER_PROCESS = """
+import sys
+sys.path.insert(0, {repo!r})
+import lakefs
+with lakefs.load({path!r}) as ds:
+    ds.x.append(20)
+"""
+
+
+def _values(path: Path) -> list[int]:
+    with lakefs.load(path, read_only=True) as ro:
+        return [s.numpy().item() for s in ro.x]
+
+
+def test_two_with_blocks_on_one_dataset_both_write(dataset_path: Path) -> None:
+    """The QA's port of Deep Lake's tutorial: the second block's first write raised
+    ``ReadOnlyError: the dataset is closed``."""
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        ds.create_tensor("x", dtype="int64")
+        ds.x.append(1)
+    assert _values(dataset_path) == [1]  # committed at the block's end
+    with ds:
+        ds.x.append(2)
+        ds.x.extend([3, 4])
+    assert _values(dataset_path) == [1, 2, 3, 4]
+    with ds:
+        pass  # a block without writes takes no lock
+    ds.x.append(5)  # outside a block as well
+    ds.close()
+    assert _values(dataset_path) == [1, 2, 3, 4, 5]
+
+
+def test_the_lock_is_free_between_blocks_for_another_process(dataset_path: Path) -> None:
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        x = ds.create_tensor("x", dtype="int64")
+        x.append(1)
+    assert ds.x[0].numpy().item() == 1  # reads between blocks
+    other = subprocess.run([sys.executable, "-c", OTHER_PROCESS.format(repo=str(REPO), path=str(dataset_path))],
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0, other.stderr
+    assert len(ds.x) == 1  # still its own last commit, until it writes again
+    with ds:
+        ds.x.append(3)  # takes the lock and the other writer's commit
+    assert _values(dataset_path) == [1, 20, 3]
+    assert [s.numpy().item() for s in ds.x] == [1, 20, 3]
+    ds.close()
+
+
+def test_a_write_between_blocks_waits_for_no_one_but_is_refused_while_another_writes(dataset_path: Path) -> None:
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        ds.create_tensor("x", dtype="int64").append(1)
+    x = ds.x
+    other = lakefs.load(dataset_path)  # in this process too: the lock is free
+    other.x.append(2)
+    with pytest.raises(LockedError, match="open for writing"):
+        ds.x.append(3)
+    assert [s.numpy().item() for s in ds.x] == [1]  # reads go on
+    other.close()
+    x.append(3)  # a tensor taken before the block: writes once the lock is free again
+    ds.close()
+    assert _values(dataset_path) == [1, 2, 3]
+
+
+def test_a_block_that_raises_still_commits_and_releases(dataset_path: Path) -> None:
+    ds = lakefs.empty(dataset_path)
+    with pytest.raises(ZeroDivisionError), ds:
+        ds.create_tensor("x", dtype="int64").append(1)
+        1 / 0  # noqa: B018
+    with lakefs.load(dataset_path) as other:  # released
+        other.x.append(2)
+    assert _values(dataset_path) == [1, 2]
+
+
+def test_a_closed_dataset_says_so_and_how_to_open_it_again(dataset_path: Path) -> None:
+    ds = lakefs.empty(dataset_path)
+    ds.create_tensor("x", dtype="int64").append(1)
+    ds.close()
+    with pytest.raises(DatasetClosedError, match=r"closed.*lakefs\.load\(") as e:
+        ds.x.append(2)
+    assert isinstance(e.value, ReadOnlyError)  # (what code written before catches)
+    with pytest.raises(DatasetClosedError):
+        ds.create_tensor("y")
+    with pytest.raises(DatasetClosedError):
+        with ds:
+            ds.x.append(2)
+    assert ds.x[0].numpy().item() == 1  # reads still work
+    assert _values(dataset_path) == [1]
+
+
+def test_a_write_after_a_block_is_committed_at_exit(dataset_path: Path) -> None:
+    """Taking the lock again tracks the dataset again for the commit at interpreter exit."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(REPO)!r})
+import lakefs
+ds = lakefs.empty({str(dataset_path)!r})
+with ds:
+    ds.create_tensor("x", dtype="int64").append(1)
+ds.x.append(2)
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "committed at exit" in p.stderr, p.stderr
+    assert _values(dataset_path) == [1, 2]
