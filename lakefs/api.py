@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from lakefs.dataset import Dataset
-from lakefs.dataset.dataset import orphaned_dataset
+from lakefs.dataset.dataset import orphaned_dataset, take_writer_lock
 from lakefs.errors import DatasetNotFoundError, InvalidNameError
 from lakefs.format import keys
 from lakefs.storage.remote import is_object_store, open_dataset_storage
@@ -34,7 +34,7 @@ def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: 
     # (a dataset that lost its marker is replaced too: overwrite says its data may go)
     replacing = overwrite and (storage.exists(keys.MARKER) or orphaned_dataset(storage) is not None)
     if replacing:
-        with storage.writer_lock(keys.WRITER_LOCK):
+        with take_writer_lock(storage):
             storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
             storage.sync()
             for key in list(storage.list()):

@@ -93,14 +93,18 @@ class LockedError(LakeFSError, BlockingIOError):
     """Another writer holds the dataset's writer lock. ``holder`` names it where known
     (``pid 4121 on vm, lease expires in 26 s``), for a caller that words its own message;
     ``runs_out_in`` is set when it is a writer of this machine that is not running here
-    (killed): the seconds until its lease runs out and the lock is free."""
+    (killed): the seconds until its lease runs out and the lock is free;
+    ``in_this_process`` when the holder is this very process (another dataset object
+    still open: "another writer, pid <our own>" sent users looking for one)."""
 
     errno = _errno.EBUSY
 
-    def __init__(self, *args: object, holder: str | None = None, runs_out_in: float | None = None) -> None:
+    def __init__(self, *args: object, holder: str | None = None, runs_out_in: float | None = None,
+                 in_this_process: bool = False) -> None:
         super().__init__(*args)
         self.holder = holder
         self.runs_out_in = runs_out_in
+        self.in_this_process = in_this_process
 
 
 class LeaseLostError(LockedError, ReadOnlyError):

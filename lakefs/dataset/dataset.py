@@ -122,6 +122,20 @@ def orphaned_dataset(storage: Storage) -> str | None:
     return None
 
 
+def take_writer_lock(storage: Storage) -> WriterLock:
+    """The dataset's writer lock. Held by this very process, the refusal says so, and how
+    to go on: it named "another writer" with this process's own pid (a notebook cell
+    that opens the dataset, run again)."""
+    try:
+        return storage.writer_lock(keys.WRITER_LOCK)
+    except LockedError as e:
+        if not e.in_this_process:
+            raise
+        raise LockedError(f"{storage.where} is already open for writing in this process: another Dataset object "
+                          "holds its writer lock; close() that one (or end its `with` block) first, or load this "
+                          "one with read_only=True", holder=e.holder, in_this_process=True) from e
+
+
 def lost_marker_message(where: str, what: str) -> str:
     """One line for a dataset whose marker is gone: what is left, and how to recover."""
     return (f"{where}: the dataset marker {keys.MARKER} is missing, but a dataset is there ({what}); "
@@ -244,7 +258,7 @@ class Dataset:
                 if not create:
                     raise self._no_marker()
                 self._refuse_foreign_objects()
-            self._writer_lock = storage.writer_lock(keys.WRITER_LOCK)
+            self._writer_lock = take_writer_lock(storage)
             self._chunk_writer = ChunkWriter(storage)
         try:
             self._open(create=create, must_create=must_create)
@@ -476,10 +490,10 @@ class Dataset:
         try:
             lock = self.storage.writer_lock(keys.WRITER_LOCK)
         except LockedError as e:
-            who = f" ({e.holder})" if e.holder else ""
+            who = " of this process" if e.in_this_process else f" ({e.holder})" if e.holder else ""
             raise LockedError(f"{self.storage.where}: another writer{who} has the dataset open for writing (it took "
                               "the writer lock after this dataset's `with` block ended): write again once it is "
-                              "closed; reads go on", holder=e.holder) from e
+                              "closed; reads go on", holder=e.holder, in_this_process=e.in_this_process) from e
         try:
             try:
                 marker = self.storage.get(keys.MARKER)

@@ -672,6 +672,10 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
                      cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode,
                      commit_at_exit=False)
     except LockedError as e:
+        if e.in_this_process:  # (a program that mounts a dataset it still has open)
+            raise LockedError(f"{dataset_url} is already open for writing in this process (a Dataset object not "
+                              "closed): close() it first, or mount with -o ro to read it beside it",
+                              holder=e.holder, in_this_process=True) from e
         if e.runs_out_in is not None:  # a killed writer's lease: no writer to read beside
             raise LockedError(f"{dataset_url}: the writer that holds its lease ({e.holder}) is not running here; "
                               f"its lease runs out in {e.runs_out_in:.0f} s: mount again then") from e

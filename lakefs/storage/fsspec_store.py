@@ -503,7 +503,8 @@ class FsspecStorage(Storage):
                                       f" its lease runs out in {left:.0f} s: try again then",
                                       holder=holder, runs_out_in=left)
                 elif left > 0:
-                    raise _locked_by(record, f"lease expires in {left:.0f} s", self.url)
+                    raise _locked_by(record, f"lease expires in {left:.0f} s", self.url,
+                                     in_this_process=_held_here(record))
             body, deadline = self._lease_body(owner, 0)
             if record is None:
                 tag = self._lease_create(key, body)
@@ -664,9 +665,18 @@ def _lease_seconds(record: dict[str, Any], default: float) -> float:
     return default
 
 
-def _locked_by(record: dict[str, Any], how: str, url: str) -> LockedError:
+def _locked_by(record: dict[str, Any], how: str, url: str, *, in_this_process: bool = False) -> LockedError:
     holder = f"pid {record.get('pid')} on {record.get('host')}, {how}"
-    return LockedError(f"dataset is locked by another writer ({holder}): {url}", holder=holder)
+    return LockedError(f"dataset is locked by another writer ({holder}): {url}", holder=holder,
+                       in_this_process=in_this_process)
+
+
+def _held_here(record: dict[str, Any]) -> bool:
+    """Whether the lease ``record`` is one this process holds (by its owner id: a pid may
+    be another pid namespace's, and a forked child holds none of its parent's)."""
+    pid = os.getpid()
+    return any(lease._owner == record.get("owner") and lease._pid == pid and not lease._released
+               for lease in list(_leases))
 
 
 def _running_here(pid: Any) -> bool:
@@ -704,6 +714,7 @@ class _Lease(WriterLock):
         self._renewal = renewal  # the counter in the object: every renewal changes it
         self._lost: str | None = None
         self._released = False
+        self._pid = os.getpid()
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -711,6 +722,7 @@ class _Lease(WriterLock):
                                       store.lease_seconds / 3),
             name=f"lakefs-lease-{key}", daemon=True)
         self._thread.start()
+        _leases.add(self)
 
     def __repr__(self) -> str:
         return f"<writer lease {self._key} of {self._store.url} owner {self._owner}>"
@@ -782,6 +794,9 @@ class _Lease(WriterLock):
             self._store._lease_delete(self._key, self._tag)
         except StorageError as e:  # it will expire by itself
             log.warning("cannot delete writer lease %s: %s", self._key, e)
+
+
+_leases: weakref.WeakSet[_Lease] = weakref.WeakSet()  # (see _held_here)
 
 
 def _renew_loop(ref: weakref.ref[_Lease], stop: threading.Event, every: float) -> None:

@@ -497,12 +497,15 @@ class LocalStorage(Storage):
                 holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip()
             except OSError:  # (the note is advisory: the lock is taken all the same)
                 holder = ""
+            try:
+                here = _held_here(fd)
             finally:
                 os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 who = f" ({holder})" if holder else ""
                 raise LockedError(
-                    f"dataset is locked by another writer{who}: {self.root}", holder=holder or None
+                    f"dataset is locked by another writer{who}: {self.root}", holder=holder or None,
+                    in_this_process=here,
                 ) from e
             raise _map_oserror(e, key, "lock") from e
         return fd
@@ -538,6 +541,23 @@ class LocalStorage(Storage):
 # flock alive after the writer dies. Close the child's copies: the parent still holds
 # the lock through its own descriptor.
 _held: weakref.WeakSet[_FlockLock] = weakref.WeakSet()
+
+
+def _held_here(fd: int) -> bool:
+    """Whether a lock this process holds is on the file open as ``fd`` (the pid in the
+    holder note cannot tell: another pid namespace may run a writer of the same pid)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    for lock in list(_held):
+        held = lock._fd
+        try:
+            if held is not None and os.path.samestat(os.fstat(held), st):
+                return True
+        except OSError:  # (released meanwhile)
+            continue
+    return False
 
 
 def _close_in_child() -> None:

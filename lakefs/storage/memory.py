@@ -88,7 +88,7 @@ class MemoryStorage(Storage):
         self._check_writable(key)
         with self._s.mutex:
             if key in self._s.locks:
-                raise LockedError(f"dataset is locked by another writer: {self!r}")
+                raise LockedError(f"dataset is locked by another writer: {self!r}", in_this_process=True)
             self._s.locks.add(key)
             self._s.objects[key] = b"memory lock\n"
         return _MemoryLock(self._s, key)

@@ -79,6 +79,31 @@ def test_second_writer_in_the_same_process_is_refused(path):
     lakefs.load(path).close()  # released on close
 
 
+def test_a_second_writer_in_this_process_is_told_to_close_the_first(path):
+    """A notebook cell run again: it said "locked by another writer (pid N on vm)", N
+    being the notebook's own process."""
+    import os
+
+    from lakefs.dataset import Dataset
+    from lakefs.storage.memory import MemoryStorage
+
+    ds = lakefs.load(path)
+    for again in (lambda: lakefs.load(path), lambda: lakefs.dataset(path),
+                  lambda: lakefs.empty(path, overwrite=True)):
+        with pytest.raises(LockedError, match=r"already open for writing in this process: another Dataset object "
+                                              r"holds its writer lock; close\(\) that one.*read_only=True") as e:
+            again()
+        assert f"pid {os.getpid()}" not in str(e.value) and e.value.in_this_process
+    lakefs.load(path, read_only=True).close()  # readers are never refused
+    ds.close()
+    lakefs.load(path).close()
+    memory = MemoryStorage()
+    first = Dataset(memory, create=True)
+    with pytest.raises(LockedError, match="already open for writing in this process"):
+        Dataset(memory)
+    first.close()
+
+
 def test_reader_keeps_its_snapshot_while_a_writer_commits(path):
     ro = lakefs.load(path, read_only=True)
     with lakefs.load(path) as ds:
@@ -212,3 +237,17 @@ def test_a_reader_whose_chunks_the_writer_removed_is_told_to_refresh(tmp_path, c
         assert "b" not in ro.tensors
     else:
         assert ro.b[7].tobytes() == bytes(1000)
+
+
+def test_a_mount_in_a_process_that_has_the_dataset_open_says_so(path, tmp_path):
+    """The mount's wording of the same refusal ("by another writer (pid <this one>)")."""
+    from lakefs.config import Config
+    from lakefs.fs.mount import run_mount
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with lakefs.load(path) as ds:
+        ds.x.append(2)
+        with pytest.raises(LockedError, match=r"already open for writing in this process .*close\(\) it first, or "
+                                              "mount with -o ro"):
+            run_mount(str(path), str(mnt), config=Config(), options={})

@@ -130,3 +130,28 @@ def test_killed_writer_lease_expires_and_a_mount_takes_over(photos, s3_endpoint,
         (mountpoint / "images" / "after.jpg").write_bytes(photos[3].read_bytes())
     ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint))
     assert ds["after"]["images"].tobytes() == photos[3].read_bytes()
+
+
+def test_a_second_writer_in_this_process_is_told_so(s3_endpoint, s3_url):
+    """Not "locked by another writer (pid <this process> ...)"."""
+    first = lakefs.empty(s3_url, storage_options=options(s3_endpoint))
+    try:
+        with pytest.raises(LockedError, match="already open for writing in this process") as e:
+            lakefs.load(s3_url, storage_options=options(s3_endpoint))
+        assert e.value.in_this_process
+    finally:
+        first.close()
+    lakefs.load(s3_url, storage_options=options(s3_endpoint)).close()
+
+
+def test_with_blocks_release_the_lease_and_take_it_again(s3_endpoint, s3_url):
+    ds = lakefs.empty(s3_url, storage_options=options(s3_endpoint))
+    with ds:
+        ds.create_tensor("x", dtype="int64").append(1)
+    with lakefs.load(s3_url, storage_options=options(s3_endpoint)) as other:  # the lease is free
+        other.x.append(2)
+    with ds:
+        ds.x.append(3)
+    ds.close()
+    ro = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint))
+    assert [s.numpy().item() for s in ro.x] == [1, 2, 3]

@@ -99,8 +99,8 @@ def test_a_lease_lost_while_nobody_else_wrote_is_taken_again(s3_endpoint, s3_url
     w1.b["after"] = b"2" * 3000
     w1.flush()  # takes the lease again: nobody else committed
     assert "is taken again" in caplog.text
-    with pytest.raises(LockedError, match="locked by another writer"):
-        lakefs.load(s3_url, storage_options=opts)  # the new lease is live (and renewed)
+    with pytest.raises(LockedError, match="already open for writing in this process"):
+        lakefs.load(s3_url, storage_options=opts)  # the new lease is live (and renewed), and known as this process's
     time.sleep(1.5)
     w1.b["later"] = b"3" * 10
     w1.close()
@@ -264,8 +264,8 @@ def test_a_mount_whose_lease_ran_out_while_nobody_else_wrote_goes_on_writing(s3_
         time.sleep(0.05)
     assert not w1.has_changes and not fs.read_only
     assert "is taken again" in caplog.text and not error_lines(caplog)
-    with pytest.raises(LockedError, match="locked by another writer"):
-        lakefs.load(s3_url, storage_options=opts)  # its lease is live again
+    with pytest.raises(LockedError, match="already open for writing in this process"):
+        lakefs.load(s3_url, storage_options=opts)  # its lease is live again, and known as this process's
     fs.shutdown()
     w1.close()
     ro = lakefs.load(s3_url, read_only=True, storage_options=opts)

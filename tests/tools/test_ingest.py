@@ -148,9 +148,9 @@ def test_imagefolder_makes_class_labels(cli, tmp_path: Path, photos: list[Path],
 
 def test_second_writer_is_refused(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     with lakefs.empty(dataset_path):
-        r = cli("ingest", jpeg_dir, dataset_path)
+        r = cli("ingest", jpeg_dir, dataset_path)  # (in this process: the refusal says so)
     assert r.code == 1
-    assert r.err.startswith("lakefs: error: ") and "locked" in r.err
+    assert r.err.startswith("lakefs: error: ") and "already open for writing in this process" in r.err
     assert len(r.err.splitlines()) == 1
 
 
