@@ -36,8 +36,9 @@ from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
 from lakefs.dataset.htypes import get_htype
+from lakefs.dataset.info import TENSOR_ARGUMENTS, json_info
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
-from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_name, supported_dtype
+from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_names, supported_dtype
 from lakefs.dataset.tensor import Sample, Tensor, item_error
 from lakefs.dataset.views import Group, Row, RowList, item_as_attribute
 from lakefs.errors import (
@@ -79,8 +80,6 @@ from lakefs.storage.base import LOCK_PREFIX, Storage, WriterLock, read_verified
 log = logging.getLogger("lakefs.dataset")
 
 DEFAULT_CACHE_BYTES = 256 << 20
-TENSOR_ARGUMENTS = ("htype", "dtype", "sample_compression", "chunk_compression", "class_names", "chunk_size",
-                    "exist_ok")
 KEEP_MANIFESTS = 2  # older manifests are deleted after a commit
 SESSION_ID_BITS = 32  # ids stay far below 2**64 for billions of sessions
 OPEN_RETRIES = 8  # a concurrent commit may delete what a reader is about to read
@@ -1073,7 +1072,7 @@ class Dataset:
         resolved = resolve_tensor_settings(**settings)
         if dtype_from_file and settings.get("dtype") is None and resolved["htype"] == "image":
             resolved["dtype"] = None  # set by the first sample stored
-        info = _json_info(info)
+        info = json_info(info)
         return TensorMeta(tid=f"t{self._ids.take()}", info=info, **resolved)
 
     def create_group(self, name: str, exist_ok: bool = False) -> Group:
@@ -1730,13 +1729,7 @@ def resolve_tensor_settings(htype: str = "generic", dtype: str | None = None, sa
                                      "an integer dtype (the default is uint32)")
         dtype = str(resolved)
     if class_names is not None:
-        if not isinstance(class_names, (list, tuple)) or not all(isinstance(c, str) for c in class_names):
-            raise InvalidSampleError("class_names must be a list of strings")
-        seen: set[str] = set()
-        for i, c in enumerate(class_names):
-            if check_class_name(c, i) in seen:  # (its label would read back as the first)
-                raise InvalidSampleError(f"class name {c!r} is given twice in class_names")
-            seen.add(c)
+        check_class_names(class_names)
     size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)  # (0 is too small, not "default")
     if size < MIN_CHUNK_SIZE:
         raise InvalidSampleError(f"chunk_size {size} is too small (at least {MIN_CHUNK_SIZE})")
@@ -1758,19 +1751,6 @@ def _parents_first(groups: list[str]) -> list[str]:
             if name in present:
                 out.setdefault(name, None)
     return list(out)
-
-
-def _json_info(info: dict[str, Any]) -> dict[str, Any]:
-    """``create_tensor``'s extra arguments as they will be committed: the manifest is JSON,
-    so a value it cannot hold (a numpy scalar, NaN) would make every later commit fail."""
-    for name, value in info.items():
-        try:
-            json.dumps(value, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise InvalidSampleError(f"tensor info {name}={value!r} is not a JSON value ({e})") from None
-        except RecursionError:  # (no repr either: it recurses as deep)
-            raise InvalidSampleError(f"tensor info {name}=... is not a JSON value: it is nested too deeply") from None
-    return json.loads(json.dumps(info))
 
 
 class _AutoCommit(threading.Thread):

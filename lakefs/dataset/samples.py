@@ -73,6 +73,20 @@ def check_class_name(name: Any, index: int) -> str:
     raise InvalidSampleError(f"class name {name!r} {problem}")
 
 
+def check_class_names(names: Any) -> list[str]:
+    """A tensor's whole ``class_names`` checked (``create_tensor``'s, and those
+    ``info.update`` gives): a list of names that each pass :func:`check_class_name`, none
+    twice (its label would read back as the first)."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
+        raise InvalidSampleError("class_names must be a list of strings")
+    seen: set[str] = set()
+    for i, c in enumerate(names):
+        if check_class_name(c, i) in seen:
+            raise InvalidSampleError(f"class name {c!r} is given twice in class_names")
+        seen.add(c)
+    return list(names)
+
+
 @dataclass(frozen=True)
 class EncodedFile:
     """A file whose encoding should be kept (``lakefs.read(path)``)."""

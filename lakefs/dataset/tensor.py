@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import time
-import types
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +13,7 @@ import numpy as np
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
+from lakefs.dataset.info import Info
 from lakefs.dataset.names import NAME_MAX, check_key, split_filename
 from lakefs.dataset.samples import Ahead, Encoded, EncodedFile, SampleFormat
 from lakefs.errors import (
@@ -280,10 +279,10 @@ class Tensor(HtypeReaders):
     class_names = property(lambda self: list(self.meta.class_names))
 
     @property
-    def info(self) -> Mapping[str, Any]:
-        """The ``create_tensor`` extra arguments, read-only: a value put here that JSON
-        cannot hold would make every commit fail."""
-        return types.MappingProxyType(copy.deepcopy(self.meta.info))
+    def info(self) -> Info:
+        """Deep Lake's tensor info: the htype's (``class_names``, ``coords``) and the
+        ``create_tensor`` extra arguments; ``info.update(...)`` changes it (:class:`Info`)."""
+        return Info(self)
 
     @property
     def format(self) -> SampleFormat:
