@@ -35,6 +35,7 @@ from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_S
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
+from lakefs.dataset.compat import TENSOR_ARGUMENT_HINTS
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.info import TENSOR_ARGUMENTS, json_info
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
@@ -1026,9 +1027,12 @@ class Dataset:
                       exist_ok: bool = False, **info: Any) -> Tensor:
         """Create a tensor (Deep Lake's signature). Settings are fixed from then on; other
         keyword arguments are kept as the tensor's ``info``, except one that looks like a
-        misspelt setting (``sample_compresion``), which is refused rather than ignored."""
+        misspelt setting (``sample_compresion``) or is a Deep Lake setting lakefs lacks
+        (``compression``, ``is_link``: see compat.py), which is refused rather than ignored."""
         name = _not_an_attribute(check_path(name), "tensor")
         for extra in info:
+            if extra in TENSOR_ARGUMENT_HINTS:
+                raise ConfigError(f"create_tensor got an unknown argument {extra!r}: {TENSOR_ARGUMENT_HINTS[extra]}")
             near = difflib.get_close_matches(extra, TENSOR_ARGUMENTS, n=1, cutoff=0.8)
             if near:
                 raise ConfigError(f"create_tensor got an unknown argument {extra!r}; did you mean {near[0]!r}?")
