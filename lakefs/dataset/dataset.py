@@ -41,7 +41,7 @@ from lakefs.dataset.info import TENSOR_ARGUMENTS, json_info
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_names, supported_dtype
 from lakefs.dataset.tensor import Sample, Tensor, item_error
-from lakefs.dataset.views import Group, Row, RowList, item_as_attribute
+from lakefs.dataset.views import Group, Row, RowList, item_as_attribute, refuse_hiding_an_item
 from lakefs.errors import (
     ConfigError,
     CorruptionError,
@@ -1493,6 +1493,11 @@ class Dataset:
 
     def __getattr__(self, name: str) -> Any:
         return item_as_attribute(self, name, f"dataset has no tensor or group {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):  # (``ds.labels = x`` is refused: see views.refuse_hiding_an_item)
+            refuse_hiding_an_item(self, name, self if "_tensors" in vars(self) else None, "", "ds")
+        object.__setattr__(self, name, value)
 
     def __contains__(self, item: object) -> bool:
         """``"images" in ds``: a tensor or group of that name, as in Deep Lake (or a row

@@ -24,6 +24,36 @@ def item_as_attribute(view: Any, name: str, missing: str) -> Any:
         raise AttributeError(missing) from None
 
 
+def _expr(name: str) -> str:
+    """How a script reaches tensor or group ``name``: ``ds.train.images``, else ``ds["my-x"]``."""
+    if all(part.isidentifier() for part in name.split("/")):
+        return "ds." + name.replace("/", ".")
+    return f"ds[{name!r}]"
+
+
+def refuse_hiding_an_item(obj: Any, name: str, dataset: Dataset | None, prefix: str, where: str,
+                          row: int | None = None) -> None:
+    """Refuse ``ds.labels = x`` (on a dataset, group, row or rows) for a tensor or group
+    ``name``: Python set an attribute that stored nothing and hid the tensor from ``ds.labels``
+    (on a row: changed nothing anyone reads), silently. The TypeError says how to write.
+    The object's own attributes, private ones and other names are set as usual; ``dataset``
+    is None while the object is being made. ``where``: the object as a script writes it."""
+    if dataset is None or name in vars(obj) or hasattr(type(obj), name):
+        return
+    full = prefix + name
+    tensors = dataset.tensors
+    if full in tensors:
+        expr = _expr(full)
+        if row is not None:
+            raise TypeError(f"{where}.{name} = ... stores nothing: write the cell with {expr}[{row}] = value "
+                            f"(or {where}[{name!r}] = value)")
+        raise TypeError(f"{where}.{name} = ... would hide tensor {full!r} and store nothing: write samples with "
+                        f"{expr}.append(value), {expr}.extend(values) or {expr}[i] = value")
+    if full in dataset.groups:
+        raise TypeError(f"{where}.{name} = ... would hide group {full!r} and store nothing: write its tensors "
+                        f"({_expr(full)}.<tensor>.append(value))")
+
+
 class Group:
     """A group of tensors: ``ds["train"]``, ``ds.train.images``."""
 
@@ -64,15 +94,19 @@ class Group:
     def __getattr__(self, name: str) -> Any:
         return item_as_attribute(self, name, f"group {self.name!r} has no tensor or group {name!r}")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name not in ("dataset", "name"):  # (its own, set by __init__)
+            refuse_hiding_an_item(self, name, self.dataset, self.name + "/", _expr(self.name))
+        object.__setattr__(self, name, value)
+
 
 class Row:
     """One row: ``ds[3]`` or ``ds["cat001"]``; ``row["images"]`` is that row's sample, and
     ``row["train"]`` (or ``row.train``) the row seen in group ``train``."""
 
     def __init__(self, dataset: Dataset, row: int, group: str = "") -> None:
-        self.dataset = dataset
-        self.index = row
-        self._prefix = group + "/" if group else ""
+        # (not through __setattr__: a row is made for every row read)
+        vars(self).update(dataset=dataset, index=row, _prefix=group + "/" if group else "")
 
     @property
     def key(self) -> str:
@@ -91,6 +125,23 @@ class Row:
 
     def __getattr__(self, name: str) -> Any:
         return item_as_attribute(self, name, f"no tensor {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            refuse_hiding_an_item(self, name, self.dataset, self._prefix, self._shown(), self.index)
+        object.__setattr__(self, name, value)
+
+    def __setitem__(self, tensor: str, value: Any) -> None:
+        """``ds[3]["labels"] = 1`` writes this row's cell, as ``ds.labels[3] = 1`` does."""
+        name = self._prefix + check_path(tensor)
+        if name not in self.dataset.tensors and name in self.dataset.groups:
+            raise TypeError(f"{self._shown()}[{tensor!r}] is group {name!r}: write its tensors' cells "
+                            f"({self._shown()}[{tensor!r}][<tensor>] = value)")
+        self.dataset._get_tensor(name)[self.index] = value
+
+    def _shown(self) -> str:
+        """This row as a script writes it: ``ds[3]``, ``ds[3].train``."""
+        return f"ds[{self.index}]" + "".join(f".{p}" for p in self._prefix.split("/") if p)
 
     def samples(self) -> dict[str, Sample]:
         """The filled cells of this row by tensor name (inside its group, if any)."""
@@ -128,3 +179,8 @@ class RowList(list):
 
     def __getattr__(self, name: str) -> Any:
         return item_as_attribute(self, name, f"no tensor {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name != "dataset":  # (its own, set by __init__)
+            refuse_hiding_an_item(self, name, self.dataset, self._prefix, "ds[...]")
+        object.__setattr__(self, name, value)

@@ -29,3 +29,59 @@ def test_a_deep_lake_setting_lakefs_lacks_is_refused_not_kept_as_info(ds, given,
         ds.create_tensor("images", htype="image", **{given: "jpeg" if given == "compression" else True})
     assert "images" not in ds.tensors
     assert ds.create_tensor("images", htype="image", sample_compression="jpeg").sample_compression == "jpeg"
+
+
+@pytest.fixture
+def labelled(ds):
+    ds.create_tensor("labels", htype="class_label")
+    ds.create_tensor("train/captions", htype="text")
+    ds.extend({"labels": [1, 2], "train/captions": ["a", "b"]})
+    return ds
+
+
+@pytest.mark.parametrize(("assign", "message"), [
+    (lambda ds: setattr(ds, "labels", [0]), "ds.labels = ... would hide tensor 'labels' and store nothing: write "
+     "samples with ds.labels.append(value), ds.labels.extend(values) or ds.labels[i] = value"),
+    (lambda ds: setattr(ds, "train", None), "ds.train = ... would hide group 'train' and store nothing: write its "
+     "tensors (ds.train.<tensor>.append(value))"),
+    (lambda ds: setattr(ds.train, "captions", ["x"]), "ds.train.captions = ... would hide tensor 'train/captions'"),
+    (lambda ds: setattr(ds[1], "labels", 0), "ds[1].labels = ... stores nothing: write the cell with "
+     "ds.labels[1] = value (or ds[1]['labels'] = value)"),
+    (lambda ds: setattr(ds[1].train, "captions", "x"), "ds[1].train.captions = ... stores nothing: write the cell "
+     "with ds.train.captions[1] = value"),
+    (lambda ds: setattr(ds[0:2], "labels", [0, 0]), "ds[...].labels = ... would hide tensor 'labels'"),
+    (lambda ds: ds[0].__setitem__("train", "x"), "ds[0]['train'] is group 'train': write its tensors' cells"),
+])
+def test_assigning_a_tensor_or_group_as_an_attribute_is_refused(labelled, assign, message):
+    """``ds[0].labels = 0`` changed nothing, ``ds.captions = ["a"]`` hid the tensor behind
+    a list, both silently; ``ds[0]["labels"] = 0`` was an AttributeError: __setitem__."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        assign(labelled)
+    assert labelled.labels.numpy().ravel().tolist() == [1, 2]
+    assert labelled.train.captions.text() == ["a", "b"] and labelled["train"].captions.name == "train/captions"
+
+
+def test_a_rows_cell_is_written_by_name_as_the_tensors_is_by_row(labelled, tmp_path):
+    labelled[1]["labels"] = 0
+    labelled[0].train["captions"] = "c"
+    labelled[1]["train/captions"] = "d"
+    assert labelled.labels.numpy().ravel().tolist() == [1, 0]
+    assert labelled.train.captions.text() == ["c", "d"]
+    with pytest.raises(lakefs.errors.TensorNotFoundError):
+        labelled[0]["nope"] = 1
+    labelled.close()
+    with lakefs.load(tmp_path / "ds", read_only=True) as ro:
+        assert ro.labels.numpy().ravel().tolist() == [1, 0]
+        with pytest.raises(lakefs.errors.ReadOnlyError):
+            ro[0]["labels"] = 1
+
+
+def test_own_and_other_attributes_are_still_set(labelled):
+    labelled.allow_transcode = False  # the dataset's own
+    labelled._note = 1  # private ones
+    labelled.note = 2  # any other name: as Python does (Deep Lake too)
+    row = labelled[0]
+    row.note = 3
+    assert (labelled.allow_transcode, labelled._note, labelled.note, row.note) == (False, 1, 2, 3)
+    labelled.flush()  # (sets its own attributes as it commits)
+    assert labelled.generation > 0 and not labelled.has_changes
