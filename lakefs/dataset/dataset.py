@@ -35,7 +35,7 @@ from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_S
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
 from lakefs.dataset import maintenance
-from lakefs.dataset.compat import TENSOR_ARGUMENT_HINTS
+from lakefs.dataset.compat import DATASET_ATTRIBUTE_HINTS, TENSOR_ARGUMENT_HINTS
 from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.info import TENSOR_ARGUMENTS, json_info
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
@@ -822,7 +822,8 @@ class Dataset:
         return loss
 
     def commit(self, message: str | None = None) -> None:
-        """Alias of :meth:`flush` (Deep Lake's name)."""
+        """Alias of :meth:`flush` (Deep Lake's name). lakefs keeps no versions: ``message``
+        is not stored, and there is no commit to check out later."""
         self.flush()
 
     def _commit_rows(self) -> None:
@@ -1492,7 +1493,9 @@ class Dataset:
         raise TypeError(f"dataset indices are ints, slices, names or keys, not {type(item).__name__}")
 
     def __getattr__(self, name: str) -> Any:
-        return item_as_attribute(self, name, f"dataset has no tensor or group {name!r}")
+        hint = DATASET_ATTRIBUTE_HINTS.get(name)  # (Deep Lake's ds.pytorch: not "no tensor 'pytorch'")
+        missing = f"ds.{name} is Deep Lake's: {hint}" if hint else f"dataset has no tensor or group {name!r}"
+        return item_as_attribute(self, name, missing)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_"):  # (``ds.labels = x`` is refused: see views.refuse_hiding_an_item)

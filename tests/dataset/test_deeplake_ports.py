@@ -85,3 +85,22 @@ def test_own_and_other_attributes_are_still_set(labelled):
     assert (labelled.allow_transcode, labelled._note, labelled.note, row.note) == (False, 1, 2, 3)
     labelled.flush()  # (sets its own attributes as it commits)
     assert labelled.generation > 0 and not labelled.has_changes
+
+
+@pytest.mark.parametrize(("name", "hint"), [
+    ("checkout", "no version control"), ("log", "ds.commit() is flush(), which makes the writes so far durable "
+                                                "and keeps no message"),
+    ("pytorch", "no framework loaders: iterate the dataset"), ("tensorflow", "mount it (`lakefs mount`)"),
+    ("query", "ds[[3, 7, ...]] or ds[boolean_mask]"), ("filter", "no queries"),
+    ("max_len", "len(ds) counts them"), ("pop", "ds.<tensor>.pop(i) empties one tensor's cell"),
+    ("info", "no dataset-level info: keep it as a plain file (ds.write_file('info.json', data)"),
+])
+def test_a_deep_lake_only_attribute_says_what_lakefs_offers(ds, name, hint):
+    """``ds.pytorch()`` said "dataset has no tensor or group 'pytorch'"."""
+    with pytest.raises(AttributeError, match=re.escape(f"ds.{name} is Deep Lake's: ") + ".*" + re.escape(hint)):
+        getattr(ds, name)
+    assert not hasattr(ds, name)
+    ds.create_tensor(name, htype="text")  # a tensor of that name is reached as any other
+    assert getattr(ds, name) is ds[name]
+    with pytest.raises(AttributeError, match="dataset has no tensor or group 'nope'$"):
+        ds.nope  # noqa: B018
