@@ -62,6 +62,7 @@ from lakefs.errors import (
     SampleNotFoundError,
     TensorExistsError,
     TensorNotFoundError,
+    UnsupportedError,
 )
 from lakefs.format import keys, segments
 from lakefs.format.checksum import ChecksumReader, crc32
@@ -220,7 +221,7 @@ class Dataset:
         if commit_interval is not None and not commit_interval > 0:
             raise ConfigError(f"commit_interval must be > 0 seconds, not {commit_interval!r}")
         self.storage = storage
-        self.read_only = read_only or not storage.writable
+        self._read_only = read_only or not storage.writable
         self.allow_transcode = allow_transcode
         self._lock = threading.RLock()
         self._cache = ChunkCache(cache_bytes)
@@ -612,6 +613,28 @@ class Dataset:
     def has_changes(self) -> bool:
         return self._dirty
 
+    @property
+    def read_only(self) -> bool:
+        """Whether writes are refused: opened so, on read-only storage, or a writer whose
+        lease another writer took over (:attr:`lease_lost`)."""
+        return self._read_only
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        """Refused unless it changes nothing: a reader holds no writer lock, so turned
+        writable it took writes that no commit could store; a writer turned reader kept
+        its lock and dropped its uncommitted writes. Reopen instead."""
+        if bool(value) == self._read_only:
+            return
+        where = self.storage.where
+        if self.lease_lost is not None:
+            raise LeaseLostError(self.lease_lost.refusal())
+        if not value:
+            raise ReadOnlyError(f"{where} is open read-only and cannot become writable: open it again with "
+                                f"lakefs.load({where!r}), which takes the writer lock")
+        raise UnsupportedError(f"{where} is open for writing and cannot become read-only: close() it (which "
+                               f"commits) and open it with lakefs.load({where!r}, read_only=True)")
+
     # --- commit ------------------------------------------------------------------------
 
     def before_commit(self, hook: Callable[[], None]) -> None:
@@ -814,7 +837,7 @@ class Dataset:
         lock, self._writer_lock = self._writer_lock, None
         if lock is not None:
             lock.abandon()  # (puts nothing: the lease object is the other writer's now)
-        self.read_only = self._stale = True
+        self._read_only = self._stale = True
         self._obsolete = []  # what this writer made garbage is compact's now
         with self._garbage_lock:
             self._graveyard = []

@@ -104,3 +104,31 @@ def test_a_deep_lake_only_attribute_says_what_lakefs_offers(ds, name, hint):
     assert getattr(ds, name) is ds[name]
     with pytest.raises(AttributeError, match="dataset has no tensor or group 'nope'$"):
         ds.nope  # noqa: B018
+
+
+def test_read_only_is_not_switched_by_assignment(tmp_path):
+    """``ro.read_only = False`` was accepted: an append then succeeded in memory, and the
+    commit failed on the read-only storage (no writer lock was ever taken)."""
+    path = tmp_path / "ds"
+    with lakefs.empty(path) as ds:
+        ds.create_tensor("t", htype="text")
+        ds.t.append("a")
+        ds.read_only = False  # (no change: nothing to refuse)
+        with pytest.raises(lakefs.errors.UnsupportedError,
+                           match=re.escape(f"open for writing and cannot become read-only: close() it (which "
+                                           f"commits) and open it with lakefs.load('{path}', read_only=True)")):
+            ds.read_only = True
+        assert not ds.read_only
+        ds.t.append("b")
+    with lakefs.load(path, read_only=True) as ro:
+        ro.read_only = True
+        with pytest.raises(lakefs.errors.ReadOnlyError,
+                           match=re.escape(f"{path} is open read-only and cannot become writable: open it again "
+                                           f"with lakefs.load('{path}'), which takes the writer lock")):
+            ro.read_only = False
+        assert ro.read_only
+        with pytest.raises(lakefs.errors.ReadOnlyError):
+            ro.t.append("c")
+        assert ro.t.text() == ["a", "b"]
+    with lakefs.load(path) as ds:  # (the writer lock is free: the writable one took and released it)
+        assert ds.t.text() == ["a", "b"]
