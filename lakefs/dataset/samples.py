@@ -279,6 +279,7 @@ class SampleFormat:
 
     def from_value(self, value: Any, ahead: Ahead | None = None) -> Encoded:
         """``value`` as a sample; ``ahead``: what :meth:`prepare_value` made of it."""
+        self._refuse_foreign(value)
         if isinstance(value, EncodedFile):
             return self.from_file(value.data, value.ext, ahead)
         storage = self.htype.storage
@@ -296,6 +297,15 @@ class SampleFormat:
         if isinstance(value, (bytes, bytearray, memoryview)) and storage == "media":
             return self._array_sample(self._decode_media(bytes(value)))
         return self._array_sample(self._as_array(value))
+
+    def _refuse_foreign(self, value: Any) -> None:
+        """A value that is no sample of this tensor whatever its content, said with what
+        to give instead (numpy made None an object array: "unsupported dtype object")."""
+        if value is None and self.htype.name != "json":  # (JSON's null is a value)
+            raise InvalidSampleError(
+                f"None is not a sample of a {self.htype.name} tensor: a row's cell is left empty by leaving the "
+                "tensor out of ds.append({...}) (or appending to the other tensors only), and emptied by "
+                "tensor.pop(row)")
 
     def from_file(self, data: bytes, ext: str | None, ahead: Ahead | None = None) -> Encoded:
         """A file's bytes written as ``<key><ext>`` (mount, ingest, ``lakefs.read``).
@@ -339,6 +349,7 @@ class SampleFormat:
     def prepare_value(self, value: Any) -> Ahead | None:
         """:meth:`prepare_file` for a value of the Python API (``append``): a file, bytes,
         or an image array encoded to the tensor's compression."""
+        self._refuse_foreign(value)
         if isinstance(value, EncodedFile):
             return self.prepare_file(value.data, value.ext)
         if self.codec is None or self.htype.storage == "file" or self.htype.name == "class_label":

@@ -132,3 +132,20 @@ def test_read_only_is_not_switched_by_assignment(tmp_path):
         assert ro.t.text() == ["a", "b"]
     with lakefs.load(path) as ds:  # (the writer lock is free: the writable one took and released it)
         assert ds.t.text() == ["a", "b"]
+
+
+@pytest.mark.parametrize("htype", ["image", "class_label", "text", "generic", "bytes"])
+def test_none_says_how_a_cell_is_left_empty(ds, htype):
+    """``images.append(None)`` said "unsupported value of dtype object (NoneType)"."""
+    ds.create_tensor("x", htype=htype, **({"sample_compression": "png"} if htype == "image" else {}))
+    ds.create_tensor("meta", htype="json")
+    empty = re.escape(f"None is not a sample of a {htype} tensor: a row's cell is left empty by leaving the "
+                      "tensor out of ds.append({...}) (or appending to the other tensors only), and emptied by "
+                      "tensor.pop(row)")
+    with pytest.raises(lakefs.errors.InvalidSampleError, match=empty):
+        ds.x.append(None)
+    with pytest.raises(lakefs.errors.InvalidSampleError, match=empty):
+        ds.append({"meta": {}, "x": None})
+    assert len(ds) == 0
+    ds.append({"meta": None})  # (JSON's null is a value)
+    assert len(ds) == 1 and ds.meta[0].dict() is None and ds[0]["x"].is_empty
