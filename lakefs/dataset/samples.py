@@ -306,6 +306,10 @@ class SampleFormat:
                 f"None is not a sample of a {self.htype.name} tensor: a row's cell is left empty by leaving the "
                 "tensor out of ds.append({...}) (or appending to the other tensors only), and emptied by "
                 "tensor.pop(row)")
+        if isinstance(value, str) and self.htype.storage != "file" and self.htype.name != "class_label":
+            shown = value if len(value) <= 200 else value[:197] + "..."
+            raise InvalidSampleError(f"a str is not a sample of a {self.htype.name} tensor: to store the file at "
+                                     f"{shown!r}, give lakefs.read({shown!r}) (a text tensor holds strings)")
 
     def from_file(self, data: bytes, ext: str | None, ahead: Ahead | None = None) -> Encoded:
         """A file's bytes written as ``<key><ext>`` (mount, ingest, ``lakefs.read``).

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import lakefs
 from lakefs.errors import ConfigError
@@ -149,3 +151,20 @@ def test_none_says_how_a_cell_is_left_empty(ds, htype):
     assert len(ds) == 0
     ds.append({"meta": None})  # (JSON's null is a value)
     assert len(ds) == 1 and ds.meta[0].dict() is None and ds[0]["x"].is_empty
+
+
+@pytest.mark.parametrize("htype", ["image", "generic", "bbox", "binary_mask"])
+def test_a_path_given_for_a_file_says_to_read_it(ds, tmp_path, htype):
+    """A path appended to an image tensor said "unsupported value of dtype <U22 (str)"."""
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(photo)
+    ds.create_tensor("x", htype=htype, **({"sample_compression": "png"} if htype == "image" else {}))
+    read = re.escape(f"a str is not a sample of a {htype} tensor: to store the file at '{photo}', give "
+                     f"lakefs.read('{photo}') (a text tensor holds strings)")
+    for write in (ds.x.append, lambda v: ds.append({"x": v}), lambda v: ds.x.extend([v])):
+        with pytest.raises(lakefs.errors.InvalidSampleError, match=read):
+            write(str(photo))
+    assert len(ds) == 0
+    if htype == "image":
+        ds.x.append(lakefs.read(str(photo)))
+        assert ds.x[0].tobytes() == photo.read_bytes()
