@@ -34,6 +34,7 @@ from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, ChunkEngine, IdAllocator
 from lakefs.chunks.writer import ChunkWriter
 from lakefs.compression import get_codec
+from lakefs.config import parse_size
 from lakefs.dataset import maintenance
 from lakefs.dataset.compat import DATASET_ATTRIBUTE_HINTS, TENSOR_ARGUMENT_HINTS
 from lakefs.dataset.htypes import get_htype
@@ -1765,7 +1766,7 @@ def resolve_tensor_settings(htype: str = "generic", dtype: str | None = None, sa
         dtype = str(resolved)
     if class_names is not None:
         check_class_names(class_names)
-    size = DEFAULT_CHUNK_SIZE if chunk_size is None else int(chunk_size)  # (0 is too small, not "default")
+    size = DEFAULT_CHUNK_SIZE if chunk_size is None else _chunk_size(chunk_size)  # (0 is too small, not "default")
     if size < MIN_CHUNK_SIZE:
         raise InvalidSampleError(f"chunk_size {size} is too small (at least {MIN_CHUNK_SIZE})")
     if size > MAX_CHUNK_SIZE:
@@ -1773,6 +1774,21 @@ def resolve_tensor_settings(htype: str = "generic", dtype: str | None = None, sa
                                  f"{MAX_CHUNK_SIZE >> 20} MiB)")
     return {"htype": h.name, "dtype": dtype or h.dtype, "sample_compression": sc, "chunk_compression": cc,
             "chunk_size": size, "class_names": list(class_names or [])}
+
+
+def _chunk_size(value: Any) -> int:
+    """``chunk_size`` in bytes: a whole number, or a size as the config file takes it
+    ("8MB", "512 KiB"); ``int("8MB")`` was a bare ValueError that named no argument."""
+    if isinstance(value, str):
+        try:
+            return parse_size(value, "chunk_size")
+        except ConfigError:
+            pass
+    elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+            and float(value).is_integer():
+        return int(value)
+    raise InvalidSampleError(f"chunk_size must be a number of bytes (8388608) or a size such as '8MB' or "
+                             f"'512 KiB', not {value!r}")
 
 
 def _parents_first(groups: list[str]) -> list[str]:

@@ -168,3 +168,17 @@ def test_a_path_given_for_a_file_says_to_read_it(ds, tmp_path, htype):
     if htype == "image":
         ds.x.append(lakefs.read(str(photo)))
         assert ds.x[0].tobytes() == photo.read_bytes()
+
+
+def test_chunk_size_takes_bytes_or_a_size_and_names_itself_otherwise(ds):
+    """``chunk_size="8MB"`` was a bare "invalid literal for int() with base 10: '8MB'"."""
+    assert ds.create_tensor("a", chunk_size="8MB").meta.chunk_size == 8 << 20  # (as the config file takes it)
+    assert ds.create_tensor("b", chunk_size="512 KiB").meta.chunk_size == 512 << 10
+    assert ds.create_tensor("c", chunk_size=1 << 20).meta.chunk_size == 1 << 20
+    for bad in ("8 megs", "", 8.5, True, [1]):
+        with pytest.raises(lakefs.errors.InvalidSampleError, match=re.escape(
+                f"chunk_size must be a number of bytes (8388608) or a size such as '8MB' or '512 KiB', not {bad!r}")):
+            ds.create_tensor("d", chunk_size=bad)
+    with pytest.raises(lakefs.errors.InvalidSampleError, match="chunk_size 1024 is too small"):
+        ds.create_tensor("d", chunk_size="1KB")
+    assert sorted(ds.tensors) == ["a", "b", "c"]
