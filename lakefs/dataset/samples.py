@@ -32,7 +32,7 @@ from lakefs.compression import (
 )
 from lakefs.compression.prepare import Prepared, describe
 from lakefs.dataset.htypes import get_htype
-from lakefs.errors import InvalidSampleError, UndecodableError
+from lakefs.errors import InvalidSampleError, UndecodableError, UnsupportedError
 from lakefs.format.index import FLAG_TRANSCODED, MAX_NDIM
 from lakefs.format.manifest import TensorMeta
 
@@ -103,7 +103,14 @@ class EncodedFile:
 
 
 def read(path: str | os.PathLike) -> EncodedFile:
-    """Read a file to append as-is: its bytes, name, mtime and mode are kept."""
+    """Read a local file to append as-is: its bytes, name, mtime and mode are kept. A URL
+    other than ``file://`` is refused: as a path it lost a slash ("http:/example.com/a.jpg")
+    and was a FileNotFoundError."""
+    if isinstance(path, str) and "://" in path:
+        if not path.startswith("file://"):
+            raise UnsupportedError(f"lakefs.read reads local files, not URLs ({path!r}): download the file and "
+                                   "read it from disk, or append its bytes (tensor.append(data))")
+        path = path.removeprefix("file://")
     p = Path(path)
     st = p.stat()
     return EncodedFile(p.read_bytes(), p.name, st.st_mtime_ns, st.st_mode & 0o7777)

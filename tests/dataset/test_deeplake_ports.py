@@ -182,3 +182,15 @@ def test_chunk_size_takes_bytes_or_a_size_and_names_itself_otherwise(ds):
     with pytest.raises(lakefs.errors.InvalidSampleError, match="chunk_size 1024 is too small"):
         ds.create_tensor("d", chunk_size="1KB")
     assert sorted(ds.tensors) == ["a", "b", "c"]
+
+
+def test_read_refuses_a_url_and_takes_a_file_url(tmp_path):
+    """``lakefs.read("http://example.com/a.jpg")`` said FileNotFoundError 'http:/example.com/a.jpg'."""
+    for url in ("http://example.com/a.jpg", "https://example.com/a.jpg", "s3://bucket/a.jpg"):
+        with pytest.raises(lakefs.errors.UnsupportedError, match=re.escape(
+                f"lakefs.read reads local files, not URLs ({url!r}): download the file and read it from disk, "
+                "or append its bytes (tensor.append(data))")):
+            lakefs.read(url)
+    (tmp_path / "a.txt").write_bytes(b"a")
+    f = lakefs.read(f"file://{tmp_path}/a.txt")
+    assert (f.data, f.name) == (b"a", "a.txt")
