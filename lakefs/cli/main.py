@@ -131,10 +131,10 @@ def _refuse_empty_paths(args: argparse.Namespace) -> None:
 
 def _refuse_mountpoints(args: argparse.Namespace) -> None:
     """A lakefs mountpoint where a command wants a dataset (``lakefs info ./mnt``) is named
-    as such, live or dead (see cli/fsck.py); ``mount``'s dataset too, not its mountpoint
+    as such, live or dead (see storage/mounts.py); ``mount``'s dataset too, not its mountpoint
     (``lakefs mount ./mnt ./other`` created a dataset inside the one mounted at ./mnt:
     its lakefs.json, HEAD, manifests/ and locks/ became plain files there)."""
-    from lakefs.cli.fsck import refuse_a_mountpoint  # noqa: PLC0415
+    from lakefs.storage.mounts import refuse_a_mountpoint  # noqa: PLC0415
 
     path = _dataset_of(args)
     command = f"tensor {args.tensor_command}" if args.command == "tensor" else args.command

@@ -257,14 +257,8 @@ def _answers(mountpoint: str) -> bool:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from lakefs.fs.mount import (
-        enclosing_mount,
-        is_dead,
-        mount_entry,
-        take_final_failure,
-        take_lease_lost,
-        take_not_stored,
-    )
+    from lakefs.fs.mount import take_final_failure, take_lease_lost, take_not_stored
+    from lakefs.storage.mounts import enclosing_mount, is_dead, mount_entry
 
     entry = mount_entry(args.mountpoint)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
     if entry is None:

@@ -9,24 +9,22 @@ dataset's writer every ``refresh_interval`` seconds (:class:`Refresher`).
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import hashlib
 import json
 import logging
 import os
 import queue
-import re
 import signal
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakefs.config import Config, parse_seconds
 from lakefs.errors import ConfigError, LakeFSError, LeaseLostError, LockedError
+from lakefs.storage.mounts import MountEntry, is_dead, mount_entry, table_path
 
 if TYPE_CHECKING:
     from lakefs.dataset import Dataset
@@ -196,110 +194,6 @@ def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     return storage
 
 
-@dataclass(frozen=True)
-class MountEntry:
-    """One line of /proc/self/mounts (proc(5)): what is mounted where."""
-
-    source: str  # a lakefs mount's is "lakefs:<dataset>"
-    target: str
-    fstype: str  # "fuse.lakefs" for a lakefs mount (subtype lakefs)
-    options: tuple[str, ...]
-
-    @property
-    def is_lakefs(self) -> bool:
-        return self.fstype == "fuse.lakefs" or self.source.startswith("lakefs:")
-
-    @property
-    def dataset(self) -> str | None:
-        """The mounted dataset, when the source names it (lakefs refuses ``-o fsname=``;
-        an older one took it)."""
-        return self.source[len("lakefs:"):] if self.source.startswith("lakefs:") else None
-
-    @property
-    def read_only(self) -> bool:
-        return "ro" in self.options
-
-
-def _unescape(field: str) -> str:
-    # proc(5): space, tab, newline and backslash are written as octal escapes (\040...).
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
-
-
-#: Symlinks followed at most in one path (Linux's MAXSYMLINKS).
-MAX_SYMLINKS = 40
-
-
-def table_path(path: str) -> str:
-    """``path`` as the mount table spells it: absolute, every symlink resolved (the path
-    itself may be a symlink to a mountpoint, or end in one). Its last component is only
-    ever read as a link: ``os.path.realpath`` stats it, which fails on a dead FUSE mount
-    (ENOTCONN) and hangs on a wedged one, while ``readlink`` of a mount's root never
-    reaches its filesystem (see :func:`mount_entry`). ``..`` is taken as the kernel takes
-    it, after the symlink before it. The working directory is only asked for a relative
-    ``path``: one that was deleted fails ``getcwd``, and every command given absolute paths
-    said only "No such file or directory"."""
-    path = os.fspath(path)
-    if not os.path.isabs(path):
-        path = os.path.join(os.getcwd(), path)
-    for _ in range(MAX_SYMLINKS):
-        parent, name = os.path.split(path)
-        while name in ("", ".") and parent != path:  # "mnt/", "mnt/.": mnt
-            path = parent
-            parent, name = os.path.split(path)
-        parent = os.path.realpath(parent)
-        if not name:
-            return parent  # (the root)
-        if name == "..":
-            return os.path.dirname(parent)
-        path = os.path.join(parent, name)
-        try:
-            target = os.readlink(path)
-        except OSError:  # not a symlink (EINVAL), or missing: as it is
-            return path
-        path = os.path.join(parent, target)
-    return path
-
-
-def _mount_table() -> list[MountEntry]:
-    """/proc/self/mounts in order (a later mount at a target covers an earlier one)."""
-    entries = []
-    try:
-        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as table:
-            for line in table:
-                fields = line.split()
-                if len(fields) >= 4:
-                    entries.append(MountEntry(_unescape(fields[0]), _unescape(fields[1]), fields[2],
-                                              tuple(fields[3].split(","))))
-    except OSError:
-        return []
-    return entries
-
-
-def mount_entry(path: str) -> MountEntry | None:
-    """What is mounted at ``path`` (the last mount there: mounts stack), from
-    /proc/self/mounts, else None. Never stats ``path``: on a FUSE mount whose process died
-    that fails with ENOTCONN (so ``os.path.ismount`` says False), on a wedged one it hangs."""
-    target = table_path(path)
-    found = None
-    for entry in _mount_table():
-        if entry.target == target:
-            found = entry
-    return found
-
-
-def enclosing_mount(path: str) -> MountEntry | None:
-    """The innermost mount holding ``path`` (``path`` itself or an ancestor), from the
-    mount table, else None: ``./mnt/images`` is inside the lakefs mount at ``./mnt``
-    (whose entry's target is then not ``table_path(path)``). Never stats ``path``."""
-    target = table_path(path)
-    found = None
-    for entry in _mount_table():
-        under = entry.target == target or target.startswith(entry.target.rstrip("/") + "/")
-        if under and (found is None or len(entry.target) >= len(found.target)):
-            found = entry
-    return found
-
-
 def state_path(mountpoint: str, name: str) -> str:
     """``~/.local/state/lakefs/<name>-<tag>`` ($XDG_STATE_HOME), ``tag`` a hash of the
     mountpoint as the mount table spells it: where a mount and ``lakefs umount`` find
@@ -393,25 +287,6 @@ def take_not_stored(mountpoint: str) -> list[str] | None:
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         return None
     return paths
-
-
-def is_dead(path: str, timeout: float = 2.0) -> bool:
-    """True if ``path``, a FUSE mount, answers ENOTCONN: its process is gone. A stat that
-    does not return within ``timeout`` (a wedged mount) counts as alive; it runs in a
-    daemon thread so it cannot hang the caller."""
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            os.stat(path)
-            result.append(False)
-        except OSError as e:
-            result.append(e.errno == errno.ENOTCONN)
-
-    thread = threading.Thread(target=probe, name="lakefs-mount-probe", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
 
 
 def _mounted_already(mountpoint: str, entry: MountEntry) -> str:
