@@ -9,20 +9,24 @@ from lakefs.dataset import Dataset
 from lakefs.dataset.dataset import orphaned_dataset, take_writer_lock
 from lakefs.errors import DatasetNotFoundError, InvalidNameError
 from lakefs.format import keys
+from lakefs.storage.mounts import refuse_a_mountpoint
 from lakefs.storage.remote import is_object_store, open_dataset_storage
 
 DEFAULT_CACHE_SIZE = 10 << 30
 
 
 def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | None,
-             cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE):
+             cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE, *,
+             creating: bool = False):
     """The dataset's storage; an object store is behind a read cache when ``cache_dir`` is
     set. A read-only object store is checked first (a writable one is, by ``Dataset``):
     a missing bucket, bad credentials or an unreachable endpoint is said as such, not as
-    "no dataset here"."""
+    "no dataset here". A lakefs mountpoint, or a path in a mount, is refused as the CLI
+    refuses it (it said "no lakefs dataset at ./mnt", and a dataset was created in a mount)."""
     url = os.fsdecode(path)  # (bytes too: os.fspath kept them bytes, and "b'/data'" was a path)
     if not url:  # not the current folder: empty(os.environ.get("DS", ""), overwrite=True) wiped it
         raise InvalidNameError("the dataset path is empty; give '.' for the current folder")
+    refuse_a_mountpoint(url, "create" if creating else "load")
     return open_dataset_storage(url, read_only=read_only, options=storage_options, cache_dir=cache_dir,
                                 cache_size=cache_size, check=read_only and is_object_store(url))
 
@@ -30,7 +34,7 @@ def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | N
 def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: dict | None = None,
           **options: Any) -> Dataset:
     """Create a new, empty dataset; refuses an existing one unless ``overwrite``."""
-    storage = _storage(path, False, storage_options)
+    storage = _storage(path, False, storage_options, creating=True)
     # (a dataset that lost its marker is replaced too: overwrite says its data may go)
     replacing = overwrite and (storage.exists(keys.MARKER) or orphaned_dataset(storage) is not None)
     if replacing:
@@ -59,7 +63,7 @@ def dataset(path: str | os.PathLike, read_only: bool = False, *, storage_options
             cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE,
             **options: Any) -> Dataset:
     """Open the dataset at ``path``, creating it when missing (unless read-only)."""
-    storage = _storage(path, read_only, storage_options, cache_dir, cache_size)
+    storage = _storage(path, read_only, storage_options, cache_dir, cache_size, creating=not read_only)
     return Dataset(storage, read_only=read_only, create=not read_only, **options)
 
 

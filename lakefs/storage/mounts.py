@@ -168,6 +168,8 @@ def refuse_a_mountpoint(path: str, command: str = "fsck") -> None:
                                    f"{_inside_hint(command, dataset, inner)}")
     if command == "fsck":
         hint = f"check the mounted dataset itself with `lakefs fsck {dataset}`"
+    elif command == "create":  # (not "give the mounted dataset": to empty(overwrite=True) it)
+        hint = f"a dataset is not stored in a mount; give a path outside it (the one mounted there is {dataset})"
     else:
         hint = f"give the mounted dataset itself ({dataset})"
     if is_dead(local):

@@ -668,3 +668,45 @@ def test_log_file_expands_the_home_folder(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     args = build_parser().parse_args(["mount", "ds", "mnt", "--log-file=~/x.log"])
     assert args.log_file == str(tmp_path / "x.log")
+
+
+def test_the_api_names_a_mountpoint_given_for_a_dataset_as_the_cli_does(dataset: Path, mountpoint: Path) -> None:
+    """``lakefs.load("./mnt")`` said "no lakefs dataset at ./mnt" where the CLI named the
+    mount, and ``lakefs.empty("./mnt/new")`` created a dataset as plain files in the mounted
+    one (found by QA)."""
+    from lakefs.errors import DatasetNotFoundError
+
+    with lakefs.load(dataset) as ds:
+        ds.create_tensor("images", htype="text")
+        ds["images"].write_file("a.txt", b"a")
+    at = f"{mountpoint / 'images'} is inside the lakefs mount at {mountpoint} of {dataset}"
+    new = f"{mountpoint / 'new'} is inside the lakefs mount at {mountpoint} of {dataset}: a dataset is not stored " \
+          "in a mount; give a path outside it"
+    try:
+        with mounted(lakefs_cmd("mount", dataset, mountpoint, "-o", "ro"), mountpoint, env=ENV):
+            cases = [
+                (lambda: lakefs.load(mountpoint), ["info", mountpoint],
+                 f"{mountpoint} is a lakefs mountpoint, not a dataset: give the mounted dataset itself ({dataset})"),
+                (lambda: lakefs.load(str(mountpoint / "images"), read_only=True), ["info", mountpoint / "images"],
+                 f"{at}, not a dataset: give the mounted dataset itself ({dataset})"),
+                (lambda: lakefs.empty(mountpoint / "new"), ["create", mountpoint / "new"], new),
+                (lambda: lakefs.dataset(mountpoint / "new"), ["create", mountpoint / "new"], new),
+                (lambda: lakefs.empty(mountpoint, overwrite=True), ["create", mountpoint],
+                 f"{mountpoint} is a lakefs mountpoint, not a dataset: a dataset is not stored in a mount; give a "
+                 f"path outside it (the one mounted there is {dataset})"),
+            ]
+            for api, argv, message in cases:
+                with pytest.raises(DatasetNotFoundError) as refused:
+                    api()
+                assert str(refused.value) == message
+                r = run(*argv)
+                assert r.returncode == 1 and r.stderr == f"lakefs: error: {message}\n", (argv, r.stderr)
+            assert not lakefs.exists(mountpoint)
+            assert sorted(os.listdir(mountpoint)) == ["images"] and os.listdir(mountpoint / "images") == ["a.txt"]
+            with lakefs.load(dataset, read_only=True) as ro:  # (the dataset itself, beside its mount)
+                assert ro["images"].num_samples == 1
+        start_and_kill_mount(dataset, mountpoint)
+        with pytest.raises(DatasetNotFoundError, match=f"{mountpoint} is a dead lakefs mount"):
+            lakefs.load(mountpoint, read_only=True)
+    finally:
+        unmount(mountpoint)
