@@ -194,3 +194,12 @@ def test_read_refuses_a_url_and_takes_a_file_url(tmp_path):
     (tmp_path / "a.txt").write_bytes(b"a")
     f = lakefs.read(f"file://{tmp_path}/a.txt")
     assert (f.data, f.name) == (b"a", "a.txt")
+
+
+def test_a_bbox_shape_is_not_checked_as_in_deep_lake(ds):
+    """Deep Lake v3 documents (N, 4) boxes but checks no shape (rotated boxes are (N, 5)):
+    lakefs takes what it takes, as the README says."""
+    ds.create_tensor("boxes", htype="bbox", coords={"type": "pixel", "mode": "LTWH"})
+    ds.boxes.extend([np.ones((2, 4)), np.zeros((0, 4)), np.ones((1, 5)), [1, 2, 3, 4]])
+    assert [s.shape for s in ds.boxes] == [(2, 4), (0, 4), (1, 5), (4,)]
+    assert ds.boxes.dtype == "float32"
