@@ -200,7 +200,9 @@ def _not_an_attribute(name: str, what: str) -> str:
     ``ds["files"]`` reaches it."""
     for i, part in enumerate(name.split("/")):
         owner = Dataset if i == 0 else Group
-        if not part.startswith("_") and hasattr(owner, part):
+        # (and the attributes each sets on itself: ds.storage was the storage, ds.g.name "g")
+        own = ("storage", "allow_transcode", "generation", "lease_lost") if i == 0 else ("dataset", "name")
+        if not part.startswith("_") and (hasattr(owner, part) or part in own):
             where = "ds" if i == 0 else "a group"
             raise InvalidNameError(f"{what} name {name!r}: {part!r} is an attribute of {where}"
                                    f" ({where}.{part} would not reach it); choose another name")

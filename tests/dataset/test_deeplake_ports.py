@@ -203,3 +203,14 @@ def test_a_bbox_shape_is_not_checked_as_in_deep_lake(ds):
     ds.boxes.extend([np.ones((2, 4)), np.zeros((0, 4)), np.ones((1, 5)), [1, 2, 3, 4]])
     assert [s.shape for s in ds.boxes] == [(2, 4), (0, 4), (1, 5), (4,)]
     assert ds.boxes.dtype == "float32"
+
+
+def test_a_name_an_attribute_set_on_the_dataset_or_group_hides_is_refused(ds):
+    """Only class attributes were refused: a tensor ``storage`` or ``generation`` was
+    made, and ``ds.storage`` was the storage; ``ds.g.name`` of a tensor ``g/name``, "g"."""
+    group = ds.create_group("g")
+    for owner, prefix in ((ds, ""), (group, "g/")):
+        for name in [n for n in vars(owner) if not n.startswith("_")]:
+            with pytest.raises(lakefs.errors.InvalidNameError, match=re.escape(f"{name!r} is an attribute of")):
+                ds.create_tensor(prefix + name)
+    assert list(ds.tensors) == []
