@@ -308,14 +308,15 @@ class SampleFormat:
     def _refuse_foreign(self, value: Any) -> None:
         """A value that is no sample of this tensor whatever its content, said with what
         to give instead (numpy made None an object array: "unsupported dtype object")."""
+        htype = ("an " if self.htype.name[0] in "aeiou" else "a ") + self.htype.name
         if value is None and self.htype.name != "json":  # (JSON's null is a value)
             raise InvalidSampleError(
-                f"None is not a sample of a {self.htype.name} tensor: a row's cell is left empty by leaving the "
+                f"None is not a sample of {htype} tensor: a row's cell is left empty by leaving the "
                 "tensor out of ds.append({...}) (or appending to the other tensors only), and emptied by "
                 "tensor.pop(row)")
         if isinstance(value, str) and self.htype.storage != "file" and self.htype.name != "class_label":
             shown = value if len(value) <= 200 else value[:197] + "..."
-            raise InvalidSampleError(f"a str is not a sample of a {self.htype.name} tensor: to store the file at "
+            raise InvalidSampleError(f"a str is not a sample of {htype} tensor: to store the file at "
                                      f"{shown!r}, give lakefs.read({shown!r}) (a text tensor holds strings)")
 
     def from_file(self, data: bytes, ext: str | None, ahead: Ahead | None = None) -> Encoded:

@@ -141,7 +141,8 @@ def test_none_says_how_a_cell_is_left_empty(ds, htype):
     """``images.append(None)`` said "unsupported value of dtype object (NoneType)"."""
     ds.create_tensor("x", htype=htype, **({"sample_compression": "png"} if htype == "image" else {}))
     ds.create_tensor("meta", htype="json")
-    empty = re.escape(f"None is not a sample of a {htype} tensor: a row's cell is left empty by leaving the "
+    a = "an" if htype == "image" else "a"
+    empty = re.escape(f"None is not a sample of {a} {htype} tensor: a row's cell is left empty by leaving the "
                       "tensor out of ds.append({...}) (or appending to the other tensors only), and emptied by "
                       "tensor.pop(row)")
     with pytest.raises(lakefs.errors.InvalidSampleError, match=empty):
@@ -159,7 +160,8 @@ def test_a_path_given_for_a_file_says_to_read_it(ds, tmp_path, htype):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(photo)
     ds.create_tensor("x", htype=htype, **({"sample_compression": "png"} if htype == "image" else {}))
-    read = re.escape(f"a str is not a sample of a {htype} tensor: to store the file at '{photo}', give "
+    a = "an" if htype == "image" else "a"
+    read = re.escape(f"a str is not a sample of {a} {htype} tensor: to store the file at '{photo}', give "
                      f"lakefs.read('{photo}') (a text tensor holds strings)")
     for write in (ds.x.append, lambda v: ds.append({"x": v}), lambda v: ds.x.extend([v])):
         with pytest.raises(lakefs.errors.InvalidSampleError, match=read):
