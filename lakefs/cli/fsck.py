@@ -37,9 +37,12 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         return 1
     for name in report.dropped:
         print(f"fsck: dropped {name}")
+    for row in report.renamed:
+        print(f"fsck: renamed row {row} to lost-row-{row:08d} (its key was lost)")
     again = fsck(storage)
     for line in again.problems:
         print(f"fsck: after repair: {line}")
-    print(f"fsck: {args.dataset}: repaired ({len(report.dropped)} dropped, "
+    renamed = f"{len(report.renamed)} row(s) renamed lost-row-N, " if report.renamed else ""
+    print(f"fsck: {args.dataset}: repaired ({len(report.dropped)} dropped, {renamed}"
           f"{again.samples} samples verified afterwards{'' if again.ok else ', problems remain'})")
     return 0 if again.ok else 1

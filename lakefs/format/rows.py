@@ -15,6 +15,8 @@ import numpy as np
 from lakefs.errors import CorruptionError
 from lakefs.format import segments
 
+KEY_MAX_BYTES = 255  # a key is 1 to 255 bytes of UTF-8 (docs/FORMAT.md §5.2)
+
 
 def key_hash(key_utf8: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(key_utf8, digest_size=8).digest(), "little")

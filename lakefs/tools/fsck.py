@@ -21,7 +21,10 @@ every sample it drops:
 - a damaged chunk: the samples inside it whose own checksum still verifies are copied
   to a new chunk; the others are dropped (their cells become empty, rows stay);
 - a plain file missing, of the wrong size or failing its crc32: dropped (named);
-- a lost row segment: the rows keep their place under ``lost-row-NNNNNNNN`` keys;
+- a damaged row segment: one flipped bit is set right; otherwise every key that
+  verifies against its own hash is kept (:func:`~lakefs.tools.salvage.salvage_rows`);
+  the rows of the others (all, when the segment is lost) keep their place under
+  ``lost-row-NNNNNNNN`` keys, which repair reports as renamed;
 - a broken ``HEAD`` or manifest: the newest manifest that still reads is used, and what
   the commits after it wrote is named as given up;
 - a lost or damaged marker (``lakefs.json``): a new one is written, last.
@@ -61,7 +64,7 @@ from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 from lakefs.storage.remote import is_object_store
 from lakefs.tools.info import human
-from lakefs.tools.salvage import LostSpan, entry_flaw, file_size_of, salvage
+from lakefs.tools.salvage import LostSpan, entry_flaw, file_size_of, salvage, salvage_rows
 
 CHECK_ATTEMPTS = 5  # checks from HEAD again when a concurrent commit deleted what one read
 FILE_PIECE = 8 << 20  # bytes of a plain file read at a time to check its crc32
@@ -74,6 +77,7 @@ class FsckReport:
     chunks: int = 0  # chunk objects verified
     files: int = 0  # plain files whose crc32 verified
     dropped: list[str] = field(default_factory=list)  # samples/files repair removed
+    renamed: list[int] = field(default_factory=list)  # rows whose key was lost: repair named them lost-row-N
     repaired: bool = False
     fatal: bool = False  # the dataset cannot be checked further without repair
     notes: list[str] = field(default_factory=list)  # worth knowing, not damage (leftover temp files)
@@ -104,7 +108,8 @@ class Checker:
         self.report = FsckReport()
         self.manifest: Manifest | None = None
         self.rows = RowTable()
-        self.rows_damaged = False
+        self.rows_damaged = False  # repair writes the rows anew
+        self.lost_rows: list[int] = []  # rows whose key is lost: repair names them lost-row-N
         self.damaged: set[str] = set()
         self.tensors: list[_TensorState] = []
         self.marker_bad = False  # repair writes a new marker
@@ -246,7 +251,7 @@ class Checker:
             if start is None:
                 start = by_key.get(names[0])
             if start is None:
-                if self.rows_damaged:
+                if self.lost_rows:
                     continue  # it may begin among rows whose keys are lost: cannot be placed
                 start = max(known, max(out, default=known - 1) + 1)
             for i, name in enumerate(names):
@@ -266,25 +271,57 @@ class Checker:
         for ref in m.rows:
             key = keys.rows_segment(int(ref["id"]))
             start, count = int(ref["start"]), int(ref["count"])
+            blob = None
             try:
-                n, body = segments.unpack(self.storage.get(key), segments.KIND_ROWS, key)
+                blob = self.storage.get(key)
+                n, body = segments.unpack(blob, segments.KIND_ROWS, key)
                 if n != count:
                     raise CorruptionError(f"{key}: holds {n} rows, manifest says {count}")
                 self.rows.load_segment(body, n, len(self.rows), key)
             except (LakeFSError, ValueError) as e:
                 _raise_if_store_failed(e)
                 self.missing |= isinstance(e, ObjectNotFoundError)
-                self.problem(f"{_about(key, e)}; the keys of rows {start}..{start + count - 1} are lost")
                 self.rows_damaged = True
                 self.damaged.add(key)
-                for row in range(len(self.rows), start + count):
-                    self.rows.append(f"lost-row-{row:08d}")
+                self._salvage_rows(key, blob, start, count, e)
         if len(self.rows) != m.row_count:
             self.problem(f"manifest says {m.row_count} rows, the row segments hold {len(self.rows)}")
             self.rows_damaged = True
             while len(self.rows) < m.row_count:
-                self.rows.append(f"lost-row-{len(self.rows):08d}")
+                self._lose_row()
         self.rows.finish_load()
+
+    def _salvage_rows(self, key: str, blob: bytes | None, start: int, count: int, e: Exception) -> None:
+        """The rows of damaged row segment ``key``: those whose key verifies keep it
+        (:func:`~lakefs.tools.salvage.salvage_rows`), the others get a lost-row-N key."""
+        first = len(self.rows)
+        names, note = salvage_rows(blob, count, first) if blob is not None else ([None] * count, None)
+        lost = [first + i for i, name in enumerate(names) if name is None]
+        text = _about(key, e)
+        if len(lost) == count:
+            text += f"; the keys of rows {start}..{start + count - 1} are lost"
+        elif lost:
+            rows = _some([str(r) for r in lost])
+            one = len(lost) == 1
+            text += (f"; the key{'' if one else 's'} of {len(lost)} of {count} rows {'is' if one else 'are'} lost "
+                     f"({'row' if one else 'rows'} {rows}; repair renames their samples lost-row-NNNNNNNN), "
+                     f"the other {count - len(lost)} verify against their hashes and are kept")
+        elif note:
+            text += f"; {note}"
+        else:
+            text += "; every key verifies against its hash and is kept"
+        self.problem(text)
+        for name in names:
+            if name is None:
+                self._lose_row()
+            else:
+                self.rows.append(name)
+
+    def _lose_row(self) -> None:
+        """Add the next row under a ``lost-row-NNNNNNNN`` key: its own is lost."""
+        row = len(self.rows)
+        self.lost_rows.append(row)
+        self.rows.append(f"lost-row-{row:08d}")
 
     def key(self, row: int) -> str:
         return self.rows.key(row) if row < len(self.rows) else f"row-{row}"

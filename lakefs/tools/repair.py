@@ -2,7 +2,7 @@
 
 :class:`~lakefs.tools.fsck.Checker` has already found what is damaged. Here the good
 samples of damaged chunks are copied into new chunks, each damaged tensor gets one fresh
-index segment of its verified entries, lost row keys become ``lost-row-NNNNNNNN``, and
+index segment of its verified entries, rows whose key is lost become ``lost-row-NNNNNNNN``, and
 a new manifest then ``HEAD`` (one atomic put) make it visible. Damaged objects are
 deleted only after that, so a crash at any point leaves the old or the repaired dataset.
 """
@@ -59,6 +59,7 @@ def _commit(c: Checker, bad_files: list[str]) -> None:
         c.report.dropped.append(path)
     c.report.dropped += c.rollback_lost  # what the commits after m wrote (see describe_rollback)
     if c.rows_damaged:
+        c.report.renamed = list(c.lost_rows)
         rid = ids.take()
         n = len(c.rows)
         c.storage.put(keys.rows_segment(rid), c.rows.encode_range(0, n))

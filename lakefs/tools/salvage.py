@@ -1,4 +1,4 @@
-"""What of a damaged index segment can be trusted (``lakefs fsck --repair``).
+"""What of a damaged index or row segment can be trusted (``lakefs fsck --repair``).
 
 A segment's crc32 covers its whole body, so once it fails nothing says which of its
 entries took the damage. A sample's own crc32 covers only its bytes: an entry whose
@@ -14,6 +14,10 @@ is lost. Otherwise what cannot be caught is a damaged field nothing else constra
 (``mtime_ns``, ``mode``, the shape of an encoded image), or a ``row`` that stays in
 ascending order (the first entry's going down, the last one's going up): docs/FORMAT.md
 has no checksum per entry.
+
+A row segment's keys each have their own hash (docs/FORMAT.md §5.2), so there every key
+is checked on its own (:func:`salvage_rows`), after the same one-flipped-bit fix
+(:func:`undo_bit_flip`): only the rows whose key or hash took the damage lose their key.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from lakefs.dataset.samples import SampleFormat, npy_header
 from lakefs.errors import LakeFSError
 from lakefs.format.checksum import locate_bit_flip
 from lakefs.format.index import ENTRY, FLAG_TRANSCODED, MAX_NDIM, NO_CHUNK
+from lakefs.format.rows import KEY_MAX_BYTES, key_hash
 from lakefs.format.segments import HEADER, MAGIC
 
 LOCATE_LIMIT = 4 << 20  # bodies searched for one flipped bit (about a second per 4 MB)
@@ -139,7 +144,12 @@ def salvage(blob: bytes, count: int, pos: int, fmt: SampleFormat, next_id: int,
     """The entries of damaged segment ``pos`` (``count`` entries by the manifest) that can
     be trusted, where the others were, and a note when one flipped bit explains the
     damage and was set right. Their samples' crc32 is still checked after."""
-    body, note = _undo_bit_flip(blob, count)
+    body, at = undo_bit_flip(blob, count, count * ENTRY.itemsize)
+    note = None
+    if at is not None:
+        entry, within = divmod(at, ENTRY.itemsize)
+        name = next(f for f, (dt, off) in ENTRY.fields.items() if off <= within < off + dt.itemsize)
+        note = f"one flipped bit (entry {entry}, field {name}) explains the damage and was set right"
     n = min(len(body) // ENTRY.itemsize, count)
     seg = np.frombuffer(body, dtype=ENTRY, count=n).copy() if n else np.zeros(0, dtype=ENTRY)
     try:
@@ -162,14 +172,16 @@ def salvage(blob: bytes, count: int, pos: int, fmt: SampleFormat, next_id: int,
     return seg[keep], spans, note
 
 
-def _undo_bit_flip(blob: bytes, count: int) -> tuple[bytes, str | None]:
-    """The segment body, with the one flipped bit that explains its checksum mismatch set
-    right when there is one (the header whole, the length as the manifest says)."""
+def undo_bit_flip(blob: bytes, count: int, length: int | None = None) -> tuple[bytes, int | None]:
+    """The body of a damaged segment (``count`` records by the manifest, ``length`` bytes
+    when its kind fixes that), with the one flipped bit that explains its checksum
+    mismatch set right, and the byte it was in (None: no single bit explains it, or the
+    header is damaged too). For index and row segments alike."""
     body = blob[HEADER.size:]
     if len(blob) < HEADER.size or len(body) > LOCATE_LIMIT:
         return body, None
-    magic, _, _, n, length, crc, _ = HEADER.unpack_from(blob)
-    if magic != MAGIC or n != count or length != len(body) or length != count * ENTRY.itemsize:
+    magic, _, _, n, stored_length, crc, _ = HEADER.unpack_from(blob)
+    if magic != MAGIC or n != count or stored_length != len(body) or length not in (None, len(body)):
         return body, None
     found = locate_bit_flip(body, crc)
     if found is None:
@@ -177,6 +189,70 @@ def _undo_bit_flip(blob: bytes, count: int) -> tuple[bytes, str | None]:
     at, bit = found
     fixed = bytearray(body)
     fixed[at] ^= 1 << bit
-    entry, within = divmod(at, ENTRY.itemsize)
-    name = next(f for f, (dt, off) in ENTRY.fields.items() if off <= within < off + dt.itemsize)
-    return bytes(fixed), f"one flipped bit (entry {entry}, field {name}) explains the damage and was set right"
+    return bytes(fixed), at
+
+
+def salvage_rows(blob: bytes, count: int, start: int) -> tuple[list[str | None], str | None]:
+    """The keys of damaged row segment ``blob`` (rows ``start ..``, ``count`` by the
+    manifest), None for each that is lost, and a note when one flipped bit explains the
+    damage and was set right. A key is kept when it verifies against its own hash
+    (BLAKE2b, 64 bits: a damaged key or hash does not). Its span in the key blob is
+    taken from its offsets, or, when the key before it verified (its start is known),
+    found by the hash among the at most KEY_MAX_BYTES ends: a damaged offset costs
+    nothing. A segment too short to hold the hashes and offsets loses every key."""
+    body, at = undo_bit_flip(blob, count)
+    fixed = _verified_keys(body, count)
+    if at is None:
+        return fixed, None
+    if None not in fixed:
+        where = _row_part(body, count, at, start)
+        return fixed, f"one flipped bit (in the {where}) explains the damage and was set right"
+    # More than one bit is damaged, and the one found may be none of them: a key that
+    # verifies against its hash in either body is right.
+    stored = _verified_keys(blob[HEADER.size:], count)
+    return [a if a is not None else b for a, b in zip(fixed, stored)], None
+
+
+def _verified_keys(body: bytes, count: int) -> list[str | None]:
+    need = 16 * count + 8
+    if len(body) < need:
+        return [None] * count
+    hashes = np.frombuffer(body, dtype="<u8", count=count).tolist()
+    rel = np.frombuffer(body, dtype="<i8", count=count + 1, offset=8 * count).tolist()
+    blob = bytes(body[need:])
+
+    def verifies(a: int, b: int, h: int) -> bool:
+        return 0 <= a < b <= len(blob) and b - a <= KEY_MAX_BYTES and key_hash(blob[a:b]) == h
+
+    out: list[str | None] = [None] * count
+    seen: set[bytes] = set()
+    pos: int | None = 0  # where the key starts when that is known (the first at 0; after a verified one)
+    for i, h in enumerate(hashes):
+        span = next(((a, rel[i + 1]) for a in {pos, rel[i]} - {None} if verifies(a, rel[i + 1], h)), None)
+        if span is None and pos is not None:  # its end offset may be the damaged one
+            span = next(((pos, b) for b in range(pos + 1, min(pos + KEY_MAX_BYTES, len(blob)) + 1)
+                         if key_hash(blob[pos:b]) == h), None)
+        key = blob[span[0]:span[1]] if span else None
+        if key is None or key in seen:
+            pos = None
+            continue
+        try:
+            out[i] = key.decode("utf-8")
+        except UnicodeDecodeError:  # (a key that matches its hash was written as UTF-8)
+            pos = None
+            continue
+        seen.add(key)
+        pos = span[1]
+    return out
+
+
+def _row_part(body: bytes, count: int, at: int, start: int) -> str:
+    """What byte ``at`` of a row segment body is part of: ``key hash of row 5``."""
+    if at < 8 * count:
+        return f"key hash of row {start + at // 8}"
+    need = 16 * count + 8
+    if at < need:
+        i = (at - 8 * count) // 8
+        return f"key offset of row {start + i}" if i < count else "end offset of the keys"
+    rel = np.frombuffer(body, dtype="<i8", count=count + 1, offset=8 * count)
+    return f"key of row {start + int(np.searchsorted(rel, at - need, side='right')) - 1}"
