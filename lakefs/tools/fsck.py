@@ -149,6 +149,7 @@ class Checker:
 
     def check_head(self) -> bool:
         self.check_marker()
+        self.refuse_newer_format()
         head_seq, where = None, keys.HEAD
         try:
             self.head = self.storage.get(keys.HEAD)
@@ -168,6 +169,22 @@ class Checker:
         self.problem(f"the newest readable manifest is {keys.manifest(self.manifest.seq)} (repair makes it current)")
         self.damaged.add(keys.HEAD)
         return True
+
+    def refuse_newer_format(self) -> None:
+        """``FormatVersionError`` if any manifest is of a format version this lakefs does
+        not read: a newer lakefs's commit (HEAD may be damaged, or its HEAD put never
+        made). Going back past it, repair would write its own commit over it or delete
+        it; a newer version is refused before anything is written (docs/FORMAT.md §10)."""
+        for key in self.storage.list(keys.MANIFESTS):
+            if not keys.is_dataset_key(key):
+                continue
+            try:
+                Manifest.from_bytes(self.storage.get(key), key)
+            except FormatVersionError as e:
+                raise FormatVersionError(f"{e}; this lakefs neither checks nor repairs a dataset a newer "
+                                         "lakefs committed to, and changed nothing") from None
+            except (LakeFSError, ValueError) as e:
+                _raise_if_store_failed(e)  # (damage is found and named from HEAD on)
 
     def _newest_readable_manifest(self) -> tuple[Manifest | None, list[int]]:
         """The newest manifest that reads, and the commits of the newer ones that do not."""

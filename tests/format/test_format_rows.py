@@ -9,6 +9,7 @@ import pytest
 from lakefs.dataset import Dataset
 from lakefs.errors import CorruptionError, FormatVersionError
 from lakefs.format import keys, segments
+from lakefs.format.checksum import crc32
 from lakefs.format.manifest import Manifest, StagedFile, parse_head
 from lakefs.format.rows import RowTable
 from lakefs.format.version import FORMAT_VERSION
@@ -73,6 +74,10 @@ def test_manifest_round_trip_and_version():
     assert (again.seq, again.next_id, again.tensors) == (3, 17, {})
     d = json.loads(m.to_bytes())
     d["format_version"] = 999
+    with pytest.raises(CorruptionError, match="written as version 3: its format_version is damaged"):
+        Manifest.from_bytes(json.dumps(d).encode(), "m")  # (its crc32 is of version 3)
+    del d["crc32"]
+    d["crc32"] = crc32(json.dumps(d, separators=(",", ":"), sort_keys=True).encode())  # a newer lakefs's
     with pytest.raises(FormatVersionError, match="999"):
         Manifest.from_bytes(json.dumps(d).encode(), "m")
     with pytest.raises(CorruptionError):

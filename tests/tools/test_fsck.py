@@ -723,3 +723,58 @@ def test_leftover_temp_files_are_a_note_and_compact_deletes_the_old_ones(cli, da
     r = cli("compact", dataset_path)
     assert r.code == 0 and "1 temp file" in r.out, r.out
     assert not old.exists() and fresh.exists()
+
+
+# --- a newer lakefs's commit: refused, never written over ----------------------------------
+
+
+def write_newer_commit(ds_path: Path, version: int = 4) -> Path:
+    """A commit as a lakefs of format ``version`` would make it: its manifest (a sound
+    crc32) at the next seq, and HEAD naming it."""
+    from lakefs.format.checksum import crc32
+    from lakefs.format.manifest import CRC_FIELD, _canonical
+
+    head = json.loads((ds_path / keys.HEAD).read_bytes())
+    d = json.loads((ds_path / head["manifest"]).read_bytes())
+    d.pop(CRC_FIELD)
+    d["format_version"], d["seq"] = version, head["seq"] + 1
+    d[CRC_FIELD] = crc32(_canonical(d))
+    mkey = keys.manifest(d["seq"])
+    (ds_path / mkey).write_bytes(_canonical(d))
+    (ds_path / keys.HEAD).write_text(json.dumps({"format_version": version, "seq": d["seq"], "manifest": mkey}))
+    return ds_path / mkey
+
+
+@pytest.mark.parametrize("head", ["damaged", "missing", "sound"])
+def test_a_newer_lakefs_commit_is_refused_and_never_written_over(cli, photo_ds: Path, head: str) -> None:
+    """Found by QA: with a newer format's manifest at seq 5 and HEAD damaged, fsck took
+    seq 4 for the newest readable one and --repair wrote its own seq 5 over the newer
+    commit. docs/FORMAT.md §10: a newer version is refused before anything is written."""
+    newer = write_newer_commit(photo_ds)
+    if head == "damaged":
+        (photo_ds / keys.HEAD).write_bytes(b"{\"format_version\": 3, \"se")
+    elif head == "missing":
+        (photo_ds / keys.HEAD).unlink()
+    before = _objects(photo_ds)
+    for argv in (("fsck", photo_ds), ("fsck", "--repair", photo_ds)):
+        r = cli(*argv)
+        assert r.code == 1 and "format version 4 is not supported" in r.err and "upgrade lakefs" in r.err, r
+        assert "repaired" not in r.out
+    assert _objects(photo_ds) == before and newer.exists()
+
+
+def test_a_flipped_bit_that_makes_a_manifest_look_newer_is_damage(cli, photo_ds: Path) -> None:
+    """A manifest whose version digit took a flipped bit ("3" → "7") is damage, not a
+    newer lakefs's commit: its crc32 verifies with the version it was written with."""
+    before = snapshot(photo_ds)
+    head = json.loads((photo_ds / keys.HEAD).read_bytes())
+    path = photo_ds / head["manifest"]
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"format_version":3', b'"format_version":7'))
+    r = cli("info", photo_ds)
+    assert r.code == 1 and "upgrade lakefs" not in r.err and "damaged" in r.err, r.err
+    r = cli("fsck", photo_ds)
+    assert r.code == 1 and "(repair makes it current)" in r.out, r.out
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    after = snapshot(photo_ds)  # (the commit that wrote meta/ is given up with its manifest)
+    assert cli("fsck", photo_ds).code == 0 and after == {k: v for k, v in before.items() if k.startswith("images/")}
