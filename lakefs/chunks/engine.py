@@ -81,6 +81,7 @@ class ChunkEngine:
         compress: Callable[[bytes], bytes] | None = None,
         decompress: Callable[[bytes], bytes] | None = None,
         writer: ChunkWriter | None = None,
+        explain_missing: Callable[[str], str] | None = None,
     ) -> None:
         self.storage = storage
         self.tid = tid
@@ -92,6 +93,7 @@ class ChunkEngine:
         self._compress = compress
         self._decompress = decompress
         self.writer = writer  # None: sealed chunks are put synchronously
+        self._explain_missing = explain_missing  # key → why that chunk is missing (the dataset knows)
         self._prefetched: set[int] = set()  # chunks whose whole object was asked for ahead
         self._touched: set[int] = set()  # chunks read from
         self._tiles = self.tile_window()  # for read_range calls without a window of their own
@@ -367,14 +369,11 @@ class ChunkEngine:
         return lambda blob: decode(blob, key, self._decompress)
 
     def _missing(self, key: str) -> str:
-        """Why chunk ``key`` is not there. A reader's snapshot loses chunks when the writer
-        compacts or deletes a tensor (chunks are deleted once no commit names them), which
-        is no damage: the reader must move to the new commit."""
-        if self.writer is not None:
+        """Why chunk ``key`` is not there: the dataset can tell damage from a reader's
+        snapshot that a writer's compact or tensor deletion went past."""
+        if self._explain_missing is None:
             return f"chunk {key} is missing"
-        return (f"chunk {key} is missing: the dataset changed since this reader loaded it (the writer "
-                "compacted it or deleted the tensor); refresh() or reopen it, and run lakefs fsck if "
-                "the chunk is still missing")
+        return self._explain_missing(key)
 
     def chunk_header(self, chunk_id: int) -> tuple[ChunkKind, int, int, int]:
         """(kind, payload_len, stored_len, crc) of the stored chunk ``chunk_id``, read from

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import threading
 import time
 import weakref
@@ -136,6 +137,11 @@ def take_writer_lock(storage: Storage) -> WriterLock:
         raise LockedError(f"{storage.where} is already open for writing in this process: another Dataset object "
                           "holds its writer lock; close() that one (or end its `with` block) first, or load this "
                           "one with read_only=True", holder=e.holder, in_this_process=True) from e
+
+
+def fsck_hint(where: str) -> str:
+    """The advice that ends an error about damage found reading the dataset at ``where``."""
+    return f"run `lakefs fsck {shlex.quote(where)}`"
 
 
 def lost_marker_message(where: str, what: str) -> str:
@@ -451,9 +457,28 @@ class Dataset:
             kind = ChunkKind.SAMPLE_COMPRESSED if meta.sample_compression else ChunkKind.UNCOMPRESSED
             compress = decompress = None
         engine = ChunkEngine(self.storage, meta.tid, kind, ids or self._ids, self._cache, meta.chunk_size,
-                             compress, decompress, self._chunk_writer)
+                             compress, decompress, self._chunk_writer, self._missing_chunk)
         fmt = SampleFormat(meta, allow_transcode=self.allow_transcode)
         return Tensor(self, name, meta, engine, fmt)
+
+    def _missing_chunk(self, key: str) -> str:
+        """Why chunk ``key``, which this dataset's commit names, is not in the store. Only
+        ``compact`` and tensor deletion delete chunks: a reader whose commit is no longer
+        HEAD may have lost it to them (no damage: it must move to the new commit); for a
+        writer, or a reader still at HEAD, it is damage."""
+        moved = False
+        if self.read_only:
+            try:
+                moved = self.storage.get(keys.HEAD) != self._head
+            except ObjectNotFoundError:
+                pass  # (a HEAD gone too: damage)
+            except LakeFSError:
+                moved = True  # (cannot tell: the store fails)
+        if not moved:
+            return f"chunk {key} is missing: the dataset is damaged; {fsck_hint(self.storage.where)}"
+        return (f"chunk {key} is missing: the dataset changed since this reader loaded it (a writer compacted "
+                "it or deleted the tensor): refresh or reopen it to read the new commit, and "
+                f"{fsck_hint(self.storage.where)} if the chunk is still missing")
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -230,8 +230,10 @@ def test_a_reader_whose_chunks_the_writer_removed_is_told_to_refresh(tmp_path, c
                 ds.b.pop(i)
             ds.flush()
             ds.compact()
-    with pytest.raises(CorruptionError, match=r"the dataset changed since this reader loaded it .*refresh\(\)"):
+    changed = r"the dataset changed since this reader loaded it .*: refresh or reopen it"
+    with pytest.raises(CorruptionError, match=changed) as e:
         ro.b[1].tobytes()
+    assert "refresh()" not in str(e.value)  # (the mount and export show it too: no API words)
     assert ro.refresh() is True
     if change == "delete_tensor":
         assert "b" not in ro.tensors
@@ -251,3 +253,28 @@ def test_a_mount_in_a_process_that_has_the_dataset_open_says_so(path, tmp_path):
         with pytest.raises(LockedError, match=r"already open for writing in this process .*close\(\) it first, or "
                                               "mount with -o ro"):
             run_mount(str(path), str(mnt), config=Config(), options={})
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_chunk_missing_with_nobody_writing_is_damage(tmp_path, read_only):
+    """Found by QA: a chunk deleted on disk read as "the dataset changed since this reader
+    loaded it ...; refresh() or reopen it" (the writer: "is missing", no hint), with no
+    writer anywhere. HEAD is where it was, so that chunk was lost to damage: say so."""
+    import os
+    import shlex
+
+    from lakefs.errors import CorruptionError
+    from lakefs.format import keys
+
+    path = tmp_path / "my ds"
+    with lakefs.empty(path) as ds:
+        ds.create_tensor("b", htype="bytes", chunk_size=4096)
+        ds.b.extend([bytes(3000)] * 4)
+        key = keys.chunk(ds.b.meta.tid, int(ds.b._engine.index.entry(0)["chunk"]))
+    (path / key).unlink()
+    with lakefs.load(path, read_only=read_only, cache_bytes=0) as ds:
+        with pytest.raises(CorruptionError) as e:
+            ds.b[0].tobytes()
+        assert str(e.value).endswith(f"chunk {key} is missing: the dataset is damaged; "
+                                     f"run `lakefs fsck {shlex.quote(os.path.realpath(path))}`"), e.value
+        assert ds.b[3].tobytes() == bytes(3000)

@@ -232,3 +232,20 @@ def test_export_gives_folders_their_stored_modes_and_times(cli, dataset_path: Pa
     assert cli("export", dataset_path, one, "--tensor", "notes").code == 0
     assert (one / "notes").stat().st_mtime_ns == want["notes"][1]
     assert one.stat().st_mtime_ns != want[""][1]
+
+
+def test_a_missing_chunk_is_reported_as_damage_with_the_fsck_to_run(cli, dataset_path: Path, tmp_path: Path) -> None:
+    """Found by QA: export said the dataset changed since it was loaded and to call
+    refresh() (an API word) for a chunk deleted on disk, with nobody writing."""
+    from lakefs.format import keys
+
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("b", htype="bytes", chunk_size=4096)
+        ds.b.extend([bytes(3000)] * 3)
+        key = keys.chunk(ds.b.meta.tid, int(ds.b._engine.index.entry(1)["chunk"]))
+    (dataset_path / key).unlink()
+    r = cli("export", dataset_path, tmp_path / "out")
+    assert r.code == 1
+    assert f"chunk {key} is missing: the dataset is damaged; run `lakefs fsck {os.path.realpath(dataset_path)}`" \
+        in r.err, r.err
+    assert "refresh" not in r.err and "changed since" not in r.err
