@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from lakefs.dataset import Dataset
-from lakefs.dataset.dataset import orphaned_dataset, take_writer_lock
+from lakefs.dataset.dataset import holds_dataset, take_writer_lock
 from lakefs.errors import DatasetNotFoundError, InvalidNameError
 from lakefs.format import keys
 from lakefs.storage.mounts import refuse_a_mountpoint
@@ -36,7 +36,7 @@ def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: 
     """Create a new, empty dataset; refuses an existing one unless ``overwrite``."""
     storage = _storage(path, False, storage_options, creating=True)
     # (a dataset that lost its marker is replaced too: overwrite says its data may go)
-    replacing = overwrite and (storage.exists(keys.MARKER) or orphaned_dataset(storage) is not None)
+    replacing = overwrite and holds_dataset(storage)
     if replacing:
         with take_writer_lock(storage):
             storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
@@ -72,3 +72,13 @@ def exists(path: str | os.PathLike, *, storage_options: dict | None = None) -> b
         return _storage(path, True, storage_options).exists(keys.MARKER)
     except DatasetNotFoundError:
         return False
+
+
+def lost_marker_at(path: str | os.PathLike, *, storage_options: dict | None = None) -> bool:
+    """Whether a dataset that lost its marker is at ``path`` (:func:`exists` says no): a
+    command given it must refuse it as such, not say there is no dataset."""
+    try:
+        storage = _storage(path, True, storage_options)
+    except DatasetNotFoundError:
+        return False
+    return not storage.exists(keys.MARKER) and holds_dataset(storage)

@@ -139,6 +139,12 @@ def take_writer_lock(storage: Storage) -> WriterLock:
                           "one with read_only=True", holder=e.holder, in_this_process=True) from e
 
 
+def holds_dataset(storage: Storage) -> bool:
+    """Whether ``storage`` holds a dataset: its marker, or a dataset that lost it, which
+    every command refuses with :func:`lost_marker_message` rather than "no dataset"."""
+    return storage.exists(keys.MARKER) or orphaned_dataset(storage) is not None
+
+
 def fsck_hint(where: str) -> str:
     """The advice that ends an error about damage found reading the dataset at ``where``."""
     return f"run `lakefs fsck {shlex.quote(where)}`"

@@ -45,7 +45,7 @@ import numpy as np
 
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.compression import get_codec
-from lakefs.dataset.dataset import orphaned_dataset
+from lakefs.dataset.dataset import holds_dataset, orphaned_dataset
 from lakefs.dataset.maintenance import STALE_TEMP_SECONDS
 from lakefs.dataset.samples import SampleFormat
 from lakefs.errors import (
@@ -649,7 +649,7 @@ def find_dataset(storage: Storage) -> None:
         return
     if is_object_store(storage.where):
         storage.check()  # a missing bucket says so
-    if orphaned_dataset(storage) is None:
+    if not holds_dataset(storage):
         raise DatasetNotFoundError(f"no lakefs dataset at {storage.where}")
 
 

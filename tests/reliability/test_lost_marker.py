@@ -65,6 +65,19 @@ def test_ingest_and_mount_refuse_it(cli, markerless: Path, tmp_path: Path) -> No
     assert files(markerless) == before
 
 
+@pytest.mark.parametrize("argv", [("info", ""), ("ls", ""), ("ls", "/blobs"), ("ls", "/blobs/nothing"),
+                                  ("ls", "-l", "")], ids=["info", "ls", "ls-tensor", "ls-file", "ls-l"])
+def test_ls_says_what_info_says(cli, markerless: Path, argv: tuple[str, ...]) -> None:
+    """Found by QA: `lakefs ls` said "no lakefs dataset at ..." where info, export and
+    compact said the marker is missing and how to restore it (one detection for all)."""
+    before = files(markerless)
+    *opts, inner = argv
+    r = cli(*opts, f"{markerless}{inner}")
+    assert r.code == 1 and len(r.err.splitlines()) == 1, r.err
+    assert_refused(r.err, markerless)
+    assert files(markerless) == before
+
+
 def test_overwrite_replaces_it(markerless: Path) -> None:
     with lakefs.empty(markerless, overwrite=True) as ds:
         assert ds.tensors == {} and len(ds) == 0
