@@ -259,6 +259,11 @@ def marker_bytes(version: int = FORMAT_VERSION) -> bytes:
     return json.dumps({"format": "lakefs", "version": version, "uid": uuid.uuid4().hex}).encode()
 
 
+def _json_kind(value: object) -> str:
+    """The JSON name of a parsed value's type: ``array`` for a list."""
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+
+
 def head_bytes(seq: int, manifest_key: str) -> bytes:
     return json.dumps({"format_version": FORMAT_VERSION, "seq": seq, "manifest": manifest_key}).encode()
 
@@ -275,15 +280,25 @@ def head_version(blob: bytes, where: str) -> int:
 
 
 def parse_head(blob: bytes, where: str) -> tuple[int, str]:
+    """(seq, manifest key) of a ``HEAD`` object; ``CorruptionError`` saying in words what
+    is wrong with one that is not a HEAD (never a Python exception's repr)."""
     try:
         d = json.loads(blob)
-        check_version(d.get("format_version"), where)
-        seq, mkey = int(d["seq"]), str(d["manifest"])
-    except FormatVersionError:
-        raise
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        why = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else repr(e)  # (not its bytes)
-        raise CorruptionError(f"{where}: HEAD is malformed: {why}") from e
+    except UnicodeDecodeError:
+        raise CorruptionError(f"{where}: HEAD is malformed: not UTF-8 text") from None  # (not its bytes)
+    except ValueError:
+        why = "it is empty" if not bytes(blob).strip() else "it is not JSON"
+        raise CorruptionError(f"{where}: HEAD is malformed: {why}") from None
+    if not isinstance(d, dict):
+        raise CorruptionError(f"{where}: HEAD is malformed: it is a JSON {_json_kind(d)}, not an object")
+    check_version(d.get("format_version"), where)
+    seq, mkey = d.get("seq"), d.get("manifest")
+    why = ("it names no commit (seq)" if seq is None else
+           "its seq is not a whole number" if type(seq) is not int else
+           "it names no manifest" if mkey is None else
+           "its manifest is not a string" if not isinstance(mkey, str) else None)
+    if why is not None:
+        raise CorruptionError(f"{where}: HEAD is malformed: {why}")
     if mkey != keys.manifest(seq):  # HEAD has no checksum: a damaged seq or key shows here
         raise CorruptionError(f"{where}: HEAD names {mkey!r} for commit {seq} (damaged?)")
     return seq, mkey

@@ -666,6 +666,27 @@ def test_a_head_that_is_not_text_is_named_without_its_bytes(cli, photo_ds: Path)
     assert r.err == "lakefs: error: HEAD: HEAD is malformed: not UTF-8 text\n"
 
 
+@pytest.mark.parametrize("head, why", [
+    (b"", "it is empty"), (b"  \n", "it is empty"), (b'{"format_version": 3, "se', "it is not JSON"),
+    (b'["x"]', "it is a JSON array, not an object"), (b'"HEAD"', "it is a JSON string, not an object"),
+    (b"null", "it is a JSON null, not an object"),
+    (b'{"format_version": 3, "manifest": "manifests/0000000000000002.json"}', "it names no commit (seq)"),
+    (b'{"format_version": 3, "seq": "2", "manifest": "manifests/0000000000000002.json"}',
+     "its seq is not a whole number"),
+    (b'{"format_version": 3, "seq": 2}', "it names no manifest"),
+    (b'{"format_version": 3, "seq": 2, "manifest": 2}', "its manifest is not a string"),
+])
+def test_a_malformed_head_is_said_in_words(cli, photo_ds: Path, head: bytes, why: str) -> None:
+    """Found by QA: HEAD holding ``["x"]`` said ``AttributeError("'list' object has no
+    attribute 'get'")``, an empty one a JSONDecodeError's repr."""
+    (photo_ds / keys.HEAD).write_bytes(head)
+    r = cli("info", photo_ds)
+    assert r.err.startswith(f"lakefs: error: HEAD: HEAD is malformed: {why}"), r.err
+    assert "Error(" not in r.err
+    r = cli("fsck", photo_ds)
+    assert f"fsck: HEAD: HEAD is malformed: {why}\n" in r.out, r.out
+
+
 def test_a_damaged_plain_file_is_reported_and_dropped_by_repair(cli, photo_ds: Path) -> None:
     """Found by QA: plain files had no checksum, so a flipped byte in files/<id> passed
     fsck. Each is checked (in pieces) against its crc32 now; repair drops a damaged
