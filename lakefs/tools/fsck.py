@@ -115,7 +115,7 @@ class Checker:
         self.marker_bad = False  # repair writes a new marker
         self.head: bytes | None = None  # the HEAD this check started from
         self.missing = False  # an object was missing (a concurrent commit may have deleted it)
-        self.lost_commits: list[int] = []  # newer commits whose manifest does not read
+        self.lost_commits: list[int] = []  # the commits after the manifest repair goes back to
         self.rollback_lost: list[str] = []  # samples those commits wrote (repair gives them up)
 
     def problem(self, text: str) -> None:
@@ -165,7 +165,9 @@ class Checker:
             self.problem("no readable manifest is left: the dataset cannot be recovered by fsck")
             self.report.fatal = True
             return False
-        self.lost_commits = sorted({s for s in (*unreadable, head_seq or 0) if s > self.manifest.seq})
+        # Commits are numbered one by one: all from the one after it to the newest named were made.
+        newest = max((*unreadable, head_seq or 0))
+        self.lost_commits = list(range(self.manifest.seq + 1, newest + 1))
         self.problem(f"the newest readable manifest is {keys.manifest(self.manifest.seq)} (repair makes it current)")
         self.damaged.add(keys.HEAD)
         return True
@@ -241,7 +243,8 @@ class Checker:
                 f"{len(created)} tensor(s) created (their names were in the lost manifest)" if created else "",
                 f"{len(files)} plain file version(s) stored" if files else ""]
         what = [w for w in what if w]
-        commits = ", ".join(str(s) for s in self.lost_commits)
+        first, last = self.lost_commits[0], self.lost_commits[-1]
+        commits = str(first) if first == last else f"{first}..{last}"
         self.problem(f"going back to commit {m.seq} gives up what commit(s) {commits} made: "
                      + ("; ".join(what) + " (a crashed writer's uncommitted objects may be among them)" if what
                         else "no object of theirs is left to say what"))

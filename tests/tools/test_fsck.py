@@ -461,6 +461,17 @@ def test_going_back_a_commit_names_what_that_commit_wrote(cli, dataset_path: Pat
         assert len(ds) == 20 and ds["blobs"][2].tobytes() == b"0.2"
 
 
+def test_going_back_past_several_commits_names_them_all(cli, photo_ds: Path) -> None:
+    """Found by QA: HEAD naming a missing commit 9 with 4 the newest readable one said
+    "gives up what commit(s) 9 made": commits are numbered one by one, so 5..9 were made."""
+    seq = json.loads((photo_ds / keys.HEAD).read_bytes())["seq"]
+    (photo_ds / keys.HEAD).write_text(json.dumps({"format_version": 3, "seq": seq + 5,
+                                                  "manifest": keys.manifest(seq + 5)}))
+    r = cli("fsck", photo_ds)
+    assert r.code == 1
+    assert f"fsck: going back to commit {seq} gives up what commit(s) {seq + 1}..{seq + 5} made: " in r.out, r.out
+
+
 def test_a_damaged_row_segment_is_named_once(cli, photo_ds: Path) -> None:
     seg = next((photo_ds / "rows").iterdir())
     flip(seg, segments.HEADER.size + 3)
