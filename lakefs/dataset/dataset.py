@@ -373,13 +373,15 @@ class Dataset:
 
     def _read_head(self) -> _Snapshot:
         """The latest commit, loaded (manifest, rows, index). A writer committing at the
-        same time may delete what is being read: read again, as a fresh open would."""
+        same time may delete what is being read: read again, as a fresh open would.
+        Damage (of HEAD, the manifest, a row or index segment) stops every open and
+        refresh here: its error ends with the fsck to run, said in this one place."""
         for attempt in range(OPEN_RETRIES):
             try:
                 return self._load_head()
             except CorruptionError as e:
                 if attempt == OPEN_RETRIES - 1 or not isinstance(e.__cause__, ObjectNotFoundError):
-                    raise
+                    raise CorruptionError(f"{e}; {fsck_hint(self.storage.where)}") from e
                 time.sleep(min(0.05 * 2**attempt, 1.0))  # a commit replaced what we were reading
         raise AssertionError("unreachable")
 

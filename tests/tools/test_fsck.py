@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -664,7 +665,7 @@ def test_a_flipped_bit_in_the_format_version_name_is_damage_not_a_newer_format(c
     assert data.count(b"format_version") == 1
     target.write_bytes(data.replace(b"format_version", b"format_versioo"))  # "n" ^ 0x01
     r = cli("info", photo_ds)
-    assert r.code == 1 and r.err.endswith(": no format version (damaged?)\n"), r.err
+    assert r.code == 1 and r.err.endswith(f": no format version (damaged?); run `lakefs fsck {photo_ds}`\n"), r.err
     r = cli("fsck", photo_ds)
     assert r.code == 1 and "no format version (damaged?)" in r.out and "(repair makes it current)" in r.out
     assert cli("fsck", "--repair", photo_ds).code == 0
@@ -674,7 +675,7 @@ def test_a_flipped_bit_in_the_format_version_name_is_damage_not_a_newer_format(c
 def test_a_head_that_is_not_text_is_named_without_its_bytes(cli, photo_ds: Path) -> None:
     (photo_ds / keys.HEAD).write_bytes(b"\xcc\xfc\x1f" * 20)
     r = cli("info", photo_ds)
-    assert r.err == "lakefs: error: HEAD: HEAD is malformed: not UTF-8 text\n"
+    assert r.err == f"lakefs: error: HEAD: HEAD is malformed: not UTF-8 text; run `lakefs fsck {photo_ds}`\n"
 
 
 @pytest.mark.parametrize("head, why", [
@@ -696,6 +697,23 @@ def test_a_malformed_head_is_said_in_words(cli, photo_ds: Path, head: bytes, why
     assert "Error(" not in r.err
     r = cli("fsck", photo_ds)
     assert f"fsck: HEAD: HEAD is malformed: {why}\n" in r.out, r.out
+
+
+@pytest.mark.parametrize("damaged", ["index segment", "row segment", "manifest", "HEAD"])
+def test_damage_that_stops_an_open_says_to_run_fsck(cli, photo_ds: Path, damaged: str) -> None:
+    """Found by QA: info, ls and mount stopped with "rows/...: segment checksum mismatch"
+    and no word of what to do."""
+    head = json.loads((photo_ds / keys.HEAD).read_bytes())
+    target = {"index segment": lambda: segment_path(photo_ds, "images"),
+              "row segment": lambda: next((photo_ds / "rows").iterdir()),
+              "manifest": lambda: photo_ds / head["manifest"], "HEAD": lambda: photo_ds / keys.HEAD}[damaged]()
+    flip(target, len(target.read_bytes()) - 3)
+    hint = f"; run `lakefs fsck {os.path.realpath(photo_ds)}`"
+    for argv in (("info", photo_ds), ("ls", photo_ds), ("ls", "-l", f"{photo_ds}/images")):
+        r = cli(*argv)
+        assert r.code == 1 and r.err.endswith(f"{hint}\n") and r.err.count("lakefs fsck") == 1, r.err
+    with pytest.raises(CorruptionError, match=re.escape(hint)):
+        lakefs.load(photo_ds, read_only=True)
 
 
 def test_a_damaged_plain_file_is_reported_and_dropped_by_repair(cli, photo_ds: Path) -> None:
