@@ -3,8 +3,9 @@
 :class:`~lakefs.tools.fsck.Checker` has already found what is damaged. Here the good
 samples of damaged chunks are copied into new chunks, each damaged tensor gets one fresh
 index segment of its verified entries, rows whose key is lost become ``lost-row-NNNNNNNN``, and
-a new manifest then ``HEAD`` (one atomic put) make it visible. Damaged objects are
-deleted only after that, so a crash at any point leaves the old or the repaired dataset.
+a new manifest then ``HEAD`` (one atomic put) make it visible. Damaged objects, and the
+manifests a commit would not keep, are deleted only after that, so a crash at any point
+leaves the old or the repaired dataset.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lakefs.chunks.cache import ChunkCache
 from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine, IdAllocator
 from lakefs.compression import get_codec
+from lakefs.dataset.dataset import KEEP_MANIFESTS
 from lakefs.errors import CorruptionError, LakeFSError
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
@@ -71,11 +73,22 @@ def _commit(c: Checker, bad_files: list[str]) -> None:
     c.storage.put(mkey, m.to_bytes())
     c.storage.put(keys.HEAD, head_bytes(m.seq, mkey))  # the one atomic step
     doomed.discard(keys.HEAD)
+    doomed |= _old_manifests(c, m.seq)
     for key in doomed:
         try:
             c.storage.delete(key)
         except LakeFSError as e:
             log.warning("could not delete damaged object %s: %s", key, e)
+
+
+def _old_manifests(c: Checker, seq: int) -> set[str]:
+    """The manifests a commit ``seq`` would not keep: older ones than the KEEP_MANIFESTS
+    a commit keeps (a commit deletes one, repair may go back past several), and the
+    damaged ones of the commits it gave up. Safe under the writer lock: no writer makes
+    one meanwhile, a reader opening an older one reads HEAD again, and none is of a
+    newer format (``Checker.refuse_newer_format``)."""
+    keep = {keys.manifest(s) for s in range(max(1, seq - KEEP_MANIFESTS + 1), seq + 1)}
+    return {k for k in c.storage.list(keys.MANIFESTS) if keys.is_dataset_key(k) and k not in keep}
 
 
 def _rewrite_tensor(c: Checker, st: _TensorState, ids: IdAllocator) -> None:

@@ -473,6 +473,25 @@ def test_going_back_past_several_commits_names_them_all(cli, photo_ds: Path) -> 
     assert f"fsck: going back to commit {seq} gives up what commit(s) {seq + 1}..{seq + 5} made: " in r.out, r.out
 
 
+@pytest.mark.parametrize("damaged", ["HEAD", "a newer manifest"])
+def test_repair_keeps_the_manifests_a_commit_keeps(cli, photo_ds: Path, damaged: str) -> None:
+    """Found by QA: after fsck --repair the manifests beyond the two a commit keeps were
+    left behind (and a damaged newer one, which a later fsck took for a lost commit)."""
+    seq = json.loads((photo_ds / keys.HEAD).read_bytes())["seq"]
+    if damaged == "HEAD":
+        (photo_ds / keys.HEAD).write_bytes(b"{}")
+    else:
+        (photo_ds / keys.manifest(seq + 2)).write_bytes(b"{damaged")
+        (photo_ds / keys.HEAD).write_text(json.dumps({"format_version": 3, "seq": seq + 2,
+                                                      "manifest": keys.manifest(seq + 2)}))
+    assert cli("fsck", "--repair", photo_ds).code == 0
+    assert sorted(p.name for p in (photo_ds / "manifests").iterdir()) == [
+        Path(keys.manifest(seq)).name, Path(keys.manifest(seq + 1)).name]
+    assert json.loads((photo_ds / keys.HEAD).read_bytes())["seq"] == seq + 1
+    r = cli("fsck", photo_ds)
+    assert r.code == 0, r.out
+
+
 def test_a_damaged_row_segment_is_named_once(cli, photo_ds: Path) -> None:
     seg = next((photo_ds / "rows").iterdir())
     flip(seg, segments.HEADER.size + 3)
