@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from lakefs.dataset import Dataset
 from lakefs.dataset.dataset import holds_dataset, take_writer_lock
 from lakefs.errors import DatasetNotFoundError, InvalidNameError
 from lakefs.format import keys
+from lakefs.storage.base import Storage
 from lakefs.storage.mounts import refuse_a_mountpoint
 from lakefs.storage.remote import is_object_store, open_dataset_storage
 
@@ -31,20 +34,32 @@ def _storage(path: str | os.PathLike, read_only: bool, storage_options: dict | N
                                 cache_size=cache_size, check=read_only and is_object_store(url))
 
 
+@contextlib.contextmanager
+def _closed_on_error(storage: Storage) -> Iterator[Storage]:
+    """``storage``, closed if opening the dataset on it fails (else the dataset made on it
+    owns it, and its ``close()`` closes it): a refused open leaks no descriptor."""
+    try:
+        yield storage
+    except BaseException:
+        storage.close()
+        raise
+
+
 def empty(path: str | os.PathLike, overwrite: bool = False, *, storage_options: dict | None = None,
           **options: Any) -> Dataset:
     """Create a new, empty dataset; refuses an existing one unless ``overwrite``."""
-    storage = _storage(path, False, storage_options, creating=True)
-    # (a dataset that lost its marker is replaced too: overwrite says its data may go)
-    replacing = overwrite and holds_dataset(storage)
-    if replacing:
-        with take_writer_lock(storage):
-            storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
-            storage.sync()
-            for key in list(storage.list()):
-                if keys.is_dataset_key(key):  # only the dataset's own objects
-                    storage.delete(key)
-    return Dataset(storage, create=True, must_create=True, _replacing=replacing, **options)
+    with _closed_on_error(_storage(path, False, storage_options, creating=True)) as storage:
+        # (a dataset that lost its marker is replaced too: overwrite says its data may go)
+        replacing = overwrite and holds_dataset(storage)
+        if replacing:
+            with take_writer_lock(storage):
+                storage.delete(keys.MARKER)  # first: a crash mid-way leaves "no dataset", not a broken one
+                storage.sync()
+                for key in list(storage.list()):
+                    if keys.is_dataset_key(key):  # only the dataset's own objects
+                        storage.delete(key)
+        return Dataset(storage, create=True, must_create=True, _replacing=replacing, _owns_storage=True,
+                       **options)
 
 
 def load(path: str | os.PathLike, read_only: bool = False, *, storage_options: dict | None = None,
@@ -55,21 +70,23 @@ def load(path: str | os.PathLike, read_only: bool = False, *, storage_options: d
     For an object-store dataset, ``cache_dir`` (e.g. ``~/.cache/lakefs``) keeps up to
     ``cache_size`` bytes of its chunks on local disk for later epochs.
     """
-    storage = _storage(path, read_only, storage_options, cache_dir, cache_size)
-    return Dataset(storage, read_only=read_only, **options)
+    with _closed_on_error(_storage(path, read_only, storage_options, cache_dir, cache_size)) as storage:
+        return Dataset(storage, read_only=read_only, _owns_storage=True, **options)
 
 
 def dataset(path: str | os.PathLike, read_only: bool = False, *, storage_options: dict | None = None,
             cache_dir: str | os.PathLike | None = None, cache_size: int = DEFAULT_CACHE_SIZE,
             **options: Any) -> Dataset:
     """Open the dataset at ``path``, creating it when missing (unless read-only)."""
-    storage = _storage(path, read_only, storage_options, cache_dir, cache_size, creating=not read_only)
-    return Dataset(storage, read_only=read_only, create=not read_only, **options)
+    with _closed_on_error(_storage(path, read_only, storage_options, cache_dir, cache_size,
+                                   creating=not read_only)) as storage:
+        return Dataset(storage, read_only=read_only, create=not read_only, _owns_storage=True, **options)
 
 
 def exists(path: str | os.PathLike, *, storage_options: dict | None = None) -> bool:
     try:
-        return _storage(path, True, storage_options).exists(keys.MARKER)
+        with _storage(path, True, storage_options) as storage:
+            return storage.exists(keys.MARKER)
     except DatasetNotFoundError:
         return False
 
@@ -78,7 +95,7 @@ def lost_marker_at(path: str | os.PathLike, *, storage_options: dict | None = No
     """Whether a dataset that lost its marker is at ``path`` (:func:`exists` says no): a
     command given it must refuse it as such, not say there is no dataset."""
     try:
-        storage = _storage(path, True, storage_options)
+        with _storage(path, True, storage_options) as storage:
+            return not storage.exists(keys.MARKER) and holds_dataset(storage)
     except DatasetNotFoundError:
         return False
-    return not storage.exists(keys.MARKER) and holds_dataset(storage)

@@ -232,10 +232,12 @@ class Dataset:
     def __init__(self, storage: Storage, *, read_only: bool = False, create: bool = False,
                  must_create: bool = False, cache_bytes: int = DEFAULT_CACHE_BYTES,
                  allow_transcode: bool = True, commit_interval: float | None = None,
-                 commit_at_exit: bool = True, _replacing: bool = False) -> None:
+                 commit_at_exit: bool = True, _replacing: bool = False, _owns_storage: bool = False) -> None:
         if commit_interval is not None and not commit_interval > 0:
             raise ConfigError(f"commit_interval must be > 0 seconds, not {commit_interval!r}")
         self.storage = storage
+        # Opened for it from a path (lakefs.load): closed with it, descriptors and threads.
+        self._owns_storage = _owns_storage
         self._read_only = read_only or not storage.writable
         self.allow_transcode = allow_transcode
         self._lock = threading.RLock()
@@ -575,7 +577,9 @@ class Dataset:
                 pass
 
     def close(self) -> None:
-        """Commit everything and release the writer lock.
+        """Commit everything and release the writer lock; the storage too when
+        ``lakefs.load`` (``empty``, ``dataset``) opened it from a path: its descriptors and
+        threads, so that a program opening datasets again and again does not run out.
 
         If that commit fails (a full disk, an unreachable store), the error is raised and
         the dataset stays open with everything written still in it: close (or flush)
@@ -590,7 +594,11 @@ class Dataset:
             self._run_before_commit()
         except LakeFSError as e:  # (files the mount keeps in memory): they stay for a retry
             hook_error = e
-        self._close(keep_open=hook_error is not None)  # what is in the dataset is committed
+        try:
+            self._close(keep_open=hook_error is not None)  # what is in the dataset is committed
+        finally:
+            if self._closed and self._owns_storage:  # (after the garbage _close deletes)
+                self.storage.close()
         if hook_error is not None:
             raise hook_error
 

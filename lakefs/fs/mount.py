@@ -547,6 +547,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
                      cache_bytes=config.chunk_cache_size, allow_transcode=config.allow_transcode,
                      commit_at_exit=False)
     except LockedError as e:
+        storage.close()
         if e.in_this_process:  # (a program that mounts a dataset it still has open)
             raise LockedError(f"{dataset_url} is already open for writing in this process (a Dataset object not "
                               "closed): close() it first, or mount with -o ro to read it beside it",
@@ -559,6 +560,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         who = f" ({e.holder})" if e.holder else ""
         raise LockedError(f"{dataset_url} is already open for writing (mounted or in use) by another writer{who}; "
                           "mount it with -o ro to read it beside its writer") from e
+    except BaseException:
+        storage.close()
+        raise
     fs = DatasetFS(ds, config, read_only=read_only)
     # Off by default: with xattrs, ls -l asks two of them per entry (docs/BENCHMARKS.md).
     xattr = bool(config.fuse.xattr or options.get("xattr")) and not options.get("noxattr")
@@ -631,6 +635,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
             lost = _stop_mount(ds, fs, mountpoint, refresher, forgetter, served=started.is_set())
     finally:
         signals.restore()
+        storage.close()  # (opened here: the dataset's close leaves it open)
     if failure is not None:
         raise LakeFSError(f"the mount at {mountpoint} stopped: {failure}")
     return ["/" + p for p in lost]

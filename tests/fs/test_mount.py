@@ -463,6 +463,37 @@ def test_bad_mount_invocations(dataset_path, mountpoint, tmp_path):
     assert not is_mounted(mountpoint)
 
 
+# Runs the command line, with a line added to $CLOSED at each close of a LocalStorage.
+CLOSE_SPY = """
+import os, sys
+from lakefs.cli.main import main
+from lakefs.storage.local import LocalStorage
+close = LocalStorage.close
+def spy(self):
+    with open(os.environ["CLOSED"], "a") as f:
+        f.write("closed\\n")
+    close(self)
+LocalStorage.close = spy
+sys.exit(main())
+"""
+
+
+def test_the_mount_closes_its_storage(dataset_path, mountpoint, tmp_path):
+    """Found by review: the mount never closed the storage it opened, nor did it when
+    the open of its dataset failed."""
+    closed = tmp_path / "closed"
+    env = {**os.environ, "CLOSED": str(closed)}
+    spy = [sys.executable, "-c", CLOSE_SPY, "mount", str(dataset_path), str(mountpoint), "-f"]
+    with mounted(spy, mountpoint, env=env, foreground_flag=None):
+        (mountpoint / "labels").mkdir()
+    assert closed.read_text() == "closed\n"
+    closed.unlink()
+    with lakefs.load(dataset_path):  # a writer: the mount cannot open the dataset
+        r = subprocess.run(spy, capture_output=True, text=True, env=env, check=False)
+    assert r.returncode != 0 and "already open for writing" in r.stderr
+    assert closed.read_text() == "closed\n"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_commits_and_unmounts(photos, dataset_path, mountpoint, sig):
     with mounted(lakefs_mount(dataset_path, mountpoint, "-o", "commit_interval=3600"), mountpoint) as m:

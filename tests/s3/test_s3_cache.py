@@ -121,3 +121,23 @@ def test_cli_export_and_load_fetch_a_damaged_cache_file_again(photos, s3_endpoin
                      cache_dir=cache) as ds:
         assert {s.filename: md5(s.tobytes()) for s in ds.images} == want
     assert len(list(cache.iterdir())) == 1  # (the files the export cached, damaged again)
+
+
+def test_close_closes_the_cache_the_api_opened(s3_endpoint, s3_url, tmp_path, monkeypatch):
+    """Found by review: close() left the cache lakefs.load opened (its thread pool, the
+    store's descriptors) to the garbage collector; an open that fails closes it too."""
+    from lakefs.errors import DatasetNotFoundError
+    from lakefs.storage.cache import CachingStorage
+
+    closed: list[CachingStorage] = []
+    close = CachingStorage.close
+    monkeypatch.setattr(CachingStorage, "close", lambda self: (closed.append(self), close(self))[1])
+    opts, cache = options(s3_endpoint), tmp_path / "cache"
+    make(s3_url, opts, "X-")
+    with lakefs.load(s3_url, read_only=True, storage_options=opts, cache_dir=cache) as ro:
+        assert ro.labels[0].numpy() == "X-a"
+        assert not closed
+    assert closed == [ro.storage]
+    with pytest.raises(DatasetNotFoundError):
+        lakefs.load(s3_url + "-none", read_only=True, storage_options=opts, cache_dir=cache)
+    assert len(closed) == 2
