@@ -795,6 +795,42 @@ def test_delete_tensor_takes_its_plain_files_and_directories_along(tmp_path):
     ds.close()
 
 
+def test_a_tensor_handle_kept_across_delete_tensor_is_refused(tmp_path):
+    """Found by review: a handle kept across ``delete_tensor`` went on appending: rows
+    were added and committed while their samples went with the deleted tensor. It now
+    refuses to read or write; a sample taken before stays readable (an open file of the
+    mount reads it until the commit's garbage goes), and a renamed tensor's handle
+    follows it."""
+    ds = lakefs.empty(tmp_path / "ds")
+    t = ds.create_tensor("blobs", htype="bytes", chunk_size=4096)
+    ds.create_tensor("other", htype="bytes")
+    t.append(b"x")
+    sample = t[0]
+    stream = t.open_file_stream("big.bin", 3 * 4096)  # (the mount streams a big file copied in)
+    stream.write(b"s" * 3 * 4096)
+    ds.delete_tensor("blobs")
+    ds.create_tensor("blobs", htype="bytes")  # (another tensor of that name: not this handle's)
+    uses = [lambda: t.append(b"y"), lambda: t.extend([b"y", b"z"]), lambda: t.__setitem__(0, b"y"),
+            lambda: t.__setitem__("k", b"y"), lambda: t.pop(0), lambda: t.write_file("k.bin", b"y"),
+            lambda: t.commit_file_stream("big.bin", stream), lambda: t.open_file_stream("b.bin", 3 * 4096),
+            lambda: t[0], lambda: len(t), lambda: t.numpy(), lambda: t.find_file("00000000.bin")]
+    for use in uses:
+        with pytest.raises(TensorNotFoundError, match="'blobs' was deleted"):
+            use()
+    assert "deleted" in repr(t)
+    assert sample.tobytes() == b"x"
+    assert len(ds) == 1 and ds.keys() == ["00000000"] and len(ds.blobs) == 0
+    renamed = ds.create_tensor("a", htype="bytes")
+    ds.rename_tensor("a", "g/b")
+    renamed.append(b"r")
+    ds.rename_group("g", "h")
+    renamed.append(b"s")
+    ds.close()
+    with lakefs.load(tmp_path / "ds", read_only=True) as r:
+        assert sorted(r.tensors) == ["blobs", "h/b", "other"]
+        assert len(r) == 2 and [s.tobytes() for s in r["h/b"]] == [b"r", b"s"]
+
+
 def test_rename_group(tmp_path):
     ds = lakefs.empty(tmp_path / "ds")
     ds.create_tensor("train/images", htype="image", sample_compression="png")

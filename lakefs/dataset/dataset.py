@@ -1310,6 +1310,7 @@ class Dataset:
         del self._tensors[tensor.name]
         del self._manifest.tensors[tensor.name]
         self._dropped_prefixes.append(keys.tensor_prefix(tensor.meta.tid))
+        tensor._retire()  # (a handle kept would write rows whose samples go with it)
         self._touch()
         return tensor
 

@@ -23,6 +23,7 @@ from lakefs.errors import (
     NameTooLongError,
     SampleNotFoundError,
     StoredExtensionError,
+    TensorNotFoundError,
 )
 from lakefs.format.index import FLAG_TRANSCODED
 from lakefs.format.manifest import TensorMeta
@@ -87,6 +88,9 @@ class Sample(HtypeReaders):
 
     def __init__(self, tensor: Tensor, row: int, entry: np.void | None, *, filename: str | None = None) -> None:
         self.tensor = tensor
+        # Its own: a sample stays readable after its tensor is deleted, until the commit's
+        # garbage goes (an open file of the mount), though the tensor handle refuses.
+        self._engine = tensor._engine
         self.row = row
         self._entry = entry
         self._filename = filename  # known to a writer: no key decode per stored file
@@ -151,7 +155,7 @@ class Sample(HtypeReaders):
         return bool(int(self._e()["flags"]) & FLAG_TRANSCODED)
 
     def _stored(self) -> bytes:
-        return self.tensor._engine.read_entry(self._e())
+        return self._engine.read_entry(self._e())
 
     def tobytes(self) -> bytes:
         """The stored encoding: the original file for pass-through samples, raw array
@@ -186,15 +190,14 @@ class Sample(HtypeReaders):
         large sample when its file view is its stored bytes (then a read-only view of a
         verified tile when the piece lies in one)."""
         if self.is_large and self.tensor._format.file_is_stored:
-            return self.tensor._engine.read_range(self._e(), offset, size)
+            return self._engine.read_range(self._e(), offset, size)
         return self.file_bytes()[offset : offset + size]
 
     def file_reader(self) -> Callable[[int, int], bytes | memoryview]:
         """``read(offset, size)`` of the file view for one reader (an open file): a large
         sample gets its own window of tiles, read ahead as the reader goes."""
         if self.is_large and self.tensor._format.file_is_stored:
-            return functools.partial(self.tensor._engine.read_range, self._e(),
-                                     window=self.tensor._engine.tile_window())
+            return functools.partial(self._engine.read_range, self._e(), window=self._engine.tile_window())
         return self.read_file
 
     def file_bytes(self) -> bytes:
@@ -253,6 +256,19 @@ class SampleList(HtypeReaders, list):
         return self.numpy(aslist=True)
 
 
+class _DeletedEngine:
+    """The engine of a tensor deleted from its dataset: every use of a handle kept across
+    ``delete_tensor`` raises, where it wrote rows whose samples went with the deleted
+    tensor. At no cost to the handles in use: nothing is checked on the way."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise TensorNotFoundError(f"tensor {self.name!r} was deleted from the dataset: this handle to it "
+                                  "reads and writes nothing (take the tensor from the dataset again)")
+
+
 class Tensor(HtypeReaders):
     """A column. Indexing by row number or row key gives a :class:`Sample`; a slice or a
     list of rows a :class:`SampleList`."""
@@ -261,10 +277,17 @@ class Tensor(HtypeReaders):
         self.dataset = dataset
         self.name = name
         self.meta = meta
-        self._engine = engine
+        self._engine: ChunkEngine | _DeletedEngine = engine
         self._format = fmt
 
+    def _retire(self) -> None:
+        """Deleted from its dataset (:meth:`Dataset.delete_tensor`, and the mount's
+        ``unmake_tensor``, ``regroup_tensor``): this handle refuses every use from now on."""
+        self._engine = _DeletedEngine(self.name)
+
     def __repr__(self) -> str:
+        if isinstance(self._engine, _DeletedEngine):
+            return f"Tensor({self.name!r}, deleted)"
         return (
             f"Tensor({self.name!r}, htype={self.htype!r}, dtype={self.dtype!r}, "
             f"sample_compression={self.sample_compression!r}, len={len(self)})"
@@ -709,7 +732,7 @@ class Tensor(HtypeReaders):
                     mode=mode if mode is not None else DEFAULT_MODE,
                     ext=self._ext_code(self._format.shown_ext(ext, False)),
                 )
-            except BaseException:  # (a broken stream, a full disk at its last tile): no empty row
+            except BaseException:  # (a broken stream, a full disk, a deleted tensor): no empty row
                 self.dataset._take_back(rows_before, [])
                 raise
             self.dataset._touch()
