@@ -1453,8 +1453,8 @@ class Dataset:
             with contextlib.ExitStack() as undo:  # a row not stored (a full disk) adopts no dtype
                 for t in tensors:
                     undo.enter_context(t._format.rollback())
-                (cells,) = self._encode_rows(tensors, [list(sample.values())], name_items=False)
-                return Row(self, self._store_row(cells, key))
+                rows = self._encode_rows(tensors, [list(sample.values())], name_items=False)
+                return Row(self, self._store_rows(rows, key))
 
     def _take_back(self, rows_before: int, cells: list[tuple[Tensor, int]]) -> None:
         """Undo a write that failed on storage after its values were checked (a full
@@ -1473,8 +1473,9 @@ class Dataset:
 
     def extend(self, samples: dict[str, list[Any]]) -> None:
         """Add a row per item: ``ds.extend({"images": [...], "labels": [...]})``. All rows or
-        none: the lists must have one length, and every value is validated before any row
-        is stored; a refused value is named by its tensor and position."""
+        none: the lists must have one length, every value is validated before any row is
+        stored (a refused value is named by its tensor and position), and a storage
+        failure midway (a full disk) takes back the rows stored before it."""
         with self._lock:
             self._check_writable()
             if not isinstance(samples, dict):
@@ -1490,8 +1491,10 @@ class Dataset:
             if len(lengths) > 1:
                 given = ", ".join(f"{n!r}: {len(c)}" for n, c in zip(samples, columns, strict=True))
                 raise InvalidSampleError(f"ds.extend needs lists of one length, got {given}")
-            for cells in self._encode_rows(tensors, list(zip(*columns, strict=True)), name_items=True):
-                self._store_row(cells, None)
+            with contextlib.ExitStack() as undo:  # rows not stored (a full disk) adopt no dtype
+                for t in tensors:
+                    undo.enter_context(t._format.rollback())
+                self._store_rows(self._encode_rows(tensors, list(zip(*columns, strict=True)), name_items=True))
 
     def _encode_rows(self, tensors: list[Tensor], rows: list[Sequence[Any]], *,
                      name_items: bool) -> list[list[tuple[Tensor, Encoded, Any]]]:
@@ -1514,20 +1517,24 @@ class Dataset:
                 out.append(row)
         return out
 
-    def _store_row(self, cells: list[tuple[Tensor, Encoded, Any]], key: str | None) -> int:
-        """Store encoded cells as a new row (an automatic key without ``key``)."""
-        row = len(self._rows)
-        self._rows.append(key if key is not None else self._auto_key(row))
+    def _store_rows(self, rows: list[list[tuple[Tensor, Encoded, Any]]], key: str | None = None) -> int:
+        """Store the encoded cells of each of ``rows`` as a new row (the first under
+        ``key``, the others under automatic keys), all or none: a failure (a full disk)
+        takes back every row and cell already stored. Returns the first new row."""
+        first = len(self._rows)
         written: list[tuple[Tensor, int]] = []
         try:
-            for tensor, enc, value in cells:
-                tensor._write(row, enc, value)
-                written.append((tensor, row))
-        except BaseException:  # (a full disk): the row goes, with the cells it got
-            self._take_back(row, written)
+            for row, cells in enumerate(rows, first):
+                self._rows.append(key if key is not None and row == first else self._auto_key(row))
+                for tensor, enc, value in cells:
+                    tensor._write(row, enc, value)
+                    written.append((tensor, row))
+        except BaseException:
+            self._take_back(first, written)
             raise
-        self._touch()
-        return row
+        if rows:
+            self._touch()
+        return first
 
     def __getitem__(self, item: int | str | slice | Sequence[int]) -> Any:
         if isinstance(item, str):

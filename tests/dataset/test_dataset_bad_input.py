@@ -238,7 +238,7 @@ def test_dtype_is_not_adopted_from_a_refused_sample(tmp_path):
     assert ds.a.dtype == "int16"
 
 
-@pytest.mark.parametrize("how", ["append", "extend", "setitem", "write_file", "ds.append"])
+@pytest.mark.parametrize("how", ["append", "extend", "setitem", "write_file", "ds.append", "ds.extend"])
 def test_dtype_is_not_adopted_from_a_sample_whose_store_failed(tmp_path, monkeypatch, how):
     """A sample encoded but then not stored (a full disk) leaves no dtype behind: the
     next sample decides it, as if the failed one had never come."""
@@ -263,6 +263,8 @@ def test_dtype_is_not_adopted_from_a_sample_whose_store_failed(tmp_path, monkeyp
                 t[0] = np.array([1.5], np.float32)
             elif how == "ds.append":
                 ds.append({"a": np.array([1.5], np.float32), "b": np.array([1], np.uint8)})
+            elif how == "ds.extend":
+                ds.extend({"a": [np.array([1.5], np.float32)], "b": [np.array([1], np.uint8)]})
             else:
                 buf = io.BytesIO()
                 np.save(buf, np.array([1.5], np.float32))
@@ -270,6 +272,31 @@ def test_dtype_is_not_adopted_from_a_sample_whose_store_failed(tmp_path, monkeyp
     assert t.dtype is None and len(t) == 0 and len(ds) == 1
     t.append(np.array([1], np.int16))
     assert t.dtype == "int16"
+
+
+def test_ds_extend_keeps_no_row_when_the_disk_fills_midway(tmp_path):
+    """Found by review: ``ds.extend`` promises all rows or none, but a storage failure at
+    its third row kept the first two (``Tensor.extend`` took all of its rows back)."""
+    from lakefs.errors import StorageFullError
+    from lakefs.storage import LocalStorage
+    from lakefs.storage.faults import FaultyStorage
+
+    faulty = FaultyStorage(LocalStorage(str(tmp_path / "ds")), fail_at=10**9, mode="enospc", sticky=True)
+    ds = lakefs.Dataset(faulty, create=True)
+    ds.create_tensor("a", htype="bytes", chunk_size=4096)
+    ds.create_tensor("b", htype="bytes", chunk_size=4096)
+    ds.extend({"a": [b"kept"], "b": [b"kept"]})
+    faulty.fail_at = faulty.count + 3  # the disk fills a few chunks into the next extend
+    with pytest.raises(StorageFullError):  # (each sample fills a chunk: the next one is put)
+        ds.extend({"a": [bytes([i]) * 3000 for i in range(100)], "b": [bytes([i]) * 3000 for i in range(100)]})
+    assert faulty.tripped
+    assert len(ds) == 1 and len(ds.a) == 1 and len(ds.b) == 1 and ds.keys() == ["00000000"]
+    faulty.sticky, faulty.fail_at = False, 10**9  # (space again)
+    ds.a.append(b"next")
+    ds.close()
+    with lakefs.load(tmp_path / "ds", read_only=True) as r:
+        assert len(r) == 2 and [s.tobytes() for s in r.a] == [b"kept", b"next"]
+        assert [s.tobytes() for s in r.b] == [b"kept"]
 
 
 @pytest.mark.parametrize("name,error", [
