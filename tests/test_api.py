@@ -400,6 +400,40 @@ def test_commit_interval_makes_api_writes_durable_without_flush(tmp_path):
         lakefs.empty(tmp_path / "other", commit_interval=0)
 
 
+def test_a_close_that_fails_keeps_the_periodic_commit(tmp_path):
+    """Found by review: close() stopped the periodic commit before its own commit, and
+    when that failed (a full disk) the dataset stayed open with nothing committing it."""
+    import threading
+    import time
+
+    from lakefs.errors import StorageFullError
+    from lakefs.storage import LocalStorage
+    from lakefs.storage.faults import FaultyStorage
+
+    def autocommits() -> int:
+        return sum(t.name == "lakefs-autocommit" for t in threading.enumerate())
+
+    faulty = FaultyStorage(LocalStorage(str(tmp_path / "ds")), fail_at=10**9, mode="enospc", sticky=True)
+    ds = lakefs.Dataset(faulty, create=True, commit_interval=0.2)
+    ds.create_tensor("labels", htype="text")
+    ds.flush()
+    faulty.fail_at = faulty.count + 1  # the disk is full from now on
+    ds.labels.append("kept")
+    with pytest.raises(StorageFullError):
+        ds.close()
+    assert autocommits() == 1
+    faulty.sticky, faulty.fail_at = False, 10**9  # (space again)
+    deadline = time.monotonic() + 10
+    committed = []
+    while not committed and time.monotonic() < deadline:
+        with lakefs.load(tmp_path / "ds", read_only=True) as reader:
+            committed = [s.numpy() for s in reader.labels]
+        time.sleep(0.1)
+    assert committed == ["kept"]  # by the timer, after the failed close
+    ds.close()
+    assert autocommits() == 0
+
+
 # --- a dataset never mixes with, or deletes, files that are not its own ----------------
 
 

@@ -285,8 +285,7 @@ class Dataset:
             raise
         self._autocommit: _AutoCommit | None = None
         if commit_interval is not None and not self.read_only:
-            self._autocommit = _AutoCommit(self, commit_interval)
-            self._autocommit.start()
+            self._start_autocommit(commit_interval)
         self._commit_at_exit = commit_at_exit and not self.read_only
         if self._commit_at_exit:
             _open_writers.track(self)
@@ -582,11 +581,14 @@ class Dataset:
         threads, so that a program opening datasets again and again does not run out.
 
         If that commit fails (a full disk, an unreachable store), the error is raised and
-        the dataset stays open with everything written still in it: close (or flush)
-        again once the cause is fixed. A writer that lost its lock closes anyway, since
-        nothing it holds can be committed any more (``LeaseLostError`` when changes were
-        lost with it: :attr:`lease_lost`)."""
-        self.stop_autocommit()
+        the dataset stays open with everything written still in it (and its periodic
+        commit, ``commit_interval``, goes on): close (or flush) again once the cause is
+        fixed. A writer that lost its lock closes anyway, since nothing it holds can be
+        committed any more (``LeaseLostError`` when changes were lost with it:
+        :attr:`lease_lost`)."""
+        thread = getattr(self, "_autocommit", None)
+        interval = thread.interval if thread is not None else None
+        self.stop_autocommit()  # (no periodic commit during the final one)
         if self._closed:
             return
         hook_error: LakeFSError | None = None
@@ -599,6 +601,9 @@ class Dataset:
         finally:
             if self._closed and self._owns_storage:  # (after the garbage _close deletes)
                 self.storage.close()
+            elif not self._closed and interval is not None and self.lease_lost is None:
+                with contextlib.suppress(RuntimeError):  # (no thread starts as the interpreter exits)
+                    self._start_autocommit(interval)  # still open: committed periodically again
         if hook_error is not None:
             raise hook_error
 
@@ -621,6 +626,10 @@ class Dataset:
         if self._chunk_writer is not None:
             self._chunk_writer.close()
         self._release_lock()
+
+    def _start_autocommit(self, interval: float) -> None:
+        self._autocommit = _AutoCommit(self, interval)
+        self._autocommit.start()
 
     def stop_autocommit(self) -> None:
         """Stop the periodic commit thread (and wait for a commit it is doing)."""
@@ -1863,11 +1872,11 @@ class _AutoCommit(threading.Thread):
     def __init__(self, dataset: Dataset, interval: float) -> None:
         super().__init__(name="lakefs-autocommit", daemon=True)
         self._dataset = weakref.ref(dataset)
-        self._interval = interval
+        self.interval = interval
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
+        while not self._stop_event.wait(self.interval):
             ds = self._dataset()
             if ds is None or ds._closed:
                 return
