@@ -1613,7 +1613,8 @@ class Dataset:
 
     def write_file(self, path: str, data: bytes | BinaryIO, *, size: int | None = None,
                    mtime_ns: int | None = None, mode: int = 0o644) -> None:
-        """Keep a plain file at ``path`` (staging area); data is stored at once.
+        """Keep a plain file at ``path`` (staging area); data is stored at once, without
+        the dataset lock held (:meth:`stage_file`).
 
         ``data`` may be a binary file object to read ``size`` bytes from (its position
         on): it is copied in pieces, so a big file is never held in memory."""
@@ -1622,14 +1623,16 @@ class Dataset:
         elif size is None:
             raise ValueError("write_file of a file object needs its size")
         with self._lock:
-            self._check_file_path(path)
-            file_id = self.stage_file(data, size)
-            self.publish_file(path, file_id, size, mtime_ns=mtime_ns, mode=mode)
+            self._check_file_path(path)  # (a refused path: nothing is stored)
+        file_id = self.stage_file(data, size)
+        self.publish_file(path, file_id, size, mtime_ns=mtime_ns, mode=mode)  # (checks the path again)
 
     def stage_file(self, data: bytes | BinaryIO, size: int) -> int:
         """Store a plain file's bytes under a new id, not yet under any path
-        (:meth:`publish_file` names it, :meth:`drop_staged` gives it up). Without the lock
-        held, the upload does not hold up other threads (the mount's file operations)."""
+        (:meth:`publish_file` names it, :meth:`drop_staged` gives it up). The dataset lock
+        is taken only to take the id and to record the outcome: called without it (as
+        :meth:`write_file` and the mount do), the upload does not hold up other threads
+        (the mount's file operations)."""
         with self._lock:
             self._check_writable()
             file_id = self._ids.take()

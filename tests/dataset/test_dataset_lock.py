@@ -199,6 +199,46 @@ def test_a_commit_deletes_its_garbage_without_holding_the_dataset(tmp_path):
     assert back.read_file("a.txt") == b"2" and back.read_file("b.txt") == b"3"
 
 
+def test_write_file_stores_its_bytes_without_holding_the_dataset(tmp_path):
+    """Found by review: stage_file said its upload runs without the dataset lock, but
+    write_file held the lock around it: a big plain file written through the API held up
+    every other thread (the mount's file operations) while it was copied."""
+    import io
+    import threading
+
+    from lakefs.errors import TensorExistsError
+
+    ds = lakefs.empty(tmp_path / "ds")
+
+    def lock_is_free() -> bool:
+        taken = []
+
+        def take() -> None:
+            if ds._lock.acquire(timeout=5):
+                ds._lock.release()
+                taken.append(True)
+
+        other = threading.Thread(target=take)
+        other.start()
+        other.join()
+        return bool(taken)
+
+    class Upload(io.BytesIO):
+        """A file whose reading checks that another thread can take the dataset lock."""
+
+        def read(self, size=-1):
+            assert lock_is_free(), "the dataset lock was held during the upload"
+            return super().read(size)
+
+    ds.write_file("big.bin", Upload(b"x" * 100), size=100)
+    ds.create_tensor("t")
+    with pytest.raises(TensorExistsError):  # (refused before anything is stored)
+        ds.write_file("t", Upload(b"y"), size=1)
+    ds.close()
+    with lakefs.load(tmp_path / "ds", read_only=True) as back:
+        assert back.read_file("big.bin") == b"x" * 100 and list(back.files) == ["big.bin"]
+
+
 def test_refresh_follows_a_dataset_created_again_at_the_same_place(tmp_path):
     """Found by review: the new dataset's HEAD had the same bytes (seq 1), so the reader
     kept the old commit, whose objects were gone (checksum errors)."""
