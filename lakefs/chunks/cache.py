@@ -32,9 +32,3 @@ class ChunkCache:
             while self._bytes > self.max_bytes:
                 _, evicted = self._items.popitem(last=False)
                 self._bytes -= len(evicted)
-
-    def discard(self, key: str) -> None:
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old)

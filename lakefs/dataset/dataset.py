@@ -1744,14 +1744,6 @@ class Dataset:
         CorruptionError if it does not match, and so does every read after."""
         return _StagedReader(self, f)
 
-    def staged_size(self, path: str) -> int:
-        """Size of the plain file at ``path``."""
-        with self._lock:
-            f = self._manifest.files.get(path)
-        if f is None:
-            raise SampleNotFoundError(f"no file {path!r}")
-        return f.size
-
     def delete_file(self, path: str) -> None:
         with self._lock:
             self._check_writable()

@@ -299,9 +299,6 @@ class OpenFile:
             if self.version == version:
                 self.dirty = False
 
-    def getvalue(self) -> bytes:
-        return self.snapshot()[0]
-
     def close(self) -> None:
         with self.lock:
             if self.stream is not None and not self.stream_committed:

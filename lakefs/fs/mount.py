@@ -677,9 +677,9 @@ def _stop_mount(ds: Dataset, fs: DatasetFS, mountpoint: str, refresher: Refreshe
         _write_state(lease_lost_path(mountpoint), text)
         log.warning("unmounted %s; %s", mountpoint, text)
         raise LeaseLostError(f"{mountpoint}: {text}")
-    if not served:
-        pass  # (never mounted: the error raised says why)
-    elif lost:
+    if not served:  # (never mounted: the error raised says why)
+        return lost
+    if lost:
         log.warning("unmounted %s; everything committed except %d file(s) not stored (logged above): %s",
                     mountpoint, len(lost), ", ".join("/" + p for p in lost[:5]) + (" ..." if len(lost) > 5 else ""))
     else:
