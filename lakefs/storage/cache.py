@@ -125,13 +125,13 @@ class CachingStorage(StorageWrapper):
         self._inflight: dict[str, threading.Event] = {}  # name → set when its fill ends
         self._too_big: set[str] = set()  # names of objects the cache can never hold
         self._dropped: dict[str, bytes] = {}  # name → digest of a damaged file dropped, until refetched
-        self._pool = ThreadPoolExecutor(max_workers=max_workers,
-                                        thread_name_prefix="lakefs-cache")
+        self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None  # made at first use, again after close()
+        self._pool_lock = threading.Lock()
         try:
             os.makedirs(self.cache_dir, exist_ok=True)
             self._rebuild()
         except OSError as e:
-            self._pool.shutdown(wait=False)
             raise CacheDirError(self.cache_dir, e.strerror or str(e)) from e
 
     def __repr__(self) -> str:
@@ -327,7 +327,7 @@ class CachingStorage(StorageWrapper):
             self._too_big.add(name)
             return None
         rest = parallel_get(self.inner, key, total, start=len(first),
-                            part_size=self.part_size, executor=self._pool)
+                            part_size=self.part_size, executor=self._executor())
         return first + rest
 
     # --- Storage ---------------------------------------------------------------------
@@ -405,8 +405,20 @@ class CachingStorage(StorageWrapper):
         self.inner.invalidate(key)
         return True
 
+    def _executor(self) -> ThreadPoolExecutor:
+        """The pool fetching a big object's parts. A dataset read after its close()
+        (which shuts the pool down) gets a new one, as a closed LocalStorage reopens
+        its files, rather than "cannot schedule new futures after shutdown"."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="lakefs-cache")
+            return self._pool
+
     def close(self) -> None:
-        self._pool.shutdown(wait=False)
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         self.inner.close()
 
 

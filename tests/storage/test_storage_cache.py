@@ -206,6 +206,19 @@ def test_large_miss_uses_parallel_ranged_gets(inner: Counting, tmp_path: Path) -
     assert inner.calls["get_range"] == 11
 
 
+def test_a_closed_cache_still_reads_a_large_object(inner: Counting, tmp_path: Path) -> None:
+    """A read-only dataset's ``with`` block closes it and its storage, and reads go on; the
+    cache's part pool was shut down, so a big miss raised "cannot schedule new futures
+    after shutdown"."""
+    data = os.urandom(10_500)
+    inner.put("chunks/big", data)
+    cache = CachingStorage(inner, tmp_path, 1 << 20, part_size=1000)
+    cache.close()
+    assert cache.get("chunks/big") == data
+    cache.close()
+    cache.close()  # (again: nothing left to shut down)
+
+
 def test_parallel_get_helper(inner: Counting) -> None:
     data = os.urandom(9999)
     inner.put("o", data)
