@@ -13,6 +13,8 @@ import json
 import math
 import os
 import tokenize
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,12 +107,16 @@ class EncodedFile:
 def read(path: str | os.PathLike) -> EncodedFile:
     """Read a local file to append as-is: its bytes, name, mtime and mode are kept. A URL
     other than ``file://`` is refused: as a path it lost a slash ("http:/example.com/a.jpg")
-    and was a FileNotFoundError."""
+    and was a FileNotFoundError. A ``file://`` URL is decoded as ``Path.as_uri`` made it
+    (``my%20cat.jpg`` is ``my cat.jpg``), its host empty or ``localhost``."""
     if isinstance(path, str) and "://" in path:
         if not path.startswith("file://"):
             raise UnsupportedError(f"lakefs.read reads local files, not URLs ({path!r}): download the file and "
                                    "read it from disk, or append its bytes (tensor.append(data))")
-        path = path.removeprefix("file://")
+        url = urllib.parse.urlsplit(path)
+        if url.netloc not in ("", "localhost"):
+            raise UnsupportedError(f"lakefs.read reads local files: {path!r} names the host {url.netloc!r}")
+        path = urllib.request.url2pathname(url.path)
     p = Path(path)
     st = p.stat()
     return EncodedFile(p.read_bytes(), p.name, st.st_mtime_ns, st.st_mode & 0o7777)

@@ -198,6 +198,18 @@ def test_read_refuses_a_url_and_takes_a_file_url(tmp_path):
     assert (f.data, f.name) == (b"a", "a.txt")
 
 
+def test_read_decodes_a_file_url_as_path_as_uri_makes_it(tmp_path):
+    """Found by QA: ``Path("my cat.jpg").as_uri()`` ("my%20cat.jpg") was not decoded (a
+    file named ``my%20cat.jpg`` would have been read instead), nor a localhost host."""
+    (tmp_path / "my cat é.txt").write_bytes(b"spaced")
+    (tmp_path / "my%20cat%20%C3%A9.txt").write_bytes(b"the literal name")
+    uri = (tmp_path / "my cat é.txt").as_uri()
+    assert "%20" in uri and lakefs.read(uri).data == b"spaced"
+    assert lakefs.read(uri.replace("file://", "file://localhost", 1)).name == "my cat é.txt"
+    with pytest.raises(lakefs.errors.UnsupportedError, match="names the host 'example.com'"):
+        lakefs.read(f"file://example.com{tmp_path}/a.txt")
+
+
 def test_a_bbox_shape_is_not_checked_as_in_deep_lake(ds):
     """Deep Lake v3 documents (N, 4) boxes but checks no shape (rotated boxes are (N, 5)):
     lakefs takes what it takes, as the README says."""
