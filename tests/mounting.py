@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,3 +223,27 @@ def _wait_until_mounted(mount: Mount, timeout: float) -> None:
                 f"{mount.mountpoint} not mounted within {timeout} s:\n{mount.log()}"
             )
         time.sleep(0.05)
+
+
+def kill_during_the_final_commit(argv: list[str], mountpoint: Path, gate: Path, env: dict[str, str],
+                                 fill: Callable[[Path], None],
+                                 umount_argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Mount with ``argv`` (tests/fs/slow_stop_mount.py, whose final commit waits at
+    ``gate``), ``fill`` it, run ``umount_argv`` (``lakefs umount``), and kill -9 the
+    mount process while its final commit runs, after the kernel unmount (as an OOM kill
+    may); what the umount command said."""
+    with mounted(argv, mountpoint, env={**env, "LAKEFS_TEST_GATE": str(gate)},
+                 expect_exit_code=-signal.SIGKILL) as m:
+        fill(mountpoint)
+        umount = subprocess.Popen(umount_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            eventually(lambda: (gate / "entered").exists(), 30, what="the final commit did not begin")
+            assert not is_mounted(mountpoint)  # (the kernel unmount is done)
+            os.kill(m.process.pid, signal.SIGKILL)
+            m.process.wait(timeout=30)
+            out, err = umount.communicate(timeout=60)
+        finally:
+            if umount.poll() is None:
+                umount.kill()
+                umount.wait()
+    return subprocess.CompletedProcess(umount.args, umount.returncode, out, err)

@@ -257,7 +257,7 @@ def _answers(mountpoint: str) -> bool:
 
 
 def cmd_umount(args: argparse.Namespace) -> int:
-    from lakefs.fs.mount import take_final_failure, take_lease_lost, take_not_stored
+    from lakefs.fs.mount import end_final_commit_pending, take_final_failure, take_lease_lost, take_not_stored
     from lakefs.storage.mounts import enclosing_mount, is_dead, mount_entry
 
     entry = mount_entry(args.mountpoint)  # the mount table, not a stat: a dead mount fails stat (ENOTCONN)
@@ -285,15 +285,29 @@ def cmd_umount(args: argparse.Namespace) -> int:
                         "with SIGTERM, which commits every closed file (one still open is not stored)")
     if done.returncode != 0:
         raise LakeFSError(done.stderr.strip() or f"{tool} -u {mp} failed")
+    fsck = f"`lakefs fsck {dataset or 'DATASET'}` checks the rest"
     if dead:
-        print(f"lakefs: warning: {mp}: its mount process had died; the dead mount is cleared "
-              f"(what it had not committed is lost; `lakefs fsck {dataset or 'DATASET'}` checks the rest)",
-              file=sys.stderr)
-        return 0
+        end_final_commit_pending(mp)
+        for take in (take_lease_lost, take_final_failure, take_not_stored):
+            take(mp)  # (of this mount, if any: it died before it could be reported)
+        if entry.read_only:
+            print(f"lakefs: warning: {mp}: its mount process had died; the dead mount is cleared "
+                  "(it was read-only: nothing was lost)", file=sys.stderr)
+            return 0
+        # Exit 1, as a failed final commit: whether it had anything uncommitted cannot
+        # be told once it is gone, and a script must not take the files for stored.
+        raise LakeFSError(f"cleared the dead mount at {mp}: its mount process had died (kill -9, OOM) without "
+                          f"a final commit, so files written through it since its last commit, if any, are not "
+                          f"stored ({fsck})")
     if dataset and not entry.read_only and "://" not in dataset:
         _wait_for_writer(dataset)
     elif pid is not None and not entry.read_only:
         _wait_for_exit(pid, dataset)
+    if not entry.read_only and not _final_commit_over(mp, dataset or mp):
+        for take in (take_lease_lost, take_final_failure, take_not_stored):
+            take(mp)  # (a record it made before it died: the death is what happened)
+        raise LakeFSError(f"unmounted {mp}, but its mount process died before its final commit finished "
+                          f"(files written since the last commit are lost; {fsck})")
     lease, failure, not_stored = take_lease_lost(mp), take_final_failure(mp), take_not_stored(mp)
     if lease is not None:
         raise LakeFSError(f"unmounted {mp}, but {lease} (the mount's log has the details)")
@@ -353,6 +367,26 @@ def _wait_for_exit(pid: int, dataset_url: str) -> None:
             return
         time.sleep(0.05)
     raise LakeFSError(f"the mount process of {dataset_url} did not finish committing in {UMOUNT_WAIT:.0f} s")
+
+
+def _final_commit_over(mountpoint: str, dataset: str) -> bool:
+    """Whether the mount at ``mountpoint`` finished its final commit (its outcome is
+    recorded), False if its process died during it: both let go of the writer lock, and
+    of an object store's lease neither is left to wait for. Waits while the process that
+    noted the commit pending lives (it is between its lock's release and its exit)."""
+    from lakefs.fs.mount import end_final_commit_pending, final_commit_pending
+
+    deadline = time.monotonic() + UMOUNT_WAIT
+    while (pending := final_commit_pending(mountpoint)) is not None:
+        pid, alive = pending
+        if not alive:
+            end_final_commit_pending(mountpoint)
+            return False
+        if time.monotonic() > deadline:
+            raise LakeFSError(f"the mount process of {dataset} (pid {pid}) did not finish committing in "
+                              f"{UMOUNT_WAIT:.0f} s")
+        time.sleep(0.05)
+    return True
 
 
 def _wait_for_writer(dataset_path: str) -> None:

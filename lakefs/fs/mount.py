@@ -221,12 +221,64 @@ def lease_lost_path(mountpoint: str) -> str:
     return state_path(mountpoint, "lease-lost")
 
 
-def _write_state(path: str, text: str) -> None:
-    with contextlib.suppress(OSError):
+def final_commit_pending_path(mountpoint: str) -> str:
+    """Where a read-write mount notes its process (pid and start time) from before it
+    serves until its final commit is over, done or its failure recorded: a process
+    killed during it (kill -9, an OOM kill) lets go of the writer lock as a finished one
+    does, so ``lakefs umount`` knows it died by this note outliving it."""
+    return state_path(mountpoint, "final-commit-pending")
+
+
+def _write_state(path: str, text: str) -> bool:
+    """Whether it was written (a state file is not worth failing a mount for)."""
+    try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
+    except OSError:
+        return False
+    return True
 
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, proc(5)), None if it is
+    gone or a zombie: with the pid, it names one process (a pid is reused)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[-1].split()
+    except OSError:
+        return None
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return fields[19].decode()
+
+
+def _note_final_commit_pending(mountpoint: str) -> None:
+    _write_state(final_commit_pending_path(mountpoint), f"{os.getpid()} {_start_time(os.getpid())}\n")
+
+
+def end_final_commit_pending(mountpoint: str) -> None:
+    """Forget the note (the mount's outcome is recorded, or its death was reported)."""
+    with contextlib.suppress(OSError):
+        os.remove(final_commit_pending_path(mountpoint))
+
+
+def final_commit_pending(mountpoint: str) -> tuple[int, bool] | None:
+    """(pid, alive) of the read-write mount at ``mountpoint`` whose final commit is not
+    over, as its note says; None if there is none. A note whose process is gone (or
+    that cannot be read: it died writing it) is a mount that died before its final
+    commit finished; :func:`end_final_commit_pending` forgets it once reported."""
+    try:
+        with open(final_commit_pending_path(mountpoint), encoding="utf-8") as f:
+            pid_text, _, started = f.read().strip().partition(" ")
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0, False
+    if not pid_text.isdigit():
+        return 0, False
+    pid = int(pid_text)
+    return pid, _start_time(pid) == started
 
 def _take_state(path: str) -> str | None:
     """The contents of a state file, which is removed: each is reported once."""
@@ -239,8 +291,8 @@ def _take_state(path: str) -> str | None:
     return text
 
 
-def _write_failure(mountpoint: str, message: str) -> None:
-    _write_state(final_failure_path(mountpoint), message.splitlines()[0] if message else "unknown error")
+def _write_failure(mountpoint: str, message: str) -> bool:
+    return _write_state(final_failure_path(mountpoint), message.splitlines()[0] if message else "unknown error")
 
 
 def take_final_failure(mountpoint: str) -> str | None:
@@ -269,8 +321,8 @@ def take_lease_lost(mountpoint: str) -> str | None:
     return text.strip() or "its writer lease was lost to another writer (the record of it is damaged)"
 
 
-def _write_not_stored(mountpoint: str, paths: list[str]) -> None:
-    _write_state(not_stored_path(mountpoint), json.dumps(["/" + p for p in paths]))
+def _write_not_stored(mountpoint: str, paths: list[str]) -> bool:
+    return _write_state(not_stored_path(mountpoint), json.dumps(["/" + p for p in paths]))
 
 
 def take_not_stored(mountpoint: str) -> list[str] | None:
@@ -528,7 +580,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         raise ConfigError(f"mountpoint {mountpoint} " + ("does not exist (create it with mkdir)" if missing
                                                           else "is not a directory"))
     for record in (final_failure_path(mountpoint), not_stored_path(mountpoint),
-                   lease_lost_path(mountpoint)):  # of an earlier mount here
+                   lease_lost_path(mountpoint), final_commit_pending_path(mountpoint)):  # of an earlier mount here
         with contextlib.suppress(OSError):
             os.remove(record)
     read_only = bool(options.get("ro"))
@@ -612,6 +664,8 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
 
     mark = output.mark() if output is not None else 0
     failure: str | None = None  # why a mount that served stopped on its own
+    if not read_only:
+        _note_final_commit_pending(mountpoint)  # (until _stop_mount has its outcome recorded)
     signals.install()
     try:
         try:
@@ -652,6 +706,9 @@ def _stop_mount(ds: Dataset, fs: DatasetFS, mountpoint: str, refresher: Refreshe
         fs.forget_cached = None
         forgetter.stop()
     ds.stop_autocommit()  # no periodic commit may run during or after the final one
+    # The note that the final commit is pending goes once its outcome is where `lakefs
+    # umount` looks; one that could not be recorded leaves it (umount then fails too).
+    recorded = True
     try:
         try:
             fs.shutdown()  # (the second, after destroy's: it finds nothing left to store)
@@ -661,22 +718,26 @@ def _stop_mount(ds: Dataset, fs: DatasetFS, mountpoint: str, refresher: Refreshe
         finally:
             lost = list(dict.fromkeys(fs.not_stored))  # (in order, each once)
             if lost:  # for `lakefs umount`: before ds.close() lets go of the writer lock it waits for
-                _write_not_stored(mountpoint, lost)
+                recorded = _write_not_stored(mountpoint, lost)
             if ds.lease_lost is not None:
                 _write_state(lease_lost_path(mountpoint), lease_lost_text(ds.lease_lost, fs.lost_with_lease))
             ds.close()
     except BaseException as e:
         if ds.lease_lost is None or not isinstance(e, LakeFSError):
             # `lakefs umount` of a background mount reports it from here (exit 1).
-            _write_failure(mountpoint, f"{e}")
+            if _write_failure(mountpoint, f"{e}"):
+                end_final_commit_pending(mountpoint)
             raise
         # (else: the lease was lost, found by this very close; reported below)
     if ds.lease_lost is not None:
         # Exit 1 (a foreground mount), and `lakefs umount` says it (a background one).
         text = lease_lost_text(ds.lease_lost, fs.lost_with_lease)
-        _write_state(lease_lost_path(mountpoint), text)
+        if _write_state(lease_lost_path(mountpoint), text):
+            end_final_commit_pending(mountpoint)
         log.warning("unmounted %s; %s", mountpoint, text)
         raise LeaseLostError(f"{mountpoint}: {text}")
+    if recorded:
+        end_final_commit_pending(mountpoint)
     if not served:  # (never mounted: the error raised says why)
         return lost
     if lost:

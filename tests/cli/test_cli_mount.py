@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mounting import is_mounted, mounted, unmount
+from mounting import is_mounted, kill_during_the_final_commit, mounted, unmount
 
 import lakefs
 
@@ -239,10 +239,10 @@ def test_a_mount_whose_libfuse_loop_fails_at_once_exits_1_saying_why(dataset: Pa
     assert "Traceback" not in r.stderr
 
 
-def start_and_kill_mount(dataset: Path, mountpoint: Path, via: Path | None = None) -> None:
+def start_and_kill_mount(dataset: Path, mountpoint: Path, via: Path | None = None, *options: str) -> None:
     """Mount in the foreground (given the path ``via``, a symlink, if set), then kill -9
     the mount process: a dead mount stays behind (stat on it fails with ENOTCONN)."""
-    proc = subprocess.Popen(lakefs_cmd("mount", dataset, via or mountpoint, "-f"), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(lakefs_cmd("mount", dataset, via or mountpoint, "-f", *options), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=REPO, env=ENV, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
@@ -266,14 +266,49 @@ def test_a_dead_mount_is_named_by_mount_and_cleared_by_umount(dataset: Path, mou
         assert f"{mountpoint} is a dead lakefs mount" in r.stderr
         assert f"lakefs umount {mountpoint}" in r.stderr
         r = run("umount", mountpoint, timeout=30)
-        assert r.returncode == 0, r.stderr
+        # Exit 1, as a failed final commit: what it had not committed, if anything, is lost.
+        assert r.returncode == 1, r.stderr
         assert not is_mounted(mountpoint)
-        assert "mount process had died" in r.stderr
+        assert r.stderr == (f"lakefs: error: cleared the dead mount at {mountpoint}: its mount process had died "
+                            "(kill -9, OOM) without a final commit, so files written through it since its last "
+                            f"commit, if any, are not stored (`lakefs fsck {dataset}` checks the rest)\n")
         with mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=ENV):  # and it mounts again
             assert os.listdir(mountpoint) == []
+        start_and_kill_mount(dataset, mountpoint, None, "-o", "ro")  # (nothing to lose: exit 0)
+        r = run("umount", mountpoint, timeout=30)
+        assert r.returncode == 0 and r.stderr == (f"lakefs: warning: {mountpoint}: its mount process had died; the "
+                                                  "dead mount is cleared (it was read-only: nothing was lost)\n")
+        assert not is_mounted(mountpoint)
     finally:
         unmount(mountpoint)
 
+
+
+def write_notes(mountpoint: Path) -> None:
+    (mountpoint / "notes").mkdir()
+    for i in range(20):
+        (mountpoint / "notes" / f"n{i:02d}.txt").write_text(f"note {i}\n")
+
+
+def test_umount_says_when_the_mount_process_died_during_its_final_commit(dataset: Path, mountpoint: Path,
+                                                                         tmp_path: Path) -> None:
+    """Found by QA: a mount killed (kill -9, OOM) during its final commit, after the
+    kernel unmount, lets go of the writer lock as a finished one does: `lakefs umount`
+    exited 0 saying nothing, and every file written since the last commit was lost."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**ENV, "XDG_STATE_HOME": str(tmp_path / "state")}
+    argv = [sys.executable, str(REPO / "tests" / "fs" / "slow_stop_mount.py"), "mount", str(dataset),
+            str(mountpoint), "-o", "commit_interval=3600"]
+    r = kill_during_the_final_commit(argv, mountpoint, gate, env, write_notes, lakefs_cmd("umount", mountpoint))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == (f"lakefs: error: unmounted {mountpoint}, but its mount process died before its final "
+                        f"commit finished (files written since the last commit are lost; `lakefs fsck {dataset}` "
+                        "checks the rest)\n")
+    with lakefs.load(dataset, read_only=True) as ds:
+        assert "notes" not in ds.tensors  # (lost indeed)
+    r = run("umount", mountpoint)
+    assert r.returncode == 1 and "not mounted" in r.stderr  # reported once
 
 
 def test_umount_of_a_path_inside_a_mount_names_the_mount(dataset: Path, mountpoint: Path) -> None:
@@ -493,7 +528,7 @@ def test_umount_mount_and_fsck_find_a_mount_through_a_symlink(dataset: Path, mou
         # A dead mount behind a symlink is cleared through it too.
         start_and_kill_mount(dataset, mountpoint, via=link)
         r = run("umount", link, timeout=30)
-        assert r.returncode == 0 and "mount process had died" in r.stderr, r.stderr
+        assert r.returncode == 1 and f"cleared the dead mount at {mountpoint}" in r.stderr, r.stderr
         assert not is_mounted(mountpoint)
     finally:
         unmount(mountpoint)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mounting import mounted
+from mounting import kill_during_the_final_commit, mounted
 from s3server import BUCKET, CREDENTIALS, boto_client
 from s3util import fill, lakefs_mount, md5, options, write_config
 
@@ -149,6 +149,34 @@ def test_background_mount_and_lakefs_umount_wait_for_the_final_commit(
     # The mount process has committed and given the lease back: a writer gets it at once.
     with lakefs.load(s3_url, storage_options=options(s3_endpoint)) as ds:
         assert ds.images[0].tobytes() == photos[0].read_bytes()
+
+
+def test_umount_says_when_the_mount_process_died_during_its_final_commit(
+        photos, s3_endpoint, s3_url, s3_config, tmp_path, mountpoint):
+    """Found by QA (on a local dataset): a mount killed during its final commit, after
+    the kernel unmount, and `lakefs umount` exited 0. Here the killed writer's lease
+    stays in the store: umount must not wait for it, only see the process gone."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    argv = [sys.executable, str(Path(__file__).parents[1] / "fs" / "slow_stop_mount.py"), "mount", s3_url,
+            str(mountpoint), "--config", str(s3_config), "-o", "commit_interval=3600"]
+
+    def fill(mnt: Path) -> None:
+        (mnt / "images").mkdir()
+        for p in photos:
+            shutil.copyfile(p, mnt / "images" / p.name)
+
+    started = time.monotonic()
+    r = kill_during_the_final_commit(argv, mountpoint, gate, env, fill,
+                                     [sys.executable, "-m", "lakefs", "umount", str(mountpoint)])
+    assert r.returncode == 1, r.stderr
+    assert r.stderr == (f"lakefs: error: unmounted {mountpoint}, but its mount process died before its final "
+                        f"commit finished (files written since the last commit are lost; `lakefs fsck {s3_url}` "
+                        "checks the rest)\n")
+    assert time.monotonic() - started < 30  # (not the lease's 30 s, nor UMOUNT_WAIT)
+    ds = lakefs.load(s3_url, read_only=True, storage_options=options(s3_endpoint))
+    assert "images" not in ds.tensors  # (lost indeed)
 
 
 def test_a_dataset_url_with_a_comma_mounts(photos, s3_endpoint, s3_url, s3_config, mountpoint):
