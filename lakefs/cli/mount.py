@@ -82,15 +82,26 @@ def _writable_log(path: str) -> str:
 
 def cmd_mount(args: argparse.Namespace) -> int:
     from lakefs.cli.tools import refuse_a_missing_parent
-    from lakefs.fs.mount import LibfuseOutput, parse_options
+    from lakefs.fs.mount import (
+        LibfuseOutput,
+        mount_cache_dir,
+        mount_entry,
+        parse_options,
+        refuse_what_is_inside,
+        table_path,
+    )
 
     config = args.settings
     options = parse_options(",".join(args.options))
+    log_file = _log_file(args, config.log_file) if not args.foreground else args.log_file
+    if mount_entry(args.mountpoint) is None:  # (else mounting fails with its own error, never a stat of it)
+        refuse_what_is_inside(table_path(args.mountpoint), args.dataset,
+                              cache_dir=mount_cache_dir(args.dataset, config), log_file=log_file)
     if not options.get("ro"):  # (the dataset is created when missing)
         refuse_a_missing_parent(args.dataset)
     covered = _covered_entries(args.mountpoint)
     if not args.foreground:
-        code = _spawn_background(args, _log_file(args, config.log_file))
+        code = _spawn_background(args, log_file)
         _warn_covered(args.mountpoint, covered)
         return code
     if args.ready_fd is not None:  # (not to libfuse's fusermount3, which may outlive us: see _spawn_background)

@@ -170,6 +170,58 @@ def fuse_kwargs(config: Config, options: MountOptions, dataset_url: str) -> tupl
     return kw, tuning
 
 
+def mount_cache_dir(dataset_url: str, config: Config) -> str | None:
+    """The chunk cache root a mount of ``dataset_url`` uses (an object store's only):
+    ``storage.cache_dir`` or, when unset, ``~/.cache/lakefs`` (``$XDG_CACHE_HOME/lakefs``);
+    None without one (``storage.cache_size`` 0)."""
+    from lakefs.storage.remote import default_cache_root, is_object_store
+
+    if not is_object_store(dataset_url) or config.cache_size <= 0:
+        return None
+    return config.cache_dir or default_cache_root()
+
+
+def _local_path(url: str) -> str | None:
+    from lakefs.storage.remote import scheme_of
+
+    scheme = scheme_of(url)
+    if scheme == "file":
+        return url[len("file://"):]
+    return url if not scheme else None
+
+
+def refuse_what_is_inside(mountpoint: str, dataset_url: str, *, cache_dir: str | None = None,
+                          log_file: str | None = None) -> None:
+    """ConfigError when the mount's dataset, chunk cache or log file is ``mountpoint``
+    (as :func:`table_path` spells it) or inside it: the mount would reach it through
+    itself, and a request that waits on its own answer hangs the mount for good
+    (SIGTERM cannot end it, only kill -9). Symlinks are followed (the mountpoint is not
+    mounted yet: nothing stats a mount)."""
+
+    def inside(path: str) -> tuple[str, bool] | None:
+        real = os.path.realpath(os.path.expanduser(path))
+        if real == mountpoint or real.startswith(mountpoint.rstrip("/") + "/"):
+            return real, real == mountpoint
+        return None
+
+    hang = "the mount would {} it through itself (and hang)"
+    local = _local_path(dataset_url)
+    if local is not None and (found := inside(local)) is not None:
+        shown = os.path.abspath(local)
+        real, same = found
+        seen = f"{shown} ({real})" if real != shown else shown
+        raise ConfigError(f"the dataset {seen} is {'' if same else 'inside '}the mountpoint {mountpoint}: "
+                          f"{hang.format('read')}; mount it elsewhere")
+    if cache_dir is not None and inside(cache_dir) is not None:
+        raise ConfigError(f"chunk cache {os.path.abspath(os.path.expanduser(cache_dir))} is inside the mountpoint "
+                          f"{mountpoint}: {hang.format('read')}; choose one outside it (storage.cache_dir in the "
+                          "config)")
+    if log_file is not None and inside(log_file) is not None:
+        raise ConfigError(f"log file {os.path.abspath(log_file)} is inside the mountpoint {mountpoint}: "
+                          f"{hang.format('write')}; choose one outside it (--log-file, or logging.file in the "
+                          "config)")
+
+
 def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     """The dataset's storage for a mount, checked before anything else is done with it.
 
@@ -178,13 +230,9 @@ def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     0 turns it off. An unreachable endpoint, bad credentials or a missing bucket is one
     ``StorageError`` line here, before FUSE starts.
     """
-    from lakefs.storage.remote import (
-        default_cache_root,
-        is_object_store,
-        open_dataset_storage,
-    )
+    from lakefs.storage.remote import open_dataset_storage
 
-    cache_dir = config.cache_dir or (default_cache_root() if is_object_store(dataset_url) else None)
+    cache_dir = mount_cache_dir(dataset_url, config)
     storage = open_dataset_storage(dataset_url, read_only=read_only,
                                    options=dict(config.storage_options) or None,
                                    cache_dir=cache_dir, cache_size=config.cache_size, check=True)
@@ -592,6 +640,7 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
         raise ConfigError("refresh_interval must be >= 0 seconds (0: never)")
     if "://" not in dataset_url:
         dataset_url = os.path.abspath(dataset_url)
+    refuse_what_is_inside(mountpoint, dataset_url, cache_dir=mount_cache_dir(dataset_url, config))
     storage = open_mount_storage(dataset_url, config, read_only=read_only)
     try:
         # (the mount commits and closes its dataset as it stops: no second commit at exit)

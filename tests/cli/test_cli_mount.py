@@ -115,6 +115,48 @@ def test_an_option_libfuse_3_refuses_is_one_line_before_mounting(dataset: Path, 
         assert r.stderr.count("\n") == 1 and "fuse:" not in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_a_dataset_cache_or_log_inside_the_mountpoint_is_refused(tmp_path: Path, mountpoint: Path,
+                                                                 background: bool) -> None:
+    """Found by QA: `lakefs mount outer/ds outer` hung for good (the mount reached its own
+    dataset through itself; SIGTERM did nothing, only kill -9 ended it). So would a log
+    file or an object store's chunk cache in the mountpoint. One line, nothing mounted,
+    nothing made in the mountpoint."""
+    lakefs.empty(mountpoint / "ds").close()  # (under the mount: hidden, and read through it)
+    lakefs.empty(tmp_path / "elsewhere").close()
+    (tmp_path / "link").symlink_to(mountpoint / "ds")
+    (tmp_path / "cache.yaml").write_text(f"storage:\n  cache_dir: {mountpoint / 'cache'}\n")
+    log = ["--log-file", tmp_path / "mount.log"] if background else ["-f"]
+    hang = "the mount would {} it through itself (and hang)"
+    in_mp = f"the mountpoint {mountpoint}: {hang.format('read')}; mount it elsewhere"
+    cases = [
+        (["mount", mountpoint / "ds", mountpoint, *log], f"the dataset {mountpoint / 'ds'} is inside {in_mp}"),
+        (["mount", mountpoint, mountpoint, *log], f"the dataset {mountpoint} is {in_mp}"),
+        (["mount", tmp_path / "link", mountpoint, *log],
+         f"the dataset {tmp_path / 'link'} ({mountpoint / 'ds'}) is inside {in_mp}"),
+        (["mount", tmp_path / "elsewhere", mountpoint, "--log-file", mountpoint / "m.log"],
+         f"log file {mountpoint / 'm.log'} is inside the mountpoint {mountpoint}: {hang.format('write')}; "
+         "choose one outside it (--log-file, or logging.file in the config)"),
+        (["mount", "s3://bucket/ds", mountpoint, "--config", tmp_path / "cache.yaml", *log],
+         f"chunk cache {mountpoint / 'cache'} is inside the mountpoint {mountpoint}: {hang.format('read')}; "
+         "choose one outside it (storage.cache_dir in the config)"),
+    ]
+    before = sorted(os.listdir(mountpoint))
+    for argv, message in cases:
+        r = attempt_mount(*argv, mountpoint=mountpoint)
+        assert r.returncode == 1, (argv, r.stderr)
+        assert r.stderr == f"lakefs: error: {message}\n", argv
+        assert sorted(os.listdir(mountpoint)) == before
+    # The default cache (~/.cache/lakefs) in the mountpoint: mounting over a home folder.
+    env = {**ENV, "XDG_CACHE_HOME": str(mountpoint / ".cache")}
+    proc = subprocess.run(lakefs_cmd("mount", "s3://bucket/ds", mountpoint, *log), capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=30)
+    unmount(mountpoint)
+    assert proc.returncode == 1 and proc.stderr == (
+        f"lakefs: error: chunk cache {mountpoint / '.cache' / 'lakefs'} is inside the mountpoint {mountpoint}: "
+        f"{hang.format('read')}; choose one outside it (storage.cache_dir in the config)\n"), proc.stderr
+
+
 def test_a_missing_mountpoint_is_named_as_missing(dataset: Path, tmp_path: Path) -> None:
     """It said "is not a directory" for a path that does not exist (found by QA)."""
     (tmp_path / "file").write_text("x")
