@@ -247,3 +247,23 @@ def kill_during_the_final_commit(argv: list[str], mountpoint: Path, gate: Path, 
                 umount.kill()
                 umount.wait()
     return subprocess.CompletedProcess(umount.args, umount.returncode, out, err)
+
+
+@contextmanager
+def read_only_bind(source: Path, target: Path) -> Iterator[Path]:
+    """``source`` seen read-only at ``target`` (a bind mount remounted ro: writes there get
+    EROFS, as on a read-only disk); unmounted on the way out. Skips without root."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "--bind", str(source), str(target)], check=True, capture_output=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True, capture_output=True)
+        yield target
+    finally:
+        for _ in range(30):  # (busy while a process that read it is still exiting)
+            if subprocess.run(["umount", str(target)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["umount", "-l", str(target)], capture_output=True)

@@ -1071,3 +1071,21 @@ def test_a_tensor_or_group_name_that_an_attribute_hides_is_refused(tmp_path, pho
     fs.release(fh)
     assert ds["files"]["a"].tobytes() == photos[0].read_bytes()
     ds.close()
+
+
+def test_a_dataset_in_a_read_only_folder_opens_read_only_and_says_how(tmp_path):
+    """Found by QA: ``lakefs.load`` of a dataset on a read-only file system said only
+    "cannot take the writer lock ...: Read-only file system"."""
+    from mounting import read_only_bind
+
+    with lakefs.empty(tmp_path / "src" / "ds") as ds:
+        ds.create_tensor("t", htype="text").append("kept")
+    with read_only_bind(tmp_path / "src", tmp_path / "ro") as ro:
+        with pytest.raises(ReadOnlyError) as refused:
+            lakefs.load(ro / "ds")
+        assert str(refused.value) == (f"cannot take the writer lock {ro / 'ds'}/locks/writer: Read-only file system; "
+                                      "the dataset's folder is read-only: open it with read_only=True, "
+                                      "or mount it with -o ro")
+        with lakefs.load(ro / "ds", read_only=True) as ds:
+            assert ds.t[0].numpy() == "kept"
+        ds.storage.close()  # (a closed dataset's storage keeps the files it read open: busy)

@@ -89,6 +89,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         parse_options,
         refuse_what_is_inside,
         table_path,
+        write_protected,
     )
 
     config = args.settings
@@ -97,6 +98,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
     if mount_entry(args.mountpoint) is None:  # (else mounting fails with its own error, never a stat of it)
         refuse_what_is_inside(table_path(args.mountpoint), args.dataset,
                               cache_dir=mount_cache_dir(args.dataset, config), log_file=log_file)
+    if not options.get("ro") and not options.get("rw") and (why := write_protected(args.dataset)):
+        print(f"lakefs: warning: {why}", file=sys.stderr, flush=True)  # (before the child's, which runs -o ro)
+        options["ro"] = True
+        args.options.append("ro")
     if not options.get("ro"):  # (the dataset is created when missing)
         refuse_a_missing_parent(args.dataset)
     covered = _covered_entries(args.mountpoint)

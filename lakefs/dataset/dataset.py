@@ -272,11 +272,19 @@ class Dataset:
             # is a file, a mistyped path or a folder of other files get one clear error
             # and are left as they were.
             storage.check()
-            if not storage.exists(keys.MARKER):
+            exists = storage.exists(keys.MARKER)
+            if not exists:
                 if not create:
                     raise self._no_marker()
                 self._refuse_foreign_objects()
-            self._writer_lock = take_writer_lock(storage)
+            try:
+                self._writer_lock = take_writer_lock(storage)
+            except ReadOnlyError as e:
+                if not exists:
+                    raise
+                # (a read-only file system: "cannot take the writer lock" named no way out)
+                raise ReadOnlyError(f"{e}; the dataset's folder is read-only: open it with read_only=True, "
+                                    "or mount it with -o ro") from e
             self._chunk_writer = ChunkWriter(storage)
         try:
             self._open(create=create, must_create=must_create)

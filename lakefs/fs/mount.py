@@ -222,6 +222,27 @@ def refuse_what_is_inside(mountpoint: str, dataset_url: str, *, cache_dir: str |
                           "config)")
 
 
+def write_protected(dataset_url: str) -> str | None:
+    """Why a writable mount of ``dataset_url`` must be read-only, else None: a dataset
+    whose folder is on a read-only file system could not even take its writer lock, so
+    it is mounted read-only, as mount(8) mounts a write-protected disk (DESIGN §4: a
+    read-only storage answers writes with EROFS). Asks no object store anything."""
+    from lakefs.format import keys
+    from lakefs.storage import open_storage
+    from lakefs.storage.remote import is_object_store
+
+    if is_object_store(dataset_url):
+        return None
+    try:
+        storage = open_storage(dataset_url, read_only=True)
+        if not storage.write_protected() or not storage.exists(keys.MARKER):
+            return None
+    except LakeFSError:
+        return None  # (mounting says what is wrong)
+    shown = dataset_url if "://" in dataset_url else os.path.abspath(dataset_url)
+    return f"{shown} is write-protected (its folder is on a read-only file system), mounting read-only"
+
+
 def open_mount_storage(dataset_url: str, config: Config, *, read_only: bool):
     """The dataset's storage for a mount, checked before anything else is done with it.
 
@@ -641,6 +662,9 @@ def run_mount(dataset_url: str, mountpoint: str, *, config: Config, options: Mou
     if "://" not in dataset_url:
         dataset_url = os.path.abspath(dataset_url)
     refuse_what_is_inside(mountpoint, dataset_url, cache_dir=mount_cache_dir(dataset_url, config))
+    if not read_only and not options.get("rw") and (why := write_protected(dataset_url)):
+        log.warning("%s", why)  # (-o rw insists, as with mount(8): the error then says why)
+        read_only, options = True, {**options, "ro": True}  # (the mount table says ro: umount waits for nothing)
     storage = open_mount_storage(dataset_url, config, read_only=read_only)
     try:
         # (the mount commits and closes its dataset as it stops: no second commit at exit)

@@ -259,6 +259,12 @@ class Storage(abc.ABC):
         missing bucket is reported before the first real operation.
         """
 
+    def write_protected(self) -> bool:
+        """Whether the medium itself refuses every write (a local folder on a read-only
+        file system: EROFS), whatever ``writable`` says: nothing can open it for writing,
+        not even its writer lock. The default (memory, object stores): False."""
+        return False
+
     def _check_writable(self, key: str) -> None:
         if not self.writable:
             raise ReadOnlyError(f"storage is read-only: cannot write {key!r}")
@@ -379,6 +385,9 @@ class StorageWrapper(Storage):
 
     def writer_lock(self, name: str) -> WriterLock:
         return self.inner.writer_lock(name)
+
+    def write_protected(self) -> bool:
+        return self.inner.write_protected()
 
     def prefetch(self, key: str) -> None:
         self.inner.prefetch(key)

@@ -526,6 +526,15 @@ class LocalStorage(Storage):
         if not os.path.isdir(above):
             raise StorageError(f"cannot create storage root {self.root}: {above} is not a directory")
 
+    def write_protected(self) -> bool:
+        path = self.root
+        while not os.path.isdir(path):  # not created yet: the folder it will be made in
+            path = os.path.dirname(path)
+        try:
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except OSError:
+            return False
+
     def statfs(self) -> tuple[int, int, int]:
         path = self.root
         while not os.path.isdir(path):  # not created yet: report the disk it will be on

@@ -6,6 +6,8 @@ refused but mounted is stopped and unmounted before the test fails.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from mounting import is_mounted, kill_during_the_final_commit, mounted, unmount
+from mounting import eventually, is_mounted, kill_during_the_final_commit, mounted, read_only_bind, unmount
 
 import lakefs
 
@@ -155,6 +157,65 @@ def test_a_dataset_cache_or_log_inside_the_mountpoint_is_refused(tmp_path: Path,
     assert proc.returncode == 1 and proc.stderr == (
         f"lakefs: error: chunk cache {mountpoint / '.cache' / 'lakefs'} is inside the mountpoint {mountpoint}: "
         f"{hang.format('read')}; choose one outside it (storage.cache_dir in the config)\n"), proc.stderr
+
+
+READ_ONLY_HINT = "the dataset's folder is read-only: open it with read_only=True, or mount it with -o ro"
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
+def test_a_dataset_in_a_read_only_folder_mounts_read_only_with_a_warning(tmp_path: Path, mountpoint: Path,
+                                                                         background: bool) -> None:
+    """Found by QA: a dataset on a read-only file system (a read-only bind mount, a
+    write-protected disk) failed to mount ("cannot take the writer lock ...: Read-only
+    file system"). As mount(8) does, it mounts read-only, with one warning line."""
+    with lakefs.empty(tmp_path / "src" / "ds") as ds:
+        ds.write_file("a.txt", b"kept\n")
+    with read_only_bind(tmp_path / "src", tmp_path / "ro") as ro:
+        dataset = ro / "ds"
+        warning = (f"lakefs: warning: {dataset} is write-protected (its folder is on a read-only file system), "
+                   "mounting read-only\n")
+        env = {**ENV, "XDG_STATE_HOME": str(tmp_path / "state")}
+        try:
+            if background:
+                r = subprocess.run(lakefs_cmd("mount", dataset, mountpoint), capture_output=True, text=True,
+                                   cwd=REPO, env=env, timeout=60)
+                assert r.returncode == 0 and r.stderr == warning, r.stderr
+                assert is_mounted(mountpoint)
+                context = contextlib.nullcontext()
+            else:
+                context = mounted(lakefs_cmd("mount", dataset, mountpoint), mountpoint, env=env)
+            with context as m:
+                from lakefs.fs.mount import mount_entry
+
+                assert mount_entry(mountpoint).read_only
+                assert (mountpoint / "a.txt").read_bytes() == b"kept\n"
+                with pytest.raises(OSError) as refused:
+                    (mountpoint / "b.txt").write_bytes(b"new\n")
+                assert refused.value.errno == errno.EROFS
+                if m is not None:
+                    eventually(lambda: warning.strip() in m.log(), what="no warning")
+                    assert [line for line in m.log().splitlines() if "warning" in line.lower()] == [warning.strip()]
+            if background:
+                r = subprocess.run(lakefs_cmd("umount", mountpoint), capture_output=True, text=True, env=env,
+                                   timeout=60)
+                assert r.returncode == 0 and r.stderr == "", r.stderr
+        finally:
+            unmount(mountpoint)
+
+
+def test_writing_commands_on_a_read_only_folder_say_so(tmp_path: Path, png_dir: Path, mountpoint: Path) -> None:
+    """Found by QA: compact, tensor create and ingest said only "cannot take the writer
+    lock ...: Read-only file system". A mount given -o rw insists, as with mount(8)."""
+    lakefs.empty(tmp_path / "src" / "ds").close()
+    with read_only_bind(tmp_path / "src", tmp_path / "ro") as ro:
+        dataset = ro / "ds"
+        for argv in (["compact", dataset], ["tensor", "create", dataset, "labels"], ["ingest", png_dir, dataset],
+                     ["mount", dataset, mountpoint, "-f", "-o", "rw"]):
+            r = attempt_mount(*argv, mountpoint=mountpoint)
+            assert r.returncode == 1, (argv, r.stderr)
+            assert r.stderr == (f"lakefs: error: cannot take the writer lock {dataset}/locks/writer: Read-only file "
+                                f"system; {READ_ONLY_HINT}\n"), argv
+        assert run("info", dataset).returncode == 0  # (reading works)
 
 
 def test_a_missing_mountpoint_is_named_as_missing(dataset: Path, tmp_path: Path) -> None:

@@ -469,3 +469,15 @@ def test_readinto_keeps_its_file_open_as_ranged_gets_do(tmp_path: Path, monkeypa
     store.put("c/tile", b"new")  # a put drops the descriptor: the next read sees the new file
     assert store.readinto("c/tile", 0, buf) == 3 and bytes(buf[:3]) == b"new"
     store.close()
+
+
+def test_write_protected_is_a_read_only_file_system(tmp_path: Path) -> None:
+    """A folder on a read-only file system refuses every write, whatever ``writable``
+    says (a dataset there is mounted read-only); a folder to be made in one too."""
+    from mounting import read_only_bind
+
+    (tmp_path / "src" / "ds").mkdir(parents=True)
+    assert not LocalStorage(tmp_path / "src" / "ds").write_protected()
+    with read_only_bind(tmp_path / "src", tmp_path / "ro") as ro:
+        assert LocalStorage(ro / "ds").write_protected()
+        assert LocalStorage(ro / "new" / "ds", read_only=True).write_protected()
