@@ -529,10 +529,8 @@ class Dataset:
 
     def _reopen(self) -> None:
         """Take the writer lock again for a write after a ``with`` block released it
-        (with the dataset lock). The state held is kept when the dataset's latest commit
-        is still the one it holds; else that commit is loaded, and the tensors taken
-        before (``images = ds.images``) are moved to it, so they write where ``ds.images``
-        does."""
+        (with the dataset lock), and move to the dataset's latest commit
+        (:meth:`_load_latest`) if another writer made one meanwhile."""
         try:
             lock = self.storage.writer_lock(keys.WRITER_LOCK)
         except LockedError as e:
@@ -541,28 +539,8 @@ class Dataset:
                               "the writer lock after this dataset's `with` block ended): write again once it is "
                               "closed; reads go on", holder=e.holder, in_this_process=e.in_this_process) from e
         try:
-            try:
-                marker = self.storage.get(keys.MARKER)
-            except ObjectNotFoundError:
-                raise self._no_marker() from None
-            try:
-                seq, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
-                same = (marker == self._marker and seq == self._manifest.seq
-                        and self.storage.get(mkey) == self._manifest.to_bytes())
-            except ObjectNotFoundError:
-                same = False  # (_read_head says what is missing)
-            if not same:
-                self._check_marker(marker)
-                before = {t.meta.tid: t for t in self._tensors.values()}
-                self._adopt(self._read_head())
-                for name, tensor in self._tensors.items():
-                    old = before.get(tensor.meta.tid)  # (the same tensor, renamed or not)
-                    if old is not None:
-                        old.name, old.meta, old._engine, old._format = name, tensor.meta, tensor._engine, tensor._format
-                        self._tensors[name] = old
-                self._marker, self._created_ns = marker, None
+            if self._load_latest():
                 self._commit_at = (time.time(), False)
-                self.generation += 1
             self._ids.next_id += 1 + secrets.randbits(SESSION_ID_BITS)  # (as at open: see _open)
         except BaseException:
             lock.release()
@@ -570,6 +548,42 @@ class Dataset:
         self._writer_lock = lock
         if self._commit_at_exit:
             _open_writers.track(self)
+
+    def _load_latest(self) -> bool:
+        """Move a writable dataset that holds no writer lock (after a ``with`` block) to
+        the dataset's latest commit, unless it holds it already; whether it moved (with
+        the dataset lock). The tensors taken before (``images = ds.images``) are moved to
+        it, so they write where ``ds.images`` does; those the other writer deleted (a
+        tensor made again under the same name is another tensor: another id), and all of
+        them when the dataset was deleted and created again, are retired: a write through
+        them raises ``TensorNotFoundError``, where it went into a tensor no commit holds."""
+        try:
+            marker = self.storage.get(keys.MARKER)
+        except ObjectNotFoundError:
+            raise self._no_marker() from None
+        try:
+            seq, mkey = parse_head(self.storage.get(keys.HEAD), keys.HEAD)
+            if (marker == self._marker and seq == self._manifest.seq
+                    and self.storage.get(mkey) == self._manifest.to_bytes()):
+                return False
+        except ObjectNotFoundError:
+            pass  # (_read_head says what is missing)
+        self._check_marker(marker)
+        replaced = marker != self._marker
+        before = {} if replaced else {t.meta.tid: t for t in self._tensors.values()}
+        gone = list(self._tensors.values())
+        self._adopt(self._read_head())
+        for name, tensor in self._tensors.items():
+            old = before.pop(tensor.meta.tid, None)  # (the same tensor, renamed or not)
+            if old is not None:
+                old.name, old.meta, old._engine, old._format = name, tensor.meta, tensor._engine, tensor._format
+                self._tensors[name] = old
+        for tensor in gone if replaced else before.values():
+            tensor._retire(f"is gone: {self.storage.where} was deleted and created again by another writer"
+                           if replaced else "was deleted from the dataset by another writer")
+        self._marker, self._created_ns = marker, None
+        self.generation += 1
+        return True
 
     def __del__(self) -> None:
         # Never committed here (a dataset dropped without close keeps what it committed;

@@ -100,7 +100,7 @@ class Info(Mapping[str, Any]):
             return
         ds = self._tensor.dataset
         with ds._lock:
-            ds._check_writable()
+            self._tensor._check_writable()
             meta = self._tensor.meta
             if key not in meta.info:
                 raise KeyError(key)
@@ -116,7 +116,7 @@ class Info(Mapping[str, Any]):
         changes = dict(*args, **kwargs)
         ds = self._tensor.dataset
         with ds._lock:
-            ds._check_writable()
+            self._tensor._check_writable()
             meta = self._tensor.meta
             names = self._class_names(changes.pop("class_names")) if "class_names" in changes else None
             for key in changes:

@@ -261,12 +261,15 @@ class _DeletedEngine:
     ``delete_tensor`` raises, where it wrote rows whose samples went with the deleted
     tensor. At no cost to the handles in use: nothing is checked on the way."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, why: str) -> None:
+        self.name, self.why = name, why
 
     def __getattr__(self, attr: str) -> Any:
-        raise TensorNotFoundError(f"tensor {self.name!r} was deleted from the dataset: this handle to it "
-                                  "reads and writes nothing (take the tensor from the dataset again)")
+        raise self.error()
+
+    def error(self) -> TensorNotFoundError:
+        return TensorNotFoundError(f"tensor {self.name!r} {self.why}: this handle to it reads and writes "
+                                   "nothing (take the tensor from the dataset again)")
 
 
 class Tensor(HtypeReaders):
@@ -280,10 +283,19 @@ class Tensor(HtypeReaders):
         self._engine: ChunkEngine | _DeletedEngine = engine
         self._format = fmt
 
-    def _retire(self) -> None:
+    def _retire(self, why: str = "was deleted from the dataset") -> None:
         """Deleted from its dataset (:meth:`Dataset.delete_tensor`, and the mount's
-        ``unmake_tensor``, ``regroup_tensor``): this handle refuses every use from now on."""
-        self._engine = _DeletedEngine(self.name)
+        ``unmake_tensor``, ``regroup_tensor``), or not in the commit of another writer the
+        dataset moved to (:meth:`Dataset._reopen`): this handle refuses every use from now on."""
+        self._engine = _DeletedEngine(self.name, why)
+
+    def _check_writable(self) -> None:
+        """The dataset's check, then this handle's: the dataset's first write after a
+        ``with`` block may move it to another writer's commit, which retires this handle
+        if that writer deleted the tensor (a write went on into a tensor no commit holds)."""
+        self.dataset._check_writable()
+        if isinstance(self._engine, _DeletedEngine):
+            raise self._engine.error()
 
     def __repr__(self) -> str:
         if isinstance(self._engine, _DeletedEngine):
@@ -411,10 +423,10 @@ class Tensor(HtypeReaders):
 
     def append(self, value: Any) -> Sample:
         """Fill the row after this tensor's last filled row, creating it when needed."""
-        self.dataset._check_writable()
+        self._check_writable()
         ahead = self._format.prepare_value(value)  # (see write_file)
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             with self._format.rollback():  # (also of a dtype adopted, when the store fails)
                 encoded = self._format.from_value(value, ahead)
                 row = self._engine.index.last_filled_row() + 1
@@ -430,7 +442,7 @@ class Tensor(HtypeReaders):
     def extend(self, values: Iterable[Any]) -> None:
         """Append every value, or none: all are checked and encoded before any is stored,
         and a refused one is named by its position."""
-        self.dataset._check_writable()
+        self._check_writable()
         # (a str, bytes or dict is iterable, but as one sample: its characters, bytes or
         # keys would each become a row)
         single = isinstance(values, (str, bytes, bytearray, memoryview, dict))
@@ -445,7 +457,7 @@ class Tensor(HtypeReaders):
             except LakeFSError as e:
                 raise item_error(e, f"item {i}") from e
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             encoded = []
             with self._format.rollback():  # (also of a dtype adopted, when the store fails)
                 for i, (value, ahead) in enumerate(zip(values, aheads)):
@@ -471,7 +483,7 @@ class Tensor(HtypeReaders):
         except LakeFSError:
             ahead = None
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             if isinstance(item, str):
                 check_key(item)
             elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
@@ -500,7 +512,7 @@ class Tensor(HtypeReaders):
     def pop(self, item: int | str) -> None:
         """Delete the sample at a row (the row and the other tensors' cells stay)."""
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             self._engine.delete(self._row_of(item))
             self.dataset._touch()
 
@@ -678,10 +690,10 @@ class Tensor(HtypeReaders):
         caller (``lakefs ingest``'s worker processes); the sample is flagged as such."""
         key, ext = self._sample_name(filename)
         if ahead is None:
-            self.dataset._check_writable()  # (a read-only dataset says so first)
+            self._check_writable()  # (a read-only dataset says so first)
             ahead = self._format.prepare_file(data, ext)
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             with self._format.rollback():  # (also of a dtype adopted, when the store fails)
                 encoded = self._format.from_file(data, ext, ahead)
                 if transcoded:
@@ -714,7 +726,7 @@ class Tensor(HtypeReaders):
             return None
         check_key(parts[0])
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             return self._engine.open_stream()
 
     def commit_file_stream(self, filename: str, stream: TileStream, *, mtime_ns: int | None = None,
@@ -722,7 +734,7 @@ class Tensor(HtypeReaders):
         """Store a finished stream as the sample ``filename`` (like :meth:`write_file`)."""
         key, ext = self._sample_name(filename)
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             rows_before = len(self.dataset._rows)
             row = self.dataset._row_for_key(key, create=True)
             try:
@@ -741,7 +753,7 @@ class Tensor(HtypeReaders):
     def rename_file(self, old: str, new: str) -> Sample:
         """Move a sample to the row named by ``new`` (same content, new key)."""
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             src = self.find_file(old)
             if src is None:
                 raise SampleNotFoundError(f"no sample {old!r} in tensor {self.name!r}")
@@ -766,13 +778,13 @@ class Tensor(HtypeReaders):
 
     def delete_row(self, row: int) -> None:
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             self._engine.delete(row)
             self.dataset._touch()
 
     def set_meta(self, row: int, *, mtime_ns: int | None = None, mode: int | None = None) -> None:
         with self.dataset._lock:
-            self.dataset._check_writable()
+            self._check_writable()
             self._engine.update_meta(row, mtime_ns=mtime_ns, mode=mode)
             self.dataset._touch()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import lakefs
-from lakefs.errors import DatasetClosedError, LockedError, ReadOnlyError
+from lakefs.errors import DatasetClosedError, LockedError, ReadOnlyError, TensorNotFoundError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -122,3 +122,91 @@ ds.x.append(2)
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "committed at exit" in p.stderr, p.stderr
     assert _values(dataset_path) == [1, 2]
+
+
+def _in_another_process(script: str) -> None:
+    p = subprocess.run([sys.executable, "-c", f"import sys\nsys.path.insert(0, {str(REPO)!r})\nimport lakefs\n"
+                        + script], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+WRITES = {
+    "append": lambda ds: ds.x.append(9),
+    "extend": lambda ds: ds.x.extend([9, 9]),
+    "setitem": lambda ds: ds.x.__setitem__(0, 9),
+    "row setitem": lambda ds: ds[0].__setitem__("x", 9),
+    "pop": lambda ds: ds.x.pop(0),
+    "info.update": lambda ds: ds.x.info.update(note="mine"),
+}
+ELSEWHERE = {
+    "deleted": "ds.delete_tensor('x')",
+    "deleted and created again": "ds.delete_tensor('x'); ds.create_tensor('x', dtype='int64').append(7)",
+}
+
+
+@pytest.mark.parametrize("write", WRITES)
+@pytest.mark.parametrize("elsewhere", ELSEWHERE)
+def test_a_write_to_a_tensor_another_writer_deleted_between_blocks_is_refused(
+        dataset_path: Path, write: str, elsewhere: str) -> None:
+    """QA: ``ds.x`` was resolved from the state before the write's reopen, and the write
+    "succeeded" into a tensor no commit holds any more: lost without an error."""
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        ds.create_tensor("x", dtype="int64").append(1)
+    held = ds.x
+    _in_another_process(f"with lakefs.load({str(dataset_path)!r}) as ds:\n    {ELSEWHERE[elsewhere]}")
+    with pytest.raises(TensorNotFoundError, match="another writer"):
+        WRITES[write](ds)
+    with pytest.raises(TensorNotFoundError):
+        held.append(9)
+    recreated = elsewhere != "deleted"
+    assert ("x" in ds.tensors) == recreated  # ds moved to the other writer's commit
+    if recreated:
+        ds.x.append(8)  # taken again: the new tensor
+    ds.close()
+    with lakefs.load(dataset_path, read_only=True) as ro:
+        assert ("x" in ro.tensors) == recreated
+        if recreated:
+            assert [s.numpy().item() for s in ro.x] == [7, 8]
+            assert "note" not in ro.x.info
+
+
+def test_a_write_to_a_tensor_of_a_group_deleted_between_blocks_is_refused(dataset_path: Path) -> None:
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        ds.create_group("g")
+        ds.create_tensor("g/x", dtype="int64").append(1)
+    _in_another_process(f"with lakefs.load({str(dataset_path)!r}) as ds:\n    ds.delete_group('g', recursive=True)")
+    with pytest.raises(TensorNotFoundError):
+        ds.g.x.append(2)
+    assert list(ds.tensors) == []
+    ds.close()
+
+
+def test_a_write_to_a_tensor_of_a_dataset_created_again_between_blocks_is_refused(dataset_path: Path) -> None:
+    """Another process's ``empty(overwrite=True)``: every handle belongs to a dataset that
+    is gone, even one of the same name whose id happens to be reused."""
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        ds.create_tensor("x", dtype="int64").append(1)
+    held = ds.x
+    _in_another_process(f"ds = lakefs.empty({str(dataset_path)!r}, overwrite=True)\n"
+                        "ds.create_tensor('x', dtype='int64').append(7)\nds.close()")
+    with pytest.raises(TensorNotFoundError, match="created again"):
+        ds.x.append(2)
+    with pytest.raises(TensorNotFoundError, match="created again"):
+        held.append(2)
+    ds.x.append(8)  # the new dataset's tensor
+    ds.close()
+    with lakefs.load(dataset_path, read_only=True) as ro:
+        assert [s.numpy().item() for s in ro.x] == [7, 8]
+
+
+def test_info_update_through_a_deleted_tensor_is_refused(dataset_path: Path) -> None:
+    """In one process too: the handle's info went on changing a tensor no commit holds."""
+    ds = lakefs.empty(dataset_path)
+    x = ds.create_tensor("x", dtype="int64")
+    ds.delete_tensor("x")
+    with pytest.raises(TensorNotFoundError):
+        x.info.update(note="mine")
+    ds.close()
