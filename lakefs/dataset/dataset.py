@@ -244,6 +244,7 @@ class Dataset:
         self._cache = ChunkCache(cache_bytes)
         self._writer_lock: WriterLock | None = None
         self._closed = False
+        self._with_depth = 0  # of nested `with ds:` blocks (see __exit__)
         self._head: bytes | None = None  # the HEAD object this reader loaded
         self._marker: bytes | None = None  # and the marker (a re-created dataset has another)
         self._replacing = _replacing  # empty(overwrite=True): the folder held a dataset
@@ -500,6 +501,8 @@ class Dataset:
     # --- lifecycle ---------------------------------------------------------------------
 
     def __enter__(self) -> Dataset:
+        with self._lock:
+            self._with_depth += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -507,7 +510,13 @@ class Dataset:
         writes and any number of blocks may follow: a writer commits and releases its
         writer lock, so that another writer can open the dataset, and stays open (reads
         go on; the next write takes the lock again, :meth:`_reopen`). A read-only
-        dataset, and a writer whose lease was lost, are closed, as by ``close()``."""
+        dataset, and a writer whose lease was lost, are closed, as by ``close()``.
+        Only the outermost of nested blocks does this, as Deep Lake flushes only there:
+        an inner block's end does nothing (it let another writer in mid-block)."""
+        with self._lock:
+            self._with_depth -= 1
+            if self._with_depth > 0:
+                return
         if self.read_only or self.lease_lost is not None:
             self.close()
         elif not self._closed:

@@ -210,3 +210,29 @@ def test_info_update_through_a_deleted_tensor_is_refused(dataset_path: Path) -> 
     with pytest.raises(TensorNotFoundError):
         x.info.update(note="mine")
     ds.close()
+
+
+def test_only_the_outermost_of_nested_blocks_commits_and_releases(dataset_path: Path) -> None:
+    """QA: the inner block's end committed and released the lock mid-outer-block, letting
+    another writer in. As Deep Lake, which flushes only at the outermost block's end."""
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        ds.create_tensor("x", dtype="int64").append(1)
+        with ds:
+            ds.x.append(2)
+        assert ds.has_changes  # not committed yet
+        with pytest.raises(LockedError):
+            lakefs.load(dataset_path)  # still this block's writer
+        ds.x.append(3)
+    assert not ds.has_changes
+    with lakefs.load(dataset_path) as other:  # released at the outer end
+        other.x.append(4)
+    ro = lakefs.load(dataset_path, read_only=True)
+    with ro:
+        with ro:
+            pass
+        assert [s.numpy().item() for s in ro.x] == [1, 2, 3, 4]
+        assert not ro.refresh()  # still open
+    with pytest.raises(DatasetClosedError):
+        ro.refresh()
+    ds.close()
