@@ -3,7 +3,7 @@
 Concurrency model (DESIGN §5): one writer process holds the storage's writer lock;
 inside it every mutation takes ``_lock`` (the mount calls in from many FUSE threads).
 Readers open a snapshot (``HEAD`` at open time) and never take the lock;
-``refresh()`` moves a reader to the latest commit.
+``refresh()`` moves a reader (and a writer between ``with`` blocks) to the latest commit.
 
 A commit (``flush``) seals open chunks, writes new index and row segments, writes a new
 manifest and finally replaces ``HEAD``: data first, visible last, one atomic step.
@@ -432,8 +432,11 @@ class Dataset:
         """Move a read-only dataset to the latest commit of its writer; whether there
         was a newer one. Tensors and samples taken before stay readable as they were
         (chunks are immutable) until ``compact`` deletes what they point at; take them
-        again from the dataset to see the new commit. A writable dataset is always at
-        its own latest commit: nothing to do.
+        again from the dataset to see the new commit. A writable dataset holding the
+        writer lock is at its own latest commit: nothing to do. One between ``with``
+        blocks holds none (nor changes): another writer may have committed, and it
+        moves there with the tensors taken from it, as its next write would
+        (:meth:`_load_latest`).
 
         A dataset deleted and created again at the same place (its marker changed) is
         loaded whole, whatever its HEAD says; so is the latest commit by a writer whose
@@ -441,11 +444,14 @@ class Dataset:
         on. ``swap_lock`` is held, besides the dataset lock, while the new commit is
         swapped in (the mount's filesystem lock: its operations read the dataset's state
         more than once per call)."""
-        if not self.read_only:
-            return False
         if self._closed:
             raise DatasetClosedError(f"{self.storage.where}: the dataset is closed (close() was called): load it "
                                      f"again, lakefs.load({self.storage.where!r}, read_only=True)")
+        if not self.read_only:
+            with swap_lock or contextlib.nullcontext(), self._lock:
+                if self._writer_lock is not None or self._dirty or self._closed:
+                    return False
+                return self._load_latest()
         try:
             head = self.storage.get(keys.HEAD)
             marker = self.storage.get(keys.MARKER)
@@ -548,8 +554,7 @@ class Dataset:
                               "the writer lock after this dataset's `with` block ended): write again once it is "
                               "closed; reads go on", holder=e.holder, in_this_process=e.in_this_process) from e
         try:
-            if self._load_latest():
-                self._commit_at = (time.time(), False)
+            self._load_latest()
             self._ids.next_id += 1 + secrets.randbits(SESSION_ID_BITS)  # (as at open: see _open)
         except BaseException:
             lock.release()
@@ -591,6 +596,7 @@ class Dataset:
             tensor._retire(f"is gone: {self.storage.where} was deleted and created again by another writer"
                            if replaced else "was deleted from the dataset by another writer")
         self._marker, self._created_ns = marker, None
+        self._commit_at = (time.time(), False)
         self.generation += 1
         return True
 

@@ -236,3 +236,28 @@ def test_only_the_outermost_of_nested_blocks_commits_and_releases(dataset_path: 
     with pytest.raises(DatasetClosedError):
         ro.refresh()
     ds.close()
+
+
+def test_refresh_between_blocks_moves_a_writable_dataset_to_another_writers_commit(dataset_path: Path) -> None:
+    """QA: it returned False and reads stayed stale, while another writer had committed."""
+    ds = lakefs.empty(dataset_path)
+    with ds:
+        ds.create_tensor("x", dtype="int64").append(1)
+        ds.create_tensor("y", dtype="int64").append(1)
+        assert not ds.refresh()  # holding the lock: its own latest commit
+    x, y = ds.x, ds.y
+    assert not ds.refresh()  # nothing new
+    _in_another_process(f"with lakefs.load({str(dataset_path)!r}) as ds:\n    ds.x.append(20)\n"
+                        "    ds.delete_tensor('y')")
+    assert ds.refresh()
+    assert [s.numpy().item() for s in ds.x] == [1, 20]
+    assert [s.numpy().item() for s in x] == [1, 20]  # the tensors taken before move too
+    assert "y" not in ds.tensors
+    with pytest.raises(TensorNotFoundError):
+        y.append(2)
+    assert not ds.refresh()
+    x.append(3)
+    ds.close()
+    assert _values(dataset_path) == [1, 20, 3]
+    with pytest.raises(DatasetClosedError):
+        ds.refresh()
