@@ -245,6 +245,7 @@ class Dataset:
         self._writer_lock: WriterLock | None = None
         self._closed = False
         self._with_depth = 0  # of nested `with ds:` blocks (see __exit__)
+        self._closed_by = "close() was called"  # (or the end of a read-only dataset's block)
         self._head: bytes | None = None  # the HEAD object this reader loaded
         self._marker: bytes | None = None  # and the marker (a re-created dataset has another)
         self._replacing = _replacing  # empty(overwrite=True): the folder held a dataset
@@ -445,7 +446,7 @@ class Dataset:
         swapped in (the mount's filesystem lock: its operations read the dataset's state
         more than once per call)."""
         if self._closed:
-            raise DatasetClosedError(f"{self.storage.where}: the dataset is closed (close() was called): load it "
+            raise DatasetClosedError(f"{self.storage.where}: the dataset is closed ({self._closed_by}): load it "
                                      f"again, lakefs.load({self.storage.where!r}, read_only=True)")
         if not self.read_only:
             with swap_lock or contextlib.nullcontext(), self._lock:
@@ -524,7 +525,12 @@ class Dataset:
             if self._with_depth > 0:
                 return
         if self.read_only or self.lease_lost is not None:
-            self.close()
+            was_closed = self._closed
+            try:
+                self.close()
+            finally:
+                if self._closed and not was_closed:
+                    self._closed_by = "its `with` block ended"
         elif not self._closed:
             self._end_writing()
 
@@ -688,7 +694,7 @@ class Dataset:
         if self.read_only:
             raise ReadOnlyError("the dataset is open read-only")
         if self._closed:
-            raise DatasetClosedError(f"{self.storage.where}: the dataset is closed (close() was called): load it "
+            raise DatasetClosedError(f"{self.storage.where}: the dataset is closed ({self._closed_by}): load it "
                                      f"again to write, lakefs.load({self.storage.where!r})")
         if self._writer_lock is None:
             with self._lock:

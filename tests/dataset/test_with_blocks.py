@@ -261,3 +261,17 @@ def test_refresh_between_blocks_moves_a_writable_dataset_to_another_writers_comm
     assert _values(dataset_path) == [1, 20, 3]
     with pytest.raises(DatasetClosedError):
         ds.refresh()
+
+
+def test_a_read_only_dataset_closed_by_its_block_says_so(dataset_path: Path) -> None:
+    """QA: its refresh() said "(close() was called)" though only the block had ended."""
+    lakefs.empty(dataset_path).close()
+    with lakefs.load(dataset_path, read_only=True) as ro:
+        pass
+    with pytest.raises(DatasetClosedError, match=r"its `with` block ended.*lakefs\.load\("):
+        ro.refresh()
+    ro = lakefs.load(dataset_path, read_only=True)
+    with ro:
+        ro.close()
+    with pytest.raises(DatasetClosedError, match=r"close\(\) was called"):
+        ro.refresh()
