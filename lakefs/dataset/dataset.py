@@ -42,7 +42,7 @@ from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.info import TENSOR_ARGUMENTS, json_info
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_names, supported_dtype
-from lakefs.dataset.tensor import Sample, Tensor, item_error
+from lakefs.dataset.tensor import Sample, Tensor, item_error, list_positions, position
 from lakefs.dataset.views import Group, Row, RowList, item_as_attribute, refuse_hiding_an_item
 from lakefs.errors import (
     ConfigError,
@@ -1603,20 +1603,11 @@ class Dataset:
         if isinstance(item, slice):
             return RowList(self, range(*item.indices(len(self))))
         if isinstance(item, (list, tuple, np.ndarray)):  # rows by number, or a boolean mask
-            arr = np.asarray(item)
-            if arr.dtype == np.bool_:
-                if arr.shape != (len(self),):
-                    raise IndexError(f"boolean index of shape {arr.shape} for a dataset of {len(self)} rows")
-                return RowList(self, np.flatnonzero(arr).tolist())
-            if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in item):
-                raise TypeError("a list of dataset rows holds row numbers (ints) or bools")
-            return RowList(self, [self[i].index for i in item])  # (each checked as ds[i])
+            n = len(self)
+            return RowList(self, list_positions(item, n, f"a dataset of {n} rows"))
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             n = len(self)
-            row = int(item) + n if item < 0 else int(item)
-            if not 0 <= row < n:
-                raise IndexError(f"row {item} out of range for a dataset of {n} rows")
-            return Row(self, row)
+            return Row(self, position(item, n, f"a dataset of {n} rows"))
         raise TypeError(f"dataset indices are ints, slices, names or keys, not {type(item).__name__}")
 
     def __getattr__(self, name: str) -> Any:

@@ -35,6 +35,13 @@ def printable(name: str) -> str:
     return "".join(out)
 
 
+def expr_of(name: str) -> str:
+    """How a script reaches tensor or group ``name``: ``ds.train.images``, else ``ds["my-x"]``."""
+    if all(part.isidentifier() for part in name.split("/")):
+        return "ds." + name.replace("/", ".")
+    return f"ds[{name!r}]"
+
+
 def _check_segment(seg: str, what: str) -> None:
     if not isinstance(seg, str):
         raise InvalidNameError(f"{what} must be a string, not {type(seg).__name__}")

@@ -14,7 +14,7 @@ from lakefs.chunks.chunk import ChunkKind
 from lakefs.chunks.engine import ChunkEngine
 from lakefs.chunks.stream import TileStream
 from lakefs.dataset.info import Info
-from lakefs.dataset.names import NAME_MAX, check_key, split_filename
+from lakefs.dataset.names import NAME_MAX, check_key, expr_of, split_filename
 from lakefs.dataset.samples import Ahead, Encoded, EncodedFile, SampleFormat
 from lakefs.errors import (
     HtypeMismatchError,
@@ -222,13 +222,122 @@ def stack(values: list[Any], fmt: SampleFormat, aslist: bool) -> Any:
         return values
 
 
-class SampleList(HtypeReaders, list):
+def position(item: Any, n: int, what: str) -> int:
+    """The position of the int index ``item`` into ``n`` rows (negative from the end), or
+    the IndexError naming ``what`` (``a dataset of 5 rows``) and the TypeError a dataset gives."""
+    if not isinstance(item, (int, np.integer)) or isinstance(item, bool):
+        raise TypeError(f"row indices are ints, slices or lists of ints, not {type(item).__name__}")
+    i = int(item) + n if item < 0 else int(item)
+    if not 0 <= i < n:
+        raise IndexError(f"row {item} out of range for {what}")
+    return i
+
+
+def list_positions(item: Sequence[Any] | np.ndarray, n: int, what: str) -> list[int]:
+    """The positions of a list index into ``n`` rows: row numbers (ints, numpy ints,
+    negative from the end) or, as in numpy, a mask of ``n`` bools. Nothing else: ``int()``
+    of each read ``1.0`` as row 1 and the key ``"7"`` as row 7."""
+    if isinstance(item, np.ndarray) and item.dtype == np.bool_ or (
+            len(item) and all(isinstance(i, (bool, np.bool_)) for i in item)):
+        shape = np.shape(item)
+        if shape != (n,):
+            raise IndexError(f"boolean index of shape {shape} for {what}")
+        return np.flatnonzero(np.asarray(item)).tolist()
+    for i in item:
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"a list of rows holds row numbers (ints) or a mask of bools, not {type(i).__name__} "
+                            f"({i!r})")
+    return [position(i, n, what) for i in item]
+
+
+class ViewList(list):
+    """A view's items as a Python list whose changes (``append``, ``del v[0]``, ...) are
+    refused: they changed the list and stored nothing, silently. ``_how_to_write`` says
+    what does store."""
+
+    def _how_to_write(self) -> str:
+        raise NotImplementedError
+
+    def _refuse(self, what: str) -> Any:
+        raise TypeError(f"{what} on a view changes a Python list and stores nothing: {self._how_to_write()}")
+
+    def _what(self) -> str:
+        return f"a view of {len(self)} rows"
+
+    def _positions(self, item: Any) -> int | list[int]:
+        """``item`` (an int, a slice, a list of ints or bools) as positions in this view,
+        with the dataset's errors."""
+        if isinstance(item, slice):
+            return list(range(*item.indices(len(self))))
+        if isinstance(item, (list, np.ndarray)):
+            return list_positions(item, len(self), self._what())
+        return position(item, len(self), self._what())
+
+    def __copy__(self) -> ViewList:
+        """(copy.copy rebuilt the list with ``append``, refused here.)"""
+        new = list.__new__(type(self))
+        list.extend(new, self)
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __delitem__(self, item: Any) -> None:
+        self._refuse("del")
+
+    def __iadd__(self, other: Any) -> Any:
+        return self._refuse("+=")
+
+    def __imul__(self, other: Any) -> Any:
+        return self._refuse("*=")
+
+    def append(self, value: Any) -> None:
+        self._refuse("append")
+
+    def extend(self, values: Any) -> None:
+        self._refuse("extend")
+
+    def insert(self, i: Any, value: Any) -> None:
+        self._refuse("insert")
+
+    def remove(self, value: Any) -> None:
+        self._refuse("remove")
+
+    def pop(self, i: Any = -1) -> Any:
+        return self._refuse("pop")
+
+    def clear(self) -> None:
+        self._refuse("clear")
+
+
+class SampleList(HtypeReaders, ViewList):
     """The samples of a slice or a list of rows (``t[2:5]``, ``t[[0, 7]]``): a list of
-    :class:`Sample`, that also reads them at once, as a Deep Lake tensor view does."""
+    :class:`Sample`, that also reads them at once, as a Deep Lake tensor view does. A
+    slice or list of it is one too; ``view[i] = value`` writes the row it shows, as in
+    Deep Lake."""
 
     def __init__(self, tensor: Tensor, samples: Iterable[Sample]) -> None:
         super().__init__(samples)
         self.tensor = tensor
+
+    def _how_to_write(self) -> str:
+        expr = expr_of(self.tensor.name)
+        return f"write a row with {expr}[row] = value (or view[i] = value), add one with {expr}.append(value)"
+
+    def __getitem__(self, item: Any) -> Any:
+        at = self._positions(item)
+        if isinstance(at, int):
+            return list.__getitem__(self, at)
+        return SampleList(self.tensor, [list.__getitem__(self, i) for i in at])
+
+    def __setitem__(self, item: Any, value: Any) -> None:
+        """``view[i] = value`` is ``tensor[row] = value`` for the row the view shows at ``i``."""
+        if isinstance(item, (slice, list, np.ndarray)):
+            self._refuse("assigning to several items")
+        row = list.__getitem__(self, position(item, len(self), self._what())).row
+        self.tensor[row] = value
+        fresh = self.tensor.sample_at(row)
+        for i, s in enumerate(self):  # (the view shows what it wrote)
+            if s.row == row:
+                list.__setitem__(self, i, fresh)
 
     @property
     def shape(self) -> tuple[int | None, ...]:
@@ -370,30 +479,18 @@ class Tensor(HtypeReaders):
             return row
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             n = len(self)
-            row = int(item) + n if item < 0 else int(item)
-            if not 0 <= row < n:
-                raise IndexError(f"row {item} out of range for tensor {self.name!r} of length {n}")
-            return row
+            return position(item, n, f"tensor {self.name!r} of length {n}")
         raise TypeError(f"tensor indices are ints, slices or row keys, not {type(item).__name__}")
 
     def __getitem__(self, item: int | str | slice | Sequence[int]) -> Sample | SampleList:
         if isinstance(item, slice):
             return SampleList(self, [self[i] for i in range(*item.indices(len(self)))])
         if isinstance(item, (list, tuple, np.ndarray)):
-            return SampleList(self, [self[int(i)] for i in self._list_index(item)])
+            n = len(self)
+            return SampleList(self, [self[i] for i in list_positions(item, n, f"tensor {self.name!r} of length {n}")])
         with self.dataset._lock:
             row = self._row_of(item)
             return Sample(self, row, self._engine.index.entry(row))
-
-    def _list_index(self, item: Sequence[Any] | np.ndarray) -> Sequence[Any] | np.ndarray:
-        """Row numbers of a list index: a list of bools is a mask of the rows to take, as
-        in numpy (``int(True)`` would be row 1)."""
-        arr = np.asarray(item)
-        if arr.dtype != np.bool_:
-            return item
-        if arr.ndim != 1 or len(arr) != len(self):
-            raise IndexError(f"boolean index of shape {arr.shape} for tensor {self.name!r} of length {len(self)}")
-        return np.flatnonzero(arr)
 
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lakefs.dataset.names import check_path
-from lakefs.dataset.tensor import Sample, SampleList, Tensor
+import numpy as np
+
+from lakefs.dataset.names import check_path, expr_of
+from lakefs.dataset.tensor import Sample, SampleList, Tensor, ViewList, position
 from lakefs.errors import LakeFSError
 
 if TYPE_CHECKING:
@@ -24,13 +26,6 @@ def item_as_attribute(view: Any, name: str, missing: str) -> Any:
         raise AttributeError(missing) from None
 
 
-def _expr(name: str) -> str:
-    """How a script reaches tensor or group ``name``: ``ds.train.images``, else ``ds["my-x"]``."""
-    if all(part.isidentifier() for part in name.split("/")):
-        return "ds." + name.replace("/", ".")
-    return f"ds[{name!r}]"
-
-
 def refuse_hiding_an_item(obj: Any, name: str, dataset: Dataset | None, prefix: str, where: str,
                           row: int | None = None) -> None:
     """Refuse ``ds.labels = x`` (on a dataset, group, row or rows) for a tensor or group
@@ -43,7 +38,7 @@ def refuse_hiding_an_item(obj: Any, name: str, dataset: Dataset | None, prefix: 
     full = prefix + name
     tensors = dataset.tensors
     if full in tensors:
-        expr = _expr(full)
+        expr = expr_of(full)
         if row is not None:
             raise TypeError(f"{where}.{name} = ... stores nothing: write the cell with {expr}[{row}] = value "
                             f"(or {where}[{name!r}] = value)")
@@ -51,7 +46,7 @@ def refuse_hiding_an_item(obj: Any, name: str, dataset: Dataset | None, prefix: 
                         f"{expr}.append(value), {expr}.extend(values) or {expr}[i] = value")
     if full in dataset.groups:
         raise TypeError(f"{where}.{name} = ... would hide group {full!r} and store nothing: write its tensors "
-                        f"({_expr(full)}.<tensor>.append(value))")
+                        f"({expr_of(full)}.<tensor>.append(value))")
 
 
 class Group:
@@ -96,7 +91,7 @@ class Group:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_") and name not in ("dataset", "name"):  # (its own, set by __init__)
-            refuse_hiding_an_item(self, name, self.dataset, self.name + "/", _expr(self.name))
+            refuse_hiding_an_item(self, name, self.dataset, self.name + "/", expr_of(self.name))
         object.__setattr__(self, name, value)
 
 
@@ -155,15 +150,20 @@ class Row:
         return out
 
 
-class RowList(list):
+class RowList(ViewList):
     """The rows of a slice of a dataset (``ds[0:8]``, ``ds[[0, 5]]``): a list of
     :class:`Row`, whose tensors are read across them as in Deep Lake:
-    ``ds[0:8].images.numpy()``, and through groups as a row is: ``ds[0:8].train.images``."""
+    ``ds[0:8].images.numpy()``, and through groups as a row is: ``ds[0:8].train.images``.
+    Indexed as the dataset is (a slice or list of it is one too); it writes nothing
+    itself (``rows[2] = {...}`` is refused: a row is written a cell at a time)."""
 
     def __init__(self, dataset: Dataset, rows: Iterable[int], group: str = "") -> None:
         super().__init__(Row(dataset, i, group) for i in rows)
         self.dataset = dataset
         self._prefix = group + "/" if group else ""
+
+    def _how_to_write(self) -> str:
+        return "write a row's cells with ds[row][tensor] = value"
 
     def __getitem__(self, item: Any) -> Any:
         if isinstance(item, str):
@@ -173,9 +173,24 @@ class RowList(list):
             t = self.dataset._get_tensor(name)
             with self.dataset._lock:
                 return SampleList(t, [Sample(t, r.index, t._engine.index.entry(r.index)) for r in self])
-        if isinstance(item, slice):  # still rows of the dataset: ds[0:8][2:4].images
-            return RowList(self.dataset, [r.index for r in super().__getitem__(item)], self._prefix.rstrip("/"))
-        return super().__getitem__(item)
+        at = self._positions(item)
+        if isinstance(at, int):
+            return list.__getitem__(self, at)
+        # still rows of the dataset: ds[0:8][2:4].images
+        return RowList(self.dataset, [list.__getitem__(self, i).index for i in at], self._prefix.rstrip("/"))
+
+    def __setitem__(self, item: Any, value: Any) -> None:
+        """Refused, saying what writes: a dataset takes no whole rows by assignment."""
+        if isinstance(item, str):
+            name = self._prefix + item
+            raise TypeError(f"ds[...][{item!r}] = ... stores nothing: write each row's cell with "
+                            f"{expr_of(name)}[row] = value")
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            row = list.__getitem__(self, position(item, len(self), self._what()))
+            names = [str(k) for k in value] if isinstance(value, dict) else ["<tensor>"]
+            cells = "; ".join(f"{row._shown()}[{k!r}] = value" for k in names)
+            raise TypeError(f"ds[...][{item}] = ... stores nothing: write row {row.index} a cell at a time: {cells}")
+        self._refuse("assigning to several items")
 
     def __getattr__(self, name: str) -> Any:
         return item_as_attribute(self, name, f"no tensor {name!r}")
