@@ -42,7 +42,7 @@ from lakefs.dataset.htypes import get_htype
 from lakefs.dataset.info import TENSOR_ARGUMENTS, json_info
 from lakefs.dataset.names import check_key, check_path, check_plain_path, is_plain_path
 from lakefs.dataset.samples import SUPPORTED_DTYPES, Encoded, SampleFormat, check_class_names, supported_dtype
-from lakefs.dataset.tensor import Sample, Tensor, item_error, list_positions, position
+from lakefs.dataset.tensor import Sample, Tensor, item_error, list_positions, position, untuple
 from lakefs.dataset.views import Group, Row, RowList, item_as_attribute, refuse_hiding_an_item
 from lakefs.errors import (
     ConfigError,
@@ -1600,6 +1600,8 @@ class Dataset:
                 if row is not None:
                     return Row(self, row)
             raise TensorNotFoundError(f"no tensor, group or row key {item!r}")
+        if isinstance(item, tuple):  # (ds[1, 0] read rows 1 and 0)
+            item = untuple(item, "ds", rows_only=True)
         if isinstance(item, slice):
             return RowList(self, range(*item.indices(len(self))))
         if isinstance(item, (list, tuple, np.ndarray)):  # rows by number, or a boolean mask

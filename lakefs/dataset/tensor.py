@@ -250,10 +250,37 @@ def list_positions(item: Sequence[Any] | np.ndarray, n: int, what: str) -> list[
     return [position(i, n, what) for i in item]
 
 
+def _shown_index(item: Any) -> str:
+    """An index as a script writes it: ``3``, ``1:3``, ``::2``."""
+    if isinstance(item, slice):
+        parts = ["" if x is None else str(x) for x in (item.start, item.stop, item.step)]
+        return ":".join(parts[:2] if item.step is None else parts)
+    return repr(item)
+
+
+def untuple(item: tuple, expr: str, rows_only: bool = False) -> Any:
+    """The one index in ``item`` (``t[(3,)]`` is ``t[3]``, as in numpy), or a TypeError for
+    ``t[3, 1]``: numpy's element [3, 1], which lakefs does not index (it read rows 3 and 1,
+    silently). The message says how to write it; ``rows_only``: ``expr`` has rows, no arrays."""
+    if len(item) == 1:
+        return item[0]
+    shown = ", ".join(_shown_index(i) for i in item) or "()"
+    ints = bool(item) and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in item)
+    rows = f"; rows by a list: {expr}[[{shown}]]" if ints else ""
+    if rows_only or not item:
+        raise TypeError(f"{expr}[{shown}]: a tuple is no row index (one row, a slice or a list of rows){rows}")
+    first, rest = _shown_index(item[0]), ", ".join(_shown_index(i) for i in item[1:])
+    inner = f"[{rest}]" if isinstance(item[0], (int, np.integer)) else f"[:, {rest}]"
+    raise TypeError(f"{expr}[{shown}] indexes into the samples' arrays, which lakefs does not do: index the "
+                    f"row(s), then the array ({expr}[{first}].numpy(){inner}){rows}")
+
+
 class ViewList(list):
     """A view's items as a Python list whose changes (``append``, ``del v[0]``, ...) are
     refused: they changed the list and stored nothing, silently. ``_how_to_write`` says
     what does store."""
+
+    _rows_only = False  # (a view of rows has no arrays to index into)
 
     def _how_to_write(self) -> str:
         raise NotImplementedError
@@ -267,6 +294,8 @@ class ViewList(list):
     def _positions(self, item: Any) -> int | list[int]:
         """``item`` (an int, a slice, a list of ints or bools) as positions in this view,
         with the dataset's errors."""
+        if isinstance(item, tuple):
+            item = untuple(item, "view", rows_only=self._rows_only)
         if isinstance(item, slice):
             return list(range(*item.indices(len(self))))
         if isinstance(item, (list, np.ndarray)):
@@ -483,6 +512,8 @@ class Tensor(HtypeReaders):
         raise TypeError(f"tensor indices are ints, slices or row keys, not {type(item).__name__}")
 
     def __getitem__(self, item: int | str | slice | Sequence[int]) -> Sample | SampleList:
+        if isinstance(item, tuple):
+            item = untuple(item, expr_of(self.name))
         if isinstance(item, slice):
             return SampleList(self, [self[i] for i in range(*item.indices(len(self)))])
         if isinstance(item, (list, tuple, np.ndarray)):

@@ -157,6 +157,8 @@ class RowList(ViewList):
     Indexed as the dataset is (a slice or list of it is one too); it writes nothing
     itself (``rows[2] = {...}`` is refused: a row is written a cell at a time)."""
 
+    _rows_only = True
+
     def __init__(self, dataset: Dataset, rows: Iterable[int], group: str = "") -> None:
         super().__init__(Row(dataset, i, group) for i in rows)
         self.dataset = dataset

@@ -83,3 +83,29 @@ def test_a_copy_of_a_view_is_a_view(ds):
     assert v.numpy().tolist() == [[1, 10], [2, 20]]
     rows = copy.copy(ds[1:3])
     assert rows.x.numpy().tolist() == [[1, 10], [2, 20]]
+
+
+def test_a_tuple_index_is_refused_not_read_as_rows(ds):
+    with pytest.raises(TypeError, match=r"ds\.x\[3\]\.numpy\(\)\[1\]"):
+        ds.x[3, 1]
+    with pytest.raises(TypeError, match=r"ds\.x\[0\]\.numpy\(\)\[1:3\]"):
+        ds.x[0, 1:3]
+    with pytest.raises(TypeError, match=r"ds\[\[1, 0\]\]"):
+        ds[1, 0]
+    with pytest.raises(TypeError, match="numpy"):
+        ds.x[0:3][1, 0]
+    with pytest.raises(TypeError, match="list"):
+        ds[0:3][1, 0]
+    assert ds.x[(3,)].numpy().tolist() == [3, 30]  # as numpy: a[(3,)] is a[3]
+    assert ds[(3,)].index == 3
+
+
+def test_a_list_of_rows_holds_ints_only(ds):
+    with pytest.raises(TypeError, match="float"):
+        ds.x[[1.0]]
+    with pytest.raises(TypeError, match="str"):
+        ds.t[["3"]]
+    assert ds.x[[np.int64(1), -1]].numpy().tolist() == [[1, 10], [4, 40]]
+    assert ds.x[np.array([1, 2])].numpy().tolist() == [[1, 10], [2, 20]]
+    assert ds.x[[False, True, False, False, False]].numpy().tolist() == [[1, 10]]
+    assert len(ds.x[[]]) == 0
