@@ -637,11 +637,28 @@ class Tensor(HtypeReaders):
                     self.dataset._take_back(rows_before, [])
                     raise
 
-    def pop(self, item: int | str) -> None:
-        """Delete the sample at a row (the row and the other tensors' cells stay)."""
+    def pop(self, item: int | str | Sequence[int] | None = None) -> None:
+        """Delete the sample at a row, at each of a list of rows, or (no argument, as Deep
+        Lake's ``pop()``) at the last filled row; the rows and the other tensors' cells
+        stay, so this tensor's next ``append`` fills the first row after its last sample."""
         with self.dataset._lock:
             self._check_writable()
-            self._engine.delete(self._row_of(item))
+            if item is None:
+                row = self._engine.index.last_filled_row()
+                if row < 0:
+                    raise IndexError(f"no sample to pop: tensor {self.name!r} is empty")
+                rows = [row]
+            elif isinstance(item, (list, np.ndarray)):
+                n = len(self)
+                rows = list_positions(item, n, f"tensor {self.name!r} of length {n}")  # (all checked first)
+            else:
+                rows = [self._row_of(item)]
+            rows = list(dict.fromkeys(rows))
+            for row in rows:  # (all or none: an empty one among them empties nothing)
+                if self._engine.index.entry(row) is None:
+                    raise SampleNotFoundError(f"no sample at row {row} of tensor {self.name!r}")
+            for row in rows:
+                self._engine.delete(row)
             self.dataset._touch()
 
     def _write(self, row: int, encoded: Encoded, value: Any = None, *, mtime_ns: int | None = None,

@@ -228,3 +228,23 @@ def test_a_name_an_attribute_set_on_the_dataset_or_group_hides_is_refused(ds):
             with pytest.raises(lakefs.errors.InvalidNameError, match=re.escape(f"{name!r} is an attribute of")):
                 ds.create_tensor(prefix + name)
     assert list(ds.tensors) == []
+
+
+def test_pop_without_a_row_empties_the_last_filled_cell_and_takes_a_list(ds):
+    """Deep Lake's ``t.pop()`` pops the last sample; ``pop([0])`` said "not list"."""
+    ds.create_tensor("x", dtype="int64")
+    ds.x.extend([1, 2, 3, 4])
+    ds.x.pop()
+    assert len(ds.x) == 3 and ds.x.num_samples == 3
+    ds.x.pop([0, -1])
+    assert ds.x.rows().tolist() == [1]
+    with pytest.raises(TypeError, match="ints"):
+        ds.x.pop([1.0])
+    with pytest.raises(IndexError):
+        ds.x.pop([1, 7])
+    with pytest.raises(lakefs.errors.SampleNotFoundError):
+        ds.x.pop([1, 0])
+    assert ds.x.rows().tolist() == [1]  # (a refused list empties nothing)
+    ds.x.pop()
+    with pytest.raises(IndexError, match="no sample to pop"):
+        ds.x.pop()
