@@ -240,7 +240,8 @@ class ConfigError(LakeFSError, ValueError):
 
 
 class DirectoryNotEmptyError(LakeFSError, OSError):
-    """``rmdir`` of a tensor or group that still holds something."""
+    """``rmdir`` of a tensor or group that still holds something, and ``delete_group``
+    of one without ``recursive=True``."""
 
     errno = _errno.ENOTEMPTY
 

@@ -1373,7 +1373,8 @@ class Dataset:
             m = self._manifest
             if name in m.pending_dirs:
                 if self._holds_plain(name) and not recursive:
-                    raise TensorExistsError(f"directory {name!r} is not empty")
+                    raise DirectoryNotEmptyError(f"directory {name!r} is not empty: delete it and what it holds "
+                                                 f"with delete_group({name!r}, recursive=True)")
                 for path in [p for p in m.files if p.startswith(name + "/")]:
                     self.delete_file(path)
                 m.pending_dirs = [d for d in m.pending_dirs if d != name and not d.startswith(name + "/")]
@@ -1384,8 +1385,9 @@ class Dataset:
                 raise TensorNotFoundError(f"no group {name!r}")
             inside = [t for t in self._tensors if t.startswith(name + "/")]
             inside += [g for g in m.groups + m.pending_dirs + list(m.files) if g.startswith(name + "/")]
-            if inside and not recursive:
-                raise TensorExistsError(f"group {name!r} is not empty")
+            if inside and not recursive:  # (ENOTEMPTY, as rmdir's; it was "exists")
+                raise DirectoryNotEmptyError(f"group {name!r} is not empty: delete it and what it holds "
+                                             f"with delete_group({name!r}, recursive=True)")
             for t in [t for t in self._tensors if t.startswith(name + "/")]:
                 self.delete_tensor(t)
             m.groups = [g for g in m.groups if g != name and not g.startswith(name + "/")]

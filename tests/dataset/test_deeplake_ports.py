@@ -248,3 +248,11 @@ def test_pop_without_a_row_empties_the_last_filled_cell_and_takes_a_list(ds):
     ds.x.pop()
     with pytest.raises(IndexError, match="no sample to pop"):
         ds.x.pop()
+
+
+def test_delete_group_of_a_group_not_empty_says_recursive(ds):
+    ds.create_tensor("p/x")
+    with pytest.raises(lakefs.errors.DirectoryNotEmptyError, match=r"delete_group\('p', recursive=True\)"):
+        ds.delete_group("p")
+    ds.delete_group("p", recursive=True)
+    assert "p" not in ds
