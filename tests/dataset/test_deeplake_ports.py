@@ -256,3 +256,15 @@ def test_delete_group_of_a_group_not_empty_says_recursive(ds):
         ds.delete_group("p")
     ds.delete_group("p", recursive=True)
     assert "p" not in ds
+
+
+def test_a_text_sample_given_as_a_str_keeps_a_leading_byte_order_mark(ds):
+    """A str is the text itself: U+FEFF at its start is a character (stripped on read, it
+    came back as 'bom'); a file's byte order mark is still skipped."""
+    ds.create_tensor("t", htype="text")
+    ds.t.append("\ufeffbom")
+    ds.t.append("plain")
+    ds.t.append(b"\xef\xbb\xbffile")
+    assert ds.t.numpy(aslist=True) == ["\ufeffbom", "plain", "file"]
+    assert ds.t[1].tobytes() == b"plain" and ds.t[2].tobytes() == b"\xef\xbb\xbffile"
+    assert ds.t[0].file_bytes().decode("utf-8-sig") == "\ufeffbom"  # (the file view reads the same)
