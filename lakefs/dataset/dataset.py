@@ -221,6 +221,9 @@ def _not_an_attribute(name: str, what: str) -> str:
     return name
 
 
+SUMMARY_DTYPES = {"text": "str", "json": "Any"}  # Deep Lake's summary() dtypes of these htypes
+
+
 class Dataset:
     """A lakefs dataset. Make one with :func:`lakefs.empty`, :func:`lakefs.load` or
     :func:`lakefs.dataset`.
@@ -1020,7 +1023,8 @@ class Dataset:
         rows = [head, tuple("-" * len(h) for h in head)]
         for name, t in self.tensors.items():
             comp = t.sample_compression or (f"{t.chunk_compression} (chunk)" if t.chunk_compression else "None")
-            rows.append((name, t.htype, str(t.shape), str(t.dtype), comp))
+            dtype = SUMMARY_DTYPES.get(t.htype, str(t.dtype))  # (text and json keep no numpy dtype)
+            rows.append((name, t.htype, str(t.shape), dtype, comp))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         print(f"Dataset(path={self.path!r}, tensors={list(self.tensors)})\n")
         for r in rows:

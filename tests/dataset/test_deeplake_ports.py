@@ -268,3 +268,14 @@ def test_a_text_sample_given_as_a_str_keeps_a_leading_byte_order_mark(ds):
     assert ds.t.numpy(aslist=True) == ["\ufeffbom", "plain", "file"]
     assert ds.t[1].tobytes() == b"plain" and ds.t[2].tobytes() == b"\xef\xbb\xbffile"
     assert ds.t[0].file_bytes().decode("utf-8-sig") == "\ufeffbom"  # (the file view reads the same)
+
+
+def test_summary_shows_str_and_any_as_the_dtype_of_text_and_json(ds, capsys):
+    ds.create_tensor("t", htype="text")
+    ds.create_tensor("j", htype="json")
+    ds.t.append("a")
+    ds.j.append({"a": 1})
+    ds.summary()
+    out = capsys.readouterr().out
+    assert re.search(r"^ t +text +\(1, 1\) +str +None$", out, re.M), out
+    assert re.search(r"^ j +json +\(1, 1\) +Any +None$", out, re.M), out
