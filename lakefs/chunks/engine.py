@@ -31,7 +31,7 @@ from lakefs.errors import (
 )
 from lakefs.format import keys, segments
 from lakefs.format.checksum import crc32
-from lakefs.format.index import ENTRY, MAX_NDIM, SampleIndex, SegmentRef, plan_merge
+from lakefs.format.index import ENTRY, MAX_NDIM, NO_CHUNK, SampleIndex, SegmentRef, plan_merge
 from lakefs.storage.base import Storage, read_verified
 
 # read_entry and DatasetFS._content_token unpack ``entry.item()`` tuples by position.
@@ -104,6 +104,7 @@ class ChunkEngine:
         self._open_id: int | None = None
         self._open_state: tuple[int | None, chunkfmt.OpenChunk] = (None, self._open)
         self.obsolete: list[str] = []  # keys to delete once the next commit is visible
+        self._undo: tuple | None = None  # what commit_index changed, for roll_back
         self._streams: weakref.WeakSet[TileStream] = weakref.WeakSet()  # open_stream()s
 
     # --- write path ----------------------------------------------------------------------
@@ -408,31 +409,79 @@ class ChunkEngine:
 
     # --- commit --------------------------------------------------------------------------
 
-    def commit_index(self) -> bool:
+    def commit_index(self, held: np.ndarray | None = None) -> bool:
         """Seal the open chunk and write the changed rows as a new index segment.
 
         Returns True when something was written. Merged-away segments are queued in
         ``obsolete`` for deletion after the manifest naming the new ones is visible.
+        ``held`` rows (:meth:`held_rows`) are written as the last published commit has
+        them, or left out when it has none there, and stay changed for the next commit.
+        Until :meth:`published` or :meth:`roll_back`, the change can be undone.
         """
         self.seal()
+        self._undo = None
         if not self.index.dirty:
             return False
         rows = self.index.take_dirty()
-        new = SegmentRef(self.ids.take(), len(rows), rows)
+        write = rows
+        if held is not None and len(held):  # a held row the last commit has nothing at: left out
+            hold = set(held.tolist())
+            write = np.array([r for r in rows.tolist() if r not in hold or self.index.published_entry(r) is not None],
+                             dtype=np.int64)
+            if not len(write):
+                self.index.mark_dirty(rows)
+                return False
+        new = SegmentRef(self.ids.take(), len(write), write)
         segs = [*self.index.segments, new]
         merge = plan_merge(segs)
         if merge:
             merged_rows = np.unique(np.concatenate([s.rows for s in merge]))
             new = SegmentRef(new.seg_id, len(merged_rows), merged_rows)
             segs = [*segs[: len(segs) - len(merge)], new]
+        key = keys.index_segment(self.tid, new.seg_id)
         try:
-            self.storage.put(keys.index_segment(self.tid, new.seg_id), self.index.encode_rows(new.rows))
+            self.storage.put(key, self.index.encode_rows(new.rows, held))
         except BaseException:
             self.index.mark_dirty(rows)  # the next commit retries them
             raise
+        self._undo = (self.index.segments, list(self.obsolete), rows, key)
         self.obsolete += [keys.index_segment(self.tid, s.seg_id) for s in merge if s.seg_id != new.seg_id]
         self.index.segments = segs
+        if held is not None and len(held):
+            self.index.mark_dirty(held)
         return True
+
+    def roll_back(self) -> str | None:
+        """Undo :meth:`commit_index` (the commit was not published): its rows are changed
+        again, its segment is out of the list. Returns that segment's key (no manifest
+        HEAD names it: the caller deletes it) or None."""
+        if self._undo is None:
+            return None
+        self.index.segments, self.obsolete, rows, key = self._undo
+        self._undo = None
+        self.index.mark_dirty(rows)
+        return key
+
+    def held_rows(self, unstored: Iterable[str]) -> np.ndarray:
+        """The changed rows whose sample has a chunk among ``unstored`` (keys whose put
+        failed: a full disk). A commit can publish the other rows without them."""
+        prefix = keys.chunk_prefix(self.tid)
+        ids = {keys.parse_id(k) for k in unstored if k.startswith(prefix)}
+        rows = self.index.dirty_rows()
+        if not ids or not len(rows):
+            return rows[:0]
+        e = self.index.entries_at(rows)
+        chunk, tiles = e["chunk"], e["tiles"]
+        bad = np.isin(chunk, np.fromiter(ids, dtype=np.int64)) & (chunk != NO_CHUNK)
+        for i in np.flatnonzero((tiles > 1) & (chunk != NO_CHUNK)).tolist():
+            first = int(chunk[i])
+            bad[i] = any(c in ids for c in range(first, first + int(tiles[i])))
+        return rows[bad]
+
+    def published(self, held: np.ndarray | None = None) -> None:
+        """A commit was published with every change but those of ``held`` rows."""
+        self._undo = None
+        self.index.published(held)
 
     def segment_refs(self) -> list[dict]:
         return [s.to_json() for s in self.index.segments]

@@ -106,15 +106,28 @@ class ChunkWriter:
         item = self._pending.get(key)
         return item[0] if item is not None else None
 
-    def drain(self) -> None:
+    def unstored(self) -> frozenset[str]:
+        """The keys whose put failed and is not done yet, once every put in flight has
+        ended: what a commit on a full disk holds back (see ``Dataset._publish_stored``)."""
+        with self._lock:
+            running = [f for _, f in self._pending.values() if f is not None]
+        for future in running:
+            future.exception()  # (waits; the failure stays recorded)
+        with self._lock:
+            return frozenset(key for key, (_, f) in self._pending.items() if f is None or f.exception() is not None)
+
+    def drain(self, skip: frozenset[str] = frozenset()) -> None:
         """Make every submitted chunk durable, or raise the first failure.
 
         A chunk whose background put failed is put again here, and only a failure of
         that put is raised (the cause, a full disk, may be gone by now); failed chunks
-        stay here, readable, for the next ``drain``.
+        stay here, readable, for the next ``drain``. The chunks of ``skip`` are left
+        as they are (a commit that holds their samples back).
         """
         with self._lock:
-            items = list(self._pending.items())
+            items = [(key, item) for key, item in self._pending.items() if key not in skip]
+            if len(items) < len(self._pending):
+                self._failed = True  # (still to be put: checked before the next sample)
         first_error: BaseException | None = None
         for key, (blob, future) in items:
             failed = future is None or future.exception() is not None

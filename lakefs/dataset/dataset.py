@@ -62,6 +62,8 @@ from lakefs.errors import (
     ObjectNotFoundError,
     ReadOnlyError,
     SampleNotFoundError,
+    StorageError,
+    StorageFullError,
     TensorExistsError,
     TensorNotFoundError,
     UnsupportedError,
@@ -801,6 +803,10 @@ class Dataset:
     def flush(self) -> None:
         """Commit: make every write so far durable and visible, atomically.
 
+        On a full disk (``StorageFullError``, raised) the samples whose chunks could be
+        stored are committed all the same, and the others held back: still in memory,
+        readable, committed by the next flush that finds room.
+
         After another writer took the lease over for good (:attr:`lease_lost`) the dataset
         is read-only, and this raises ``LeaseLostError`` if changes were lost with it."""
         self._run_before_commit()
@@ -826,41 +832,121 @@ class Dataset:
                 return [], []
             committed = self._manifest.seq
             try:
-                return self._publish(committed)
+                try:
+                    return self._publish(committed)
+                except StorageFullError as full:
+                    self._publish_stored(committed, full)
+                    raise
             except LeaseLostError as e:
                 raise LeaseLostError(self._stop_writing(str(e)).message()) from None
 
-    def _publish(self, committed: int) -> tuple[list[str], list[str]]:
-        """:meth:`_commit`'s steps, after commit ``committed`` (with the lock)."""
+    def _publish(self, committed: int, unstored: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+        """:meth:`_commit`'s steps, after commit ``committed`` (with the lock). A failed
+        one is undone in memory (:meth:`_roll_back`): the next one starts from the last
+        published commit. With ``unstored`` (chunk keys whose put failed), the samples in
+        those chunks, and the new rows after the last sample published, are held back:
+        left as the last commit has them, still changed for the next commit."""
         self._verify_writer(committed)  # before anything of this commit is put
         m = self._manifest
-        for name, tensor in self._tensors.items():
-            if tensor._engine.commit_index():
-                m.tensors[name].segments = tensor._engine.segment_refs()
-        self._commit_rows()
-        if self._chunk_writer is not None:
-            self._chunk_writer.drain()  # every chunk durable before anything points at it
-        m.row_count = len(self._rows)
-        m.rows = [dict(r) for r in self._rows.segments]
-        m.next_id = self._ids.next_id
-        self._prune_dirs()
-        m.seq += 1
-        mkey = keys.manifest(m.seq)
+        point = (list(self._rows.segments), self._rows.committed, list(self._obsolete), m.row_count, m.rows)
+        held: dict[str, np.ndarray] = {}
+        publishing = False
         try:
-            self._verify_writer(committed)  # a lost lease must never publish a commit
-            self._put_manifest(mkey, m.to_bytes())
-            self._verify_writer(committed)
-            self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
-        except ObjectExistsError as e:
-            m.seq -= 1
-            raise LeaseLostError(f"another writer committed {mkey} of {self.storage.where}: this "
-                                 "one lost its writer lock (lease) and publishes nothing") from e
+            upto = len(self._rows)
+            if unstored:
+                held = {name: t._engine.held_rows(unstored) for name, t in self._tensors.items()}
+                upto = self._rows_to_publish(held)
+            for name, tensor in self._tensors.items():
+                if tensor._engine.commit_index(held.get(name)):
+                    m.tensors[name].segments = tensor._engine.segment_refs()
+            self._commit_rows(upto)
+            if self._chunk_writer is not None:
+                self._chunk_writer.drain(unstored)  # every chunk durable before anything points at it
+            m.row_count = self._rows.committed
+            m.rows = [dict(r) for r in self._rows.segments]
+            m.next_id = self._ids.next_id
+            self._prune_dirs()
+            m.seq += 1
+            mkey = keys.manifest(m.seq)
+            publishing = True
+            try:
+                self._verify_writer(committed)  # a lost lease must never publish a commit
+                self._put_manifest(mkey, m.to_bytes())
+                self._verify_writer(committed)
+                self.storage.put(keys.HEAD, head_bytes(m.seq, mkey))
+            except ObjectExistsError as e:
+                raise LeaseLostError(f"another writer committed {mkey} of {self.storage.where}: this "
+                                     "one lost its writer lock (lease) and publishes nothing") from e
         except BaseException:
-            m.seq -= 1
+            if publishing:
+                m.seq -= 1
+            self._roll_back(point, publishing)
             raise
-        self._dirty = False
+        for name, tensor in self._tensors.items():
+            tensor._engine.published(held.get(name))
+        self._dirty = self._rows.committed < len(self._rows) or any(len(h) for h in held.values())
         self._commit_at = (time.time(), True)
         return self._take_garbage(m.seq)
+
+    def _roll_back(self, point: tuple, publishing: bool) -> None:
+        """Undo in memory what a commit that failed changed before it could publish. The
+        segments it put are deleted, unless its manifest may have been put (``publishing``:
+        a put that failed may still have landed on an object store)."""
+        m = self._manifest
+        rows = self._rows
+        segs, rows.committed, self._obsolete, m.row_count, m.rows = point
+        put = [keys.rows_segment(int(r["id"])) for r in rows.segments if r not in segs]
+        rows.segments = segs
+        for name, tensor in self._tensors.items():
+            key = tensor._engine.roll_back()
+            if key is not None:
+                put.append(key)
+                m.tensors[name].segments = tensor._engine.segment_refs()
+        if publishing:
+            return
+        for key in put:
+            try:
+                self.storage.delete(key)
+            except LakeFSError as e:  # (compact deletes it)
+                log.warning("could not delete %s of a commit that failed: %s", key, e)
+
+    def _rows_to_publish(self, held: dict[str, np.ndarray]) -> int:
+        """How many rows a commit that holds back ``held`` publishes: up to the last row
+        one of its samples needs (a new row of held samples alone waits for them)."""
+        last = self._rows.committed - 1
+        for name, tensor in self._tensors.items():
+            kept = np.setdiff1d(tensor._engine.index.dirty_rows(), held[name])
+            if len(kept):
+                last = max(last, int(kept[-1]))
+        return last + 1
+
+    def _publish_stored(self, committed: int, full: StorageFullError) -> None:
+        """A commit failed for lack of space (``full``, which the caller raises): commit
+        the samples whose chunks are stored, holding back those in the chunks that could
+        not be stored (kept in memory, put again by the next commit). A mount's files
+        and an ingest's samples stored before the disk filled are then kept, instead of
+        every change since the last commit waiting on the ones that do not fit."""
+        writer = self._chunk_writer
+        if writer is None:
+            return
+        for tensor in self._tensors.values():
+            tensor._engine.seal()
+        unstored = writer.unstored()
+        if not unstored:
+            return  # (the chunks are stored; the index or manifest did not fit)
+        if not any(len(np.setdiff1d(t._engine.index.dirty_rows(), t._engine.held_rows(unstored)))
+                   for t in self._tensors.values()):
+            return  # no sample to commit
+        try:
+            garbage = self._publish(committed, unstored)
+        except StorageError as e:
+            log.warning("%s: %s; not even the samples already stored could be committed: %s",
+                        self.storage.where, full, e)
+            return
+        with self._garbage_lock:
+            self._graveyard.append((time.monotonic(), *garbage))
+        log.warning("%s: %s; committed the samples stored so far, the rest waits for space and the next commit",
+                    self.storage.where, full)
 
     def _put_manifest(self, mkey: str, blob: bytes) -> None:
         """Put the manifest of the commit being made. Create-only, so a writer that lost
@@ -948,10 +1034,10 @@ class Dataset:
         is not stored, and there is no commit to check out later."""
         self.flush()
 
-    def _commit_rows(self) -> None:
+    def _commit_rows(self, n: int) -> None:
+        """Put the rows from the last commit's up to ``n`` as a row segment."""
         rows = self._rows
-        n = len(rows)
-        if rows.committed == n:
+        if rows.committed >= n:
             return
         segs = [*rows.segments, {"id": self._ids.take(), "start": rows.committed, "count": n - rows.committed}]
         k = segments.merge_start([int(s["count"]) for s in segs])

@@ -75,6 +75,10 @@ class SampleIndex:
         self.segments: list[SegmentRef] = []
         self._dirty: set[int] = set()
         self._last: int | None = -1  # last filled row; None when it must be recomputed
+        # Rows changed since the last commit that was published → their entry in it (None:
+        # empty). A commit that cannot store every chunk publishes these for the held-back
+        # rows (:meth:`published_entry`).
+        self._base: dict[int, np.void | None] = {}
 
     # --- queries -----------------------------------------------------------------------
 
@@ -143,8 +147,15 @@ class SampleIndex:
         bigger[: len(self._entries)] = self._entries
         self._entries = bigger
 
+    def _remember(self, row: int) -> None:
+        """Keep ``row``'s published entry before its first change since the last commit."""
+        if row not in self._base:
+            self._base[row] = self.entry(row)
+
     def set(self, row: int, entry: np.void | np.ndarray | tuple) -> None:
         """Store ``entry`` (an ENTRY record, or a tuple of its fields) at ``row``."""
+        if row not in self._base:  # (inline _remember: the per-sample hot path)
+            self._base[row] = self.entry(row)
         self._grow(row + 1)
         self._entries[row] = entry
         self._entries["row"][row] = row
@@ -158,6 +169,7 @@ class SampleIndex:
         that no entry, not even an empty one, is left past the last row."""
         if row != self._len - 1:
             raise ValueError(f"row {row} is not the index's newest row")
+        self._remember(row)
         self._entries[row] = empty_entries(1)[0]
         self._entries["row"][row] = row
         self._len = row
@@ -166,6 +178,7 @@ class SampleIndex:
 
     def clear(self, row: int) -> None:
         if row < self._len:
+            self._remember(row)
             self._entries["chunk"][row] = NO_CHUNK
             self._entries["length"][row] = 0
             self._dirty.add(row)
@@ -194,12 +207,45 @@ class SampleIndex:
         self._dirty.clear()
         return rows
 
-    def encode_rows(self, rows: np.ndarray) -> bytes:
+    def encode_rows(self, rows: np.ndarray, held: np.ndarray | None = None) -> bytes:
+        """The index segment of ``rows``; those of them ``held`` back (see
+        :meth:`ChunkEngine.held_rows`) as the last published commit has them."""
         selected = self._entries[rows]  # a fresh contiguous copy; packed without another
+        if held is not None and len(held):
+            for i in np.flatnonzero(np.isin(rows, held)).tolist():
+                row = int(rows[i])
+                before = self._base.get(row)
+                if before is None:
+                    before = empty_entries(1)[0]
+                    before["row"] = row
+                selected[i] = before
         return segments.pack(segments.KIND_INDEX, len(rows), selected.view(np.uint8))
+
+    def dirty_rows(self) -> np.ndarray:
+        """Sorted rows changed since the last commit (the dirty set is kept)."""
+        return np.fromiter(sorted(self._dirty), dtype=np.int64, count=len(self._dirty))
+
+    def entries_at(self, rows: np.ndarray) -> np.ndarray:
+        """The entries of ``rows`` (valid row numbers), a copy."""
+        return self._entries[rows]
 
     def mark_dirty(self, rows: np.ndarray) -> None:
         self._dirty.update(int(r) for r in rows)
+
+    # --- what the last published commit holds --------------------------------------------
+
+    def is_published(self, row: int) -> bool:
+        """Whether ``row`` holds what the last published commit has there."""
+        return row not in self._base
+
+    def published_entry(self, row: int) -> np.void | None:
+        """``row``'s entry in the last published commit (None: an empty cell)."""
+        return self._base[row] if row in self._base else self.entry(row)
+
+    def published(self, held: np.ndarray | None = None) -> None:
+        """A commit was published with every change but those of the ``held`` rows."""
+        keep = {int(r): self._base[int(r)] for r in held} if held is not None and len(held) else {}
+        self._base = keep
 
 
 def plan_merge(segs: list[SegmentRef]) -> list[SegmentRef]:

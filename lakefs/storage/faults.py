@@ -14,6 +14,10 @@ one (1-based):
 
 With ``sticky=True`` every counted operation after the fault fails too, like a disk
 that died or a process that crashed: nothing more reaches the inner store.
+
+``SmallStorage(inner, capacity)`` is a disk that fills up: a put that would take the
+objects' total past ``capacity`` bytes fails with ``StorageFullError`` and stores
+nothing, while smaller puts still fit, and a delete frees its object's bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import threading
 from collections.abc import Collection, Iterator
 from typing import BinaryIO, Literal
 
-from lakefs.errors import StorageError, StorageFullError
+from lakefs.errors import ObjectNotFoundError, StorageError, StorageFullError
 from lakefs.storage.base import Storage, StorageWrapper, WriterLock
 
 Mode = Literal["raise", "eio", "enospc", "torn"]
@@ -141,3 +145,43 @@ class FaultyStorage(StorageWrapper):
         if self._tick("writer_lock", name):
             raise self._fault("writer_lock", name)
         return self.inner.writer_lock(name)
+
+
+class SmallStorage(StorageWrapper):
+    """``inner`` holding at most ``capacity`` bytes of objects; see the module doc."""
+
+    def __init__(self, inner: Storage, capacity: int) -> None:
+        super().__init__(inner)
+        self.capacity = capacity
+        self._mutex = threading.Lock()
+
+    def used(self) -> int:
+        """Bytes the objects take now."""
+        return sum(self.inner.size(k) for k in self.inner.list())
+
+    def _make_room(self, key: str, size: int) -> None:
+        try:
+            old = self.inner.size(key)
+        except ObjectNotFoundError:
+            old = 0
+        if self.used() - old + size > self.capacity:
+            raise StorageFullError(f"storage full: write {key!r}: No space left on device")
+
+    def put(self, key: str, data: bytes | bytearray | memoryview, *, sync: bool = True) -> None:
+        with self._mutex:
+            self._make_room(key, memoryview(data).nbytes)
+            self.inner.put(key, data, sync=sync)
+
+    def put_new(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        with self._mutex:
+            self._make_room(key, memoryview(data).nbytes)
+            self.inner.put_new(key, data)
+
+    def put_from(self, key: str, f: BinaryIO, size: int, *, sync: bool = True) -> None:
+        with self._mutex:
+            self._make_room(key, size)
+            self.inner.put_from(key, f, size, sync=sync)
+
+    def statfs(self) -> tuple[int, int, int]:
+        free = max(0, self.capacity - self.used())
+        return self.capacity, free, free
