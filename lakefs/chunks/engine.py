@@ -104,6 +104,9 @@ class ChunkEngine:
         self._open_id: int | None = None
         self._open_state: tuple[int | None, chunkfmt.OpenChunk] = (None, self._open)
         self.obsolete: list[str] = []  # keys to delete once the next commit is visible
+        # Chunks put (or being put) that no published commit references: a writer that
+        # gives up deletes them (Dataset.abandon), so their space is free again.
+        self.unpublished: set[int] = set()
         self._undo: tuple | None = None  # what commit_index changed, for roll_back
         self._streams: weakref.WeakSet[TileStream] = weakref.WeakSet()  # open_stream()s
 
@@ -193,6 +196,7 @@ class ChunkEngine:
     def put_sealed(self, chunk_id: int, blob: bytes | bytearray | chunkfmt.OpenChunk, *,
                    behind: bool = True) -> None:
         """Put a whole chunk object (written behind when the engine has a writer)."""
+        self.unpublished.add(chunk_id)  # (first: a failed put may leave a piece behind)
         if behind and self.writer is not None:
             self.writer.submit(keys.chunk(self.tid, chunk_id), blob)
         else:
@@ -479,8 +483,20 @@ class ChunkEngine:
         return rows[bad]
 
     def published(self, held: np.ndarray | None = None) -> None:
-        """A commit was published with every change but those of ``held`` rows."""
+        """A commit was published with every change but those of ``held`` rows: the chunks
+        it references are not this writer's to delete any more (:attr:`unpublished`)."""
         self._undo = None
+        if self.unpublished:
+            rows = self.index.unpublished_rows()
+            rows = rows[rows < len(self.index)]
+            if held is not None and len(held):
+                rows = np.setdiff1d(rows, held)
+            e = self.index.entries_at(rows)
+            e = e[e["chunk"] != NO_CHUNK]
+            single = e["tiles"] <= 1
+            self.unpublished.difference_update(e["chunk"][single].tolist())
+            for first, n in zip(e["chunk"][~single].tolist(), e["tiles"][~single].tolist()):
+                self.unpublished.difference_update(range(first, first + n))
         self.index.published(held)
 
     def segment_refs(self) -> list[dict]:

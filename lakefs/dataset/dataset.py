@@ -255,6 +255,7 @@ class Dataset:
         self._marker: bytes | None = None  # and the marker (a re-created dataset has another)
         self._replacing = _replacing  # empty(overwrite=True): the folder held a dataset
         self._manifest_put: str | None = None  # a manifest this writer put (HEAD may have failed)
+        self._unnamed: list[str] = []  # segments of commits that failed while putting their manifest
         self._dirty = False
         self._before_commit: list[Callable[[], None]] = []
         # Ids of staged files put, not yet published or dropped → their bytes' crc32
@@ -668,6 +669,28 @@ class Dataset:
                 self._finish_close()
         self._delete_garbage(*garbage, all_now=not keep_open)
 
+    def abandon(self) -> None:
+        """Close without committing: give up every change since the last commit.
+
+        For a writer that stops for good after a commit failed (an ingest that exits, a
+        mount that unmounts on a full disk), where :meth:`close` would keep the changes
+        for a retry that never comes: the objects this writer put for them (chunks,
+        segments, a manifest ``HEAD`` never named) are deleted, so their space is free
+        again for a rerun, and the writer lock is released. Nothing a commit references
+        is deleted."""
+        self.stop_autocommit()
+        with self._lock:
+            if self._closed:
+                return
+            if self._chunk_writer is not None:
+                self._chunk_writer.close()  # no put of a chunk may land after its delete
+            try:
+                if not self.read_only and self._writer_lock is not None:
+                    maintenance.delete_unpublished(self)
+            finally:
+                self._finish_close()
+        self._delete_garbage([], [], all_now=True)  # (the garbage of what was published)
+
     def _finish_close(self) -> None:
         self._closed = True
         _open_writers.forget(self)
@@ -805,7 +828,8 @@ class Dataset:
 
         On a full disk (``StorageFullError``, raised) the samples whose chunks could be
         stored are committed all the same, and the others held back: still in memory,
-        readable, committed by the next flush that finds room.
+        readable, committed by the next flush that finds room (or given up with
+        :meth:`abandon`).
 
         After another writer took the lease over for good (:attr:`lease_lost`) the dataset
         is read-only, and this raises ``LeaseLostError`` if changes were lost with it."""
@@ -886,12 +910,16 @@ class Dataset:
             tensor._engine.published(held.get(name))
         self._dirty = self._rows.committed < len(self._rows) or any(len(h) for h in held.values())
         self._commit_at = (time.time(), True)
-        return self._take_garbage(m.seq)
+        doomed, prefixes = self._take_garbage(m.seq)
+        doomed += self._unnamed  # (this commit's manifest does not name them: they are garbage)
+        self._unnamed = []
+        return doomed, prefixes
 
     def _roll_back(self, point: tuple, publishing: bool) -> None:
         """Undo in memory what a commit that failed changed before it could publish. The
-        segments it put are deleted, unless its manifest may have been put (``publishing``:
-        a put that failed may still have landed on an object store)."""
+        segments it put are deleted; once its manifest may have been put (``publishing``:
+        a put that failed may still have landed on an object store), they are only
+        remembered, for the next commit or :meth:`abandon` to delete."""
         m = self._manifest
         rows = self._rows
         segs, rows.committed, self._obsolete, m.row_count, m.rows = point
@@ -903,6 +931,7 @@ class Dataset:
                 put.append(key)
                 m.tensors[name].segments = tensor._engine.segment_refs()
         if publishing:
+            self._unnamed += put
             return
         for key in put:
             try:

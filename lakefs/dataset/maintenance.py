@@ -8,16 +8,22 @@ any more: data first, visible last, garbage after (DESIGN §5).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.chunks.engine import ChunkEngine
+from lakefs.errors import LakeFSError
 from lakefs.format import keys
+from lakefs.format.manifest import Manifest, parse_head
 
 if TYPE_CHECKING:
     from lakefs.dataset.dataset import Dataset
     from lakefs.dataset.tensor import Tensor
+
+log = logging.getLogger("lakefs.dataset")
 
 LIVE_RATIO = 0.5  # a chunk with less than this share of live bytes is rewritten
 SMALL_RATIO = 0.5  # chunks under this share of the target size are merged
@@ -115,6 +121,57 @@ def delete_unreferenced(ds: Dataset) -> None:
         for key in list(ds.storage.list(prefix)):
             if key not in live and keys.is_dataset_key(key):
                 ds.storage.delete(key)
+
+
+def delete_unpublished(ds: Dataset) -> None:
+    """Delete the objects ``ds``'s writer put that its last commit does not reference, as
+    it gives its changes up (``Dataset.abandon``, with the lock): the chunks it put since
+    its last commit (which a commit would have taken out of ``unpublished``), the
+    segments and plain files its state names and ``HEAD``'s manifest does not, and a
+    manifest put by a commit whose ``HEAD`` failed. When ``HEAD`` is not this writer's
+    last commit (an object store that stored a put it reported failed), nothing is."""
+    m = ds._manifest
+    try:
+        seq, mkey = parse_head(ds.storage.get(keys.HEAD), keys.HEAD)
+        head = Manifest.from_bytes(ds.storage.get(mkey), mkey)
+    except LakeFSError as e:
+        log.warning("%s: cannot tell what the last commit references (%s): uncommitted objects are left to "
+                    "`lakefs compact`", ds.storage.where, e)
+        return
+    if seq != m.seq:
+        log.warning("%s: HEAD is at commit %d, this writer's last was %d: its uncommitted objects are left to "
+                    "`lakefs compact`", ds.storage.where, seq, m.seq)
+        return
+    named = _segment_and_file_keys(head)
+    doomed = list(ds._unnamed)
+    for tensor in ds._tensors.values():
+        eng = tensor._engine
+        doomed += [keys.chunk(eng.tid, c) for c in sorted(eng.unpublished)]
+        doomed += [keys.index_segment(eng.tid, s.seg_id) for s in eng.index.segments]
+    doomed += [keys.rows_segment(int(r["id"])) for r in ds._rows.segments]
+    doomed += [keys.staged_file(i) for i in ds._staging]
+    doomed += [keys.staged_file(f.file_id) for f in m.files.values()]
+    if ds._manifest_put is not None and ds._manifest_put != mkey and keys.parse_id(ds._manifest_put) > seq:
+        doomed.append(ds._manifest_put)
+    for key in dict.fromkeys(doomed):
+        if key in named or not keys.is_dataset_key(key):
+            continue
+        try:
+            ds.storage.delete(key)
+        except LakeFSError as e:
+            log.warning("%s: could not delete uncommitted object %s (`lakefs compact` will): %s",
+                        ds.storage.where, key, e)
+    with contextlib.suppress(LakeFSError):
+        ds.storage.sync()
+
+
+def _segment_and_file_keys(m: Manifest) -> set[str]:
+    """The segments and plain files manifest ``m`` references."""
+    out = {keys.rows_segment(int(r["id"])) for r in m.rows}
+    out.update(keys.staged_file(f.file_id) for f in m.files.values())
+    for meta in m.tensors.values():
+        out.update(keys.index_segment(meta.tid, int(s["id"])) for s in meta.segments)
+    return out
 
 
 def stats(ds: Dataset) -> dict[str, dict[str, Any]]:

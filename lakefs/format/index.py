@@ -77,7 +77,7 @@ class SampleIndex:
         self._last: int | None = -1  # last filled row; None when it must be recomputed
         # Rows changed since the last commit that was published → their entry in it (None:
         # empty). A commit that cannot store every chunk publishes these for the held-back
-        # rows (:meth:`published_entry`).
+        # rows (:meth:`published_entry`), and a writer that gives up knows what it wrote.
         self._base: dict[int, np.void | None] = {}
 
     # --- queries -----------------------------------------------------------------------
@@ -233,6 +233,10 @@ class SampleIndex:
         self._dirty.update(int(r) for r in rows)
 
     # --- what the last published commit holds --------------------------------------------
+
+    def unpublished_rows(self) -> np.ndarray:
+        """Sorted rows changed since the last published commit."""
+        return np.fromiter(sorted(self._base), dtype=np.int64, count=len(self._base))
 
     def is_published(self, row: int) -> bool:
         """Whether ``row`` holds what the last published commit has there."""

@@ -800,6 +800,12 @@ def _stop_mount(ds: Dataset, fs: DatasetFS, mountpoint: str, refresher: Refreshe
             # `lakefs umount` of a background mount reports it from here (exit 1).
             if _write_failure(mountpoint, f"{e}"):
                 end_final_commit_pending(mountpoint)
+            # The mount gives up what it could not commit: the chunks of those files are
+            # deleted (found by QA: a remount found the disk as full as the mount left it).
+            try:
+                ds.abandon()
+            except LakeFSError as gone:  # (the store is down: compact deletes them later)
+                log.warning("could not delete the objects of what was not committed: %s", gone)
             raise
         # (else: the lease was lost, found by this very close; reported below)
     if ds.lease_lost is not None:

@@ -2,7 +2,9 @@
 left its chunks behind, so that the rerun it recommended failed sooner).
 
 - the samples whose chunks were stored before the disk filled are committed, the others
-  held back in memory for the next commit, which stores them once there is space.
+  held back in memory for the next commit, which stores them once there is space;
+- a writer that gives up (:meth:`Dataset.abandon`) deletes every object it put that no
+  commit references, and nothing a commit references.
 """
 
 from __future__ import annotations
@@ -114,3 +116,44 @@ def test_a_failed_commit_retried_without_space_commits_nothing_more():
     assert len([k for k in inner.list() if k.startswith("manifests/")]) == seq
     disk.capacity = 1 << 30
     ds.close()
+
+
+def test_a_writer_that_gives_up_deletes_what_it_put_and_no_commit_references():
+    inner, _, ds, written = _fill(200 << 10)
+    with pytest.raises(StorageFullError):
+        ds.flush()
+    kept = _committed(inner)
+    ds.abandon()
+    assert not _unreferenced(inner)
+    assert _committed(inner) == kept
+    assert fsck(inner).ok
+    Dataset(inner).close()  # the lock is free
+
+
+def test_a_writer_that_gives_up_before_anything_was_stored_leaves_its_last_commit():
+    inner, _, ds, written = _fill(8 << 10)
+    with pytest.raises(StorageFullError):
+        ds.flush()
+    assert _committed(inner) == written[:3]
+    ds.abandon()
+    assert not _unreferenced(inner)
+    assert _committed(inner) == written[:3]
+    assert fsck(inner).ok
+
+
+def test_a_writer_that_gives_up_after_a_failed_manifest_put_deletes_its_segments():
+    """The chunks are stored, the manifest is not: nothing the failed commit put stays."""
+    inner, disk, ds, written = _fill(1 << 30)
+    ds._chunk_writer._executor.submit(lambda: None).result()
+    real = disk.put_new
+
+    def full(key, data):
+        raise StorageFullError(f"storage full: write {key!r}")
+
+    disk.put_new = full  # (the manifest is put create-only)
+    with pytest.raises(StorageFullError):
+        ds.flush()
+    disk.put_new = real
+    ds.abandon()
+    assert not _unreferenced(inner)
+    assert _committed(inner) == written[:3]

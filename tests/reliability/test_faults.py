@@ -20,6 +20,7 @@ device" through a real mount.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
@@ -399,6 +400,48 @@ def test_umount_reports_a_final_commit_that_failed(small_tmpfs, tmp_path, mountp
     finally:
         if is_mounted(mountpoint):
             unmount(mountpoint)
+
+
+@pytest.mark.timeout(180)
+def test_a_mount_that_gives_up_at_unmount_leaves_no_chunk_behind(small_tmpfs, tmp_path, mountpoint, photos):
+    """Found by QA: the chunks of files a mount could not commit on a full disk stayed
+    after the unmount (until `lakefs compact`): a remount found the disk as full."""
+    import sys
+
+    from lakefs.dataset import maintenance
+
+    ds_path = small_tmpfs / "ds"
+    lakefs_cli = [sys.executable, "-m", "lakefs"]
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), PYTHONPATH=str(Path(lakefs.__file__).parents[1]))
+    subprocess.run(lakefs_cli + ["mount", str(ds_path), str(mountpoint), "-o", "commit_interval=3600"],
+                   check=True, env=env, timeout=60)
+    copied = {}
+    try:
+        (mountpoint / "images").mkdir()
+        for i in range(2000):  # until the disk is full: nothing is committed before the unmount
+            src = photos[i % len(photos)]
+            done = subprocess.run(["cp", str(src), str(mountpoint / "images" / f"{i}.jpg")], capture_output=True)
+            if done.returncode != 0:
+                break
+            copied[f"images/{i}.jpg"] = src.read_bytes()
+        fd = os.open(small_tmpfs / "filler", os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):  # until not even a manifest fits
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        done = subprocess.run(lakefs_cli + ["umount", str(mountpoint)], capture_output=True, text=True,
+                              env=env, timeout=120)
+        assert done.returncode == 1 and "final commit failed" in done.stderr, (done.stdout, done.stderr)
+    finally:
+        if is_mounted(mountpoint):
+            unmount(mountpoint)
+    os.unlink(small_tmpfs / "filler")
+    assert not read_everything(ds_path)
+    assert_fsck_clean(ds_path)
+    with lakefs.load(ds_path) as ds:
+        before = set(ds.storage.list())
+        maintenance.delete_unreferenced(ds)
+        assert before == set(ds.storage.list())  # nothing left for compact
 
 
 @pytest.mark.timeout(180)
