@@ -97,9 +97,8 @@ def _count(n: int, one: str, many: str) -> str:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     import lakefs
-    from lakefs.errors import StorageError
     from lakefs.storage.remote import is_object_store
-    from lakefs.tools.ingest import ingest
+    from lakefs.tools.ingest import close_dataset, ingest
     from lakefs.tools.scan import scan
 
     refuse_a_missing_parent(args.dataset)
@@ -115,15 +114,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         except BaseException:
             ds.close()
             raise
-        try:
-            ds.close()  # a retry of the final commit if that failed; the report says its outcome
-        except StorageError as e:
-            # The report must not be hidden by this error (the store is down: the commit
-            # fails again); the dataset keeps its last commit.
-            if report.commit_error is None:
-                report.commit_error = str(e)
-        else:
-            report.committed, report.commit_error = report.written, None
+        # A retry of the final commit if that failed (the report says its outcome, not
+        # an error raised); if it fails again, the dataset keeps its last commit.
+        close_dataset(ds, report)
     _print_ingest_report(report, args.quiet)
     code = _report_failures(report.failed, "ingested", report.folders)
     if report.stopped is not None:
@@ -131,7 +124,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if report.commit_error is not None:
         lost = report.written - report.committed
         print(f"lakefs: the final commit failed: {report.commit_error}\n"
-              f"  {_count(lost, 'file', 'files')} written since the last commit {'is' if lost == 1 else 'are'}"
+              f"  {_count(lost, 'file', 'files')} written but not committed {'is' if lost == 1 else 'are'}"
               " not kept", file=sys.stderr)
     if report.stopped is not None or report.commit_error is not None:
         print(f"  {report.total - report.kept - report.skipped - len(report.failed)} files were not"

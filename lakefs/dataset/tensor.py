@@ -533,6 +533,13 @@ class Tensor(HtypeReaders):
             e = self._engine.index.entry(row)
         return None if e is None else Sample(self, row, e)
 
+    def is_committed(self, row: int) -> bool:
+        """Whether the cell at ``row`` holds what the last commit has there: a sample
+        written since is not, until a commit publishes it (a commit on a full disk holds
+        back the samples it could not store; see ``Dataset.flush``)."""
+        with self.dataset._lock:
+            return self._engine.index.is_published(row)
+
     def numpy(self, aslist: bool = False) -> Any:
         """All samples: one stacked array when shapes agree, else (or with ``aslist``) a
         list of them."""

@@ -11,8 +11,10 @@ order (a bounded window of work in flight), so row order does not depend on timi
 Resumable: a file whose row already holds a sample with the same mtime and size (or the
 same mtime, for a file that had to be transcoded and so cannot keep its size) is
 skipped. A commit every ``commit_seconds`` keeps a killed ingest's progress. The report
-says how many written files the last successful commit covers (``committed``): if the
-final commit fails (``commit_error``), the files written after that are not kept.
+says how many written files the commits kept (``committed``): if the final commit fails
+(``commit_error``), the files written after the last one are not kept. On a full disk a
+commit keeps the files whose chunks were stored (``Dataset.flush``), and the ingest
+commits before the files written since its last commit outgrow the space left.
 
 A bad file (unreadable, truncated, not an image) is recorded with its reason and never
 stops the others.
@@ -42,6 +44,7 @@ from lakefs.dataset import Dataset, Tensor
 from lakefs.dataset.dataset import resolve_tensor_settings
 from lakefs.dataset.samples import check_class_name
 from lakefs.errors import InvalidSampleError, LakeFSError, StorageError, TensorExistsError
+from lakefs.format.index import ENTRY
 from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, settle_stems, special_reason
 
 log = logging.getLogger("lakefs.ingest")
@@ -50,6 +53,9 @@ HEAD_BYTES = 64  # enough for the registry's magic-byte detection
 WINDOW = 64  # files in flight (being read or transcoded), at most
 WINDOW_BYTES = 256 << 20  # and at most this many source bytes
 READ_THREADS = 4  # pass-through files are read ahead while the main thread writes
+COMMIT_MARGIN = 1 << 20  # room kept for a commit's manifest and segments (see _make_room)
+ROW_KEY_BYTES = 64  # and per row: a key in a row segment (a commit may merge them all)
+UNKNOWN_SPACE = 1 << 50  # statfs of a storage that does not know its space (Storage.statfs)
 
 
 @dataclass
@@ -57,8 +63,8 @@ class IngestReport:
     """What became of every file of the source: ``total`` = ``written`` + ``skipped`` +
     ``len(failed)``; hidden files and folders not read are counted apart.
 
-    ``written`` files are in the dataset; the first ``committed`` of them are committed.
-    When the final commit failed (``commit_error``), only those are kept: ``kept``."""
+    ``written`` files are in the dataset; ``committed`` of them are committed. When the
+    final commit failed (``commit_error``), only those are kept: ``kept``."""
 
     layout: str
     total: int = 0
@@ -72,8 +78,18 @@ class IngestReport:
     created_tensors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stopped: str | None = None  # the storage failure that stopped the ingest (rerun to resume)
-    committed: int = 0  # written files the last successful commit covers
-    commit_error: str | None = None  # the final commit failed: files written after `committed` are lost
+    committed: int = 0  # written files the commits kept
+    commit_error: str | None = None  # the final commit failed: the written files not committed are lost
+    # (tensor, row, labels tensor or None) of each file written that no commit kept yet
+    uncommitted: list[tuple[Tensor, int, Tensor | None]] = field(default_factory=list, repr=False)
+
+    def count_committed(self) -> None:
+        """Set ``committed`` from what the dataset's last commit holds (after a commit,
+        also one that failed: on a full disk it keeps the files it could store)."""
+        left = [(t, row, labels) for t, row, labels in self.uncommitted
+                if not (t.is_committed(row) and (labels is None or labels.is_committed(row)))]
+        self.uncommitted = left
+        self.committed = self.written - len(left)
 
     @property
     def kept(self) -> int:
@@ -231,6 +247,8 @@ class Ingester:
         self._window_bytes = 0
         self._bar: Any = None
         self._last_commit = time.monotonic()
+        self._since_bytes = 0  # bytes of the files written since the last commit
+        self._free = _space_left(ds)  # bytes the storage had left at the last commit
 
     # --- setup -------------------------------------------------------------------------
 
@@ -457,9 +475,26 @@ class Ingester:
 
     def _commit_if_due(self) -> None:
         if time.monotonic() - self._last_commit > self.commit_seconds:
-            self.ds.flush()
-            self.report.committed = self.report.written
-            self._last_commit = time.monotonic()
+            self._commit()
+
+    def _commit(self) -> None:
+        self.ds.flush()  # (a failure stops the ingest: see run)
+        self.report.count_committed()
+        self._last_commit = time.monotonic()
+        self._since_bytes = 0
+        self._free = _space_left(self.ds)
+
+    def _make_room(self, size: int) -> None:
+        """Commit first when a file of ``size`` bytes would take the files written since
+        the last commit past the space that was left then (``statfs``; a margin for the
+        commit's own index and manifest). The commit seals the open chunk at the size
+        that fits. Found by QA: on a nearly full disk a chunk too big for the space left
+        failed, with every file written since the last commit (none was kept)."""
+        if self._free is None or not self._since_bytes:
+            return
+        margin = COMMIT_MARGIN + len(self.ds) * (ROW_KEY_BYTES + ENTRY.itemsize * len(self.plan.tensors))
+        if self._since_bytes + size + margin > self._free:
+            self._commit()
 
     def _final_commit(self) -> None:
         """Commit; a failure is the report's ``commit_error`` (not raised: the report must
@@ -468,9 +503,9 @@ class Ingester:
             self.ds.flush()
         except StorageError as e:
             self.report.commit_error = str(e)
-            return
-        self.report.committed = self.report.written
-        self.report.commit_error = None
+        else:
+            self.report.commit_error = None
+        self.report.count_committed()
 
     def _write(self, item: _Item) -> None:
         src, tensor = item.src, self.ds.tensors[item.src.tensor]
@@ -479,22 +514,51 @@ class Ingester:
             self._fail(src, reason or "could not be read")
             return
         name = src.key + (tensor.format.canonical_ext if item.transcoded else src.ext)
+        labels = self.ds.tensors[LABELS] if src.label is not None else None
+        self._make_room(len(data))
         try:
-            tensor.write_file(name, data, mtime_ns=item.st.st_mtime_ns, mode=item.st.st_mode & 0o7777,
-                              transcoded=item.transcoded)
-            if src.label is not None:
-                self.ds.tensors[LABELS].write_file(
-                    src.key + ".txt", (src.label + "\n").encode(), mtime_ns=item.st.st_mtime_ns
-                )
+            sample = tensor.write_file(name, data, mtime_ns=item.st.st_mtime_ns, mode=item.st.st_mode & 0o7777,
+                                       transcoded=item.transcoded)
+            if labels is not None:
+                labels.write_file(src.key + ".txt", (src.label + "\n").encode(), mtime_ns=item.st.st_mtime_ns)
         except StorageError:
             raise  # (see run: the ingest stops)
         except LakeFSError as e:
             self._fail(src, _reason(e))
             return
+        self.report.uncommitted.append((tensor, sample.row, labels))
+        self._since_bytes += len(data)
         self.report.written += 1
         self.report.transcoded += item.transcoded
         self.report.bytes_read += item.st.st_size
         self._tick()
+
+
+def _space_left(ds: Dataset) -> int | None:
+    """Bytes the dataset's storage has left, or None where it does not tell (an object store)."""
+    try:
+        _, _, avail = ds.storage.statfs()
+    except (LakeFSError, OSError):
+        return None
+    return None if avail >= UNKNOWN_SPACE else avail
+
+
+def close_dataset(ds: Dataset, report: IngestReport) -> None:
+    """Close ``ds`` after :func:`ingest`: its final commit once more, if that failed, and
+    ``report`` says what was kept. If the commit still fails, the dataset is abandoned
+    (``Dataset.abandon``): the chunks of the files not kept are deleted, so the rerun
+    the report suggests has their space again (found by QA: each rerun on a full disk
+    failed sooner, its space taken by the chunks of the runs before)."""
+    try:
+        ds.close()
+    except StorageError as e:
+        if report.commit_error is None:
+            report.commit_error = str(e)
+        report.count_committed()
+        ds.abandon()
+        return
+    report.commit_error = None
+    report.count_committed()
 
 
 def _media_codec(tensor: Tensor) -> str | None:

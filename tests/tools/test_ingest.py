@@ -471,7 +471,7 @@ def test_a_failed_final_commit_is_reported_as_not_kept(cli, jpeg_dir: Path, data
     assert r.code == 1
     assert r.out.startswith("ingested 0 of 8 files")
     assert "lakefs: the final commit failed: write 'HEAD' on s3://b/ds: no answer in time" in r.err
-    assert "8 files written since the last commit are not kept" in r.err
+    assert "8 files written but not committed are not kept" in r.err
     assert "8 files were not stored; run the same command again to resume" in r.err
     monkeypatch.undo()
     _forget_the_open_dataset()
@@ -495,7 +495,7 @@ def test_a_storage_failure_then_a_failed_commit_keeps_the_last_commit(cli, jpeg_
     assert r.out.startswith("ingested 3 of 8 files"), r.out
     assert "ingest stopped, the storage failed: write 'HEAD'" in r.err
     assert "the final commit failed: write 'HEAD'" in r.err
-    assert "1 file written since the last commit is not kept" in r.err
+    assert "1 file written but not committed is not kept" in r.err
     assert "5 files were not stored; run the same command again to resume" in r.err
     monkeypatch.undo()
     _forget_the_open_dataset()
@@ -824,3 +824,74 @@ def test_an_explicit_dtype_or_an_existing_tensor_keeps_its_dtype(cli, tmp_path: 
     with lakefs.load(dataset_path, read_only=True) as ds:
         assert ds["depth"].dtype == "uint8" and ds["wide"].dtype == "int32"
         assert np.array_equal(ds["a"]["wide"].numpy()[..., 0], maps["a"])
+
+
+# --- a full disk (found by QA: an ingest onto a small tmpfs kept nothing, and the rerun
+# it recommended failed sooner, the space taken by the chunks of the failed run) ----------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    d = tmp_path / "tmpfs"
+    d.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(d)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _photo_folder(tmp_path: Path, photos: list[Path], n: int) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n):
+        shutil.copy2(photos[i % len(photos)], src / f"img{i:03d}.jpg")
+    return src
+
+
+def _unreferenced(path: Path) -> set[str]:
+    """Objects `lakefs compact` would delete: what no commit references."""
+    from lakefs.dataset import maintenance
+
+    with lakefs.load(path) as ds:
+        before = set(ds.storage.list())
+        maintenance.delete_unreferenced(ds)
+        return before - set(ds.storage.list())
+
+
+def _check_kept(ds_path: Path, src: Path) -> int:
+    with lakefs.load(ds_path, read_only=True) as ds:
+        samples = list(ds.images.iter_samples()) if "images" in ds.tensors else []
+        for s in samples:
+            assert s.file_bytes() == (src / f"{s.key}.jpg").read_bytes(), s.key
+        assert len(ds) == len(samples)
+    assert lakefs.tools.fsck.fsck(lakefs.storage.open_storage(str(ds_path), read_only=True)).ok
+    return len(samples)
+
+
+@pytest.mark.timeout(180)
+def test_an_ingest_onto_a_disk_too_small_keeps_what_fits_and_leaves_nothing_behind(
+        cli, small_tmpfs: Path, tmp_path: Path, photos: list[Path]) -> None:
+    import lakefs.tools.fsck  # noqa: F401
+
+    src = _photo_folder(tmp_path, photos, 200)  # ~14 MB of photos, 8 MB of disk
+    ds_path = small_tmpfs / "ds"
+    r = cli("ingest", src, ds_path, "--tensor", "images", "-j", "0")
+    assert r.code == 1
+    kept = int(r.out.split()[1])
+    assert kept >= 50, r.out  # the disk is filled with photos (it kept none)
+    assert "created tensors images" in r.out
+    assert "storage full" in r.err and "run the same command again to resume" in r.err
+    assert _check_kept(ds_path, src) == kept
+    assert not _unreferenced(ds_path)
+    # The rerun it suggests finds what it left: nothing more fits, nothing is lost.
+    r = cli("ingest", src, ds_path, "--tensor", "images", "-j", "0")
+    assert r.code == 1 and r.out.startswith("ingested 0 of 200") and f"{kept} already stored" in r.out, r.out
+    assert _check_kept(ds_path, src) == kept and not _unreferenced(ds_path)
+    # With room, the rerun finishes.
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_tmpfs)], check=True)
+    r = cli("ingest", src, ds_path, "--tensor", "images", "-j", "0")
+    assert r.code == 0 and r.out.startswith(f"ingested {200 - kept} of 200"), (r.out, r.err)
+    assert _check_kept(ds_path, src) == 200
