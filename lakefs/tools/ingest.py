@@ -75,7 +75,8 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (rel path, reason)
     folders: list[tuple[str, str]] = field(default_factory=list)  # ("rel/", reason): not read
     hidden: int = 0
-    created_tensors: list[str] = field(default_factory=list)
+    new_tensors: list[str] = field(default_factory=list)  # the tensors this ingest created
+    tensors_kept: bool = False  # a commit published them (see created_tensors)
     seconds: float = 0.0
     stopped: str | None = None  # the storage failure that stopped the ingest (rerun to resume)
     committed: int = 0  # written files the commits kept
@@ -83,11 +84,19 @@ class IngestReport:
     # (tensor, row, labels tensor or None) of each file written that no commit kept yet
     uncommitted: list[tuple[Tensor, int, Tensor | None]] = field(default_factory=list, repr=False)
 
+    @property
+    def created_tensors(self) -> list[str]:
+        """The tensors this ingest created, once a commit kept them: none when nothing
+        was committed (it said "created tensors images" of a dataset left empty)."""
+        return self.new_tensors if self.tensors_kept else []
+
     def count_committed(self) -> None:
         """Set ``committed`` from what the dataset's last commit holds (after a commit,
         also one that failed: on a full disk it keeps the files it could store)."""
         left = [(t, row, labels) for t, row, labels in self.uncommitted
                 if not (t.is_committed(row) and (labels is None or labels.is_committed(row)))]
+        if len(left) < len(self.uncommitted):
+            self.tensors_kept = True
         self.uncommitted = left
         self.committed = self.written - len(left)
 
@@ -264,7 +273,7 @@ class Ingester:
         for name, settings in self.plan.tensors.items():
             if name not in existing:
                 existing[name] = self.ds.create_tensor_for_first_file(name, settings)
-                self.report.created_tensors.append(name)
+                self.report.new_tensors.append(name)
             elif settings.get("class_names"):
                 names = existing[name].meta.class_names
                 for cls in settings["class_names"]:  # keep label ids stable across reruns
@@ -479,6 +488,7 @@ class Ingester:
 
     def _commit(self) -> None:
         self.ds.flush()  # (a failure stops the ingest: see run)
+        self.report.tensors_kept = True
         self.report.count_committed()
         self._last_commit = time.monotonic()
         self._since_bytes = 0
@@ -505,6 +515,7 @@ class Ingester:
             self.report.commit_error = str(e)
         else:
             self.report.commit_error = None
+            self.report.tensors_kept = True
         self.report.count_committed()
 
     def _write(self, item: _Item) -> None:
@@ -558,6 +569,7 @@ def close_dataset(ds: Dataset, report: IngestReport) -> None:
         ds.abandon()
         return
     report.commit_error = None
+    report.tensors_kept = True
     report.count_committed()
 
 

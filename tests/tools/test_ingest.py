@@ -15,7 +15,9 @@ from image_samples import animation, with_alpha
 from PIL import Image
 
 import lakefs
+from lakefs.storage import open_storage
 from lakefs.tools import ingest as ingest_mod
+from lakefs.tools.fsck import fsck
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -867,15 +869,13 @@ def _check_kept(ds_path: Path, src: Path) -> int:
         for s in samples:
             assert s.file_bytes() == (src / f"{s.key}.jpg").read_bytes(), s.key
         assert len(ds) == len(samples)
-    assert lakefs.tools.fsck.fsck(lakefs.storage.open_storage(str(ds_path), read_only=True)).ok
+    assert fsck(open_storage(str(ds_path), read_only=True)).ok
     return len(samples)
 
 
 @pytest.mark.timeout(180)
 def test_an_ingest_onto_a_disk_too_small_keeps_what_fits_and_leaves_nothing_behind(
         cli, small_tmpfs: Path, tmp_path: Path, photos: list[Path]) -> None:
-    import lakefs.tools.fsck  # noqa: F401
-
     src = _photo_folder(tmp_path, photos, 200)  # ~14 MB of photos, 8 MB of disk
     ds_path = small_tmpfs / "ds"
     r = cli("ingest", src, ds_path, "--tensor", "images", "-j", "0")
@@ -895,3 +895,21 @@ def test_an_ingest_onto_a_disk_too_small_keeps_what_fits_and_leaves_nothing_behi
     r = cli("ingest", src, ds_path, "--tensor", "images", "-j", "0")
     assert r.code == 0 and r.out.startswith(f"ingested {200 - kept} of 200"), (r.out, r.err)
     assert _check_kept(ds_path, src) == 200
+
+
+@pytest.mark.timeout(180)
+def test_an_ingest_that_stores_nothing_says_no_tensor_was_created(
+        cli, small_tmpfs: Path, tmp_path: Path, photos: list[Path]) -> None:
+    src = _photo_folder(tmp_path, photos, 20)
+    ds_path = small_tmpfs / "ds"
+    with lakefs.empty(ds_path):
+        pass
+    free = os.statvfs(small_tmpfs).f_bavail * os.statvfs(small_tmpfs).f_frsize
+    (small_tmpfs / "filler").write_bytes(b"\0" * (free - (48 << 10)))  # no photo fits
+    r = cli("ingest", src, ds_path, "--tensor", "images", "-j", "0")
+    assert r.code == 1
+    assert r.out.startswith("ingested 0 of 20 files") and "created tensors" not in r.out, r.out
+    assert "20 files were not stored" in r.err
+    assert _check_kept(ds_path, src) == 0 and not _unreferenced(ds_path)
+    with lakefs.load(ds_path, read_only=True) as ds:
+        assert not ds.tensors
