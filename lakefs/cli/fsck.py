@@ -42,6 +42,8 @@ def cmd_fsck(args: argparse.Namespace) -> int:
     again = fsck(storage)
     for line in again.problems:
         print(f"fsck: after repair: {line}")
+    for line in again.notes:
+        print(f"fsck: note: {line}")
     renamed = f"{len(report.renamed)} row(s) renamed lost-row-N, " if report.renamed else ""
     print(f"fsck: {args.dataset}: repaired ({len(report.dropped)} dropped, {renamed}"
           f"{again.samples} samples verified afterwards{'' if again.ok else ', problems remain'})")

@@ -46,7 +46,7 @@ import numpy as np
 from lakefs.chunks import chunk as chunkfmt
 from lakefs.compression import get_codec
 from lakefs.dataset.dataset import holds_dataset, orphaned_dataset
-from lakefs.dataset.maintenance import STALE_TEMP_SECONDS
+from lakefs.dataset.maintenance import STALE_TEMP_SECONDS, referenced_keys, unreferenced
 from lakefs.dataset.samples import SampleFormat
 from lakefs.errors import (
     CorruptionError,
@@ -63,7 +63,7 @@ from lakefs.format.manifest import Manifest, StagedFile, TensorMeta, check_versi
 from lakefs.format.rows import RowTable
 from lakefs.storage.base import Storage
 from lakefs.storage.remote import is_object_store
-from lakefs.tools.info import human
+from lakefs.tools.info import UNREFERENCED_CAUSE, human
 from lakefs.tools.salvage import LostSpan, entry_flaw, file_size_of, salvage, salvage_rows
 
 CHECK_ATTEMPTS = 5  # checks from HEAD again when a concurrent commit deleted what one read
@@ -80,7 +80,7 @@ class FsckReport:
     renamed: list[int] = field(default_factory=list)  # rows whose key was lost: repair named them lost-row-N
     repaired: bool = False
     fatal: bool = False  # the dataset cannot be checked further without repair
-    notes: list[str] = field(default_factory=list)  # worth knowing, not damage (leftover temp files)
+    notes: list[str] = field(default_factory=list)  # not damage: leftover temp files, what compact would reclaim
 
     @property
     def ok(self) -> bool:
@@ -599,6 +599,30 @@ class Checker:
             self.describe_rollback()
         return self.check_files()
 
+    def note_unreferenced(self) -> None:
+        """Note (not damage) the objects no commit references, by ``compact``'s own rule
+        (``maintenance.referenced_keys``): an ingest on a full disk left 13 MB of chunks
+        that fsck called clean without a word (found by QA)."""
+        chunks: dict[str, set[int]] = {}
+        for st in self.tensors:
+            e = st.entries[st.entries["chunk"] != NO_CHUNK]
+            tiled = e["tiles"] > 1
+            ids = set(e["chunk"][~tiled].tolist())
+            for first, n in zip(e["chunk"][tiled].tolist(), e["tiles"][tiled].tolist()):
+                ids.update(range(first, first + n))
+            chunks[st.meta.tid] = ids
+        count = size = 0
+        for key in unreferenced(self.storage, referenced_keys(self.manifest, chunks)):
+            try:
+                size += self.storage.size(key)
+            except ObjectNotFoundError:  # (a writer deleted it meanwhile)
+                continue
+            count += 1
+        if count:
+            self.report.notes.append(
+                f"{human(size)} in {count} object{'s' if count != 1 else ''} no commit references: left by "
+                f"{UNREFERENCED_CAUSE}, or being written by a writer at work; `lakefs compact` reclaims it")
+
     def raced(self) -> bool:
         """Whether a missing object may be a writer's doing: a commit made after this check
         read HEAD deletes what its new manifest no longer needs (merged segments, the
@@ -709,6 +733,8 @@ def fsck(storage: Storage, *, repair: bool = False) -> FsckReport:
             from lakefs.tools.repair import repair as do_repair  # noqa: PLC0415
 
             do_repair(checker, bad_files)
+        elif checker.report.ok:  # (of a damaged dataset, what no commit references is no news)
+            checker.note_unreferenced()
         return checker.report
     finally:
         if lock is not None:

@@ -348,6 +348,45 @@ def test_info_says_compact_reclaims_only_what_it_does(cli, dataset_path: Path) -
     assert (after["reclaimable_bytes"], after["kept_dead_bytes"]) == (0, 2_000_000)
 
 
+CRASHED_WRITER = """
+import os, signal, sys
+import lakefs
+ds = lakefs.load(sys.argv[1], commit_at_exit=False)
+for name in ("blobs", "new"):
+    t = ds.tensors.get(name) or ds.create_tensor(name, htype="bytes", chunk_size=1 << 20)
+    for i in range(3):
+        t.write_file(f"c{i}.bin", os.urandom(600_000))
+    t._engine.seal()
+ds._chunk_writer.drain()  # the chunks are stored; the commit never comes
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_info_and_fsck_count_what_no_commit_references(cli, dataset_path: Path) -> None:
+    """Found by QA: an ingest that stopped on a full disk left 13 MB of chunks no commit
+    references: `lakefs info` said "0 rows, 0 tensors, 0 B stored", and of a tensor it
+    had committed blamed updates and deletes; `lakefs fsck` said "clean", no more."""
+    with lakefs.empty(dataset_path) as ds:
+        ds.create_tensor("blobs", htype="bytes").write_file("b.bin", b"kept")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", CRASHED_WRITER, str(dataset_path)], env=env, capture_output=True)
+    assert done.returncode == -9, done.stderr
+    out = cli("info", dataset_path).out
+    assert out.startswith(f"dataset {dataset_path}: 1 rows, 1 tensors, 3.6 MB stored"), out
+    assert ("3.6 MB of the stored bytes hold no current sample: space left by updates, deletes and writes that "
+            "were never committed (a crash or full disk); `lakefs compact` reclaims it") in out.splitlines(), out
+    info = json.loads(cli("info", dataset_path, "--json").out)
+    assert info["unreferenced_bytes"] == info["reclaimable_bytes"] == info["stored_bytes"] - 4 - 32 > 3_600_000
+    r = cli("fsck", dataset_path)
+    assert r.code == 0 and r.out.endswith("clean (1 samples in 1 chunks verified)\n"), r.out
+    assert "fsck: note: 3.6 MB in 4 objects no commit references: left by updates, deletes and writes that " \
+           "were never committed (a crash or full disk)" in r.out, r.out
+    assert cli("compact", dataset_path).code == 0
+    info = json.loads(cli("info", dataset_path, "--json").out)
+    assert info["unreferenced_bytes"] == info["reclaimable_bytes"] == 0
+    assert "note" not in cli("fsck", dataset_path).out
+
+
 def test_ls_shows_what_the_mount_shows(cli, jpeg_dir: Path, dataset_path: Path) -> None:
     cli("ingest", jpeg_dir, dataset_path, "--tensor", "train/images")
     with lakefs.load(dataset_path) as ds:
