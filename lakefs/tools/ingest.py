@@ -43,11 +43,16 @@ from lakefs.compression import detect, get_codec, prepare_encoded
 from lakefs.dataset import Dataset, Tensor
 from lakefs.dataset.dataset import resolve_tensor_settings
 from lakefs.dataset.samples import check_class_name
-from lakefs.errors import InvalidSampleError, LakeFSError, StorageError, TensorExistsError
+from lakefs.errors import InvalidSampleError, LakeFSError, LeaseLostError, StorageError, TensorExistsError
 from lakefs.format.index import ENTRY
 from lakefs.tools.scan import LABELS, Plan, SourceFile, settle_imagefolder_keys, settle_stems, special_reason
 
 log = logging.getLogger("lakefs.ingest")
+
+# What stops an ingest, not a file: the store failed, or (an object store cut off longer
+# than the lease) another writer took the dataset. Every file after it would fail the
+# same way; the report says what was kept, and a rerun resumes.
+STOPS = (StorageError, LeaseLostError)
 
 HEAD_BYTES = 64  # enough for the registry's magic-byte detection
 WINDOW = 64  # files in flight (being read or transcoded), at most
@@ -360,9 +365,10 @@ class Ingester:
                 self._submit(src, tensors[src.tensor])
                 self._drain(block=len(self._window) >= WINDOW or self._window_bytes > WINDOW_BYTES)
             self._drain(block=True, until_empty=True)
-        except StorageError as e:
-            # The store failed, not a file: every file after it would fail the same way
-            # (and an unreachable endpoint takes a deadline per file). Stop; a rerun resumes.
+        except STOPS as e:
+            # The store failed (or the lease with it), not a file: every file after it would
+            # fail the same way (an unreachable endpoint takes a deadline per file). Stop; a
+            # rerun resumes.
             self.report.stopped = str(e)
         finally:
             if self._bar is not None:
@@ -511,7 +517,7 @@ class Ingester:
         still say what was kept, ``committed``, and a rerun resumes from there)."""
         try:
             self.ds.flush()
-        except StorageError as e:
+        except STOPS as e:
             self.report.commit_error = str(e)
         else:
             self.report.commit_error = None
@@ -532,7 +538,7 @@ class Ingester:
                                        transcoded=item.transcoded)
             if labels is not None:
                 labels.write_file(src.key + ".txt", (src.label + "\n").encode(), mtime_ns=item.st.st_mtime_ns)
-        except StorageError:
+        except STOPS:
             raise  # (see run: the ingest stops)
         except LakeFSError as e:
             self._fail(src, _reason(e))
@@ -562,6 +568,11 @@ def close_dataset(ds: Dataset, report: IngestReport) -> None:
     failed sooner, its space taken by the chunks of the runs before)."""
     try:
         ds.close()
+    except LeaseLostError as e:  # (closed all the same; what it put may be the new writer's to keep)
+        if report.commit_error is None:
+            report.commit_error = str(e)
+        report.count_committed()
+        return
     except StorageError as e:
         if report.commit_error is None:
             report.commit_error = str(e)

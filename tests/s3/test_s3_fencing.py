@@ -270,3 +270,29 @@ def test_a_mount_whose_lease_ran_out_while_nobody_else_wrote_goes_on_writing(s3_
     w1.close()
     ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
     assert ro.read_file("open.txt") == b"half and the rest" and ro.read_file("after.txt") == b"after the outage"
+
+
+def test_an_ingest_whose_lease_another_took_over_stops_with_its_report(s3_endpoint, s3_url, photos, tmp_path):
+    """Found by QA: an ingest cut off from the store past its lease ended with only the
+    LeaseLostError (no "ingested N of M", no "run the same command again"), and each
+    file written after it would have been a failure of its own. It stops as on a store
+    failure, and its report says what was kept: nothing since its last commit."""
+    import shutil
+
+    from lakefs.tools import ingest as ingest_mod
+    from lakefs.tools.scan import scan
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in photos:
+        shutil.copy2(p, src / p.name)
+    opts = dict(options(s3_endpoint), lease_seconds=1)
+    w1 = stalled_writer(s3_url, opts, "from_w1")
+    with lakefs.load(s3_url, storage_options=opts) as w2:  # takes the expired lease over
+        w2.b["from_w2"] = b"2" * 3000
+    report = ingest_mod.ingest(w1, scan(str(src), tensor="images"), workers=0, progress=False, commit_seconds=0)
+    ingest_mod.close_dataset(w1, report)  # (no raise: the report says it)
+    assert "lost" in (report.stopped or report.commit_error or ""), (report.stopped, report.commit_error)
+    assert report.kept == 0 and not report.tensors_kept and len(report.failed) == 0
+    ro = lakefs.load(s3_url, read_only=True, storage_options=opts)
+    assert ro.keys() == ["from_w2"] and "images" not in ro.tensors
