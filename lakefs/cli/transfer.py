@@ -142,7 +142,7 @@ def _print_ingest_report(report, quiet: bool) -> None:
     if report.hidden:
         made += "; " + _count(report.hidden, "hidden file skipped", "hidden files skipped")
     print(f"ingested {report.kept} of {report.total} files ({report.layout} layout, "
-          f"{report.transcoded} transcoded, {report.skipped} already stored, {len(report.failed)} failed) "
+          f"{report.transcoded_kept} transcoded, {report.skipped} already stored, {len(report.failed)} failed) "
           f"in {report.seconds:.1f} s, {report.rate:.0f} files/s{made}")
 
 

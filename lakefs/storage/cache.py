@@ -132,7 +132,9 @@ class CachingStorage(StorageWrapper):
             os.makedirs(self.cache_dir, exist_ok=True)
             self._rebuild()
         except OSError as e:
-            raise CacheDirError(self.cache_dir, e.strerror or str(e)) from e
+            # (makedirs over a file says "File exists", which named no fault)
+            why = "a file is there, not a directory" if isinstance(e, FileExistsError) else e.strerror or str(e)
+            raise CacheDirError(self.cache_dir, why) from e
 
     def __repr__(self) -> str:
         return f"CachingStorage({self.inner!r}, {self.cache_dir!r}, {self.max_bytes})"

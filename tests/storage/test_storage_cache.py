@@ -338,7 +338,7 @@ def test_a_full_or_broken_cache_disk_only_costs_speed(inner: Counting, tmp_path:
 
 def test_an_unusable_cache_directory_is_one_clear_error(inner: Counting, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(StorageError, match=r"cannot use the cache directory .*file: File exists"):
+    with pytest.raises(StorageError, match=r"cannot use the cache directory .*file: a file is there, not a directory"):
         CachingStorage(inner, tmp_path / "file", 1 << 20)
 
 

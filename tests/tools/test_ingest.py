@@ -913,3 +913,16 @@ def test_an_ingest_that_stores_nothing_says_no_tensor_was_created(
     assert _check_kept(ds_path, src) == 0 and not _unreferenced(ds_path)
     with lakefs.load(ds_path, read_only=True) as ds:
         assert not ds.tensors
+
+
+def test_the_report_counts_rate_and_transcodes_of_the_files_kept() -> None:
+    """Found by QA: after an outage the summary said "ingested 0 of 300 files ... 11
+    files/s", and "383 of 1200 files (637 transcoded ...)": both counted files written
+    whose commit failed. Both count the files kept now."""
+    r = ingest_mod.IngestReport(layout="flat", total=5, written=5, transcoded=4, seconds=2.0, committed=2)
+    r.uncommitted = [(None, 2, None, True), (None, 3, None, True), (None, 4, None, False)]
+    assert (r.kept, r.transcoded_kept, r.rate) == (5, 4, 2.5)  # (the final commit kept them all)
+    r.commit_error = "no space left"
+    assert (r.kept, r.transcoded_kept, r.rate) == (2, 2, 1.0)
+    r.committed, r.uncommitted = 0, [(None, i, None, i < 4) for i in range(5)]
+    assert (r.kept, r.transcoded_kept, r.rate) == (0, 0, 0.0)
