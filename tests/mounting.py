@@ -267,3 +267,19 @@ def read_only_bind(source: Path, target: Path) -> Iterator[Path]:
             time.sleep(0.1)
         else:
             subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+@contextmanager
+def small_tmpfs_at(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` ("8m") mounted at ``path``: a disk that fills up (ENOSPC
+    from the kernel, not a fault of our own); unmounted on the way out. Skips where no
+    tmpfs can be mounted (no root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

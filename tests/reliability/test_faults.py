@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mounting import is_mounted, mounted, unmount
+from mounting import is_mounted, mounted, small_tmpfs_at, unmount
 from reliability_helpers import assert_fsck_clean, check_content, content, lakefs_mount, md5, read_everything
 
 import lakefs
@@ -274,15 +274,8 @@ def test_filesystem_reports_faults_as_errno_and_keeps_what_fsync_promised(mode):
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
-    d = tmp_path / "tmpfs"
-    d.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(d)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs_at(tmp_path / "tmpfs", "8m") as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 @pytest.mark.timeout(180)

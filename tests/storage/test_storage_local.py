@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mounting import small_tmpfs_at
 
 from lakefs.errors import (
     InvalidKeyError,
@@ -143,16 +144,8 @@ def test_check_reports_bad_root(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
-    try:
+    with small_tmpfs_at(tmp_path / "tiny", "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_full_disk(tiny_tmpfs: Path) -> None:

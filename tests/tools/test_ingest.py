@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from image_samples import animation, with_alpha
+from mounting import small_tmpfs_at
 from PIL import Image
 
 import lakefs
@@ -834,15 +835,8 @@ def test_an_explicit_dtype_or_an_existing_tensor_keeps_its_dtype(cli, tmp_path: 
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
-    d = tmp_path / "tmpfs"
-    d.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(d)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with small_tmpfs_at(tmp_path / "tmpfs", "8m") as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 def _photo_folder(tmp_path: Path, photos: list[Path], n: int) -> Path:
